@@ -1,0 +1,252 @@
+"""The event contract: one Kaggle invoice line -> a typed :class:`Transaction`, or a
+:class:`Rejection` that says why not.
+
+The same contract is checked twice: by the producer on the raw CSV line
+(:func:`parse_row`), and by the flow on every message it reads from the topic
+(:func:`decode_event`), since anything can be written to a topic. Neither ever raises on
+bad input: a bad line or message becomes a ``Rejection`` with a human-readable reason,
+which goes to the dead-letter topic. Non-product lines (postage, fees, manual lines),
+cancellations, bad-debt adjustments, guests and zero prices are valid events, flagged.
+
+Event time is ``InvoiceDate``, the data's local time taken as UTC, carried as whole
+seconds since the epoch (``ts``).
+
+>>> row = ["536365", "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", "6",
+...        "12/1/2010 8:26", "2.55", "17850", "United Kingdom"]
+>>> t = parse_row(row, "data.csv:1")
+>>> t.entity_id, t.quantity, t.amount, t.event_time.isoformat()
+('17850', 6, 15.3, '2010-12-01T08:26:00+00:00')
+>>> decode_event(encode_event(t)) == t
+True
+>>> parse_row(row[:5], "data.csv:2").reason
+'expected 8 fields, got 5'
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+HEADER = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
+          "UnitPrice", "CustomerID", "Country")
+
+#: Stock codes that are not merchandise: postage, carriage, fees, manual lines,
+#: discounts, samples, commissions and gift vouchers. Flagged, never rejected.
+NON_PRODUCT_CODES = frozenset({
+    "POST", "DOT", "M", "C2", "D", "S", "B", "BANK CHARGES", "AMAZONFEE", "CRUK",
+    "ADJUST", "ADJUST2", "TEST001", "TEST002",
+})
+GIFT_VOUCHER_PREFIX = "GIFT_"
+
+#: Bounds outside which a value is taken as corrupt rather than as business.
+MAX_ABS_QUANTITY = 1_000_000
+MAX_ABS_PRICE = 1_000_000.0
+MIN_TS = int(datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp())
+MAX_TS = int(datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp())
+GUEST_PREFIX = "guest-"
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One valid invoice line, as it travels on the topic and lands offline."""
+
+    event_id: str
+    invoice: str
+    stock_code: str
+    description: str
+    quantity: int
+    unit_price: float
+    ts: int
+    customer_id: str | None
+    country: str
+    is_cancellation: bool
+    is_adjustment: bool
+    is_product: bool
+
+    @property
+    def entity_id(self) -> str:
+        """The customer, or for a guest (no CustomerID) the invoice: the Kafka key."""
+        return self.customer_id if self.customer_id else GUEST_PREFIX + self.invoice
+
+    @property
+    def amount(self) -> float:
+        """Line value (quantity x price); negative for cancellations."""
+        return round(self.quantity * self.unit_price, 2)
+
+    @property
+    def event_time(self) -> datetime:
+        """The event time as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.ts, tz=timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A line or message that is not a valid event, with the reason and the raw input."""
+
+    reason: str
+    raw: str
+    event_id: str | None = None
+    source: str = "producer"
+
+    def to_json(self) -> bytes:
+        """The dead letter as written to the dead-letter topic."""
+        return orjson.dumps(asdict(self))
+
+
+FIELD_NAMES = tuple(f.name for f in fields(Transaction))
+
+
+def parse_invoice_date(text: str) -> int:
+    """``12/1/2010 8:26`` (month/day/year hour:minute, UTC) -> epoch seconds.
+
+    Raises ValueError on anything else.
+    """
+    date_part, _, time_part = text.strip().partition(" ")
+    month, day, year = (int(x) for x in date_part.split("/"))
+    hour, minute = (int(x) for x in time_part.split(":"))
+    return int(datetime(year, month, day, hour, minute, tzinfo=timezone.utc).timestamp())
+
+
+def format_invoice_date(ts: int) -> str:
+    """Epoch seconds -> the Kaggle form ``12/1/2010 8:26``."""
+    d = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return f"{d.month}/{d.day}/{d.year} {d.hour}:{d.minute:02d}"
+
+
+def is_product_code(stock_code: str) -> bool:
+    """False for postage, fees, manual lines and the like (see ``NON_PRODUCT_CODES``)."""
+    code = stock_code.upper()
+    return code not in NON_PRODUCT_CODES and not code.startswith(GIFT_VOUCHER_PREFIX)
+
+
+def _customer_id(text: str) -> str | None:
+    """``17850`` or ``17850.0`` -> ``'17850'``; empty -> None (a guest)."""
+    text = text.strip()
+    if not text:
+        return None
+    number = float(text)
+    if not number.is_integer() or number <= 0:
+        raise ValueError(f"CustomerID {text!r} is not a positive whole number")
+    return str(int(number))
+
+
+def _check_ranges(quantity: int, price: float, ts: int, invoice: str) -> str | None:
+    """The reason a parsed line is absurd, or None when it is plausible."""
+    if quantity == 0:
+        return "Quantity is 0"
+    if abs(quantity) > MAX_ABS_QUANTITY:
+        return f"Quantity {quantity} is beyond +/-{MAX_ABS_QUANTITY}"
+    if not math.isfinite(price):
+        return f"UnitPrice {price} is not a finite number"
+    if abs(price) > MAX_ABS_PRICE:
+        return f"UnitPrice {price} is beyond +/-{MAX_ABS_PRICE:.0f}"
+    if price < 0 and not invoice.startswith("A"):
+        return f"UnitPrice {price} is negative outside a bad-debt adjustment"
+    if not MIN_TS <= ts < MAX_TS:
+        return "InvoiceDate is outside 2000-2099"
+    return None
+
+
+def parse_row(row: list[str], event_id: str) -> Transaction | Rejection:
+    """One CSV record of the Kaggle file -> a Transaction, or a Rejection with the reason."""
+    raw = ",".join(row)
+    if len(row) != len(HEADER):
+        return Rejection(f"expected {len(HEADER)} fields, got {len(row)}", raw, event_id)
+    invoice, stock_code, description, quantity, date, price, customer, country = (
+        x.strip() for x in row)
+    if not invoice:
+        return Rejection("InvoiceNo is empty", raw, event_id)
+    if not stock_code:
+        return Rejection("StockCode is empty", raw, event_id)
+    try:
+        qty = int(quantity)
+    except ValueError:
+        return Rejection(f"Quantity {quantity!r} is not a whole number", raw, event_id)
+    try:
+        unit_price = float(price)
+    except ValueError:
+        return Rejection(f"UnitPrice {price!r} is not a number", raw, event_id)
+    try:
+        ts = parse_invoice_date(date)
+    except (ValueError, OverflowError, OSError):
+        return Rejection(f"InvoiceDate {date!r} is not like 12/1/2010 8:26", raw, event_id)
+    try:
+        customer_id = _customer_id(customer)
+    except (ValueError, OverflowError) as exc:
+        return Rejection(str(exc) if "CustomerID" in str(exc)
+                         else f"CustomerID {customer!r} is not a number", raw, event_id)
+    reason = _check_ranges(qty, unit_price, ts, invoice)
+    if reason:
+        return Rejection(reason, raw, event_id)
+    return Transaction(
+        event_id=event_id, invoice=invoice, stock_code=stock_code,
+        description=description, quantity=qty, unit_price=unit_price, ts=ts,
+        customer_id=customer_id, country=country or "Unspecified",
+        is_cancellation=invoice.startswith("C"), is_adjustment=invoice.startswith("A"),
+        is_product=is_product_code(stock_code),
+    )
+
+
+def parse_line(line: str, event_id: str) -> Transaction | Rejection:
+    """One raw text line of the CSV (already decoded) -> Transaction or Rejection."""
+    try:
+        rows = list(csv.reader([line]))
+    except csv.Error as exc:
+        return Rejection(f"not a CSV line: {exc}", line, event_id)
+    if len(rows) != 1:
+        return Rejection("not exactly one CSV record", line, event_id)
+    return parse_row(rows[0], event_id)
+
+
+def encode_event(t: Transaction) -> bytes:
+    """The message value on the topic: compact JSON of every field."""
+    return orjson.dumps({name: getattr(t, name) for name in FIELD_NAMES})
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "event_id": (str,), "invoice": (str,), "stock_code": (str,), "description": (str,),
+    "quantity": (int,), "unit_price": (float, int), "ts": (int,),
+    "customer_id": (str, type(None)), "country": (str,),
+    "is_cancellation": (bool,), "is_adjustment": (bool,), "is_product": (bool,),
+}
+
+
+def _schema_error(obj: Any) -> str | None:
+    """Why a decoded JSON value is not a Transaction's fields, or None."""
+    if not isinstance(obj, dict):
+        return f"message is JSON {type(obj).__name__}, expected an object"
+    missing = [n for n in FIELD_NAMES if n not in obj]
+    if missing:
+        return "missing fields: " + ", ".join(missing)
+    for name, types in _TYPES.items():
+        value = obj[name]
+        bad_bool = isinstance(value, bool) and bool not in types
+        if bad_bool or not isinstance(value, types):
+            return f"field {name!r} has type {type(value).__name__}"
+    if not obj["event_id"] or not obj["invoice"] or not obj["stock_code"]:
+        return "event_id, invoice and stock_code must not be empty"
+    return None
+
+
+def decode_event(value: bytes | None) -> Transaction | Rejection:
+    """A message value from the topic -> Transaction, or Rejection naming what is wrong."""
+    raw = (value or b"").decode("utf-8", errors="replace")
+    try:
+        obj = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        return Rejection(f"not JSON: {exc}", raw, source="flow")
+    reason = _schema_error(obj)
+    if reason is None:
+        reason = _check_ranges(obj["quantity"], float(obj["unit_price"]), obj["ts"],
+                               obj["invoice"])
+    if reason:
+        event_id = obj.get("event_id") if isinstance(obj, dict) else None
+        return Rejection(reason, raw, event_id if isinstance(event_id, str) else None,
+                         source="flow")
+    obj["unit_price"] = float(obj["unit_price"])
+    return Transaction(**{n: obj[n] for n in FIELD_NAMES})
