@@ -1,0 +1,327 @@
+"""What ``basketflow status`` shows: servers, topics and the flow's lag, offline and online stores.
+
+:func:`collect_status` returns one JSON-serialisable dict (the CLI prints it as tables, or
+as JSON with ``--json``). Every part degrades on its own: a server that is down gives
+``alive: False`` and an ``error`` string, and the parts that need it say so; nothing here
+raises because something is not running. The shape::
+
+    {
+      "data_dir": "...",
+      "services": {"broker": SERVICE, "redis": SERVICE},
+      "flow": {"events": int|None, "event_time": str|None, "updated_at": str|None, "error": str|None},
+      "topics": {"<topic>": {"exists": bool, "partitions": int, "error": str|None,
+                             "per_partition": [PARTITION, ...]}, "<dead topic>": {...}},
+      "offline": {"dir": str, "rows": int, "files": int, "partitions": int,
+                  "first_date": str|None, "last_date": str|None, "unreadable": [str], "error": str|None},
+      "online": {"alive": bool, "total": int, "keys": {"<view>": int}, "truncated": bool, "error": str|None},
+    }
+
+    SERVICE = {"name", "address", "mode": "embedded"|"external"|"absent", "embedded": bool,
+               "pid": int|None, "log": str|None, "alive": bool, "error": str|None}
+    PARTITION = {"partition", "high_watermark", "next_offset", "lag", "trusted": bool, "note"}
+
+The flow's progress is the Redis hash ``<prefix>:flow:progress``: ``offset:<topic>:<partition>``
+= next offset to read, ``events``, ``event_time`` (latest event time) and ``updated_at``.
+Lag = high watermark - next offset. It is marked ``trusted: False`` on the embedded Tansu
+broker (its high watermark is the base offset of the last record batch, see
+:mod:`basketflow.services`) and whenever the watermark is below the flow's offset.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
+from basketflow.services import (
+    BROKER,
+    CHECK_TIMEOUT,
+    REDIS,
+    ServiceProcess,
+    check_broker,
+    check_redis,
+    read_state,
+)
+
+PROGRESS_KEY = "{prefix}:flow:progress"
+"""The Redis hash where the live flow records how far it got (see the module docstring)."""
+
+EMBEDDED_LAG_NOTE = (
+    "embedded Tansu broker: its high watermark is the base offset of the last record batch, "
+    "not the end of the partition, so this lag is not the real one"
+)
+BELOW_OFFSET_NOTE = (
+    "the high watermark is below the flow's next offset, which proves the broker's "
+    "watermark wrong"
+)
+MAX_SCAN_KEYS = 1_000_000
+"""Stop counting online keys after this many (``truncated: True``): status must stay quick."""
+
+_DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+
+
+def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[str, Any]:
+    """Everything ``basketflow status`` shows, gathered with short timeouts; never raises
+    because a server is down or a file is unreadable.
+    """
+    state = _safe_state(settings)
+    services = {
+        BROKER: service_status(BROKER, settings.kafka_bootstrap, state.get(BROKER), timeout),
+        REDIS: service_status(REDIS, settings.redis_url, state.get(REDIS), timeout),
+    }
+    redis_url = services[REDIS]["address"] if services[REDIS]["alive"] else None
+    progress = flow_progress(redis_url, settings.prefix, timeout)
+    return {
+        "data_dir": str(settings.data_dir),
+        "services": services,
+        "flow": {k: progress.get(k) for k in ("events", "event_time", "updated_at", "error")},
+        "topics": topics_status(settings, services[BROKER], progress.get("offsets", {}), timeout),
+        "offline": offline_status(settings.offline_dir / "events"),
+        "online": online_status(redis_url, settings.prefix, timeout),
+    }
+
+
+def _safe_state(settings: Settings) -> dict[str, ServiceProcess]:
+    try:
+        return read_state(settings)
+    except Exception:  # an unreadable data dir must not break status
+        return {}
+
+
+def service_status(
+    name: str, configured: str | None, entry: ServiceProcess | None, timeout: float = CHECK_TIMEOUT
+) -> dict[str, Any]:
+    """Where one server is, who started it and whether it answers right now.
+
+    ``configured`` is the address from the environment (or already resolved settings);
+    ``entry`` is what the state file of ``basketflow up`` lists for it, if anything.
+    """
+    embedded = entry is not None and (configured is None or configured == entry.address)
+    address = configured or (entry.address if entry is not None else None)
+    out: dict[str, Any] = {
+        "name": name,
+        "address": address,
+        "mode": "embedded" if embedded else ("external" if configured else "absent"),
+        "embedded": embedded,
+        "pid": entry.pid if embedded and entry is not None else None,
+        "log": str(entry.log) if embedded and entry is not None else None,
+        "alive": False,
+        "error": None,
+    }
+    env = ENV_KAFKA if name == BROKER else ENV_REDIS
+    if address is None:
+        out["error"] = f"not running: run `basketflow up`, or set {env} to an existing server"
+        return out
+    if embedded and entry is not None and not entry.is_running():
+        out["error"] = (
+            f"process {entry.pid} is gone (stale state file): run `basketflow up`; "
+            f"its log is {entry.log}"
+        )
+        return out
+    try:
+        (check_broker if name == BROKER else check_redis)(address, timeout)
+    except Exception as exc:
+        out["error"] = f"no answer from {address}: {exc or type(exc).__name__}"
+    else:
+        out["alive"] = True
+    return out
+
+
+def _redis_client(url: str, timeout: float) -> Any:
+    import redis
+
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+    )
+
+
+def flow_progress(redis_url: str | None, prefix: str, timeout: float = CHECK_TIMEOUT) -> dict[str, Any]:
+    """The live flow's progress hash, parsed: events, event_time, updated_at, and
+    ``offsets`` as ``{(topic, partition): next offset}``.
+    """
+    empty: dict[str, Any] = {"events": None, "event_time": None, "updated_at": None, "offsets": {}}
+    if redis_url is None:
+        return {**empty, "error": "online store not reachable"}
+    try:
+        client = _redis_client(redis_url, timeout)
+        try:
+            raw: dict[str, str] = client.hgetall(PROGRESS_KEY.format(prefix=prefix))
+        finally:
+            client.close()
+    except Exception as exc:
+        return {**empty, "error": f"cannot read the flow's progress: {exc}"}
+    offsets: dict[tuple[str, int], int] = {}
+    for field, value in raw.items():
+        if field.startswith("offset:"):
+            topic, _, partition = field[len("offset:"):].rpartition(":")
+            try:
+                offsets[(topic, int(partition))] = int(value)
+            except ValueError:
+                continue
+    events = raw.get("events")
+    return {
+        "events": int(events) if events is not None and events.lstrip("-").isdigit() else None,
+        "event_time": raw.get("event_time"),
+        "updated_at": raw.get("updated_at"),
+        "offsets": offsets,
+        "error": None,  # an empty hash just means the flow has not run yet
+    }
+
+
+def partition_lag(
+    high_watermark: int | None, next_offset: int | None, embedded_broker: bool
+) -> dict[str, Any]:
+    """Lag of one partition and whether it can be believed, with the reason when not."""
+    lag = high_watermark - next_offset if high_watermark is not None and next_offset is not None else None
+    notes: list[str] = []
+    if high_watermark is None:
+        notes.append("the broker did not report a high watermark")
+    if next_offset is None:
+        notes.append("the flow has not recorded an offset for this partition yet")
+    if embedded_broker:
+        notes.append(EMBEDDED_LAG_NOTE)
+    if lag is not None and lag < 0:
+        notes.append(BELOW_OFFSET_NOTE)
+    return {
+        "high_watermark": high_watermark,
+        "next_offset": next_offset,
+        "lag": lag,
+        "trusted": lag is not None and not notes,
+        "note": "; ".join(notes) or None,
+    }
+
+
+def topics_status(
+    settings: Settings,
+    broker: dict[str, Any],
+    offsets: dict[tuple[str, int], int],
+    timeout: float = CHECK_TIMEOUT,
+) -> dict[str, dict[str, Any]]:
+    """Partitions, high watermarks and the flow's lag for the event topic and its dead letters."""
+    topics = [settings.topic, settings.dead_topic]
+    if not broker["alive"]:
+        return {t: _topic_error(f"broker not reachable: {broker['error']}") for t in topics}
+    try:
+        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka.admin import AdminClient
+
+        conf = {"bootstrap.servers": broker["address"], "log_level": 0}
+        metadata = AdminClient(conf).list_topics(timeout=timeout)
+        consumer = Consumer({**conf, "group.id": "basketflow-status", "enable.auto.commit": False})
+    except Exception as exc:
+        return {t: _topic_error(f"cannot read topic metadata: {exc}") for t in topics}
+    result: dict[str, dict[str, Any]] = {}
+    try:
+        for topic in topics:
+            meta = metadata.topics.get(topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                reason = meta.error.str() if meta is not None and meta.error else "no such topic"
+                result[topic] = {**_topic_error(reason), "exists": False}
+                continue
+            rows = []
+            for partition in sorted(meta.partitions):
+                try:
+                    _, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=timeout, cached=False
+                    )
+                    error = None
+                except Exception as exc:
+                    high, error = None, str(exc)
+                row = {"partition": partition,
+                       **partition_lag(high, offsets.get((topic, partition)), broker["embedded"])}
+                if error:
+                    row["note"] = f"watermark not available: {error}; {row['note']}"
+                rows.append(row)
+            result[topic] = {"exists": True, "partitions": len(rows), "error": None,
+                             "per_partition": rows}
+    finally:
+        consumer.close()
+    return result
+
+
+def _topic_error(message: str) -> dict[str, Any]:
+    return {"exists": None, "partitions": 0, "error": message, "per_partition": []}
+
+
+def offline_status(events_dir: Path) -> dict[str, Any]:
+    """Rows, files and date partitions of the Parquet events under ``events_dir``.
+
+    Rows come from each file's footer (``ParquetFile(...).metadata.num_rows``), not from
+    reading the data. Hidden and temporary files (``.x``, ``_x``) are in-flight writes and
+    are skipped; an unreadable file is listed in ``unreadable``, not counted.
+    """
+    out: dict[str, Any] = {"dir": str(events_dir), "rows": 0, "files": 0, "partitions": 0,
+                           "first_date": None, "last_date": None, "unreadable": [], "error": None}
+    if not events_dir.is_dir():
+        return out  # nothing written yet: zero counts, not an error
+    try:
+        import pyarrow.parquet as pq
+
+        dates: list[str] = []
+        for part in sorted(events_dir.iterdir()):
+            match = _DATE_DIR.match(part.name)
+            if not match or not part.is_dir():
+                continue
+            files = [f for f in sorted(part.glob("*.parquet"))
+                     if f.is_file() and not f.name.startswith((".", "_"))]
+            for file in files:
+                try:
+                    out["rows"] += pq.ParquetFile(file).metadata.num_rows
+                    out["files"] += 1
+                except Exception as exc:
+                    out["unreadable"].append(f"{file}: {exc}")
+            if files:
+                dates.append(match.group(1))
+    except Exception as exc:
+        out["error"] = f"cannot read {events_dir}: {exc}"
+        return out
+    out["partitions"] = len(dates)
+    out["first_date"] = dates[0] if dates else None
+    out["last_date"] = dates[-1] if dates else None
+    return out
+
+
+def online_status(
+    redis_url: str | None, prefix: str, timeout: float = CHECK_TIMEOUT,
+    max_keys: int = MAX_SCAN_KEYS,
+) -> dict[str, Any]:
+    """Number of online-store keys ``<prefix>:<view>:...`` per view, counted with SCAN
+    (never KEYS, which blocks the server), stopping after ``max_keys``.
+    """
+    out: dict[str, Any] = {"alive": redis_url is not None, "total": 0, "keys": {},
+                           "truncated": False, "error": None}
+    if redis_url is None:
+        out["error"] = "online store not reachable"
+        return out
+    counts: Counter[str] = Counter()
+    head = f"{prefix}:"
+    try:
+        client = _redis_client(redis_url, timeout)
+        try:
+            for seen, key in enumerate(
+                client.scan_iter(match=_glob_escape(head) + "*", count=1000), start=1
+            ):
+                counts[key[len(head):].split(":", 1)[0]] += 1
+                if seen >= max_keys:
+                    out["truncated"] = True
+                    break
+        finally:
+            client.close()
+    except Exception as exc:
+        out["error"] = f"cannot scan the online store: {exc}"
+    out["keys"] = dict(sorted(counts.items()))
+    out["total"] = sum(counts.values())
+    return out
+
+
+def _glob_escape(text: str) -> str:
+    """Escape Redis glob characters so a prefix like ``a*b`` matches literally."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+__all__ = [
+    "collect_status", "service_status", "flow_progress", "partition_lag", "topics_status",
+    "offline_status", "online_status", "PROGRESS_KEY", "EMBEDDED_LAG_NOTE",
+]
