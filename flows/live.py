@@ -28,6 +28,7 @@ from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, Ka
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
+from confluent_kafka.admin import AdminClient
 
 from basketflow.config import Settings
 from basketflow.kafka import DEFAULT_PARTITIONS, consumer_config, ensure_topics, producer_config
@@ -40,16 +41,27 @@ RECOVERY_PARTITIONS = 4
 
 
 class EntityFeatures:
-    """Every view's state for one entity, updated together by one event."""
+    """Every view's state for one entity, updated together by one event.
 
-    __slots__ = ("customer", "basket")
+    An event already folded in (same ``event_id``: the same line replayed twice into the
+    topic) changes nothing, so features count every line exactly once.
+    """
+
+    __slots__ = ("customer", "basket", "seen")
 
     def __init__(self) -> None:
         self.customer = CustomerTotals()
         self.basket = CurrentBasket()
+        self.seen: set[str] = set()
 
-    def update(self, e: Transaction) -> tuple[int, dict[str, dict[str, Any]]]:
-        """Fold the event in; return the event time and the values of the views it moved."""
+    def update(self, e: Transaction) -> tuple[int, dict[str, dict[str, Any]]] | None:
+        """Fold the event in; return the event time and the values of the views it moved.
+
+        None when the event was folded in before.
+        """
+        if e.event_id in self.seen:
+            return None
+        self.seen.add(e.event_id)
         self.customer.update(e)
         changed = {"customer": self.customer.values()}
         if self.basket.update(e):
@@ -58,10 +70,24 @@ class EntityFeatures:
 
 
 def _update(state: EntityFeatures | None, e: Transaction,
-            ) -> tuple[EntityFeatures, tuple[int, dict[str, dict[str, Any]]]]:
+            ) -> tuple[EntityFeatures, tuple[int, dict[str, dict[str, Any]]] | None]:
     """``stateful_map`` mapper: create the entity's state on its first event."""
     state = state or EntityFeatures()
     return state, state.update(e)
+
+
+class _TopicSource(KafkaSource):
+    """KafkaSource whose partition listing uses a plain admin config.
+
+    Bytewax hands ``add_config`` to its admin client too, which then warns about every
+    consumer-only property; the consumers still get the whole config.
+    """
+
+    def list_parts(self) -> list[str]:
+        """One Bytewax partition per Kafka partition of the topics."""
+        admin = AdminClient({"bootstrap.servers": ",".join(self._brokers)})
+        return [f"{p}-{topic}" for topic in self._topics
+                for p in sorted(admin.list_topics(topic, timeout=10).topics[topic].partitions)]
 
 
 def _decode(msg: Any) -> Transaction | Rejection:
@@ -85,7 +111,8 @@ def add_feature_steps(events: Stream[Transaction], redis_url: str, prefix: str,
     if offline_root is not None:
         op.output("offline", events, OfflineEventSink(offline_root, stats))
     keyed = op.key_on("by-entity", events, lambda e: e.entity_id)
-    features = op.stateful_map("features", keyed, _update)
+    features = op.filter_value("drop-repeats", op.stateful_map("features", keyed, _update),
+                               lambda update: update is not None)
     op.output("online", features, OnlineFeatureSink(redis_url, prefix, versions(), stats))
 
 
@@ -94,7 +121,7 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats) -> 
     assert settings.kafka_bootstrap and settings.redis_url, "resolve addresses first"
     bootstrap = settings.kafka_bootstrap
     flow = Dataflow("basketflow-live")
-    msgs = op.input("kafka-in", flow, KafkaSource(
+    msgs = op.input("kafka-in", flow, _TopicSource(
         [bootstrap], [settings.topic], tail=not stop_at_end, batch_size=5000,
         add_config={k: str(v) for k, v in consumer_config(bootstrap).items()},
         raise_on_errors=False))

@@ -1,0 +1,435 @@
+"""``basketflow``: the one command of the feature store.
+
+Every subcommand resolves its servers the same way (the environment first, then what
+``basketflow up`` started), prints what it did for people, and with ``--json`` prints
+one JSON document for scripts. Errors say what to do and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from basketflow.config import Settings, load_settings
+
+console = Console(stderr=True)
+out = Console()
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's to fix: shown as one clear line, no traceback."""
+    from basketflow.kafka import BrokerUnavailable
+    from basketflow.services import ServicesError
+    from producers.csv_source import BadInputFile
+    from sinks.online_store import RedisUnavailable
+    return (BrokerUnavailable, ServicesError, BadInputFile, RedisUnavailable)
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the project's own errors into a ClickException (message, exit status 1)."""
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _user_errors() as exc:
+            raise click.ClickException(str(exc)) from exc
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    """One JSON document on stdout."""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Offline store, recovery snapshots and embedded servers' state "
+                   "[env BASKETFLOW_DATA_DIR; default ./data].")
+@click.option("-v", "--verbose", is_flag=True, help="Log more (debug level).")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
+    """basketflow: a real-time feature store for online retail.
+
+    Transactions are replayed into Kafka; a Bytewax dataflow keeps customer and basket
+    features in Redis (online) and appends every event to Parquet (offline).
+
+    \b
+    Typical session:
+      basketflow up                         start the embedded broker and Redis
+      basketflow generate --rows 50000 --out sample.csv
+      basketflow replay sample.csv          send it to Kafka
+      basketflow run --stop-at-end          the dataflow, until the topic's end
+      basketflow features 17850             one customer's live features
+      basketflow status                     servers, lag, stores
+      basketflow down
+    Or all of it at once: basketflow demo
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    ctx.obj = load_settings(data_dir)
+
+
+def resolved(settings: Settings) -> Settings:
+    """The settings with server addresses (env, or the embedded servers of ``up``)."""
+    from basketflow.services import resolve
+    return resolve(settings)
+
+
+# ------------------------------------------------------------------ services
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the addresses as JSON.")
+@click.pass_obj
+@friendly
+def up(settings: Settings, as_json: bool) -> None:
+    """Start the embedded Kafka-protocol broker and Redis-protocol server.
+
+    They run in the background on free loopback ports until `basketflow down`; their
+    addresses are kept in the data directory. A server set by KAFKA_BOOTSTRAP_SERVERS or
+    REDIS_URL is used as it is and not started.
+    """
+    from basketflow import services
+    addresses = services.up(settings)
+    if as_json:
+        print_json(addresses)
+        return
+    for name, address in addresses.items():
+        out.print(f"{name:7} {address}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print what was stopped as JSON.")
+@click.pass_obj
+@friendly
+def down(settings: Settings, as_json: bool) -> None:
+    """Stop the embedded servers started by `basketflow up`."""
+    from basketflow import services
+    stopped = services.down(settings)
+    if as_json:
+        print_json({"stopped": stopped})
+    else:
+        out.print("stopped: " + (", ".join(stopped) or "nothing was running"))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the whole status as JSON.")
+@click.pass_obj
+@friendly
+def status(settings: Settings, as_json: bool) -> None:
+    """Servers, topics with the flow's offsets and lag, and rows in both stores."""
+    from basketflow import services
+    from basketflow.status import collect_status
+    try:
+        settings = services.resolve(settings)
+    except services.ServicesNotRunning:
+        pass  # status reports what is missing instead of failing
+    report = collect_status(settings)
+    if as_json:
+        print_json(report)
+    else:
+        _print_status(report)
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    """The status as tables for a terminal."""
+    table = Table(title="services")
+    for col in ("name", "address", "mode", "alive", "note"):
+        table.add_column(col)
+    for name, svc in report["services"].items():
+        table.add_row(name, str(svc.get("address")), svc.get("mode", ""),
+                      "yes" if svc.get("alive") else "NO", svc.get("error") or "")
+    out.print(table)
+    flow = report.get("flow", {})
+    out.print(f"flow: {flow.get('events')} events processed, latest event time "
+              f"{flow.get('event_time')}, updated {flow.get('updated_at')}")
+    table = Table(title="topics")
+    for col in ("topic", "partition", "high watermark", "flow offset", "lag"):
+        table.add_column(col)
+    notes: list[str] = []
+    for topic, info in report["topics"].items():
+        if info.get("error") or not info.get("per_partition"):
+            table.add_row(topic, "", "", "", info.get("error") or "no partitions")
+        for p in info.get("per_partition", []):
+            lag = "" if p.get("lag") is None else str(p["lag"])
+            note = p.get("note")
+            if note and note not in notes:
+                notes.append(note)
+            mark = f" [{notes.index(note) + 1}]" if note else ""
+            table.add_row(topic, str(p["partition"]), str(p.get("high_watermark")),
+                          str(p.get("next_offset")), lag + mark)
+    out.print(table)
+    for i, note in enumerate(notes, 1):
+        out.print(f"  [{i}] {note}")
+    off = report["offline"]
+    out.print(f"offline store {off['dir']}: {off['rows']:,} rows in {off['files']} files, "
+              f"{off['partitions']} days ({off.get('first_date')} .. {off.get('last_date')})")
+    onl = report["online"]
+    keys = ", ".join(f"{v}: {n:,}" for v, n in sorted(onl.get("keys", {}).items()))
+    out.print(f"online store: {onl.get('total', 0):,} keys ({keys or 'none'})"
+              + (f" [{onl['error']}]" if onl.get("error") else ""))
+
+
+# ------------------------------------------------------------------ data
+
+
+@cli.command()
+@click.option("--rows", type=click.IntRange(min=1), default=50_000, show_default=True,
+              help="Data lines to write.")
+@click.option("--seed", type=int, default=7, show_default=True,
+              help="Same seed, same file, byte for byte.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("sample.csv"), show_default=True,
+              help="Output file; a name ending in .gz is compressed.")
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
+@friendly
+def generate(rows: int, seed: int, out_path: Path, as_json: bool) -> None:
+    """Write realistic synthetic transactions in the exact Kaggle data.csv format.
+
+    Customers with repeat visits and preferences, baskets of several lines,
+    cancellations, guests, postage and fee lines, ISO-8859-1 text: enough to run the demo
+    and the tests without the real data.
+    """
+    from producers.synthetic import write_csv
+    written = write_csv(out_path, rows=rows, seed=seed)
+    if as_json:
+        print_json({"path": str(out_path), "rows": written, "seed": seed})
+    else:
+        out.print(f"wrote {written:,} lines to {out_path} (seed {seed})")
+
+
+def _progress_bar(label: str) -> Progress:
+    """A byte-based progress bar on stderr (files are read as a byte stream)."""
+    return Progress(TextColumn(label), BarColumn(), DownloadColumn(), TextColumn("{task.fields[lines]}"),
+                    TimeRemainingColumn(), console=console, transient=False)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--speedup", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds of event time played per wall second [default: as fast as possible].")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="At most this many events per second.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Stop after N lines.")
+@click.option("--topic", default=None, help="Events topic [default: BASKETFLOW_TOPIC or transactions].")
+@click.option("--partitions", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Partitions of the topic when it has to be created.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+@friendly
+def replay(settings: Settings, path: Path, speedup: float | None, rate: float | None,
+           limit: int | None, topic: str | None, partitions: int, as_json: bool) -> None:
+    """Replay a Kaggle transactions file (.csv or .csv.gz) into Kafka, in event-time order.
+
+    Each valid line becomes one JSON message keyed by customer (guests: by invoice);
+    each line that cannot be parsed goes to the dead-letter topic with its reason.
+    """
+    from producers.replay import replay as do_replay
+    settings = resolved(settings)
+    topic = topic or settings.topic
+    assert settings.kafka_bootstrap
+    size = path.stat().st_size if path.is_file() else 0
+    with _progress_bar(f"replay {path.name}") as bar:
+        task = bar.add_task("replay", total=size, lines="")
+        summary = do_replay(
+            path, settings.kafka_bootstrap, topic, settings.dead_topic,
+            partitions=partitions, speedup=speedup, rate=rate, limit=limit,
+            on_progress=lambda n, raw: bar.update(task, completed=raw, lines=f"{n:,} lines"))
+        bar.update(task, completed=size)
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    out.print(f"sent {summary.sent:,} events to '{topic}', {summary.rejected:,} rejected lines "
+              f"to '{settings.dead_topic}', in {summary.seconds:.2f} s "
+              f"({summary.events_per_second:,.0f} lines/s)")
+    for reason, n in sorted(summary.reasons.items(), key=lambda kv: -kv[1]):
+        out.print(f"  rejected {n:,}: {reason}")
+    if summary.delivery_errors:
+        raise click.ClickException(f"{summary.delivery_errors} messages were not delivered; "
+                                   "check the broker and replay again (replays are idempotent)")
+
+
+# ------------------------------------------------------------------ flow
+
+
+@cli.command()
+@click.option("--stop-at-end", is_flag=True,
+              help="Stop once every partition is consumed to its end, instead of tailing.")
+@click.option("-w", "--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Bytewax workers (threads) in this process.")
+@click.option("--recovery/--no-recovery", default=True, show_default=True,
+              help="Keep Bytewax recovery snapshots so a restart resumes where it stopped.")
+@click.option("--snapshot-interval", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, help="Seconds between recovery snapshots (epochs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON at the end.")
+@click.pass_obj
+@friendly
+def run(settings: Settings, stop_at_end: bool, workers: int, recovery: bool,
+        snapshot_interval: float, as_json: bool) -> None:
+    """Run the dataflow: topic -> features in Redis and events in Parquet.
+
+    Without --stop-at-end it runs until stopped (Ctrl-C); with recovery on, the next run
+    resumes from the last snapshot: sinks are idempotent, so nothing is lost or doubled.
+    """
+    from flows.live import RunOptions, run_live
+    settings = resolved(settings)
+    options = RunOptions(workers=workers, snapshot_seconds=snapshot_interval,
+                         recovery_dir=settings.recovery_dir / settings.topic if recovery else None)
+    stats = run_live(settings, stop_at_end=stop_at_end, options=options)
+    figures = {"events": stats.events, "dead_letters": stats.dead_letters,
+               "offline_rows_written": stats.offline_rows, "online_writes": stats.online_writes,
+               "seconds": round(stats.seconds, 3),
+               "events_per_second": round(stats.events / stats.seconds, 1) if stats.seconds else 0}
+    if as_json:
+        print_json(figures)
+    else:
+        out.print(f"processed {stats.events:,} events ({figures['events_per_second']:,} /s), "
+                  f"{stats.dead_letters:,} dead letters, {stats.offline_rows:,} new offline rows, "
+                  f"{stats.online_writes:,} online writes")
+
+
+# ------------------------------------------------------------------ serving
+
+
+@cli.command()
+@click.argument("entity")
+@click.option("--view", "views", multiple=True,
+              help="Only these views (repeatable) [default: every view].")
+@click.option("--json", "as_json", is_flag=True, help="Print the values as JSON.")
+@click.pass_obj
+@friendly
+def features(settings: Settings, entity: str, views: tuple[str, ...], as_json: bool) -> None:
+    """Live feature values of one customer (guests: guest-<invoice>) from the online store."""
+    from schemas.features import registry
+    from sinks.online_store import RedisOnlineStore, connect
+    settings = resolved(settings)
+    known = registry()
+    unknown = [v for v in views if v not in known]
+    if unknown:
+        raise click.BadParameter(f"unknown view(s) {', '.join(unknown)}; known: "
+                                 f"{', '.join(known)}", param_hint="--view")
+    assert settings.redis_url
+    store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
+    values = {v: store.read(v, entity) for v in (views or tuple(known))}
+    if as_json:
+        print_json({"entity": entity, "views": values})
+        return
+    if not any(values.values()):
+        raise click.ClickException(f"no features for {entity!r} in the online store: has the "
+                                   "flow run (`basketflow run`), and is the id right?")
+    for view, vals in values.items():
+        _print_view(view, vals)
+
+
+def _print_view(view: str, vals: dict[str, Any] | None) -> None:
+    """One view's values as a table, times shown as dates."""
+    if not vals:
+        out.print(f"[bold]{view}[/]: no values")
+        return
+    table = Table(title=f"{view} (as of {_when(vals.get('_ts'))}, version {vals.get('_version')})")
+    table.add_column("feature")
+    table.add_column("value", justify="right")
+    for name, value in vals.items():
+        if not name.startswith("_"):
+            shown = _when(value) if name in ("first_purchase", "last_purchase", "started") else value
+            table.add_row(name, str(shown))
+    out.print(table)
+
+
+def _when(ts: Any) -> str:
+    """Epoch seconds -> a readable UTC time."""
+    if not isinstance(ts, (int, float)):
+        return str(ts)
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# ------------------------------------------------------------------ demo
+
+
+@cli.command()
+@click.option("--rows", type=click.IntRange(min=100), default=50_000, show_default=True,
+              help="Synthetic lines to generate.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.pass_obj
+@friendly
+def demo(settings: Settings, rows: int, seed: int) -> None:
+    """Everything at once on embedded servers: generate, replay, run, query, status.
+
+    Uses its own data directory (<data-dir>/demo, emptied first) and its own servers,
+    stopped at the end, so it can run any number of times.
+    """
+    import shutil
+
+    from basketflow.services import embedded_services
+    from flows.live import RunOptions, run_live
+    from producers.replay import replay as do_replay
+    from producers.synthetic import write_csv
+    from sinks.online_store import RedisOnlineStore, connect
+
+    root = settings.data_dir / "demo"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    with _step("starting the embedded broker and Redis-protocol server"), \
+            embedded_services(root) as (bootstrap, redis_url):
+        pass_settings = Settings(root, bootstrap, redis_url, settings.topic,
+                                 settings.dead_topic, settings.prefix)
+        out.print(f"  broker {bootstrap}, redis {redis_url}")
+        csv_path = root / "sample.csv"
+        with _step(f"generating {rows:,} synthetic lines (seed {seed}) -> {csv_path}"):
+            write_csv(csv_path, rows=rows, seed=seed)
+        with _step("replaying them into Kafka"):
+            summary = do_replay(csv_path, bootstrap, pass_settings.topic, pass_settings.dead_topic)
+        out.print(f"  {summary.sent:,} events sent, {summary.rejected:,} rejected, "
+                  f"{summary.events_per_second:,.0f} lines/s")
+        with _step("running the dataflow to the end of the topic"):
+            stats = run_live(pass_settings, stop_at_end=True, options=RunOptions())
+        out.print(f"  {stats.events:,} events, {stats.events / max(stats.seconds, 1e-9):,.0f} "
+                  f"events/s, {stats.offline_rows:,} offline rows")
+        store = RedisOnlineStore(connect(redis_url), pass_settings.prefix)
+        for customer in _busiest_customers(csv_path, 2):
+            out.print(f"[bold]basketflow features {customer}[/]")
+            for view in ("customer", "basket"):
+                _print_view(view, store.read(view, customer))
+        from basketflow.status import collect_status
+        out.print("[bold]basketflow status[/]")
+        _print_status(collect_status(pass_settings))
+        console.print("stopping the embedded servers")
+
+
+def _busiest_customers(csv_path: Path, n: int) -> list[str]:
+    """The customers with the most lines in a file, to show off in the demo."""
+    from collections import Counter
+
+    from producers.csv_source import read_events
+    from schemas.events import Transaction
+    counts = Counter(e.customer_id for e in read_events(csv_path)
+                     if isinstance(e, Transaction) and e.customer_id)
+    return [c for c, _ in counts.most_common(n)]
+
+
+@contextmanager
+def _step(text: str) -> Iterator[None]:
+    """Say what is about to happen, and that it is done."""
+    console.print(f"[bold cyan]>[/] {text}")
+    yield
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="basketflow")
+
+
+if __name__ == "__main__":
+    main()
