@@ -3,8 +3,9 @@
 Stream by stream::
 
     kafka-in      KafkaSourceMessage, one per invoice line (or a consumer error)
-    decode        -> Transaction | Rejection        (never raises on a bad message)
-    valid         split: Transactions on, Rejections to `dead-letters` (the dead topic)
+    decode        -> Transaction | DeadLetter        (never raises on a bad message)
+    valid         split: Transactions on; dead letters to the dead topic and offline
+    dead-in       the dead topic read back: the producer's dead letters, stored offline
     offline       every Transaction -> Parquet, idempotent on event_id
     by-entity     key each Transaction by customer (guests: by invoice)
     features      stateful_map: fold into the entity's feature state, emit its values
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSource
+from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSource
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
@@ -32,10 +33,11 @@ from confluent_kafka.admin import AdminClient
 
 from basketflow.config import Settings
 from basketflow.kafka import DEFAULT_PARTITIONS, consumer_config, ensure_topics, producer_config
+from flows.dead_letters import decode_message, producer_letter, to_dead_message
 from flows.feature_state import CurrentBasket, CustomerTotals
-from schemas.events import Rejection, Transaction, decode_event
+from schemas.events import Transaction
 from schemas.features import versions
-from sinks.flow_sinks import FlowStats, OfflineEventSink, OnlineFeatureSink, ProgressSink
+from sinks.flow_sinks import DeadLetterSink, FlowStats, OfflineEventSink, OnlineFeatureSink, ProgressSink
 
 RECOVERY_PARTITIONS = 4
 
@@ -90,18 +92,6 @@ class _TopicSource(KafkaSource):
                 for p in sorted(admin.list_topics(topic, timeout=10).topics[topic].partitions)]
 
 
-def _decode(msg: Any) -> Transaction | Rejection:
-    """A source message -> Transaction or Rejection; consumer errors become rejections."""
-    if isinstance(msg, KafkaError):
-        return Rejection(f"consumer error: {msg.err}", repr(msg.msg.value)[:1000], source="flow")
-    return decode_event(msg.value)
-
-
-def _dead_message(r: Rejection) -> KafkaSinkMessage[bytes | None, bytes]:
-    """A rejection as a message on the dead-letter topic."""
-    return KafkaSinkMessage(r.event_id.encode() if r.event_id else None, r.to_json())
-
-
 def add_feature_steps(events: Stream[Transaction], redis_url: str, prefix: str,
                       offline_root: Path | None, stats: FlowStats) -> None:
     """Attach the offline sink and the feature step with its online sink to a stream.
@@ -125,13 +115,17 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats) -> 
         [bootstrap], [settings.topic], tail=not stop_at_end, batch_size=5000,
         add_config={k: str(v) for k, v in consumer_config(bootstrap).items()},
         raise_on_errors=False))
-    decoded = op.map("decode", msgs, _decode)
+    decoded = op.map("decode", msgs, decode_message)
     split = op.branch("valid", decoded, lambda x: isinstance(x, Transaction))
-    dead = op.map("dead-message", split.falses, _dead_message)
-    op.inspect("count-dead", dead, lambda _s, _m: stats.add(dead_letters=1))
-    op.output("dead-letters", dead, KafkaSink(
+    op.output("dead-letters", op.map("dead-message", split.falses, to_dead_message), KafkaSink(
         [bootstrap], settings.dead_topic,
         add_config={k: str(v) for k, v in producer_config(bootstrap).items()}))
+    dead_in = op.input("dead-in", flow, _TopicSource(
+        [bootstrap], [settings.dead_topic], tail=not stop_at_end, batch_size=5000,
+        raise_on_errors=False))
+    producers_dead = op.filter_map("producer-letters", dead_in, producer_letter)
+    op.output("offline-dead", op.merge("all-dead", split.falses, producers_dead),
+              DeadLetterSink(settings.offline_dir, stats))
     add_feature_steps(split.trues, settings.redis_url, settings.prefix,
                       settings.offline_dir, stats)
     positions = op.filter_map("position", msgs, _position)

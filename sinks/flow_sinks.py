@@ -4,6 +4,7 @@ Each Bytewax worker gets its own partition of each sink. Every sink is idempoten
 Bytewax output is at-least-once around a resume from a recovery snapshot:
 
 - :class:`OfflineEventSink` appends events to Parquet, skipping ``event_id``\\ s stored;
+- :class:`DeadLetterSink` does the same for dead letters;
 - :class:`OnlineFeatureSink` writes each changed entity once per batch, pipelined, with
   absolute values (never increments);
 - :class:`ProgressSink` records the next offset of each topic partition and the flow's
@@ -24,8 +25,8 @@ from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from schemas.events import Transaction
-from sinks.offline_store import ParquetEventStore
+from schemas.events import Rejection, Transaction
+from sinks.offline_store import DeadLetterStore, ParquetEventStore
 from sinks.online_store import RedisOnlineStore, connect
 
 log = logging.getLogger("basketflow.flow")
@@ -96,6 +97,24 @@ class OfflineEventSink(DynamicSink[Transaction]):
         store = ParquetEventStore(self.root)
         return _Partition(lambda batch: self.stats.add(
             offline_rows=store.append(batch), events=len(batch)))
+
+
+class DeadLetterSink(DynamicSink[tuple[str, int, Rejection]]):
+    """Stores ``(dead_id, ts, rejection)`` dead letters offline, idempotent on dead_id."""
+
+    def __init__(self, root: Path, stats: FlowStats) -> None:
+        self.root = root
+        self.stats = stats
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
+        store = DeadLetterStore(self.root)
+
+        def write(batch: list[tuple[str, int, Rejection]]) -> None:
+            store.append_rows((ts, dead_id, (dead_id, r.event_id, r.reason, r.raw, r.source, ts))
+                              for dead_id, ts, r in batch)
+            self.stats.add(dead_letters=len(batch))
+
+        return _Partition(write)
 
 
 class OnlineFeatureSink(DynamicSink[FeatureUpdate]):

@@ -1,6 +1,7 @@
 """The offline store: every valid event, appended to Parquet partitioned by event date.
 
-Layout: ``<root>/events/date=YYYY-MM-DD/part-<uuid>.parquet``. Each write lands
+Layout: ``<root>/events/date=YYYY-MM-DD/part-<uuid>.parquet`` (and ``<root>/dead/`` for
+dead letters, ``<root>/features/<view>/`` for the feature log). Each write lands
 atomically (written to a hidden temporary name, then renamed), so a reader never sees a
 half-written file, and idempotently on ``event_id``: the store remembers the ids already
 in each date partition (read back from the files the first time the partition is
@@ -16,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -56,61 +58,98 @@ def write_atomically(table: pa.Table, directory: Path, name: str) -> Path:
     return final
 
 
-class ParquetEventStore:
-    """Append-only, idempotent, date-partitioned Parquet store of events."""
+class PartitionedLog:
+    """An append-only, idempotent, date-partitioned Parquet log of rows with unique ids.
 
-    def __init__(self, root: str | Path) -> None:
-        self.events_dir = Path(root) / "events"
+    ``append_rows`` takes ``(event time, row id, row values in schema order)``; a row whose id
+    is already stored in its date partition is skipped.
+    """
+
+    def __init__(self, directory: Path, schema: pa.Schema, id_column: str) -> None:
+        self.directory = directory
+        self.schema = schema
+        self.id_column = id_column
         self._seen: dict[str, set[str]] = {}
         self._day_names: dict[int, str] = {}
 
     def partition_dir(self, day: str) -> Path:
-        """The directory of one event date."""
-        return self.events_dir / f"date={day}"
+        """The directory of one date."""
+        return self.directory / f"date={day}"
 
     def _ids_in(self, day: str) -> set[str]:
-        """The event ids already stored for a day (read from its files once)."""
+        """The row ids already stored for a day (read from its files once)."""
         seen = self._seen.get(day)
         if seen is None:
             seen = set()
             directory = self.partition_dir(day)
             if directory.is_dir():
                 for path in sorted(directory.glob("*.parquet")):
-                    column = pq.read_table(path, columns=["event_id"]).column(0)
+                    column = pq.read_table(path, columns=[self.id_column]).column(0)
                     seen.update(column.to_pylist())
             self._seen[day] = seen
         return seen
 
     def _day(self, ts: int) -> str:
-        """Cached :func:`day_of` (the day of every event is asked for)."""
+        """Cached :func:`day_of` (the day of every row is asked for)."""
         key = ts // SECONDS_PER_DAY
         name = self._day_names.get(key)
         if name is None:
             name = self._day_names[key] = day_of(ts)
         return name
 
-    def append(self, events: Iterable[Transaction]) -> int:
-        """Store the events not stored yet; return how many were written."""
-        by_day: dict[str, list[Transaction]] = defaultdict(list)
-        for e in events:
-            by_day[self._day(e.ts)].append(e)
+    def append_rows(self, rows: Iterable[tuple[int, str, Sequence[Any]]]) -> int:
+        """Store the rows not stored yet; return how many were written."""
+        by_day: dict[str, dict[str, Sequence[Any]]] = defaultdict(dict)
+        for ts, row_id, values in rows:
+            by_day[self._day(ts)][row_id] = values
         written = 0
         for day, batch in by_day.items():
             seen = self._ids_in(day)
-            fresh = {e.event_id: e for e in batch if e.event_id not in seen}
+            fresh = [values for row_id, values in batch.items() if row_id not in seen]
             if not fresh:
                 continue
-            rows = list(fresh.values())
-            write_atomically(to_table(rows), self.partition_dir(day),
+            write_atomically(self._table(fresh), self.partition_dir(day),
                              f"part-{uuid.uuid4().hex}.parquet")
-            seen.update(fresh)
-            written += len(rows)
+            seen.update(batch)
+            written += len(fresh)
         return written
 
+    def _table(self, rows: list[Sequence[Any]]) -> pa.Table:
+        """Rows -> an Arrow table of the log's schema, built column by column."""
+        columns = list(zip(*rows))
+        return pa.Table.from_arrays(
+            [pa.array(col, type=f.type) for col, f in zip(columns, self.schema)],
+            schema=self.schema)
 
-def to_table(events: Sequence[Transaction]) -> pa.Table:
-    """Events -> an Arrow table of :data:`EVENT_SCHEMA`, column by column."""
-    columns = [[getattr(e, name) for e in events] for name in FIELD_NAMES]
-    return pa.Table.from_arrays(
-        [pa.array(col, type=field.type) for col, field in zip(columns, EVENT_SCHEMA)],
-        schema=EVENT_SCHEMA)
+
+class ParquetEventStore(PartitionedLog):
+    """Every valid event under ``<root>/events/``, idempotent on ``event_id``."""
+
+    def __init__(self, root: str | Path) -> None:
+        super().__init__(Path(root) / "events", EVENT_SCHEMA, "event_id")
+
+    def append(self, events: Iterable[Transaction]) -> int:
+        """Store the events not stored yet; return how many were written."""
+        return self.append_rows((e.ts, e.event_id, tuple(getattr(e, n) for n in FIELD_NAMES))
+                           for e in events)
+
+
+DEAD_SCHEMA = pa.schema([
+    ("dead_id", pa.string()),
+    ("event_id", pa.string()),
+    ("reason", pa.string()),
+    ("raw", pa.string()),
+    ("source", pa.string()),
+    ("ts", pa.timestamp("s", tz="UTC")),
+])
+
+
+class DeadLetterStore(PartitionedLog):
+    """Every dead letter under ``<root>/dead/``, idempotent on ``dead_id``.
+
+    A dead letter's date is the invoice date of its line when that can be read, else
+    the time it was dead-lettered: the daily report counts rejected lines per day.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        super().__init__(Path(root) / "dead", DEAD_SCHEMA, "dead_id")
