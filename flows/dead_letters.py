@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import csv
 import time
-from typing import Any
+import msgspec
+from bytewax.connectors.kafka import KafkaSinkMessage
 
-import orjson
-from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage
-
-from schemas.events import Rejection, decode_event, parse_invoice_date
+from flows.kafka_batches import RawMessage
+from schemas.events import Rejection, parse_invoice_date
 
 #: ``(dead_id, ts, rejection)``: the id the offline store dedups on, and the day's time.
 DeadLetter = tuple[str, int, Rejection]
 
 
-def message_id(msg: Any) -> str:
+def message_id(msg: RawMessage) -> str:
     """``<topic>:<partition>:<offset>``: where a message sits, its identity for dedup."""
     return f"{msg.topic}:{msg.partition}:{msg.offset}"
 
@@ -37,23 +36,20 @@ def line_time(raw: str, fallback: int) -> int:
         return fallback
 
 
-def _received(msg: Any) -> int:
+def _received(msg: RawMessage) -> int:
     """The message's broker timestamp in seconds, or now."""
-    kind, millis = msg.timestamp or (0, 0)
-    return millis // 1000 if kind and millis > 0 else int(time.time())
+    return msg.timestamp_ms // 1000 if msg.timestamp_ms > 0 else int(time.time())
 
 
-def decode_message(msg: Any) -> Any:
-    """A source message -> its Transaction, or a DeadLetter saying why it is not one."""
-    if isinstance(msg, KafkaError):
-        inner = msg.msg
-        rejection = Rejection(f"consumer error: {msg.err}", repr(inner.value)[:1000],
-                              source="flow")
-        return message_id(inner), _received(inner), rejection
-    decoded = decode_event(msg.value)
-    if isinstance(decoded, Rejection):
-        return message_id(msg), _received(msg), decoded
-    return decoded
+def rejected(msg: RawMessage, rejection: Rejection) -> DeadLetter:
+    """A dead letter for a message the flow could not use."""
+    return message_id(msg), _received(msg), rejection
+
+
+def consumer_error(msg: RawMessage) -> DeadLetter:
+    """A dead letter for a consumer error, so that it is seen and counted."""
+    raw = (msg.value or b"").decode("utf-8", "replace")[:1000]
+    return rejected(msg, Rejection(f"consumer error: {msg.error}", raw, source="flow"))
 
 
 def to_dead_message(letter: DeadLetter) -> KafkaSinkMessage[bytes | None, bytes]:
@@ -62,18 +58,22 @@ def to_dead_message(letter: DeadLetter) -> KafkaSinkMessage[bytes | None, bytes]
     return KafkaSinkMessage(r.event_id.encode() if r.event_id else None, r.to_json())
 
 
-def producer_letter(msg: Any) -> DeadLetter | None:
-    """A message read back from the dead topic -> a DeadLetter to store, when the producer
-    wrote it (the flow's own are stored when made); None otherwise."""
-    if isinstance(msg, KafkaError):
-        return None
-    try:
-        obj = orjson.loads(msg.value or b"")
-        rejection = Rejection(str(obj["reason"]), str(obj.get("raw", "")),
-                              obj.get("event_id"), str(obj.get("source", "producer")))
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        rejection = Rejection("unreadable dead letter",
-                              (msg.value or b"").decode("utf-8", "replace"), source="unknown")
-    if rejection.source == "flow":
-        return None
-    return message_id(msg), line_time(rejection.raw, _received(msg)), rejection
+def producer_letters(batch: list[RawMessage]) -> list[DeadLetter]:
+    """Messages read back from the dead topic -> the DeadLetters the producer wrote (the
+    flow's own are stored when made)."""
+    letters = []
+    for msg in batch:
+        if msg.error is not None:
+            continue
+        try:
+            obj = msgspec.json.decode(msg.value or b"")
+            rejection = Rejection(str(obj["reason"]), str(obj.get("raw", "")),
+                                  obj.get("event_id"), str(obj.get("source", "producer")))
+        except (msgspec.DecodeError, KeyError, TypeError, AttributeError):
+            rejection = Rejection("unreadable dead letter",
+                                  (msg.value or b"").decode("utf-8", "replace"),
+                                  source="unknown")
+        if rejection.source != "flow":
+            letters.append((message_id(msg), line_time(rejection.raw, _received(msg)),
+                            rejection))
+    return letters

@@ -16,12 +16,35 @@ latest event folded in, with their event time.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from schemas.events import Transaction
 
 
-class CustomerTotals:
+class Snapshotable:
+    """Cheap deep copies of slot-based state, for Bytewax's per-epoch snapshots.
+
+    Bytewax deep-copies every changed entity's state at each epoch; a generic deepcopy
+    walks every element of every set. Slots holding sets, dicts or lists of immutable
+    values only need a container copy; other Snapshotable slots are copied the same way.
+    """
+
+    __slots__ = ()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "Snapshotable":
+        new = object.__new__(type(self))
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, (set, dict, list)):
+                value = value.copy()
+            elif isinstance(value, Snapshotable):
+                value = copy.deepcopy(value, memo)
+            setattr(new, name, value)
+        return new
+
+
+class CustomerTotals(Snapshotable):
     """Running lifetime totals of one customer (or one guest invoice).
 
     ``spend`` and ``items`` are net of cancellations; ``baskets`` counts distinct purchase
@@ -67,7 +90,7 @@ class CustomerTotals:
         }
 
 
-class CurrentBasket:
+class CurrentBasket(Snapshotable):
     """The customer's current basket (invoice) so far.
 
     A purchase line of a new invoice starts a new basket; cancellation lines belong to no

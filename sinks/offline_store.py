@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from msgspec.structs import astuple
 import pyarrow.parquet as pq
 
 from schemas.events import FIELD_NAMES, Transaction
@@ -130,8 +131,7 @@ class ParquetEventStore(PartitionedLog):
 
     def append(self, events: Iterable[Transaction]) -> int:
         """Store the events not stored yet; return how many were written."""
-        return self.append_rows((e.ts, e.event_id, tuple(getattr(e, n) for n in FIELD_NAMES))
-                           for e in events)
+        return self.append_rows((e.ts, e.event_id, astuple(e)) for e in events)
 
 
 DEAD_SCHEMA = pa.schema([

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-import orjson
+import msgspec
 import redis
 
 TS_FIELD = "_ts"
@@ -57,7 +57,7 @@ def _decode(raw: Mapping[bytes, bytes]) -> dict[str, Any] | None:
     """A stored hash -> typed values (None when the key does not exist)."""
     if not raw:
         return None
-    return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+    return {k.decode(): msgspec.json.decode(v) for k, v in raw.items()}
 
 
 class RedisOnlineStore:
@@ -75,7 +75,7 @@ class RedisOnlineStore:
               rows: Mapping[str, tuple[int, Mapping[str, Any]]]) -> None:
         """One pipelined round trip for all rows; each key written once."""
         pipe = self.client.pipeline(transaction=False)
-        dumps = orjson.dumps
+        dumps = msgspec.json.encode
         encoded_version = dumps(version)
         for entity, (ts, values) in rows.items():
             mapping = {name: dumps(v) for name, v in values.items()}

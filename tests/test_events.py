@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -135,24 +134,25 @@ def test_no_message_bytes_make_decode_raise(value: bytes) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(list(orjson.loads(
+@given(st.dictionaries(st.sampled_from(list(json.loads(
     encode_event(parse_row(GOOD, "f:1")))) + ["x"]), json_values))
 def test_no_json_object_makes_decode_raise(obj: dict) -> None:
     assert isinstance(decode_event(json.dumps(obj).encode()), Transaction | Rejection)
 
 
 @pytest.mark.parametrize("mutate,reason", [
-    (lambda d: d.pop("ts"), "missing fields: ts"),
-    (lambda d: d.update(quantity="6"), "field 'quantity' has type str"),
-    (lambda d: d.update(quantity=True), "field 'quantity' has type bool"),
+    (lambda d: d.pop("ts"), "missing required field `ts`"),
+    (lambda d: d.update(quantity="6"), "Expected `int`, got `str` - at `$.quantity`"),
+    (lambda d: d.update(quantity=True), "Expected `int`, got `bool` - at `$.quantity`"),
+    (lambda d: d.update(invoice=""), "must not be empty"),
     (lambda d: d.update(quantity=10**12), "beyond"),
     (lambda d: d.update(ts=parse_invoice_date("1/1/2100 0:00")), "outside 2000-2099"),
     (lambda d: d.update(ts=parse_invoice_date("1/1/1900 0:00")), "outside 2000-2099"),
     (lambda d: d.update(unit_price=math.inf), "not JSON"),
-    (lambda d: d.update(quantity=2**70), "field 'quantity' has type float"),
+    (lambda d: d.update(quantity=2**70), "beyond"),
 ])
 def test_bad_messages_are_rejected_with_reason(mutate, reason: str) -> None:
-    obj = orjson.loads(encode_event(parse_row(GOOD, "f:1")))
+    obj = json.loads(encode_event(parse_row(GOOD, "f:1")))
     mutate(obj)
     result = decode_event(json.dumps(obj).encode())
     assert isinstance(result, Rejection) and reason in result.reason, result
@@ -163,4 +163,4 @@ def test_not_json_and_nan() -> None:
     assert decode_event(b"not json").reason.startswith("not JSON")
     assert decode_event(b'{"unit_price": NaN}').reason.startswith("not JSON")
     assert decode_event(None).reason.startswith("not JSON")
-    assert decode_event(b"[1,2]").reason == "message is JSON list, expected an object"
+    assert decode_event(b"[1,2]").reason == "wrong schema: Expected `object`, got `array`"
