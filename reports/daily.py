@@ -1,0 +1,542 @@
+"""The daily batch report: every figure of one day, computed from the offline store alone.
+
+Why batch and why here: the business wants one report per day on product categories,
+customers and data quality, and it must work while the flow is stopped, so it reads
+only the Parquet offline store (``events/`` and, when present, ``dead/``), with DuckDB.
+
+How it is organised:
+
+- **Definitions** (:data:`METRICS`, :data:`RATIOS`, :data:`TERMS`): each figure is defined
+  once, as a SQL aggregate plus the sentence that explains it; the sentences go into the
+  report (``definitions``) and the Markdown footnotes.
+- **A run** (:class:`ReportRun`): the work shared by the days of one invocation, done once:
+  the events of the days asked for and of the 7 trading days before each are loaded into
+  one table, with their product category (the taxonomy applied to the distinct stock lines,
+  registered as a small lookup table, not a per-row UDF), each customer's first purchase
+  day and each product's first day in the store (one scan of two or three columns of every
+  partition up to the last day asked for); per-day series of every figure are computed
+  with one ``GROUP BY date`` query per grouping and cached.
+- **Sections** (:data:`SECTIONS`): a list of builders, each taking one day
+  (:class:`DayScope`) and returning a plain dict of figures. The report is those dicts
+  under ``sections``, so a new section (the customer categories, once the segmentation
+  exists) is one more builder here and one more view in ``reports.render``.
+
+Every figure is reported against the previous trading day and the trailing average as
+``{"value", "previous", "avg_7d"}``; :data:`TERMS` says what those mean.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+from reports.offline_query import OfflineQuery
+from schemas.taxonomy import Taxonomy, load_taxonomy
+
+TRAILING_DAYS = 7
+TOP_PRODUCTS_PER_CATEGORY = 5
+TOP_PRODUCTS = 10
+TOP_COUNTRIES = 10
+FORMATS = ("md", "html", "json")
+#: The group key of day totals in :meth:`ReportRun.series`.
+TOTAL = "*"
+
+Figure = dict[str, Any]
+Series = dict[date, float]
+
+
+class ReportError(ValueError):
+    """A report cannot be made as asked; the message says what to do instead."""
+
+
+# --------------------------------------------------------------------------- definitions
+
+SALE_LINE = "NOT is_cancellation AND NOT is_adjustment"
+REVENUE_LINE = f"{SALE_LINE} AND is_product"
+LINE_VALUE = "quantity * unit_price"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One figure: its label, its SQL aggregate over table ``events``, its kind, its meaning.
+
+    ``kind`` is ``money`` (rounded to pence), ``count`` (whole) or ``share`` (0..1).
+    """
+
+    label: str
+    sql: str
+    kind: str
+    meaning: str
+
+
+METRICS: dict[str, Metric] = {
+    "revenue": Metric(
+        "Revenue", f"sum({LINE_VALUE}) FILTER (WHERE {REVENUE_LINE})", "money",
+        "sum of quantity × unit price over the revenue lines: product lines of invoices "
+        "that are neither cancellations (C…) nor bad-debt adjustments (A…); zero-price "
+        "lines are included (value 0)."),
+    "units": Metric(
+        "Units", f"sum(quantity) FILTER (WHERE {REVENUE_LINE})", "count",
+        "sum of quantities over the revenue lines (zero-price stock write-offs with a "
+        "negative quantity included)."),
+    "orders": Metric(
+        "Orders", f"count(DISTINCT invoice) FILTER (WHERE {REVENUE_LINE})", "count",
+        "distinct invoices with at least one revenue line (per category: with a revenue "
+        "line in that category)."),
+    "cancelled_value": Metric(
+        "Cancelled value", f"sum(abs({LINE_VALUE})) FILTER (WHERE is_cancellation)", "money",
+        "sum of |quantity × unit price| over cancellation lines (invoice C…), products "
+        "and non-product lines alike."),
+    "active_customers": Metric(
+        "Active customers", f"count(DISTINCT customer_id) FILTER (WHERE {SALE_LINE})",
+        "count",
+        "distinct customer ids (guests excluded) with a line on a non-cancelled, "
+        "non-adjustment invoice that day."),
+    "new_customers": Metric(
+        "New customers",
+        f"count(DISTINCT customer_id) FILTER (WHERE {SALE_LINE} AND first_purchase = date)",
+        "count",
+        "active customers whose first purchase in the whole store is on that day."),
+    "returning_customers": Metric(
+        "Returning customers",
+        f"count(DISTINCT customer_id) FILTER (WHERE {SALE_LINE} AND first_purchase < date)",
+        "count",
+        "active customers who had purchased on an earlier day; new + returning = active."),
+    "guest_lines": Metric(
+        "Guest lines", "count(*) FILTER (WHERE customer_id IS NULL)", "count",
+        "stored lines without a customer id."),
+    "guest_revenue": Metric(
+        "Guest revenue",
+        f"sum({LINE_VALUE}) FILTER (WHERE {REVENUE_LINE} AND customer_id IS NULL)", "money",
+        "revenue of lines without a customer id."),
+    "new_products": Metric(
+        "Products sold for the first time",
+        f"count(DISTINCT stock_code) FILTER (WHERE {REVENUE_LINE} AND first_seen = date)",
+        "count",
+        "stock codes with a revenue line that day and no line of any kind on an earlier "
+        "day in the store."),
+    "lines": Metric(
+        "Lines stored", "count(*)", "count",
+        "invoice lines stored in the offline store for that day (valid events)."),
+    "non_product_lines": Metric(
+        "Non-product lines", "count(*) FILTER (WHERE NOT is_product)", "count",
+        "lines whose stock code is not merchandise (postage, fees, manual lines, "
+        "discounts, vouchers…)."),
+    "non_product_value": Metric(
+        "Non-product value", f"sum({LINE_VALUE}) FILTER (WHERE NOT is_product)", "money",
+        "net quantity × unit price of the non-product lines (cancelled ones negative)."),
+    "cancellation_lines": Metric(
+        "Cancellation lines", "count(*) FILTER (WHERE is_cancellation)", "count",
+        "lines of invoices starting with C."),
+    "adjustment_lines": Metric(
+        "Adjustment lines", "count(*) FILTER (WHERE is_adjustment)", "count",
+        "lines of bad-debt adjustment invoices (starting with A)."),
+    "zero_price_lines": Metric(
+        "Zero-price lines", "count(*) FILTER (WHERE unit_price = 0)", "count",
+        "lines with a unit price of 0 (free items, stock write-offs)."),
+}
+
+#: Shares: (numerator metric, denominator metric); 0 when the denominator is 0.
+RATIOS: dict[str, tuple[str, str, str, str]] = {
+    "guest_line_share": ("Guest share of lines", "guest_lines", "lines",
+                         "guest lines / lines stored."),
+    "guest_revenue_share": ("Guest share of revenue", "guest_revenue", "revenue",
+                            "guest revenue / revenue."),
+}
+
+#: Words of the report that are not figures: (label, meaning).
+TERMS: dict[str, tuple[str, str]] = {
+    "previous": ("Δ prev", "change against the previous trading day (the latest earlier "
+                           "day with events in the store)."),
+    "avg_7d": ("Δ 7-day", f"change against the mean of the figure over the {TRAILING_DAYS} "
+                          "previous trading days (fewer at the start of the data); days "
+                          "without trading are skipped, not counted as 0."),
+    "category": ("Category", "product category of a line, from its stock code and "
+                             "description (schemas/taxonomy.py); non-product lines are in "
+                             "'Not a product'."),
+    "top_products": ("Top products", "products (stock code, with the alphabetically first "
+                                     "description seen that day) ranked by revenue, ties "
+                                     "by stock code."),
+    "rejected": ("Rejected lines", "dead letters of the day (lines or messages that were "
+                                   "not valid events), by reason; their day is the line's "
+                                   "invoice date when it could be read, else the day they "
+                                   "were received."),
+}
+
+#: Metrics grouped per use.
+TOTAL_METRICS = ("revenue", "units", "orders", "cancelled_value")
+CUSTOMER_METRICS = ("active_customers", "new_customers", "returning_customers",
+                    "guest_lines", "lines", "guest_revenue", "revenue")
+QUALITY_METRICS = ("lines", "non_product_lines", "non_product_value", "cancellation_lines",
+                   "adjustment_lines", "zero_price_lines")
+
+
+def definitions() -> dict[str, str]:
+    """Every figure and term: ``"Label: meaning"`` by name, as written into each report."""
+    out = {name: f"{m.label}: {m.meaning}" for name, m in METRICS.items()}
+    out.update({name: f"{label}: {meaning}" for name, (label, _, _, meaning) in RATIOS.items()})
+    out.update({name: f"{label}: {meaning}" for name, (label, meaning) in TERMS.items()})
+    return out
+
+
+def _round(value: float, kind: str) -> float | int:
+    """A figure as reported: pence for money, whole for counts, 4 decimals for shares."""
+    if kind == "count":
+        return int(value)
+    return round(float(value), 2 if kind == "money" else 4)
+
+
+# --------------------------------------------------------------------------- one run
+
+
+class ReportRun:
+    """The shared work of reporting on some days of one offline store (see module doc).
+
+    Raises :class:`ReportError` when a day lies outside the stored data. Use it as a
+    context manager (it holds a DuckDB connection).
+    """
+
+    def __init__(self, offline_dir: Path, days: Iterable[date],
+                 taxonomy: Taxonomy | None = None) -> None:
+        self.query = OfflineQuery(Path(offline_dir))
+        self.taxonomy = taxonomy or load_taxonomy()
+        self.days = sorted(set(days))
+        self.stored = self.query.days
+        self._series: dict[tuple[tuple[str, ...], str | None], dict[str, dict[str, Series]]]
+        self._series = {}
+        self._rejected: dict[date, dict[str, int]] | None = None
+        try:
+            self._check_days()
+            self.trailing = {day: self._trailing_days(day) for day in self.days}
+            window = {d for day in self.days if day in self.query.event_files
+                      for d in (day, *self.trailing[day])}
+            if window:
+                self._load_events(window)
+            self.query.dead_letters_view("dead_letters", window | set(self.days))
+        except Exception:
+            self.query.con.close()
+            raise
+
+    def __enter__(self) -> ReportRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.query.con.close()
+
+    def _check_days(self) -> None:
+        """Refuse no day, an empty store, and days before or after the stored data."""
+        where = self.query.offline_dir / "events"
+        if not self.days:
+            raise ReportError("no day to report on: give a date (or a range of dates)")
+        if not self.stored:
+            raise ReportError(
+                f"the offline store {where} holds no events yet: replay data and run the "
+                "flow first (basketflow replay FILE; basketflow run --stop-at-end), or "
+                "point --data-dir at a store that has some")
+        first, last = self.stored[0], self.stored[-1]
+        outside = [d for d in self.days if not first <= d <= last]
+        if outside:
+            raise ReportError(
+                f"no data for {outside[0].isoformat()}: the offline store {where} holds "
+                f"events from {first.isoformat()} to {last.isoformat()}; choose dates in "
+                "that range")
+
+    def _trailing_days(self, day: date) -> tuple[date, ...]:
+        """The up to :data:`TRAILING_DAYS` stored days before ``day``, latest first."""
+        end = bisect_left(self.stored, day)
+        return tuple(reversed(self.stored[max(0, end - TRAILING_DAYS):end]))
+
+    def _load_events(self, window: set[date]) -> None:
+        """Table ``events``: the window's events with category, first purchase, first seen."""
+        q = self.query
+        q.events_view("window_events", window)
+        q.events_view("history", [d for d in self.stored if d <= max(window)])
+        q.execute("CREATE TEMP TABLE customer_first AS SELECT customer_id, "
+                  "min(date) AS first_purchase FROM history "
+                  f"WHERE customer_id IS NOT NULL AND {SALE_LINE} GROUP BY customer_id")
+        q.execute("CREATE TEMP TABLE product_first AS SELECT stock_code, "
+                  "min(date) AS first_seen FROM history GROUP BY stock_code")
+        lines = q.rows("SELECT DISTINCT stock_code, description FROM window_events")
+        q.create_table("categories", {
+            "stock_code": [code for code, _ in lines],
+            "description": [text for _, text in lines],
+            "category": [self.taxonomy.category_of(code, text or "") for code, text in lines],
+        })
+        q.execute(
+            "CREATE TEMP TABLE events AS SELECT e.*, c.category, cf.first_purchase, "
+            "pf.first_seen FROM window_events e "
+            "JOIN categories c ON c.stock_code = e.stock_code "
+            "AND c.description IS NOT DISTINCT FROM e.description "
+            "LEFT JOIN customer_first cf ON cf.customer_id = e.customer_id "
+            "LEFT JOIN product_first pf ON pf.stock_code = e.stock_code")
+
+    def series(self, names: Sequence[str], by: str | None = None,
+               ) -> dict[str, dict[str, Series]]:
+        """Per group key (``TOTAL`` without ``by``), per metric: its value on every loaded day.
+
+        One query for all loaded days, cached: a month of reports asks it once.
+        """
+        key = (tuple(names), by)
+        if key not in self._series:
+            columns = ", ".join(f"coalesce({METRICS[n].sql}, 0)" for n in names)
+            group = by or f"'{TOTAL}'"
+            rows = self.query.rows(f"SELECT date, {group} AS key, {columns} FROM events "
+                                   "GROUP BY ALL")
+            out: dict[str, dict[str, Series]] = defaultdict(lambda: defaultdict(dict))
+            for day, group_key, *values in rows:
+                for name, value in zip(names, values):
+                    out[group_key][name][day] = value
+            self._series[key] = out
+        return self._series[key]
+
+    def rejected(self) -> dict[date, dict[str, int]]:
+        """Dead letters per day and reason, for the days loaded (cached)."""
+        if self._rejected is None:
+            self._rejected = defaultdict(dict)
+            for day, reason, count in self.query.rows(
+                    "SELECT date, reason, count(*) FROM dead_letters GROUP BY ALL"):
+                self._rejected[day][reason] = count
+        return self._rejected
+
+    def report(self, day: date) -> dict[str, Any]:
+        """The whole report of one of the run's days, as a plain JSON-ready dict."""
+        base = {
+            "date": day.isoformat(),
+            "weekday": day.strftime("%A"),
+            "store": {"path": str(self.query.offline_dir),
+                      "first_day": self.stored[0].isoformat(),
+                      "last_day": self.stored[-1].isoformat()},
+        }
+        if day not in self.query.event_files:
+            return {**base, **self._no_trading(day)}
+        scope = DayScope(self, day, self.trailing[day])
+        return {
+            **base,
+            "status": "trading",
+            "comparison": {"previous_day": _iso(scope.previous),
+                           "trailing_days": [d.isoformat() for d in scope.trailing]},
+            "sections": {s.key: {"title": s.title, **s.build(scope)} for s in SECTIONS},
+            "definitions": definitions(),
+        }
+
+    def _no_trading(self, day: date) -> dict[str, Any]:
+        """The short report of a day inside the data with no event stored."""
+        before = bisect_left(self.stored, day)
+        rejected = self.rejected().get(day, {})
+        return {
+            "status": "no_trading",
+            "message": f"No trading on {day.strftime('%A')} {day.isoformat()}: the offline "
+                       "store holds no event for this day.",
+            "previous_trading_day": self.stored[before - 1].isoformat(),
+            "next_trading_day": self.stored[before].isoformat(),
+            "rejected_lines": sum(rejected.values()) if self.query.has_dead_letters else None,
+        }
+
+
+def _iso(day: date | None) -> str | None:
+    """ISO date, or None."""
+    return day.isoformat() if day else None
+
+
+@dataclass(frozen=True)
+class DayScope:
+    """One trading day of a run, with the days it is compared against."""
+
+    run: ReportRun
+    day: date
+    trailing: tuple[date, ...]
+
+    @property
+    def previous(self) -> date | None:
+        """The previous trading day, or None on the store's first day."""
+        return self.trailing[0] if self.trailing else None
+
+    def figure(self, by_date: Mapping[date, float], kind: str) -> Figure:
+        """A figure of the day, its previous trading day's value and its trailing mean."""
+        previous = self.previous
+        return {
+            "value": _round(by_date.get(self.day, 0), kind),
+            "previous": _round(by_date.get(previous, 0), kind) if previous else None,
+            "avg_7d": (round(fmean(by_date.get(d, 0) for d in self.trailing),
+                             4 if kind == "share" else 2) if self.trailing else None),
+        }
+
+    def figures(self, metrics: Mapping[str, Series], names: Sequence[str]) -> dict[str, Figure]:
+        """Figures of ``names`` from one group's series (a missing series is all zeros)."""
+        return {n: self.figure(metrics.get(n, {}), METRICS[n].kind) for n in names}
+
+    def ratio(self, metrics: Mapping[str, Series], name: str) -> Figure:
+        """A share from :data:`RATIOS`, computed per day and then compared."""
+        _, numerator, denominator, _ = RATIOS[name]
+        top, bottom = metrics.get(numerator, {}), metrics.get(denominator, {})
+        shares = {d: (top.get(d, 0) / v if v else 0.0) for d, v in bottom.items()}
+        return self.figure(shares, "share")
+
+    def products(self) -> list[dict[str, Any]]:
+        """The day's products per category: revenue and units, best first."""
+        rows = self.run.query.rows(
+            f"SELECT category, stock_code, min(description), sum({LINE_VALUE}) AS revenue, "
+            f"sum(quantity) FROM events WHERE date = $day AND {REVENUE_LINE} "
+            "GROUP BY category, stock_code ORDER BY round(revenue, 2) DESC, stock_code",
+            {"day": self.day})
+        return [{"category": c, "stock_code": s, "description": d,
+                 "revenue": _round(r, "money"), "units": int(u)} for c, s, d, r, u in rows]
+
+    def new_products(self) -> list[dict[str, Any]]:
+        """Products sold on the day and never seen on an earlier day, best first."""
+        rows = self.run.query.rows(
+            "SELECT stock_code, min(description), arg_min(category, description), "
+            f"sum({LINE_VALUE}) AS revenue, sum(quantity) FROM events "
+            f"WHERE date = $day AND {REVENUE_LINE} AND first_seen = date "
+            "GROUP BY stock_code ORDER BY round(revenue, 2) DESC, stock_code", {"day": self.day})
+        return [{"stock_code": s, "description": d, "category": c,
+                 "revenue": _round(r, "money"), "units": int(u)} for s, d, c, r, u in rows]
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def build_totals(s: DayScope) -> dict[str, Any]:
+    """The day's revenue, units, orders and cancelled value over all categories."""
+    return s.figures(s.run.series(TOTAL_METRICS)[TOTAL], TOTAL_METRICS)
+
+
+def build_product_categories(s: DayScope) -> dict[str, Any]:
+    """Per category: figures and top products; the day's top products; first-time products."""
+    by_category = s.run.series(TOTAL_METRICS, by="category")
+    products = s.products()
+    categories = []
+    for category in s.run.taxonomy.categories:
+        figures = s.figures(by_category.get(category.name, {}), TOTAL_METRICS)
+        top = [p for p in products if p["category"] == category.name and p["revenue"] > 0]
+        categories.append({"name": category.name, "label": category.label, **figures,
+                           "top_products": top[:TOP_PRODUCTS_PER_CATEGORY]})
+    categories.sort(key=lambda c: -c["revenue"]["value"])
+    labels = {c.name: c.label for c in s.run.taxonomy.categories}
+    new = s.new_products()
+    return {
+        "categories": categories,
+        "top_products": [{**p, "label": labels[p["category"]]}
+                         for p in products if p["revenue"] > 0][:TOP_PRODUCTS],
+        "new_products": {
+            "count": s.figures(s.run.series(("new_products",))[TOTAL], ("new_products",))[
+                "new_products"],
+            "store_starts_today": s.previous is None,
+            "products": [{**p, "label": labels[p["category"]]} for p in new],
+        },
+    }
+
+
+def build_customers_countries(s: DayScope) -> dict[str, Any]:
+    """Active, new and returning customers, guest shares, revenue by country."""
+    totals = s.run.series(CUSTOMER_METRICS)[TOTAL]
+    figures = s.figures(totals, ("active_customers", "new_customers", "returning_customers"))
+    by_country = s.run.series(("revenue",), by="country")
+    today = sorted(((round(m["revenue"].get(s.day, 0), 2), country)
+                    for country, m in by_country.items() if m["revenue"].get(s.day, 0) != 0),
+                   key=lambda rc: (-rc[0], rc[1]))
+    top = [country for _, country in today[:TOP_COUNTRIES]]
+    rest = {d: v - sum(by_country[c]["revenue"].get(d, 0) for c in top)
+            for d, v in totals["revenue"].items()}
+    return {
+        **figures,
+        "guest_line_share": s.ratio(totals, "guest_line_share"),
+        "guest_revenue_share": s.ratio(totals, "guest_revenue_share"),
+        "countries": [{"country": c, "revenue": s.figure(by_country[c]["revenue"], "money")}
+                      for c in top],
+        "other_countries": {"count": len(today) - len(top),
+                            "revenue": s.figure(rest, "money")},
+    }
+
+
+def build_data_quality(s: DayScope) -> dict[str, Any]:
+    """Lines stored, rejected lines by reason, non-product, cancellation, adjustment lines."""
+    figures = s.figures(s.run.series(QUALITY_METRICS)[TOTAL], QUALITY_METRICS)
+    recorded = s.run.query.has_dead_letters
+    rejected = s.run.rejected()
+    totals = {d: sum(reasons.values()) for d, reasons in rejected.items()}
+    by_reason = sorted(rejected.get(s.day, {}).items(), key=lambda rc: (-rc[1], rc[0]))
+    return {
+        **figures,
+        "rejected": {
+            "recorded": recorded,
+            "total": s.figure(totals, "count") if recorded else None,
+            "by_reason": [{"reason": r, "count": n} for r, n in by_reason],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the report: a key (in JSON and for the renderer), a title, a builder."""
+
+    key: str
+    title: str
+    build: Callable[[DayScope], dict[str, Any]]
+
+
+#: The report's sections, in order. The customer-category section (segmentation) is not
+#: here yet: it needs the segmentation labels and live scores, which do not exist.
+SECTIONS: tuple[Section, ...] = (
+    Section("totals", "Day totals", build_totals),
+    Section("product_categories", "Product categories", build_product_categories),
+    Section("customers_countries", "Customers and countries", build_customers_countries),
+    Section("data_quality", "Data quality", build_data_quality),
+)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def daily_report(offline_dir: Path, day: date) -> dict[str, Any]:
+    """Every figure of one day as a plain dict (see :meth:`ReportRun.report`)."""
+    with ReportRun(offline_dir, [day]) as run:
+        return run.report(day)
+
+
+def parse_formats(text: str) -> set[str]:
+    """``"md,html"`` -> {"md", "html"}; ReportError naming the known formats otherwise."""
+    formats = {f.strip().lower() for f in text.split(",") if f.strip()}
+    unknown = sorted(formats - set(FORMATS))
+    if unknown or not formats:
+        raise ReportError(f"unknown report format {', '.join(unknown) or '(none)'}: "
+                          f"choose among {', '.join(FORMATS)} (comma-separated)")
+    return formats
+
+
+def days_between(first: date, last: date) -> list[date]:
+    """Every calendar day from ``first`` to ``last`` inclusive."""
+    if first > last:
+        raise ReportError(f"--from {first.isoformat()} is after --to {last.isoformat()}: "
+                          "give the earlier date first")
+    return [first + timedelta(n) for n in range((last - first).days + 1)]
+
+
+def run_reports(offline_dir: Path, days: list[date], out_dir: Path, formats: set[str],
+                on_progress: Callable[[int, int, date], None] | None = None,
+                ) -> list[dict[str, Any]]:
+    """Report on each day and write ``<out_dir>/<YYYY-MM-DD>/report.{md,html,json}``.
+
+    Days are reported in date order, once each; ``on_progress(done, total, day)`` is called
+    after each. Returns each day's report dict plus ``files`` (the paths written; not in
+    ``report.json`` itself). Raises :class:`ReportError` before writing anything when a
+    format is unknown or a day lies outside the stored data.
+    """
+    from reports.render import write_report
+
+    parse_formats(",".join(formats))
+    results = []
+    with ReportRun(offline_dir, days) as run:
+        for done, day in enumerate(run.days, start=1):
+            report = run.report(day)
+            files = write_report(report, Path(out_dir), formats)
+            results.append({**report, "files": [str(p) for p in files]})
+            if on_progress is not None:
+                on_progress(done, len(run.days), day)
+    return results

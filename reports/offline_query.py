@@ -1,0 +1,112 @@
+"""DuckDB over the offline store: chosen date partitions of events and dead letters as views.
+
+Why a module of its own: every batch job over the offline store (the daily report today,
+training sets later) needs the same things, done the same way:
+
+- which days the store holds, found by listing ``date=YYYY-MM-DD`` directories (cheap, no
+  file is opened), so a job reads only the partitions it needs;
+- a SQL view over exactly those partitions' Parquet files, with the partition day as a
+  ``date`` column (the store derives it from the event time; nothing here re-derives it);
+- hidden temporary files (``.part-*.tmp``, mid-rename) never read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+EVENTS = "events"
+DEAD = "dead"
+PARTITION_PREFIX = "date="
+
+
+def partition_files(root: Path) -> dict[date, list[Path]]:
+    """The Parquet files of each date partition under ``root``, by day (oldest first).
+
+    Days whose directory holds no finished file (only a temporary one, or nothing) are
+    left out: nothing is stored for them yet. A directory that does not exist gives {}.
+    """
+    days: dict[date, list[Path]] = {}
+    if not root.is_dir():
+        return days
+    for directory in sorted(root.glob(f"{PARTITION_PREFIX}*")):
+        try:
+            day = date.fromisoformat(directory.name.removeprefix(PARTITION_PREFIX))
+        except ValueError:
+            continue
+        files = sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
+        if files:
+            days[day] = files
+    return days
+
+
+def _sql_list(paths: Sequence[Path]) -> str:
+    """A SQL list literal of file names (quotes doubled), for ``read_parquet``."""
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+class OfflineQuery:
+    """One in-memory DuckDB connection over one offline store directory.
+
+    The partitions are listed once, when the object is made. Views and tables created
+    through it live in the connection and disappear with it (use it as a context manager).
+    """
+
+    def __init__(self, offline_dir: Path) -> None:
+        self.offline_dir = Path(offline_dir)
+        self.event_files = partition_files(self.offline_dir / EVENTS)
+        self.dead_files = partition_files(self.offline_dir / DEAD)
+        self.has_dead_letters = (self.offline_dir / DEAD).is_dir()
+        self.con = duckdb.connect()
+
+    def __enter__(self) -> OfflineQuery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.con.close()
+
+    @property
+    def days(self) -> list[date]:
+        """Days with at least one stored event, oldest first."""
+        return list(self.event_files)
+
+    def events_view(self, name: str, days: Iterable[date]) -> None:
+        """Create view ``name``: every event of ``days`` (at least one must be stored)."""
+        files = [p for day in sorted(set(days)) for p in self.event_files.get(day, [])]
+        if not files:
+            raise ValueError(f"no events stored for any of the days asked for ({name})")
+        self._view(name, files)
+
+    def dead_letters_view(self, name: str, days: Iterable[date]) -> None:
+        """Create view ``name`` (date, reason): the dead letters of ``days``, maybe none."""
+        files = [p for day in sorted(set(days)) for p in self.dead_files.get(day, [])]
+        if files:
+            self._view(name, files, columns="date, reason")
+        else:
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS "
+                             "SELECT NULL::DATE AS date, NULL::VARCHAR AS reason LIMIT 0")
+
+    def _view(self, name: str, files: Sequence[Path], columns: str = "*") -> None:
+        """A view over Parquet files, with the partition day as column ``date`` (DATE)."""
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {columns} FROM read_parquet("
+            f"{_sql_list(files)}, hive_partitioning = true, union_by_name = true, "
+            "hive_types = {'date': DATE})")
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:
+        """Run a statement (CREATE TABLE ... AS ..., for instance)."""
+        self.con.execute(sql, params)
+
+    def create_table(self, name: str, columns: dict[str, list[Any]]) -> None:
+        """Create table ``name`` from equal-length Python lists (a small lookup built in
+        Python), passed as list parameters: no Arrow or pandas round trip."""
+        select = ", ".join(f"unnest(${column}) AS {column}" for column in columns)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {select}", columns)
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple]:
+        """All rows of a query."""
+        return self.con.execute(sql, params).fetchall()

@@ -1,0 +1,479 @@
+"""The daily report on paper: Markdown, HTML with PNG charts beside it, and JSON.
+
+Why this shape: each section of the report (see ``reports.daily.SECTIONS``) has one *view*
+here that turns its figures into a few neutral blocks (tables, paragraphs, charts); the
+Markdown and HTML writers only know blocks. So the two formats always show the same
+tables, and a new section needs one view and nothing else. Charts are drawn only for HTML,
+with matplotlib's Agg canvas (no display, no pyplot global state), as PNG files in the
+report's folder, referenced by relative path.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reports.daily import METRICS, RATIOS, TOP_PRODUCTS_PER_CATEGORY, TOTAL_METRICS
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure as MplFigure
+
+NEW_PRODUCTS_SHOWN = 20
+#: Changes smaller than this (percent, or percentage points for shares) show as "=".
+STEADY = 0.05
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A figure's change against a base: shown as an arrow and a percentage (pp for shares).
+
+    ``up_is_good`` colours the HTML (green when the move is good, red when bad).
+    """
+
+    value: float
+    base: float | None
+    kind: str
+    up_is_good: bool = True
+
+    def text(self) -> str:
+        """``▲ 12.3%``, ``▼ 1.5 pp``, ``= 0.0%``, ``▲ new`` or ``–`` (nothing to compare)."""
+        if self.base is None:
+            return "–"
+        if self.kind == "share":
+            change, unit = (self.value - self.base) * 100, " pp"
+        elif self.base == 0:
+            return "=" if self.value == 0 else ("▲ new" if self.value > 0 else "▼ new")
+        else:
+            change, unit = (self.value - self.base) / abs(self.base) * 100, "%"
+        if abs(change) < STEADY:
+            return f"= 0.0{unit}"
+        return f"{'▲' if change > 0 else '▼'} {abs(change):.1f}{unit}"
+
+    def mood(self) -> str:
+        """``good``, ``bad`` or ``flat``: the CSS class of the HTML cell."""
+        if self.base is None or self.value == self.base:
+            return "flat"
+        return "good" if (self.value > self.base) == self.up_is_good else "bad"
+
+
+Cell = str | Delta
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows of cells under column headers; ``align`` holds one ``l`` or ``r`` per column."""
+
+    columns: Sequence[str]
+    rows: Sequence[Sequence[Cell]]
+    align: str
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A sub-heading inside a section."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """A sentence or two of text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A PNG chart (HTML only): its file name in the report folder, a title, how to draw it."""
+
+    file: str
+    title: str
+    draw: Callable[[MplFigure], None] = field(compare=False)
+
+
+Block = Table | Heading | Paragraph | Chart
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt(value: float | None, kind: str) -> str:
+    """A figure for people: ``£1,234.50``, ``1,234``, ``12.3%``; ``–`` for None."""
+    if value is None:
+        return "–"
+    if kind == "money":
+        return f"-£{-value:,.2f}" if value < 0 else f"£{value:,.2f}"
+    if kind == "share":
+        return f"{value * 100:.1f}%"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+FIGURE_COLUMNS = ("Figure", "Today", "Previous day", "Δ prev", "7-day avg", "Δ 7-day")
+
+
+def figure_row(label: str, figure: dict[str, Any], kind: str,
+               up_is_good: bool = True) -> list[Cell]:
+    """One row of a figure table: today, previous day, 7-day average and both changes."""
+    value, previous, average = figure["value"], figure["previous"], figure["avg_7d"]
+    return [label, fmt(value, kind), fmt(previous, kind),
+            Delta(value, previous, kind, up_is_good), fmt(average, kind),
+            Delta(value, average, kind, up_is_good)]
+
+
+def figure_table(rows: Sequence[list[Cell]]) -> Table:
+    """A table of figure rows (see :func:`figure_row`)."""
+    return Table(FIGURE_COLUMNS, rows, "lrrrrr")
+
+
+def _share(part: float, whole: float) -> str:
+    """``part`` as a percentage of ``whole`` (``–`` when the whole is 0)."""
+    return f"{part / whole * 100:.1f}%" if whole else "–"
+
+
+# --------------------------------------------------------------------------- section views
+
+
+def view_totals(section: dict[str, Any]) -> list[Block]:
+    """Revenue, units, orders and cancelled value of the day."""
+    return [figure_table([figure_row(METRICS[n].label, section[n], METRICS[n].kind,
+                                     up_is_good=n != "cancelled_value")
+                          for n in TOTAL_METRICS])]
+
+
+def view_product_categories(section: dict[str, Any]) -> list[Block]:
+    """Category tables, top products per category, first-time products, two charts."""
+    categories = section["categories"]
+    total = sum(c["revenue"]["value"] for c in categories)
+    blocks: list[Block] = [
+        Heading("Revenue by category"),
+        Table(("Category", "Revenue", "Share", "Δ prev", "Δ 7-day"),
+              [[c["label"], fmt(c["revenue"]["value"], "money"),
+                _share(c["revenue"]["value"], total),
+                Delta(c["revenue"]["value"], c["revenue"]["previous"], "money"),
+                Delta(c["revenue"]["value"], c["revenue"]["avg_7d"], "money")]
+               for c in categories], "lrrrr"),
+        Chart("revenue_by_category.png", "Revenue by category: today and 7-day average",
+              lambda fig: _bars_vs_average(fig, [c["label"] for c in categories],
+                                           [c["revenue"] for c in categories])),
+        Heading("Units, orders and cancellations by category (Δ against the 7-day average)"),
+        Table(("Category", "Units", "Δ 7-day", "Orders", "Δ 7-day", "Cancelled", "Δ 7-day"),
+              [[c["label"],
+                *_value_and_trend(c["units"], "count"),
+                *_value_and_trend(c["orders"], "count"),
+                *_value_and_trend(c["cancelled_value"], "money", up_is_good=False)]
+               for c in categories], "lrrrrrr"),
+        Heading(f"Top {TOP_PRODUCTS_PER_CATEGORY} products of each category"),
+        Table(("Category", "#", "Stock code", "Description", "Revenue", "Units"),
+              [[c["label"] if i == 1 else "", str(i), p["stock_code"], p["description"],
+                fmt(p["revenue"], "money"), fmt(p["units"], "count")]
+               for c in categories for i, p in enumerate(c["top_products"], start=1)],
+              "lrllrr"),
+    ]
+    if section["top_products"]:
+        blocks.append(Chart("top_products.png", "Top products of the day by revenue",
+                            lambda fig: _top_products(fig, section["top_products"])))
+    return blocks + _new_products(section["new_products"])
+
+
+def _value_and_trend(figure: dict[str, Any], kind: str, up_is_good: bool = True) -> list[Cell]:
+    """A figure's value and its change against the 7-day average."""
+    return [fmt(figure["value"], kind),
+            Delta(figure["value"], figure["avg_7d"], kind, up_is_good)]
+
+
+def _new_products(new: dict[str, Any]) -> list[Block]:
+    """The products sold for the first time (the first few, the rest in the JSON)."""
+    count = new["count"]
+    blocks: list[Block] = [Heading(f"Products sold for the first time: {count['value']} "
+                                   f"(previous day {fmt(count['previous'], 'count')}, "
+                                   f"7-day avg {fmt(count['avg_7d'], 'count')})")]
+    if new["store_starts_today"]:
+        blocks.append(Paragraph("The store starts on this day, so every product is new."))
+    products = new["products"]
+    if products:
+        blocks.append(Table(("Stock code", "Description", "Category", "Revenue", "Units"),
+                            [[p["stock_code"], p["description"], p["label"],
+                              fmt(p["revenue"], "money"), fmt(p["units"], "count")]
+                             for p in products[:NEW_PRODUCTS_SHOWN]], "lllrr"))
+    if len(products) > NEW_PRODUCTS_SHOWN:
+        blocks.append(Paragraph(f"… and {len(products) - NEW_PRODUCTS_SHOWN} more "
+                                "(all of them in report.json)."))
+    return blocks
+
+
+def view_customers_countries(section: dict[str, Any]) -> list[Block]:
+    """Customers and guest shares, then revenue by country (top ones and the rest)."""
+    rows = [figure_row(METRICS[n].label, section[n], "count")
+            for n in ("active_customers", "new_customers", "returning_customers")]
+    rows += [figure_row(RATIOS[n][0], section[n], "share")
+             for n in ("guest_line_share", "guest_revenue_share")]
+    countries = [(c["country"], c["revenue"]) for c in section["countries"]]
+    other = section["other_countries"]
+    if other["count"]:
+        countries.append((f"Other countries ({other['count']})", other["revenue"]))
+    total = sum(figure["value"] for _, figure in countries)
+    return [
+        figure_table(rows),
+        Heading("Revenue by country"),
+        Table(("Country", "Revenue", "Share", "Δ prev", "Δ 7-day"),
+              [[name, fmt(f["value"], "money"), _share(f["value"], total),
+                Delta(f["value"], f["previous"], "money"),
+                Delta(f["value"], f["avg_7d"], "money")] for name, f in countries],
+              "lrrrr"),
+        Chart("revenue_by_country.png", "Revenue by country: today and 7-day average",
+              lambda fig: _bars_vs_average(fig, [n for n, _ in countries],
+                                           [f for _, f in countries])),
+    ]
+
+
+def view_data_quality(section: dict[str, Any]) -> list[Block]:
+    """Lines stored, rejected, non-product, cancellation, adjustment and zero-price lines."""
+    rejected = section["rejected"]
+    rows = [figure_row(METRICS["lines"].label, section["lines"], "count")]
+    if rejected["recorded"]:
+        rows.append(figure_row("Rejected lines", rejected["total"], "count", up_is_good=False))
+    rows += [figure_row(METRICS[n].label, section[n], METRICS[n].kind, up_is_good=False)
+             for n in ("non_product_lines", "non_product_value", "cancellation_lines",
+                       "adjustment_lines", "zero_price_lines")]
+    blocks: list[Block] = [figure_table(rows), Heading("Rejected lines by reason")]
+    if not rejected["recorded"]:
+        blocks.append(Paragraph("No dead letters recorded: the offline store has no "
+                                "dead/ directory."))
+    elif not rejected["by_reason"]:
+        blocks.append(Paragraph("No line was rejected on this day."))
+    else:
+        blocks.append(Table(("Reason", "Lines"),
+                            [[r["reason"], fmt(r["count"], "count")]
+                             for r in rejected["by_reason"]], "lr"))
+    return blocks
+
+
+#: The view of each section of ``reports.daily.SECTIONS``, by key.
+VIEWS: dict[str, Callable[[dict[str, Any]], list[Block]]] = {
+    "totals": view_totals,
+    "product_categories": view_product_categories,
+    "customers_countries": view_customers_countries,
+    "data_quality": view_data_quality,
+}
+
+
+# --------------------------------------------------------------------------- charts
+
+
+def _bars_vs_average(fig: MplFigure, labels: Sequence[str],
+                     figures: Sequence[dict[str, Any]]) -> None:
+    """Horizontal bars of today's value, beside the 7-day average, largest at the top."""
+    ax = fig.subplots()
+    positions = range(len(labels))[::-1]
+    today = [f["value"] for f in figures]
+    average = [f["avg_7d"] or 0 for f in figures]
+    ax.barh([p + 0.2 for p in positions], today, height=0.4, label="today", color="#1f77b4")
+    ax.barh([p - 0.2 for p in positions], average, height=0.4, label="7-day average",
+            color="#bbbbbb")
+    ax.set_yticks(list(positions), labels)
+    ax.xaxis.set_major_formatter(lambda x, _: f"£{x:,.0f}")
+    ax.legend(loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _top_products(fig: MplFigure, products: Sequence[dict[str, Any]]) -> None:
+    """Horizontal bars of the day's best-selling products, coloured by category."""
+    ax = fig.subplots()
+    labels = sorted({p["label"] for p in products})
+    colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    positions = range(len(products))[::-1]
+    ax.barh(list(positions), [p["revenue"] for p in products],
+            color=[colours[p["label"]] for p in products])
+    ax.set_yticks(list(positions),
+                  [f"{p['stock_code']} {p['description'][:32]}" for p in products])
+    ax.xaxis.set_major_formatter(lambda x, _: f"£{x:,.0f}")
+    ax.grid(axis="x", alpha=0.3)
+    from matplotlib.patches import Patch
+    ax.legend(handles=[Patch(color=colours[label], label=label) for label in labels],
+              loc="lower right", fontsize="small")
+
+
+def save_chart(chart: Chart, folder: Path) -> Path:
+    """Draw a chart with the Agg canvas and save it as a PNG in ``folder``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 5), layout="constrained")
+    FigureCanvasAgg(fig)
+    chart.draw(fig)
+    fig.suptitle(chart.title)
+    path = folder / chart.file
+    fig.savefig(path, format="png", dpi=100)
+    return path
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _markdown_table(table: Table) -> list[str]:
+    """A Markdown table padded to column widths, so it also reads well as plain text."""
+    cells = [[c.text() if isinstance(c, Delta) else c for c in row] for row in table.rows]
+    cells = [[c.replace("|", "\\|") for c in row] for row in cells]
+    widths = [max([len(h), 3, *(len(row[i]) for row in cells)])
+              for i, h in enumerate(table.columns)]
+
+    def line(values: Sequence[str]) -> str:
+        return "| " + " | ".join(v.rjust(w) if a == "r" else v.ljust(w)
+                                 for v, w, a in zip(values, widths, table.align)) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2))
+                          for w, a in zip(widths, table.align)) + "|"
+    return [line(table.columns), rule, *(line(row) for row in cells)]
+
+
+def _markdown_blocks(blocks: Sequence[Block]) -> list[str]:
+    """Markdown lines of blocks; charts are left to the HTML report."""
+    out: list[str] = []
+    for block in blocks:
+        if isinstance(block, Table):
+            out += [*_markdown_table(block), ""]
+        elif isinstance(block, Heading):
+            out += [f"### {block.text}", ""]
+        elif isinstance(block, Paragraph):
+            out += [block.text, ""]
+    return out
+
+
+def _intro(report: dict[str, Any]) -> str:
+    """Where the figures come from and what they are compared with."""
+    store = report["store"]
+    text = (f"From the offline store {store['path']} (events {store['first_day']} to "
+            f"{store['last_day']}).")
+    comparison = report.get("comparison")
+    if comparison is None:
+        return text
+    trailing = comparison["trailing_days"]
+    if not trailing:
+        return text + " First day of the data: nothing to compare with."
+    return (text + f" Δ prev: against the previous trading day ({comparison['previous_day']});"
+            f" Δ 7-day: against the mean of the {len(trailing)} previous trading days "
+            f"({trailing[-1]} to {trailing[0]}).")
+
+
+def _no_trading_lines(report: dict[str, Any]) -> list[str]:
+    """The body of the short report of a day without trading."""
+    lines = [report["message"], "",
+             f"- Previous trading day: {report['previous_trading_day']}",
+             f"- Next trading day: {report['next_trading_day']}"]
+    rejected = report["rejected_lines"]
+    lines.append("- Rejected lines: " + ("no dead letters recorded" if rejected is None
+                                          else fmt(rejected, "count")))
+    return lines
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: headings, padded tables, and the definitions as footnotes."""
+    out = [f"# Daily report: {report['weekday']} {report['date']}", "", _intro(report), ""]
+    if report["status"] != "trading":
+        return "\n".join(out + _no_trading_lines(report)) + "\n"
+    for key, section in report["sections"].items():
+        out += [f"## {section['title']}", "", *_markdown_blocks(VIEWS[key](section))]
+    out += ["## Notes", ""]
+    out += [f"{i}. {text}" for i, text in enumerate(report["definitions"].values(), start=1)]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- HTML
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { padding: 0.25em 0.75em; border-bottom: 1px solid #ddd; }
+th { background: #f4f4f4; text-align: left; }
+td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }
+.good { color: #1a7f37; } .bad { color: #c62828; } .flat { color: #777; }
+figure { margin: 1em 0 2em; } img { max-width: 100%; }
+ol.notes { font-size: 0.9em; color: #444; }
+"""
+
+
+def _html_cell(cell: Cell, align: str) -> str:
+    """One <td>; a change gets its mood's colour."""
+    cls = "r" if align == "r" else "l"
+    if isinstance(cell, Delta):
+        return f'<td class="{cls} {cell.mood()}">{html.escape(cell.text())}</td>'
+    return f'<td class="{cls}">{html.escape(cell)}</td>'
+
+
+def _html_blocks(blocks: Sequence[Block], folder: Path, written: list[Path]) -> list[str]:
+    """HTML of blocks; each chart is drawn into ``folder`` and its path added to ``written``."""
+    out: list[str] = []
+    for block in blocks:
+        if isinstance(block, Table):
+            head = "".join(f'<th class="{a}">{html.escape(c)}</th>'
+                           for c, a in zip(block.columns, block.align))
+            body = "".join("<tr>" + "".join(_html_cell(c, a) for c, a in
+                                            zip(row, block.align)) + "</tr>"
+                           for row in block.rows)
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif isinstance(block, Heading):
+            out.append(f"<h3>{html.escape(block.text)}</h3>")
+        elif isinstance(block, Paragraph):
+            out.append(f"<p>{html.escape(block.text)}</p>")
+        else:
+            written.append(save_chart(block, folder))
+            out.append(f'<figure><img src="{html.escape(block.file)}" '
+                       f'alt="{html.escape(block.title)}"></figure>')
+    return out
+
+
+def render_html(report: dict[str, Any], folder: Path) -> tuple[str, list[Path]]:
+    """The report as one HTML page, and the PNG charts it drew into ``folder``."""
+    title = f"Daily report: {report['weekday']} {report['date']}"
+    out = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+           f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+           f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(_intro(report))}</p>"]
+    charts: list[Path] = []
+    if report["status"] != "trading":
+        out += [f"<p>{html.escape(line.removeprefix('- '))}</p>"
+                for line in _no_trading_lines(report) if line]
+    else:
+        for key, section in report["sections"].items():
+            out.append(f"<h2>{html.escape(section['title'])}</h2>")
+            out += _html_blocks(VIEWS[key](section), folder, charts)
+        out.append("<h2>Notes</h2><ol class=\"notes\">")
+        out += [f"<li>{html.escape(text)}</li>" for text in report["definitions"].values()]
+        out.append("</ol>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n", charts
+
+
+# --------------------------------------------------------------------------- files
+
+
+def render_json(report: dict[str, Any]) -> str:
+    """The report as JSON: every figure, for machines."""
+    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_report(report: dict[str, Any], out_dir: Path, formats: set[str]) -> list[Path]:
+    """Write ``<out_dir>/<date>/report.{md,html,json}`` (and the HTML's PNGs); list them."""
+    folder = out_dir / report["date"]
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if "md" in formats:
+        written.append(_write(folder / "report.md", render_markdown(report)))
+    if "html" in formats:
+        page, charts = render_html(report, folder)
+        written += [_write(folder / "report.html", page), *charts]
+    if "json" in formats:
+        written.append(_write(folder / "report.json", render_json(report)))
+    return written
+
+
+def _write(path: Path, text: str) -> Path:
+    """Write UTF-8 text; return the path."""
+    path.write_text(text, encoding="utf-8")
+    return path
