@@ -311,7 +311,11 @@ def run(settings: Settings, stop_at_end: bool, workers: int, recovery: bool,
 @click.pass_obj
 @friendly
 def features(settings: Settings, entity: str, views: tuple[str, ...], as_json: bool) -> None:
-    """Live feature values of one customer (guests: guest-<invoice>) from the online store."""
+    """Live feature values of one entity from the online store.
+
+    ENTITY is a customer id (guests: guest-<invoice>) for the customer and basket views,
+    or a stock code with --view product.
+    """
     from schemas.features import registry
     from sinks.online_store import RedisOnlineStore, connect
     settings = resolved(settings)
@@ -322,7 +326,8 @@ def features(settings: Settings, entity: str, views: tuple[str, ...], as_json: b
                                  f"{', '.join(known)}", param_hint="--view")
     assert settings.redis_url
     store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
-    values = {v: store.read(v, entity) for v in (views or tuple(known))}
+    default = tuple(n for n, v in known.items() if v.entity == "customer_id")
+    values = {v: store.read(v, entity) for v in (views or default)}
     if as_json:
         print_json({"entity": entity, "views": values})
         return

@@ -1,33 +1,46 @@
 """Per-entity feature state: the one implementation of every feature's logic.
 
-Each class here is plain Python, kept per entity inside a Bytewax ``stateful_map`` by the
-live flow and by the backfill alike, so what a model is trained on is what it is served.
-``update(event)`` folds one event in; ``values()`` returns the feature values as of the
-latest event folded in, with their event time.
+Each class here is plain Python, kept per entity inside a Bytewax ``stateful_flat_map`` by
+the live flow and by the backfill alike, so what a model is trained on is what it is
+served. ``update(event)`` folds one event in; ``values(as_of)`` returns the features as of
+event time ``as_of`` (the latest event folded in), following the window rule of
+:mod:`schemas.features`: a ``W``-day window at ``t`` holds the events of the ``W*24``
+hourly tiles ending with the hour of ``t``.
 
 >>> from schemas.events import parse_row
 >>> row = ["536365", "85123A", "HEART", "6", "12/1/2010 8:26", "2.55", "17850", "UK"]
->>> c = CustomerTotals()
+>>> c = CustomerState()
 >>> c.update(parse_row(row, "f:2"))
 >>> c.update(parse_row(["C536366"] + row[1:3] + ["-2"] + row[4:], "f:3"))
->>> c.values()["spend"], c.values()["baskets"], c.values()["cancelled_lines"]
-(10.2, 1, 1)
+>>> v = c.values(c.max_ts)
+>>> v["spend_1d"], v["orders_1d"], v["cancelled_lines_1d"], v["lifetime_orders"]
+(10.2, 1, 1, 1)
 """
 
 from __future__ import annotations
 
 import copy
+from datetime import datetime, timezone
 from typing import Any
 
 from schemas.events import Transaction
+from schemas.features import BASKET, CUSTOMER, PRODUCT, WINDOW_DAYS
+from schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT, load_taxonomy
+
+HOUR = 3600
+DAY = 86_400
+_SHARE_CATEGORIES = tuple(c for c in CATEGORY_NAMES if c != NON_PRODUCT)
+#: Bound once: the basket view's version includes this taxonomy's version.
+_category_of = load_taxonomy().category_of
 
 
 class Snapshotable:
     """Cheap deep copies of slot-based state, for Bytewax's per-epoch snapshots.
 
     Bytewax deep-copies every changed entity's state at each epoch; a generic deepcopy
-    walks every element of every set. Slots holding sets, dicts or lists of immutable
-    values only need a container copy; other Snapshotable slots are copied the same way.
+    walks every element. Slots holding sets, or dicts of immutable values, need only a
+    container copy; dicts of lists (tiles) a copy of each list; other Snapshotable slots
+    are copied the same way.
     """
 
     __slots__ = ()
@@ -36,7 +49,9 @@ class Snapshotable:
         new = object.__new__(type(self))
         for name in self.__slots__:
             value = getattr(self, name)
-            if isinstance(value, (set, dict, list)):
+            if isinstance(value, dict):
+                value = {k: (v.copy() if isinstance(v, list) else v) for k, v in value.items()}
+            elif isinstance(value, (set, list)):
                 value = value.copy()
             elif isinstance(value, Snapshotable):
                 value = copy.deepcopy(value, memo)
@@ -44,101 +59,218 @@ class Snapshotable:
         return new
 
 
-class CustomerTotals(Snapshotable):
-    """Running lifetime totals of one customer (or one guest invoice).
+def _cutoffs(as_of: int, days: tuple[int, ...]) -> tuple[int, ...]:
+    """The first hour tile inside each window ending at ``as_of``."""
+    hour = as_of // HOUR + 1
+    return tuple(hour - d * 24 for d in days)
 
-    ``spend`` and ``items`` are net of cancellations; ``baskets`` counts distinct purchase
-    invoices; first and last purchase are the event times of purchase lines.
+
+class CustomerState(Snapshotable):
+    """Purchase history of one customer over sliding windows, plus lifetime totals.
+
+    Hourly tiles hold ``[spend, items, cancelled lines]``; purchase invoices and products
+    remember their latest hour, so distinct counts per window are exact. Tiles older than
+    the longest window are dropped.
     """
 
-    __slots__ = ("invoices", "spend", "items", "cancelled_lines", "first_purchase",
-                 "last_purchase", "ts")
+    __slots__ = ("tiles", "invoices", "products", "lifetime_invoices", "lifetime_spend",
+                 "first_purchase", "last_purchase", "max_ts")
 
     def __init__(self) -> None:
-        self.invoices: set[str] = set()
-        self.spend = 0.0
-        self.items = 0
-        self.cancelled_lines = 0
+        self.tiles: dict[int, list[float]] = {}
+        self.invoices: dict[str, int] = {}
+        self.products: dict[str, int] = {}
+        self.lifetime_invoices = 0
+        self.lifetime_spend = 0.0
         self.first_purchase: int | None = None
         self.last_purchase: int | None = None
-        self.ts = 0
+        self.max_ts = 0
 
     def update(self, e: Transaction) -> None:
-        """Fold one line in: spend and items move by its (signed) amount and quantity."""
-        self.spend += e.quantity * e.unit_price
-        self.ts = max(self.ts, e.ts)
+        """Fold one line in (cancellations count negative)."""
+        hour = e.ts // HOUR
+        tile = self.tiles.get(hour)
+        if tile is None:
+            tile = self.tiles[hour] = [0.0, 0, 0]
+            self._evict(hour)
+        amount = e.quantity * e.unit_price
+        tile[0] += amount
+        self.lifetime_spend += amount
         if e.is_product:
-            self.items += e.quantity
+            tile[1] += e.quantity
         if e.is_cancellation:
-            self.cancelled_lines += 1
+            tile[2] += 1
+        elif not e.is_adjustment:
+            if e.invoice not in self.invoices:
+                self.lifetime_invoices += 1
+            self.invoices[e.invoice] = max(hour, self.invoices.get(e.invoice, hour))
+            if e.is_product:
+                self.products[e.stock_code] = max(hour, self.products.get(e.stock_code, hour))
+            if self.first_purchase is None or e.ts < self.first_purchase:
+                self.first_purchase = e.ts
+            if self.last_purchase is None or e.ts > self.last_purchase:
+                self.last_purchase = e.ts
+        self.max_ts = max(self.max_ts, e.ts)
+
+    def _evict(self, newest_hour: int) -> None:
+        """Drop what no window can see any more (older than the longest window)."""
+        oldest = max(newest_hour, self.max_ts // HOUR) - WINDOW_DAYS[-1] * 24 - 24
+        if next(iter(self.tiles)) >= oldest:
             return
-        self.invoices.add(e.invoice)
-        if self.first_purchase is None or e.ts < self.first_purchase:
-            self.first_purchase = e.ts
-        if self.last_purchase is None or e.ts > self.last_purchase:
-            self.last_purchase = e.ts
+        self.tiles = {h: t for h, t in self.tiles.items() if h >= oldest}
+        self.invoices = {i: h for i, h in self.invoices.items() if h >= oldest}
+        self.products = {p: h for p, h in self.products.items() if h >= oldest}
 
-    def values(self) -> dict[str, Any]:
-        """Feature values as of the latest event folded in."""
-        return {
-            "baskets": len(self.invoices),
-            "spend": round(self.spend, 2),
-            "items": self.items,
-            "cancelled_lines": self.cancelled_lines,
-            "first_purchase": self.first_purchase,
-            "last_purchase": self.last_purchase,
-        }
+    def values(self, as_of: int) -> dict[str, Any]:
+        """Every feature of :data:`schemas.features.CUSTOMER` as of ``as_of``."""
+        cuts = _cutoffs(as_of, WINDOW_DAYS)
+        n = len(cuts)
+        spend, items, cancelled = [0.0] * n, [0] * n, [0] * n
+        last_hour = as_of // HOUR
+        for hour, (s, i, c) in self.tiles.items():
+            if hour > last_hour:
+                continue
+            for w in range(n):
+                if hour >= cuts[w]:
+                    spend[w] += s
+                    items[w] += i
+                    cancelled[w] += c
+        orders = [sum(1 for h in self.invoices.values() if cut <= h <= last_hour) for cut in cuts]
+        products = [sum(1 for h in self.products.values() if cut <= h <= last_hour)
+                    for cut in cuts]
+        out: dict[str, Any] = {}
+        for stem, series in (("spend", spend), ("orders", orders), ("items", items),
+                             ("distinct_products", products), ("cancelled_lines", cancelled)):
+            for w, days in enumerate(WINDOW_DAYS):
+                out[f"{stem}_{days}d"] = round(series[w], 2) if stem == "spend" else series[w]
+        out["avg_basket_value_30d"] = round(spend[2] / orders[2], 2) if orders[2] else None
+        out["days_since_first_purchase"] = _days(as_of, self.first_purchase)
+        out["days_since_last_purchase"] = _days(as_of, self.last_purchase)
+        out["lifetime_orders"] = self.lifetime_invoices
+        out["lifetime_spend"] = round(self.lifetime_spend, 2)
+        out["first_purchase"] = self.first_purchase
+        out["last_purchase"] = self.last_purchase
+        return out
 
 
-class CurrentBasket(Snapshotable):
+def _days(as_of: int, ts: int | None) -> float | None:
+    """Days from ``ts`` to ``as_of`` (None when there is no ``ts``)."""
+    return None if ts is None else round((as_of - ts) / DAY, 4)
+
+
+class BasketState(Snapshotable):
     """The customer's current basket (invoice) so far.
 
-    A purchase line of a new invoice starts a new basket; cancellation lines belong to no
-    basket (they are reversals, counted by :class:`CustomerTotals`).
+    A purchase line of a new invoice starts a new basket; cancellation and adjustment
+    lines belong to no basket (they are reversals, counted by :class:`CustomerState`).
     """
 
     __slots__ = ("invoice", "lines", "items", "value", "products", "non_product_lines",
-                 "started", "ts")
+                 "started", "country", "by_category")
 
     def __init__(self) -> None:
         self.invoice: str | None = None
-        self._reset()
+        self._start(None, 0, "")
 
-    def _reset(self) -> None:
+    def _start(self, invoice: str | None, ts: int, country: str) -> None:
+        self.invoice = invoice
         self.lines = 0
         self.items = 0
         self.value = 0.0
         self.products: set[str] = set()
         self.non_product_lines = 0
-        self.started = 0
-        self.ts = 0
+        self.started = ts
+        self.country = country
+        self.by_category: dict[str, float] = {}
 
     def update(self, e: Transaction) -> bool:
         """Fold one line in; return False when the line is not part of a basket."""
         if e.is_cancellation or e.is_adjustment:
             return False
         if e.invoice != self.invoice:
-            self.invoice = e.invoice
-            self._reset()
-            self.started = e.ts
+            self._start(e.invoice, e.ts, e.country)
+        self.started = min(self.started, e.ts)
         self.lines += 1
-        self.value += e.quantity * e.unit_price
-        self.ts = max(self.ts, e.ts)
+        amount = e.quantity * e.unit_price
+        self.value += amount
         if e.is_product:
             self.items += e.quantity
             self.products.add(e.stock_code)
+            category = _category_of(e.stock_code, e.description)
+            self.by_category[category] = self.by_category.get(category, 0.0) + amount
         else:
             self.non_product_lines += 1
         return True
 
     def values(self) -> dict[str, Any]:
-        """The basket so far."""
-        return {
-            "invoice": self.invoice,
-            "lines": self.lines,
-            "items": self.items,
-            "value": round(self.value, 2),
-            "distinct_products": len(self.products),
-            "non_product_lines": self.non_product_lines,
-            "started": self.started,
+        """The basket so far, with its product value shares per category."""
+        start = datetime.fromtimestamp(self.started, tz=timezone.utc)
+        product_value = sum(self.by_category.values())
+        out: dict[str, Any] = {
+            "invoice": self.invoice, "lines": self.lines, "items": self.items,
+            "value": round(self.value, 2), "distinct_products": len(self.products),
+            "non_product_lines": self.non_product_lines, "hour_of_day": start.hour,
+            "weekday": start.weekday(), "country": self.country, "started": self.started,
         }
+        for c in _SHARE_CATEGORIES:
+            share = self.by_category.get(c, 0.0) / product_value if product_value > 0 else 0.0
+            out[f"share_{c}"] = round(share, 4)
+        return out
+
+
+class ProductState(Snapshotable):
+    """Demand for one product: hourly tiles of ``[units, revenue, lines, cancelled lines]``
+    and each buyer's latest hour."""
+
+    __slots__ = ("tiles", "buyers", "max_ts")
+
+    def __init__(self) -> None:
+        self.tiles: dict[int, list[float]] = {}
+        self.buyers: dict[str, int] = {}
+        self.max_ts = 0
+
+    def update(self, e: Transaction) -> None:
+        """Fold one line of this product in."""
+        hour = e.ts // HOUR
+        tile = self.tiles.get(hour)
+        if tile is None:
+            tile = self.tiles[hour] = [0, 0.0, 0, 0]
+            oldest = max(hour, self.max_ts // HOUR) - PRODUCT.windows_days[-1] * 24 - 24
+            if next(iter(self.tiles)) < oldest:
+                self.tiles = {h: t for h, t in self.tiles.items() if h >= oldest}
+                self.buyers = {b: h for b, h in self.buyers.items() if h >= oldest}
+        tile[0] += e.quantity
+        tile[1] += e.quantity * e.unit_price
+        tile[2] += 1
+        if e.is_cancellation:
+            tile[3] += 1
+        elif e.customer_id:
+            self.buyers[e.customer_id] = max(hour, self.buyers.get(e.customer_id, hour))
+        self.max_ts = max(self.max_ts, e.ts)
+
+    def values(self, as_of: int) -> dict[str, Any]:
+        """Every feature of :data:`schemas.features.PRODUCT` as of ``as_of``."""
+        cut1, cut7, cut30 = _cutoffs(as_of, (1, 7, 30))
+        last_hour = as_of // HOUR
+        units1 = units7 = lines30 = cancelled30 = 0
+        revenue1 = revenue7 = 0.0
+        for hour, (units, revenue, lines, cancelled) in self.tiles.items():
+            if hour > last_hour or hour < cut30:
+                continue
+            lines30 += lines
+            cancelled30 += cancelled
+            if hour >= cut7:
+                units7 += units
+                revenue7 += revenue
+                if hour >= cut1:
+                    units1 += units
+                    revenue1 += revenue
+        buyers = sum(1 for h in self.buyers.values() if cut7 <= h <= last_hour)
+        return {"units_1d": units1, "units_7d": units7, "revenue_1d": round(revenue1, 2),
+                "revenue_7d": round(revenue7, 2), "distinct_buyers_7d": buyers,
+                "cancelled_share_30d": round(cancelled30 / lines30, 4) if lines30 else None}
+
+
+assert set(CustomerState().values(0)) == set(CUSTOMER.feature_names), "customer view drift"
+assert set(ProductState().values(0)) == set(PRODUCT.feature_names), "product view drift"
+assert set(BasketState().values()) == {f.name for f in BASKET.features}, "basket view drift"

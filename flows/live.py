@@ -8,9 +8,11 @@ cost is paid per batch and per entity, not per event. Stream by stream::
     dead          dead letters -> the dead topic, and offline (`offline-dead`)
     dead-in       the dead topic read back: the producer's dead letters, stored offline
     by-day        events regrouped by event day -> `offline` (Parquet, idempotent)
-    by-entity     events regrouped by customer (guests: invoice), in order
-    features      stateful_map: fold each entity's events into its feature state
+    by-customer   events regrouped by customer (guests: invoice), in order
+    by-product    product lines regrouped by stock code, in order
+    *-features    stateful_flat_map: fold each entity's events into its feature state
     online        latest values of each changed entity -> Redis, once per batch
+    feature-log   every new value row -> Parquet `features/<view>/`, idempotent
     progress      each batch's next offsets -> Redis, for `basketflow status`
 
 The feature step keeps per-entity state in ``stateful_map`` (see
@@ -36,63 +38,15 @@ from basketflow.config import Settings
 from basketflow.kafka import DEFAULT_PARTITIONS, consumer_config, ensure_topics, producer_config
 from flows.dead_letters import (DeadLetter, consumer_error, producer_letters, rejected,
                                 to_dead_message)
-from flows.feature_state import CurrentBasket, CustomerTotals, Snapshotable
+from flows.entity_features import folder_step
 from flows.kafka_batches import KafkaBatchSource, RawMessage
 from schemas.events import Rejection, Transaction, decode_event
-from schemas.features import versions
-from sinks.flow_sinks import (DeadLetterSink, FlowStats, OfflineEventSink, OnlineFeatureSink,
-                              ProgressSink)
+from schemas.features import DEFAULT_ALLOWED_LATENESS_S, PRODUCT, versions
+from sinks.flow_sinks import (DeadLetterSink, FeatureLogSink, FlowStats, OfflineEventSink,
+                              OnlineFeatureSink, ProgressSink)
 from sinks.offline_store import SECONDS_PER_DAY
 
 RECOVERY_PARTITIONS = 4
-
-#: What the feature step emits per entity and batch: event time and values per view.
-ViewValues = tuple[int, dict[str, dict[str, Any]]]
-
-
-class EntityFeatures(Snapshotable):
-    """Every view's state for one entity, updated together by its events.
-
-    An event already folded in (same ``event_id``: the same line replayed twice into the
-    topic) changes nothing, so features count every line exactly once.
-    """
-
-    __slots__ = ("customer", "basket", "seen")
-
-    def __init__(self) -> None:
-        self.customer = CustomerTotals()
-        self.basket = CurrentBasket()
-        self.seen: set[str] = set()
-
-    def update(self, events: list[Transaction]) -> ViewValues | None:
-        """Fold the events in, in order; return the event time and the values of the views
-        they moved, or None when every event was folded in before."""
-        views: set[str] = set()
-        ts = 0
-        for e in events:
-            if e.event_id in self.seen:
-                continue
-            self.seen.add(e.event_id)
-            self.customer.update(e)
-            views.add("customer")
-            if self.basket.update(e):
-                views.add("basket")
-            ts = max(ts, e.ts)
-        if not views:
-            return None
-        values = {"customer": self.customer.values()}
-        if "basket" in views:
-            values["basket"] = self.basket.values()
-        return ts, values
-
-
-def _fold(state: EntityFeatures | None, events: list[Transaction],
-          ) -> tuple[EntityFeatures, list[ViewValues]]:
-    """``stateful_flat_map`` mapper: create the state on first sight, fold the events in."""
-    state = state or EntityFeatures()
-    update = state.update(events)
-    return state, [update] if update is not None else []
-
 
 @dataclass
 class Decoded:
@@ -132,24 +86,63 @@ def _day_key(e: Transaction) -> str:
     return str(e.ts // SECONDS_PER_DAY)
 
 
-def add_feature_steps(batches: Stream[list[Transaction]], redis_url: str, prefix: str,
-                      offline_root: Path | None, stats: FlowStats) -> None:
-    """Attach the offline sink and the feature step with its online sink to a stream of
-    event batches. Shared by the live flow and the backfill: one feature code for both."""
-    if offline_root is not None:
+@dataclass(frozen=True)
+class FeatureOutputs:
+    """Where the feature steps write: Redis (None: nowhere), the offline store (None:
+    nowhere), and whether events are stored offline too (the backfill from the offline
+    store does not store them again)."""
+
+    redis_url: str | None
+    prefix: str
+    offline_root: Path | None
+    store_events: bool = True
+    allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S
+
+
+def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutputs,
+                      stats: FlowStats) -> None:
+    """Attach the offline sinks and the feature steps with their online sink to a stream
+    of event batches. Shared by the live flow and the backfill: one feature code for both.
+    """
+    if outputs.offline_root is not None and outputs.store_events:
         by_day = op.flat_map("by-day", batches, lambda b: group_by(b, _day_key))
-        op.output("offline", by_day, OfflineEventSink(offline_root, stats))
-    by_entity = op.flat_map("by-entity", batches, lambda b: group_by(b, _entity_id))
-    features = op.stateful_flat_map("features", by_entity, _fold)
-    op.output("online", features, OnlineFeatureSink(redis_url, prefix, versions(), stats))
+        op.output("offline", by_day, OfflineEventSink(outputs.offline_root, stats))
+    by_customer = op.flat_map("by-customer", batches, lambda b: group_by(b, _customer_key))
+    by_product = op.flat_map("by-product", batches, lambda b: group_by(
+        [e for e in b if e.is_product], _product_key))
+    lateness = outputs.allowed_lateness
+    updates = op.key_rm("updates", op.merge(
+        "merge-updates",
+        op.stateful_flat_map("customer-features", by_customer, folder_step("customer", lateness)),
+        op.stateful_flat_map("product-features", by_product,
+                             folder_step("product", PRODUCT_LATENESS_S))))
+    if outputs.redis_url is not None:
+        op.output("online", updates, OnlineFeatureSink(outputs.redis_url, outputs.prefix,
+                                                       versions(), stats))
+    if outputs.offline_root is not None:
+        rows = op.map("log-rows", updates, lambda u: ("log", u))
+        op.output("feature-log", rows, FeatureLogSink(outputs.offline_root, versions(), stats))
 
 
-def _entity_id(e: Transaction) -> str:
-    """The entity an event belongs to (a customer, or a guest's invoice)."""
+#: A product's events come from every partition (events are keyed by customer), so
+#: their arrival order is the partitions' interleaving, not event time, and may lag by
+#: days while partitions are consumed at different speeds. Hourly tiles take events in
+#: any order, so no product event is treated as late.
+PRODUCT_LATENESS_S = 10 * 365 * 86_400
+
+
+def _customer_key(e: Transaction) -> str:
+    """The customer an event belongs to (guests: their invoice)."""
     return e.entity_id
 
 
-def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats) -> Dataflow:
+def _product_key(e: Transaction) -> str:
+    """The product an event is about."""
+    return e.stock_code
+
+
+def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
+                    allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S) -> Dataflow:
     """The Kafka-fed dataflow; ``stop_at_end`` ends it at the end of every partition."""
     assert settings.kafka_bootstrap and settings.redis_url, "resolve addresses first"
     bootstrap = settings.kafka_bootstrap
@@ -168,7 +161,9 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats) -> 
     op.output("offline-dead", op.merge("all-dead", dead, producers_dead),
               DeadLetterSink(settings.offline_dir, stats))
     events = op.map("events", decoded, lambda d: d.events)
-    add_feature_steps(events, settings.redis_url, settings.prefix, settings.offline_dir, stats)
+    add_feature_steps(events, FeatureOutputs(settings.redis_url, settings.prefix,
+                                             settings.offline_dir, True, allowed_lateness),
+                      stats)
     offsets = op.map("offsets", decoded, lambda d: d.offsets)
     op.output("progress", offsets, ProgressSink(settings.redis_url, settings.prefix, stats))
     return flow
@@ -199,11 +194,12 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
 
 
 def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
-             stats: FlowStats | None = None) -> FlowStats:
+             stats: FlowStats | None = None,
+             allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S) -> FlowStats:
     """Consume the topic into the stores; return the counters of the run."""
     assert settings.kafka_bootstrap
     ensure_topics(settings.kafka_bootstrap,
                   {settings.topic: DEFAULT_PARTITIONS, settings.dead_topic: 1})
     stats = stats or FlowStats()
-    run_flow(build_live_flow(settings, stop_at_end, stats), options)
+    run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness), options)
     return stats

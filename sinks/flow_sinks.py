@@ -27,14 +27,11 @@ from bytewax.outputs import (DynamicSink, FixedPartitionedSink, StatefulSinkPart
                              StatelessSinkPartition)
 
 from schemas.events import Rejection, Transaction
-from sinks.offline_store import DeadLetterStore, ParquetEventStore
+from flows.entity_features import FeatureUpdate, LogRow
+from sinks.offline_store import DeadLetterStore, FeatureLog, ParquetEventStore
 from sinks.online_store import RedisOnlineStore, connect
 
 log = logging.getLogger("basketflow.flow")
-
-#: ``(entity id, (event time, {view: values}))`` as emitted by the feature step.
-FeatureUpdate = tuple[str, tuple[int, dict[str, dict[str, Any]]]]
-
 
 @dataclass
 class FlowStats:
@@ -44,6 +41,8 @@ class FlowStats:
     dead_letters: int = 0
     offline_rows: int = 0
     online_writes: int = 0
+    feature_rows: int = 0
+    late_events: int = 0
     latest_ts: int = 0
     first_seen: float | None = None
     last_written: float | None = None
@@ -180,17 +179,69 @@ class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
 
         def write(batch: list[FeatureUpdate]) -> None:
             latest: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
-            newest = 0
-            for entity, (ts, views) in batch:
-                newest = max(newest, ts)
-                for view, values in views.items():
-                    latest.setdefault(view, {})[entity] = (ts, values)
+            newest = late = 0
+            for update in batch:
+                newest = max(newest, update.ts)
+                late += update.late
+                for view, values in update.values.items():
+                    latest.setdefault(view, {})[update.entity] = (update.ts, values)
             for view, rows in latest.items():
                 store.write(view, self.versions[view], rows)
-            self.stats.add(online_writes=sum(len(r) for r in latest.values()))
+            self.stats.add(online_writes=sum(len(r) for r in latest.values()), late_events=late)
             self.stats.advance(newest)
+            if late:
+                log.warning("%d late event(s) beyond the allowed lateness left out of the "
+                            "online values (%d so far); they are in the offline store",
+                            late, self.stats.late_events)
 
         return _Partition(write)
+
+
+class _BufferedLogPartition(StatefulSinkPartition[FeatureUpdate, None]):
+    """Buffers feature-log rows; writes them per view when the epoch is snapshotted."""
+
+    def __init__(self, logs: dict[str, FeatureLog], stats: FlowStats) -> None:
+        self.logs = logs
+        self.stats = stats
+        self.buffer: list[FeatureUpdate] = []
+        self.rows = 0
+
+    def write_batch(self, values: list[FeatureUpdate]) -> None:
+        self.buffer.extend(values)
+        self.rows += sum(len(u.rows) for u in values)
+        if self.rows >= 500_000:
+            self.snapshot()
+
+    def snapshot(self) -> None:
+        if not self.buffer:
+            return
+        by_view: dict[str, list[LogRow]] = {}
+        for update in self.buffer:
+            for row in update.rows:
+                by_view.setdefault(row[0], []).append(row)
+        written = sum(self.logs[view].append(rows) for view, rows in by_view.items())
+        self.stats.add(feature_rows=written)
+        self.buffer, self.rows = [], 0
+
+    def close(self) -> None:
+        self.snapshot()
+
+
+class FeatureLogSink(FixedPartitionedSink[FeatureUpdate, None]):
+    """Appends every new value row of every view to ``features/<view>/`` in Parquet."""
+
+    def __init__(self, root: Path, versions: dict[str, str], stats: FlowStats) -> None:
+        self.root = root
+        self.versions = versions
+        self.stats = stats
+
+    def list_parts(self) -> list[str]:
+        return ["log"]
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: None) -> _BufferedLogPartition:
+        return _BufferedLogPartition(
+            {view: FeatureLog(self.root, view) for view in self.versions}, self.stats)
 
 
 class ProgressSink(DynamicSink[dict[str, int]]):

@@ -24,6 +24,7 @@ from msgspec.structs import astuple
 import pyarrow.parquet as pq
 
 from schemas.events import FIELD_NAMES, Transaction
+from schemas.features import FeatureView, registry
 
 EVENT_SCHEMA = pa.schema([
     ("event_id", pa.string()),
@@ -153,3 +154,48 @@ class DeadLetterStore(PartitionedLog):
 
     def __init__(self, root: str | Path) -> None:
         super().__init__(Path(root) / "dead", DEAD_SCHEMA, "dead_id")
+
+
+_ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(),
+                "epoch_s": pa.int64()}
+
+
+def feature_log_schema(view: FeatureView) -> pa.Schema:
+    """Columns of a view's feature log: entity, event time, order, version, features."""
+    return pa.schema([("entity_id", pa.string()), ("ts", pa.timestamp("s", tz="UTC")),
+                      ("seq", pa.int64()), ("version", pa.string())]
+                     + [(f.name, _ARROW_TYPES[f.dtype]) for f in view.features])
+
+
+class FeatureLog(PartitionedLog):
+    """Every new value row of one view under ``<root>/features/<view>/``, idempotent on
+    ``<entity>:<seq>``, stamped with the view's current version."""
+
+    def __init__(self, root: str | Path, view: str) -> None:
+        self.view = registry()[view]
+        super().__init__(Path(root) / "features" / view, feature_log_schema(self.view),
+                         "row_id")
+        self.names = self.view.feature_names
+        self.version = self.view.version
+
+    def _ids_in(self, day: str) -> set[str]:
+        """Ids are ``entity:seq``, derived from two stored columns."""
+        seen = self._seen.get(day)
+        if seen is None:
+            seen = set()
+            directory = self.partition_dir(day)
+            if directory.is_dir():
+                for path in sorted(directory.glob("*.parquet")):
+                    table = pq.read_table(path, columns=["entity_id", "seq"])
+                    seen.update(f"{e}:{s}" for e, s in zip(table.column(0).to_pylist(),
+                                                          table.column(1).to_pylist()))
+            self._seen[day] = seen
+        return seen
+
+    def append(self, rows: Iterable[tuple[str, str, int, int, dict[str, Any]]]) -> int:
+        """Store ``(view, entity, ts, seq, values)`` rows not stored yet."""
+        names, version = self.names, self.version
+        return self.append_rows(
+            (ts, f"{entity}:{seq}",
+             (entity, ts, seq, version, *[values[n] for n in names]))
+            for _view, entity, ts, seq, values in rows)

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -118,16 +119,19 @@ def check_online(settings: Settings, totals: dict[str, dict[str, Any]], sample: 
         got = store.read("customer", customer)
         want = totals[customer]
         assert got is not None, customer
-        assert got["spend"] == pytest.approx(want["spend"], abs=0.01), customer
-        assert got["items"] == want["items"], customer
-        assert got["baskets"] == len(want["invoices"]), customer
-        assert got["cancelled_lines"] == want["cancelled_lines"], customer
+        assert got["lifetime_spend"] == pytest.approx(want["spend"], abs=0.01), customer
+        assert got["lifetime_orders"] == len(want["invoices"]), customer
+        # The data spans less than 90 days, so the 90-day window holds every line.
+        assert got["spend_90d"] == pytest.approx(want["spend"], abs=0.01), customer
+        assert got["items_90d"] == want["items"], customer
+        assert got["orders_90d"] == len(want["invoices"]), customer
+        assert got["cancelled_lines_90d"] == want["cancelled_lines"], customer
         assert isinstance(got["_ts"], int) and got["_version"]
 
 
 def test_generated_data_end_to_end(settings: Settings, tmp_path: Path) -> None:
     generated = tmp_path / "generated.csv"
-    write_csv(generated, rows=6000, seed=11)
+    write_csv(generated, rows=6000, seed=11, start=date(2010, 12, 1), end=date(2011, 2, 15))
     path = tmp_path / "with_bad.csv"
     with_bad_lines(generated, path)
     valid, totals = expected_from_csv(path)
