@@ -24,8 +24,8 @@ from rich.table import Table
 
 from basketflow.config import Settings, load_settings
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, emoji=False, highlight=False)
+out = Console(emoji=False, highlight=False)
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that are the user's to fix: shown as one clear line, no traceback."""
@@ -303,14 +303,35 @@ def run(settings: Settings, stop_at_end: bool, workers: int, recovery: bool,
 # ------------------------------------------------------------------ serving
 
 
-@cli.command()
+class _FeaturesGroup(click.Group):
+    """`features ENTITY` reads live values; `features list|describe` read the registry."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        if args and args[0] not in self.commands:
+            args.insert(0, "get")
+        return super().resolve_command(ctx, args)
+
+
+@cli.group(cls=_FeaturesGroup, invoke_without_command=False)
+def features() -> None:
+    """Live feature values (`features ENTITY`) and the feature registry.
+
+    \b
+      basketflow features 17850               one customer's live values
+      basketflow features 85123A --view product
+      basketflow features list [--json]       every view, its entity, version, features
+      basketflow features describe customer   one view in full
+    """
+
+
+@features.command("get")
 @click.argument("entity")
 @click.option("--view", "views", multiple=True,
-              help="Only these views (repeatable) [default: every view].")
+              help="Only these views (repeatable) [default: the customer's views].")
 @click.option("--json", "as_json", is_flag=True, help="Print the values as JSON.")
 @click.pass_obj
 @friendly
-def features(settings: Settings, entity: str, views: tuple[str, ...], as_json: bool) -> None:
+def features_get(settings: Settings, entity: str, views: tuple[str, ...], as_json: bool) -> None:
     """Live feature values of one entity from the online store.
 
     ENTITY is a customer id (guests: guest-<invoice>) for the customer and basket views,
@@ -338,6 +359,53 @@ def features(settings: Settings, entity: str, views: tuple[str, ...], as_json: b
         _print_view(view, vals)
 
 
+@features.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
+@click.pass_obj
+def features_list(settings: Settings, as_json: bool) -> None:
+    """Every feature view: entity, version, windows, features, where values live."""
+    from schemas.features import describe, registry
+    views = [describe(v, settings.prefix) for v in registry().values()]
+    if as_json:
+        print_json(views)
+        return
+    table = Table(title="feature views")
+    for col in ("view", "entity", "version", "windows (days)", "features", "online", "offline"):
+        table.add_column(col)
+    for v in views:
+        table.add_row(str(v["name"]), str(v["entity"]), str(v["version"]),
+                      ",".join(map(str, v["windows_days"])) or "-", str(len(v["features"])),
+                      str(v["online"]), str(v["offline"]))
+    out.print(table)
+
+
+@features.command("describe")
+@click.argument("view")
+@click.option("--json", "as_json", is_flag=True, help="Print the view as JSON.")
+@click.pass_obj
+def features_describe(settings: Settings, view: str, as_json: bool) -> None:
+    """One feature view in full: every feature with its type and description."""
+    from schemas.features import describe, registry
+    known = registry()
+    if view not in known:
+        raise click.BadParameter(f"unknown view {view!r}; known: {', '.join(known)}",
+                                 param_hint="VIEW")
+    info = describe(known[view], settings.prefix)
+    if as_json:
+        print_json(info)
+        return
+    out.print(f"[bold]{view}[/] (entity {info['entity']}, version {info['version']}): "
+              f"{info['description']}")
+    out.print(f"online: {info['online']}   offline: {info['offline']}   "
+              f"TTL: {info['ttl_seconds'] or 'none'}")
+    table = Table()
+    for col in ("feature", "type", "description"):
+        table.add_column(col)
+    for f in info["features"]:  # type: ignore[union-attr]
+        table.add_row(f["name"], f["dtype"], f["description"])
+    out.print(table)
+
+
 def _print_view(view: str, vals: dict[str, Any] | None) -> None:
     """One view's values as a table, times shown as dates."""
     if not vals:
@@ -358,6 +426,158 @@ def _when(ts: Any) -> str:
     if not isinstance(ts, (int, float)):
         return str(ts)
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# ------------------------------------------------------------------ history
+
+
+@cli.command()
+@click.option("--from", "source", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A Kaggle file (.csv or .csv.gz) to compute features from.")
+@click.option("--from-offline", is_flag=True,
+              help="Recompute from the events already in the offline store.")
+@click.option("--materialize", is_flag=True,
+              help="Also write the latest values to the online store (Redis).")
+@click.option("--allowed-lateness", type=click.IntRange(min=0), default=None,
+              help="Seconds an event may lag its customer's latest event [default: 3600].")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON.")
+@click.pass_obj
+@friendly
+def backfill(settings: Settings, source: Path | None, from_offline: bool, materialize: bool,
+             allowed_lateness: int | None, as_json: bool) -> None:
+    """Compute the feature log from history with the live flow's own feature code.
+
+    Writes features/<view>/ in the offline store (and, from a file, the events too);
+    with --materialize also the latest values to Redis. No Kafka needed.
+    """
+    import time
+
+    from flows.backfill import file_events, offline_events, run_backfill
+    from flows.live import FeatureOutputs, RunOptions
+    from schemas.features import DEFAULT_ALLOWED_LATENESS_S
+    if (source is None) == (not from_offline):
+        raise click.UsageError("give exactly one of --from PATH or --from-offline")
+    redis_url = resolved(settings).redis_url if materialize else None
+    outputs = FeatureOutputs(redis_url, settings.prefix, settings.offline_dir,
+                             store_events=source is not None,
+                             allowed_lateness=DEFAULT_ALLOWED_LATENESS_S
+                             if allowed_lateness is None else allowed_lateness)
+    raw = [0]
+    total = source.stat().st_size if source is not None and source.is_file() else 0
+    if source is not None and not source.is_file():
+        raise click.BadParameter(f"{source}: no such file", param_hint="--from")
+    events = file_events(source, raw) if source is not None else offline_events(settings.offline_dir)
+    counted = [0]
+    start = time.perf_counter()
+    with _progress_bar("backfill") as bar:
+        task = bar.add_task("backfill", total=total or None, lines="")
+
+        def on_batch(done: int) -> None:
+            counted[0] = done
+            bar.update(task, completed=raw[0] if total else done, lines=f"{done:,} events")
+
+        stats = run_backfill(events, outputs, RunOptions(snapshot_seconds=3600), on_batch)
+        bar.update(task, completed=total or counted[0])
+    seconds = time.perf_counter() - start
+    figures = {"events": counted[0], "feature_rows": stats.feature_rows,
+               "offline_rows_written": stats.offline_rows, "online_writes": stats.online_writes,
+               "late_events": stats.late_events, "seconds": round(seconds, 2),
+               "events_per_second": round(counted[0] / seconds, 1) if seconds else 0}
+    if as_json:
+        print_json(figures)
+    else:
+        out.print(f"backfilled {counted[0]:,} events in {seconds:.1f} s "
+                  f"({figures['events_per_second']:,} events/s): {stats.feature_rows:,} "
+                  f"feature rows, {stats.offline_rows:,} new offline events, "
+                  f"{stats.online_writes:,} online writes, {stats.late_events:,} late events")
+
+
+@cli.command()
+@click.option("--entities", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              required=True, help="CSV or Parquet with the entity id column and `timestamp`.")
+@click.option("--features", "feature_list", required=True,
+              help="Comma-separated view:feature names, e.g. customer:spend_30d,basket:value.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="Output file, .csv or .parquet.")
+@click.option("--entity-column", default=None,
+              help="Entity id column [default: the view's entity, e.g. customer_id].")
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
+@click.pass_obj
+@friendly
+def historical(settings: Settings, entities: Path, feature_list: str, out_path: Path,
+               entity_column: str | None, as_json: bool) -> None:
+    """A point-in-time training set: each row gets the latest values at or before its
+    timestamp, never after (from the offline feature log)."""
+    from reports.historical import historical_to_file
+    names = [f.strip() for f in feature_list.split(",") if f.strip()]
+    try:
+        rows = historical_to_file(settings.offline_dir, entities, names, out_path,
+                                  entity_column=entity_column)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        print_json({"rows": rows, "out": str(out_path), "features": names})
+    else:
+        out.print(f"wrote {rows:,} rows x {len(names)} features to {out_path}")
+
+
+@cli.command()
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="The day to report on.")
+@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="First day of a range (one report per day).")
+@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last day of a range.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("reports"), show_default=True, help="Where reports are written.")
+@click.option("--format", "formats", default="md,html,json", show_default=True,
+              help="Comma-separated: md, html (with PNG charts), json.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@click.pass_obj
+@friendly
+def report(settings: Settings, day: Any, first: Any, last: Any, out_dir: Path, formats: str,
+           as_json: bool) -> None:
+    """The daily report on product categories, customers and data quality, computed from
+    the offline store alone (works while the flow is stopped)."""
+    from reports.daily import ReportError, days_between, parse_formats, run_reports
+    if day is not None and (first or last):
+        raise click.UsageError("give --date, or --from and --to, not both")
+    if day is None and not (first and last):
+        raise click.UsageError("give --date D, or --from D1 --to D2")
+    try:
+        days = [day.date()] if day is not None else days_between(first.date(), last.date())
+        with _progress_bar("report") as bar:
+            task = bar.add_task("report", total=len(days), lines="")
+            results = run_reports(settings.offline_dir, days, out_dir, parse_formats(formats),
+                                  on_progress=lambda done, total, d: bar.update(
+                                      task, completed=done, lines=str(d)))
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        print_json([{"day": r.get("day") or r.get("date"), "files": r.get("files")}
+                    for r in results])
+        return
+    for r in results:
+        for path in r.get("files", []):
+            out.print(f"wrote {path}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the taxonomy as JSON.")
+def categories(as_json: bool) -> None:
+    """The product taxonomy: each category, what it holds and the words that decide it."""
+    from schemas.taxonomy import load_taxonomy
+    taxonomy = load_taxonomy()
+    explained = taxonomy.explain()
+    if as_json:
+        print_json({"version": taxonomy.version, "categories": explained})
+        return
+    table = Table(title=f"product categories (taxonomy {taxonomy.version})")
+    for col in ("category", "label", "description"):
+        table.add_column(col)
+    for c in explained:
+        table.add_row(str(c.get("name")), str(c.get("label")), str(c.get("description")))
+    out.print(table)
 
 
 # ------------------------------------------------------------------ demo
