@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -146,8 +147,6 @@ def entity_rows_from_log(offline_dir: Path, views: Mapping[str, FeatureView], n:
                          rng: np.random.Generator) -> pd.DataFrame:
     """``n`` label rows over an existing feature log: ids drawn from each entity's logged
     ids, timestamps uniform over the log's time span."""
-    import duckdb
-
     columns: dict[str, object] = {}
     span: list[np.int64] = []
     with duckdb.connect() as con:
