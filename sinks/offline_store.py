@@ -86,10 +86,13 @@ class PartitionedLog:
             directory = self.partition_dir(day)
             if directory.is_dir():
                 for path in sorted(directory.glob("*.parquet")):
-                    column = pq.read_table(path, columns=[self.id_column]).column(0)
-                    seen.update(column.to_pylist())
+                    seen.update(self._stored_ids(path))
             self._seen[day] = seen
         return seen
+
+    def _stored_ids(self, path: Path) -> list[str]:
+        """The row ids stored in one file."""
+        return pq.read_table(path, columns=[self.id_column]).column(0).to_pylist()
 
     def _day(self, ts: int) -> str:
         """Cached :func:`day_of` (the day of every row is asked for)."""
@@ -178,19 +181,11 @@ class FeatureLog(PartitionedLog):
         self.names = self.view.feature_names
         self.version = self.view.version
 
-    def _ids_in(self, day: str) -> set[str]:
+    def _stored_ids(self, path: Path) -> list[str]:
         """Ids are ``entity:seq``, derived from two stored columns."""
-        seen = self._seen.get(day)
-        if seen is None:
-            seen = set()
-            directory = self.partition_dir(day)
-            if directory.is_dir():
-                for path in sorted(directory.glob("*.parquet")):
-                    table = pq.read_table(path, columns=["entity_id", "seq"])
-                    seen.update(f"{e}:{s}" for e, s in zip(table.column(0).to_pylist(),
-                                                          table.column(1).to_pylist()))
-            self._seen[day] = seen
-        return seen
+        table = pq.read_table(path, columns=["entity_id", "seq"])
+        return [f"{e}:{s}" for e, s in zip(table.column(0).to_pylist(),
+                                           table.column(1).to_pylist())]
 
     def append(self, rows: Iterable[tuple[str, str, int, int, dict[str, Any]]]) -> int:
         """Store ``(view, entity, ts, seq, values)`` rows not stored yet."""
