@@ -19,7 +19,8 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 
 from basketflow.config import Settings, load_settings
@@ -210,9 +211,10 @@ def generate(rows: int, seed: int, out_path: Path, as_json: bool) -> None:
         out.print(f"wrote {written:,} lines to {out_path} (seed {seed})")
 
 
-def _progress_bar(label: str) -> Progress:
-    """A byte-based progress bar on stderr (files are read as a byte stream)."""
-    return Progress(TextColumn(label), BarColumn(), DownloadColumn(), TextColumn("{task.fields[lines]}"),
+def _progress_bar(label: str, in_bytes: bool) -> Progress:
+    """A progress bar on stderr, counting bytes of a file read or plain units (days, events)."""
+    done = DownloadColumn() if in_bytes else MofNCompleteColumn()
+    return Progress(TextColumn(label), BarColumn(), done, TextColumn("{task.fields[lines]}"),
                     TimeRemainingColumn(), console=console, transient=False)
 
 
@@ -241,7 +243,7 @@ def replay(settings: Settings, path: Path, speedup: float | None, rate: float | 
     topic = topic or settings.topic
     assert settings.kafka_bootstrap
     size = path.stat().st_size if path.is_file() else 0
-    with _progress_bar(f"replay {path.name}") as bar:
+    with _progress_bar(f"replay {path.name}", in_bytes=True) as bar:
         task = bar.add_task("replay", total=size, lines="")
         summary = do_replay(
             path, settings.kafka_bootstrap, topic, settings.dead_topic,
@@ -469,7 +471,7 @@ def backfill(settings: Settings, source: Path | None, from_offline: bool, materi
     events = file_events(source, raw) if source is not None else offline_events(settings.offline_dir)
     counted = [0]
     start = time.perf_counter()
-    with _progress_bar("backfill") as bar:
+    with _progress_bar("backfill", in_bytes=bool(total)) as bar:
         task = bar.add_task("backfill", total=total or None, lines="")
 
         def on_batch(done: int) -> None:
@@ -546,7 +548,7 @@ def report(settings: Settings, day: Any, first: Any, last: Any, out_dir: Path, f
         raise click.UsageError("give --date D, or --from D1 --to D2")
     try:
         days = [day.date()] if day is not None else days_between(first.date(), last.date())
-        with _progress_bar("report") as bar:
+        with _progress_bar("report", in_bytes=False) as bar:
             task = bar.add_task("report", total=len(days), lines="")
             results = run_reports(settings.offline_dir, days, out_dir, parse_formats(formats),
                                   on_progress=lambda done, total, d: bar.update(

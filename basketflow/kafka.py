@@ -64,9 +64,3 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], timeout: float = 10.0)
                 raise
     return [t.topic for t in wanted]
 
-
-def partition_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
-    """How many partitions the topic has (0 when it does not exist)."""
-    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=timeout)
-    info = meta.topics.get(topic)
-    return 0 if info is None or info.error is not None else len(info.partitions)

@@ -47,10 +47,9 @@ class FeatureUpdate:
 class EntityFolder(Snapshotable):
     """The state of every view of one entity, and the bookkeeping the rules need."""
 
-    __slots__ = ("kind", "customer", "basket", "product", "seen", "seq", "max_ts")
+    __slots__ = ("customer", "basket", "product", "seen", "seq", "max_ts")
 
     def __init__(self, kind: str) -> None:
-        self.kind = kind
         self.customer = CustomerState() if kind == "customer" else None
         self.basket = BasketState() if kind == "customer" else None
         self.product = ProductState() if kind == "product" else None
