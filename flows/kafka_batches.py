@@ -14,15 +14,15 @@ broker (watermarks are not: see DESIGN.md on the embedded Tansu broker).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
+import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 
-class RawMessage(NamedTuple):
-    """One message (or consumer error) as read, before decoding."""
+class RawMessage(msgspec.Struct, frozen=True):
+    """One message (or consumer error) as read, before decoding (built in C: a
+    ``NamedTuple``'s Python-level constructor cost ~6% of the flow)."""
 
     topic: str
     partition: int
