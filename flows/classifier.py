@@ -1,0 +1,326 @@
+"""The online customer-category classifier: a River pipeline over the basket so far.
+
+The business wants a customer's category from the very first visit, while the basket is
+being filled. The live flow holds one :class:`BasketClassifier`, calls
+:meth:`BasketClassifier.predict` on every basket update and
+:meth:`BasketClassifier.learn` when a basket closes and its customer has a label from the
+current segmentation. This module is only the model: its input
+(:func:`classifier_features`), its output (:class:`Score`), and its checkpoints
+(:func:`save_checkpoint`, :func:`load_checkpoint`).
+
+**Input.** :func:`classifier_features` reads only registered features (the ``basket`` and
+``customer`` views of :mod:`schemas.features`, as :mod:`flows.feature_state` computes them),
+so training and serving see the same values:
+
+- the basket so far: ``log_value``, ``log_items``, ``log_lines``,
+  ``log_distinct_products``, ``log_non_product_lines`` (log1p: money and counts are
+  heavy-tailed, a few wholesale baskets are 100x the median; negative values count as 0),
+  every ``share_<category>`` as is (already in [0, 1]), ``hour_of_day`` and ``weekday`` as
+  numbers, and ``country`` as a categorical (a string, one-hot encoded by the pipeline);
+- the customer's history *before* this basket: the customer view counts the basket being
+  filled, so it is taken out again: ``log_prior_orders`` (lifetime orders - 1),
+  ``log_prior_spend`` (lifetime spend - basket value), ``log_prior_avg_basket``,
+  ``log_prior_orders_90d``, ``log_prior_spend_90d`` (the 90-day figures minus this
+  basket), ``log_cancelled_lines_90d``, ``log_tenure_days`` (days from the first purchase
+  to the start of this basket) and ``returning`` (1.0 when there is an earlier order).
+  Without history (``customer`` is None: a first visit or a guest) all of them are 0.0,
+  which is exactly what a customer whose only order is this basket gets, so a first visit
+  looks the same with or without a customer row.
+
+**Model.** One-hot country + standard scaling of the numbers, then a linear classifier (see
+:data:`PIPELINES`; the benchmark ``benchmarks/classifier.py`` compares them). Its
+:attr:`~BasketClassifier.version` is a digest of the pipeline's definition, of the
+feature definitions and of the labels' version, never of the learnt weights: every score
+carries it, and a checkpoint of another version is refused.
+
+>>> basket = {"value": 54.08, "items": 40, "lines": 7, "distinct_products": 7,
+...           "non_product_lines": 0, "hour_of_day": 8, "weekday": 2,
+...           "country": "United Kingdom", "started": 1291191960, "share_home_decor": 1.0}
+>>> x = classifier_features(basket, None)
+>>> x["country"], x["log_value"], x["returning"]
+('United Kingdom', 4.0088, 0.0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import river
+from river import compose, linear_model, multiclass, preprocessing
+from river.base import Classifier
+
+from flows.feature_state import DAY
+from schemas.features import BASKET, CUSTOMER
+from schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT
+
+#: Bump when :func:`classifier_features` computes something else under the same names.
+FEATURES_REVISION = 1
+_SHARES = tuple(f"share_{c}" for c in CATEGORY_NAMES if c != NON_PRODUCT)
+_BASKET_COUNTS = ("value", "items", "lines", "distinct_products", "non_product_lines")
+#: The numeric inputs, in a fixed order (the pipeline scales exactly these).
+HISTORY_FEATURES: tuple[str, ...] = (
+    "log_prior_orders", "log_prior_spend", "log_prior_avg_basket", "log_prior_orders_90d",
+    "log_prior_spend_90d", "log_cancelled_lines_90d", "log_tenure_days", "returning")
+NUMERIC_FEATURES: tuple[str, ...] = (
+    tuple(f"log_{k}" for k in _BASKET_COUNTS) + _SHARES + ("hour_of_day", "weekday")
+    + HISTORY_FEATURES)
+CATEGORICAL_FEATURES: tuple[str, ...] = ("country",)
+
+
+def _log1p(v: float | int | None) -> float:
+    """log1p of a count or an amount, 0.0 for None or negative; rounded for stable output."""
+    return round(math.log1p(v), 4) if v is not None and v > 0 else 0.0
+
+
+def _history(basket: Mapping[str, Any], customer: Mapping[str, Any] | None) -> dict[str, float]:
+    """The customer's history before this basket (all 0.0 without one)."""
+    if customer is None:
+        return dict.fromkeys(HISTORY_FEATURES, 0.0)
+    value = basket.get("value") or 0.0
+    in_basket = 1 if basket.get("lines") else 0
+    orders = max((customer.get("lifetime_orders") or 0) - in_basket, 0)
+    spend = (customer.get("lifetime_spend") or 0.0) - value
+    first, started = customer.get("first_purchase"), basket.get("started")
+    tenure = (started - first) / DAY if first is not None and started is not None else 0.0
+    return {
+        "log_prior_orders": _log1p(orders),
+        "log_prior_spend": _log1p(spend),
+        "log_prior_avg_basket": _log1p(spend / orders) if orders else 0.0,
+        "log_prior_orders_90d": _log1p((customer.get("orders_90d") or 0) - in_basket),
+        "log_prior_spend_90d": _log1p((customer.get("spend_90d") or 0.0) - value),
+        "log_cancelled_lines_90d": _log1p(customer.get("cancelled_lines_90d")),
+        "log_tenure_days": _log1p(tenure),
+        "returning": 1.0 if orders else 0.0,
+    }
+
+
+def classifier_features(basket: Mapping[str, Any],
+                        customer: Mapping[str, Any] | None) -> dict[str, float | str]:
+    """The model's input from a basket's values and its customer's values (or None).
+
+    ``basket`` is :meth:`flows.feature_state.BasketState.values`, ``customer``
+    :meth:`flows.feature_state.CustomerState.values` at the same event time, which count
+    this basket too (the history features take it out again; see the module docstring).
+    Missing share features count as 0.0, so a basket without product lines works.
+    """
+    x: dict[str, float | str] = {f"log_{k}": _log1p(basket.get(k)) for k in _BASKET_COUNTS}
+    for name in _SHARES:
+        x[name] = float(basket.get(name) or 0.0)
+    x["hour_of_day"] = float(basket.get("hour_of_day") or 0)
+    x["weekday"] = float(basket.get("weekday") or 0)
+    x.update(_history(basket, customer))
+    x["country"] = str(basket.get("country") or "")
+    return x
+
+
+@dataclass(frozen=True)
+class Score:
+    """A prediction: the most likely category, every category's probability, the model
+    version that made it, and the event time of the features it used."""
+
+    category: str
+    probabilities: dict[str, float]
+    model_version: str
+    ts: int
+
+
+def one_hot_country(x: Mapping[str, Any]) -> dict[str, float]:
+    """``{"country=<name>": 1.0}``: the country as a one-hot feature, without state.
+
+    River's ``OneHotEncoder`` gives the same features but keeps a set of the values seen
+    and costs about 8 us per call; a stateless function costs under 1 us.
+    """
+    return {f"country={x['country']}": 1.0}
+
+
+def _scaled_numbers() -> compose.Pipeline:
+    """The numeric inputs, standard-scaled by running mean and variance."""
+    return compose.Select(*NUMERIC_FEATURES) | preprocessing.StandardScaler()
+
+
+def _ovr_logistic(seed: int) -> Classifier:
+    """The default: one logistic regression per category, probabilities normalised; the
+    reference run's model with a cheaper one-hot step (same features, same predictions).
+    River's linear models start from zero weights and take no seed."""
+    return (compose.FuncTransformer(one_hot_country) + _scaled_numbers()
+            ) | multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
+
+
+def _reference(seed: int) -> Classifier:
+    """The reference run's pipeline as it was: River's OneHotEncoder for the country."""
+    return ((compose.Select(*CATEGORICAL_FEATURES) | preprocessing.OneHotEncoder())
+            + _scaled_numbers()) | multiclass.OneVsRestClassifier(
+                linear_model.LogisticRegression())
+
+
+def _softmax(seed: int) -> Classifier:
+    """One multinomial logistic regression: one weight vector per category, one softmax."""
+    return (compose.FuncTransformer(one_hot_country) + _scaled_numbers()
+            ) | linear_model.SoftmaxRegression()
+
+
+#: Pipeline name -> factory(seed); benchmarks/classifier.py compares them on the real data.
+PIPELINES: dict[str, Callable[[int], Classifier]] = {
+    "ovr_logistic": _ovr_logistic,
+    "reference_ovr_logistic": _reference,
+    "softmax": _softmax,
+}
+DEFAULT_PIPELINE = "ovr_logistic"
+
+
+class BasketClassifier:
+    """A customer category from a basket's features, learnt online from labelled baskets.
+
+    ``predict`` returns None until the model has learnt one example (there is no prior:
+    a score from an untrained model would be a guess stored as if it were a prediction).
+    Afterwards it returns a :class:`Score` over the categories learnt so far.
+
+    >>> model = BasketClassifier(labels_version="seg-1")
+    >>> x = classifier_features({"value": 150.0, "lines": 12, "country": "France",
+    ...                          "share_christmas_seasonal": 0.9}, None)
+    >>> model.predict(x, ts=100) is None
+    True
+    >>> model.learn(x, "Christmas, frequent")
+    >>> score = model.predict(x, ts=100)
+    >>> score.category, score.probabilities, score.ts, model.n_learned
+    ('Christmas, frequent', {'Christmas, frequent': 1.0}, 100, 1)
+    >>> score.model_version == model.version
+    True
+    """
+
+    def __init__(self, labels_version: str, seed: int = 0,
+                 pipeline: str = DEFAULT_PIPELINE) -> None:
+        if pipeline not in PIPELINES:
+            raise ValueError(f"unknown pipeline {pipeline!r}; choose one of {sorted(PIPELINES)}")
+        self.labels_version = labels_version
+        self.seed = seed
+        self.pipeline = pipeline
+        self.model = PIPELINES[pipeline](seed)
+        self.version = _version(pipeline, repr(self.model), labels_version)
+        self.n_learned = 0
+
+    def predict(self, x: Mapping[str, Any], ts: int) -> Score | None:
+        """The category of the basket ``x`` (from :func:`classifier_features`) at ``ts``."""
+        if not self.n_learned:
+            return None
+        proba = self.model.predict_proba_one(x)
+        category = max(sorted(proba), key=proba.__getitem__)
+        return Score(category, proba, self.version, ts)
+
+    def learn(self, x: Mapping[str, Any], label: str) -> None:
+        """Learn that the basket ``x`` belongs to a customer of category ``label``."""
+        self.model.learn_one(x, label)
+        self.n_learned += 1
+
+
+def _version(pipeline: str, definition: str, labels_version: str) -> str:
+    """A short digest of what the model is: pipeline, features, labels, River release."""
+    text = json.dumps({
+        "pipeline": pipeline, "definition": definition, "labels": labels_version,
+        "features": [FEATURES_REVISION, BASKET.version, CUSTOMER.version,
+                     list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)],
+        "river": river.__version__,
+    }, sort_keys=True)
+    return f"{pipeline}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be trusted or used; the message says why and what to do."""
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(path.name + ".meta.json")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync it, and rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(model: BasketClassifier, path: Path) -> None:
+    """Write the pickled model to ``path`` and its sidecar ``<path>.meta.json``.
+
+    Each file is written atomically (temp + rename), the pickle first. A crash between
+    the two renames leaves a sidecar whose checksum does not match the pickle, which
+    :func:`load_checkpoint` refuses: a checkpoint is never half-trusted.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    meta = {
+        "version": model.version, "labels_version": model.labels_version,
+        "pipeline": model.pipeline, "n_learned": model.n_learned,
+        "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_atomic(path, data)
+    _write_atomic(_meta_path(path), (json.dumps(meta, indent=2) + "\n").encode())
+
+
+def read_checkpoint_meta(path: Path) -> dict[str, Any]:
+    """The sidecar of the checkpoint at ``path``; CheckpointError when absent or unreadable."""
+    meta_path = _meta_path(Path(path))
+    fix = (f"delete {path} to start a fresh model, or refit and save a new checkpoint")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} has no sidecar {meta_path.name}: its "
+                              f"content cannot be verified, so it is not loaded; {fix}") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint sidecar {meta_path} is unreadable ({exc}); "
+                              f"{fix}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) \
+            or not isinstance(meta.get("version"), str):
+        raise CheckpointError(f"checkpoint sidecar {meta_path} lacks 'sha256' or 'version'; "
+                              f"{fix}")
+    return meta
+
+
+def load_checkpoint(path: Path, expected_version: str | None = None) -> BasketClassifier:
+    """The model saved at ``path``, after checking its bytes and version.
+
+    Refused with :class:`CheckpointError`, before anything is unpickled: a missing
+    checkpoint or sidecar, a sha256 of the pickle bytes other than the sidecar's, or a
+    version other than ``expected_version`` (when given; e.g. the segmentation's labels
+    changed). The checksum guards against torn and corrupted files, not against someone
+    who can write both files: keep checkpoints in a directory only basketflow writes.
+    """
+    path = Path(path)
+    fix = f"delete {path} (and {_meta_path(path).name}) to start a fresh model, or refit"
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    meta = read_checkpoint_meta(path)
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != meta["sha256"]:
+        raise CheckpointError(f"checkpoint {path} is corrupt or was modified: its sha256 is "
+                              f"{digest[:12]}..., the sidecar says {meta['sha256'][:12]}...; "
+                              f"it was not loaded; {fix}")
+    if expected_version is not None and meta["version"] != expected_version:
+        raise CheckpointError(f"checkpoint {path} holds model version {meta['version']}, "
+                              f"expected {expected_version} (the pipeline, the features or "
+                              f"the labels changed); {fix}")
+    model = pickle.loads(data)
+    if not isinstance(model, BasketClassifier) or model.version != meta["version"]:
+        raise CheckpointError(f"checkpoint {path} does not hold the BasketClassifier its "
+                              f"sidecar describes; {fix}")
+    return model

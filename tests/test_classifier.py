@@ -1,0 +1,239 @@
+"""The online basket classifier: its input, learning, scores and verified checkpoints."""
+
+from __future__ import annotations
+
+import doctest
+import hashlib
+import json
+import math
+import os
+import pickle
+import random
+from pathlib import Path
+
+import pytest
+
+import flows.classifier as classifier
+from flows.classifier import (BasketClassifier, CheckpointError, Score, classifier_features,
+                              load_checkpoint, save_checkpoint)
+from flows.feature_state import BasketState, CustomerState
+from schemas.events import parse_row
+from schemas.features import BASKET
+
+#: Three kinds of customer, told apart by what their basket holds, where and how much.
+KINDS = {
+    "seasonal, small": ("christmas_seasonal", "United Kingdom", 40.0),
+    "kitchen, abroad": ("kitchen_dining", "France", 300.0),
+    "storage, wholesale": ("bags_storage", "Netherlands", 2500.0),
+}
+
+
+def basket(rng: random.Random, kind: str) -> dict[str, object]:
+    """A basket view row (all the view's keys) of one kind, with noise."""
+    main, country, value = KINDS[kind]
+    row: dict[str, object] = {f.name: 0 for f in BASKET.features}
+    shares = {c: rng.random() * 0.2 for c in ("christmas_seasonal", "kitchen_dining",
+                                               "bags_storage", "home_decor")}
+    shares[main] += 0.6
+    total = sum(shares.values())
+    row.update({f"share_{c}": round(s / total, 4) for c, s in shares.items()})
+    lines = rng.randint(3, 40)
+    row.update(invoice=str(rng.randint(536000, 580000)), lines=lines,
+               items=lines * rng.randint(1, 12), value=round(value * rng.uniform(0.5, 2), 2),
+               distinct_products=lines, non_product_lines=rng.randint(0, 1),
+               hour_of_day=rng.randint(8, 18), weekday=rng.randint(0, 4), country=country,
+               started=1291191960 + rng.randint(0, 10_000_000))
+    return row
+
+
+def test_doctests() -> None:
+    result = doctest.testmod(classifier)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_learns_a_separable_problem_far_above_the_majority() -> None:
+    rng = random.Random(7)
+    kinds = list(KINDS)
+    train = [(k, basket(rng, k)) for k in rng.choices(kinds, weights=(5, 3, 2), k=600)]
+    test = [(k, basket(rng, k)) for k in rng.choices(kinds, weights=(5, 3, 2), k=300)]
+    model = BasketClassifier(labels_version="toy")
+    for label, row in train:
+        model.learn(classifier_features(row, None), label)
+    correct = 0
+    for label, row in test:
+        score = model.predict(classifier_features(row, None), ts=int(row["started"]))
+        assert score is not None and math.isclose(sum(score.probabilities.values()), 1.0)
+        assert score.category == max(score.probabilities, key=score.probabilities.get)
+        correct += score.category == label
+    majority = max(sum(k == label for label, _ in test) for k in kinds) / len(test)
+    assert model.n_learned == 600
+    assert correct / len(test) >= 0.95 > majority + 0.4
+
+
+def test_predict_before_learning_is_none_then_a_full_score() -> None:
+    model = BasketClassifier(labels_version="v1", seed=3)
+    x = classifier_features(basket(random.Random(1), "kitchen, abroad"), None)
+    assert model.predict(x, ts=5) is None
+    model.learn(x, "kitchen, abroad")
+    model.learn(classifier_features(basket(random.Random(2), "seasonal, small"), None),
+                "seasonal, small")
+    score = model.predict(x, ts=5)
+    assert isinstance(score, Score)
+    assert set(score.probabilities) == {"kitchen, abroad", "seasonal, small"}
+    assert math.isclose(sum(score.probabilities.values()), 1.0)
+    assert (score.model_version, score.ts) == (model.version, 5)
+
+
+def test_version_names_the_definition_and_labels_not_the_weights() -> None:
+    model = BasketClassifier(labels_version="seg-a")
+    before = model.version
+    model.learn(classifier_features(basket(random.Random(1), "seasonal, small"), None), "x")
+    assert model.version == before == BasketClassifier(labels_version="seg-a").version
+    assert BasketClassifier(labels_version="seg-b").version != before
+    assert BasketClassifier("seg-a", pipeline="softmax").version != before
+    with pytest.raises(ValueError, match="unknown pipeline"):
+        BasketClassifier("seg-a", pipeline="nope")
+
+
+def _line(invoice: str, code: str, qty: int, when: str, price: str) -> list[str]:
+    return [invoice, code, "JUMBO BAG RED RETROSPOT", str(qty), when, price, "17850",
+            "United Kingdom"]
+
+
+def test_features_of_a_first_visit_and_of_a_returning_customer() -> None:
+    customer, current = CustomerState(), BasketState()
+    first = [_line("536365", "85099B", 10, "12/1/2010 8:26", "2.00"),
+             _line("536365", "POST", 1, "12/1/2010 8:26", "18.00")]
+    for n, row in enumerate(first):
+        e = parse_row(row, f"f:{n}")
+        customer.update(e)
+        current.update(e)
+    x1 = classifier_features(current.values(), customer.values(customer.max_ts))
+    # A first visit with the customer's row is the same input as one without.
+    assert x1 == classifier_features(current.values(), None)
+    assert x1["returning"] == 0.0 and x1["log_prior_spend"] == 0.0
+    assert x1["log_value"] == round(math.log1p(38.0), 4)
+    assert x1["log_non_product_lines"] == round(math.log1p(1), 4)
+    assert x1["share_bags_storage"] == 1.0 and x1["country"] == "United Kingdom"
+
+    e = parse_row(_line("536999", "85099B", 5, "12/11/2010 9:00", "2.00"), "f:9")
+    customer.update(e)
+    current.update(e)
+    x2 = classifier_features(current.values(), customer.values(customer.max_ts))
+    assert x2["returning"] == 1.0
+    assert x2["log_prior_orders"] == round(math.log1p(1), 4)
+    assert x2["log_prior_spend"] == round(math.log1p(38.0), 4)  # before this basket
+    assert x2["log_prior_avg_basket"] == round(math.log1p(38.0), 4)
+    assert x2["log_prior_orders_90d"] == round(math.log1p(1), 4)
+    assert x2["log_tenure_days"] == round(math.log1p((e.ts - customer.first_purchase) / 86400), 4)
+    assert x2["log_value"] == round(math.log1p(10.0), 4)
+    assert set(x2) == set(x1) == set(classifier.NUMERIC_FEATURES) | {"country"}
+    assert all(isinstance(v, float) for k, v in x2.items() if k != "country")
+
+
+def _trained(labels_version: str = "seg-1") -> tuple[BasketClassifier, list[dict]]:
+    rng = random.Random(11)
+    model = BasketClassifier(labels_version=labels_version)
+    xs = []
+    for kind in rng.choices(list(KINDS), k=200):
+        x = classifier_features(basket(rng, kind), None)
+        model.learn(x, kind)
+        xs.append(x)
+    return model, xs
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(tmp_path: Path) -> None:
+    model, xs = _trained()
+    path = tmp_path / "ckpt" / "classifier.pkl"
+    save_checkpoint(model, path)
+    meta = json.loads((tmp_path / "ckpt" / "classifier.pkl.meta.json").read_text())
+    assert meta["version"] == model.version and meta["n_learned"] == 200
+    assert meta["labels_version"] == "seg-1" and meta["saved_at"]
+    assert meta["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "classifier.pkl", "classifier.pkl.meta.json"]  # no temp file left behind
+
+    restored = load_checkpoint(path, expected_version=model.version)
+    assert restored.n_learned == 200 and restored.version == model.version
+    for i, x in enumerate(xs):
+        before, after = model.predict(x, ts=i), restored.predict(x, ts=i)
+        assert before is not None and after is not None
+        assert (after.category, after.model_version, after.ts) == \
+            (before.category, before.model_version, before.ts)
+        # Equal to the last bit or so: River's weight vectors may sum in another order
+        # once rebuilt from the pickle.
+        assert after.probabilities.keys() == before.probabilities.keys()
+        assert all(math.isclose(after.probabilities[k], p, rel_tol=1e-12, abs_tol=1e-15)
+                   for k, p in before.probabilities.items())
+    restored.learn(xs[0], "seasonal, small")  # and it keeps learning
+    assert restored.n_learned == 201
+
+
+class _SideEffect:
+    """Unpickling this creates a directory: proof that bytes were (or were not) unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.mkdir, (str(self.marker),)
+
+
+@pytest.fixture
+def evil(tmp_path: Path) -> tuple[bytes, Path]:
+    """Pickle bytes whose loading would create ``marker``; checked to do so."""
+    marker = tmp_path / "unpickled"
+    data = pickle.dumps(_SideEffect(marker))
+    pickle.loads(data)
+    assert marker.exists()
+    marker.rmdir()
+    return data, marker
+
+
+def test_tampered_checkpoint_is_refused_without_unpickling(
+        tmp_path: Path, evil: tuple[bytes, Path]) -> None:
+    data, marker = evil
+    model, _ = _trained()
+    path = tmp_path / "classifier.pkl"
+    save_checkpoint(model, path)
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError, match="corrupt or was modified.*delete"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_checkpoint_without_sidecar_is_refused_without_unpickling(
+        tmp_path: Path, evil: tuple[bytes, Path]) -> None:
+    data, marker = evil
+    path = tmp_path / "classifier.pkl"
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError, match="no sidecar.*delete"):
+        load_checkpoint(path)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "absent.pkl")
+
+
+def test_checkpoint_of_another_version_is_refused_without_unpickling(
+        tmp_path: Path, evil: tuple[bytes, Path]) -> None:
+    data, marker = evil
+    model, _ = _trained(labels_version="seg-1")
+    path = tmp_path / "classifier.pkl"
+    save_checkpoint(model, path)
+    meta_path = tmp_path / "classifier.pkl.meta.json"
+    meta = json.loads(meta_path.read_text())
+    path.write_bytes(data)  # checksum matches the bytes, only the version is wrong
+    meta_path.write_text(json.dumps(meta | {"sha256": hashlib.sha256(data).hexdigest()}))
+    newer = BasketClassifier(labels_version="seg-2").version
+    with pytest.raises(CheckpointError, match=f"expected {newer}.*delete"):
+        load_checkpoint(path, expected_version=newer)
+    assert not marker.exists()
+
+
+def test_unreadable_sidecar_is_refused(tmp_path: Path) -> None:
+    model, _ = _trained()
+    path = tmp_path / "classifier.pkl"
+    save_checkpoint(model, path)
+    (tmp_path / "classifier.pkl.meta.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_checkpoint(path)
