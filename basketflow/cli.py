@@ -32,9 +32,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that are the user's to fix: shown as one clear line, no traceback."""
     from basketflow.kafka import BrokerUnavailable
     from basketflow.services import ServicesError
+    from flows.classifier import CheckpointError
     from producers.csv_source import BadInputFile
     from sinks.online_store import RedisUnavailable
-    return (BrokerUnavailable, ServicesError, BadInputFile, RedisUnavailable)
+    return (BrokerUnavailable, ServicesError, BadInputFile, RedisUnavailable, CheckpointError)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -350,7 +351,7 @@ def features_get(settings: Settings, entity: str, views: tuple[str, ...], as_jso
     assert settings.redis_url
     store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
     default = tuple(n for n, v in known.items() if v.entity == "customer_id")
-    values = {v: store.read(v, entity) for v in (views or default)}
+    values = store.read_vectors(list(views or default), [entity])[0]
     if as_json:
         print_json({"entity": entity, "views": values})
         return
@@ -579,6 +580,47 @@ def categories(as_json: bool) -> None:
         table.add_column(col)
     for c in explained:
         table.add_row(str(c.get("name")), str(c.get("label")), str(c.get("description")))
+    out.print(table)
+
+
+# ------------------------------------------------------------------ scores
+
+
+@cli.command()
+@click.argument("customer_id")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Categories to show, most likely first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the score as JSON.")
+@click.pass_obj
+@friendly
+def score(settings: Settings, customer_id: str, top: int, as_json: bool) -> None:
+    """The live category score of a customer (guests: guest-<invoice>), from Redis.
+
+    The flow's classifier scores every basket update: the most likely customer category,
+    every category's probability, the model version, and the basket and event time the
+    features came from.
+    """
+    from sinks.flow_sinks import SCORE_KEY
+    from sinks.online_store import RedisOnlineStore, connect
+    settings = resolved(settings)
+    assert settings.redis_url
+    value = RedisOnlineStore(connect(settings.redis_url), settings.prefix).read(
+        SCORE_KEY, customer_id)
+    if as_json:
+        print_json({"customer": customer_id, "score": value})
+        return
+    if value is None:
+        raise click.ClickException(
+            f"no live score for {customer_id!r}: is the id right, has the flow run "
+            "(`basketflow run`), and has a segmentation labelled customers for the model to "
+            "learn from (`basketflow segment fit`, then `segment assign`, then run the flow)?")
+    table = Table(title=f"{customer_id}: {value['category']} (basket {value['invoice']} as of "
+                        f"{_when(value['_ts'])}, model {value['model_version']})")
+    table.add_column("category")
+    table.add_column("probability", justify="right")
+    ranked = sorted(value["probabilities"].items(), key=lambda kv: -kv[1])
+    for name, p in ranked[:top]:
+        table.add_row(name, f"{p:.3f}")
     out.print(table)
 
 

@@ -9,7 +9,8 @@ Rules, the same for the live flow and the backfill:
 
 - an event already folded in (same ``event_id``) is skipped: a replayed line counts once;
 - an event older than the entity's latest event time minus the allowed lateness is late:
-  counted, and left out of the online values (it still reaches the offline event store);
+  left out of the online values and the feature log, counted, and recorded offline with
+  the time it was behind (``late/``); it still reaches the offline event store;
 - a customer's log row is written after the last event of each event time, labelled
   with the entity's latest event time ``ts`` and ``seq``, the number of events folded in
   so far, so a later row for the same ``ts`` supersedes an earlier one, and replays write
@@ -31,6 +32,8 @@ from schemas.events import Transaction
 
 #: ``(view, entity, ts, seq, values)``: one row of the feature log.
 LogRow = tuple[str, str, int, int, dict[str, Any]]
+#: ``(event_id, entity, event time, the entity's latest event time)``: a late event.
+LateEvent = tuple[str, str, int, int]
 
 
 @dataclass(slots=True)
@@ -41,7 +44,7 @@ class FeatureUpdate:
     ts: int
     values: dict[str, dict[str, Any]]
     rows: list[LogRow] = field(default_factory=list)
-    late: int = 0
+    late: list[LateEvent] = field(default_factory=list)
 
 
 class EntityFolder(Snapshotable):
@@ -89,7 +92,7 @@ class EntityFolder(Snapshotable):
         for i, e in enumerate(fresh):
             self.seen.add(e.event_id)
             if self.max_ts and e.ts < self.max_ts - lateness:
-                update.late += 1
+                update.late.append((e.event_id, entity, e.ts, self.max_ts))
                 continue
             pending.update(self._apply(e))
             self.seq += 1

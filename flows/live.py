@@ -13,6 +13,9 @@ cost is paid per batch and per entity, not per event. Stream by stream::
     *-features    stateful_flat_map: fold each entity's events into its feature state
     online        latest values of each changed entity -> Redis, once per batch
     feature-log   every new value row -> Parquet `features/<view>/`, idempotent
+    score         customer updates, all to one key: the River classifier predicts on every
+                  basket update, learns from closed labelled baskets (flows.scoring)
+    scores        latest score per customer -> Redis; every prediction -> `scores/`
     progress      each batch's next offsets -> Redis, for `basketflow status`
 
 The feature step keeps per-entity state in ``stateful_map`` (see
@@ -38,12 +41,13 @@ from basketflow.config import Settings
 from basketflow.kafka import DEFAULT_PARTITIONS, consumer_config, ensure_topics, producer_config
 from flows.dead_letters import (DeadLetter, consumer_error, producer_letters, rejected,
                                 to_dead_message)
-from flows.entity_features import folder_step
+from flows.entity_features import FeatureUpdate, folder_step
 from flows.kafka_batches import KafkaBatchSource, RawMessage
+from flows.scoring import MODEL_KEY, ScoringConfig, scoring_config, scoring_step
 from schemas.events import Rejection, Transaction, decode_event
 from schemas.features import DEFAULT_ALLOWED_LATENESS_S, PRODUCT, versions
 from sinks.flow_sinks import (DeadLetterSink, FeatureLogSink, FlowStats, OfflineEventSink,
-                              OnlineFeatureSink, ProgressSink)
+                              OnlineFeatureSink, OnlineScoreSink, ProgressSink, ScoreLogSink)
 from sinks.offline_store import SECONDS_PER_DAY
 
 RECOVERY_PARTITIONS = 4
@@ -97,6 +101,7 @@ class FeatureOutputs:
     offline_root: Path | None
     store_events: bool = True
     allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S
+    scoring: ScoringConfig | None = None
 
 
 def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutputs,
@@ -110,18 +115,35 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
     by_customer = op.flat_map("by-customer", batches, lambda b: group_by(b, _customer_key))
     by_product = op.flat_map("by-product", batches, lambda b: group_by(
         [e for e in b if e.is_product], _product_key))
-    lateness = outputs.allowed_lateness
+    customers = op.stateful_flat_map("customer-features", by_customer,
+                                     folder_step("customer", outputs.allowed_lateness))
     updates = op.key_rm("updates", op.merge(
-        "merge-updates",
-        op.stateful_flat_map("customer-features", by_customer, folder_step("customer", lateness)),
+        "merge-updates", customers,
         op.stateful_flat_map("product-features", by_product,
                              folder_step("product", PRODUCT_LATENESS_S))))
+    if outputs.scoring is not None:
+        add_scoring_steps(op.key_rm("customer-updates", customers), outputs, stats)
     if outputs.redis_url is not None:
         op.output("online", updates, OnlineFeatureSink(outputs.redis_url, outputs.prefix,
                                                        versions(), stats))
     if outputs.offline_root is not None:
         rows = op.map("log-rows", updates, lambda u: ("log", u))
         op.output("feature-log", rows, FeatureLogSink(outputs.offline_root, versions(), stats))
+
+
+def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureOutputs,
+                      stats: FlowStats) -> None:
+    """Score every basket update with the one River model; write the scores online and
+    to the offline score log."""
+    assert outputs.scoring is not None
+    to_model = op.key_on("to-model", customer_updates, lambda _u: MODEL_KEY)
+    scores = op.key_rm("scores", op.stateful_flat_map("score", to_model,
+                                                      scoring_step(outputs.scoring)))
+    if outputs.redis_url is not None:
+        op.output("online-scores", scores, OnlineScoreSink(outputs.redis_url, outputs.prefix,
+                                                           stats))
+    if outputs.offline_root is not None:
+        op.output("score-log", scores, ScoreLogSink(outputs.offline_root, stats))
 
 
 #: A product's events come from every partition (events are keyed by customer), so
@@ -142,8 +164,10 @@ def _product_key(e: Transaction) -> str:
 
 
 def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
-                    allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S) -> Dataflow:
-    """The Kafka-fed dataflow; ``stop_at_end`` ends it at the end of every partition."""
+                    allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S,
+                    scoring: ScoringConfig | None = None) -> Dataflow:
+    """The Kafka-fed dataflow; ``stop_at_end`` ends it at the end of every partition;
+    ``scoring`` (None: no scores) sets up the classifier."""
     assert settings.kafka_bootstrap and settings.redis_url, "resolve addresses first"
     bootstrap = settings.kafka_bootstrap
     config = consumer_config(bootstrap)
@@ -162,8 +186,8 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
               DeadLetterSink(settings.offline_dir, stats))
     events = op.map("events", decoded, lambda d: d.events)
     add_feature_steps(events, FeatureOutputs(settings.redis_url, settings.prefix,
-                                             settings.offline_dir, True, allowed_lateness),
-                      stats)
+                                             settings.offline_dir, True, allowed_lateness,
+                                             scoring), stats)
     offsets = op.map("offsets", decoded, lambda d: d.offsets)
     op.output("progress", offsets, ProgressSink(settings.redis_url, settings.prefix, stats))
     return flow
@@ -201,5 +225,6 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
     ensure_topics(settings.kafka_bootstrap,
                   {settings.topic: DEFAULT_PARTITIONS, settings.dead_topic: 1})
     stats = stats or FlowStats()
-    run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness), options)
+    run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness,
+                             scoring_config(settings.data_dir)), options)
     return stats

@@ -56,6 +56,9 @@ class FeatureView:
     description: str
     features: tuple[Feature, ...]
     windows_days: tuple[int, ...] = ()
+    #: Values older than this are not served: online, the Redis key expires this long
+    #: after its last write; in training sets, a value older than this at the label's
+    #: time is null.
     ttl_seconds: int | None = None
     depends_on: str = ""  # version of external definitions it uses (the taxonomy)
     logic_revision: int = 1  # bump when the computation changes but the fields do not
@@ -121,6 +124,7 @@ BASKET = FeatureView(
     description="The customer's current basket (latest purchase invoice) so far: what a "
                 "first-visit classifier sees while it is being filled.",
     depends_on=load_taxonomy().version,
+    ttl_seconds=86_400,  # a basket untouched for a day is no longer anyone's current basket
     features=(
         Feature("invoice", "str", "invoice number of the basket"),
         Feature("lines", "int", "lines so far"),

@@ -7,6 +7,9 @@ Bytewax output is at-least-once around a resume from a recovery snapshot:
 - :class:`DeadLetterSink` does the same for dead letters;
 - :class:`OnlineFeatureSink` writes each changed entity once per batch, pipelined, with
   absolute values (never increments);
+- :class:`OnlineScoreSink` writes each scored entity's latest score, absolute likewise;
+- :class:`FeatureLogSink` and :class:`ScoreLogSink` append feature rows and predictions to
+  Parquet, idempotent on ``<entity>:<seq>``;
 - :class:`ProgressSink` records the next offset of each topic partition and the flow's
   counters in Redis, for ``basketflow status``, and logs a line of counts every few
   seconds.
@@ -14,6 +17,7 @@ Bytewax output is at-least-once around a resume from a recovery snapshot:
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -28,10 +32,15 @@ from bytewax.outputs import (DynamicSink, FixedPartitionedSink, StatefulSinkPart
 
 from schemas.events import Rejection, Transaction
 from flows.entity_features import FeatureUpdate, LogRow
-from sinks.offline_store import DeadLetterStore, FeatureLog, ParquetEventStore
+from flows.scoring import ScoreRow
+from schemas.features import registry
+from sinks.offline_store import (DeadLetterStore, FeatureLog, LateEventLog, ParquetEventStore,
+                                 ScoreLog)
 from sinks.online_store import RedisOnlineStore, connect
 
 log = logging.getLogger("basketflow.flow")
+#: Where live scores live online: ``<prefix>:score:<entity>``.
+SCORE_KEY = "score"
 
 @dataclass
 class FlowStats:
@@ -43,6 +52,7 @@ class FlowStats:
     online_writes: int = 0
     feature_rows: int = 0
     late_events: int = 0
+    scores: int = 0
     latest_ts: int = 0
     first_seen: float | None = None
     last_written: float | None = None
@@ -172,6 +182,7 @@ class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
         self.redis_url = redis_url
         self.prefix = prefix
         self.versions = versions
+        self.ttls = {name: view.ttl_seconds for name, view in registry().items()}
         self.stats = stats
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
@@ -182,53 +193,53 @@ class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
             newest = late = 0
             for update in batch:
                 newest = max(newest, update.ts)
-                late += update.late
+                late += len(update.late)
                 for view, values in update.values.items():
                     latest.setdefault(view, {})[update.entity] = (update.ts, values)
             for view, rows in latest.items():
-                store.write(view, self.versions[view], rows)
+                store.write(view, self.versions[view], rows, self.ttls[view])
             self.stats.add(online_writes=sum(len(r) for r in latest.values()), late_events=late)
             self.stats.advance(newest)
             if late:
                 log.warning("%d late event(s) beyond the allowed lateness left out of the "
-                            "online values (%d so far); they are in the offline store",
+                            "online values (%d so far); they are in the offline store, and "
+                            "listed under late/",
                             late, self.stats.late_events)
 
         return _Partition(write)
 
 
-class _BufferedLogPartition(StatefulSinkPartition[FeatureUpdate, None]):
-    """Buffers feature-log rows; writes them per view when the epoch is snapshotted."""
+class _EpochBuffer(StatefulSinkPartition[Any, None]):
+    """Buffers items and hands them to ``flush`` when the epoch is snapshotted (or when
+    ``max_items`` wait), so files are large and written before the offsets past them are
+    saved."""
 
-    def __init__(self, logs: dict[str, FeatureLog], stats: FlowStats) -> None:
-        self.logs = logs
-        self.stats = stats
-        self.buffer: list[FeatureUpdate] = []
-        self.rows = 0
+    def __init__(self, flush: Callable[[list[Any]], None], size: Callable[[Any], int],
+                 max_items: int = 500_000) -> None:
+        self.flush = flush
+        self.size = size
+        self.max_items = max_items
+        self.buffer: list[Any] = []
+        self.items = 0
 
-    def write_batch(self, values: list[FeatureUpdate]) -> None:
+    def write_batch(self, values: list[Any]) -> None:
         self.buffer.extend(values)
-        self.rows += sum(len(u.rows) for u in values)
-        if self.rows >= 500_000:
+        self.items += sum(map(self.size, values))
+        if self.items >= self.max_items:
             self.snapshot()
 
     def snapshot(self) -> None:
-        if not self.buffer:
-            return
-        by_view: dict[str, list[LogRow]] = {}
-        for update in self.buffer:
-            for row in update.rows:
-                by_view.setdefault(row[0], []).append(row)
-        written = sum(self.logs[view].append(rows) for view, rows in by_view.items())
-        self.stats.add(feature_rows=written)
-        self.buffer, self.rows = [], 0
+        if self.buffer:
+            self.flush(self.buffer)
+            self.buffer, self.items = [], 0
 
     def close(self) -> None:
         self.snapshot()
 
 
 class FeatureLogSink(FixedPartitionedSink[FeatureUpdate, None]):
-    """Appends every new value row of every view to ``features/<view>/`` in Parquet."""
+    """Appends every new value row of every view to ``features/<view>/`` in Parquet, and
+    every late event to ``late/``."""
 
     def __init__(self, root: Path, versions: dict[str, str], stats: FlowStats) -> None:
         self.root = root
@@ -238,10 +249,68 @@ class FeatureLogSink(FixedPartitionedSink[FeatureUpdate, None]):
     def list_parts(self) -> list[str]:
         return ["log"]
 
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: None) -> _BufferedLogPartition:
-        return _BufferedLogPartition(
-            {view: FeatureLog(self.root, view) for view in self.versions}, self.stats)
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _EpochBuffer:
+        logs = {view: FeatureLog(self.root, view) for view in self.versions}
+        late_log = LateEventLog(self.root)
+
+        def flush(updates: list[FeatureUpdate]) -> None:
+            by_view: dict[str, list[LogRow]] = {}
+            for update in updates:
+                for row in update.rows:
+                    by_view.setdefault(row[0], []).append(row)
+            self.stats.add(feature_rows=sum(logs[view].append(rows)
+                                            for view, rows in by_view.items()))
+            late_log.append(late for update in updates for late in update.late)
+
+        return _EpochBuffer(flush, lambda u: len(u.rows))
+
+
+class OnlineScoreSink(DynamicSink[ScoreRow]):
+    """Writes each entity's latest score to ``<prefix>:score:<entity>``, once per batch:
+    ``category``, ``probabilities``, ``model_version``, ``invoice``, ``seq`` and ``_ts``."""
+
+    def __init__(self, redis_url: str, prefix: str, stats: FlowStats) -> None:
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.stats = stats
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
+        store = RedisOnlineStore(connect(self.redis_url), self.prefix)
+
+        def write(batch: list[ScoreRow]) -> None:
+            by_version: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
+            for row in batch:
+                s = row.score
+                by_version.setdefault(s.model_version, {})[row.entity] = (row.ts, {
+                    "category": s.category, "probabilities": s.probabilities,
+                    "model_version": s.model_version, "invoice": row.invoice,
+                    "seq": row.seq})
+            for version, rows in by_version.items():
+                store.write(SCORE_KEY, version, rows)
+            self.stats.add(scores=len(batch))
+
+        return _Partition(write)
+
+
+class ScoreLogSink(FixedPartitionedSink[ScoreRow, None]):
+    """Appends every prediction to the offline score log (``scores/``)."""
+
+    def __init__(self, root: Path, stats: FlowStats) -> None:
+        self.root = root
+        self.stats = stats
+
+    def list_parts(self) -> list[str]:
+        return ["scores"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _EpochBuffer:
+        log_ = ScoreLog(self.root)
+
+        def flush(rows: list[ScoreRow]) -> None:
+            log_.append((r.entity, r.ts, r.seq, r.invoice, r.score.category,
+                         json.dumps(r.score.probabilities), r.score.model_version)
+                        for r in rows)
+
+        return _EpochBuffer(flush, lambda r: 1)
 
 
 class ProgressSink(DynamicSink[dict[str, int]]):

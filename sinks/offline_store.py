@@ -1,7 +1,8 @@
 """The offline store: every valid event, appended to Parquet partitioned by event date.
 
 Layout: ``<root>/events/date=YYYY-MM-DD/part-<uuid>.parquet`` (and ``<root>/dead/`` for
-dead letters, ``<root>/features/<view>/`` for the feature log). Each write lands
+dead letters, ``<root>/features/<view>/`` for the feature log, ``<root>/late/`` for events
+too late for the online values, ``<root>/scores/`` for the classifier's predictions). Each write lands
 atomically (written to a hidden temporary name, then renamed), so a reader never sees a
 half-written file, and idempotently on ``event_id``: the store remembers the ids already
 in each date partition (read back from the files the first time the partition is
@@ -159,6 +160,26 @@ class DeadLetterStore(PartitionedLog):
         super().__init__(Path(root) / "dead", DEAD_SCHEMA, "dead_id")
 
 
+LATE_SCHEMA = pa.schema([
+    ("event_id", pa.string()),
+    ("entity_id", pa.string()),
+    ("ts", pa.timestamp("s", tz="UTC")),
+    ("entity_latest_ts", pa.timestamp("s", tz="UTC")),
+])
+
+
+class LateEventLog(PartitionedLog):
+    """Every event too late for the online values, under ``<root>/late/`` by its event date,
+    with its entity's latest event time when it arrived; idempotent on ``event_id``."""
+
+    def __init__(self, root: str | Path) -> None:
+        super().__init__(Path(root) / "late", LATE_SCHEMA, "event_id")
+
+    def append(self, rows: Iterable[tuple[str, str, int, int]]) -> int:
+        """Store ``(event_id, entity, ts, entity latest ts)`` rows not stored yet."""
+        return self.append_rows((row[2], row[0], row) for row in rows)
+
+
 _ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(),
                 "epoch_s": pa.int64()}
 
@@ -170,7 +191,18 @@ def feature_log_schema(view: FeatureView) -> pa.Schema:
                      + [(f.name, _ARROW_TYPES[f.dtype]) for f in view.features])
 
 
-class FeatureLog(PartitionedLog):
+class EntityRowLog(PartitionedLog):
+    """A log whose row ids are ``<entity>:<seq>`` (the entity's events folded in so far),
+    derived from its ``entity_id`` and ``seq`` columns rather than stored."""
+
+    def _stored_ids(self, path: Path) -> list[str]:
+        """Ids are ``entity:seq``, derived from two stored columns."""
+        table = pq.read_table(path, columns=["entity_id", "seq"])
+        return [f"{e}:{s}" for e, s in zip(table.column(0).to_pylist(),
+                                           table.column(1).to_pylist())]
+
+
+class FeatureLog(EntityRowLog):
     """Every new value row of one view under ``<root>/features/<view>/``, idempotent on
     ``<entity>:<seq>``, stamped with the view's current version."""
 
@@ -181,12 +213,6 @@ class FeatureLog(PartitionedLog):
         self.names = self.view.feature_names
         self.version = self.view.version
 
-    def _stored_ids(self, path: Path) -> list[str]:
-        """Ids are ``entity:seq``, derived from two stored columns."""
-        table = pq.read_table(path, columns=["entity_id", "seq"])
-        return [f"{e}:{s}" for e, s in zip(table.column(0).to_pylist(),
-                                           table.column(1).to_pylist())]
-
     def append(self, rows: Iterable[tuple[str, str, int, int, dict[str, Any]]]) -> int:
         """Store ``(view, entity, ts, seq, values)`` rows not stored yet."""
         names, version = self.names, self.version
@@ -194,3 +220,28 @@ class FeatureLog(PartitionedLog):
             (ts, f"{entity}:{seq}",
              (entity, ts, seq, version, *[values[n] for n in names]))
             for _view, entity, ts, seq, values in rows)
+
+
+SCORE_SCHEMA = pa.schema([
+    ("entity_id", pa.string()),
+    ("ts", pa.timestamp("s", tz="UTC")),
+    ("seq", pa.int64()),
+    ("invoice", pa.string()),
+    ("category", pa.string()),
+    ("probabilities", pa.string()),  # JSON object: category -> probability
+    ("model_version", pa.string()),
+])
+
+
+class ScoreLog(EntityRowLog):
+    """Every live prediction under ``<root>/scores/``, idempotent on ``<entity>:<seq>``: what
+    the model said about a basket when it said it (the daily report and ``evaluate`` read
+    the prediction at the end of each customer's first basket from here)."""
+
+    def __init__(self, root: str | Path) -> None:
+        super().__init__(Path(root) / "scores", SCORE_SCHEMA, "row_id")
+
+    def append(self, rows: Iterable[tuple[str, int, int, str, str, str, str]]) -> int:
+        """Store ``(entity, ts, seq, invoice, category, probabilities JSON, model version)``
+        rows not stored yet."""
+        return self.append_rows((row[1], f"{row[0]}:{row[2]}", row) for row in rows)

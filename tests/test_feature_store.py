@@ -96,16 +96,39 @@ def test_out_of_order_within_lateness_corrects_values_and_late_ones_are_counted(
     assert first is not None and first.values["customer"]["spend_1d"] == 2.0
     # 30 minutes earlier, within the 1-hour lateness: applied, values corrected.
     fixed = folder.fold("17850", [parse_row(line("2", "3/1/2011 11:30", 2), "f:2")], 3600)
-    assert fixed is not None and fixed.late == 0
+    assert fixed is not None and not fixed.late
     assert fixed.values["customer"]["spend_1d"] == 6.0
     assert fixed.ts == folder.max_ts  # values stay labelled with the latest event time
     # Two hours earlier: beyond the lateness, counted, and not in the values.
     late = folder.fold("17850", [parse_row(line("3", "3/1/2011 10:00", 5), "f:3")], 3600)
-    assert late is not None and late.late == 1 and not late.values
+    assert late is not None and len(late.late) == 1 and not late.values
     again = folder.fold("17850", [parse_row(line("4", "3/1/2011 12:05"), "f:4")], 3600)
     assert again is not None and again.values["customer"]["spend_1d"] == 8.0
     # A replayed event (same event_id) changes nothing.
     assert folder.fold("17850", [parse_row(line("4", "3/1/2011 12:05"), "f:4")], 3600) is None
+
+
+def test_late_events_are_counted_listed_offline_and_kept_in_the_event_store(
+        tmp_path: Path) -> None:
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+    rows = [line("1", "3/1/2011 12:00"), line("2", "3/1/2011 9:00", 5),
+            line("3", "3/1/2011 11:30", 2)]
+    source = tmp_path / "late.csv"
+    source.write_text("\n".join([header] + [",".join(r) for r in rows]) + "\n",
+                      encoding="iso-8859-1")
+    offline = tmp_path / "offline"
+    stats = run_backfill(file_events(source, [0]), FeatureOutputs(None, "x", offline),
+                         RunOptions())
+    assert stats.late_events == 1
+    late = pd.read_parquet(offline / "late").drop(columns=["date"])
+    assert late.to_dict("records") == [{
+        "event_id": "late.csv:3", "entity_id": "17850",
+        "ts": pd.Timestamp("2011-03-01 09:00", tz="UTC"),
+        "entity_latest_ts": pd.Timestamp("2011-03-01 12:00", tz="UTC")}]
+    events = pd.read_parquet(offline / "events")
+    assert sorted(events["event_id"]) == ["late.csv:2", "late.csv:3", "late.csv:4"]
+    customer = latest_rows(offline, "customer")
+    assert customer["spend_1d"].iloc[-1] == 6.0  # 2.00 + 2 x 2.00, without the late 5 x 2.00
 
 
 def test_windows_follow_the_hourly_tile_rule() -> None:
