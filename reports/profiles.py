@@ -31,6 +31,9 @@ The columns of a profile (see :data:`PROFILE_COLUMNS`):
   shares of a customer are the shares of the customer's whole spend on products;
 - ``lifetime_spend``, ``lifetime_orders``: the customer view at ``until``;
 - ``first_basket``, ``last_basket``: start times (UTC) of the first and last baskets.
+
+Floats are rounded to :data:`DECIMALS` decimals, so the same log always gives the same
+profiles (see there).
 """
 
 from __future__ import annotations
@@ -54,6 +57,12 @@ PROFILE_COLUMNS: tuple[str, ...] = (
     "log_basket_value_median", "items_mean", "lines_mean", "log_items_mean",
     "log_lines_mean", *SHARE_COLUMNS, "lifetime_spend", "lifetime_orders",
     "first_basket", "last_basket")
+
+
+#: Floats are rounded to this many decimals: DuckDB sums in parallel, in whatever order its
+#: threads finish, so the last bits of a mean vary from run to run; rounded, the same log
+#: gives the same profiles, and the same profiles the same categories and version.
+DECIMALS = 9
 
 
 class ProfileError(ValueError):
@@ -170,4 +179,6 @@ def customer_profiles(offline_dir: Path, until: date | None = None) -> pd.DataFr
     frame["first_basket"] = pd.to_datetime(frame["first_started"], unit="s", utc=True)
     frame["last_basket"] = pd.to_datetime(frame["last_started"], unit="s", utc=True)
     frame["lifetime_orders"] = frame["lifetime_orders"].astype("Int64")
+    floats = frame.select_dtypes("float64").columns
+    frame[floats] = frame[floats].round(DECIMALS)
     return frame[list(PROFILE_COLUMNS)]

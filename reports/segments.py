@@ -69,7 +69,7 @@ import pyarrow.parquet as pq
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
-from reports.profiles import SHARE_COLUMNS, ProfileError, check_until, customer_profiles
+from reports.profiles import DECIMALS, SHARE_COLUMNS, ProfileError, check_until, customer_profiles
 from schemas.features import versions
 from schemas.taxonomy import load_taxonomy
 
@@ -96,6 +96,14 @@ FREQUENCY_WORDS = ((1.5, "one-off"), (3.0, "occasional"), (6.0, "regular"),
                    (math.inf, "frequent"))
 SPEND_WORDS = ((1 / 3, "low spend"), (2 / 3, "mid spend"), (0.95, "high spend"),
                (1.0, "very high spend"))
+
+
+#: ``progress(step)``: told what a long call is doing.
+Progress = Callable[[str], None]
+
+
+def _quiet(step: str) -> None:
+    """The default progress: say nothing."""
 
 
 class SegmentationError(ValueError):
@@ -208,7 +216,8 @@ def _kmeans(scaled: np.ndarray, k: int, seed: int) -> KMeans:
     return KMeans(n_clusters=k, n_init=10, random_state=seed).fit(scaled)
 
 
-def choose_k(scaled: np.ndarray, seed: int) -> tuple[KMeans, dict[str, float]]:
+def choose_k(scaled: np.ndarray, seed: int, progress: Progress = _quiet
+             ) -> tuple[KMeans, dict[str, float]]:
     """The fit of the k in :data:`K_RANGE` with the best silhouette (ties: smaller k)."""
     sample = min(len(scaled), SILHOUETTE_SAMPLE)
     scores: dict[str, float] = {}
@@ -218,6 +227,7 @@ def choose_k(scaled: np.ndarray, seed: int) -> tuple[KMeans, dict[str, float]]:
         score = float(silhouette_score(scaled, model.labels_, sample_size=sample,
                                        random_state=seed))
         scores[str(k)] = round(score, 6)
+        progress(f"k={k}: silhouette {score:.3f}")
         if best is None or score > scores[str(best.n_clusters)]:
             best = model
     assert best is not None
@@ -308,9 +318,19 @@ def unique_names(names: list[tuple[str, str]]) -> list[str]:
     return out
 
 
-def fit(profiles: pd.DataFrame, until: date, *, seed: int = 0, k: int | None = None
-        ) -> Segmentation:
-    """Fit categories on profiles (not saved): see the module docstring."""
+def _stored(values: np.ndarray) -> list[Any]:
+    """Numbers as stored in the artifact and used by :meth:`Segmentation.assign`: rounded
+    to :data:`reports.profiles.DECIMALS` decimals, so the last bits of parallel arithmetic
+    never change a version."""
+    return np.round(values, DECIMALS).tolist()
+
+
+def fit(profiles: pd.DataFrame, until: date, *, seed: int = 0, k: int | None = None,
+        progress: Progress = _quiet) -> Segmentation:
+    """Fit categories on profiles (not saved): see the module docstring.
+
+    ``progress`` is told each step (one line of text), for a long fit's spinner.
+    """
     if k is not None and k not in K_RANGE:
         raise SegmentationError(f"k={k}: the issue asks for {K_RANGE.start} to "
                                 f"{K_RANGE.stop - 1} categories")
@@ -323,8 +343,9 @@ def fit(profiles: pd.DataFrame, until: date, *, seed: int = 0, k: int | None = N
     center, scale = fit_scaling(matrix)
     scaled = (matrix - center) / scale
     if k is None:
-        model, scores = choose_k(scaled, seed)
+        model, scores = choose_k(scaled, seed, progress)
     else:
+        progress(f"KMeans k={k} on {len(profiles):,} customers")
         model, scores = _kmeans(scaled, k, seed), {}
     order = _order(model.labels_, model.cluster_centers_)
     centroids = model.cluster_centers_[order]
@@ -342,8 +363,8 @@ def fit(profiles: pd.DataFrame, until: date, *, seed: int = 0, k: int | None = N
                     profiles["last_basket"].max().date().isoformat()],
         feature_versions=versions(), taxonomy_version=load_taxonomy().version,
         customers=len(profiles), sizes=[p["customers"] for p in profiled],
-        profiles=profiled, inputs=list(INPUTS), center=center.tolist(),
-        scale=scale.tolist(), centroids=centroids.tolist(), silhouette=scores)
+        profiles=profiled, inputs=list(INPUTS), center=_stored(center),
+        scale=_stored(scale), centroids=_stored(centroids), silhouette=scores)
     seg.version = content_version(seg.content())
     return seg
 
@@ -422,15 +443,19 @@ def load_segmentation(data_dir: Path, version: str | None = None) -> Segmentatio
     return seg
 
 
-def fit_segments(data_dir: Path, until: date, *, seed: int = 0, k: int | None = None
-                 ) -> Segmentation:
-    """Profile the customers up to ``until`` (inclusive), fit, save, set CURRENT."""
+def fit_segments(data_dir: Path, until: date, *, seed: int = 0, k: int | None = None,
+                 progress: Progress = _quiet) -> Segmentation:
+    """Profile the customers up to ``until`` (inclusive), fit, save, set CURRENT.
+
+    ``progress`` is told each step (see :func:`fit`).
+    """
     offline_dir = Path(data_dir) / "offline"
     try:
         check_until(offline_dir, until)
     except ProfileError as exc:
         raise SegmentationError(str(exc)) from exc
-    seg = fit(customer_profiles(offline_dir, until), until, seed=seed, k=k)
+    progress(f"profiling customers up to {until}")
+    seg = fit(customer_profiles(offline_dir, until), until, seed=seed, k=k, progress=progress)
     save(seg, data_dir)
     return seg
 
