@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -24,6 +24,9 @@ from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progre
 from rich.table import Table
 
 from basketflow.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from reports.segments import Segmentation
 
 console = Console(stderr=True, emoji=False, highlight=False)
 out = Console(emoji=False, highlight=False)
@@ -694,7 +697,7 @@ def segment_show(settings: Settings, version: str | None, as_json: bool) -> None
     _print_segments(seg)
 
 
-def _print_segments(seg: Any) -> None:
+def _print_segments(seg: Segmentation) -> None:
     """A segmentation's categories as a table."""
     table = Table(title=f"customer categories ({seg.version})")
     for col in ("category", "customers", "share", "profile"):
@@ -702,9 +705,9 @@ def _print_segments(seg: Any) -> None:
     for name, p in zip(seg.names, seg.profiles):
         buys = ", ".join(f"{c['label']} {c['share']:.0%}" for c in p["top_categories"])
         table.add_row(name, f"{p['customers']:,}", f"{p['share_of_customers']:.1%}",
-                      f"{p['baskets_median']:g} baskets (median), basket "
-                      f"{p['basket_value_median']:,.0f}, {p['lines_per_basket_median']:g} lines; "
-                      f"buys {buys}")
+                      f"median: {p['baskets_median']:g} basket(s), worth "
+                      f"{p['basket_value_median']:,.0f}, {p['lines_per_basket_median']:g} "
+                      f"lines; buys {buys}")
     out.print(table)
 
 

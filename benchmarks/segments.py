@@ -15,8 +15,10 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
@@ -26,6 +28,8 @@ from flows.live import FeatureOutputs, RunOptions
 from reports.historical import feature_log_files
 from reports.profiles import customer_profiles
 from reports.segments import fit, save
+
+T = TypeVar("T")
 
 
 def build_log(offline: Path) -> float:
@@ -47,9 +51,9 @@ def log_rows(offline: Path) -> dict[str, int]:
                 for view in ("customer", "basket")}
 
 
-def timed(fn, repeat: int):  # type: ignore[no-untyped-def]
-    """Best wall seconds of ``repeat`` calls, and the last result."""
-    best, result = float("inf"), None
+def timed(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
+    """Best wall seconds of ``repeat`` (>= 1) calls, and the last result."""
+    best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
         result = fn()
@@ -63,7 +67,7 @@ def main() -> None:
     parser.add_argument("--until", type=date.fromisoformat, default=date(2011, 6, 30))
     parser.add_argument("--k", type=int, default=None, help="categories [default: silhouette]")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs of profiles/assign")
+    parser.add_argument("--repeat", type=int, default=3, choices=range(1, 100), metavar="N", help="timed runs of profiles/assign")
     args = parser.parse_args()
     print(f"machine: {describe()}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -161,8 +161,7 @@ def customer_profiles(offline_dir: Path, until: date | None = None) -> pd.DataFr
     customer has a basket in range.
     """
     offline_dir = Path(offline_dir)
-    if log_days(offline_dir) is None:
-        check_until(offline_dir, None)
+    check_until(offline_dir, None)  # raises when there is no log at all
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         _log(con, offline_dir, "basket",

@@ -24,8 +24,8 @@ first), then by centroid.
 - what: the product categories whose share in the category is at least 0.15 and at least
   1.5 times their share among all customers, largest share first (at most two, joined by
   " + "); none: "Mixed";
-- how often: the centroid's baskets (``exp(ln(1 + baskets)) - 1``): below 1.5 "one-off",
-  below 3 "occasional", below 6 "regular", else "frequent";
+- how often: the median baskets of its customers: below 1.5 "one-off", below 3
+  "occasional", below 6 "regular", else "frequent";
 - how much: the centroid's log basket value against the population's: below the 1/3
   quantile "low spend", below the 2/3 quantile "mid spend", below the 0.95 quantile
   "high spend", else "very high spend".
@@ -141,11 +141,10 @@ def fit_scaling(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _quantile_word(value: float, population: np.ndarray,
                    words: tuple[tuple[float, str], ...]) -> str:
-    """The word of the first quantile bound of ``population`` that ``value`` is below."""
-    for q, word in words:
-        if q >= 1 or value < float(np.quantile(population, q)):
-            return word
-    return words[-1][1]
+    """The word of the first quantile bound of ``population`` that ``value`` is below
+    (a bound of 1 takes everything left)."""
+    return next(word for q, word in words
+                if q >= 1 or value < float(np.quantile(population, q)))
 
 
 def _threshold_word(value: float, words: tuple[tuple[float, str], ...]) -> str:
@@ -272,9 +271,10 @@ def _rounded(value: float) -> float | None:
     return None if pd.isna(value) else round(float(value), 2)
 
 
-def category_name(centroid: np.ndarray, center: np.ndarray, scale: np.ndarray,
-                  everyone: np.ndarray) -> tuple[str, str]:
-    """The name of a category from its centroid, and its basket-size word for ties.
+def category_name(centroid: np.ndarray, baskets_median: float, center: np.ndarray,
+                  scale: np.ndarray, everyone: np.ndarray) -> tuple[str, str]:
+    """The name of a category from its centroid and its customers' median baskets, and
+    its basket-size word for ties.
 
     ``everyone`` is the unscaled input matrix of all customers (for the shares' lift and the
     spend quantiles); see the module docstring for the rule.
@@ -288,8 +288,7 @@ def category_name(centroid: np.ndarray, center: np.ndarray, scale: np.ndarray,
                        if raw[n + i] >= MIN_SHARE and population[i] > 0
                        and raw[n + i] >= MIN_LIFT * population[i]), reverse=True)
     what = " + ".join(labels[s.removeprefix("share_")] for _, s in standing[:2]) or "Mixed"
-    baskets = math.expm1(raw[position["baskets"]])
-    often = _threshold_word(baskets, FREQUENCY_WORDS)
+    often = _threshold_word(baskets_median, FREQUENCY_WORDS)
     value = position["log_basket_value_mean"]
     much = _quantile_word(raw[value], everyone[:, value], SPEND_WORDS)
     lines = position["log_lines_mean"]
@@ -352,9 +351,10 @@ def fit(profiles: pd.DataFrame, until: date, *, seed: int = 0, k: int | None = N
     relabel = np.empty(len(order), dtype=int)
     relabel[order] = np.arange(len(order))
     labels = relabel[model.labels_]
-    names = unique_names([category_name(c, center, scale, matrix) for c in centroids])
     profiled = [category_profile(profiles[labels == i], len(profiles), profiles)
                 for i in range(len(order))]
+    names = unique_names([category_name(c, p["baskets_median"], center, scale, matrix)
+                          for c, p in zip(centroids, profiled)])
     seg = Segmentation(
         version="", names=names, seed=seed, k=len(order),
         fitted_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
