@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -24,6 +24,9 @@ from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progre
 from rich.table import Table
 
 from basketflow.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from reports.segments import Segmentation
 
 console = Console(stderr=True, emoji=False, highlight=False)
 out = Console(emoji=False, highlight=False)
@@ -621,6 +624,132 @@ def score(settings: Settings, customer_id: str, top: int, as_json: bool) -> None
     ranked = sorted(value["probabilities"].items(), key=lambda kv: -kv[1])
     for name, p in ranked[:top]:
         table.add_row(name, f"{p:.3f}")
+    out.print(table)
+
+
+# ------------------------------------------------------------------ customer categories
+
+
+@cli.group()
+def segment() -> None:
+    """Customer categories: fit them from the feature log, label customers, show them.
+
+    \b
+      basketflow backfill --from data.csv.gz    the feature log, if the flow has not run
+      basketflow segment fit --until 2011-06-30
+      basketflow segment assign                 label every customer (CURRENT version)
+      basketflow segment show
+    """
+
+
+@contextmanager
+def _segment_errors() -> Iterator[None]:
+    """Segmentation and profile errors as one clear line (exit status 1)."""
+    from reports.profiles import ProfileError
+    from reports.segments import SegmentationError
+    try:
+        yield
+    except (SegmentationError, ProfileError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@segment.command("fit")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="Last day (inclusive) of the baskets the categories learn from.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="KMeans seed: same data and seed, same categories and version.")
+@click.option("--k", type=click.IntRange(8, 12), default=None,
+              help="Number of categories [default: the best silhouette among 8..12].")
+@click.option("--json", "as_json", is_flag=True, help="Print the fitted segmentation as JSON.")
+@click.pass_obj
+def segment_fit(settings: Settings, until: datetime, seed: int, k: int | None,
+                as_json: bool) -> None:
+    """Learn customer categories from purchase profiles up to --until, save them as a
+    versioned artifact under <data-dir>/segments/ and make them CURRENT."""
+    from dataclasses import asdict
+
+    from reports.segments import fit_segments
+    with _segment_errors(), console.status("fitting customer categories") as status:
+        seg = fit_segments(settings.data_dir, until.date(), seed=seed, k=k,
+                           progress=lambda step: status.update(step))
+    if as_json:
+        print_json(asdict(seg))
+        return
+    out.print(f"fitted segmentation {seg.version}: {seg.k} categories over "
+              f"{seg.customers:,} customers ({seg.data_range[0]} .. {seg.data_range[1]}), "
+              f"seed {seg.seed}" + (f", silhouette {seg.silhouette}" if seg.silhouette else ""))
+    _print_segments(seg)
+
+
+@segment.command("assign")
+@click.option("--version", "version", default=None,
+              help="Segmentation version [default: CURRENT, the latest fitted].")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Profile baskets up to this day (inclusive) [default: all].")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the labels to this .csv or .parquet file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts per category as JSON.")
+@click.pass_obj
+def segment_assign(settings: Settings, version: str | None, until: datetime | None,
+                   out_path: Path | None, as_json: bool) -> None:
+    """Label every registered customer with a category; labels go to
+    <data-dir>/segments/<version>/labels.parquet (and --out)."""
+    from reports.historical import write_frame
+    from reports.segments import LABELS, assign_customers, load_segmentation, segments_dir
+    with _segment_errors(), console.status("profiling and labelling customers"):
+        seg = load_segmentation(settings.data_dir, version)
+        labels = assign_customers(settings.data_dir, seg.version,
+                                  until.date() if until else None)
+        if out_path is not None:
+            try:
+                write_frame(labels, out_path)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--out") from exc
+    counts = {name: int(n) for name, n in
+              labels["category"].value_counts().reindex(seg.names, fill_value=0).items()}
+    written = segments_dir(settings.data_dir) / seg.version / LABELS
+    if as_json:
+        print_json({"version": seg.version, "customers": len(labels), "categories": counts,
+                    "labels": str(written), "out": str(out_path) if out_path else None})
+        return
+    out.print(f"labelled {len(labels):,} customers with segmentation {seg.version} -> {written}"
+              + (f" and {out_path}" if out_path else ""))
+    for name, n in counts.items():
+        out.print(f"  {n:6,}  {name}")
+
+
+@segment.command("show")
+@click.option("--version", "version", default=None,
+              help="Segmentation version [default: CURRENT, the latest fitted].")
+@click.option("--json", "as_json", is_flag=True, help="Print the segmentation as JSON.")
+@click.pass_obj
+def segment_show(settings: Settings, version: str | None, as_json: bool) -> None:
+    """The categories of a segmentation: name, customers, share and profile."""
+    from dataclasses import asdict
+
+    from reports.segments import load_segmentation
+    with _segment_errors():
+        seg = load_segmentation(settings.data_dir, version)
+    if as_json:
+        print_json(asdict(seg))
+        return
+    out.print(f"segmentation {seg.version}: fitted {seg.fitted_at} on baskets up to "
+              f"{seg.until} ({seg.data_range[0]} .. {seg.data_range[1]}), seed {seg.seed}, "
+              f"features {seg.feature_versions}")
+    _print_segments(seg)
+
+
+def _print_segments(seg: Segmentation) -> None:
+    """A segmentation's categories as a table."""
+    table = Table(title=f"customer categories ({seg.version})")
+    for col in ("category", "customers", "share", "profile"):
+        table.add_column(col, justify="right" if col in ("customers", "share") else "left")
+    for name, p in zip(seg.names, seg.profiles):
+        buys = ", ".join(f"{c['label']} {c['share']:.0%}" for c in p["top_categories"])
+        table.add_row(name, f"{p['customers']:,}", f"{p['share_of_customers']:.1%}",
+                      f"median: {p['baskets_median']:g} basket(s), worth "
+                      f"{p['basket_value_median']:,.0f}, {p['lines_per_basket_median']:g} "
+                      f"lines; buys {buys}")
     out.print(table)
 
 
