@@ -47,7 +47,8 @@ from flows.scoring import MODEL_KEY, ScoringConfig, scoring_config, scoring_step
 from schemas.events import Rejection, Transaction, decode_event
 from schemas.features import DEFAULT_ALLOWED_LATENESS_S, PRODUCT, versions
 from sinks.flow_sinks import (DeadLetterSink, FeatureLogSink, FlowStats, OfflineEventSink,
-                              OnlineFeatureSink, OnlineScoreSink, ProgressSink, ScoreLogSink)
+                              OnlineFeatureSink, OnlineScoreSink, ProgressSink, ScoreLogSink,
+                              count_late)
 from sinks.offline_store import SECONDS_PER_DAY
 
 RECOVERY_PARTITIONS = 4
@@ -121,6 +122,7 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
         "merge-updates", customers,
         op.stateful_flat_map("product-features", by_product,
                              folder_step("product", PRODUCT_LATENESS_S))))
+    op.inspect("count-late", updates, count_late(stats))
     if outputs.scoring is not None:
         add_scoring_steps(op.key_rm("customer-updates", customers), outputs, stats)
     if outputs.redis_url is not None:
@@ -137,13 +139,12 @@ def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureO
     to the offline score log."""
     assert outputs.scoring is not None
     to_model = op.key_on("to-model", customer_updates, lambda _u: MODEL_KEY)
-    scores = op.key_rm("scores", op.stateful_flat_map("score", to_model,
-                                                      scoring_step(outputs.scoring)))
+    scored = op.stateful_flat_map("score", to_model, scoring_step(outputs.scoring))
     if outputs.redis_url is not None:
-        op.output("online-scores", scores, OnlineScoreSink(outputs.redis_url, outputs.prefix,
-                                                           stats))
+        op.output("online-scores", op.key_rm("scores", scored),
+                  OnlineScoreSink(outputs.redis_url, outputs.prefix, stats))
     if outputs.offline_root is not None:
-        op.output("score-log", scores, ScoreLogSink(outputs.offline_root, stats))
+        op.output("score-log", scored, ScoreLogSink(outputs.offline_root, stats))
 
 
 #: A product's events come from every partition (events are keyed by customer), so

@@ -66,7 +66,7 @@ class ScoringConfig:
     labels_version: str = UNLABELLED
     checkpoint: Path | None = None
     gap_seconds: int = DEFAULT_GAP_SECONDS
-    checkpoint_every: int = 500
+    checkpoint_every: int = 100
 
 
 @dataclass

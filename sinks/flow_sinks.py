@@ -190,23 +190,29 @@ class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
 
         def write(batch: list[FeatureUpdate]) -> None:
             latest: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
-            newest = late = 0
+            newest = 0
             for update in batch:
                 newest = max(newest, update.ts)
-                late += len(update.late)
                 for view, values in update.values.items():
                     latest.setdefault(view, {})[update.entity] = (update.ts, values)
             for view, rows in latest.items():
                 store.write(view, self.versions[view], rows, self.ttls[view])
-            self.stats.add(online_writes=sum(len(r) for r in latest.values()), late_events=late)
+            self.stats.add(online_writes=sum(len(r) for r in latest.values()))
             self.stats.advance(newest)
-            if late:
-                log.warning("%d late event(s) beyond the allowed lateness left out of the "
-                            "online values (%d so far); they are in the offline store, and "
-                            "listed under late/",
-                            late, self.stats.late_events)
 
         return _Partition(write)
+
+
+def count_late(stats: FlowStats) -> Callable[[str, FeatureUpdate], None]:
+    """An ``inspect`` callback that counts and logs the late events of each update."""
+    def inspect(step_id: str, update: FeatureUpdate) -> None:
+        if update.late:
+            stats.add(late_events=len(update.late))
+            log.warning("%d late event(s) of %s beyond the allowed lateness left out of the "
+                        "online values (%d so far); they are in the offline store, and "
+                        "listed under late/", len(update.late), update.entity,
+                        stats.late_events)
+    return inspect
 
 
 class _EpochBuffer(StatefulSinkPartition[Any, None]):

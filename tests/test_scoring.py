@@ -1,0 +1,121 @@
+"""The live classifier in the flow (flows/scoring.py): scores in Redis and offline, learning
+from labelled customers, basket closing, checkpoints, and `basketflow score`."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from basketflow.cli import cli
+from basketflow.config import (ENV_DATA_DIR, ENV_KAFKA, ENV_PREFIX, ENV_REDIS, ENV_TOPIC,
+                               Settings)
+from flows.backfill import file_events, run_backfill
+from flows.classifier import (BasketClassifier, CheckpointError, classifier_features,
+                              load_checkpoint, save_checkpoint)
+from flows.entity_features import EntityFolder, FeatureUpdate
+from flows.live import FeatureOutputs, RunOptions, run_live
+from flows.scoring import ScoringConfig, ScoringState, initial_model, scoring_step
+from producers.replay import replay
+from producers.synthetic import write_csv
+from reports.segments import assign_customers, fit_segments
+from schemas.events import parse_row
+from sinks.online_store import RedisOnlineStore, connect
+
+
+def test_the_flow_scores_basket_updates_once_customers_are_labelled(
+        settings: Settings, tmp_path: Path) -> None:
+    assert settings.kafka_bootstrap and settings.redis_url
+    source = tmp_path / "events.csv"
+    write_csv(source, rows=12_000, seed=4, start=date(2011, 1, 1), end=date(2011, 6, 30))
+    run_backfill(file_events(source, [0]), FeatureOutputs(None, settings.prefix,
+                                                          settings.offline_dir),
+                 RunOptions(snapshot_seconds=3600))
+    segmentation = fit_segments(settings.data_dir, date(2011, 4, 30), k=8)
+    assign_customers(settings.data_dir)
+    replay(source, settings.kafka_bootstrap, settings.topic, settings.dead_topic)
+
+    stats = run_live(settings, stop_at_end=True, options=RunOptions())
+
+    scores = pd.read_parquet(settings.offline_dir / "scores").drop(columns=["date"])
+    assert stats.scores > 300 and len(scores) == stats.scores
+    assert not scores.duplicated(["entity_id", "seq"]).any()
+    assert set(scores["category"]) <= set(segmentation.names)
+    version = BasketClassifier(segmentation.version).version
+    assert set(scores["model_version"]) == {version}
+    for probabilities in scores["probabilities"].head(200):
+        assert sum(json.loads(probabilities).values()) == pytest.approx(1.0)
+    latest = scores.sort_values(["entity_id", "ts", "seq"]).groupby("entity_id").last()
+    store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
+    for entity in random.Random(1).sample(sorted(latest.index), 25):
+        online = store.read("score", entity)
+        row = latest.loc[entity]
+        assert online is not None, entity
+        assert (online["category"], online["invoice"], online["seq"], online["_ts"]) == (
+            row["category"], row["invoice"], row["seq"], int(row["ts"].timestamp()))
+        assert online["model_version"] == online["_version"] == version
+    checkpoint = settings.data_dir / "models" / f"classifier-{segmentation.version}.pkl"
+    assert load_checkpoint(checkpoint, version).n_learned >= 100
+
+    entity = latest.index[0]
+    env = {ENV_KAFKA: settings.kafka_bootstrap, ENV_REDIS: settings.redis_url,
+           ENV_DATA_DIR: str(settings.data_dir), ENV_TOPIC: settings.topic,
+           ENV_PREFIX: settings.prefix}
+    shown = CliRunner().invoke(cli, ["score", entity, "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["score"]["category"] == latest.loc[entity, "category"]
+    missing = CliRunner().invoke(cli, ["score", "no-such-customer"], env=env)
+    assert missing.exit_code == 1 and "segment fit" in missing.output
+
+
+def lines(customer: str, *rows: tuple[str, str, float]) -> list[FeatureUpdate]:
+    """Feature updates of one customer, one per (invoice, time, value) line."""
+    folder = EntityFolder("customer")
+    out = []
+    for i, (invoice, when, price) in enumerate(rows):
+        e = parse_row([invoice, "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", "1", when,
+                       str(price), customer, "United Kingdom"], f"f:{customer}:{i}")
+        update = folder.fold(customer if customer else e.entity_id, [e], 3600)
+        assert update is not None
+        out.append(update)
+    return out
+
+
+def test_baskets_close_on_the_next_invoice_or_the_gap_and_teach_labelled_customers() -> None:
+    config = ScoringConfig({"1": "big", "2": "small"}, "seg-1", None, gap_seconds=3600)
+    state = ScoringState(BasketClassifier("seg-1"))
+    first = lines("1", ("5001", "3/1/2011 10:00", 90.0), ("5002", "3/2/2011 10:00", 80.0))
+    assert state.score(first[0], config) == []  # nothing learnt yet: no score
+    assert state.model.n_learned == 0
+    state.score(first[1], config)  # the next invoice closes 5001: learnt as "big"
+    assert state.model.n_learned == 1
+    second = lines("2", ("6001", "3/2/2011 10:30", 1.0))[0]
+    [scored] = state.score(second, config)
+    assert (scored.entity, scored.invoice, scored.score.category) == ("2", "6001", "big")
+    guest = lines("", ("7001", "3/2/2011 12:00", 5.0))[0]
+    state.score(guest, config)  # 1 h 30 after 5002 and 6001: both close on the gap
+    assert state.model.n_learned == 3 and set(state.open) == {guest.entity}
+    later = lines("", ("7002", "3/2/2011 14:00", 5.0))[0]
+    state.score(later, config)  # the guest's basket closes too, but has no label
+    assert state.model.n_learned == 3
+
+
+def test_checkpoints_restore_the_model_and_a_corrupt_one_stops_the_start(
+        tmp_path: Path) -> None:
+    path = tmp_path / "models" / "classifier.pkl"
+    config = ScoringConfig({}, "seg-1", path)
+    model = BasketClassifier("seg-1")
+    x = classifier_features({"value": 10.0, "lines": 2, "country": "France"}, None)
+    model.learn(x, "small")
+    save_checkpoint(model, path)
+    assert initial_model(config).n_learned == 1
+    # New labels make another model version: its start is fresh, the old file is left.
+    assert initial_model(ScoringConfig({}, "seg-2", path)).n_learned == 0
+    path.write_bytes(path.read_bytes() + b"tampered")
+    with pytest.raises(CheckpointError, match="corrupt or was modified"):
+        scoring_step(config)
