@@ -37,8 +37,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from basketflow.services import ServicesError
     from flows.classifier import CheckpointError
     from producers.csv_source import BadInputFile
+    from reports.profiles import ProfileError
+    from reports.segments import SegmentationError
     from sinks.online_store import RedisUnavailable
-    return (BrokerUnavailable, ServicesError, BadInputFile, RedisUnavailable, CheckpointError)
+    return (BrokerUnavailable, ServicesError, BadInputFile, RedisUnavailable, CheckpointError,
+            SegmentationError, ProfileError)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -642,17 +645,6 @@ def segment() -> None:
     """
 
 
-@contextmanager
-def _segment_errors() -> Iterator[None]:
-    """Segmentation and profile errors as one clear line (exit status 1)."""
-    from reports.profiles import ProfileError
-    from reports.segments import SegmentationError
-    try:
-        yield
-    except (SegmentationError, ProfileError) as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
 @segment.command("fit")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), required=True,
               help="Last day (inclusive) of the baskets the categories learn from.")
@@ -662,6 +654,7 @@ def _segment_errors() -> Iterator[None]:
               help="Number of categories [default: the best silhouette among 8..12].")
 @click.option("--json", "as_json", is_flag=True, help="Print the fitted segmentation as JSON.")
 @click.pass_obj
+@friendly
 def segment_fit(settings: Settings, until: datetime, seed: int, k: int | None,
                 as_json: bool) -> None:
     """Learn customer categories from purchase profiles up to --until, save them as a
@@ -669,7 +662,7 @@ def segment_fit(settings: Settings, until: datetime, seed: int, k: int | None,
     from dataclasses import asdict
 
     from reports.segments import fit_segments
-    with _segment_errors(), console.status("fitting customer categories") as status:
+    with console.status("fitting customer categories") as status:
         seg = fit_segments(settings.data_dir, until.date(), seed=seed, k=k,
                            progress=lambda step: status.update(step))
     if as_json:
@@ -690,13 +683,14 @@ def segment_fit(settings: Settings, until: datetime, seed: int, k: int | None,
               default=None, help="Also write the labels to this .csv or .parquet file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts per category as JSON.")
 @click.pass_obj
+@friendly
 def segment_assign(settings: Settings, version: str | None, until: datetime | None,
                    out_path: Path | None, as_json: bool) -> None:
     """Label every registered customer with a category; labels go to
     <data-dir>/segments/<version>/labels.parquet (and --out)."""
     from reports.historical import write_frame
     from reports.segments import LABELS, assign_customers, load_segmentation, segments_dir
-    with _segment_errors(), console.status("profiling and labelling customers"):
+    with console.status("profiling and labelling customers"):
         seg = load_segmentation(settings.data_dir, version)
         labels = assign_customers(settings.data_dir, seg.version,
                                   until.date() if until else None)
@@ -723,13 +717,13 @@ def segment_assign(settings: Settings, version: str | None, until: datetime | No
               help="Segmentation version [default: CURRENT, the latest fitted].")
 @click.option("--json", "as_json", is_flag=True, help="Print the segmentation as JSON.")
 @click.pass_obj
+@friendly
 def segment_show(settings: Settings, version: str | None, as_json: bool) -> None:
     """The categories of a segmentation: name, customers, share and profile."""
     from dataclasses import asdict
 
     from reports.segments import load_segmentation
-    with _segment_errors():
-        seg = load_segmentation(settings.data_dir, version)
+    seg = load_segmentation(settings.data_dir, version)
     if as_json:
         print_json(asdict(seg))
         return
@@ -751,6 +745,65 @@ def _print_segments(seg: Segmentation) -> None:
                       f"{p['basket_value_median']:,.0f}, {p['lines_per_basket_median']:g} "
                       f"lines; buys {buys}")
     out.print(table)
+
+
+@cli.command()
+@click.option("--split", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="Categories are fitted before this day; customers whose first basket is "
+                   "on or after it are the test customers.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the categories and the random forest.")
+@click.option("--k", type=click.IntRange(8, 12), default=None,
+              help="Number of categories [default: the best silhouette among 8..12].")
+@click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON.")
+@click.pass_obj
+@friendly
+def evaluate(settings: Settings, split: datetime, seed: int, k: int | None,
+             as_json: bool) -> None:
+    """How well each model knows a customer's category from the first basket alone.
+
+    Categories from the baskets before --split; every customer labelled from all their
+    baskets; test customers are those whose first basket is on or after --split. Models:
+    the majority category, a random forest on a point-in-time training set, and the River
+    model as the flow runs it (the flow's scoring step over the stored events, learning
+    from training customers only). Accuracy and macro-F1 overall and on test customers
+    with 2+ baskets, and the River model's confusion matrix.
+    """
+    from reports.evaluate import evaluate as run_evaluation
+    events = [0]
+    with console.status("evaluating") as status:
+        def step(text: str) -> None:
+            status.update(text)
+
+        def counted(n: int) -> None:
+            events[0] += n
+            status.update(f"River replay: {events[0]:,} events")
+
+        result = run_evaluation(settings.data_dir, split.date(), seed=seed, k=k,
+                                progress=step, on_batch=counted)
+    if as_json:
+        print_json(result.to_json())
+        return
+    out.print(f"split {result.split}: segmentation {result.segmentation.version} "
+              f"({len(result.segmentation.names)} categories), {result.train_customers:,} "
+              f"training customers, {result.test_customers:,} test customers "
+              f"({result.test_customers_2plus:,} with 2+ baskets)")
+    table = Table(title="first-basket predictions on the test customers")
+    for col in ("model", "accuracy", "macro-F1", "accuracy 2+", "macro-F1 2+", "coverage"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for m in result.models:
+        table.add_row(m.model, f"{m.accuracy:.3f}", f"{m.macro_f1:.3f}",
+                      f"{m.accuracy_2plus:.3f}", f"{m.macro_f1_2plus:.3f}", f"{m.coverage:.1%}")
+    out.print(table)
+    matrix = Table(title="River confusion matrix (rows: true category; columns: predicted, "
+                         "in the same order)")
+    matrix.add_column("#", justify="right")
+    matrix.add_column("true category")
+    for i, _ in enumerate(result.confusion.columns):
+        matrix.add_column(str(i + 1), justify="right")
+    for i, (name, row) in enumerate(result.confusion.iterrows()):
+        matrix.add_row(str(i + 1), str(name), *(str(v) for v in row))
+    out.print(matrix)
 
 
 # ------------------------------------------------------------------ demo
