@@ -13,7 +13,8 @@ cost is paid per batch and per entity, not per event. Stream by stream::
     *-features    stateful_flat_map: fold each entity's events into its feature state
     online        latest values of each changed entity -> Redis, once per batch
     feature-log   every new value row -> Parquet `features/<view>/`, idempotent
-    progress      each batch's next offsets -> Redis, for `basketflow status`
+    count-progress  next offsets and counts so far, kept in the recovery state
+    progress      -> Redis, for `basketflow status`
 
 The feature step keeps per-entity state in ``stateful_map`` (see
 :mod:`flows.feature_state`) rather than in Bytewax windows, whose per-key cost collapses
@@ -40,6 +41,8 @@ from flows.dead_letters import (DeadLetter, consumer_error, producer_letters, re
                                 to_dead_message)
 from flows.entity_features import folder_step
 from flows.kafka_batches import KafkaBatchSource, RawMessage
+from flows.progress import FlowProgress
+from flows.recovery_store import discard_uncommitted
 from schemas.events import Rejection, Transaction, decode_event
 from schemas.features import DEFAULT_ALLOWED_LATENESS_S, PRODUCT, versions
 from sinks.flow_sinks import (DeadLetterSink, FeatureLogSink, FlowStats, OfflineEventSink,
@@ -50,27 +53,45 @@ RECOVERY_PARTITIONS = 4
 
 @dataclass
 class Decoded:
-    """One polled batch, decoded."""
+    """One polled batch, decoded: its events and dead letters, the next offset of each
+    partition read, and the offsets of the events and of the dead letters per partition
+    (so that progress counts each message once, see :mod:`flows.progress`)."""
 
     events: list[Transaction] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)
+    event_offsets: dict[str, list[int]] = field(default_factory=dict)
+    dead_offsets: dict[str, list[int]] = field(default_factory=dict)
 
 
 def decode_batch(batch: list[RawMessage]) -> Decoded:
     """Decode every message; bad ones become dead letters, never exceptions."""
     out = Decoded()
     for msg in batch:
+        name = f"offset:{msg.topic}:{msg.partition}"
         if msg.error is not None:
             out.dead.append(consumer_error(msg))
+            out.dead_offsets.setdefault(name, []).append(msg.offset)
             continue
         decoded = decode_event(msg.value)
         if isinstance(decoded, Rejection):
             out.dead.append(rejected(msg, decoded))
+            out.dead_offsets.setdefault(name, []).append(msg.offset)
         else:
             out.events.append(decoded)
-        out.offsets[f"offset:{msg.topic}:{msg.partition}"] = msg.offset + 1
+            out.event_offsets.setdefault(name, []).append(msg.offset)
+        out.offsets[name] = msg.offset + 1
     return out
+
+
+def count_progress(state: FlowProgress | None,
+                   decoded: Decoded) -> tuple[FlowProgress, dict[str, int | str]]:
+    """Fold a batch into the flow's progress (kept in the recovery snapshots); emit its
+    fields for the progress hash."""
+    state = state or FlowProgress()
+    state.add(decoded.offsets, decoded.event_offsets, decoded.dead_offsets,
+              newest_ts=max((e.ts for e in decoded.events), default=0))
+    return state, state.fields()
 
 
 def group_by(events: list[Transaction], key: Any) -> list[tuple[str, list[Transaction]]]:
@@ -164,8 +185,10 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     add_feature_steps(events, FeatureOutputs(settings.redis_url, settings.prefix,
                                              settings.offline_dir, True, allowed_lateness),
                       stats)
-    offsets = op.map("offsets", decoded, lambda d: d.offsets)
-    op.output("progress", offsets, ProgressSink(settings.redis_url, settings.prefix, stats))
+    progress = op.stateful_map("count-progress", op.key_on("progress-key", decoded, lambda _: "all"),
+                               count_progress)
+    op.output("progress", op.key_rm("progress-fields", progress),
+              ProgressSink(settings.redis_url, settings.prefix, stats))
     return flow
 
 
@@ -186,6 +209,8 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
         if not any(options.recovery_dir.glob("part-*.sqlite3")):
             options.recovery_dir.mkdir(parents=True, exist_ok=True)
             init_db_dir(options.recovery_dir, RECOVERY_PARTITIONS)
+        else:
+            discard_uncommitted(options.recovery_dir)
         recovery = RecoveryConfig(str(options.recovery_dir),
                                   timedelta(seconds=options.backup_seconds))
     cli_main(flow, workers_per_process=options.workers,

@@ -244,11 +244,12 @@ class FeatureLogSink(FixedPartitionedSink[FeatureUpdate, None]):
             {view: FeatureLog(self.root, view) for view in self.versions}, self.stats)
 
 
-class ProgressSink(DynamicSink[dict[str, int]]):
-    """Records each batch's next offsets and logs counts every few seconds.
+class ProgressSink(DynamicSink[dict[str, int | str]]):
+    """Records the flow's progress and logs counts every few seconds.
 
     Redis hash ``<prefix>:flow:progress``: ``offset:<topic>:<partition>`` = the next offset
-    to read, plus ``events``, ``dead_letters``, ``event_time`` and ``updated_at``.
+    to read, ``events``, ``dead_letters`` and ``event_time`` (totals kept in the recovery
+    state, see :mod:`flows.progress`), and the wall-clock ``updated_at``.
     """
 
     def __init__(self, redis_url: str, prefix: str, stats: FlowStats,
@@ -262,20 +263,14 @@ class ProgressSink(DynamicSink[dict[str, int]]):
         client = connect(self.redis_url)
         last_log = [time.monotonic()]
 
-        def write(batch: list[dict[str, int]]) -> None:
-            offsets: dict[str, int] = {}
-            for positions in batch:
-                for name, offset in positions.items():
-                    offsets[name] = max(offsets.get(name, 0), offset)
-            if not offsets:
+        def write(batch: list[dict[str, int | str]]) -> None:
+            if not batch:
                 return
-            stats = self.stats
-            client.hset(self.key, mapping=offsets | {
-                "events": stats.events, "dead_letters": stats.dead_letters,
-                "event_time": _iso(stats.latest_ts),
+            client.hset(self.key, mapping=batch[-1] | {
                 "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             if time.monotonic() - last_log[0] >= self.log_every:
                 last_log[0] = time.monotonic()
+                stats = self.stats
                 log.info("%d events (%.0f/s), %d dead letters, event time %s",
                          stats.events, stats.events / max(stats.seconds, 1e-9),
                          stats.dead_letters, _iso(stats.latest_ts))
