@@ -156,6 +156,13 @@ def _print_status(report: dict[str, Any]) -> None:
     flow = report.get("flow", {})
     out.print(f"flow: {flow.get('events')} events processed, latest event time "
               f"{flow.get('event_time')}, updated {flow.get('updated_at')}")
+    health = flow.get("health") or {}
+    if health.get("redis") == "down":
+        out.print(f"flow (pid {health.get('pid')}): Redis unreachable since "
+                  f"{health.get('since')}, waiting and retrying: {health.get('error')}")
+    elif health.get("last_outage_from"):
+        out.print(f"flow: last Redis outage from {health['last_outage_from']}, "
+                  f"{health.get('last_outage_seconds')} s")
     table = Table(title="topics")
     for col in ("topic", "partition", "high watermark", "flow offset", "lag"):
         table.add_column(col)

@@ -48,6 +48,7 @@ from schemas.features import DEFAULT_ALLOWED_LATENESS_S, PRODUCT, versions
 from sinks.flow_sinks import (DeadLetterSink, FeatureLogSink, FlowStats, OfflineEventSink,
                               OnlineFeatureSink, ProgressSink)
 from sinks.offline_store import SECONDS_PER_DAY
+from sinks.redis_retry import HEALTH_FILE, RedisRetry
 
 RECOVERY_PARTITIONS = 4
 
@@ -118,6 +119,7 @@ class FeatureOutputs:
     offline_root: Path | None
     store_events: bool = True
     allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S
+    retry: RedisRetry | None = None
 
 
 def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutputs,
@@ -139,7 +141,7 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
                              folder_step("product", PRODUCT_LATENESS_S))))
     if outputs.redis_url is not None:
         op.output("online", updates, OnlineFeatureSink(outputs.redis_url, outputs.prefix,
-                                                       versions(), stats))
+                                                       versions(), stats, outputs.retry))
     if outputs.offline_root is not None:
         rows = op.map("log-rows", updates, lambda u: ("log", u))
         op.output("feature-log", rows, FeatureLogSink(outputs.offline_root, versions(), stats))
@@ -182,13 +184,14 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     op.output("offline-dead", op.merge("all-dead", dead, producers_dead),
               DeadLetterSink(settings.offline_dir, stats))
     events = op.map("events", decoded, lambda d: d.events)
+    retry = RedisRetry(settings.redis_url, settings.data_dir / HEALTH_FILE)
     add_feature_steps(events, FeatureOutputs(settings.redis_url, settings.prefix,
-                                             settings.offline_dir, True, allowed_lateness),
-                      stats)
+                                             settings.offline_dir, True, allowed_lateness,
+                                             retry), stats)
     progress = op.stateful_map("count-progress", op.key_on("progress-key", decoded, lambda _: "all"),
                                count_progress)
     op.output("progress", op.key_rm("progress-fields", progress),
-              ProgressSink(settings.redis_url, settings.prefix, stats))
+              ProgressSink(settings.redis_url, settings.prefix, stats, retry))
     return flow
 
 

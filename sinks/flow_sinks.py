@@ -7,6 +7,7 @@ Bytewax output is at-least-once around a resume from a recovery snapshot:
 - :class:`DeadLetterSink` does the same for dead letters;
 - :class:`OnlineFeatureSink` writes each changed entity once per batch, pipelined, with
   absolute values (never increments);
+- both Redis sinks wait out a Redis outage (:mod:`sinks.redis_retry`);
 - :class:`ProgressSink` records the next offset of each topic partition and the flow's
   counters in Redis, for ``basketflow status``, and logs a line of counts every few
   seconds.
@@ -30,6 +31,7 @@ from schemas.events import Rejection, Transaction
 from flows.entity_features import FeatureUpdate, LogRow
 from sinks.offline_store import DeadLetterStore, FeatureLog, ParquetEventStore
 from sinks.online_store import RedisOnlineStore, connect
+from sinks.redis_retry import RedisRetry
 
 log = logging.getLogger("basketflow.flow")
 
@@ -168,11 +170,12 @@ class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
     """Writes the latest values of each changed entity, once per batch, pipelined."""
 
     def __init__(self, redis_url: str, prefix: str, versions: dict[str, str],
-                 stats: FlowStats) -> None:
+                 stats: FlowStats, retry: RedisRetry | None = None) -> None:
         self.redis_url = redis_url
         self.prefix = prefix
         self.versions = versions
         self.stats = stats
+        self.retry = retry or RedisRetry(redis_url)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
         store = RedisOnlineStore(connect(self.redis_url), self.prefix)
@@ -186,7 +189,7 @@ class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
                 for view, values in update.values.items():
                     latest.setdefault(view, {})[update.entity] = (update.ts, values)
             for view, rows in latest.items():
-                store.write(view, self.versions[view], rows)
+                self.retry.call(lambda: store.write(view, self.versions[view], rows))
             self.stats.add(online_writes=sum(len(r) for r in latest.values()), late_events=late)
             self.stats.advance(newest)
             if late:
@@ -253,10 +256,11 @@ class ProgressSink(DynamicSink[dict[str, int | str]]):
     """
 
     def __init__(self, redis_url: str, prefix: str, stats: FlowStats,
-                 log_every: float = 5.0) -> None:
+                 retry: RedisRetry | None = None, log_every: float = 5.0) -> None:
         self.redis_url = redis_url
         self.key = f"{prefix}:flow:progress"
         self.stats = stats
+        self.retry = retry or RedisRetry(redis_url)
         self.log_every = log_every
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
@@ -266,8 +270,9 @@ class ProgressSink(DynamicSink[dict[str, int | str]]):
         def write(batch: list[dict[str, int | str]]) -> None:
             if not batch:
                 return
-            client.hset(self.key, mapping=batch[-1] | {
-                "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            fields = batch[-1] | {
+                "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            self.retry.call(lambda: client.hset(self.key, mapping=fields))
             if time.monotonic() - last_log[0] >= self.log_every:
                 last_log[0] = time.monotonic()
                 stats = self.stats

@@ -27,8 +27,10 @@ import pytest
 
 from basketflow.config import (ENV_DATA_DIR, ENV_DEAD_TOPIC, ENV_KAFKA, ENV_PREFIX, ENV_REDIS,
                                ENV_TOPIC, Settings)
+from basketflow.services import start_redis, stop_service
 from producers.synthetic import write_csv
 from sinks.online_store import connect
+from sinks.redis_retry import read_health
 from store_contents import differences, store_contents
 from test_end_to_end import BAD_LINES, basketflow, with_bad_lines
 
@@ -142,3 +144,33 @@ def test_killed_and_restarted_flow_ends_identical(replayed: Settings) -> None:
     print("KILLS", kills)
     diffs = differences(contents(crashed), want)
     assert not diffs, f"killed at {kills}:\n" + "\n".join(diffs)
+
+
+def test_redis_outage_mid_run_ends_identical(replayed: Settings, tmp_path: Path) -> None:
+    """A dedicated Valkey stopped for a few seconds mid-run and started again on the same
+    port with its append-only file: the flow waits, catches up, and ends identical."""
+    ref = isolated(replayed, "reference")
+    finish(start_run(ref))
+    want = contents(ref)
+
+    valkey = start_redis(tmp_path / "own-valkey")
+    try:
+        outage = replace(isolated(replayed, "outage"), redis_url=valkey.address)
+        proc = start_run(outage)
+        while consumed(outage) < ROWS // 4:
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
+            time.sleep(0.01)
+        stop_service(valkey)
+        time.sleep(3)
+        health = read_health(outage.data_dir)
+        assert health is not None and health["redis"] == "down", health
+        assert proc.poll() is None, "the flow must wait for Redis, not end"
+        valkey = start_redis(tmp_path / "own-valkey", port=valkey.port)
+        finish(proc)
+        health = read_health(outage.data_dir)
+        assert health is not None and health["redis"] == "up"
+        assert float(health["last_outage_seconds"]) >= 2.5  # type: ignore[arg-type]
+        diffs = differences(contents(outage), want)
+        assert not diffs, "\n".join(diffs)
+    finally:
+        stop_service(valkey)
