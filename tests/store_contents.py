@@ -3,19 +3,21 @@
 Used by the crash-and-fault tests to prove that a run that was killed, starved of Redis
 or stopped by a full disk ends exactly where an uninterrupted run of the same topic ends.
 
-What must be identical between two runs of the same topic, and what need not be (both
-measured on two uninterrupted runs, see ``tests/test_recovery.py``):
+What must be identical between two runs of the same topic, and what need not be
+(measured on two uninterrupted runs and on killed ones, see ``tests/test_recovery.py``):
 
-- every Redis key under the run's prefix with every value, except the progress hash's
-  ``updated_at`` (wall clock);
+- every Redis key under the run's prefix with every value (the progress hash's totals are
+  kept in the recovery state), except the progress hash's wall-clock ``updated_at``;
 - the offline events and the offline dead letters, row for row;
-- the customer and basket feature-log rows, row for row: a customer's events are in
-  order on one partition and a row is written per event time, and the row id
-  ``entity:seq`` is the same in every run;
+- the customer and basket feature log by its rows in effect: per entity and event time,
+  the row with the highest ``seq``. A row is written after the last event of each event
+  time *in a batch*, so when a poll boundary falls inside one invoice an extra row with
+  a lower ``seq`` is written for that event time, superseded by the next. Where polls
+  split the topic differs after a restart, so these superseded rows may differ; the rows
+  in effect may not;
 - the product feature log only by each product's final row: a product's events come from
   every partition, so a row is written per batch of its events as the partitions happen
-  to be read, and batch boundaries differ from run to run (even between two uninterrupted
-  runs). Its final values, like the online product values, are the same.
+  to be read. Its final values, like the online product values, are the same.
 """
 
 from __future__ import annotations
