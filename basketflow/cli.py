@@ -163,6 +163,13 @@ def _print_status(report: dict[str, Any]) -> None:
     flow = report.get("flow", {})
     out.print(f"flow: {flow.get('events')} events processed, latest event time "
               f"{flow.get('event_time')}, updated {flow.get('updated_at')}")
+    health = flow.get("health") or {}
+    if health.get("redis") == "down":
+        out.print(f"flow (pid {health.get('pid')}): Redis unreachable since "
+                  f"{health.get('since')}, waiting and retrying: {health.get('error')}")
+    elif health.get("last_outage_from"):
+        out.print(f"flow: last Redis outage from {health['last_outage_from']}, "
+                  f"{health.get('last_outage_seconds')} s")
     table = Table(title="topics")
     for col in ("topic", "partition", "high watermark", "flow offset", "lag"):
         table.add_column(col)
@@ -281,20 +288,27 @@ def replay(settings: Settings, path: Path, speedup: float | None, rate: float | 
 @click.option("--recovery/--no-recovery", default=True, show_default=True,
               help="Keep Bytewax recovery snapshots so a restart resumes where it stopped.")
 @click.option("--snapshot-interval", type=click.FloatRange(min=0.1), default=10.0,
-              show_default=True, help="Seconds between recovery snapshots (epochs).")
+              show_default=True, help="Seconds between recovery snapshots (epochs): a "
+              "restart after a crash re-reads at most this much of the topic.")
+@click.option("--backup-interval", type=click.FloatRange(min=0), default=0.0,
+              show_default=True, help="Seconds a superseded snapshot is kept before it is "
+              "deleted; set it to how often you copy <data>/recovery elsewhere, so a copy "
+              "is always consistent (Bytewax backup_interval).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON at the end.")
 @click.pass_obj
 @friendly
 def run(settings: Settings, stop_at_end: bool, workers: int, recovery: bool,
-        snapshot_interval: float, as_json: bool) -> None:
+        snapshot_interval: float, backup_interval: float, as_json: bool) -> None:
     """Run the dataflow: topic -> features in Redis and events in Parquet.
 
-    Without --stop-at-end it runs until stopped (Ctrl-C); with recovery on, the next run
-    resumes from the last snapshot: sinks are idempotent, so nothing is lost or doubled.
+    Without --stop-at-end it runs until stopped (Ctrl-C); with recovery on (snapshots in
+    <data>/recovery/<topic>), the next run, also after a crash or kill -9, resumes from
+    the last snapshot: sinks are idempotent, so nothing is lost or doubled.
     """
     from flows.live import RunOptions, run_live
     settings = resolved(settings)
     options = RunOptions(workers=workers, snapshot_seconds=snapshot_interval,
+                         backup_seconds=backup_interval,
                          recovery_dir=settings.recovery_dir / settings.topic if recovery else None)
     stats = run_live(settings, stop_at_end=stop_at_end, options=options)
     figures = {"events": stats.events, "dead_letters": stats.dead_letters,

@@ -8,7 +8,8 @@ raises because something is not running. The shape::
     {
       "data_dir": "...",
       "services": {"broker": SERVICE, "redis": SERVICE},
-      "flow": {"events": int|None, "event_time": str|None, "updated_at": str|None, "error": str|None},
+      "flow": {"events": int|None, "event_time": str|None, "updated_at": str|None, "error": str|None,
+               "health": the flow's flow-health.json (Redis outages, see sinks.redis_retry) or None},
       "topics": {"<topic>": {"exists": bool, "partitions": int, "error": str|None,
                              "per_partition": [PARTITION, ...]}, "<dead topic>": {...}},
       "offline": {"dir": str, "rows": int, "files": int, "partitions": int,
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
+from sinks.redis_retry import read_health
 from basketflow.services import (
     BROKER,
     CHECK_TIMEOUT,
@@ -76,7 +78,8 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
     return {
         "data_dir": str(settings.data_dir),
         "services": services,
-        "flow": {k: progress.get(k) for k in ("events", "event_time", "updated_at", "error")},
+        "flow": {k: progress.get(k) for k in ("events", "event_time", "updated_at", "error")}
+        | {"health": read_health(settings.data_dir)},
         "topics": topics_status(settings, services[BROKER], progress.get("offsets", {}), timeout),
         "offline": offline_status(settings.offline_dir / "events"),
         "online": online_status(redis_url, settings.prefix, timeout),

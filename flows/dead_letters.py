@@ -41,8 +41,19 @@ def _received(msg: RawMessage) -> int:
     return msg.timestamp_ms // 1000 if msg.timestamp_ms > 0 else int(time.time())
 
 
+#: Raw text kept in a dead letter: a huge bad message must not make a dead letter too
+#: big for the dead topic (1 MB by default) and stop the flow.
+MAX_RAW_CHARS = 10_000
+
+
 def rejected(msg: RawMessage, rejection: Rejection) -> DeadLetter:
-    """A dead letter for a message the flow could not use."""
+    """A dead letter for a message the flow could not use (its raw text cut to
+    :data:`MAX_RAW_CHARS`)."""
+    raw = rejection.raw
+    if len(raw) > MAX_RAW_CHARS:
+        rejection = Rejection(rejection.reason, f"{raw[:MAX_RAW_CHARS]}... [{len(raw):,} chars]",
+                              rejection.event_id and rejection.event_id[:MAX_RAW_CHARS],
+                              rejection.source)
     return message_id(msg), _received(msg), rejection
 
 

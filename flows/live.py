@@ -16,7 +16,8 @@ cost is paid per batch and per entity, not per event. Stream by stream::
     score         customer updates, all to one key: the River classifier predicts on every
                   basket update, learns from closed labelled baskets (flows.scoring)
     scores        latest score per customer -> Redis; every prediction -> `scores/`
-    progress      each batch's next offsets -> Redis, for `basketflow status`
+    count-progress  next offsets and counts so far, kept in the recovery state
+    progress      -> Redis, for `basketflow status`
 
 The feature step keeps per-entity state in ``stateful_map`` (see
 :mod:`flows.feature_state`) rather than in Bytewax windows, whose per-key cost collapses
@@ -44,38 +45,59 @@ from flows.dead_letters import (DeadLetter, consumer_error, producer_letters, re
 from flows.entity_features import FeatureUpdate, folder_step
 from flows.kafka_batches import KafkaBatchSource, RawMessage
 from flows.scoring import MODEL_KEY, ScoringConfig, scoring_config, scoring_step
+from flows.progress import FlowProgress
+from flows.recovery_store import discard_uncommitted
 from schemas.events import Rejection, Transaction, decode_event
 from schemas.features import DEFAULT_ALLOWED_LATENESS_S, PRODUCT, versions
 from sinks.flow_sinks import (DeadLetterSink, FeatureLogSink, FlowStats, OfflineEventSink,
                               OnlineFeatureSink, OnlineScoreSink, ProgressSink, ScoreLogSink,
                               count_late)
 from sinks.offline_store import SECONDS_PER_DAY
+from sinks.redis_retry import HEALTH_FILE, RedisRetry
 
 RECOVERY_PARTITIONS = 4
 
 @dataclass
 class Decoded:
-    """One polled batch, decoded."""
+    """One polled batch, decoded: its events and dead letters, the next offset of each
+    partition read, and the offsets of the events and of the dead letters per partition
+    (so that progress counts each message once, see :mod:`flows.progress`)."""
 
     events: list[Transaction] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)
+    event_offsets: dict[str, list[int]] = field(default_factory=dict)
+    dead_offsets: dict[str, list[int]] = field(default_factory=dict)
 
 
 def decode_batch(batch: list[RawMessage]) -> Decoded:
     """Decode every message; bad ones become dead letters, never exceptions."""
     out = Decoded()
     for msg in batch:
+        name = f"offset:{msg.topic}:{msg.partition}"
         if msg.error is not None:
             out.dead.append(consumer_error(msg))
+            out.dead_offsets.setdefault(name, []).append(msg.offset)
             continue
         decoded = decode_event(msg.value)
         if isinstance(decoded, Rejection):
             out.dead.append(rejected(msg, decoded))
+            out.dead_offsets.setdefault(name, []).append(msg.offset)
         else:
             out.events.append(decoded)
-        out.offsets[f"offset:{msg.topic}:{msg.partition}"] = msg.offset + 1
+            out.event_offsets.setdefault(name, []).append(msg.offset)
+        out.offsets[name] = msg.offset + 1
     return out
+
+
+def count_progress(state: FlowProgress | None,
+                   decoded: Decoded) -> tuple[FlowProgress, dict[str, int | str]]:
+    """Fold a batch into the flow's progress (kept in the recovery snapshots); emit its
+    fields for the progress hash."""
+    state = state or FlowProgress()
+    state.add(decoded.offsets, decoded.event_offsets, decoded.dead_offsets,
+              newest_ts=max((e.ts for e in decoded.events), default=0))
+    return state, state.fields()
 
 
 def group_by(events: list[Transaction], key: Any) -> list[tuple[str, list[Transaction]]]:
@@ -103,6 +125,7 @@ class FeatureOutputs:
     store_events: bool = True
     allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S
     scoring: ScoringConfig | None = None
+    retry: RedisRetry | None = None
 
 
 def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutputs,
@@ -127,7 +150,7 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
         add_scoring_steps(op.key_rm("customer-updates", customers), outputs, stats)
     if outputs.redis_url is not None:
         op.output("online", updates, OnlineFeatureSink(outputs.redis_url, outputs.prefix,
-                                                       versions(), stats))
+                                                       versions(), stats, outputs.retry))
     if outputs.offline_root is not None:
         rows = op.map("log-rows", updates, lambda u: ("log", u))
         op.output("feature-log", rows, FeatureLogSink(outputs.offline_root, versions(), stats))
@@ -142,7 +165,7 @@ def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureO
     scored = op.stateful_flat_map("score", to_model, scoring_step(outputs.scoring))
     if outputs.redis_url is not None:
         op.output("online-scores", op.key_rm("scores", scored),
-                  OnlineScoreSink(outputs.redis_url, outputs.prefix, stats))
+                  OnlineScoreSink(outputs.redis_url, outputs.prefix, stats, outputs.retry))
     if outputs.offline_root is not None:
         op.output("score-log", scored, ScoreLogSink(outputs.offline_root, stats))
 
@@ -186,11 +209,15 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     op.output("offline-dead", op.merge("all-dead", dead, producers_dead),
               DeadLetterSink(settings.offline_dir, stats))
     events = op.map("events", decoded, lambda d: d.events)
+    retry = RedisRetry(settings.redis_url, settings.data_dir / HEALTH_FILE)
     add_feature_steps(events, FeatureOutputs(settings.redis_url, settings.prefix,
                                              settings.offline_dir, True, allowed_lateness,
-                                             scoring), stats)
-    offsets = op.map("offsets", decoded, lambda d: d.offsets)
-    op.output("progress", offsets, ProgressSink(settings.redis_url, settings.prefix, stats))
+                                             scoring, retry), stats)
+    progress = op.stateful_map("count-progress",
+                               op.key_on("progress-key", decoded, lambda _: "all"),
+                               count_progress)
+    op.output("progress", op.key_rm("progress-fields", progress),
+              ProgressSink(settings.redis_url, settings.prefix, stats, retry))
     return flow
 
 
@@ -211,6 +238,8 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
         if not any(options.recovery_dir.glob("part-*.sqlite3")):
             options.recovery_dir.mkdir(parents=True, exist_ok=True)
             init_db_dir(options.recovery_dir, RECOVERY_PARTITIONS)
+        else:
+            discard_uncommitted(options.recovery_dir)
         recovery = RecoveryConfig(str(options.recovery_dir),
                                   timedelta(seconds=options.backup_seconds))
     cli_main(flow, workers_per_process=options.workers,

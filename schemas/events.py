@@ -47,6 +47,8 @@ MAX_ABS_PRICE = 1_000_000.0
 MIN_TS = int(datetime(2000, 1, 1, tzinfo=timezone.utc).timestamp())
 MAX_TS = int(datetime(2100, 1, 1, tzinfo=timezone.utc).timestamp())
 GUEST_PREFIX = "guest-"
+#: Longest text field accepted (the real file's longest description has 35 characters).
+MAX_TEXT_CHARS = 1000
 
 
 class Transaction(msgspec.Struct, frozen=True):
@@ -153,6 +155,15 @@ def _check_ranges(quantity: int, price: float, ts: int, invoice: str) -> str | N
     return None
 
 
+def _check_text(t: Transaction) -> str | None:
+    """The reason a text field is absurdly long, or None."""
+    for name in ("event_id", "invoice", "stock_code", "description", "customer_id", "country"):
+        value = getattr(t, name)
+        if value is not None and len(value) > MAX_TEXT_CHARS:
+            return f"{name} has {len(value)} characters, more than {MAX_TEXT_CHARS}"
+    return None
+
+
 def parse_row(row: list[str], event_id: str) -> Transaction | Rejection:
     """One CSV record of the Kaggle file -> a Transaction, or a Rejection with the reason."""
     raw = ",".join(row)
@@ -242,6 +253,8 @@ def decode_event(value: bytes | None) -> Transaction | Rejection:
     reason = _check_ranges(t.quantity, t.unit_price, t.ts, t.invoice)
     if reason is None and not (t.event_id and t.invoice and t.stock_code):
         reason = "event_id, invoice and stock_code must not be empty"
+    if reason is None:
+        reason = _check_text(t)
     if reason:
         return Rejection(reason, value.decode("utf-8", "replace"), t.event_id or None,
                          source="flow")

@@ -10,6 +10,7 @@ Bytewax output is at-least-once around a resume from a recovery snapshot:
 - :class:`OnlineScoreSink` writes each scored entity's latest score, absolute likewise;
 - :class:`FeatureLogSink` and :class:`ScoreLogSink` append feature rows and predictions to
   Parquet, idempotent on ``<entity>:<seq>``;
+- both Redis sinks wait out a Redis outage (:mod:`sinks.redis_retry`);
 - :class:`ProgressSink` records the next offset of each topic partition and the flow's
   counters in Redis, for ``basketflow status``, and logs a line of counts every few
   seconds.
@@ -37,6 +38,7 @@ from schemas.features import registry
 from sinks.offline_store import (DeadLetterStore, FeatureLog, LateEventLog, ParquetEventStore,
                                  ScoreLog)
 from sinks.online_store import RedisOnlineStore, connect
+from sinks.redis_retry import RedisRetry
 
 log = logging.getLogger("basketflow.flow")
 #: Where live scores live online: ``<prefix>:score:<entity>``.
@@ -178,12 +180,13 @@ class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
     """Writes the latest values of each changed entity, once per batch, pipelined."""
 
     def __init__(self, redis_url: str, prefix: str, versions: dict[str, str],
-                 stats: FlowStats) -> None:
+                 stats: FlowStats, retry: RedisRetry | None = None) -> None:
         self.redis_url = redis_url
         self.prefix = prefix
         self.versions = versions
         self.ttls = {name: view.ttl_seconds for name, view in registry().items()}
         self.stats = stats
+        self.retry = retry or RedisRetry(redis_url)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
         store = RedisOnlineStore(connect(self.redis_url), self.prefix)
@@ -196,7 +199,8 @@ class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
                 for view, values in update.values.items():
                     latest.setdefault(view, {})[update.entity] = (update.ts, values)
             for view, rows in latest.items():
-                store.write(view, self.versions[view], rows, self.ttls[view])
+                self.retry.call(lambda: store.write(view, self.versions[view], rows,
+                                                    self.ttls[view]))
             self.stats.add(online_writes=sum(len(r) for r in latest.values()))
             self.stats.advance(newest)
 
@@ -275,10 +279,12 @@ class OnlineScoreSink(DynamicSink[ScoreRow]):
     """Writes each entity's latest score to ``<prefix>:score:<entity>``, once per batch:
     ``category``, ``probabilities``, ``model_version``, ``invoice``, ``seq`` and ``_ts``."""
 
-    def __init__(self, redis_url: str, prefix: str, stats: FlowStats) -> None:
+    def __init__(self, redis_url: str, prefix: str, stats: FlowStats,
+                 retry: RedisRetry | None = None) -> None:
         self.redis_url = redis_url
         self.prefix = prefix
         self.stats = stats
+        self.retry = retry or RedisRetry(redis_url)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
         store = RedisOnlineStore(connect(self.redis_url), self.prefix)
@@ -292,7 +298,7 @@ class OnlineScoreSink(DynamicSink[ScoreRow]):
                     "model_version": s.model_version, "invoice": row.invoice,
                     "seq": row.seq})
             for version, rows in by_version.items():
-                store.write(SCORE_KEY, version, rows)
+                self.retry.call(lambda: store.write(SCORE_KEY, version, rows))
             self.stats.add(scores=len(batch))
 
         return _Partition(write)
@@ -319,38 +325,35 @@ class ScoreLogSink(FixedPartitionedSink[ScoreRow, None]):
         return _EpochBuffer(flush, lambda r: 1)
 
 
-class ProgressSink(DynamicSink[dict[str, int]]):
-    """Records each batch's next offsets and logs counts every few seconds.
+class ProgressSink(DynamicSink[dict[str, int | str]]):
+    """Records the flow's progress and logs counts every few seconds.
 
     Redis hash ``<prefix>:flow:progress``: ``offset:<topic>:<partition>`` = the next offset
-    to read, plus ``events``, ``dead_letters``, ``event_time`` and ``updated_at``.
+    to read, ``events``, ``dead_letters`` and ``event_time`` (totals kept in the recovery
+    state, see :mod:`flows.progress`), and the wall-clock ``updated_at``.
     """
 
     def __init__(self, redis_url: str, prefix: str, stats: FlowStats,
-                 log_every: float = 5.0) -> None:
+                 retry: RedisRetry | None = None, log_every: float = 5.0) -> None:
         self.redis_url = redis_url
         self.key = f"{prefix}:flow:progress"
         self.stats = stats
+        self.retry = retry or RedisRetry(redis_url)
         self.log_every = log_every
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
         client = connect(self.redis_url)
         last_log = [time.monotonic()]
 
-        def write(batch: list[dict[str, int]]) -> None:
-            offsets: dict[str, int] = {}
-            for positions in batch:
-                for name, offset in positions.items():
-                    offsets[name] = max(offsets.get(name, 0), offset)
-            if not offsets:
+        def write(batch: list[dict[str, int | str]]) -> None:
+            if not batch:
                 return
-            stats = self.stats
-            client.hset(self.key, mapping=offsets | {
-                "events": stats.events, "dead_letters": stats.dead_letters,
-                "event_time": _iso(stats.latest_ts),
-                "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            fields = batch[-1] | {
+                "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            self.retry.call(lambda: client.hset(self.key, mapping=fields))
             if time.monotonic() - last_log[0] >= self.log_every:
                 last_log[0] = time.monotonic()
+                stats = self.stats
                 log.info("%d events (%.0f/s), %d dead letters, event time %s",
                          stats.events, stats.events / max(stats.seconds, 1e-9),
                          stats.dead_letters, _iso(stats.latest_ts))

@@ -1,0 +1,109 @@
+"""What a run of the live flow left in the stores, in a form two runs can be compared by.
+
+Used by the crash-and-fault tests to prove that a run that was killed, starved of Redis
+or stopped by a full disk ends exactly where an uninterrupted run of the same topic ends.
+
+What must be identical between two runs of the same topic, and what need not be
+(measured on two uninterrupted runs and on killed ones, see ``tests/test_recovery.py``):
+
+- every Redis key under the run's prefix with every value (the progress hash's totals are
+  kept in the recovery state), except the progress hash's wall-clock ``updated_at``;
+- the offline events and the offline dead letters, row for row;
+- the customer and basket feature log by its rows in effect: per entity and event time,
+  the row with the highest ``seq``. A row is written after the last event of each event
+  time *in a batch*, so when a poll boundary falls inside one invoice an extra row with
+  a lower ``seq`` is written for that event time, superseded by the next. Where polls
+  split the topic differs after a restart, so these superseded rows may differ; the rows
+  in effect may not;
+- the product feature log only by each product's final row: a product's events come from
+  every partition, so a row is written per batch of its events as the partitions happen
+  to be read. Its final values, like the online product values, are the same.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pyarrow.dataset as ds
+
+from sinks.online_store import connect
+
+#: Fields of the progress hash that are wall-clock time, different in every run.
+WALL_CLOCK_FIELDS = frozenset({"updated_at"})
+
+
+def redis_contents(redis_url: str, prefix: str) -> dict[str, dict[str, Any]]:
+    """Every hash under ``<prefix>:``, decoded, without wall-clock fields."""
+    client = connect(redis_url)
+    out: dict[str, dict[str, Any]] = {}
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        name = key.decode()
+        raw = client.hgetall(key)
+        if name.endswith(":flow:progress"):
+            out[name] = {k.decode(): v.decode() for k, v in raw.items()
+                         if k.decode() not in WALL_CLOCK_FIELDS}
+        else:
+            out[name] = {k.decode(): msgspec.json.decode(v) for k, v in raw.items()}
+    client.close()
+    return out
+
+
+def parquet_rows(directory: Path, key: list[str]) -> dict[str, dict[str, Any]]:
+    """Every row of a partitioned Parquet directory by its id (the ``key`` columns joined
+    by ``:``); {} when there is none. Ids are unique in every store, so a row stored twice
+    would show up as a count that does not match."""
+    if not directory.is_dir():
+        return {}
+    rows = ds.dataset(directory, format="parquet", partitioning="hive").to_table().to_pylist()
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        row.pop("date", None)
+        for name, value in row.items():
+            if isinstance(value, float) and math.isnan(value):
+                row[name] = "nan"
+        out[":".join(str(row[c]) for c in key)] = row
+    assert len(out) == len(rows), f"{directory}: {len(rows) - len(out)} rows stored twice"
+    return out
+
+
+def effective_rows(directory: Path, key: str) -> dict[str, dict[str, Any]]:
+    """The feature-log rows that are in effect: per entity and ``key`` value (``ts``, or
+    ``entity_id`` for the final row), the row with the highest ``seq``."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in parquet_rows(directory, ["entity_id", "seq"]).values():
+        name = f"{row['entity_id']}:{row[key]}"
+        if name not in latest or row["seq"] > latest[name]["seq"]:
+            latest[name] = row
+    return latest
+
+
+def store_contents(redis_url: str, prefix: str, offline: Path) -> dict[str, Any]:
+    """Everything that must be identical after two runs of the same topic."""
+    features = offline / "features"
+    return {
+        "redis": redis_contents(redis_url, prefix),
+        "events": parquet_rows(offline / "events", ["event_id"]),
+        "dead": parquet_rows(offline / "dead", ["dead_id"]),
+        "customer_log": effective_rows(features / "customer", "ts"),
+        "basket_log": effective_rows(features / "basket", "ts"),
+        "product_final": effective_rows(features / "product", "entity_id"),
+    }
+
+
+def differences(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two :func:`store_contents` (empty: identical)."""
+    out: list[str] = []
+    for part, b in want.items():
+        a = got[part]
+        if a == b:
+            continue
+        missing = sorted(set(b) - set(a))
+        extra = sorted(set(a) - set(b))
+        changed = sorted(k for k in set(a) & set(b) if a[k] != b[k])
+        out.append(f"{part}: {len(a)} entries vs {len(b)}; {len(missing)} missing "
+                   f"{missing[:5]}, {len(extra)} extra {extra[:5]}, {len(changed)} changed "
+                   f"{[(k, a[k], b[k]) for k in changed[:2]]}")
+    return out

@@ -1,0 +1,176 @@
+"""Crash recovery: a flow killed with SIGKILL and restarted ends exactly where an
+uninterrupted run of the same topic ends.
+
+Generated data (with lines the producer rejects) is replayed once. One uninterrupted run
+of the real command is the reference; a second run of the same topic, on its own key
+prefix and data directory, is killed at seeded random points after it has made progress
+(watched in its progress hash) and restarted each time, until it reaches the end. What is
+compared, and why the product feature log is compared by each product's final row only,
+is explained in :mod:`store_contents`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from basketflow.config import (ENV_DATA_DIR, ENV_DEAD_TOPIC, ENV_KAFKA, ENV_PREFIX, ENV_REDIS,
+                               ENV_TOPIC, Settings)
+from basketflow.services import start_redis, stop_service
+from producers.synthetic import write_csv
+from sinks.online_store import connect
+from sinks.redis_retry import read_health
+from store_contents import differences, store_contents
+from test_end_to_end import BAD_LINES, basketflow, with_bad_lines
+
+ROWS = 40_000
+SNAPSHOT = "0.2"
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The environment that points the real command at the test's servers and names."""
+    return os.environ | {
+        ENV_KAFKA: settings.kafka_bootstrap or "", ENV_REDIS: settings.redis_url or "",
+        ENV_DATA_DIR: str(settings.data_dir), ENV_TOPIC: settings.topic,
+        ENV_DEAD_TOPIC: settings.dead_topic, ENV_PREFIX: settings.prefix,
+    }
+
+
+def start_run(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+    """`basketflow run --stop-at-end` with short snapshots, in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "basketflow.cli", "run", "--stop-at-end",
+         "--snapshot-interval", SNAPSHOT, "--json", *args],
+        env=cli_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def consumed(settings: Settings) -> int:
+    """Sum of the next offsets of the events topic in the flow's progress hash."""
+    raw = connect(settings.redis_url or "").hgetall(f"{settings.prefix}:flow:progress")
+    mark = f"offset:{settings.topic}:".encode()
+    return sum(int(v) for k, v in raw.items() if k.startswith(mark))
+
+
+def kill_when(proc: subprocess.Popen[bytes], settings: Settings, at_least: int,
+              then: float) -> int | None:
+    """SIGKILL the flow ``then`` seconds after its progress hash shows ``at_least``
+    messages consumed; return how many it showed, or None when the flow ended first."""
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        seen = consumed(settings)
+        if seen >= at_least:
+            time.sleep(then)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return seen
+        time.sleep(0.01)
+    assert proc.poll() is not None, "the flow made no progress within 120 s"
+    return None
+
+
+def finish(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """Wait for a flow run to end by itself, successfully; return its figures."""
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode(errors="replace")[-3000:]
+    return json.loads(out)
+
+
+def isolated(settings: Settings, name: str) -> Settings:
+    """The same topic and servers, with a key prefix and data directory of its own."""
+    return replace(settings, data_dir=settings.data_dir.parent / name,
+                   prefix=f"{settings.prefix}-{name}")
+
+
+@pytest.fixture
+def replayed(settings: Settings, tmp_path: Path) -> Settings:
+    """Generated data with rejected lines, replayed once into the test's topic."""
+    generated = tmp_path / "generated.csv"
+    write_csv(generated, rows=ROWS, seed=23, start=date(2010, 12, 1), end=date(2011, 3, 31))
+    path = tmp_path / "with_bad.csv"
+    with_bad_lines(generated, path)
+    sent = basketflow(settings, "replay", str(path))
+    assert (sent["sent"], sent["rejected"]) == (ROWS, len(BAD_LINES))
+    return settings
+
+
+def contents(settings: Settings) -> dict[str, Any]:
+    """The stores of a run, with Redis keys made comparable across prefixes."""
+    got = store_contents(settings.redis_url or "", settings.prefix, settings.offline_dir)
+    got["redis"] = {k.removeprefix(settings.prefix): v for k, v in got["redis"].items()}
+    return got
+
+
+def test_two_uninterrupted_runs_are_identical(replayed: Settings) -> None:
+    """What the recovery test compares is deterministic to begin with."""
+    first, second = isolated(replayed, "first"), isolated(replayed, "second")
+    finish(start_run(first))
+    finish(start_run(second))
+    want = contents(first)
+    assert len(want["events"]) == ROWS and len(want["dead"]) == len(BAD_LINES)
+    diffs = differences(contents(second), want)
+    assert not diffs, "\n".join(diffs)
+
+
+def test_killed_and_restarted_flow_ends_identical(replayed: Settings) -> None:
+    ref = isolated(replayed, "reference")
+    finish(start_run(ref))
+    want = contents(ref)
+
+    crashed = isolated(replayed, "crashed")
+    rng = random.Random(6)
+    points = sorted(rng.sample(range(ROWS // 10, ROWS * 9 // 10), 4))
+    kills: list[int] = []
+    for point in points:
+        seen = kill_when(start_run(crashed), crashed, max(point, kills[-1] + 1 if kills else 0),
+                         then=rng.uniform(0, 0.5))
+        if seen is None:
+            break
+        kills.append(seen)
+    assert len(kills) >= 3, f"only {len(kills)} kills before the flow ended: {kills}"
+    assert any((crashed.recovery_dir / crashed.topic).glob("part-*.sqlite3"))
+    finish(start_run(crashed))
+
+    print("KILLS", kills)
+    diffs = differences(contents(crashed), want)
+    assert not diffs, f"killed at {kills}:\n" + "\n".join(diffs)
+
+
+def test_redis_outage_mid_run_ends_identical(replayed: Settings, tmp_path: Path) -> None:
+    """A dedicated Valkey stopped for a few seconds mid-run and started again on the same
+    port with its append-only file: the flow waits, catches up, and ends identical."""
+    ref = isolated(replayed, "reference")
+    finish(start_run(ref))
+    want = contents(ref)
+
+    valkey = start_redis(tmp_path / "own-valkey")
+    try:
+        outage = replace(isolated(replayed, "outage"), redis_url=valkey.address)
+        proc = start_run(outage)
+        while consumed(outage) < ROWS // 4:
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
+            time.sleep(0.01)
+        stop_service(valkey)
+        time.sleep(3)
+        health = read_health(outage.data_dir)
+        assert health is not None and health["redis"] == "down", health
+        assert proc.poll() is None, "the flow must wait for Redis, not end"
+        valkey = start_redis(tmp_path / "own-valkey", port=valkey.port)
+        finish(proc)
+        health = read_health(outage.data_dir)
+        assert health is not None and health["redis"] == "up"
+        assert float(health["last_outage_seconds"]) >= 2.5  # type: ignore[arg-type]
+        diffs = differences(contents(outage), want)
+        assert not diffs, "\n".join(diffs)
+    finally:
+        stop_service(valkey)
