@@ -23,7 +23,10 @@ from producers.csv_source import read_events
 from schemas.events import FIELD_NAMES, Transaction
 from sinks.flow_sinks import FlowStats
 
-BATCH = 5000
+#: Events per batch. Larger batches cost less CPU per event (each product's values are
+#: computed once per batch): 4.9 s of CPU for 200k real events at 50,000 against 7.0 s at
+#: 5,000; a backfill has no latency to keep low.
+BATCH = 50_000
 #: ``on_progress(events_read, raw_bytes_read)``.
 Progress = Callable[[int, int], None]
 

@@ -72,10 +72,16 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
 
 
 class KafkaBatchSource(FixedPartitionedSource[list[RawMessage], int]):
-    """Every partition of one topic, as lists of :class:`RawMessage` per poll."""
+    """Every partition of one topic, as lists of :class:`RawMessage` per poll.
+
+    A poll takes up to ``batch_size`` messages: large batches cost less CPU per event
+    while a backlog is read (each product's values are computed once per batch; 200k real
+    events took 7.1 s of CPU at 20,000 against 9.6 s at 5,000), and a flow that keeps up
+    with the topic gets small batches anyway.
+    """
 
     def __init__(self, bootstrap: str, topic: str, consumer_config: dict[str, object],
-                 stop_at_end: bool, batch_size: int = 5000) -> None:
+                 stop_at_end: bool, batch_size: int = 20_000) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.config = consumer_config | {"group.id": "basketflow-unused",
