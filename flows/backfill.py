@@ -35,15 +35,16 @@ class _Reader(StatefulSourcePartition[list[Transaction], int]):
     """Batches of events from an iterator; the snapshot is how many were emitted."""
 
     def __init__(self, events: Iterator[Transaction], skip: int,
-                 on_batch: Callable[[int], None]) -> None:
+                 on_batch: Callable[[int], None], batch: int) -> None:
         self._events = events
         self._done = skip
         self._on_batch = on_batch
+        self._batch = batch
         for _ in islice(self._events, skip):
             pass
 
     def next_batch(self) -> list[list[Transaction]]:
-        batch = list(islice(self._events, BATCH))
+        batch = list(islice(self._events, self._batch))
         if not batch:
             raise StopIteration()
         self._done += len(batch)
@@ -58,15 +59,16 @@ class EventSource(FixedPartitionedSource[list[Transaction], int]):
     """Historical events, in batches, from a function that yields them in order."""
 
     def __init__(self, events: Callable[[], Iterator[Transaction]],
-                 on_batch: Callable[[int], None] = lambda n: None) -> None:
+                 on_batch: Callable[[int], None] = lambda n: None, batch: int = BATCH) -> None:
         self.events = events
         self.on_batch = on_batch
+        self.batch = batch
 
     def list_parts(self) -> list[str]:
         return ["history"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Reader:
-        return _Reader(self.events(), resume_state or 0, self.on_batch)
+        return _Reader(self.events(), resume_state or 0, self.on_batch, self.batch)
 
 
 def file_events(path: Path, raw_progress: list[int]) -> Callable[[], Iterator[Transaction]]:
@@ -101,11 +103,13 @@ def _rows_to_events(cursor: duckdb.DuckDBPyConnection) -> Iterator[Transaction]:
 
 def run_backfill(events: Callable[[], Iterator[Transaction]], outputs: FeatureOutputs,
                  options: RunOptions, on_batch: Callable[[int], None] = lambda n: None,
-                 ) -> FlowStats:
-    """Run the feature steps over the events; return the run's counters."""
+                 batch: int = BATCH) -> FlowStats:
+    """Run the feature steps over the events, ``batch`` at a time; return the run's
+    counters. With scoring, small batches replay the order a tailing flow sees (the one
+    model takes each batch customer by customer)."""
     stats = FlowStats()
     flow = Dataflow("basketflow-backfill")
-    batches = op.input("history", flow, EventSource(events, on_batch))
+    batches = op.input("history", flow, EventSource(events, on_batch, batch))
     add_feature_steps(batches, outputs, stats)
     run_flow(flow, options)
     return stats

@@ -27,8 +27,9 @@ so training and serving see the same values:
   which is exactly what a customer whose only order is this basket gets, so a first visit
   looks the same with or without a customer row.
 
-**Model.** One-hot country + standard scaling of the numbers, then a linear classifier (see
-:data:`PIPELINES`; the benchmark ``benchmarks/classifier.py`` compares them). Its
+**Model.** One-hot country + standard scaling of the numbers, then one logistic regression
+per category trained by AdaGrad (see :data:`PIPELINES`; ``benchmarks/classifier.py``
+compares their cost, ``basketflow evaluate`` their accuracy). Its
 :attr:`~BasketClassifier.version` is a digest of the pipeline's definition, of the
 feature definitions and of the labels' version, never of the learnt weights: every score
 carries it, and a checkpoint of another version is refused.
@@ -56,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import river
-from river import compose, linear_model, multiclass, preprocessing
+from river import compose, linear_model, multiclass, optim, preprocessing
 from river.base import Classifier
 
 from flows.feature_state import DAY
@@ -149,11 +150,22 @@ def _scaled_numbers() -> compose.Pipeline:
 
 
 def _ovr_logistic(seed: int) -> Classifier:
-    """The default: one logistic regression per category, probabilities normalised; the
+    """One logistic regression per category (plain SGD), probabilities normalised; the
     reference run's model with a cheaper one-hot step (same features, same predictions).
     River's linear models start from zero weights and take no seed."""
     return (compose.FuncTransformer(one_hot_country) + _scaled_numbers()
             ) | multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
+
+
+def _ovr_adagrad(seed: int) -> Classifier:
+    """The default: :func:`_ovr_logistic` with AdaGrad (learning rate 0.05) instead of plain
+    SGD, so rare features (a small country, a rare category share) learn as fast as
+    common ones. ``basketflow evaluate --split 2011-07-01`` on the real file (8
+    categories): accuracy 0.773 against 0.707 with SGD (the random forest: 0.768),
+    macro-F1 0.666 against 0.652."""
+    return (compose.FuncTransformer(one_hot_country) + _scaled_numbers()
+            ) | multiclass.OneVsRestClassifier(linear_model.LogisticRegression(
+                optimizer=optim.AdaGrad(0.05)))
 
 
 def _reference(seed: int) -> Classifier:
@@ -171,11 +183,12 @@ def _softmax(seed: int) -> Classifier:
 
 #: Pipeline name -> factory(seed); benchmarks/classifier.py compares them on the real data.
 PIPELINES: dict[str, Callable[[int], Classifier]] = {
+    "ovr_adagrad": _ovr_adagrad,
     "ovr_logistic": _ovr_logistic,
     "reference_ovr_logistic": _reference,
     "softmax": _softmax,
 }
-DEFAULT_PIPELINE = "ovr_logistic"
+DEFAULT_PIPELINE = "ovr_adagrad"
 
 
 class BasketClassifier:

@@ -48,6 +48,10 @@ from reports.segments import Segmentation, fit
 from schemas.events import GUEST_PREFIX
 from schemas.features import BASKET, CUSTOMER
 
+#: Events per batch of the River replay: about what a flow tailing the topic at 5,000
+#: events/s takes per poll. The one model takes each batch customer by customer, so large
+#: batches would reorder its learning and predictions away from what the live flow does.
+REPLAY_BATCH = 500
 #: What a customer without a prediction is counted as (always wrong).
 NO_PREDICTION = "(no prediction)"
 
@@ -108,7 +112,7 @@ def first_baskets(offline_dir: Path) -> pd.DataFrame:
         FROM baskets GROUP BY customer_id ORDER BY customer_id"""
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        frame = con.execute(query).df()
+        frame = con.sql(query).to_arrow_table().to_pandas()
     return frame.set_index("customer_id")
 
 
@@ -120,14 +124,14 @@ def river_predictions(offline_dir: Path, labels: dict[str, str], labels_version:
         scoring = ScoringConfig(labels, labels_version, None)
         run_backfill(offline_events(offline_dir), FeatureOutputs(
             None, "evaluate", Path(tmp), store_events=False, scoring=scoring),
-            RunOptions(snapshot_seconds=3600), on_batch)
+            RunOptions(snapshot_seconds=3600), on_batch, batch=REPLAY_BATCH)
         with duckdb.connect() as con:
-            scores = con.execute(f"""
+            scores = con.sql(f"""
                 SELECT entity_id AS customer_id, invoice,
                        arg_max(category, (ts, seq)) AS category, count(*) AS n
                 FROM read_parquet('{Path(tmp) / "scores" / "*" / "*.parquet"}',
                                   hive_partitioning=false)
-                GROUP BY ALL""").df() if any((Path(tmp) / "scores").glob("*/*.parquet")) \
+                GROUP BY ALL""").to_arrow_table().to_pandas() if any((Path(tmp) / "scores").glob("*/*.parquet")) \
                 else pd.DataFrame(columns=["customer_id", "invoice", "category"])
     first = firsts.reset_index()[["customer_id", "invoice"]]
     merged = first.merge(scores, on=["customer_id", "invoice"], how="left")
@@ -138,7 +142,8 @@ def _feature_rows(offline_dir: Path, firsts: pd.DataFrame) -> list[dict[str, Any
     """Classifier inputs at each customer's first-basket end, from a point-in-time join."""
     features = [f"basket:{f}" for f in BASKET.feature_names] + \
         [f"customer:{f}" for f in CUSTOMER.feature_names]
-    entities = pd.DataFrame({"customer_id": firsts.index, "timestamp": firsts["ended"].values})
+    entities = pd.DataFrame({"customer_id": firsts.index,
+                             "timestamp": firsts["ended"].reset_index(drop=True)})
     frame = get_historical_features(offline_dir, entities, features)
     frame = frame.astype(object).where(frame.notna(), None)
     rows = []
