@@ -35,9 +35,6 @@ class OnlineStore(Protocol):
     def read(self, view: str, entity: str) -> dict[str, Any] | None:
         """The values of one entity, with ``_ts`` and ``_version``; None if unknown."""
 
-    def read_many(self, view: str, entities: Iterable[str]) -> list[dict[str, Any] | None]:
-        """The values of many entities, in order, in one round trip."""
-
     def read_vectors(self, views: Sequence[str], entities: Sequence[str],
                      ) -> list[dict[str, dict[str, Any] | None]]:
         """Every given view of many entities (``view -> values or None`` per entity, in
@@ -67,12 +64,21 @@ def _decode(raw: Mapping[bytes, bytes]) -> dict[str, Any] | None:
     return {k.decode(): msgspec.json.decode(v) for k, v in raw.items()}
 
 
+#: HGETALL of every key given, as one reply (a list of flat field/value lists).
+_HGETALL_ALL = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
+return out
+"""
+
+
 class RedisOnlineStore:
     """Feature values in Redis hashes under one key prefix."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
+        self._hgetall_script = client.register_script(_HGETALL_ALL)
 
     def key(self, view: str, entity: str) -> str:
         """``<prefix>:<view>:<entity>``."""
@@ -100,20 +106,22 @@ class RedisOnlineStore:
         """The values of one entity (one HGETALL)."""
         return _decode(self.client.hgetall(self.key(view, entity)))
 
-    def read_many(self, view: str, entities: Iterable[str]) -> list[dict[str, Any] | None]:
-        """The values of many entities in one pipelined round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for entity in entities:
-            pipe.hgetall(self.key(view, entity))
-        return [_decode(raw) for raw in pipe.execute()]
-
     def read_vectors(self, views: Sequence[str], entities: Sequence[str],
                      ) -> list[dict[str, dict[str, Any] | None]]:
-        """Every given view of many entities in one pipelined round trip (a customer's
-        whole vector: ``read_vectors(["customer", "basket", "score"], [id])[0]``)."""
-        pipe = self.client.pipeline(transaction=False)
-        for entity in entities:
-            for view in views:
-                pipe.hgetall(self.key(view, entity))
-        raw = iter(pipe.execute())
-        return [{view: _decode(next(raw)) for view in views} for _ in entities]
+        """Every given view of many entities in one command (a customer's whole vector:
+        ``read_vectors(["customer", "basket", "score"], [id])[0]``).
+
+        One server-side script returns every hash, so the client parses one reply instead
+        of one per key, and every value of every hash is decoded by one JSON decode of
+        the values joined into an array: 100 customers x 2 views cost about a third of
+        a pipeline of HGETALLs (``benchmarks/online_read.py``). The keys of one call must
+        live on one server (on Redis Cluster: one hash slot).
+        """
+        keys = [self.key(view, entity) for entity in entities for view in views]
+        hashes = self._hgetall_script(keys=keys) if keys else []
+        values = iter(msgspec.json.decode(
+            b"[" + b",".join(v for flat in hashes for v in flat[1::2]) + b"]"))
+        decoded = [dict(zip((k.decode() for k in flat[0::2]), values)) or None
+                   for flat in hashes]
+        n = len(views)
+        return [dict(zip(views, decoded[i * n:(i + 1) * n])) for i in range(len(entities))]
