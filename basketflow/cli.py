@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -830,7 +830,8 @@ def evaluate(settings: Settings, split: datetime, seed: int, k: int | None,
 @click.pass_obj
 @friendly
 def demo(settings: Settings, rows: int, seed: int) -> None:
-    """Everything at once on embedded servers: generate, replay, run, query, status.
+    """Everything at once on embedded servers: generate, backfill, customer categories,
+    replay, run (features and live scores), query, status.
 
     Uses its own data directory (<data-dir>/demo, emptied first) and its own servers,
     stopped at the end, so it can run any number of times.
@@ -838,8 +839,10 @@ def demo(settings: Settings, rows: int, seed: int) -> None:
     import shutil
 
     from basketflow.services import embedded_services
-    from flows.live import RunOptions, run_live
+    from flows.backfill import file_events, run_backfill
+    from flows.live import FeatureOutputs, RunOptions, run_live
     from producers.replay import replay as do_replay
+    from reports.segments import assign_customers, fit_segments
     from producers.synthetic import write_csv
     from sinks.online_store import RedisOnlineStore, connect
 
@@ -854,23 +857,41 @@ def demo(settings: Settings, rows: int, seed: int) -> None:
         csv_path = root / "sample.csv"
         with _step(f"generating {rows:,} synthetic lines (seed {seed}) -> {csv_path}"):
             write_csv(csv_path, rows=rows, seed=seed)
-        with _step("replaying them into Kafka"):
+        with _step("backfilling the feature log from the file (no Kafka)"):
+            run_backfill(file_events(csv_path, [0]), FeatureOutputs(None, pass_settings.prefix,
+                                                                     pass_settings.offline_dir),
+                         RunOptions(snapshot_seconds=3600))
+        with _step("fitting customer categories on the baskets up to 2011-08-31"):
+            segmentation = fit_segments(root, DEMO_FIT_UNTIL, seed=seed, k=DEMO_CATEGORIES)
+            assign_customers(root)
+        _print_segments(segmentation)
+        with _step("replaying the lines into Kafka"):
             summary = do_replay(csv_path, bootstrap, pass_settings.topic, pass_settings.dead_topic)
         out.print(f"  {summary.sent:,} events sent, {summary.rejected:,} rejected, "
                   f"{summary.events_per_second:,.0f} lines/s")
-        with _step("running the dataflow to the end of the topic"):
+        with _step("running the dataflow to the end of the topic (features and live scores)"):
             stats = run_live(pass_settings, stop_at_end=True, options=RunOptions())
         out.print(f"  {stats.events:,} events, {stats.events / max(stats.seconds, 1e-9):,.0f} "
-                  f"events/s, {stats.offline_rows:,} offline rows")
+                  f"events/s, {stats.scores:,} basket updates scored")
         store = RedisOnlineStore(connect(redis_url), pass_settings.prefix)
         for customer in _busiest_customers(csv_path, 2):
             out.print(f"[bold]basketflow features {customer}[/]")
+            vector = store.read_vectors(["customer", "basket", "score"], [customer])[0]
             for view in ("customer", "basket"):
-                _print_view(view, store.read(view, customer))
+                _print_view(view, vector[view])
+            score = vector["score"]
+            if score:
+                out.print(f"[bold]basketflow score {customer}[/]: {score['category']} "
+                          f"(p={score['probabilities'][score['category']]:.2f}, model "
+                          f"{score['model_version']})")
         from basketflow.status import collect_status
         out.print("[bold]basketflow status[/]")
         _print_status(collect_status(pass_settings))
         console.print("stopping the embedded servers")
+
+
+DEMO_FIT_UNTIL = date(2011, 8, 31)
+DEMO_CATEGORIES = 8
 
 
 def _busiest_customers(csv_path: Path, n: int) -> list[str]:
