@@ -39,9 +39,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from producers.csv_source import BadInputFile
     from reports.profiles import ProfileError
     from reports.segments import SegmentationError
+    from sinks.offline_store import StoreUnwritable
     from sinks.online_store import RedisUnavailable
     return (BrokerUnavailable, ServicesError, BadInputFile, RedisUnavailable, CheckpointError,
-            SegmentationError, ProfileError)
+            SegmentationError, ProfileError, StoreUnwritable)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -22,6 +22,7 @@ from flows.live import FeatureOutputs, RunOptions, add_feature_steps, run_flow
 from producers.csv_source import read_events
 from schemas.events import FIELD_NAMES, Transaction
 from sinks.flow_sinks import FlowStats
+from sinks.offline_store import ensure_writable
 
 BATCH = 5000
 #: ``on_progress(events_read, raw_bytes_read)``.
@@ -99,7 +100,10 @@ def _rows_to_events(cursor: duckdb.DuckDBPyConnection) -> Iterator[Transaction]:
 def run_backfill(events: Callable[[], Iterator[Transaction]], outputs: FeatureOutputs,
                  options: RunOptions, on_batch: Callable[[int], None] = lambda n: None,
                  ) -> FlowStats:
-    """Run the feature steps over the events; return the run's counters."""
+    """Run the feature steps over the events; return the run's counters. The offline
+    store must be writable (:class:`~sinks.offline_store.StoreUnwritable` at once if not)."""
+    if outputs.offline_root is not None:
+        ensure_writable(outputs.offline_root)
     stats = FlowStats()
     flow = Dataflow("basketflow-backfill")
     batches = op.input("history", flow, EventSource(events, on_batch))

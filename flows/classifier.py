@@ -59,6 +59,8 @@ import river
 from river import compose, linear_model, multiclass, preprocessing
 from river.base import Classifier
 
+from sinks.offline_store import writing
+
 from flows.feature_state import DAY
 from schemas.features import BASKET, CUSTOMER
 from schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT
@@ -261,10 +263,11 @@ def save_checkpoint(model: BasketClassifier, path: Path) -> None:
 
     Each file is written atomically (temp + rename), the pickle first. A crash between
     the two renames leaves a sidecar whose checksum does not match the pickle, which
-    :func:`load_checkpoint` refuses: a checkpoint is never half-trusted.
+    :func:`load_checkpoint` refuses: a checkpoint is never half-trusted. A file that
+    cannot be written (full disk, a file in the way) raises
+    :class:`~sinks.offline_store.StoreUnwritable`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
     meta = {
         "version": model.version, "labels_version": model.labels_version,
@@ -272,8 +275,10 @@ def save_checkpoint(model: BasketClassifier, path: Path) -> None:
         "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
         "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_atomic(path, data)
-    _write_atomic(_meta_path(path), (json.dumps(meta, indent=2) + "\n").encode())
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, data)
+        _write_atomic(_meta_path(path), (json.dumps(meta, indent=2) + "\n").encode())
 
 
 def read_checkpoint_meta(path: Path) -> dict[str, Any]:
