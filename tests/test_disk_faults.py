@@ -16,16 +16,67 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from basketflow.config import Settings
+from flows.classifier import BasketClassifier, save_checkpoint
+from producers.synthetic import write_csv
+from producers.csv_source import read_events
+from schemas.events import Transaction
+from sinks.offline_store import (DeadLetterStore, FeatureLog, LateEventLog, ParquetEventStore,
+                                 ScoreLog, StoreUnwritable)
 from store_contents import differences, store_contents
 from test_recovery import replayed  # noqa: F401  (the fixture these tests start from)
 from test_recovery import cli_env, contents, finish, isolated, start_run
 
 PAGE = 4096
+
+
+def feature_row(log: FeatureLog, e: Transaction) -> int:
+    """Append one customer feature-log row (empty values) for an event."""
+    return log.append([("customer", e.entity_id, e.ts, 1, dict.fromkeys(log.names))])
+
+
+#: Each offline write path, writing one row of a generated event under ``root``.
+WRITES: dict[str, Callable[[Path, Transaction], object]] = {
+    "events": lambda root, e: ParquetEventStore(root).append([e]),
+    "dead": lambda root, e: DeadLetterStore(root).append_rows(
+        [(e.ts, "dead-1", ("dead-1", e.event_id, "reason", "raw", "test", e.ts))]),
+    "features/customer": lambda root, e: feature_row(FeatureLog(root, "customer"), e),
+    "late": lambda root, e: LateEventLog(root).append([(e.event_id, e.entity_id, e.ts, e.ts)]),
+    "scores": lambda root, e: ScoreLog(root).append(
+        [(e.entity_id, e.ts, 1, e.invoice, "c", "{}", "v")]),
+}
+
+
+@pytest.mark.parametrize("store", sorted(WRITES))
+def test_every_offline_write_path_raises_store_unwritable(store: str, tmp_path: Path) -> None:
+    """A file where the store's directory must be: one clear error naming it, no
+    temporary file left, and the same write succeeds once the file is gone."""
+    source = tmp_path / "one.csv"
+    write_csv(source, rows=5, seed=1)
+    event = next(e for e in read_events(source) if isinstance(e, Transaction))
+    root = tmp_path / "offline"
+    obstacle = root / store
+    obstacle.parent.mkdir(parents=True)
+    obstacle.write_text("in the way")
+    with pytest.raises(StoreUnwritable, match=f"cannot write {obstacle}") as err:
+        WRITES[store](root, event)
+    assert err.value.errno is not None and "run the same command again" in str(err.value)
+    assert [p for p in root.rglob("*") if p.is_file()] == [obstacle]
+    obstacle.unlink()
+    WRITES[store](root, event)
+    assert len(list(root.rglob("*.parquet"))) == 1
+
+
+def test_classifier_checkpoint_raises_store_unwritable(tmp_path: Path) -> None:
+    obstacle = tmp_path / "models"
+    obstacle.write_text("in the way")
+    with pytest.raises(StoreUnwritable, match=f"cannot write {obstacle}"):
+        save_checkpoint(BasketClassifier("seg-1"), obstacle / "classifier-seg-1.pkl")
 
 
 def failed_run(settings: Settings) -> str:
