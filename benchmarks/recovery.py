@@ -93,7 +93,7 @@ def throughput(bench: Bench, label: str, seconds: float | None) -> float:
     wall = time.perf_counter() - wall
     rate = float(figures["events_per_second"])
     print(f"  {label:22} {figures['events']:,} events in {figures['seconds']:.2f} s = "
-          f"{rate:,.0f} events/s ({wall:.2f} s with start-up)")
+          f"{rate:,.0f} events/s ({wall:.2f} s with start-up; {load()})")
     return rate
 
 
@@ -118,7 +118,12 @@ def kill_and_recover(bench: Bench, label: str, seconds: float, total: int) -> No
           f"events (watched {seen:,}); restart resumed at {resumed_at:,}: "
           f"{max(reached - resumed_at, 0):,} events processed again, caught up "
           f"{recovery:.2f} s after the restart ({figures['events']:,} events, "
-          f"{figures['events_per_second']:,.0f} events/s)")
+          f"{figures['events_per_second']:,.0f} events/s; {load()})")
+
+
+def load() -> str:
+    """The machine's 1-minute load average: the figures are only as quiet as the machine."""
+    return f"load {os.getloadavg()[0]:.1f}"
 
 
 def main() -> None:
@@ -126,6 +131,7 @@ def main() -> None:
     parser.add_argument("path", nargs="?", type=Path, default=REAL_DATA)
     parser.add_argument("--limit", type=int, default=None, help="replay only N lines")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
     if not args.path.is_file():
         sys.exit(f"no data at {args.path}: give the path of a Kaggle-format file")
     print(f"machine: {describe()}")

@@ -59,11 +59,10 @@ import river
 from river import compose, linear_model, multiclass, preprocessing
 from river.base import Classifier
 
-from sinks.offline_store import writing
-
 from flows.feature_state import DAY
 from schemas.features import BASKET, CUSTOMER
 from schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT
+from sinks.offline_store import writing
 
 #: Bump when :func:`classifier_features` computes something else under the same names.
 FEATURES_REVISION = 1
