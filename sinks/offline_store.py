@@ -103,7 +103,7 @@ def ensure_writable(*directories: Path) -> None:
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     _ = (Path(tmp) / "offline").write_text("a file in the way")
-    ...     ensure_writable(Path(tmp) / "offline")
+    ...     ensure_writable(Path(tmp) / "offline")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     sinks.offline_store.StoreUnwritable: cannot write ...

@@ -12,6 +12,7 @@ What is compared is explained in :mod:`store_contents`.
 
 from __future__ import annotations
 
+import doctest
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+import sinks.offline_store as offline_store
 from basketflow.config import Settings
 from flows.classifier import BasketClassifier, save_checkpoint
 from producers.synthetic import write_csv
@@ -33,6 +35,11 @@ from test_recovery import replayed  # noqa: F401  (the fixture these tests start
 from test_recovery import cli_env, contents, finish, isolated, start_run
 
 PAGE = 4096
+
+
+def test_doctests() -> None:
+    result = doctest.testmod(offline_store)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def feature_row(log: FeatureLog, e: Transaction) -> int:
