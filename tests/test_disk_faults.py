@@ -7,7 +7,9 @@ real ones: a regular file where a date partition directory of the events store m
 created, placed at a later date so the flow fails mid-run after committing earlier
 epochs; a data directory that is a file (the start-up check); and, where a private mount
 namespace can be made, a tiny tmpfs as the offline store, for a real ENOSPC mid-run.
-What is compared is explained in :mod:`store_contents`.
+What is compared is explained in :mod:`store_contents`. Each offline write path (events,
+dead letters, feature log, late events, scores) and the classifier checkpoint is also
+shown to raise :class:`~sinks.offline_store.StoreUnwritable` on its own.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import pytest
 import sinks.offline_store as offline_store
 from basketflow.config import Settings
 from flows.classifier import BasketClassifier, save_checkpoint
-from producers.synthetic import write_csv
 from producers.csv_source import read_events
+from producers.synthetic import write_csv
 from schemas.events import Transaction
 from sinks.offline_store import (DeadLetterStore, FeatureLog, LateEventLog, ParquetEventStore,
                                  ScoreLog, StoreUnwritable)
