@@ -39,9 +39,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from producers.csv_source import BadInputFile
     from reports.profiles import ProfileError
     from reports.segments import SegmentationError
+    from sinks.offline_store import StoreUnwritable
     from sinks.online_store import RedisUnavailable
     return (BrokerUnavailable, ServicesError, BadInputFile, RedisUnavailable, CheckpointError,
-            SegmentationError, ProfileError)
+            SegmentationError, ProfileError, StoreUnwritable)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -303,7 +304,9 @@ def run(settings: Settings, stop_at_end: bool, workers: int, recovery: bool,
 
     Without --stop-at-end it runs until stopped (Ctrl-C); with recovery on (snapshots in
     <data>/recovery/<topic>), the next run, also after a crash or kill -9, resumes from
-    the last snapshot: sinks are idempotent, so nothing is lost or doubled.
+    the last snapshot: sinks are idempotent, so nothing is lost or doubled. A full disk
+    or an unwritable data directory stops it with one error line; free space or fix the
+    directory and run it again.
     """
     from flows.live import RunOptions, run_live
     settings = resolved(settings)

@@ -22,6 +22,7 @@ from flows.live import FeatureOutputs, RunOptions, add_feature_steps, run_flow
 from producers.csv_source import read_events
 from schemas.events import FIELD_NAMES, Transaction
 from sinks.flow_sinks import FlowStats
+from sinks.offline_store import ensure_writable
 
 #: Events per batch. Larger batches cost less CPU per event (each product's values are
 #: computed once per batch): 4.9 s of CPU for 200k real events at 50,000 against 7.0 s at
@@ -106,7 +107,10 @@ def run_backfill(events: Callable[[], Iterator[Transaction]], outputs: FeatureOu
                  batch: int = BATCH) -> FlowStats:
     """Run the feature steps over the events, ``batch`` at a time; return the run's
     counters. With scoring, small batches replay the order a tailing flow sees (the one
-    model takes each batch customer by customer)."""
+    model takes each batch customer by customer). The offline store must be writable
+    (:class:`~sinks.offline_store.StoreUnwritable` at once if not)."""
+    if outputs.offline_root is not None:
+        ensure_writable(outputs.offline_root)
     stats = FlowStats()
     flow = Dataflow("basketflow-backfill")
     batches = op.input("history", flow, EventSource(events, on_batch, batch))

@@ -63,6 +63,7 @@ from river.base import Classifier
 from flows.feature_state import DAY
 from schemas.features import BASKET, CUSTOMER
 from schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT
+from sinks.offline_store import writing
 
 #: Bump when :func:`classifier_features` computes something else under the same names.
 FEATURES_REVISION = 1
@@ -274,10 +275,11 @@ def save_checkpoint(model: BasketClassifier, path: Path) -> None:
 
     Each file is written atomically (temp + rename), the pickle first. A crash between
     the two renames leaves a sidecar whose checksum does not match the pickle, which
-    :func:`load_checkpoint` refuses: a checkpoint is never half-trusted.
+    :func:`load_checkpoint` refuses: a checkpoint is never half-trusted. A file that
+    cannot be written (full disk, a file in the way) raises
+    :class:`~sinks.offline_store.StoreUnwritable`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
     meta = {
         "version": model.version, "labels_version": model.labels_version,
@@ -285,8 +287,10 @@ def save_checkpoint(model: BasketClassifier, path: Path) -> None:
         "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
         "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_atomic(path, data)
-    _write_atomic(_meta_path(path), (json.dumps(meta, indent=2) + "\n").encode())
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, data)
+        _write_atomic(_meta_path(path), (json.dumps(meta, indent=2) + "\n").encode())
 
 
 def read_checkpoint_meta(path: Path) -> dict[str, Any]:

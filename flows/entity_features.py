@@ -11,11 +11,15 @@ Rules, the same for the live flow and the backfill:
 - an event older than the entity's latest event time minus the allowed lateness is late:
   left out of the online values and the feature log, counted, and recorded offline with
   the time it was behind (``late/``); it still reaches the offline event store;
-- a customer's log row is written after the last event of each event time, labelled
-  with the entity's latest event time ``ts`` and ``seq``, the number of events folded in
-  so far, so a later row for the same ``ts`` supersedes an earlier one, and replays write
-  the same rows with the same ids. A customer's events are in order on one partition, so
-  the live flow and the backfill write the same rows;
+- a customer's log row is written after the last event of each event time *in a
+  batch*, labelled with the entity's latest event time ``ts`` and ``seq``, the number of
+  events folded in so far; a later row for the same ``ts`` (higher ``seq``) supersedes
+  an earlier one. What is deterministic is the row in effect per entity and event time,
+  the one with the highest ``seq``: a customer's events are in order on one partition,
+  so the live flow, the backfill and a run resumed after a crash all write it, with the
+  same id and values. Where a batch boundary falls inside one event time (an invoice
+  split across two polls), an intermediate row with a lower ``seq`` is written too;
+  batch boundaries differ between runs, so these superseded rows may differ;
 - a product's events arrive from every partition, interleaved as the partitions are
   read, so a product row is written once per batch (as of the product's latest event
   time): product rows describe the stream as it was processed.

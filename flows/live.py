@@ -35,6 +35,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
+from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
@@ -52,7 +53,7 @@ from schemas.features import DEFAULT_ALLOWED_LATENESS_S, PRODUCT, versions
 from sinks.flow_sinks import (DeadLetterSink, FeatureLogSink, FlowStats, OfflineEventSink,
                               OnlineFeatureSink, OnlineScoreSink, ProgressSink, ScoreLogSink,
                               count_late)
-from sinks.offline_store import SECONDS_PER_DAY
+from sinks.offline_store import SECONDS_PER_DAY, StoreUnwritable, ensure_writable, writing
 from sinks.redis_retry import HEALTH_FILE, RedisRetry
 
 RECOVERY_PARTITIONS = 4
@@ -162,7 +163,9 @@ def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureO
     to the offline score log."""
     assert outputs.scoring is not None
     to_model = op.key_on("to-model", customer_updates, lambda _u: MODEL_KEY)
-    scored = op.stateful_flat_map("score", to_model, scoring_step(outputs.scoring))
+    score = scoring_step(outputs.scoring)
+    scored = op.stateful_flat_map("score", to_model, lambda state, update: stats.writing(
+        lambda: score(state, update)))  # it writes the model's checkpoints
     if outputs.redis_url is not None:
         op.output("online-scores", op.key_rm("scores", scored),
                   OnlineScoreSink(outputs.redis_url, outputs.prefix, stats, outputs.retry))
@@ -232,19 +235,44 @@ class RunOptions:
 
 
 def run_flow(flow: Dataflow, options: RunOptions) -> None:
-    """Run the dataflow in this process until it ends (or forever when it tails)."""
+    """Run the dataflow in this process until it ends (or forever when it tails).
+
+    A step that raises stops the flow; Bytewax wraps the error in a
+    ``BytewaxRuntimeError``. A :class:`StoreUnwritable` (full disk, unwritable data
+    directory) is raised as itself, so the command shows its message.
+    """
     recovery = None
     if options.recovery_dir is not None:
         if not any(options.recovery_dir.glob("part-*.sqlite3")):
-            options.recovery_dir.mkdir(parents=True, exist_ok=True)
-            init_db_dir(options.recovery_dir, RECOVERY_PARTITIONS)
+            ensure_writable(options.recovery_dir)
+            with writing(options.recovery_dir):
+                init_db_dir(options.recovery_dir, RECOVERY_PARTITIONS)
         else:
             discard_uncommitted(options.recovery_dir)
         recovery = RecoveryConfig(str(options.recovery_dir),
                                   timedelta(seconds=options.backup_seconds))
-    cli_main(flow, workers_per_process=options.workers,
-             epoch_interval=timedelta(seconds=options.snapshot_seconds),
-             recovery_config=recovery)
+    try:
+        cli_main(flow, workers_per_process=options.workers,
+                 epoch_interval=timedelta(seconds=options.snapshot_seconds),
+                 recovery_config=recovery)
+    except BytewaxRuntimeError as exc:
+        cause = unwritable_cause(exc)
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def unwritable_cause(exc: BaseException) -> StoreUnwritable | None:
+    """The :class:`StoreUnwritable` that a Bytewax error wraps, if any (looked for down
+    the chain of causes: Bytewax may wrap more than once)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, StoreUnwritable):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
@@ -252,6 +280,7 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
              allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S) -> FlowStats:
     """Consume the topic into the stores; return the counters of the run."""
     assert settings.kafka_bootstrap
+    ensure_writable(settings.data_dir, settings.offline_dir)
     ensure_topics(settings.kafka_bootstrap,
                   {settings.topic: DEFAULT_PARTITIONS, settings.dead_topic: 1})
     stats = stats or FlowStats()

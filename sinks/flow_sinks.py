@@ -14,6 +14,12 @@ Bytewax output is at-least-once around a resume from a recovery snapshot:
 - :class:`ProgressSink` records the next offset of each topic partition and the flow's
   counters in Redis, for ``basketflow status``, and logs a line of counts every few
   seconds.
+
+A Parquet write that fails raises :class:`~sinks.offline_store.StoreUnwritable`, which
+stops the flow before the epoch's offsets are committed. The failure is noted in
+:class:`FlowStats`, and the buffering sinks then skip their flush at close: Bytewax closes
+every sink partition while it unwinds, and a second error there would abort the process
+instead of showing the first.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bytewax.outputs import (DynamicSink, FixedPartitionedSink, StatefulSinkPartition,
                              StatelessSinkPartition)
@@ -36,11 +42,12 @@ from flows.entity_features import FeatureUpdate, LogRow
 from flows.scoring import ScoreRow
 from schemas.features import registry
 from sinks.offline_store import (DeadLetterStore, FeatureLog, LateEventLog, ParquetEventStore,
-                                 ScoreLog)
+                                 ScoreLog, StoreUnwritable)
 from sinks.online_store import RedisOnlineStore, connect
 from sinks.redis_retry import RedisRetry
 
 log = logging.getLogger("basketflow.flow")
+T = TypeVar("T")
 #: Where live scores live online: ``<prefix>:score:<entity>``.
 SCORE_KEY = "score"
 
@@ -58,7 +65,17 @@ class FlowStats:
     latest_ts: int = 0
     first_seen: float | None = None
     last_written: float | None = None
+    unwritable: StoreUnwritable | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def writing(self, write: Callable[[], T]) -> T:
+        """Run an offline write; note the :class:`StoreUnwritable` it raises (the flow is
+        stopping) before raising it on."""
+        try:
+            return write()
+        except StoreUnwritable as exc:
+            self.unwritable = exc
+            raise
 
     def add(self, **counts: int) -> None:
         """Add to counters, and note the wall time of the first and latest write."""
@@ -122,9 +139,9 @@ class _BufferedEventPartition(StatefulSinkPartition[list[Transaction], None]):
             self._flush()
 
     def _flush(self) -> None:
-        if self.buffer:
-            self.stats.add(offline_rows=self.store.append(self.buffer))
-            self.buffer = []
+        if self.buffer and self.stats.unwritable is None:
+            events, self.buffer = self.buffer, []
+            self.stats.add(offline_rows=self.stats.writing(lambda: self.store.append(events)))
 
     def snapshot(self) -> None:
         self._flush()
@@ -169,8 +186,9 @@ class DeadLetterSink(DynamicSink[tuple[str, int, Rejection]]):
         store = DeadLetterStore(self.root)
 
         def write(batch: list[tuple[str, int, Rejection]]) -> None:
-            store.append_rows((ts, dead_id, (dead_id, r.event_id, r.reason, r.raw, r.source, ts))
-                              for dead_id, ts, r in batch)
+            self.stats.writing(lambda: store.append_rows(
+                (ts, dead_id, (dead_id, r.event_id, r.reason, r.raw, r.source, ts))
+                for dead_id, ts, r in batch))
             self.stats.add(dead_letters=len(batch))
 
         return _Partition(write)
@@ -222,12 +240,13 @@ def count_late(stats: FlowStats) -> Callable[[str, FeatureUpdate], None]:
 class _EpochBuffer(StatefulSinkPartition[Any, None]):
     """Buffers items and hands them to ``flush`` when the epoch is snapshotted (or when
     ``max_items`` wait), so files are large and written before the offsets past them are
-    saved."""
+    saved; nothing once the flow has found the store unwritable."""
 
     def __init__(self, flush: Callable[[list[Any]], None], size: Callable[[Any], int],
-                 max_items: int = 500_000) -> None:
+                 stats: FlowStats, max_items: int = 500_000) -> None:
         self.flush = flush
         self.size = size
+        self.stats = stats
         self.max_items = max_items
         self.buffer: list[Any] = []
         self.items = 0
@@ -239,9 +258,9 @@ class _EpochBuffer(StatefulSinkPartition[Any, None]):
             self.snapshot()
 
     def snapshot(self) -> None:
-        if self.buffer:
-            self.flush(self.buffer)
-            self.buffer, self.items = [], 0
+        if self.buffer and self.stats.unwritable is None:
+            items, self.buffer, self.items = self.buffer, [], 0
+            self.stats.writing(lambda: self.flush(items))
 
     def close(self) -> None:
         self.snapshot()
@@ -272,7 +291,7 @@ class FeatureLogSink(FixedPartitionedSink[FeatureUpdate, None]):
                                             for view, rows in by_view.items()))
             late_log.append(late for update in updates for late in update.late)
 
-        return _EpochBuffer(flush, lambda u: len(u.rows))
+        return _EpochBuffer(flush, lambda u: len(u.rows), self.stats)
 
 
 class OnlineScoreSink(DynamicSink[ScoreRow]):
@@ -322,7 +341,7 @@ class ScoreLogSink(FixedPartitionedSink[ScoreRow, None]):
                          json.dumps(r.score.probabilities), r.score.model_version)
                         for r in rows)
 
-        return _EpochBuffer(flush, lambda r: 1)
+        return _EpochBuffer(flush, lambda r: 1, self.stats)
 
 
 class ProgressSink(DynamicSink[dict[str, int | str]]):

@@ -8,6 +8,11 @@ half-written file, and idempotently on ``event_id``: the store remembers the ids
 in each date partition (read back from the files the first time the partition is
 touched), so events replayed after a crash or a second replay of the same file are not
 written twice.
+
+A write that fails (full disk, a file where a directory must be, no permission) raises
+:class:`StoreUnwritable`, which stops the flow: the flow writes its offline rows before
+the offsets past them are committed, so nothing is lost, and the next run rewrites what
+was not written.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -51,13 +57,83 @@ def day_of(ts: int) -> str:
     return datetime.fromtimestamp(ts - ts % SECONDS_PER_DAY, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
+class StoreUnwritable(OSError):
+    """The data directory cannot be written (full disk, a file in the way, no permission).
+
+    The message names the path and the OS error, and says what to do. Raised by every
+    write of the offline store, of the classifier checkpoint and by the start-up check
+    (:func:`ensure_writable`); it stops the flow before the offsets past the unwritten
+    rows are committed, so the next run writes them.
+    """
+
+
+def unwritable(path: Path, error: OSError) -> StoreUnwritable:
+    """The :class:`StoreUnwritable` for an OS error met while writing ``path``.
+
+    >>> err = unwritable(Path("/data/offline/events"), NotADirectoryError(20, "Not a directory"))
+    >>> err.errno, str(err).split(": free")[0]
+    (20, 'cannot write /data/offline/events (Not a directory)')
+    """
+    where = error.filename if error.filename is not None else path
+    reason = error.strerror or str(error)
+    exc = StoreUnwritable(
+        f"cannot write {where} ({reason}): free space on that disk or fix the directory "
+        "(a file in the way, permissions), then run the same command again; nothing is "
+        "lost, the input offsets past unwritten data were not committed")
+    exc.errno = error.errno
+    return exc
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an OS error raised while writing under ``path`` into :class:`StoreUnwritable`."""
+    try:
+        yield
+    except StoreUnwritable:
+        raise
+    except OSError as exc:
+        raise unwritable(path, exc) from exc
+
+
+def ensure_writable(*directories: Path) -> None:
+    """Create each directory and write, sync and delete a probe file in it; raise
+    :class:`StoreUnwritable` when that fails, so a run fails at its start rather than
+    mid-run. A real write, since permission bits do not stop root.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = (Path(tmp) / "offline").write_text("a file in the way")
+    ...     ensure_writable(Path(tmp) / "offline")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sinks.offline_store.StoreUnwritable: cannot write ...
+    """
+    for directory in directories:
+        probe = directory / f".write-probe-{uuid.uuid4().hex}"
+        with writing(directory):
+            directory.mkdir(parents=True, exist_ok=True)
+            try:
+                with open(probe, "wb") as f:
+                    f.write(b"basketflow")
+                    f.flush()
+                    os.fsync(f.fileno())
+            finally:
+                probe.unlink(missing_ok=True)
+
+
 def write_atomically(table: pa.Table, directory: Path, name: str) -> Path:
-    """Write a Parquet file under a hidden temporary name, then rename it into place."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write a Parquet file under a hidden temporary name, then rename it into place;
+    :class:`StoreUnwritable` when it cannot be written (the temporary file is removed)."""
     final = directory / name
     tmp = directory / f".{name}.tmp"
-    pq.write_table(table, tmp, compression="snappy")  # half zstd's CPU per small file
-    os.replace(tmp, final)
+    with writing(directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            pq.write_table(table, tmp, compression="snappy")  # half zstd's CPU per small file
+            os.replace(tmp, final)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
     return final
 
 
