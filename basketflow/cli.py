@@ -662,13 +662,18 @@ def segment() -> None:
     """
 
 
+#: How many customer categories to fit (shared by `segment fit` and `evaluate`).
+categories_option = click.option(
+    "--k", type=click.IntRange(8, 12), default=None,
+    help="Number of categories [default: the best silhouette among 8..12].")
+
+
 @segment.command("fit")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), required=True,
               help="Last day (inclusive) of the baskets the categories learn from.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="KMeans seed: same data and seed, same categories and version.")
-@click.option("--k", type=click.IntRange(8, 12), default=None,
-              help="Number of categories [default: the best silhouette among 8..12].")
+@categories_option
 @click.option("--json", "as_json", is_flag=True, help="Print the fitted segmentation as JSON.")
 @click.pass_obj
 @friendly
@@ -770,8 +775,7 @@ def _print_segments(seg: Segmentation) -> None:
                    "on or after it are the test customers.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the categories and the random forest.")
-@click.option("--k", type=click.IntRange(8, 12), default=None,
-              help="Number of categories [default: the best silhouette among 8..12].")
+@categories_option
 @click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON.")
 @click.pass_obj
 @friendly
