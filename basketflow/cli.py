@@ -295,11 +295,15 @@ def replay(settings: Settings, path: Path, speedup: float | None, rate: float | 
               show_default=True, help="Seconds a superseded snapshot is kept before it is "
               "deleted; set it to how often you copy <data>/recovery elsewhere, so a copy "
               "is always consistent (Bytewax backup_interval).")
+@click.option("--max-batch", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="Most messages taken per poll of a partition: larger batches cost less CPU "
+                   "per event while a backlog is read; a flow that keeps up gets small ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON at the end.")
 @click.pass_obj
 @friendly
 def run(settings: Settings, stop_at_end: bool, workers: int, recovery: bool,
-        snapshot_interval: float, backup_interval: float, as_json: bool) -> None:
+        snapshot_interval: float, backup_interval: float, max_batch: int,
+        as_json: bool) -> None:
     """Run the dataflow: topic -> features in Redis and events in Parquet.
 
     Without --stop-at-end it runs until stopped (Ctrl-C); with recovery on (snapshots in
@@ -313,7 +317,7 @@ def run(settings: Settings, stop_at_end: bool, workers: int, recovery: bool,
     options = RunOptions(workers=workers, snapshot_seconds=snapshot_interval,
                          backup_seconds=backup_interval,
                          recovery_dir=settings.recovery_dir / settings.topic if recovery else None)
-    stats = run_live(settings, stop_at_end=stop_at_end, options=options)
+    stats = run_live(settings, stop_at_end=stop_at_end, options=options, max_batch=max_batch)
     figures = {"events": stats.events, "dead_letters": stats.dead_letters,
                "offline_rows_written": stats.offline_rows, "online_writes": stats.online_writes,
                "seconds": round(stats.seconds, 3),

@@ -20,6 +20,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from confluent_kafka.admin import AdminClient
 
 
+DEFAULT_MAX_BATCH = 20_000
+
+
 class RawMessage(msgspec.Struct, frozen=True):
     """One message (or consumer error) as read, before decoding (built in C: a
     ``NamedTuple``'s Python-level constructor cost ~6% of the flow)."""
@@ -81,7 +84,7 @@ class KafkaBatchSource(FixedPartitionedSource[list[RawMessage], int]):
     """
 
     def __init__(self, bootstrap: str, topic: str, consumer_config: dict[str, object],
-                 stop_at_end: bool, batch_size: int = 20_000) -> None:
+                 stop_at_end: bool, batch_size: int = DEFAULT_MAX_BATCH) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.config = consumer_config | {"group.id": "basketflow-unused",

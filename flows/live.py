@@ -44,7 +44,7 @@ from basketflow.kafka import DEFAULT_PARTITIONS, consumer_config, ensure_topics,
 from flows.dead_letters import (DeadLetter, consumer_error, producer_letters, rejected,
                                 to_dead_message)
 from flows.entity_features import FeatureUpdate, folder_step
-from flows.kafka_batches import KafkaBatchSource, RawMessage
+from flows.kafka_batches import DEFAULT_MAX_BATCH, KafkaBatchSource, RawMessage
 from flows.scoring import MODEL_KEY, ScoringConfig, scoring_config, scoring_step
 from flows.progress import FlowProgress
 from flows.recovery_store import discard_uncommitted
@@ -192,15 +192,17 @@ def _product_key(e: Transaction) -> str:
 
 def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
                     allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S,
-                    scoring: ScoringConfig | None = None) -> Dataflow:
+                    scoring: ScoringConfig | None = None,
+                    max_batch: int = DEFAULT_MAX_BATCH) -> Dataflow:
     """The Kafka-fed dataflow; ``stop_at_end`` ends it at the end of every partition;
-    ``scoring`` (None: no scores) sets up the classifier."""
+    ``scoring`` (None: no scores) sets up the classifier; ``max_batch`` caps the messages
+    taken per poll of a partition."""
     assert settings.kafka_bootstrap and settings.redis_url, "resolve addresses first"
     bootstrap = settings.kafka_bootstrap
     config = consumer_config(bootstrap)
     flow = Dataflow("basketflow-live")
     raw = op.input("kafka-in", flow, KafkaBatchSource(bootstrap, settings.topic, config,
-                                                      stop_at_end))
+                                                      stop_at_end, max_batch))
     decoded = op.map("decode", raw, decode_batch)
     dead = op.flat_map("dead", decoded, lambda d: d.dead)
     op.output("dead-letters", op.map("dead-message", dead, to_dead_message), KafkaSink(
@@ -277,7 +279,8 @@ def unwritable_cause(exc: BaseException) -> StoreUnwritable | None:
 
 def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
              stats: FlowStats | None = None,
-             allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S) -> FlowStats:
+             allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S,
+             max_batch: int = DEFAULT_MAX_BATCH) -> FlowStats:
     """Consume the topic into the stores; return the counters of the run."""
     assert settings.kafka_bootstrap
     ensure_writable(settings.data_dir, settings.offline_dir)
@@ -285,5 +288,5 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
                   {settings.topic: DEFAULT_PARTITIONS, settings.dead_topic: 1})
     stats = stats or FlowStats()
     run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness,
-                             scoring_config(settings.data_dir)), options)
+                             scoring_config(settings.data_dir), max_batch), options)
     return stats

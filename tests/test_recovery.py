@@ -48,10 +48,11 @@ def cli_env(settings: Settings) -> dict[str, str]:
 
 
 def start_run(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
-    """`basketflow run --stop-at-end` with short snapshots, in the background."""
+    """`basketflow run --stop-at-end` with short snapshots and small batches (so that the
+    progress hash moves in small steps to kill at), in the background."""
     return subprocess.Popen(
         [sys.executable, "-m", "basketflow.cli", "run", "--stop-at-end",
-         "--snapshot-interval", SNAPSHOT, "--json", *args],
+         "--snapshot-interval", SNAPSHOT, "--max-batch", "1000", "--json", *args],
         env=cli_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
