@@ -34,8 +34,8 @@ from schemas.events import Transaction
 from sinks.offline_store import LateEventLog
 
 START, END = date(2011, 1, 3), date(2011, 4, 29)
-FIT_UNTIL, LABELS_UNTIL = date(2011, 3, 15), date(2011, 4, 15)
-DAYS = (date(2011, 4, 27), date(2011, 4, 12), date(2011, 3, 8))
+FIT_UNTIL, LABELS_UNTIL = date(2011, 3, 15), date(2011, 4, 10)
+DAYS = (date(2011, 4, 15), date(2011, 4, 8), date(2011, 3, 9))
 LATE_DAY = date(2011, 4, 27)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -46,7 +46,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Transact
     a few late events; and the file's valid events."""
     root = tmp_path_factory.mktemp("customers")
     source = root / "events.csv"
-    write_csv(source, rows=10_000, seed=11, start=START, end=END, customers=600)
+    write_csv(source, rows=16_000, seed=11, start=START, end=END, customers=300)
     first = root / "first"
     run_backfill(file_events(source, [0]), FeatureOutputs(None, "bf", first / "offline"),
                  RunOptions(snapshot_seconds=3600))
@@ -213,7 +213,7 @@ def test_the_categories_add_up_to_the_registered_customers(
 def test_moves_between_categories(store: tuple[Path, list[Transaction]],
                                   oracle: CustomerOracle) -> None:
     data, _ = store
-    day = DAYS[1]
+    day = DAYS[0]
     previous = oracle.trailing(day)[0]
     report = daily_report(data / "offline", day)
     moves = report["sections"]["customer_categories"]["moves"]
@@ -223,9 +223,9 @@ def test_moves_between_categories(store: tuple[Path, list[Transaction]],
     active = {e.customer_id for e in oracle.by_day[day] if e.customer_id and is_sale(e)}
     returning = {c for c in active if oracle.first_purchase[c] < day}
     assert moves["compared"] == len(returning) == \
-        report["sections"]["customers_countries"]["returning_customers"]["value"]
+        report["sections"]["customers_countries"]["returning_customers"]["value"] > 0
     changed = Counter((before[c], after[c]) for c in returning if before[c] != after[c])
-    assert moves["moved"]["value"] == sum(changed.values())
+    assert moves["moved"]["value"] == sum(changed.values()) > 0
     ranked = sorted(changed.items(), key=lambda item: (-item[1], item[0]))
     assert [((t["from"], t["to"]), t["count"]) for t in moves["transitions"]] == ranked[:10]
     assert moves["transition_kinds"] == len(changed)
