@@ -24,14 +24,15 @@ False
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from reports.profiles import customer_profiles
+from reports.profiles import profiles_at
 from reports.segments import Segmentation, SegmentationError, load_labels, load_segmentation
 
 UNLABELLED = "unlabelled"
@@ -52,23 +53,22 @@ class CurrentCategories:
     segmentation: Segmentation | None
     labels: dict[str, str]
     missing: str | None = None
-    _assigned: dict[date, pd.Series] = field(default_factory=dict, repr=False)
 
     @property
     def names(self) -> list[str]:
         """Every category name of the segmentation, then :data:`UNLABELLED`."""
         return [*(self.segmentation.names if self.segmentation else []), UNLABELLED]
 
-    def assigned(self, offline_dir: Path, until: date) -> pd.Series:
-        """Each customer's category from their profile up to ``until`` (cached per day).
+    def assigned(self, offline_dir: Path, untils: Sequence[date],
+                 customers: Collection[str]) -> dict[date, pd.Series]:
+        """Each of ``customers``' category from their profile up to each day of ``untils``
+        (customers without a basket by then are left out); the feature log is read once.
 
         Raises ProfileError when the offline store has no basket feature log.
         """
-        if until not in self._assigned:
-            assert self.segmentation is not None
-            self._assigned[until] = self.segmentation.assign(
-                customer_profiles(offline_dir, until))
-        return self._assigned[until]
+        assert self.segmentation is not None
+        profiles = profiles_at(offline_dir, untils, customers)
+        return {until: self.segmentation.assign(profiles[until]) for until in untils}
 
 
 def load_current(data_dir: Path) -> CurrentCategories:
@@ -86,16 +86,17 @@ def load_current(data_dir: Path) -> CurrentCategories:
     return CurrentCategories(segmentation, labels)
 
 
-def moves(categories: CurrentCategories, offline_dir: Path, active: set[str],
-          before: date, until: date) -> dict[str, Any]:
-    """Moves of the ``active`` customers between the categories assigned from their
-    profiles up to ``before`` and up to ``until`` (see the module docstring).
+def moves(active: Collection[str], old: pd.Series, new: pd.Series) -> dict[str, Any]:
+    """Moves of the ``active`` customers from their categories ``old`` (assigned from
+    profiles up to the previous trading day) to ``new`` (up to the day).
 
-    Returns ``compared`` (active customers profiled at both dates), ``moved`` and the
-    ``transitions`` (from, to, count), most frequent first, ties by names.
+    Returns ``compared`` (active customers in both), ``moved`` and the ``transitions``
+    (from, to, count), most frequent first, ties by names.
+
+    >>> old = pd.Series({"1": "A", "2": "A", "3": "B"})
+    >>> moves({"1", "2", "3", "4"}, old, pd.Series({"1": "B", "2": "A", "3": "A", "4": "A"}))
+    {'compared': 3, 'moved': 2, 'transitions': [{'from': 'A', 'to': 'B', 'count': 1}, {'from': 'B', 'to': 'A', 'count': 1}]}
     """
-    old = categories.assigned(offline_dir, before)
-    new = categories.assigned(offline_dir, until)
     compared = sorted(c for c in active if c in old.index and c in new.index)
     changes = Counter((old[c], new[c]) for c in compared if old[c] != new[c])
     ranked = sorted(changes.items(), key=lambda item: (-item[1], item[0]))

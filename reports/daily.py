@@ -382,19 +382,34 @@ class ReportRun:
         return self._predictions
 
     def moves(self, day: date) -> dict[str, Any] | None:
-        """Customers active on ``day`` who moved between categories since the previous
-        trading day (see :func:`reports.customer_categories.moves`); None on the store's
-        first day; cached."""
-        before = self._trailing_days(day)[:1]
+        """Customers active on ``day`` (a run day or the one before it) who moved between
+        categories since the previous trading day (see
+        :func:`reports.customer_categories.moves`); None on the store's first day.
+
+        The first call does every day of the run at once: one read of the feature log for
+        the customers active on those days, profiled up to each day concerned.
+        """
+        if not self._moves:
+            self._all_moves()
+        return self._moves.get(day)
+
+    def _all_moves(self) -> None:
+        """Moves of every run day and of the trading day before each, cached."""
+        previous = {d: t[0] for d in self.days if (t := self.trailing[d])}
+        days = {m for d, p in previous.items() if d in self.query.event_files for m in (d, p)}
+        before = {m: t[0] for m in days if (t := self._trailing_days(m))}
         if not before:
-            return None
-        if day not in self._moves:
-            active = {c for (c,) in self.query.rows(
-                "SELECT DISTINCT customer_id FROM events WHERE date = $day AND "
-                f"customer_id IS NOT NULL AND {SALE_LINE}", {"day": day})}
-            self._moves[day] = moves(self.categories, self.query.offline_dir, active,
-                                     before[0], day)
-        return self._moves[day]
+            return
+        active: dict[date, set[str]] = defaultdict(set)
+        for day, customer in self.query.rows(
+                "SELECT DISTINCT date, customer_id FROM events WHERE customer_id IS NOT NULL "
+                f"AND {SALE_LINE} AND list_contains($days, date)", {"days": sorted(before)}):
+            active[day].add(customer)
+        untils = sorted(set(before) | set(before.values()))
+        assigned = self.categories.assigned(self.query.offline_dir, untils,
+                                            set().union(*active.values()))
+        self._moves = {m: moves(active[m], assigned[b], assigned[m])
+                       for m, b in before.items()}
 
     def report(self, day: date) -> dict[str, Any]:
         """The whole report of one of the run's days, as a plain JSON-ready dict."""
