@@ -94,8 +94,12 @@ def moves(active: Collection[str], old: pd.Series, new: pd.Series) -> dict[str, 
     (from, to, count), most frequent first, ties by names.
 
     >>> old = pd.Series({"1": "A", "2": "A", "3": "B"})
-    >>> moves({"1", "2", "3", "4"}, old, pd.Series({"1": "B", "2": "A", "3": "A", "4": "A"}))
-    {'compared': 3, 'moved': 2, 'transitions': [{'from': 'A', 'to': 'B', 'count': 1}, {'from': 'B', 'to': 'A', 'count': 1}]}
+    >>> result = moves({"1", "2", "3", "4"}, old,
+    ...                pd.Series({"1": "B", "2": "A", "3": "A", "4": "A"}))
+    >>> result["compared"], result["moved"]
+    (3, 2)
+    >>> [(t["from"], t["to"], t["count"]) for t in result["transitions"]]
+    [('A', 'B', 1), ('B', 'A', 1)]
     """
     compared = sorted(c for c in active if c in old.index and c in new.index)
     changes = Counter((old[c], new[c]) for c in compared if old[c] != new[c])
