@@ -568,7 +568,10 @@ def historical(settings: Settings, entities: Path, feature_list: str, out_path: 
 def report(settings: Settings, day: Any, first: Any, last: Any, out_dir: Path, formats: str,
            as_json: bool) -> None:
     """The daily report on product categories, customers and data quality, computed from
-    the offline store alone (works while the flow is stopped)."""
+    the offline store alone (works while the flow is stopped).
+
+    Customer categories come from the current segmentation (`segment fit`, `segment
+    assign`) and the score log; without them that section says what to run."""
     from reports.daily import ReportError, days_between, parse_formats, run_reports
     if day is not None and (first or last):
         raise click.UsageError("give --date, or --from and --to, not both")

@@ -4,19 +4,20 @@ What it measures (the targets of issue 5): one day's report (target under 5 s on
 machine), split into computing the figures and writing each format, then a month of
 daily reports (``--from``/``--to`` over a month, every format), with the total time.
 
-The offline store is built first, in a temporary directory deleted at the end, from the
-real Kaggle extract (``../shared/data`` beside the repository, or the path given as the
-first argument) through the real reader and store, in chunks of 50,000 events. Without the
-file the benchmark says so and exits (status 0).
+The data directory is made first, in a temporary directory deleted at the end, the way a
+deployment makes it, from the real Kaggle extract (``../shared/data`` beside the
+repository, or the path given as the first argument): the backfill writes the events and
+feature logs, customer categories are fitted on the data up to 2011-06-30 and assigned,
+and the backfill is run again over the stored events with the scoring step on, which
+writes the score log (the customer-category section reads all of them). Without the file
+the benchmark says so and exits (status 0). An existing data directory made that way can
+be given instead (``--data-dir D``): it is read, never changed.
 
-    python benchmarks/daily_report.py [PATH.csv.gz]
+    python benchmarks/daily_report.py [PATH.csv.gz | --data-dir D]
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,37 +26,44 @@ from pathlib import Path
 
 import duckdb
 
-from producers.csv_source import read_events
+from benchmarks.machine import REAL_DATA, describe
+from flows.backfill import file_events, offline_events, run_backfill
+from flows.live import FeatureOutputs, RunOptions
+from flows.scoring import ScoringConfig
 from reports.daily import ReportRun, days_between, run_reports
 from reports.render import write_report
-from schemas.events import Transaction
-from sinks.offline_store import ParquetEventStore
+from reports.segments import assign_customers, fit_segments, load_labels
 
-REAL_DATA = (Path(__file__).resolve().parents[2] / "shared" / "data"
-             / "online_retail_2010-12_to_2011-09.csv.gz")
-CHUNK = 50_000
+SEGMENTS_UNTIL = date(2011, 6, 30)
 ONE_DAY = date(2011, 9, 30)
 MONTH = (date(2011, 9, 1), date(2011, 9, 30))
 ALL_FORMATS = {"md", "html", "json"}
 
 
-def machine() -> str:
-    """Platform, Python, CPUs and DuckDB version, for the record."""
-    return (f"{platform.platform()}, Python {platform.python_version()}, "
-            f"{os.cpu_count()} CPUs, DuckDB {duckdb.__version__}")
-
-
-def build_store(source: Path, root: Path) -> int:
-    """Fill an offline store from the file, chunk by chunk; print a line per chunk."""
-    store = ParquetEventStore(root)
-    valid = (e for e in read_events(source) if isinstance(e, Transaction))
-    written = 0
+def build_data_dir(source: Path, data: Path) -> None:
+    """Backfill, fit and assign customer categories, backfill again with scoring; print
+    each step's time."""
+    offline = data / "offline"
+    options = RunOptions(snapshot_seconds=3600)
     started = time.perf_counter()
-    while chunk := list(itertools.islice(valid, CHUNK)):
-        written += store.append(chunk)
-        print(f"  stored {written:,} events ({time.perf_counter() - started:.1f} s)",
-              flush=True)
-    return written
+    stats = run_backfill(file_events(source, [0]), FeatureOutputs(None, "bf", offline),
+                         options)
+    print(f"  backfill: {stats.offline_rows:,} events, {stats.feature_rows:,} feature rows "
+          f"({time.perf_counter() - started:.1f} s)", flush=True)
+    started = time.perf_counter()
+    segmentation = fit_segments(data, SEGMENTS_UNTIL)
+    labels = assign_customers(data)
+    print(f"  segment fit --until {SEGMENTS_UNTIL} (k={segmentation.k}) and assign: "
+          f"{len(labels):,} customers ({time.perf_counter() - started:.1f} s)", flush=True)
+    started = time.perf_counter()
+    scoring = ScoringConfig(load_labels(data), segmentation.version, None)
+    run_backfill(offline_events(offline),
+                 FeatureOutputs(None, "bf", offline, store_events=False, scoring=scoring),
+                 options)
+    [(scores,)] = duckdb.sql("SELECT count(*) FROM read_parquet("
+                             f"'{offline}/scores/date=*/*.parquet')").fetchall()
+    print(f"  backfill with scoring: {scores:,} score rows "
+          f"({time.perf_counter() - started:.1f} s)", flush=True)
 
 
 def one_day(root: Path, out: Path) -> None:
@@ -82,6 +90,15 @@ def one_day(root: Path, out: Path) -> None:
           f"active customers {s['customers_countries']['active_customers']['value']}, "
           f"new products {s['product_categories']['new_products']['count']['value']}, "
           f"lines {s['data_quality']['lines']['value']:,}")
+    customers = s["customer_categories"]
+    if customers["available"]:
+        new, moves = customers["new_customers"], customers["moves"]
+        accuracy = new["accuracy"]["value"] if new["accuracy"] else None
+        print(f"  customer categories {len(customers['categories']) - 1}, new customers "
+              f"{new['count']['value']} ({new['predicted']['value']} predicted, "
+              f"{new['right']['value']} of {new['labelled']['value']} right, accuracy "
+              f"{accuracy}), moved {moves['moved']['value'] if moves['available'] else '-'}"
+              f" of {moves.get('compared', '-')}")
 
 
 def one_month(root: Path, out: Path) -> None:
@@ -111,19 +128,22 @@ def one_month(root: Path, out: Path) -> None:
 
 
 def main() -> None:
-    source = Path(sys.argv[1]) if len(sys.argv) > 1 else REAL_DATA
-    if not source.is_file():
+    args = sys.argv[1:]
+    given = Path(args[1]) if args[:1] == ["--data-dir"] and len(args) == 2 else None
+    source = Path(args[0]) if args and given is None else REAL_DATA
+    if given is None and not source.is_file():
         print(f"skipped: the real data file {source} is absent (give its path as argument)")
         return
-    print(f"Machine: {machine()}")
+    print(f"Machine: {describe()}, DuckDB {duckdb.__version__}")
     with tempfile.TemporaryDirectory(prefix="basketflow-report-") as tmp:
-        root = Path(tmp) / "offline"
-        print(f"Building the offline store from {source.name}:")
-        started = time.perf_counter()
-        written = build_store(source, root)
-        print(f"  {written:,} events in {time.perf_counter() - started:.1f} s")
-        one_day(root, Path(tmp) / "reports-one")
-        one_month(root, Path(tmp) / "reports-month")
+        data = given or Path(tmp) / "data"
+        if given is None:
+            print(f"Building the data directory from {source.name}:")
+            build_data_dir(source, data)
+        else:
+            print(f"Data directory {data}")
+        one_day(data / "offline", Path(tmp) / "reports-one")
+        one_month(data / "offline", Path(tmp) / "reports-month")
 
 
 if __name__ == "__main__":

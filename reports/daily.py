@@ -16,10 +16,15 @@ How it is organised:
   day and each product's first day in the store (one scan of two or three columns of every
   partition up to the last day asked for); per-day series of every figure are computed
   with one ``GROUP BY date`` query per grouping and cached.
+- **Customer categories** (:mod:`reports.customer_categories`): the current
+  segmentation's labels are a small lookup table joined to the events (column
+  ``customer_category``); the new customers' first baskets are joined to the score log
+  of the loaded days once; moves assign categories from profiles up to two trading days,
+  cached per day. Without a segmentation the section says what to run.
 - **Sections** (:data:`SECTIONS`): a list of builders, each taking one day
   (:class:`DayScope`) and returning a plain dict of figures. The report is those dicts
-  under ``sections``, so a new section (the customer categories, once the segmentation
-  exists) is one more builder here and one more view in ``reports.render``.
+  under ``sections``, so a new section is one more builder here and one more view in
+  ``reports.render``.
 
 Every figure is reported against the previous trading day and the trailing average as
 ``{"value", "previous", "avg_7d"}``; :data:`TERMS` says what those mean.
@@ -36,7 +41,11 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from reports.customer_categories import (
+    TOP_TRANSITIONS, UNLABELLED, CurrentCategories, load_current, moves, unavailable,
+)
 from reports.offline_query import OfflineQuery
+from reports.profiles import ProfileError
 from schemas.taxonomy import Taxonomy, load_taxonomy
 
 TRAILING_DAYS = 7
@@ -163,6 +172,27 @@ TERMS: dict[str, tuple[str, str]] = {
     "top_products": ("Top products", "products (stock code, with the alphabetically first "
                                      "description seen that day) ranked by revenue, ties "
                                      "by stock code."),
+    "customer_category": (
+        "Customer category", "the customer's label in the current segmentation (`basketflow "
+        "segment assign`); registered customers without a label are 'unlabelled'; guests "
+        "are not counted. Active customers and revenue per category add up to the "
+        "registered customers' (guest revenue excluded)."),
+    "predicted_category": (
+        "Predicted category", "for a new customer (first purchase that day), the live "
+        "classifier's score at the end of their first basket: the last score-log row "
+        "(greatest event time, then sequence) of their first invoice of the day. Right: "
+        "the prediction equals the customer's label; accuracy = right / predicted "
+        "customers with a label."),
+    "moves": (
+        "Moved customers", "customers active that day, with purchases before it, whose "
+        "category assigned by the current segmentation from their profile up to the "
+        "previous trading day differs from the one assigned from their profile up to that "
+        "day (profiles: reports/profiles.py). Compared with the previous trading day only: "
+        "each day costs two passes over the feature log, so no 7-day average."),
+    "late_events": (
+        "Late events", "events of that day (their own event time) that arrived after "
+        "their customer had moved on by more than the allowed lateness: kept in the "
+        "offline store, left out of the online values (late/ in the offline store)."),
     "rejected": ("Rejected lines", "dead letters of the day (lines or messages that were "
                                    "not valid events), by reason; their day is the line's "
                                    "invoice date when it could be read, else the day they "
@@ -203,14 +233,21 @@ class ReportRun:
     """
 
     def __init__(self, offline_dir: Path, days: Iterable[date],
-                 taxonomy: Taxonomy | None = None) -> None:
+                 taxonomy: Taxonomy | None = None, data_dir: Path | None = None) -> None:
         self.query = OfflineQuery(Path(offline_dir))
         self.taxonomy = taxonomy or load_taxonomy()
+        #: Customer categories of ``data_dir`` (default: the offline store's parent, as
+        #: in ``Settings``: ``<data>/offline`` beside ``<data>/segments``).
+        self.categories: CurrentCategories = load_current(
+            Path(data_dir) if data_dir is not None else Path(offline_dir).parent)
         self.days = sorted(set(days))
         self.stored = self.query.days
         self._series: dict[tuple[tuple[str, ...], str | None], dict[str, dict[str, Series]]]
         self._series = {}
         self._rejected: dict[date, dict[str, int]] | None = None
+        self._late: dict[date, int] | None = None
+        self._predictions: dict[date, list[tuple[str, str | None, str | None]]] | None = None
+        self._moves: dict[date, dict[str, Any]] = {}
         try:
             self._check_days()
             self.trailing = {day: self._trailing_days(day) for day in self.days}
@@ -219,6 +256,8 @@ class ReportRun:
             if window:
                 self._load_events(window)
             self.query.dead_letters_view("dead_letters", window | set(self.days))
+            self.query.late_events_view("late_events", window | set(self.days))
+            self.query.scores_view("scores", window)
         except Exception:
             self.query.con.close()
             raise
@@ -268,13 +307,19 @@ class ReportRun:
             "description": [text for _, text in lines],
             "category": [self.taxonomy.category_of(code, text or "") for code, text in lines],
         })
+        labels = self.categories.labels
+        q.create_table("customer_labels", {"customer_id": list(labels),
+                                           "label": list(labels.values())})
         q.execute(
             "CREATE TEMP TABLE events AS SELECT e.*, c.category, cf.first_purchase, "
-            "pf.first_seen FROM window_events e "
+            "pf.first_seen, CASE WHEN e.customer_id IS NOT NULL THEN "
+            f"coalesce(cl.label, '{UNLABELLED}') END AS customer_category "
+            "FROM window_events e "
             "JOIN categories c ON c.stock_code = e.stock_code "
             "AND c.description IS NOT DISTINCT FROM e.description "
             "LEFT JOIN customer_first cf ON cf.customer_id = e.customer_id "
-            "LEFT JOIN product_first pf ON pf.stock_code = e.stock_code")
+            "LEFT JOIN product_first pf ON pf.stock_code = e.stock_code "
+            "LEFT JOIN customer_labels cl ON cl.customer_id = e.customer_id")
 
     def series(self, names: Sequence[str], by: str | None = None,
                ) -> dict[str, dict[str, Series]]:
@@ -303,6 +348,68 @@ class ReportRun:
                     "SELECT date, reason, count(*) FROM dead_letters GROUP BY ALL"):
                 self._rejected[day][reason] = count
         return self._rejected
+
+    def late_events(self) -> dict[date, int]:
+        """Late events per day (their own event date), for the days loaded (cached)."""
+        if self._late is None:
+            self._late = dict(self.query.rows(
+                "SELECT date, count(DISTINCT event_id) FROM late_events GROUP BY date"))
+        return self._late
+
+    def predictions(self) -> dict[date, list[tuple[str, str | None, str | None]]]:
+        """Per loaded day, each new customer's (id, predicted category or None, label or
+        None), by id: the prediction at the end of the first basket (module doc; cached)."""
+        if self._predictions is None:
+            rows = self.query.rows(f"""
+                WITH first_baskets AS (
+                    SELECT date, customer_id, arg_min(invoice, (ts, invoice)) AS invoice
+                    FROM events WHERE customer_id IS NOT NULL AND {SALE_LINE}
+                      AND first_purchase = date GROUP BY ALL),
+                last_scores AS (
+                    SELECT s.entity_id, s.invoice, s.category FROM scores s
+                    SEMI JOIN first_baskets f
+                      ON f.customer_id = s.entity_id AND f.invoice = s.invoice
+                    QUALIFY row_number() OVER (PARTITION BY s.entity_id, s.invoice
+                                               ORDER BY s.ts DESC, s.seq DESC) = 1)
+                SELECT f.date, f.customer_id, s.category, l.label FROM first_baskets f
+                LEFT JOIN last_scores s ON s.entity_id = f.customer_id
+                     AND s.invoice = f.invoice
+                LEFT JOIN customer_labels l ON l.customer_id = f.customer_id
+                ORDER BY f.date, f.customer_id""")
+            self._predictions = defaultdict(list)
+            for day, customer, predicted, label in rows:
+                self._predictions[day].append((customer, predicted, label))
+        return self._predictions
+
+    def moves(self, day: date) -> dict[str, Any] | None:
+        """Customers active on ``day`` (a run day or the one before it) who moved between
+        categories since the previous trading day (see
+        :func:`reports.customer_categories.moves`); None on the store's first day.
+
+        The first call does every day of the run at once: one read of the feature log for
+        the customers active on those days, profiled up to each day concerned.
+        """
+        if not self._moves:
+            self._all_moves()
+        return self._moves.get(day)
+
+    def _all_moves(self) -> None:
+        """Moves of every run day and of the trading day before each, cached."""
+        previous = {d: t[0] for d in self.days if (t := self.trailing[d])}
+        days = {m for d, p in previous.items() if d in self.query.event_files for m in (d, p)}
+        before = {m: t[0] for m in days if (t := self._trailing_days(m))}
+        if not before:
+            return
+        active: dict[date, set[str]] = defaultdict(set)
+        for day, customer in self.query.rows(
+                "SELECT DISTINCT date, customer_id FROM events WHERE customer_id IS NOT NULL "
+                f"AND {SALE_LINE} AND list_contains($days, date)", {"days": sorted(before)}):
+            active[day].add(customer)
+        untils = sorted(set(before) | set(before.values()))
+        assigned = self.categories.assigned(self.query.offline_dir, untils,
+                                            set().union(*active.values()))
+        self._moves = {m: moves(active[m], assigned[b], assigned[m])
+                       for m, b in before.items()}
 
     def report(self, day: date) -> dict[str, Any]:
         """The whole report of one of the run's days, as a plain JSON-ready dict."""
@@ -455,8 +562,107 @@ def build_customers_countries(s: DayScope) -> dict[str, Any]:
     }
 
 
+CATEGORY_METRICS = ("active_customers", "revenue")
+
+
+def build_customer_categories(s: DayScope) -> dict[str, Any]:
+    """Active customers and revenue per customer category, new customers' predicted
+    categories against their labels, customers who moved between categories."""
+    current = s.run.categories
+    if current.missing is not None:
+        return unavailable(current.missing)
+    assert current.segmentation is not None
+    by_category = s.run.series(CATEGORY_METRICS, by="customer_category")
+    categories = [{"name": name, **s.figures(by_category.get(name, {}), CATEGORY_METRICS)}
+                  for name in current.names]
+    categories.sort(key=lambda c: (c["name"] == UNLABELLED, -c["revenue"]["value"],
+                                   -c["active_customers"]["value"], c["name"]))
+    registered = {n: {d: sum(m.get(n, {}).get(d, 0) for k, m in by_category.items()
+                             if k is not None) for d in (s.day, *s.trailing)}
+                  for n in CATEGORY_METRICS}
+    return {
+        "available": True,
+        "segmentation": {"version": current.segmentation.version,
+                         "until": current.segmentation.until,
+                         "labelled_customers": len(current.labels)},
+        "registered": s.figures(registered, CATEGORY_METRICS),
+        "categories": categories,
+        "new_customers": _new_customer_predictions(s, current),
+        "moves": _moves(s),
+    }
+
+
+def _new_customer_predictions(s: DayScope, current: CurrentCategories) -> dict[str, Any]:
+    """New customers, how many were scored, right and the accuracy, per predicted category."""
+    predictions = s.run.predictions()
+    days = (s.day, *s.trailing)
+
+    def per_day(count: Callable[[list[tuple[str, str | None, str | None]]], float]) -> Series:
+        return {d: count(predictions.get(d, [])) for d in days}
+
+    def judged(rows: list[tuple[str, str | None, str | None]]) -> list[bool]:
+        return [p == label for _, p, label in rows if p is not None and label is not None]
+
+    today = predictions.get(s.day, [])
+    by_predicted = []
+    for name in current.names[:-1]:
+        mine = [r for r in today if r[1] == name]
+        by_predicted.append({
+            "category": name,
+            "count": s.figure(per_day(lambda rows, n=name: sum(1 for r in rows if r[1] == n)),
+                              "count"),
+            "labelled": len(judged(mine)), "right": sum(judged(mine))})
+    accuracy = {d: (sum(j) / len(j)) for d in days if (j := judged(predictions.get(d, [])))}
+    return {
+        "scores_recorded": bool(s.run.query.score_files),
+        "count": s.figure(per_day(len), "count"),
+        "predicted": s.figure(per_day(lambda rows: sum(1 for r in rows if r[1])), "count"),
+        "labelled": s.figure(per_day(lambda rows: len(judged(rows))), "count"),
+        "right": s.figure(per_day(lambda rows: sum(judged(rows))), "count"),
+        "accuracy": _accuracy(s, accuracy),
+        "by_predicted": sorted((p for p in by_predicted if p["count"]["value"]),
+                               key=lambda p: (-p["count"]["value"], p["category"])),
+        "customers": [{"customer_id": c, "predicted": p, "label": label,
+                       "right": None if p is None or label is None else p == label}
+                      for c, p, label in today],
+    }
+
+
+def _accuracy(s: DayScope, by_date: Mapping[date, float]) -> Figure | None:
+    """The share of right predictions, compared only with days that had any to judge;
+    None when none of the day's new customers has both a prediction and a label."""
+    if s.day not in by_date:
+        return None
+    trailing = [by_date[d] for d in s.trailing if d in by_date]
+    return {"value": round(by_date[s.day], 4),
+            "previous": round(by_date[s.previous], 4) if s.previous in by_date else None,
+            "avg_7d": round(fmean(trailing), 4) if trailing else None}
+
+
+def _moves(s: DayScope) -> dict[str, Any]:
+    """Moves of the day and of the previous trading day (see TERMS["moves"])."""
+    if s.previous is None:
+        return {"available": False, "message": "First day of the data: no earlier profile "
+                                               "to compare with."}
+    try:
+        today = s.run.moves(s.day)
+        previous = s.run.moves(s.previous)
+    except ProfileError as exc:
+        return {"available": False, "message": f"Moves need the feature log: {exc}"}
+    assert today is not None  # the day has a previous trading day
+    return {
+        "available": True,
+        "compared": today["compared"],
+        "moved": {"value": today["moved"],
+                  "previous": previous["moved"] if previous else None, "avg_7d": None},
+        "transitions": today["transitions"][:TOP_TRANSITIONS],
+        "transition_kinds": len(today["transitions"]),
+    }
+
+
 def build_data_quality(s: DayScope) -> dict[str, Any]:
-    """Lines stored, rejected lines by reason, non-product, cancellation, adjustment lines."""
+    """Lines stored, rejected lines by reason, late events, non-product, cancellation and
+    adjustment lines."""
     figures = s.figures(s.run.series(QUALITY_METRICS)[TOTAL], QUALITY_METRICS)
     recorded = s.run.query.has_dead_letters
     rejected = s.run.rejected()
@@ -464,6 +670,7 @@ def build_data_quality(s: DayScope) -> dict[str, Any]:
     by_reason = sorted(rejected.get(s.day, {}).items(), key=lambda rc: (-rc[1], rc[0]))
     return {
         **figures,
+        "late_events": s.figure(s.run.late_events(), "count"),
         "rejected": {
             "recorded": recorded,
             "total": s.figure(totals, "count") if recorded else None,
@@ -481,11 +688,11 @@ class Section:
     build: Callable[[DayScope], dict[str, Any]]
 
 
-#: The report's sections, in order. The customer-category section (segmentation) is not
-#: here yet: it needs the segmentation labels and live scores, which do not exist.
+#: The report's sections, in order.
 SECTIONS: tuple[Section, ...] = (
     Section("totals", "Day totals", build_totals),
     Section("product_categories", "Product categories", build_product_categories),
+    Section("customer_categories", "Customer categories", build_customer_categories),
     Section("customers_countries", "Customers and countries", build_customers_countries),
     Section("data_quality", "Data quality", build_data_quality),
 )
@@ -494,9 +701,10 @@ SECTIONS: tuple[Section, ...] = (
 # --------------------------------------------------------------------------- entry points
 
 
-def daily_report(offline_dir: Path, day: date) -> dict[str, Any]:
+def daily_report(offline_dir: Path, day: date, data_dir: Path | None = None
+                 ) -> dict[str, Any]:
     """Every figure of one day as a plain dict (see :meth:`ReportRun.report`)."""
-    with ReportRun(offline_dir, [day]) as run:
+    with ReportRun(offline_dir, [day], data_dir=data_dir) as run:
         return run.report(day)
 
 
@@ -520,7 +728,7 @@ def days_between(first: date, last: date) -> list[date]:
 
 def run_reports(offline_dir: Path, days: list[date], out_dir: Path, formats: set[str],
                 on_progress: Callable[[int, int, date], None] | None = None,
-                ) -> list[dict[str, Any]]:
+                data_dir: Path | None = None) -> list[dict[str, Any]]:
     """Report on each day and write ``<out_dir>/<YYYY-MM-DD>/report.{md,html,json}``.
 
     Days are reported in date order, once each; ``on_progress(done, total, day)`` is called
@@ -532,7 +740,7 @@ def run_reports(offline_dir: Path, days: list[date], out_dir: Path, formats: set
 
     parse_formats(",".join(formats))
     results = []
-    with ReportRun(offline_dir, days) as run:
+    with ReportRun(offline_dir, days, data_dir=data_dir) as run:
         for done, day in enumerate(run.days, start=1):
             report = run.report(day)
             files = write_report(report, Path(out_dir), formats)

@@ -1,4 +1,4 @@
-"""DuckDB over the offline store: chosen date partitions of events and dead letters as views.
+"""DuckDB over the offline store: chosen date partitions of events and logs as views.
 
 Why a module of its own: every batch job over the offline store (the daily report today,
 training sets later) needs the same things, done the same way:
@@ -21,6 +21,8 @@ import duckdb
 
 EVENTS = "events"
 DEAD = "dead"
+SCORES = "scores"
+LATE = "late"
 PARTITION_PREFIX = "date="
 
 
@@ -61,6 +63,8 @@ class OfflineQuery:
         self.event_files = partition_files(self.offline_dir / EVENTS)
         self.dead_files = partition_files(self.offline_dir / DEAD)
         self.has_dead_letters = (self.offline_dir / DEAD).is_dir()
+        self.score_files = partition_files(self.offline_dir / SCORES)
+        self.late_files = partition_files(self.offline_dir / LATE)
         self.con = duckdb.connect()
 
     def __enter__(self) -> OfflineQuery:
@@ -83,12 +87,30 @@ class OfflineQuery:
 
     def dead_letters_view(self, name: str, days: Iterable[date]) -> None:
         """Create view ``name`` (date, reason): the dead letters of ``days``, maybe none."""
-        files = [p for day in sorted(set(days)) for p in self.dead_files.get(day, [])]
+        self._log_view(name, self.dead_files, days, {"date": "DATE", "reason": "VARCHAR"})
+
+    def scores_view(self, name: str, days: Iterable[date]) -> None:
+        """Create view ``name`` (date, entity_id, ts, seq, invoice, category): the live
+        predictions of the score log stored for ``days``, maybe none."""
+        self._log_view(name, self.score_files, days,
+                       {"date": "DATE", "entity_id": "VARCHAR", "ts": "TIMESTAMPTZ",
+                        "seq": "BIGINT", "invoice": "VARCHAR", "category": "VARCHAR"})
+
+    def late_events_view(self, name: str, days: Iterable[date]) -> None:
+        """Create view ``name`` (date, event_id): the late events of ``days`` (by their own
+        event date), maybe none."""
+        self._log_view(name, self.late_files, days, {"date": "DATE", "event_id": "VARCHAR"})
+
+    def _log_view(self, name: str, by_day: dict[date, list[Path]], days: Iterable[date],
+                  columns: dict[str, str]) -> None:
+        """A view of some columns of a partitioned log's files of ``days``; with no file, an
+        empty view of the same columns and types."""
+        files = [p for day in sorted(set(days)) for p in by_day.get(day, [])]
         if files:
-            self._view(name, files, columns="date, reason")
+            self._view(name, files, columns=", ".join(columns))
         else:
-            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS "
-                             "SELECT NULL::DATE AS date, NULL::VARCHAR AS reason LIMIT 0")
+            empty = ", ".join(f"NULL::{kind} AS {column}" for column, kind in columns.items())
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {empty} LIMIT 0")
 
     def _view(self, name: str, files: Sequence[Path], columns: str = "*") -> None:
         """A view over Parquet files, with the partition day as column ``date`` (DATE)."""

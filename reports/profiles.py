@@ -38,11 +38,13 @@ profiles (see there).
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from reports.historical import ViewRequest, feature_log_files, read_view_log
 from schemas.events import GUEST_PREFIX
@@ -108,14 +110,24 @@ def _files_until(offline_dir: Path, view: str, until: date | None) -> list[Path]
 
 
 def _log(con: duckdb.DuckDBPyConnection, offline_dir: Path, view: str, features: tuple[str, ...],
-         until: date | None) -> None:
-    """Register a view's current-version log rows up to ``until`` as table ``<view>_log``."""
+         until: date | None, customers: bool) -> None:
+    """Register a view's current-version log rows up to ``until`` as table ``<view>_all``
+    (only the ids of table ``wanted`` when ``customers``)."""
     request = ViewRequest(registry()[view], features, "customer_id")
     table = read_view_log(con, request, _files_until(offline_dir, view, until))
     con.register(f"{view}_raw", table)
     cutoff = "" if until is None else f"AND ts < TIMESTAMPTZ '{day_end(until).isoformat()}'"
-    con.execute(f"CREATE TEMP TABLE {view}_log AS SELECT * FROM {view}_raw "
-                f"WHERE NOT starts_with(entity_id, '{GUEST_PREFIX}') {cutoff}")
+    chosen = "AND entity_id IN (SELECT customer_id FROM wanted)" if customers else ""
+    con.execute(f"CREATE TEMP TABLE {view}_all AS SELECT * FROM {view}_raw "
+                f"WHERE NOT starts_with(entity_id, '{GUEST_PREFIX}') {cutoff} {chosen}")
+
+
+def _logs_until(con: duckdb.DuckDBPyConnection, until: date | None) -> None:
+    """Views ``basket_log`` and ``customer_log``: the rows of ``<view>_all`` up to ``until``."""
+    cutoff = "" if until is None else f"WHERE ts < TIMESTAMPTZ '{day_end(until).isoformat()}'"
+    for view in ("basket", "customer"):
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {view}_log AS SELECT * FROM {view}_all "
+                    f"{cutoff}")
 
 
 def _profile_sql() -> str:
@@ -160,14 +172,38 @@ def customer_profiles(offline_dir: Path, until: date | None = None) -> pd.DataFr
     ProfileError when there is no basket feature log; an empty frame when no registered
     customer has a basket in range.
     """
+    return profiles_at(offline_dir, [until])[until]
+
+
+def profiles_at(offline_dir: Path, untils: Sequence[date | None],
+                customers: Collection[str] | None = None) -> dict[date | None, pd.DataFrame]:
+    """:func:`customer_profiles` at several days, reading the feature log once; with
+    ``customers``, only theirs (a profile depends on its customer's rows alone, so each is
+    the same as in the full computation). For the daily report, which compares a few
+    hundred customers' categories at consecutive days.
+    """
     offline_dir = Path(offline_dir)
     check_until(offline_dir, None)  # raises when there is no log at all
+    last = None if not untils or None in untils else max(d for d in untils if d)
+    out: dict[date | None, pd.DataFrame] = {}
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
+        if customers is not None:
+            con.register("wanted", pa.table({"customer_id": pa.array(sorted(customers),
+                                                                     pa.string())}))
         _log(con, offline_dir, "basket",
-             ("invoice", "lines", "items", "value", "started", *SHARE_COLUMNS), until)
-        _log(con, offline_dir, "customer", ("lifetime_spend", "lifetime_orders"), until)
-        frame = con.sql(_profile_sql()).df()
+             ("invoice", "lines", "items", "value", "started", *SHARE_COLUMNS), last,
+             customers is not None)
+        _log(con, offline_dir, "customer", ("lifetime_spend", "lifetime_orders"), last,
+             customers is not None)
+        for until in untils:
+            _logs_until(con, until)
+            out[until] = _finish(con.sql(_profile_sql()).df())
+    return out
+
+
+def _finish(frame: pd.DataFrame) -> pd.DataFrame:
+    """The profile query's rows -> the profile frame (derived columns, types, rounding)."""
     frame = frame.set_index("customer_id")
     frame["active_months"] = frame["active_months"].astype("int64")
     frame["baskets"] = frame["baskets"].astype("int64")

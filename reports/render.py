@@ -233,12 +233,105 @@ def view_customers_countries(section: dict[str, Any]) -> list[Block]:
     ]
 
 
+def view_customer_categories(section: dict[str, Any]) -> list[Block]:
+    """Customers and revenue per customer category with a chart, new customers' predicted
+    categories against their labels, moves between categories; or why there are none."""
+    if not section["available"]:
+        return [Paragraph(section["message"])]
+    seg = section["segmentation"]
+    categories = section["categories"]
+    registered = section["registered"]
+    blocks: list[Block] = [
+        Paragraph(f"Categories of segmentation {seg['version']} (fitted on data up to "
+                  f"{seg['until']}; {seg['labelled_customers']:,} customers labelled). "
+                  "A customer's category is their label; guests are not counted."),
+        Heading("Active customers and revenue by customer category"),
+        Table(("Category", "Active", "Δ prev", "Δ 7-day", "Revenue", "Share", "Δ prev",
+               "Δ 7-day"),
+              [[c["name"], fmt(c["active_customers"]["value"], "count"),
+                Delta(c["active_customers"]["value"], c["active_customers"]["previous"],
+                      "count"),
+                Delta(c["active_customers"]["value"], c["active_customers"]["avg_7d"],
+                      "count"),
+                fmt(c["revenue"]["value"], "money"),
+                _share(c["revenue"]["value"], registered["revenue"]["value"]),
+                Delta(c["revenue"]["value"], c["revenue"]["previous"], "money"),
+                Delta(c["revenue"]["value"], c["revenue"]["avg_7d"], "money")]
+               for c in categories]
+              + [["All registered customers",
+                  fmt(registered["active_customers"]["value"], "count"),
+                  Delta(registered["active_customers"]["value"],
+                        registered["active_customers"]["previous"], "count"),
+                  Delta(registered["active_customers"]["value"],
+                        registered["active_customers"]["avg_7d"], "count"),
+                  fmt(registered["revenue"]["value"], "money"), "100.0%",
+                  Delta(registered["revenue"]["value"], registered["revenue"]["previous"],
+                        "money"),
+                  Delta(registered["revenue"]["value"], registered["revenue"]["avg_7d"],
+                        "money")]],
+              "lrrrrrrr"),
+        Chart("revenue_by_customer_category.png",
+              "Revenue by customer category: today and 7-day average",
+              lambda fig: _bars_vs_average(fig, [c["name"] for c in categories],
+                                           [c["revenue"] for c in categories])),
+    ]
+    return blocks + _predictions(section["new_customers"]) + _moves(section["moves"])
+
+
+def _predictions(new: dict[str, Any]) -> list[Block]:
+    """New customers with the category predicted at the end of their first basket."""
+    blocks: list[Block] = [Heading("New customers and their predicted category")]
+    if not new["scores_recorded"]:
+        return blocks + [Paragraph(
+            f"{new['count']['value']} new customers; no live scores: the offline store has "
+            "no score log (scores/), which the flow writes once a segmentation is labelled.")]
+    rows = [figure_row("New customers", new["count"], "count"),
+            figure_row("With a live prediction", new["predicted"], "count"),
+            figure_row("Predicted and labelled", new["labelled"], "count"),
+            figure_row("Predicted right", new["right"], "count")]
+    if new["accuracy"] is not None:
+        rows.append(figure_row("Accuracy", new["accuracy"], "share"))
+    blocks.append(figure_table(rows))
+    if new["accuracy"] is None:
+        blocks.append(Paragraph("No new customer of the day has both a prediction and a "
+                                "label: no accuracy."))
+    if new["by_predicted"]:
+        blocks.append(Table(("Predicted category", "Customers", "Δ 7-day", "Labelled",
+                             "Right"),
+                            [[p["category"], *_value_and_trend(p["count"], "count"),
+                              fmt(p["labelled"], "count"), fmt(p["right"], "count")]
+                             for p in new["by_predicted"]], "lrrrr"))
+    return blocks
+
+
+def _moves(moves: dict[str, Any]) -> list[Block]:
+    """How many active customers changed category, and the most frequent changes."""
+    blocks: list[Block] = [Heading("Customers who moved between categories")]
+    if not moves["available"]:
+        return blocks + [Paragraph(moves["message"])]
+    moved = moves["moved"]
+    blocks.append(Paragraph(
+        f"{moved['value']} of the {moves['compared']} active customers with earlier purchases "
+        "changed category: the category assigned from their profile up to the previous "
+        "trading day differs from the one assigned from their profile up to today "
+        f"(previous day: {fmt(moved['previous'], 'count')} moved)."))
+    if moves["transitions"]:
+        blocks.append(Table(("From", "To", "Customers"),
+                            [[t["from"], t["to"], fmt(t["count"], "count")]
+                             for t in moves["transitions"]], "llr"))
+    if moves["transition_kinds"] > len(moves["transitions"]):
+        blocks.append(Paragraph(f"… and {moves['transition_kinds'] - len(moves['transitions'])}"
+                                " rarer transitions."))
+    return blocks
+
+
 def view_data_quality(section: dict[str, Any]) -> list[Block]:
     """Lines stored, rejected, non-product, cancellation, adjustment and zero-price lines."""
     rejected = section["rejected"]
     rows = [figure_row(METRICS["lines"].label, section["lines"], "count")]
     if rejected["recorded"]:
         rows.append(figure_row("Rejected lines", rejected["total"], "count", up_is_good=False))
+    rows.append(figure_row("Late events", section["late_events"], "count", up_is_good=False))
     rows += [figure_row(METRICS[n].label, section[n], METRICS[n].kind, up_is_good=False)
              for n in ("non_product_lines", "non_product_value", "cancellation_lines",
                        "adjustment_lines", "zero_price_lines")]
@@ -259,6 +352,7 @@ def view_data_quality(section: dict[str, Any]) -> list[Block]:
 VIEWS: dict[str, Callable[[dict[str, Any]], list[Block]]] = {
     "totals": view_totals,
     "product_categories": view_product_categories,
+    "customer_categories": view_customer_categories,
     "customers_countries": view_customers_countries,
     "data_quality": view_data_quality,
 }
