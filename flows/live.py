@@ -166,9 +166,10 @@ def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureO
     score = scoring_step(outputs.scoring)
     scored = op.stateful_flat_map("score", to_model, lambda state, update: stats.writing(
         lambda: score(state, update)))  # it writes the model's checkpoints
+    op.inspect("count-scores", scored, lambda _step, _row: stats.add(scores=1))
     if outputs.redis_url is not None:
         op.output("online-scores", op.key_rm("scores", scored),
-                  OnlineScoreSink(outputs.redis_url, outputs.prefix, stats, outputs.retry))
+                  OnlineScoreSink(outputs.redis_url, outputs.prefix, outputs.retry))
     if outputs.offline_root is not None:
         op.output("score-log", scored, ScoreLogSink(outputs.offline_root, stats))
 

@@ -298,11 +298,9 @@ class OnlineScoreSink(DynamicSink[ScoreRow]):
     """Writes each entity's latest score to ``<prefix>:score:<entity>``, once per batch:
     ``category``, ``probabilities``, ``model_version``, ``invoice``, ``seq`` and ``_ts``."""
 
-    def __init__(self, redis_url: str, prefix: str, stats: FlowStats,
-                 retry: RedisRetry | None = None) -> None:
+    def __init__(self, redis_url: str, prefix: str, retry: RedisRetry | None = None) -> None:
         self.redis_url = redis_url
         self.prefix = prefix
-        self.stats = stats
         self.retry = retry or RedisRetry(redis_url)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
@@ -318,7 +316,6 @@ class OnlineScoreSink(DynamicSink[ScoreRow]):
                     "seq": row.seq})
             for version, rows in by_version.items():
                 self.retry.call(lambda: store.write(SCORE_KEY, version, rows))
-            self.stats.add(scores=len(batch))
 
         return _Partition(write)
 
