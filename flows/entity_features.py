@@ -42,13 +42,17 @@ LateEvent = tuple[str, str, int, int]
 
 @dataclass(slots=True)
 class FeatureUpdate:
-    """What one batch of one entity's events changed."""
+    """What one batch of one entity's events changed: the latest values of each view that
+    moved and the event time they are as of (``times``; a view that did not move with the
+    entity's last events keeps the time it last moved, whatever the batch), the log rows,
+    and the late events."""
 
     entity: str
     ts: int
     values: dict[str, dict[str, Any]]
     rows: list[LogRow] = field(default_factory=list)
     late: list[LateEvent] = field(default_factory=list)
+    times: dict[str, int] = field(default_factory=dict)
 
 
 class EntityFolder(Snapshotable):
@@ -86,6 +90,7 @@ class EntityFolder(Snapshotable):
         for view in sorted(views):
             values = self._values(view)
             update.values[view] = values
+            update.times[view] = self.max_ts
             update.rows.append((view, entity, self.max_ts, self.seq, values))
 
     def fold(self, entity: str, events: list[Transaction], lateness: int) -> FeatureUpdate | None:

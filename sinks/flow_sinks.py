@@ -215,7 +215,7 @@ class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
             for update in batch:
                 newest = max(newest, update.ts)
                 for view, values in update.values.items():
-                    latest.setdefault(view, {})[update.entity] = (update.ts, values)
+                    latest.setdefault(view, {})[update.entity] = (update.times[view], values)
             for view, rows in latest.items():
                 self.retry.call(lambda: store.write(view, self.versions[view], rows,
                                                     self.ttls[view]))
