@@ -208,6 +208,12 @@ def start_flow(settings: Settings, log: Path, profile: Path | None,
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a running process has used (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_for(check: Callable[[], object], what: str, timeout: float, flow: subprocess.Popen[bytes],
              log: Path) -> None:
     """Poll ``check()`` until true; exit with the flow's log when it dies or time runs out."""
@@ -273,8 +279,13 @@ def freshness(settings: Settings, events: list[Transaction], rate: float, tmp: P
     progress_key = f"{settings.prefix}:flow:progress"
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        sent, achieved = send(events, settings.kafka_bootstrap, rate, lambda: wait_for(
-            lambda: client.exists(progress_key), "start", 120, flow, log))
+        started: list[float] = []
+
+        def flow_ready() -> None:
+            wait_for(lambda: client.exists(progress_key), "start", 120, flow, log)
+            started.extend((time.perf_counter(), cpu_seconds(flow.pid)))
+
+        sent, achieved = send(events, settings.kafka_bootstrap, rate, flow_ready)
         ends = {}
         for partition, offset in sent.where.values():
             ends[partition] = max(ends.get(partition, 0), offset + 1)
@@ -286,6 +297,10 @@ def freshness(settings: Settings, events: list[Transaction], rate: float, tmp: P
 
         wait_for(consumed_all, "consume every line", 600, flow, log)
         time.sleep(1.0)  # the score sink writes after the progress of the same batch
+        wall, cpu = time.perf_counter() - started[0], cpu_seconds(flow.pid) - started[1]
+        print(f"flow process{' (py-spy)' if profile else ''}: {cpu:.1f} s of CPU in "
+              f"{wall:.1f} s from the paced start ({cpu / wall:.0%} of one core); load "
+              f"average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     finally:
         flow.send_signal(signal.SIGINT)
         try:
