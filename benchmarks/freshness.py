@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -188,10 +189,10 @@ class ArrivalWatcher(threading.Thread):
         self.consumer.close()
 
 
-def start_flow(settings: Settings, log: Path, profile: Path | None,
+def start_flow(settings: Settings, log: Path, run_args: list[str], profile: Path | None,
                ) -> subprocess.Popen[bytes]:
-    """``basketflow run`` on the settings' servers, data directory, topic and prefix;
-    under ``py-spy record`` (raw stacks, idle ones too) into ``profile`` when given."""
+    """``basketflow run [run_args]`` on the settings' servers, data directory, topic and
+    prefix; under ``py-spy record`` (raw stacks, idle ones too) into ``profile`` if given."""
     assert settings.kafka_bootstrap and settings.redis_url
     root = str(Path(__file__).resolve().parents[1])
     env = os.environ | {
@@ -200,7 +201,7 @@ def start_flow(settings: Settings, log: Path, profile: Path | None,
         ENV_DEAD_TOPIC: settings.dead_topic, ENV_PREFIX: settings.prefix,
         "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
     with log.open("wb") as out:
-        command = [sys.executable, "-m", "basketflow.cli", "run"]
+        command = [sys.executable, "-m", "basketflow.cli", "run", *run_args]
         if profile is not None:
             py_spy = Path(sys.executable).with_name("py-spy")
             command = [str(py_spy), "record", "--idle", "-f", "raw", "-o", str(profile),
@@ -266,7 +267,7 @@ def percentiles(name: str, ms: np.ndarray) -> str:
 
 
 def freshness(settings: Settings, events: list[Transaction], rate: float, tmp: Path,
-              profile: Path | None) -> None:
+              run_args: list[str], profile: Path | None, series: Path | None) -> None:
     """Run the flow tailing the topic, send the events, and print the latencies."""
     assert settings.kafka_bootstrap and settings.redis_url
     ensure_topics(settings.kafka_bootstrap, {TOPIC: DEFAULT_PARTITIONS, DEAD_TOPIC: 1})
@@ -275,7 +276,7 @@ def freshness(settings: Settings, events: list[Transaction], rate: float, tmp: P
     listener.start()
     watcher.start()
     log = tmp / "flow.log"
-    flow = start_flow(settings, log, profile)
+    flow = start_flow(settings, log, run_args, profile)
     progress_key = f"{settings.prefix}:flow:progress"
     client = redis.Redis.from_url(settings.redis_url)
     try:
@@ -311,13 +312,15 @@ def freshness(settings: Settings, events: list[Transaction], rate: float, tmp: P
         watcher.stop.set()
         listener.join()
         watcher.join()
-    report(sent, achieved, listener, watcher, rate)
+    report(sent, achieved, listener, watcher, rate, series)
 
 
 def report(sent: Sent, achieved: float, listener: ScoreListener, watcher: ArrivalWatcher,
-           rate: float) -> None:
-    """Match every readable score to its line and print the latencies."""
+           rate: float, series: Path | None) -> None:
+    """Match every readable score to its line and print the latencies (and write them,
+    one score a line, to ``series`` when given)."""
     to_send, to_consumable, unmatched = [], [], 0
+    rows: list[tuple[float, float, float]] = []
     for (entity, seq), t in listener.readable.items():
         lines = sent.lines_of.get(entity, [])
         if not 1 <= seq <= len(lines):
@@ -328,6 +331,10 @@ def report(sent: Sent, achieved: float, listener: ScoreListener, watcher: Arriva
         arrived = watcher.arrived.get(sent.where.get(line, (-1, -1)))
         if arrived is not None:
             to_consumable.append(t - arrived)
+        rows.append((t - sent.times[0], to_send[-1], t - arrived if arrived else float("nan")))
+    if series is not None:
+        series.write_text("readable_s,send_to_readable_ms,consumable_to_readable_ms\n" + "".join(
+            f"{t:.4f},{a * 1e3:.2f},{b * 1e3:.2f}\n" for t, a, b in sorted(rows)))
     print(f"sent {len(sent.times):,} lines at {achieved:,.0f} events/s (asked {rate:,.0f}), "
           f"{sent.errors} delivery errors; {listener.notifications:,} score writes notified, "
           f"{len(listener.readable):,} distinct scores read, {unmatched} not matched to a line")
@@ -340,22 +347,32 @@ def report(sent: Sent, achieved: float, listener: ScoreListener, watcher: Arriva
                           np.array(to_consumable) * 1e3))
 
 
-def scoring_cost(kafka: str, redis_url: str, tmp: Path, home: Path) -> None:
-    """Flow events/s to the end of the topic without and with the scoring step."""
-    figures = {}
-    for name in ("without scoring", "with scoring"):
-        data_dir = tmp / name.replace(" ", "-")
-        data_dir.mkdir()
-        if name == "with scoring":
-            shutil.copytree(home / SEGMENTS_DIR, data_dir / SEGMENTS_DIR)
-        settings = Settings(data_dir, kafka, redis_url, TOPIC, DEAD_TOPIC,
-                            prefix=name.replace(" ", "-"))
-        stats = run_live(settings, stop_at_end=True, options=RunOptions())
-        figures[name] = stats.events / stats.seconds
-        print(f"flow {name}: {stats.events:,} events in {stats.seconds:.2f} s = "
-              f"{figures[name]:,.0f} events/s, {stats.scores:,} scores")
-    print(f"with / without scoring: {figures['with scoring'] / figures['without scoring']:.2f}"
-          f" of the events/s")
+def scoring_cost(kafka: str, redis_url: str, tmp: Path, home: Path, repeats: int) -> None:
+    """Flow events/s and CPU per event to the end of the topic, without and with the
+    scoring step, alternated ``repeats`` times (the machine may be shared: the best run
+    of each is the one least disturbed)."""
+    speed: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, list[float]] = {False: [], True: []}
+    for run in range(repeats):
+        for scoring in (False, True):
+            name = f"{'with' if scoring else 'without'}-scoring-{run}"
+            data_dir = tmp / name
+            data_dir.mkdir()
+            if scoring:
+                shutil.copytree(home / SEGMENTS_DIR, data_dir / SEGMENTS_DIR)
+            settings = Settings(data_dir, kafka, redis_url, TOPIC, DEAD_TOPIC, prefix=name)
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            stats = run_live(settings, stop_at_end=True, options=RunOptions())
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            speed[scoring].append(stats.events / stats.seconds)
+            cpu[scoring].append(used / stats.events * 1e6)
+            print(f"flow {name.replace('-', ' ')}: {stats.events:,} events in "
+                  f"{stats.seconds:.2f} s = {speed[scoring][-1]:,.0f} events/s, "
+                  f"{cpu[scoring][-1]:.1f} us of CPU per event, {stats.scores:,} scores")
+    print(f"with / without scoring (best runs): {max(speed[True]) / max(speed[False]):.2f} of "
+          f"the events/s; {min(cpu[True]) - min(cpu[False]):+.1f} us of CPU per event "
+          f"({min(cpu[True]) / min(cpu[False]):.2f}x)")
 
 
 def main() -> None:
@@ -368,9 +385,17 @@ def main() -> None:
                              "the whole file, else two thirds through the lines read)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="run the tailing flow under py-spy, raw stacks into this file")
-    parser.add_argument("--no-throughput", action="store_true",
-                        help="skip the flow events/s without and with scoring")
+    parser.add_argument("--snapshot-interval", type=float, default=10.0,
+                        help="the tailing flow's recovery snapshot interval, seconds")
+    parser.add_argument("--no-recovery", action="store_true",
+                        help="run the tailing flow without recovery snapshots")
+    parser.add_argument("--series", type=Path, default=None,
+                        help="write every measured score's latencies to this CSV")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="flow runs without and with scoring, alternated (0: none)")
     args = parser.parse_args()
+    run_args = ["--no-recovery"] if args.no_recovery else [
+        "--snapshot-interval", str(args.snapshot_interval)]
     if not args.path.is_file():
         sys.exit(f"no data at {args.path}: give the path of a Kaggle-format file")
     until = args.until or (date(2011, 6, 30) if args.limit is None else None)
@@ -383,9 +408,9 @@ def main() -> None:
         home = tmp / "home"
         prepare(home, events, until)
         freshness(Settings(home, kafka, redis_url, TOPIC, DEAD_TOPIC, PREFIX), events,
-                  args.rate, tmp, args.profile)
-        if not args.no_throughput:
-            scoring_cost(kafka, redis_url, tmp, home)
+                  args.rate, tmp, run_args, args.profile, args.series)
+        if args.repeats:
+            scoring_cost(kafka, redis_url, tmp, home, args.repeats)
 
 
 if __name__ == "__main__":
