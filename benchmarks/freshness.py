@@ -1,17 +1,20 @@
 """Score freshness on the real file: from a line sent to Kafka to its score readable in Redis.
 
     python benchmarks/freshness.py [--limit N] [--rate 5000] [--until 2011-06-30]
-                                   [--no-throughput] [PATH]
+        [--snapshot-interval 10 | --no-recovery] [--repeats 2] [--series CSV]
+        [--profile RAW] [PATH]
 
 **Set-up**, in a temporary data directory with its own embedded broker and Valkey: the
-file's feature log is backfilled (:func:`flows.backfill.run_backfill`), customer
-categories are fitted on it up to ``--until`` and every customer is labelled
-(:mod:`reports.segments`), so the flow scores. Then ``basketflow run`` (a subprocess, the
-command as deployed: one worker, recovery snapshots every 10 s) tails the empty topic, and
-this script sends the file's valid lines to it at ``--rate`` events/s (the replay's
-:class:`producers.replay.Pacer`, the replay's producer settings, keyed by entity), noting
-the wall time of each ``produce`` call. The first line is sent alone, and pacing starts
-once the flow has reported progress for it, so the flow's start-up is not measured.
+file's valid lines are backfilled into the feature log (:func:`flows.backfill.run_backfill`),
+customer categories are fitted on it up to ``--until`` and every customer is labelled
+(:mod:`reports.segments`), so the flow scores. Then ``basketflow run`` (a subprocess, as
+deployed: one worker, recovery snapshots every ``--snapshot-interval`` s) tails the empty
+topic, and this script sends it the valid lines (rejected ones are not sent) at
+``--rate`` events/s: the replay's :class:`producers.replay.Pacer` and producer settings,
+keyed by entity, noting the wall time of each ``produce`` call. The first line is sent
+alone and pacing starts once the flow has reported progress for it, so the flow's
+start-up is not measured. The flow starts from an empty state and a fresh model, so the
+first scores appear once it has learnt from a labelled basket.
 
 **What is measured.** Valkey publishes a keyspace notification
 (``notify-keyspace-events Kh``) when a score hash ``<prefix>:score:<entity>`` is written,
@@ -31,21 +34,27 @@ Two latencies per score:
   producer's batching (``linger.ms`` 20), the broker and the consumer's fetch, so it is an
   upper bound of consume -> readable.
 - **consumable -> readable**: from the moment a second consumer (a thread here, assigned
-  every partition and tailing them like the flow's) first received the line, to the
-  notification. The flow cannot consume a line before it is consumable, and polls as
-  often as that consumer does, so this is close to consume -> readable, and an
-  over-estimate of it only by how much later than that consumer the flow fetched the line.
-  (A score's ``_ts`` is event time, the data's 2011 clock, useless for wall latency.)
+  every partition and polling them like the flow's) received the line, to the
+  notification: the flow's own consume time without touching the flow. Both consumers
+  fetch on their own cycles, so the flow may take a line a few ms (measured once with an
+  instrumented flow: -35 .. +25 ms when it is keeping up) before or after this one; the
+  figure is consume -> readable give or take that, plus any time the flow was too busy to
+  poll, which is part of the freshness a reader sees. (A score's ``_ts`` is event time, the
+  data's 2011 clock, no use for wall latency.)
 
-Both are wall times on one clock (this process's ``perf_counter``); the listener's own
-delay (a thread of a Python process) is inside both. Printed: p50/p90/p99/max in ms,
-the number of scores measured, the achieved send rate and the machine.
+Both are on one clock (this process's ``perf_counter``); the listener's own delay (a
+thread of a Python process) is inside both. Printed: p50/p90/p99/max in ms, the number
+of scores measured, the achieved send rate, the flow's CPU share and the load average
+during the run (the machine may be shared: a flow starved of CPU falls behind, and every
+later score waits), and the machine. ``--series`` writes every score's latencies, by
+time, to find when the slow ones happened; ``--profile`` runs the flow under py-spy.
 
-**Scoring cost.** Then, unless ``--no-throughput``, the flow runs twice in this process
-to the end of the now-full topic (:func:`flows.live.run_live`, one worker, no recovery),
-each on a fresh data directory and key prefix: once without a segmentation (no scoring
-step) and once with the same segmentation and labels (scoring, from a fresh model), and
-prints events/s end to end of both and their ratio.
+**Scoring cost.** Then the flow runs ``--repeats`` times without and with scoring,
+alternated, in this process to the end of the now-full topic (:func:`flows.live.run_live`,
+one worker, no recovery), each on a fresh data directory and key prefix: without a
+segmentation there is no scoring step; with one, the same labels and a fresh model.
+Printed: events/s end to end and CPU (this process, librdkafka threads included) per
+event of each run, and the ratio of the best runs.
 """
 
 from __future__ import annotations
