@@ -112,14 +112,16 @@ def valid_events(path: Path, limit: int | None) -> list[Transaction]:
 def prepare(home: Path, events: list[Transaction], until: date | None) -> date:
     """Backfill the events' feature log into ``home``, fit categories up to ``until``
     (None: the day of the event two thirds through) and label every customer."""
-    run_backfill(lambda: iter(events), FeatureOutputs(None, PREFIX, home / "offline"),
-                 RunOptions(snapshot_seconds=3600))
+    stats = run_backfill(lambda: iter(events), FeatureOutputs(None, PREFIX, home / "offline"),
+                         RunOptions(snapshot_seconds=3600))
     if until is None:
         until = datetime.fromtimestamp(events[len(events) * 2 // 3].ts, timezone.utc).date()
     segmentation = fit_segments(home, until)
     labels = assign_customers(home)
-    print(f"set-up: {len(events):,} events backfilled, {len(segmentation.names)} customer "
-          f"categories fitted up to {until}, {len(labels):,} customers labelled")
+    print(f"set-up: {len(events):,} events backfilled ({stats.late_events} late: a late "
+          f"event is not counted in seq, so a score after one would be matched to the wrong "
+          f"line), {len(segmentation.names)} customer categories fitted up to {until}, "
+          f"{len(labels):,} customers labelled")
     return until
 
 
