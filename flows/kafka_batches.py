@@ -52,7 +52,11 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
         if self._ended:
             raise StopIteration()
         batch: list[RawMessage] = []
-        for msg in self._consumer.consume(self._batch_size, 0.01):
+        # Timeout 0: take what the client has fetched, never wait. ``consume`` waits for a
+        # full batch or its timeout, and one worker polls every partition in turn, so a
+        # 10 ms wait per poll held each tailed line up to 40 ms (benchmarks/freshness.py).
+        # Bytewax itself waits 1 ms before polling a partition that had nothing again.
+        for msg in self._consumer.consume(self._batch_size, 0):
             err = msg.error()
             if err is not None and err.code() == KafkaError._PARTITION_EOF:
                 self._ended = True
