@@ -115,39 +115,52 @@ class _Partition(StatelessSinkPartition[Any]):
         self._close()
 
 
-class _BufferedEventPartition(StatefulSinkPartition[list[Transaction], None]):
-    """Buffers events and writes them at each epoch's snapshot, so files are large.
+class _EpochBuffer(StatefulSinkPartition[Any, None]):
+    """Buffers items and hands them to ``flush`` at the latest when the epoch is
+    snapshotted, and earlier once ``max_items`` wait or the oldest has waited
+    ``max_age`` seconds; nothing once the flow has found the store unwritable.
 
     Bytewax snapshots a sink partition when an epoch closes, before the input offsets of
-    that epoch are committed to recovery, so flushing in :meth:`snapshot` writes every
-    event before the offset past it is saved: nothing is lost after a crash.
+    that epoch are committed to recovery, so everything is written before the offset past
+    it is saved: nothing is lost after a crash. Flushing every second as well spreads the
+    writes over the epoch: one flush of a whole 10 s epoch held the worker for 1-2.5 s,
+    and every line consumed meanwhile waited (benchmarks/freshness.py).
     """
 
-    def __init__(self, store: ParquetEventStore, stats: FlowStats, max_rows: int) -> None:
-        self.store = store
+    def __init__(self, flush: Callable[[list[Any]], None], size: Callable[[Any], int],
+                 stats: FlowStats, max_items: int = 500_000, max_age: float = 1.0) -> None:
+        self.flush = flush
+        self.size = size
         self.stats = stats
-        self.max_rows = max_rows
-        self.buffer: list[Transaction] = []
+        self.max_items = max_items
+        self.max_age = max_age
+        self.buffer: list[Any] = []
+        self.items = 0
+        self.since = 0.0
 
-    def write_batch(self, values: list[list[Transaction]]) -> None:
-        count = 0
-        for events in values:
-            self.buffer.extend(events)
-            count += len(events)
-        self.stats.add(events=count)
-        if len(self.buffer) >= self.max_rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self.buffer and self.stats.unwritable is None:
-            events, self.buffer = self.buffer, []
-            self.stats.add(offline_rows=self.stats.writing(lambda: self.store.append(events)))
+    def write_batch(self, values: list[Any]) -> None:
+        if not self.buffer:
+            self.since = time.monotonic()
+        self.buffer.extend(values)
+        self.items += sum(map(self.size, values))
+        if self.items >= self.max_items or time.monotonic() - self.since >= self.max_age:
+            self.snapshot()
 
     def snapshot(self) -> None:
-        self._flush()
+        if self.buffer and self.stats.unwritable is None:
+            items, self.buffer, self.items = self.buffer, [], 0
+            self.stats.writing(lambda: self.flush(items))
 
     def close(self) -> None:
-        self._flush()
+        self.snapshot()
+
+
+class _EventBuffer(_EpochBuffer):
+    """An :class:`_EpochBuffer` of event lists that counts the events it is given."""
+
+    def write_batch(self, values: list[Any]) -> None:
+        self.stats.add(events=sum(map(len, values)))
+        super().write_batch(values)
 
 
 class OfflineEventSink(FixedPartitionedSink[list[Transaction], None]):
@@ -170,9 +183,13 @@ class OfflineEventSink(FixedPartitionedSink[list[Transaction], None]):
     def part_fn(self, item_key: str) -> int:
         return int(item_key) % self.PARTS
 
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: None) -> _BufferedEventPartition:
-        return _BufferedEventPartition(ParquetEventStore(self.root), self.stats, self.max_rows)
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _EventBuffer:
+        store = ParquetEventStore(self.root)
+
+        def flush(batches: list[list[Transaction]]) -> None:
+            self.stats.add(offline_rows=store.append(e for events in batches for e in events))
+
+        return _EventBuffer(flush, len, self.stats, self.max_rows)
 
 
 class DeadLetterSink(DynamicSink[tuple[str, int, Rejection]]):
@@ -235,35 +252,6 @@ def count_late(stats: FlowStats) -> Callable[[str, FeatureUpdate], None]:
                         "listed under late/", len(update.late), update.entity,
                         stats.late_events)
     return inspect
-
-
-class _EpochBuffer(StatefulSinkPartition[Any, None]):
-    """Buffers items and hands them to ``flush`` when the epoch is snapshotted (or when
-    ``max_items`` wait), so files are large and written before the offsets past them are
-    saved; nothing once the flow has found the store unwritable."""
-
-    def __init__(self, flush: Callable[[list[Any]], None], size: Callable[[Any], int],
-                 stats: FlowStats, max_items: int = 500_000) -> None:
-        self.flush = flush
-        self.size = size
-        self.stats = stats
-        self.max_items = max_items
-        self.buffer: list[Any] = []
-        self.items = 0
-
-    def write_batch(self, values: list[Any]) -> None:
-        self.buffer.extend(values)
-        self.items += sum(map(self.size, values))
-        if self.items >= self.max_items:
-            self.snapshot()
-
-    def snapshot(self) -> None:
-        if self.buffer and self.stats.unwritable is None:
-            items, self.buffer, self.items = self.buffer, [], 0
-            self.stats.writing(lambda: self.flush(items))
-
-    def close(self) -> None:
-        self.snapshot()
 
 
 class FeatureLogSink(FixedPartitionedSink[FeatureUpdate, None]):
