@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flows.feature_state import BasketState, CustomerState, ProductState, Snapshotable
+from flows.seen_ids import SeenIds
 from schemas.events import Transaction
 
 #: ``(view, entity, ts, seq, values)``: one row of the feature log.
@@ -64,7 +65,7 @@ class EntityFolder(Snapshotable):
         self.customer = CustomerState() if kind == "customer" else None
         self.basket = BasketState() if kind == "customer" else None
         self.product = ProductState() if kind == "product" else None
-        self.seen: set[str] = set()
+        self.seen = SeenIds()
         self.seq = 0
         self.max_ts = 0
 
@@ -97,9 +98,8 @@ class EntityFolder(Snapshotable):
         """Fold a batch of this entity's events in, in order (see the module rules)."""
         update = FeatureUpdate(entity, 0, {})
         pending: set[str] = set()
-        fresh = [e for e in events if e.event_id not in self.seen]
+        fresh = [e for e in events if self.seen.add(e.event_id)]
         for i, e in enumerate(fresh):
-            self.seen.add(e.event_id)
             if self.max_ts and e.ts < self.max_ts - lateness:
                 update.late.append((e.event_id, entity, e.ts, self.max_ts))
                 continue

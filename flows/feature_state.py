@@ -39,8 +39,9 @@ class Snapshotable:
 
     Bytewax deep-copies every changed entity's state at each epoch; a generic deepcopy
     walks every element. Slots holding sets, or dicts of immutable values, need only a
-    container copy; dicts of lists (tiles) a copy of each list; other Snapshotable slots
-    are copied the same way.
+    container copy; dicts of lists (tiles) a copy of each list; slots holding objects with
+    their own ``__deepcopy__`` (other Snapshotables, :class:`flows.seen_ids.SeenIds`) are
+    copied by it.
     """
 
     __slots__ = ()
@@ -53,7 +54,7 @@ class Snapshotable:
                 value = {k: (v.copy() if isinstance(v, list) else v) for k, v in value.items()}
             elif isinstance(value, (set, list)):
                 value = value.copy()
-            elif isinstance(value, Snapshotable):
+            elif hasattr(value, "__deepcopy__"):  # a Snapshotable, or state with its own copy
                 value = copy.deepcopy(value, memo)
             setattr(new, name, value)
         return new

@@ -3,6 +3,7 @@ versions. Live runs go through the real broker and Redis-protocol server."""
 
 from __future__ import annotations
 
+import doctest
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 
 from basketflow.config import Settings
 from flows.backfill import file_events, run_backfill
+import schemas.features as features_module
+from flows import feature_state, seen_ids
 from flows.entity_features import EntityFolder
 from flows.live import FeatureOutputs, RunOptions, run_live
 from producers.replay import replay
@@ -139,6 +142,21 @@ def test_windows_follow_the_hourly_tile_rule() -> None:
     assert update is not None
     values = update.values["customer"]
     assert values["orders_1d"] == 1 and values["orders_7d"] == 2 and values["spend_1d"] == 2.0
+
+
+@pytest.mark.parametrize("module", [feature_state, seen_ids, features_module])
+def test_module_examples(module: object) -> None:
+    """The docstring examples of the feature code run as written."""
+    result = doctest.testmod(module)  # type: ignore[arg-type]
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_replayed_id_counts_once_even_within_one_batch() -> None:
+    folder = EntityFolder("customer")
+    row = parse_row(line("1", "3/1/2011 12:00"), "f:1")
+    update = folder.fold("17850", [row, row], 3600)
+    assert update is not None and update.values["customer"]["spend_1d"] == 2.0
+    assert folder.fold("17850", [row], 3600) is None
 
 
 def test_changing_a_definition_changes_the_version() -> None:
