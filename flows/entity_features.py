@@ -98,6 +98,7 @@ class EntityFolder(Snapshotable):
         """Fold a batch of this entity's events in, in order (see the module rules)."""
         update = FeatureUpdate(entity, 0, {})
         pending: set[str] = set()
+        self.seen = SeenIds.of(self.seen)  # state restored from an earlier version's snapshot
         fresh = [e for e in events if self.seen.add(e.event_id)]
         for i, e in enumerate(fresh):
             if self.max_ts and e.ts < self.max_ts - lateness:

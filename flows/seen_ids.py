@@ -31,6 +31,20 @@ class SeenIds:
         self.lines: dict[str, array[int]] = {}
         self.other: set[str] = set()
 
+    @classmethod
+    def of(cls, ids: "SeenIds | set[str]") -> "SeenIds":
+        """``ids`` as SeenIds: recovery snapshots of earlier versions hold a plain set.
+
+        >>> SeenIds.of({"f:1", "f:2"}).add("f:2")
+        False
+        """
+        if isinstance(ids, SeenIds):
+            return ids
+        seen = cls()
+        for event_id in ids:
+            seen.add(event_id)
+        return seen
+
     def add(self, event_id: str) -> bool:
         """Remember ``event_id``; True when it was not seen before."""
         source, sep, line = event_id.rpartition(":")

@@ -158,13 +158,13 @@ def tmpfs_size(directory: Path) -> int:
 ENOSPC_SCRIPT = """
 set -u
 mount -t tmpfs -o size="$SMALL" tmpfs "$OFFLINE" || exit 90
-"$PYTHON" -m basketflow.cli run --stop-at-end --snapshot-interval 0.2 --json \
-    >/dev/null 2>"$LOGS/first.err"
+"$PYTHON" -m basketflow.cli run --stop-at-end --snapshot-interval 0.2 --max-batch 1000 \
+    --json >/dev/null 2>"$LOGS/first.err"
 echo $? >"$LOGS/first.rc"
 find "$OFFLINE" -name "*.parquet" | wc -l >"$LOGS/first.files"
 mount -o remount,size=256m "$OFFLINE" || exit 91
-"$PYTHON" -m basketflow.cli run --stop-at-end --snapshot-interval 0.2 --json \
-    >/dev/null 2>"$LOGS/second.err"
+"$PYTHON" -m basketflow.cli run --stop-at-end --snapshot-interval 0.2 --max-batch 1000 \
+    --json >/dev/null 2>"$LOGS/second.err"
 echo $? >"$LOGS/second.rc"
 cp -a "$OFFLINE/." "$COPY"
 """
