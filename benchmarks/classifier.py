@@ -33,7 +33,6 @@ import statistics
 import sys
 import time
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import groupby, islice
 from pathlib import Path

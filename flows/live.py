@@ -49,7 +49,7 @@ from flows.scoring import MODEL_KEY, ScoringConfig, scoring_config, scoring_step
 from flows.progress import FlowProgress
 from flows.recovery_store import discard_uncommitted
 from schemas.events import Rejection, Transaction, decode_event
-from schemas.features import DEFAULT_ALLOWED_LATENESS_S, PRODUCT, versions
+from schemas.features import DEFAULT_ALLOWED_LATENESS_S, versions
 from sinks.flow_sinks import (DeadLetterSink, FeatureLogSink, FlowStats, OfflineEventSink,
                               OnlineFeatureSink, OnlineScoreSink, ProgressSink, ScoreLogSink,
                               count_late)
