@@ -69,6 +69,12 @@ class EntityFolder(Snapshotable):
         self.seq = 0
         self.max_ts = 0
 
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        """Restore from a recovery snapshot; an earlier version's holds ``seen`` as a set."""
+        for name, value in state[1].items():
+            setattr(self, name, value)
+        self.seen = SeenIds.of(self.seen)
+
     def _apply(self, e: Transaction) -> tuple[str, ...]:
         """Fold one event into the views; return the views it moved."""
         if self.product is not None:
@@ -98,7 +104,6 @@ class EntityFolder(Snapshotable):
         """Fold a batch of this entity's events in, in order (see the module rules)."""
         update = FeatureUpdate(entity, 0, {})
         pending: set[str] = set()
-        self.seen = SeenIds.of(self.seen)  # state restored from an earlier version's snapshot
         fresh = [e for e in events if self.seen.add(e.event_id)]
         for i, e in enumerate(fresh):
             if self.max_ts and e.ts < self.max_ts - lateness:
