@@ -42,7 +42,8 @@ from flows.backfill import offline_events, run_backfill
 from flows.classifier import classifier_features
 from flows.live import FeatureOutputs, RunOptions
 from flows.scoring import ScoringConfig
-from reports.historical import feature_log_files, get_historical_features, output_column
+from reports.historical import (ViewRequest, feature_log_files, get_historical_features,
+                                output_column, read_view_log)
 from reports.profiles import ProfileError, check_until, customer_profiles
 from reports.segments import Segmentation, fit
 from schemas.events import GUEST_PREFIX
@@ -96,24 +97,23 @@ class Evaluation:
 
 def first_baskets(offline_dir: Path) -> pd.DataFrame:
     """Each registered customer's first basket: ``invoice`` and ``ended`` (event time of its
-    last basket-view row), indexed by customer id."""
-    files = [str(p) for p in feature_log_files(offline_dir, "basket")]
-    if not files:
-        return pd.DataFrame(columns=["invoice", "ended"])
-    query = f"""
-        WITH baskets AS (
-            SELECT CAST(entity_id AS VARCHAR) AS customer_id, invoice,
-                   min(started) AS started, max(ts) AS ended
-            FROM read_parquet({files}, hive_partitioning=false, union_by_name=true)
-            WHERE version = '{BASKET.version}' AND NOT starts_with(entity_id, '{GUEST_PREFIX}')
-            GROUP BY ALL)
-        SELECT customer_id, first(invoice ORDER BY started, invoice) AS invoice,
-               first(ended ORDER BY started, invoice) AS ended
-        FROM baskets GROUP BY customer_id ORDER BY customer_id"""
+    last basket-view row), indexed by customer id; the log is read as every reader of it
+    reads it (:func:`reports.historical.read_view_log`: current version only)."""
+    request = ViewRequest(BASKET, ("invoice", "started"), "customer_id")
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        frame = con.sql(query).to_arrow_table().to_pandas()
-    return frame.set_index("customer_id")
+        log = read_view_log(con, request, feature_log_files(offline_dir, "basket"))
+        con.register("basket_log", log)
+        frame = con.sql(f"""
+            WITH baskets AS (
+                SELECT entity_id AS customer_id, invoice, min(started) AS started,
+                       max(ts) AS ended
+                FROM basket_log WHERE NOT starts_with(entity_id, '{GUEST_PREFIX}')
+                GROUP BY ALL)
+            SELECT customer_id, first(invoice ORDER BY started, invoice) AS invoice,
+                   first(ended ORDER BY started, invoice) AS ended
+            FROM baskets GROUP BY customer_id ORDER BY customer_id""").to_arrow_table()
+    return frame.to_pandas().set_index("customer_id")
 
 
 def river_predictions(offline_dir: Path, labels: dict[str, str], labels_version: str,
