@@ -40,7 +40,7 @@ from bytewax.outputs import (DynamicSink, FixedPartitionedSink, StatefulSinkPart
 from schemas.events import Rejection, Transaction
 from flows.entity_features import FeatureUpdate, LogRow
 from flows.scoring import ScoreRow
-from schemas.features import PRODUCT, registry
+from schemas.features import registry
 from sinks.offline_store import (DeadLetterStore, FeatureLog, LateEventLog, ParquetEventStore,
                                  ScoreLog, StoreUnwritable)
 from sinks.online_store import RedisOnlineStore, connect
@@ -266,8 +266,7 @@ class FeatureLogSink(FixedPartitionedSink[FeatureUpdate, None]):
     def list_parts(self) -> list[str]:
         return ["log"]
 
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: None) -> _FeatureLogPartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _EpochBuffer:
         logs = {view: FeatureLog(self.root, view) for view in self.versions}
         late_log = LateEventLog(self.root)
 
@@ -280,43 +279,7 @@ class FeatureLogSink(FixedPartitionedSink[FeatureUpdate, None]):
                                             for view, rows in by_view.items()))
             late_log.append(late for update in updates for late in update.late)
 
-        return _FeatureLogPartition(
-            _EpochBuffer(flush, lambda u: len(u.rows), self.stats),
-            _EpochBuffer(flush, lambda u: len(u.rows), self.stats, max_age=float("inf")))
-
-
-class _FeatureLogPartition(StatefulSinkPartition[FeatureUpdate, None]):
-    """Customer and basket rows flush every second; product rows only at the epoch.
-
-    A row is stored once per ``<entity>:<seq>`` id within its date partition. A
-    customer's events arrive in order, so its row ``seq`` always has the same time and
-    date, and a row written before a crash is recognised when the replay writes it again.
-    A product's events arrive interleaved from every partition, so after a restart its
-    ``seq``-th row may fall on another time and date: product rows are written only when
-    the epoch closes, so that none of an uncommitted epoch outlives a crash.
-    """
-
-    def __init__(self, steady: _EpochBuffer, at_epoch: _EpochBuffer) -> None:
-        self.steady = steady
-        self.at_epoch = at_epoch
-
-    def write_batch(self, values: list[FeatureUpdate]) -> None:
-        products: list[FeatureUpdate] = []
-        customers: list[FeatureUpdate] = []
-        for update in values:
-            is_product = bool(update.rows) and update.rows[0][0] == PRODUCT.name
-            (products if is_product else customers).append(update)
-        if products:
-            self.at_epoch.write_batch(products)
-        if customers:
-            self.steady.write_batch(customers)
-
-    def snapshot(self) -> None:
-        self.steady.snapshot()
-        self.at_epoch.snapshot()
-
-    def close(self) -> None:
-        self.snapshot()
+        return _EpochBuffer(flush, lambda u: len(u.rows), self.stats)
 
 
 class OnlineScoreSink(DynamicSink[ScoreRow]):

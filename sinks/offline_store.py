@@ -31,7 +31,7 @@ from msgspec.structs import astuple
 import pyarrow.parquet as pq
 
 from schemas.events import FIELD_NAMES, Transaction
-from schemas.features import FeatureView, registry
+from schemas.features import PRODUCT, FeatureView, registry
 
 EVENT_SCHEMA = pa.schema([
     ("event_id", pa.string()),
@@ -141,13 +141,17 @@ class PartitionedLog:
     """An append-only, idempotent, date-partitioned Parquet log of rows with unique ids.
 
     ``append_rows`` takes ``(event time, row id, row values in schema order)``; a row whose id
-    is already stored in its date partition is skipped.
+    is already stored in its date partition is skipped. Where a row's id does not fix its
+    date (``ids_span_days``), a row whose id is stored on any date is skipped, and the ids of
+    every date are read the first time the log is written to.
     """
 
-    def __init__(self, directory: Path, schema: pa.Schema, id_column: str) -> None:
+    def __init__(self, directory: Path, schema: pa.Schema, id_column: str,
+                 ids_span_days: bool = False) -> None:
         self.directory = directory
         self.schema = schema
         self.id_column = id_column
+        self.ids_span_days = ids_span_days
         self._seen: dict[str, set[str]] = {}
         self._day_names: dict[int, str] = {}
 
@@ -156,15 +160,18 @@ class PartitionedLog:
         return self.directory / f"date={day}"
 
     def _ids_in(self, day: str) -> set[str]:
-        """The row ids already stored for a day (read from its files once)."""
-        seen = self._seen.get(day)
+        """The row ids already stored for a day, or for every day with ``ids_span_days``
+        (read from the files once)."""
+        key = "*" if self.ids_span_days else day
+        seen = self._seen.get(key)
         if seen is None:
             seen = set()
-            directory = self.partition_dir(day)
+            directory = self.directory if self.ids_span_days else self.partition_dir(day)
+            pattern = "date=*/*.parquet" if self.ids_span_days else "*.parquet"
             if directory.is_dir():
-                for path in sorted(directory.glob("*.parquet")):
+                for path in sorted(directory.glob(pattern)):
                     seen.update(self._stored_ids(path))
-            self._seen[day] = seen
+            self._seen[key] = seen
         return seen
 
     def _stored_ids(self, path: Path) -> list[str]:
@@ -280,12 +287,19 @@ class EntityRowLog(PartitionedLog):
 
 class FeatureLog(EntityRowLog):
     """Every new value row of one view under ``<root>/features/<view>/``, idempotent on
-    ``<entity>:<seq>``, stamped with the view's current version."""
+    ``<entity>:<seq>``, stamped with the view's current version.
+
+    A customer's ``seq``-th row always has the same time (its events arrive in order), so
+    its id fixes its date. A product's events arrive interleaved from every partition, so
+    after a restart its ``seq``-th row may fall on another date: product ids are checked
+    across dates. (Bytewax flushes sinks before it commits an epoch, so a kill between
+    the two replays rows that are already stored.)
+    """
 
     def __init__(self, root: str | Path, view: str) -> None:
         self.view = registry()[view]
         super().__init__(Path(root) / "features" / view, feature_log_schema(self.view),
-                         "row_id")
+                         "row_id", ids_span_days=view == PRODUCT.name)
         self.names = self.view.feature_names
         self.version = self.view.version
 
