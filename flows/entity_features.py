@@ -1,9 +1,10 @@
 """The feature step: fold each entity's events into its state, emit values and log rows.
 
-One :class:`EntityFolder` per entity lives in a Bytewax ``stateful_flat_map``: one kind for
-customers (the ``customer`` and ``basket`` views) and one for products (``product``).
-For every batch of an entity's events it emits one :class:`FeatureUpdate`: the latest
-values of the views that moved (for the online store) and the feature-log rows.
+One :class:`EntityFolder` per entity lives in a Bytewax stateful step
+(:func:`flows.pickled_state.pickled_flat_map`): one kind for customers (the ``customer``
+and ``basket`` views) and one for products (``product``). For every batch of an entity's
+events it emits one :class:`FeatureUpdate`: the latest values of the views that moved
+(for the online store) and the feature-log rows.
 
 Rules, the same for the live flow and the backfill:
 
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flows.feature_state import BasketState, CustomerState, ProductState, Snapshotable
+from flows.feature_state import BasketState, CustomerState, ProductState
 from flows.seen_ids import SeenIds
 from schemas.events import Transaction
 
@@ -56,7 +57,7 @@ class FeatureUpdate:
     times: dict[str, int] = field(default_factory=dict)
 
 
-class EntityFolder(Snapshotable):
+class EntityFolder:
     """The state of every view of one entity, and the bookkeeping the rules need."""
 
     __slots__ = ("customer", "basket", "product", "seen", "seq", "max_ts")
@@ -124,7 +125,7 @@ class EntityFolder(Snapshotable):
 
 def folder_step(kind: str, lateness: int) -> Callable[
         [EntityFolder | None, tuple[str, list[Transaction]]] | Any, Any]:
-    """A ``stateful_flat_map`` mapper for one entity kind and allowed lateness (seconds)."""
+    """A ``pickled_flat_map`` mapper for one entity kind and allowed lateness (seconds)."""
 
     def mapper(state: EntityFolder | None, events: list[Transaction],
                ) -> tuple[EntityFolder, list[FeatureUpdate]]:

@@ -1,6 +1,6 @@
 """Per-entity feature state: the one implementation of every feature's logic.
 
-Each class here is plain Python, kept per entity inside a Bytewax ``stateful_flat_map`` by
+Each class here is plain Python, kept per entity inside a Bytewax stateful step by
 the live flow and by the backfill alike, so what a model is trained on is what it is
 served. ``update(event)`` folds one event in; ``values(as_of)`` returns the features as of
 event time ``as_of`` (the latest event folded in), following the window rule of
@@ -19,7 +19,6 @@ hourly tiles ending with the hour of ``t``.
 
 from __future__ import annotations
 
-import copy
 from datetime import datetime, timezone
 from typing import Any
 
@@ -34,39 +33,13 @@ _SHARE_CATEGORIES = tuple(c for c in CATEGORY_NAMES if c != NON_PRODUCT)
 _category_of = load_taxonomy().category_of
 
 
-class Snapshotable:
-    """Cheap deep copies of slot-based state, for Bytewax's per-epoch snapshots.
-
-    Bytewax deep-copies every changed entity's state at each epoch; a generic deepcopy
-    walks every element. Slots holding sets, or dicts of immutable values, need only a
-    container copy; dicts of lists (tiles) a copy of each list; slots holding objects with
-    their own ``__deepcopy__`` (other Snapshotables, :class:`flows.seen_ids.SeenIds`) are
-    copied by it.
-    """
-
-    __slots__ = ()
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> "Snapshotable":
-        new = object.__new__(type(self))
-        for name in self.__slots__:
-            value = getattr(self, name)
-            if isinstance(value, dict):
-                value = {k: (v.copy() if isinstance(v, list) else v) for k, v in value.items()}
-            elif isinstance(value, (set, list)):
-                value = value.copy()
-            elif hasattr(value, "__deepcopy__"):  # a Snapshotable, or state with its own copy
-                value = copy.deepcopy(value, memo)
-            setattr(new, name, value)
-        return new
-
-
 def _cutoffs(as_of: int, days: tuple[int, ...]) -> tuple[int, ...]:
     """The first hour tile inside each window ending at ``as_of``."""
     hour = as_of // HOUR + 1
     return tuple(hour - d * 24 for d in days)
 
 
-class CustomerState(Snapshotable):
+class CustomerState:
     """Purchase history of one customer over sliding windows, plus lifetime totals.
 
     Hourly tiles hold ``[spend, items, cancelled lines]``; purchase invoices and products
@@ -159,7 +132,7 @@ def _days(as_of: int, ts: int | None) -> float | None:
     return None if ts is None else round((as_of - ts) / DAY, 4)
 
 
-class BasketState(Snapshotable):
+class BasketState:
     """The customer's current basket (invoice) so far.
 
     A purchase line of a new invoice starts a new basket; cancellation and adjustment
@@ -219,7 +192,7 @@ class BasketState(Snapshotable):
         return out
 
 
-class ProductState(Snapshotable):
+class ProductState:
     """Demand for one product: hourly tiles of ``[units, revenue, lines, cancelled lines]``
     and each buyer's latest hour."""
 

@@ -10,7 +10,7 @@ cost is paid per batch and per entity, not per event. Stream by stream::
     by-day        events regrouped by event day -> `offline` (Parquet, idempotent)
     by-customer   events regrouped by customer (guests: invoice), in order
     by-product    product lines regrouped by stock code, in order
-    *-features    stateful_flat_map: fold each entity's events into its feature state
+    *-features    pickled_flat_map: fold each entity's events into its feature state
     online        latest values of each changed entity -> Redis, once per batch
     feature-log   every new value row -> Parquet `features/<view>/`, idempotent
     score         customer updates, all to one key: the River classifier predicts on every
@@ -19,9 +19,9 @@ cost is paid per batch and per entity, not per event. Stream by stream::
     count-progress  next offsets and counts so far, kept in the recovery state
     progress      -> Redis, for `basketflow status`
 
-The feature step keeps per-entity state in ``stateful_map`` (see
-:mod:`flows.feature_state`) rather than in Bytewax windows, whose per-key cost collapses
-at thousands of keys.
+The feature step keeps per-entity state in :func:`flows.pickled_state.pickled_flat_map`
+(``stateful_flat_map`` with cheaper snapshots; the state is :mod:`flows.feature_state`)
+rather than in Bytewax windows, whose per-key cost collapses at thousands of keys.
 """
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ from flows.dead_letters import (DeadLetter, consumer_error, producer_letters, re
                                 to_dead_message)
 from flows.entity_features import FeatureUpdate, folder_step
 from flows.kafka_batches import DEFAULT_MAX_BATCH, KafkaBatchSource, RawMessage
-from flows.scoring import MODEL_KEY, ScoringConfig, scoring_config, scoring_step
+from flows.pickled_state import pickled_flat_map
 from flows.progress import FlowProgress
 from flows.recovery_store import discard_uncommitted
+from flows.scoring import MODEL_KEY, ScoringConfig, scoring_config, scoring_step
 from schemas.events import Rejection, Transaction, decode_event
 from schemas.features import DEFAULT_ALLOWED_LATENESS_S, versions
 from sinks.flow_sinks import (DeadLetterSink, FeatureLogSink, FlowStats, OfflineEventSink,
@@ -140,12 +141,12 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
     by_customer = op.flat_map("by-customer", batches, lambda b: group_by(b, _customer_key))
     by_product = op.flat_map("by-product", batches, lambda b: group_by(
         [e for e in b if e.is_product], _product_key))
-    customers = op.stateful_flat_map("customer-features", by_customer,
-                                     folder_step("customer", outputs.allowed_lateness))
+    customers = pickled_flat_map("customer-features", by_customer,
+                                 folder_step("customer", outputs.allowed_lateness))
     updates = op.key_rm("updates", op.merge(
         "merge-updates", customers,
-        op.stateful_flat_map("product-features", by_product,
-                             folder_step("product", PRODUCT_LATENESS_S))))
+        pickled_flat_map("product-features", by_product,
+                         folder_step("product", PRODUCT_LATENESS_S))))
     op.inspect("count-late", updates, count_late(stats))
     if outputs.scoring is not None:
         add_scoring_steps(op.key_rm("customer-updates", customers), outputs, stats)
@@ -164,7 +165,7 @@ def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureO
     assert outputs.scoring is not None
     to_model = op.key_on("to-model", customer_updates, lambda _u: MODEL_KEY)
     score = scoring_step(outputs.scoring)
-    scored = op.stateful_flat_map("score", to_model, lambda state, update: stats.writing(
+    scored = pickled_flat_map("score", to_model, lambda state, update: stats.writing(
         lambda: score(state, update)))  # it writes the model's checkpoints
     op.inspect("count-scores", scored, lambda _step, _row: stats.add(scores=1))
     if outputs.redis_url is not None:

@@ -163,7 +163,7 @@ def initial_model(config: ScoringConfig) -> BasketClassifier:
 
 def scoring_step(config: ScoringConfig) -> Callable[
         [ScoringState | None, FeatureUpdate], tuple[ScoringState, list[ScoreRow]]]:
-    """A ``stateful_flat_map`` mapper over customer updates keyed by :data:`MODEL_KEY`.
+    """A ``pickled_flat_map`` mapper over customer updates keyed by :data:`MODEL_KEY`.
 
     The starting model is read (and checked) here, when the flow is built, so a bad
     checkpoint stops the start with a clear error rather than inside a worker.

@@ -1,7 +1,7 @@
 """The event ids an entity has folded in, kept compactly so that snapshots stay cheap.
 
 Every entity remembers the ids of the events it has folded in, so a line replayed twice
-counts once. Bytewax copies and pickles the state of every entity that changed at each
+counts once. The state of every entity that changed is pickled at each Bytewax
 epoch, so a set of id strings made each snapshot grow with the history: after the real
 file, about 370,000 strings per epoch, and the score freshness p99 grew with them (a
 1.4-1.8 s stall every 10 s by the end of ``benchmarks/freshness.py``). Ids of the
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from typing import Any
 
 
 class SeenIds:
@@ -65,9 +64,3 @@ class SeenIds:
 
     def __len__(self) -> int:
         return sum(map(len, self.lines.values())) + len(self.other)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> "SeenIds":
-        new = SeenIds()
-        new.lines = {source: lines[:] for source, lines in self.lines.items()}
-        new.other = self.other.copy()
-        return new
