@@ -14,7 +14,6 @@ shown to raise :class:`~sinks.offline_store.StoreUnwritable` on its own.
 
 from __future__ import annotations
 
-import doctest
 import os
 import shutil
 import subprocess
@@ -24,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-import sinks.offline_store as offline_store
 from basketflow.config import Settings
 from flows.classifier import BasketClassifier, save_checkpoint
 from producers.csv_source import read_events
@@ -37,11 +35,6 @@ from test_recovery import replayed  # noqa: F401  (the fixture these tests start
 from test_recovery import cli_env, contents, finish, isolated, start_run
 
 PAGE = 4096
-
-
-def test_doctests() -> None:
-    result = doctest.testmod(offline_store)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def feature_row(log: FeatureLog, e: Transaction) -> int:

@@ -12,7 +12,6 @@ while views gain features.
 from __future__ import annotations
 
 import dataclasses
-import doctest
 import math
 import tempfile
 from datetime import datetime, timedelta, timezone
@@ -75,12 +74,6 @@ def labels(*rows: tuple[Any, Any], id_column: str = "customer_id") -> pd.DataFra
 def values(frame: pd.DataFrame, column: str) -> list[Any]:
     """A column as a list with every null as None (NaN, pd.NA, None alike)."""
     return [None if pd.isna(v) else v for v in frame[column]]
-
-
-def test_module_example() -> None:
-    """The module docstring's example runs as written."""
-    result = doctest.testmod(historical)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_no_leakage_a_row_at_t_is_in_a_row_one_second_later_is_not(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ file's lines; the real-data test backfills the real extract and fits it.
 
 from __future__ import annotations
 
-import doctest
 import json
 import os
 import subprocess
@@ -20,7 +19,6 @@ from typing import Any
 import pandas as pd
 import pytest
 
-import reports.segments as segments
 from basketflow.config import ENV_DATA_DIR
 from flows.backfill import file_events, run_backfill
 from flows.live import FeatureOutputs, RunOptions
@@ -64,12 +62,6 @@ def basketflow(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "basketflow.cli", *args],
                           env=os.environ | {ENV_DATA_DIR: str(data_dir)},
                           capture_output=True, text=True, timeout=300)
-
-
-def test_module_examples() -> None:
-    """The docstring examples of reports/segments.py run as written."""
-    result = doctest.testmod(segments)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def expected_profiles(csv_path: Path, until: date) -> dict[str, dict[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import doctest
 import importlib.resources
 import importlib.util
 from pathlib import Path
@@ -13,7 +12,6 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import schemas.taxonomy as taxonomy_module
 from schemas.events import NON_PRODUCT_CODES
 from schemas.taxonomy import (
     CATEGORY_NAMES,
@@ -97,11 +95,6 @@ def test_explain_lists_every_category_in_order_with_its_rules() -> None:
     by_name = {e["name"]: e for e in explained}
     assert "BAGS?" in by_name["bags_storage"]["patterns"]
     assert by_name[NON_PRODUCT]["patterns"] == [] and by_name[OTHER]["patterns"] == []
-
-
-def test_module_doctests_pass() -> None:
-    result = doctest.testmod(taxonomy_module)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # -------------------------------------------------------------- classification
