@@ -47,7 +47,7 @@ from flows.entity_features import FeatureUpdate, folder_step
 from flows.kafka_batches import DEFAULT_MAX_BATCH, KafkaBatchSource, RawMessage
 from flows.pickled_state import pickled_flat_map
 from flows.progress import FlowProgress
-from flows.recovery_store import discard_uncommitted
+from flows.recovery_store import discard_unfinished
 from flows.scoring import MODEL_KEY, ScoringConfig, scoring_config, scoring_step
 from schemas.events import Rejection, Transaction, decode_event
 from schemas.features import DEFAULT_ALLOWED_LATENESS_S, versions
@@ -252,7 +252,7 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
             with writing(options.recovery_dir):
                 init_db_dir(options.recovery_dir, RECOVERY_PARTITIONS)
         else:
-            discard_uncommitted(options.recovery_dir)
+            discard_unfinished(options.recovery_dir)
         recovery = RecoveryConfig(str(options.recovery_dir),
                                   timedelta(seconds=options.backup_seconds))
     try:
