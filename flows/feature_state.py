@@ -19,6 +19,8 @@ hourly tiles ending with the hour of ``t``.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -62,7 +64,8 @@ class CustomerState:
 
     def update(self, e: Transaction) -> None:
         """Fold one line in (cancellations count negative)."""
-        hour = e.ts // HOUR
+        ts = e.ts
+        hour = ts // HOUR
         tile = self.tiles.get(hour)
         if tile is None:
             tile = self.tiles[hour] = [0.0, 0, 0]
@@ -75,16 +78,20 @@ class CustomerState:
         if e.is_cancellation:
             tile[2] += 1
         elif not e.is_adjustment:
-            if e.invoice not in self.invoices:
+            latest = self.invoices.get(e.invoice)
+            if latest is None:
                 self.lifetime_invoices += 1
-            self.invoices[e.invoice] = max(hour, self.invoices.get(e.invoice, hour))
+            if latest is None or hour > latest:
+                self.invoices[e.invoice] = hour
             if e.is_product:
-                self.products[e.stock_code] = max(hour, self.products.get(e.stock_code, hour))
-            if self.first_purchase is None or e.ts < self.first_purchase:
-                self.first_purchase = e.ts
-            if self.last_purchase is None or e.ts > self.last_purchase:
-                self.last_purchase = e.ts
-        self.max_ts = max(self.max_ts, e.ts)
+                latest = self.products.get(e.stock_code)
+                if latest is None or hour > latest:
+                    self.products[e.stock_code] = hour
+            if self.first_purchase is None or ts < self.first_purchase:
+                self.first_purchase = ts
+            if self.last_purchase is None or ts > self.last_purchase:
+                self.last_purchase = ts
+        self.max_ts = max(self.max_ts, ts)
 
     def _evict(self, newest_hour: int) -> None:
         """Drop what no window can see any more (older than the longest window)."""
@@ -109,9 +116,8 @@ class CustomerState:
                     spend[w] += s
                     items[w] += i
                     cancelled[w] += c
-        orders = [sum(1 for h in self.invoices.values() if cut <= h <= last_hour) for cut in cuts]
-        products = [sum(1 for h in self.products.values() if cut <= h <= last_hour)
-                    for cut in cuts]
+        orders = _counts_within(self.invoices.values(), cuts, last_hour)
+        products = _counts_within(self.products.values(), cuts, last_hour)
         out: dict[str, Any] = {}
         for stem, series in (("spend", spend), ("orders", orders), ("items", items),
                              ("distinct_products", products), ("cancelled_lines", cancelled)):
@@ -125,6 +131,22 @@ class CustomerState:
         out["first_purchase"] = self.first_purchase
         out["last_purchase"] = self.last_purchase
         return out
+
+
+def _counts_within(hours: Iterable[int], cuts: tuple[int, ...], last_hour: int) -> list[int]:
+    """How many of ``hours`` fall in each window ``[cut, last_hour]``. Many share an hour
+    (an invoice's products), so they are counted per distinct hour first, in C.
+
+    >>> _counts_within([5, 5, 9, 12], (9, 4), 10)
+    [1, 3]
+    """
+    counts = [0] * len(cuts)
+    for hour, n in Counter(hours).items():
+        if hour <= last_hour:
+            for w, cut in enumerate(cuts):
+                if hour >= cut:
+                    counts[w] += n
+    return counts
 
 
 def _days(as_of: int, ts: int | None) -> float | None:
@@ -192,9 +214,19 @@ class BasketState:
         return out
 
 
+#: How far past the longest window a product's tiles and buyers may age before they are
+#: dropped, all at once. Its values only read inside its windows, so what is kept past
+#: them changes nothing; dropping them every new hour rebuilt a popular product's dicts
+#: nearly every hour (a tenth of the backfill's feature time).
+_EVICT_SLACK_HOURS = 7 * 24
+#: Hours of tiles a product needs: its longest window, and a day more.
+_PRODUCT_KEPT_HOURS = PRODUCT.windows_days[-1] * 24 + 24
+
+
 class ProductState:
     """Demand for one product: hourly tiles of ``[units, revenue, lines, cancelled lines]``
-    and each buyer's latest hour."""
+    and each buyer's latest hour (the latest wins, and only those inside the 7-day window
+    count, so keeping or dropping older ones gives the same values)."""
 
     __slots__ = ("tiles", "buyers", "max_ts")
 
@@ -205,22 +237,26 @@ class ProductState:
 
     def update(self, e: Transaction) -> None:
         """Fold one line of this product in."""
-        hour = e.ts // HOUR
+        ts = e.ts
+        hour = ts // HOUR
         tile = self.tiles.get(hour)
         if tile is None:
             tile = self.tiles[hour] = [0, 0.0, 0, 0]
-            oldest = max(hour, self.max_ts // HOUR) - PRODUCT.windows_days[-1] * 24 - 24
-            if next(iter(self.tiles)) < oldest:
+            oldest = max(hour, self.max_ts // HOUR) - _PRODUCT_KEPT_HOURS
+            if next(iter(self.tiles)) < oldest - _EVICT_SLACK_HOURS:
                 self.tiles = {h: t for h, t in self.tiles.items() if h >= oldest}
                 self.buyers = {b: h for b, h in self.buyers.items() if h >= oldest}
-        tile[0] += e.quantity
-        tile[1] += e.quantity * e.unit_price
+        quantity = e.quantity
+        tile[0] += quantity
+        tile[1] += quantity * e.unit_price
         tile[2] += 1
         if e.is_cancellation:
             tile[3] += 1
-        elif e.customer_id:
-            self.buyers[e.customer_id] = max(hour, self.buyers.get(e.customer_id, hour))
-        self.max_ts = max(self.max_ts, e.ts)
+        elif customer := e.customer_id:
+            latest = self.buyers.get(customer)
+            if latest is None or hour > latest:
+                self.buyers[customer] = hour
+        self.max_ts = max(self.max_ts, ts)
 
     def values(self, as_of: int) -> dict[str, Any]:
         """Every feature of :data:`schemas.features.PRODUCT` as of ``as_of``."""

@@ -44,6 +44,7 @@ from basketflow.kafka import DEFAULT_PARTITIONS, consumer_config, ensure_topics,
 from flows.dead_letters import (DeadLetter, consumer_error, producer_letters, rejected,
                                 to_dead_message)
 from flows.entity_features import FeatureUpdate, folder_step
+from flows.gc_tuning import fewer_collections
 from flows.kafka_batches import DEFAULT_MAX_BATCH, KafkaBatchSource, RawMessage
 from flows.pickled_state import pickled_flat_map
 from flows.progress import FlowProgress
@@ -256,9 +257,10 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
         recovery = RecoveryConfig(str(options.recovery_dir),
                                   timedelta(seconds=options.backup_seconds))
     try:
-        cli_main(flow, workers_per_process=options.workers,
-                 epoch_interval=timedelta(seconds=options.snapshot_seconds),
-                 recovery_config=recovery)
+        with fewer_collections():
+            cli_main(flow, workers_per_process=options.workers,
+                     epoch_interval=timedelta(seconds=options.snapshot_seconds),
+                     recovery_config=recovery)
     except BytewaxRuntimeError as exc:
         cause = unwritable_cause(exc)
         if cause is None:

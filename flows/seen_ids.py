@@ -52,6 +52,9 @@ class SeenIds:
             lines = self.lines.get(source)
             if lines is None:
                 lines = self.lines[source] = array("q")
+            if not lines or number > lines[-1]:  # lines mostly come in file order
+                lines.append(number)
+                return True
             i = bisect_left(lines, number)
             if i < len(lines) and lines[i] == number:
                 return False

@@ -127,7 +127,7 @@ def is_product_code(stock_code: str) -> bool:
     return code not in NON_PRODUCT_CODES and not code.startswith(GIFT_VOUCHER_PREFIX)
 
 
-def _customer_id(text: str) -> str | None:
+def parse_customer_id(text: str) -> str | None:
     """``17850`` or ``17850.0`` -> ``'17850'``; empty -> None (a guest)."""
     text = text.strip()
     if not text:
@@ -138,8 +138,13 @@ def _customer_id(text: str) -> str | None:
     return str(int(number))
 
 
-def _check_ranges(quantity: int, price: float, ts: int, invoice: str) -> str | None:
-    """The reason a parsed line is absurd, or None when it is plausible."""
+def check_ranges(quantity: int, price: float, ts: int, invoice: str) -> str | None:
+    """The reason a parsed line is absurd, or None when it is plausible.
+
+    Each rule looks at one field, except that a negative price needs an ``A`` invoice:
+    the bulk CSV reader (:mod:`producers.csv_blocks`) relies on that to check each
+    distinct value of a column once.
+    """
     if quantity == 0:
         return "Quantity is 0"
     if abs(quantity) > MAX_ABS_QUANTITY:
@@ -188,11 +193,11 @@ def parse_row(row: list[str], event_id: str) -> Transaction | Rejection:
     except (ValueError, OverflowError, OSError):
         return Rejection(f"InvoiceDate {date!r} is not like 12/1/2010 8:26", raw, event_id)
     try:
-        customer_id = _customer_id(customer)
+        customer_id = parse_customer_id(customer)
     except (ValueError, OverflowError) as exc:
         return Rejection(str(exc) if "CustomerID" in str(exc)
                          else f"CustomerID {customer!r} is not a number", raw, event_id)
-    reason = _check_ranges(qty, unit_price, ts, invoice)
+    reason = check_ranges(qty, unit_price, ts, invoice)
     if reason:
         return Rejection(reason, raw, event_id)
     return Transaction(
@@ -250,7 +255,7 @@ def decode_event(value: bytes | None) -> Transaction | Rejection:
                          _event_id_of(value), source="flow")
     except msgspec.DecodeError as exc:
         return Rejection(f"not JSON: {exc}", value.decode("utf-8", "replace"), source="flow")
-    reason = _check_ranges(t.quantity, t.unit_price, t.ts, t.invoice)
+    reason = check_ranges(t.quantity, t.unit_price, t.ts, t.invoice)
     if reason is None and not (t.event_id and t.invoice and t.stock_code):
         reason = "event_id, invoice and stock_code must not be empty"
     if reason is None:

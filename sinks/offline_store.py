@@ -123,13 +123,22 @@ def ensure_writable(*directories: Path) -> None:
 
 def write_atomically(table: pa.Table, directory: Path, name: str) -> Path:
     """Write a Parquet file under a hidden temporary name, then rename it into place;
-    :class:`StoreUnwritable` when it cannot be written (the temporary file is removed)."""
+    :class:`StoreUnwritable` when it cannot be written (the temporary file is removed).
+
+    The file is encoded in memory and written with one call: Arrow's file stream makes a
+    system call per page header and page, a few hundred for a feature-log file, which
+    cost a fifth of a small file's write (the bytes are the same).
+    """
     final = directory / name
     tmp = directory / f".{name}.tmp"
+    encoded = pa.BufferOutputStream()
+    pq.write_table(table, encoded, compression="snappy")  # half zstd's CPU per small file
     with writing(directory):
-        directory.mkdir(parents=True, exist_ok=True)
+        if not directory.is_dir():
+            directory.mkdir(parents=True, exist_ok=True)
         try:
-            pq.write_table(table, tmp, compression="snappy")  # half zstd's CPU per small file
+            with open(tmp, "wb") as out:
+                out.write(encoded.getvalue())
             os.replace(tmp, final)
         except OSError:
             tmp.unlink(missing_ok=True)
