@@ -39,7 +39,9 @@ Probabilities are the categories' sigmoids normalised to sum to 1.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -48,6 +50,32 @@ from scipy.special import expit
 
 #: Columns are added in blocks of this many (arrays grow by doubling beyond it).
 _START_COLUMNS = 64
+#: Layouts kept at most (one per list of feature names; the live model has two).
+_MAX_LAYOUTS = 256
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the features of one list of names go in the vector: ``numbers`` picks the
+    numbers from the example's values (in order), ``number_columns`` are their columns,
+    ``string_positions`` the places of the string values (one-hot, looked up per
+    example), ``present`` the number columns as a mask."""
+
+    numbers: Callable[[list[Any]], Any]
+    number_columns: np.ndarray
+    string_positions: tuple[int, ...]
+    present: np.ndarray
+
+
+def _none(values: list[Any]) -> tuple[()]:
+    """No values (``itemgetter`` needs at least one position)."""
+    return ()
+
+
+def _picker(positions: list[int]) -> Callable[[list[Any]], Any]:
+    """The values at ``positions`` of a list; a picklable function, as the layouts are
+    part of the model's checkpoints."""
+    return itemgetter(*positions) if positions else _none
 
 
 class AdaGradOneVsRest(base.Classifier):
@@ -63,6 +91,8 @@ class AdaGradOneVsRest(base.Classifier):
         self.classes: list[Hashable] = []
         self._class_index: dict[Hashable, int] = {}
         self._column: dict[str, int] = {}
+        #: Feature names (in an example's order) -> their layout; see :meth:`_layout`.
+        self._layouts: dict[tuple[str, ...], _Layout] = {}
         self._is_number = np.zeros(_START_COLUMNS, dtype=bool)
         self._count = np.zeros(_START_COLUMNS)  # learnt examples holding each number
         self._m2 = np.zeros(_START_COLUMNS)  # their sum of squared deviations (Welford)
@@ -94,6 +124,7 @@ class AdaGradOneVsRest(base.Classifier):
         self._is_number[column] = is_number
         self._inv_scale[column] = 0.0 if is_number else 1.0
         self._column[name] = column
+        self._layouts.clear()
         return column
 
     def _add_class(self, label: Hashable) -> int:
@@ -107,40 +138,59 @@ class AdaGradOneVsRest(base.Classifier):
         self._intercepts_g2 = np.append(self._intercepts_g2, 0.0)
         return self._class_index[label]
 
-    def _vector(self, x: Mapping[str, Any], learning: bool) -> tuple[np.ndarray, np.ndarray]:
-        """The raw example as a dense vector, and which columns it holds.
-
-        Features never learnt are left out when predicting (no weight to meet them).
-        """
-        columns: list[int] = []
-        values: list[float] = []
-        index = self._column
-        for name, value in x.items():
-            is_number = not isinstance(value, str)
-            if not is_number:
-                name, value = f"{name}={value}", 1.0
-            column = index.get(name)
+    def _layout(self, x: Mapping[str, Any], learning: bool) -> _Layout:
+        """Where the features of ``x`` go, for every example with the same names in the
+        same order (kept until a column is added). Features never learnt are left out when
+        predicting: no weight would meet them."""
+        number_positions, number_columns, string_positions = [], [], []
+        for position, (name, value) in enumerate(x.items()):
+            if isinstance(value, str):
+                string_positions.append(position)
+                continue
+            column = self._column.get(name)
             if column is None:
                 if not learning:
                     continue
-                column = self._add_column(name, is_number)
-            columns.append(column)
-            values.append(value)
-        vector = np.zeros(len(self._is_number))
+                column = self._add_column(name, is_number=True)
+            number_positions.append(position)
+            number_columns.append(column)
         present = np.zeros(len(self._is_number), dtype=bool)
-        vector[columns] = values
-        present[columns] = True
+        present[number_columns] = True
+        layout = _Layout(_picker(number_positions), np.array(number_columns, dtype=np.intp),
+                         tuple(string_positions), present)
+        if len(self._layouts) >= _MAX_LAYOUTS:  # examples of ever new feature sets
+            self._layouts.clear()
+        self._layouts[tuple(x)] = layout
+        return layout
+
+    def _vector(self, x: Mapping[str, Any], learning: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The raw example as a dense vector, and which columns it holds."""
+        if learning:
+            for name, value in x.items():  # new one-hot columns first: they clear layouts
+                if isinstance(value, str) and f"{name}={value}" not in self._column:
+                    self._add_column(f"{name}={value}", is_number=False)
+        layout = self._layouts.get(tuple(x)) or self._layout(x, learning)
+        values = list(x.values())
+        names = list(x) if layout.string_positions else []
+        hot = [self._column.get(f"{names[i]}={values[i]}") for i in layout.string_positions]
+        hot = [column for column in hot if column is not None]
+        vector = np.zeros(len(self._is_number))
+        vector[layout.number_columns] = layout.numbers(values)
+        vector[hot] = 1.0
+        present = layout.present.copy()
+        present[hot] = True
         return vector, present
 
     def _learn_scaling(self, vector: np.ndarray, present: np.ndarray) -> None:
         """Fold the example's numbers into their running means and variances."""
         numbers = present & self._is_number
         self._count += numbers
+        seen = np.maximum(self._count, 1.0)
         delta = (vector - self._shift) * numbers
-        self._shift += np.divide(delta, self._count, out=np.zeros_like(delta), where=numbers)
+        self._shift += delta / seen
         self._m2 += delta * (vector - self._shift)
-        variance = np.divide(self._m2, self._count, out=np.zeros_like(delta), where=numbers)
-        np.divide(1.0, np.sqrt(variance), out=self._inv_scale, where=variance > 0)
+        variance = self._m2 / seen
+        np.divide(1.0, np.sqrt(variance), out=self._inv_scale, where=numbers & (variance > 0))
 
     def _scores(self, vector: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The scaled example (absent columns 0) and each category's sigmoid."""
