@@ -1,6 +1,7 @@
 """Cost and prequential accuracy of the online basket classifier on the real data.
 
-    python benchmarks/classifier.py [--limit N] [--pipeline NAME ...] [--gap-minutes M] [PATH]
+    python benchmarks/classifier.py [--limit N] [--pipeline NAME ...] [--rounds R]
+                                    [--gap-minutes M] [PATH]
 
 PATH is a Kaggle-format CSV (default: the real extract in ../shared/data). The events of
 customers with an id are folded through :class:`flows.entity_features.EntityFolder` in
@@ -19,11 +20,18 @@ common ones by name, the rest as "other categories"), with "high spend" or "low 
 classes. It uses the future (the whole file), as the real segmentation labels do; it is
 only there to give the model a realistic number of classes and realistic signals.
 
-Prints, per compared pipeline: predict and learn cost per call in microseconds (p50, p99,
+Compared by default: the live model (:data:`flows.classifier.DEFAULT_PIPELINE`) and the
+River pipeline it replaced (``ovr_adagrad``), over the same features; ``--pipeline`` picks
+others (all of :data:`flows.classifier.PIPELINES` are River pipelines but the default).
+The pipelines run in turn, ``--rounds`` times (default 3), so a busy machine slows each
+about equally.
+
+Prints, per pipeline and round: predict and learn cost per call in microseconds (p50, p99,
 mean; targets: predict <= 50 us, learn <= 100 us), prequential accuracy and macro-F1 on
 each basket's last update (the prediction made before the model learnt from that basket),
 overall, on customers' first baskets and on later ones, beside the prequential majority
-class; the feature computation's cost; and the machine.
+class; then the pipelines side by side (median over rounds of each figure, and the ratio
+to the live model); the feature computation's cost; and the machine.
 """
 
 from __future__ import annotations
@@ -42,12 +50,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine import REAL_DATA, describe  # noqa: E402
 
-from flows.classifier import PIPELINES, BasketClassifier, classifier_features  # noqa: E402
+from flows.classifier import (  # noqa: E402
+    DEFAULT_PIPELINE,
+    PIPELINES,
+    BasketClassifier,
+    classifier_features,
+)
 from flows.entity_features import EntityFolder  # noqa: E402
 from producers.csv_source import read_events  # noqa: E402
 from schemas.events import Transaction  # noqa: E402
 from schemas.features import DEFAULT_ALLOWED_LATENESS_S  # noqa: E402
 from schemas.taxonomy import load_taxonomy  # noqa: E402
+
+#: The River pipeline the live model replaced, compared with it by default.
+REPLACED_PIPELINE = "ovr_adagrad"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +196,7 @@ def costs(ns: list[int]) -> str:
 
 
 def report(name: str, result: Result, elapsed: float) -> None:
-    """Print one pipeline's figures."""
+    """Print one pipeline's figures of one round."""
     print(f"\n{name}  ({elapsed:.1f} s for the run)")
     print(f"  predict  {costs(result.predict_ns)}  ({len(result.predict_ns):,} calls; "
           "target p50 <= 50 us)")
@@ -196,12 +212,40 @@ def report(name: str, result: Result, elapsed: float) -> None:
               f"{macro_f1(b):.3f})")
 
 
+def p50_us(ns: list[int]) -> float:
+    """The median of call times, in microseconds."""
+    return statistics.median(ns) / 1000
+
+
+def side_by_side(results: dict[str, list[Result]], live: str) -> None:
+    """Each pipeline's cost (median over rounds) beside the live model's."""
+    def cost(name: str, part: str, stat: str) -> float:
+        calls = [getattr(r, f"{part}_ns") for r in results[name]]
+        values = [p50_us(ns) if stat == "p50" else statistics.fmean(ns) / 1000 for ns in calls]
+        return statistics.median(values)
+
+    print(f"\nside by side (us per basket, median of {len(results[live])} rounds; "
+          f"x = times the live model {live}):")
+    print(f"  {'pipeline':24} {'predict p50':>16} {'predict mean':>16} {'learn p50':>16} "
+          f"{'learn mean':>16}")
+    for name in results:
+        cells = []
+        for part in ("predict", "learn"):
+            for stat in ("p50", "mean"):
+                value, base = cost(name, part, stat), cost(live, part, stat)
+                cells.append(f"{value:7.1f} ({value / base:4.1f}x)")
+        print(f"  {name:24} " + " ".join(f"{c:>16}" for c in cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("path", nargs="?", type=Path, default=REAL_DATA)
     parser.add_argument("--limit", type=int, default=None, help="read only the first N lines")
     parser.add_argument("--pipeline", action="append", choices=sorted(PIPELINES),
-                        help="pipelines to compare (default: all)")
+                        help=f"pipelines to compare (default: {DEFAULT_PIPELINE} and "
+                             f"{REPLACED_PIPELINE})")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times each pipeline runs, in turn with the others")
     parser.add_argument("--gap-minutes", type=int, default=60,
                         help="a basket closes this long after its last update")
     args = parser.parse_args(argv)
@@ -220,10 +264,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(labels):,} labelled customers, {len(set(labels.values()))} proxy labels "
           f"(built in {time.perf_counter() - t0:.1f} s)")
     print(f"features classifier_features: {feature_us:.1f} us per update (mean)")
-    for name in args.pipeline or list(PIPELINES):
-        t0 = time.perf_counter()
-        result = run(name, updates, labels, args.gap_minutes * 60)
-        report(name, result, time.perf_counter() - t0)
+    names = list(dict.fromkeys(args.pipeline or [DEFAULT_PIPELINE, REPLACED_PIPELINE]))
+    results: dict[str, list[Result]] = {name: [] for name in names}
+    for round_ in range(1, args.rounds + 1):
+        print(f"\n--- round {round_} of {args.rounds}")
+        for name in names:
+            t0 = time.perf_counter()
+            result = run(name, updates, labels, args.gap_minutes * 60)
+            report(name, result, time.perf_counter() - t0)
+            results[name].append(result)
+    side_by_side(results, names[0])
     return 0
 
 

@@ -157,9 +157,10 @@ def _feature_rows(offline_dir: Path, firsts: pd.DataFrame) -> list[dict[str, Any
 def batch_predictions(offline_dir: Path, firsts: pd.DataFrame, train: pd.Index,
                       labels: pd.Series, seed: int) -> pd.Series:
     """A random forest trained on the training customers' first baskets, predicting every
-    customer of ``firsts``."""
+    customer of ``firsts``; the string features (the country, and its first-visit copy)
+    one-hot encoded."""
     inputs = pd.get_dummies(pd.DataFrame(_feature_rows(offline_dir, firsts),
-                                         index=firsts.index), columns=["country"], dtype=float)
+                                         index=firsts.index), dtype=float)
     model = RandomForestClassifier(n_estimators=300, min_samples_leaf=2, random_state=seed,
                                    n_jobs=-1)
     model.fit(inputs.loc[train].to_numpy(), labels.loc[train].to_numpy())

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import flows.classifier as classifier
+import flows.online_linear as online_linear
 from flows.classifier import (BasketClassifier, CheckpointError, Score, classifier_features,
                               load_checkpoint, save_checkpoint)
 from flows.feature_state import BasketState, CustomerState
@@ -47,8 +48,9 @@ def basket(rng: random.Random, kind: str) -> dict[str, object]:
 
 
 def test_doctests() -> None:
-    result = doctest.testmod(classifier)
-    assert result.attempted > 0 and result.failed == 0
+    for module in (classifier, online_linear):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
 
 
 def test_learns_a_separable_problem_far_above_the_majority() -> None:
@@ -91,6 +93,7 @@ def test_version_names_the_definition_and_labels_not_the_weights() -> None:
     assert model.version == before == BasketClassifier(labels_version="seg-a").version
     assert BasketClassifier(labels_version="seg-b").version != before
     assert BasketClassifier("seg-a", pipeline="softmax").version != before
+    assert model.pipeline == classifier.DEFAULT_PIPELINE == "adagrad_numpy"
     with pytest.raises(ValueError, match="unknown pipeline"):
         BasketClassifier("seg-a", pipeline="nope")
 
@@ -113,8 +116,17 @@ def test_features_of_a_first_visit_and_of_a_returning_customer() -> None:
     assert x1 == classifier_features(current.values(), None)
     assert x1["returning"] == 0.0 and x1["log_prior_spend"] == 0.0
     assert x1["log_value"] == round(math.log1p(38.0), 4)
+    assert x1["log_value_sq"] == round(x1["log_value"] ** 2, 4)
     assert x1["log_non_product_lines"] == round(math.log1p(1), 4)
-    assert x1["share_bags_storage"] == 1.0 and x1["country"] == "United Kingdom"
+    assert x1["log_unit_value"] == round(math.log1p(38.0 / 10), 4)  # items: product units
+    assert x1["log_items_per_line"] == round(math.log1p(10 / 2), 4)
+    assert x1["share_bags_storage"] == x1["top_share"] == 1.0 and x1["share_entropy"] == 0.0
+    assert x1["country"] == "United Kingdom"
+    # On a first visit every basket feature is there twice: shared and first-visit weights.
+    own = {k: v for k, v in x1.items() if k not in classifier.HISTORY_FEATURES
+           and not k.startswith("first_")}
+    assert {k: x1[f"first_{k}"] for k in own} == own
+    assert set(x1) == set(classifier.NUMERIC_FEATURES) | set(classifier.CATEGORICAL_FEATURES)
 
     e = parse_row(_line("536999", "85099B", 5, "12/11/2010 9:00", "2.00"), "f:9")
     customer.update(e)
@@ -127,8 +139,29 @@ def test_features_of_a_first_visit_and_of_a_returning_customer() -> None:
     assert x2["log_prior_orders_90d"] == round(math.log1p(1), 4)
     assert x2["log_tenure_days"] == round(math.log1p((e.ts - customer.first_purchase) / 86400), 4)
     assert x2["log_value"] == round(math.log1p(10.0), 4)
-    assert set(x2) == set(x1) == set(classifier.NUMERIC_FEATURES) | {"country"}
+    assert not any(k.startswith("first_") for k in x2)  # a returning customer's: no copies
+    assert set(x2) == set(own) | set(classifier.HISTORY_FEATURES)
     assert all(isinstance(v, float) for k, v in x2.items() if k != "country")
+
+
+def test_a_mixed_basket_has_entropy_and_its_largest_share() -> None:
+    x = classifier_features({"value": 10.0, "items": 4, "lines": 2, "share_toys_games_party": 0.5,
+                             "share_home_decor": 0.5}, None)
+    assert x["top_share"] == 0.5 and x["share_entropy"] == round(math.log(2), 4)
+
+
+@pytest.mark.parametrize("pipeline", sorted(classifier.PIPELINES))
+def test_every_compared_pipeline_takes_first_visits_and_returning_customers(
+        pipeline: str) -> None:
+    """The River pipelines kept for the benchmark's comparison read the same features."""
+    rng = random.Random(5)
+    model = BasketClassifier("seg-1", pipeline=pipeline)
+    history = {"lifetime_orders": 3, "lifetime_spend": 500.0, "first_purchase": 1291191960}
+    for kind in rng.choices(list(KINDS), k=60):
+        model.learn(classifier_features(basket(rng, kind), rng.choice([None, history])), kind)
+    for customer in (None, history):
+        score = model.predict(classifier_features(basket(rng, "kitchen, abroad"), customer), 1)
+        assert score is not None and set(score.probabilities) == set(KINDS)
 
 
 def _trained(labels_version: str = "seg-1") -> tuple[BasketClassifier, list[dict]]:
@@ -160,11 +193,7 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path: Path) -> No
         assert before is not None and after is not None
         assert (after.category, after.model_version, after.ts) == \
             (before.category, before.model_version, before.ts)
-        # Equal to the last bit or so: River's weight vectors may sum in another order
-        # once rebuilt from the pickle.
-        assert after.probabilities.keys() == before.probabilities.keys()
-        assert all(math.isclose(after.probabilities[k], p, rel_tol=1e-12, abs_tol=1e-15)
-                   for k, p in before.probabilities.items())
+        assert after.probabilities == before.probabilities
     restored.learn(xs[0], "seasonal, small")  # and it keeps learning
     assert restored.n_learned == 201
 
