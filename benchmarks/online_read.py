@@ -16,7 +16,13 @@ HMGET per entity in one script); the per-view hashes as read before the vector e
 HGETALL round trip per key). Prints p50 and p99 in milliseconds, and for 100 customers
 the server's own time per call (Valkey's SLOWLOG, which records every command's duration
 when its threshold is 0), in a separate pass so that logging does not slow the timed
-one. Targets (issue 3): one vector p99 < 0.5 ms; 100 customers p99 < 2 ms. Feast 0.67 on
+one.
+
+It also times the write of every customer's ``customer`` and ``basket`` rows, in batches
+of 2,000 as the flow writes them, five times each way: the hashes alone through
+redis-py's ``Pipeline`` (the write before the vector, kept here to compare) and
+:meth:`~sinks.online_store.RedisOnlineStore.write` (hashes and vector, packed by
+hiredis), as client CPU and wall time per row. Targets (issue 3): one vector p99 < 0.5 ms; 100 customers p99 < 2 ms. Feast 0.67 on
 this machine kind, 7 features: one entity p50 0.26 / p99 0.64 ms; 100 entities p50 4.2 /
 p99 7.5 ms.
 
@@ -113,6 +119,44 @@ class HashReads:
         return [dict(zip(views, decoded[i * n:(i + 1) * n])) for i in range(len(entities))]
 
 
+def pipeline_write(store: RedisOnlineStore, view: str, version: str,
+                   rows: dict[str, tuple[int, dict[str, Any]]], ttl: int | None) -> None:
+    """The write before the vector: the view's hashes alone, through redis-py's Pipeline."""
+    pipe = store.client.pipeline(transaction=False)
+    dumps = msgspec.json.encode
+    for entity, (ts, values) in rows.items():
+        mapping = {name: dumps(v) for name, v in values.items()}
+        mapping["_ts"] = dumps(ts)
+        mapping["_version"] = dumps(version)
+        key = store.key(view, entity)
+        pipe.hset(key, mapping=mapping)
+        if ttl is not None:
+            pipe.expire(key, ttl)
+    pipe.execute()
+
+
+def write_costs(ways: dict[str, Callable[..., None]],
+                latest: dict[str, dict[str, tuple[int, dict[str, Any]]]]) -> dict[str, str]:
+    """Per way, the median client CPU and wall time per row of five writes of every
+    customer and basket row in batches of 2,000, the ways taking turns."""
+    cpu: dict[str, list[float]] = {name: [] for name in ways}
+    wall: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(5):
+        for name, write in ways.items():
+            rows = 0
+            started_cpu, started = time.thread_time(), time.perf_counter()
+            for view in VIEWS:
+                items = list(latest[view].items())
+                for i in range(0, len(items), 2000):
+                    batch = dict(items[i:i + 2000])
+                    write(view, registry()[view].version, batch, registry()[view].ttl_seconds)
+                    rows += len(batch)
+            cpu[name].append((time.thread_time() - started_cpu) / rows)
+            wall[name].append((time.perf_counter() - started) / rows)
+    return {name: f"client CPU {statistics.median(cpu[name]) * 1e6:.1f} us/row, wall "
+                  f"{statistics.median(wall[name]) * 1e6:.1f} us/row" for name in ways}
+
+
 def percentiles(timings: list[float]) -> str:
     """p50 / p99 of timings in seconds, as milliseconds."""
     q = statistics.quantiles(timings, n=100)
@@ -182,6 +226,13 @@ def main() -> None:
         server = start_redis(Path(tmp) / "valkey")
         try:
             client = connect(server.address)
+            old, new = RedisOnlineStore(client, "old"), RedisOnlineStore(client, "new")
+            for name, cost in write_costs({
+                    "write, hashes only through redis-py Pipeline (before)":
+                        lambda *a: pipeline_write(old, *a),
+                    "write, hashes + vector packed by hiredis (now)": new.write,
+            }, latest).items():
+                print(f"{name}: {cost}")
             store = RedisOnlineStore(client, "bench")
             for view, rows in latest.items():
                 version = registry()[view].version if view in registry() else "bench"

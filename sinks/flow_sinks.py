@@ -238,8 +238,8 @@ class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
                 for view, values in update.values.items():
                     latest.setdefault(view, {})[update.entity] = (update.times[view], values)
             for view, rows in latest.items():
-                self.retry.call(lambda: store.write(view, self.versions[view], rows,
-                                                    self.ttls[view], self.vector_ttls[view]))
+                self.retry.call(lambda view=view, rows=rows: store.write(
+                    view, self.versions[view], rows, self.ttls[view], self.vector_ttls[view]))
             self.stats.add(online_writes=sum(len(r) for r in latest.values()))
             self.stats.advance(newest)
 

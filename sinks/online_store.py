@@ -49,6 +49,8 @@ from typing import Any, Protocol
 import msgspec
 import redis
 
+from sinks.packed_pipeline import Command, send_pipelined
+
 TS_FIELD = "_ts"
 VERSION_FIELD = "_version"
 #: In a vector only: wall-clock epoch seconds at which a view with a TTL stops being served.
@@ -139,30 +141,31 @@ class RedisOnlineStore:
               rows: Mapping[str, tuple[int, Mapping[str, Any]]],
               ttl_seconds: int | None = None,
               vector_ttl_seconds: int | None = None) -> None:
-        """One pipelined round trip for all rows: each entity's view hash (given
-        ``ttl_seconds`` to live when set) and its field of the entity's vector (the
-        vector key given ``vector_ttl_seconds`` to live when set, see the TTL rule)."""
-        pipe = self.client.pipeline(transaction=False)
+        """One pipelined round trip for all rows (:mod:`sinks.packed_pipeline`): each
+        entity's view hash (given ``ttl_seconds`` to live when set) and its field of the
+        entity's vector (the vector key given ``vector_ttl_seconds`` to live when set,
+        see the TTL rule)."""
         dumps = msgspec.json.encode
-        pack = msgspec.msgpack.encode
         encoded_version = dumps(version)
-        expiry: dict[str, Any] = {}
+        extra: dict[str, Any] = {TS_FIELD: 0, VERSION_FIELD: version}
         if ttl_seconds is not None:
-            expiry[EXPIRES_FIELD] = round(self.clock() + ttl_seconds, 3)
+            extra[EXPIRES_FIELD] = round(self.clock() + ttl_seconds, 3)
+        commands: list[Command] = []
         for entity, (ts, values) in rows.items():
-            mapping = {name: dumps(v) for name, v in values.items()}
-            mapping[TS_FIELD] = dumps(ts)
-            mapping[VERSION_FIELD] = encoded_version
             key = self.key(view, entity)
-            pipe.hset(key, mapping=mapping)
+            hset: list[Any] = ["HSET", key]
+            for name, value in values.items():
+                hset += (name, dumps(value))
+            hset += (TS_FIELD, dumps(ts), VERSION_FIELD, encoded_version)
+            commands.append(tuple(hset))
             if ttl_seconds is not None:
-                pipe.expire(key, ttl_seconds)
+                commands.append(("EXPIRE", key, ttl_seconds))
             vector_key = self.vector_key(entity)
-            pipe.hset(vector_key, view, pack({**values, TS_FIELD: ts, VERSION_FIELD: version,
-                                              **expiry}))
+            extra[TS_FIELD] = ts
+            commands.append(("HSET", vector_key, view, _pack({**values, **extra})))
             if vector_ttl_seconds is not None:
-                pipe.expire(vector_key, vector_ttl_seconds)
-        pipe.execute()
+                commands.append(("EXPIRE", vector_key, vector_ttl_seconds))
+        send_pipelined(self.client, commands)
 
     def read(self, view: str, entity: str) -> dict[str, Any] | None:
         """The values of one entity (one HGETALL of the view's hash)."""
@@ -207,4 +210,5 @@ def _decode_reply(reply: list[bytes | list[bytes]], now: float) -> list[dict[str
     return out
 
 
+_pack = msgspec.msgpack.Encoder().encode
 _unpack = msgspec.msgpack.Decoder().decode
