@@ -2,16 +2,29 @@
 
 Fills an embedded Valkey with the ``customer`` and ``basket`` values of every customer of
 the real file (folded through the flow's own feature code; the seeded generator's data
-when the real file is absent), then times through the Python API
-(:meth:`sinks.online_store.RedisOnlineStore.read_vectors`):
+when the real file is absent) and a score per customer shaped like the live ones (a
+category and the probabilities of 10), then times through the Python API
+(:meth:`sinks.online_store.RedisOnlineStore.read_vectors`), for the views ``customer`` +
+``basket`` and for those + ``score`` (what the demo and a serving call read):
 
-- 10,000 reads of one random customer's vector (every view, one round trip);
+- 10,000 reads of one random customer's vector (one round trip);
 - 1,000 reads of 100 random customers (one round trip);
 
-beside the naive way in the same run (one HGETALL round trip per key). Prints p50 and p99
-in milliseconds. Targets (issue 3): one vector p99 < 0.5 ms; 100 customers p99 < 2 ms.
-Feast 0.67 on this machine kind, 7 features: one entity p50 0.26 / p99 0.64 ms; 100
-entities p50 4.2 / p99 7.5 ms.
+each three ways in the same run: the per-entity vector (``<prefix>:vector:<entity>``, one
+HMGET per entity in one script); the per-view hashes as read before the vector existed
+(one script of HGETALLs, one per key, kept here to compare); and the naive way (one
+HGETALL round trip per key). Prints p50 and p99 in milliseconds, and for 100 customers
+the server's own time per call (Valkey's SLOWLOG, which records every command's duration
+when its threshold is 0), in a separate pass so that logging does not slow the timed
+one.
+
+It also times the write of every customer's ``customer`` and ``basket`` rows, in batches
+of 2,000 as the flow writes them, five times each way: the hashes alone through
+redis-py's ``Pipeline`` (the write before the vector, kept here to compare) and
+:meth:`~sinks.online_store.RedisOnlineStore.write` (hashes and vector, packed by
+hiredis), as client CPU and wall time per row. Targets (issue 3): one vector p99 < 0.5 ms; 100 customers p99 < 2 ms. Feast 0.67 on
+this machine kind, 7 features: one entity p50 0.26 / p99 0.64 ms; 100 entities p50 4.2 /
+p99 7.5 ms.
 
     python benchmarks/online_read.py [--reads N] [PATH.csv[.gz]]
 """
@@ -25,46 +38,129 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
+
+import msgspec
+import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import REAL_DATA, describe  # noqa: E402
+from machine import REAL_DATA, describe
 
-from basketflow.services import start_redis, stop_service  # noqa: E402
-from flows.entity_features import EntityFolder  # noqa: E402
-from producers.csv_source import read_events  # noqa: E402
-from producers.synthetic import write_csv  # noqa: E402
-from schemas.events import Transaction  # noqa: E402
-from schemas.features import versions  # noqa: E402
-from sinks.online_store import RedisOnlineStore, connect  # noqa: E402
+from basketflow.services import start_redis, stop_service
+from flows.entity_features import EntityFolder
+from producers.csv_source import read_events
+from producers.synthetic import write_csv
+from schemas.events import Transaction
+from schemas.features import registry
+from sinks.online_store import RedisOnlineStore, connect
 
 VIEWS = ["customer", "basket"]
+CATEGORIES = [f"category-{i}" for i in range(10)]
+
+#: The read before the vector: HGETALL of every key given, as one reply.
+_HGETALL_ALL = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
+return out
+"""
 
 
-def latest_values(path: Path) -> dict[str, dict[str, dict]]:
-    """view -> customer -> latest values, from the flow's feature code over the file."""
+def latest_values(path: Path) -> dict[str, dict[str, tuple[int, dict[str, Any]]]]:
+    """view -> customer -> (event time, latest values), from the flow's feature code."""
     by_customer: dict[str, list[Transaction]] = defaultdict(list)
     for e in read_events(path, [0]):
         if isinstance(e, Transaction) and e.customer_id:
             by_customer[e.customer_id].append(e)
-    latest: dict[str, dict[str, dict]] = {view: {} for view in VIEWS}
+    latest: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {view: {} for view in VIEWS}
     for customer, events in by_customer.items():
         update = EntityFolder("customer").fold(customer, sorted(events, key=lambda e: e.ts),
                                                3600)
         if update is not None:
             for view in VIEWS:
                 if view in update.values:
-                    latest[view][customer] = (update.ts, update.values[view])
+                    latest[view][customer] = (update.times[view], update.values[view])
     return latest
+
+
+def scores(customers: Sequence[str], rng: random.Random,
+           ) -> dict[str, tuple[int, dict[str, Any]]]:
+    """A score per customer shaped like the flow's (see ``sinks.flow_sinks``)."""
+    out = {}
+    for customer in customers:
+        weights = [rng.random() for _ in CATEGORIES]
+        probabilities = {c: w / sum(weights) for c, w in zip(CATEGORIES, weights)}
+        out[customer] = (1_317_000_000, {
+            "category": max(probabilities, key=probabilities.__getitem__),
+            "probabilities": probabilities, "model_version": "bench",
+            "invoice": "570000", "seq": rng.randrange(1, 500)})
+    return out
+
+
+class HashReads:
+    """``read_vectors`` as it was before the vector: every view's hash, in one script."""
+
+    def __init__(self, store: RedisOnlineStore) -> None:
+        self.store = store
+        self.script = store.client.register_script(_HGETALL_ALL)
+
+    def read_vectors(self, views: Sequence[str], entities: Sequence[str],
+                     ) -> list[dict[str, dict[str, Any] | None]]:
+        keys = [self.store.key(view, entity) for entity in entities for view in views]
+        hashes = self.script(keys=keys)
+        values = iter(msgspec.json.decode(
+            b"[" + b",".join(v for flat in hashes for v in flat[1::2]) + b"]"))
+        decoded = [dict(zip((k.decode() for k in flat[0::2]), values)) or None
+                   for flat in hashes]
+        n = len(views)
+        return [dict(zip(views, decoded[i * n:(i + 1) * n])) for i in range(len(entities))]
+
+
+def pipeline_write(store: RedisOnlineStore, view: str, version: str,
+                   rows: dict[str, tuple[int, dict[str, Any]]], ttl: int | None) -> None:
+    """The write before the vector: the view's hashes alone, through redis-py's Pipeline."""
+    pipe = store.client.pipeline(transaction=False)
+    dumps = msgspec.json.encode
+    for entity, (ts, values) in rows.items():
+        mapping = {name: dumps(v) for name, v in values.items()}
+        mapping["_ts"] = dumps(ts)
+        mapping["_version"] = dumps(version)
+        key = store.key(view, entity)
+        pipe.hset(key, mapping=mapping)
+        if ttl is not None:
+            pipe.expire(key, ttl)
+    pipe.execute()
+
+
+def write_costs(ways: dict[str, Callable[..., None]],
+                latest: dict[str, dict[str, tuple[int, dict[str, Any]]]]) -> dict[str, str]:
+    """Per way, the median client CPU and wall time per row of five writes of every
+    customer and basket row in batches of 2,000, the ways taking turns."""
+    cpu: dict[str, list[float]] = {name: [] for name in ways}
+    wall: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(5):
+        for name, write in ways.items():
+            rows = 0
+            started_cpu, started = time.thread_time(), time.perf_counter()
+            for view in VIEWS:
+                items = list(latest[view].items())
+                for i in range(0, len(items), 2000):
+                    batch = dict(items[i:i + 2000])
+                    write(view, registry()[view].version, batch, registry()[view].ttl_seconds)
+                    rows += len(batch)
+            cpu[name].append((time.thread_time() - started_cpu) / rows)
+            wall[name].append((time.perf_counter() - started) / rows)
+    return {name: f"client CPU {statistics.median(cpu[name]) * 1e6:.1f} us/row, wall "
+                  f"{statistics.median(wall[name]) * 1e6:.1f} us/row" for name in ways}
 
 
 def percentiles(timings: list[float]) -> str:
     """p50 / p99 of timings in seconds, as milliseconds."""
     q = statistics.quantiles(timings, n=100)
-    return f"p50 {q[49] * 1000:.3f} ms, p99 {q[98] * 1000:.3f} ms"
+    return f"p50 {q[49] * 1000:.3f} / p99 {q[98] * 1000:.3f} ms"
 
 
 def timed(calls: int, call: Callable[[], object]) -> list[float]:
@@ -75,6 +171,37 @@ def timed(calls: int, call: Callable[[], object]) -> list[float]:
         call()
         out.append(time.perf_counter() - start)
     return out
+
+
+def server_side(client: redis.Redis, calls: int, call: Callable[[], object]) -> list[float]:
+    """The server's own time of each EVALSHA of ``calls`` calls (seconds), from SLOWLOG."""
+    before = {k: client.config_get(k)[k]
+              for k in ("slowlog-log-slower-than", "slowlog-max-len")}
+    client.config_set("slowlog-max-len", calls * 2)
+    client.config_set("slowlog-log-slower-than", 0)
+    client.slowlog_reset()
+    try:
+        for _ in range(calls):
+            call()
+        entries = client.slowlog_get(calls * 2)
+    finally:
+        client.config_set("slowlog-log-slower-than", before["slowlog-log-slower-than"])
+        client.config_set("slowlog-max-len", before["slowlog-max-len"])
+    return [e["duration"] / 1e6 for e in entries if e["command"].upper().startswith(b"EVALSHA")]
+
+
+def measure(client: redis.Redis, read: Callable[[list[str], list[str]], object],
+            views: list[str], customers: list[str], reads: int) -> str:
+    """One line of figures for one way of reading: ``reads`` reads of one random customer,
+    a tenth as many of 100, and the server's time of those when the way is one script."""
+    rng = random.Random(11)
+    many = max(reads // 10, 100)
+    one_customer = timed(reads, lambda: read(views, [rng.choice(customers)]))
+    hundred = timed(many, lambda: read(views, rng.sample(customers, 100)))
+    line = (f"one customer ({reads:,} reads) {percentiles(one_customer)};  100 customers "
+            f"({many:,} reads) {percentiles(hundred)}")
+    spent = server_side(client, many, lambda: read(views, rng.sample(customers, 100)))
+    return line + (f"  (server {percentiles(spent)})" if spent else "")
 
 
 def main() -> None:
@@ -91,25 +218,36 @@ def main() -> None:
         print(f"data: {path}")
         latest = latest_values(path)
         customers = sorted(latest["customer"])
+        rng = random.Random(7)
+        latest["score"] = scores(customers, rng)
         features = sum(len(next(iter(latest[v].values()))[1]) for v in VIEWS)
-        print(f"{len(customers):,} customers, {features} features over {len(VIEWS)} views")
+        print(f"{len(customers):,} customers, {features} features over {len(VIEWS)} views "
+              f"(+ score: {len(next(iter(latest['score'].values()))[1])} fields)")
         server = start_redis(Path(tmp) / "valkey")
         try:
-            store = RedisOnlineStore(connect(server.address), "bench")
-            for view in VIEWS:
-                store.write(view, versions()[view], latest[view])
-            rng = random.Random(7)
-            one = lambda: store.read_vectors(VIEWS, [rng.choice(customers)])  # noqa: E731
-            naive_one = lambda: [store.read(v, rng.choice(customers)) for v in VIEWS]  # noqa
-            many = lambda: store.read_vectors(VIEWS, rng.sample(customers, 100))  # noqa: E731
-            naive_many = lambda: [store.read(v, c) for c in rng.sample(customers, 100)  # noqa
-                                  for v in VIEWS]
-            timed(500, one)  # warm up the connection and the server
-            n_many = max(args.reads // 10, 100)
-            print(f"one customer's vector, {args.reads:,} reads: {percentiles(timed(args.reads, one))}"
-                  f"  (naive, a round trip per view: {percentiles(timed(args.reads, naive_one))})")
-            print(f"100 customers in one call, {n_many:,} reads: {percentiles(timed(n_many, many))}"
-                  f"  (naive, a round trip per key: {percentiles(timed(n_many, naive_many))})")
+            client = connect(server.address)
+            old, new = RedisOnlineStore(client, "old"), RedisOnlineStore(client, "new")
+            for name, cost in write_costs({
+                    "write, hashes only through redis-py Pipeline (before)":
+                        lambda *a: pipeline_write(old, *a),
+                    "write, hashes + vector packed by hiredis (now)": new.write,
+            }, latest).items():
+                print(f"{name}: {cost}")
+            store = RedisOnlineStore(client, "bench")
+            for view, rows in latest.items():
+                version = registry()[view].version if view in registry() else "bench"
+                ttl = registry()[view].ttl_seconds if view in registry() else None
+                store.write(view, version, rows, ttl)
+            ways: dict[str, Callable[[list[str], list[str]], object]] = {
+                "vector": store.read_vectors,
+                "hashes": HashReads(store).read_vectors,
+                "naive": lambda views, ids: [store.read(v, c) for c in ids for v in views],
+            }
+            timed(500, lambda: store.read_vectors(VIEWS, [rng.choice(customers)]))  # warm up
+            for views in (VIEWS, [*VIEWS, "score"]):
+                print(f"views {'+'.join(views)}:")
+                for name, read in ways.items():
+                    print(f"  {name:7} {measure(client, read, views, customers, args.reads)}")
         finally:
             stop_service(server)
 

@@ -112,7 +112,8 @@ def offline_events(settings: Settings) -> list[dict[str, Any]]:
 
 
 def check_online(settings: Settings, totals: dict[str, dict[str, Any]], sample: int) -> None:
-    """The Redis values of the busiest customers equal the test's own computation."""
+    """The Redis values of the busiest customers equal the test's own computation, and
+    their vectors (one call for all) equal their views' own hashes."""
     store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
     busiest = sorted(totals, key=lambda c: -len(totals[c]["invoices"]))[:sample]
     for customer in busiest:
@@ -127,6 +128,9 @@ def check_online(settings: Settings, totals: dict[str, dict[str, Any]], sample: 
         assert got["orders_90d"] == len(want["invoices"]), customer
         assert got["cancelled_lines_90d"] == want["cancelled_lines"], customer
         assert isinstance(got["_ts"], int) and got["_version"]
+    views = ["customer", "basket", "score"]
+    vectors = store.read_vectors(views, busiest)
+    assert vectors == [{v: store.read(v, c) for v in views} for c in busiest]
 
 
 def test_generated_data_end_to_end(settings: Settings, tmp_path: Path) -> None:

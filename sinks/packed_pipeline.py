@@ -1,0 +1,52 @@
+"""Many Redis commands in one round trip, packed by hiredis: the online store's write path.
+
+redis-py's ``Pipeline`` spends most of its client time per argument and per command in
+Python (stacking each command, checking every argument's type before packing, parsing
+and post-processing every reply). The online store writes wide hashes (about 40 fields
+per customer) and, since the per-entity vector, two commands per row: through
+``Pipeline`` the vector cost the flow 8-12% of its throughput. Packing each command with
+``hiredis.pack_command`` and sending them all at once on one pooled connection halves the
+client CPU of the whole write, vector included (``benchmarks/online_read.py`` prints
+both). Semantics are ``Pipeline(transaction=False)``'s: every reply is read, the first
+error reply is raised after the last, and a connection that failed mid-way is dropped so
+that no later call reads a stale reply from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import hiredis
+import redis
+
+#: One command: its name and arguments (str, bytes, int or float).
+Command = tuple[str | bytes | int | float, ...]
+
+
+def send_pipelined(client: redis.Redis, commands: Sequence[Command]) -> None:
+    """Send ``commands`` in one round trip and read every reply.
+
+    Raises the first error reply (:class:`redis.ResponseError`) once all replies are
+    read, and connection errors as redis-py raises them (so that
+    :class:`sinks.redis_retry.RedisRetry` waits them out).
+    """
+    if not commands:
+        return
+    packed = b"".join(map(hiredis.pack_command, commands))
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    first_error: redis.ResponseError | None = None
+    try:
+        connection.send_packed_command([packed])
+        for _ in commands:
+            try:
+                connection.read_response()
+            except redis.ResponseError as exc:
+                first_error = first_error or exc
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+    if first_error is not None:
+        raise first_error
