@@ -78,7 +78,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("block_bytes", [1, 700, 4096, 1 << 22])
+@pytest.mark.parametrize("block_bytes", [400, 4096, 1 << 22])
 def test_same_records_as_line_by_line_at_any_block_size(mixed: Path, block_bytes: int) -> None:
     fast, slow = both(mixed, block_bytes)
     assert fast == slow
@@ -162,3 +162,15 @@ def test_real_file_event_for_event() -> None:
         assert a == b
         count += 1
     assert count == 370_931
+
+
+def test_records_over_line_ends_cut_at_every_block_boundary(tmp_path: Path) -> None:
+    records = [f'537{i:03d},85123A,"LINE ONE\r\nLINE ""TWO""\r\nLINE THREE",{i + 1},'
+               f'12/1/2010 9:{i:02d},2.55,17850,United Kingdom\r\n' for i in range(6)]
+    path = tmp_path / "multi.csv"
+    path.write_bytes((HEADER_LINE + "\r\n" + GOOD + "\r\n" + "".join(records) + GOOD + "\r\n")
+                     .encode("latin-1"))
+    slow = list(read_events_by_line(path))
+    assert [e.event_id for e in slow][:3] == ["multi.csv:2", "multi.csv:5", "multi.csv:8"]
+    for block_bytes in range(1, path.stat().st_size + 1, 3):
+        assert list(read_events(path, block_bytes=block_bytes)) == slow, block_bytes
