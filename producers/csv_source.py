@@ -75,7 +75,7 @@ def read_events(path: str | Path, raw_progress: list[int] | None = None,
             text, rest = pending + chunk, b""
             final = not chunk and error is None
             if error is not None:  # what a text reader gets before the error
-                ends = line_ends(text, final=False)
+                ends = line_ends(text, ends_line=False)
                 text = text[:int(ends[-1]) + 1] if ends.size else b""
             elif not final:
                 cut = text.rfind(b"\n") + 1
@@ -98,7 +98,7 @@ def read_events(path: str | Path, raw_progress: list[int] | None = None,
             if error is not None:
                 if header_due:
                     raise BadInputFile(f"{path}: not a readable CSV file ({error})") from error
-                lines += len(line_ends(pending, final=False))
+                lines += len(line_ends(pending, ends_line=True))  # an open record's
                 raise BadInputFile(f"{path}: truncated or corrupt after line {lines} "
                                    f"({error})") from error
             if final:

@@ -149,8 +149,26 @@ def test_random_lines_give_the_same_records(tmp_path: Path, lines: list[str],
 
 def test_line_ends_are_where_a_text_reader_ends_lines() -> None:
     data = b"a\r\nb\rc\n\r\rd"
-    assert line_ends(data, final=True).tolist() == [2, 4, 6, 7, 8, 9]
-    assert line_ends(data, final=False).tolist() == [2, 4, 6, 7, 8]
+    assert line_ends(data, ends_line=True).tolist() == [2, 4, 6, 7, 8, 9]
+    assert line_ends(data, ends_line=False).tolist() == [2, 4, 6, 7, 8]
+
+
+@pytest.mark.parametrize("share", [0.3, 0.6, 0.9])
+def test_truncated_gzip_of_lone_cr_lines_like_line_by_line(tmp_path: Path, share: float) -> None:
+    text = HEADER_LINE + "\r" + "".join(
+        f'5{i:05d},{i * 7919 % 10007},"D {i * 104729 % 1009}\r\nX",{i % 9 + 1},'
+        f"12/1/2010 8:{i % 60:02d},{i % 13}.5,{12000 + i},Eire\r" for i in range(2000))
+    whole = gzip.compress(text.encode("latin-1"))
+    path = tmp_path / "cr.csv.gz"
+    path.write_bytes(whole[:int(len(whole) * share)])
+    outcomes = []
+    for read in (lambda: read_events(path, block_bytes=700), lambda: read_events_by_line(path)):
+        items: list[Transaction | Rejection] = []
+        with pytest.raises(BadInputFile) as error:
+            items.extend(read())
+        outcomes.append((items, str(error.value)))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0]
 
 
 @pytest.mark.skipif(not REAL_DATA.is_file(), reason="the real data file is not present")
