@@ -1,7 +1,7 @@
 """Many lines of a Kaggle file turned into events at once, with the line reader's ids.
 
 Parsing the file line by line in Python (``csv.reader``, then :func:`parse_row` on each
-record) costs several microseconds a line, as much as a backfill spends on the features.
+record) costs several microseconds a line, a quarter of a whole backfill's time.
 Here a *block* (a run of whole lines of the decompressed file) is handled in bulk:
 
 - its lines are found with numpy exactly where :class:`io.TextIOWrapper` with
@@ -49,7 +49,7 @@ from schemas.events import (
     parse_row,
 )
 
-#: Longest line taken in bulk; longer ones (the real file's longest has 140 characters)
+#: Longest line taken in bulk; longer ones (the real file's longest has 99 characters)
 #: go through ``csv.reader``, which also enforces its field size limit.
 MAX_PLAIN_CHARS = 1000
 _NEWLINE, _RETURN, _QUOTE, _COMMA, _NUL = (ord(c) for c in "\n\r\",\0")
@@ -78,27 +78,27 @@ class Block:
     needs_more: bool = False
 
 
-def line_ends(data: bytes, final: bool) -> np.ndarray:
+def line_ends(data: bytes, ends_line: bool) -> np.ndarray:
     """The index of the last character of every line of ``data``, as TextIOWrapper
     (``newline=""``) ends lines: at ``\\n``, at ``\\r\\n``, at a ``\\r`` not followed by
-    ``\\n``. Not ``final``: ``data`` is followed by more text, so a ``\\r`` at its very end
-    and any text after the last line end are not (yet) lines. ``final``: the end of the
-    file ends the last line.
+    ``\\n``. ``ends_line``: the end of ``data`` ends a line (the end of the file, or a
+    cut made just after a line end); otherwise more text follows, so a ``\\r`` at its
+    very end and any text after the last line end are not (yet) lines.
 
-    >>> line_ends(b"a\\r\\nb\\rc\\nd", final=False).tolist()
+    >>> line_ends(b"a\\r\\nb\\rc\\nd\\r", ends_line=False).tolist()
     [2, 4, 6]
-    >>> line_ends(b"a\\r\\nb\\rc\\nd", final=True).tolist()
-    [2, 4, 6, 7]
+    >>> line_ends(b"a\\r\\nb\\rc\\nd\\r", ends_line=True).tolist()
+    [2, 4, 6, 8]
     """
     chars = np.frombuffer(data, dtype=np.uint8)
     ends = chars == _NEWLINE
     lone = chars == _RETURN
     lone[:-1] &= ~ends[1:]
     if chars.size:
-        lone[-1] &= final
+        lone[-1] &= ends_line
     ends |= lone
     positions = np.flatnonzero(ends)
-    if final and chars.size and (positions.size == 0 or positions[-1] != chars.size - 1):
+    if ends_line and chars.size and (positions.size == 0 or positions[-1] != chars.size - 1):
         positions = np.append(positions, chars.size - 1)
     return positions
 
@@ -141,10 +141,11 @@ class _LineFeed:
 def read_block(data: bytes, first_line: int, source: str, final: bool,
                header: bool = False) -> Block:
     """The records of ``data``, whole lines of the file after its first ``first_line``
-    lines, in file order (see the module). ``final``: nothing follows ``data``.
-    ``header``: the first record is the header, returned apart, not judged (its
-    ``csv.Error``, if any, is raised)."""
-    ends = line_ends(data, final)
+    lines, in file order (see the module). ``final``: nothing follows ``data``, so a
+    record still open at its end ends there, as at the end of a file; otherwise the
+    block stops before it (``needs_more``). ``header``: the first record is the header,
+    returned apart, not judged (its ``csv.Error``, if any, is raised)."""
+    ends = line_ends(data, ends_line=True)
     starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64) if ends.size else ends
     plain = plain_lines(data, starts, ends)
     feed = _LineFeed(data, starts, ends)

@@ -75,7 +75,7 @@ def read_events(path: str | Path, raw_progress: list[int] | None = None,
             text, rest = pending + chunk, b""
             final = not chunk and error is None
             if error is not None:  # what a text reader gets before the error
-                ends = line_ends(text, final=False)
+                ends = line_ends(text, ends_line=False)
                 text = text[:int(ends[-1]) + 1] if ends.size else b""
             elif not final:
                 cut = text.rfind(b"\n") + 1
@@ -98,7 +98,7 @@ def read_events(path: str | Path, raw_progress: list[int] | None = None,
             if error is not None:
                 if header_due:
                     raise BadInputFile(f"{path}: not a readable CSV file ({error})") from error
-                lines += len(line_ends(pending, final=False))
+                lines += len(line_ends(pending, ends_line=True))  # an open record's
                 raise BadInputFile(f"{path}: truncated or corrupt after line {lines} "
                                    f"({error})") from error
             if final:
@@ -106,17 +106,20 @@ def read_events(path: str | Path, raw_progress: list[int] | None = None,
 
 
 def _read_some(stream: IO[bytes], size: int) -> tuple[bytes, Exception | None]:
-    """About ``size`` bytes (b"" at the end) and the read error met, if any: the bytes
-    read before an error are kept, as a text reader would have them."""
+    """At least ``size`` bytes and on to a line end, or what is left of the file (b"" at
+    its end); and the read error met, if any: the bytes read before an error are kept,
+    as a text reader would have them."""
     pieces: list[bytes] = []
     got = 0
     try:
-        while got < size:
-            piece = stream.read1(size - got)  # type: ignore[attr-defined]
+        while True:
+            piece = stream.read1(max(size - got, 1))  # type: ignore[attr-defined]
             if not piece:
                 break
             pieces.append(piece)
             got += len(piece)
+            if got >= size and b"\n" in piece:
+                break
     except (EOFError, OSError) as exc:
         return b"".join(pieces), exc
     return b"".join(pieces), None

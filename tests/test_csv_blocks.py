@@ -78,7 +78,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("block_bytes", [1, 700, 4096, 1 << 22])
+@pytest.mark.parametrize("block_bytes", [400, 4096, 1 << 22])
 def test_same_records_as_line_by_line_at_any_block_size(mixed: Path, block_bytes: int) -> None:
     fast, slow = both(mixed, block_bytes)
     assert fast == slow
@@ -149,8 +149,26 @@ def test_random_lines_give_the_same_records(tmp_path: Path, lines: list[str],
 
 def test_line_ends_are_where_a_text_reader_ends_lines() -> None:
     data = b"a\r\nb\rc\n\r\rd"
-    assert line_ends(data, final=True).tolist() == [2, 4, 6, 7, 8, 9]
-    assert line_ends(data, final=False).tolist() == [2, 4, 6, 7, 8]
+    assert line_ends(data, ends_line=True).tolist() == [2, 4, 6, 7, 8, 9]
+    assert line_ends(data, ends_line=False).tolist() == [2, 4, 6, 7, 8]
+
+
+@pytest.mark.parametrize("share", [0.3, 0.6, 0.9])
+def test_truncated_gzip_of_lone_cr_lines_like_line_by_line(tmp_path: Path, share: float) -> None:
+    text = HEADER_LINE + "\r" + "".join(
+        f'5{i:05d},{i * 7919 % 10007},"D {i * 104729 % 1009}\r\nX",{i % 9 + 1},'
+        f"12/1/2010 8:{i % 60:02d},{i % 13}.5,{12000 + i},Eire\r" for i in range(2000))
+    whole = gzip.compress(text.encode("latin-1"))
+    path = tmp_path / "cr.csv.gz"
+    path.write_bytes(whole[:int(len(whole) * share)])
+    outcomes = []
+    for read in (lambda: read_events(path, block_bytes=700), lambda: read_events_by_line(path)):
+        items: list[Transaction | Rejection] = []
+        with pytest.raises(BadInputFile) as error:
+            items.extend(read())
+        outcomes.append((items, str(error.value)))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0]
 
 
 @pytest.mark.skipif(not REAL_DATA.is_file(), reason="the real data file is not present")
@@ -162,3 +180,15 @@ def test_real_file_event_for_event() -> None:
         assert a == b
         count += 1
     assert count == 370_931
+
+
+def test_records_over_line_ends_cut_at_every_block_boundary(tmp_path: Path) -> None:
+    records = [f'537{i:03d},85123A,"LINE ONE\r\nLINE ""TWO""\r\nLINE THREE",{i + 1},'
+               f'12/1/2010 9:{i:02d},2.55,17850,United Kingdom\r\n' for i in range(6)]
+    path = tmp_path / "multi.csv"
+    path.write_bytes((HEADER_LINE + "\r\n" + GOOD + "\r\n" + "".join(records) + GOOD + "\r\n")
+                     .encode("latin-1"))
+    slow = list(read_events_by_line(path))
+    assert [e.event_id for e in slow][:3] == ["multi.csv:2", "multi.csv:5", "multi.csv:8"]
+    for block_bytes in range(1, path.stat().st_size + 1, 3):
+        assert list(read_events(path, block_bytes=block_bytes)) == slow, block_bytes
