@@ -31,7 +31,10 @@ Rules of the vector:
   products have views without a TTL, so their vectors are kept, as those views' hashes
   are. Expiry times are the writer's wall clock, the hash's EXPIRE the server's: they
   agree as far as the two clocks do.
-- **Versions**: each view carries the ``_version`` it was written with, as its hash does.
+- **Versions**: each view carries the ``_version`` it was written with, as its hash does,
+  in the same value as the values, replaced whole by every write: values of an older
+  definition are never served under a newer version (a hash keeps the fields that a newer
+  definition dropped; the vector does not).
 - **Reads** (:meth:`RedisOnlineStore.read_vectors`) take each asked view from the vector,
   and only a view missing from it (an entity written before vectors existed, or unknown)
   from the view's own hash, within the same server-side script.
@@ -178,9 +181,10 @@ class RedisOnlineStore:
 
         One server-side script reads each entity's vector (one HMGET of the asked views)
         and falls back to a view's own hash only where the vector lacks the view, so the
-        client parses one reply of one value per entity and view. 100 customers x 2 or 3
-        views: see ``benchmarks/online_read.py``. The keys of one call
-        must live on one server (on Redis Cluster: one hash slot).
+        client parses one reply of one value per entity and view; a view past its
+        ``_expires_at`` is None, as its expired hash would be. 100 customers x 2 or 3
+        views: see ``benchmarks/online_read.py``. The keys of one call must live on one
+        server (on Redis Cluster: one hash slot).
         """
         n = len(views)
         if not n or not entities:
