@@ -98,6 +98,8 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     BASKET_NUMBERS + HISTORY_FEATURES + tuple(f"first_{k}" for k in BASKET_NUMBERS))
 #: The string inputs (one-hot encoded by the model).
 CATEGORICAL_FEATURES: tuple[str, ...] = ("country", "first_country")
+#: The first-visit copies' names, in the order of :func:`_basket`'s features.
+_FIRST_VISIT = tuple(f"first_{k}" for k in (*BASKET_NUMBERS, "country"))
 
 
 def _log1p(v: float | int | None) -> float:
@@ -130,20 +132,19 @@ def _history(basket: Mapping[str, Any], customer: Mapping[str, Any] | None) -> d
 def _basket(basket: Mapping[str, Any]) -> dict[str, float | str]:
     """The basket's own features (see the module docstring), in :data:`BASKET_NUMBERS`
     order, then the country."""
-    x: dict[str, float | str] = {f"log_{k}": _log1p(basket.get(k)) for k in _BASKET_COUNTS}
-    for name in _SQUARED:
-        x[f"{name}_sq"] = round(x[name] ** 2, 4)
-    value, items, lines = basket.get("value") or 0.0, basket.get("items") or 0, \
-        basket.get("lines") or 0
-    x["log_unit_value"] = _log1p(value / items) if items > 0 else 0.0
-    x["log_items_per_line"] = _log1p(items / lines) if lines > 0 else 0.0
-    shares = [float(basket.get(name) or 0.0) for name in _SHARES]
-    x.update(zip(_SHARES, shares))
-    x["top_share"] = max(shares)
-    x["share_entropy"] = round(-sum(s * math.log(s) for s in shares if s > 0), 4)
-    x["hour_of_day"] = float(basket.get("hour_of_day") or 0)
-    x["weekday"] = float(basket.get("weekday") or 0)
-    x["country"] = str(basket.get("country") or "")
+    get = basket.get
+    value, items, lines = get("value") or 0.0, get("items") or 0, get("lines") or 0
+    logs = [_log1p(value), _log1p(items), _log1p(lines), _log1p(get("distinct_products")),
+            _log1p(get("non_product_lines"))]
+    shares = [float(get(name) or 0.0) for name in _SHARES]
+    values = [*logs, *(round(v * v, 4) for v in logs[:len(_SQUARED)]),
+              _log1p(value / items) if items > 0 else 0.0,
+              _log1p(items / lines) if lines > 0 else 0.0,
+              *shares, max(shares),
+              round(-sum(s * math.log(s) for s in shares if s > 0), 4),
+              float(get("hour_of_day") or 0), float(get("weekday") or 0)]
+    x: dict[str, float | str] = dict(zip(BASKET_NUMBERS, values))
+    x["country"] = str(get("country") or "")
     return x
 
 
@@ -160,7 +161,7 @@ def classifier_features(basket: Mapping[str, Any],
     history = _history(basket, customer)
     x = own | history
     if not history["returning"]:
-        x.update({f"first_{k}": v for k, v in own.items()})
+        x.update(zip(_FIRST_VISIT, own.values()))
     return x
 
 

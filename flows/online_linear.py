@@ -59,7 +59,8 @@ class _Layout:
     """Where the features of one list of names go in the vector: ``numbers`` picks the
     numbers from the example's values (in order), ``number_columns`` are their columns,
     ``string_positions`` the places of the string values (one-hot, looked up per
-    example), ``present`` the number columns as a mask."""
+    example), ``present`` the number columns as a mask. A feature keeps its type (number
+    or string) from one example to the next."""
 
     numbers: Callable[[list[Any]], Any]
     number_columns: np.ndarray
@@ -163,27 +164,31 @@ class AdaGradOneVsRest(base.Classifier):
         self._layouts[tuple(x)] = layout
         return layout
 
-    def _vector(self, x: Mapping[str, Any], learning: bool) -> tuple[np.ndarray, np.ndarray]:
-        """The raw example as a dense vector, and which columns it holds."""
-        if learning:
-            for name, value in x.items():  # new one-hot columns first: they clear layouts
-                if isinstance(value, str) and f"{name}={value}" not in self._column:
-                    self._add_column(f"{name}={value}", is_number=False)
-        layout = self._layouts.get(tuple(x)) or self._layout(x, learning)
+    def _vector(self, x: Mapping[str, Any], learning: bool,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The raw example as a dense vector, which columns it holds, and which of them are
+        numbers."""
+        names = tuple(x)
+        layout = self._layouts.get(names) or self._layout(x, learning)
         values = list(x.values())
-        names = list(x) if layout.string_positions else []
-        hot = [self._column.get(f"{names[i]}={values[i]}") for i in layout.string_positions]
-        hot = [column for column in hot if column is not None]
+        hot_names = [f"{names[i]}={values[i]}" for i in layout.string_positions]
+        hot = [self._column.get(name) for name in hot_names]
+        if None in hot:
+            if learning:  # new one-hot columns; the layouts start again
+                for name, column in zip(hot_names, hot):
+                    if column is None:
+                        self._add_column(name, is_number=False)
+                return self._vector(x, learning)
+            hot = [column for column in hot if column is not None]
         vector = np.zeros(len(self._is_number))
         vector[layout.number_columns] = layout.numbers(values)
         vector[hot] = 1.0
         present = layout.present.copy()
         present[hot] = True
-        return vector, present
+        return vector, present, layout.present
 
-    def _learn_scaling(self, vector: np.ndarray, present: np.ndarray) -> None:
-        """Fold the example's numbers into their running means and variances."""
-        numbers = present & self._is_number
+    def _learn_scaling(self, vector: np.ndarray, numbers: np.ndarray) -> None:
+        """Fold the example's ``numbers`` (a mask) into their running means and variances."""
         self._count += numbers
         seen = np.maximum(self._count, 1.0)
         delta = (vector - self._shift) * numbers
@@ -202,8 +207,8 @@ class AdaGradOneVsRest(base.Classifier):
         target = self._class_index.get(y)
         if target is None:
             target = self._add_class(y)
-        vector, present = self._vector(x, learning=True)
-        self._learn_scaling(vector, present)
+        vector, present, numbers = self._vector(x, learning=True)
+        self._learn_scaling(vector, numbers)
         scaled, gradient = self._scores(vector, present)
         gradient[target] -= 1.0
         weight_gradient = np.outer(gradient, scaled)
@@ -218,5 +223,6 @@ class AdaGradOneVsRest(base.Classifier):
         """Every learnt category's probability (normalised sigmoids); {} before learning."""
         if not self.classes:
             return {}
-        _, p = self._scores(*self._vector(x, learning=False))
+        vector, present, _ = self._vector(x, learning=False)
+        _, p = self._scores(vector, present)
         return dict(zip(self.classes, (p / p.sum()).tolist()))
