@@ -235,7 +235,7 @@ def _event_id_of(value: bytes) -> str | None:
     """The event_id of a message that failed to decode, when it can still be read."""
     try:
         obj = msgspec.json.decode(value)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None
     event_id = obj.get("event_id") if isinstance(obj, dict) else None
     return event_id if isinstance(event_id, str) else None
@@ -253,7 +253,8 @@ def decode_event(value: bytes | None) -> Transaction | Rejection:
     except msgspec.ValidationError as exc:
         return Rejection(f"wrong schema: {exc}", value.decode("utf-8", "replace"),
                          _event_id_of(value), source="flow")
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter
+        # for a string that is not UTF-8
         return Rejection(f"not JSON: {exc}", value.decode("utf-8", "replace"), source="flow")
     reason = check_ranges(t.quantity, t.unit_price, t.ts, t.invoice)
     if reason is None and not (t.event_id and t.invoice and t.stock_code):

@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from schemas.events import (
@@ -129,6 +129,8 @@ json_values = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary())
+@example(b'"\x80"')  # a JSON string that is not UTF-8: msgspec raises UnicodeDecodeError
+@example(b'{"event_id": "\x80"}')
 def test_no_message_bytes_make_decode_raise(value: bytes) -> None:
     assert isinstance(decode_event(value), Transaction | Rejection)
 
