@@ -41,9 +41,9 @@ so training and serving see the same values:
 
 **Model.** :class:`flows.online_linear.AdaGradOneVsRest`: one logistic regression per
 category trained by AdaGrad, with the numbers standard-scaled and the strings one-hot
-encoded inside it, over numpy (River's own pipeline of the same model costs 2-5x more per
-basket learnt; see :data:`PIPELINES`, and ``benchmarks/classifier.py`` for the cost of
-each). Its :attr:`~BasketClassifier.version` is a digest of the pipeline's definition, of
+encoded inside it, over numpy: River's own pipeline of the same model costs about 10x
+more per basket learnt and 3x per prediction (see :data:`PIPELINES`, and
+``benchmarks/classifier.py`` for the cost of each). Its :attr:`~BasketClassifier.version` is a digest of the pipeline's definition, of
 the feature definitions and of the labels' version, never of the learnt weights: every
 score carries it, and a checkpoint of another version is refused.
 
@@ -196,6 +196,8 @@ def _adagrad_numpy(seed: int) -> Classifier:
     the River pipeline :func:`_ovr_adagrad` over the first revision of the features:
     split 2011-07-01 accuracy 0.770 -> 0.805, macro-F1 0.660 -> 0.724, 2+ baskets
     0.510 -> 0.538; split 2011-08-01 0.791 -> 0.836, 0.652 -> 0.747, 0.500 -> 0.557.
+    The random forest over the same features: 0.776, 0.756, 0.538 and 0.825, 0.790,
+    0.557: on customers with 2+ baskets the first basket says no more to a batch model.
     It takes no seed (zero initial weights)."""
     return AdaGradOneVsRest(learning_rate=0.05)
 
@@ -211,7 +213,7 @@ def _ovr_logistic(seed: int) -> Classifier:
 def _ovr_adagrad(seed: int) -> Classifier:
     """River: :func:`_ovr_logistic` with AdaGrad (learning rate 0.05) instead of plain SGD,
     so rare features (a small country, a rare category share) learn as fast as common ones;
-    the default until :func:`_adagrad_numpy`, which learns the same way 2-5x cheaper.
+    the default until :func:`_adagrad_numpy`, which learns the same way about 10x cheaper.
     ``basketflow evaluate --split 2011-07-01`` on the real file (8 categories, first
     revision of the features): accuracy 0.770 against 0.707 with SGD, macro-F1 0.660."""
     return (compose.FuncTransformer(one_hot) + _scaled_numbers()

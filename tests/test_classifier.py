@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import flows.classifier as classifier
-import flows.online_linear as online_linear
+from flows import online_linear
 from flows.classifier import (BasketClassifier, CheckpointError, Score, classifier_features,
                               load_checkpoint, save_checkpoint)
 from flows.feature_state import BasketState, CustomerState
