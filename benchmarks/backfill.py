@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import REAL_DATA, describe  # noqa: E402
+from machine import REAL_DATA, describe
 
-from flows.backfill import file_events, run_backfill  # noqa: E402
-from flows.live import FeatureOutputs, RunOptions  # noqa: E402
-from producers.csv_source import read_events, read_events_by_line  # noqa: E402
-from schemas.events import Transaction  # noqa: E402
+from flows.backfill import file_events, run_backfill
+from flows.live import FeatureOutputs, RunOptions
+from producers.csv_source import read_events, read_events_by_line
+from schemas.events import Transaction
 
 Events = Callable[[], Iterator[Transaction]]
 
