@@ -10,19 +10,22 @@ category and the probabilities of 10), then times through the Python API
 - 10,000 reads of one random customer's vector (one round trip);
 - 1,000 reads of 100 random customers (one round trip);
 
-each three ways in the same run: the per-entity vector (``<prefix>:vector:<entity>``, one
-HMGET per entity in one script); the per-view hashes as read before the vector existed
-(one script of HGETALLs, one per key, kept here to compare); and the naive way (one
-HGETALL round trip per key). Prints p50 and p99 in milliseconds, and for 100 customers
-the server's own mean time per call (INFO commandstats), in a separate pass. Targets
-(issue 3): one vector p99 < 0.5 ms; 100 customers p99 < 2 ms. Feast 0.67 on this machine
-kind, 7 features: one entity p50 0.26 / p99 0.64 ms; 100 entities p50 4.2 / p99 7.5 ms.
+each four ways, taking turns call by call on the same entities: the packed values
+(``<prefix>:packed:<view>:<entity>``, one MGET in one script: ``read_vectors``); the
+alternative of a hash per entity with a field per view holding the same packed values
+(one HMGET per entity in one script, built and read here to compare); the per-view
+hashes as read before packed values existed (one script of HGETALLs, kept here to
+compare); and the naive way (one HGETALL round trip per key). Prints p50 and p99 in
+milliseconds, and for 100 customers the server's own mean time per call (INFO
+commandstats), in a separate pass. Targets (issue 3): one vector p99 < 0.5 ms; 100
+customers p99 < 2 ms. Feast 0.67 on this machine kind, 7 features: one entity p50 0.26 /
+p99 0.64 ms; 100 entities p50 4.2 / p99 7.5 ms.
 
-Also prints the server memory the view hashes and the vectors take, and times the write
-of every customer's ``customer`` and ``basket`` rows in batches of 2,000 as the flow
-writes them, five times each way, taking turns: the hashes alone through redis-py's
-``Pipeline`` (the write before the vector, kept here to compare) and
-:meth:`~sinks.online_store.RedisOnlineStore.write` (hashes and vector, packed by
+Also prints the server memory the hashes and the packed values take, and times the
+write of every customer's ``customer`` and ``basket`` rows in batches of 2,000 as the
+flow writes them, five times each way, taking turns: the hashes alone through redis-py's
+``Pipeline`` (the write before packed values, kept here to compare) and
+:meth:`~sinks.online_store.RedisOnlineStore.write` (hashes and packed values, packed by
 hiredis), as client CPU and wall time per row.
 
     python benchmarks/online_read.py [--reads N] [PATH.csv[.gz]]
@@ -58,12 +61,21 @@ from schemas.features import registry
 from sinks.online_store import RedisOnlineStore, connect
 
 VIEWS = ["customer", "basket"]
+#: A way of reading: (views, entities) -> anything.
+Read = Callable[[list[str], list[str]], object]
 CATEGORIES = [f"category-{i}" for i in range(10)]
 
-#: The read before the vector: HGETALL of every key given, as one reply.
+#: The read before packed values: HGETALL of every key given, as one reply.
 _HGETALL_ALL = """
 local out = {}
 for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
+return out
+"""
+
+#: The alternative: HMGET of the asked views (ARGV) from every entity's hash (KEYS).
+_HMGET_ALL = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, unpack(ARGV)) end
 return out
 """
 
@@ -100,7 +112,8 @@ def scores(customers: Sequence[str], rng: random.Random,
 
 
 class HashReads:
-    """``read_vectors`` as it was before the vector: every view's hash, in one script."""
+    """``read_vectors`` as it was before packed values: every view's hash, in one
+    script."""
 
     def __init__(self, store: RedisOnlineStore) -> None:
         self.store = store
@@ -118,9 +131,37 @@ class HashReads:
         return [dict(zip(views, decoded[i * n:(i + 1) * n])) for i in range(len(entities))]
 
 
+class EntityHashReads:
+    """The alternative layout: one hash per entity, ``<prefix>:entity:<entity>``, with a
+    field per view holding the view's packed value, read with one HMGET per entity."""
+
+    def __init__(self, store: RedisOnlineStore,
+                 latest: dict[str, dict[str, tuple[int, dict[str, Any]]]]) -> None:
+        self.store = store
+        self.script = store.client.register_script(_HMGET_ALL)
+        pipe = store.client.pipeline(transaction=False)
+        for view, rows in latest.items():
+            for entity, (ts, values) in rows.items():
+                pipe.hset(self.key(entity), view, msgspec.msgpack.encode(
+                    {**values, "_ts": ts, "_version": "bench"}))
+        pipe.execute()
+
+    def key(self, entity: str) -> str:
+        """``<prefix>:entity:<entity>``."""
+        return f"{self.store.prefix}:entity:{entity}"
+
+    def read_vectors(self, views: Sequence[str], entities: Sequence[str],
+                     ) -> list[dict[str, dict[str, Any] | None]]:
+        replies = self.script(keys=[self.key(e) for e in entities], args=list(views))
+        unpack = msgspec.msgpack.decode
+        return [{view: unpack(v) if v is not None else None for view, v in zip(views, got)}
+                for got in replies]
+
+
 def pipeline_write(store: RedisOnlineStore, view: str, version: str,
                    rows: dict[str, tuple[int, dict[str, Any]]], ttl: int | None) -> None:
-    """The write before the vector: the view's hashes alone, through redis-py's Pipeline."""
+    """The write before packed values: the view's hashes alone, through redis-py's
+    Pipeline."""
     pipe = store.client.pipeline(transaction=False)
     dumps = msgspec.json.encode
     for entity, (ts, values) in rows.items():
@@ -158,17 +199,16 @@ def write_costs(ways: dict[str, Callable[..., None]],
 
 def memory(store: RedisOnlineStore,
            latest: dict[str, dict[str, tuple[int, dict[str, Any]]]]) -> str:
-    """The server's memory (MEMORY USAGE) of every view hash and every vector."""
+    """The server's memory (MEMORY USAGE) of every hash and every packed value."""
     pipe = store.client.pipeline(transaction=False)
-    views = [(view, entity) for view, rows in latest.items() for entity in rows]
-    for view, entity in views:
+    keys = [(view, entity) for view, rows in latest.items() for entity in rows]
+    for view, entity in keys:
         pipe.memory_usage(store.key(view, entity), samples=0)
-    customers = sorted({entity for _, entity in views})
-    for entity in customers:
-        pipe.memory_usage(store.vector_key(entity), samples=0)
+    for view, entity in keys:
+        pipe.memory_usage(store.packed_key(view, entity), samples=0)
     used = pipe.execute()
-    return (f"view hashes {sum(used[:len(views)]) / 2**20:.1f} MiB, vectors "
-            f"{sum(used[len(views):]) / 2**20:.1f} MiB ({len(customers):,} customers)")
+    return (f"hashes {sum(used[:len(keys)]) / 2**20:.1f} MiB, packed values "
+            f"{sum(used[len(keys):]) / 2**20:.1f} MiB ({len(keys):,} of each)")
 
 
 def percentiles(timings: list[float]) -> str:
@@ -177,13 +217,20 @@ def percentiles(timings: list[float]) -> str:
     return f"p50 {q[49] * 1000:.3f} / p99 {q[98] * 1000:.3f} ms"
 
 
-def timed(calls: int, call: Callable[[], object]) -> list[float]:
-    """Wall time of each of ``calls`` calls."""
-    out = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        out.append(time.perf_counter() - start)
+def interleaved(ways: dict[str, Read], views: list[str], calls: int,
+                entities: Callable[[], list[str]]) -> dict[str, list[float]]:
+    """Wall time of each of ``calls`` rounds per way, the ways taking turns on the same
+    entities each round, so that the load of a shared machine falls on all alike, and
+    each round starting with the next way (the first after a slow way pays for it)."""
+    out: dict[str, list[float]] = {name: [] for name in ways}
+    order = list(ways.items())
+    for round_ in range(calls):
+        ids = entities()
+        shift = round_ % len(order)
+        for name, read in order[shift:] + order[:shift]:
+            start = time.perf_counter()
+            read(views, ids)
+            out[name].append(time.perf_counter() - start)
     return out
 
 
@@ -197,20 +244,25 @@ def server_time(client: redis.Redis, calls: int, call: Callable[[], object]) -> 
     return stats["usec"] / stats["calls"] / 1e6
 
 
-def measure(client: redis.Redis, read: Callable[[list[str], list[str]], object],
-            views: list[str], customers: list[str], reads: int, scripted: bool) -> str:
-    """One line of figures for one way of reading: ``reads`` reads of one random customer,
-    a tenth as many of 100, and the server's time of those when the way is one script."""
+def measure(client: redis.Redis, ways: dict[str, Read], scripted: set[str],
+            views: list[str], customers: list[str], reads: int) -> list[str]:
+    """One line of figures per way of reading: ``reads`` reads of one random customer,
+    a tenth as many of 100, and the server's mean time of those for a way that is one
+    script."""
     rng = random.Random(11)
     many = max(reads // 10, 100)
-    one_customer = timed(reads, lambda: read(views, [rng.choice(customers)]))
-    hundred = timed(many, lambda: read(views, rng.sample(customers, 100)))
-    line = (f"one customer ({reads:,} reads) {percentiles(one_customer)};  100 customers "
-            f"({many:,} reads) {percentiles(hundred)}")
-    if not scripted:
-        return line
-    spent = server_time(client, many, lambda: read(views, rng.sample(customers, 100)))
-    return line + f"  (server mean {spent * 1000:.3f} ms)"
+    one = interleaved(ways, views, reads, lambda: [rng.choice(customers)])
+    hundred = interleaved(ways, views, many, lambda: rng.sample(customers, 100))
+    lines = []
+    for name, read in ways.items():
+        line = (f"{name:7} one customer ({reads:,} reads) {percentiles(one[name])};  100 "
+                f"customers ({many:,} reads) {percentiles(hundred[name])}")
+        if name in scripted:
+            spent = server_time(client, many,
+                                lambda read=read: read(views, rng.sample(customers, 100)))
+            line += f"  (server mean {spent * 1000:.3f} ms)"
+        lines.append(line)
+    return lines
 
 
 def main() -> None:
@@ -239,7 +291,7 @@ def main() -> None:
             for name, cost in write_costs({
                     "write, hashes only through redis-py Pipeline (before)":
                         lambda *a: pipeline_write(old, *a),
-                    "write, hashes + vector packed by hiredis (now)": new.write,
+                    "write, hashes + packed values through hiredis (now)": new.write,
             }, latest).items():
                 print(f"{name}: {cost}")
             store = RedisOnlineStore(client, "bench")
@@ -248,18 +300,18 @@ def main() -> None:
                 ttl = registry()[view].ttl_seconds if view in registry() else None
                 store.write(view, version, rows, ttl)
             print(f"memory: {memory(store, latest)}")
-            ways: dict[str, Callable[[list[str], list[str]], object]] = {
-                "vector": store.read_vectors,
+            ways: dict[str, Read] = {
+                "packed": store.read_vectors,
+                "entity": EntityHashReads(store, latest).read_vectors,
                 "hashes": HashReads(store).read_vectors,
                 "naive": lambda views, ids: [store.read(v, c) for c in ids for v in views],
             }
-            timed(500, lambda: store.read_vectors(VIEWS, [rng.choice(customers)]))  # warm up
+            interleaved(ways, VIEWS, 200, lambda: [rng.choice(customers)])  # warm up
             for views in (VIEWS, [*VIEWS, "score"]):
                 print(f"views {'+'.join(views)}:")
-                for name, read in ways.items():
-                    figures = measure(client, read, views, customers, args.reads,
-                                      scripted=name != "naive")
-                    print(f"  {name:7} {figures}")
+                for line in measure(client, ways, set(ways) - {"naive"}, views, customers,
+                                    args.reads):
+                    print(f"  {line}")
         finally:
             stop_service(server)
 

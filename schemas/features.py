@@ -161,20 +161,6 @@ def registry() -> dict[str, FeatureView]:
     return {view.name: view for view in (CUSTOMER, BASKET, PRODUCT)}
 
 
-def vector_ttl_seconds(entity: str) -> int | None:
-    """How long an entity's whole online vector lives after a write: the longest TTL of
-    the entity's views when every one of them has a TTL, else None (kept until
-    overwritten, as the hash of a view without a TTL is).
-
-    >>> vector_ttl_seconds("customer_id") is None  # the customer view has no TTL
-    True
-    """
-    ttls = [view.ttl_seconds for view in registry().values() if view.entity == entity]
-    if not ttls or None in ttls:
-        return None
-    return max(t for t in ttls if t is not None)
-
-
 def versions() -> dict[str, str]:
     """View name -> current version."""
     return {name: view.version for name, view in registry().items()}

@@ -6,10 +6,10 @@ Bytewax output is at-least-once around a resume from a recovery snapshot:
 - :class:`OfflineEventSink` appends events to Parquet, skipping ``event_id``\\ s stored;
 - :class:`DeadLetterSink` does the same for dead letters;
 - :class:`OnlineFeatureSink` writes each changed entity once per batch, pipelined, with
-  absolute values (never increments): each changed view's hash and its field of the
-  entity's vector (:mod:`sinks.online_store`);
+  absolute values (never increments): each changed view's hash and packed value
+  (:mod:`sinks.online_store`);
 - :class:`OnlineScoreSink` writes each scored entity's latest score, absolute likewise,
-  to its score hash and the ``score`` field of its vector;
+  as a hash and a packed value;
 - :class:`FeatureLogSink` and :class:`ScoreLogSink` append feature rows and predictions to
   Parquet, idempotent on ``<entity>:<seq>``;
 - both Redis sinks wait out a Redis outage (:mod:`sinks.redis_retry`);
@@ -42,7 +42,7 @@ from bytewax.outputs import (DynamicSink, FixedPartitionedSink, StatefulSinkPart
 from schemas.events import Rejection, Transaction
 from flows.entity_features import FeatureUpdate, LogRow
 from flows.scoring import ScoreRow
-from schemas.features import registry, vector_ttl_seconds
+from schemas.features import registry
 from sinks.offline_store import (DeadLetterStore, FeatureLog, LateEventLog, ParquetEventStore,
                                  ScoreLog, StoreUnwritable)
 from sinks.online_store import RedisOnlineStore, connect
@@ -222,8 +222,6 @@ class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
         self.prefix = prefix
         self.versions = versions
         self.ttls = {name: view.ttl_seconds for name, view in registry().items()}
-        self.vector_ttls = {name: vector_ttl_seconds(view.entity)
-                            for name, view in registry().items()}
         self.stats = stats
         self.retry = retry or RedisRetry(redis_url)
 
@@ -239,7 +237,7 @@ class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
                     latest.setdefault(view, {})[update.entity] = (update.times[view], values)
             for view, rows in latest.items():
                 self.retry.call(lambda view=view, rows=rows: store.write(
-                    view, self.versions[view], rows, self.ttls[view], self.vector_ttls[view]))
+                    view, self.versions[view], rows, self.ttls[view]))
             self.stats.add(online_writes=sum(len(r) for r in latest.values()))
             self.stats.advance(newest)
 
@@ -287,8 +285,8 @@ class FeatureLogSink(FixedPartitionedSink[FeatureUpdate, None]):
 
 
 class OnlineScoreSink(DynamicSink[ScoreRow]):
-    """Writes each entity's latest score to ``<prefix>:score:<entity>`` and to the ``score``
-    field of ``<prefix>:vector:<entity>``, once per batch: ``category``,
+    """Writes each entity's latest score to ``<prefix>:score:<entity>`` (and its packed
+    value ``<prefix>:packed:score:<entity>``), once per batch: ``category``,
     ``probabilities``, ``model_version``, ``invoice``, ``seq`` and ``_ts``."""
 
     def __init__(self, redis_url: str, prefix: str, retry: RedisRetry | None = None) -> None:

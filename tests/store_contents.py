@@ -7,8 +7,7 @@ What must be identical between two runs of the same topic, and what need not be
 (measured on two uninterrupted runs and on killed ones, see ``tests/test_recovery.py``):
 
 - every Redis key under the run's prefix with every value (the progress hash's totals are
-  kept in the recovery state), except the wall-clock times: the progress hash's
-  ``updated_at`` and, in each entity's vector, a view's ``_expires_at``;
+  kept in the recovery state), except the progress hash's wall-clock ``updated_at``;
 - the offline events and the offline dead letters, row for row;
 - the customer and basket feature log by its rows in effect: per entity and event time,
   the row with the highest ``seq``. A row is written after the last event of each event
@@ -30,35 +29,30 @@ from typing import Any
 import msgspec
 import pyarrow.dataset as ds
 
-from sinks.online_store import EXPIRES_FIELD, VECTOR_KEY, connect
+from sinks.online_store import PACKED_KEY, connect
 
 #: Fields of the progress hash that are wall-clock time, different in every run.
 WALL_CLOCK_FIELDS = frozenset({"updated_at"})
 
 
 def redis_contents(redis_url: str, prefix: str) -> dict[str, dict[str, Any]]:
-    """Every hash under ``<prefix>:``, decoded, without wall-clock fields."""
+    """Every key under ``<prefix>:``, decoded (hashes, and the packed values), without
+    wall-clock fields."""
     client = connect(redis_url)
     out: dict[str, dict[str, Any]] = {}
     for key in client.scan_iter(match=f"{prefix}:*", count=1000):
         name = key.decode()
+        if name.startswith(f"{prefix}:{PACKED_KEY}:"):
+            out[name] = msgspec.msgpack.decode(client.get(key))
+            continue
         raw = client.hgetall(key)
         if name.endswith(":flow:progress"):
             out[name] = {k.decode(): v.decode() for k, v in raw.items()
                          if k.decode() not in WALL_CLOCK_FIELDS}
-        elif name.startswith(f"{prefix}:{VECTOR_KEY}:"):
-            out[name] = {view.decode(): _without_expiry(msgspec.msgpack.decode(v))
-                         for view, v in raw.items()}
         else:
             out[name] = {k.decode(): msgspec.json.decode(v) for k, v in raw.items()}
     client.close()
     return out
-
-
-def _without_expiry(values: dict[str, Any]) -> dict[str, Any]:
-    """A view's values in a vector without its wall-clock expiry time."""
-    values.pop(EXPIRES_FIELD, None)
-    return values
 
 
 def parquet_rows(directory: Path, key: list[str]) -> dict[str, dict[str, Any]]:

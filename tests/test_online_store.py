@@ -1,23 +1,12 @@
 """The online store against a real Redis-protocol server: typed round trips, whole vectors
-in one call, TTLs, versions, and reading a store written before vectors existed."""
+in one call, TTLs, versions, and reading a store written before packed values existed."""
 
 from __future__ import annotations
 
-import msgspec
+import time
 
 from basketflow.config import Settings
-from schemas.features import vector_ttl_seconds
-from sinks.online_store import EXPIRES_FIELD, RedisOnlineStore, connect
-
-
-class Clock:
-    """A wall clock the test sets (the store's expiry times are wall-clock seconds)."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from sinks.online_store import RedisOnlineStore, connect
 
 
 def test_vectors_of_many_entities_come_back_typed_in_order(settings: Settings) -> None:
@@ -35,47 +24,28 @@ def test_vectors_of_many_entities_come_back_typed_in_order(settings: Settings) -
     assert a == {view: store.read(view, "a") for view in ("customer", "basket")}
 
 
-def test_a_view_ttl_makes_its_keys_expire(settings: Settings) -> None:
+def test_a_view_ttl_makes_both_its_keys_expire_together(settings: Settings) -> None:
     assert settings.redis_url
     client = connect(settings.redis_url)
     store = RedisOnlineStore(client, settings.prefix)
     store.write("basket", "v", {"a": (1, {"lines": 1})}, ttl_seconds=86_400)
     store.write("customer", "v", {"a": (1, {"orders_1d": 1})})
-    assert 86_000 < client.ttl(store.key("basket", "a")) <= 86_400
-    assert client.ttl(store.key("customer", "a")) == -1  # no TTL: kept until overwritten
+    for key in (store.key("basket", "a"), store.packed_key("basket", "a")):
+        assert 86_000 < client.ttl(key) <= 86_400
+    for key in (store.key("customer", "a"), store.packed_key("customer", "a")):
+        assert client.ttl(key) == -1  # no TTL: kept until overwritten
 
 
-def test_the_vector_expires_only_when_its_writer_gives_it_a_ttl(settings: Settings) -> None:
+def test_a_vector_read_never_serves_a_view_past_its_ttl(settings: Settings) -> None:
     assert settings.redis_url
-    client = connect(settings.redis_url)
-    store = RedisOnlineStore(client, settings.prefix)
-    store.write("basket", "v", {"a": (1, {"lines": 1})}, ttl_seconds=100)
-    assert client.ttl(store.vector_key("a")) == -1  # customers have views without a TTL
-    assert vector_ttl_seconds("customer_id") is None
-    assert vector_ttl_seconds("stock_code") is None
-    store.write("basket", "v", {"b": (1, {"lines": 1})}, ttl_seconds=100,
-                vector_ttl_seconds=100)  # as for an entity whose every view has a TTL
-    assert 90 < client.ttl(store.vector_key("b")) <= 100
-
-
-def test_a_vector_read_drops_a_view_once_its_own_hash_would_have_expired(
-        settings: Settings) -> None:
-    assert settings.redis_url
-    client = connect(settings.redis_url)
-    clock = Clock(1_000_000.0)
-    store = RedisOnlineStore(client, settings.prefix, clock)
+    store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
     store.write("customer", "v", {"a": (5, {"orders_1d": 1})})
-    store.write("basket", "v", {"a": (5, {"lines": 1})}, ttl_seconds=86_400)
-    clock.now += 86_399.9
-    assert store.read_vectors(["customer", "basket"], ["a"])[0] == {
-        "customer": {"orders_1d": 1, "_ts": 5, "_version": "v"},
-        "basket": {"lines": 1, "_ts": 5, "_version": "v"}}  # no expiry time in the values
-    clock.now += 0.1
+    store.write("basket", "v", {"a": (5, {"lines": 1})}, ttl_seconds=1)
+    assert store.read_vectors(["basket"], ["a"])[0]["basket"] == {
+        "lines": 1, "_ts": 5, "_version": "v"}
+    time.sleep(1.1)
     assert store.read_vectors(["customer", "basket"], ["a"])[0] == {
         "customer": {"orders_1d": 1, "_ts": 5, "_version": "v"}, "basket": None}
-    assert EXPIRES_FIELD in msgspec.msgpack.decode(client.hget(store.vector_key("a"), "basket"))
-    store.write("basket", "v", {"a": (9, {"lines": 2})}, ttl_seconds=86_400)  # a new basket
-    assert store.read_vectors(["basket"], ["a"])[0]["basket"]["lines"] == 2
 
 
 def test_values_of_an_older_version_are_never_served_under_a_newer_one(
@@ -88,23 +58,29 @@ def test_values_of_an_older_version_are_never_served_under_a_newer_one(
         "spend_1d": 3.0, "_ts": 2, "_version": "new"}
 
 
-def test_a_store_written_before_vectors_existed_is_read_from_its_hashes(
+def test_a_store_written_before_packed_values_existed_is_read_from_its_hashes(
         settings: Settings) -> None:
     assert settings.redis_url
     client = connect(settings.redis_url)
-    store = RedisOnlineStore(client, settings.prefix)
+    store = RedisOnlineStore(client, f"{settings.prefix}:é")  # keys are bytes to the script
     store.write("customer", "v", {"a": (1, {"orders_1d": 1}), "b": (1, {"orders_1d": 2})})
     store.write("score", "m1", {"a": (1, {"category": "gifts"})})
-    client.delete(store.vector_key("a"))
-    client.hdel(store.vector_key("b"), "customer")
+    client.delete(store.packed_key("customer", "a"), store.packed_key("score", "a"))
     a, b = store.read_vectors(["customer", "score"], ["a", "b"])
     assert a == {"customer": {"orders_1d": 1, "_ts": 1, "_version": "v"},
                  "score": {"category": "gifts", "_ts": 1, "_version": "m1"}}
     assert b == {"customer": {"orders_1d": 2, "_ts": 1, "_version": "v"}, "score": None}
-    store.write("score", "m1", {"b": (2, {"category": "home"})})
-    assert store.read_vectors(["customer", "score"], ["b"])[0] == {
-        "customer": {"orders_1d": 2, "_ts": 1, "_version": "v"},
-        "score": {"category": "home", "_ts": 2, "_version": "m1"}}
+
+
+def test_thousands_of_entities_in_one_call(settings: Settings) -> None:
+    assert settings.redis_url
+    store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
+    entities = [str(i) for i in range(4500)]
+    store.write("customer", "v", {e: (int(e), {"n": int(e)}) for e in entities[::2]})
+    vectors = store.read_vectors(["customer", "basket"], entities)  # 9,000 keys
+    assert [v["customer"] and v["customer"]["n"] for v in vectors] == [
+        i if i % 2 == 0 else None for i in range(4500)]
+    assert all(v["basket"] is None for v in vectors)
 
 
 def test_no_views_or_no_entities_need_no_round_trip(settings: Settings) -> None:
