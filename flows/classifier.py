@@ -41,11 +41,12 @@ so training and serving see the same values:
 
 **Model.** :class:`flows.online_linear.AdaGradOneVsRest`: one logistic regression per
 category trained by AdaGrad, with the numbers standard-scaled and the strings one-hot
-encoded inside it, over numpy: River's own pipeline of the same model costs about 10x
-more per basket learnt and 3x per prediction (see :data:`PIPELINES`, and
-``benchmarks/classifier.py`` for the cost of each). Its :attr:`~BasketClassifier.version` is a digest of the pipeline's definition, of
-the feature definitions and of the labels' version, never of the learnt weights: every
-score carries it, and a checkpoint of another version is refused.
+encoded inside it, over numpy: River's own pipeline of the same model costs about 10x more
+per basket learnt and 3x per prediction (see :data:`PIPELINES`, and
+``benchmarks/classifier.py`` for the cost of each). Its :attr:`~BasketClassifier.version`
+is a digest of the pipeline's definition, of the feature definitions and of the labels'
+version, never of the learnt weights: every score carries it, and a checkpoint of another
+version is refused.
 
 >>> basket = {"value": 54.08, "items": 40, "lines": 7, "distinct_products": 7,
 ...           "non_product_lines": 0, "hour_of_day": 8, "weekday": 2,

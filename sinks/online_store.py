@@ -100,9 +100,10 @@ def _decode(raw: Mapping[bytes, bytes]) -> dict[str, Any] | None:
 #: Every asked view of many entities. KEYS: the packed key of every (entity, view); ARGV:
 #: ``<prefix>:`` and the length of ``<prefix>:packed:``. Per key, in order: the packed
 #: value, or where there is none, the view's hash (its key is the packed key without
-#: ``packed:``) as a flat field/value list ({} when there is none either). Only the fallback's keys are not declared, which a single
-#: server allows; passing them too cost the client more than the whole MGET. MGET takes
-#: the keys a thousand at a time (Lua's unpack stops at about 8,000).
+#: ``packed:``) as a flat field/value list ({} when there is none either). Only the
+#: fallback's keys are not declared, which a single server allows; passing them too cost
+#: the client more than the whole MGET. MGET takes the keys a thousand at a time (Lua's
+#: unpack stops at about 8,000).
 _READ_VECTORS = """
 local head, skip = ARGV[1], tonumber(ARGV[2]) + 1
 local out = {}
@@ -124,6 +125,7 @@ class RedisOnlineStore:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
+        self._packed_head = f"{prefix}:{PACKED_KEY}:"
         self._read_vectors = client.register_script(_READ_VECTORS)
 
     def key(self, view: str, entity: str) -> str:
@@ -132,7 +134,7 @@ class RedisOnlineStore:
 
     def packed_key(self, view: str, entity: str) -> str:
         """``<prefix>:packed:<view>:<entity>``."""
-        return f"{self.prefix}:{PACKED_KEY}:{view}:{entity}"
+        return f"{self._packed_head}{view}:{entity}"
 
     def write(self, view: str, version: str,
               rows: Mapping[str, tuple[int, Mapping[str, Any]]],
@@ -173,7 +175,7 @@ class RedisOnlineStore:
         n = len(views)
         if not n or not entities:
             return [dict.fromkeys(views) for _ in entities]
-        head = f"{self.prefix}:{PACKED_KEY}:"
+        head = self._packed_head
         keys = [f"{head}{view}:{entity}" for entity in entities for view in views]
         decoded = _decode_reply(self._read_vectors(
             keys=keys, args=[f"{self.prefix}:", len(head.encode())]))

@@ -6,11 +6,12 @@ and post-processing every reply). The online store writes wide hashes (about 40 
 per customer) and, since packed values for serving, two commands per row: through
 ``Pipeline`` the second command cost the flow 8-12% of its throughput. Packing each
 command with ``hiredis.pack_command`` and sending them all at once on one pooled
-connection, the flow's online writes of the real file take 1.3-1.4 s of client CPU,
-packed values included, against 2.2-2.5 s for the hashes alone through ``Pipeline``
-(``benchmarks/online_read.py`` times both ways). Semantics are ``Pipeline(transaction=False)``'s: every reply is read,
-the first error reply is raised after the last, and a connection that failed mid-way is
-dropped so that no later call reads a stale reply from it.
+connection, the flow's online writes of the real file take 1.3-1.4 s of client CPU, packed
+values included, against 2.2-2.5 s for the hashes alone through ``Pipeline``
+(``benchmarks/online_read.py`` times both ways). Semantics are
+``Pipeline(transaction=False)``'s: every reply is read, the first error reply is raised
+after the last, and a connection that failed mid-way is dropped so that no later call
+reads a stale reply from it.
 """
 
 from __future__ import annotations
