@@ -9,6 +9,7 @@ cost is paid per batch and per entity, not per event. Stream by stream::
     dead-in       the dead topic read back: the producer's dead letters, stored offline
     by-day        events regrouped by event day -> `offline` (Parquet, idempotent)
     by-customer   events regrouped by customer (guests: invoice), in order
+    product-lines product lines joined for up to a second (flows.coalesce)
     by-product    product lines regrouped by stock code, in order
     *-features    pickled_flat_map: fold each entity's events into its feature state
     online        latest values of each changed entity -> Redis, once per batch
@@ -41,6 +42,7 @@ from bytewax.run import cli_main
 
 from basketflow.config import Settings
 from basketflow.kafka import DEFAULT_PARTITIONS, consumer_config, ensure_topics, producer_config
+from flows.coalesce import coalesce
 from flows.dead_letters import (DeadLetter, consumer_error, producer_letters, rejected,
                                 to_dead_message)
 from flows.entity_features import FeatureUpdate, folder_step
@@ -140,20 +142,22 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
         by_day = op.flat_map("by-day", batches, lambda b: group_by(b, _day_key))
         op.output("offline", by_day, OfflineEventSink(outputs.offline_root, stats))
     by_customer = op.flat_map("by-customer", batches, lambda b: group_by(b, _customer_key))
-    by_product = op.flat_map("by-product", batches, lambda b: group_by(
-        [e for e in b if e.is_product], _product_key))
+    product_lines = coalesce("product-lines", op.map(
+        "keep-products", batches, lambda b: [e for e in b if e.is_product]),
+        PRODUCT_BATCH_WAIT, PRODUCT_BATCH_MAX)
+    by_product = op.flat_map("by-product", product_lines,
+                             lambda b: group_by(b, _product_key))
     customers = pickled_flat_map("customer-features", by_customer,
                                  folder_step("customer", outputs.allowed_lateness))
-    updates = op.key_rm("updates", op.merge(
-        "merge-updates", customers,
-        pickled_flat_map("product-features", by_product,
-                         folder_step("product", PRODUCT_LATENESS_S))))
+    keyed_updates = op.merge("merge-updates", customers, pickled_flat_map(
+        "product-features", by_product, folder_step("product", PRODUCT_LATENESS_S)))
+    updates = op.key_rm("updates", keyed_updates)
     op.inspect("count-late", updates, count_late(stats))
     if outputs.scoring is not None:
         add_scoring_steps(op.key_rm("customer-updates", customers), outputs, stats)
     if outputs.redis_url is not None:
-        op.output("online", updates, OnlineFeatureSink(outputs.redis_url, outputs.prefix,
-                                                       versions(), stats, outputs.retry))
+        op.output("online", keyed_updates, OnlineFeatureSink(
+            outputs.redis_url, outputs.prefix, versions(), stats, outputs.retry))
     if outputs.offline_root is not None:
         rows = op.map("log-rows", updates, lambda u: ("log", u))
         op.output("feature-log", rows, FeatureLogSink(outputs.offline_root, versions(), stats))
@@ -170,11 +174,17 @@ def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureO
         lambda: score(state, update)))  # it writes the model's checkpoints
     op.inspect("count-scores", scored, lambda _step, _row: stats.add(scores=1))
     if outputs.redis_url is not None:
-        op.output("online-scores", op.key_rm("scores", scored),
+        op.output("online-scores", scored,
                   OnlineScoreSink(outputs.redis_url, outputs.prefix, outputs.retry))
     if outputs.offline_root is not None:
         op.output("score-log", scored, ScoreLogSink(outputs.offline_root, stats))
 
+
+#: Product lines are folded in joined batches (:mod:`flows.coalesce`): a product's
+#: lines of up to this long are folded, written online and logged once.
+PRODUCT_BATCH_WAIT = timedelta(seconds=1)
+#: ... and at most this many lines at a time (a backfill's batches are joined too).
+PRODUCT_BATCH_MAX = 100_000
 
 #: A product's events come from every partition (events are keyed by customer), so
 #: their arrival order is the partitions' interleaving, not event time, and may lag by
@@ -224,8 +234,7 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     progress = op.stateful_map("count-progress",
                                op.key_on("progress-key", decoded, lambda _: "all"),
                                count_progress)
-    op.output("progress", op.key_rm("progress-fields", progress),
-              ProgressSink(settings.redis_url, settings.prefix, stats, retry))
+    op.output("progress", progress, ProgressSink(settings.redis_url, settings.prefix, stats, retry))
     return flow
 
 

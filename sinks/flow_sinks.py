@@ -30,6 +30,7 @@ import json
 import logging
 import threading
 import time
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -45,6 +46,7 @@ from flows.scoring import ScoreRow
 from schemas.features import registry
 from sinks.offline_store import (DeadLetterStore, FeatureLog, LateEventLog, ParquetEventStore,
                                  ScoreLog, StoreUnwritable)
+from sinks.background import BackgroundWriter
 from sinks.online_store import RedisOnlineStore, connect
 from sinks.redis_retry import RedisRetry
 
@@ -117,16 +119,37 @@ class _Partition(StatelessSinkPartition[Any]):
         self._close()
 
 
+class _BackgroundPartition(StatefulSinkPartition[Any, None]):
+    """A sink partition that hands each batch to ``write`` on its own writer thread
+    (:mod:`sinks.background`), and waits for the writes when the epoch is snapshotted and
+    at close, so that none is pending when the epoch's input offsets are committed."""
+
+    def __init__(self, name: str, write: Callable[[list[Any]], None]) -> None:
+        self._write = write
+        self._writer = BackgroundWriter(name)
+
+    def write_batch(self, items: list[Any]) -> None:
+        self._writer.submit(lambda: self._write(items))
+
+    def snapshot(self) -> None:
+        self._writer.drain()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 class _EpochBuffer(StatefulSinkPartition[Any, None]):
-    """Buffers items and hands them to ``flush`` at the latest when the epoch is
-    snapshotted, and earlier once ``max_items`` wait or the oldest has waited
-    ``max_age`` seconds; nothing once the flow has found the store unwritable.
+    """Buffers items and hands them to ``flush`` on its own writer thread
+    (:mod:`sinks.background`) once ``max_items`` wait or the oldest has waited ``max_age``
+    seconds, and when the epoch is snapshotted, then waiting for the writes to finish;
+    nothing once the flow has found the store unwritable.
 
     Bytewax snapshots a sink partition when an epoch closes, before the input offsets of
     that epoch are committed to recovery, so everything is written before the offset past
     it is saved: nothing is lost after a crash. Flushing every second as well spreads the
     writes over the epoch: one flush of a whole 10 s epoch held the worker for 1-2.5 s,
-    and every line consumed meanwhile waited (benchmarks/freshness.py).
+    and every line consumed meanwhile waited (benchmarks/freshness.py); on the writer's
+    thread a flush no longer holds the worker at all, except at the epoch's end.
     """
 
     def __init__(self, flush: Callable[[list[Any]], None], size: Callable[[Any], int],
@@ -139,6 +162,7 @@ class _EpochBuffer(StatefulSinkPartition[Any, None]):
         self.buffer: list[Any] = []
         self.items = 0
         self.since = 0.0
+        self.writer = BackgroundWriter(type(self).__name__)
 
     def write_batch(self, values: list[Any]) -> None:
         if not self.buffer:
@@ -146,15 +170,23 @@ class _EpochBuffer(StatefulSinkPartition[Any, None]):
         self.buffer.extend(values)
         self.items += sum(map(self.size, values))
         if self.items >= self.max_items or time.monotonic() - self.since >= self.max_age:
-            self.snapshot()
+            self._submit()
 
-    def snapshot(self) -> None:
+    def _submit(self) -> None:
+        """Hand the buffer to the writer."""
         if self.buffer and self.stats.unwritable is None:
             items, self.buffer, self.items = self.buffer, [], 0
-            self.stats.writing(lambda: self.flush(items))
+            self.writer.submit(lambda: self.stats.writing(lambda: self.flush(items)))
+
+    def snapshot(self) -> None:
+        self._submit()
+        self.writer.drain()
 
     def close(self) -> None:
-        self.snapshot()
+        try:
+            self.snapshot()
+        finally:
+            self.writer.close()
 
 
 class _EventBuffer(_EpochBuffer):
@@ -213,7 +245,26 @@ class DeadLetterSink(DynamicSink[tuple[str, int, Rejection]]):
         return _Partition(write)
 
 
-class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
+class _RedisSink(FixedPartitionedSink[T, None]):
+    """A sink of one partition whose batches are written to Redis on the partition's own
+    writer thread (:class:`_BackgroundPartition`); the input is keyed, any key."""
+
+    def list_parts(self) -> list[str]:
+        return ["redis"]
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: None) -> _BackgroundPartition:
+        return _BackgroundPartition(step_id, self.writer())
+
+    @abstractmethod
+    def writer(self) -> Callable[[list[T]], None]:
+        """A function that writes one batch (with its own connection)."""
+
+
+class OnlineFeatureSink(_RedisSink[FeatureUpdate]):
     """Writes the latest values of each changed entity, once per batch, pipelined."""
 
     def __init__(self, redis_url: str, prefix: str, versions: dict[str, str],
@@ -225,7 +276,7 @@ class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
         self.stats = stats
         self.retry = retry or RedisRetry(redis_url)
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
+    def writer(self) -> Callable[[list[FeatureUpdate]], None]:
         store = RedisOnlineStore(connect(self.redis_url), self.prefix)
 
         def write(batch: list[FeatureUpdate]) -> None:
@@ -241,7 +292,7 @@ class OnlineFeatureSink(DynamicSink[FeatureUpdate]):
             self.stats.add(online_writes=sum(len(r) for r in latest.values()))
             self.stats.advance(newest)
 
-        return _Partition(write)
+        return write
 
 
 def count_late(stats: FlowStats) -> Callable[[str, FeatureUpdate], None]:
@@ -284,7 +335,7 @@ class FeatureLogSink(FixedPartitionedSink[FeatureUpdate, None]):
         return _EpochBuffer(flush, lambda u: len(u.rows), self.stats)
 
 
-class OnlineScoreSink(DynamicSink[ScoreRow]):
+class OnlineScoreSink(_RedisSink[ScoreRow]):
     """Writes each entity's latest score to ``<prefix>:score:<entity>`` (and its packed
     value ``<prefix>:packed:score:<entity>``), once per batch: ``category``,
     ``probabilities``, ``model_version``, ``invoice``, ``seq`` and ``_ts``."""
@@ -294,7 +345,7 @@ class OnlineScoreSink(DynamicSink[ScoreRow]):
         self.prefix = prefix
         self.retry = retry or RedisRetry(redis_url)
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
+    def writer(self) -> Callable[[list[ScoreRow]], None]:
         store = RedisOnlineStore(connect(self.redis_url), self.prefix)
 
         def write(batch: list[ScoreRow]) -> None:
@@ -308,7 +359,7 @@ class OnlineScoreSink(DynamicSink[ScoreRow]):
             for version, rows in by_version.items():
                 self.retry.call(lambda: store.write(SCORE_KEY, version, rows))
 
-        return _Partition(write)
+        return write
 
 
 class ScoreLogSink(FixedPartitionedSink[ScoreRow, None]):
@@ -332,7 +383,7 @@ class ScoreLogSink(FixedPartitionedSink[ScoreRow, None]):
         return _EpochBuffer(flush, lambda r: 1, self.stats)
 
 
-class ProgressSink(DynamicSink[dict[str, int | str]]):
+class ProgressSink(_RedisSink[dict[str, int | str]]):
     """Records the flow's progress and logs counts every few seconds.
 
     Redis hash ``<prefix>:flow:progress``: ``offset:<topic>:<partition>`` = the next offset
@@ -348,7 +399,7 @@ class ProgressSink(DynamicSink[dict[str, int | str]]):
         self.retry = retry or RedisRetry(redis_url)
         self.log_every = log_every
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
+    def writer(self) -> Callable[[list[dict[str, int | str]]], None]:
         client = connect(self.redis_url)
         last_log = [time.monotonic()]
 
@@ -365,7 +416,7 @@ class ProgressSink(DynamicSink[dict[str, int | str]]):
                          stats.events, stats.events / max(stats.seconds, 1e-9),
                          stats.dead_letters, _iso(stats.latest_ts))
 
-        return _Partition(write)
+        return write
 
 
 def _iso(ts: int) -> str:
