@@ -7,7 +7,11 @@
 **Set-up**, in a temporary data directory with its own embedded broker and Valkey: the
 file's valid lines are backfilled into the feature log (:func:`flows.backfill.run_backfill`),
 customer categories are fitted on it up to ``--until`` and every customer is labelled
-(:mod:`reports.segments`), so the flow scores. Then ``basketflow run`` (a subprocess, as
+(:mod:`reports.segments`), so the flow scores. The flow gets a data directory of its own
+with that segmentation: a live flow writes days that the backfill did not have, whereas
+replaying the same days into the backfilled offline store would make each first write
+of a day read the day's stored ids (and the first product write those of every day),
+a start-up cost that is not freshness. Then ``basketflow run`` (a subprocess, as
 deployed: one worker, recovery snapshots every ``--snapshot-interval`` s) tails the empty
 topic, and this script sends it the valid lines (rejected ones are not sent) at
 ``--rate`` events/s: the replay's :class:`producers.replay.Pacer` and producer settings,
@@ -203,7 +207,7 @@ class ArrivalWatcher(threading.Thread):
 def start_flow(settings: Settings, log: Path, run_args: list[str], profile: Path | None,
                ) -> subprocess.Popen[bytes]:
     """``basketflow run [run_args]`` on the settings' servers, data directory, topic and
-    prefix; under ``py-spy record`` (raw stacks, idle ones too) into ``profile`` if given."""
+    prefix; under ``py-spy record`` (raw stacks of the thread holding the GIL: the flow's threads share one) into ``profile`` if given."""
     assert settings.kafka_bootstrap and settings.redis_url
     root = str(Path(__file__).resolve().parents[1])
     env = os.environ | {
@@ -215,7 +219,7 @@ def start_flow(settings: Settings, log: Path, run_args: list[str], profile: Path
         command = [sys.executable, "-m", "basketflow.cli", "run", *run_args]
         if profile is not None:
             py_spy = Path(sys.executable).with_name("py-spy")
-            command = [str(py_spy), "record", "--idle", "-f", "raw", "-o", str(profile),
+            command = [str(py_spy), "record", "--gil", "-f", "raw", "-o", str(profile),
                        "--"] + command
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -418,7 +422,10 @@ def main() -> None:
         tmp = Path(name)
         home = tmp / "home"
         prepare(home, events, until)
-        freshness(Settings(home, kafka, redis_url, TOPIC, DEAD_TOPIC, PREFIX), events,
+        live = tmp / "live"
+        live.mkdir()
+        shutil.copytree(home / SEGMENTS_DIR, live / SEGMENTS_DIR)
+        freshness(Settings(live, kafka, redis_url, TOPIC, DEAD_TOPIC, PREFIX), events,
                   args.rate, tmp, run_args, args.profile, args.series)
         if args.repeats:
             scoring_cost(kafka, redis_url, tmp, home, args.repeats)
