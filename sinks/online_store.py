@@ -42,6 +42,7 @@ cannot apply it twice.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -118,6 +119,9 @@ return out
 """
 
 
+_READ_VECTORS_SHA = hashlib.sha1(_READ_VECTORS.encode()).hexdigest()
+
+
 class RedisOnlineStore:
     """Feature values in Redis under one key prefix: a hash and a packed value per view
     and entity (see the module docstring)."""
@@ -126,7 +130,6 @@ class RedisOnlineStore:
         self.client = client
         self.prefix = prefix
         self._packed_head = f"{prefix}:{PACKED_KEY}:"
-        self._read_vectors = client.register_script(_READ_VECTORS)
 
     def key(self, view: str, entity: str) -> str:
         """``<prefix>:<view>:<entity>``."""
@@ -177,8 +180,12 @@ class RedisOnlineStore:
             return [dict.fromkeys(views) for _ in entities]
         head = self._packed_head
         keys = [f"{head}{view}:{entity}" for entity in entities for view in views]
-        decoded = _decode_reply(self._read_vectors(
-            keys=keys, args=[f"{self.prefix}:", len(head.encode())]))
+        command = (len(keys), *keys, f"{self.prefix}:", len(head.encode()))
+        try:
+            reply = send_pipelined(self.client, [("EVALSHA", _READ_VECTORS_SHA, *command)])[0]
+        except redis.exceptions.NoScriptError:  # a restarted or flushed server
+            reply = send_pipelined(self.client, [("EVAL", _READ_VECTORS, *command)])[0]
+        decoded = _decode_reply(reply)
         return [dict(zip(views, decoded[i * n:(i + 1) * n])) for i in range(len(entities))]
 
 
@@ -186,6 +193,9 @@ def _decode_reply(reply: list[bytes | list[bytes]]) -> list[dict[str, Any] | Non
     """The read script's reply -> one dict (or None) per entity and view, in order: a
     packed value, or a view's hash (the fallback) as a flat field/value list of JSON
     values."""
+    packed = [item for item in reply if isinstance(item, bytes)]
+    if len(packed) == len(reply):  # the usual case: decoded in one call, as one array
+        return _unpack_many(_ARRAY32 + len(packed).to_bytes(4, "big") + b"".join(packed))
     out: list[dict[str, Any] | None] = []
     for item in reply:
         if isinstance(item, bytes):
@@ -200,3 +210,6 @@ def _decode_reply(reply: list[bytes | list[bytes]]) -> list[dict[str, Any] | Non
 
 _pack = msgspec.msgpack.Encoder().encode
 _unpack = msgspec.msgpack.Decoder().decode
+_unpack_many = msgspec.msgpack.Decoder(list[dict[str, Any]]).decode
+#: The MessagePack header of an array of up to 2**32 - 1 items (the count follows).
+_ARRAY32 = b"\xdd"

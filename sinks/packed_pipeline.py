@@ -17,6 +17,7 @@ reads a stale reply from it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import hiredis
 import redis
@@ -25,26 +26,29 @@ import redis
 Command = tuple[str | bytes | int | float, ...]
 
 
-def send_pipelined(client: redis.Redis, commands: Sequence[Command]) -> None:
-    """Send ``commands`` in one round trip and read every reply.
+def send_pipelined(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
+    """Send ``commands`` in one round trip and return every reply (as hiredis parses
+    them: bytes, ints, lists, None).
 
     Raises the first error reply (:class:`redis.ResponseError`) once all replies are
     read, and connection errors as redis-py raises them (so that
     :class:`sinks.redis_retry.RedisRetry` waits them out).
     """
     if not commands:
-        return
+        return []
     packed = b"".join(map(hiredis.pack_command, commands))
     pool = client.connection_pool
     connection = pool.get_connection()
     first_error: redis.ResponseError | None = None
+    replies: list[Any] = []
     try:
         connection.send_packed_command([packed])
         for _ in commands:
             try:
-                connection.read_response()
+                replies.append(connection.read_response())
             except redis.ResponseError as exc:
                 first_error = first_error or exc
+                replies.append(exc)
     except BaseException:
         connection.disconnect()
         raise
@@ -52,3 +56,4 @@ def send_pipelined(client: redis.Redis, commands: Sequence[Command]) -> None:
         pool.release(connection)
     if first_error is not None:
         raise first_error
+    return replies

@@ -88,3 +88,15 @@ def test_no_views_or_no_entities_need_no_round_trip(settings: Settings) -> None:
     store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
     assert store.read_vectors([], ["a"]) == [{}]
     assert store.read_vectors(["customer"], []) == []
+
+
+def test_vectors_are_read_after_the_server_forgot_the_read_script(settings: Settings) -> None:
+    """A restarted server has no cached scripts: the read sends the script itself."""
+    assert settings.redis_url
+    client = connect(settings.redis_url)
+    store = RedisOnlineStore(client, settings.prefix)
+    store.write("customer", "v1", {"a": (100, {"spend_1d": 2.5})})
+    first = store.read_vectors(["customer"], ["a"])
+    client.script_flush()
+    assert store.read_vectors(["customer"], ["a"]) == first == [
+        {"customer": {"spend_1d": 2.5, "_ts": 100, "_version": "v1"}}]
