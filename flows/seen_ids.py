@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from typing import Any
 
 
 class SeenIds:
@@ -67,3 +68,25 @@ class SeenIds:
 
     def __len__(self) -> int:
         return sum(map(len, self.lines.values())) + len(self.other)
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, bytes], set[str]]]:
+        """Pickled as each source's line numbers in bytes: an ``array`` pickles through
+        a Python-level reduction that cost 6-7 us per entity at every snapshot.
+
+        >>> import pickle
+        >>> seen = SeenIds.of({"f:1", "f:5", "x"})
+        >>> copy = pickle.loads(pickle.dumps(seen))
+        >>> copy.add("f:5"), copy.add("x"), copy.add("f:6"), len(copy)
+        (False, False, True, 4)
+        """
+        return _restore, ({s: a.tobytes() for s, a in self.lines.items()}, self.other)
+
+
+def _restore(lines: dict[str, bytes], other: set[str]) -> SeenIds:
+    """The :class:`SeenIds` that ``__reduce__`` pickled."""
+    seen = SeenIds()
+    for source, raw in lines.items():
+        numbers = seen.lines[source] = array("q")
+        numbers.frombytes(raw)
+    seen.other = other
+    return seen

@@ -4,6 +4,7 @@ versions. Live runs go through the real broker and Redis-protocol server."""
 from __future__ import annotations
 
 import doctest
+import io
 import pickle
 from dataclasses import replace
 from datetime import date
@@ -18,6 +19,7 @@ from flows.backfill import file_events, run_backfill
 import schemas.features as features_module
 from flows import feature_state, seen_ids
 from flows.entity_features import EntityFolder
+from flows.seen_ids import SeenIds
 from flows.live import FeatureOutputs, RunOptions, run_live
 from producers.replay import replay
 from producers.synthetic import write_csv
@@ -168,6 +170,26 @@ def test_state_from_an_earlier_snapshot_keeps_its_seen_ids() -> None:
     restored = pickle.loads(pickle.dumps(folder))
     assert restored.fold("17850", [parse_row(line("1", "3/1/2011 12:00"), "f:1")], 3600) is None
     assert restored.fold("17850", [parse_row(line("2", "3/1/2011 12:30"), "f:2")], 3600)
+
+
+def test_state_pickled_the_default_way_by_an_earlier_version_is_restored() -> None:
+    """Before ``EntityFolder.__reduce__``, snapshots held every object with its class and
+    slots (``object.__reduce_ex__``); they must still resume."""
+    folder = EntityFolder("customer")
+    folder.fold("17850", [parse_row(line("1", "3/1/2011 12:00"), "f:1")], 3600)
+
+    class DefaultPickler(pickle.Pickler):
+        def reducer_override(self, obj: object) -> object:
+            if isinstance(obj, (EntityFolder, SeenIds)):
+                return object.__reduce_ex__(obj, pickle.HIGHEST_PROTOCOL)
+            return NotImplemented
+
+    old = io.BytesIO()
+    DefaultPickler(old, pickle.HIGHEST_PROTOCOL).dump(folder)
+    restored = pickle.loads(old.getvalue())
+    assert restored.fold("17850", [parse_row(line("1", "3/1/2011 12:00"), "f:1")], 3600) is None
+    update = restored.fold("17850", [parse_row(line("2", "3/1/2011 12:30"), "f:2")], 3600)
+    assert update is not None and update.values["customer"]["spend_1d"] == 4.0
 
 
 def test_changing_a_definition_changes_the_version() -> None:
