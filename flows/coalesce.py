@@ -5,10 +5,11 @@ window values, is written to Redis and logged once per batch), and a product's l
 from every customer. A flow that keeps up with a tailed topic polls small batches, so
 nearly every product line paid that alone: at 5,000 events/s the product branch was a
 third of the flow's time, and it held back the customer steps and the scores that run on
-the same worker (``benchmarks/freshness.py``). Joined for up to a second, a product's
-lines of that second are folded together: its values are computed once, its online
-value and log row written once. Bytewax's own ``collect`` restarts its timeout at every
-item, so a steady stream never times out; here the wait starts with the first item.
+the same worker (``benchmarks/freshness.py``). Joined for a while (0.25 s in
+``flows.live``), a product's lines of that while are folded together: its values are
+computed once, its online value and log row written once. Bytewax's own ``collect``
+restarts its timeout at every item, so a steady stream never times out; here the wait
+starts with the first item.
 
 >>> from datetime import timedelta
 >>> import bytewax.operators as op
