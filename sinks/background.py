@@ -8,9 +8,10 @@ takes each write as a function and runs it on its thread, in the order given; th
 there releases the GIL, and its Python work is interleaved with the flow's.
 
 Nothing is lost: a sink drains its writer when Bytewax snapshots it at the end of an
-epoch, before the epoch's input offsets are committed, and when it closes. A write that
-raises stops the writer, and the error is raised on the flow's thread at the next
-``submit`` or ``drain``, so the flow stops before it commits past the failed write. The
+epoch, before the epoch's input offsets are committed, and when it closes. When a write
+raises, the writes queued after it are skipped and the error is raised once on the
+flow's thread, at the next ``submit`` or ``drain``, so the flow stops before it commits
+past the failed write (a resume writes them all again: every sink is idempotent). The
 queue is bounded: while a write waits out a Redis outage, the flow blocks on ``submit``
 once the queue is full, as it blocked on the write itself before.
 
