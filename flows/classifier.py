@@ -69,11 +69,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import river
-from river import compose, linear_model, multiclass, optim, preprocessing
 from river.base import Classifier
+
+# River's pipeline modules are imported by the pipelines that use them: importing them took
+# 2.5 s of every flow's start (the live flow and the backfill), for the default model,
+# which does not use them.
+if TYPE_CHECKING:
+    from river import compose
 
 from flows.feature_state import DAY
 from flows.online_linear import AdaGradOneVsRest
@@ -187,6 +192,8 @@ def one_hot(x: Mapping[str, Any]) -> dict[str, float]:
 def _scaled_numbers() -> compose.Pipeline:
     """The numeric inputs, standard-scaled by running mean and variance (selected by type:
     the ``first_`` ones are absent from returning customers' baskets)."""
+    from river import compose, preprocessing
+
     return compose.SelectType(numbers.Number) | preprocessing.StandardScaler()
 
 
@@ -207,6 +214,8 @@ def _ovr_logistic(seed: int) -> Classifier:
     """River: one logistic regression per category (plain SGD), probabilities normalised;
     the reference run's model with a cheaper one-hot step (same features, same predictions).
     River's linear models start from zero weights and take no seed."""
+    from river import compose, linear_model, multiclass
+
     return (compose.FuncTransformer(one_hot) + _scaled_numbers()
             ) | multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
 
@@ -217,6 +226,8 @@ def _ovr_adagrad(seed: int) -> Classifier:
     the default until :func:`_adagrad_numpy`, which learns the same way about 10x cheaper.
     ``basketflow evaluate --split 2011-07-01`` on the real file (8 categories, first
     revision of the features): accuracy 0.770 against 0.707 with SGD, macro-F1 0.660."""
+    from river import compose, linear_model, multiclass, optim
+
     return (compose.FuncTransformer(one_hot) + _scaled_numbers()
             ) | multiclass.OneVsRestClassifier(linear_model.LogisticRegression(
                 optimizer=optim.AdaGrad(0.05)))
@@ -225,6 +236,8 @@ def _ovr_adagrad(seed: int) -> Classifier:
 def _reference(seed: int) -> Classifier:
     """River: the reference run's pipeline as it was: River's OneHotEncoder for the
     country."""
+    from river import compose, linear_model, multiclass, preprocessing
+
     return ((compose.SelectType(str) | preprocessing.OneHotEncoder())
             + _scaled_numbers()) | multiclass.OneVsRestClassifier(
                 linear_model.LogisticRegression())
@@ -233,6 +246,8 @@ def _reference(seed: int) -> Classifier:
 def _softmax(seed: int) -> Classifier:
     """River: one multinomial logistic regression: one weight vector per category, one
     softmax."""
+    from river import compose, linear_model
+
     return (compose.FuncTransformer(one_hot) + _scaled_numbers()
             ) | linear_model.SoftmaxRegression()
 
