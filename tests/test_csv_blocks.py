@@ -60,9 +60,25 @@ ODD_LINES = [
 ]
 
 
-def both(path: Path, block_bytes: int) -> tuple[list[Transaction | Rejection], list[Transaction | Rejection]]:
+Records = list[Transaction | Rejection]
+
+
+def both(path: Path, block_bytes: int) -> tuple[Records, Records]:
     """What each reader gives for the file."""
     return list(read_events(path, block_bytes=block_bytes)), list(read_events_by_line(path))
+
+
+def both_until_error(path: Path, block_bytes: int) -> list[tuple[Records, str]]:
+    """What each reader gives for a file it must fail on: the records before the
+    :class:`BadInputFile`, and its message."""
+    outcomes = []
+    for read in (lambda: read_events(path, block_bytes=block_bytes),
+                 lambda: read_events_by_line(path)):
+        items: Records = []
+        with pytest.raises(BadInputFile) as error:
+            items.extend(read())
+        outcomes.append((items, str(error.value)))
+    return outcomes
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +116,8 @@ def test_truncated_gzip_gives_the_same_records_then_the_same_error(
     whole = gzip.compress(mixed.read_bytes())
     path = tmp_path / "cut.csv.gz"
     path.write_bytes(whole[:cut])
-    outcomes = []
-    for read in (lambda: read_events(path, block_bytes=8192), lambda: read_events_by_line(path)):
-        items: list[Transaction | Rejection] = []
-        with pytest.raises(BadInputFile) as error:
-            items.extend(read())
-        outcomes.append((items, str(error.value)))
-    assert outcomes[0] == outcomes[1]
+    fast, slow = both_until_error(path, 8192)
+    assert fast == slow
 
 
 @pytest.mark.parametrize("text", ["", "\r\n", HEADER_LINE, HEADER_LINE + "\r",
@@ -133,7 +144,8 @@ FIELD_TEXT = st.text(alphabet='0123456789AC.-/:, "\r\n\xa0\x85\x00e_+x', max_siz
 @given(lines=st.lists(st.one_of(
     st.just(GOOD + "\r\n"),
     st.builds(lambda fields, end: ",".join(fields) + end,
-              st.lists(FIELD_TEXT, min_size=6, max_size=9), st.sampled_from(["\r\n", "\n", "\r", ""])),
+              st.lists(FIELD_TEXT, min_size=6, max_size=9),
+              st.sampled_from(["\r\n", "\n", "\r", ""])),
     st.builds(lambda q, d, p, c: f"536365,85123A,X,{q},{d},{p},{c},UK\r\n",
               st.sampled_from(["1", "-2", "0", "1000001", " 3", "x"]),
               st.sampled_from(["12/1/2010 8:26", "1/1/2101 0:00", "13/1/2010 8:26", "12/1/2010"]),
@@ -161,14 +173,9 @@ def test_truncated_gzip_of_lone_cr_lines_like_line_by_line(tmp_path: Path, share
     whole = gzip.compress(text.encode("latin-1"))
     path = tmp_path / "cr.csv.gz"
     path.write_bytes(whole[:int(len(whole) * share)])
-    outcomes = []
-    for read in (lambda: read_events(path, block_bytes=700), lambda: read_events_by_line(path)):
-        items: list[Transaction | Rejection] = []
-        with pytest.raises(BadInputFile) as error:
-            items.extend(read())
-        outcomes.append((items, str(error.value)))
-    assert outcomes[0] == outcomes[1]
-    assert outcomes[0][0]
+    fast, slow = both_until_error(path, 700)
+    assert fast == slow
+    assert fast[0]
 
 
 @pytest.mark.skipif(not REAL_DATA.is_file(), reason="the real data file is not present")
