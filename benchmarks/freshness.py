@@ -207,7 +207,8 @@ class ArrivalWatcher(threading.Thread):
 def start_flow(settings: Settings, log: Path, run_args: list[str], profile: Path | None,
                ) -> subprocess.Popen[bytes]:
     """``basketflow run [run_args]`` on the settings' servers, data directory, topic and
-    prefix; under ``py-spy record`` (raw stacks of the thread holding the GIL: the flow's threads share one) into ``profile`` if given."""
+    prefix; under ``py-spy record`` (raw stacks of the thread holding the GIL: the flow's
+    threads share one) into ``profile`` if given."""
     assert settings.kafka_bootstrap and settings.redis_url
     root = str(Path(__file__).resolve().parents[1])
     env = os.environ | {

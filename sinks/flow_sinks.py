@@ -138,7 +138,7 @@ class _BackgroundPartition(StatefulSinkPartition[Any, None]):
         self._writer.close()
 
 
-class _EpochBuffer(StatefulSinkPartition[Any, None]):
+class _EpochBuffer(_BackgroundPartition):
     """Buffers items and hands them to ``flush`` on its own writer thread
     (:mod:`sinks.background`) once ``max_items`` wait or the oldest has waited ``max_age``
     seconds, and when the epoch is snapshotted, then waiting for the writes to finish;
@@ -154,7 +154,7 @@ class _EpochBuffer(StatefulSinkPartition[Any, None]):
 
     def __init__(self, flush: Callable[[list[Any]], None], size: Callable[[Any], int],
                  stats: FlowStats, max_items: int = 500_000, max_age: float = 1.0) -> None:
-        self.flush = flush
+        super().__init__(type(self).__name__, lambda items: stats.writing(lambda: flush(items)))
         self.size = size
         self.stats = stats
         self.max_items = max_items
@@ -162,7 +162,6 @@ class _EpochBuffer(StatefulSinkPartition[Any, None]):
         self.buffer: list[Any] = []
         self.items = 0
         self.since = 0.0
-        self.writer = BackgroundWriter(type(self).__name__)
 
     def write_batch(self, values: list[Any]) -> None:
         if not self.buffer:
@@ -176,17 +175,17 @@ class _EpochBuffer(StatefulSinkPartition[Any, None]):
         """Hand the buffer to the writer."""
         if self.buffer and self.stats.unwritable is None:
             items, self.buffer, self.items = self.buffer, [], 0
-            self.writer.submit(lambda: self.stats.writing(lambda: self.flush(items)))
+            super().write_batch(items)
 
     def snapshot(self) -> None:
         self._submit()
-        self.writer.drain()
+        super().snapshot()
 
     def close(self) -> None:
         try:
-            self.snapshot()
+            self._submit()
         finally:
-            self.writer.close()
+            super().close()
 
 
 class _EventBuffer(_EpochBuffer):

@@ -1,4 +1,5 @@
-"""Many Redis commands in one round trip, packed by hiredis: the online store's write path.
+"""Many Redis commands in one round trip, packed by hiredis: how the online store writes,
+and sends its read script.
 
 redis-py's ``Pipeline`` spends most of its client time per argument and per command in
 Python (stacking each command, checking every argument's type before packing, parsing
@@ -48,7 +49,6 @@ def send_pipelined(client: redis.Redis, commands: Sequence[Command]) -> list[Any
                 replies.append(connection.read_response())
             except redis.ResponseError as exc:
                 first_error = first_error or exc
-                replies.append(exc)
     except BaseException:
         connection.disconnect()
         raise
