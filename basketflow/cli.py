@@ -164,6 +164,10 @@ def _print_status(report: dict[str, Any]) -> None:
     flow = report.get("flow", {})
     out.print(f"flow: {flow.get('events')} events processed, latest event time "
               f"{flow.get('event_time')}, updated {flow.get('updated_at')}")
+    serve = flow.get("serve") or {}
+    if serve.get("updated_at"):
+        out.print(f"  its serve part (own process): {serve.get('events')} events, latest "
+                  f"event time {serve.get('event_time')}, updated {serve.get('updated_at')}")
     health = flow.get("health") or {}
     if health.get("redis") == "down":
         out.print(f"flow (pid {health.get('pid')}): Redis unreachable since "
@@ -172,20 +176,22 @@ def _print_status(report: dict[str, Any]) -> None:
         out.print(f"flow: last Redis outage from {health['last_outage_from']}, "
                   f"{health.get('last_outage_seconds')} s")
     table = Table(title="topics")
-    for col in ("topic", "partition", "high watermark", "flow offset", "lag"):
+    for col in ("topic", "partition", "high watermark", "flow offset", "lag", "serve offset"):
         table.add_column(col)
     notes: list[str] = []
     for topic, info in report["topics"].items():
         if info.get("error") or not info.get("per_partition"):
-            table.add_row(topic, "", "", "", info.get("error") or "no partitions")
+            table.add_row(topic, "", "", "", info.get("error") or "no partitions", "")
         for p in info.get("per_partition", []):
             lag = "" if p.get("lag") is None else str(p["lag"])
             note = p.get("note")
             if note and note not in notes:
                 notes.append(note)
             mark = f" [{notes.index(note) + 1}]" if note else ""
+            serve_offset = p.get("serve_next_offset")
             table.add_row(topic, str(p["partition"]), str(p.get("high_watermark")),
-                          str(p.get("next_offset")), lag + mark)
+                          str(p.get("next_offset")), lag + mark,
+                          "" if serve_offset is None else str(serve_offset))
     out.print(table)
     for i, note in enumerate(notes, 1):
         out.print(f"  [{i}] {note}")
@@ -298,36 +304,97 @@ def replay(settings: Settings, path: Path, speedup: float | None, rate: float | 
 @click.option("--max-batch", type=click.IntRange(min=1), default=20_000, show_default=True,
               help="Most messages taken per poll of a partition: larger batches cost less CPU "
                    "per event while a backlog is read; a flow that keeps up gets small ones.")
+@click.option("--part", type=click.Choice(["serve", "store"]), default=None,
+              help="Run only this part of the flow, in this process: serve (customer and "
+                   "basket features, live scores) or store (offline events, dead letters, "
+                   "product features). By default both run, each in a process of its own.")
+@click.option("--one-process", is_flag=True,
+              help="Run both parts in this one process (recovery snapshots in "
+                   "<data>/recovery/<topic>): less memory, but the store part's work then "
+                   "delays live scores.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON at the end.")
-@click.pass_obj
+@click.pass_context
 @friendly
-def run(settings: Settings, stop_at_end: bool, workers: int, recovery: bool,
+def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
         snapshot_interval: float, backup_interval: float, max_batch: int,
-        as_json: bool) -> None:
+        part: str | None, one_process: bool, as_json: bool) -> None:
     """Run the dataflow: topic -> features in Redis and events in Parquet.
 
+    \b
+    Two processes by default, each reading the topic:
+      serve  customer and basket features and live scores -> Redis, their logs -> Parquet
+      store  events, dead letters, product features -> Parquet and Redis
+    so the store's work never holds back a live score. Stopping or killing this command
+    stops both.
+
     Without --stop-at-end it runs until stopped (Ctrl-C); with recovery on (snapshots in
-    <data>/recovery/<topic>), the next run, also after a crash or kill -9, resumes from
-    the last snapshot: sinks are idempotent, so nothing is lost or doubled. A full disk
-    or an unwritable data directory stops it with one error line; free space or fix the
-    directory and run it again.
+    <data>/recovery/<topic>/<part>), the next run, also after a crash or kill -9, resumes
+    from the last snapshot: sinks are idempotent, so nothing is lost or doubled. A full
+    disk or an unwritable data directory stops it with one error line; free space or fix
+    the directory and run it again.
     """
-    from flows.live import RunOptions, run_live
-    settings = resolved(settings)
-    options = RunOptions(workers=workers, snapshot_seconds=snapshot_interval,
-                         backup_seconds=backup_interval,
-                         recovery_dir=settings.recovery_dir / settings.topic if recovery else None)
-    stats = run_live(settings, stop_at_end=stop_at_end, options=options, max_batch=max_batch)
-    figures = {"events": stats.events, "dead_letters": stats.dead_letters,
-               "offline_rows_written": stats.offline_rows, "online_writes": stats.online_writes,
-               "seconds": round(stats.seconds, 3),
-               "events_per_second": round(stats.events / stats.seconds, 1) if stats.seconds else 0}
+    if part is not None and one_process:
+        raise click.UsageError("--part runs one part and --one-process runs both in one "
+                               "process: give one of them")
+    settings = resolved(ctx.obj)
+    if part is None and not one_process:
+        figures = _run_parts(ctx, settings)
+    else:
+        figures = _run_in_process(settings, part, stop_at_end, workers, recovery,
+                                  snapshot_interval, backup_interval, max_batch)
     if as_json:
         print_json(figures)
     else:
-        out.print(f"processed {stats.events:,} events ({figures['events_per_second']:,} /s), "
-                  f"{stats.dead_letters:,} dead letters, {stats.offline_rows:,} new offline rows, "
-                  f"{stats.online_writes:,} online writes")
+        out.print(f"processed {figures['events']:,} events ({figures['events_per_second']:,} /s), "
+                  f"{figures['dead_letters']:,} dead letters, "
+                  f"{figures['offline_rows_written']:,} new offline rows, "
+                  f"{figures['online_writes']:,} online writes")
+
+
+def _run_in_process(settings: Settings, part: str | None, stop_at_end: bool, workers: int,
+                    recovery: bool, snapshot_interval: float, backup_interval: float,
+                    max_batch: int) -> dict[str, Any]:
+    """Run one part of the flow (None: both) in this process; return its figures."""
+    from flows.live import PARTS, RunOptions, run_live
+    recovery_dir = settings.recovery_dir / settings.topic
+    options = RunOptions(workers=workers, snapshot_seconds=snapshot_interval,
+                         backup_seconds=backup_interval,
+                         recovery_dir=(recovery_dir / part if part else recovery_dir)
+                         if recovery else None)
+    stats = run_live(settings, stop_at_end=stop_at_end, options=options, max_batch=max_batch,
+                     parts=(part,) if part else PARTS)
+    return {"events": stats.events, "dead_letters": stats.dead_letters,
+            "offline_rows_written": stats.offline_rows, "online_writes": stats.online_writes,
+            "seconds": round(stats.seconds, 3),
+            "events_per_second": round(stats.events / stats.seconds, 1) if stats.seconds else 0}
+
+
+def _run_parts(ctx: click.Context, settings: Settings) -> dict[str, Any]:
+    """Run each part of the flow as a child process with this command's options; return
+    their figures, combined. A failed part's error is already on standard error."""
+    from basketflow.flow_processes import (PartFailed, child_env, combined_figures,
+                                           start_part, supervise)
+    from basketflow.kafka import DEFAULT_PARTITIONS, ensure_topics
+    from flows.live import PARTS
+    from sinks.offline_store import ensure_writable
+    assert settings.kafka_bootstrap
+    ensure_writable(settings.data_dir, settings.offline_dir)  # one error, not one per part
+    ensure_topics(settings.kafka_bootstrap,
+                  {settings.topic: DEFAULT_PARTITIONS, settings.dead_topic: 1})
+    params = ctx.params
+    args = [*(["--stop-at-end"] if params["stop_at_end"] else []),
+            "--workers", str(params["workers"]),
+            "--recovery" if params["recovery"] else "--no-recovery",
+            "--snapshot-interval", str(params["snapshot_interval"]),
+            "--backup-interval", str(params["backup_interval"]),
+            "--max-batch", str(params["max_batch"])]
+    env = child_env(settings)
+    verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+    children = {part: start_part(part, args, env, verbose) for part in PARTS}
+    try:
+        return combined_figures(supervise(children))
+    except PartFailed as exc:
+        raise SystemExit(exc.status) from exc
 
 
 # ------------------------------------------------------------------ serving

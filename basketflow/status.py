@@ -9,7 +9,9 @@ raises because something is not running. The shape::
       "data_dir": "...",
       "services": {"broker": SERVICE, "redis": SERVICE},
       "flow": {"events": int|None, "event_time": str|None, "updated_at": str|None, "error": str|None,
-               "health": the flow's flow-health.json (Redis outages, see sinks.redis_retry) or None},
+               "health": the flow's flow-health.json (Redis outages, see sinks.redis_retry) or None,
+               "serve": {"events", "event_time", "updated_at", "error"}: the serve part's own
+                        progress when it runs in a process of its own, else all None},
       "topics": {"<topic>": {"exists": bool, "partitions": int, "error": str|None,
                              "per_partition": [PARTITION, ...]}, "<dead topic>": {...}},
       "offline": {"dir": str, "rows": int, "files": int, "partitions": int,
@@ -19,10 +21,13 @@ raises because something is not running. The shape::
 
     SERVICE = {"name", "address", "mode": "embedded"|"external"|"absent", "embedded": bool,
                "pid": int|None, "log": str|None, "alive": bool, "error": str|None}
-    PARTITION = {"partition", "high_watermark", "next_offset", "lag", "trusted": bool, "note"}
+    PARTITION = {"partition", "high_watermark", "next_offset", "lag", "trusted": bool, "note",
+                 "serve_next_offset": the serve part's next offset, or None}
 
 The flow's progress is the Redis hash ``<prefix>:flow:progress``: ``offset:<topic>:<partition>``
 = next offset to read, ``events``, ``event_time`` (latest event time) and ``updated_at``.
+Run as two processes (``basketflow run``), the store part writes that hash and the serve
+part, which consumes the topic on its own, ``<prefix>:flow:progress:serve``.
 Lag = high watermark - next offset. It is marked ``trusted: False`` on the embedded Tansu
 broker (its high watermark is the base offset of the last record batch, see
 :mod:`basketflow.services`) and whenever the watermark is below the flow's offset.
@@ -49,6 +54,8 @@ from basketflow.services import (
 
 PROGRESS_KEY = "{prefix}:flow:progress"
 """The Redis hash where the live flow records how far it got (see the module docstring)."""
+SERVE_PROGRESS_KEY = PROGRESS_KEY + ":serve"
+"""The same for the serve part of the flow when it runs in a process of its own."""
 
 EMBEDDED_LAG_NOTE = (
     "embedded Tansu broker: its high watermark is the base offset of the last record batch, "
@@ -75,12 +82,15 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
     }
     redis_url = services[REDIS]["address"] if services[REDIS]["alive"] else None
     progress = flow_progress(redis_url, settings.prefix, timeout)
+    serve = flow_progress(redis_url, settings.prefix, timeout, SERVE_PROGRESS_KEY)
+    fields = ("events", "event_time", "updated_at", "error")
     return {
         "data_dir": str(settings.data_dir),
         "services": services,
-        "flow": {k: progress.get(k) for k in ("events", "event_time", "updated_at", "error")}
-        | {"health": read_health(settings.data_dir)},
-        "topics": topics_status(settings, services[BROKER], progress.get("offsets", {}), timeout),
+        "flow": {k: progress.get(k) for k in fields}
+        | {"health": read_health(settings.data_dir), "serve": {k: serve.get(k) for k in fields}},
+        "topics": topics_status(settings, services[BROKER], progress.get("offsets", {}),
+                                timeout, serve.get("offsets", {})),
         "offline": offline_status(settings.offline_dir / "events"),
         "online": online_status(redis_url, settings.prefix, timeout),
     }
@@ -140,9 +150,10 @@ def _redis_client(url: str, timeout: float) -> Any:
     )
 
 
-def flow_progress(redis_url: str | None, prefix: str, timeout: float = CHECK_TIMEOUT) -> dict[str, Any]:
-    """The live flow's progress hash, parsed: events, event_time, updated_at, and
-    ``offsets`` as ``{(topic, partition): next offset}``.
+def flow_progress(redis_url: str | None, prefix: str, timeout: float = CHECK_TIMEOUT,
+                  key: str = PROGRESS_KEY) -> dict[str, Any]:
+    """The live flow's progress hash (``key``, formatted with the prefix), parsed: events,
+    event_time, updated_at, and ``offsets`` as ``{(topic, partition): next offset}``.
     """
     empty: dict[str, Any] = {"events": None, "event_time": None, "updated_at": None, "offsets": {}}
     if redis_url is None:
@@ -150,7 +161,7 @@ def flow_progress(redis_url: str | None, prefix: str, timeout: float = CHECK_TIM
     try:
         client = _redis_client(redis_url, timeout)
         try:
-            raw: dict[str, str] = client.hgetall(PROGRESS_KEY.format(prefix=prefix))
+            raw: dict[str, str] = client.hgetall(key.format(prefix=prefix))
         finally:
             client.close()
     except Exception as exc:
@@ -201,8 +212,10 @@ def topics_status(
     broker: dict[str, Any],
     offsets: dict[tuple[str, int], int],
     timeout: float = CHECK_TIMEOUT,
+    serve_offsets: dict[tuple[str, int], int] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Partitions, high watermarks and the flow's lag for the event topic and its dead letters."""
+    """Partitions, high watermarks and the flow's lag for the event topic and its dead
+    letters, and the serve part's next offsets (``serve_offsets``) where it has its own."""
     topics = [settings.topic, settings.dead_topic]
     if not broker["alive"]:
         return {t: _topic_error(f"broker not reachable: {broker['error']}") for t in topics}
@@ -233,7 +246,8 @@ def topics_status(
                 except Exception as exc:
                     high, error = None, str(exc)
                 row = {"partition": partition,
-                       **partition_lag(high, offsets.get((topic, partition)), broker["embedded"])}
+                       **partition_lag(high, offsets.get((topic, partition)), broker["embedded"]),
+                       "serve_next_offset": (serve_offsets or {}).get((topic, partition))}
                 if error:
                     row["note"] = f"watermark not available: {error}; {row['note']}"
                 rows.append(row)

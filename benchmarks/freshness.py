@@ -1,8 +1,8 @@
 """Score freshness on the real file: from a line sent to Kafka to its score readable in Redis.
 
     python benchmarks/freshness.py [--limit N] [--rate 5000] [--until 2011-06-30]
-        [--snapshot-interval 10 | --no-recovery] [--repeats 2] [--series CSV]
-        [--profile RAW] [PATH]
+        [--snapshot-interval 10 | --no-recovery] [--one-process] [--repeats 2]
+        [--series CSV] [--profile RAW] [PATH]
 
 **Set-up**, in a temporary data directory with its own embedded broker and Valkey: the
 file's valid lines are backfilled into the feature log (:func:`flows.backfill.run_backfill`),
@@ -12,7 +12,9 @@ with that segmentation: a live flow writes days that the backfill did not have, 
 replaying the same days into the backfilled offline store would make each first write
 of a day read the day's stored ids (and the first product write those of every day),
 a start-up cost that is not freshness. Then ``basketflow run`` (a subprocess, as
-deployed: one worker, recovery snapshots every ``--snapshot-interval`` s) tails the empty
+deployed: the serve and store parts in two processes, one worker each, recovery
+snapshots every ``--snapshot-interval`` s; ``--one-process`` runs both parts in one
+process, the layout before the split, for comparison) tails the empty
 topic, and this script sends it the valid lines (rejected ones are not sent) at
 ``--rate`` events/s: the replay's :class:`producers.replay.Pacer` and producer settings,
 keyed by entity, noting the wall time of each ``produce`` call. The first line is sent
@@ -97,7 +99,8 @@ from basketflow.kafka import (DEFAULT_PARTITIONS, consumer_config, ensure_topics
                               producer_config)
 from basketflow.services import embedded_services  # noqa: E402
 from flows.backfill import run_backfill  # noqa: E402
-from flows.live import FeatureOutputs, RunOptions, run_live  # noqa: E402
+from flows.live import (PARTS, SERVE, FeatureOutputs, RunOptions, progress_key,  # noqa: E402
+                        run_live)
 from producers.csv_source import read_events  # noqa: E402
 from producers.replay import Pacer  # noqa: E402
 from reports.segments import SEGMENTS_DIR, assign_customers, fit_segments  # noqa: E402
@@ -220,15 +223,22 @@ def start_flow(settings: Settings, log: Path, run_args: list[str], profile: Path
         command = [sys.executable, "-m", "basketflow.cli", "run", *run_args]
         if profile is not None:
             py_spy = Path(sys.executable).with_name("py-spy")
-            command = [str(py_spy), "record", "--gil", "-f", "raw", "-o", str(profile),
-                       "--"] + command
+            command = [str(py_spy), "record", "--gil", "--subprocesses", "-f", "raw", "-o",
+                       str(profile), "--"] + command
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a running process has used (Linux ``/proc``)."""
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU seconds of a running flow process and of each of its children,
+    by name: ``run`` for the process started, the part (``serve``, ``store``) for each
+    child running one (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    name = args[args.index(b"--part") + 1].decode() if b"--part" in args else "run"
+    used = {name: (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")}
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        used |= cpu_seconds(int(child))
+    return used
 
 
 def wait_for(check: Callable[[], object], what: str, timeout: float, flow: subprocess.Popen[bytes],
@@ -293,14 +303,18 @@ def freshness(settings: Settings, events: list[Transaction], rate: float, tmp: P
     watcher.start()
     log = tmp / "flow.log"
     flow = start_flow(settings, log, run_args, profile)
-    progress_key = f"{settings.prefix}:flow:progress"
+    progress_keys = [progress_key(settings.prefix, PARTS)] + (
+        [] if "--one-process" in run_args else [progress_key(settings.prefix, (SERVE,))])
     client = redis.Redis.from_url(settings.redis_url)
     try:
         started: list[float] = []
+        cpu_before: dict[str, float] = {}
 
         def flow_ready() -> None:
-            wait_for(lambda: client.exists(progress_key), "start", 120, flow, log)
-            started.extend((time.perf_counter(), cpu_seconds(flow.pid)))
+            wait_for(lambda: all(client.exists(key) for key in progress_keys), "start", 120,
+                     flow, log)
+            started.append(time.perf_counter())
+            cpu_before.update(cpu_seconds(flow.pid))
 
         sent, achieved = send(events, settings.kafka_bootstrap, rate, flow_ready)
         ends = {}
@@ -308,16 +322,23 @@ def freshness(settings: Settings, events: list[Transaction], rate: float, tmp: P
             ends[partition] = max(ends.get(partition, 0), offset + 1)
 
         def consumed_all() -> bool:
-            done = client.hgetall(progress_key)
-            return all(int(done.get(f"offset:{TOPIC}:{p}".encode(), 0)) >= end
-                       for p, end in ends.items())
+            for key in progress_keys:
+                done = client.hgetall(key)
+                if any(int(done.get(f"offset:{TOPIC}:{p}".encode(), 0)) < end
+                       for p, end in ends.items()):
+                    return False
+            return True
 
         wait_for(consumed_all, "consume every line", 600, flow, log)
         time.sleep(1.0)  # the score sink writes after the progress of the same batch
-        wall, cpu = time.perf_counter() - started[0], cpu_seconds(flow.pid) - started[1]
-        print(f"flow process{' (py-spy)' if profile else ''}: {cpu:.1f} s of CPU in "
-              f"{wall:.1f} s from the paced start ({cpu / wall:.0%} of one core); load "
-              f"average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        wall = time.perf_counter() - started[0]
+        cpu = {name: used - cpu_before.get(name, 0.0)
+               for name, used in cpu_seconds(flow.pid).items()}
+        shares = ", ".join(f"{name} {used:.1f} s ({used / wall:.0%} of a core)"
+                           for name, used in cpu.items())
+        print(f"flow{' (py-spy)' if profile else ''} CPU in {wall:.1f} s from the paced "
+              f"start: {shares}; load average {os.getloadavg()[0]:.2f} on "
+              f"{os.cpu_count()} CPUs")
     finally:
         flow.send_signal(signal.SIGINT)
         try:
@@ -405,13 +426,16 @@ def main() -> None:
                         help="the tailing flow's recovery snapshot interval, seconds")
     parser.add_argument("--no-recovery", action="store_true",
                         help="run the tailing flow without recovery snapshots")
+    parser.add_argument("--one-process", action="store_true",
+                        help="run both parts of the tailing flow in one process")
     parser.add_argument("--series", type=Path, default=None,
                         help="write every measured score's latencies to this CSV")
     parser.add_argument("--repeats", type=int, default=2,
                         help="flow runs without and with scoring, alternated (0: none)")
     args = parser.parse_args()
-    run_args = ["--no-recovery"] if args.no_recovery else [
-        "--snapshot-interval", str(args.snapshot_interval)]
+    run_args = (["--no-recovery"] if args.no_recovery else [
+        "--snapshot-interval", str(args.snapshot_interval)]) + (
+        ["--one-process"] if args.one_process else [])
     if not args.path.is_file():
         sys.exit(f"no data at {args.path}: give the path of a Kaggle-format file")
     until = args.until or (date(2011, 6, 30) if args.limit is None else None)

@@ -20,6 +20,16 @@ cost is paid per batch and per entity, not per event. Stream by stream::
     count-progress  next offsets and counts so far, kept in the recovery state
     progress      -> Redis, for `basketflow status`
 
+The flow has two parts, which ``basketflow run`` runs as two processes
+(:mod:`basketflow.flow_processes`), each consuming the topic with its own Bytewax
+recovery state: **serve** (customer and basket features and live scores: the path whose
+freshness a reader of Redis sees) and **store** (offline events, dead letters, product
+features). In one process they share one interpreter lock: the store part's product
+bursts and its share of each epoch's snapshot held every customer line back (score p99
+165 ms over the first 200,000 real lines at 5,000 events/s, every slow score at an epoch
+end). Both parts can also run in one flow (the default of :func:`build_live_flow`, as
+the tests, the demo and the backfill do).
+
 The feature step keeps per-entity state in :func:`flows.pickled_state.pickled_flat_map`
 (``stateful_flat_map`` with cheaper snapshots; the state is :mod:`flows.feature_state`)
 rather than in Bytewax windows, whose per-key cost collapses at thousands of keys.
@@ -36,6 +46,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
+from bytewax.operators import KeyedStream
 from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
@@ -61,6 +72,12 @@ from sinks.offline_store import SECONDS_PER_DAY, StoreUnwritable, ensure_writabl
 from sinks.redis_retry import HEALTH_FILE, RedisRetry
 
 RECOVERY_PARTITIONS = 4
+
+#: The live flow's parts (see the module docstring): each can run in a process of its own.
+SERVE, STORE = "serve", "store"
+PARTS = (SERVE, STORE)
+#: The entity kinds whose features each part folds.
+PART_ENTITIES = {SERVE: "customer", STORE: "product"}
 
 @dataclass
 class Decoded:
@@ -121,8 +138,9 @@ def _day_key(e: Transaction) -> str:
 @dataclass(frozen=True)
 class FeatureOutputs:
     """Where the feature steps write: Redis (None: nowhere), the offline store (None:
-    nowhere), and whether events are stored offline too (the backfill from the offline
-    store does not store them again)."""
+    nowhere), whether events are stored offline too (the backfill from the offline
+    store does not store them again), and which entity kinds are folded (``customer``:
+    the customer and basket views; ``product``)."""
 
     redis_url: str | None
     prefix: str
@@ -131,6 +149,7 @@ class FeatureOutputs:
     allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S
     scoring: ScoringConfig | None = None
     retry: RedisRetry | None = None
+    entities: frozenset[str] = frozenset(PART_ENTITIES.values())
 
 
 def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutputs,
@@ -141,20 +160,28 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
     if outputs.offline_root is not None and outputs.store_events:
         by_day = op.flat_map("by-day", batches, lambda b: group_by(b, _day_key))
         op.output("offline", by_day, OfflineEventSink(outputs.offline_root, stats))
-    by_customer = op.flat_map("by-customer", batches, lambda b: group_by(b, _customer_key))
-    product_lines = coalesce("product-lines", op.map(
-        "keep-products", batches, lambda b: [e for e in b if e.is_product]),
-        PRODUCT_BATCH_WAIT, PRODUCT_BATCH_MAX)
-    by_product = op.flat_map("by-product", product_lines,
-                             lambda b: group_by(b, _product_key))
-    customers = pickled_flat_map("customer-features", by_customer,
-                                 folder_step("customer", outputs.allowed_lateness))
-    keyed_updates = op.merge("merge-updates", customers, pickled_flat_map(
-        "product-features", by_product, folder_step("product", PRODUCT_LATENESS_S)))
+    folded: list[KeyedStream[FeatureUpdate]] = []
+    if "customer" in outputs.entities:
+        by_customer = op.flat_map("by-customer", batches,
+                                  lambda b: group_by(b, _customer_key))
+        customers = pickled_flat_map("customer-features", by_customer,
+                                     folder_step("customer", outputs.allowed_lateness))
+        folded.append(customers)
+        if outputs.scoring is not None:
+            add_scoring_steps(op.key_rm("customer-updates", customers), outputs, stats)
+    if "product" in outputs.entities:
+        product_lines = coalesce("product-lines", op.map(
+            "keep-products", batches, lambda b: [e for e in b if e.is_product]),
+            PRODUCT_BATCH_WAIT, PRODUCT_BATCH_MAX)
+        by_product = op.flat_map("by-product", product_lines,
+                                 lambda b: group_by(b, _product_key))
+        folded.append(pickled_flat_map("product-features", by_product,
+                                       folder_step("product", PRODUCT_LATENESS_S)))
+    if not folded:
+        return
+    keyed_updates = op.merge("merge-updates", *folded)
     updates = op.key_rm("updates", keyed_updates)
     op.inspect("count-late", updates, count_late(stats))
-    if outputs.scoring is not None:
-        add_scoring_steps(op.key_rm("customer-updates", customers), outputs, stats)
     if outputs.redis_url is not None:
         op.output("online", keyed_updates, OnlineFeatureSink(
             outputs.redis_url, outputs.prefix, versions(), stats, outputs.retry))
@@ -209,10 +236,16 @@ def _product_key(e: Transaction) -> str:
 def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
                     allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S,
                     scoring: ScoringConfig | None = None,
-                    max_batch: int = DEFAULT_MAX_BATCH) -> Dataflow:
-    """The Kafka-fed dataflow; ``stop_at_end`` ends it at the end of every partition;
-    ``scoring`` (None: no scores) sets up the classifier; ``max_batch`` caps the messages
-    taken per poll of a partition."""
+                    max_batch: int = DEFAULT_MAX_BATCH,
+                    parts: tuple[str, ...] = PARTS) -> Dataflow:
+    """The Kafka-fed dataflow of the given ``parts`` (see the module docstring);
+    ``stop_at_end`` ends it at the end of every partition; ``scoring`` (None: no scores)
+    sets up the classifier of the serve part; ``max_batch`` caps the messages taken per
+    poll of a partition.
+
+    Both parts decode every message; only the store part handles dead letters, so a
+    flow of the serve part alone passes them over (the store part's flow stores them).
+    """
     assert settings.kafka_bootstrap and settings.redis_url, "resolve addresses first"
     bootstrap = settings.kafka_bootstrap
     config = consumer_config(bootstrap)
@@ -220,6 +253,29 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     raw = op.input("kafka-in", flow, KafkaBatchSource(bootstrap, settings.topic, config,
                                                       stop_at_end, max_batch))
     decoded = op.map("decode", raw, decode_batch)
+    if STORE in parts:
+        add_dead_letter_steps(flow, decoded, settings, config, stop_at_end, stats)
+    events = op.map("events", decoded, lambda d: d.events)
+    retry = RedisRetry(settings.redis_url, settings.data_dir / HEALTH_FILE)
+    add_feature_steps(events, FeatureOutputs(
+        settings.redis_url, settings.prefix, settings.offline_dir, STORE in parts,
+        allowed_lateness, scoring if SERVE in parts else None, retry,
+        frozenset(PART_ENTITIES[part] for part in parts)), stats)
+    progress = op.stateful_map("count-progress",
+                               op.key_on("progress-key", decoded, lambda _: "all"),
+                               count_progress)
+    op.output("progress", progress, ProgressSink(
+        settings.redis_url, progress_key(settings.prefix, parts), retry))
+    return flow
+
+
+def add_dead_letter_steps(flow: Dataflow, decoded: Stream[Decoded], settings: Settings,
+                          config: dict[str, object], stop_at_end: bool,
+                          stats: FlowStats) -> None:
+    """Send the messages that could not be decoded to the dead topic, and store every
+    dead letter of that topic (the flow's and the producer's) offline."""
+    assert settings.kafka_bootstrap
+    bootstrap = settings.kafka_bootstrap
     dead = op.flat_map("dead", decoded, lambda d: d.dead)
     op.output("dead-letters", op.map("dead-message", dead, to_dead_message), KafkaSink(
         [bootstrap], settings.dead_topic,
@@ -229,16 +285,17 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     producers_dead = op.flat_map("producer-letters", dead_in, producer_letters)
     op.output("offline-dead", op.merge("all-dead", dead, producers_dead),
               DeadLetterSink(settings.offline_dir, stats))
-    events = op.map("events", decoded, lambda d: d.events)
-    retry = RedisRetry(settings.redis_url, settings.data_dir / HEALTH_FILE)
-    add_feature_steps(events, FeatureOutputs(settings.redis_url, settings.prefix,
-                                             settings.offline_dir, True, allowed_lateness,
-                                             scoring, retry), stats)
-    progress = op.stateful_map("count-progress",
-                               op.key_on("progress-key", decoded, lambda _: "all"),
-                               count_progress)
-    op.output("progress", progress, ProgressSink(settings.redis_url, settings.prefix, stats, retry))
-    return flow
+
+
+def progress_key(prefix: str, parts: tuple[str, ...]) -> str:
+    """The Redis hash of a flow's progress: ``<prefix>:flow:progress`` for a flow with the
+    store part (it counts the events stored), ``<prefix>:flow:progress:serve`` for the
+    serve part alone.
+
+    >>> progress_key("bf", PARTS), progress_key("bf", (SERVE,))
+    ('bf:flow:progress', 'bf:flow:progress:serve')
+    """
+    return f"{prefix}:flow:progress" if STORE in parts else f"{prefix}:flow:progress:{SERVE}"
 
 
 @dataclass
@@ -296,13 +353,16 @@ def unwritable_cause(exc: BaseException) -> StoreUnwritable | None:
 def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
              stats: FlowStats | None = None,
              allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S,
-             max_batch: int = DEFAULT_MAX_BATCH) -> FlowStats:
-    """Consume the topic into the stores; return the counters of the run."""
+             max_batch: int = DEFAULT_MAX_BATCH,
+             parts: tuple[str, ...] = PARTS) -> FlowStats:
+    """Consume the topic into the stores, in this process, with the given parts of the
+    flow; return the counters of the run."""
     assert settings.kafka_bootstrap
     ensure_writable(settings.data_dir, settings.offline_dir)
     ensure_topics(settings.kafka_bootstrap,
                   {settings.topic: DEFAULT_PARTITIONS, settings.dead_topic: 1})
     stats = stats or FlowStats()
-    run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness,
-                             scoring_config(settings.data_dir), max_batch), options)
+    scoring = scoring_config(settings.data_dir) if SERVE in parts else None
+    run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness, scoring,
+                             max_batch, parts), options)
     return stats

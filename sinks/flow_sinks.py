@@ -66,7 +66,6 @@ class FlowStats:
     feature_rows: int = 0
     late_events: int = 0
     scores: int = 0
-    latest_ts: int = 0
     first_seen: float | None = None
     last_written: float | None = None
     unwritable: StoreUnwritable | None = None
@@ -90,11 +89,6 @@ class FlowStats:
             if self.first_seen is None:
                 self.first_seen = now
             self.last_written = now
-
-    def advance(self, ts: int) -> None:
-        """Note the newest event time written."""
-        with self.lock:
-            self.latest_ts = max(self.latest_ts, ts)
 
     @property
     def seconds(self) -> float:
@@ -280,16 +274,13 @@ class OnlineFeatureSink(_RedisSink[FeatureUpdate]):
 
         def write(batch: list[FeatureUpdate]) -> None:
             latest: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
-            newest = 0
             for update in batch:
-                newest = max(newest, update.ts)
                 for view, values in update.values.items():
                     latest.setdefault(view, {})[update.entity] = (update.times[view], values)
             for view, rows in latest.items():
                 self.retry.call(lambda view=view, rows=rows: store.write(
                     view, self.versions[view], rows, self.ttls[view]))
             self.stats.add(online_writes=sum(len(r) for r in latest.values()))
-            self.stats.advance(newest)
 
         return write
 
@@ -385,16 +376,16 @@ class ScoreLogSink(FixedPartitionedSink[ScoreRow, None]):
 class ProgressSink(_RedisSink[dict[str, int | str]]):
     """Records the flow's progress and logs counts every few seconds.
 
-    Redis hash ``<prefix>:flow:progress``: ``offset:<topic>:<partition>`` = the next offset
+    Redis hash ``key`` (``<prefix>:flow:progress``, or ``<prefix>:flow:progress:serve`` for
+    the serve part of the flow alone): ``offset:<topic>:<partition>`` = the next offset
     to read, ``events``, ``dead_letters`` and ``event_time`` (totals kept in the recovery
     state, see :mod:`flows.progress`), and the wall-clock ``updated_at``.
     """
 
-    def __init__(self, redis_url: str, prefix: str, stats: FlowStats,
-                 retry: RedisRetry | None = None, log_every: float = 5.0) -> None:
+    def __init__(self, redis_url: str, key: str, retry: RedisRetry | None = None,
+                 log_every: float = 5.0) -> None:
         self.redis_url = redis_url
-        self.key = f"{prefix}:flow:progress"
-        self.stats = stats
+        self.key = key
         self.retry = retry or RedisRetry(redis_url)
         self.log_every = log_every
 
@@ -410,14 +401,9 @@ class ProgressSink(_RedisSink[dict[str, int | str]]):
             self.retry.call(lambda: client.hset(self.key, mapping=fields))
             if time.monotonic() - last_log[0] >= self.log_every:
                 last_log[0] = time.monotonic()
-                stats = self.stats
-                log.info("%d events (%.0f/s), %d dead letters, event time %s",
-                         stats.events, stats.events / max(stats.seconds, 1e-9),
-                         stats.dead_letters, _iso(stats.latest_ts))
+                log.info("%s: %s events, %s dead letters so far, event time %s", self.key,
+                         fields["events"], fields["dead_letters"],
+                         fields["event_time"] or "none yet")
 
         return write
 
-
-def _iso(ts: int) -> str:
-    """Epoch seconds -> ISO 8601 (empty for none yet)."""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat() if ts else ""

@@ -46,7 +46,7 @@ def redis_contents(redis_url: str, prefix: str) -> dict[str, dict[str, Any]]:
             out[name] = msgspec.msgpack.decode(client.get(key))
             continue
         raw = client.hgetall(key)
-        if name.endswith(":flow:progress"):
+        if ":flow:progress" in name:  # the flow's, and its serve part's
             out[name] = {k.decode(): v.decode() for k, v in raw.items()
                          if k.decode() not in WALL_CLOCK_FIELDS}
         else:

@@ -28,6 +28,7 @@ import pytest
 from basketflow.config import (ENV_DATA_DIR, ENV_DEAD_TOPIC, ENV_KAFKA, ENV_PREFIX, ENV_REDIS,
                                ENV_TOPIC, Settings)
 from basketflow.services import start_redis, stop_service
+from flows.live import PARTS, SERVE, progress_key
 from producers.synthetic import write_csv
 from sinks.online_store import connect
 from sinks.redis_retry import read_health
@@ -57,10 +58,13 @@ def start_run(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
 
 
 def consumed(settings: Settings) -> int:
-    """Sum of the next offsets of the events topic in the flow's progress hash."""
-    raw = connect(settings.redis_url or "").hgetall(f"{settings.prefix}:flow:progress")
+    """Messages of the events topic consumed by the flow's slower part: the sum of the
+    next offsets in each part's progress hash, the smaller (0 before both have one)."""
+    client = connect(settings.redis_url or "")
     mark = f"offset:{settings.topic}:".encode()
-    return sum(int(v) for k, v in raw.items() if k.startswith(mark))
+    return min(sum(int(v) for k, v in client.hgetall(key).items() if k.startswith(mark))
+               for key in (progress_key(settings.prefix, PARTS),
+                           progress_key(settings.prefix, (SERVE,))))
 
 
 def kill_when(proc: subprocess.Popen[bytes], settings: Settings, at_least: int,
@@ -139,7 +143,8 @@ def test_killed_and_restarted_flow_ends_identical(replayed: Settings) -> None:
             break
         kills.append(seen)
     assert len(kills) >= 3, f"only {len(kills)} kills before the flow ended: {kills}"
-    assert any((crashed.recovery_dir / crashed.topic).glob("part-*.sqlite3"))
+    for part in PARTS:
+        assert any((crashed.recovery_dir / crashed.topic / part).glob("part-*.sqlite3"))
     finish(start_run(crashed))
 
     print("KILLS", kills)

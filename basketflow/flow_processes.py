@@ -1,0 +1,175 @@
+"""``basketflow run``: the live flow's two parts as two supervised processes.
+
+The serve part (customer and basket features, live scores) and the store part (offline
+events, dead letters, product features) each run as ``basketflow run --part PART`` in a
+child process of their own (see :mod:`flows.live`): each consumes the topic itself and
+keeps its own recovery snapshots under ``<data>/recovery/<topic>/<part>``, so neither
+waits for the other's work, its snapshots or its interpreter lock.
+
+Supervision keeps the pair behaving like one command:
+
+- a child dies with this process (``PR_SET_PDEATHSIG``), so a ``kill -9`` of ``basketflow
+  run`` stops both, exactly like a crash of one process, and the next run resumes both;
+- SIGINT and SIGTERM are passed on to both children;
+- the children's standard error is relayed line by line; when a child fails, the other
+  is stopped and the run exits with the failing child's status, its error shown as the
+  one ``Error:`` line (a second part failing at the same moment, say on a full disk, is
+  shown as a note after it);
+- with ``--stop-at-end`` each child stops at the end of the topic and prints its figures
+  as JSON on its standard output, which :func:`combined_figures` adds up.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from basketflow.config import (ENV_DATA_DIR, ENV_DEAD_TOPIC, ENV_KAFKA, ENV_PREFIX, ENV_REDIS,
+                               ENV_TOPIC, Settings)
+
+_PR_SET_PDEATHSIG = 1
+POLL_SECONDS = 0.2
+
+
+class PartFailed(Exception):
+    """A part of the flow exited with an error (its message is on standard error)."""
+
+    def __init__(self, part: str, status: int) -> None:
+        super().__init__(f"the {part} part of the flow exited with status {status}")
+        self.part = part
+        self.status = status
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """This process's environment with the resolved settings, so every child uses the
+    same servers, topic, prefix and data directory."""
+    assert settings.kafka_bootstrap and settings.redis_url, "resolve addresses first"
+    return os.environ | {
+        ENV_DATA_DIR: str(settings.data_dir), ENV_KAFKA: settings.kafka_bootstrap,
+        ENV_REDIS: settings.redis_url, ENV_TOPIC: settings.topic,
+        ENV_DEAD_TOPIC: settings.dead_topic, ENV_PREFIX: settings.prefix}
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child, before it runs: be killed when the parent dies, even by SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
+def start_part(part: str, run_args: list[str], env: Mapping[str, str],
+               verbose: bool) -> subprocess.Popen[bytes]:
+    """Start ``basketflow run --part PART --json RUN_ARGS`` as a child process."""
+    parent = os.getpid()
+    command = [sys.executable, "-m", "basketflow.cli", *(["-v"] if verbose else []),
+               "run", "--part", part, "--json", *run_args]
+    return subprocess.Popen(command, env=dict(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: _die_with_parent(parent))
+
+
+def supervise(children: dict[str, subprocess.Popen[bytes]]) -> dict[str, dict[str, Any]]:
+    """Wait for every child; return each one's figures. The first failure stops the
+    others and raises :class:`PartFailed`. SIGINT and SIGTERM are passed on to the
+    children (which run in sessions of their own, so a terminal's Ctrl-C reaches them
+    once, from here); once they have stopped, ``KeyboardInterrupt`` is raised."""
+    stopping: list[int] = []
+
+    def pass_on(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+        for proc in children.values():
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
+    relays = _relay_errors(children)
+    try:
+        while any(proc.poll() is None for proc in children.values()):
+            failed = [(part, proc.returncode) for part, proc in children.items()
+                      if proc.returncode]
+            if failed and not stopping:
+                _stop(children)
+                raise PartFailed(*failed[0])
+            time.sleep(POLL_SECONDS)
+    finally:
+        for relay in relays:
+            relay.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stopping:
+        raise KeyboardInterrupt
+    for part, proc in children.items():
+        if proc.returncode:
+            raise PartFailed(part, proc.returncode)
+    return {part: _figures(proc) for part, proc in children.items()}
+
+
+def _relay_errors(children: dict[str, subprocess.Popen[bytes]]) -> list[threading.Thread]:
+    """Threads copying each child's standard error to ours, line by line; an ``Error:``
+    line that follows another part's is shown as a note, so a run shows one error."""
+    lock = threading.Lock()
+    failed: list[str] = []
+
+    def relay(part: str, stream: Any) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace")
+            with lock:
+                if line.startswith("Error: "):
+                    if failed:
+                        line = f"(the {part} part stopped too: {line[7:].rstrip()})\n"
+                    failed.append(part)
+                sys.stderr.write(line)
+                sys.stderr.flush()
+
+    threads = [threading.Thread(target=relay, args=(part, proc.stderr), daemon=True)
+               for part, proc in children.items()]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Stop every child still running, and wait for it."""
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in children.values():
+        proc.wait()
+
+
+def _figures(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """The JSON figures a child printed last on its standard output."""
+    assert proc.stdout is not None
+    text = proc.stdout.read().decode()
+    return json.loads(text) if text.strip() else {}
+
+
+def combined_figures(by_part: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One run's figures from its parts': both read the same events, so ``events`` is the
+    larger count; rows and writes add up; the run took as long as its slowest part.
+
+    >>> combined_figures({"serve": {"events": 0, "dead_letters": 0, "offline_rows_written": 5,
+    ...                             "online_writes": 7, "seconds": 2.0},
+    ...                   "store": {"events": 10, "dead_letters": 1, "offline_rows_written": 12,
+    ...                             "online_writes": 3, "seconds": 2.5}})["events_per_second"]
+    4.0
+    """
+    parts = list(by_part.values())
+    events = max((p.get("events", 0) for p in parts), default=0)
+    seconds = max((p.get("seconds", 0.0) for p in parts), default=0.0)
+    return {"events": events,
+            "dead_letters": sum(p.get("dead_letters", 0) for p in parts),
+            "offline_rows_written": sum(p.get("offline_rows_written", 0) for p in parts),
+            "online_writes": sum(p.get("online_writes", 0) for p in parts),
+            "seconds": seconds,
+            "events_per_second": round(events / seconds, 1) if seconds else 0,
+            "parts": by_part}
