@@ -142,6 +142,22 @@ def service_status(
     return out
 
 
+def consumed(redis_url: str, prefix: str, topic: str,
+             keys: tuple[str, ...] = (PROGRESS_KEY, SERVE_PROGRESS_KEY)) -> int:
+    """Messages of ``topic`` the flow has consumed: the sum of its partitions' next
+    offsets in each progress hash of ``keys`` (by default both parts'), the smallest, so
+    the part that is behind (0 until each hash has some). For tests and benchmarks that
+    act once the flow got somewhere.
+    """
+    client = _redis_client(redis_url, CHECK_TIMEOUT)
+    try:
+        mark = f"offset:{topic}:"
+        return min(sum(int(v) for k, v in client.hgetall(key.format(prefix=prefix)).items()
+                       if k.startswith(mark)) for key in keys)
+    finally:
+        client.close()
+
+
 def _redis_client(url: str, timeout: float) -> Any:
     import redis
 

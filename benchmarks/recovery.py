@@ -38,8 +38,8 @@ from machine import REAL_DATA, describe  # noqa: E402
 from basketflow.config import (ENV_DATA_DIR, ENV_KAFKA, ENV_PREFIX, ENV_REDIS,  # noqa: E402
                                Settings)
 from basketflow.services import embedded_services  # noqa: E402
+from basketflow.status import consumed as flow_consumed  # noqa: E402
 from producers.replay import replay  # noqa: E402
-from sinks.online_store import connect  # noqa: E402
 
 DEFAULT_SNAPSHOT_S = 10.0
 TOPIC = "transactions"
@@ -75,10 +75,8 @@ def finish(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
 
 
 def consumed(settings: Settings) -> int:
-    """Messages of the events topic consumed so far, by the flow's progress hash."""
-    raw = connect(settings.redis_url or "").hgetall(f"{settings.prefix}:flow:progress")
-    mark = f"offset:{TOPIC}:".encode()
-    return sum(int(v) for k, v in raw.items() if k.startswith(mark))
+    """Messages of the events topic consumed so far by the flow's slower part."""
+    return flow_consumed(settings.redis_url or "", settings.prefix, TOPIC)
 
 
 def snapshot_flags(seconds: float | None) -> list[str]:

@@ -28,9 +28,9 @@ import pytest
 from basketflow.config import (ENV_DATA_DIR, ENV_DEAD_TOPIC, ENV_KAFKA, ENV_PREFIX, ENV_REDIS,
                                ENV_TOPIC, Settings)
 from basketflow.services import start_redis, stop_service
-from flows.live import PARTS, SERVE, progress_key
+from basketflow.status import consumed as flow_consumed
+from flows.live import PARTS
 from producers.synthetic import write_csv
-from sinks.online_store import connect
 from sinks.redis_retry import read_health
 from store_contents import differences, store_contents
 from test_end_to_end import BAD_LINES, basketflow, with_bad_lines
@@ -58,13 +58,8 @@ def start_run(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
 
 
 def consumed(settings: Settings) -> int:
-    """Messages of the events topic consumed by the flow's slower part: the sum of the
-    next offsets in each part's progress hash, the smaller (0 before both have one)."""
-    client = connect(settings.redis_url or "")
-    mark = f"offset:{settings.topic}:".encode()
-    return min(sum(int(v) for k, v in client.hgetall(key).items() if k.startswith(mark))
-               for key in (progress_key(settings.prefix, PARTS),
-                           progress_key(settings.prefix, (SERVE,))))
+    """Messages of the events topic consumed by the flow's slower part."""
+    return flow_consumed(settings.redis_url or "", settings.prefix, settings.topic)
 
 
 def kill_when(proc: subprocess.Popen[bytes], settings: Settings, at_least: int,

@@ -1,0 +1,117 @@
+"""`basketflow run` as two processes: the serve and store parts of the flow.
+
+Split or in one process, a run ends with the same stores; each part writes only its own
+share; and the pair behaves as one command: a SIGKILL or SIGTERM of `basketflow run`
+ends both parts, and the options are checked before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from basketflow.config import Settings
+from basketflow.status import consumed
+from sinks.online_store import connect
+from store_contents import differences
+from test_recovery import replayed  # noqa: F401  (the fixture these tests start from)
+from test_recovery import ROWS, cli_env, contents, finish, isolated, start_run
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of a process (Linux ``/proc``)."""
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def gone(pids: list[int], timeout: float = 20.0) -> bool:
+    """Whether every process has ended (or become a zombie) within ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if Path(f"/proc/{p}").exists()
+                 and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+        if not alive:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def running_parts(proc: subprocess.Popen[bytes], settings: Settings) -> list[int]:
+    """Wait until both parts of a tailing run have consumed something; their pids."""
+    deadline = time.monotonic() + 120
+    while consumed(settings.redis_url or "", settings.prefix, settings.topic) == 0:
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the flow made no progress within 120 s"
+        time.sleep(0.05)
+    pids = children(proc.pid)
+    assert len(pids) == 2, pids
+    return pids
+
+
+def tailing_run(settings: Settings) -> subprocess.Popen[bytes]:
+    """`basketflow run` without --stop-at-end, in the background."""
+    return subprocess.Popen([sys.executable, "-m", "basketflow.cli", "run"],
+                            env=cli_env(settings), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def test_two_processes_and_one_process_end_identical(replayed: Settings) -> None:
+    split, single = isolated(replayed, "split"), isolated(replayed, "single")
+    figures = finish(start_run(split))
+    assert figures["events"] == ROWS and set(figures["parts"]) == {"serve", "store"}
+    finish(start_run(single, "--one-process"))
+    got, want = contents(split), contents(single)
+    serve = got["redis"].pop(":flow:progress:serve")  # the serve part's own progress
+    assert {k: v for k, v in serve.items() if k.startswith("offset:")} == {
+        k: v for k, v in want["redis"][":flow:progress"].items() if k.startswith("offset:")}
+    diffs = differences(got, want)
+    assert not diffs, "\n".join(diffs)
+
+
+def test_each_part_writes_its_own_share(replayed: Settings) -> None:
+    serve = isolated(replayed, "serve")
+    finish(start_run(serve, "--part", "serve"))
+    views = {key.decode().split(":")[1] for key in connect(serve.redis_url or "").scan_iter(
+        match=f"{serve.prefix}:*")}
+    assert {"customer", "basket", "flow"} <= views and "product" not in views, views
+    assert (serve.offline_dir / "features" / "customer").is_dir()
+    assert not (serve.offline_dir / "events").exists()
+    assert not (serve.offline_dir / "features" / "product").exists()
+    assert (serve.recovery_dir / serve.topic / "serve").is_dir()
+
+    store = isolated(replayed, "store")
+    figures = finish(start_run(store, "--part", "store"))
+    assert figures["events"] == ROWS and figures["dead_letters"] > 0
+    views = {key.decode().split(":")[1] for key in connect(store.redis_url or "").scan_iter(
+        match=f"{store.prefix}:*")}
+    assert {"product", "flow"} <= views and not {"customer", "basket"} & views, views
+    assert (store.offline_dir / "events").is_dir()
+    assert not (store.offline_dir / "features" / "customer").exists()
+
+
+def test_sigkill_of_the_command_ends_both_parts(replayed: Settings) -> None:
+    settings = isolated(replayed, "killed")
+    proc = tailing_run(settings)
+    parts = running_parts(proc, settings)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert gone(parts), "a part outlived `basketflow run`"
+
+
+def test_sigterm_of_the_command_stops_both_parts(replayed: Settings) -> None:
+    settings = isolated(replayed, "stopped")
+    proc = tailing_run(settings)
+    parts = running_parts(proc, settings)
+    proc.terminate()
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and gone(parts), err.decode()[-3000:]
+
+
+def test_part_and_one_process_together_is_a_usage_error(settings: Settings) -> None:
+    done = subprocess.run([sys.executable, "-m", "basketflow.cli", "run", "--part", "serve",
+                           "--one-process"], env=cli_env(settings), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "give one of them" in done.stderr, done.stderr
