@@ -1,7 +1,7 @@
 """Score freshness on the real file: from a line sent to Kafka to its score readable in Redis.
 
     python benchmarks/freshness.py [--limit N] [--rate 5000] [--until 2011-06-30]
-        [--snapshot-interval 10 | --no-recovery] [--one-process] [--repeats 2]
+        [--snapshot-interval 10 | --no-recovery] [--layouts split,one,...] [--repeats 2]
         [--series CSV] [--profile RAW] [PATH]
 
 **Set-up**, in a temporary data directory with its own embedded broker and Valkey: the
@@ -13,8 +13,9 @@ replaying the same days into the backfilled offline store would make each first 
 of a day read the day's stored ids (and the first product write those of every day),
 a start-up cost that is not freshness. Then ``basketflow run`` (a subprocess, as
 deployed: the serve and store parts in two processes, one worker each, recovery
-snapshots every ``--snapshot-interval`` s; ``--one-process`` runs both parts in one
-process, the layout before the split, for comparison) tails the empty
+snapshots every ``--snapshot-interval`` s; ``--layouts split,one`` also runs both parts
+in one process, the layout before the split, for comparison in the same run, each run on
+a topic and key prefix of its own) tails the empty
 topic, and this script sends it the valid lines (rejected ones are not sent) at
 ``--rate`` events/s: the replay's :class:`producers.replay.Pacer` and producer settings,
 keyed by entity, noting the wall time of each ``produce`` call. The first line is sent
@@ -252,8 +253,8 @@ def wait_for(check: Callable[[], object], what: str, timeout: float, flow: subpr
         time.sleep(0.05)
 
 
-def send(events: list[Transaction], bootstrap: str, rate: float, flow_ready: Callable[[], None],
-         ) -> tuple[Sent, float]:
+def send(events: list[Transaction], bootstrap: str, topic: str, rate: float,
+         flow_ready: Callable[[], None]) -> tuple[Sent, float]:
     """Send the first event, wait for ``flow_ready()``, then the rest at ``rate``; return
     what was sent and the achieved rate of the paced part."""
     sent = Sent()
@@ -267,7 +268,7 @@ def send(events: list[Transaction], bootstrap: str, rate: float, flow_ready: Cal
         now = time.perf_counter()
         while True:
             try:
-                producer.produce(TOPIC, value, key, on_delivery=partial(sent.delivered, i))
+                producer.produce(topic, value, key, on_delivery=partial(sent.delivered, i))
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -296,12 +297,13 @@ def freshness(settings: Settings, events: list[Transaction], rate: float, tmp: P
               run_args: list[str], profile: Path | None, series: Path | None) -> None:
     """Run the flow tailing the topic, send the events, and print the latencies."""
     assert settings.kafka_bootstrap and settings.redis_url
-    ensure_topics(settings.kafka_bootstrap, {TOPIC: DEFAULT_PARTITIONS, DEAD_TOPIC: 1})
+    ensure_topics(settings.kafka_bootstrap,
+                  {settings.topic: DEFAULT_PARTITIONS, settings.dead_topic: 1})
     listener = ScoreListener(settings.redis_url, settings.prefix)
-    watcher = ArrivalWatcher(settings.kafka_bootstrap, TOPIC, DEFAULT_PARTITIONS)
+    watcher = ArrivalWatcher(settings.kafka_bootstrap, settings.topic, DEFAULT_PARTITIONS)
     listener.start()
     watcher.start()
-    log = tmp / "flow.log"
+    log = tmp / f"{settings.prefix}.log"
     flow = start_flow(settings, log, run_args, profile)
     progress_keys = [progress_key(settings.prefix, PARTS)] + (
         [] if "--one-process" in run_args else [progress_key(settings.prefix, (SERVE,))])
@@ -316,7 +318,8 @@ def freshness(settings: Settings, events: list[Transaction], rate: float, tmp: P
             started.append(time.perf_counter())
             cpu_before.update(cpu_seconds(flow.pid))
 
-        sent, achieved = send(events, settings.kafka_bootstrap, rate, flow_ready)
+        sent, achieved = send(events, settings.kafka_bootstrap, settings.topic, rate,
+                              flow_ready)
         ends = {}
         for partition, offset in sent.where.values():
             ends[partition] = max(ends.get(partition, 0), offset + 1)
@@ -324,7 +327,7 @@ def freshness(settings: Settings, events: list[Transaction], rate: float, tmp: P
         def consumed_all() -> bool:
             for key in progress_keys:
                 done = client.hgetall(key)
-                if any(int(done.get(f"offset:{TOPIC}:{p}".encode(), 0)) < end
+                if any(int(done.get(f"offset:{settings.topic}:{p}".encode(), 0)) < end
                        for p, end in ends.items()):
                     return False
             return True
@@ -426,16 +429,20 @@ def main() -> None:
                         help="the tailing flow's recovery snapshot interval, seconds")
     parser.add_argument("--no-recovery", action="store_true",
                         help="run the tailing flow without recovery snapshots")
-    parser.add_argument("--one-process", action="store_true",
-                        help="run both parts of the tailing flow in one process")
+    parser.add_argument("--layouts", default="split",
+                        help="tailing flow runs, in turn, comma-separated: split (two "
+                             "processes, as `basketflow run`) or one (--one-process); e.g. "
+                             "split,one,split,one alternates the two")
     parser.add_argument("--series", type=Path, default=None,
                         help="write every measured score's latencies to this CSV")
     parser.add_argument("--repeats", type=int, default=2,
                         help="flow runs without and with scoring, alternated (0: none)")
     args = parser.parse_args()
-    run_args = (["--no-recovery"] if args.no_recovery else [
-        "--snapshot-interval", str(args.snapshot_interval)]) + (
-        ["--one-process"] if args.one_process else [])
+    run_args = ["--no-recovery"] if args.no_recovery else [
+        "--snapshot-interval", str(args.snapshot_interval)]
+    layouts = args.layouts.split(",")
+    if not set(layouts) <= {"split", "one"}:
+        sys.exit(f"--layouts takes split and one, not {args.layouts}")
     if not args.path.is_file():
         sys.exit(f"no data at {args.path}: give the path of a Kaggle-format file")
     until = args.until or (date(2011, 6, 30) if args.limit is None else None)
@@ -447,11 +454,20 @@ def main() -> None:
         tmp = Path(name)
         home = tmp / "home"
         prepare(home, events, until)
-        live = tmp / "live"
-        live.mkdir()
-        shutil.copytree(home / SEGMENTS_DIR, live / SEGMENTS_DIR)
-        freshness(Settings(live, kafka, redis_url, TOPIC, DEAD_TOPIC, PREFIX), events,
-                  args.rate, tmp, run_args, args.profile, args.series)
+        for i, layout in enumerate(layouts):
+            print(f"tailing flow {i + 1} of {len(layouts)}: "
+                  f"{'two processes' if layout == 'split' else 'one process'}")
+            live = tmp / f"live-{i}"
+            live.mkdir()
+            shutil.copytree(home / SEGMENTS_DIR, live / SEGMENTS_DIR)
+            series = args.series
+            if series is not None and len(layouts) > 1:
+                series = series.with_name(f"{series.stem}-{i}-{layout}{series.suffix}")
+            topic = TOPIC if i == 0 else f"{TOPIC}-{i}"
+            freshness(Settings(live, kafka, redis_url, topic, f"{topic}.dead", f"{PREFIX}{i}"),
+                      events, args.rate, tmp,
+                      run_args + (["--one-process"] if layout == "one" else []),
+                      args.profile, series)
         if args.repeats:
             scoring_cost(kafka, redis_url, tmp, home, args.repeats)
 
