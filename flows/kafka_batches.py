@@ -19,6 +19,8 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from flows import idle_work
+
 
 DEFAULT_MAX_BATCH = 20_000
 
@@ -69,6 +71,8 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
             batch.append(RawMessage(self._topic, self._partition, offset, msg.value(),
                                     msg.timestamp()[1]))
             self._offset = offset + 1
+        if not batch:
+            idle_work.this_thread().run()  # nothing new to read: work deferred to now
         return [batch] if batch else []
 
     def snapshot(self) -> int:

@@ -53,6 +53,7 @@ from bytewax.run import cli_main
 
 from basketflow.config import Settings
 from basketflow.kafka import DEFAULT_PARTITIONS, consumer_config, ensure_topics, producer_config
+from flows import idle_work
 from flows.coalesce import coalesce
 from flows.dead_letters import (DeadLetter, consumer_error, producer_letters, rejected,
                                 to_dead_message)
@@ -335,6 +336,8 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
         if cause is None:
             raise
         raise cause from None
+    finally:
+        idle_work.this_thread().clear()  # the flow's states, where it ran on this thread
 
 
 def unwritable_cause(exc: BaseException) -> StoreUnwritable | None:

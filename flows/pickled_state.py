@@ -9,7 +9,9 @@ every line consumed meanwhile waits out (``benchmarks/freshness.py``).
 
 :func:`pickled_flat_map` is ``stateful_flat_map`` with the snapshot taken as the pickled
 bytes of the state: bytes are immutable, so no copy is needed, and the runtime pickles
-them for nothing. On resume the bytes are unpickled; a snapshot of the plain
+them for nothing. A state that has stopped changing is pickled before the epoch ends, in
+an idle moment of the flow (:mod:`flows.idle_work`), so the snapshot only pickles the
+states changed in the last moments. On resume the bytes are unpickled; a snapshot of the plain
 ``stateful_flat_map`` (an earlier version of the flow) is taken as it is, and the step
 ids are the same, so an existing recovery directory resumes.
 
@@ -37,6 +39,8 @@ import bytewax.operators as op
 from bytewax.dataflow import operator
 from bytewax.operators import KeyedStream, StatefulLogic
 
+from flows import idle_work
+
 V = TypeVar("V")
 W = TypeVar("W")
 S = TypeVar("S")
@@ -45,21 +49,33 @@ Mapper = Callable[[S | None, V], tuple[S | None, Iterable[W]]]
 
 
 class _PickledStateLogic(StatefulLogic[V, W, bytes], Generic[V, W, S]):
-    """One key's state, handed to the mapper per item and snapshotted as pickled bytes."""
+    """One key's state, handed to the mapper per item and snapshotted as pickled bytes,
+    pickled ahead of the snapshot in an idle moment once it has stopped changing
+    (:mod:`flows.idle_work`)."""
 
     def __init__(self, mapper: Mapper[S, V, W], state: S | None) -> None:
         self.mapper = mapper
         self.state = state
+        self.pickled: bytes | None = None
 
     def on_item(self, value: V) -> tuple[Iterable[W], bool]:
         state, out = self.mapper(self.state, value)
+        self.pickled = None
         if state is None:
             return out, StatefulLogic.DISCARD
         self.state = state
+        idle_work.this_thread().defer(id(self), self._pickle)
         return out, StatefulLogic.RETAIN
 
+    def _pickle(self) -> None:
+        """Pickle the state as it is now, unless that is done already."""
+        if self.pickled is None:
+            self.pickled = pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        self._pickle()
+        assert self.pickled is not None
+        return self.pickled
 
 
 def _restored(resume_state: Any) -> Any:
