@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -394,7 +395,12 @@ def _run_parts(ctx: click.Context, settings: Settings) -> dict[str, Any]:
     try:
         return combined_figures(supervise(children))
     except PartFailed as exc:
-        raise SystemExit(exc.status) from exc
+        if exc.status < 0:  # killed by a signal: it printed nothing
+            raise click.ClickException(
+                f"the {exc.part} part of the flow was killed by "
+                f"{signal.Signals(-exc.status).name}, and the other part stopped; run the "
+                "same command again: both resume from their last snapshots") from exc
+        raise SystemExit(exc.status) from exc  # its error is on standard error already
 
 
 # ------------------------------------------------------------------ serving

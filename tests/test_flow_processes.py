@@ -115,3 +115,15 @@ def test_part_and_one_process_together_is_a_usage_error(settings: Settings) -> N
                            "--one-process"], env=cli_env(settings), capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and "give one of them" in done.stderr, done.stderr
+
+
+def test_a_part_killed_by_a_signal_stops_the_run_with_one_error(replayed: Settings) -> None:
+    settings = isolated(replayed, "part-killed")
+    proc = tailing_run(settings)
+    killed, other = running_parts(proc, settings)
+    os.kill(killed, signal.SIGKILL)
+    _out, err = proc.communicate(timeout=60)
+    lines = [line for line in err.decode().splitlines() if line.startswith("Error: ")]
+    assert proc.returncode == 1 and len(lines) == 1, err.decode()[-3000:]
+    assert "killed by SIGKILL" in lines[0] and "run the same command again" in lines[0]
+    assert gone([other])
