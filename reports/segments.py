@@ -17,7 +17,8 @@ common scale (the root mean of its inputs' variances):
   customers before 2011-07-01), and ``ln(baskets per active month)`` is 0 for three
   quarters of the customers (one basket a calendar month), so standardised alone its
   standard deviation is small (0.29) and two baskets in the *same calendar month* moved
-  a customer 2.4 units along it, more than a third of a whole product-category switch.
+  a customer 2.4 units along it (a quarter of the 10 units between a customer buying
+  in one product category only and one buying in another only).
   That put two-basket customers into the "frequent" category by the calendar: fitted on
   the customers before 2011-07-01 it held 9% customers of two baskets, every one of them
   with both in one month; scaled as a block, none (64% have 6+ baskets, against 58%),
