@@ -9,9 +9,22 @@ them. The same data and seed always give the same categories, names and version.
 the log means of basket value, items and lines, ``ln(1 + baskets)``,
 ``ln(baskets per active month)`` and the spend shares of the product categories. Money and
 counts are log-scaled (raw, a handful of wholesale customers would take whole categories),
-then the five numeric inputs are standardised one by one, while the shares are centred and
-divided by **one** common scale (the root mean of their variances): they stay a composition,
-and a rare product category's small variance is not blown up into a category of its own.
+then centred and scaled in blocks (:data:`SCALE_BLOCKS`), each block divided by **one**
+common scale (the root mean of its inputs' variances):
+
+- the three basket-size inputs one by one (each its own block);
+- the two frequency inputs together: they measure one thing (correlation 0.73 among the
+  customers before 2011-07-01), and ``ln(baskets per active month)`` is 0 for three
+  quarters of the customers (one basket a calendar month), so standardised alone its
+  standard deviation is small (0.29) and two baskets in the *same calendar month* moved
+  a customer 2.4 units along it (a quarter of the 10 units between a customer buying
+  in one product category only and one buying in another only).
+  That put two-basket customers into the "frequent" category by the calendar: fitted on
+  the customers before 2011-07-01 it held 9% customers of two baskets, every one of them
+  with both in one month; scaled as a block, none (64% have 6+ baskets, against 58%),
+  with the same silhouette (0.172 against 0.175) and the same total weight of frequency;
+- the shares: they stay a composition, and a rare product category's small variance is
+  not blown up into a category of its own.
 
 **Fitting**: ``KMeans(k, n_init=10, random_state=seed)``. With ``k=None`` the number of
 categories is chosen by the silhouette score (on at most 5,000 customers drawn with the
@@ -90,6 +103,10 @@ NUMERIC_INPUTS: tuple[tuple[str, str], ...] = (
 TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "identity": np.asarray, "log1p": np.log1p, "log": np.log}
 INPUTS: tuple[str, ...] = tuple(c for c, _ in NUMERIC_INPUTS) + SHARE_COLUMNS
+#: Inputs scaled together by one common scale (see the module docstring); every other
+#: numeric input is a block of its own.
+SCALE_BLOCKS: tuple[tuple[str, ...], ...] = (
+    ("baskets", "baskets_per_active_month"), SHARE_COLUMNS)
 #: What a name says: a product category stands out at this share and this lift.
 MIN_SHARE, MIN_LIFT = 0.15, 1.5
 FREQUENCY_WORDS = ((1.5, "one-off"), (3.0, "occasional"), (6.0, "regular"),
@@ -130,11 +147,22 @@ def input_matrix(profiles: pd.DataFrame) -> np.ndarray:
 
 
 def fit_scaling(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and scale per input: numeric inputs one by one, shares by one common scale."""
+    """Centre per input and scale per block of :data:`SCALE_BLOCKS` (one common scale, the
+    root mean of the block's variances; an input in no block is its own).
+
+    >>> matrix = np.zeros((4, len(INPUTS)))
+    >>> matrix[:, INPUTS.index("baskets")] = [0.0, 0.0, 2.0, 2.0]  # variance 1
+    >>> matrix[:, INPUTS.index("baskets_per_active_month")] = [0.0, 0.0, 0.0, 0.0]
+    >>> center, scale = fit_scaling(matrix)
+    >>> frequency = scale[[INPUTS.index("baskets"), INPUTS.index("baskets_per_active_month")]]
+    >>> frequency.tolist() == [math.sqrt(0.5)] * 2
+    True
+    """
     center = matrix.mean(axis=0)
     scale = matrix.std(axis=0)
-    n = len(NUMERIC_INPUTS)
-    scale[n:] = math.sqrt(float(np.mean(matrix[:, n:].var(axis=0))))
+    for block in SCALE_BLOCKS:
+        columns = [INPUTS.index(name) for name in block]
+        scale[columns] = math.sqrt(float(np.mean(matrix[:, columns].var(axis=0))))
     scale[scale == 0] = 1.0
     return center, scale
 

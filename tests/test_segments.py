@@ -16,6 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -25,8 +26,9 @@ from flows.live import FeatureOutputs, RunOptions
 from producers.csv_source import read_events
 from producers.synthetic import write_csv
 from reports.profiles import SHARE_COLUMNS, ProfileError, customer_profiles
-from reports.segments import (K_RANGE, SegmentationError, assign_customers, fit_segments,
-                              load_labels, load_segmentation)
+from reports.segments import (INPUTS, K_RANGE, SCALE_BLOCKS, SegmentationError,
+                              assign_customers, fit_segments, input_matrix, load_labels,
+                              load_segmentation)
 from schemas.events import Transaction
 from schemas.taxonomy import load_taxonomy
 
@@ -162,6 +164,24 @@ def test_fit_gives_8_to_12_uniquely_named_categories_with_profiles(data_dir: Pat
         assert sum(profile["shares"].values()) == pytest.approx(1, abs=0.01)
     assert load_segmentation(data_dir) == seg
     assert (data_dir / "segments" / "CURRENT").read_text().strip() == seg.version
+
+
+def test_frequency_inputs_and_shares_are_each_scaled_as_one_block(data_dir: Path) -> None:
+    """Each block of inputs has one common scale, the root mean of its variances, so
+    within a block an input with little variance is not blown up; every other input is
+    standardised alone."""
+    seg = fit_segments(data_dir, UNTIL, k=8)
+    matrix = input_matrix(customer_profiles(data_dir / "offline", UNTIL))
+    scale = np.asarray(seg.scale)
+    blocked = set()
+    for block in SCALE_BLOCKS:
+        columns = [INPUTS.index(name) for name in block]
+        blocked.update(columns)
+        common = np.sqrt(matrix[:, columns].var(axis=0).mean())
+        assert scale[columns] == pytest.approx([common] * len(columns), rel=1e-6)
+    assert ("baskets", "baskets_per_active_month") in SCALE_BLOCKS
+    alone = [i for i in range(len(INPUTS)) if i not in blocked]
+    assert scale[alone] == pytest.approx(matrix[:, alone].std(axis=0), rel=1e-6)
 
 
 def test_assign_labels_every_profiled_customer(data_dir: Path) -> None:
