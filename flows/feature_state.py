@@ -91,7 +91,8 @@ class CustomerState:
                 self.first_purchase = ts
             if self.last_purchase is None or ts > self.last_purchase:
                 self.last_purchase = ts
-        self.max_ts = max(self.max_ts, ts)
+        if ts > self.max_ts:
+            self.max_ts = ts
 
     def _evict(self, newest_hour: int) -> None:
         """Drop what no window can see any more (older than the longest window)."""
@@ -256,7 +257,8 @@ class ProductState:
             latest = self.buyers.get(customer)
             if latest is None or hour > latest:
                 self.buyers[customer] = hour
-        self.max_ts = max(self.max_ts, ts)
+        if ts > self.max_ts:
+            self.max_ts = ts
 
     def values(self, as_of: int) -> dict[str, Any]:
         """Every feature of :data:`schemas.features.PRODUCT` as of ``as_of``."""
