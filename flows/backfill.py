@@ -36,7 +36,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from flows.live import FeatureOutputs, RunOptions, add_feature_steps, run_flow
-from flows.shards import EntityShard
+from flows.shards import EntityShard, plan
 from producers.csv_source import read_events
 from schemas.events import FIELD_NAMES, Transaction
 from sinks.flow_sinks import FlowStats
@@ -179,17 +179,18 @@ def _run_shard(events: Callable[[], Iterator[Transaction]], outputs: FeatureOutp
 def _run_sharded(events: Callable[[], Iterator[Transaction]], outputs: FeatureOutputs,
                  options: RunOptions, on_batch: Callable[[int], None], batch: int,
                  processes: int) -> FlowStats:
-    """Shard 0 here, shards 1.. in forked processes; their counters added to this one's."""
+    """The first share (:func:`flows.shards.plan`) here, the others in forked processes;
+    their counters added to this one's."""
     context = multiprocessing.get_context("fork")
+    shares = plan(processes)
     read = context.RawArray("q", processes)  # events read so far by each process
     children: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
     try:
         for index in range(1, processes):
             receive, send = context.Pipe(duplex=False)
             child = context.Process(
-                target=_child, name=f"backfill-shard-{index}", daemon=True,
-                args=(events, outputs, options, batch, EntityShard(index, processes), read,
-                      send))
+                target=_child, name=f"backfill-{shares[index]}", daemon=True,
+                args=(events, outputs, options, batch, shares[index], index, read, send))
             child.start()
             send.close()
             children.append((child, receive))
@@ -198,10 +199,9 @@ def _run_sharded(events: Callable[[], Iterator[Transaction]], outputs: FeatureOu
             read[0] = done
             on_batch(min(read))
 
-        stats = _run_shard(events, outputs, options, progress, batch,
-                           EntityShard(0, processes))
+        stats = _run_shard(events, outputs, options, progress, batch, shares[0])
         for index, (child, receive) in enumerate(children, start=1):
-            _add(stats, _result(index, processes, child, receive))
+            _add(stats, _result(shares[index], child, receive))
         on_batch(min(read))
         return stats
     except BaseException:
@@ -221,12 +221,13 @@ _COUNTERS = ("events", "dead_letters", "offline_rows", "online_writes", "feature
 
 
 def _child(events: Callable[[], Iterator[Transaction]], outputs: FeatureOutputs,
-           options: RunOptions, batch: int, shard: EntityShard,
+           options: RunOptions, batch: int, shard: EntityShard, index: int,
            read: ctypes.Array[ctypes.c_longlong], send: Connection) -> None:
-    """A forked process's shard: its counters, or its error, sent back through ``send``."""
+    """A forked process's share: its counters, or its error, sent back through ``send``;
+    the events it has read in ``read[index]``."""
     try:
         stats = _run_shard(events, outputs, options,
-                           lambda done: read.__setitem__(shard.index, done), batch, shard)
+                           lambda done: read.__setitem__(index, done), batch, shard)
         send.send(("ok", {name: getattr(stats, name) for name in _COUNTERS}
                    | {"latest_ts": stats.latest_ts}))
     except StoreUnwritable as exc:  # shown as the command's one Error: line
@@ -237,15 +238,15 @@ def _child(events: Callable[[], Iterator[Transaction]], outputs: FeatureOutputs,
         send.close()
 
 
-def _result(index: int, processes: int, child: multiprocessing.process.BaseProcess,
+def _result(shard: EntityShard, child: multiprocessing.process.BaseProcess,
             receive: Connection) -> dict[str, int]:
-    """The counters shard ``index`` sent back; its error raised here (an unwritable
-    store as :class:`StoreUnwritable`, anything else with the shard's traceback)."""
+    """The counters a forked process sent back; its error raised here (an unwritable
+    store as :class:`StoreUnwritable`, anything else with the process's traceback)."""
     try:
         status, value = receive.recv()
     except EOFError:
         child.join()
-        raise RuntimeError(f"backfill shard {index} of {processes} ended without a result "
+        raise RuntimeError(f"the backfill process of {shard} ended without a result "
                            f"(exit code {child.exitcode})") from None
     if status == "ok":
         return value
@@ -254,7 +255,7 @@ def _result(index: int, processes: int, child: multiprocessing.process.BaseProce
         exc = StoreUnwritable(message)
         exc.errno = errno
         raise exc
-    raise RuntimeError(f"backfill shard {index} of {processes} failed:\n{value}")
+    raise RuntimeError(f"the backfill process of {shard} failed:\n{value}")
 
 
 def _add(stats: FlowStats, counts: dict[str, int]) -> None:

@@ -16,7 +16,7 @@ import flows.backfill as backfill_module
 from basketflow.config import Settings
 from flows.backfill import file_events, run_backfill
 from flows.live import FeatureOutputs, RunOptions
-from flows.shards import EntityShard
+from flows.shards import EntityShard, plan
 from producers.synthetic import write_csv
 from schemas.events import parse_row
 from sinks.flow_sinks import FlowStats
@@ -90,18 +90,19 @@ def test_a_second_backfill_over_two_processes_writes_nothing(tmp_path: Path,
     assert parquet_rows(offline / "events", ["event_id"]) == events
 
 
-def test_shards_split_every_entity_and_day_once() -> None:
-    shards = [EntityShard(i, 3) for i in range(3)]
-    ids = [f"c{i}" for i in range(300)]
-    owners = [[s.index for s in shards if s.owns(entity)] for entity in ids]
-    assert all(len(o) == 1 for o in owners)
-    assert {o[0] for o in owners} == {0, 1, 2}
-    events = [parse_row(["1", "85123A", "HEART", "1", f"3/{day}/2011 10:00", "2.0", "17850",
-                         "UK"], f"f:{day}") for day in range(1, 31)]
-    kept = [e.event_id for s in shards for e in s.day_events(events)]
-    assert sorted(kept) == sorted(e.event_id for e in events)
+def test_the_shares_split_every_entity_and_day_once() -> None:
+    shares = plan(5)
+    events = [parse_row([str(i), f"2{i % 40:04d}", "HEART", "1", f"3/{1 + i % 30}/2011 10:00",
+                         "2.0", f"1{i % 70:04d}", "UK"], f"f:{i}") for i in range(400)]
+    for keep in (EntityShard.customer_events, EntityShard.product_lines,
+                 EntityShard.day_events):
+        kept = [e.event_id for s in shares for e in keep(s, events)]
+        assert sorted(kept) == sorted(e.event_id for e in events)
+        assert sum(1 for s in shares if keep(s, events)) > 1
     with pytest.raises(ValueError):
-        EntityShard(3, 3)
+        EntityShard("customer", 3, 3)
+    with pytest.raises(ValueError):
+        plan(1)
 
 
 def test_an_error_in_a_forked_process_stops_the_backfill(
@@ -111,7 +112,7 @@ def test_an_error_in_a_forked_process_stops_the_backfill(
 
     def failing(events: Any, outputs: FeatureOutputs, options: RunOptions, on_batch: Any,
                 batch: int, shard: EntityShard | None) -> FlowStats:
-        if shard is not None and shard.index == 1:
+        if shard is not None and shard.kind == "product":
             if outputs.store_events:
                 raise StoreUnwritable(f"cannot write {outputs.offline_root} (No space left)")
             raise KeyError("a bug")
@@ -121,7 +122,7 @@ def test_an_error_in_a_forked_process_stops_the_backfill(
     with pytest.raises(StoreUnwritable, match="No space left"):
         run_backfill(file_events(generated, [0]), FeatureOutputs(None, "x", tmp_path / "a"),
                      RunOptions(), processes=2)
-    with pytest.raises(RuntimeError, match=r"shard 1 of 2 failed:(.|\n)*KeyError: 'a bug'"):
+    with pytest.raises(RuntimeError, match=r"process of product 0/1 failed:(.|\n)*KeyError"):
         run_backfill(file_events(generated, [0]),
                      FeatureOutputs(None, "x", tmp_path / "b", store_events=False),
                      RunOptions(), processes=2)
