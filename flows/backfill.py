@@ -7,16 +7,21 @@ steps of the live flow, so the feature log a backfill writes is the one the live
 writes for the same events. ``materialize`` also writes the latest values to Redis.
 
 A backfill may be split over several processes (``processes``): each reads all the
-events and keeps one shard of the customers and products (:mod:`flows.shards`), folding,
-logging and storing only theirs, so they write disjoint rows to files of their own
-(unique names, written atomically) and share nothing while they run. The rows written
-are those of one process: each reads the events in the same batches, so every customer
-sees the same batch boundaries; products, whose rows are written per joined batch of
-lines (:func:`flows.coalesce.coalesce`), end with the same final values, as with one
-process. Folding is most of a backfill's CPU and Python runs it on one core per process:
-on the real file with 2 cores, 2 processes took the wall time from 1 to about 0.6 (see
-``benchmarks/backfill.py``). The other processes are forked, so they start at once with
-what this one has imported (about a second to import again).
+events and keeps one share of the work (:mod:`flows.shards`): some of the customers, or
+some of the products with the events of some days. Each folds, logs and stores only
+its share, so they write disjoint rows to files of their own (unique names, written
+atomically) and share nothing while they run. The rows in effect are those of one
+process: each reads the events in the same batches, so every customer sees the same
+batch boundaries and gets the same rows; products, whose rows are written per joined
+batch of lines (:func:`flows.coalesce.coalesce`), end with the same final values, as
+with one process. The other processes are forked, so they start at once with what this
+one has imported (importing again takes over a second).
+
+Why: the feature steps are Python, run on one core per process. On the real file
+(2 cores, benchmarks/backfill.py, alternated, load average 3.5-4.4) one process took
+5.3-6.0 s and 5.2-5.9 CPU s, two 3.7-5.2 s and 6.4-6.7 CPU s: each reads and parses
+the whole file (0.9 s), so two use about a fifth more CPU in all: on a machine whose
+cores are busy with other work they get little more CPU than one, and may be slower.
 """
 
 from __future__ import annotations
@@ -130,8 +135,8 @@ def default_processes() -> int:
     return max(1, min(cpus, MAX_DEFAULT_PROCESSES))
 
 
-#: Each process reads the whole input (0.6-0.8 s of CPU for the real file), so more
-#: processes gain less each; measured up to 2 (the cores of the machine at hand).
+#: Each process reads the whole input (0.9 s of CPU for the real file), so more
+#: processes gain less each; measured with 2 only (the cores of the machine at hand).
 MAX_DEFAULT_PROCESSES = 4
 
 
