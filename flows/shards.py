@@ -65,12 +65,16 @@ class EntityShard:
         if self.kind != PRODUCT:
             return []
         index, count = self.index, self.count
+        if count == 1:
+            return events
         return [e for e in events if e.ts // SECONDS_PER_DAY % count == index]
 
     def customer_events(self, events: list[Transaction]) -> list[Transaction]:
         """The events of this share's customers, in order."""
         if self.kind != CUSTOMER:
             return []
+        if self.count == 1:
+            return events
         owns = self.owns
         return [e for e in events if owns(e.entity_id)]
 
@@ -78,6 +82,8 @@ class EntityShard:
         """The product lines of this share's products, in order."""
         if self.kind != PRODUCT:
             return []
+        if self.count == 1:
+            return [e for e in events if e.is_product]
         owns = self.owns
         return [e for e in events if e.is_product and owns(e.stock_code)]
 
