@@ -4,6 +4,7 @@ the stores exactly as one process leaves them, on the project's generated data."
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from datetime import date
@@ -14,14 +15,14 @@ import pytest
 
 import flows.backfill as backfill_module
 from basketflow.config import Settings
-from flows.backfill import file_events, run_backfill
+from flows.backfill import file_events, offline_events, run_backfill
 from flows.live import FeatureOutputs, RunOptions
 from flows.shards import EntityShard, plan
 from producers.synthetic import write_csv
 from schemas.events import parse_row
 from sinks.flow_sinks import FlowStats
 from sinks.offline_store import StoreUnwritable
-from store_contents import differences, parquet_rows, store_contents
+from store_contents import differences, effective_rows, parquet_rows, store_contents
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,24 @@ def test_a_second_backfill_over_two_processes_writes_nothing(tmp_path: Path,
     assert first.offline_rows > 0 and first.feature_rows > 0
     assert (again.offline_rows, again.feature_rows) == (0, 0)
     assert parquet_rows(offline / "events", ["event_id"]) == events
+
+
+def test_a_split_backfill_from_the_offline_store_writes_what_one_writes(
+        tmp_path: Path, generated: Path) -> None:
+    """Every process runs the store's query itself (DuckDB in the forked processes)."""
+    stored = tmp_path / "stored"
+    run_backfill(file_events(generated, [0]), FeatureOutputs(None, "x", stored), RunOptions())
+    logs = []
+    for processes in (1, 2):
+        offline = tmp_path / str(processes)
+        shutil.copytree(stored / "events", offline / "events")
+        stats = run_backfill(offline_events(offline),
+                             FeatureOutputs(None, "x", offline, store_events=False),
+                             RunOptions(), processes=processes)
+        assert stats.feature_rows > 0 and stats.offline_rows == 0
+        logs.append({view: effective_rows(offline / "features" / view, key) for view, key in
+                     (("customer", "ts"), ("basket", "ts"), ("product", "entity_id"))})
+    assert logs[0] == logs[1]
 
 
 def test_the_shares_split_every_entity_and_day_once() -> None:
