@@ -18,10 +18,12 @@ with one process. The other processes are forked, so they start at once with wha
 one has imported (importing again takes over a second).
 
 Why: the feature steps are Python, run on one core per process. On the real file
-(2 cores, benchmarks/backfill.py, alternated, load average 3.5-4.4) one process took
-5.3-6.0 s and 5.2-5.9 CPU s, two 3.7-5.2 s and 6.4-6.7 CPU s: each reads and parses
-the whole file (0.9 s), so two use about a fifth more CPU in all: on a machine whose
-cores are busy with other work they get little more CPU than one, and may be slower.
+(2 cores, ``benchmarks/backfill.py``, in turns, load average 2.7-4.1) one process took
+5.1-5.6 s and 5.5-6.2 CPU s, two 3.4-3.7 s and 6.2-6.8 CPU s: each reads and parses the
+whole file (0.9 s), so two use about a seventh more CPU in all. On a machine whose cores
+are busy with other work they get little more CPU than one (Linux shares the CPU between
+sessions, and forked processes share their parent's), so the gain shrinks: at load
+average 5-6, 0.9-1.2 of one process's time.
 """
 
 from __future__ import annotations
