@@ -7,9 +7,9 @@ steps of the live flow, so the feature log a backfill writes is the one the live
 writes for the same events. ``materialize`` also writes the latest values to Redis.
 
 A backfill may be split over several processes (``processes``): each reads all the
-events and keeps one share of the work (:mod:`flows.shards`): some of the customers, or
+events and keeps one shard of the work (:mod:`flows.shards`): some of the customers, or
 some of the products with the events of some days. Each folds, logs and stores only
-its share, so they write disjoint rows to files of their own (unique names, written
+its shard, so they write disjoint rows to files of their own (unique names, written
 atomically) and share nothing while they run. The rows in effect are those of one
 process: each reads the events in the same batches, so every customer sees the same
 batch boundaries and gets the same rows; products, whose rows are written per joined
@@ -186,18 +186,18 @@ def _run_shard(events: Callable[[], Iterator[Transaction]], outputs: FeatureOutp
 def _run_sharded(events: Callable[[], Iterator[Transaction]], outputs: FeatureOutputs,
                  options: RunOptions, on_batch: Callable[[int], None], batch: int,
                  processes: int) -> FlowStats:
-    """The first share (:func:`flows.shards.plan`) here, the others in forked processes;
+    """The first shard (:func:`flows.shards.plan`) here, the others in forked processes;
     their counters added to this one's."""
     context = multiprocessing.get_context("fork")
-    shares = plan(processes)
+    shards = plan(processes)
     read = context.RawArray("q", processes)  # events read so far by each process
     children: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
     try:
         for index in range(1, processes):
             receive, send = context.Pipe(duplex=False)
             child = context.Process(
-                target=_child, name=f"backfill-{shares[index]}", daemon=True,
-                args=(events, outputs, options, batch, shares[index], index, read, send))
+                target=_child, name=f"backfill-{shards[index]}", daemon=True,
+                args=(events, outputs, options, batch, shards[index], index, read, send))
             child.start()
             send.close()
             children.append((child, receive))
@@ -206,9 +206,9 @@ def _run_sharded(events: Callable[[], Iterator[Transaction]], outputs: FeatureOu
             read[0] = done
             on_batch(min(read))
 
-        stats = _run_shard(events, outputs, options, progress, batch, shares[0])
+        stats = _run_shard(events, outputs, options, progress, batch, shards[0])
         for index, (child, receive) in enumerate(children, start=1):
-            _add(stats, _result(shares[index], child, receive))
+            _add(stats, _result(shards[index], child, receive))
         on_batch(min(read))
         return stats
     except BaseException:
@@ -230,7 +230,7 @@ _COUNTERS = ("events", "dead_letters", "offline_rows", "online_writes", "feature
 def _child(events: Callable[[], Iterator[Transaction]], outputs: FeatureOutputs,
            options: RunOptions, batch: int, shard: EntityShard, index: int,
            read: ctypes.Array[ctypes.c_longlong], send: Connection) -> None:
-    """A forked process's share: its counters, or its error, sent back through ``send``;
+    """A forked process's shard: its counters, or its error, sent back through ``send``;
     the events it has read in ``read[index]``."""
     try:
         stats = _run_shard(events, outputs, options,

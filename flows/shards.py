@@ -1,21 +1,21 @@
-"""Shares of the work of a backfill split over several processes.
+"""Shards of the work of a backfill split over several processes.
 
-Every process of a split backfill reads all the events and keeps one share
-(:func:`plan`): a share of the customers (guests: invoices), or a share of the products
-together with a share of the event days. It folds only its entities' features, writes
+Every process of a split backfill reads all the events and keeps one shard
+(:func:`plan`): a shard of the customers (guests: invoices), or a shard of the products
+together with a shard of the event days. It folds only its entities' features, writes
 only their feature log rows and online values, and stores offline only the events of its
 days; so the processes write disjoint rows and never wait on each other.
 
 Customers and products go to different processes rather than both being split by entity
 in every process: each view's rows of a day are then written by as few processes as
-there are shares of its entity kind (no more feature-log files than with one process,
+there are shards of its entity kind (no more feature-log files than with one process,
 with two), and a process skips the other kind's steps altogether. Measured on the real
 file with 2 processes (CPU seconds of each, on a busy machine): both kinds split by
 entity, 3.8-4.1 each and 7.8-8.0 in all; customers and the events apart from the
 products, 4.3-4.9 and 2.2-2.4. The events go with the products, whose steps are the
 lighter ones, to even the two out.
 
-An entity's share is the CRC-32 of its id's UTF-8 bytes modulo the share count (Python's
+An entity's shard is the CRC-32 of its id's UTF-8 bytes modulo the shard count (Python's
 own ``hash`` of a string differs from process to process); a day's is its number modulo.
 
 >>> [str(s) for s in plan(2)], [str(s) for s in plan(5)]
@@ -44,7 +44,7 @@ class EntityShard:
 
     def __init__(self, kind: str, index: int, count: int) -> None:
         if kind not in (CUSTOMER, PRODUCT) or not 0 <= index < count:
-            raise ValueError(f"no {kind} share {index} of {count}")
+            raise ValueError(f"no {kind} shard {index} of {count}")
         self.kind = kind
         self.index = index
         self.count = count
@@ -52,15 +52,15 @@ class EntityShard:
         self._owned: dict[str, bool] = {}
 
     def owns(self, entity: str) -> bool:
-        """Whether the entity (a customer, guest invoice or product id) is in this share."""
+        """Whether the entity (a customer, guest invoice or product id) is in this shard."""
         owned = self._owned.get(entity)
         if owned is None:
             owned = self._owned[entity] = crc32(entity.encode()) % self.count == self.index
         return owned
 
     def day_events(self, events: list[Transaction]) -> list[Transaction]:
-        """The events to store offline, in order: those of this share's event days, if it
-        is a product share (the store is partitioned by day, so each day's files are
+        """The events to store offline, in order: those of this shard's event days, if it
+        is a product shard (the store is partitioned by day, so each day's files are
         written by one process)."""
         if self.kind != PRODUCT:
             return []
@@ -70,7 +70,7 @@ class EntityShard:
         return [e for e in events if e.ts // SECONDS_PER_DAY % count == index]
 
     def customer_events(self, events: list[Transaction]) -> list[Transaction]:
-        """The events of this share's customers, in order."""
+        """The events of this shard's customers, in order."""
         if self.kind != CUSTOMER:
             return []
         if self.count == 1:
@@ -79,7 +79,7 @@ class EntityShard:
         return [e for e in events if owns(e.entity_id)]
 
     def product_lines(self, events: list[Transaction]) -> list[Transaction]:
-        """The product lines of this share's products, in order."""
+        """The product lines of this shard's products, in order."""
         if self.kind != PRODUCT:
             return []
         if self.count == 1:
@@ -95,7 +95,7 @@ class EntityShard:
 
 
 def plan(processes: int) -> list[EntityShard]:
-    """The shares of ``processes`` (at least 2) processes: half of them (rounded down)
+    """The shards of ``processes`` (at least 2) processes: half of them (rounded down)
     for the products and the events, the others for the customers, whose steps cost
     more (two views' values and rows)."""
     if processes < 2:
