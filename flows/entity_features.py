@@ -106,9 +106,10 @@ class EntityFolder:
     def fold(self, entity: str, events: list[Transaction], lateness: int) -> FeatureUpdate | None:
         """Fold a batch of this entity's events in, in order (see the module rules).
 
-        One loop per entity kind, with the state's fields in local variables: this loop
-        runs once per event per kind, and the generic one (a set of moved views, a method
-        call per event to say which) was a third of the feature step's time.
+        One loop per entity kind, with the state's fields in local variables: it runs
+        once per event per kind, and the generic loop it replaces (a set of moved views, a
+        method call per event to say which) with ``add`` per id took 2.9 CPU s to fold the
+        real file against 2.6 s (feature values included).
         """
         update = FeatureUpdate(entity, 0, {})
         fresh = self.seen.fresh(events)
