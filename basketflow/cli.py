@@ -484,8 +484,8 @@ def backfill(settings: Settings, source: Path | None, from_offline: bool, materi
 
     Writes features/<view>/ in the offline store (and, from a file, the events too);
     with --materialize also the latest values to Redis. No Kafka needed. The work is
-    split over --processes, each keeping a shard of the customers and products; the
-    stores end the same as with one process.
+    split over --processes: the customers in some, the products and the events to store
+    in the others; the stores end the same as with one process.
     """
     import time
 

@@ -11,9 +11,9 @@ in every process: each view's rows of a day are then written by as few processes
 there are shards of its entity kind (no more feature-log files than with one process,
 with two), and a process skips the other kind's steps altogether. Measured on the real
 file with 2 processes (CPU seconds of each, on a busy machine): both kinds split by
-entity, 3.8-4.1 each and 7.8-8.0 in all; customers and the events apart from the
-products, 4.3-4.9 and 2.2-2.4. The events go with the products, whose steps are the
-lighter ones, to even the two out.
+entity, 3.8-4.1 each and 7.8-8.0 in all; customers with the events apart from the
+products, 4.3-4.9 and 2.2-2.4; customers apart from the products with the events (as
+here, the products' steps being the lighter ones), 3.1-3.5 and 2.8-3.0.
 
 An entity's shard is the CRC-32 of its id's UTF-8 bytes modulo the shard count (Python's
 own ``hash`` of a string differs from process to process); a day's is its number modulo.
@@ -37,7 +37,7 @@ PRODUCT = "product"
 
 
 class EntityShard:
-    """Share ``index`` of ``count`` of one entity kind (``customer`` or ``product``): what
+    """Shard ``index`` of ``count`` of one entity kind (``customer`` or ``product``): what
     one process of a split backfill keeps."""
 
     __slots__ = ("kind", "index", "count", "_owned")
