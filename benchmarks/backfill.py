@@ -7,8 +7,9 @@ and a fresh data directory, the ways in turns (the order rotating every round) s
 all see the same load on a shared machine. ``--baseline DIR`` adds the code of another
 source tree, one process, run the same way: make it with
 ``git archive REV | tar -x -C DIR``. Prints, per run, wall and CPU seconds (the process's
-own and its forked processes') and events/s with the load average at its start; the best
-of each way and its ratio to the first way; the machine; and the file read alone.
+own and its forked processes') and events/s with the load average at its start; per way
+the best and median events/s and median CPU seconds, with their ratios to the first
+way's; the machine; and the file read alone.
 
     python benchmarks/backfill.py [PATH.csv[.gz]] [--runs N] [--processes 1,2] [--baseline DIR]
 """
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -95,7 +97,8 @@ def main() -> None:
         ways.append((f"baseline {args.baseline.name}, 1 process", args.baseline.resolve(), 1))
     for n in (int(p) for p in args.processes.split(",")):
         ways.append((f"this tree, {n} process{'es' if n > 1 else ''}", None, n))
-    best: dict[str, float] = {}
+    rates: dict[str, list[float]] = {label: [] for label, _code, _processes in ways}
+    cpus: dict[str, list[float]] = {label: [] for label, _code, _processes in ways}
     print("backfill (events and feature log to Parquet, no Redis), a fresh process per run:")
     for run in range(args.runs):
         turn = run % len(ways)
@@ -103,11 +106,15 @@ def main() -> None:
             load = os.getloadavg()[0]
             figures = in_subprocess(args.path.resolve(), processes, code)
             report(f"{label}, run {run + 1}", figures, load)
-            best[label] = max(best.get(label, 0.0), figures["events"] / figures["wall"])
+            rates[label].append(figures["events"] / figures["wall"])
+            cpus[label].append(figures["cpu"])
     first = ways[0][0]
-    print(f"best events/s (ratio to {first}):")
+    print(f"events/s best and median, CPU s median (ratios to {first}):")
     for label, _code, _processes in ways:
-        print(f"  {label:<34} {best[label]:9,.0f} ({best[label] / best[first]:.2f}x)")
+        best, mid, cpu = max(rates[label]), median(rates[label]), median(cpus[label])
+        print(f"  {label:<34} best {best:9,.0f} ({best / max(rates[first]):.2f}x), median "
+              f"{mid:9,.0f} ({mid / median(rates[first]):.2f}x), CPU {cpu:5.2f} s "
+              f"({cpu / median(cpus[first]):.2f}x)")
     from producers.csv_source import read_events
     wall, cpu = time.perf_counter(), time.process_time()
     count = sum(1 for _ in read_events(args.path))
