@@ -233,11 +233,13 @@ def generate(rows: int, seed: int, out_path: Path, as_json: bool) -> None:
         out.print(f"wrote {written:,} lines to {out_path} (seed {seed})")
 
 
-def _progress_bar(label: str, in_bytes: bool) -> Progress:
-    """A progress bar on stderr, counting bytes of a file read or plain units (days, events)."""
+def _progress_bar(label: str, in_bytes: bool, auto_refresh: bool = True) -> Progress:
+    """A progress bar on stderr, counting bytes of a file read or plain units (days, events);
+    without ``auto_refresh`` it is drawn only by updates with ``refresh=True``."""
     done = DownloadColumn() if in_bytes else MofNCompleteColumn()
     return Progress(TextColumn(label), BarColumn(), done, TextColumn("{task.fields[lines]}"),
-                    TimeRemainingColumn(), console=console, transient=False)
+                    TimeRemainingColumn(), console=console, transient=False,
+                    auto_refresh=auto_refresh)
 
 
 @cli.command()
@@ -543,19 +545,24 @@ def _when(ts: Any) -> str:
               help="Also write the latest values to the online store (Redis).")
 @click.option("--allowed-lateness", type=click.IntRange(min=0), default=None,
               help="Seconds an event may lag its customer's latest event [default: 3600].")
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="Processes to split the customers and products over, each reading all "
+                   "the events [default: the CPUs, at most 4].")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON.")
 @click.pass_obj
 @friendly
 def backfill(settings: Settings, source: Path | None, from_offline: bool, materialize: bool,
-             allowed_lateness: int | None, as_json: bool) -> None:
+             allowed_lateness: int | None, processes: int | None, as_json: bool) -> None:
     """Compute the feature log from history with the live flow's own feature code.
 
     Writes features/<view>/ in the offline store (and, from a file, the events too);
-    with --materialize also the latest values to Redis. No Kafka needed.
+    with --materialize also the latest values to Redis. No Kafka needed. The work is
+    split over --processes: the customers in some, the products and the events to store
+    in the others; the stores end the same as with one process.
     """
     import time
 
-    from flows.backfill import file_events, offline_events, run_backfill
+    from flows.backfill import default_processes, file_events, offline_events, run_backfill
     from flows.live import FeatureOutputs, RunOptions
     from schemas.features import DEFAULT_ALLOWED_LATENESS_S
     if (source is None) == (not from_offline):
@@ -570,26 +577,33 @@ def backfill(settings: Settings, source: Path | None, from_offline: bool, materi
     if source is not None and not source.is_file():
         raise click.BadParameter(f"{source}: no such file", param_hint="--from")
     events = file_events(source, raw) if source is not None else offline_events(settings.offline_dir)
+    processes = processes or default_processes()
     counted = [0]
     start = time.perf_counter()
-    with _progress_bar("backfill", in_bytes=bool(total)) as bar:
+    # Refreshed at each batch rather than by a thread of its own: the other processes
+    # are forked, and a thread may hold a lock (the terminal's) at that moment.
+    with _progress_bar("backfill", in_bytes=bool(total), auto_refresh=False) as bar:
         task = bar.add_task("backfill", total=total or None, lines="")
 
         def on_batch(done: int) -> None:
             counted[0] = done
-            bar.update(task, completed=raw[0] if total else done, lines=f"{done:,} events")
+            bar.update(task, completed=raw[0] if total else done, lines=f"{done:,} events",
+                       refresh=True)
 
-        stats = run_backfill(events, outputs, RunOptions(snapshot_seconds=3600), on_batch)
-        bar.update(task, completed=total or counted[0])
+        stats = run_backfill(events, outputs, RunOptions(snapshot_seconds=3600), on_batch,
+                             processes=processes)
+        bar.update(task, completed=total or counted[0], refresh=True)
     seconds = time.perf_counter() - start
     figures = {"events": counted[0], "feature_rows": stats.feature_rows,
                "offline_rows_written": stats.offline_rows, "online_writes": stats.online_writes,
                "late_events": stats.late_events, "seconds": round(seconds, 2),
-               "events_per_second": round(counted[0] / seconds, 1) if seconds else 0}
+               "events_per_second": round(counted[0] / seconds, 1) if seconds else 0,
+               "processes": processes}
     if as_json:
         print_json(figures)
     else:
-        out.print(f"backfilled {counted[0]:,} events in {seconds:.1f} s "
+        out.print(f"backfilled {counted[0]:,} events in {seconds:.1f} s with {processes} "
+                  f"process{'es' if processes > 1 else ''} "
                   f"({figures['events_per_second']:,} events/s): {stats.feature_rows:,} "
                   f"feature rows, {stats.offline_rows:,} new offline events, "
                   f"{stats.online_writes:,} online writes, {stats.late_events:,} late events")

@@ -1,89 +1,126 @@
-"""Backfill events/s on the real file: the block reader against the line-by-line reader.
+"""Backfill events/s on the real file: one process against several, and against the code
+of another source tree, in the same run.
 
 Runs ``basketflow backfill --from FILE`` as the command does (the live flow's feature
-steps, events and feature log to Parquet, no Redis), each time into a fresh data
-directory, alternating the two ways of reading the file so that both see the same load
-on a shared machine; then the readers alone. Prints wall and CPU seconds and events/s
-of every run, the best of each, and the machine.
+steps, events and feature log to Parquet, no Redis), each time in a fresh Python process
+and a fresh data directory, the ways in turns (the order rotating every round) so that
+all see the same load on a shared machine. ``--baseline DIR`` adds the code of another
+source tree, one process, run the same way: make it with
+``git archive REV | tar -x -C DIR``. Prints, per run, wall and CPU seconds (the process's
+own and its forked processes') and events/s with the load average at its start; per way
+the best and median events/s and median CPU seconds, with their ratios to the first
+way's; the machine; and the file read alone.
 
-    python benchmarks/backfill.py [PATH.csv[.gz]] [--runs N]
+    python benchmarks/backfill.py [PATH.csv[.gz]] [--runs N] [--processes 1,2] [--baseline DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import REAL_DATA, describe
 
-from flows.backfill import file_events, run_backfill
-from flows.live import FeatureOutputs, RunOptions
-from producers.csv_source import read_events, read_events_by_line
-from schemas.events import Transaction
 
-Events = Callable[[], Iterator[Transaction]]
+def one_backfill(path: Path, processes: int) -> dict[str, float]:
+    """One backfill into a fresh data directory, as ``basketflow backfill --from``, in
+    this process (the imports not timed, as the command's figure does not time them);
+    its events, wall seconds and CPU seconds."""
+    from flows.backfill import file_events, run_backfill
+    from flows.live import FeatureOutputs, RunOptions
 
-
-def by_line(path: Path) -> Events:
-    """The valid events of the file, read line by line (the old way)."""
-    return lambda: (e for e in read_events_by_line(path) if isinstance(e, Transaction))
-
-
-def timed(work: Callable[[], int]) -> tuple[int, float, float]:
-    """Run ``work``; return what it counted, wall seconds, CPU seconds of the process."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    count = work()
-    return count, time.perf_counter() - wall, time.process_time() - cpu
-
-
-def backfill(events: Events) -> int:
-    """One backfill into a fresh data directory, as ``basketflow backfill --from``; the
-    number of events."""
     done = [0]
+    # A baseline tree may predate the processes parameter: pass it only when it matters.
+    extra = {"processes": processes} if processes > 1 else {}
     with tempfile.TemporaryDirectory() as tmp:
         outputs = FeatureOutputs(None, "bench", Path(tmp) / "offline")
-        run_backfill(events, outputs, RunOptions(snapshot_seconds=3600),
-                     lambda n: done.__setitem__(0, n))
-    return done[0]
+        wall, cpu = time.perf_counter(), time.process_time()
+        run_backfill(file_events(path, [0]), outputs, RunOptions(snapshot_seconds=3600),
+                     lambda n: done.__setitem__(0, n), **extra)
+        wall = time.perf_counter() - wall
+        cpu = time.process_time() - cpu
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"events": done[0], "wall": wall,
+            "cpu": cpu + children.ru_utime + children.ru_stime}
 
 
-def report(label: str, count: int, wall: float, cpu: float) -> None:
+def in_subprocess(path: Path, processes: int, code: Path | None) -> dict[str, float]:
+    """:func:`one_backfill` in a fresh Python process, importing the project from
+    ``code`` (None: this tree, as installed)."""
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(code), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, __file__, str(path), "--one", str(processes)],
+                          env=env, cwd=code or Path.cwd(), capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        sys.exit(f"backfill run failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def report(label: str, figures: dict[str, float], load: float) -> None:
     """One line of figures."""
-    print(f"  {label:<28} {count:,} events in {wall:6.2f} s = {count / wall:9,.0f} events/s "
-          f"(CPU {cpu:6.2f} s = {count / cpu:9,.0f} events per CPU s)")
+    count, wall, cpu = figures["events"], figures["wall"], figures["cpu"]
+    print(f"  {label:<34} {count:,.0f} events in {wall:6.2f} s = {count / wall:9,.0f} events/s "
+          f"(CPU {cpu:6.2f} s = {count / cpu:9,.0f} events per CPU s; load {load:.2f})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", type=Path, default=REAL_DATA)
-    parser.add_argument("--runs", type=int, default=2, help="runs of each way [2]")
+    parser.add_argument("--runs", type=int, default=3, help="rounds of every way [3]")
+    parser.add_argument("--processes", default="1,2",
+                        help="comma-separated process counts of this tree's runs [1,2]")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a source tree whose code runs too (one process)")
+    parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.path.is_file():
         sys.exit(f"no data at {args.path}: give the path of a Kaggle-format file")
+    if args.one is not None:
+        print(json.dumps(one_backfill(args.path.resolve(), args.one)))
+        return
     print(f"machine: {describe()}")
     print(f"data: {args.path}")
-    ways: dict[str, Events] = {"line by line (old)": by_line(args.path),
-                               "blocks (new)": file_events(args.path, [0])}
-    best: dict[str, float] = {}
-    print("backfill (events and feature log to Parquet, no Redis):")
+    ways: list[tuple[str, Path | None, int]] = []
+    if args.baseline is not None:
+        ways.append((f"baseline {args.baseline.name}, 1 process", args.baseline.resolve(), 1))
+    for n in (int(p) for p in args.processes.split(",")):
+        ways.append((f"this tree, {n} process{'es' if n > 1 else ''}", None, n))
+    rates: dict[str, list[float]] = {label: [] for label, _code, _processes in ways}
+    cpus: dict[str, list[float]] = {label: [] for label, _code, _processes in ways}
+    print("backfill (events and feature log to Parquet, no Redis), a fresh process per run:")
     for run in range(args.runs):
-        for label, events in ways.items():
-            count, wall, cpu = timed(lambda events=events: backfill(events))
-            report(f"{label}, run {run + 1}", count, wall, cpu)
-            best[label] = max(best.get(label, 0.0), count / wall)
-    print("reading the file alone:")
-    for label, read in (("line by line (old)", read_events_by_line),
-                        ("blocks (new)", read_events)):
-        count, wall, cpu = timed(lambda read=read: sum(1 for _ in read(args.path)))
-        report(label, count, wall, cpu)
-    old, new = best["line by line (old)"], best["blocks (new)"]
-    print(f"best backfill: {old:,.0f} -> {new:,.0f} events/s ({new / old:.2f}x)")
+        turn = run % len(ways)
+        for label, code, processes in ways[turn:] + ways[:turn]:
+            load = os.getloadavg()[0]
+            figures = in_subprocess(args.path.resolve(), processes, code)
+            report(f"{label}, run {run + 1}", figures, load)
+            rates[label].append(figures["events"] / figures["wall"])
+            cpus[label].append(figures["cpu"])
+    first = ways[0][0]
+    print(f"events/s best and median, CPU s median (ratios to {first}):")
+    for label, _code, _processes in ways:
+        best, mid, cpu = max(rates[label]), median(rates[label]), median(cpus[label])
+        print(f"  {label:<34} best {best:9,.0f} ({best / max(rates[first]):.2f}x), median "
+              f"{mid:9,.0f} ({mid / median(rates[first]):.2f}x), CPU {cpu:5.2f} s "
+              f"({cpu / median(cpus[first]):.2f}x)")
+    from producers.csv_source import read_events
+    wall, cpu = time.perf_counter(), time.process_time()
+    count = sum(1 for _ in read_events(args.path))
+    print("reading the file alone (one process):")
+    report("blocks", {"events": count, "wall": time.perf_counter() - wall,
+                      "cpu": time.process_time() - cpu}, os.getloadavg()[0])
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime, timezone
 from typing import Any
 
 from schemas.events import Transaction
@@ -30,7 +29,8 @@ from schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT, load_taxonomy
 
 HOUR = 3600
 DAY = 86_400
-_SHARE_CATEGORIES = tuple(c for c in CATEGORY_NAMES if c != NON_PRODUCT)
+#: Each category of the basket's value shares with its feature's name.
+_SHARE_KEYS = tuple((c, f"share_{c}") for c in CATEGORY_NAMES if c != NON_PRODUCT)
 #: Bound once: the basket view's version includes this taxonomy's version.
 _category_of = load_taxonomy().category_of
 
@@ -91,7 +91,8 @@ class CustomerState:
                 self.first_purchase = ts
             if self.last_purchase is None or ts > self.last_purchase:
                 self.last_purchase = ts
-        self.max_ts = max(self.max_ts, ts)
+        if ts > self.max_ts:
+            self.max_ts = ts
 
     def _evict(self, newest_hour: int) -> None:
         """Drop what no window can see any more (older than the longest window)."""
@@ -118,11 +119,10 @@ class CustomerState:
                     cancelled[w] += c
         orders = _counts_within(self.invoices.values(), cuts, last_hour)
         products = _counts_within(self.products.values(), cuts, last_hour)
-        out: dict[str, Any] = {}
-        for stem, series in (("spend", spend), ("orders", orders), ("items", items),
+        out: dict[str, Any] = dict(zip(_WINDOW_KEYS["spend"], [round(x, 2) for x in spend]))
+        for stem, series in (("orders", orders), ("items", items),
                              ("distinct_products", products), ("cancelled_lines", cancelled)):
-            for w, days in enumerate(WINDOW_DAYS):
-                out[f"{stem}_{days}d"] = round(series[w], 2) if stem == "spend" else series[w]
+            out.update(zip(_WINDOW_KEYS[stem], series))
         out["avg_basket_value_30d"] = round(spend[2] / orders[2], 2) if orders[2] else None
         out["days_since_first_purchase"] = _days(as_of, self.first_purchase)
         out["days_since_last_purchase"] = _days(as_of, self.last_purchase)
@@ -131,6 +131,12 @@ class CustomerState:
         out["first_purchase"] = self.first_purchase
         out["last_purchase"] = self.last_purchase
         return out
+
+
+#: The names of the windowed customer features, per stem, in window order (built once:
+#: formatting them took a fifth of ``values``).
+_WINDOW_KEYS = {stem: tuple(f"{stem}_{days}d" for days in WINDOW_DAYS)
+                for stem in ("spend", "orders", "items", "distinct_products", "cancelled_lines")}
 
 
 def _counts_within(hours: Iterable[int], cuts: tuple[int, ...], last_hour: int) -> list[int]:
@@ -200,17 +206,20 @@ class BasketState:
 
     def values(self) -> dict[str, Any]:
         """The basket so far, with its product value shares per category."""
-        start = datetime.fromtimestamp(self.started, tz=timezone.utc)
+        started = self.started
         product_value = sum(self.by_category.values())
         out: dict[str, Any] = {
             "invoice": self.invoice, "lines": self.lines, "items": self.items,
             "value": round(self.value, 2), "distinct_products": len(self.products),
-            "non_product_lines": self.non_product_lines, "hour_of_day": start.hour,
-            "weekday": start.weekday(), "country": self.country, "started": self.started,
+            "non_product_lines": self.non_product_lines,
+            # UTC hour and weekday (1970-01-01 was a Thursday, weekday 3), as datetime's.
+            "hour_of_day": started % DAY // HOUR, "weekday": (started // DAY + 3) % 7,
+            "country": self.country, "started": started,
         }
-        for c in _SHARE_CATEGORIES:
-            share = self.by_category.get(c, 0.0) / product_value if product_value > 0 else 0.0
-            out[f"share_{c}"] = round(share, 4)
+        by_category = self.by_category
+        for c, key in _SHARE_KEYS:
+            share = by_category.get(c, 0.0) / product_value if product_value > 0 else 0.0
+            out[key] = round(share, 4)
         return out
 
 
@@ -256,7 +265,8 @@ class ProductState:
             latest = self.buyers.get(customer)
             if latest is None or hour > latest:
                 self.buyers[customer] = hour
-        self.max_ts = max(self.max_ts, ts)
+        if ts > self.max_ts:
+            self.max_ts = ts
 
     def values(self, as_of: int) -> dict[str, Any]:
         """Every feature of :data:`schemas.features.PRODUCT` as of ``as_of``."""

@@ -64,6 +64,7 @@ from flows.pickled_state import pickled_flat_map
 from flows.progress import FlowProgress
 from flows.recovery_store import discard_unfinished
 from flows.scoring import MODEL_KEY, ScoringConfig, scoring_config, scoring_step
+from flows.shards import EntityShard
 from schemas.events import Rejection, Transaction, decode_event
 from schemas.features import DEFAULT_ALLOWED_LATENESS_S, versions
 from sinks.flow_sinks import (DeadLetterSink, FeatureLogSink, FlowStats, OfflineEventSink,
@@ -154,16 +155,21 @@ class FeatureOutputs:
 
 
 def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutputs,
-                      stats: FlowStats) -> None:
+                      stats: FlowStats, shard: EntityShard | None = None) -> None:
     """Attach the offline sinks and the feature steps with their online sink to a stream
     of event batches. Shared by the live flow and the backfill: one feature code for both.
+    ``shard`` (a backfill over several processes, :mod:`flows.shards`) keeps only its
+    days' events, its customers' events and its products' lines; None keeps all.
     """
     if outputs.offline_root is not None and outputs.store_events:
-        by_day = op.flat_map("by-day", batches, lambda b: group_by(b, _day_key))
+        days = batches if shard is None else op.map("shard-days", batches, shard.day_events)
+        by_day = op.flat_map("by-day", days, lambda b: group_by(b, _day_key))
         op.output("offline", by_day, OfflineEventSink(outputs.offline_root, stats))
     folded: list[KeyedStream[FeatureUpdate]] = []
     if "customer" in outputs.entities:
-        by_customer = op.flat_map("by-customer", batches,
+        customer_batches = batches if shard is None else op.map(
+            "shard-customers", batches, shard.customer_events)
+        by_customer = op.flat_map("by-customer", customer_batches,
                                   lambda b: group_by(b, _customer_key))
         customers = pickled_flat_map("customer-features", by_customer,
                                      folder_step("customer", outputs.allowed_lateness))
@@ -171,9 +177,11 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
         if outputs.scoring is not None:
             add_scoring_steps(op.key_rm("customer-updates", customers), outputs, stats)
     if "product" in outputs.entities:
-        product_lines = coalesce("product-lines", op.map(
-            "keep-products", batches, lambda b: [e for e in b if e.is_product]),
-            PRODUCT_BATCH_WAIT, PRODUCT_BATCH_MAX)
+        keep_products = (lambda b: [e for e in b if e.is_product]) if shard is None \
+            else shard.product_lines
+        product_lines = coalesce("product-lines", op.map("keep-products", batches,
+                                                         keep_products),
+                                 PRODUCT_BATCH_WAIT, PRODUCT_BATCH_MAX)
         by_product = op.flat_map("by-product", product_lines,
                                  lambda b: group_by(b, _product_key))
         folded.append(pickled_flat_map("product-features", by_product,

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from collections.abc import Sequence
 from typing import Any
+
+from schemas.events import Transaction
 
 
 class SeenIds:
@@ -65,6 +68,40 @@ class SeenIds:
             return False
         self.other.add(event_id)
         return True
+
+    def fresh(self, events: Sequence[Transaction]) -> list[Transaction]:
+        """The events whose ids were not seen yet, in order, each remembered as by
+        :meth:`add`; called once per entity and batch.
+
+        A batch's ids mostly come from one source, in file order: those are appended in
+        one step each here, without a call of :meth:`add` per event.
+
+        >>> from schemas.events import parse_row
+        >>> row = ["1", "85123A", "HEART", "6", "12/1/2010 8:26", "2.55", "17850", "UK"]
+        >>> seen = SeenIds()
+        >>> [e.event_id for e in seen.fresh([parse_row(row, i) for i in
+        ...                                  ("f:3", "f:5", "f:4", "f:5", "x", "x")])]
+        ['f:3', 'f:5', 'f:4', 'x']
+        """
+        out: list[Transaction] = []
+        by_source = self.lines
+        source: str | None = None
+        lines = array("q")
+        for e in events:
+            event_id = e.event_id
+            name, sep, line = event_id.rpartition(":")
+            if sep and line.isdigit() and len(line) < 18:
+                if name != source:
+                    source = name
+                    lines = by_source.get(name) or by_source.setdefault(name, array("q"))
+                number = int(line)
+                if not lines or number > lines[-1]:
+                    lines.append(number)
+                    out.append(e)
+                    continue
+            if self.add(event_id):
+                out.append(e)
+        return out
 
     def __len__(self) -> int:
         return sum(map(len, self.lines.values())) + len(self.other)

@@ -184,8 +184,10 @@ class PartitionedLog:
         return seen
 
     def _stored_ids(self, path: Path) -> list[str]:
-        """The row ids stored in one file."""
-        return pq.read_table(path, columns=[self.id_column]).column(0).to_pylist()
+        """The row ids stored in one file (read as one file: ``pq.read_table`` sets up a
+        dataset per call, about 10x the time of a small file's column)."""
+        with pq.ParquetFile(path) as stored:
+            return stored.read(columns=[self.id_column]).column(0).to_pylist()
 
     def _day(self, ts: int) -> str:
         """Cached :func:`day_of` (the day of every row is asked for)."""
@@ -289,7 +291,8 @@ class EntityRowLog(PartitionedLog):
 
     def _stored_ids(self, path: Path) -> list[str]:
         """Ids are ``entity:seq``, derived from two stored columns."""
-        table = pq.read_table(path, columns=["entity_id", "seq"])
+        with pq.ParquetFile(path) as stored:
+            table = stored.read(columns=["entity_id", "seq"])
         return [f"{e}:{s}" for e, s in zip(table.column(0).to_pylist(),
                                            table.column(1).to_pylist())]
 
