@@ -235,8 +235,7 @@ def _child(events: Callable[[], Iterator[Transaction]], outputs: FeatureOutputs,
     try:
         stats = _run_shard(events, outputs, options,
                            lambda done: read.__setitem__(index, done), batch, shard)
-        send.send(("ok", {name: getattr(stats, name) for name in _COUNTERS}
-                   | {"latest_ts": stats.latest_ts}))
+        send.send(("ok", {name: getattr(stats, name) for name in _COUNTERS}))
     except StoreUnwritable as exc:  # shown as the command's one Error: line
         send.send(("unwritable", (str(exc), exc.errno)))
     except BaseException as exc:
@@ -268,4 +267,3 @@ def _result(shard: EntityShard, child: multiprocessing.process.BaseProcess,
 def _add(stats: FlowStats, counts: dict[str, int]) -> None:
     """Add another process's counters to ``stats``."""
     stats.add(**{name: counts[name] for name in _COUNTERS})
-    stats.advance(counts["latest_ts"])
