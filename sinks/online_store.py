@@ -33,8 +33,9 @@ Rules, the same for both kinds:
   under a newer version (a hash keeps the fields a newer definition dropped; the packed
   value does not).
 - **Reads** (:meth:`RedisOnlineStore.read_vectors`) take each asked view of each entity
-  from its packed value, and only where there is none (a store written before packed
-  values existed, or nothing at all) from the view's hash, within one server-side script.
+  from its packed value (one MGET), and only where there is none (a store written before
+  packed values existed, an expired view, or nothing at all) from the view's hash, in a
+  second round trip: a server-side script given those keys alone.
 
 Writes are absolute values, never increments, so replaying an update after a crash
 cannot apply it twice.
@@ -98,13 +99,12 @@ def _decode(raw: Mapping[bytes, bytes]) -> dict[str, Any] | None:
     return {k.decode(): msgspec.json.decode(v) for k, v in raw.items()}
 
 
-#: Every asked view of many entities. KEYS: the packed key of every (entity, view); ARGV:
-#: ``<prefix>:`` and the length of ``<prefix>:packed:``. Per key, in order: the packed
-#: value, or where there is none, the view's hash (its key is the packed key without
-#: ``packed:``) as a flat field/value list ({} when there is none either). Only the
-#: fallback's keys are not declared, which a single server allows; passing them too cost
-#: the client more than the whole MGET. MGET takes the keys a thousand at a time (Lua's
-#: unpack stops at about 8,000).
+#: The fallback of a vector read, for the keys whose packed value MGET did not find. KEYS:
+#: those packed keys; ARGV: ``<prefix>:`` and the length of ``<prefix>:packed:``. Per key,
+#: in order: the packed value (written since the MGET), or where there is none, the view's
+#: hash (its key is the packed key without ``packed:``) as a flat field/value list ({} when
+#: there is none either). Only the hashes' keys are not declared, which a single server
+#: allows. MGET takes the keys a thousand at a time (Lua's unpack stops at about 8,000).
 _READ_VECTORS = """
 local head, skip = ARGV[1], tonumber(ARGV[2]) + 1
 local out = {}
@@ -167,49 +167,67 @@ class RedisOnlineStore:
 
     def read_vectors(self, views: Sequence[str], entities: Sequence[str],
                      ) -> list[dict[str, dict[str, Any] | None]]:
-        """Every given view of many entities in one command (a customer's whole vector:
-        ``read_vectors(["customer", "basket", "score"], [id])[0]``).
+        """Every given view of many entities, usually in one round trip (a customer's
+        whole vector: ``read_vectors(["customer", "basket", "score"], [id])[0]``).
 
-        One server-side script MGETs the packed values and reads a view's hash only where
-        its packed value is missing, so the client parses one reply of one value per
-        entity and view. 100 customers x 2 or 3 views: see ``benchmarks/online_read.py``.
-        The keys of one call must live on one server (on Redis Cluster: one hash slot).
+        One plain MGET of the packed values. Only where one is missing, a second round
+        trip runs the fallback script on those keys alone (:data:`_READ_VECTORS`: the
+        packed value if it was written since, else the view's hash, else nothing). Then
+        every value is decoded in one MessagePack call, straight into the returned
+        structure. A script for every read cost the server 0.30 ms per 100 customers x 3
+        views against 0.09 ms for the MGET (Lua copies every value into a Lua string and
+        back into the reply); see ``benchmarks/online_read.py``. The keys of one call must
+        live on one server (on Redis Cluster: one hash slot).
         """
-        n = len(views)
-        if not n or not entities:
+        if not views or not entities:
             return [dict.fromkeys(views) for _ in entities]
-        head = self._packed_head
-        keys = [f"{head}{view}:{entity}" for entity in entities for view in views]
-        command = (len(keys), *keys, f"{self.prefix}:", len(head.encode()))
+        heads = [f"{self._packed_head}{view}:" for view in views]
+        keys = [f"{head}{entity}" for entity in entities for head in heads]
+        values = send_pipelined(self.client, [("MGET", *keys)])[0]
+        if None in values:
+            self._fill_missing(keys, values)
+        return _decode_vectors(views, values)
+
+    def _fill_missing(self, keys: list[str], values: list[bytes | None]) -> None:
+        """Replace each None in ``values`` (the MGET of ``keys``) by what the fallback
+        script finds for its key, as a MessagePack value: the packed value, the view's
+        hash re-packed, or nil."""
+        missing = [i for i, value in enumerate(values) if value is None]
+        command = (len(missing), *(keys[i] for i in missing), f"{self.prefix}:",
+                   len(self._packed_head.encode()))
         try:
-            reply = send_pipelined(self.client, [("EVALSHA", _READ_VECTORS_SHA, *command)])[0]
+            found = send_pipelined(self.client, [("EVALSHA", _READ_VECTORS_SHA, *command)])[0]
         except redis.exceptions.NoScriptError:  # a restarted or flushed server
-            reply = send_pipelined(self.client, [("EVAL", _READ_VECTORS, *command)])[0]
-        decoded = _decode_reply(reply)
-        return [dict(zip(views, decoded[i * n:(i + 1) * n])) for i in range(len(entities))]
+            found = send_pipelined(self.client, [("EVAL", _READ_VECTORS, *command)])[0]
+        for i, item in zip(missing, found):
+            if isinstance(item, bytes):
+                values[i] = item
+            elif item:
+                fields = msgspec.json.decode(b"[" + b",".join(item[1::2]) + b"]")
+                values[i] = _pack(dict(zip((k.decode() for k in item[0::2]), fields)))
+            else:
+                values[i] = _NIL
 
 
-def _decode_reply(reply: list[bytes | list[bytes]]) -> list[dict[str, Any] | None]:
-    """The read script's reply -> one dict (or None) per entity and view, in order: a
-    packed value, or a view's hash (the fallback) as a flat field/value list of JSON
-    values."""
-    packed = [item for item in reply if isinstance(item, bytes)]
-    if len(packed) == len(reply):  # the usual case: decoded in one call, as one array
-        return _unpack_many(_ARRAY32 + len(packed).to_bytes(4, "big") + b"".join(packed))
-    out: list[dict[str, Any] | None] = []
-    for item in reply:
-        if isinstance(item, bytes):
-            out.append(_unpack(item))
-        elif item:
-            values = msgspec.json.decode(b"[" + b",".join(item[1::2]) + b"]")
-            out.append(dict(zip((k.decode() for k in item[0::2]), values)))
-        else:
-            out.append(None)
-    return out
+def _decode_vectors(views: Sequence[str], values: list[bytes],
+                    ) -> list[dict[str, dict[str, Any] | None]]:
+    """``values`` (MessagePack values, nil where there is none, ``len(views)`` per entity
+    in order) -> ``view -> values or None`` per entity, in one MessagePack call: the values
+    are framed as an array of one map per entity, keyed by the view names, so that no
+    Python code runs per value (about 10% less client time than decoding a list and
+    zipping it with the views)."""
+    n, entities = len(views), len(values) // len(views)
+    frame = [_MAP32 + n.to_bytes(4, "big")]
+    for view in views:
+        frame += (_pack(view), b"")  # the view's name, then its value
+    parts = frame * entities
+    for j in range(n):
+        parts[2 + 2 * j::2 * n + 1] = values[j::n]
+    return _unpack_vectors(_ARRAY32 + entities.to_bytes(4, "big") + b"".join(parts))
 
 
 _pack = msgspec.msgpack.Encoder().encode
-_unpack = msgspec.msgpack.Decoder().decode
-_unpack_many = msgspec.msgpack.Decoder(list[dict[str, Any]]).decode
-#: The MessagePack header of an array of up to 2**32 - 1 items (the count follows).
-_ARRAY32 = b"\xdd"
+_unpack_vectors = msgspec.msgpack.Decoder(list[dict[str, dict[str, Any] | None]]).decode
+#: MessagePack headers of an array and of a map of up to 2**32 - 1 items (the count
+#: follows), and nil.
+_ARRAY32, _MAP32, _NIL = b"\xdd", b"\xdf", b"\xc0"
