@@ -21,8 +21,9 @@ to compare); ``hashes``, the per-view hashes as read before packed values existe
 script of HGETALLs, kept here to compare); and ``naive``, one HGETALL round trip per key.
 Prints the 1-minute load average with every block (wall times on a shared machine move
 with it), p50 and p99 wall time in milliseconds and the mean client CPU time per call
-(this thread's, which load does not inflate), and for 100 customers, in a separate pass,
-the server's own mean time per call and the commands sent per call (INFO commandstats).
+(this thread's, which load inflates far less than wall time), and for 100 customers, in
+a separate pass, the server's own mean time per call and the commands sent per call
+(INFO commandstats).
 Targets (issue 3): one vector p99 < 0.5 ms; 100 customers p99 < 2 ms. Feast 0.67 on this
 machine kind, 7 features: one entity p50 0.26 / p99 0.64 ms; 100 entities p50 4.2 / p99
 7.5 ms.
@@ -65,7 +66,7 @@ from producers.csv_source import read_events
 from producers.synthetic import write_csv
 from schemas.events import Transaction
 from schemas.features import registry
-from sinks.online_store import _READ_VECTORS, RedisOnlineStore, connect
+from sinks.online_store import _READ_VECTORS, PACKED_KEY, RedisOnlineStore, connect
 from sinks.packed_pipeline import send_pipelined
 
 VIEWS = ["customer", "basket"]
@@ -141,8 +142,8 @@ class HashReads:
 
 class ScriptReads:
     """``read_vectors`` before its plain MGET: the fallback script given every key, in
-    one round trip (one EVALSHA packed by hiredis), its all-packed reply decoded in one
-    MessagePack call, then zipped with the views."""
+    one round trip (one EVALSHA packed by hiredis); an all-packed reply decoded in one
+    MessagePack call, any other value by value."""
 
     def __init__(self, store: RedisOnlineStore) -> None:
         self.store = store
@@ -151,7 +152,7 @@ class ScriptReads:
     def read_vectors(self, views: Sequence[str], entities: Sequence[str],
                      ) -> list[dict[str, dict[str, Any] | None]]:
         n = len(views)
-        head = f"{self.store.prefix}:packed:"
+        head = f"{self.store.prefix}:{PACKED_KEY}:"
         keys = [f"{head}{view}:{entity}" for entity in entities for view in views]
         reply = send_pipelined(self.store.client, [(
             "EVALSHA", self.sha, len(keys), *keys, f"{self.store.prefix}:",
