@@ -22,8 +22,8 @@ script of HGETALLs, kept here to compare); and ``naive``, one HGETALL round trip
 Prints the 1-minute load average with every block (wall times on a shared machine move
 with it), p50 and p99 wall time in milliseconds and the mean client CPU time per call
 (this thread's, which load inflates far less than wall time), and for 100 customers, in
-a separate pass, the server's own mean time per call and the commands sent per call
-(INFO commandstats).
+a separate pass, the server's own CPU time per call (its main thread's) and the commands
+it ran per call, those in scripts included.
 Targets (issue 3): one vector p99 < 0.5 ms; 100 customers p99 < 2 ms. Feast 0.67 on this
 machine kind, 7 features: one entity p50 0.26 / p99 0.64 ms; 100 entities p50 4.2 / p99
 7.5 ms.
@@ -35,7 +35,7 @@ flow writes them, five times each way, taking turns: the hashes alone through re
 :meth:`~sinks.online_store.RedisOnlineStore.write` (hashes and packed values, packed by
 hiredis), as client CPU and wall time per row.
 
-    python benchmarks/online_read.py [--reads N] [PATH.csv[.gz]]
+    python benchmarks/online_read.py [--reads N] [--ways mget,script,...] [PATH.csv[.gz]]
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ from sinks.online_store import _READ_VECTORS, PACKED_KEY, RedisOnlineStore, conn
 from sinks.packed_pipeline import send_pipelined
 
 VIEWS = ["customer", "basket"]
+#: The ways of reading timed (see the module docstring).
+WAYS = ("mget", "script", "entity", "hashes", "naive")
 #: A way of reading: (views, entities) -> anything.
 Read = Callable[[list[str], list[str]], object]
 CATEGORIES = [f"category-{i}" for i in range(10)]
@@ -289,26 +291,36 @@ def interleaved(ways: dict[str, Read], views: list[str], calls: int,
     return wall, {name: spent / calls for name, spent in cpu.items()}
 
 
+def server_cpu(client: redis.Redis) -> float:
+    """CPU seconds the server's main thread has used (Valkey's threads for I/O are off
+    here, so it does all the work: reading and parsing commands, running them, writing
+    replies)."""
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_user_main_thread"] + cpu["used_cpu_sys_main_thread"])
+
+
 def server_time(client: redis.Redis, calls: int, call: Callable[[], object],
                 ) -> tuple[float, dict[str, int]]:
-    """The server's mean time per read (seconds, every command it sent summed) over
-    ``calls`` reads, and the commands it sent, from INFO commandstats (SLOWLOG would also
-    log, and pay for, every command a script runs)."""
+    """The server's mean CPU time per read (seconds) over ``calls`` reads, which load
+    inflates far less than its wall time (INFO commandstats would time only the commands,
+    and a command run by a script twice, in its own line and in the script's); and the
+    commands run per read (from INFO commandstats, those in scripts included)."""
     client.config_resetstat()
+    spent = server_cpu(client)
     for _ in range(calls):
         call()
-    stats = {name.removeprefix("cmdstat_"): value
-             for name, value in client.info("commandstats").items()
-             if not name.startswith(("cmdstat_config", "cmdstat_info"))}
-    spent = sum(value["usec"] for value in stats.values())
-    return spent / calls / 1e6, {name: value["calls"] for name, value in stats.items()}
+    spent = server_cpu(client) - spent
+    commands = {name.removeprefix("cmdstat_"): value["calls"]
+                for name, value in client.info("commandstats").items()
+                if not name.startswith(("cmdstat_config", "cmdstat_info"))}
+    return spent / calls, commands
 
 
 def measure(client: redis.Redis, ways: dict[str, Read], views: list[str],
             customers: list[str], reads: int) -> list[str]:
     """Lines of figures per way of reading, with the load average before and after:
     ``reads`` reads of one random customer, a tenth as many of 100, and the server's mean
-    time per read of 100 with the commands it sent per read."""
+    time per read of 100 with the commands it ran per read."""
     rng = random.Random(11)
     many = max(reads // 10, 100)
     lines = [f"one customer, {reads:,} reads per way ({load()})"]
@@ -320,10 +332,11 @@ def measure(client: redis.Redis, ways: dict[str, Read], views: list[str],
     for name, read in ways.items():
         spent, commands = server_time(
             client, many, lambda read=read: read(views, rng.sample(customers, 100)))
-        sent = ", ".join(f"{calls / many:.2f} {command}" for command, calls in commands.items())
+        sent = ", ".join(f"{calls / many:.2f} {command}"
+                         for command, calls in sorted(commands.items()))
         lines.append(f"  {name:7} {percentiles(wall[name])}, client CPU "
-                     f"{cpu[name] * 1000:.3f} ms/call, server {spent * 1000:.3f} ms/call "
-                     f"({sent} per read)")
+                     f"{cpu[name] * 1000:.3f} ms/call; server CPU {spent * 1000:.3f} ms/call, "
+                     f"running {sent}")
     lines.append(f"({load()})")
     return lines
 
@@ -332,6 +345,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("path", nargs="?", type=Path, default=REAL_DATA)
     parser.add_argument("--reads", type=int, default=10_000)
+    parser.add_argument("--ways", default=",".join(WAYS),
+                        help="the ways of reading to time, comma-separated (default: all)")
     args = parser.parse_args()
     print(f"machine: {describe()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -363,13 +378,15 @@ def main() -> None:
                 ttl = registry()[view].ttl_seconds if view in registry() else None
                 store.write(view, version, rows, ttl)
             print(f"memory: {memory(store, latest)}")
-            ways: dict[str, Read] = {
-                "mget": store.read_vectors,
-                "script": ScriptReads(store).read_vectors,
-                "entity": EntityHashReads(store, latest).read_vectors,
-                "hashes": HashReads(store).read_vectors,
-                "naive": lambda views, ids: [store.read(v, c) for c in ids for v in views],
+            every: dict[str, Callable[[], Read]] = {
+                "mget": lambda: store.read_vectors,
+                "script": lambda: ScriptReads(store).read_vectors,
+                "entity": lambda: EntityHashReads(store, latest).read_vectors,
+                "hashes": lambda: HashReads(store).read_vectors,
+                "naive": lambda: lambda views, ids: [store.read(v, c) for c in ids
+                                                      for v in views],
             }
+            ways = {name: every[name]() for name in args.ways.split(",")}
             interleaved(ways, VIEWS, 200, lambda: [rng.choice(customers)])  # warm up
             for views in (VIEWS, [*VIEWS, "score"]):
                 print(f"views {'+'.join(views)}:")
