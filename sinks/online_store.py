@@ -173,11 +173,13 @@ class RedisOnlineStore:
         One plain MGET of the packed values. Only where one is missing, a second round
         trip runs the fallback script on those keys alone (:data:`_READ_VECTORS`: the
         packed value if it was written since, else the view's hash, else nothing). Then
-        every value is decoded in one MessagePack call. A script for every read cost the
-        server 0.30 ms per 100 customers x 3 views against 0.09 ms for the MGET (Lua
-        copies every value into a Lua string and back into the reply); see
-        ``benchmarks/online_read.py``. The keys of one call must live on one server (on
-        Redis Cluster: one hash slot).
+        every value is decoded in one MessagePack call. The script for every key, in one
+        round trip, cost the server about 1.5 times the CPU (100 customers x 3 views:
+        0.58 against 0.40 ms per call; Lua copies every value into a Lua string and back
+        into the reply) and the wall p50 0.13-0.25 ms more, even where every call took
+        the second round trip; the client's CPU is the same both ways, half of it the
+        MessagePack decoding (``benchmarks/online_read.py``). The keys of one call must
+        live on one server (on Redis Cluster: one hash slot).
         """
         if not views or not entities:
             return [dict.fromkeys(views) for _ in entities]
