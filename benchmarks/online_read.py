@@ -10,12 +10,13 @@ category and the probabilities of 10), then times through the Python API
 - 10,000 reads of one random customer's vector;
 - 1,000 reads of 100 random customers in one call;
 
-each five ways, taking turns call by call on the same entities: ``mget``, the packed
-values (``<prefix>:packed:<view>:<entity>``) by one plain MGET, with a second round trip
-only where a value is missing (``read_vectors``; 42 of the real file's customers have no
-basket, so most calls of 100 with ``basket`` take it); ``script``, the same values through
-the fallback script given every key in one round trip (``read_vectors`` before, kept here
-to compare); ``entity``, the alternative of a hash per entity with a field per view
+each five ways, taking turns call by call on the same entities: ``now``,
+``read_vectors``: the packed values (``<prefix>:packed:<view>:<entity>``) of one customer
+through its script in one round trip, of 100 by one plain MGET with a second round trip
+for the script only where a value is missing (42 of the real file's customers have no
+basket, so most calls of 100 with ``basket`` take it); ``script``, the same values
+through the script given every key in one round trip (``read_vectors`` before, kept
+here to compare); ``entity``, the alternative of a hash per entity with a field per view
 holding the same packed values (one HMGET per entity in one script, built and read here
 to compare); ``hashes``, the per-view hashes as read before packed values existed (one
 script of HGETALLs, kept here to compare); and ``naive``, one HGETALL round trip per key.
@@ -37,7 +38,7 @@ flow writes them, five times each way, taking turns: the hashes alone through re
 :meth:`~sinks.online_store.RedisOnlineStore.write` (hashes and packed values, packed by
 hiredis), as client CPU and wall time per row.
 
-    python benchmarks/online_read.py [--reads N] [--ways mget,script,...] [PATH.csv[.gz]]
+    python benchmarks/online_read.py [--reads N] [--ways now,script,...] [PATH.csv[.gz]]
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ from sinks.packed_pipeline import send_pipelined
 
 VIEWS = ["customer", "basket"]
 #: The ways of reading timed (see the module docstring).
-WAYS = ("mget", "script", "entity", "hashes", "naive")
+WAYS = ("now", "script", "entity", "hashes", "naive")
 #: A way of reading: (views, entities) -> anything.
 Read = Callable[[list[str], list[str]], object]
 CATEGORIES = [f"category-{i}" for i in range(10)]
@@ -145,8 +146,8 @@ class HashReads:
 
 
 class ScriptReads:
-    """``read_vectors`` before its plain MGET: the fallback script given every key, in
-    one round trip (one EVALSHA packed by hiredis); an all-packed reply decoded in one
+    """``read_vectors`` before its plain MGET for larger reads: the script given every
+    key, in one round trip (one EVALSHA packed by hiredis); an all-packed reply decoded in one
     MessagePack call, any other value by value."""
 
     def __init__(self, store: RedisOnlineStore) -> None:
@@ -381,7 +382,7 @@ def main() -> None:
                 store.write(view, version, rows, ttl)
             print(f"memory: {memory(store, latest)}")
             every: dict[str, Callable[[], Read]] = {
-                "mget": lambda: store.read_vectors,
+                "now": lambda: store.read_vectors,
                 "script": lambda: ScriptReads(store).read_vectors,
                 "entity": lambda: EntityHashReads(store, latest).read_vectors,
                 "hashes": lambda: HashReads(store).read_vectors,

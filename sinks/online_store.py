@@ -33,9 +33,10 @@ Rules, the same for both kinds:
   under a newer version (a hash keeps the fields a newer definition dropped; the packed
   value does not).
 - **Reads** (:meth:`RedisOnlineStore.read_vectors`) take each asked view of each entity
-  from its packed value (one MGET), and only where there is none (a store written before
-  packed values existed, an expired view, or nothing at all) from the view's hash, in a
-  second round trip: a server-side script given those keys alone.
+  from its packed value, and only where there is none (a store written before packed
+  values existed, an expired view, or nothing at all) from the view's hash: a small read
+  in one server-side script, a larger one by one MGET, then the script for the keys it
+  missed alone.
 
 Writes are absolute values, never increments, so replaying an update after a crash
 cannot apply it twice.
@@ -99,12 +100,13 @@ def _decode(raw: Mapping[bytes, bytes]) -> dict[str, Any] | None:
     return {k.decode(): msgspec.json.decode(v) for k, v in raw.items()}
 
 
-#: The fallback of a vector read, for the keys whose packed value MGET did not find. KEYS:
-#: those packed keys; ARGV: ``<prefix>:`` and the length of ``<prefix>:packed:``. Per key,
-#: in order: the packed value (written since the MGET), or where there is none, the view's
-#: hash (its key is the packed key without ``packed:``) as a flat field/value list ({} when
-#: there is none either). Only the hashes' keys are not declared, which a single server
-#: allows. MGET takes the keys a thousand at a time (Lua's unpack stops at about 8,000).
+#: A vector read's script: every key of a small read, or the keys whose packed value the
+#: MGET of a larger one did not find. KEYS: packed keys; ARGV: ``<prefix>:`` and the
+#: length of ``<prefix>:packed:``. Per key, in order: the packed value (for a missed key:
+#: written since the MGET), or where there is none, the view's hash (its key is the
+#: packed key without ``packed:``) as a flat field/value list ({} when there is none
+#: either). Only the hashes' keys are not declared, which a single server allows. MGET
+#: takes the keys a thousand at a time (Lua's unpack stops at about 8,000).
 _READ_VECTORS = """
 local head, skip = ARGV[1], tonumber(ARGV[2]) + 1
 local out = {}
@@ -120,6 +122,11 @@ return out
 
 
 _READ_VECTORS_SHA = hashlib.sha1(_READ_VECTORS.encode()).hexdigest()
+#: Reads of up to this many keys go to the script alone, in one round trip, whether a
+#: value is missing or not: the script's extra server work for them (it copies every
+#: value through Lua) is at most 0.03 ms, against 0.1 ms for a second round trip on an
+#: idle 2-core VM (1 to 10 customers x 3 views, ``benchmarks/online_read.py``).
+_SCRIPT_MAX_KEYS = 32
 
 
 class RedisOnlineStore:
@@ -170,30 +177,34 @@ class RedisOnlineStore:
         """Every given view of many entities, usually in one round trip (a customer's
         whole vector: ``read_vectors(["customer", "basket", "score"], [id])[0]``).
 
-        One plain MGET of the packed values. Only where one is missing, a second round
-        trip runs the fallback script on those keys alone (:data:`_READ_VECTORS`: the
-        packed value if it was written since, else the view's hash, else nothing). Then
-        every value is decoded in one MessagePack call. The script for every key, in one
-        round trip, cost the server about 1.5 times the CPU (100 customers x 3 views:
-        0.58 against 0.40 ms per call; Lua copies every value into a Lua string and back
-        into the reply) and the wall p50 0.13-0.25 ms more, even where every call took
-        the second round trip; the client's CPU is the same both ways, half of it the
-        MessagePack decoding (``benchmarks/online_read.py``). The keys of one call must
-        live on one server (on Redis Cluster: one hash slot).
+        Up to :data:`_SCRIPT_MAX_KEYS` keys, one script (:data:`_READ_VECTORS`) reads
+        each packed value, or where there is none the view's hash. Past that, one plain
+        MGET of the packed values, and only where one is missing a second round trip
+        runs the script on those keys alone. Then every value is decoded in one
+        MessagePack call. For 100 customers x 3 views the script for every key cost the
+        server about 1.5 times the CPU (0.58 against 0.40 ms per call: Lua copies every
+        value into a Lua string and back into the reply) and the wall p50 0.03-0.25 ms
+        more, even where every call took the second round trip; the client's CPU is about
+        the same both ways, half of it the MessagePack decoding
+        (``benchmarks/online_read.py``). The keys of one call must live on one server (on
+        Redis Cluster: one hash slot).
         """
         if not views or not entities:
             return [dict.fromkeys(views) for _ in entities]
         heads = [f"{self._packed_head}{view}:" for view in views]
         keys = [f"{head}{entity}" for entity in entities for head in heads]
-        values = send_pipelined(self.client, [("MGET", *keys)])[0]
+        if len(keys) <= _SCRIPT_MAX_KEYS:
+            values = [None] * len(keys)  # all for the script
+        else:
+            values = send_pipelined(self.client, [("MGET", *keys)])[0]
         if None in values:
             self._fill_missing(keys, values)
         return _decode_vectors(views, values)
 
     def _fill_missing(self, keys: list[str], values: list[bytes | None]) -> None:
-        """Replace each None in ``values`` (the MGET of ``keys``) by what the fallback
-        script finds for its key, as a MessagePack value: the packed value, the view's
-        hash re-packed, or nil."""
+        """Replace each None in ``values`` (the values of ``keys`` found so far) by what
+        the script finds for its key, as a MessagePack value: the packed value, the
+        view's hash re-packed, or nil."""
         missing = [i for i, value in enumerate(values) if value is None]
         command = (len(missing), *(keys[i] for i in missing), f"{self.prefix}:",
                    len(self._packed_head.encode()))

@@ -1,14 +1,27 @@
 """The online store against a real Redis-protocol server: typed round trips, whole vectors
-in one call, TTLs, versions, and reading a store written before packed values existed."""
+in one call, TTLs, versions, and reading a store written before packed values existed.
+
+Every test runs both ways a vector read can go: the fallback script given every key
+(small reads) and an MGET first, with the script only for what it missed (larger ones)."""
 
 from __future__ import annotations
 
 import time
 
 import msgspec
+import pytest
 
+import sinks.online_store
 from basketflow.config import Settings
 from sinks.online_store import RedisOnlineStore, connect
+
+
+@pytest.fixture(autouse=True, params=["script", "mget"])
+def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Reads of any size take the given way: the script for every key, or MGET first."""
+    limit = 1 << 30 if request.param == "script" else 0
+    monkeypatch.setattr(sinks.online_store, "_SCRIPT_MAX_KEYS", limit)
+    return str(request.param)
 
 
 def test_vectors_of_many_entities_come_back_typed_in_order(settings: Settings) -> None:
