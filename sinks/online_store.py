@@ -182,10 +182,11 @@ class RedisOnlineStore:
         MGET of the packed values, and only where one is missing a second round trip
         runs the script on those keys alone. Then every value is decoded in one
         MessagePack call. For 100 customers x 3 views the script for every key cost the
-        server about 1.5 times the CPU (0.58 against 0.40 ms per call: Lua copies every
-        value into a Lua string and back into the reply) and the wall p50 0.03-0.25 ms
-        more, even where every call took the second round trip; the client's CPU is about
-        the same both ways, half of it the MessagePack decoding
+        server 1.6 times the CPU (0.50 against 0.31 ms per call at load 0.9: Lua copies
+        every value into a Lua string and back into the reply) and the wall p50 0.06-0.08
+        ms more on an idle machine, 0.25-0.43 ms more at load 2.6-2.9, even where every
+        call took the second round trip, which costs the client 0.03-0.07 ms of CPU;
+        about half the client's CPU is the MessagePack decoding
         (``benchmarks/online_read.py``). The keys of one call must live on one server (on
         Redis Cluster: one hash slot).
         """
