@@ -7,19 +7,29 @@ category and the probabilities of 10), then times through the Python API
 (:meth:`sinks.online_store.RedisOnlineStore.read_vectors`), for the views ``customer`` +
 ``basket`` and for those + ``score`` (what the demo and a serving call read):
 
-- 10,000 reads of one random customer's vector (one round trip);
-- 1,000 reads of 100 random customers (one round trip);
+- 10,000 reads of one random customer's vector;
+- 1,000 reads of 100 random customers in one call;
 
-each four ways, taking turns call by call on the same entities: the packed values
-(``<prefix>:packed:<view>:<entity>``, one MGET in one script: ``read_vectors``); the
-alternative of a hash per entity with a field per view holding the same packed values
-(one HMGET per entity in one script, built and read here to compare); the per-view
-hashes as read before packed values existed (one script of HGETALLs, kept here to
-compare); and the naive way (one HGETALL round trip per key). Prints p50 and p99 in
-milliseconds, and for 100 customers the server's own mean time per call (INFO
-commandstats), in a separate pass. Targets (issue 3): one vector p99 < 0.5 ms; 100
-customers p99 < 2 ms. Feast 0.67 on this machine kind, 7 features: one entity p50 0.26 /
-p99 0.64 ms; 100 entities p50 4.2 / p99 7.5 ms.
+each five ways, taking turns call by call on the same entities: ``now``,
+``read_vectors``: the packed values (``<prefix>:packed:<view>:<entity>``) of one customer
+through its script in one round trip, of 100 by one plain MGET with a second round trip
+for the script only where a value is missing (42 of the real file's customers have no
+basket, so most calls of 100 with ``basket`` take it); ``script``, the same values
+through the script given every key in one round trip (``read_vectors`` before, kept
+here to compare); ``entity``, the alternative of a hash per entity with a field per view
+holding the same packed values (one HMGET per entity in one script, built and read here
+to compare); ``hashes``, the per-view hashes as read before packed values existed (one
+script of HGETALLs, kept here to compare); and ``naive``, one HGETALL round trip per key.
+Prints the 1-minute load average with every block (wall times on a shared machine move
+with it), p50 and p99 wall time in milliseconds and the mean client CPU time per call
+(this thread's, which load inflates far less than wall time), and for 100 customers, in
+a separate pass, the server's own CPU time per call (its main thread's) and the commands
+it ran per call, those in scripts included. Then the same for the three views with the
+baskets of half the customers expired, as in a live store where most customers have no
+current basket (half the reads of one, and every read of 100, take the second round
+trip). Targets (issue 3): one vector p99 < 0.5 ms; 100 customers p99 < 2 ms. Feast 0.67
+on this machine kind, 7 features: one entity p50 0.26 / p99 0.64 ms; 100 entities p50
+4.2 / p99 7.5 ms.
 
 Also prints the server memory the hashes and the packed values take, and times the
 write of every customer's ``customer`` and ``basket`` rows in batches of 2,000 as the
@@ -28,12 +38,13 @@ flow writes them, five times each way, taking turns: the hashes alone through re
 :meth:`~sinks.online_store.RedisOnlineStore.write` (hashes and packed values, packed by
 hiredis), as client CPU and wall time per row.
 
-    python benchmarks/online_read.py [--reads N] [PATH.csv[.gz]]
+    python benchmarks/online_read.py [--reads N] [--ways now,script,...] [PATH.csv[.gz]]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -58,9 +69,12 @@ from producers.csv_source import read_events
 from producers.synthetic import write_csv
 from schemas.events import Transaction
 from schemas.features import registry
-from sinks.online_store import RedisOnlineStore, connect
+from sinks.online_store import _READ_VECTORS, PACKED_KEY, RedisOnlineStore, connect
+from sinks.packed_pipeline import send_pipelined
 
 VIEWS = ["customer", "basket"]
+#: The ways of reading timed (see the module docstring).
+WAYS = ("now", "script", "entity", "hashes", "naive")
 #: A way of reading: (views, entities) -> anything.
 Read = Callable[[list[str], list[str]], object]
 CATEGORIES = [f"category-{i}" for i in range(10)]
@@ -129,6 +143,43 @@ class HashReads:
                    for flat in hashes]
         n = len(views)
         return [dict(zip(views, decoded[i * n:(i + 1) * n])) for i in range(len(entities))]
+
+
+class ScriptReads:
+    """``read_vectors`` before its plain MGET for larger reads: the script given every
+    key, in one round trip (one EVALSHA packed by hiredis); an all-packed reply decoded in one
+    MessagePack call, any other value by value."""
+
+    def __init__(self, store: RedisOnlineStore) -> None:
+        self.store = store
+        self.sha = store.client.script_load(_READ_VECTORS)
+
+    def read_vectors(self, views: Sequence[str], entities: Sequence[str],
+                     ) -> list[dict[str, dict[str, Any] | None]]:
+        n = len(views)
+        head = f"{self.store.prefix}:{PACKED_KEY}:"
+        keys = [f"{head}{view}:{entity}" for entity in entities for view in views]
+        reply = send_pipelined(self.store.client, [(
+            "EVALSHA", self.sha, len(keys), *keys, f"{self.store.prefix}:",
+            len(head.encode()))])[0]
+        packed = [item for item in reply if isinstance(item, bytes)]
+        if len(packed) == len(reply):
+            decoded = _UNPACK_LIST(b"\xdd" + len(packed).to_bytes(4, "big") + b"".join(packed))
+        else:
+            decoded = []
+            for item in reply:
+                if isinstance(item, bytes):
+                    decoded.append(_UNPACK_ONE(item))
+                elif item:
+                    values = msgspec.json.decode(b"[" + b",".join(item[1::2]) + b"]")
+                    decoded.append(dict(zip((k.decode() for k in item[0::2]), values)))
+                else:
+                    decoded.append(None)
+        return [dict(zip(views, decoded[i * n:(i + 1) * n])) for i in range(len(entities))]
+
+
+_UNPACK_LIST = msgspec.msgpack.Decoder(list[dict[str, Any]]).decode
+_UNPACK_ONE = msgspec.msgpack.Decoder().decode
 
 
 class EntityHashReads:
@@ -211,6 +262,11 @@ def memory(store: RedisOnlineStore,
             f"{sum(used[len(keys):]) / 2**20:.1f} MiB ({len(keys):,} of each)")
 
 
+def load() -> str:
+    """The machine's 1-minute load average, which moves wall times on a shared machine."""
+    return f"load {os.getloadavg()[0]:.2f}"
+
+
 def percentiles(timings: list[float]) -> str:
     """p50 / p99 of timings in seconds, as milliseconds."""
     q = statistics.quantiles(timings, n=100)
@@ -218,50 +274,76 @@ def percentiles(timings: list[float]) -> str:
 
 
 def interleaved(ways: dict[str, Read], views: list[str], calls: int,
-                entities: Callable[[], list[str]]) -> dict[str, list[float]]:
-    """Wall time of each of ``calls`` rounds per way, the ways taking turns on the same
-    entities each round, so that the load of a shared machine falls on all alike, and
-    each round starting with the next way (the first after a slow way pays for it)."""
-    out: dict[str, list[float]] = {name: [] for name in ways}
+                entities: Callable[[], list[str]],
+                ) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Wall time of each of ``calls`` rounds per way, and each way's mean client CPU
+    time per call (this thread's), the ways taking turns on the same entities each
+    round, so that the load of a shared machine falls on all alike, in an order shuffled
+    each round: a way run after a slow one pays for it (after the naive way's hundreds
+    of round trips, a read of 100 customers took 0.1-0.2 ms more client CPU), and a
+    rotating order would keep the same way after it."""
+    wall: dict[str, list[float]] = {name: [] for name in ways}
+    cpu = dict.fromkeys(ways, 0.0)
     order = list(ways.items())
-    for round_ in range(calls):
+    shuffle = random.Random(5).shuffle
+    for _ in range(calls):
         ids = entities()
-        shift = round_ % len(order)
-        for name, read in order[shift:] + order[:shift]:
-            start = time.perf_counter()
+        shuffle(order)
+        for name, read in order:
+            started_cpu, started = time.thread_time(), time.perf_counter()
             read(views, ids)
-            out[name].append(time.perf_counter() - start)
-    return out
+            wall[name].append(time.perf_counter() - started)
+            cpu[name] += time.thread_time() - started_cpu
+    return wall, {name: spent / calls for name, spent in cpu.items()}
 
 
-def server_time(client: redis.Redis, calls: int, call: Callable[[], object]) -> float:
-    """The server's mean time per script call (seconds) over ``calls`` calls, from INFO
-    commandstats (SLOWLOG would also log, and pay for, every command the script runs)."""
+def server_cpu(client: redis.Redis) -> float:
+    """CPU seconds the server's main thread has used (Valkey's threads for I/O are off
+    here, so it does all the work: reading and parsing commands, running them, writing
+    replies)."""
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_user_main_thread"] + cpu["used_cpu_sys_main_thread"])
+
+
+def server_time(client: redis.Redis, calls: int, call: Callable[[], object],
+                ) -> tuple[float, dict[str, int]]:
+    """The server's mean CPU time per read (seconds) over ``calls`` reads, which load
+    inflates far less than its wall time (INFO commandstats would time only the commands,
+    and a command run by a script twice, in its own line and in the script's); and the
+    commands run per read (from INFO commandstats, those in scripts included)."""
     client.config_resetstat()
+    spent = server_cpu(client)
     for _ in range(calls):
         call()
-    stats = client.info("commandstats")["cmdstat_evalsha"]
-    return stats["usec"] / stats["calls"] / 1e6
+    spent = server_cpu(client) - spent
+    commands = {name.removeprefix("cmdstat_"): value["calls"]
+                for name, value in client.info("commandstats").items()
+                if not name.startswith(("cmdstat_config", "cmdstat_info"))}
+    return spent / calls, commands
 
 
-def measure(client: redis.Redis, ways: dict[str, Read], scripted: set[str],
-            views: list[str], customers: list[str], reads: int) -> list[str]:
-    """One line of figures per way of reading: ``reads`` reads of one random customer,
-    a tenth as many of 100, and the server's mean time of those for a way that is one
-    script."""
+def measure(client: redis.Redis, ways: dict[str, Read], views: list[str],
+            customers: list[str], reads: int) -> list[str]:
+    """Lines of figures per way of reading, with the load average before and after:
+    ``reads`` reads of one random customer, a tenth as many of 100, and the server's mean
+    time per read of 100 with the commands it ran per read."""
     rng = random.Random(11)
     many = max(reads // 10, 100)
-    one = interleaved(ways, views, reads, lambda: [rng.choice(customers)])
-    hundred = interleaved(ways, views, many, lambda: rng.sample(customers, 100))
-    lines = []
+    lines = [f"one customer, {reads:,} reads per way ({load()})"]
+    wall, cpu = interleaved(ways, views, reads, lambda: [rng.choice(customers)])
+    lines += [f"  {name:7} {percentiles(wall[name])}, client CPU {cpu[name] * 1000:.3f} "
+              "ms/call" for name in ways]
+    lines.append(f"100 customers, {many:,} reads per way ({load()})")
+    wall, cpu = interleaved(ways, views, many, lambda: rng.sample(customers, 100))
     for name, read in ways.items():
-        line = (f"{name:7} one customer ({reads:,} reads) {percentiles(one[name])};  100 "
-                f"customers ({many:,} reads) {percentiles(hundred[name])}")
-        if name in scripted:
-            spent = server_time(client, many,
-                                lambda read=read: read(views, rng.sample(customers, 100)))
-            line += f"  (server mean {spent * 1000:.3f} ms)"
-        lines.append(line)
+        spent, commands = server_time(
+            client, many, lambda read=read: read(views, rng.sample(customers, 100)))
+        sent = ", ".join(f"{calls / many:.2f} {command}"
+                         for command, calls in sorted(commands.items()))
+        lines.append(f"  {name:7} {percentiles(wall[name])}, client CPU "
+                     f"{cpu[name] * 1000:.3f} ms/call; server CPU {spent * 1000:.3f} ms/call, "
+                     f"running {sent}")
+    lines.append(f"({load()})")
     return lines
 
 
@@ -269,6 +351,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("path", nargs="?", type=Path, default=REAL_DATA)
     parser.add_argument("--reads", type=int, default=10_000)
+    parser.add_argument("--ways", default=",".join(WAYS),
+                        help="the ways of reading to time, comma-separated (default: all)")
     args = parser.parse_args()
     print(f"machine: {describe()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -300,18 +384,29 @@ def main() -> None:
                 ttl = registry()[view].ttl_seconds if view in registry() else None
                 store.write(view, version, rows, ttl)
             print(f"memory: {memory(store, latest)}")
-            ways: dict[str, Read] = {
-                "packed": store.read_vectors,
-                "entity": EntityHashReads(store, latest).read_vectors,
-                "hashes": HashReads(store).read_vectors,
-                "naive": lambda views, ids: [store.read(v, c) for c in ids for v in views],
+            every: dict[str, Callable[[], Read]] = {
+                "now": lambda: store.read_vectors,
+                "script": lambda: ScriptReads(store).read_vectors,
+                "entity": lambda: EntityHashReads(store, latest).read_vectors,
+                "hashes": lambda: HashReads(store).read_vectors,
+                "naive": lambda: lambda views, ids: [store.read(v, c) for c in ids
+                                                      for v in views],
             }
+            ways = {name: every[name]() for name in args.ways.split(",")}
             interleaved(ways, VIEWS, 200, lambda: [rng.choice(customers)])  # warm up
             for views in (VIEWS, [*VIEWS, "score"]):
                 print(f"views {'+'.join(views)}:")
-                for line in measure(client, ways, set(ways) - {"naive"}, views, customers,
-                                    args.reads):
+                for line in measure(client, ways, views, customers, args.reads):
                     print(f"  {line}")
+            expired = rng.sample(customers, len(customers) // 2)
+            client.delete(*(key for customer in expired for key in (
+                store.key("basket", customer), store.packed_key("basket", customer))))
+            print("views customer+basket+score, the baskets of half the customers expired "
+                  "(both keys deleted; without the entity way, whose copy keeps them):")
+            for line in measure(client, {name: read for name, read in ways.items()
+                                         if name != "entity"},
+                                [*VIEWS, "score"], customers, args.reads):
+                print(f"  {line}")
         finally:
             stop_service(server)
 

@@ -1,5 +1,5 @@
 """Many Redis commands in one round trip, packed by hiredis: how the online store writes,
-and sends its read script.
+and sends its reads (an MGET, and the fallback script where values are missing).
 
 redis-py's ``Pipeline`` spends most of its client time per argument and per command in
 Python (stacking each command, checking every argument's type before packing, parsing

@@ -1,12 +1,27 @@
 """The online store against a real Redis-protocol server: typed round trips, whole vectors
-in one call, TTLs, versions, and reading a store written before packed values existed."""
+in one call, TTLs, versions, and reading a store written before packed values existed.
+
+Every test runs both ways a vector read can go: the fallback script given every key
+(small reads) and an MGET first, with the script only for what it missed (larger ones)."""
 
 from __future__ import annotations
 
 import time
 
+import msgspec
+import pytest
+
+import sinks.online_store
 from basketflow.config import Settings
 from sinks.online_store import RedisOnlineStore, connect
+
+
+@pytest.fixture(autouse=True, params=["script", "mget"])
+def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Reads of any size take the given way: the script for every key, or MGET first."""
+    limit = 1 << 30 if request.param == "script" else 0
+    monkeypatch.setattr(sinks.online_store, "_SCRIPT_MAX_KEYS", limit)
+    return str(request.param)
 
 
 def test_vectors_of_many_entities_come_back_typed_in_order(settings: Settings) -> None:
@@ -90,13 +105,47 @@ def test_no_views_or_no_entities_need_no_round_trip(settings: Settings) -> None:
     assert store.read_vectors(["customer"], []) == []
 
 
-def test_vectors_are_read_after_the_server_forgot_the_read_script(settings: Settings) -> None:
-    """A restarted server has no cached scripts: the read sends the script itself."""
+def test_missing_values_are_read_after_the_server_forgot_the_fallback_script(
+        settings: Settings) -> None:
+    """A restarted server has no cached scripts: the fallback sends the script itself."""
     assert settings.redis_url
     client = connect(settings.redis_url)
     store = RedisOnlineStore(client, settings.prefix)
     store.write("customer", "v1", {"a": (100, {"spend_1d": 2.5})})
-    first = store.read_vectors(["customer"], ["a"])
+    store.write("basket", "v1", {"a": (100, {"lines": 1})})
+    client.delete(store.packed_key("basket", "a"))  # read from its hash, by the script
+    first = store.read_vectors(["customer", "basket"], ["a"])
     client.script_flush()
-    assert store.read_vectors(["customer"], ["a"]) == first == [
-        {"customer": {"spend_1d": 2.5, "_ts": 100, "_version": "v1"}}]
+    assert store.read_vectors(["customer", "basket"], ["a"]) == first == [
+        {"customer": {"spend_1d": 2.5, "_ts": 100, "_version": "v1"},
+         "basket": {"lines": 1, "_ts": 100, "_version": "v1"}}]
+
+
+def test_a_packed_value_written_after_the_mget_is_taken_by_the_fallback(
+        settings: Settings) -> None:
+    """Between the MGET and the fallback a write may land: the script reads the packed
+    value again before it looks at the hash."""
+    assert settings.redis_url
+    client = connect(settings.redis_url)
+    store = RedisOnlineStore(client, settings.prefix)
+    keys = [store.packed_key("customer", "a"), store.packed_key("customer", "b")]
+    values: list[bytes | None] = [None, None]  # what the MGET found: nothing yet
+    store.write("customer", "v2", {"a": (7, {"orders_1d": 3})})
+    client.hset(store.key("customer", "a"), "orders_1d", b"99")  # not what is served
+    store._fill_missing(keys, values)
+    assert msgspec.msgpack.decode(values[0]) == {"orders_1d": 3, "_ts": 7, "_version": "v2"}
+    assert values[1] == b"\xc0"  # nil: neither a packed value nor a hash
+
+
+def test_views_and_entities_in_any_number_and_order(settings: Settings) -> None:
+    """The reply is framed per entity by the views asked, whatever their number (more
+    than a MessagePack fixmap holds), order and repeats."""
+    assert settings.redis_url
+    store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
+    views = [f"v{i}" for i in range(20)]
+    for i, view in enumerate(views):
+        store.write(view, "1", {"a": (i, {"i": i})})
+    a, b, a_again = store.read_vectors(views[::-1], ["a", "b", "a"])
+    assert list(a) == views[::-1] and a == a_again
+    assert a == {view: {"i": i, "_ts": i, "_version": "1"} for i, view in enumerate(views)}
+    assert b == dict.fromkeys(views)
