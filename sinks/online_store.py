@@ -162,10 +162,10 @@ class RedisOnlineStore:
                 hset += (name, dumps(value))
             hset += (TS_FIELD, dumps(ts), VERSION_FIELD, encoded_version)
             commands.append(tuple(hset))
-            if ttl_seconds is not None:
-                commands.append(("EXPIRE", key, ttl_seconds))
             packed = _pack({**values, TS_FIELD: ts, VERSION_FIELD: version})
             commands.append(("SET", self.packed_key(view, entity), packed, *expiry))
+            if ttl_seconds is not None:  # after the SET: the hash never expires first
+                commands.append(("EXPIRE", key, ttl_seconds))
         send_pipelined(self.client, commands)
 
     def read(self, view: str, entity: str) -> dict[str, Any] | None:
