@@ -377,13 +377,8 @@ def _run_parts(ctx: click.Context, settings: Settings) -> dict[str, Any]:
     their figures, combined. A failed part's error is already on standard error."""
     from basketflow.flow_processes import (PartFailed, child_env, combined_figures,
                                            start_part, supervise)
-    from basketflow.kafka import DEFAULT_PARTITIONS, ensure_topics
-    from flows.live import PARTS
-    from sinks.offline_store import ensure_writable
-    assert settings.kafka_bootstrap
-    ensure_writable(settings.data_dir, settings.offline_dir)  # one error, not one per part
-    ensure_topics(settings.kafka_bootstrap,
-                  {settings.topic: DEFAULT_PARTITIONS, settings.dead_topic: 1})
+    from flows.live import PARTS, prepare_run
+    prepare_run(settings)  # here once: one error, not one per part
     params = ctx.params
     args = [*(["--stop-at-end"] if params["stop_at_end"] else []),
             "--workers", str(params["workers"]),

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
+from flows.progress import PROGRESS_KEY, SERVE_PROGRESS_KEY
 from sinks.redis_retry import read_health
 from basketflow.services import (
     BROKER,
@@ -52,10 +53,7 @@ from basketflow.services import (
     read_state,
 )
 
-PROGRESS_KEY = "{prefix}:flow:progress"
-"""The Redis hash where the live flow records how far it got (see the module docstring)."""
-SERVE_PROGRESS_KEY = PROGRESS_KEY + ":serve"
-"""The same for the serve part of the flow when it runs in a process of its own."""
+
 
 EMBEDDED_LAG_NOTE = (
     "embedded Tansu broker: its high watermark is the base offset of the last record batch, "

@@ -94,8 +94,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine import REAL_DATA, describe  # noqa: E402
 
-from basketflow.config import (ENV_DATA_DIR, ENV_DEAD_TOPIC, ENV_KAFKA, ENV_PREFIX,  # noqa: E402
-                               ENV_REDIS, ENV_TOPIC, Settings)
+from basketflow.config import Settings  # noqa: E402
+from basketflow.flow_processes import child_env  # noqa: E402
 from basketflow.kafka import (DEFAULT_PARTITIONS, consumer_config, ensure_topics,  # noqa: E402
                               producer_config)
 from basketflow.services import embedded_services  # noqa: E402
@@ -215,10 +215,7 @@ def start_flow(settings: Settings, log: Path, run_args: list[str], profile: Path
     threads share one) into ``profile`` if given."""
     assert settings.kafka_bootstrap and settings.redis_url
     root = str(Path(__file__).resolve().parents[1])
-    env = os.environ | {
-        ENV_DATA_DIR: str(settings.data_dir), ENV_KAFKA: settings.kafka_bootstrap,
-        ENV_REDIS: settings.redis_url, ENV_TOPIC: settings.topic,
-        ENV_DEAD_TOPIC: settings.dead_topic, ENV_PREFIX: settings.prefix,
+    env = child_env(settings) | {
         "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
     with log.open("wb") as out:
         command = [sys.executable, "-m", "basketflow.cli", "run", *run_args]

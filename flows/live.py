@@ -61,7 +61,7 @@ from flows.entity_features import FeatureUpdate, folder_step
 from flows.gc_tuning import fewer_collections
 from flows.kafka_batches import DEFAULT_MAX_BATCH, KafkaBatchSource, RawMessage
 from flows.pickled_state import pickled_flat_map
-from flows.progress import FlowProgress
+from flows.progress import PROGRESS_KEY, SERVE_PROGRESS_KEY, FlowProgress
 from flows.recovery_store import discard_unfinished
 from flows.scoring import MODEL_KEY, ScoringConfig, scoring_config, scoring_step
 from flows.shards import EntityShard
@@ -304,7 +304,7 @@ def progress_key(prefix: str, parts: tuple[str, ...]) -> str:
     >>> progress_key("bf", PARTS), progress_key("bf", (SERVE,))
     ('bf:flow:progress', 'bf:flow:progress:serve')
     """
-    return f"{prefix}:flow:progress" if STORE in parts else f"{prefix}:flow:progress:{SERVE}"
+    return (PROGRESS_KEY if STORE in parts else SERVE_PROGRESS_KEY).format(prefix=prefix)
 
 
 @dataclass
@@ -361,6 +361,15 @@ def unwritable_cause(exc: BaseException) -> StoreUnwritable | None:
     return None
 
 
+def prepare_run(settings: Settings) -> None:
+    """What a run needs before its flow starts: a writable data directory and offline
+    store (else :class:`StoreUnwritable`), and the topics."""
+    assert settings.kafka_bootstrap
+    ensure_writable(settings.data_dir, settings.offline_dir)
+    ensure_topics(settings.kafka_bootstrap,
+                  {settings.topic: DEFAULT_PARTITIONS, settings.dead_topic: 1})
+
+
 def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
              stats: FlowStats | None = None,
              allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S,
@@ -368,10 +377,7 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
              parts: tuple[str, ...] = PARTS) -> FlowStats:
     """Consume the topic into the stores, in this process, with the given parts of the
     flow; return the counters of the run."""
-    assert settings.kafka_bootstrap
-    ensure_writable(settings.data_dir, settings.offline_dir)
-    ensure_topics(settings.kafka_bootstrap,
-                  {settings.topic: DEFAULT_PARTITIONS, settings.dead_topic: 1})
+    prepare_run(settings)
     stats = stats or FlowStats()
     scoring = scoring_config(settings.data_dir) if SERVE in parts else None
     run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness, scoring,

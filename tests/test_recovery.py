@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from basketflow.config import (ENV_DATA_DIR, ENV_DEAD_TOPIC, ENV_KAFKA, ENV_PREFIX, ENV_REDIS,
-                               ENV_TOPIC, Settings)
+from basketflow.config import Settings
+from basketflow.flow_processes import child_env
 from basketflow.services import start_redis, stop_service
 from basketflow.status import consumed as flow_consumed
 from flows.live import PARTS
@@ -41,11 +41,7 @@ SNAPSHOT = "0.2"
 
 def cli_env(settings: Settings) -> dict[str, str]:
     """The environment that points the real command at the test's servers and names."""
-    return os.environ | {
-        ENV_KAFKA: settings.kafka_bootstrap or "", ENV_REDIS: settings.redis_url or "",
-        ENV_DATA_DIR: str(settings.data_dir), ENV_TOPIC: settings.topic,
-        ENV_DEAD_TOPIC: settings.dead_topic, ENV_PREFIX: settings.prefix,
-    }
+    return child_env(settings)
 
 
 def start_run(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
