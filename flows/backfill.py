@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from itertools import islice
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -43,7 +44,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from flows.live import FeatureOutputs, RunOptions, add_feature_steps, run_flow
-from flows.shards import EntityShard, plan
+from flows.shards import PRODUCT, EntityShard, plan
 from producers.csv_source import read_events
 from schemas.events import FIELD_NAMES, Transaction
 from sinks.flow_sinks import FlowStats
@@ -174,7 +175,11 @@ def run_backfill(events: Callable[[], Iterator[Transaction]], outputs: FeatureOu
 def _run_shard(events: Callable[[], Iterator[Transaction]], outputs: FeatureOutputs,
                options: RunOptions, on_batch: Callable[[int], None], batch: int,
                shard: EntityShard | None) -> FlowStats:
-    """The backfill flow of one process over every entity (``shard`` None) or one shard."""
+    """The backfill flow of one process over every entity (``shard`` None) or one shard:
+    the steps of its entity kind alone, and the event store's only in a product shard."""
+    if shard is not None:
+        outputs = replace(outputs, entities=frozenset({shard.kind}),
+                          store_events=outputs.store_events and shard.kind == PRODUCT)
     stats = FlowStats()
     flow = Dataflow("basketflow-backfill")
     batches = op.input("history", flow, EventSource(events, on_batch, batch))
