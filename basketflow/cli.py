@@ -20,28 +20,34 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from basketflow.config import Settings, load_settings
 
 if TYPE_CHECKING:
-    from reports.segments import Segmentation
+    from basketflow.reports.segments import Segmentation
 
 console = Console(stderr=True, emoji=False, highlight=False)
 out = Console(emoji=False, highlight=False)
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that are the user's to fix: shown as one clear line, no traceback."""
+    from basketflow.app.services import ServicesError
     from basketflow.kafka import BrokerUnavailable
-    from basketflow.services import ServicesError
-    from flows.classifier import CheckpointError
-    from producers.csv_source import BadInputFile
-    from reports.profiles import ProfileError
-    from reports.segments import SegmentationError
-    from sinks.offline_store import StoreUnwritable
-    from sinks.online_store import RedisUnavailable
+    from basketflow.models.classifier import CheckpointError
+    from basketflow.producers.csv_source import BadInputFile
+    from basketflow.reports.profiles import ProfileError
+    from basketflow.reports.segments import SegmentationError
+    from basketflow.sinks.offline_store import StoreUnwritable
+    from basketflow.sinks.online_store import RedisUnavailable
     return (BrokerUnavailable, ServicesError, BadInputFile, RedisUnavailable, CheckpointError,
             SegmentationError, ProfileError, StoreUnwritable)
 
@@ -93,7 +99,7 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
 
 def resolved(settings: Settings) -> Settings:
     """The settings with server addresses (env, or the embedded servers of ``up``)."""
-    from basketflow.services import resolve
+    from basketflow.app.services import resolve
     return resolve(settings)
 
 
@@ -111,7 +117,7 @@ def up(settings: Settings, as_json: bool) -> None:
     addresses are kept in the data directory. A server set by KAFKA_BOOTSTRAP_SERVERS or
     REDIS_URL is used as it is and not started.
     """
-    from basketflow import services
+    from basketflow.app import services
     addresses = services.up(settings)
     if as_json:
         print_json(addresses)
@@ -126,7 +132,7 @@ def up(settings: Settings, as_json: bool) -> None:
 @friendly
 def down(settings: Settings, as_json: bool) -> None:
     """Stop the embedded servers started by `basketflow up`."""
-    from basketflow import services
+    from basketflow.app import services
     stopped = services.down(settings)
     if as_json:
         print_json({"stopped": stopped})
@@ -140,8 +146,8 @@ def down(settings: Settings, as_json: bool) -> None:
 @friendly
 def status(settings: Settings, as_json: bool) -> None:
     """Servers, topics with the flow's offsets and lag, and rows in both stores."""
-    from basketflow import services
-    from basketflow.status import collect_status
+    from basketflow.app import services
+    from basketflow.app.status import collect_status
     try:
         settings = services.resolve(settings)
     except services.ServicesNotRunning:
@@ -225,7 +231,7 @@ def generate(rows: int, seed: int, out_path: Path, as_json: bool) -> None:
     cancellations, guests, postage and fee lines, ISO-8859-1 text: enough to run the demo
     and the tests without the real data.
     """
-    from producers.synthetic import write_csv
+    from basketflow.producers.synthetic import write_csv
     written = write_csv(out_path, rows=rows, seed=seed)
     if as_json:
         print_json({"path": str(out_path), "rows": written, "seed": seed})
@@ -262,7 +268,7 @@ def replay(settings: Settings, path: Path, speedup: float | None, rate: float | 
     Each valid line becomes one JSON message keyed by customer (guests: by invoice);
     each line that cannot be parsed goes to the dead-letter topic with its reason.
     """
-    from producers.replay import replay as do_replay
+    from basketflow.producers.replay import replay as do_replay
     settings = resolved(settings)
     topic = topic or settings.topic
     assert settings.kafka_bootstrap
@@ -358,14 +364,16 @@ def _run_in_process(settings: Settings, part: str | None, stop_at_end: bool, wor
                     recovery: bool, snapshot_interval: float, backup_interval: float,
                     max_batch: int) -> dict[str, Any]:
     """Run one part of the flow (None: both) in this process; return its figures."""
-    from flows.live import PARTS, RunOptions, run_live
+    from basketflow.flows.live import PARTS, SERVE, RunOptions, run_live
+    from basketflow.reports.segments import scoring_config
     recovery_dir = settings.recovery_dir / settings.topic
     options = RunOptions(workers=workers, snapshot_seconds=snapshot_interval,
                          backup_seconds=backup_interval,
                          recovery_dir=(recovery_dir / part if part else recovery_dir)
                          if recovery else None)
     stats = run_live(settings, stop_at_end=stop_at_end, options=options, max_batch=max_batch,
-                     parts=(part,) if part else PARTS)
+                     parts=(part,) if part else PARTS,
+                     scoring=scoring_config(settings.data_dir) if part in (None, SERVE) else None)
     return {"events": stats.events, "dead_letters": stats.dead_letters,
             "offline_rows_written": stats.offline_rows, "online_writes": stats.online_writes,
             "seconds": round(stats.seconds, 3),
@@ -375,9 +383,14 @@ def _run_in_process(settings: Settings, part: str | None, stop_at_end: bool, wor
 def _run_parts(ctx: click.Context, settings: Settings) -> dict[str, Any]:
     """Run each part of the flow as a child process with this command's options; return
     their figures, combined. A failed part's error is already on standard error."""
-    from basketflow.flow_processes import (PartFailed, child_env, combined_figures,
-                                           start_part, supervise)
-    from flows.live import PARTS, prepare_run
+    from basketflow.app.flow_processes import (
+        PartFailed,
+        child_env,
+        combined_figures,
+        start_part,
+        supervise,
+    )
+    from basketflow.flows.live import PARTS, prepare_run
     prepare_run(settings)  # here once: one error, not one per part
     params = ctx.params
     args = [*(["--stop-at-end"] if params["stop_at_end"] else []),
@@ -437,8 +450,8 @@ def features_get(settings: Settings, entity: str, views: tuple[str, ...], as_jso
     ENTITY is a customer id (guests: guest-<invoice>) for the customer and basket views,
     or a stock code with --view product.
     """
-    from schemas.features import registry
-    from sinks.online_store import RedisOnlineStore, connect
+    from basketflow.schemas.features import registry
+    from basketflow.sinks.online_store import RedisOnlineStore, connect
     settings = resolved(settings)
     known = registry()
     unknown = [v for v in views if v not in known]
@@ -464,7 +477,7 @@ def features_get(settings: Settings, entity: str, views: tuple[str, ...], as_jso
 @click.pass_obj
 def features_list(settings: Settings, as_json: bool) -> None:
     """Every feature view: entity, version, windows, features, where values live."""
-    from schemas.features import describe, registry
+    from basketflow.schemas.features import describe, registry
     views = [describe(v, settings.prefix) for v in registry().values()]
     if as_json:
         print_json(views)
@@ -485,7 +498,7 @@ def features_list(settings: Settings, as_json: bool) -> None:
 @click.pass_obj
 def features_describe(settings: Settings, view: str, as_json: bool) -> None:
     """One feature view in full: every feature with its type and description."""
-    from schemas.features import describe, registry
+    from basketflow.schemas.features import describe, registry
     known = registry()
     if view not in known:
         raise click.BadParameter(f"unknown view {view!r}; known: {', '.join(known)}",
@@ -557,9 +570,14 @@ def backfill(settings: Settings, source: Path | None, from_offline: bool, materi
     """
     import time
 
-    from flows.backfill import default_processes, file_events, offline_events, run_backfill
-    from flows.live import FeatureOutputs, RunOptions
-    from schemas.features import DEFAULT_ALLOWED_LATENESS_S
+    from basketflow.flows.backfill import (
+        default_processes,
+        file_events,
+        offline_events,
+        run_backfill,
+    )
+    from basketflow.flows.live import FeatureOutputs, RunOptions
+    from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S
     if (source is None) == (not from_offline):
         raise click.UsageError("give exactly one of --from PATH or --from-offline")
     redis_url = resolved(settings).redis_url if materialize else None
@@ -620,7 +638,7 @@ def historical(settings: Settings, entities: Path, feature_list: str, out_path: 
                entity_column: str | None, as_json: bool) -> None:
     """A point-in-time training set: each row gets the latest values at or before its
     timestamp, never after (from the offline feature log)."""
-    from reports.historical import historical_to_file
+    from basketflow.reports.historical import historical_to_file
     names = [f.strip() for f in feature_list.split(",") if f.strip()]
     try:
         rows = historical_to_file(settings.offline_dir, entities, names, out_path,
@@ -654,7 +672,8 @@ def report(settings: Settings, day: Any, first: Any, last: Any, out_dir: Path, f
 
     Customer categories come from the current segmentation (`segment fit`, `segment
     assign`) and the score log; without them that section says what to run."""
-    from reports.daily import ReportError, days_between, parse_formats, run_reports
+    from basketflow.reports.daily import ReportError, days_between, parse_formats
+    from basketflow.reports.daily_files import run_reports
     if day is not None and (first or last):
         raise click.UsageError("give --date, or --from and --to, not both")
     if day is None and not (first and last):
@@ -681,7 +700,7 @@ def report(settings: Settings, day: Any, first: Any, last: Any, out_dir: Path, f
 @click.option("--json", "as_json", is_flag=True, help="Print the taxonomy as JSON.")
 def categories(as_json: bool) -> None:
     """The product taxonomy: each category, what it holds and the words that decide it."""
-    from schemas.taxonomy import load_taxonomy
+    from basketflow.schemas.taxonomy import load_taxonomy
     taxonomy = load_taxonomy()
     explained = taxonomy.explain()
     if as_json:
@@ -712,8 +731,8 @@ def score(settings: Settings, customer_id: str, top: int, as_json: bool) -> None
     every category's probability, the model version, and the basket and event time the
     features came from.
     """
-    from sinks.flow_sinks import SCORE_KEY
-    from sinks.online_store import RedisOnlineStore, connect
+    from basketflow.sinks.flow_sinks import SCORE_KEY
+    from basketflow.sinks.online_store import RedisOnlineStore, connect
     settings = resolved(settings)
     assert settings.redis_url
     value = RedisOnlineStore(connect(settings.redis_url), settings.prefix).read(
@@ -772,7 +791,7 @@ def segment_fit(settings: Settings, until: datetime, seed: int, k: int | None,
     versioned artifact under <data-dir>/segments/ and make them CURRENT."""
     from dataclasses import asdict
 
-    from reports.segments import fit_segments
+    from basketflow.reports.segments import fit_segments
     with console.status("fitting customer categories") as status:
         seg = fit_segments(settings.data_dir, until.date(), seed=seed, k=k,
                            progress=lambda step: status.update(step))
@@ -799,8 +818,13 @@ def segment_assign(settings: Settings, version: str | None, until: datetime | No
                    out_path: Path | None, as_json: bool) -> None:
     """Label every registered customer with a category; labels go to
     <data-dir>/segments/<version>/labels.parquet (and --out)."""
-    from reports.historical import write_frame
-    from reports.segments import LABELS, assign_customers, load_segmentation, segments_dir
+    from basketflow.reports.historical import write_frame
+    from basketflow.reports.segments import (
+        LABELS,
+        assign_customers,
+        load_segmentation,
+        segments_dir,
+    )
     with console.status("profiling and labelling customers"):
         seg = load_segmentation(settings.data_dir, version)
         labels = assign_customers(settings.data_dir, seg.version,
@@ -833,7 +857,7 @@ def segment_show(settings: Settings, version: str | None, as_json: bool) -> None
     """The categories of a segmentation: name, customers, share and profile."""
     from dataclasses import asdict
 
-    from reports.segments import load_segmentation
+    from basketflow.reports.segments import load_segmentation
     seg = load_segmentation(settings.data_dir, version)
     if as_json:
         print_json(asdict(seg))
@@ -879,7 +903,7 @@ def evaluate(settings: Settings, split: datetime, seed: int, k: int | None,
     from training customers only). Accuracy and macro-F1 overall and on test customers
     with 2+ baskets, and the River model's confusion matrix.
     """
-    from reports.evaluate import evaluate as run_evaluation
+    from basketflow.reports.evaluate import evaluate as run_evaluation
     events = [0]
     with console.status("evaluating") as status:
         def step(text: str) -> None:
@@ -934,13 +958,13 @@ def demo(settings: Settings, rows: int, seed: int) -> None:
     """
     import shutil
 
-    from basketflow.services import embedded_services
-    from flows.backfill import file_events, run_backfill
-    from flows.live import FeatureOutputs, RunOptions, run_live
-    from producers.replay import replay as do_replay
-    from reports.segments import assign_customers, fit_segments
-    from producers.synthetic import write_csv
-    from sinks.online_store import RedisOnlineStore, connect
+    from basketflow.app.services import embedded_services
+    from basketflow.flows.backfill import file_events, run_backfill
+    from basketflow.flows.live import FeatureOutputs, RunOptions, run_live
+    from basketflow.producers.replay import replay as do_replay
+    from basketflow.producers.synthetic import write_csv
+    from basketflow.reports.segments import assign_customers, fit_segments, scoring_config
+    from basketflow.sinks.online_store import RedisOnlineStore, connect
 
     root = settings.data_dir / "demo"
     shutil.rmtree(root, ignore_errors=True)
@@ -966,7 +990,8 @@ def demo(settings: Settings, rows: int, seed: int) -> None:
         out.print(f"  {summary.sent:,} events sent, {summary.rejected:,} rejected, "
                   f"{summary.events_per_second:,.0f} lines/s")
         with _step("running the dataflow to the end of the topic (features and live scores)"):
-            stats = run_live(pass_settings, stop_at_end=True, options=RunOptions())
+            stats = run_live(pass_settings, stop_at_end=True, options=RunOptions(),
+                             scoring=scoring_config(root))
         out.print(f"  {stats.events:,} events, {stats.events / max(stats.seconds, 1e-9):,.0f} "
                   f"events/s, {stats.scores:,} basket updates scored")
         store = RedisOnlineStore(connect(redis_url), pass_settings.prefix)
@@ -980,7 +1005,7 @@ def demo(settings: Settings, rows: int, seed: int) -> None:
                 out.print(f"[bold]basketflow score {customer}[/]: {score['category']} "
                           f"(p={score['probabilities'][score['category']]:.2f}, model "
                           f"{score['model_version']})")
-        from basketflow.status import collect_status
+        from basketflow.app.status import collect_status
         out.print("[bold]basketflow status[/]")
         _print_status(collect_status(pass_settings))
         console.print("stopping the embedded servers")
@@ -994,8 +1019,8 @@ def _busiest_customers(csv_path: Path, n: int) -> list[str]:
     """The customers with the most lines in a file, to show off in the demo."""
     from collections import Counter
 
-    from producers.csv_source import read_events
-    from schemas.events import Transaction
+    from basketflow.producers.csv_source import read_events
+    from basketflow.schemas.events import Transaction
     counts = Counter(e.customer_id for e in read_events(csv_path)
                      if isinstance(e, Transaction) and e.customer_id)
     return [c for c, _ in counts.most_common(n)]

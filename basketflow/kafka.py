@@ -11,12 +11,14 @@ from __future__ import annotations
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from basketflow.errors import BasketflowError
+
 #: Events are kept: the topic is the replayable log behind backfill and recovery.
 TOPIC_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete"}
 DEFAULT_PARTITIONS = 3
 
 
-class BrokerUnavailable(RuntimeError):
+class BrokerUnavailable(BasketflowError, RuntimeError):
     """The broker did not answer; the message says where we looked and what to do."""
 
 

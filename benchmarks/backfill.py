@@ -36,8 +36,8 @@ def one_backfill(path: Path, processes: int) -> dict[str, float]:
     """One backfill into a fresh data directory, as ``basketflow backfill --from``, in
     this process (the imports not timed, as the command's figure does not time them);
     its events, wall seconds and CPU seconds."""
-    from flows.backfill import file_events, run_backfill
-    from flows.live import FeatureOutputs, RunOptions
+    from basketflow.flows.backfill import file_events, run_backfill
+    from basketflow.flows.live import FeatureOutputs, RunOptions
 
     done = [0]
     # A baseline tree may predate the processes parameter: pass it only when it matters.
@@ -115,7 +115,7 @@ def main() -> None:
         print(f"  {label:<34} best {best:9,.0f} ({best / max(rates[first]):.2f}x), median "
               f"{mid:9,.0f} ({mid / median(rates[first]):.2f}x), CPU {cpu:5.2f} s "
               f"({cpu / median(cpus[first]):.2f}x)")
-    from producers.csv_source import read_events
+    from basketflow.producers.csv_source import read_events
     wall, cpu = time.perf_counter(), time.process_time()
     count = sum(1 for _ in read_events(args.path))
     print("reading the file alone (one process):")

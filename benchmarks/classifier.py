@@ -4,10 +4,10 @@
                                     [--gap-minutes M] [PATH]
 
 PATH is a Kaggle-format CSV (default: the real extract in ../shared/data). The events of
-customers with an id are folded through :class:`flows.entity_features.EntityFolder` in
+customers with an id are folded through :class:`basketflow.features.entity_features.EntityFolder` in
 event-time order, one fold per customer and event time, exactly as the live flow folds
 them, so every basket update gives the (basket, customer) values the live flow would see.
-Each update is turned into :func:`flows.classifier.classifier_features` and scored; a
+Each update is turned into :func:`basketflow.models.classifier.classifier_features` and scored; a
 basket closes, and the model learns from it, at the customer's next invoice or once the
 stream's event time is ``--gap-minutes`` past the basket's last update (default 60).
 
@@ -20,9 +20,9 @@ common ones by name, the rest as "other categories"), with "high spend" or "low 
 classes. It uses the future (the whole file), as the real segmentation labels do; it is
 only there to give the model a realistic number of classes and realistic signals.
 
-Compared by default: the live model (:data:`flows.classifier.DEFAULT_PIPELINE`) and the
+Compared by default: the live model (:data:`basketflow.models.classifier.DEFAULT_PIPELINE`) and the
 River pipeline it replaced (``ovr_adagrad``), over the same features; ``--pipeline`` picks
-others (all of :data:`flows.classifier.PIPELINES` are River pipelines but the default).
+others (all of :data:`basketflow.models.classifier.PIPELINES` are River pipelines but the default).
 The pipelines run in turn, ``--rounds`` times (default 3), so a busy machine slows each
 about equally.
 
@@ -50,17 +50,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine import REAL_DATA, describe  # noqa: E402
 
-from flows.classifier import (  # noqa: E402
+from basketflow.features.entity_features import EntityFolder  # noqa: E402
+from basketflow.models.classifier import (  # noqa: E402
     DEFAULT_PIPELINE,
     PIPELINES,
     BasketClassifier,
     classifier_features,
 )
-from flows.entity_features import EntityFolder  # noqa: E402
-from producers.csv_source import read_events  # noqa: E402
-from schemas.events import Transaction  # noqa: E402
-from schemas.features import DEFAULT_ALLOWED_LATENESS_S  # noqa: E402
-from schemas.taxonomy import load_taxonomy  # noqa: E402
+from basketflow.producers.csv_source import read_events  # noqa: E402
+from basketflow.schemas.events import Transaction  # noqa: E402
+from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S  # noqa: E402
+from basketflow.schemas.taxonomy import load_taxonomy  # noqa: E402
 
 #: The River pipeline the live model replaced, compared with it by default.
 REPLACED_PIPELINE = "ovr_adagrad"

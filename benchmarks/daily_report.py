@@ -26,13 +26,14 @@ from pathlib import Path
 
 import duckdb
 
+from basketflow.flows.backfill import file_events, offline_events, run_backfill
+from basketflow.flows.live import FeatureOutputs, RunOptions
+from basketflow.flows.scoring import ScoringConfig
+from basketflow.reports.daily import ReportRun, days_between
+from basketflow.reports.daily_files import run_reports
+from basketflow.reports.render import write_report
+from basketflow.reports.segments import assign_customers, fit_segments, load_labels
 from benchmarks.machine import REAL_DATA, describe
-from flows.backfill import file_events, offline_events, run_backfill
-from flows.live import FeatureOutputs, RunOptions
-from flows.scoring import ScoringConfig
-from reports.daily import ReportRun, days_between, run_reports
-from reports.render import write_report
-from reports.segments import assign_customers, fit_segments, load_labels
 
 SEGMENTS_UNTIL = date(2011, 6, 30)
 ONE_DAY = date(2011, 9, 30)

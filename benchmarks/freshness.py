@@ -5,9 +5,9 @@
         [--series CSV] [--profile RAW] [PATH]
 
 **Set-up**, in a temporary data directory with its own embedded broker and Valkey: the
-file's valid lines are backfilled into the feature log (:func:`flows.backfill.run_backfill`),
+file's valid lines are backfilled into the feature log (:func:`basketflow.flows.backfill.run_backfill`),
 customer categories are fitted on it up to ``--until`` and every customer is labelled
-(:mod:`reports.segments`), so the flow scores. The flow gets a data directory of its own
+(:mod:`basketflow.reports.segments`), so the flow scores. The flow gets a data directory of its own
 with that segmentation: a live flow writes days that the backfill did not have, whereas
 replaying the same days into the backfilled offline store would make each first write
 of a day read the day's stored ids (and the first product write those of every day),
@@ -17,7 +17,7 @@ snapshots every ``--snapshot-interval`` s; ``--layouts split,one`` also runs bot
 in one process, the layout before the split, for comparison in the same run, each run on
 a topic and key prefix of its own) tails the empty
 topic, and this script sends it the valid lines (rejected ones are not sent) at
-``--rate`` events/s: the replay's :class:`producers.replay.Pacer` and producer settings,
+``--rate`` events/s: the replay's :class:`basketflow.producers.replay.Pacer` and producer settings,
 keyed by entity, noting the wall time of each ``produce`` call. The first line is sent
 alone and pacing starts once the flow has reported progress for it, so the flow's
 start-up is not measured. The flow starts from an empty state and a fresh model, so the
@@ -57,7 +57,7 @@ later score waits), and the machine. ``--series`` writes every score's latencies
 time, to find when the slow ones happened; ``--profile`` runs the flow under py-spy.
 
 **Scoring cost.** Then the flow runs ``--repeats`` times without and with scoring,
-alternated, in this process to the end of the now-full topic (:func:`flows.live.run_live`,
+alternated, in this process to the end of the now-full topic (:func:`basketflow.flows.live.run_live`,
 one worker, no recovery), each on a fresh data directory and key prefix: without a
 segmentation there is no scoring step; with one, the same labels and a fresh model.
 Printed: events/s end to end and CPU (this process, librdkafka threads included) per
@@ -86,27 +86,31 @@ from pathlib import Path
 
 import numpy as np
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, \
-    TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine import REAL_DATA, describe  # noqa: E402
 
+from basketflow.app.flow_processes import child_env  # noqa: E402
+from basketflow.app.services import embedded_services  # noqa: E402
 from basketflow.config import Settings  # noqa: E402
-from basketflow.flow_processes import child_env  # noqa: E402
-from basketflow.kafka import (DEFAULT_PARTITIONS, consumer_config, ensure_topics,  # noqa: E402
-                              producer_config)
-from basketflow.services import embedded_services  # noqa: E402
-from flows.backfill import run_backfill  # noqa: E402
-from flows.live import (PARTS, SERVE, FeatureOutputs, RunOptions, progress_key,  # noqa: E402
-                        run_live)
-from producers.csv_source import read_events  # noqa: E402
-from producers.replay import Pacer  # noqa: E402
-from reports.segments import SEGMENTS_DIR, assign_customers, fit_segments  # noqa: E402
-from schemas.events import Transaction, encode_event  # noqa: E402
-from sinks.flow_sinks import SCORE_KEY  # noqa: E402
+from basketflow.flows.backfill import run_backfill  # noqa: E402
+from basketflow.flows.live import PARTS, SERVE, FeatureOutputs, RunOptions, progress_key, run_live  # noqa: E402
+from basketflow.kafka import DEFAULT_PARTITIONS, consumer_config, ensure_topics, producer_config  # noqa: E402
+from basketflow.producers.csv_source import read_events  # noqa: E402
+from basketflow.producers.replay import Pacer  # noqa: E402
+from basketflow.reports.segments import SEGMENTS_DIR, assign_customers, fit_segments, scoring_config  # noqa: E402
+from basketflow.schemas.events import Transaction, encode_event  # noqa: E402
+from basketflow.sinks.flow_sinks import SCORE_KEY  # noqa: E402
 
 TOPIC, DEAD_TOPIC, PREFIX = "transactions", "transactions.dead", "fresh"
 
@@ -399,7 +403,8 @@ def scoring_cost(kafka: str, redis_url: str, tmp: Path, home: Path, repeats: int
                 shutil.copytree(home / SEGMENTS_DIR, data_dir / SEGMENTS_DIR)
             settings = Settings(data_dir, kafka, redis_url, TOPIC, DEAD_TOPIC, prefix=name)
             before = resource.getrusage(resource.RUSAGE_SELF)
-            stats = run_live(settings, stop_at_end=True, options=RunOptions())
+            stats = run_live(settings, stop_at_end=True, options=RunOptions(),
+                             scoring=scoring_config(data_dir))
             after = resource.getrusage(resource.RUSAGE_SELF)
             used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             speed[scoring].append(stats.events / stats.seconds)

@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import describe  # noqa: E402
 
-import reports.historical as historical  # noqa: E402
-from reports.historical import DTYPES, feature_log_files, get_historical_features  # noqa: E402
-from schemas.features import Feature, FeatureView, registry  # noqa: E402
+import basketflow.reports.historical as historical  # noqa: E402
+from basketflow.reports.historical import DTYPES, feature_log_files, get_historical_features  # noqa: E402
+from basketflow.schemas.features import Feature, FeatureView, registry  # noqa: E402
 
 START = np.datetime64("2010-12-01T00:00:00", "s").astype(np.int64)
 DAYS = 300

@@ -4,7 +4,7 @@ Fills an embedded Valkey with the ``customer`` and ``basket`` values of every cu
 the real file (folded through the flow's own feature code; the seeded generator's data
 when the real file is absent) and a score per customer shaped like the live ones (a
 category and the probabilities of 10), then times through the Python API
-(:meth:`sinks.online_store.RedisOnlineStore.read_vectors`), for the views ``customer`` +
+(:meth:`basketflow.sinks.online_store.RedisOnlineStore.read_vectors`), for the views ``customer`` +
 ``basket`` and for those + ``score`` (what the demo and a serving call read):
 
 - 10,000 reads of one random customer's vector;
@@ -35,7 +35,7 @@ Also prints the server memory the hashes and the packed values take, and times t
 write of every customer's ``customer`` and ``basket`` rows in batches of 2,000 as the
 flow writes them, five times each way, taking turns: the hashes alone through redis-py's
 ``Pipeline`` (the write before packed values, kept here to compare) and
-:meth:`~sinks.online_store.RedisOnlineStore.write` (hashes and packed values, packed by
+:meth:`~basketflow.sinks.online_store.RedisOnlineStore.write` (hashes and packed values, packed by
 hiredis), as client CPU and wall time per row.
 
     python benchmarks/online_read.py [--reads N] [--ways now,script,...] [PATH.csv[.gz]]
@@ -63,14 +63,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import REAL_DATA, describe
 
-from basketflow.services import start_redis, stop_service
-from flows.entity_features import EntityFolder
-from producers.csv_source import read_events
-from producers.synthetic import write_csv
-from schemas.events import Transaction
-from schemas.features import registry
-from sinks.online_store import _READ_VECTORS, PACKED_KEY, RedisOnlineStore, connect
-from sinks.packed_pipeline import send_pipelined
+from basketflow.app.services import start_redis, stop_service
+from basketflow.features.entity_features import EntityFolder
+from basketflow.producers.csv_source import read_events
+from basketflow.producers.synthetic import write_csv
+from basketflow.schemas.events import Transaction
+from basketflow.schemas.features import registry
+from basketflow.sinks.online_store import _READ_VECTORS, PACKED_KEY, RedisOnlineStore, connect
+from basketflow.sinks.packed_pipeline import send_pipelined
 
 VIEWS = ["customer", "basket"]
 #: The ways of reading timed (see the module docstring).
@@ -113,7 +113,7 @@ def latest_values(path: Path) -> dict[str, dict[str, tuple[int, dict[str, Any]]]
 
 def scores(customers: Sequence[str], rng: random.Random,
            ) -> dict[str, tuple[int, dict[str, Any]]]:
-    """A score per customer shaped like the flow's (see ``sinks.flow_sinks``)."""
+    """A score per customer shaped like the flow's (see ``basketflow.sinks.flow_sinks``)."""
     out = {}
     for customer in customers:
         weights = [rng.random() for _ in CATEGORIES]

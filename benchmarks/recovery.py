@@ -35,11 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import REAL_DATA, describe  # noqa: E402
 
-from basketflow.config import (ENV_DATA_DIR, ENV_KAFKA, ENV_PREFIX, ENV_REDIS,  # noqa: E402
-                               Settings)
-from basketflow.services import embedded_services  # noqa: E402
-from basketflow.status import consumed as flow_consumed  # noqa: E402
-from producers.replay import replay  # noqa: E402
+from basketflow.app.services import embedded_services  # noqa: E402
+from basketflow.app.status import consumed as flow_consumed  # noqa: E402
+from basketflow.config import ENV_DATA_DIR, ENV_KAFKA, ENV_PREFIX, ENV_REDIS, Settings  # noqa: E402
+from basketflow.producers.replay import replay  # noqa: E402
 
 DEFAULT_SNAPSHOT_S = 10.0
 TOPIC = "transactions"

@@ -2,7 +2,7 @@
 
 Builds the feature log of the real extract with the backfill into a temporary directory
 (or times an existing one given by ``--offline DIR``), then times
-:func:`reports.profiles.customer_profiles` up to ``--until``, the fit (``--k``, default
+:func:`basketflow.reports.profiles.customer_profiles` up to ``--until``, the fit (``--k``, default
 chosen by silhouette within 8..12) and :meth:`Segmentation.assign` over every customer's
 whole history, and prints the categories with their sizes.
 
@@ -22,12 +22,12 @@ from typing import TypeVar
 
 import duckdb
 
+from basketflow.flows.backfill import file_events, run_backfill
+from basketflow.flows.live import FeatureOutputs, RunOptions
+from basketflow.reports.historical import feature_log_files
+from basketflow.reports.profiles import customer_profiles
+from basketflow.reports.segments import fit, save
 from benchmarks.machine import REAL_DATA, describe
-from flows.backfill import file_events, run_backfill
-from flows.live import FeatureOutputs, RunOptions
-from reports.historical import feature_log_files
-from reports.profiles import customer_profiles
-from reports.segments import fit, save
 
 T = TypeVar("T")
 

@@ -29,8 +29,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from producers.csv_source import open_text  # noqa: E402
-from schemas.taxonomy import OTHER, Taxonomy, load_taxonomy, measure_coverage  # noqa: E402
+from basketflow.producers.csv_source import open_text  # noqa: E402
+from basketflow.schemas.taxonomy import OTHER, Taxonomy, load_taxonomy, measure_coverage  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "online_retail_2010-12_to_2011-09.csv.gz"
 TARGET = 0.90

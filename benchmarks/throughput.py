@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import REAL_DATA, describe  # noqa: E402
 
+from basketflow.app.flow_processes import child_env  # noqa: E402
+from basketflow.app.services import embedded_services  # noqa: E402
 from basketflow.config import Settings  # noqa: E402
-from basketflow.flow_processes import child_env  # noqa: E402
-from basketflow.services import embedded_services  # noqa: E402
-from flows.live import RunOptions, run_live  # noqa: E402
-from producers.replay import replay  # noqa: E402
+from basketflow.flows.live import RunOptions, run_live  # noqa: E402
+from basketflow.producers.replay import replay  # noqa: E402
 
 
 def main() -> None:

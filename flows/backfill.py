@@ -2,18 +2,18 @@
 
 The events come from a Kaggle file (``.csv``/``.csv.gz``, read by the same reader as the
 replay, so every line keeps its ``event_id``) or from the offline event store (in event
-time, then line, order). They pass through :func:`flows.live.add_feature_steps`, the very
+time, then line, order). They pass through :func:`basketflow.flows.live.add_feature_steps`, the very
 steps of the live flow, so the feature log a backfill writes is the one the live flow
 writes for the same events. ``materialize`` also writes the latest values to Redis.
 
 A backfill may be split over several processes (``processes``): each reads all the
-events and keeps one shard of the work (:mod:`flows.shards`): some of the customers, or
+events and keeps one shard of the work (:mod:`basketflow.flows.shards`): some of the customers, or
 some of the products with the events of some days. Each folds, logs and stores only
 its shard, so they write disjoint rows to files of their own (unique names, written
 atomically) and share nothing while they run. The rows in effect are those of one
 process: each reads the events in the same batches, so every customer sees the same
 batch boundaries and gets the same rows; products, whose rows are written per joined
-batch of lines (:func:`flows.coalesce.coalesce`), end with the same final values, as
+batch of lines (:func:`basketflow.flows.coalesce.coalesce`), end with the same final values, as
 with one process. The other processes are forked, so they start at once with what this
 one has imported (importing again takes over a second).
 
@@ -38,17 +38,17 @@ from itertools import islice
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import duckdb
 import bytewax.operators as op
+import duckdb
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from flows.live import FeatureOutputs, RunOptions, add_feature_steps, run_flow
-from flows.shards import PRODUCT, EntityShard, plan
-from producers.csv_source import read_events
-from schemas.events import FIELD_NAMES, Transaction
-from sinks.flow_sinks import FlowStats
-from sinks.offline_store import StoreUnwritable, ensure_writable
+from basketflow.flows.live import FeatureOutputs, RunOptions, add_feature_steps, run_flow
+from basketflow.flows.shards import PRODUCT, EntityShard, plan
+from basketflow.producers.csv_source import read_events
+from basketflow.schemas.events import FIELD_NAMES, Transaction
+from basketflow.sinks.flow_sinks import FlowStats
+from basketflow.sinks.offline_store import StoreUnwritable, ensure_writable
 
 #: Events per batch. Larger batches cost less CPU per event (each product's values are
 #: computed once per batch): 4.9 s of CPU for 200k real events at 50,000 against 7.0 s at
@@ -149,7 +149,7 @@ def run_backfill(events: Callable[[], Iterator[Transaction]], outputs: FeatureOu
     """Run the feature steps over the events, ``batch`` at a time; return the run's
     counters. With scoring, small batches replay the order a tailing flow sees (the one
     model takes each batch customer by customer). The offline store must be writable
-    (:class:`~sinks.offline_store.StoreUnwritable` at once if not).
+    (:class:`~basketflow.sinks.offline_store.StoreUnwritable` at once if not).
 
     ``processes`` above 1 splits the entities over that many processes (see the module
     docstring): this one and ``processes - 1`` forked ones, each with its own events
@@ -191,7 +191,7 @@ def _run_shard(events: Callable[[], Iterator[Transaction]], outputs: FeatureOutp
 def _run_sharded(events: Callable[[], Iterator[Transaction]], outputs: FeatureOutputs,
                  options: RunOptions, on_batch: Callable[[int], None], batch: int,
                  processes: int) -> FlowStats:
-    """The first shard (:func:`flows.shards.plan`) here, the others in forked processes;
+    """The first shard (:func:`basketflow.flows.shards.plan`) here, the others in forked processes;
     their counters added to this one's."""
     context = multiprocessing.get_context("fork")
     shards = plan(processes)

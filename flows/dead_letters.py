@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import csv
 import time
+
 import msgspec
 from bytewax.connectors.kafka import KafkaSinkMessage
 
-from flows.kafka_batches import RawMessage
-from schemas.events import Rejection, parse_invoice_date
+from basketflow.flows.kafka_batches import RawMessage
+from basketflow.schemas.events import Rejection, parse_invoice_date
 
 #: ``(dead_id, ts, rejection)``: the id the offline store dedups on, and the day's time.
 DeadLetter = tuple[str, int, Rejection]

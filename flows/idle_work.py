@@ -4,7 +4,7 @@ Bytewax snapshots every state that changed in an epoch when the epoch closes, on
 worker's thread, while no line is processed: at 5,000 events/s about 1,700 customers
 change per 10 s epoch, and pickling them was about 40% of the serve part's stall at each
 epoch's end (``benchmarks/freshness.py``), the time every score waited. A flow that keeps
-up has idle moments between polls, so :mod:`flows.pickled_state` pickles a state here
+up has idle moments between polls, so :mod:`basketflow.flows.pickled_state` pickles a state here
 once it has been left alone for :data:`QUIET_SECONDS`, and the epoch's snapshot takes the
 bytes already made. A state still changing is not pickled early, so a customer in the
 middle of a basket is pickled once, not at every line.

@@ -19,8 +19,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from flows import idle_work
-
+from basketflow.flows import idle_work
 
 DEFAULT_MAX_BATCH = 20_000
 

@@ -9,19 +9,19 @@ cost is paid per batch and per entity, not per event. Stream by stream::
     dead-in       the dead topic read back: the producer's dead letters, stored offline
     by-day        events regrouped by event day -> `offline` (Parquet, idempotent)
     by-customer   events regrouped by customer (guests: invoice), in order
-    product-lines product lines joined for up to 0.25 s (flows.coalesce)
+    product-lines product lines joined for up to 0.25 s (basketflow.flows.coalesce)
     by-product    product lines regrouped by stock code, in order
     *-features    pickled_flat_map: fold each entity's events into its feature state
     online        latest values of each changed entity -> Redis, once per batch
     feature-log   every new value row -> Parquet `features/<view>/`, idempotent
     score         customer updates, all to one key: the River classifier predicts on every
-                  basket update, learns from closed labelled baskets (flows.scoring)
+                  basket update, learns from closed labelled baskets (basketflow.flows.scoring)
     scores        latest score per customer -> Redis; every prediction -> `scores/`
     count-progress  next offsets and counts so far, kept in the recovery state
     progress      -> Redis, for `basketflow status`
 
 The flow has two parts, which ``basketflow run`` runs as two processes
-(:mod:`basketflow.flow_processes`), each consuming the topic with its own Bytewax
+(:mod:`basketflow.app.flow_processes`), each consuming the topic with its own Bytewax
 recovery state: **serve** (customer and basket features and live scores: the path whose
 freshness a reader of Redis sees) and **store** (offline events, dead letters, product
 features). In one process they share one interpreter lock: the store part's product
@@ -30,8 +30,8 @@ bursts and its share of each epoch's snapshot held every customer line back (sco
 end). Both parts can also run in one flow (the default of :func:`build_live_flow`, as
 the tests, the demo and the backfill do).
 
-The feature step keeps per-entity state in :func:`flows.pickled_state.pickled_flat_map`
-(``stateful_flat_map`` with cheaper snapshots; the state is :mod:`flows.feature_state`)
+The feature step keeps per-entity state in :func:`basketflow.flows.pickled_state.pickled_flat_map`
+(``stateful_flat_map`` with cheaper snapshots; the state is :mod:`basketflow.features.feature_state`)
 rather than in Bytewax windows, whose per-key cost collapses at thousands of keys.
 """
 
@@ -46,32 +46,51 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
-from bytewax.operators import KeyedStream
 from bytewax.errors import BytewaxRuntimeError
+from bytewax.operators import KeyedStream
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from basketflow.config import Settings
+from basketflow.features.entity_features import folder_step
+from basketflow.flows import idle_work
+from basketflow.flows.coalesce import coalesce
+from basketflow.flows.dead_letters import (
+    DeadLetter,
+    consumer_error,
+    producer_letters,
+    rejected,
+    to_dead_message,
+)
+from basketflow.flows.gc_tuning import fewer_collections
+from basketflow.flows.kafka_batches import DEFAULT_MAX_BATCH, KafkaBatchSource, RawMessage
+from basketflow.flows.pickled_state import pickled_flat_map
+from basketflow.flows.progress import PROGRESS_KEY, SERVE_PROGRESS_KEY, FlowProgress
+from basketflow.flows.recovery_store import discard_unfinished
+from basketflow.flows.scoring import MODEL_KEY, ScoringConfig, scoring_step
+from basketflow.flows.shards import EntityShard
 from basketflow.kafka import DEFAULT_PARTITIONS, consumer_config, ensure_topics, producer_config
-from flows import idle_work
-from flows.coalesce import coalesce
-from flows.dead_letters import (DeadLetter, consumer_error, producer_letters, rejected,
-                                to_dead_message)
-from flows.entity_features import FeatureUpdate, folder_step
-from flows.gc_tuning import fewer_collections
-from flows.kafka_batches import DEFAULT_MAX_BATCH, KafkaBatchSource, RawMessage
-from flows.pickled_state import pickled_flat_map
-from flows.progress import PROGRESS_KEY, SERVE_PROGRESS_KEY, FlowProgress
-from flows.recovery_store import discard_unfinished
-from flows.scoring import MODEL_KEY, ScoringConfig, scoring_config, scoring_step
-from flows.shards import EntityShard
-from schemas.events import Rejection, Transaction, decode_event
-from schemas.features import DEFAULT_ALLOWED_LATENESS_S, versions
-from sinks.flow_sinks import (DeadLetterSink, FeatureLogSink, FlowStats, OfflineEventSink,
-                              OnlineFeatureSink, OnlineScoreSink, ProgressSink, ScoreLogSink,
-                              count_late)
-from sinks.offline_store import SECONDS_PER_DAY, StoreUnwritable, ensure_writable, writing
-from sinks.redis_retry import HEALTH_FILE, RedisRetry
+from basketflow.schemas.events import Rejection, Transaction, decode_event
+from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S, versions
+from basketflow.schemas.records import FeatureUpdate
+from basketflow.sinks.flow_sinks import (
+    DeadLetterSink,
+    FeatureLogSink,
+    FlowStats,
+    OfflineEventSink,
+    OnlineFeatureSink,
+    OnlineScoreSink,
+    ProgressSink,
+    ScoreLogSink,
+    count_late,
+)
+from basketflow.sinks.offline_store import (
+    SECONDS_PER_DAY,
+    StoreUnwritable,
+    ensure_writable,
+    writing,
+)
+from basketflow.sinks.redis_retry import HEALTH_FILE, RedisRetry
 
 RECOVERY_PARTITIONS = 4
 
@@ -85,7 +104,7 @@ PART_ENTITIES = {SERVE: "customer", STORE: "product"}
 class Decoded:
     """One polled batch, decoded: its events and dead letters, the next offset of each
     partition read, and the offsets of the events and of the dead letters per partition
-    (so that progress counts each message once, see :mod:`flows.progress`)."""
+    (so that progress counts each message once, see :mod:`basketflow.flows.progress`)."""
 
     events: list[Transaction] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
@@ -158,7 +177,7 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
                       stats: FlowStats, shard: EntityShard | None = None) -> None:
     """Attach the offline sinks and the feature steps with their online sink to a stream
     of event batches. Shared by the live flow and the backfill: one feature code for both.
-    ``shard`` (a backfill over several processes, :mod:`flows.shards`) keeps only its
+    ``shard`` (a backfill over several processes, :mod:`basketflow.flows.shards`) keeps only its
     days' events, its customers' events and its products' lines; None keeps all.
     """
     if outputs.offline_root is not None and outputs.store_events:
@@ -216,7 +235,7 @@ def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureO
         op.output("score-log", scored, ScoreLogSink(outputs.offline_root, stats))
 
 
-#: Product lines are folded in joined batches (:mod:`flows.coalesce`): a product's
+#: Product lines are folded in joined batches (:mod:`basketflow.flows.coalesce`): a product's
 #: lines of up to this long are folded, written online and logged once. Measured with
 #: benchmarks/freshness.py (score p50/p90/p99, ms, one run each): 0.1 s 88/284/717,
 #: 0.25 s 32/171/487, 1 s 26/315/790, 3 s 20/328/707: a longer wait folds less in all
@@ -374,12 +393,14 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
              stats: FlowStats | None = None,
              allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S,
              max_batch: int = DEFAULT_MAX_BATCH,
-             parts: tuple[str, ...] = PARTS) -> FlowStats:
+             parts: tuple[str, ...] = PARTS,
+             scoring: ScoringConfig | None = None) -> FlowStats:
     """Consume the topic into the stores, in this process, with the given parts of the
-    flow; return the counters of the run."""
+    flow; return the counters of the run. The serve part scores with ``scoring`` (none
+    without it)."""
     prepare_run(settings)
     stats = stats or FlowStats()
-    scoring = scoring_config(settings.data_dir) if SERVE in parts else None
+    scoring = scoring if SERVE in parts else None
     run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness, scoring,
                              max_batch, parts), options)
     return stats

@@ -10,7 +10,7 @@ every line consumed meanwhile waits out (``benchmarks/freshness.py``).
 :func:`pickled_flat_map` is ``stateful_flat_map`` with the snapshot taken as the pickled
 bytes of the state: bytes are immutable, so no copy is needed, and the runtime pickles
 them for nothing. A state that has stopped changing is pickled before the epoch ends, in
-an idle moment of the flow (:mod:`flows.idle_work`), so the snapshot only pickles the
+an idle moment of the flow (:mod:`basketflow.flows.idle_work`), so the snapshot only pickles the
 states changed in the last moments. On resume the bytes are unpickled; a snapshot of the plain
 ``stateful_flat_map`` (an earlier version of the flow) is taken as it is, and the step
 ids are the same, so an existing recovery directory resumes.
@@ -39,7 +39,7 @@ import bytewax.operators as op
 from bytewax.dataflow import operator
 from bytewax.operators import KeyedStream, StatefulLogic
 
-from flows import idle_work
+from basketflow.flows import idle_work
 
 V = TypeVar("V")
 W = TypeVar("W")
@@ -51,7 +51,7 @@ Mapper = Callable[[S | None, V], tuple[S | None, Iterable[W]]]
 class _PickledStateLogic(StatefulLogic[V, W, bytes], Generic[V, W, S]):
     """One key's state, handed to the mapper per item and snapshotted as pickled bytes,
     pickled ahead of the snapshot in an idle moment once it has stopped changing
-    (:mod:`flows.idle_work`)."""
+    (:mod:`basketflow.flows.idle_work`)."""
 
     def __init__(self, mapper: Mapper[S, V, W], state: S | None) -> None:
         self.mapper = mapper

@@ -4,7 +4,7 @@ One :class:`BasketClassifier` serves every customer, so the step is keyed by one
 key (one worker holds the model; its state is in Bytewax's recovery snapshots like any
 other). It consumes the customer feature updates, in which every event time of a
 customer carries a ``basket`` row and a ``customer`` row (see
-:mod:`flows.entity_features`), and for each basket row:
+:mod:`basketflow.features.entity_features`), and for each basket row:
 
 - **predicts**: the category of the basket so far, from :func:`classifier_features` of
   the two rows, emitted as a :class:`ScoreRow` (to Redis as the customer's live score, and
@@ -17,10 +17,10 @@ customer carries a ``basket`` row and a ``customer`` row (see
   segmentation (``basketflow segment assign``), from the basket's last features.
 
 The model is also checkpointed to a file every ``checkpoint_every`` learnt baskets (with
-its checksum; see :func:`flows.classifier.save_checkpoint`), so a flow started without
+its checksum; see :func:`basketflow.models.classifier.save_checkpoint`), so a flow started without
 recovery state, or a new flow, resumes from it. A checkpoint of another model version (new
 labels, new features) is set aside with a log line; a corrupt one stops the start with
-:class:`~flows.classifier.CheckpointError`.
+:class:`~basketflow.models.classifier.CheckpointError`.
 """
 
 from __future__ import annotations
@@ -32,9 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.classifier import (BasketClassifier, Score, classifier_features, load_checkpoint,
-                              read_checkpoint_meta, save_checkpoint)
-from flows.entity_features import FeatureUpdate
+from basketflow.models.classifier import (
+    BasketClassifier,
+    classifier_features,
+    load_checkpoint,
+    read_checkpoint_meta,
+    save_checkpoint,
+)
+from basketflow.schemas.records import FeatureUpdate, Score, ScoreRow
 
 log = logging.getLogger("basketflow.scoring")
 
@@ -42,18 +47,6 @@ log = logging.getLogger("basketflow.scoring")
 MODEL_KEY = "model"
 DEFAULT_GAP_SECONDS = 3600
 UNLABELLED = "unlabelled"
-
-
-@dataclass(frozen=True, slots=True)
-class ScoreRow:
-    """One prediction: the entity's basket ``invoice`` scored at event time ``ts`` after
-    ``seq`` events of the entity (the feature rows it was made from)."""
-
-    entity: str
-    invoice: str
-    ts: int
-    seq: int
-    score: Score
 
 
 @dataclass(frozen=True)
@@ -125,22 +118,6 @@ class ScoringState:
         if config.checkpoint is not None and self.unsaved >= config.checkpoint_every:
             save_checkpoint(self.model, config.checkpoint)
             self.unsaved = 0
-
-
-def scoring_config(data_dir: Path) -> ScoringConfig | None:
-    """The scoring set-up of a data directory: the labels of its current segmentation and
-    the model checkpoint beside them; None (no scoring, with a log line saying how to turn
-    it on) while no segmentation has labelled any customer."""
-    from reports.segments import SegmentationError, load_labels, load_segmentation
-    try:
-        segmentation = load_segmentation(data_dir)
-        labels = load_labels(data_dir, segmentation.version)
-    except SegmentationError as exc:
-        log.warning("no live scores: %s (the classifier learns from the labels of "
-                    "`basketflow segment fit` then `basketflow segment assign`)", exc)
-        return None
-    return ScoringConfig(labels, segmentation.version,
-                         data_dir / "models" / f"classifier-{segmentation.version}.pkl")
 
 
 def initial_model(config: ScoringConfig) -> BasketClassifier:

@@ -10,7 +10,7 @@ Customers and products go to different processes rather than both being split by
 in every process: each view's rows of a day are then written by as few processes as
 there are shards of its entity kind (no more feature-log files than with one process,
 with two), and a process has no steps of the other kind at all (its flow folds only its
-kind, :attr:`flows.live.FeatureOutputs.entities`, and only a product shard stores events). Measured on the real
+kind, :attr:`basketflow.flows.live.FeatureOutputs.entities`, and only a product shard stores events). Measured on the real
 file with 2 processes (CPU seconds of each, on a busy machine): both kinds split by
 entity, 3.8-4.1 each and 7.8-8.0 in all; customers with the events apart from the
 products, 4.3-4.9 and 2.2-2.4; customers apart from the products with the events (as
@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from zlib import crc32
 
-from schemas.events import Transaction
-from sinks.offline_store import SECONDS_PER_DAY
+from basketflow.schemas.events import Transaction
+from basketflow.sinks.offline_store import SECONDS_PER_DAY
 
 CUSTOMER = "customer"
 PRODUCT = "product"

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from schemas.events import (
+from basketflow.schemas.events import (
     HEADER,
     MIN_TS,
     Rejection,

@@ -16,15 +16,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from producers.csv_blocks import line_ends, read_block
-from schemas.events import HEADER, Rejection, Transaction, parse_row
+from basketflow.errors import BasketflowError
+from basketflow.producers.csv_blocks import line_ends, read_block
+from basketflow.schemas.events import HEADER, Rejection, Transaction, parse_row
 
 ENCODING = "ISO-8859-1"
 #: Decompressed bytes per block: about 50,000 lines of the real file.
 BLOCK_BYTES = 1 << 22
 
 
-class BadInputFile(ValueError):
+class BadInputFile(BasketflowError, ValueError):
     """The file is not a Kaggle-format transactions file; the message says why."""
 
 
@@ -61,7 +62,7 @@ def read_events(path: str | Path, raw_progress: list[int] | None = None,
     """Every data line of the file as a Transaction or a Rejection, in file order.
 
     The same records, ids and rejections as :func:`read_events_by_line`, read a block of
-    about ``block_bytes`` decompressed bytes at a time (see :mod:`producers.csv_blocks`),
+    about ``block_bytes`` decompressed bytes at a time (see :mod:`basketflow.producers.csv_blocks`),
     several times faster. ``raw_progress``, when given, is a one-element list kept at the
     number of raw (compressed) bytes read so far, for a progress bar.
     """

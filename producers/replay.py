@@ -21,8 +21,8 @@ from pathlib import Path
 from confluent_kafka import KafkaError, Message, Producer
 
 from basketflow.kafka import DEFAULT_PARTITIONS, ensure_topics, producer_config
-from producers.csv_source import read_events
-from schemas.events import Rejection, Transaction, encode_event
+from basketflow.producers.csv_source import read_events
+from basketflow.schemas.events import Rejection, Transaction, encode_event
 
 
 @dataclass

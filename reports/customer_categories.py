@@ -1,9 +1,9 @@
 """Customer categories seen by the daily report: labels, first-basket predictions, moves.
 
-Why a module of its own: the daily report (:mod:`reports.daily`) counts customers per
+Why a module of its own: the daily report (:mod:`basketflow.reports.daily`) counts customers per
 category, checks the live classifier's first-basket predictions against the labels, and
 counts customers whose category changed; all three read the *current* segmentation
-(``<data>/segments/CURRENT``, :mod:`reports.segments`) and nothing else decides what a
+(``<data>/segments/CURRENT``, :mod:`basketflow.reports.segments`) and nothing else decides what a
 customer's category is. This module says, in one place:
 
 - **category of a customer**: their label in the current segmentation's
@@ -13,7 +13,7 @@ customer's category is. This module says, in one place:
   of the score log rows (``<offline>/scores/``, one per basket update scored) of the
   customer's first invoice, the one with the greatest ``(ts, seq)``;
 - **a move**: a customer active on a day whose category assigned
-  (:meth:`reports.segments.Segmentation.assign`) from their profile up to the previous
+  (:meth:`basketflow.reports.segments.Segmentation.assign`) from their profile up to the previous
   trading day differs from the one assigned from their profile up to that day; customers
   without a profile before the day (new ones) are not compared.
 
@@ -32,8 +32,13 @@ from typing import Any
 
 import pandas as pd
 
-from reports.profiles import profiles_at
-from reports.segments import Segmentation, SegmentationError, load_labels, load_segmentation
+from basketflow.reports.profiles import profiles_at
+from basketflow.reports.segments import (
+    Segmentation,
+    SegmentationError,
+    load_labels,
+    load_segmentation,
+)
 
 UNLABELLED = "unlabelled"
 TOP_TRANSITIONS = 10

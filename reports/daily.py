@@ -16,7 +16,7 @@ How it is organised:
   day and each product's first day in the store (one scan of two or three columns of every
   partition up to the last day asked for); per-day series of every figure are computed
   with one ``GROUP BY date`` query per grouping and cached.
-- **Customer categories** (:mod:`reports.customer_categories`): the current
+- **Customer categories** (:mod:`basketflow.reports.customer_categories`): the current
   segmentation's labels are a small lookup table joined to the events (column
   ``customer_category``); the new customers' first baskets are joined to the score log
   of the loaded days once; moves assign categories from profiles up to two trading days,
@@ -24,7 +24,7 @@ How it is organised:
 - **Sections** (:data:`SECTIONS`): a list of builders, each taking one day
   (:class:`DayScope`) and returning a plain dict of figures. The report is those dicts
   under ``sections``, so a new section is one more builder here and one more view in
-  ``reports.render``.
+  ``basketflow.reports.render``.
 
 Every figure is reported against the previous trading day and the trailing average as
 ``{"value", "previous", "avg_7d"}``; :data:`TERMS` says what those mean.
@@ -41,12 +41,18 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from reports.customer_categories import (
-    TOP_TRANSITIONS, UNLABELLED, CurrentCategories, load_current, moves, unavailable,
+from basketflow.errors import BasketflowError
+from basketflow.reports.customer_categories import (
+    TOP_TRANSITIONS,
+    UNLABELLED,
+    CurrentCategories,
+    load_current,
+    moves,
+    unavailable,
 )
-from reports.offline_query import OfflineQuery
-from reports.profiles import ProfileError
-from schemas.taxonomy import Taxonomy, load_taxonomy
+from basketflow.reports.offline_query import OfflineQuery
+from basketflow.reports.profiles import ProfileError
+from basketflow.schemas.taxonomy import Taxonomy, load_taxonomy
 
 TRAILING_DAYS = 7
 TOP_PRODUCTS_PER_CATEGORY = 5
@@ -60,7 +66,7 @@ Figure = dict[str, Any]
 Series = dict[date, float]
 
 
-class ReportError(ValueError):
+class ReportError(BasketflowError, ValueError):
     """A report cannot be made as asked; the message says what to do instead."""
 
 
@@ -384,7 +390,7 @@ class ReportRun:
     def moves(self, day: date) -> dict[str, Any] | None:
         """Customers active on ``day`` (a run day or the one before it) who moved between
         categories since the previous trading day (see
-        :func:`reports.customer_categories.moves`); None on the store's first day.
+        :func:`basketflow.reports.customer_categories.moves`); None on the store's first day.
 
         The first call does every day of the run at once: one read of the feature log for
         the customers active on those days, profiled up to each day concerned.
@@ -724,27 +730,3 @@ def days_between(first: date, last: date) -> list[date]:
         raise ReportError(f"--from {first.isoformat()} is after --to {last.isoformat()}: "
                           "give the earlier date first")
     return [first + timedelta(n) for n in range((last - first).days + 1)]
-
-
-def run_reports(offline_dir: Path, days: list[date], out_dir: Path, formats: set[str],
-                on_progress: Callable[[int, int, date], None] | None = None,
-                data_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Report on each day and write ``<out_dir>/<YYYY-MM-DD>/report.{md,html,json}``.
-
-    Days are reported in date order, once each; ``on_progress(done, total, day)`` is called
-    after each. Returns each day's report dict plus ``files`` (the paths written; not in
-    ``report.json`` itself). Raises :class:`ReportError` before writing anything when a
-    format is unknown or a day lies outside the stored data.
-    """
-    from reports.render import write_report
-
-    parse_formats(",".join(formats))
-    results = []
-    with ReportRun(offline_dir, days, data_dir=data_dir) as run:
-        for done, day in enumerate(run.days, start=1):
-            report = run.report(day)
-            files = write_report(report, Path(out_dir), formats)
-            results.append({**report, "files": [str(p) for p in files]})
-            if on_progress is not None:
-                on_progress(done, len(run.days), day)
-    return results

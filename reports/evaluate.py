@@ -2,7 +2,7 @@
 
 The protocol, for a split date ``D``:
 
-- **Categories** are fitted (:func:`reports.segments.fit`, not saved) on the profiles of
+- **Categories** are fitted (:func:`basketflow.reports.segments.fit`, not saved) on the profiles of
   the baskets before ``D`` only.
 - **Labels**: every customer's profile over *all* their baskets, assigned to those
   categories. **Training customers** have their first basket before ``D``, **test
@@ -12,7 +12,7 @@ The protocol, for a split date ``D``:
 - **Models**: (a) the majority category of the training customers; (b) a scikit-learn
   random forest trained on a point-in-time training set (:func:`get_historical_features`
   at each training customer's first-basket end, through the classifier's own
-  :func:`~flows.classifier.classifier_features`); (c) the River model as the flow runs
+  :func:`~basketflow.models.classifier.classifier_features`); (c) the River model as the flow runs
   it: the flow's own feature and scoring steps replay the stored events in event-time
   order, learning from closed baskets of training customers only, and the test
   customer's score is the last one of the first basket.
@@ -48,16 +48,21 @@ import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from flows.backfill import offline_events, run_backfill
-from flows.classifier import classifier_features
-from flows.live import FeatureOutputs, RunOptions
-from flows.scoring import ScoringConfig
-from reports.historical import (ViewRequest, feature_log_files, get_historical_features,
-                                output_column, read_view_log)
-from reports.profiles import ProfileError, check_until, customer_profiles
-from reports.segments import Segmentation, fit
-from schemas.events import GUEST_PREFIX
-from schemas.features import BASKET, CUSTOMER
+from basketflow.flows.backfill import offline_events, run_backfill
+from basketflow.flows.live import FeatureOutputs, RunOptions
+from basketflow.flows.scoring import ScoringConfig
+from basketflow.models.classifier import classifier_features
+from basketflow.reports.historical import (
+    ViewRequest,
+    feature_log_files,
+    get_historical_features,
+    output_column,
+    read_view_log,
+)
+from basketflow.reports.profiles import ProfileError, check_until, customer_profiles
+from basketflow.reports.segments import Segmentation, fit
+from basketflow.schemas.events import GUEST_PREFIX
+from basketflow.schemas.features import BASKET, CUSTOMER
 
 #: Events per batch of the River replay: about what a flow tailing the topic at 5,000
 #: events/s takes per poll. The one model takes each batch customer by customer, so large
@@ -108,7 +113,7 @@ class Evaluation:
 def first_baskets(offline_dir: Path) -> pd.DataFrame:
     """Each registered customer's first basket: ``invoice`` and ``ended`` (event time of its
     last basket-view row), indexed by customer id; the log is read as every reader of it
-    reads it (:func:`reports.historical.read_view_log`: current version only)."""
+    reads it (:func:`basketflow.reports.historical.read_view_log`: current version only)."""
     request = ViewRequest(BASKET, ("invoice", "started"), "customer_id")
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")

@@ -26,7 +26,7 @@ touches a row: 1,000,000 label rows x 20 features take about 1-1.5 s on 2 cores
 (``benchmarks/historical.py``).
 
 >>> import tempfile, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
->>> from schemas.features import registry
+>>> from basketflow.schemas.features import registry
 >>> view = registry()["customer"]
 >>> spend = next(f.name for f in view.features if f.dtype == "float")  # customer:spend
 >>> values = {f.name: pa.array([None, None], DTYPES[f.dtype][1]) for f in view.features}
@@ -59,7 +59,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from schemas.features import FeatureView, registry
+from basketflow.schemas.features import FeatureView, registry
 
 FEATURES_DIR = "features"
 PARTITION_PREFIX = "date="

@@ -1,10 +1,10 @@
 """Customer purchase profiles: one row per registered customer, from the feature log alone.
 
-Why: customer categories (:mod:`reports.segments`) describe customers by how they buy, and
+Why: customer categories (:mod:`basketflow.reports.segments`) describe customers by how they buy, and
 that description must come from the registered features (what the live flow serves), never
 from a second computation over raw events. A profile is built from two views' logs
 (``<offline_dir>/features/<view>/date=YYYY-MM-DD/*.parquet``, current version only, as
-:func:`reports.historical.read_view_log` reads them):
+:func:`basketflow.reports.historical.read_view_log` reads them):
 
 - ``basket``: of every invoice, the **last** row on or before ``until`` (the greatest
   ``(ts, seq)`` of that customer and invoice) is the whole basket, the closed basket. Its
@@ -46,9 +46,10 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from reports.historical import ViewRequest, feature_log_files, read_view_log
-from schemas.events import GUEST_PREFIX
-from schemas.features import registry
+from basketflow.errors import BasketflowError
+from basketflow.reports.historical import ViewRequest, feature_log_files, read_view_log
+from basketflow.schemas.events import GUEST_PREFIX
+from basketflow.schemas.features import registry
 
 #: The basket view's category share features, in registry order.
 SHARE_COLUMNS: tuple[str, ...] = tuple(f for f in registry()["basket"].feature_names
@@ -67,7 +68,7 @@ PROFILE_COLUMNS: tuple[str, ...] = (
 DECIMALS = 9
 
 
-class ProfileError(ValueError):
+class ProfileError(BasketflowError, ValueError):
     """The feature log cannot give profiles (none yet, or nothing in the asked range)."""
 
 

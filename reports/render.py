@@ -1,6 +1,6 @@
 """The daily report on paper: Markdown, HTML with PNG charts beside it, and JSON.
 
-Why this shape: each section of the report (see ``reports.daily.SECTIONS``) has one *view*
+Why this shape: each section of the report (see ``basketflow.reports.daily.SECTIONS``) has one *view*
 here that turns its figures into a few neutral blocks (tables, paragraphs, charts); the
 Markdown and HTML writers only know blocks. So the two formats always show the same
 tables, and a new section needs one view and nothing else. Charts are drawn only for HTML,
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reports.daily import METRICS, RATIOS, TOP_PRODUCTS_PER_CATEGORY, TOTAL_METRICS
+from basketflow.reports.daily import METRICS, RATIOS, TOP_PRODUCTS_PER_CATEGORY, TOTAL_METRICS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure as MplFigure
@@ -348,7 +348,7 @@ def view_data_quality(section: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-#: The view of each section of ``reports.daily.SECTIONS``, by key.
+#: The view of each section of ``basketflow.reports.daily.SECTIONS``, by key.
 VIEWS: dict[str, Callable[[dict[str, Any]], list[Block]]] = {
     "totals": view_totals,
     "product_categories": view_product_categories,

@@ -5,7 +5,7 @@ they buy, how often, how much), learnt in batch from the offline store, so the l
 classifier can learn to predict them from a first basket and the daily report can count
 them. The same data and seed always give the same categories, names and version.
 
-**Inputs** (:data:`INPUTS`): per customer, from :func:`reports.profiles.customer_profiles`,
+**Inputs** (:data:`INPUTS`): per customer, from :func:`basketflow.reports.profiles.customer_profiles`,
 the log means of basket value, items and lines, ``ln(1 + baskets)``,
 ``ln(baskets per active month)`` and the spend shares of the product categories. Money and
 counts are log-scaled (raw, a handful of wholesale customers would take whole categories),
@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -82,9 +83,19 @@ import pyarrow.parquet as pq
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
-from reports.profiles import DECIMALS, SHARE_COLUMNS, ProfileError, check_until, customer_profiles
-from schemas.features import versions
-from schemas.taxonomy import load_taxonomy
+from basketflow.errors import BasketflowError
+from basketflow.flows.scoring import ScoringConfig
+from basketflow.reports.profiles import (
+    DECIMALS,
+    SHARE_COLUMNS,
+    ProfileError,
+    check_until,
+    customer_profiles,
+)
+from basketflow.schemas.features import versions
+from basketflow.schemas.taxonomy import load_taxonomy
+
+log = logging.getLogger("basketflow.scoring")
 
 K_RANGE = range(8, 13)
 SEGMENTS_DIR = "segments"
@@ -123,7 +134,7 @@ def _quiet(step: str) -> None:
     """The default progress: say nothing."""
 
 
-class SegmentationError(ValueError):
+class SegmentationError(BasketflowError, ValueError):
     """A segmentation cannot be fitted, found, trusted or applied: the message says why."""
 
 
@@ -135,7 +146,7 @@ def input_matrix(profiles: pd.DataFrame) -> np.ndarray:
     missing = [c for c in INPUTS if c not in profiles.columns]
     if missing:
         raise SegmentationError(f"profiles lack column(s) {', '.join(missing)}: build them "
-                                "with reports.profiles.customer_profiles")
+                                "with basketflow.reports.profiles.customer_profiles")
     columns = [TRANSFORMS[transform](profiles[column].to_numpy(dtype=float))
                for column, transform in NUMERIC_INPUTS]
     matrix = np.column_stack([*columns, profiles[list(SHARE_COLUMNS)].to_numpy(dtype=float)])
@@ -210,7 +221,7 @@ class Segmentation:
     def assign(self, profiles: pd.DataFrame) -> pd.Series:
         """Each profiled customer's category name (the nearest centroid after scaling).
 
-        ``profiles`` as :func:`reports.profiles.customer_profiles` returns them; the result
+        ``profiles`` as :func:`basketflow.reports.profiles.customer_profiles` returns them; the result
         is indexed like them, named ``category``.
         """
         if list(self.inputs) != list(INPUTS):
@@ -347,7 +358,7 @@ def unique_names(names: list[tuple[str, str]]) -> list[str]:
 
 def _stored(values: np.ndarray) -> list[Any]:
     """Numbers as stored in the artifact and used by :meth:`Segmentation.assign`: rounded
-    to :data:`reports.profiles.DECIMALS` decimals, so the last bits of parallel arithmetic
+    to :data:`basketflow.reports.profiles.DECIMALS` decimals, so the last bits of parallel arithmetic
     never change a version."""
     return np.round(values, DECIMALS).tolist()
 
@@ -520,3 +531,18 @@ def load_labels(data_dir: Path, version: str | None = None) -> dict[str, str]:
                                 f"`basketflow segment assign --version {version}` first")
     table = pq.read_table(path, columns=["customer_id", "category"])
     return dict(zip(table.column(0).to_pylist(), table.column(1).to_pylist()))
+
+
+def scoring_config(data_dir: Path) -> ScoringConfig | None:
+    """The scoring set-up of a data directory: the labels of its current segmentation and
+    the model checkpoint beside them; None (no scoring, with a log line saying how to turn
+    it on) while no segmentation has labelled any customer."""
+    try:
+        segmentation = load_segmentation(data_dir)
+        labels = load_labels(data_dir, segmentation.version)
+    except SegmentationError as exc:
+        log.warning("no live scores: %s (the classifier learns from the labels of "
+                    "`basketflow segment fit` then `basketflow segment assign`)", exc)
+        return None
+    return ScoringConfig(labels, segmentation.version,
+                         data_dir / "models" / f"classifier-{segmentation.version}.pkl")

@@ -28,6 +28,7 @@ import csv
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
 import msgspec
 
 HEADER = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
@@ -142,7 +143,7 @@ def check_ranges(quantity: int, price: float, ts: int, invoice: str) -> str | No
     """The reason a parsed line is absurd, or None when it is plausible.
 
     Each rule looks at one field, except that a negative price needs an ``A`` invoice:
-    the bulk CSV reader (:mod:`producers.csv_blocks`) relies on that to check each
+    the bulk CSV reader (:mod:`basketflow.producers.csv_blocks`) relies on that to check each
     distinct value of a column once.
     """
     if quantity == 0:

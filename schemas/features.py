@@ -11,7 +11,7 @@ and readers keep only the current one.
 at time ``t`` contains exactly the events with event time in
 ``[floor_hour(t) - W*24h + 1h, t]``: the ``W*24`` hourly tiles ending with the hour of
 ``t``, up to ``t``. The same rule serves the live flow, the backfill and the training sets,
-since all three run :mod:`flows.feature_state`.
+since all three run :mod:`basketflow.features.feature_state`.
 
 **Late events**: an event more than the allowed lateness older than the latest event of
 its entity does not change online values (it is counted and logged); it still reaches the
@@ -32,7 +32,7 @@ import json
 from dataclasses import asdict, dataclass
 from functools import cache
 
-from schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT, load_taxonomy
+from basketflow.schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT, load_taxonomy
 
 WINDOW_DAYS = (1, 7, 30, 90)
 DEFAULT_ALLOWED_LATENESS_S = 3600

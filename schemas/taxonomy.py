@@ -8,7 +8,7 @@ beside this module), and versioned by the content of that file.
 
 How a line is classified, in this order:
 
-1. ``schemas.events.is_product_code`` says it is not merchandise (postage, fees, manual
+1. ``basketflow.schemas.events.is_product_code`` says it is not merchandise (postage, fees, manual
    lines, discounts, samples, bank charges, vouchers...) -> ``non_product``. The definition
    of "not a product" lives there, in one place, not here.
 2. The stock code is forced to a category in the YAML (``stock_codes``) -> that category.
@@ -32,7 +32,7 @@ runs of spaces in the description count as one space.
 'non_product'
 >>> tax.category_of("99999", "")
 'other'
->>> from schemas.taxonomy import CATEGORY_NAMES
+>>> from basketflow.schemas.taxonomy import CATEGORY_NAMES
 >>> CATEGORY_NAMES[-2:]
 ('non_product', 'other')
 """
@@ -50,7 +50,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from schemas.events import is_product_code
+from basketflow.schemas.events import is_product_code
 
 #: The taxonomy shipped with the package.
 DEFAULT_PATH = Path(__file__).with_name("product_categories.yaml")

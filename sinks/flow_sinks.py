@@ -7,17 +7,17 @@ Bytewax output is at-least-once around a resume from a recovery snapshot:
 - :class:`DeadLetterSink` does the same for dead letters;
 - :class:`OnlineFeatureSink` writes each changed entity once per batch, pipelined, with
   absolute values (never increments): each changed view's hash and packed value
-  (:mod:`sinks.online_store`);
+  (:mod:`basketflow.sinks.online_store`);
 - :class:`OnlineScoreSink` writes each scored entity's latest score, absolute likewise,
   as a hash and a packed value;
 - :class:`FeatureLogSink` and :class:`ScoreLogSink` append feature rows and predictions to
   Parquet, idempotent on ``<entity>:<seq>``;
-- both Redis sinks wait out a Redis outage (:mod:`sinks.redis_retry`);
+- both Redis sinks wait out a Redis outage (:mod:`basketflow.sinks.redis_retry`);
 - :class:`ProgressSink` records the next offset of each topic partition and the flow's
   counters in Redis, for ``basketflow status``, and logs a line of counts every few
   seconds.
 
-A Parquet write that fails raises :class:`~sinks.offline_store.StoreUnwritable`, which
+A Parquet write that fails raises :class:`~basketflow.sinks.offline_store.StoreUnwritable`, which
 stops the flow before the epoch's offsets are committed. The failure is noted in
 :class:`FlowStats`, and the buffering sinks then skip their flush at close: Bytewax closes
 every sink partition while it unwinds, and a second error there would abort the process
@@ -37,18 +37,27 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bytewax.outputs import (DynamicSink, FixedPartitionedSink, StatefulSinkPartition,
-                             StatelessSinkPartition)
+from bytewax.outputs import (
+    DynamicSink,
+    FixedPartitionedSink,
+    StatefulSinkPartition,
+    StatelessSinkPartition,
+)
 
-from schemas.events import Rejection, Transaction
-from flows.entity_features import FeatureUpdate, LogRow
-from flows.scoring import ScoreRow
-from schemas.features import registry
-from sinks.offline_store import (DeadLetterStore, FeatureLog, LateEventLog, ParquetEventStore,
-                                 ScoreLog, StoreUnwritable)
-from sinks.background import BackgroundWriter
-from sinks.online_store import RedisOnlineStore, connect
-from sinks.redis_retry import RedisRetry
+from basketflow.schemas.events import Rejection, Transaction
+from basketflow.schemas.features import registry
+from basketflow.schemas.records import FeatureUpdate, LogRow, ScoreRow
+from basketflow.sinks.background import BackgroundWriter
+from basketflow.sinks.offline_store import (
+    DeadLetterStore,
+    FeatureLog,
+    LateEventLog,
+    ParquetEventStore,
+    ScoreLog,
+    StoreUnwritable,
+)
+from basketflow.sinks.online_store import RedisOnlineStore, connect
+from basketflow.sinks.redis_retry import RedisRetry
 
 log = logging.getLogger("basketflow.flow")
 T = TypeVar("T")
@@ -115,7 +124,7 @@ class _Partition(StatelessSinkPartition[Any]):
 
 class _BackgroundPartition(StatefulSinkPartition[Any, None]):
     """A sink partition that hands each batch to ``write`` on its own writer thread
-    (:mod:`sinks.background`), and waits for the writes when the epoch is snapshotted and
+    (:mod:`basketflow.sinks.background`), and waits for the writes when the epoch is snapshotted and
     at close, so that none is pending when the epoch's input offsets are committed."""
 
     def __init__(self, name: str, write: Callable[[list[Any]], None]) -> None:
@@ -134,7 +143,7 @@ class _BackgroundPartition(StatefulSinkPartition[Any, None]):
 
 class _EpochBuffer(_BackgroundPartition):
     """Buffers items and hands them to ``flush`` on its own writer thread
-    (:mod:`sinks.background`) once ``max_items`` wait or the oldest has waited ``max_age``
+    (:mod:`basketflow.sinks.background`) once ``max_items`` wait or the oldest has waited ``max_age``
     seconds, and when the epoch is snapshotted, then waiting for the writes to finish;
     nothing once the flow has found the store unwritable.
 
@@ -379,7 +388,7 @@ class ProgressSink(_RedisSink[dict[str, int | str]]):
     Redis hash ``key`` (``<prefix>:flow:progress``, or ``<prefix>:flow:progress:serve`` for
     the serve part of the flow alone): ``offset:<topic>:<partition>`` = the next offset
     to read, ``events``, ``dead_letters`` and ``event_time`` (totals kept in the recovery
-    state, see :mod:`flows.progress`), and the wall-clock ``updated_at``.
+    state, see :mod:`basketflow.flows.progress`), and the wall-clock ``updated_at``.
     """
 
     def __init__(self, redis_url: str, key: str, retry: RedisRetry | None = None,

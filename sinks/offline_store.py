@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from msgspec.structs import astuple
 import pyarrow.parquet as pq
+from msgspec.structs import astuple
 
-from schemas.events import FIELD_NAMES, Transaction
-from schemas.features import PRODUCT, FeatureView, registry
+from basketflow.errors import BasketflowError
+from basketflow.schemas.events import FIELD_NAMES, Transaction
+from basketflow.schemas.features import PRODUCT, FeatureView, registry
 
 EVENT_SCHEMA = pa.schema([
     ("event_id", pa.string()),
@@ -57,7 +58,7 @@ def day_of(ts: int) -> str:
     return datetime.fromtimestamp(ts - ts % SECONDS_PER_DAY, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
-class StoreUnwritable(OSError):
+class StoreUnwritable(BasketflowError, OSError):
     """The data directory cannot be written (full disk, a file in the way, no permission).
 
     The message names the path and the OS error, and says what to do. Raised by every
@@ -106,7 +107,7 @@ def ensure_writable(*directories: Path) -> None:
     ...     ensure_writable(Path(tmp) / "offline")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    sinks.offline_store.StoreUnwritable: cannot write ...
+    basketflow.sinks.offline_store.StoreUnwritable: cannot write ...
     """
     for directory in directories:
         probe = directory / f".write-probe-{uuid.uuid4().hex}"

@@ -51,7 +51,8 @@ from typing import Any, Protocol
 import msgspec
 import redis
 
-from sinks.packed_pipeline import Command, send_pipelined
+from basketflow.errors import BasketflowError
+from basketflow.sinks.packed_pipeline import Command, send_pipelined
 
 TS_FIELD = "_ts"
 VERSION_FIELD = "_version"
@@ -77,7 +78,7 @@ class OnlineStore(Protocol):
         order), in one round trip."""
 
 
-class RedisUnavailable(RuntimeError):
+class RedisUnavailable(BasketflowError, RuntimeError):
     """The Redis-protocol server did not answer; the message says what to do."""
 
 
@@ -149,7 +150,7 @@ class RedisOnlineStore:
     def write(self, view: str, version: str,
               rows: Mapping[str, tuple[int, Mapping[str, Any]]],
               ttl_seconds: int | None = None) -> None:
-        """One pipelined round trip for all rows (:mod:`sinks.packed_pipeline`): each
+        """One pipelined round trip for all rows (:mod:`basketflow.sinks.packed_pipeline`): each
         entity's hash and packed value, both given ``ttl_seconds`` to live when set."""
         dumps = msgspec.json.encode
         encoded_version = dumps(version)

@@ -33,7 +33,7 @@ def send_pipelined(client: redis.Redis, commands: Sequence[Command]) -> list[Any
 
     Raises the first error reply (:class:`redis.ResponseError`) once all replies are
     read, and connection errors as redis-py raises them (so that
-    :class:`sinks.redis_retry.RedisRetry` waits them out).
+    :class:`basketflow.sinks.redis_retry.RedisRetry` waits them out).
     """
     if not commands:
         return []

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from basketflow.app.services import start_broker, start_redis, stop_service
 from basketflow.config import Settings
-from basketflow.services import start_broker, start_redis, stop_service
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "online_retail_2010-12_to_2011-09.csv.gz"

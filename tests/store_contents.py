@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 import pyarrow.dataset as ds
 
-from sinks.online_store import PACKED_KEY, connect
+from basketflow.sinks.online_store import PACKED_KEY, connect
 
 #: Fields of the progress hash that are wall-clock time, different in every run.
 WALL_CLOCK_FIELDS = frozenset({"updated_at"})

@@ -12,17 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import flows.backfill as backfill_module
-from basketflow.config import Settings
-from flows.backfill import file_events, offline_events, run_backfill
-from flows.live import FeatureOutputs, RunOptions
-from flows.shards import EntityShard, plan
-from producers.synthetic import write_csv
-from schemas.events import parse_row
-from sinks.flow_sinks import FlowStats
-from sinks.offline_store import StoreUnwritable
 from store_contents import differences, effective_rows, parquet_rows, store_contents
+
+import basketflow.flows.backfill as backfill_module
+from basketflow.config import Settings
+from basketflow.flows.backfill import file_events, offline_events, run_backfill
+from basketflow.flows.live import FeatureOutputs, RunOptions
+from basketflow.flows.shards import EntityShard, plan
+from basketflow.producers.synthetic import write_csv
+from basketflow.schemas.events import parse_row
+from basketflow.sinks.flow_sinks import FlowStats
+from basketflow.sinks.offline_store import StoreUnwritable
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,19 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 from confluent_kafka import Producer
-from hypothesis import given, settings as hsettings
+from hypothesis import given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from test_end_to_end import basketflow, dead_letters, offline_events
 
 from basketflow.config import Settings
+from basketflow.flows.dead_letters import MAX_RAW_CHARS
+from basketflow.flows.kafka_batches import RawMessage
+from basketflow.flows.live import decode_batch
 from basketflow.kafka import ensure_topics
-from flows.dead_letters import MAX_RAW_CHARS
-from flows.kafka_batches import RawMessage
-from flows.live import decode_batch
-from producers.csv_source import read_events
-from producers.synthetic import write_csv
-from schemas.events import Transaction, encode_event
-from test_end_to_end import basketflow, dead_letters, offline_events
+from basketflow.producers.csv_source import read_events
+from basketflow.producers.synthetic import write_csv
+from basketflow.schemas.events import Transaction, encode_event
 
 GOOD = {"event_id": "f:1", "invoice": "536365", "stock_code": "85123A",
         "description": "HEART", "quantity": 6, "unit_price": 2.55, "ts": 1291191960,

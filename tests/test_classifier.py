@@ -13,13 +13,19 @@ from pathlib import Path
 
 import pytest
 
-import flows.classifier as classifier
-from flows import online_linear
-from flows.classifier import (BasketClassifier, CheckpointError, Score, classifier_features,
-                              load_checkpoint, save_checkpoint)
-from flows.feature_state import BasketState, CustomerState
-from schemas.events import parse_row
-from schemas.features import BASKET
+import basketflow.models.classifier as classifier
+from basketflow.features.feature_state import BasketState, CustomerState
+from basketflow.models import online_linear
+from basketflow.models.classifier import (
+    BasketClassifier,
+    CheckpointError,
+    Score,
+    classifier_features,
+    load_checkpoint,
+    save_checkpoint,
+)
+from basketflow.schemas.events import parse_row
+from basketflow.schemas.features import BASKET
 
 #: Three kinds of customer, told apart by what their basket holds, where and how much.
 KINDS = {

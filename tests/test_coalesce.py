@@ -12,8 +12,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSink, run_main
 
-from flows.coalesce import coalesce
-from sinks.background import BackgroundWriter
+from basketflow.flows.coalesce import coalesce
+from basketflow.sinks.background import BackgroundWriter
 
 
 class _Paced(StatelessSourcePartition[list[int]]):

@@ -1,6 +1,6 @@
 """The block reader gives exactly the line-by-line reader's records, ids and rejections.
 
-``read_events`` (blocks, :mod:`producers.csv_blocks`) against ``read_events_by_line``
+``read_events`` (blocks, :mod:`basketflow.producers.csv_blocks`) against ``read_events_by_line``
 (``csv.reader`` + ``parse_row`` on every record): over the seeded generator's data with
 bad and odd lines mixed in, at block sizes that cut records anywhere, plain and gzipped,
 truncated, on random text, and on the real file when it is present.
@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producers.csv_blocks import line_ends
-from producers.csv_source import BadInputFile, read_events, read_events_by_line
-from producers.synthetic import write_csv
-from schemas.events import Rejection, Transaction
+from basketflow.producers.csv_blocks import line_ends
+from basketflow.producers.csv_source import BadInputFile, read_events, read_events_by_line
+from basketflow.producers.synthetic import write_csv
+from basketflow.schemas.events import Rejection, Transaction
 
 HEADER_LINE = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / \

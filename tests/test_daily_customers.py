@@ -21,17 +21,23 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from flows.backfill import file_events, run_backfill
-from flows.live import FeatureOutputs, RunOptions
-from flows.scoring import ScoringConfig
-from producers.csv_source import read_events
-from producers.synthetic import write_csv
-from reports.daily import ReportRun, daily_report, run_reports
-from reports.profiles import customer_profiles
-from reports.render import render_markdown
-from reports.segments import assign_customers, fit_segments, load_labels, load_segmentation
-from schemas.events import Transaction
-from sinks.offline_store import LateEventLog
+from basketflow.flows.backfill import file_events, run_backfill
+from basketflow.flows.live import FeatureOutputs, RunOptions
+from basketflow.flows.scoring import ScoringConfig
+from basketflow.producers.csv_source import read_events
+from basketflow.producers.synthetic import write_csv
+from basketflow.reports.daily import ReportRun, daily_report
+from basketflow.reports.daily_files import run_reports
+from basketflow.reports.profiles import customer_profiles
+from basketflow.reports.render import render_markdown
+from basketflow.reports.segments import (
+    assign_customers,
+    fit_segments,
+    load_labels,
+    load_segmentation,
+)
+from basketflow.schemas.events import Transaction
+from basketflow.sinks.offline_store import LateEventLog
 
 START, END = date(2011, 1, 3), date(2011, 4, 29)
 FIT_UNTIL, LABELS_UNTIL = date(2011, 3, 15), date(2011, 4, 10)

@@ -20,14 +20,19 @@ from typing import Any
 
 import pytest
 
-from producers.synthetic import generate_rows
-from reports.daily import (
-    ReportError, ReportRun, daily_report, days_between, parse_formats, run_reports,
+from basketflow.producers.synthetic import generate_rows
+from basketflow.reports.daily import (
+    ReportError,
+    ReportRun,
+    daily_report,
+    days_between,
+    parse_formats,
 )
-from reports.render import render_markdown
-from schemas.events import Transaction, parse_row
-from schemas.taxonomy import load_taxonomy
-from sinks.offline_store import DeadLetterStore, ParquetEventStore
+from basketflow.reports.daily_files import run_reports
+from basketflow.reports.render import render_markdown
+from basketflow.schemas.events import Transaction, parse_row
+from basketflow.schemas.taxonomy import load_taxonomy
+from basketflow.sinks.offline_store import DeadLetterStore, ParquetEventStore
 
 START, END = date(2011, 3, 1), date(2011, 3, 22)
 BUSY_DAY = date(2011, 3, 15)          # a Tuesday with the hand-made extras

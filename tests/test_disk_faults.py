@@ -9,7 +9,7 @@ epochs; a data directory that is a file (the start-up check); and, where a priva
 namespace can be made, a tiny tmpfs as the offline store, for a real ENOSPC mid-run.
 What is compared is explained in :mod:`store_contents`. Each offline write path (events,
 dead letters, feature log, late events, scores) and the classifier checkpoint is also
-shown to raise :class:`~sinks.offline_store.StoreUnwritable` on its own.
+shown to raise :class:`~basketflow.sinks.offline_store.StoreUnwritable` on its own.
 """
 
 from __future__ import annotations
@@ -22,17 +22,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from store_contents import differences, store_contents
+from test_recovery import (
+    cli_env,
+    contents,
+    finish,
+    isolated,
+    replayed,  # noqa: F401  (the fixture these tests start from)
+    start_run,
+)
 
 from basketflow.config import Settings
-from flows.classifier import BasketClassifier, save_checkpoint
-from producers.csv_source import read_events
-from producers.synthetic import write_csv
-from schemas.events import Transaction
-from sinks.offline_store import (DeadLetterStore, FeatureLog, LateEventLog, ParquetEventStore,
-                                 ScoreLog, StoreUnwritable)
-from store_contents import differences, store_contents
-from test_recovery import replayed  # noqa: F401  (the fixture these tests start from)
-from test_recovery import cli_env, contents, finish, isolated, start_run
+from basketflow.models.classifier import BasketClassifier, save_checkpoint
+from basketflow.producers.csv_source import read_events
+from basketflow.producers.synthetic import write_csv
+from basketflow.schemas.events import Transaction
+from basketflow.sinks.offline_store import (
+    DeadLetterStore,
+    FeatureLog,
+    LateEventLog,
+    ParquetEventStore,
+    ScoreLog,
+    StoreUnwritable,
+)
 
 PAGE = 4096
 

@@ -23,10 +23,17 @@ import pyarrow.dataset as ds
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from basketflow.config import (ENV_DATA_DIR, ENV_DEAD_TOPIC, ENV_KAFKA, ENV_PREFIX, ENV_REDIS,
-                               ENV_TOPIC, Settings)
-from producers.synthetic import write_csv
-from sinks.online_store import RedisOnlineStore, connect
+from basketflow.config import (
+    ENV_DATA_DIR,
+    ENV_DEAD_TOPIC,
+    ENV_KAFKA,
+    ENV_PREFIX,
+    ENV_REDIS,
+    ENV_TOPIC,
+    Settings,
+)
+from basketflow.producers.synthetic import write_csv
+from basketflow.sinks.online_store import RedisOnlineStore, connect
 
 BAD_LINES = [
     "536999,85123A,BAD QUANTITY,six,12/1/2010 9:00,2.55,17850,United Kingdom",

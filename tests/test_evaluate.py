@@ -13,11 +13,11 @@ from click.testing import CliRunner
 
 from basketflow.cli import cli
 from basketflow.config import ENV_DATA_DIR
-from flows.backfill import file_events, run_backfill
-from flows.live import FeatureOutputs, RunOptions
-from producers.synthetic import write_csv
-from reports.evaluate import evaluate, first_baskets
-from reports.profiles import ProfileError, customer_profiles
+from basketflow.flows.backfill import file_events, run_backfill
+from basketflow.flows.live import FeatureOutputs, RunOptions
+from basketflow.producers.synthetic import write_csv
+from basketflow.reports.evaluate import evaluate, first_baskets
+from basketflow.reports.profiles import ProfileError, customer_profiles
 
 SPLIT = date(2011, 4, 1)
 

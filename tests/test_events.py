@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from schemas.events import (
+from basketflow.schemas.events import (
     Rejection,
     Transaction,
     decode_event,

@@ -14,19 +14,19 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
+import basketflow.schemas.features as features_module
 from basketflow.config import Settings
-from flows.backfill import file_events, run_backfill
-import schemas.features as features_module
-from flows import feature_state, seen_ids
-from flows.entity_features import EntityFolder
-from flows.seen_ids import SeenIds
-from flows.live import FeatureOutputs, RunOptions, run_live
-from producers.replay import replay
-from producers.synthetic import write_csv
-from reports.historical import get_historical_features
-from schemas.events import parse_row
-from schemas.features import CUSTOMER, Feature, registry
-from sinks.online_store import RedisOnlineStore, connect
+from basketflow.features import feature_state, seen_ids
+from basketflow.features.entity_features import EntityFolder
+from basketflow.features.seen_ids import SeenIds
+from basketflow.flows.backfill import file_events, run_backfill
+from basketflow.flows.live import FeatureOutputs, RunOptions, run_live
+from basketflow.producers.replay import replay
+from basketflow.producers.synthetic import write_csv
+from basketflow.reports.historical import get_historical_features
+from basketflow.schemas.events import parse_row
+from basketflow.schemas.features import CUSTOMER, Feature, registry
+from basketflow.sinks.online_store import RedisOnlineStore, connect
 
 CUSTOMER_VIEWS = ("customer", "basket")
 

@@ -14,12 +14,20 @@ import sys
 import time
 from pathlib import Path
 
-from basketflow.config import Settings
-from basketflow.status import consumed
-from sinks.online_store import connect
 from store_contents import differences
-from test_recovery import replayed  # noqa: F401  (the fixture these tests start from)
-from test_recovery import ROWS, cli_env, contents, finish, isolated, start_run
+from test_recovery import (
+    ROWS,
+    cli_env,
+    contents,
+    finish,
+    isolated,
+    replayed,  # noqa: F401  (the fixture these tests start from)
+    start_run,
+)
+
+from basketflow.app.status import consumed
+from basketflow.config import Settings
+from basketflow.sinks.online_store import connect
 
 
 def children(pid: int) -> list[int]:

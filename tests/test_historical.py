@@ -25,9 +25,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import reports.historical as historical
-from reports.historical import DTYPES, get_historical_features, historical_to_file
-from schemas.features import FeatureView, registry
+import basketflow.reports.historical as historical
+from basketflow.reports.historical import DTYPES, get_historical_features, historical_to_file
+from basketflow.schemas.features import FeatureView, registry
 
 T0 = datetime(2011, 1, 4, 10, 0, 0, tzinfo=timezone.utc)
 SECOND = timedelta(seconds=1)

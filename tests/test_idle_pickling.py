@@ -1,4 +1,4 @@
-"""States pickled in idle moments (flows.idle_work) are snapshotted as they are at the
+"""States pickled in idle moments (basketflow.flows.idle_work) are snapshotted as they are at the
 snapshot, never as they were when pickled early."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pickle
 import time
 
-from flows import idle_work
-from flows.pickled_state import _PickledStateLogic
+from basketflow.flows import idle_work
+from basketflow.flows.pickled_state import _PickledStateLogic
 
 
 def appender(state: list[int] | None, value: int) -> tuple[list[int], list[int]]:

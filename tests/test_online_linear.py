@@ -1,4 +1,4 @@
-"""The numpy one-vs-rest AdaGrad logistic regression (flows/online_linear.py)."""
+"""The numpy one-vs-rest AdaGrad logistic regression (models/online_linear.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pickle
 import random
 
-from flows.online_linear import AdaGradOneVsRest
+from basketflow.models.online_linear import AdaGradOneVsRest
 
 
 def stream(rng: random.Random, n: int) -> list[tuple[dict[str, float | str], str]]:

@@ -11,16 +11,16 @@ import time
 import msgspec
 import pytest
 
-import sinks.online_store
+import basketflow.sinks.online_store
 from basketflow.config import Settings
-from sinks.online_store import RedisOnlineStore, connect
+from basketflow.sinks.online_store import RedisOnlineStore, connect
 
 
 @pytest.fixture(autouse=True, params=["script", "mget"])
 def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Reads of any size take the given way: the script for every key, or MGET first."""
     limit = 1 << 30 if request.param == "script" else 0
-    monkeypatch.setattr(sinks.online_store, "_SCRIPT_MAX_KEYS", limit)
+    monkeypatch.setattr(basketflow.sinks.online_store, "_SCRIPT_MAX_KEYS", limit)
     return str(request.param)
 
 

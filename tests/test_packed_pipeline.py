@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from basketflow.app.services import start_redis, stop_service
 from basketflow.config import Settings
-from basketflow.services import start_redis, stop_service
-from sinks.online_store import connect
-from sinks.packed_pipeline import send_pipelined
+from basketflow.sinks.online_store import connect
+from basketflow.sinks.packed_pipeline import send_pipelined
 
 
 def test_every_command_is_applied_in_order(settings: Settings) -> None:

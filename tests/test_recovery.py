@@ -24,16 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from basketflow.config import Settings
-from basketflow.flow_processes import child_env
-from basketflow.services import start_redis, stop_service
-from basketflow.status import consumed as flow_consumed
-from flows.live import PARTS
-from producers.synthetic import write_csv
-from sinks.redis_retry import read_health
 from store_contents import differences, store_contents
 from test_end_to_end import BAD_LINES, basketflow, with_bad_lines
+
+from basketflow.app.flow_processes import child_env
+from basketflow.app.services import start_redis, stop_service
+from basketflow.app.status import consumed as flow_consumed
+from basketflow.config import Settings
+from basketflow.flows.live import PARTS
+from basketflow.producers.synthetic import write_csv
+from basketflow.sinks.redis_retry import read_health
 
 ROWS = 40_000
 SNAPSHOT = "0.2"

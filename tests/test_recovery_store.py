@@ -1,4 +1,4 @@
-"""The repair of Bytewax's recovery store before a resume (:mod:`flows.recovery_store`),
+"""The repair of Bytewax's recovery store before a resume (:mod:`basketflow.flows.recovery_store`),
 on partitions made by Bytewax itself, holding what a killed execution leaves behind."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from flows.recovery_store import discard_unfinished, resume_epoch
+from basketflow.flows.recovery_store import discard_unfinished, resume_epoch
 
 
 def store(tmp_path: Path, exs: list[tuple[int, int, int]], fronts: list[tuple[int, int, int]],

@@ -13,19 +13,23 @@ import pytest
 from click.testing import CliRunner
 
 from basketflow.cli import cli
-from basketflow.config import (ENV_DATA_DIR, ENV_KAFKA, ENV_PREFIX, ENV_REDIS, ENV_TOPIC,
-                               Settings)
-from flows.backfill import file_events, run_backfill
-from flows.classifier import (BasketClassifier, CheckpointError, classifier_features,
-                              load_checkpoint, save_checkpoint)
-from flows.entity_features import EntityFolder, FeatureUpdate
-from flows.live import FeatureOutputs, RunOptions, run_live
-from flows.scoring import ScoringConfig, ScoringState, initial_model, scoring_step
-from producers.replay import replay
-from producers.synthetic import write_csv
-from reports.segments import assign_customers, fit_segments
-from schemas.events import parse_row
-from sinks.online_store import RedisOnlineStore, connect
+from basketflow.config import ENV_DATA_DIR, ENV_KAFKA, ENV_PREFIX, ENV_REDIS, ENV_TOPIC, Settings
+from basketflow.features.entity_features import EntityFolder, FeatureUpdate
+from basketflow.flows.backfill import file_events, run_backfill
+from basketflow.flows.live import FeatureOutputs, RunOptions, run_live
+from basketflow.flows.scoring import ScoringConfig, ScoringState, initial_model, scoring_step
+from basketflow.models.classifier import (
+    BasketClassifier,
+    CheckpointError,
+    classifier_features,
+    load_checkpoint,
+    save_checkpoint,
+)
+from basketflow.producers.replay import replay
+from basketflow.producers.synthetic import write_csv
+from basketflow.reports.segments import assign_customers, fit_segments, scoring_config
+from basketflow.schemas.events import parse_row
+from basketflow.sinks.online_store import RedisOnlineStore, connect
 
 
 def test_the_flow_scores_basket_updates_once_customers_are_labelled(
@@ -40,7 +44,8 @@ def test_the_flow_scores_basket_updates_once_customers_are_labelled(
     assign_customers(settings.data_dir)
     replay(source, settings.kafka_bootstrap, settings.topic, settings.dead_topic)
 
-    stats = run_live(settings, stop_at_end=True, options=RunOptions())
+    stats = run_live(settings, stop_at_end=True, options=RunOptions(),
+                     scoring=scoring_config(settings.data_dir))
 
     scores = pd.read_parquet(settings.offline_dir / "scores").drop(columns=["date"])
     assert stats.scores > 300 and len(scores) == stats.scores

@@ -21,16 +21,24 @@ import pandas as pd
 import pytest
 
 from basketflow.config import ENV_DATA_DIR
-from flows.backfill import file_events, run_backfill
-from flows.live import FeatureOutputs, RunOptions
-from producers.csv_source import read_events
-from producers.synthetic import write_csv
-from reports.profiles import SHARE_COLUMNS, ProfileError, customer_profiles
-from reports.segments import (INPUTS, K_RANGE, SCALE_BLOCKS, SegmentationError,
-                              assign_customers, fit_segments, input_matrix, load_labels,
-                              load_segmentation)
-from schemas.events import Transaction
-from schemas.taxonomy import load_taxonomy
+from basketflow.flows.backfill import file_events, run_backfill
+from basketflow.flows.live import FeatureOutputs, RunOptions
+from basketflow.producers.csv_source import read_events
+from basketflow.producers.synthetic import write_csv
+from basketflow.reports.profiles import SHARE_COLUMNS, ProfileError, customer_profiles
+from basketflow.reports.segments import (
+    INPUTS,
+    K_RANGE,
+    SCALE_BLOCKS,
+    SegmentationError,
+    assign_customers,
+    fit_segments,
+    input_matrix,
+    load_labels,
+    load_segmentation,
+)
+from basketflow.schemas.events import Transaction
+from basketflow.schemas.taxonomy import load_taxonomy
 
 UNTIL = date(2011, 5, 31)
 

@@ -19,8 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from basketflow.config import ENV_DATA_DIR, ENV_KAFKA, ENV_REDIS, Settings, load_settings
-from basketflow.services import (
+from basketflow.app.services import (
     BROKER,
     REDIS,
     ServicesNotRunning,
@@ -32,7 +31,8 @@ from basketflow.services import (
     start_redis,
     up,
 )
-from basketflow.status import EMBEDDED_LAG_NOTE, PROGRESS_KEY, collect_status
+from basketflow.app.status import EMBEDDED_LAG_NOTE, PROGRESS_KEY, collect_status
+from basketflow.config import ENV_DATA_DIR, ENV_KAFKA, ENV_REDIS, Settings, load_settings
 
 
 @pytest.fixture
@@ -263,7 +263,7 @@ def test_status_with_services_down(local: Settings, monkeypatch: pytest.MonkeyPa
 
 def test_session_fixtures_answer(settings: Settings, broker: str, redis_url: str) -> None:
     """The conftest servers are up and ``settings`` points at them with names of its own."""
-    from basketflow.services import check_broker, check_redis
+    from basketflow.app.services import check_broker, check_redis
 
     assert (settings.kafka_bootstrap, settings.redis_url) == (broker, redis_url)
     assert settings.topic.startswith("t-") and settings.prefix == settings.topic

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producers.synthetic import HEADER, build_catalogue, generate_rows, write_csv
+from basketflow.producers.synthetic import HEADER, build_catalogue, generate_rows, write_csv
 
 ROWS = 20_000
 DATE_FORMAT = re.compile(r"^\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}$")

@@ -12,8 +12,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.events import NON_PRODUCT_CODES
-from schemas.taxonomy import (
+from basketflow.schemas.events import NON_PRODUCT_CODES
+from basketflow.schemas.taxonomy import (
     CATEGORY_NAMES,
     DEFAULT_PATH,
     NON_PRODUCT,
@@ -261,15 +261,15 @@ def _check_coverage(rows) -> None:
 
 
 def test_coverage_on_generated_data() -> None:
-    if importlib.util.find_spec("producers.synthetic") is None:
-        pytest.skip("producers.synthetic is not there yet")
-    from producers.synthetic import generate_rows
+    if importlib.util.find_spec("basketflow.producers.synthetic") is None:
+        pytest.skip("basketflow.producers.synthetic is not there yet")
+    from basketflow.producers.synthetic import generate_rows
 
     _check_coverage(generate_rows(50_000, seed=11))
 
 
 def test_coverage_on_real_data(real_data: Path) -> None:
-    from producers.csv_source import open_text
+    from basketflow.producers.csv_source import open_text
 
     with open_text(real_data) as (text, _raw):
         reader = csv.reader(text)

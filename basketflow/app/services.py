@@ -48,6 +48,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
+from basketflow.errors import BasketflowError
 
 BROKER = "broker"
 REDIS = "redis"
@@ -67,7 +68,7 @@ CHECK_TIMEOUT = 2.0
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
-class ServicesError(RuntimeError):
+class ServicesError(BasketflowError, RuntimeError):
     """Base class of the errors about the embedded servers."""
 
 

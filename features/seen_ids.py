@@ -22,7 +22,7 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
-from schemas.events import Transaction
+from basketflow.schemas.events import Transaction
 
 
 class SeenIds:
@@ -76,7 +76,7 @@ class SeenIds:
         A batch's ids mostly come from one source, in file order: those are appended in
         one step each here, without a call of :meth:`add` per event.
 
-        >>> from schemas.events import parse_row
+        >>> from basketflow.schemas.events import parse_row
         >>> row = ["1", "85123A", "HEART", "6", "12/1/2010 8:26", "2.55", "17850", "UK"]
         >>> seen = SeenIds()
         >>> [e.event_id for e in seen.fresh([parse_row(row, i) for i in

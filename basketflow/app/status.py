@@ -9,7 +9,7 @@ raises because something is not running. The shape::
       "data_dir": "...",
       "services": {"broker": SERVICE, "redis": SERVICE},
       "flow": {"events": int|None, "event_time": str|None, "updated_at": str|None, "error": str|None,
-               "health": the flow's flow-health.json (Redis outages, see sinks.redis_retry) or None,
+               "health": the flow's flow-health.json (Redis outages, see basketflow.sinks.redis_retry) or None,
                "serve": {"events", "event_time", "updated_at", "error"}: the serve part's own
                         progress when it runs in a process of its own, else all None},
       "topics": {"<topic>": {"exists": bool, "partitions": int, "error": str|None,
@@ -30,7 +30,7 @@ Run as two processes (``basketflow run``), the store part writes that hash and t
 part, which consumes the topic on its own, ``<prefix>:flow:progress:serve``.
 Lag = high watermark - next offset. It is marked ``trusted: False`` on the embedded Tansu
 broker (its high watermark is the base offset of the last record batch, see
-:mod:`basketflow.services`) and whenever the watermark is below the flow's offset.
+:mod:`basketflow.app.services`) and whenever the watermark is below the flow's offset.
 """
 
 from __future__ import annotations
@@ -40,10 +40,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
-from flows.progress import PROGRESS_KEY, SERVE_PROGRESS_KEY
-from sinks.redis_retry import read_health
-from basketflow.services import (
+from basketflow.app.services import (
     BROKER,
     CHECK_TIMEOUT,
     REDIS,
@@ -52,8 +49,9 @@ from basketflow.services import (
     check_redis,
     read_state,
 )
-
-
+from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
+from basketflow.flows.progress import PROGRESS_KEY, SERVE_PROGRESS_KEY
+from basketflow.sinks.redis_retry import read_health
 
 EMBEDDED_LAG_NOTE = (
     "embedded Tansu broker: its high watermark is the base offset of the last record batch, "

@@ -2,7 +2,7 @@
 
 The serve part (customer and basket features, live scores) and the store part (offline
 events, dead letters, product features) each run as ``basketflow run --part PART`` in a
-child process of their own (see :mod:`flows.live`): each consumes the topic itself and
+child process of their own (see :mod:`basketflow.flows.live`): each consumes the topic itself and
 keeps its own recovery snapshots under ``<data>/recovery/<topic>/<part>``, so neither
 waits for the other's work, its snapshots or its interpreter lock.
 
@@ -32,14 +32,22 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from basketflow.config import (ENV_DATA_DIR, ENV_DEAD_TOPIC, ENV_KAFKA, ENV_PREFIX, ENV_REDIS,
-                               ENV_TOPIC, Settings)
+from basketflow.config import (
+    ENV_DATA_DIR,
+    ENV_DEAD_TOPIC,
+    ENV_KAFKA,
+    ENV_PREFIX,
+    ENV_REDIS,
+    ENV_TOPIC,
+    Settings,
+)
+from basketflow.errors import BasketflowError
 
 _PR_SET_PDEATHSIG = 1
 POLL_SECONDS = 0.2
 
 
-class PartFailed(Exception):
+class PartFailed(BasketflowError):
     """A part of the flow exited with an error (its message is on standard error)."""
 
     def __init__(self, part: str, status: int) -> None:

@@ -9,7 +9,7 @@ current segmentation. This module is only the model: its input
 (:func:`save_checkpoint`, :func:`load_checkpoint`).
 
 **Input.** :func:`classifier_features` reads only registered features (the ``basket`` and
-``customer`` views of :mod:`schemas.features`, as :mod:`flows.feature_state` computes them),
+``customer`` views of :mod:`basketflow.schemas.features`, as :mod:`basketflow.features.feature_state` computes them),
 so training and serving see the same values:
 
 - the basket so far: ``log_value``, ``log_items``, ``log_lines``,
@@ -39,7 +39,7 @@ so training and serving see the same values:
   2011-07-01; 0.780 -> 0.823, 0.648 -> 0.727 at 2011-08-01 (:data:`PIPELINES` has the
   default model's figures with every feature).
 
-**Model.** :class:`flows.online_linear.AdaGradOneVsRest`: one logistic regression per
+**Model.** :class:`basketflow.models.online_linear.AdaGradOneVsRest`: one logistic regression per
 category trained by AdaGrad, with the numbers standard-scaled and the strings one-hot
 encoded inside it, over numpy: River's own pipeline of the same model costs about 10x more
 per basket learnt and 3x per prediction (see :data:`PIPELINES`, and
@@ -80,11 +80,13 @@ from river.base import Classifier
 if TYPE_CHECKING:
     from river import compose
 
-from flows.feature_state import DAY
-from flows.online_linear import AdaGradOneVsRest
-from schemas.features import BASKET, CUSTOMER
-from schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT
-from sinks.offline_store import writing
+from basketflow.errors import BasketflowError
+from basketflow.features.feature_state import DAY
+from basketflow.models.online_linear import AdaGradOneVsRest
+from basketflow.schemas.features import BASKET, CUSTOMER
+from basketflow.schemas.records import Score
+from basketflow.schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT
+from basketflow.sinks.offline_store import writing
 
 #: Bump when :func:`classifier_features` computes something else under the same names.
 FEATURES_REVISION = 2
@@ -158,8 +160,8 @@ def classifier_features(basket: Mapping[str, Any],
                         customer: Mapping[str, Any] | None) -> dict[str, float | str]:
     """The model's input from a basket's values and its customer's values (or None).
 
-    ``basket`` is :meth:`flows.feature_state.BasketState.values`, ``customer``
-    :meth:`flows.feature_state.CustomerState.values` at the same event time, which count
+    ``basket`` is :meth:`basketflow.features.feature_state.BasketState.values`, ``customer``
+    :meth:`basketflow.features.feature_state.CustomerState.values` at the same event time, which count
     this basket too (the history features take it out again; see the module docstring).
     Missing share features count as 0.0, so a basket without product lines works.
     """
@@ -169,17 +171,6 @@ def classifier_features(basket: Mapping[str, Any],
     if not history["returning"]:
         x.update(zip(_FIRST_VISIT, own.values()))
     return x
-
-
-@dataclass(frozen=True)
-class Score:
-    """A prediction: the most likely category, every category's probability, the model
-    version that made it, and the event time of the features it used."""
-
-    category: str
-    probabilities: dict[str, float]
-    model_version: str
-    ts: int
 
 
 def one_hot(x: Mapping[str, Any]) -> dict[str, float]:
@@ -198,7 +189,7 @@ def _scaled_numbers() -> compose.Pipeline:
 
 
 def _adagrad_numpy(seed: int) -> Classifier:
-    """The default: :class:`~flows.online_linear.AdaGradOneVsRest` (learning rate 0.05),
+    """The default: :class:`~basketflow.models.online_linear.AdaGradOneVsRest` (learning rate 0.05),
     River's one-vs-rest AdaGrad logistic regression redone over numpy with the scaling and
     one-hot steps inside. ``basketflow evaluate`` on the real file (8 categories), against
     the River pipeline :func:`_ovr_adagrad` over the first revision of the features:
@@ -206,7 +197,7 @@ def _adagrad_numpy(seed: int) -> Classifier:
     0.510 -> 0.538; split 2011-08-01 0.791 -> 0.836, 0.652 -> 0.747, 0.500 -> 0.557.
     The random forest over the same features: 0.776, 0.756, 0.538 and 0.825, 0.790,
     0.557: on customers with 2+ baskets the first basket says no more to a batch model.
-    With the segmentation's frequency inputs scaled as one block (:mod:`reports.segments`;
+    With the segmentation's frequency inputs scaled as one block (:mod:`basketflow.reports.segments`;
     two baskets in one calendar month no longer make a "frequent" customer), the same
     model, accuracy / macro-F1 / 2+ baskets at splits 2011-05-01, 06-01, 07-01, 08-01:
     0.757/0.668/0.585, 0.788/0.698/0.583, 0.832/0.730/0.621, 0.844/0.727/0.614 (before:
@@ -324,7 +315,7 @@ def _version(pipeline: str, definition: str, labels_version: str) -> str:
     return f"{pipeline}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
-class CheckpointError(Exception):
+class CheckpointError(BasketflowError):
     """A checkpoint cannot be trusted or used; the message says why and what to do."""
 
 
@@ -353,7 +344,7 @@ def save_checkpoint(model: BasketClassifier, path: Path) -> None:
     the two renames leaves a sidecar whose checksum does not match the pickle, which
     :func:`load_checkpoint` refuses: a checkpoint is never half-trusted. A file that
     cannot be written (full disk, a file in the way) raises
-    :class:`~sinks.offline_store.StoreUnwritable`.
+    :class:`~basketflow.sinks.offline_store.StoreUnwritable`.
     """
     path = Path(path)
     data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)

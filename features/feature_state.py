@@ -4,10 +4,10 @@ Each class here is plain Python, kept per entity inside a Bytewax stateful step 
 the live flow and by the backfill alike, so what a model is trained on is what it is
 served. ``update(event)`` folds one event in; ``values(as_of)`` returns the features as of
 event time ``as_of`` (the latest event folded in), following the window rule of
-:mod:`schemas.features`: a ``W``-day window at ``t`` holds the events of the ``W*24``
+:mod:`basketflow.schemas.features`: a ``W``-day window at ``t`` holds the events of the ``W*24``
 hourly tiles ending with the hour of ``t``.
 
->>> from schemas.events import parse_row
+>>> from basketflow.schemas.events import parse_row
 >>> row = ["536365", "85123A", "HEART", "6", "12/1/2010 8:26", "2.55", "17850", "UK"]
 >>> c = CustomerState()
 >>> c.update(parse_row(row, "f:2"))
@@ -23,9 +23,9 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from schemas.events import Transaction
-from schemas.features import BASKET, CUSTOMER, PRODUCT, WINDOW_DAYS
-from schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT, load_taxonomy
+from basketflow.schemas.events import Transaction
+from basketflow.schemas.features import BASKET, CUSTOMER, PRODUCT, WINDOW_DAYS
+from basketflow.schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT, load_taxonomy
 
 HOUR = 3600
 DAY = 86_400
@@ -104,7 +104,7 @@ class CustomerState:
         self.products = {p: h for p, h in self.products.items() if h >= oldest}
 
     def values(self, as_of: int) -> dict[str, Any]:
-        """Every feature of :data:`schemas.features.CUSTOMER` as of ``as_of``."""
+        """Every feature of :data:`basketflow.schemas.features.CUSTOMER` as of ``as_of``."""
         cuts = _cutoffs(as_of, WINDOW_DAYS)
         n = len(cuts)
         spend, items, cancelled = [0.0] * n, [0] * n, [0] * n
@@ -269,7 +269,7 @@ class ProductState:
             self.max_ts = ts
 
     def values(self, as_of: int) -> dict[str, Any]:
-        """Every feature of :data:`schemas.features.PRODUCT` as of ``as_of``."""
+        """Every feature of :data:`basketflow.schemas.features.PRODUCT` as of ``as_of``."""
         cut1, cut7, cut30 = _cutoffs(as_of, (1, 7, 30))
         last_hour = as_of // HOUR
         units1 = units7 = lines30 = cancelled30 = 0

@@ -1,7 +1,7 @@
 """The feature step: fold each entity's events into its state, emit values and log rows.
 
 One :class:`EntityFolder` per entity lives in a Bytewax stateful step
-(:func:`flows.pickled_state.pickled_flat_map`): one kind for customers (the ``customer``
+(:func:`basketflow.flows.pickled_state.pickled_flat_map`): one kind for customers (the ``customer``
 and ``basket`` views) and one for products (``product``). For every batch of an entity's
 events it emits one :class:`FeatureUpdate`: the latest values of the views that moved
 (for the online store) and the feature-log rows.
@@ -29,33 +29,14 @@ Rules, the same for the live flow and the backfill:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from flows.feature_state import BasketState, CustomerState, ProductState
-from flows.seen_ids import SeenIds
-from schemas.events import Transaction
+from basketflow.features.feature_state import BasketState, CustomerState, ProductState
+from basketflow.features.seen_ids import SeenIds
+from basketflow.schemas.events import Transaction
+from basketflow.schemas.records import FeatureUpdate, LateEvent, LogRow
 
 T = TypeVar("T")
-#: ``(view, entity, ts, seq, values)``: one row of the feature log.
-LogRow = tuple[str, str, int, int, dict[str, Any]]
-#: ``(event_id, entity, event time, the entity's latest event time)``: a late event.
-LateEvent = tuple[str, str, int, int]
-
-
-@dataclass(slots=True)
-class FeatureUpdate:
-    """What one batch of one entity's events changed: the latest values of each view that
-    moved and the event time they are as of (``times``; a view that did not move with the
-    entity's last events keeps the time it last moved, whatever the batch), the log rows,
-    and the late events."""
-
-    entity: str
-    ts: int
-    values: dict[str, dict[str, Any]]
-    rows: list[LogRow] = field(default_factory=list)
-    late: list[LateEvent] = field(default_factory=list)
-    times: dict[str, int] = field(default_factory=dict)
 
 
 class EntityFolder:
@@ -101,7 +82,7 @@ class EntityFolder:
             values = self._values(view)
             update.values[view] = values
             update.times[view] = self.max_ts
-            update.rows.append((view, entity, self.max_ts, self.seq, values))
+            update.rows.append(LogRow(view, entity, self.max_ts, self.seq, values))
 
     def fold(self, entity: str, events: list[Transaction], lateness: int) -> FeatureUpdate | None:
         """Fold a batch of this entity's events in, in order (see the module rules).
@@ -131,7 +112,7 @@ class EntityFolder:
         for e in fresh:
             ts = e.ts
             if max_ts and ts < max_ts - lateness:
-                late.append((e.event_id, entity, ts, max_ts))
+                late.append(LateEvent(e.event_id, entity, ts, max_ts))
                 continue
             product.update(e)
             applied += 1
@@ -154,7 +135,7 @@ class EntityFolder:
         for i, e in enumerate(fresh):
             ts = e.ts
             if max_ts and ts < max_ts - lateness:
-                late.append((e.event_id, entity, ts, max_ts))
+                late.append(LateEvent(e.event_id, entity, ts, max_ts))
                 continue
             customer.update(e)
             if basket.update(e):
@@ -202,7 +183,7 @@ def _restore_folder(customer: SlotValues, basket: SlotValues, product: SlotValue
     """The :class:`EntityFolder` that ``EntityFolder.__reduce__`` pickled.
 
     >>> import pickle
-    >>> from schemas.events import parse_row
+    >>> from basketflow.schemas.events import parse_row
     >>> row = ["536365", "85123A", "HEART", "6", "12/1/2010 8:26", "2.55", "17850", "UK"]
     >>> folder = EntityFolder("customer")
     >>> first = folder.fold("17850", [parse_row(row, "f:2")], 3600)

@@ -1,0 +1,1 @@
+"""Models: the live customer-category classifier and its River-API estimator."""
