@@ -19,7 +19,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from basketflow.flows import idle_work
+from basketflow.flows import idle_work, stopping
 
 DEFAULT_MAX_BATCH = 20_000
 
@@ -50,7 +50,7 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
         self._ended = False
 
     def next_batch(self) -> list[list[RawMessage]]:
-        if self._ended:
+        if self._ended or stopping.requested():
             raise StopIteration()
         batch: list[RawMessage] = []
         # Timeout 0: take what the client has fetched, never wait. ``consume`` waits for a
