@@ -27,8 +27,8 @@ from the frontier). Discarding every snapshot after the lowest commit, as this m
 once did, deleted the only snapshot of keys whose partition had already compacted into
 a later epoch: they resumed from an older state, or none, behind the input offsets.
 About one kill test in ten then stored a few customer feature-log rows twice (their
-later rows were numbered from too low a count). ``tests/test_recovery_store.py`` builds
-that store.
+later rows were numbered from too low a count). ``tests/flows/test_recovery_store.py``
+builds that store.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_contents import differences, store_contents
-from test_end_to_end import BAD_LINES, basketflow, with_bad_lines
+from tests.store_contents import differences, store_contents
+from tests.test_end_to_end import BAD_LINES, basketflow, with_bad_lines
 
 from basketflow.app.flow_processes import child_env
 from basketflow.app.services import start_redis, stop_service

@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from store_contents import differences
-from test_recovery import (
+from tests.store_contents import differences
+from tests.flows.test_recovery import (
     ROWS,
     cli_env,
     contents,

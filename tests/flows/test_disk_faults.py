@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from store_contents import differences, store_contents
-from test_recovery import (
+from tests.store_contents import differences, store_contents
+from tests.flows.test_recovery import (
     cli_env,
     contents,
     finish,

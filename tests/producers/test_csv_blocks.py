@@ -21,7 +21,7 @@ from basketflow.producers.synthetic import write_csv
 from basketflow.schemas.events import Rejection, Transaction
 
 HEADER_LINE = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / \
+REAL_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / \
     "online_retail_2010-12_to_2011-09.csv.gz"
 GOOD = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom"
 
