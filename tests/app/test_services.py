@@ -34,6 +34,8 @@ from basketflow.app.services import (
 from basketflow.app.status import EMBEDDED_LAG_NOTE, PROGRESS_KEY, collect_status
 from basketflow.config import ENV_DATA_DIR, ENV_KAFKA, ENV_REDIS, Settings, load_settings
 
+pytestmark = pytest.mark.server  # servers of their own, started and stopped by the tests
+
 
 @pytest.fixture
 def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
