@@ -3,7 +3,6 @@ happens through typed events (a front end renders each as it comes)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -95,6 +94,8 @@ def run_demo(settings: Settings, rows: int, seed: int,
     Uses its own data directory (<data-dir>/demo, emptied first) and its own servers,
     stopped at the end, so it can run any number of times.
     """
+    import shutil
+
     from basketflow.app.services import embedded_services
     from basketflow.app.status import collect_status
     from basketflow.flows.backfill import file_events, run_backfill

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from basketflow.app import features as app
 from basketflow.app.features import FeatureRow
-from basketflow.app.services import resolve
 from basketflow.cli.output import out, print_json, when
 from basketflow.config import Settings
 
@@ -51,6 +50,7 @@ def features_get(settings: Settings, entity: str, views: tuple[str, ...], as_jso
     ENTITY is a customer id (guests: guest-<invoice>) for the customer and basket views,
     or a stock code with --view product.
     """
+    from basketflow.app.services import resolve
     settings = resolve(settings)
     try:
         found = app.online_features(settings, entity, views)

@@ -6,9 +6,6 @@ import logging
 
 import click
 
-from basketflow.app.flow_processes import PartFailed
-from basketflow.app.run import FlowOptions, run_in_process, run_parts
-from basketflow.app.services import resolve
 from basketflow.cli.output import out, print_json
 
 
@@ -57,6 +54,9 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
     disk or an unwritable data directory stops it with one error line; free space or fix
     the directory and run it again.
     """
+    from basketflow.app.flow_processes import PartFailed
+    from basketflow.app.run import FlowOptions, run_in_process, run_parts
+    from basketflow.app.services import resolve
     if part is not None and one_process:
         raise click.UsageError("--part runs one part and --one-process runs both in one "
                                "process: give one of them")
