@@ -62,13 +62,6 @@ class FeatureStore:
                                           prefix=prefix or settings.prefix)
         self._online: RedisOnlineStore | None = None
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> FeatureStore:
-        """A store of already loaded settings."""
-        store = cls.__new__(cls)
-        store.settings, store._online = settings, None
-        return store
-
     # -------------------------------------------------------------- registry
 
     def list_feature_views(self) -> list[FeatureView]:
