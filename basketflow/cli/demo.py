@@ -5,22 +5,16 @@ from __future__ import annotations
 
 import click
 
-from basketflow.app.demo import (
-    CustomerShown,
-    DemoEvent,
-    FlowRan,
-    Replayed,
-    Segmented,
-    ServersStarted,
-    StatusCollected,
-    Step,
-    Stopping,
-)
+from typing import TYPE_CHECKING
+
 from basketflow.cli.features import print_view
 from basketflow.cli.models import print_segments
 from basketflow.cli.output import console, out, step
 from basketflow.cli.servers import print_status
 from basketflow.config import Settings
+
+if TYPE_CHECKING:
+    from basketflow.app.demo import DemoEvent
 
 
 @click.command()
@@ -41,6 +35,16 @@ def demo(settings: Settings, rows: int, seed: int) -> None:
 
 def show(event: DemoEvent) -> None:
     """One step or result of the demo, as it comes."""
+    from basketflow.app.demo import (
+        CustomerShown,
+        FlowRan,
+        Replayed,
+        Segmented,
+        ServersStarted,
+        StatusCollected,
+        Step,
+        Stopping,
+    )
     match event:
         case Step(text):
             step(text)

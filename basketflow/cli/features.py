@@ -3,15 +3,16 @@ registry (``features list``, ``features describe VIEW``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
-from basketflow.app import features as app
-from basketflow.app.features import FeatureRow
 from basketflow.cli.output import out, print_json, when
 from basketflow.config import Settings
+
+if TYPE_CHECKING:
+    from basketflow.app.features import FeatureRow
 
 #: Features whose values are epoch seconds, shown as dates.
 TIME_FEATURES = ("first_purchase", "last_purchase", "started")
@@ -50,6 +51,7 @@ def features_get(settings: Settings, entity: str, views: tuple[str, ...], as_jso
     ENTITY is a customer id (guests: guest-<invoice>) for the customer and basket views,
     or a stock code with --view product.
     """
+    from basketflow.app import features as app
     from basketflow.app.services import resolve
     settings = resolve(settings)
     try:
@@ -71,7 +73,8 @@ def features_get(settings: Settings, entity: str, views: tuple[str, ...], as_jso
 @click.pass_obj
 def features_list(settings: Settings, as_json: bool) -> None:
     """Every feature view: entity, version, windows, features, where values live."""
-    views = app.describe_views(settings.prefix)
+    from basketflow.app.features import describe_views
+    views = describe_views(settings.prefix)
     if as_json:
         print_json([v.to_json() for v in views])
         return
@@ -90,9 +93,10 @@ def features_list(settings: Settings, as_json: bool) -> None:
 @click.pass_obj
 def features_describe(settings: Settings, view: str, as_json: bool) -> None:
     """One feature view in full: every feature with its type and description."""
+    from basketflow.app.features import UnknownView, describe_view
     try:
-        info = app.describe_view(view, settings.prefix)
-    except app.UnknownView as exc:
+        info = describe_view(view, settings.prefix)
+    except UnknownView as exc:
         raise click.BadParameter(str(exc), param_hint="VIEW") from exc
     if as_json:
         print_json(info.to_json())
