@@ -40,6 +40,6 @@ def test_a_user_error_is_one_line_and_status_1(case: str, tmp_path: Path) -> Non
 
 def test_the_errors_are_caught_in_one_place() -> None:
     source = "\n".join(p.read_text() for p in
-                       (Path(__file__).parents[1] / "basketflow" / "cli").glob("*.py"))
+                       (Path(__file__).parents[2] / "basketflow" / "cli").glob("*.py"))
     assert source.count("except BasketflowError") == 1
     assert "_user_errors" not in source and "friendly" not in source
