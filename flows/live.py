@@ -73,7 +73,6 @@ from basketflow.flows.progress import PROGRESS_KEY, SERVE_PROGRESS_KEY, FlowProg
 from basketflow.flows.recovery_store import discard_unfinished
 from basketflow.flows.scoring import MODEL_KEY, ScoringConfig, scoring_step
 from basketflow.flows.shards import EntityShard
-from basketflow.flows.stopping import stop_on_signals
 from basketflow.kafka import (
     DEFAULT_PARTITIONS,
     consumer_config,
@@ -348,7 +347,7 @@ class RunOptions:
 
 def run_flow(flow: Dataflow, options: RunOptions) -> None:
     """Run the dataflow in this process until it ends (or forever when it tails), or
-    until SIGINT or SIGTERM asks it to stop (:mod:`basketflow.flows.stopping`).
+    until a stop is requested (:mod:`basketflow.flows.stopping`).
 
     A step that raises stops the flow; Bytewax wraps the error in a
     ``BytewaxRuntimeError``. A :class:`StoreUnwritable` (full disk, unwritable data
@@ -365,7 +364,7 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
         recovery = RecoveryConfig(str(options.recovery_dir),
                                   timedelta(seconds=options.backup_seconds))
     try:
-        with fewer_collections(), stop_on_signals():
+        with fewer_collections():
             cli_main(flow, workers_per_process=options.workers,
                      epoch_interval=timedelta(seconds=options.snapshot_seconds),
                      recovery_config=recovery)

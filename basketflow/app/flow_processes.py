@@ -42,6 +42,7 @@ from basketflow.config import (
     Settings,
 )
 from basketflow.errors import BasketflowError
+from basketflow.flows import stopping
 
 _PR_SET_PDEATHSIG = 1
 POLL_SECONDS = 0.2
@@ -87,34 +88,29 @@ def start_part(part: str, run_args: list[str], env: Mapping[str, str],
 
 def supervise(children: dict[str, subprocess.Popen[bytes]]) -> dict[str, dict[str, Any]]:
     """Wait for every child; return each one's figures. The first failure stops the
-    others and raises :class:`PartFailed`. SIGINT and SIGTERM are passed on to the
-    children (which run in sessions of their own, so a terminal's Ctrl-C reaches them
-    once, from here); once they have stopped, ``KeyboardInterrupt`` is raised."""
-    stopping: list[int] = []
-
-    def pass_on(signum: int, _frame: object) -> None:
-        stopping.append(signum)
-        for proc in children.values():
-            if proc.poll() is None:
-                proc.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
+    others and raises :class:`PartFailed`. A stop requested of this process
+    (:mod:`basketflow.flows.stopping`) is passed on to the children, once (they run in
+    sessions of their own, so a terminal's Ctrl-C reaches them from here only): they
+    stop cleanly and print their figures, which say so."""
+    passed_on = False
     relays = _relay_errors(children)
     try:
         while any(proc.poll() is None for proc in children.values()):
+            signum = stopping.requested_signal()
+            if signum is not None and not passed_on:
+                for proc in children.values():
+                    if proc.poll() is None:
+                        proc.send_signal(signum)
+                passed_on = True
             failed = [(part, proc.returncode) for part, proc in children.items()
                       if proc.returncode]
-            if failed and not stopping:
+            if failed and not passed_on:
                 _stop(children)
                 raise PartFailed(*failed[0])
             time.sleep(POLL_SECONDS)
     finally:
         for relay in relays:
             relay.join()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if stopping:
-        raise KeyboardInterrupt
     for part, proc in children.items():
         if proc.returncode:
             raise PartFailed(part, proc.returncode)

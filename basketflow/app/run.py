@@ -2,16 +2,21 @@
 
 By default each part of the flow (serve, store) runs in a process of its own, started
 with this run's options, so the store's work never delays a live score; a run in this
-process runs one part or both.
+process runs one part or both. A run holds the lock of each part it runs
+(:mod:`basketflow.app.run_lock`), so a second run on the same data and topic is refused,
+and stops cleanly on SIGINT or SIGTERM (:mod:`basketflow.flows.stopping`): its figures
+then say ``stopped``, and the next run resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 from dataclasses import dataclass, field
 from typing import Any
 
 from basketflow.app.flow_processes import PartFailed
+from basketflow.app.run_lock import ENV_HELD_BY, run_lock
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
 
@@ -55,8 +60,8 @@ class FlowOptions:
 
 @dataclass(frozen=True)
 class RunFigures:
-    """What a run did; ``parts`` holds each child process's own figures (a run in this
-    process has none)."""
+    """What a run did; ``stopped`` when a signal stopped it before its end; ``parts`` holds
+    each child process's own figures (a run in this process has none)."""
 
     events: int
     dead_letters: int
@@ -64,6 +69,7 @@ class RunFigures:
     online_writes: int
     seconds: float
     events_per_second: float
+    stopped: bool = False
     parts: dict[str, RunFigures] | None = field(default=None)
 
     @classmethod
@@ -71,7 +77,8 @@ class RunFigures:
         """The figures a child process printed with ``--json``."""
         return cls(data.get("events", 0), data.get("dead_letters", 0),
                    data.get("offline_rows_written", 0), data.get("online_writes", 0),
-                   data.get("seconds", 0.0), data.get("events_per_second", 0))
+                   data.get("seconds", 0.0), data.get("events_per_second", 0),
+                   data.get("stopped", False))
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``--json``, in field order (``parts`` only when there are some)."""
@@ -79,7 +86,7 @@ class RunFigures:
             "events": self.events, "dead_letters": self.dead_letters,
             "offline_rows_written": self.offline_rows_written,
             "online_writes": self.online_writes, "seconds": self.seconds,
-            "events_per_second": self.events_per_second}
+            "events_per_second": self.events_per_second, "stopped": self.stopped}
         if self.parts is not None:
             data["parts"] = {part: figures.to_json() for part, figures in self.parts.items()}
         return data
@@ -88,19 +95,23 @@ class RunFigures:
 def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -> RunFigures:
     """Run one part of the flow (None: both) in this process, with recovery snapshots in
     ``<data>/recovery/<topic>[/<part>]``; ``settings`` must have both addresses."""
+    from basketflow.flows import stopping
     from basketflow.flows.live import PARTS, SERVE, RunOptions, run_live
     from basketflow.reports.segments import scoring_config
+    parts = (part,) if part else PARTS
     recovery_dir = settings.recovery_dir / settings.topic
     run_options = RunOptions(workers=options.workers, snapshot_seconds=options.snapshot_interval,
                              backup_seconds=options.backup_interval,
                              recovery_dir=(recovery_dir / part if part else recovery_dir)
                              if options.recovery else None)
-    stats = run_live(settings, stop_at_end=options.stop_at_end, options=run_options,
-                     max_batch=options.max_batch, parts=(part,) if part else PARTS,
-                     scoring=scoring_config(settings.data_dir) if part in (None, SERVE) else None)
+    with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, parts):
+        stats = run_live(settings, stop_at_end=options.stop_at_end, options=run_options,
+                         max_batch=options.max_batch, parts=parts,
+                         scoring=scoring_config(settings.data_dir) if SERVE in parts else None)
     return RunFigures(stats.events, stats.dead_letters, stats.offline_rows, stats.online_writes,
                       round(stats.seconds, 3),
-                      round(stats.events / stats.seconds, 1) if stats.seconds else 0)
+                      round(stats.events / stats.seconds, 1) if stats.seconds else 0,
+                      stopping.requested())
 
 
 def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFigures:
@@ -108,18 +119,22 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
     figures, combined. A part that fails raises :class:`PartFailed` (its error is already
     on standard error); one killed by a signal raises :class:`PartKilled`."""
     from basketflow.app.flow_processes import child_env, start_part, supervise
+    from basketflow.flows import stopping
     from basketflow.flows.live import PARTS, prepare_run
-    prepare_run(settings)  # here once: one error, not one per part
-    env = child_env(settings)
-    children = {part: start_part(part, options.as_args(), env, verbose) for part in PARTS}
-    try:
-        by_part = supervise(children)
-        return combined_figures({part: RunFigures.from_json(figures)
-                                 for part, figures in by_part.items()})
-    except PartFailed as exc:
-        if exc.status < 0:
-            raise PartKilled(exc) from exc
-        raise
+    with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, PARTS):
+        prepare_run(settings)  # here once: one error, not one per part
+        if stopping.requested():
+            return RunFigures(0, 0, 0, 0, 0.0, 0, stopped=True)
+        env = child_env(settings) | {ENV_HELD_BY: str(os.getpid())}
+        children = {part: start_part(part, options.as_args(), env, verbose) for part in PARTS}
+        try:
+            by_part = supervise(children)
+        except PartFailed as exc:
+            if exc.status < 0:
+                raise PartKilled(exc) from exc
+            raise
+    return combined_figures({part: RunFigures.from_json(figures)
+                             for part, figures in by_part.items()})
 
 
 def combined_figures(by_part: dict[str, RunFigures]) -> RunFigures:
@@ -136,4 +151,5 @@ def combined_figures(by_part: dict[str, RunFigures]) -> RunFigures:
     return RunFigures(events, sum(p.dead_letters for p in parts),
                       sum(p.offline_rows_written for p in parts),
                       sum(p.online_writes for p in parts), seconds,
-                      round(events / seconds, 1) if seconds else 0, by_part)
+                      round(events / seconds, 1) if seconds else 0,
+                      any(p.stopped for p in parts), by_part)

@@ -9,7 +9,7 @@ runs of one part, or a whole run beside either, do not.
 
 The lock is the operating system's (``flock``): it is released when its process ends, in
 whatever way, so a lock left by a killed run is no lock at all, and the next run takes it
-over (saying so). The file holds the holder's pid and start time, for the message a
+over (saying so: a run that ends normally empties the file first). The file holds the holder's pid and start time, for the message a
 second run gets. The two processes of a default run are covered by their parent's
 locks: it passes its pid in :data:`ENV_HELD_BY`, and a child of that parent takes none.
 
@@ -117,5 +117,12 @@ def run_lock(data_dir: Path, topic: str, parts: Sequence[str]) -> Iterator[None]
         return
     with ExitStack() as held:
         for part in parts:
-            held.callback(_acquire(lock_path(data_dir, topic, part), topic, part).close)
+            held.callback(_release, _acquire(lock_path(data_dir, topic, part), topic, part))
         yield
+
+
+def _release(handle: IO[str]) -> None:
+    """Say the lock is free (a run that dies cannot: the next one then takes it over) and
+    let it go."""
+    handle.truncate(0)
+    handle.close()

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import click
 
 from basketflow.cli.output import out, print_json
+from basketflow.flows.stopping import stop_on_signals
+
+if TYPE_CHECKING:
+    from basketflow.app.run import RunFigures
 
 
 @click.command()
@@ -54,12 +59,30 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
     disk or an unwritable data directory stops it with one error line; free space or fix
     the directory and run it again.
     """
-    from basketflow.app.flow_processes import PartFailed
-    from basketflow.app.run import FlowOptions, run_in_process, run_parts
-    from basketflow.app.services import resolve
     if part is not None and one_process:
         raise click.UsageError("--part runs one part and --one-process runs both in one "
                                "process: give one of them")
+    with stop_on_signals():  # first thing: a Ctrl-C while starting stops it cleanly too
+        figures = _run(ctx, stop_at_end, workers, recovery, snapshot_interval,
+                       backup_interval, max_batch, part, one_process)
+    if as_json:
+        print_json(figures.to_json())
+    else:
+        out.print(f"{'stopped: ' if figures.stopped else ''}"
+                  f"processed {figures.events:,} events ({figures.events_per_second:,} /s), "
+                  f"{figures.dead_letters:,} dead letters, "
+                  f"{figures.offline_rows_written:,} new offline rows, "
+                  f"{figures.online_writes:,} online writes"
+                  f"{'; the next run resumes where this one stopped' if figures.stopped else ''}")
+
+
+def _run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
+         snapshot_interval: float, backup_interval: float, max_batch: int,
+         part: str | None, one_process: bool) -> RunFigures:
+    """The run itself: both parts as child processes, or one or both in this process."""
+    from basketflow.app.flow_processes import PartFailed
+    from basketflow.app.run import FlowOptions, run_in_process, run_parts
+    from basketflow.app.services import resolve
     settings = resolve(ctx.obj)
     options = FlowOptions(stop_at_end, workers, recovery, snapshot_interval, backup_interval,
                           max_batch)
@@ -71,10 +94,4 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
             raise SystemExit(exc.status) from exc  # its error is on standard error already
     else:
         figures = run_in_process(settings, part, options)
-    if as_json:
-        print_json(figures.to_json())
-    else:
-        out.print(f"processed {figures.events:,} events ({figures.events_per_second:,} /s), "
-                  f"{figures.dead_letters:,} dead letters, "
-                  f"{figures.offline_rows_written:,} new offline rows, "
-                  f"{figures.online_writes:,} online writes")
+    return figures

@@ -2,11 +2,13 @@
 
 Split or in one process, a run ends with the same stores; each part writes only its own
 share; and the pair behaves as one command: a SIGKILL or SIGTERM of `basketflow run`
-ends both parts, and the options are checked before anything starts.
+ends both parts, SIGINT (Ctrl-C) or SIGTERM stops them quietly, a second run on the same
+data is refused, and the options are checked before anything starts.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,12 +23,12 @@ from tests.flows.test_recovery import (
     contents,
     finish,
     isolated,
+    consumed,
     replayed,  # noqa: F401  (the fixture these tests start from)
     start_run,
 )
 from tests.store_contents import differences
 
-from basketflow.app.status import consumed
 from basketflow.config import Settings
 from basketflow.sinks.online_store import connect
 
@@ -51,7 +53,7 @@ def gone(pids: list[int], timeout: float = 20.0) -> bool:
 def running_parts(proc: subprocess.Popen[bytes], settings: Settings) -> list[int]:
     """Wait until both parts of a tailing run have consumed something; their pids."""
     deadline = time.monotonic() + 120
-    while consumed(settings.redis_url or "", settings.prefix, settings.topic) == 0:
+    while consumed(settings) == 0:
         assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
         assert time.monotonic() < deadline, "the flow made no progress within 120 s"
         time.sleep(0.05)
@@ -112,14 +114,70 @@ def test_sigkill_of_the_command_ends_both_parts(replayed: Settings) -> None:
     assert gone(parts), "a part outlived `basketflow run`"
 
 
+def quiet_stop(proc: subprocess.Popen[bytes], signum: int) -> str:
+    """Send ``signum`` to a run (a terminal's Ctrl-C reaches only `basketflow run`: its
+    parts run in sessions of their own); check it stops as one clean command: exit 0, at
+    most 3 lines on standard error, no panic or traceback; its standard output."""
+    os.kill(proc.pid, signum)
+    out, err = proc.communicate(timeout=60)
+    text = err.decode(errors="replace")
+    assert proc.returncode == 0, text[-3000:]
+    assert len(text.splitlines()) <= 3 and "panicked" not in text and "Traceback" not in text, \
+        text[-3000:]
+    return out.decode()
+
+
 @pytest.mark.slow
 def test_sigterm_of_the_command_stops_both_parts(replayed: Settings) -> None:
     settings = isolated(replayed, "stopped")
     proc = tailing_run(settings)
     parts = running_parts(proc, settings)
-    proc.terminate()
-    _out, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and gone(parts), err.decode()[-3000:]
+    out = quiet_stop(proc, signal.SIGTERM)
+    assert out.startswith("stopped: processed") and gone(parts), out
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_busy_run_quietly_and_the_next_run_ends_identical(
+        replayed: Settings) -> None:
+    reference = isolated(replayed, "reference")
+    finish(start_run(reference))
+    settings = isolated(replayed, "interrupted")
+    proc = start_run(settings)  # --stop-at-end with small batches: busy for a while
+    running_parts(proc, settings)
+    figures = json.loads(quiet_stop(proc, signal.SIGINT))  # start_run asks for --json
+    assert figures["stopped"] and figures["events"] < ROWS, figures
+    finish(start_run(settings))
+    assert not differences(contents(settings), contents(reference))
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_an_idle_run_in_one_process_quietly(replayed: Settings) -> None:
+    settings = isolated(replayed, "idle")
+    proc = subprocess.Popen([sys.executable, "-m", "basketflow.cli", "run", "--one-process"],
+                            env=cli_env(settings), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    seen, quiet_since = -1, time.monotonic()
+    while time.monotonic() - quiet_since < 2:  # idle: nothing new consumed for 2 s
+        now = consumed(settings)
+        if now != seen or now == 0:
+            seen, quiet_since = now, time.monotonic()
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
+        time.sleep(0.1)
+    out = quiet_stop(proc, signal.SIGINT)
+    assert out.startswith("stopped: processed") and seen > 0, out
+
+
+def test_a_second_run_is_refused_with_the_pid_of_the_first(replayed: Settings) -> None:
+    settings = isolated(replayed, "locked")
+    first = tailing_run(settings)
+    running_parts(first, settings)
+    second = subprocess.run([sys.executable, "-m", "basketflow.cli", "run", "--stop-at-end"],
+                            env=cli_env(settings), capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1, second.stderr
+    assert second.stderr.startswith("Error: another `basketflow run` (pid "
+                                    f"{first.pid},"), second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+    quiet_stop(first, signal.SIGINT)
 
 
 def test_part_and_one_process_together_is_a_usage_error(settings: Settings) -> None:
