@@ -451,7 +451,7 @@ def features_get(settings: Settings, entity: str, views: tuple[str, ...], as_jso
     or a stock code with --view product.
     """
     from basketflow.schemas.features import registry
-    from basketflow.sinks.online_store import RedisOnlineStore, connect
+    from basketflow.sinks.online_store import open_online_store
     settings = resolved(settings)
     known = registry()
     unknown = [v for v in views if v not in known]
@@ -459,7 +459,7 @@ def features_get(settings: Settings, entity: str, views: tuple[str, ...], as_jso
         raise click.BadParameter(f"unknown view(s) {', '.join(unknown)}; known: "
                                  f"{', '.join(known)}", param_hint="--view")
     assert settings.redis_url
-    store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
+    store = open_online_store(settings.redis_url, settings.prefix)
     default = tuple(n for n, v in known.items() if v.entity == "customer_id")
     values = store.read_vectors(list(views or default), [entity])[0]
     if as_json:
@@ -478,7 +478,9 @@ def features_get(settings: Settings, entity: str, views: tuple[str, ...], as_jso
 def features_list(settings: Settings, as_json: bool) -> None:
     """Every feature view: entity, version, windows, features, where values live."""
     from basketflow.schemas.features import describe, registry
-    views = [describe(v, settings.prefix) for v in registry().values()]
+    from basketflow.sinks.offline_layout import feature_log_pattern
+    views = [describe(v, settings.prefix, feature_log_pattern(v.name))
+             for v in registry().values()]
     if as_json:
         print_json(views)
         return
@@ -499,11 +501,12 @@ def features_list(settings: Settings, as_json: bool) -> None:
 def features_describe(settings: Settings, view: str, as_json: bool) -> None:
     """One feature view in full: every feature with its type and description."""
     from basketflow.schemas.features import describe, registry
+    from basketflow.sinks.offline_layout import feature_log_pattern
     known = registry()
     if view not in known:
         raise click.BadParameter(f"unknown view {view!r}; known: {', '.join(known)}",
                                  param_hint="VIEW")
-    info = describe(known[view], settings.prefix)
+    info = describe(known[view], settings.prefix, feature_log_pattern(view))
     if as_json:
         print_json(info)
         return
@@ -731,12 +734,10 @@ def score(settings: Settings, customer_id: str, top: int, as_json: bool) -> None
     every category's probability, the model version, and the basket and event time the
     features came from.
     """
-    from basketflow.sinks.flow_sinks import SCORE_KEY
-    from basketflow.sinks.online_store import RedisOnlineStore, connect
+    from basketflow.sinks.online_store import open_online_store
     settings = resolved(settings)
     assert settings.redis_url
-    value = RedisOnlineStore(connect(settings.redis_url), settings.prefix).read(
-        SCORE_KEY, customer_id)
+    value = open_online_store(settings.redis_url, settings.prefix).read_score(customer_id)
     if as_json:
         print_json({"customer": customer_id, "score": value})
         return
@@ -964,7 +965,7 @@ def demo(settings: Settings, rows: int, seed: int) -> None:
     from basketflow.producers.replay import replay as do_replay
     from basketflow.producers.synthetic import write_csv
     from basketflow.reports.segments import assign_customers, fit_segments, scoring_config
-    from basketflow.sinks.online_store import RedisOnlineStore, connect
+    from basketflow.sinks.online_store import open_online_store
 
     root = settings.data_dir / "demo"
     shutil.rmtree(root, ignore_errors=True)
@@ -994,7 +995,7 @@ def demo(settings: Settings, rows: int, seed: int) -> None:
                              scoring=scoring_config(root))
         out.print(f"  {stats.events:,} events, {stats.events / max(stats.seconds, 1e-9):,.0f} "
                   f"events/s, {stats.scores:,} basket updates scored")
-        store = RedisOnlineStore(connect(redis_url), pass_settings.prefix)
+        store = open_online_store(redis_url, pass_settings.prefix)
         for customer in _busiest_customers(csv_path, 2):
             out.print(f"[bold]basketflow features {customer}[/]")
             vector = store.read_vectors(["customer", "basket", "score"], [customer])[0]

@@ -54,7 +54,6 @@ from basketflow.flows.scoring import ScoringConfig
 from basketflow.models.classifier import classifier_features
 from basketflow.reports.historical import (
     ViewRequest,
-    feature_log_files,
     get_historical_features,
     output_column,
     read_view_log,
@@ -63,6 +62,7 @@ from basketflow.reports.profiles import ProfileError, check_until, customer_prof
 from basketflow.reports.segments import Segmentation, fit
 from basketflow.schemas.events import GUEST_PREFIX
 from basketflow.schemas.features import BASKET, CUSTOMER
+from basketflow.sinks.offline_layout import feature_log_files
 
 #: Events per batch of the River replay: about what a flow tailing the topic at 5,000
 #: events/s takes per poll. The one model takes each batch customer by customer, so large
