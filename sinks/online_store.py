@@ -193,6 +193,7 @@ class RedisOnlineStore:
         self.client = client
         self.prefix = prefix
         self._packed_head = f"{prefix}:{PACKED_KEY}:"
+        self._versions: dict[str, tuple[FeatureView, str]] = {}
 
     def key(self, view: str, entity: str) -> str:
         """``<prefix>:<view>:<entity>``."""
@@ -206,7 +207,15 @@ class RedisOnlineStore:
         """One pipelined round trip for all rows (:mod:`basketflow.sinks.packed_pipeline`):
         each entity's hash and packed value, stamped with the view's version, both given
         the view's TTL to live when it has one."""
-        self._write(view.name, view.version, rows, view.ttl_seconds)
+        self._write(view.name, self._version(view), rows, view.ttl_seconds)
+
+    def _version(self, view: FeatureView) -> str:
+        """``view.version``, worked out once per view (it digests the whole definition,
+        too slow to do for every batch); views are immutable."""
+        known = self._versions.get(view.name)
+        if known is None or known[0] is not view:
+            known = self._versions[view.name] = (view, view.version)
+        return known[1]
 
     def write_scores(self, rows: Iterable[ScoreRow]) -> None:
         """Each entity's latest score under :data:`SCORE_VIEW`, with no TTL: one
