@@ -3,11 +3,11 @@
 The product step pays per product per batch (each product touched computes all its
 window values, is written to Redis and logged once per batch), and a product's lines come
 from every customer. A flow that keeps up with a tailed topic polls small batches, so
-nearly every product line paid that alone: at 5,000 events/s the product branch was a
-third of the flow's time, and it held back the customer steps and the scores that run on
-the same worker (``benchmarks/freshness.py``). Joined for a while (0.25 s in
-``basketflow.flows.live``), a product's lines of that while are folded together: its values are
-computed once, its online value and log row written once. Bytewax's own ``collect``
+without joining nearly every product line would pay that alone, and the product step
+would hold back the customer steps and the scores that run on the same worker. Joined for
+a while (0.25 s in ``basketflow.flows.live``), a product's lines of that while are folded
+together: its values are computed once, its online value and log row written once.
+Bytewax's own ``collect``
 restarts its timeout at every item, so a steady stream never times out; here the wait
 starts with the first item.
 

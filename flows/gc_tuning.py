@@ -3,11 +3,10 @@
 A flow allocates millions of small containers (tiles, feature values, log rows), most of
 which live on in the entity state. With CPython's default thresholds a young collection
 starts every 700 net allocations, survivors are promoted, and each full collection walks
-every object alive, the ~150,000 of the imported libraries included. Measured on a
-backfill of the real file (garbage-collector callbacks): 2,300 young, 209 middle and 13
-full collections took 2.7 s of its 16.5 s of CPU. While a flow runs, what existed before
-it is frozen (left out of collections) and the young generation is collected every
-200,000 net allocations: one collection, 0.04 s. Cycles are still found and freed. Both
+every object alive, the imported libraries' included: a noticeable share of a flow's CPU
+(docs/PERFORMANCE.md). While a flow runs, what existed before it is frozen (left out of
+collections) and the young generation is collected every 200,000 net allocations, so a
+whole backfill needs only a few collections. Cycles are still found and freed. Both
 settings are undone when the flow ends.
 """
 

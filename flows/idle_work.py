@@ -1,10 +1,10 @@
 """Work a flow does while its input has nothing new, instead of at the epoch's end.
 
 Bytewax snapshots every state that changed in an epoch when the epoch closes, on the
-worker's thread, while no line is processed: at 5,000 events/s about 1,700 customers
-change per 10 s epoch, and pickling them was about 40% of the serve part's stall at each
-epoch's end (``benchmarks/freshness.py``), the time every score waited. A flow that keeps
-up has idle moments between polls, so :mod:`basketflow.flows.pickled_state` pickles a state here
+worker's thread, while no line is processed: pickling the changed customers is a large
+part of the serve part's stall at each epoch's end, the time every score waits
+(``benchmarks/freshness.py`` measures it). A flow that keeps up has idle moments between
+polls, so :mod:`basketflow.flows.pickled_state` pickles a state here
 once it has been left alone for :data:`QUIET_SECONDS`, and the epoch's snapshot takes the
 bytes already made. A state still changing is not pickled early, so a customer in the
 middle of a basket is pickled once, not at every line.

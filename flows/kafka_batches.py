@@ -1,15 +1,15 @@
 """A Bytewax source that reads Kafka partitions in micro-batches.
 
 Bytewax's own ``KafkaSource`` emits one item per message, and every item then pays the
-framework's per-item cost at every step (about 1-2 us each). This source emits one item
+framework's per-item cost at every step. This source emits one item
 per poll: the list of messages read, as light :class:`RawMessage` tuples. Steps downstream
 work on whole batches, and regroup them by entity, so the framework's cost is paid per
 batch and per entity rather than per message.
 
-Like Bytewax's source it assigns partitions (no consumer group: a group join takes ~20 s
-on the embedded broker) and keeps each partition's next offset in the recovery snapshot.
+Like Bytewax's source it assigns partitions (no consumer group: a group join is slow on
+the embedded broker) and keeps each partition's next offset in the recovery snapshot.
 With ``stop_at_end`` a partition ends at its partition-EOF event, which is right on every
-broker (watermarks are not: see DESIGN.md on the embedded Tansu broker).
+broker (watermarks are not: see docs/DESIGN.md on the embedded Tansu broker).
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from basketflow.flows import idle_work
+from basketflow.flows import idle_work, stopping
 
 DEFAULT_MAX_BATCH = 20_000
 
 
 class RawMessage(msgspec.Struct, frozen=True):
-    """One message (or consumer error) as read, before decoding (built in C: a
-    ``NamedTuple``'s Python-level constructor cost ~6% of the flow)."""
+    """One message (or consumer error) as read, before decoding (a msgspec Struct, built
+    in C: one is made per message, and a ``NamedTuple``'s Python-level constructor is a
+    visible share of a flow's time)."""
 
     topic: str
     partition: int
@@ -50,12 +51,12 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
         self._ended = False
 
     def next_batch(self) -> list[list[RawMessage]]:
-        if self._ended:
+        if self._ended or stopping.requested():
             raise StopIteration()
         batch: list[RawMessage] = []
         # Timeout 0: take what the client has fetched, never wait. ``consume`` waits for a
-        # full batch or its timeout, and one worker polls every partition in turn, so a
-        # 10 ms wait per poll held each tailed line up to 40 ms (benchmarks/freshness.py).
+        # full batch or its timeout, and one worker polls every partition in turn, so any
+        # wait per poll holds each tailed line up to that wait times the partitions.
         # Bytewax itself waits 1 ms before polling a partition that had nothing again.
         for msg in self._consumer.consume(self._batch_size, 0):
             err = msg.error()
@@ -85,9 +86,8 @@ class KafkaBatchSource(FixedPartitionedSource[list[RawMessage], int]):
     """Every partition of one topic, as lists of :class:`RawMessage` per poll.
 
     A poll takes up to ``batch_size`` messages: large batches cost less CPU per event
-    while a backlog is read (each product's values are computed once per batch; 200k real
-    events took 7.1 s of CPU at 20,000 against 9.6 s at 5,000), and a flow that keeps up
-    with the topic gets small batches anyway.
+    while a backlog is read (each product's values are computed once per batch), and a
+    flow that keeps up with the topic gets small batches anyway.
     """
 
     def __init__(self, bootstrap: str, topic: str, consumer_config: dict[str, object],

@@ -63,13 +63,23 @@ from basketflow.flows.dead_letters import (
     to_dead_message,
 )
 from basketflow.flows.gc_tuning import fewer_collections
-from basketflow.flows.kafka_batches import DEFAULT_MAX_BATCH, KafkaBatchSource, RawMessage
+from basketflow.flows.kafka_batches import (
+    DEFAULT_MAX_BATCH,
+    KafkaBatchSource,
+    RawMessage,
+)
 from basketflow.flows.pickled_state import pickled_flat_map
 from basketflow.flows.progress import SERVE_PROGRESS, FlowProgress
 from basketflow.flows.recovery_store import discard_unfinished
 from basketflow.flows.scoring import MODEL_KEY, ScoringConfig, scoring_step
 from basketflow.flows.shards import EntityShard
-from basketflow.kafka import DEFAULT_PARTITIONS, consumer_config, ensure_topics, producer_config
+from basketflow.flows.stopping import stop_on_signals
+from basketflow.kafka import (
+    DEFAULT_PARTITIONS,
+    consumer_config,
+    ensure_topics,
+    producer_config,
+)
 from basketflow.schemas.events import Rejection, Transaction, decode_event
 from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S, registry, versions
 from basketflow.schemas.records import FeatureUpdate
@@ -338,7 +348,8 @@ class RunOptions:
 
 
 def run_flow(flow: Dataflow, options: RunOptions) -> None:
-    """Run the dataflow in this process until it ends (or forever when it tails).
+    """Run the dataflow in this process until it ends (or forever when it tails), or
+    until SIGINT or SIGTERM asks it to stop (:mod:`basketflow.flows.stopping`).
 
     A step that raises stops the flow; Bytewax wraps the error in a
     ``BytewaxRuntimeError``. A :class:`StoreUnwritable` (full disk, unwritable data
@@ -355,7 +366,7 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
         recovery = RecoveryConfig(str(options.recovery_dir),
                                   timedelta(seconds=options.backup_seconds))
     try:
-        with fewer_collections():
+        with fewer_collections(), stop_on_signals():
             cli_main(flow, workers_per_process=options.workers,
                      epoch_interval=timedelta(seconds=options.snapshot_seconds),
                      recovery_config=recovery)

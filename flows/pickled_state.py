@@ -2,10 +2,9 @@
 
 Bytewax's ``stateful_flat_map`` snapshots every key whose state changed in an epoch with
 ``copy.deepcopy`` when the epoch closes, and the runtime then pickles that copy: two
-walks of every changed state, both on the worker's thread, while no line is processed.
-At 5,000 events/s with 10 s epochs about 1,700 customers and 2,800 products change per
-epoch (real file); their deep copies took 0.65 s and the pickling 0.3 s, a stall that
-every line consumed meanwhile waits out (``benchmarks/freshness.py``).
+walks of every changed state, both on the worker's thread, while no line is processed:
+a stall that every line consumed meanwhile waits out, growing with the states changed
+per epoch (``benchmarks/freshness.py`` measures it).
 
 :func:`pickled_flat_map` is ``stateful_flat_map`` with the snapshot taken as the pickled
 bytes of the state: bytes are immutable, so no copy is needed, and the runtime pickles

@@ -5,8 +5,8 @@ starts from zero while the offsets resume from the last snapshot. Kept in a
 ``stateful_map`` instead, the counts are snapshotted with the offsets. And a message is
 counted only if its offset is at or past the partition's next offset already recorded,
 so the counts are idempotent on position like every sink: a state restored ahead of the
-input (see :mod:`basketflow.flows.recovery_store`) cannot count a message twice. After any number of restarts the progress
-hash holds the same totals as an uninterrupted run.
+input (see :mod:`basketflow.flows.recovery_store`) cannot count a message twice. After any
+number of restarts the progress hash holds the same totals as an uninterrupted run.
 
 >>> p = FlowProgress()
 >>> p.add({"offset:tx:0": 3}, {"offset:tx:0": [0, 2]}, {"offset:tx:0": [1]},
@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 #: The part of the flow's progress hash in the online store that the serve part alone, in
 #: a process of its own, writes (``<prefix>:flow:progress:serve``); a flow with the store
 #: part writes the whole flow's, part ``""`` (``<prefix>:flow:progress``). See
-#: :meth:`basketflow.sinks.online_store.RedisOnlineStore.progress_key`.
+#: :func:`basketflow.sinks.online_store.progress_key`.
 SERVE_PROGRESS = "serve"
 
 

@@ -11,24 +11,20 @@ A process killed while closing an epoch leaves snapshots of that unfinished epoc
 the store. The resumed execution numbers its epochs from the same point, and at that
 epoch's close it rewrites only the keys *it* touched in it; a key the killed execution
 touched but the new one did not keeps the killed execution's snapshot, which the next
-resume then loads. That key's state is then ahead of the input offsets (measured here:
-after four SIGKILLs, a counter of the events seen counted 65,000 of 40,000 events, and
-the customer feature log missed 38 rows whose events the restored state had already
-seen). :func:`discard_unfinished` deletes those stale snapshots before the flow starts,
-so every key resumes from a finished epoch.
+resume then loads. That key's state is then ahead of the input offsets: it has counted
+events the input will deliver again, and the feature log misses the rows of events the
+restored state had already seen. :func:`discard_unfinished` deletes those stale
+snapshots before the flow starts, so every key resumes from a finished epoch.
 
 The epoch to resume from is read the way Bytewax reads it, from the executions and
 their frontiers, not from ``commits``. Each partition commits, and then compacts each
 key's older snapshots into its latest committed one, on its own, behind the frontier
-(sampled every few ms during the kill test: one epoch behind in 6% of samples, two now
-and then, partitions unequal), and Bytewax resumes from the frontier whatever the
-commits say (checked: commits set back by six epochs, the next execution still resumed
-from the frontier). Discarding every snapshot after the lowest commit, as this module
-once did, deleted the only snapshot of keys whose partition had already compacted into
-a later epoch: they resumed from an older state, or none, behind the input offsets.
-About one kill test in ten then stored a few customer feature-log rows twice (their
-later rows were numbered from too low a count). ``tests/test_recovery_store.py`` builds
-that store.
+(by an epoch or two, unequally between partitions), and Bytewax resumes from the
+frontier whatever the commits say. Discarding every snapshot after the lowest commit
+instead would delete the only snapshot of keys whose partition had already compacted into
+a later epoch: they would resume from an older state, or none, behind the input offsets,
+and store feature-log rows twice. ``tests/flows/test_recovery_store.py`` builds that
+store.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ so training and serving see the same values:
 
 - the basket so far: ``log_value``, ``log_items``, ``log_lines``,
   ``log_distinct_products``, ``log_non_product_lines`` (log1p: money and counts are
-  heavy-tailed, a few wholesale baskets are 100x the median; negative values count as 0),
+  heavy-tailed, a few wholesale baskets are orders of magnitude above the median; negative
+  values count as 0),
   the squares of the first four (``*_sq``: a linear model then sees "mid spend" as well as
   "more" and "less"), ``log_unit_value`` (value per item) and ``log_items_per_line``, every
   ``share_<category>`` as is (already in [0, 1]), ``top_share`` (the largest) and
@@ -34,16 +35,14 @@ so training and serving see the same values:
   from are returning customers', but what it is for is the first visit, where one basket
   must tell a customer's whole future: the copies give first visits weights of their own
   on top of the shared ones, an interaction with ``returning`` that a linear model cannot
-  otherwise express. With them, ``basketflow evaluate`` (same model, first revision's
-  features otherwise): accuracy 0.773 -> 0.791, macro-F1 0.658 -> 0.708 at split
-  2011-07-01; 0.780 -> 0.823, 0.648 -> 0.727 at 2011-08-01 (:data:`PIPELINES` has the
-  default model's figures with every feature).
+  otherwise express (``basketflow evaluate`` measures what they add; docs/PERFORMANCE.md
+  has the figures).
 
 **Model.** :class:`basketflow.models.online_linear.AdaGradOneVsRest`: one logistic regression per
 category trained by AdaGrad, with the numbers standard-scaled and the strings one-hot
-encoded inside it, over numpy: River's own pipeline of the same model costs about 10x more
-per basket learnt and 3x per prediction (see :data:`PIPELINES`, and
-``benchmarks/classifier.py`` for the cost of each). Its :attr:`~BasketClassifier.version`
+encoded inside it, over numpy, at a fraction of the cost per basket of River's own
+pipeline of the same model (see :data:`PIPELINES`, and ``benchmarks/classifier.py`` for
+the cost of each). Its :attr:`~BasketClassifier.version`
 is a digest of the pipeline's definition, of the feature definitions and of the labels'
 version, never of the learnt weights: every score carries it, and a checkpoint of another
 version is refused.
@@ -74,8 +73,8 @@ from typing import TYPE_CHECKING, Any
 import river
 from river.base import Classifier
 
-# River's pipeline modules are imported by the pipelines that use them: importing them took
-# 2.5 s of every flow's start (the live flow and the backfill), for the default model,
+# River's pipeline modules are imported by the pipelines that use them: importing them
+# would lengthen every flow's start (the live flow and the backfill), for the default model,
 # which does not use them.
 if TYPE_CHECKING:
     from river import compose
@@ -176,7 +175,7 @@ def classifier_features(basket: Mapping[str, Any],
 def one_hot(x: Mapping[str, Any]) -> dict[str, float]:
     """``{"<name>=<value>": 1.0}`` for every string feature (``country``,
     ``first_country``), without state: River's ``OneHotEncoder`` gives the same features
-    but keeps a set of the values seen and costs about 8 us per call; this, under 1 us."""
+    but keeps a set of the values seen, at several times the cost per call."""
     return {f"{k}={v}": 1.0 for k, v in x.items() if isinstance(v, str)}
 
 
@@ -191,18 +190,9 @@ def _scaled_numbers() -> compose.Pipeline:
 def _adagrad_numpy(seed: int) -> Classifier:
     """The default: :class:`~basketflow.models.online_linear.AdaGradOneVsRest` (learning rate 0.05),
     River's one-vs-rest AdaGrad logistic regression redone over numpy with the scaling and
-    one-hot steps inside. ``basketflow evaluate`` on the real file (8 categories), against
-    the River pipeline :func:`_ovr_adagrad` over the first revision of the features:
-    split 2011-07-01 accuracy 0.770 -> 0.805, macro-F1 0.660 -> 0.724, 2+ baskets
-    0.510 -> 0.538; split 2011-08-01 0.791 -> 0.836, 0.652 -> 0.747, 0.500 -> 0.557.
-    The random forest over the same features: 0.776, 0.756, 0.538 and 0.825, 0.790,
-    0.557: on customers with 2+ baskets the first basket says no more to a batch model.
-    With the segmentation's frequency inputs scaled as one block (:mod:`basketflow.reports.segments`;
-    two baskets in one calendar month no longer make a "frequent" customer), the same
-    model, accuracy / macro-F1 / 2+ baskets at splits 2011-05-01, 06-01, 07-01, 08-01:
-    0.757/0.668/0.585, 0.788/0.698/0.583, 0.832/0.730/0.621, 0.844/0.727/0.614 (before:
-    2+ baskets 0.542, 0.535, 0.538, 0.557); the forest's 2+ figures 0.562, 0.528, 0.566,
-    0.543. It takes no seed (zero initial weights)."""
+    one-hot steps inside: it learns the same way as :func:`_ovr_adagrad`, much cheaper per
+    basket (``basketflow evaluate`` and ``benchmarks/classifier.py`` compare them; the
+    figures are in docs/PERFORMANCE.md). It takes no seed (zero initial weights)."""
     return AdaGradOneVsRest(learning_rate=0.05)
 
 
@@ -218,10 +208,9 @@ def _ovr_logistic(seed: int) -> Classifier:
 
 def _ovr_adagrad(seed: int) -> Classifier:
     """River: :func:`_ovr_logistic` with AdaGrad (learning rate 0.05) instead of plain SGD,
-    so rare features (a small country, a rare category share) learn as fast as common ones;
-    the default until :func:`_adagrad_numpy`, which learns the same way about 10x cheaper.
-    ``basketflow evaluate --split 2011-07-01`` on the real file (8 categories, first
-    revision of the features): accuracy 0.770 against 0.707 with SGD, macro-F1 0.660."""
+    so rare features (a small country, a rare category share) learn as fast as common ones
+    (more accurate than plain SGD in ``basketflow evaluate``); :func:`_adagrad_numpy` is
+    the same model, cheaper."""
     from river import compose, linear_model, multiclass, optim
 
     return (compose.FuncTransformer(one_hot) + _scaled_numbers()

@@ -2,13 +2,13 @@
 
 Why not River's own: the same model built from River parts (``FuncTransformer`` one-hot
 + ``SelectType | StandardScaler`` + ``OneVsRestClassifier(LogisticRegression(AdaGrad))``)
-costs 6-10x more per ``learn_one`` (the live classifier's River pipeline: 190 us with 8
-categories on a quiet machine, over 100 us, the target). A profile shows where: River's
-``AdaGrad`` steps each weight in a Python loop (reading its ``learning_rate`` property
-once per feature), once per category's regression, and the scaler walks a dict as well.
-Plain SGD halves that but was 6 points less accurate; ``SoftmaxRegression`` (one model,
-one step) is no cheaper. Here the whole example is one vector and every step is a handful
-of numpy operations on it (``benchmarks/classifier.py`` prints both side by side).
+costs several times more per ``learn_one``, over the live classifier's budget per basket.
+River's ``AdaGrad`` steps each weight in a Python loop (reading its ``learning_rate``
+property once per feature), once per category's regression, and the scaler walks a dict
+as well. Plain SGD is cheaper but less accurate; ``SoftmaxRegression`` (one model, one
+step) is no cheaper. Here the whole example is one vector and every step is a handful of
+numpy operations on it (``benchmarks/classifier.py`` prints both side by side; the
+figures are in docs/PERFORMANCE.md).
 
 :class:`AdaGradOneVsRest` is a River ``base.Classifier`` (``learn_one``,
 ``predict_proba_one``, ``predict_one``), so it drops into River pipelines and tools. It

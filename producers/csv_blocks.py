@@ -1,7 +1,8 @@
 """Many lines of a Kaggle file turned into events at once, with the line reader's ids.
 
 Parsing the file line by line in Python (``csv.reader``, then :func:`parse_row` on each
-record) costs several microseconds a line, a quarter of a whole backfill's time.
+record) costs Python calls per field of every line, a large share of a whole backfill's
+time.
 Here a *block* (a run of whole lines of the decompressed file) is handled in bulk:
 
 - its lines are found with numpy exactly where :class:`io.TextIOWrapper` with

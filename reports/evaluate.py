@@ -25,12 +25,12 @@ The protocol, for a split date ``D``:
 **A known limit of the protocol**: frequency is counted over each customer's whole
 history, so training customers (up to the data's end, months after the categories were
 fitted) drift into the frequent category, while test customers, whose history is at most
-the months after the split, rarely reach it. At split 2011-07-01 (real file) "Mixed,
-frequent" holds 443 customers at the fit, 643 training customers as labelled, and 7 of 656
-test customers. The majority class of the training customers can therefore be a category
-the test customers are hardly ever in (accuracy 0.011 there), and the forest, trained on
-those labels from first baskets alone, predicts it for 88 test customers; the River model,
-which learns from every basket with the customer's history as features, for 3.
+the months after the split, rarely reach it. The majority class of the training
+customers can therefore be a category the test customers are hardly ever in (the
+majority baseline's accuracy is then near 0), and the forest, trained on those labels
+from first baskets alone, predicts it far more often than the River model, which learns
+from every basket with the customer's history as features (docs/PERFORMANCE.md has the
+figures at split 2011-07-01).
 """
 
 from __future__ import annotations

@@ -13,16 +13,14 @@ then centred and scaled in blocks (:data:`SCALE_BLOCKS`), each block divided by 
 common scale (the root mean of its inputs' variances):
 
 - the three basket-size inputs one by one (each its own block);
-- the two frequency inputs together: they measure one thing (correlation 0.73 among the
-  customers before 2011-07-01), and ``ln(baskets per active month)`` is 0 for three
-  quarters of the customers (one basket a calendar month), so standardised alone its
-  standard deviation is small (0.29) and two baskets in the *same calendar month* moved
-  a customer 2.4 units along it (a quarter of the 10 units between a customer buying
-  in one product category only and one buying in another only).
-  That put two-basket customers into the "frequent" category by the calendar: fitted on
-  the customers before 2011-07-01 it held 9% customers of two baskets, every one of them
-  with both in one month; scaled as a block, none (64% have 6+ baskets, against 58%),
-  with the same silhouette (0.172 against 0.175) and the same total weight of frequency;
+- the two frequency inputs together: they measure one thing (they are strongly
+  correlated), and ``ln(baskets per active month)`` is 0 for most customers (one basket
+  a calendar month), so standardised alone its standard deviation would be small and two
+  baskets in the *same calendar month* would move a customer far along it, a sizeable
+  part of the distance between customers of two different product categories. That
+  would put two-basket customers into the "frequent" category by the calendar; scaled as
+  a block, frequency keeps the same total weight without that artefact (the figures are
+  in docs/PERFORMANCE.md);
 - the shares: they stay a composition, and a rare product category's small variance is
   not blown up into a category of its own.
 

@@ -161,16 +161,3 @@ def registry() -> dict[str, FeatureView]:
 def versions() -> dict[str, str]:
     """View name -> current version."""
     return {name: view.version for name, view in registry().items()}
-
-
-def describe(view: FeatureView, prefix: str, offline: str) -> dict[str, object]:
-    """Everything about a view, for `basketflow features describe` and `list --json`;
-    ``offline`` is where its feature log lives, as the offline store names it
-    (:func:`basketflow.sinks.offline_layout.feature_log_pattern`)."""
-    return {
-        "name": view.name, "entity": view.entity, "version": view.version,
-        "description": view.description, "windows_days": list(view.windows_days),
-        "ttl_seconds": view.ttl_seconds, "online": view.online_key(prefix),
-        "offline": offline,
-        "features": [asdict(f) for f in view.features],
-    }

@@ -1,4 +1,4 @@
-"""Shared fixtures: real servers, never mocks (see DESIGN.md, "Runtime parts").
+"""Shared fixtures: real servers, never mocks (see docs/DESIGN.md, "Runtime parts").
 
 - ``broker`` / ``redis_url`` (session): one embedded Tansu broker and one embedded Valkey
   server for the whole test session, on free loopback ports, stopped at session end even
@@ -8,6 +8,12 @@
   tests never see each other's messages or keys.
 - ``real_data``: the Kaggle extract in ``../shared/data`` beside the repository; the test is
   skipped when it is absent.
+
+A test that uses ``broker``, ``redis_url`` or ``settings`` (directly or through another
+fixture) is marked ``server``, one that uses ``real_data`` is marked ``real_data`` (the
+markers are registered in pyproject.toml), so ``-m "not server"`` and ``-m "not
+real_data"`` select by them. Tests that start servers of their own and the slow ones are
+marked by hand.
 """
 
 from __future__ import annotations
@@ -23,6 +29,19 @@ from basketflow.config import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "online_retail_2010-12_to_2011-09.csv.gz"
+#: The fixtures that mark the tests using them, and with which marker.
+MARKER_OF_FIXTURE = {"broker": "server", "redis_url": "server", "settings": "server",
+                     "real_data": "real_data"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test by the fixtures it uses (:data:`MARKER_OF_FIXTURE`)."""
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        markers = {MARKER_OF_FIXTURE[name] for name in used if name in MARKER_OF_FIXTURE}
+        for marker in sorted(markers):
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")

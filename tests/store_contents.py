@@ -4,7 +4,7 @@ Used by the crash-and-fault tests to prove that a run that was killed, starved o
 or stopped by a full disk ends exactly where an uninterrupted run of the same topic ends.
 
 What must be identical between two runs of the same topic, and what need not be
-(measured on two uninterrupted runs and on killed ones, see ``tests/test_recovery.py``):
+(measured on two uninterrupted runs and on killed ones, see ``tests/flows/test_recovery.py``):
 
 - every Redis key under the run's prefix with every value (the progress hash's totals are
   kept in the recovery state), except the progress hash's wall-clock ``updated_at``;

@@ -140,6 +140,7 @@ def check_online(settings: Settings, totals: dict[str, dict[str, Any]], sample: 
     assert vectors == [{v: store.read(v, c) for v in views} for c in busiest]
 
 
+@pytest.mark.slow
 def test_generated_data_end_to_end(settings: Settings, tmp_path: Path) -> None:
     generated = tmp_path / "generated.csv"
     write_csv(generated, rows=6000, seed=11, start=date(2010, 12, 1), end=date(2011, 2, 15))
@@ -171,6 +172,7 @@ def test_generated_data_end_to_end(settings: Settings, tmp_path: Path) -> None:
     check_online(settings, totals, sample=8)
 
 
+@pytest.mark.slow
 def test_real_file_first_20000_lines(settings: Settings, tmp_path: Path,
                                      real_data: Path) -> None:
     path = tmp_path / "real_head.csv"

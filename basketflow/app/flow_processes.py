@@ -16,7 +16,7 @@ Supervision keeps the pair behaving like one command:
   one ``Error:`` line (a second part failing at the same moment, say on a full disk, is
   shown as a note after it);
 - with ``--stop-at-end`` each child stops at the end of the topic and prints its figures
-  as JSON on its standard output, which :func:`combined_figures` adds up.
+  as JSON on its standard output, which :func:`basketflow.app.run.combined_figures` adds up.
 """
 
 from __future__ import annotations
@@ -160,24 +160,3 @@ def _figures(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
     text = proc.stdout.read().decode()
     return json.loads(text) if text.strip() else {}
 
-
-def combined_figures(by_part: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One run's figures from its parts': both read the same events, so ``events`` is the
-    larger count; rows and writes add up; the run took as long as its slowest part.
-
-    >>> combined_figures({"serve": {"events": 0, "dead_letters": 0, "offline_rows_written": 5,
-    ...                             "online_writes": 7, "seconds": 2.0},
-    ...                   "store": {"events": 10, "dead_letters": 1, "offline_rows_written": 12,
-    ...                             "online_writes": 3, "seconds": 2.5}})["events_per_second"]
-    4.0
-    """
-    parts = list(by_part.values())
-    events = max((p.get("events", 0) for p in parts), default=0)
-    seconds = max((p.get("seconds", 0.0) for p in parts), default=0.0)
-    return {"events": events,
-            "dead_letters": sum(p.get("dead_letters", 0) for p in parts),
-            "offline_rows_written": sum(p.get("offline_rows_written", 0) for p in parts),
-            "online_writes": sum(p.get("online_writes", 0) for p in parts),
-            "seconds": seconds,
-            "events_per_second": round(events / seconds, 1) if seconds else 0,
-            "parts": by_part}

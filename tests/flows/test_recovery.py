@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_contents import differences, store_contents
-from test_end_to_end import BAD_LINES, basketflow, with_bad_lines
+from tests.store_contents import differences, store_contents
+from tests.test_end_to_end import BAD_LINES, basketflow, with_bad_lines
 
 from basketflow.app.flow_processes import child_env
 from basketflow.app.services import start_redis, stop_service
@@ -107,6 +107,7 @@ def contents(settings: Settings) -> dict[str, Any]:
     return got
 
 
+@pytest.mark.slow
 def test_two_uninterrupted_runs_are_identical(replayed: Settings) -> None:
     """What the recovery test compares is deterministic to begin with."""
     first, second = isolated(replayed, "first"), isolated(replayed, "second")
@@ -118,6 +119,7 @@ def test_two_uninterrupted_runs_are_identical(replayed: Settings) -> None:
     assert not diffs, "\n".join(diffs)
 
 
+@pytest.mark.slow
 def test_killed_and_restarted_flow_ends_identical(replayed: Settings) -> None:
     ref = isolated(replayed, "reference")
     finish(start_run(ref))
@@ -143,6 +145,7 @@ def test_killed_and_restarted_flow_ends_identical(replayed: Settings) -> None:
     assert not diffs, f"killed at {kills}:\n" + "\n".join(diffs)
 
 
+@pytest.mark.slow
 def test_redis_outage_mid_run_ends_identical(replayed: Settings, tmp_path: Path) -> None:
     """A dedicated Valkey stopped for a few seconds mid-run and started again on the same
     port with its append-only file: the flow waits, catches up, and ends identical."""

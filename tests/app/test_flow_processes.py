@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from store_contents import differences
-from test_recovery import (
+import pytest
+from tests.flows.test_recovery import (
     ROWS,
     cli_env,
     contents,
@@ -24,6 +24,7 @@ from test_recovery import (
     replayed,  # noqa: F401  (the fixture these tests start from)
     start_run,
 )
+from tests.store_contents import differences
 
 from basketflow.app.status import consumed
 from basketflow.config import Settings
@@ -66,6 +67,7 @@ def tailing_run(settings: Settings) -> subprocess.Popen[bytes]:
                             stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow
 def test_two_processes_and_one_process_end_identical(replayed: Settings) -> None:
     split, single = isolated(replayed, "split"), isolated(replayed, "single")
     figures = finish(start_run(split))
@@ -79,6 +81,7 @@ def test_two_processes_and_one_process_end_identical(replayed: Settings) -> None
     assert not diffs, "\n".join(diffs)
 
 
+@pytest.mark.slow
 def test_each_part_writes_its_own_share(replayed: Settings) -> None:
     serve = isolated(replayed, "serve")
     finish(start_run(serve, "--part", "serve"))
@@ -109,6 +112,7 @@ def test_sigkill_of_the_command_ends_both_parts(replayed: Settings) -> None:
     assert gone(parts), "a part outlived `basketflow run`"
 
 
+@pytest.mark.slow
 def test_sigterm_of_the_command_stops_both_parts(replayed: Settings) -> None:
     settings = isolated(replayed, "stopped")
     proc = tailing_run(settings)

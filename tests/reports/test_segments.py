@@ -239,6 +239,7 @@ def test_errors_say_what_to_do(data_dir: Path, tmp_path: Path) -> None:
         load_segmentation(data_dir, "0000")
 
 
+@pytest.mark.slow
 def test_cli_fit_assign_show(data_dir: Path, tmp_path: Path) -> None:
     """The three commands with --json, the table, --out, and a clear error."""
     fitted = basketflow(data_dir, "segment", "fit", "--until", UNTIL.isoformat(), "--seed", "1",
@@ -271,6 +272,7 @@ def test_cli_fit_assign_show(data_dir: Path, tmp_path: Path) -> None:
     assert outside.returncode == 1 and "outside the feature log" in outside.stderr
 
 
+@pytest.mark.slow
 def test_real_data_categories_are_all_at_least_1_percent(real_data: Path, tmp_path: Path) -> None:
     """The real extract, fitted up to 2011-06-30: 8..12 named categories, none tiny."""
     backfill(real_data, tmp_path / "offline")

@@ -54,6 +54,7 @@ def test_first_baskets_are_each_customers_first_invoice(store: tuple[Path, Path]
     assert firsts["invoice"].to_dict() == first_invoices(source)
 
 
+@pytest.mark.slow
 def test_evaluation_splits_customers_and_scores_three_models(store: tuple[Path, Path]) -> None:
     _, data = store
     result = evaluate(data, SPLIT, k=8)

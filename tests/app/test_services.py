@@ -35,6 +35,8 @@ from basketflow.app.status import EMBEDDED_LAG_NOTE, collect_status
 from basketflow.config import ENV_DATA_DIR, ENV_KAFKA, ENV_REDIS, Settings, load_settings
 from basketflow.sinks.online_store import RedisOnlineStore
 
+pytestmark = pytest.mark.server  # servers of their own, started and stopped by the tests
+
 
 @pytest.fixture
 def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:

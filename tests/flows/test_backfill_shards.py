@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_contents import differences, effective_rows, parquet_rows, store_contents
+from tests.store_contents import differences, effective_rows, parquet_rows, store_contents
 
 import basketflow.flows.backfill as backfill_module
 from basketflow.config import Settings

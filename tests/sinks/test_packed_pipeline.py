@@ -38,6 +38,7 @@ def test_an_error_reply_is_raised_after_every_reply_is_read(settings: Settings) 
     assert client.get(text) == b"not a hash"
 
 
+@pytest.mark.server  # starts a server of its own, to stop it
 def test_a_server_that_is_gone_raises_a_connection_error(tmp_path: Path) -> None:
     server = start_redis(tmp_path / "valkey")
     client = connect(server.address)

@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from test_end_to_end import basketflow, dead_letters, offline_events
+from tests.test_end_to_end import basketflow, dead_letters, offline_events
 
 from basketflow.config import Settings
 from basketflow.flows.dead_letters import MAX_RAW_CHARS

@@ -280,6 +280,7 @@ LABEL_ROWS = st.lists(st.tuples(st.one_of(st.none(), st.sampled_from(["a", "b", 
                       min_size=1, max_size=20)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(log_rows=LOG_ROWS, label_rows=LABEL_ROWS)
 def test_matches_a_plain_python_reference(log_rows: dict, label_rows: list) -> None:

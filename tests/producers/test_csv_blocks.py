@@ -21,8 +21,6 @@ from basketflow.producers.synthetic import write_csv
 from basketflow.schemas.events import Rejection, Transaction
 
 HEADER_LINE = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / \
-    "online_retail_2010-12_to_2011-09.csv.gz"
 GOOD = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom"
 
 #: Lines the bulk path must hand to csv.reader or to parse_row, each with its line end.
@@ -178,10 +176,9 @@ def test_truncated_gzip_of_lone_cr_lines_like_line_by_line(tmp_path: Path, share
     assert fast[0]
 
 
-@pytest.mark.skipif(not REAL_DATA.is_file(), reason="the real data file is not present")
-def test_real_file_event_for_event() -> None:
-    fast = read_events(REAL_DATA)
-    slow = read_events_by_line(REAL_DATA)
+def test_real_file_event_for_event(real_data: Path) -> None:
+    fast = read_events(real_data)
+    slow = read_events_by_line(real_data)
     count = 0
     for a, b in zip(fast, slow, strict=True):
         assert a == b

@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.server  # the demo starts embedded servers of its own
 def test_the_demo_runs_end_to_end_and_shows_live_scores(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "basketflow.cli", "--data-dir", str(tmp_path),
                            "demo", "--rows", "8000"], capture_output=True, text=True,

@@ -22,8 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from store_contents import differences, store_contents
-from test_recovery import (
+from tests.flows.test_recovery import (
     cli_env,
     contents,
     finish,
@@ -31,6 +30,7 @@ from test_recovery import (
     replayed,  # noqa: F401  (the fixture these tests start from)
     start_run,
 )
+from tests.store_contents import differences, store_contents
 
 from basketflow.config import Settings
 from basketflow.models.classifier import BasketClassifier, save_checkpoint
@@ -117,6 +117,7 @@ def event_days(settings: Settings) -> list[str]:
     return sorted(p.name for p in (settings.offline_dir / "events").glob("date=*"))
 
 
+@pytest.mark.slow
 def test_file_in_the_way_of_a_partition_stops_the_flow_then_a_rerun_is_exact(
         replayed: Settings) -> None:
     ref = isolated(replayed, "reference")
@@ -179,6 +180,7 @@ cp -a "$OFFLINE/." "$COPY"
 
 @pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0,
                     reason="a private tmpfs mount needs unshare and root")
+@pytest.mark.slow
 def test_full_disk_stops_the_flow_then_a_rerun_with_space_is_exact(
         replayed: Settings, tmp_path: Path) -> None:
     ref = isolated(replayed, "reference")

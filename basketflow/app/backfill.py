@@ -1,0 +1,122 @@
+"""``basketflow backfill`` and ``historical``: the feature log from history, and
+point-in-time training sets from it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from basketflow.config import Settings
+from basketflow.errors import BasketflowError
+
+if TYPE_CHECKING:
+    from basketflow.flows.live import FeatureOutputs
+    from basketflow.schemas.events import Transaction
+
+
+class NoSuchFile(BasketflowError, FileNotFoundError):
+    """The file to backfill from does not exist."""
+
+
+@dataclass(frozen=True)
+class BackfillPlan:
+    """A checked backfill, ready to run: its events (``bytes_read[0]`` counts the bytes
+    of a file read so far), where it writes, with how many processes, and the size of
+    its file (0: it reads the offline store)."""
+
+    events: Callable[[], Iterator[Transaction]]
+    outputs: FeatureOutputs
+    processes: int
+    total_bytes: int
+    bytes_read: list[int]
+
+
+@dataclass(frozen=True)
+class BackfillFigures:
+    """What a backfill did, in ``--json`` order (``seconds`` unrounded; rounded in JSON)."""
+
+    events: int
+    feature_rows: int
+    offline_rows_written: int
+    online_writes: int
+    late_events: int
+    seconds: float
+    events_per_second: float
+    processes: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return asdict(self) | {"seconds": round(self.seconds, 2)}
+
+
+@dataclass(frozen=True)
+class HistoricalWritten:
+    """A training set written: rows, file, features asked."""
+
+    rows: int
+    out: Path
+    features: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {"rows": self.rows, "out": str(self.out), "features": self.features}
+
+
+def plan_backfill(settings: Settings, source: Path | None, *, materialize: bool = False,
+                  allowed_lateness: int | None = None,
+                  processes: int | None = None) -> BackfillPlan:
+    """Check and prepare a backfill from ``source`` (a Kaggle file; None: the offline
+    store's events). With ``materialize`` the latest values go to Redis too, whose
+    address is resolved here (:class:`~basketflow.app.services.ServicesNotRunning` if
+    there is none); a missing file raises :class:`NoSuchFile`."""
+    from basketflow.app.services import resolve
+    from basketflow.flows.backfill import default_processes, file_events, offline_events
+    from basketflow.flows.live import FeatureOutputs
+    from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S
+    redis_url = resolve(settings).redis_url if materialize else None
+    outputs = FeatureOutputs(redis_url, settings.prefix, settings.offline_dir,
+                             store_events=source is not None,
+                             allowed_lateness=DEFAULT_ALLOWED_LATENESS_S
+                             if allowed_lateness is None else allowed_lateness)
+    raw = [0]
+    total = source.stat().st_size if source is not None and source.is_file() else 0
+    if source is not None and not source.is_file():
+        raise NoSuchFile(f"{source}: no such file")
+    events = file_events(source, raw) if source is not None else offline_events(settings.offline_dir)
+    return BackfillPlan(events, outputs, processes or default_processes(), total, raw)
+
+
+def run_backfill(plan: BackfillPlan,
+                 on_batch: Callable[[int], None] = lambda done: None) -> BackfillFigures:
+    """Run a planned backfill; ``on_batch(events done)`` after each batch (the bytes of
+    the file read so far are in ``plan.bytes_read[0]``). Call ``on_batch`` from the
+    caller's thread only: the other processes are forked, and a thread may hold a lock at
+    that moment."""
+    from basketflow.flows.backfill import run_backfill as run
+    from basketflow.flows.live import RunOptions
+    counted = [0]
+
+    def counting(done: int) -> None:
+        counted[0] = done
+        on_batch(done)
+
+    start = time.perf_counter()
+    stats = run(plan.events, plan.outputs, RunOptions(snapshot_seconds=3600), counting,
+                processes=plan.processes)
+    seconds = time.perf_counter() - start
+    return BackfillFigures(counted[0], stats.feature_rows, stats.offline_rows,
+                           stats.online_writes, stats.late_events, seconds,
+                           round(counted[0] / seconds, 1) if seconds else 0, plan.processes)
+
+
+def historical(settings: Settings, entities: Path, features: list[str],
+               out_path: Path, entity_column: str | None = None) -> HistoricalWritten:
+    """Write the point-in-time training set of an entity file (CSV or Parquet) to
+    ``out_path``; ValueError for a bad column, feature or file name."""
+    from basketflow.reports.historical import historical_to_file
+    rows = historical_to_file(settings.offline_dir, entities, features, out_path,
+                              entity_column=entity_column)
+    return HistoricalWritten(rows, out_path, features)

@@ -1,0 +1,150 @@
+"""One entry object for Python users, as ``from feast import FeatureStore``: the feature
+registry, live values and scores from the online store, and point-in-time training sets
+from the offline store.
+
+>>> from basketflow import FeatureStore
+>>> store = FeatureStore(data_dir="/tmp/basketflow-example", redis_url="redis://localhost:1")
+>>> [view.name for view in store.list_feature_views()]
+['customer', 'basket', 'product']
+>>> store.get_feature_view("basket").entity
+'customer_id'
+>>> "spend_30d" in store.get_feature_view("customer").feature_names
+True
+
+The registry needs no server. Live reads need the online store (Redis): its URL given,
+from ``REDIS_URL``, or the server ``basketflow up`` started::
+
+    rows = store.get_online_features(["17850"], ["customer", "basket:value"])
+    rows[0].views["customer"].values["spend_30d"], rows[0].views["customer"].event_time
+    store.get_score("17850")            # LiveScore, or None before the flow scored it
+    store.get_historical_features(entity_df, ["customer:spend_30d"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from basketflow.app.features import (
+    FeatureRow,
+    LiveScore,
+    OnlineFeatures,
+    feature_view,
+    live_score,
+    online_store,
+    read_online,
+)
+from basketflow.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from basketflow.schemas.features import FeatureView
+    from basketflow.sinks.online_store import OnlineStore
+
+
+class FeatureStore:
+    """The feature store of one data directory and one online store.
+
+    ``FeatureStore()`` reads the environment like the command line
+    (``BASKETFLOW_DATA_DIR``, ``REDIS_URL``, ``BASKETFLOW_PREFIX``; without ``REDIS_URL``
+    the server ``basketflow up`` started); ``FeatureStore(data_dir=..., redis_url=...)``
+    says where explicitly. Nothing connects until a live value is read.
+    """
+
+    def __init__(self, data_dir: str | Path | None = None, redis_url: str | None = None,
+                 *, prefix: str | None = None) -> None:
+        settings = load_settings(data_dir)
+        self.settings: Settings = replace(settings, redis_url=redis_url or settings.redis_url,
+                                          prefix=prefix or settings.prefix)
+        self._online: OnlineStore | None = None
+
+    # -------------------------------------------------------------- registry
+
+    def list_feature_views(self) -> list[FeatureView]:
+        """Every feature view: name, entity, features, windows, version, TTL."""
+        from basketflow.schemas.features import registry
+        return list(registry().values())
+
+    def get_feature_view(self, name: str) -> FeatureView:
+        """The view called ``name``; :class:`~basketflow.app.features.UnknownView` if none."""
+        return feature_view(name)
+
+    # -------------------------------------------------------------- online
+
+    def _resolved(self) -> Settings:
+        """The settings with Redis's address (given, from the environment, or ``up``'s)."""
+        if self.settings.redis_url:
+            return self.settings
+        from basketflow.app.services import resolve
+        return resolve(self.settings)
+
+    def _store(self) -> OnlineStore:
+        if self._online is None:
+            self._online = online_store(self._resolved())
+        return self._online
+
+    def get_online_features(self, entities: Sequence[str],
+                            features: Sequence[str]) -> list[OnlineFeatures]:
+        """The live values of each entity, in order, in one read of the online store.
+
+        ``features`` names whole views (``"customer"``) or single features
+        (``"customer:spend_30d"``); each entity's row per view holds the values asked,
+        the event time they are as of and the view's version, or is None where the store
+        has none. Raises :class:`~basketflow.app.features.UnknownView` for an unknown
+        view and ValueError for an unknown feature.
+        """
+        wanted = _wanted_features(features)
+        found = read_online(self._store(), list(entities), list(wanted))
+        return [OnlineFeatures(row.entity, {view: _only(row.views[view], names)
+                                            for view, names in wanted.items()})
+                for row in found]
+
+    def get_score(self, customer_id: str) -> LiveScore | None:
+        """A customer's live category score (guests: ``guest-<invoice>``); None until the
+        flow has scored one of their baskets."""
+        return live_score(self._resolved(), customer_id)
+
+    # -------------------------------------------------------------- offline
+
+    def get_historical_features(self, entity_df: pd.DataFrame | pa.Table,
+                                features: Sequence[str], *,
+                                entity_column: str | Mapping[str, str] | None = None,
+                                timestamp_column: str = "timestamp") -> pd.DataFrame:
+        """A point-in-time training set: each entity row with the ``"view:feature"``
+        values as they were at its timestamp, never after
+        (:func:`basketflow.reports.historical.get_historical_features`)."""
+        from basketflow.reports.historical import get_historical_features
+        return get_historical_features(self.settings.offline_dir, entity_df, features,
+                                       entity_column=entity_column,
+                                       timestamp_column=timestamp_column)
+
+
+def _wanted_features(features: Sequence[str]) -> dict[str, tuple[str, ...] | None]:
+    """``view`` or ``view:feature`` names -> the features asked per view (None: all),
+    views in first-asked order.
+
+    >>> _wanted_features(["basket:value", "customer", "basket:lines"])
+    {'basket': ('value', 'lines'), 'customer': None}
+    """
+    wanted: dict[str, list[str] | None] = {}
+    for name in features:
+        view, _, feature = name.partition(":")
+        known = feature_view(view).feature_names
+        if feature and feature not in known:
+            raise ValueError(f"unknown feature {name!r}; {view} has: {', '.join(known)}")
+        if not feature:
+            wanted[view] = None
+        elif (names := wanted.setdefault(view, [])) is not None:
+            names.append(feature)
+    return {view: None if names is None else tuple(names) for view, names in wanted.items()}
+
+
+def _only(row: FeatureRow | None, names: tuple[str, ...] | None) -> FeatureRow | None:
+    """A row with only the named values (None: all of them)."""
+    if row is None or names is None:
+        return row
+    return replace(row, values={name: row.values.get(name) for name in names})

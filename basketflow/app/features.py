@@ -1,0 +1,204 @@
+"""``basketflow features`` and ``score``: the feature registry and live values from the
+online store, as typed rows.
+
+>>> [view.name for view in describe_views("bf")]
+['customer', 'basket', 'product']
+>>> describe_view("basket", "bf").online
+'bf:basket:<customer_id>'
+>>> describe_view("nope", "bf")
+Traceback (most recent call last):
+...
+basketflow.app.features.UnknownView: unknown view 'nope'; known: customer, basket, product
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from basketflow.config import Settings
+from basketflow.errors import BasketflowError
+
+if TYPE_CHECKING:
+    from basketflow.schemas.features import Feature, FeatureView
+    from basketflow.sinks.online_store import OnlineStore
+
+TS_FIELD, VERSION_FIELD = "_ts", "_version"
+"""Where a stored value keeps its event time and version (see basketflow.sinks.online_store)."""
+
+
+class UnknownView(BasketflowError, ValueError):
+    """A feature view that is not in the registry; the message lists the known ones."""
+
+
+@dataclass(frozen=True)
+class ViewDescription:
+    """Everything about a feature view: what ``features list`` and ``describe`` show."""
+
+    name: str
+    entity: str
+    version: str
+    description: str
+    windows_days: tuple[int, ...]
+    ttl_seconds: int | None
+    online: str
+    offline: str
+    features: tuple[Feature, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``--json``, in field order."""
+        return {**{name: getattr(self, name) for name in (
+            "name", "entity", "version", "description")},
+            "windows_days": list(self.windows_days), "ttl_seconds": self.ttl_seconds,
+            "online": self.online, "offline": self.offline,
+            "features": [asdict(f) for f in self.features]}
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """One view's values of one entity, as the online store holds them: the values, the
+    event time they are as of (epoch seconds) and the view's version they were computed
+    with."""
+
+    view: str
+    entity: str
+    values: dict[str, Any]
+    event_time: int | None
+    version: str | None
+
+    @classmethod
+    def from_stored(cls, view: str, entity: str, stored: Mapping[str, Any]) -> FeatureRow:
+        """A row from the online store's mapping (values plus ``_ts`` and ``_version``)."""
+        return cls(view, entity, {k: v for k, v in stored.items() if not k.startswith("_")},
+                   stored.get(TS_FIELD), stored.get(VERSION_FIELD))
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored mapping again: values, then ``_ts`` and ``_version``.
+
+        >>> FeatureRow("basket", "17850", {"lines": 3}, 1291191960, "1a2b3c4d").to_json()
+        {'lines': 3, '_ts': 1291191960, '_version': '1a2b3c4d'}
+        """
+        stamps = {TS_FIELD: self.event_time, VERSION_FIELD: self.version}
+        return self.values | {k: v for k, v in stamps.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class OnlineFeatures:
+    """Some views of one entity; a view the store has no values for maps to None."""
+
+    entity: str
+    views: dict[str, FeatureRow | None]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``--json``: ``{"entity": ..., "views": {view: values or null}}``."""
+        return {"entity": self.entity,
+                "views": {v: row.to_json() if row else None for v, row in self.views.items()}}
+
+
+@dataclass(frozen=True)
+class LiveScore:
+    """A customer's live category score: the most likely category, every category's
+    probability, the model version, and the basket and event time it was scored at."""
+
+    customer: str
+    category: str
+    probabilities: dict[str, float]
+    model_version: str
+    invoice: str
+    seq: int
+    event_time: int
+
+    @classmethod
+    def from_stored(cls, customer: str, stored: Mapping[str, Any]) -> LiveScore:
+        """A score from the online store's mapping (see OnlineScoreSink)."""
+        return cls(customer, stored["category"], stored["probabilities"],
+                   stored["model_version"], stored["invoice"], stored["seq"], stored[TS_FIELD])
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored mapping again (its version is the model's)."""
+        return {"category": self.category, "probabilities": self.probabilities,
+                "model_version": self.model_version, "invoice": self.invoice,
+                "seq": self.seq, TS_FIELD: self.event_time, VERSION_FIELD: self.model_version}
+
+
+def _registry() -> dict[str, FeatureView]:
+    from basketflow.schemas.features import registry
+    return registry()
+
+
+def feature_view(name: str) -> FeatureView:
+    """The registry's view called ``name``; :class:`UnknownView` if there is none."""
+    known = _registry()
+    if name not in known:
+        raise UnknownView(f"unknown view {name!r}; known: {', '.join(known)}")
+    return known[name]
+
+
+def check_views(names: Sequence[str]) -> None:
+    """Raise :class:`UnknownView`, naming each one, if any of ``names`` is not a view."""
+    known = _registry()
+    unknown = [v for v in names if v not in known]
+    if unknown:
+        raise UnknownView(f"unknown view(s) {', '.join(unknown)}; known: {', '.join(known)}")
+
+
+def describe(view: FeatureView, prefix: str) -> ViewDescription:
+    """A view's description, its online keys under ``prefix`` and its feature log's files
+    as the offline store lays them out."""
+    from basketflow.sinks.offline_layout import feature_log_pattern
+    return ViewDescription(view.name, view.entity, view.version, view.description,
+                           view.windows_days, view.ttl_seconds, view.online_key(prefix),
+                           feature_log_pattern(view.name), view.features)
+
+
+def describe_views(prefix: str) -> list[ViewDescription]:
+    """Every view of the registry, described."""
+    return [describe(view, prefix) for view in _registry().values()]
+
+
+def describe_view(name: str, prefix: str) -> ViewDescription:
+    """One view, described; :class:`UnknownView` if there is none called ``name``."""
+    return describe(feature_view(name), prefix)
+
+
+def customer_views() -> tuple[str, ...]:
+    """The views keyed by customer id: what ``features ENTITY`` shows by default."""
+    return tuple(n for n, v in _registry().items() if v.entity == "customer_id")
+
+
+def online_store(settings: Settings) -> OnlineStore:
+    """The online store of resolved ``settings``."""
+    from basketflow.sinks.online_store import open_online_store
+    assert settings.redis_url, "resolve addresses first"
+    return open_online_store(settings.redis_url, settings.prefix)
+
+
+def feature_rows(entity: str, stored: Mapping[str, Mapping[str, Any] | None],
+                 ) -> dict[str, FeatureRow | None]:
+    """An entity's stored values per view (as the online store reads them) as rows."""
+    return {view: FeatureRow.from_stored(view, entity, values) if values else None
+            for view, values in stored.items()}
+
+
+def read_online(store: OnlineStore, entities: Sequence[str],
+                views: Sequence[str]) -> list[OnlineFeatures]:
+    """The given views of each entity, in one read (views are not checked here)."""
+    vectors = store.read_vectors(list(views), list(entities))
+    return [OnlineFeatures(entity, feature_rows(entity, vector))
+            for entity, vector in zip(entities, vectors)]
+
+
+def online_features(settings: Settings, entity: str,
+                    views: Sequence[str] = ()) -> OnlineFeatures:
+    """The live values of one entity: the given views (checked against the registry), by
+    default the customer's. ``settings`` must have Redis's address."""
+    check_views(views)
+    return read_online(online_store(settings), [entity], list(views or customer_views()))[0]
+
+
+def live_score(settings: Settings, customer_id: str) -> LiveScore | None:
+    """A customer's live score (None: not scored yet). ``settings`` must have Redis's
+    address."""
+    stored = online_store(settings).read_score(customer_id)
+    return None if stored is None else LiveScore.from_stored(customer_id, stored)

@@ -1,0 +1,60 @@
+"""``basketflow report`` and ``categories``: daily reports from the offline store, and the
+product taxonomy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from basketflow.config import Settings
+
+if TYPE_CHECKING:
+    from basketflow.schemas.taxonomy import Taxonomy
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """The files written for one day's report."""
+
+    day: date | str | None
+    files: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {"day": self.day, "files": self.files}
+
+
+def report_days(day: date | None, first: date | None, last: date | None) -> list[date]:
+    """The days to report on: ``day``, or every day from ``first`` to ``last``.
+
+    >>> report_days(None, date(2011, 1, 30), date(2011, 2, 1))[-1]
+    datetime.date(2011, 2, 1)
+    """
+    from basketflow.reports.daily import days_between
+    if day is not None:
+        return [day]
+    assert first is not None and last is not None
+    return days_between(first, last)
+
+
+def daily_reports(settings: Settings, days: list[date], out_dir: Path, formats: str,
+                  on_progress: Callable[[int, int, date], None] | None = None,
+                  ) -> list[ReportFiles]:
+    """Report on each day, writing ``<out_dir>/<YYYY-MM-DD>/report.<format>`` for each of
+    the comma-separated ``formats``; ``on_progress(done, total, day)`` after each day.
+    :class:`~basketflow.reports.daily.ReportError` for an unknown format or a day outside
+    the stored data."""
+    from basketflow.reports.daily import parse_formats
+    from basketflow.reports.daily_files import run_reports
+    results = run_reports(settings.offline_dir, days, out_dir, parse_formats(formats),
+                          on_progress=on_progress)
+    return [ReportFiles(r.get("day") or r.get("date"), r.get("files", [])) for r in results]
+
+
+def taxonomy() -> Taxonomy:
+    """The product taxonomy: its version and categories."""
+    from basketflow.schemas.taxonomy import load_taxonomy
+    return load_taxonomy()

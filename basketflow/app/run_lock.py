@@ -1,0 +1,121 @@
+"""One run at a time per data directory, topic and part of the flow.
+
+Two ``basketflow run`` on the same data directory and topic would both consume the
+topic into the same stores, and write every row twice. A run therefore holds an
+exclusive lock per part it runs (``serve``, ``store``), in
+``<data>/locks/<topic>.<part>.lock``, for as long as it runs: ``--part serve`` in one
+container and ``--part store`` in another share a data directory legitimately, but two
+runs of one part, or a whole run beside either, do not.
+
+The lock is the operating system's (``flock``): it is released when its process ends, in
+whatever way, so a lock left by a killed run is no lock at all, and the next run takes it
+over (saying so). The file holds the holder's pid and start time, for the message a
+second run gets. The two processes of a default run are covered by their parent's
+locks: it passes its pid in :data:`ENV_HELD_BY`, and a child of that parent takes none.
+
+>>> import tempfile
+>>> root = Path(tempfile.mkdtemp())
+>>> with run_lock(root, "transactions", ("serve",)):
+...     with run_lock(root, "transactions", ("serve",)):
+...         pass
+Traceback (most recent call last):
+...
+basketflow.app.run_lock.RunLocked: another `basketflow run` (pid ...) is consuming topic 'transactions' (serve part) into ...
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import IO
+
+from basketflow.errors import BasketflowError
+
+log = logging.getLogger("basketflow.run")
+
+#: Set by a run for the processes it starts: its pid, whose locks cover them.
+ENV_HELD_BY = "BASKETFLOW_RUN_LOCK_HELD_BY"
+LOCKS_DIR = "locks"
+
+
+class RunLocked(BasketflowError):
+    """Another run holds the lock of a part this run would run."""
+
+
+def lock_path(data_dir: Path, topic: str, part: str) -> Path:
+    """``<data>/locks/<topic>.<part>.lock``."""
+    return data_dir / LOCKS_DIR / f"{topic}.{part}.lock"
+
+
+def _holder(handle: IO[str]) -> dict[str, object]:
+    """What the lock file says of its holder ({} when it says nothing readable)."""
+    handle.seek(0)
+    try:
+        holder = json.loads(handle.read() or "{}")
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _alive(pid: object) -> bool:
+    """Whether a process with this pid exists."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _acquire(path: Path, topic: str, part: str) -> IO[str]:
+    """The open, locked file of one part's lock; :class:`RunLocked` when another run holds
+    it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(handle)
+        handle.close()
+        since = holder.get("started", "?")
+        raise RunLocked(
+            f"another `basketflow run` (pid {holder.get('pid', '?')}, since {since}) is "
+            f"consuming topic {topic!r} ({part} part) into {path.parent.parent}: stop it "
+            "first, or give this run another --data-dir") from None
+    previous = _holder(handle)
+    if previous.get("pid") not in (None, os.getpid()) and not _alive(previous.get("pid")):
+        log.info("taking over the %s lock of run pid %s, which ended without releasing it",
+                 part, previous.get("pid"))
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps({"pid": os.getpid(),
+                             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}))
+    handle.flush()
+    return handle
+
+
+def covered_by_parent() -> bool:
+    """Whether this process was started by a run that holds the locks for it."""
+    return os.environ.get(ENV_HELD_BY) == str(os.getppid())
+
+
+@contextmanager
+def run_lock(data_dir: Path, topic: str, parts: Sequence[str]) -> Iterator[None]:
+    """Hold the lock of every part in ``parts`` while the block runs (none when the
+    parent run holds them, see :func:`covered_by_parent`)."""
+    if covered_by_parent():
+        yield
+        return
+    with ExitStack() as held:
+        for part in parts:
+            held.callback(_acquire(lock_path(data_dir, topic, part), topic, part).close)
+        yield

@@ -1,0 +1,74 @@
+"""``basketflow``: the one command of the feature store.
+
+Every subcommand resolves its servers the same way (the environment first, then what
+``basketflow up`` started), prints what it did for people, and with ``--json`` prints
+one JSON document for scripts. Each command group is a module of this package that
+parses options, calls the application layer (:mod:`basketflow.app`) and renders its
+typed result. Errors that are the user's to fix (:class:`~basketflow.errors.BasketflowError`)
+are caught here, once, and shown as one ``Error:`` line with exit status 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from basketflow.cli import backfill, data, demo, features, models, report, run, servers
+from basketflow.config import load_settings
+from basketflow.errors import BasketflowError
+
+
+class BasketflowCommand(click.Group):
+    """The root group: a :class:`BasketflowError` raised by any subcommand becomes a
+    :class:`click.ClickException` (its message as one ``Error:`` line, exit status 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BasketflowError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=BasketflowCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Offline store, recovery snapshots and embedded servers' state "
+                   "[env BASKETFLOW_DATA_DIR; default ./data].")
+@click.option("-v", "--verbose", is_flag=True, help="Log more (debug level).")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
+    """basketflow: a real-time feature store for online retail.
+
+    Transactions are replayed into Kafka; a Bytewax dataflow keeps customer and basket
+    features in Redis (online) and appends every event to Parquet (offline).
+
+    \b
+    Typical session:
+      basketflow up                         start the embedded broker and Redis
+      basketflow generate --rows 50000 --out sample.csv
+      basketflow replay sample.csv          send it to Kafka
+      basketflow run --stop-at-end          the dataflow, until the topic's end
+      basketflow features 17850             one customer's live features
+      basketflow status                     servers, lag, stores
+      basketflow down
+    Or all of it at once: basketflow demo
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    ctx.obj = load_settings(data_dir)
+
+
+for command in (servers.up, servers.down, servers.status, data.generate, data.replay,
+                run.run, features.features, backfill.backfill, backfill.historical,
+                report.report, report.categories, models.score, models.segment,
+                models.evaluate, demo.demo):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="basketflow")

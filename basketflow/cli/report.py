@@ -1,0 +1,70 @@
+"""``basketflow report`` and ``categories``: daily reports from the offline store, and the
+product taxonomy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from basketflow.cli.output import out, print_json, progress_bar
+from basketflow.config import Settings
+
+
+@click.command()
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="The day to report on.")
+@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="First day of a range (one report per day).")
+@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last day of a range.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("reports"), show_default=True, help="Where reports are written.")
+@click.option("--format", "formats", default="md,html,json", show_default=True,
+              help="Comma-separated: md, html (with PNG charts), json.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@click.pass_obj
+def report(settings: Settings, day: datetime | None, first: datetime | None,
+           last: datetime | None, out_dir: Path, formats: str, as_json: bool) -> None:
+    """The daily report on product categories, customers and data quality, computed from
+    the offline store alone (works while the flow is stopped).
+
+    Customer categories come from the current segmentation (`segment fit`, `segment
+    assign`) and the score log; without them that section says what to run."""
+    from basketflow.app.reports import daily_reports, report_days
+    if day is not None and (first or last):
+        raise click.UsageError("give --date, or --from and --to, not both")
+    if day is None and not (first and last):
+        raise click.UsageError("give --date D, or --from D1 --to D2")
+    days = report_days(day and day.date(), first and first.date(), last and last.date())
+    with progress_bar("report", in_bytes=False) as bar:
+        task = bar.add_task("report", total=len(days), lines="")
+        results = daily_reports(settings, days, out_dir, formats,
+                                on_progress=lambda done, total, d: bar.update(
+                                    task, completed=done, lines=str(d)))
+    if as_json:
+        print_json([r.to_json() for r in results])
+        return
+    for r in results:
+        for path in r.files:
+            out.print(f"wrote {path}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the taxonomy as JSON.")
+def categories(as_json: bool) -> None:
+    """The product taxonomy: each category, what it holds and the words that decide it."""
+    from basketflow.app.reports import taxonomy
+    loaded = taxonomy()
+    explained = loaded.explain()
+    if as_json:
+        print_json({"version": loaded.version, "categories": explained})
+        return
+    table = Table(title=f"product categories (taxonomy {loaded.version})")
+    for col in ("category", "label", "description"):
+        table.add_column(col)
+    for c in explained:
+        table.add_row(str(c.get("name")), str(c.get("label")), str(c.get("description")))
+    out.print(table)

@@ -1,0 +1,80 @@
+"""``basketflow run``: the live dataflow, topic -> features in Redis and events in Parquet."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from basketflow.cli.output import out, print_json
+
+
+@click.command()
+@click.option("--stop-at-end", is_flag=True,
+              help="Stop once every partition is consumed to its end, instead of tailing.")
+@click.option("-w", "--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Bytewax workers (threads) in this process.")
+@click.option("--recovery/--no-recovery", default=True, show_default=True,
+              help="Keep Bytewax recovery snapshots so a restart resumes where it stopped.")
+@click.option("--snapshot-interval", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, help="Seconds between recovery snapshots (epochs): a "
+              "restart after a crash re-reads at most this much of the topic.")
+@click.option("--backup-interval", type=click.FloatRange(min=0), default=0.0,
+              show_default=True, help="Seconds a superseded snapshot is kept before it is "
+              "deleted; set it to how often you copy <data>/recovery elsewhere, so a copy "
+              "is always consistent (Bytewax backup_interval).")
+@click.option("--max-batch", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="Most messages taken per poll of a partition: larger batches cost less CPU "
+                   "per event while a backlog is read; a flow that keeps up gets small ones.")
+@click.option("--part", type=click.Choice(["serve", "store"]), default=None,
+              help="Run only this part of the flow, in this process: serve (customer and "
+                   "basket features, live scores) or store (offline events, dead letters, "
+                   "product features). By default both run, each in a process of its own.")
+@click.option("--one-process", is_flag=True,
+              help="Run both parts in this one process (recovery snapshots in "
+                   "<data>/recovery/<topic>): less memory, but the store part's work then "
+                   "delays live scores.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON at the end.")
+@click.pass_context
+def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
+        snapshot_interval: float, backup_interval: float, max_batch: int,
+        part: str | None, one_process: bool, as_json: bool) -> None:
+    """Run the dataflow: topic -> features in Redis and events in Parquet.
+
+    \b
+    Two processes by default, each reading the topic:
+      serve  customer and basket features and live scores -> Redis, their logs -> Parquet
+      store  events, dead letters, product features -> Parquet and Redis
+    so the store's work never holds back a live score. Stopping or killing this command
+    stops both.
+
+    Without --stop-at-end it runs until stopped (Ctrl-C); with recovery on (snapshots in
+    <data>/recovery/<topic>/<part>), the next run, also after a crash or kill -9, resumes
+    from the last snapshot: sinks are idempotent, so nothing is lost or doubled. A full
+    disk or an unwritable data directory stops it with one error line; free space or fix
+    the directory and run it again.
+    """
+    from basketflow.app.flow_processes import PartFailed
+    from basketflow.app.run import FlowOptions, run_in_process, run_parts
+    from basketflow.app.services import resolve
+    if part is not None and one_process:
+        raise click.UsageError("--part runs one part and --one-process runs both in one "
+                               "process: give one of them")
+    settings = resolve(ctx.obj)
+    options = FlowOptions(stop_at_end, workers, recovery, snapshot_interval, backup_interval,
+                          max_batch)
+    if part is None and not one_process:
+        try:
+            figures = run_parts(settings, options,
+                                verbose=logging.getLogger().isEnabledFor(logging.DEBUG))
+        except PartFailed as exc:
+            raise SystemExit(exc.status) from exc  # its error is on standard error already
+    else:
+        figures = run_in_process(settings, part, options)
+    if as_json:
+        print_json(figures.to_json())
+    else:
+        out.print(f"processed {figures.events:,} events ({figures.events_per_second:,} /s), "
+                  f"{figures.dead_letters:,} dead letters, "
+                  f"{figures.offline_rows_written:,} new offline rows, "
+                  f"{figures.online_writes:,} online writes")
