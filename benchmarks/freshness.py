@@ -104,13 +104,13 @@ from basketflow.app.flow_processes import child_env  # noqa: E402
 from basketflow.app.services import embedded_services  # noqa: E402
 from basketflow.config import Settings  # noqa: E402
 from basketflow.flows.backfill import run_backfill  # noqa: E402
-from basketflow.flows.live import PARTS, SERVE, FeatureOutputs, RunOptions, progress_key, run_live  # noqa: E402
+from basketflow.flows.live import PARTS, SERVE, FeatureOutputs, RunOptions, progress_part, run_live  # noqa: E402
 from basketflow.kafka import DEFAULT_PARTITIONS, consumer_config, ensure_topics, producer_config  # noqa: E402
 from basketflow.producers.csv_source import read_events  # noqa: E402
 from basketflow.producers.replay import Pacer  # noqa: E402
 from basketflow.reports.segments import SEGMENTS_DIR, assign_customers, fit_segments, scoring_config  # noqa: E402
 from basketflow.schemas.events import Transaction, encode_event  # noqa: E402
-from basketflow.sinks.flow_sinks import SCORE_KEY  # noqa: E402
+from basketflow.sinks.online_store import SCORE_VIEW, progress_key  # noqa: E402
 
 TOPIC, DEAD_TOPIC, PREFIX = "transactions", "transactions.dead", "fresh"
 
@@ -163,7 +163,7 @@ class ScoreListener(threading.Thread):
         self.client = redis.Redis.from_url(redis_url)
         self.client.config_set("notify-keyspace-events", "Kh")
         self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self.channel_prefix = f"__keyspace@0__:{prefix}:{SCORE_KEY}:".encode()
+        self.channel_prefix = f"__keyspace@0__:{prefix}:{SCORE_VIEW}:".encode()
         self.pubsub.psubscribe(self.channel_prefix.decode() + "*")
         self.readable: dict[tuple[str, int], float] = {}
         self.notifications = 0
@@ -306,8 +306,9 @@ def freshness(settings: Settings, events: list[Transaction], rate: float, tmp: P
     watcher.start()
     log = tmp / f"{settings.prefix}.log"
     flow = start_flow(settings, log, run_args, profile)
-    progress_keys = [progress_key(settings.prefix, PARTS)] + (
-        [] if "--one-process" in run_args else [progress_key(settings.prefix, (SERVE,))])
+    progress_keys = [progress_key(settings.prefix, progress_part(PARTS))] + (
+        [] if "--one-process" in run_args
+        else [progress_key(settings.prefix, progress_part((SERVE,)))])
     client = redis.Redis.from_url(settings.redis_url)
     try:
         started: list[float] = []

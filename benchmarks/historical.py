@@ -41,8 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 
 import basketflow.reports.historical as historical  # noqa: E402
-from basketflow.reports.historical import DTYPES, feature_log_files, get_historical_features  # noqa: E402
+from basketflow.reports.historical import get_historical_features  # noqa: E402
 from basketflow.schemas.features import Feature, FeatureView, registry  # noqa: E402
+from basketflow.sinks.offline_layout import feature_log_files  # noqa: E402
+from basketflow.sinks.offline_store import ARROW_TYPES  # noqa: E402
 
 START = np.datetime64("2010-12-01T00:00:00", "s").astype(np.int64)
 DAYS = 300
@@ -91,7 +93,7 @@ def _column(rng: np.random.Generator, dtype: str, n: int) -> pa.Array:
         return pa.array(rng.integers(536_365, 581_587, n).astype(str), pa.string(), mask=mask)
     if dtype == "epoch_s":
         return pa.array(START + rng.integers(0, DAYS * 86_400, n), pa.int64(), mask=mask)
-    return pa.array(rng.integers(0, 500, n), DTYPES[dtype][1], mask=mask)
+    return pa.array(rng.integers(0, 500, n), ARROW_TYPES[dtype], mask=mask)
 
 
 def write_view_log(root: Path, view: FeatureView, n: int, rng: np.random.Generator) -> int:

@@ -68,7 +68,7 @@ from basketflow.features.entity_features import EntityFolder
 from basketflow.producers.csv_source import read_events
 from basketflow.producers.synthetic import write_csv
 from basketflow.schemas.events import Transaction
-from basketflow.schemas.features import registry
+from basketflow.schemas.features import FeatureView, registry
 from basketflow.sinks.online_store import _READ_VECTORS, PACKED_KEY, RedisOnlineStore, connect
 from basketflow.sinks.packed_pipeline import send_pipelined
 
@@ -375,14 +375,14 @@ def main() -> None:
             for name, cost in write_costs({
                     "write, hashes only through redis-py Pipeline (before)":
                         lambda *a: pipeline_write(old, *a),
-                    "write, hashes + packed values through hiredis (now)": new.write,
+                    "write, hashes + packed values through hiredis (now)":
+                        lambda view, _version, rows, _ttl: new.write(registry()[view], rows),
             }, latest).items():
                 print(f"{name}: {cost}")
             store = RedisOnlineStore(client, "bench")
             for view, rows in latest.items():
-                version = registry()[view].version if view in registry() else "bench"
-                ttl = registry()[view].ttl_seconds if view in registry() else None
-                store.write(view, version, rows, ttl)
+                store.write(registry().get(view) or FeatureView(view, "customer_id", "bench", ()),
+                            rows)
             print(f"memory: {memory(store, latest)}")
             every: dict[str, Callable[[], Read]] = {
                 "now": lambda: store.read_vectors,

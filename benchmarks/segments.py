@@ -24,9 +24,9 @@ import duckdb
 
 from basketflow.flows.backfill import file_events, run_backfill
 from basketflow.flows.live import FeatureOutputs, RunOptions
-from basketflow.reports.historical import feature_log_files
 from basketflow.reports.profiles import customer_profiles
 from basketflow.reports.segments import fit, save
+from basketflow.sinks.offline_layout import feature_log_files
 from benchmarks.machine import REAL_DATA, describe
 
 T = TypeVar("T")

@@ -48,6 +48,7 @@ from basketflow.flows.shards import PRODUCT, EntityShard, plan
 from basketflow.producers.csv_source import read_events
 from basketflow.schemas.events import FIELD_NAMES, Transaction
 from basketflow.sinks.flow_sinks import FlowStats
+from basketflow.sinks.offline_layout import event_files
 from basketflow.sinks.offline_store import StoreUnwritable, ensure_writable
 
 #: Events per batch. Larger batches cost less CPU per event (each product's values are
@@ -106,17 +107,18 @@ def file_events(path: Path, raw_progress: list[int]) -> Callable[[], Iterator[Tr
 
 
 def offline_events(offline_dir: Path) -> Callable[[], Iterator[Transaction]]:
-    """The offline store's events in event time, then source line, order."""
-    pattern = str(offline_dir / "events" / "date=*" / "*.parquet")
-
+    """The offline store's events (the files :func:`~basketflow.sinks.offline_layout.event_files`
+    lists) in event time, then source line, order."""
     def events() -> Iterator[Transaction]:
-        if not any((offline_dir / "events").glob("date=*/*.parquet")):
+        files = event_files(offline_dir)
+        if not files:
             return iter(())
         columns = ", ".join(("epoch(ts)::BIGINT AS ts" if n == "ts" else n) for n in FIELD_NAMES)
         cursor = duckdb.connect().execute(
-            f"SELECT {columns} FROM read_parquet('{pattern}', hive_partitioning=false) "
+            f"SELECT {columns} FROM read_parquet($files, hive_partitioning=false) "
             "ORDER BY ts, split_part(event_id, ':', 1), "
-            "TRY_CAST(split_part(event_id, ':', -1) AS BIGINT), event_id")
+            "TRY_CAST(split_part(event_id, ':', -1) AS BIGINT), event_id",
+            {"files": [str(p) for p in files]})
         return _rows_to_events(cursor)
     return events
 

@@ -69,7 +69,7 @@ from basketflow.flows.kafka_batches import (
     RawMessage,
 )
 from basketflow.flows.pickled_state import pickled_flat_map
-from basketflow.flows.progress import PROGRESS_KEY, SERVE_PROGRESS_KEY, FlowProgress
+from basketflow.flows.progress import SERVE_PROGRESS, FlowProgress
 from basketflow.flows.recovery_store import discard_unfinished
 from basketflow.flows.scoring import MODEL_KEY, ScoringConfig, scoring_step
 from basketflow.flows.shards import EntityShard
@@ -80,7 +80,7 @@ from basketflow.kafka import (
     producer_config,
 )
 from basketflow.schemas.events import Rejection, Transaction, decode_event
-from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S, versions
+from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S, registry, versions
 from basketflow.schemas.records import FeatureUpdate
 from basketflow.sinks.flow_sinks import (
     DeadLetterSink,
@@ -221,7 +221,7 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
     op.inspect("count-late", updates, count_late(stats))
     if outputs.redis_url is not None:
         op.output("online", keyed_updates, OnlineFeatureSink(
-            outputs.redis_url, outputs.prefix, versions(), stats, outputs.retry))
+            outputs.redis_url, outputs.prefix, registry(), stats, outputs.retry))
     if outputs.offline_root is not None:
         rows = op.map("log-rows", updates, lambda u: ("log", u))
         op.output("feature-log", rows, FeatureLogSink(outputs.offline_root, versions(), stats))
@@ -302,7 +302,7 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
                                op.key_on("progress-key", decoded, lambda _: "all"),
                                count_progress)
     op.output("progress", progress, ProgressSink(
-        settings.redis_url, progress_key(settings.prefix, parts), retry))
+        settings.redis_url, settings.prefix, progress_part(parts), retry))
     return flow
 
 
@@ -324,15 +324,16 @@ def add_dead_letter_steps(flow: Dataflow, decoded: Stream[Decoded], settings: Se
               DeadLetterSink(settings.offline_dir, stats))
 
 
-def progress_key(prefix: str, parts: tuple[str, ...]) -> str:
-    """The Redis hash of a flow's progress: ``<prefix>:flow:progress`` for a flow with the
-    store part (it counts the events stored), ``<prefix>:flow:progress:serve`` for the
-    serve part alone.
+def progress_part(parts: tuple[str, ...]) -> str:
+    """The part of the flow's progress hash a flow writes: the whole flow's (``""``,
+    ``<prefix>:flow:progress``) for a flow with the store part (it counts the events
+    stored), :data:`~basketflow.flows.progress.SERVE_PROGRESS`
+    (``<prefix>:flow:progress:serve``) for the serve part alone.
 
-    >>> progress_key("bf", PARTS), progress_key("bf", (SERVE,))
-    ('bf:flow:progress', 'bf:flow:progress:serve')
+    >>> progress_part(PARTS), progress_part((SERVE,))
+    ('', 'serve')
     """
-    return (PROGRESS_KEY if STORE in parts else SERVE_PROGRESS_KEY).format(prefix=prefix)
+    return "" if STORE in parts else SERVE_PROGRESS
 
 
 @dataclass

@@ -22,10 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-#: The Redis hash of the flow's progress (formatted with the key prefix); a flow of the
-#: serve part alone, in a process of its own, writes ``SERVE_PROGRESS_KEY`` instead.
-PROGRESS_KEY = "{prefix}:flow:progress"
-SERVE_PROGRESS_KEY = PROGRESS_KEY + ":serve"
+#: The part of the flow's progress hash in the online store that the serve part alone, in
+#: a process of its own, writes (``<prefix>:flow:progress:serve``); a flow with the store
+#: part writes the whole flow's, part ``""`` (``<prefix>:flow:progress``). See
+#: :func:`basketflow.sinks.online_store.progress_key`.
+SERVE_PROGRESS = "serve"
 
 
 @dataclass

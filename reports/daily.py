@@ -53,6 +53,7 @@ from basketflow.reports.customer_categories import (
 from basketflow.reports.offline_query import OfflineQuery
 from basketflow.reports.profiles import ProfileError
 from basketflow.schemas.taxonomy import Taxonomy, load_taxonomy
+from basketflow.sinks.offline_layout import events_dir
 
 TRAILING_DAYS = 7
 TOP_PRODUCTS_PER_CATEGORY = 5
@@ -276,7 +277,7 @@ class ReportRun:
 
     def _check_days(self) -> None:
         """Refuse no day, an empty store, and days before or after the stored data."""
-        where = self.query.offline_dir / "events"
+        where = events_dir(self.query.offline_dir)
         if not self.days:
             raise ReportError("no day to report on: give a date (or a range of dates)")
         if not self.stored:

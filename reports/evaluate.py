@@ -54,7 +54,6 @@ from basketflow.flows.scoring import ScoringConfig
 from basketflow.models.classifier import classifier_features
 from basketflow.reports.historical import (
     ViewRequest,
-    feature_log_files,
     get_historical_features,
     output_column,
     read_view_log,
@@ -63,6 +62,7 @@ from basketflow.reports.profiles import ProfileError, check_until, customer_prof
 from basketflow.reports.segments import Segmentation, fit
 from basketflow.schemas.events import GUEST_PREFIX
 from basketflow.schemas.features import BASKET, CUSTOMER
+from basketflow.sinks.offline_layout import feature_log_files, files_by_day, files_of, scores_dir
 
 #: Events per batch of the River replay: about what a flow tailing the topic at 5,000
 #: events/s takes per poll. The one model takes each batch customer by customer, so large
@@ -140,13 +140,13 @@ def river_predictions(offline_dir: Path, labels: dict[str, str], labels_version:
         run_backfill(offline_events(offline_dir), FeatureOutputs(
             None, "evaluate", Path(tmp), store_events=False, scoring=scoring),
             RunOptions(snapshot_seconds=3600), on_batch, batch=REPLAY_BATCH)
+        files = [str(p) for p in files_of(files_by_day(scores_dir(Path(tmp))))]
         with duckdb.connect() as con:
-            scores = con.sql(f"""
+            scores = con.sql("""
                 SELECT entity_id AS customer_id, invoice,
                        arg_max(category, (ts, seq)) AS category, count(*) AS n
-                FROM read_parquet('{Path(tmp) / "scores" / "*" / "*.parquet"}',
-                                  hive_partitioning=false)
-                GROUP BY ALL""").to_arrow_table().to_pandas() if any((Path(tmp) / "scores").glob("*/*.parquet")) \
+                FROM read_parquet($files, hive_partitioning=false)
+                GROUP BY ALL""", params={"files": files}).to_arrow_table().to_pandas() if files \
                 else pd.DataFrame(columns=["customer_id", "invoice", "category"])
     first = firsts.reset_index()[["customer_id", "invoice"]]
     merged = first.merge(scores, on=["customer_id", "invoice"], how="left")

@@ -12,8 +12,8 @@ of ``V`` for ``e`` with the greatest ``(ts, seq)`` among the rows with
 and they are all null when there is no such row, or when ``V`` has a TTL and the row is
 stale: ``t - ts > ttl_seconds`` (a value exactly ``ttl_seconds`` old is still served).
 
-The feature log read here is ``<offline_dir>/features/<view>/date=YYYY-MM-DD/*.parquet``
-(files whose name starts with ``.`` are unfinished and skipped), with columns ``entity_id``
+The feature log read here is each view's finished files as the offline store lists them
+(:func:`basketflow.sinks.offline_layout.feature_log_files`), with columns ``entity_id``
 (string), ``ts`` (timestamp, UTC), ``seq`` (int64: later supersedes earlier at the same
 ``ts``), ``version`` (string) and one column per feature of the view.
 
@@ -22,21 +22,22 @@ current version) into Arrow; entity ids become small integer codes; DuckDB colla
 ``(entity, ts)`` to its highest ``seq`` (ASOF alone would pick any of several rows with the
 same ``ts``) and runs one ``ASOF LEFT JOIN`` per view on those narrow tables, giving each
 label row the index of its log row; Arrow ``take`` gathers the values. No Python loop
-touches a row: 1,000,000 label rows x 20 features take about 1-1.5 s on 2 cores
-(``benchmarks/historical.py``).
+touches a row (``benchmarks/historical.py`` times it).
 
 >>> import tempfile, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
 >>> from basketflow.schemas.features import registry
+>>> from basketflow.sinks.offline_layout import feature_log_dir, partition_name
 >>> view = registry()["customer"]
 >>> spend = next(f.name for f in view.features if f.dtype == "float")  # customer:spend
->>> values = {f.name: pa.array([None, None], DTYPES[f.dtype][1]) for f in view.features}
+>>> values = {f.name: pa.array([None, None], ARROW_TYPES[f.dtype]) for f in view.features}
 >>> values[spend] = pa.array([10.0, 99.0])                  # at 10:00:00 and 10:00:01
 >>> log = pa.table({"entity_id": ["17850", "17850"],
 ...                 "ts": pa.array([1_291_629_600, 1_291_629_601], pa.timestamp("s", tz="UTC")),
 ...                 "seq": [0, 0], "version": [view.version] * 2, **values})
 >>> root = Path(tempfile.mkdtemp())
->>> (root / "features/customer/date=2010-12-06").mkdir(parents=True)
->>> pq.write_table(log, root / "features/customer/date=2010-12-06/part-0.parquet")
+>>> day = feature_log_dir(root, "customer") / partition_name("2010-12-06")
+>>> day.mkdir(parents=True)
+>>> pq.write_table(log, day / "part-0.parquet")
 >>> labels = pd.DataFrame({"customer_id": [17850, 17850, 12346],
 ...                        "timestamp": ["2010-12-06T10:00:00", "2010-12-06T10:00:01Z",
 ...                                      "2010-12-06T10:00:00"]})
@@ -60,20 +61,17 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from basketflow.schemas.features import FeatureView, registry
+from basketflow.sinks.offline_layout import feature_log_files
+from basketflow.sinks.offline_store import ARROW_TYPES
 
-FEATURES_DIR = "features"
-PARTITION_PREFIX = "date="
 LOG_KEY_COLUMNS = ("entity_id", "ts", "seq", "version")
 ROW = "__row"  # input row number, carried through the join to restore input order
 KEY_TS = "__ts"  # input timestamp, UTC
 
-# feature dtype -> (DuckDB type, Arrow type of the feature-log column)
-DTYPES: dict[str, tuple[str, pa.DataType]] = {
-    "int": ("BIGINT", pa.int64()),
-    "float": ("DOUBLE", pa.float64()),
-    "str": ("VARCHAR", pa.string()),
-    "epoch_s": ("BIGINT", pa.int64()),
-}
+#: A feature's dtype -> the DuckDB type its column is read as (the Arrow type of its
+#: feature-log column is the offline store's :data:`ARROW_TYPES`).
+DUCKDB_TYPES: dict[str, str] = {"int": "BIGINT", "float": "DOUBLE", "str": "VARCHAR",
+                                "epoch_s": "BIGINT"}
 
 
 @dataclass(frozen=True)
@@ -134,18 +132,6 @@ def _by_view(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     for view, feature in pairs:
         grouped.setdefault(view, []).append(feature)
     return grouped
-
-
-def feature_log_files(offline_dir: Path, view: str) -> list[Path]:
-    """The finished Parquet files of one view's feature log, oldest partition first.
-
-    A missing directory gives []: a view nothing was logged for yet has no values.
-    """
-    root = Path(offline_dir) / FEATURES_DIR / view
-    if not root.is_dir():
-        return []
-    return sorted(p for d in root.glob(f"{PARTITION_PREFIX}*") if d.is_dir()
-                  for p in d.glob("*.parquet") if not p.name.startswith("."))
 
 
 def _entity_ids(values: pd.Series, column: str) -> pa.Array:
@@ -231,7 +217,7 @@ def _arrow(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
 
 def _log_schema(request: ViewRequest) -> pa.Schema:
     """The Arrow schema of a view's log rows as read here: keys, then the asked features."""
-    types = {f.name: DTYPES[f.dtype][1] for f in request.view.features}
+    types = {f.name: ARROW_TYPES[f.dtype] for f in request.view.features}
     return pa.schema([("entity_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")),
                       ("seq", pa.int64()), *((f, types[f]) for f in request.features)])
 
@@ -271,7 +257,7 @@ def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
     if lacking:
         raise ValueError(f"feature log of view {request.view.name!r} lacks column(s) "
                          f"{', '.join(lacking)}: not a feature log ({files[0].parent.parent})")
-    typed = {f.name: DTYPES[f.dtype][0] for f in request.view.features}
+    typed = {f.name: DUCKDB_TYPES[f.dtype] for f in request.view.features}
     columns = ", ".join(
         f"CAST({_quote(f)} AS {typed[f]}) AS {_quote(f)}" if f in present
         else f"NULL::{typed[f]} AS {_quote(f)}" for f in request.features)
@@ -284,8 +270,8 @@ def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
 def _encode(ids: pa.Array, log_ids: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
     """Small integer codes for entity ids, the same for the labels and the log.
 
-    The ASOF join partitions and compares on the entity: on int32 codes it runs about twice
-    as fast as on text. Label ids absent from the log get null: they match nothing.
+    The ASOF join partitions and compares on the entity: on int32 codes it runs faster
+    than on text. Label ids absent from the log get null: they match nothing.
     """
     known = pc.unique(log_ids)
     return pc.index_in(ids, value_set=known), pc.index_in(log_ids, value_set=known)
@@ -327,8 +313,7 @@ def point_in_time(con: duckdb.DuckDBPyConnection, keys: pa.Table, ids: Mapping[s
 
     DuckDB's ASOF join runs on narrow tables (entity code, ts, seq, row index) and yields,
     per view and label row, the index of the log row to use; Arrow ``take`` then gathers
-    the feature values. Carrying the 20 value columns through the three joins instead was
-    about twice as slow at 1,000,000 rows (measured while building this).
+    the feature values, rather than carrying every value column through the joins.
     """
     key_of: list[str] = []
     columns: dict[str, pa.ChunkedArray] = {}

@@ -3,11 +3,12 @@
 Why a module of its own: every batch job over the offline store (the daily report today,
 training sets later) needs the same things, done the same way:
 
-- which days the store holds, found by listing ``date=YYYY-MM-DD`` directories (cheap, no
-  file is opened), so a job reads only the partitions it needs;
-- a SQL view over exactly those partitions' Parquet files, with the partition day as a
-  ``date`` column (the store derives it from the event time; nothing here re-derives it);
-- hidden temporary files (``.part-*.tmp``, mid-rename) never read.
+- which days the store holds, listed by :mod:`basketflow.sinks.offline_layout` (from its
+  day partitions' folders: cheap, no file is opened), so a job reads only the partitions
+  it needs;
+- a SQL view over exactly those partitions' Parquet files (the store's finished files
+  only), with the partition day as a ``date`` column (the store derives it from the
+  event time; nothing here re-derives it).
 """
 
 from __future__ import annotations
@@ -19,31 +20,14 @@ from typing import Any
 
 import duckdb
 
-EVENTS = "events"
-DEAD = "dead"
-SCORES = "scores"
-LATE = "late"
-PARTITION_PREFIX = "date="
-
-
-def partition_files(root: Path) -> dict[date, list[Path]]:
-    """The Parquet files of each date partition under ``root``, by day (oldest first).
-
-    Days whose directory holds no finished file (only a temporary one, or nothing) are
-    left out: nothing is stored for them yet. A directory that does not exist gives {}.
-    """
-    days: dict[date, list[Path]] = {}
-    if not root.is_dir():
-        return days
-    for directory in sorted(root.glob(f"{PARTITION_PREFIX}*")):
-        try:
-            day = date.fromisoformat(directory.name.removeprefix(PARTITION_PREFIX))
-        except ValueError:
-            continue
-        files = sorted(p for p in directory.glob("*.parquet") if not p.name.startswith("."))
-        if files:
-            days[day] = files
-    return days
+from basketflow.sinks.offline_layout import (
+    dead_letters_dir,
+    events_dir,
+    files_by_day,
+    files_of,
+    late_events_dir,
+    scores_dir,
+)
 
 
 def _sql_list(paths: Sequence[Path]) -> str:
@@ -60,11 +44,11 @@ class OfflineQuery:
 
     def __init__(self, offline_dir: Path) -> None:
         self.offline_dir = Path(offline_dir)
-        self.event_files = partition_files(self.offline_dir / EVENTS)
-        self.dead_files = partition_files(self.offline_dir / DEAD)
-        self.has_dead_letters = (self.offline_dir / DEAD).is_dir()
-        self.score_files = partition_files(self.offline_dir / SCORES)
-        self.late_files = partition_files(self.offline_dir / LATE)
+        self.event_files = files_by_day(events_dir(self.offline_dir))
+        self.dead_files = files_by_day(dead_letters_dir(self.offline_dir))
+        self.has_dead_letters = dead_letters_dir(self.offline_dir).is_dir()
+        self.score_files = files_by_day(scores_dir(self.offline_dir))
+        self.late_files = files_by_day(late_events_dir(self.offline_dir))
         self.con = duckdb.connect()
 
     def __enter__(self) -> OfflineQuery:
@@ -80,7 +64,7 @@ class OfflineQuery:
 
     def events_view(self, name: str, days: Iterable[date]) -> None:
         """Create view ``name``: every event of ``days`` (at least one must be stored)."""
-        files = [p for day in sorted(set(days)) for p in self.event_files.get(day, [])]
+        files = files_of(self.event_files, days)
         if not files:
             raise ValueError(f"no events stored for any of the days asked for ({name})")
         self._view(name, files)
@@ -105,7 +89,7 @@ class OfflineQuery:
                   columns: dict[str, str]) -> None:
         """A view of some columns of a partitioned log's files of ``days``; with no file, an
         empty view of the same columns and types."""
-        files = [p for day in sorted(set(days)) for p in by_day.get(day, [])]
+        files = files_of(by_day, days)
         if files:
             self._view(name, files, columns=", ".join(columns))
         else:

@@ -3,8 +3,8 @@
 Why: customer categories (:mod:`basketflow.reports.segments`) describe customers by how they buy, and
 that description must come from the registered features (what the live flow serves), never
 from a second computation over raw events. A profile is built from two views' logs
-(``<offline_dir>/features/<view>/date=YYYY-MM-DD/*.parquet``, current version only, as
-:func:`basketflow.reports.historical.read_view_log` reads them):
+(the files :func:`basketflow.sinks.offline_layout.feature_log_files` lists, current version
+only, as :func:`basketflow.reports.historical.read_view_log` reads them):
 
 - ``basket``: of every invoice, the **last** row on or before ``until`` (the greatest
   ``(ts, seq)`` of that customer and invoice) is the whole basket, the closed basket. Its
@@ -47,9 +47,10 @@ import pandas as pd
 import pyarrow as pa
 
 from basketflow.errors import BasketflowError
-from basketflow.reports.historical import ViewRequest, feature_log_files, read_view_log
+from basketflow.reports.historical import ViewRequest, read_view_log
 from basketflow.schemas.events import GUEST_PREFIX
 from basketflow.schemas.features import registry
+from basketflow.sinks.offline_layout import feature_log_days, feature_log_dir, feature_log_files
 
 #: The basket view's category share features, in registry order.
 SHARE_COLUMNS: tuple[str, ...] = tuple(f for f in registry()["basket"].feature_names
@@ -79,11 +80,8 @@ def day_end(until: date) -> datetime:
 
 def log_days(offline_dir: Path, view: str = "basket") -> tuple[date, date] | None:
     """First and last day partitions of a view's feature log (None: no log yet)."""
-    days = sorted({p.parent.name.removeprefix("date=")
-                   for p in feature_log_files(offline_dir, view)})
-    if not days:
-        return None
-    return date.fromisoformat(days[0]), date.fromisoformat(days[-1])
+    days = feature_log_days(offline_dir, view)
+    return (days[0], days[-1]) if days else None
 
 
 def check_until(offline_dir: Path, until: date | None) -> tuple[date, date]:
@@ -94,7 +92,7 @@ def check_until(offline_dir: Path, until: date | None) -> tuple[date, date]:
     """
     span = log_days(offline_dir)
     if span is None:
-        raise ProfileError(f"no basket feature log under {offline_dir}/features/basket: run "
+        raise ProfileError(f"no basket feature log under {feature_log_dir(offline_dir, 'basket')}: run "
                            "`basketflow backfill --from FILE` (or the flow) first")
     if until is not None and not span[0] <= until <= span[1]:
         raise ProfileError(f"--until {until} is outside the feature log, which spans "
@@ -102,20 +100,12 @@ def check_until(offline_dir: Path, until: date | None) -> tuple[date, date]:
     return span
 
 
-def _files_until(offline_dir: Path, view: str, until: date | None) -> list[Path]:
-    """The view's log files of day partitions on or before ``until``."""
-    files = feature_log_files(offline_dir, view)
-    if until is None:
-        return files
-    return [p for p in files if p.parent.name.removeprefix("date=") <= until.isoformat()]
-
-
 def _log(con: duckdb.DuckDBPyConnection, offline_dir: Path, view: str, features: tuple[str, ...],
          until: date | None, customers: bool) -> None:
     """Register a view's current-version log rows up to ``until`` as table ``<view>_all``
     (only the ids of table ``wanted`` when ``customers``)."""
     request = ViewRequest(registry()[view], features, "customer_id")
-    table = read_view_log(con, request, _files_until(offline_dir, view, until))
+    table = read_view_log(con, request, feature_log_files(offline_dir, view, until))
     con.register(f"{view}_raw", table)
     cutoff = "" if until is None else f"AND ts < TIMESTAMPTZ '{day_end(until).isoformat()}'"
     chosen = "AND entity_id IN (SELECT customer_id FROM wanted)" if customers else ""

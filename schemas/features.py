@@ -1,7 +1,8 @@
 """The feature registry: every feature view declared once, with a version.
 
 A view names its entity, its features (name, dtype, description), its windows, an
-optional TTL, and where its values live online and offline. Its version is a digest of
+optional TTL, and where its values live online (where they live offline is the offline
+store's to say: :mod:`basketflow.sinks.offline_layout`). Its version is a digest of
 that definition (and of the product taxonomy for views that use it), so it changes
 whenever the definition does, and values written under an older version are never mixed
 with the new ones: online rows carry ``_version``, feature-log rows a ``version`` column,
@@ -77,10 +78,6 @@ class FeatureView:
     def online_key(self, prefix: str) -> str:
         """Where an entity's latest values live in Redis."""
         return f"{prefix}:{self.name}:<{self.entity}>"
-
-    def offline_path(self) -> str:
-        """Where the view's feature log lives in the offline store."""
-        return f"features/{self.name}/date=YYYY-MM-DD/*.parquet"
 
 
 def _windowed(stems: list[tuple[str, str, str]], days: tuple[int, ...]) -> tuple[Feature, ...]:
@@ -164,14 +161,3 @@ def registry() -> dict[str, FeatureView]:
 def versions() -> dict[str, str]:
     """View name -> current version."""
     return {name: view.version for name, view in registry().items()}
-
-
-def describe(view: FeatureView, prefix: str) -> dict[str, object]:
-    """Everything about a view, for `basketflow features describe` and `list --json`."""
-    return {
-        "name": view.name, "entity": view.entity, "version": view.version,
-        "description": view.description, "windows_days": list(view.windows_days),
-        "ttl_seconds": view.ttl_seconds, "online": view.online_key(prefix),
-        "offline": view.offline_path(),
-        "features": [asdict(f) for f in view.features],
-    }

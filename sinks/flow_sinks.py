@@ -1,4 +1,7 @@
-"""Bytewax outputs for the live flow and the backfill: thin adapters over the stores.
+"""Bytewax outputs for the live flow and the backfill: thin adapters over the stores
+(:mod:`basketflow.sinks.offline_store`, and the online store's contract
+:class:`~basketflow.sinks.online_store.OnlineStore`), writing behind the flow
+(:mod:`basketflow.sinks.write_behind`).
 
 Each Bytewax worker gets its own partition of each sink. Every sink is idempotent, since
 Bytewax output is at-least-once around a resume from a recovery snapshot:
@@ -8,14 +11,13 @@ Bytewax output is at-least-once around a resume from a recovery snapshot:
 - :class:`OnlineFeatureSink` writes each changed entity once per batch, pipelined, with
   absolute values (never increments): each changed view's hash and packed value
   (:mod:`basketflow.sinks.online_store`);
-- :class:`OnlineScoreSink` writes each scored entity's latest score, absolute likewise,
-  as a hash and a packed value;
+- :class:`OnlineScoreSink` writes each scored entity's latest score, absolute likewise;
 - :class:`FeatureLogSink` and :class:`ScoreLogSink` append feature rows and predictions to
   Parquet, idempotent on ``<entity>:<seq>``;
 - both Redis sinks wait out a Redis outage (:mod:`basketflow.sinks.redis_retry`);
 - :class:`ProgressSink` records the next offset of each topic partition and the flow's
-  counters in Redis, for ``basketflow status``, and logs a line of counts every few
-  seconds.
+  counters in the online store, for ``basketflow status``, and logs a line of counts
+  every few seconds.
 
 A Parquet write that fails raises :class:`~basketflow.sinks.offline_store.StoreUnwritable`, which
 stops the flow before the epoch's offsets are committed. The failure is noted in
@@ -26,12 +28,11 @@ instead of showing the first.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,9 +46,8 @@ from bytewax.outputs import (
 )
 
 from basketflow.schemas.events import Rejection, Transaction
-from basketflow.schemas.features import registry
+from basketflow.schemas.features import FeatureView
 from basketflow.schemas.records import FeatureUpdate, LogRow, ScoreRow
-from basketflow.sinks.background import BackgroundWriter
 from basketflow.sinks.offline_store import (
     DeadLetterStore,
     FeatureLog,
@@ -56,13 +56,12 @@ from basketflow.sinks.offline_store import (
     ScoreLog,
     StoreUnwritable,
 )
-from basketflow.sinks.online_store import RedisOnlineStore, connect
+from basketflow.sinks.online_store import OnlineStore, open_online_store, progress_key
 from basketflow.sinks.redis_retry import RedisRetry
+from basketflow.sinks.write_behind import BackgroundWrites, EpochBuffer
 
 log = logging.getLogger("basketflow.flow")
 T = TypeVar("T")
-#: Where live scores live online: ``<prefix>:score:<entity>``.
-SCORE_KEY = "score"
 
 @dataclass
 class FlowStats:
@@ -122,81 +121,37 @@ class _Partition(StatelessSinkPartition[Any]):
         self._close()
 
 
-class _BackgroundPartition(StatefulSinkPartition[Any, None]):
-    """A sink partition that hands each batch to ``write`` on its own writer thread
-    (:mod:`basketflow.sinks.background`), and waits for the writes when the epoch is snapshotted and
-    at close, so that none is pending when the epoch's input offsets are committed."""
+class _BehindPartition(StatefulSinkPartition[Any, None]):
+    """A sink partition whose batches go to write-behind
+    (:mod:`basketflow.sinks.write_behind`): Bytewax's snapshot at the end of an epoch
+    drains it, so no write is pending when the epoch's input offsets are committed."""
 
-    def __init__(self, name: str, write: Callable[[list[Any]], None]) -> None:
-        self._write = write
-        self._writer = BackgroundWriter(name)
+    def __init__(self, writes: BackgroundWrites,
+                 count: Callable[[list[Any]], None] | None = None) -> None:
+        self._writes = writes
+        self._count = count
 
     def write_batch(self, items: list[Any]) -> None:
-        self._writer.submit(lambda: self._write(items))
+        if self._count is not None:
+            self._count(items)
+        self._writes.write_batch(items)
 
     def snapshot(self) -> None:
-        self._writer.drain()
+        self._writes.drain()
 
     def close(self) -> None:
-        self._writer.close()
+        self._writes.close()
 
 
-class _EpochBuffer(_BackgroundPartition):
-    """Buffers items and hands them to ``flush`` on its own writer thread
-    (:mod:`basketflow.sinks.background`) once ``max_items`` wait or the oldest has waited ``max_age``
-    seconds, and when the epoch is snapshotted, then waiting for the writes to finish;
-    nothing once the flow has found the store unwritable.
-
-    Bytewax snapshots a sink partition when an epoch closes, before the input offsets of
-    that epoch are committed to recovery, so everything is written before the offset past
-    it is saved: nothing is lost after a crash. Flushing every second as well spreads the
-    writes over the epoch: one flush of a whole 10 s epoch held the worker for 1-2.5 s,
-    and every line consumed meanwhile waited (benchmarks/freshness.py); on the writer's
-    thread a flush no longer holds the worker at all, except at the epoch's end.
-    """
-
-    def __init__(self, flush: Callable[[list[Any]], None], size: Callable[[Any], int],
-                 stats: FlowStats, max_items: int = 500_000, max_age: float = 1.0) -> None:
-        super().__init__(type(self).__name__, lambda items: stats.writing(lambda: flush(items)))
-        self.size = size
-        self.stats = stats
-        self.max_items = max_items
-        self.max_age = max_age
-        self.buffer: list[Any] = []
-        self.items = 0
-        self.since = 0.0
-
-    def write_batch(self, values: list[Any]) -> None:
-        if not self.buffer:
-            self.since = time.monotonic()
-        self.buffer.extend(values)
-        self.items += sum(map(self.size, values))
-        if self.items >= self.max_items or time.monotonic() - self.since >= self.max_age:
-            self._submit()
-
-    def _submit(self) -> None:
-        """Hand the buffer to the writer."""
-        if self.buffer and self.stats.unwritable is None:
-            items, self.buffer, self.items = self.buffer, [], 0
-            super().write_batch(items)
-
-    def snapshot(self) -> None:
-        self._submit()
-        super().snapshot()
-
-    def close(self) -> None:
-        try:
-            self._submit()
-        finally:
-            super().close()
-
-
-class _EventBuffer(_EpochBuffer):
-    """An :class:`_EpochBuffer` of event lists that counts the events it is given."""
-
-    def write_batch(self, values: list[Any]) -> None:
-        self.stats.add(events=sum(map(len, values)))
-        super().write_batch(values)
+def _buffered(name: str, flush: Callable[[list[Any]], None], size: Callable[[Any], int],
+              stats: FlowStats, max_items: int = 500_000,
+              count: Callable[[list[Any]], None] | None = None) -> _BehindPartition:
+    """A partition that buffers its items over the epoch (:class:`EpochBuffer`) and
+    flushes them offline, noting a :class:`StoreUnwritable` in ``stats`` (after which it
+    flushes nothing more)."""
+    return _BehindPartition(EpochBuffer(
+        name, lambda items: stats.writing(lambda: flush(items)), size,
+        lambda: stats.unwritable is not None, max_items), count)
 
 
 class OfflineEventSink(FixedPartitionedSink[list[Transaction], None]):
@@ -219,13 +174,16 @@ class OfflineEventSink(FixedPartitionedSink[list[Transaction], None]):
     def part_fn(self, item_key: str) -> int:
         return int(item_key) % self.PARTS
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _EventBuffer:
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _BehindPartition:
         store = ParquetEventStore(self.root)
 
         def flush(batches: list[list[Transaction]]) -> None:
             self.stats.add(offline_rows=store.append(e for events in batches for e in events))
 
-        return _EventBuffer(flush, len, self.stats, self.max_rows)
+        def count(batches: list[list[Transaction]]) -> None:
+            self.stats.add(events=sum(map(len, batches)))
+
+        return _buffered(step_id, flush, len, self.stats, self.max_rows, count)
 
 
 class DeadLetterSink(DynamicSink[tuple[str, int, Rejection]]):
@@ -248,8 +206,9 @@ class DeadLetterSink(DynamicSink[tuple[str, int, Rejection]]):
 
 
 class _RedisSink(FixedPartitionedSink[T, None]):
-    """A sink of one partition whose batches are written to Redis on the partition's own
-    writer thread (:class:`_BackgroundPartition`); the input is keyed, any key."""
+    """A sink of one partition whose batches are written to the online store on the
+    partition's own writer thread (:class:`BackgroundWrites`); the input is keyed, any
+    key."""
 
     def list_parts(self) -> list[str]:
         return ["redis"]
@@ -258,37 +217,35 @@ class _RedisSink(FixedPartitionedSink[T, None]):
         return 0
 
     def build_part(self, step_id: str, for_part: str,
-                   resume_state: None) -> _BackgroundPartition:
-        return _BackgroundPartition(step_id, self.writer())
+                   resume_state: None) -> _BehindPartition:
+        return _BehindPartition(BackgroundWrites(step_id, self.writer(
+            open_online_store(self.redis_url, self.prefix))))
 
     @abstractmethod
-    def writer(self) -> Callable[[list[T]], None]:
-        """A function that writes one batch (with its own connection)."""
+    def writer(self, store: OnlineStore) -> Callable[[list[T]], None]:
+        """A function that writes one batch to ``store`` (the partition's own)."""
 
 
 class OnlineFeatureSink(_RedisSink[FeatureUpdate]):
-    """Writes the latest values of each changed entity, once per batch, pipelined."""
+    """Writes the latest values of each changed entity, once per batch, pipelined: per
+    view of ``views`` (by name), with its version and TTL."""
 
-    def __init__(self, redis_url: str, prefix: str, versions: dict[str, str],
+    def __init__(self, redis_url: str, prefix: str, views: Mapping[str, FeatureView],
                  stats: FlowStats, retry: RedisRetry | None = None) -> None:
         self.redis_url = redis_url
         self.prefix = prefix
-        self.versions = versions
-        self.ttls = {name: view.ttl_seconds for name, view in registry().items()}
+        self.views = views
         self.stats = stats
         self.retry = retry or RedisRetry(redis_url)
 
-    def writer(self) -> Callable[[list[FeatureUpdate]], None]:
-        store = RedisOnlineStore(connect(self.redis_url), self.prefix)
-
+    def writer(self, store: OnlineStore) -> Callable[[list[FeatureUpdate]], None]:
         def write(batch: list[FeatureUpdate]) -> None:
             latest: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
             for update in batch:
                 for view, values in update.values.items():
                     latest.setdefault(view, {})[update.entity] = (update.times[view], values)
             for view, rows in latest.items():
-                self.retry.call(lambda view=view, rows=rows: store.write(
-                    view, self.versions[view], rows, self.ttls[view]))
+                self.retry.call(lambda view=self.views[view], rows=rows: store.write(view, rows))
             self.stats.add(online_writes=sum(len(r) for r in latest.values()))
 
         return write
@@ -318,7 +275,7 @@ class FeatureLogSink(FixedPartitionedSink[FeatureUpdate, None]):
     def list_parts(self) -> list[str]:
         return ["log"]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _EpochBuffer:
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _BehindPartition:
         logs = {view: FeatureLog(self.root, view) for view in self.versions}
         late_log = LateEventLog(self.root)
 
@@ -331,32 +288,21 @@ class FeatureLogSink(FixedPartitionedSink[FeatureUpdate, None]):
                                             for view, rows in by_view.items()))
             late_log.append(late for update in updates for late in update.late)
 
-        return _EpochBuffer(flush, lambda u: len(u.rows), self.stats)
+        return _buffered(step_id, flush, lambda u: len(u.rows), self.stats)
 
 
 class OnlineScoreSink(_RedisSink[ScoreRow]):
-    """Writes each entity's latest score to ``<prefix>:score:<entity>`` (and its packed
-    value ``<prefix>:packed:score:<entity>``), once per batch: ``category``,
-    ``probabilities``, ``model_version``, ``invoice``, ``seq`` and ``_ts``."""
+    """Writes each entity's latest score, once per batch
+    (:meth:`~basketflow.sinks.online_store.OnlineStore.write_scores`)."""
 
     def __init__(self, redis_url: str, prefix: str, retry: RedisRetry | None = None) -> None:
         self.redis_url = redis_url
         self.prefix = prefix
         self.retry = retry or RedisRetry(redis_url)
 
-    def writer(self) -> Callable[[list[ScoreRow]], None]:
-        store = RedisOnlineStore(connect(self.redis_url), self.prefix)
-
+    def writer(self, store: OnlineStore) -> Callable[[list[ScoreRow]], None]:
         def write(batch: list[ScoreRow]) -> None:
-            by_version: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
-            for row in batch:
-                s = row.score
-                by_version.setdefault(s.model_version, {})[row.entity] = (row.ts, {
-                    "category": s.category, "probabilities": s.probabilities,
-                    "model_version": s.model_version, "invoice": row.invoice,
-                    "seq": row.seq})
-            for version, rows in by_version.items():
-                self.retry.call(lambda: store.write(SCORE_KEY, version, rows))
+            self.retry.call(lambda: store.write_scores(batch))
 
         return write
 
@@ -371,46 +317,42 @@ class ScoreLogSink(FixedPartitionedSink[ScoreRow, None]):
     def list_parts(self) -> list[str]:
         return ["scores"]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _EpochBuffer:
-        log_ = ScoreLog(self.root)
-
-        def flush(rows: list[ScoreRow]) -> None:
-            log_.append((r.entity, r.ts, r.seq, r.invoice, r.score.category,
-                         json.dumps(r.score.probabilities), r.score.model_version)
-                        for r in rows)
-
-        return _EpochBuffer(flush, lambda r: 1, self.stats)
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _BehindPartition:
+        return _buffered(step_id, ScoreLog(self.root).append, lambda r: 1, self.stats)
 
 
 class ProgressSink(_RedisSink[dict[str, int | str]]):
     """Records the flow's progress and logs counts every few seconds.
 
-    Redis hash ``key`` (``<prefix>:flow:progress``, or ``<prefix>:flow:progress:serve`` for
-    the serve part of the flow alone): ``offset:<topic>:<partition>`` = the next offset
-    to read, ``events``, ``dead_letters`` and ``event_time`` (totals kept in the recovery
-    state, see :mod:`basketflow.flows.progress`), and the wall-clock ``updated_at``.
+    The online store's progress hash of ``part``
+    (:meth:`~basketflow.sinks.online_store.OnlineStore.write_progress`:
+    ``<prefix>:flow:progress``, or ``<prefix>:flow:progress:serve`` for the serve part of
+    the flow alone): ``offset:<topic>:<partition>`` = the next offset to read, ``events``,
+    ``dead_letters`` and ``event_time`` (totals kept in the recovery state, see
+    :mod:`basketflow.flows.progress`), and the wall-clock ``updated_at``.
     """
 
-    def __init__(self, redis_url: str, key: str, retry: RedisRetry | None = None,
-                 log_every: float = 5.0) -> None:
+    def __init__(self, redis_url: str, prefix: str, part: str,
+                 retry: RedisRetry | None = None, log_every: float = 5.0) -> None:
         self.redis_url = redis_url
-        self.key = key
+        self.prefix = prefix
+        self.part = part
         self.retry = retry or RedisRetry(redis_url)
         self.log_every = log_every
 
-    def writer(self) -> Callable[[list[dict[str, int | str]]], None]:
-        client = connect(self.redis_url)
+    def writer(self, store: OnlineStore) -> Callable[[list[dict[str, int | str]]], None]:
         last_log = [time.monotonic()]
+        name = progress_key(self.prefix, self.part)
 
         def write(batch: list[dict[str, int | str]]) -> None:
             if not batch:
                 return
             fields = batch[-1] | {
                 "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            self.retry.call(lambda: client.hset(self.key, mapping=fields))
+            self.retry.call(lambda: store.write_progress(self.part, fields))
             if time.monotonic() - last_log[0] >= self.log_every:
                 last_log[0] = time.monotonic()
-                log.info("%s: %s events, %s dead letters so far, event time %s", self.key,
+                log.info("%s: %s events, %s dead letters so far, event time %s", name,
                          fields["events"], fields["dead_letters"],
                          fields["event_time"] or "none yet")
 

@@ -1,13 +1,13 @@
-"""The offline store: every valid event, appended to Parquet partitioned by event date.
+"""The offline store: every valid event, appended to Parquet partitioned by event date, and
+the logs beside it (dead letters, late events, live predictions, each view's feature
+log), written where :mod:`basketflow.sinks.offline_layout` says, with the Arrow schemas
+of each (the one table of a feature's dtype -> Arrow type is :data:`ARROW_TYPES`).
 
-Layout: ``<root>/events/date=YYYY-MM-DD/part-<uuid>.parquet`` (and ``<root>/dead/`` for
-dead letters, ``<root>/features/<view>/`` for the feature log, ``<root>/late/`` for events
-too late for the online values, ``<root>/scores/`` for the classifier's predictions). Each write lands
-atomically (written to a hidden temporary name, then renamed), so a reader never sees a
-half-written file, and idempotently on ``event_id``: the store remembers the ids already
-in each date partition (read back from the files the first time the partition is
-touched), so events replayed after a crash or a second replay of the same file are not
-written twice.
+Each write lands atomically (written to a hidden temporary name, then renamed), so a
+reader never sees a half-written file, and idempotently on the row id: the store
+remembers the ids already in each date partition (read back from the files the first
+time the partition is touched), so events replayed after a crash or a second replay of
+the same file are not written twice.
 
 A write that fails (full disk, a file where a directory must be, no permission) raises
 :class:`StoreUnwritable`, which stops the flow: the flow writes its offline rows before
@@ -17,12 +17,12 @@ was not written.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,20 @@ from msgspec.structs import astuple
 from basketflow.errors import BasketflowError
 from basketflow.schemas.events import FIELD_NAMES, Transaction
 from basketflow.schemas.features import PRODUCT, FeatureView, registry
+from basketflow.schemas.records import LateEvent, LogRow, ScoreRow
+from basketflow.sinks.offline_layout import (
+    SECONDS_PER_DAY,
+    day_of,
+    dead_letters_dir,
+    events_dir,
+    feature_log_dir,
+    files_by_day,
+    files_of,
+    late_events_dir,
+    partition_files,
+    partition_name,
+    scores_dir,
+)
 
 EVENT_SCHEMA = pa.schema([
     ("event_id", pa.string()),
@@ -49,14 +63,6 @@ EVENT_SCHEMA = pa.schema([
     ("is_product", pa.bool_()),
 ])
 assert tuple(EVENT_SCHEMA.names) == FIELD_NAMES, "offline schema must follow Transaction"
-
-SECONDS_PER_DAY = 86_400
-
-
-def day_of(ts: int) -> str:
-    """Epoch seconds -> ``YYYY-MM-DD`` (UTC), the partition the event belongs to."""
-    return datetime.fromtimestamp(ts - ts % SECONDS_PER_DAY, tz=timezone.utc).strftime("%Y-%m-%d")
-
 
 class StoreUnwritable(BasketflowError, OSError):
     """The data directory cannot be written (full disk, a file in the way, no permission).
@@ -127,13 +133,13 @@ def write_atomically(table: pa.Table, directory: Path, name: str) -> Path:
     :class:`StoreUnwritable` when it cannot be written (the temporary file is removed).
 
     The file is encoded in memory and written with one call: Arrow's file stream makes a
-    system call per page header and page, a few hundred for a feature-log file, which
-    cost a fifth of a small file's write (the bytes are the same).
+    system call per page header and page, a few hundred for a feature-log file (the
+    bytes are the same).
     """
     final = directory / name
     tmp = directory / f".{name}.tmp"
     encoded = pa.BufferOutputStream()
-    pq.write_table(table, encoded, compression="snappy")  # half zstd's CPU per small file
+    pq.write_table(table, encoded, compression="snappy")  # less CPU per small file than zstd
     with writing(directory):
         if not directory.is_dir():
             directory.mkdir(parents=True, exist_ok=True)
@@ -167,7 +173,7 @@ class PartitionedLog:
 
     def partition_dir(self, day: str) -> Path:
         """The directory of one date."""
-        return self.directory / f"date={day}"
+        return self.directory / partition_name(day)
 
     def _ids_in(self, day: str) -> set[str]:
         """The row ids already stored for a day, or for every day with ``ids_span_days``
@@ -176,17 +182,16 @@ class PartitionedLog:
         seen = self._seen.get(key)
         if seen is None:
             seen = set()
-            directory = self.directory if self.ids_span_days else self.partition_dir(day)
-            pattern = "date=*/*.parquet" if self.ids_span_days else "*.parquet"
-            if directory.is_dir():
-                for path in sorted(directory.glob(pattern)):
-                    seen.update(self._stored_ids(path))
+            files = (files_of(files_by_day(self.directory)) if self.ids_span_days
+                     else partition_files(self.partition_dir(day)))
+            for path in files:
+                seen.update(self._stored_ids(path))
             self._seen[key] = seen
         return seen
 
     def _stored_ids(self, path: Path) -> list[str]:
         """The row ids stored in one file (read as one file: ``pq.read_table`` sets up a
-        dataset per call, about 10x the time of a small file's column)."""
+        dataset per call, which costs more than reading a small file's column)."""
         with pq.ParquetFile(path) as stored:
             return stored.read(columns=[self.id_column]).column(0).to_pylist()
 
@@ -227,7 +232,7 @@ class ParquetEventStore(PartitionedLog):
     """Every valid event under ``<root>/events/``, idempotent on ``event_id``."""
 
     def __init__(self, root: str | Path) -> None:
-        super().__init__(Path(root) / "events", EVENT_SCHEMA, "event_id")
+        super().__init__(events_dir(root), EVENT_SCHEMA, "event_id")
 
     def append(self, events: Iterable[Transaction]) -> int:
         """Store the events not stored yet; return how many were written."""
@@ -252,7 +257,7 @@ class DeadLetterStore(PartitionedLog):
     """
 
     def __init__(self, root: str | Path) -> None:
-        super().__init__(Path(root) / "dead", DEAD_SCHEMA, "dead_id")
+        super().__init__(dead_letters_dir(root), DEAD_SCHEMA, "dead_id")
 
 
 LATE_SCHEMA = pa.schema([
@@ -268,22 +273,24 @@ class LateEventLog(PartitionedLog):
     with its entity's latest event time when it arrived; idempotent on ``event_id``."""
 
     def __init__(self, root: str | Path) -> None:
-        super().__init__(Path(root) / "late", LATE_SCHEMA, "event_id")
+        super().__init__(late_events_dir(root), LATE_SCHEMA, "event_id")
 
-    def append(self, rows: Iterable[tuple[str, str, int, int]]) -> int:
-        """Store ``(event_id, entity, ts, entity latest ts)`` rows not stored yet."""
+    def append(self, rows: Iterable[LateEvent]) -> int:
+        """Store the late events not stored yet (a :class:`LateEvent`'s fields are the
+        columns, in order)."""
         return self.append_rows((row[2], row[0], row) for row in rows)
 
 
-_ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(),
-                "epoch_s": pa.int64()}
+#: A feature's dtype -> the Arrow type of its feature-log column.
+ARROW_TYPES: dict[str, pa.DataType] = {"int": pa.int64(), "float": pa.float64(),
+                                       "str": pa.string(), "epoch_s": pa.int64()}
 
 
 def feature_log_schema(view: FeatureView) -> pa.Schema:
     """Columns of a view's feature log: entity, event time, order, version, features."""
     return pa.schema([("entity_id", pa.string()), ("ts", pa.timestamp("s", tz="UTC")),
                       ("seq", pa.int64()), ("version", pa.string())]
-                     + [(f.name, _ARROW_TYPES[f.dtype]) for f in view.features])
+                     + [(f.name, ARROW_TYPES[f.dtype]) for f in view.features])
 
 
 class EntityRowLog(PartitionedLog):
@@ -311,13 +318,14 @@ class FeatureLog(EntityRowLog):
 
     def __init__(self, root: str | Path, view: str) -> None:
         self.view = registry()[view]
-        super().__init__(Path(root) / "features" / view, feature_log_schema(self.view),
+        super().__init__(feature_log_dir(root, view), feature_log_schema(self.view),
                          "row_id", ids_span_days=view == PRODUCT.name)
         self.names = self.view.feature_names
         self.version = self.view.version
 
-    def append(self, rows: Iterable[tuple[str, str, int, int, dict[str, Any]]]) -> int:
-        """Store ``(view, entity, ts, seq, values)`` rows not stored yet."""
+    def append(self, rows: Iterable[LogRow]) -> int:
+        """Store the rows not stored yet (the view's features taken from ``values`` in
+        the log's column order)."""
         names, version = self.names, self.version
         return self.append_rows(
             (ts, f"{entity}:{seq}",
@@ -342,9 +350,12 @@ class ScoreLog(EntityRowLog):
     the prediction at the end of each customer's first basket from here)."""
 
     def __init__(self, root: str | Path) -> None:
-        super().__init__(Path(root) / "scores", SCORE_SCHEMA, "row_id")
+        super().__init__(scores_dir(root), SCORE_SCHEMA, "row_id")
 
-    def append(self, rows: Iterable[tuple[str, int, int, str, str, str, str]]) -> int:
-        """Store ``(entity, ts, seq, invoice, category, probabilities JSON, model version)``
-        rows not stored yet."""
-        return self.append_rows((row[1], f"{row[0]}:{row[2]}", row) for row in rows)
+    def append(self, rows: Iterable[ScoreRow]) -> int:
+        """Store the predictions not stored yet (probabilities as a JSON object)."""
+        dumps = json.dumps
+        return self.append_rows(
+            (r.ts, f"{r.entity}:{r.seq}", (r.entity, r.ts, r.seq, r.invoice, r.score.category,
+                                           dumps(r.score.probabilities), r.score.model_version))
+            for r in rows)

@@ -1,10 +1,23 @@
 """The online store: the latest feature values of every entity, in Redis.
 
-One narrow class behind one contract (as Feast's online stores are): write the latest
-values of many entities of a view in one round trip, read one or many back.
+One narrow contract (:class:`OnlineStore`, as Feast's online stores have one) and one
+class behind it (:class:`RedisOnlineStore`). Everything the flow, the command line and
+``basketflow status`` keep in Redis goes through it:
 
-Two kinds of key per view and entity, written together by every write, in the same
-pipelined round trip:
+- **feature values**: :meth:`~OnlineStore.write` takes a
+  :class:`~basketflow.schemas.features.FeatureView` and the latest values of many of its
+  entities (the view's version and TTL come from the view); :meth:`~OnlineStore.read` and
+  :meth:`~OnlineStore.read_vectors` take view names (those of the registry, and
+  :data:`SCORE_VIEW`);
+- **live scores**: :meth:`~OnlineStore.write_scores` and :meth:`~OnlineStore.read_score`,
+  under the view name :data:`SCORE_VIEW` with the model version as ``_version``;
+- **the flow's progress**: :meth:`~OnlineStore.write_progress` and
+  :meth:`~OnlineStore.read_progress`, the hash ``<prefix>:flow:progress`` (or
+  ``<prefix>:flow:progress:<part>`` for one part of the flow run on its own) of text
+  fields.
+
+Two kinds of key per view (or scores) and entity, written together by every write, in the
+same pipelined round trip:
 
 - ``<prefix>:<view>:<entity>``: a hash, one field per feature, each value JSON so that
   numbers, strings and nulls come back with their types, plus the reserved fields
@@ -13,9 +26,9 @@ pipelined round trip:
   tests read.
 - ``<prefix>:packed:<view>:<entity>``: the same values with ``_ts`` and ``_version`` as
   one MessagePack map in a string, for serving: one MGET fetches every view of 100
-  customers, where reading the hashes cost the server a reply element per field (p99
-  over 2 ms for the server alone). MessagePack, not JSON: the reader decodes it in about
-  60% of the time (no float parsing), from a quarter fewer bytes.
+  customers, where reading the hashes cost the server a reply element per field.
+  MessagePack, not JSON: the reader decodes it faster (no float parsing), from fewer
+  bytes.
 
 A value per view, not one per entity holding every view: a write then replaces only the
 views that moved, whole, with no read-modify-write and nothing to carry for the views
@@ -45,8 +58,8 @@ cannot apply it twice.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import redis
@@ -54,28 +67,54 @@ import redis
 from basketflow.errors import BasketflowError
 from basketflow.sinks.packed_pipeline import Command, send_pipelined
 
+if TYPE_CHECKING:  # annotations only: reading the store needs neither
+    from basketflow.schemas.features import FeatureView
+    from basketflow.schemas.records import ScoreRow
+
 TS_FIELD = "_ts"
 VERSION_FIELD = "_version"
 #: ``<prefix>:packed:<view>:<entity>``: a view's values in one MessagePack value.
 PACKED_KEY = "packed"
+#: The view name of the live scores: ``<prefix>:score:<entity>`` (and its packed value).
+SCORE_VIEW = "score"
+#: ``<prefix>:flow:progress[:<part>]``: the flow's progress hash.
+PROGRESS_KEY = "flow:progress"
+#: ``entity -> (event time, values)``: the latest values of some entities of one view.
+Rows = Mapping[str, tuple[int, Mapping[str, Any]]]
 
 
 class OnlineStore(Protocol):
-    """What the flow, the CLI and the classifier need of an online store."""
+    """What the flow, the command line and ``basketflow status`` need of an online store
+    (see the module docstring)."""
 
-    def write(self, view: str, version: str,
-              rows: Mapping[str, tuple[int, Mapping[str, Any]]],
-              ttl_seconds: int | None = None) -> None:
-        """Store ``entity -> (event time, values)`` of one view (expiring after
-        ``ttl_seconds`` without a new write, when given)."""
+    def write(self, view: FeatureView, rows: Rows) -> None:
+        """Store the latest values of some entities of ``view``, stamped with its version
+        (expiring after its TTL without a new write, when it has one)."""
 
     def read(self, view: str, entity: str) -> dict[str, Any] | None:
-        """The values of one entity, with ``_ts`` and ``_version``; None if unknown."""
+        """The values of one entity of the view named ``view``, with ``_ts`` and
+        ``_version``; None if unknown."""
 
     def read_vectors(self, views: Sequence[str], entities: Sequence[str],
                      ) -> list[dict[str, dict[str, Any] | None]]:
-        """Every given view of many entities (``view -> values or None`` per entity, in
+        """Every named view of many entities (``view -> values or None`` per entity, in
         order), in one round trip."""
+
+    def write_scores(self, rows: Iterable[ScoreRow]) -> None:
+        """Store each entity's latest score (the last of ``rows`` for it)."""
+
+    def read_score(self, entity: str) -> dict[str, Any] | None:
+        """An entity's latest score: ``category``, ``probabilities``, ``model_version``,
+        ``invoice``, ``seq``, ``_ts`` and ``_version``; None if unknown."""
+
+    def write_progress(self, part: str, fields: Mapping[str, int | str]) -> None:
+        """Set fields of the flow's progress hash (of one part of it, when ``part``)."""
+
+    def read_progress(self, part: str = "") -> dict[str, str]:
+        """The flow's progress hash (of one part, when ``part``) as text; {} if none."""
+
+    def close(self) -> None:
+        """Release the store's connections."""
 
 
 class RedisUnavailable(BasketflowError, RuntimeError):
@@ -124,20 +163,37 @@ return out
 
 _READ_VECTORS_SHA = hashlib.sha1(_READ_VECTORS.encode()).hexdigest()
 #: Reads of up to this many keys go to the script alone, in one round trip, whether a
-#: value is missing or not: the script's extra server work for them (it copies every
-#: value through Lua) is at most 0.03 ms, against 0.1 ms for a second round trip on an
-#: idle 2-core VM (1 to 10 customers x 3 views, ``benchmarks/online_read.py``).
+#: value is missing or not: for so few keys the script's extra server work (it copies
+#: every value through Lua) costs less than a second round trip
+#: (``benchmarks/online_read.py``).
 _SCRIPT_MAX_KEYS = 32
 
 
+def progress_key(prefix: str, part: str = "") -> str:
+    """The flow's progress hash: ``<prefix>:flow:progress``, or of one part of the flow,
+    ``<prefix>:flow:progress:<part>``.
+
+    >>> progress_key("bf"), progress_key("bf", "serve")
+    ('bf:flow:progress', 'bf:flow:progress:serve')
+    """
+    return f"{prefix}:{PROGRESS_KEY}{':' if part else ''}{part}"
+
+
+def open_online_store(url: str, prefix: str) -> OnlineStore:
+    """The online store at ``url`` under ``prefix``, on a client that fails fast
+    (:func:`connect`)."""
+    return RedisOnlineStore(connect(url), prefix)
+
+
 class RedisOnlineStore:
-    """Feature values in Redis under one key prefix: a hash and a packed value per view
-    and entity (see the module docstring)."""
+    """Feature values, scores and the flow's progress in Redis under one key prefix: a
+    hash and a packed value per view and entity (see the module docstring)."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
         self._packed_head = f"{prefix}:{PACKED_KEY}:"
+        self._versions: dict[str, tuple[FeatureView, str]] = {}
 
     def key(self, view: str, entity: str) -> str:
         """``<prefix>:<view>:<entity>``."""
@@ -147,11 +203,51 @@ class RedisOnlineStore:
         """``<prefix>:packed:<view>:<entity>``."""
         return f"{self._packed_head}{view}:{entity}"
 
-    def write(self, view: str, version: str,
-              rows: Mapping[str, tuple[int, Mapping[str, Any]]],
-              ttl_seconds: int | None = None) -> None:
-        """One pipelined round trip for all rows (:mod:`basketflow.sinks.packed_pipeline`): each
-        entity's hash and packed value, both given ``ttl_seconds`` to live when set."""
+    def write(self, view: FeatureView, rows: Rows) -> None:
+        """One pipelined round trip for all rows (:mod:`basketflow.sinks.packed_pipeline`):
+        each entity's hash and packed value, stamped with the view's version, both given
+        the view's TTL to live when it has one."""
+        self._write(view.name, self._version(view), rows, view.ttl_seconds)
+
+    def _version(self, view: FeatureView) -> str:
+        """``view.version``, worked out once per view (it digests the whole definition,
+        too slow to do for every batch); views are immutable."""
+        known = self._versions.get(view.name)
+        if known is None or known[0] is not view:
+            known = self._versions[view.name] = (view, view.version)
+        return known[1]
+
+    def write_scores(self, rows: Iterable[ScoreRow]) -> None:
+        """Each entity's latest score under :data:`SCORE_VIEW`, with no TTL: one
+        pipelined round trip per model version among ``rows`` (usually one)."""
+        by_version: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
+        for row in rows:
+            s = row.score
+            by_version.setdefault(s.model_version, {})[row.entity] = (row.ts, {
+                "category": s.category, "probabilities": s.probabilities,
+                "model_version": s.model_version, "invoice": row.invoice, "seq": row.seq})
+        for version, latest in by_version.items():
+            self._write(SCORE_VIEW, version, latest, None)
+
+    def read_score(self, entity: str) -> dict[str, Any] | None:
+        """An entity's latest score (one HGETALL of its hash)."""
+        return self.read(SCORE_VIEW, entity)
+
+    def write_progress(self, part: str, fields: Mapping[str, int | str]) -> None:
+        """One HSET of the progress hash (:func:`progress_key`)."""
+        self.client.hset(progress_key(self.prefix, part), mapping=dict(fields))
+
+    def read_progress(self, part: str = "") -> dict[str, str]:
+        """One HGETALL of the progress hash (:func:`progress_key`), decoded as text."""
+        raw = self.client.hgetall(progress_key(self.prefix, part))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    def _write(self, view: str, version: str, rows: Rows, ttl_seconds: int | None) -> None:
+        """Write ``rows`` of the view named ``view`` (see :meth:`write`)."""
         dumps = msgspec.json.encode
         encoded_version = dumps(version)
         expiry: tuple[Any, ...] = () if ttl_seconds is None else ("EX", ttl_seconds)
@@ -182,14 +278,12 @@ class RedisOnlineStore:
         each packed value, or where there is none the view's hash. Past that, one plain
         MGET of the packed values, and only where one is missing a second round trip
         runs the script on those keys alone. Then every value is decoded in one
-        MessagePack call. For 100 customers x 3 views the script for every key cost the
-        server 1.6 times the CPU (0.50 against 0.31 ms per call at load 0.9: Lua copies
-        every value into a Lua string and back into the reply) and the wall p50 0.06-0.08
-        ms more on an idle machine, 0.25-0.43 ms more at load 2.6-2.9, even where every
-        call took the second round trip, which costs the client 0.03-0.07 ms of CPU;
-        about half the client's CPU is the MessagePack decoding
-        (``benchmarks/online_read.py``). The keys of one call must live on one server (on
-        Redis Cluster: one hash slot).
+        MessagePack call. For many keys the script for every key costs the server more
+        CPU than the MGET (Lua copies every value into a Lua string and back into the
+        reply) and the read more wall time, even where every call takes the second round
+        trip; much of the client's CPU is the MessagePack decoding
+        (``benchmarks/online_read.py`` measures both ways). The keys of one call must
+        live on one server (on Redis Cluster: one hash slot).
         """
         if not views or not entities:
             return [dict.fromkeys(views) for _ in entities]
@@ -222,6 +316,11 @@ class RedisOnlineStore:
                 values[i] = _pack(dict(zip((k.decode() for k in item[0::2]), fields)))
             else:
                 values[i] = _NIL
+
+
+def _text(value: bytes | str) -> str:
+    """A reply's bytes as text (a client that decodes replies gives text already)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _decode_vectors(views: Sequence[str], values: list[bytes],

@@ -3,12 +3,11 @@ and sends its reads (an MGET, and the fallback script where values are missing).
 
 redis-py's ``Pipeline`` spends most of its client time per argument and per command in
 Python (stacking each command, checking every argument's type before packing, parsing
-and post-processing every reply). The online store writes wide hashes (about 40 fields
-per customer) and, since packed values for serving, two commands per row: through
-``Pipeline`` the second command cost the flow 8-12% of its throughput. Packing each
-command with ``hiredis.pack_command`` and sending them all at once on one pooled
-connection, the flow's online writes of the real file take 1.3-1.4 s of client CPU, packed
-values included, against 2.2-2.5 s for the hashes alone through ``Pipeline``
+and post-processing every reply). The online store writes wide hashes (dozens of fields
+per customer) and two commands per row (the hash and the packed value), so that cost
+shows in the flow's throughput. Packing each command with ``hiredis.pack_command`` and
+sending them all at once on one pooled connection writes hashes and packed values
+together in less client CPU than ``Pipeline`` spent on the hashes alone
 (``benchmarks/online_read.py`` times both ways). Semantics are
 ``Pipeline(transaction=False)``'s: every reply is read, the first error reply is raised
 after the last, and a connection that failed mid-way is dropped so that no later call

@@ -26,32 +26,43 @@ import math
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pyarrow.dataset as ds
 
-from basketflow.sinks.online_store import PACKED_KEY, connect
+from basketflow.sinks.online_store import (
+    PACKED_KEY,
+    PROGRESS_KEY,
+    OnlineStore,
+    RedisOnlineStore,
+    connect,
+)
 
 #: Fields of the progress hash that are wall-clock time, different in every run.
 WALL_CLOCK_FIELDS = frozenset({"updated_at"})
 
 
 def redis_contents(redis_url: str, prefix: str) -> dict[str, dict[str, Any]]:
-    """Every key under ``<prefix>:``, decoded (hashes, and the packed values), without
-    wall-clock fields."""
+    """Every key under ``<prefix>:`` (listed by a SCAN), read back through the online
+    store's contract: the hashes, the packed values (a vector read of one view, which
+    takes the packed value) and the progress hashes, without wall-clock fields."""
     client = connect(redis_url)
+    store: OnlineStore = RedisOnlineStore(client, prefix)
     out: dict[str, dict[str, Any]] = {}
+    progress = f"{prefix}:{PROGRESS_KEY}"
     for key in client.scan_iter(match=f"{prefix}:*", count=1000):
         name = key.decode()
-        if name.startswith(f"{prefix}:{PACKED_KEY}:"):
-            out[name] = msgspec.msgpack.decode(client.get(key))
+        if name.startswith(progress):  # the flow's, and its serve part's
+            part = name[len(progress) + 1:]
+            out[name] = {k: v for k, v in store.read_progress(part).items()
+                         if k not in WALL_CLOCK_FIELDS}
             continue
-        raw = client.hgetall(key)
-        if ":flow:progress" in name:  # the flow's, and its serve part's
-            out[name] = {k.decode(): v.decode() for k, v in raw.items()
-                         if k.decode() not in WALL_CLOCK_FIELDS}
+        rest = name[len(prefix) + 1:]
+        if rest.startswith(f"{PACKED_KEY}:"):
+            view, _, entity = rest[len(PACKED_KEY) + 1:].partition(":")
+            out[name] = store.read_vectors([view], [entity])[0][view] or {}
         else:
-            out[name] = {k.decode(): msgspec.json.decode(v) for k, v in raw.items()}
-    client.close()
+            view, _, entity = rest.partition(":")
+            out[name] = store.read(view, entity) or {}
+    store.close()
     return out
 
 

@@ -103,7 +103,7 @@ def run_demo(settings: Settings, rows: int, seed: int,
     from basketflow.producers.replay import replay
     from basketflow.producers.synthetic import write_csv
     from basketflow.reports.segments import assign_customers, fit_segments, scoring_config
-    from basketflow.sinks.flow_sinks import SCORE_KEY
+    from basketflow.sinks.online_store import SCORE_VIEW
 
     root = settings.data_dir / "demo"
     shutil.rmtree(root, ignore_errors=True)
@@ -133,8 +133,8 @@ def run_demo(settings: Settings, rows: int, seed: int,
         on_event(FlowRan(stats.events, stats.seconds, stats.scores))
         store = online_store(demo)
         for customer in busiest_customers(csv_path, SHOWN_CUSTOMERS):
-            stored = store.read_vectors(["customer", "basket", SCORE_KEY], [customer])[0]
-            score = stored.pop(SCORE_KEY)
+            stored = store.read_vectors(["customer", "basket", SCORE_VIEW], [customer])[0]
+            score = stored.pop(SCORE_VIEW)
             on_event(CustomerShown(customer, feature_rows(customer, stored),
                                    LiveScore.from_stored(customer, score) if score else None))
         on_event(StatusCollected(collect_status(demo)))

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from basketflow.schemas.features import FeatureView
-    from basketflow.sinks.online_store import RedisOnlineStore
+    from basketflow.sinks.online_store import OnlineStore
 
 
 class FeatureStore:
@@ -60,7 +60,7 @@ class FeatureStore:
         settings = load_settings(data_dir)
         self.settings: Settings = replace(settings, redis_url=redis_url or settings.redis_url,
                                           prefix=prefix or settings.prefix)
-        self._online: RedisOnlineStore | None = None
+        self._online: OnlineStore | None = None
 
     # -------------------------------------------------------------- registry
 
@@ -82,7 +82,7 @@ class FeatureStore:
         from basketflow.app.services import resolve
         return resolve(self.settings)
 
-    def _store(self) -> RedisOnlineStore:
+    def _store(self) -> OnlineStore:
         if self._online is None:
             self._online = online_store(self._resolved())
         return self._online

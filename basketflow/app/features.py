@@ -22,7 +22,7 @@ from basketflow.errors import BasketflowError
 
 if TYPE_CHECKING:
     from basketflow.schemas.features import Feature, FeatureView
-    from basketflow.sinks.online_store import RedisOnlineStore
+    from basketflow.sinks.online_store import OnlineStore
 
 TS_FIELD, VERSION_FIELD = "_ts", "_version"
 """Where a stored value keeps its event time and version (see basketflow.sinks.online_store)."""
@@ -144,10 +144,12 @@ def check_views(names: Sequence[str]) -> None:
 
 
 def describe(view: FeatureView, prefix: str) -> ViewDescription:
-    """A view's description, its online keys under ``prefix``."""
+    """A view's description, its online keys under ``prefix`` and its feature log's files
+    as the offline store lays them out."""
+    from basketflow.sinks.offline_layout import feature_log_pattern
     return ViewDescription(view.name, view.entity, view.version, view.description,
                            view.windows_days, view.ttl_seconds, view.online_key(prefix),
-                           view.offline_path(), view.features)
+                           feature_log_pattern(view.name), view.features)
 
 
 def describe_views(prefix: str) -> list[ViewDescription]:
@@ -165,11 +167,11 @@ def customer_views() -> tuple[str, ...]:
     return tuple(n for n, v in _registry().items() if v.entity == "customer_id")
 
 
-def online_store(settings: Settings) -> RedisOnlineStore:
+def online_store(settings: Settings) -> OnlineStore:
     """The online store of resolved ``settings``."""
-    from basketflow.sinks.online_store import RedisOnlineStore, connect
+    from basketflow.sinks.online_store import open_online_store
     assert settings.redis_url, "resolve addresses first"
-    return RedisOnlineStore(connect(settings.redis_url), settings.prefix)
+    return open_online_store(settings.redis_url, settings.prefix)
 
 
 def feature_rows(entity: str, stored: Mapping[str, Mapping[str, Any] | None],
@@ -179,7 +181,7 @@ def feature_rows(entity: str, stored: Mapping[str, Mapping[str, Any] | None],
             for view, values in stored.items()}
 
 
-def read_online(store: RedisOnlineStore, entities: Sequence[str],
+def read_online(store: OnlineStore, entities: Sequence[str],
                 views: Sequence[str]) -> list[OnlineFeatures]:
     """The given views of each entity, in one read (views are not checked here)."""
     vectors = store.read_vectors(list(views), list(entities))
@@ -198,6 +200,5 @@ def online_features(settings: Settings, entity: str,
 def live_score(settings: Settings, customer_id: str) -> LiveScore | None:
     """A customer's live score (None: not scored yet). ``settings`` must have Redis's
     address."""
-    from basketflow.sinks.flow_sinks import SCORE_KEY
-    stored = online_store(settings).read(SCORE_KEY, customer_id)
+    stored = online_store(settings).read_score(customer_id)
     return None if stored is None else LiveScore.from_stored(customer_id, stored)

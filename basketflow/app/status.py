@@ -24,10 +24,13 @@ raises because something is not running. The shape::
     PARTITION = {"partition", "high_watermark", "next_offset", "lag", "trusted": bool, "note",
                  "serve_next_offset": the serve part's next offset, or None}
 
-The flow's progress is the Redis hash ``<prefix>:flow:progress``: ``offset:<topic>:<partition>``
-= next offset to read, ``events``, ``event_time`` (latest event time) and ``updated_at``.
-Run as two processes (``basketflow run``), the store part writes that hash and the serve
-part, which consumes the topic on its own, ``<prefix>:flow:progress:serve``.
+The flow's progress is the online store's progress hash ``<prefix>:flow:progress``
+(:meth:`basketflow.sinks.online_store.OnlineStore.read_progress`):
+``offset:<topic>:<partition>`` = next offset to read, ``events``, ``event_time`` (latest
+event time) and ``updated_at``. Run as two processes (``basketflow run``), the store part
+writes that hash and the serve part, which consumes the topic on its own, its part
+``<prefix>:flow:progress:serve``. The offline figures are of the files the offline store
+lists (:mod:`basketflow.sinks.offline_layout`).
 Lag = high watermark - next offset. It is marked ``trusted: False`` on the embedded Tansu
 broker (its high watermark is the base offset of the last record batch, see
 :mod:`basketflow.app.services`) and whenever the watermark is below the flow's offset.
@@ -35,7 +38,6 @@ broker (its high watermark is the base offset of the last record batch, see
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -50,7 +52,9 @@ from basketflow.app.services import (
     read_state,
 )
 from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
-from basketflow.flows.progress import PROGRESS_KEY, SERVE_PROGRESS_KEY
+from basketflow.flows.progress import SERVE_PROGRESS
+from basketflow.sinks.offline_layout import events_dir, files_by_day, files_of
+from basketflow.sinks.online_store import OnlineStore, RedisOnlineStore
 from basketflow.sinks.redis_retry import read_health
 
 EMBEDDED_LAG_NOTE = (
@@ -64,9 +68,6 @@ BELOW_OFFSET_NOTE = (
 MAX_SCAN_KEYS = 1_000_000
 """Stop counting online keys after this many (``truncated: True``): status must stay quick."""
 
-_DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
-
-
 def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[str, Any]:
     """Everything ``basketflow status`` shows, gathered with short timeouts; never raises
     because a server is down or a file is unreadable.
@@ -78,7 +79,7 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
     }
     redis_url = services[REDIS]["address"] if services[REDIS]["alive"] else None
     progress = flow_progress(redis_url, settings.prefix, timeout)
-    serve = flow_progress(redis_url, settings.prefix, timeout, SERVE_PROGRESS_KEY)
+    serve = flow_progress(redis_url, settings.prefix, timeout, SERVE_PROGRESS)
     fields = ("events", "event_time", "updated_at", "error")
     return {
         "data_dir": str(settings.data_dir),
@@ -87,7 +88,7 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
         | {"health": read_health(settings.data_dir), "serve": {k: serve.get(k) for k in fields}},
         "topics": topics_status(settings, services[BROKER], progress.get("offsets", {}),
                                 timeout, serve.get("offsets", {})),
-        "offline": offline_status(settings.offline_dir / "events"),
+        "offline": offline_status(settings.offline_dir),
         "online": online_status(redis_url, settings.prefix, timeout),
     }
 
@@ -139,19 +140,19 @@ def service_status(
 
 
 def consumed(redis_url: str, prefix: str, topic: str,
-             keys: tuple[str, ...] = (PROGRESS_KEY, SERVE_PROGRESS_KEY)) -> int:
+             parts: tuple[str, ...] = ("", SERVE_PROGRESS)) -> int:
     """Messages of ``topic`` the flow has consumed: the sum of its partitions' next
-    offsets in each progress hash of ``keys`` (by default both parts'), the smallest, so
-    the part that is behind (0 until each hash has some). For tests and benchmarks that
-    act once the flow got somewhere.
+    offsets in the progress hash of each of ``parts`` (by default both: the whole flow's
+    and the serve part's), the smallest, so the part that is behind (0 until each hash
+    has some). For tests and benchmarks that act once the flow got somewhere.
     """
-    client = _redis_client(redis_url, CHECK_TIMEOUT)
+    store = _online_store(redis_url, prefix, CHECK_TIMEOUT)
     try:
         mark = f"offset:{topic}:"
-        return min(sum(int(v) for k, v in client.hgetall(key.format(prefix=prefix)).items()
-                       if k.startswith(mark)) for key in keys)
+        return min(sum(int(v) for k, v in store.read_progress(part).items()
+                       if k.startswith(mark)) for part in parts)
     finally:
-        client.close()
+        store.close()
 
 
 def _redis_client(url: str, timeout: float) -> Any:
@@ -162,20 +163,28 @@ def _redis_client(url: str, timeout: float) -> Any:
     )
 
 
+def _online_store(url: str, prefix: str, timeout: float) -> OnlineStore:
+    """The online store at ``url``, on a client that gives up after ``timeout``."""
+    import redis
+
+    return RedisOnlineStore(redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout), prefix)
+
+
 def flow_progress(redis_url: str | None, prefix: str, timeout: float = CHECK_TIMEOUT,
-                  key: str = PROGRESS_KEY) -> dict[str, Any]:
-    """The live flow's progress hash (``key``, formatted with the prefix), parsed: events,
+                  part: str = "") -> dict[str, Any]:
+    """The live flow's progress hash (of ``part``, see :func:`consumed`), parsed: events,
     event_time, updated_at, and ``offsets`` as ``{(topic, partition): next offset}``.
     """
     empty: dict[str, Any] = {"events": None, "event_time": None, "updated_at": None, "offsets": {}}
     if redis_url is None:
         return {**empty, "error": "online store not reachable"}
     try:
-        client = _redis_client(redis_url, timeout)
+        store = _online_store(redis_url, prefix, timeout)
         try:
-            raw: dict[str, str] = client.hgetall(key.format(prefix=prefix))
+            raw = store.read_progress(part)
         finally:
-            client.close()
+            store.close()
     except Exception as exc:
         return {**empty, "error": f"cannot read the flow's progress: {exc}"}
     offsets: dict[tuple[str, int], int] = {}
@@ -274,38 +283,31 @@ def _topic_error(message: str) -> dict[str, Any]:
     return {"exists": None, "partitions": 0, "error": message, "per_partition": []}
 
 
-def offline_status(events_dir: Path) -> dict[str, Any]:
-    """Rows, files and date partitions of the Parquet events under ``events_dir``.
+def offline_status(offline_dir: Path) -> dict[str, Any]:
+    """Rows, files and date partitions of the Parquet events of the offline store at
+    ``offline_dir``, as the store lists them
+    (:func:`~basketflow.sinks.offline_layout.files_by_day`: finished files only).
 
     Rows come from each file's footer (``ParquetFile(...).metadata.num_rows``), not from
-    reading the data. Hidden and temporary files (``.x``, ``_x``) are in-flight writes and
-    are skipped; an unreadable file is listed in ``unreadable``, not counted.
+    reading the data; an unreadable file is listed in ``unreadable``, not counted.
     """
-    out: dict[str, Any] = {"dir": str(events_dir), "rows": 0, "files": 0, "partitions": 0,
+    events = events_dir(offline_dir)
+    out: dict[str, Any] = {"dir": str(events), "rows": 0, "files": 0, "partitions": 0,
                            "first_date": None, "last_date": None, "unreadable": [], "error": None}
-    if not events_dir.is_dir():
-        return out  # nothing written yet: zero counts, not an error
     try:
         import pyarrow.parquet as pq
 
-        dates: list[str] = []
-        for part in sorted(events_dir.iterdir()):
-            match = _DATE_DIR.match(part.name)
-            if not match or not part.is_dir():
-                continue
-            files = [f for f in sorted(part.glob("*.parquet"))
-                     if f.is_file() and not f.name.startswith((".", "_"))]
-            for file in files:
-                try:
-                    out["rows"] += pq.ParquetFile(file).metadata.num_rows
-                    out["files"] += 1
-                except Exception as exc:
-                    out["unreadable"].append(f"{file}: {exc}")
-            if files:
-                dates.append(match.group(1))
+        by_day = files_by_day(events)  # nothing written yet: zero counts, not an error
+        for file in files_of(by_day):
+            try:
+                out["rows"] += pq.ParquetFile(file).metadata.num_rows
+                out["files"] += 1
+            except Exception as exc:
+                out["unreadable"].append(f"{file}: {exc}")
     except Exception as exc:
-        out["error"] = f"cannot read {events_dir}: {exc}"
+        out["error"] = f"cannot read {events}: {exc}"
         return out
+    dates = [day.isoformat() for day in by_day]
     out["partitions"] = len(dates)
     out["first_date"] = dates[0] if dates else None
     out["last_date"] = dates[-1] if dates else None
@@ -352,5 +354,5 @@ def _glob_escape(text: str) -> str:
 
 __all__ = [
     "collect_status", "service_status", "flow_progress", "partition_lag", "topics_status",
-    "offline_status", "online_status", "PROGRESS_KEY", "EMBEDDED_LAG_NOTE",
+    "offline_status", "online_status", "EMBEDDED_LAG_NOTE",
 ]

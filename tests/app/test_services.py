@@ -31,8 +31,9 @@ from basketflow.app.services import (
     start_redis,
     up,
 )
-from basketflow.app.status import EMBEDDED_LAG_NOTE, PROGRESS_KEY, collect_status
+from basketflow.app.status import EMBEDDED_LAG_NOTE, collect_status
 from basketflow.config import ENV_DATA_DIR, ENV_KAFKA, ENV_REDIS, Settings, load_settings
+from basketflow.sinks.online_store import RedisOnlineStore
 
 pytestmark = pytest.mark.server  # servers of their own, started and stopped by the tests
 
@@ -205,7 +206,7 @@ def test_status_on_running_services(local: Settings) -> None:
     assert producer.flush(10) == 0
 
     client = redis.Redis.from_url(addresses[REDIS])
-    client.hset(PROGRESS_KEY.format(prefix=settings.prefix), mapping={
+    RedisOnlineStore(client, settings.prefix).write_progress("", {
         f"offset:{settings.topic}:0": 5, "events": 5,
         "event_time": "2010-12-02T10:00:00", "updated_at": "2026-01-01T00:00:00+00:00",
     })

@@ -13,7 +13,7 @@ from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSink, run_main
 
 from basketflow.flows.coalesce import coalesce
-from basketflow.sinks.background import BackgroundWriter
+from basketflow.sinks.write_behind import BackgroundWriter
 
 
 class _Paced(StatelessSourcePartition[list[int]]):

@@ -37,6 +37,7 @@ from basketflow.models.classifier import BasketClassifier, save_checkpoint
 from basketflow.producers.csv_source import read_events
 from basketflow.producers.synthetic import write_csv
 from basketflow.schemas.events import Transaction
+from basketflow.schemas.records import LateEvent, LogRow, Score, ScoreRow
 from basketflow.sinks.offline_store import (
     DeadLetterStore,
     FeatureLog,
@@ -51,7 +52,7 @@ PAGE = 4096
 
 def feature_row(log: FeatureLog, e: Transaction) -> int:
     """Append one customer feature-log row (empty values) for an event."""
-    return log.append([("customer", e.entity_id, e.ts, 1, dict.fromkeys(log.names))])
+    return log.append([LogRow("customer", e.entity_id, e.ts, 1, dict.fromkeys(log.names))])
 
 
 #: Each offline write path, writing one row of a generated event under ``root``.
@@ -60,9 +61,10 @@ WRITES: dict[str, Callable[[Path, Transaction], object]] = {
     "dead": lambda root, e: DeadLetterStore(root).append_rows(
         [(e.ts, "dead-1", ("dead-1", e.event_id, "reason", "raw", "test", e.ts))]),
     "features/customer": lambda root, e: feature_row(FeatureLog(root, "customer"), e),
-    "late": lambda root, e: LateEventLog(root).append([(e.event_id, e.entity_id, e.ts, e.ts)]),
+    "late": lambda root, e: LateEventLog(root).append(
+        [LateEvent(e.event_id, e.entity_id, e.ts, e.ts)]),
     "scores": lambda root, e: ScoreLog(root).append(
-        [(e.entity_id, e.ts, 1, e.invoice, "c", "{}", "v")]),
+        [ScoreRow(e.entity_id, e.invoice, e.ts, 1, Score("c", {}, "v", e.ts))]),
 }
 
 

@@ -26,8 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import basketflow.reports.historical as historical
-from basketflow.reports.historical import DTYPES, get_historical_features, historical_to_file
+from basketflow.reports.historical import get_historical_features, historical_to_file
 from basketflow.schemas.features import FeatureView, registry
+from basketflow.sinks.offline_store import ARROW_TYPES
 
 T0 = datetime(2011, 1, 4, 10, 0, 0, tzinfo=timezone.utc)
 SECOND = timedelta(seconds=1)
@@ -54,7 +55,7 @@ def write_log(root: Path, view: FeatureView, rows: list[dict[str, Any]], *,
     ``features`` limits the feature columns written (an older definition's file).
     """
     names = view.feature_names if features is None else features
-    types = {f.name: DTYPES[f.dtype][1] for f in view.features}
+    types = {f.name: ARROW_TYPES[f.dtype] for f in view.features}
     schema = pa.schema([("entity_id", pa.string()), ("ts", pa.timestamp("s", tz="UTC")),
                         ("seq", pa.int64()), ("version", pa.string()),
                         *((n, types[n]) for n in names)])

@@ -1,5 +1,7 @@
 """The online store against a real Redis-protocol server: typed round trips, whole vectors
-in one call, TTLs, versions, and reading a store written before packed values existed.
+in one call, TTLs and versions taken from the feature view, scores and the flow's
+progress through the same contract, and reading a store written before packed values
+existed.
 
 Every test runs both ways a vector read can go: the fallback script given every key
 (small reads) and an MGET first, with the script only for what it missed (larger ones)."""
@@ -13,7 +15,22 @@ import pytest
 
 import basketflow.sinks.online_store
 from basketflow.config import Settings
-from basketflow.sinks.online_store import RedisOnlineStore, connect
+from basketflow.schemas.features import FeatureView, registry
+from basketflow.schemas.records import Score, ScoreRow
+from basketflow.sinks.online_store import (
+    OnlineStore,
+    RedisOnlineStore,
+    connect,
+    open_online_store,
+    progress_key,
+)
+
+
+def view(name: str, ttl_seconds: int | None = None, revision: int = 1) -> FeatureView:
+    """A view named ``name`` (the store writes whatever values it is given, so it needs no
+    features); another ``revision`` gives it another version."""
+    return FeatureView(name, "id", "a test view", (), ttl_seconds=ttl_seconds,
+                       logic_revision=revision)
 
 
 @pytest.fixture(autouse=True, params=["script", "mget"])
@@ -27,14 +44,15 @@ def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 def test_vectors_of_many_entities_come_back_typed_in_order(settings: Settings) -> None:
     assert settings.redis_url
     store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
-    store.write("customer", "v1", {"a": (100, {"spend_1d": 2.5, "orders_1d": 1,
-                                               "avg_basket_value_30d": None})})
-    store.write("basket", "v2", {"a": (101, {"invoice": "536365", "country": "France"})})
+    customer, basket = view("customer"), view("basket", revision=2)
+    store.write(customer, {"a": (100, {"spend_1d": 2.5, "orders_1d": 1,
+                                       "avg_basket_value_30d": None})})
+    store.write(basket, {"a": (101, {"invoice": "536365", "country": "France"})})
     a, missing = store.read_vectors(["customer", "basket"], ["a", "nobody"])
     assert a == {"customer": {"spend_1d": 2.5, "orders_1d": 1, "avg_basket_value_30d": None,
-                              "_ts": 100, "_version": "v1"},
+                              "_ts": 100, "_version": customer.version},
                  "basket": {"invoice": "536365", "country": "France", "_ts": 101,
-                            "_version": "v2"}}
+                            "_version": basket.version}}
     assert missing == {"customer": None, "basket": None}
     assert a == {view: store.read(view, "a") for view in ("customer", "basket")}
 
@@ -43,8 +61,8 @@ def test_a_view_ttl_makes_both_its_keys_expire_together(settings: Settings) -> N
     assert settings.redis_url
     client = connect(settings.redis_url)
     store = RedisOnlineStore(client, settings.prefix)
-    store.write("basket", "v", {"a": (1, {"lines": 1})}, ttl_seconds=86_400)
-    store.write("customer", "v", {"a": (1, {"orders_1d": 1})})
+    store.write(view("basket", ttl_seconds=86_400), {"a": (1, {"lines": 1})})
+    store.write(view("customer"), {"a": (1, {"orders_1d": 1})})
     for key in (store.key("basket", "a"), store.packed_key("basket", "a")):
         assert 86_000 < client.ttl(key) <= 86_400
     for key in (store.key("customer", "a"), store.packed_key("customer", "a")):
@@ -54,23 +72,25 @@ def test_a_view_ttl_makes_both_its_keys_expire_together(settings: Settings) -> N
 def test_a_vector_read_never_serves_a_view_past_its_ttl(settings: Settings) -> None:
     assert settings.redis_url
     store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
-    store.write("customer", "v", {"a": (5, {"orders_1d": 1})})
-    store.write("basket", "v", {"a": (5, {"lines": 1})}, ttl_seconds=1)
+    customer, basket = view("customer"), view("basket", ttl_seconds=1)
+    store.write(customer, {"a": (5, {"orders_1d": 1})})
+    store.write(basket, {"a": (5, {"lines": 1})})
     assert store.read_vectors(["basket"], ["a"])[0]["basket"] == {
-        "lines": 1, "_ts": 5, "_version": "v"}
+        "lines": 1, "_ts": 5, "_version": basket.version}
     time.sleep(1.1)
     assert store.read_vectors(["customer", "basket"], ["a"])[0] == {
-        "customer": {"orders_1d": 1, "_ts": 5, "_version": "v"}, "basket": None}
+        "customer": {"orders_1d": 1, "_ts": 5, "_version": customer.version}, "basket": None}
 
 
 def test_values_of_an_older_version_are_never_served_under_a_newer_one(
         settings: Settings) -> None:
     assert settings.redis_url
     store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
-    store.write("customer", "old", {"a": (1, {"spend_1d": 1.0, "dropped": 7})})
-    store.write("customer", "new", {"a": (2, {"spend_1d": 3.0})})
+    old, new = view("customer"), view("customer", revision=2)
+    store.write(old, {"a": (1, {"spend_1d": 1.0, "dropped": 7})})
+    store.write(new, {"a": (2, {"spend_1d": 3.0})})
     assert store.read_vectors(["customer"], ["a"])[0]["customer"] == {
-        "spend_1d": 3.0, "_ts": 2, "_version": "new"}
+        "spend_1d": 3.0, "_ts": 2, "_version": new.version}
 
 
 def test_a_store_written_before_packed_values_existed_is_read_from_its_hashes(
@@ -78,20 +98,24 @@ def test_a_store_written_before_packed_values_existed_is_read_from_its_hashes(
     assert settings.redis_url
     client = connect(settings.redis_url)
     store = RedisOnlineStore(client, f"{settings.prefix}:é")  # keys are bytes to the script
-    store.write("customer", "v", {"a": (1, {"orders_1d": 1}), "b": (1, {"orders_1d": 2})})
-    store.write("score", "m1", {"a": (1, {"category": "gifts"})})
+    customer = view("customer")
+    store.write(customer, {"a": (1, {"orders_1d": 1}), "b": (1, {"orders_1d": 2})})
+    store.write_scores([ScoreRow("a", "536365", 1, 4, Score("gifts", {"gifts": 1.0}, "m1", 1))])
     client.delete(store.packed_key("customer", "a"), store.packed_key("score", "a"))
     a, b = store.read_vectors(["customer", "score"], ["a", "b"])
-    assert a == {"customer": {"orders_1d": 1, "_ts": 1, "_version": "v"},
-                 "score": {"category": "gifts", "_ts": 1, "_version": "m1"}}
-    assert b == {"customer": {"orders_1d": 2, "_ts": 1, "_version": "v"}, "score": None}
+    assert a == {"customer": {"orders_1d": 1, "_ts": 1, "_version": customer.version},
+                 "score": {"category": "gifts", "probabilities": {"gifts": 1.0},
+                           "model_version": "m1", "invoice": "536365", "seq": 4, "_ts": 1,
+                           "_version": "m1"}}
+    assert b == {"customer": {"orders_1d": 2, "_ts": 1, "_version": customer.version},
+                 "score": None}
 
 
 def test_thousands_of_entities_in_one_call(settings: Settings) -> None:
     assert settings.redis_url
     store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
     entities = [str(i) for i in range(4500)]
-    store.write("customer", "v", {e: (int(e), {"n": int(e)}) for e in entities[::2]})
+    store.write(view("customer"), {e: (int(e), {"n": int(e)}) for e in entities[::2]})
     vectors = store.read_vectors(["customer", "basket"], entities)  # 9,000 keys
     assert [v["customer"] and v["customer"]["n"] for v in vectors] == [
         i if i % 2 == 0 else None for i in range(4500)]
@@ -111,14 +135,15 @@ def test_missing_values_are_read_after_the_server_forgot_the_fallback_script(
     assert settings.redis_url
     client = connect(settings.redis_url)
     store = RedisOnlineStore(client, settings.prefix)
-    store.write("customer", "v1", {"a": (100, {"spend_1d": 2.5})})
-    store.write("basket", "v1", {"a": (100, {"lines": 1})})
+    customer, basket = view("customer"), view("basket")
+    store.write(customer, {"a": (100, {"spend_1d": 2.5})})
+    store.write(basket, {"a": (100, {"lines": 1})})
     client.delete(store.packed_key("basket", "a"))  # read from its hash, by the script
     first = store.read_vectors(["customer", "basket"], ["a"])
     client.script_flush()
     assert store.read_vectors(["customer", "basket"], ["a"]) == first == [
-        {"customer": {"spend_1d": 2.5, "_ts": 100, "_version": "v1"},
-         "basket": {"lines": 1, "_ts": 100, "_version": "v1"}}]
+        {"customer": {"spend_1d": 2.5, "_ts": 100, "_version": customer.version},
+         "basket": {"lines": 1, "_ts": 100, "_version": basket.version}}]
 
 
 def test_a_packed_value_written_after_the_mget_is_taken_by_the_fallback(
@@ -130,10 +155,12 @@ def test_a_packed_value_written_after_the_mget_is_taken_by_the_fallback(
     store = RedisOnlineStore(client, settings.prefix)
     keys = [store.packed_key("customer", "a"), store.packed_key("customer", "b")]
     values: list[bytes | None] = [None, None]  # what the MGET found: nothing yet
-    store.write("customer", "v2", {"a": (7, {"orders_1d": 3})})
+    customer = view("customer")
+    store.write(customer, {"a": (7, {"orders_1d": 3})})
     client.hset(store.key("customer", "a"), "orders_1d", b"99")  # not what is served
     store._fill_missing(keys, values)
-    assert msgspec.msgpack.decode(values[0]) == {"orders_1d": 3, "_ts": 7, "_version": "v2"}
+    assert msgspec.msgpack.decode(values[0]) == {"orders_1d": 3, "_ts": 7,
+                                                 "_version": customer.version}
     assert values[1] == b"\xc0"  # nil: neither a packed value nor a hash
 
 
@@ -142,10 +169,67 @@ def test_views_and_entities_in_any_number_and_order(settings: Settings) -> None:
     than a MessagePack fixmap holds), order and repeats."""
     assert settings.redis_url
     store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
-    views = [f"v{i}" for i in range(20)]
-    for i, view in enumerate(views):
-        store.write(view, "1", {"a": (i, {"i": i})})
+    written = [view(f"v{i}") for i in range(20)]
+    views = [v.name for v in written]
+    for i, v in enumerate(written):
+        store.write(v, {"a": (i, {"i": i})})
     a, b, a_again = store.read_vectors(views[::-1], ["a", "b", "a"])
     assert list(a) == views[::-1] and a == a_again
-    assert a == {view: {"i": i, "_ts": i, "_version": "1"} for i, view in enumerate(views)}
+    assert a == {v.name: {"i": i, "_ts": i, "_version": v.version}
+                 for i, v in enumerate(written)}
     assert b == dict.fromkeys(views)
+
+
+def test_a_registry_view_is_written_with_its_version_and_ttl(settings: Settings) -> None:
+    """Callers hand the store the view; its version and TTL come from the registry."""
+    assert settings.redis_url
+    client = connect(settings.redis_url)
+    store: OnlineStore = open_online_store(settings.redis_url, settings.prefix)
+    basket, customer = registry()["basket"], registry()["customer"]
+    assert basket.ttl_seconds is not None and customer.ttl_seconds is None
+    store.write(basket, {"a": (9, {"lines": 2})})
+    store.write(customer, {"a": (9, {"orders_1d": 1})})
+    assert store.read("basket", "a") == {"lines": 2, "_ts": 9, "_version": basket.version}
+    assert store.read_vectors(["customer"], ["a"])[0]["customer"] == {
+        "orders_1d": 1, "_ts": 9, "_version": customer.version}
+    raw = RedisOnlineStore(client, settings.prefix)
+    for key in (raw.key("basket", "a"), raw.packed_key("basket", "a")):
+        assert basket.ttl_seconds - 60 < client.ttl(key) <= basket.ttl_seconds
+    assert client.ttl(raw.key("customer", "a")) == -1
+    store.close()
+
+
+def test_scores_keep_the_latest_per_entity_under_their_model_version(
+        settings: Settings) -> None:
+    assert settings.redis_url
+    client = connect(settings.redis_url)
+    store = RedisOnlineStore(client, settings.prefix)
+
+    def row(entity: str, seq: int, category: str, model: str) -> ScoreRow:
+        return ScoreRow(entity, f"inv{seq}", 100 + seq, seq,
+                        Score(category, {category: 0.75}, model, 100 + seq))
+
+    store.write_scores([row("a", 1, "gifts", "m1"), row("a", 2, "decor", "m1"),
+                        row("b", 1, "gifts", "m2")])
+    assert store.read_score("a") == {"category": "decor", "probabilities": {"decor": 0.75},
+                                     "model_version": "m1", "invoice": "inv2", "seq": 2,
+                                     "_ts": 102, "_version": "m1"}
+    assert store.read_score("b")["_version"] == "m2"
+    assert store.read_score("nobody") is None
+    assert client.exists(f"{settings.prefix}:score:a", f"{settings.prefix}:packed:score:a") == 2
+    assert client.ttl(f"{settings.prefix}:score:a") == -1  # scores do not expire
+
+
+def test_the_flow_progress_hash_and_its_parts(settings: Settings) -> None:
+    assert settings.redis_url
+    client = connect(settings.redis_url)
+    store = RedisOnlineStore(client, settings.prefix)
+    assert store.read_progress() == {}
+    store.write_progress("", {"offset:tx:0": 5, "events": 5})
+    store.write_progress("serve", {"offset:tx:0": 3})
+    store.write_progress("", {"events": 6})
+    assert store.read_progress() == {"offset:tx:0": "5", "events": "6"}
+    assert store.read_progress("serve") == {"offset:tx:0": "3"}
+    assert progress_key(settings.prefix, "serve") == f"{settings.prefix}:flow:progress:serve"
+    assert client.hgetall(f"{settings.prefix}:flow:progress") == {
+        b"offset:tx:0": b"5", b"events": b"6"}

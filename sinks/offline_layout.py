@@ -1,0 +1,153 @@
+"""The offline store's layout: where each of its logs lives, how a day partition is named,
+and which finished files it holds. The one place that knows the folders; every job that
+reads the store (reports, training sets, the backfill, ``basketflow status``) gets its
+files from here, and :mod:`basketflow.sinks.offline_store` writes where this says.
+
+Under the store's root (``<data dir>/offline``)::
+
+    events/date=YYYY-MM-DD/part-<uuid>.parquet          every valid event
+    dead/date=YYYY-MM-DD/...                            dead letters
+    late/date=YYYY-MM-DD/...                            events too late for the online values
+    scores/date=YYYY-MM-DD/...                          the classifier's live predictions
+    features/<view>/date=YYYY-MM-DD/...                 each view's feature log
+
+A row's day partition is the UTC day of its event time (:func:`day_of`). A file is
+written under a hidden temporary name and renamed into place, so the readers here list
+only finished files: never a hidden (``.x``) or temporary (``_x``) one.
+
+Kept apart from the writers (and free of Arrow) so that listing the store, or naming its
+folders, costs a command nothing to import.
+
+>>> partition_name(date(2010, 12, 1)), partition_day("date=2010-12-01")
+('date=2010-12-01', datetime.date(2010, 12, 1))
+>>> feature_log_dir(Path("offline"), "basket").as_posix()
+'offline/features/basket'
+>>> day_of(1_291_191_960)
+'2010-12-01'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+#: The store's folders under its root (see the module docstring).
+EVENTS, DEAD_LETTERS, LATE_EVENTS, SCORES, FEATURES = "events", "dead", "late", "scores", "features"
+#: A day partition's folder: ``date=YYYY-MM-DD``.
+PARTITION_PREFIX = "date="
+
+
+def events_dir(root: Path) -> Path:
+    """Where the events live: ``<root>/events``."""
+    return Path(root) / EVENTS
+
+
+def dead_letters_dir(root: Path) -> Path:
+    """Where the dead letters live: ``<root>/dead``."""
+    return Path(root) / DEAD_LETTERS
+
+
+def late_events_dir(root: Path) -> Path:
+    """Where the late events live: ``<root>/late``."""
+    return Path(root) / LATE_EVENTS
+
+
+def scores_dir(root: Path) -> Path:
+    """Where the live predictions live: ``<root>/scores``."""
+    return Path(root) / SCORES
+
+
+def feature_log_dir(root: Path, view: str) -> Path:
+    """Where a view's feature log lives: ``<root>/features/<view>``."""
+    return Path(root) / FEATURES / view
+
+
+def feature_log_pattern(view: str) -> str:
+    """The files of a view's feature log, relative to the store's root, as a pattern
+    (what ``basketflow features describe`` shows).
+
+    >>> feature_log_pattern("customer")
+    'features/customer/date=YYYY-MM-DD/*.parquet'
+    """
+    return f"{FEATURES}/{view}/{partition_name('YYYY-MM-DD')}/*.parquet"
+
+
+def partition_name(day: date | str) -> str:
+    """The folder of a day partition: ``date=YYYY-MM-DD`` (``day`` a date or its ISO text)."""
+    return f"{PARTITION_PREFIX}{day}"
+
+
+def partition_day(name: str) -> date | None:
+    """The day of a partition folder's name; None for a name that is not one.
+
+    >>> partition_day("date=2010-12-32") is None, partition_day("events") is None
+    (True, True)
+    """
+    if not name.startswith(PARTITION_PREFIX):
+        return None
+    try:
+        return date.fromisoformat(name[len(PARTITION_PREFIX):])
+    except ValueError:
+        return None
+
+
+def partition_files(directory: Path) -> list[Path]:
+    """The finished Parquet files of one partition folder, by name (hidden ``.x`` and
+    temporary ``_x`` files are writes in flight)."""
+    return sorted(p for p in directory.glob("*.parquet")
+                  if not p.name.startswith((".", "_")) and p.is_file())
+
+
+def files_by_day(directory: Path) -> dict[date, list[Path]]:
+    """The finished Parquet files of each day partition under ``directory`` (one of the
+    folders above), by day, oldest first.
+
+    Days whose folder holds no finished file are left out: nothing is stored for them
+    yet. A folder that does not exist gives {}.
+    """
+    days: dict[date, list[Path]] = {}
+    if not directory.is_dir():
+        return days
+    for folder in sorted(directory.iterdir()):
+        day = partition_day(folder.name)
+        if day is not None and folder.is_dir() and (files := partition_files(folder)):
+            days[day] = files
+    return days
+
+
+def files_of(by_day: dict[date, list[Path]], days: Iterable[date] | None = None,
+             until: date | None = None) -> list[Path]:
+    """The files of :func:`files_by_day`'s days, oldest first: of ``days`` only when
+    given, and of days on or before ``until`` when given."""
+    chosen = sorted(by_day) if days is None else sorted(set(days) & set(by_day))
+    return [p for day in chosen if until is None or day <= until for p in by_day[day]]
+
+
+def event_days(root: Path) -> list[date]:
+    """The days with at least one stored event, oldest first."""
+    return list(files_by_day(events_dir(root)))
+
+
+def event_files(root: Path, days: Iterable[date] | None = None) -> list[Path]:
+    """The event files of ``days`` (of every day when None), oldest first."""
+    return files_of(files_by_day(events_dir(root)), days)
+
+
+def feature_log_files(root: Path, view: str, until: date | None = None) -> list[Path]:
+    """The files of a view's feature log (of the days on or before ``until`` when given),
+    oldest partition first; [] when nothing was logged for the view yet."""
+    return files_of(files_by_day(feature_log_dir(root, view)), until=until)
+
+
+def feature_log_days(root: Path, view: str) -> list[date]:
+    """The days a view's feature log holds rows of, oldest first."""
+    return list(files_by_day(feature_log_dir(root, view)))
+
+
+SECONDS_PER_DAY = 86_400
+
+
+def day_of(ts: int) -> str:
+    """Epoch seconds -> ``YYYY-MM-DD`` (UTC), the partition the event belongs to."""
+    return datetime.fromtimestamp(ts - ts % SECONDS_PER_DAY, tz=timezone.utc).strftime("%Y-%m-%d")
