@@ -73,7 +73,9 @@ class WindowedFeature:
     windows_days: tuple[int, ...]
 
     def name(self, days: int) -> str:
-        """The feature's name over the window of ``days`` days: the one place it is made."""
+        """The feature's name over its window of ``days`` days: the one place it is made."""
+        if days not in self.windows_days:
+            raise KeyError(f"{self.stem} is not declared over {days} days")
         return f"{self.stem}_{days}d"
 
     @property

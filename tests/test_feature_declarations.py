@@ -70,7 +70,10 @@ def test_a_windowed_feature_is_named_by_its_declaration_for_each_of_its_windows(
         names = [name for d in windowed for name in d.names]
         assert set(names) <= set(view.feature_names)
         assert all(set(d.windows_days) <= set(view.windows_days) for d in windowed)
-    assert registry()["customer"].windowed("spend").name(30) == "spend_30d"
+    spend = registry()["customer"].windowed("spend")
+    assert spend.name(30) == "spend_30d"
+    with pytest.raises(KeyError):
+        spend.name(14)  # no such window: no name made up for it
 
 
 #: A customer's and a product's folder after :func:`events`, as the previous code (one
