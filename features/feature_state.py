@@ -257,12 +257,15 @@ _EVICT_SLACK_HOURS = 7 * 24
 _PRODUCT_DAYS = PRODUCT.windows_days
 #: Hours of tiles a product needs: its longest window, and a day more.
 _PRODUCT_KEPT_HOURS = max(_PRODUCT_DAYS) * 24 + 24
-#: The positions of the product's windows, longest first.
-_PRODUCT_LONGEST_FIRST = range(len(_PRODUCT_DAYS) - 1, -1, -1)
 _UNITS = _windows_of(PRODUCT, "units")
 _REVENUE = _windows_of(PRODUCT, "revenue")
 _DISTINCT_BUYERS = _windows_of(PRODUCT, "distinct_buyers")
 _CANCELLED_SHARE = _windows_of(PRODUCT, "cancelled_share")
+#: The windows units and revenue are summed over (their positions), longest first.
+_SALES_LONGEST_FIRST = tuple(sorted({w for _, w in _UNITS + _REVENUE}, reverse=True))
+if {w for _, w in _CANCELLED_SHARE} != {len(_PRODUCT_DAYS) - 1}:
+    raise ValueError("ProductState sums lines and cancellations over the product's longest "
+                     "window alone: declare cancelled_share over that window only")
 
 
 class ProductState:
@@ -303,37 +306,39 @@ class ProductState:
 
     def values(self, as_of: int) -> dict[str, Any]:
         """Every feature of :data:`basketflow.schemas.features.PRODUCT` as of ``as_of``,
-        in its declared order: the windowed ``units``, ``revenue`` and
+        in its declared order: the windowed ``units`` and ``revenue`` and
         ``cancelled_share`` (cancelled lines over lines) from the tiles,
         ``distinct_buyers`` from the buyers, each over its declared windows.
 
-        Each window's sums are a tile's ``[units, revenue, lines, cancelled lines]``
-        added up, tile by tile in the tiles' order. The windows nest, so a tile is
-        added to the longest first, then to shorter ones while it is inside them."""
+        The windows nest: every tile in range is inside the longest, which the lines and
+        cancellations are summed over, and only the tiles inside the longest window of
+        units and revenue walk their windows (longest first), tile by tile in the tiles'
+        order."""
         cuts = _cutoffs(as_of, _PRODUCT_DAYS)
         last_hour = as_of // HOUR
         oldest = cuts[-1]
-        sums = [[0, 0.0, 0, 0] for _ in cuts]
-        for hour, tile in self.tiles.items():
+        sales_oldest = cuts[_SALES_LONGEST_FIRST[0]]
+        units, revenue = [0] * len(cuts), [0.0] * len(cuts)
+        lines = cancelled = 0
+        for hour, (u, r, li, c) in self.tiles.items():
             if hour > last_hour or hour < oldest:
                 continue
-            for w in _PRODUCT_LONGEST_FIRST:
-                if hour < cuts[w]:
-                    break
-                window = sums[w]
-                window[0] += tile[0]
-                window[1] += tile[1]
-                window[2] += tile[2]
-                window[3] += tile[3]
+            lines += li
+            cancelled += c
+            if hour >= sales_oldest:
+                for w in _SALES_LONGEST_FIRST:
+                    if hour < cuts[w]:
+                        break
+                    units[w] += u
+                    revenue[w] += r
         out: dict[str, Any] = {}
         for name, w in _UNITS:
-            out[name] = sums[w][0]
+            out[name] = units[w]
         for name, w in _REVENUE:
-            out[name] = round(sums[w][1], 2)
+            out[name] = round(revenue[w], 2)
         for name, w in _DISTINCT_BUYERS:
             cut = cuts[w]
             out[name] = len([h for h in self.buyers.values() if cut <= h <= last_hour])
-        for name, w in _CANCELLED_SHARE:
-            _, _, lines, cancelled = sums[w]
+        for name, _ in _CANCELLED_SHARE:
             out[name] = round(cancelled / lines, 4) if lines else None
         return out
