@@ -4,7 +4,7 @@
                                     [--gap-minutes M] [PATH]
 
 PATH is a Kaggle-format CSV (default: the real extract in ../shared/data). The events of
-customers with an id are folded through :class:`basketflow.features.entity_features.EntityFolder` in
+customers with an id are folded through :class:`basketflow.features.entity_features.CustomerFolder` in
 event-time order, one fold per customer and event time, exactly as the live flow folds
 them, so every basket update gives the (basket, customer) values the live flow would see.
 Each update is turned into :func:`basketflow.models.classifier.classifier_features` and scored; a
@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from machine import REAL_DATA, describe  # noqa: E402
 
-from basketflow.features.entity_features import EntityFolder  # noqa: E402
+from basketflow.features.entity_features import CustomerFolder  # noqa: E402
 from basketflow.models.classifier import (  # noqa: E402
     DEFAULT_PIPELINE,
     PIPELINES,
@@ -107,11 +107,11 @@ def proxy_labels(events: list[Transaction], top: int = 5) -> dict[str, str]:
 
 def basket_updates(events: list[Transaction]) -> tuple[list[Update], float]:
     """Every basket update the live flow would emit; and the feature cost per update (us)."""
-    folders: dict[str, EntityFolder] = {}
+    folders: dict[str, CustomerFolder] = {}
     updates: list[Update] = []
     feature_ns = 0
     for (customer, ts), group in groupby(events, key=lambda e: (e.customer_id, e.ts)):
-        folder = folders.setdefault(customer, EntityFolder("customer"))
+        folder = folders.setdefault(customer, CustomerFolder())
         update = folder.fold(customer, list(group), DEFAULT_ALLOWED_LATENESS_S)
         if update is None or "basket" not in update.values:
             continue

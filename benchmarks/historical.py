@@ -55,7 +55,7 @@ PRODUCTS = 4_000
 def _view(name: str, entity: str, features: Sequence[tuple[str, str]]) -> FeatureView:
     """A synthetic view with these (name, dtype) features."""
     return FeatureView(name=name, entity=entity, description=f"benchmark {name}",
-                       features=tuple(Feature(n, d, n) for n, d in features))
+                       declared=tuple(Feature(n, d, n) for n, d in features))
 
 
 BENCH_VIEWS = {v.name: v for v in (

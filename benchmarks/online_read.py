@@ -64,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import REAL_DATA, describe
 
 from basketflow.app.services import start_redis, stop_service
-from basketflow.features.entity_features import EntityFolder
+from basketflow.features.entity_features import CustomerFolder
 from basketflow.producers.csv_source import read_events
 from basketflow.producers.synthetic import write_csv
 from basketflow.schemas.events import Transaction
@@ -102,8 +102,7 @@ def latest_values(path: Path) -> dict[str, dict[str, tuple[int, dict[str, Any]]]
             by_customer[e.customer_id].append(e)
     latest: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {view: {} for view in VIEWS}
     for customer, events in by_customer.items():
-        update = EntityFolder("customer").fold(customer, sorted(events, key=lambda e: e.ts),
-                                               3600)
+        update = CustomerFolder().fold(customer, sorted(events, key=lambda e: e.ts), 3600)
         if update is not None:
             for view in VIEWS:
                 if view in update.values:

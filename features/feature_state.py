@@ -24,21 +24,43 @@ from collections.abc import Iterable
 from typing import Any
 
 from basketflow.schemas.events import Transaction
-from basketflow.schemas.features import BASKET, CUSTOMER, PRODUCT, WINDOW_DAYS
-from basketflow.schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT, load_taxonomy
+from basketflow.schemas.features import CATEGORY_SHARES, CUSTOMER, PRODUCT, FeatureView
+from basketflow.schemas.taxonomy import load_taxonomy
 
 HOUR = 3600
 DAY = 86_400
-#: Each category of the basket's value shares with its feature's name.
-_SHARE_KEYS = tuple((c, f"share_{c}") for c in CATEGORY_NAMES if c != NON_PRODUCT)
 #: Bound once: the basket view's version includes this taxonomy's version.
 _category_of = load_taxonomy().category_of
 
 
-def _cutoffs(as_of: int, days: tuple[int, ...]) -> tuple[int, ...]:
+def _cutoffs(as_of: int, days: tuple[int, ...]) -> list[int]:
     """The first hour tile inside each window ending at ``as_of``."""
     hour = as_of // HOUR + 1
-    return tuple(hour - d * 24 for d in days)
+    return [hour - d * 24 for d in days]
+
+
+def _windows_of(view: FeatureView, stem: str) -> tuple[tuple[str, int], ...]:
+    """Each window of the view's windowed feature ``stem``: the feature's name over it, and
+    where its days are in ``view.windows_days`` (the windows a state sums its tiles over).
+
+    >>> _windows_of(PRODUCT, "distinct_buyers")
+    (('distinct_buyers_7d', 1),)
+    """
+    declared = view.windowed(stem)
+    return tuple((declared.name(days), view.windows_days.index(days))
+                 for days in declared.windows_days)
+
+
+#: The customer's windows in days, shortest first: its tiles are summed over each.
+_CUSTOMER_DAYS = CUSTOMER.windows_days
+#: Hours of tiles a customer needs: its longest window, and a day more.
+_CUSTOMER_KEPT_HOURS = max(_CUSTOMER_DAYS) * 24 + 24
+_SPEND = _windows_of(CUSTOMER, "spend")
+_ORDERS = _windows_of(CUSTOMER, "orders")
+_ITEMS = _windows_of(CUSTOMER, "items")
+_DISTINCT_PRODUCTS = _windows_of(CUSTOMER, "distinct_products")
+_CANCELLED_LINES = _windows_of(CUSTOMER, "cancelled_lines")
+_AVG_BASKET_VALUE = _windows_of(CUSTOMER, "avg_basket_value")
 
 
 class CustomerState:
@@ -96,7 +118,7 @@ class CustomerState:
 
     def _evict(self, newest_hour: int) -> None:
         """Drop what no window can see any more (older than the longest window)."""
-        oldest = max(newest_hour, self.max_ts // HOUR) - WINDOW_DAYS[-1] * 24 - 24
+        oldest = max(newest_hour, self.max_ts // HOUR) - _CUSTOMER_KEPT_HOURS
         if next(iter(self.tiles)) >= oldest:
             return
         self.tiles = {h: t for h, t in self.tiles.items() if h >= oldest}
@@ -104,8 +126,12 @@ class CustomerState:
         self.products = {p: h for p, h in self.products.items() if h >= oldest}
 
     def values(self, as_of: int) -> dict[str, Any]:
-        """Every feature of :data:`basketflow.schemas.features.CUSTOMER` as of ``as_of``."""
-        cuts = _cutoffs(as_of, WINDOW_DAYS)
+        """Every feature of :data:`basketflow.schemas.features.CUSTOMER` as of ``as_of``,
+        in its declared order: the windowed ``spend``, ``orders``, ``items``,
+        ``distinct_products``, ``cancelled_lines`` and ``avg_basket_value`` (spend over
+        orders) from the tiles, invoices and products, each over its declared windows; the
+        rest from the lifetime fields."""
+        cuts = _cutoffs(as_of, _CUSTOMER_DAYS)
         n = len(cuts)
         spend, items, cancelled = [0.0] * n, [0] * n, [0] * n
         last_hour = as_of // HOUR
@@ -119,11 +145,15 @@ class CustomerState:
                     cancelled[w] += c
         orders = _counts_within(self.invoices.values(), cuts, last_hour)
         products = _counts_within(self.products.values(), cuts, last_hour)
-        out: dict[str, Any] = dict(zip(_WINDOW_KEYS["spend"], [round(x, 2) for x in spend]))
-        for stem, series in (("orders", orders), ("items", items),
-                             ("distinct_products", products), ("cancelled_lines", cancelled)):
-            out.update(zip(_WINDOW_KEYS[stem], series))
-        out["avg_basket_value_30d"] = round(spend[2] / orders[2], 2) if orders[2] else None
+        out: dict[str, Any] = {}
+        for name, w in _SPEND:
+            out[name] = round(spend[w], 2)
+        for windows, series in ((_ORDERS, orders), (_ITEMS, items),
+                                (_DISTINCT_PRODUCTS, products), (_CANCELLED_LINES, cancelled)):
+            for name, w in windows:
+                out[name] = series[w]
+        for name, w in _AVG_BASKET_VALUE:
+            out[name] = round(spend[w] / orders[w], 2) if orders[w] else None
         out["days_since_first_purchase"] = _days(as_of, self.first_purchase)
         out["days_since_last_purchase"] = _days(as_of, self.last_purchase)
         out["lifetime_orders"] = self.lifetime_invoices
@@ -133,17 +163,11 @@ class CustomerState:
         return out
 
 
-#: The names of the windowed customer features, per stem, in window order (built once:
-#: formatting them took a fifth of ``values``).
-_WINDOW_KEYS = {stem: tuple(f"{stem}_{days}d" for days in WINDOW_DAYS)
-                for stem in ("spend", "orders", "items", "distinct_products", "cancelled_lines")}
-
-
-def _counts_within(hours: Iterable[int], cuts: tuple[int, ...], last_hour: int) -> list[int]:
+def _counts_within(hours: Iterable[int], cuts: list[int], last_hour: int) -> list[int]:
     """How many of ``hours`` fall in each window ``[cut, last_hour]``. Many share an hour
     (an invoice's products), so they are counted per distinct hour first, in C.
 
-    >>> _counts_within([5, 5, 9, 12], (9, 4), 10)
+    >>> _counts_within([5, 5, 9, 12], [9, 4], 10)
     [1, 3]
     """
     counts = [0] * len(cuts)
@@ -205,7 +229,8 @@ class BasketState:
         return True
 
     def values(self) -> dict[str, Any]:
-        """The basket so far, with its product value shares per category."""
+        """Every feature of :data:`basketflow.schemas.features.BASKET`, in its declared
+        order: the basket so far, with its product value shares per category."""
         started = self.started
         product_value = sum(self.by_category.values())
         out: dict[str, Any] = {
@@ -217,19 +242,30 @@ class BasketState:
             "country": self.country, "started": started,
         }
         by_category = self.by_category
-        for c, key in _SHARE_KEYS:
+        for c, name in CATEGORY_SHARES:
             share = by_category.get(c, 0.0) / product_value if product_value > 0 else 0.0
-            out[key] = round(share, 4)
+            out[name] = round(share, 4)
         return out
 
 
 #: How far past the longest window a product's tiles and buyers may age before they are
 #: dropped, all at once. Its values only read inside its windows, so what is kept past
-#: them changes nothing; dropping them every new hour rebuilt a popular product's dicts
-#: nearly every hour (a tenth of the backfill's feature time).
+#: them changes nothing; dropping them every new hour would rebuild a popular product's
+#: dicts nearly every hour.
 _EVICT_SLACK_HOURS = 7 * 24
+#: The product's windows in days, shortest first: its tiles are summed over each.
+_PRODUCT_DAYS = PRODUCT.windows_days
 #: Hours of tiles a product needs: its longest window, and a day more.
-_PRODUCT_KEPT_HOURS = PRODUCT.windows_days[-1] * 24 + 24
+_PRODUCT_KEPT_HOURS = max(_PRODUCT_DAYS) * 24 + 24
+_UNITS = _windows_of(PRODUCT, "units")
+_REVENUE = _windows_of(PRODUCT, "revenue")
+_DISTINCT_BUYERS = _windows_of(PRODUCT, "distinct_buyers")
+_CANCELLED_SHARE = _windows_of(PRODUCT, "cancelled_share")
+#: The windows units and revenue are summed over (their positions), longest first.
+_SALES_LONGEST_FIRST = tuple(sorted({w for _, w in _UNITS + _REVENUE}, reverse=True))
+if {w for _, w in _CANCELLED_SHARE} != {len(_PRODUCT_DAYS) - 1}:
+    raise ValueError("ProductState sums lines and cancellations over the product's longest "
+                     "window alone: declare cancelled_share over that window only")
 
 
 class ProductState:
@@ -269,28 +305,40 @@ class ProductState:
             self.max_ts = ts
 
     def values(self, as_of: int) -> dict[str, Any]:
-        """Every feature of :data:`basketflow.schemas.features.PRODUCT` as of ``as_of``."""
-        cut1, cut7, cut30 = _cutoffs(as_of, (1, 7, 30))
+        """Every feature of :data:`basketflow.schemas.features.PRODUCT` as of ``as_of``,
+        in its declared order: the windowed ``units`` and ``revenue`` and
+        ``cancelled_share`` (cancelled lines over lines) from the tiles,
+        ``distinct_buyers`` from the buyers, each over its declared windows.
+
+        The windows nest: every tile in range is inside the longest, which the lines and
+        cancellations are summed over, and only the tiles inside the longest window of
+        units and revenue walk their windows (longest first), tile by tile in the tiles'
+        order."""
+        cuts = _cutoffs(as_of, _PRODUCT_DAYS)
         last_hour = as_of // HOUR
-        units1 = units7 = lines30 = cancelled30 = 0
-        revenue1 = revenue7 = 0.0
-        for hour, (units, revenue, lines, cancelled) in self.tiles.items():
-            if hour > last_hour or hour < cut30:
+        oldest = cuts[-1]
+        sales_oldest = cuts[_SALES_LONGEST_FIRST[0]]
+        units, revenue = [0] * len(cuts), [0.0] * len(cuts)
+        lines = cancelled = 0
+        for hour, (u, r, li, c) in self.tiles.items():
+            if hour > last_hour or hour < oldest:
                 continue
-            lines30 += lines
-            cancelled30 += cancelled
-            if hour >= cut7:
-                units7 += units
-                revenue7 += revenue
-                if hour >= cut1:
-                    units1 += units
-                    revenue1 += revenue
-        buyers = sum(1 for h in self.buyers.values() if cut7 <= h <= last_hour)
-        return {"units_1d": units1, "units_7d": units7, "revenue_1d": round(revenue1, 2),
-                "revenue_7d": round(revenue7, 2), "distinct_buyers_7d": buyers,
-                "cancelled_share_30d": round(cancelled30 / lines30, 4) if lines30 else None}
-
-
-assert set(CustomerState().values(0)) == set(CUSTOMER.feature_names), "customer view drift"
-assert set(ProductState().values(0)) == set(PRODUCT.feature_names), "product view drift"
-assert set(BasketState().values()) == {f.name for f in BASKET.features}, "basket view drift"
+            lines += li
+            cancelled += c
+            if hour >= sales_oldest:
+                for w in _SALES_LONGEST_FIRST:
+                    if hour < cuts[w]:
+                        break
+                    units[w] += u
+                    revenue[w] += r
+        out: dict[str, Any] = {}
+        for name, w in _UNITS:
+            out[name] = units[w]
+        for name, w in _REVENUE:
+            out[name] = round(revenue[w], 2)
+        for name, w in _DISTINCT_BUYERS:
+            cut = cuts[w]
+            out[name] = len([h for h in self.buyers.values() if cut <= h <= last_hour])
+        for name, _ in _CANCELLED_SHARE:
+            out[name] = round(cancelled / lines, 4) if lines else None
+        return out

@@ -2,11 +2,10 @@
 
 Every entity remembers the ids of the events it has folded in, so a line replayed twice
 counts once. The state of every entity that changed is pickled at each Bytewax
-epoch, so a set of id strings made each snapshot grow with the history: after the real
-file, about 370,000 strings per epoch, and the score freshness p99 grew with them (a
-1.4-1.8 s stall every 10 s by the end of ``benchmarks/freshness.py``). Ids of the
-producer's form ``<source>:<line>`` are kept here as a sorted array of line numbers per
-source, which copies and pickles as one block of memory; any other id goes to a set.
+epoch, so a set of id strings would make each snapshot grow with the history, and the
+flow stalls while it is written. Ids of the producer's form ``<source>:<line>`` are kept
+here as a sorted array of line numbers per source, which copies and pickles as one block
+of memory; any other id goes to a set.
 
 >>> seen = SeenIds()
 >>> seen.add("data.csv:12"), seen.add("data.csv:7"), seen.add("data.csv:12")
@@ -108,7 +107,7 @@ class SeenIds:
 
     def __reduce__(self) -> tuple[Any, tuple[dict[str, bytes], set[str]]]:
         """Pickled as each source's line numbers in bytes: an ``array`` pickles through
-        a Python-level reduction that cost 6-7 us per entity at every snapshot.
+        a slow Python-level reduction, paid per entity at every snapshot.
 
         >>> import pickle
         >>> seen = SeenIds.of({"f:1", "f:5", "x"})

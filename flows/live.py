@@ -52,7 +52,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from basketflow.config import Settings
-from basketflow.features.entity_features import folder_step
+from basketflow.features.entity_features import CustomerFolder, ProductFolder, folder_step
 from basketflow.flows import idle_work
 from basketflow.flows.coalesce import coalesce
 from basketflow.flows.dead_letters import (
@@ -200,7 +200,7 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
         by_customer = op.flat_map("by-customer", customer_batches,
                                   lambda b: group_by(b, _customer_key))
         customers = pickled_flat_map("customer-features", by_customer,
-                                     folder_step("customer", outputs.allowed_lateness))
+                                     folder_step(CustomerFolder, outputs.allowed_lateness))
         folded.append(customers)
         if outputs.scoring is not None:
             add_scoring_steps(op.key_rm("customer-updates", customers), outputs, stats)
@@ -213,7 +213,7 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
         by_product = op.flat_map("by-product", product_lines,
                                  lambda b: group_by(b, _product_key))
         folded.append(pickled_flat_map("product-features", by_product,
-                                       folder_step("product", PRODUCT_LATENESS_S)))
+                                       folder_step(ProductFolder, PRODUCT_LATENESS_S)))
     if not folded:
         return
     keyed_updates = op.merge("merge-updates", *folded)

@@ -82,14 +82,16 @@ if TYPE_CHECKING:
 from basketflow.errors import BasketflowError
 from basketflow.features.feature_state import DAY
 from basketflow.models.online_linear import AdaGradOneVsRest
-from basketflow.schemas.features import BASKET, CUSTOMER
+from basketflow.schemas.features import BASKET, CATEGORY_SHARES, CUSTOMER
 from basketflow.schemas.records import Score
-from basketflow.schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT
 from basketflow.sinks.offline_store import writing
 
 #: Bump when :func:`classifier_features` computes something else under the same names.
 FEATURES_REVISION = 2
-_SHARES = tuple(f"share_{c}" for c in CATEGORY_NAMES if c != NON_PRODUCT)
+_SHARES = tuple(name for _, name in CATEGORY_SHARES)
+#: The customer's 90-day features the history reads, under their declared names.
+_ORDERS_90D, _SPEND_90D, _CANCELLED_LINES_90D = (
+    CUSTOMER.windowed(stem).name(90) for stem in ("orders", "spend", "cancelled_lines"))
 _BASKET_COUNTS = ("value", "items", "lines", "distinct_products", "non_product_lines")
 _SQUARED = ("log_value", "log_items", "log_lines", "log_distinct_products")
 #: The numeric inputs from the basket alone, in a fixed order.
@@ -128,9 +130,9 @@ def _history(basket: Mapping[str, Any], customer: Mapping[str, Any] | None) -> d
         "log_prior_orders": _log1p(orders),
         "log_prior_spend": _log1p(spend),
         "log_prior_avg_basket": _log1p(spend / orders) if orders else 0.0,
-        "log_prior_orders_90d": _log1p((customer.get("orders_90d") or 0) - in_basket),
-        "log_prior_spend_90d": _log1p((customer.get("spend_90d") or 0.0) - value),
-        "log_cancelled_lines_90d": _log1p(customer.get("cancelled_lines_90d")),
+        "log_prior_orders_90d": _log1p((customer.get(_ORDERS_90D) or 0) - in_basket),
+        "log_prior_spend_90d": _log1p((customer.get(_SPEND_90D) or 0.0) - value),
+        "log_cancelled_lines_90d": _log1p(customer.get(_CANCELLED_LINES_90D)),
         "log_tenure_days": _log1p(tenure),
         "returning": 1.0 if orders else 0.0,
     }

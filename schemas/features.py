@@ -1,12 +1,17 @@
 """The feature registry: every feature view declared once, with a version.
 
-A view names its entity, its features (name, dtype, description), its windows, an
-optional TTL, and where its values live online (where they live offline is the offline
-store's to say: :mod:`basketflow.sinks.offline_layout`). Its version is a digest of
+A view names its entity, its features (name, dtype, description), an optional TTL, and
+where its values live online (where they live offline is the offline store's to say:
+:mod:`basketflow.sinks.offline_layout`). Its version is a digest of
 that definition (and of the product taxonomy for views that use it), so it changes
 whenever the definition does, and values written under an older version are never mixed
 with the new ones: online rows carry ``_version``, feature-log rows a ``version`` column,
 and readers keep only the current one.
+
+A feature computed over windows is declared once, as a :class:`WindowedFeature` (a stem
+and the windows in days); :meth:`WindowedFeature.name` makes its name per window, for the
+registry and for the state class that computes it alike (named above each view), and a
+view's windows are those of its features.
 
 **Windows** slide in event time over hourly tiles. The window of ``W`` days of an entity
 at time ``t`` contains exactly the events with event time in
@@ -31,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from functools import cache
+from functools import cache, cached_property
 
 from basketflow.schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT, load_taxonomy
 
@@ -41,11 +46,54 @@ DEFAULT_ALLOWED_LATENESS_S = 3600
 
 @dataclass(frozen=True)
 class Feature:
-    """One feature of a view."""
+    """One feature of a view, under the name it is stored and served by."""
 
     name: str
     dtype: str  # int | float | str | epoch_s
     description: str
+
+
+@dataclass(frozen=True)
+class WindowedFeature:
+    """A feature computed over sliding event-time windows, declared once: it is stored
+    and served as one :class:`Feature` per window, named by :meth:`name` (``spend`` over
+    30 days is ``spend_30d``). Its state class finds each window by its days, and takes
+    the names from here.
+
+    >>> spend = WindowedFeature("spend", "float", "value of lines, {window}", (1, 30))
+    >>> spend.names
+    ('spend_1d', 'spend_30d')
+    >>> spend.features()[0].description
+    'value of lines, last 1 day'
+    """
+
+    stem: str
+    dtype: str
+    #: What one window's value is: ``{window}`` stands for the window ("last 7 days"),
+    #: ``{days}`` for its length in days.
+    description: str
+    windows_days: tuple[int, ...]
+
+    def name(self, days: int) -> str:
+        """The feature's name over its window of ``days`` days: the one place it is made."""
+        if days not in self.windows_days:
+            raise KeyError(f"{self.stem} is not declared over {days} days")
+        return f"{self.stem}_{days}d"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The feature's names, one per window, in the order of its windows."""
+        return tuple(self.name(days) for days in self.windows_days)
+
+    def features(self) -> tuple[Feature, ...]:
+        """One :class:`Feature` per window, in the order of its windows."""
+        return tuple(Feature(self.name(days), self.dtype, self.description.format(
+            days=days, window=f"last {days} day{'s' * (days > 1)}"))
+            for days in self.windows_days)
+
+
+#: What a view declares: plain features and windowed ones, in the order they are stored.
+Declaration = Feature | WindowedFeature
 
 
 @dataclass(frozen=True)
@@ -55,8 +103,7 @@ class FeatureView:
     name: str
     entity: str
     description: str
-    features: tuple[Feature, ...]
-    windows_days: tuple[int, ...] = ()
+    declared: tuple[Declaration, ...]
     #: Values older than this are not served: online, the Redis key expires this long
     #: after its last write; in training sets, a value older than this at the label's
     #: time is null.
@@ -64,48 +111,77 @@ class FeatureView:
     depends_on: str = ""  # version of external definitions it uses (the taxonomy)
     logic_revision: int = 1  # bump when the computation changes but the fields do not
 
-    @property
-    def version(self) -> str:
-        """A short digest of the definition: changes whenever the definition changes."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:8]
+    @cached_property
+    def features(self) -> tuple[Feature, ...]:
+        """Every feature, each windowed one once per window, in declaration order."""
+        return tuple(f for d in self.declared
+                     for f in (d.features() if isinstance(d, WindowedFeature) else (d,)))
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The features' names, in declaration order."""
         return tuple(f.name for f in self.features)
 
+    @property
+    def windows_days(self) -> tuple[int, ...]:
+        """Every window any of its features is computed over, shortest first."""
+        return tuple(sorted({days for d in self.declared if isinstance(d, WindowedFeature)
+                             for days in d.windows_days}))
+
+    def windowed(self, stem: str) -> WindowedFeature:
+        """The windowed feature declared under ``stem``."""
+        found = [d for d in self.declared if isinstance(d, WindowedFeature) and d.stem == stem]
+        if not found:
+            raise KeyError(f"{self.name} declares no windowed feature {stem!r}")
+        return found[0]
+
+    def definition(self) -> dict[str, object]:
+        """The definition as stored and served: its features one by one (each window of a
+        windowed one apart), its windows, TTL and dependencies."""
+        return {"name": self.name, "entity": self.entity, "description": self.description,
+                "features": [asdict(f) for f in self.features],
+                "windows_days": list(self.windows_days), "ttl_seconds": self.ttl_seconds,
+                "depends_on": self.depends_on, "logic_revision": self.logic_revision}
+
+    @property
+    def version(self) -> str:
+        """A short digest of the definition: changes whenever the definition changes."""
+        text = json.dumps(self.definition(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
     def online_key(self, prefix: str) -> str:
         """Where an entity's latest values live in Redis."""
         return f"{prefix}:{self.name}:<{self.entity}>"
 
 
-def _windowed(stems: list[tuple[str, str, str]], days: tuple[int, ...]) -> tuple[Feature, ...]:
-    """``name_<W>d`` features for every stem and window."""
-    return tuple(Feature(f"{stem}_{w}d", dtype, f"{text}, last {w} day{'s' * (w > 1)}")
-                 for stem, dtype, text in stems for w in days)
+#: Each product category of the taxonomy, with the name of the basket's feature for its
+#: share of the basket's product value (computed by ``BasketState.values``).
+CATEGORY_SHARES = tuple((c, f"share_{c}") for c in CATEGORY_NAMES if c != NON_PRODUCT)
 
 
 def _category_shares() -> tuple[Feature, ...]:
     """One spend-share feature per product category of the taxonomy."""
-    return tuple(Feature(f"share_{c}", "float", f"share of the basket's product value in {c}")
-                 for c in CATEGORY_NAMES if c != NON_PRODUCT)
+    return tuple(Feature(name, "float", f"share of the basket's product value in {c}")
+                 for c, name in CATEGORY_SHARES)
 
 
+#: Computed by :meth:`basketflow.features.feature_state.CustomerState.values`.
 CUSTOMER = FeatureView(
     name="customer",
     entity="customer_id",
     description="Purchase history of a customer (guests: of one invoice), net of "
                 "cancellations, over sliding event-time windows and lifetime.",
-    windows_days=WINDOW_DAYS,
-    features=_windowed([
-        ("spend", "float", "value of lines, cancellations negative"),
-        ("orders", "int", "distinct purchase invoices"),
-        ("items", "int", "units of product lines, net of cancellations"),
-        ("distinct_products", "int", "distinct stock codes bought"),
-        ("cancelled_lines", "int", "cancellation lines"),
-    ], WINDOW_DAYS) + (
-        Feature("avg_basket_value_30d", "float", "spend_30d / orders_30d (null without orders)"),
+    declared=(
+        WindowedFeature("spend", "float", "value of lines, cancellations negative, {window}",
+                        WINDOW_DAYS),
+        WindowedFeature("orders", "int", "distinct purchase invoices, {window}", WINDOW_DAYS),
+        WindowedFeature("items", "int", "units of product lines, net of cancellations, {window}",
+                        WINDOW_DAYS),
+        WindowedFeature("distinct_products", "int", "distinct stock codes bought, {window}",
+                        WINDOW_DAYS),
+        WindowedFeature("cancelled_lines", "int", "cancellation lines, {window}", WINDOW_DAYS),
+        WindowedFeature("avg_basket_value", "float",
+                        "spend_{days}d / orders_{days}d (null without orders)", (30,)),
         Feature("days_since_first_purchase", "float", "days from the first purchase to now"),
         Feature("days_since_last_purchase", "float", "days from the latest purchase to now"),
         Feature("lifetime_orders", "int", "distinct purchase invoices ever"),
@@ -115,6 +191,7 @@ CUSTOMER = FeatureView(
     ),
 )
 
+#: Computed by :meth:`basketflow.features.feature_state.BasketState.values`.
 BASKET = FeatureView(
     name="basket",
     entity="customer_id",
@@ -122,7 +199,7 @@ BASKET = FeatureView(
                 "first-visit classifier sees while it is being filled.",
     depends_on=load_taxonomy().version,
     ttl_seconds=86_400,  # a basket untouched for a day is no longer anyone's current basket
-    features=(
+    declared=(
         Feature("invoice", "str", "invoice number of the basket"),
         Feature("lines", "int", "lines so far"),
         Feature("items", "int", "units of product lines so far"),
@@ -136,18 +213,19 @@ BASKET = FeatureView(
     ) + _category_shares(),
 )
 
+#: Computed by :meth:`basketflow.features.feature_state.ProductState.values`.
 PRODUCT = FeatureView(
     name="product",
     entity="stock_code",
     description="Demand for one product over sliding event-time windows.",
-    windows_days=(1, 7, 30),
-    features=_windowed([
-        ("units", "int", "units sold, net of cancellations"),
-        ("revenue", "float", "value sold, net of cancellations"),
-    ], (1, 7)) + (
-        Feature("distinct_buyers_7d", "int", "distinct customers who bought it, last 7 days"),
-        Feature("cancelled_share_30d", "float",
-                "cancellation lines / all lines of the product, last 30 days"),
+    declared=(
+        WindowedFeature("units", "int", "units sold, net of cancellations, {window}", (1, 7)),
+        WindowedFeature("revenue", "float", "value sold, net of cancellations, {window}",
+                        (1, 7)),
+        WindowedFeature("distinct_buyers", "int", "distinct customers who bought it, {window}",
+                        (7,)),
+        WindowedFeature("cancelled_share", "float",
+                        "cancellation lines / all lines of the product, {window}", (30,)),
     ),
 )
 

@@ -4,7 +4,6 @@ versions. Live runs go through the real broker and Redis-protocol server."""
 from __future__ import annotations
 
 import doctest
-import io
 import pickle
 from dataclasses import replace
 from datetime import date
@@ -17,8 +16,7 @@ import pytest
 import basketflow.schemas.features as features_module
 from basketflow.config import Settings
 from basketflow.features import feature_state, seen_ids
-from basketflow.features.entity_features import EntityFolder
-from basketflow.features.seen_ids import SeenIds
+from basketflow.features.entity_features import CustomerFolder
 from basketflow.flows.backfill import file_events, run_backfill
 from basketflow.flows.live import FeatureOutputs, RunOptions, run_live
 from basketflow.producers.replay import replay
@@ -97,7 +95,7 @@ def line(invoice: str, when: str, qty: int = 1, code: str = "85123A") -> list[st
 
 
 def test_out_of_order_within_lateness_corrects_values_and_late_ones_are_counted() -> None:
-    folder = EntityFolder("customer")
+    folder = CustomerFolder()
     first = folder.fold("17850", [parse_row(line("1", "3/1/2011 12:00"), "f:1")], 3600)
     assert first is not None and first.values["customer"]["spend_1d"] == 2.0
     # 30 minutes earlier, within the 1-hour lateness: applied, values corrected.
@@ -138,7 +136,7 @@ def test_late_events_are_counted_listed_offline_and_kept_in_the_event_store(
 
 
 def test_windows_follow_the_hourly_tile_rule() -> None:
-    folder = EntityFolder("customer")
+    folder = CustomerFolder()
     folder.fold("c", [parse_row(line("1", "3/1/2011 12:59"), "f:1")], 3600)
     # 1-day window at 3/2 12:00 holds the 24 tiles from 3/1 13:00 to 3/2 12:xx: not 12:59.
     update = folder.fold("c", [parse_row(line("2", "3/2/2011 12:00"), "f:2")], 3600)
@@ -155,7 +153,7 @@ def test_module_examples(module: object) -> None:
 
 
 def test_a_replayed_id_counts_once_even_within_one_batch() -> None:
-    folder = EntityFolder("customer")
+    folder = CustomerFolder()
     row = parse_row(line("1", "3/1/2011 12:00"), "f:1")
     update = folder.fold("17850", [row, row], 3600)
     assert update is not None and update.values["customer"]["spend_1d"] == 2.0
@@ -164,7 +162,7 @@ def test_a_replayed_id_counts_once_even_within_one_batch() -> None:
 
 def test_state_from_an_earlier_snapshot_keeps_its_seen_ids() -> None:
     """Recovery snapshots written before SeenIds hold ``seen`` as a set of strings."""
-    folder = EntityFolder("customer")
+    folder = CustomerFolder()
     folder.fold("17850", [parse_row(line("1", "3/1/2011 12:00"), "f:1")], 3600)
     folder.seen = {"f:1"}  # type: ignore[assignment]
     restored = pickle.loads(pickle.dumps(folder))
@@ -172,29 +170,13 @@ def test_state_from_an_earlier_snapshot_keeps_its_seen_ids() -> None:
     assert restored.fold("17850", [parse_row(line("2", "3/1/2011 12:30"), "f:2")], 3600)
 
 
-def test_state_pickled_the_default_way_by_an_earlier_version_is_restored() -> None:
-    """Before ``EntityFolder.__reduce__``, snapshots held every object with its class and
-    slots (``object.__reduce_ex__``); they must still resume."""
-    folder = EntityFolder("customer")
-    folder.fold("17850", [parse_row(line("1", "3/1/2011 12:00"), "f:1")], 3600)
-
-    class DefaultPickler(pickle.Pickler):
-        def reducer_override(self, obj: object) -> object:
-            if isinstance(obj, (EntityFolder, SeenIds)):
-                return object.__reduce_ex__(obj, pickle.HIGHEST_PROTOCOL)
-            return NotImplemented
-
-    old = io.BytesIO()
-    DefaultPickler(old, pickle.HIGHEST_PROTOCOL).dump(folder)
-    restored = pickle.loads(old.getvalue())
-    assert restored.fold("17850", [parse_row(line("1", "3/1/2011 12:00"), "f:1")], 3600) is None
-    update = restored.fold("17850", [parse_row(line("2", "3/1/2011 12:30"), "f:2")], 3600)
-    assert update is not None and update.values["customer"]["spend_1d"] == 4.0
-
-
 def test_changing_a_definition_changes_the_version() -> None:
     view = registry()["customer"]
-    assert replace(view, features=view.features + (Feature("x", "int", "new"),)).version \
+    assert replace(view, declared=view.declared + (Feature("x", "int", "new"),)).version \
         != view.version
+    spend = view.windowed("spend")
+    longer = replace(spend, windows_days=spend.windows_days + (365,))
+    assert replace(view, declared=tuple(longer if d == spend else d for d in view.declared)
+                   ).version != view.version
     assert replace(view, logic_revision=view.logic_revision + 1).version != view.version
     assert replace(view, ttl_seconds=3600).version != view.version

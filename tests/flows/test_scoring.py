@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from basketflow.cli import cli
 from basketflow.config import ENV_DATA_DIR, ENV_KAFKA, ENV_PREFIX, ENV_REDIS, ENV_TOPIC, Settings
-from basketflow.features.entity_features import EntityFolder, FeatureUpdate
+from basketflow.features.entity_features import CustomerFolder, FeatureUpdate
 from basketflow.flows.backfill import file_events, run_backfill
 from basketflow.flows.live import FeatureOutputs, RunOptions, run_live
 from basketflow.flows.scoring import ScoringConfig, ScoringState, initial_model, scoring_step
@@ -80,7 +80,7 @@ def test_the_flow_scores_basket_updates_once_customers_are_labelled(
 
 def lines(customer: str, *rows: tuple[str, str, float]) -> list[FeatureUpdate]:
     """Feature updates of one customer, one per (invoice, time, value) line."""
-    folder = EntityFolder("customer")
+    folder = CustomerFolder()
     out = []
     for i, (invoice, when, price) in enumerate(rows):
         e = parse_row([invoice, "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", "1", when,
