@@ -72,11 +72,11 @@ def plan_backfill(settings: Settings, source: Path | None, *, materialize: bool 
     store's events). With ``materialize`` the latest values go to Redis too, whose
     address is resolved here (:class:`~basketflow.app.services.ServicesNotRunning` if
     there is none); a missing file raises :class:`NoSuchFile`."""
-    from basketflow.app.services import resolve
+    from basketflow.app.services import REDIS, resolve
     from basketflow.flows.backfill import default_processes, file_events, offline_events
     from basketflow.flows.live import FeatureOutputs
     from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S
-    redis_url = resolve(settings).redis_url if materialize else None
+    redis_url = resolve(settings, (REDIS,)).redis_url if materialize else None
     outputs = FeatureOutputs(redis_url, settings.prefix, settings.offline_dir,
                              store_events=source is not None,
                              allowed_lateness=DEFAULT_ALLOWED_LATENESS_S
@@ -113,10 +113,14 @@ def run_backfill(plan: BackfillPlan,
 
 
 def historical(settings: Settings, entities: Path, features: list[str],
-               out_path: Path, entity_column: str | None = None) -> HistoricalWritten:
+               out_path: Path, entity_column: str | None = None,
+               mkdir: bool = False) -> HistoricalWritten:
     """Write the point-in-time training set of an entity file (CSV or Parquet) to
-    ``out_path``; ValueError for a bad column, feature or file name."""
+    ``out_path``, whose folder must exist unless ``mkdir``; ValueError for a bad column,
+    feature or file name."""
+    from basketflow.app.paths import output_path
     from basketflow.reports.historical import historical_to_file
+    output_path(out_path, mkdir)
     rows = historical_to_file(settings.offline_dir, entities, features, out_path,
                               entity_column=entity_column)
     return HistoricalWritten(rows, out_path, features)

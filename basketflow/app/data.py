@@ -26,11 +26,13 @@ class Generated:
         return {"path": str(self.path), "rows": self.rows, "seed": self.seed}
 
 
-def generate(path: Path, rows: int, seed: int) -> Generated:
+def generate(path: Path, rows: int, seed: int, *, mkdir: bool = False) -> Generated:
     """Write ``rows`` synthetic lines in the Kaggle format; the same seed writes the same
-    file, byte for byte."""
+    file, byte for byte. Its folder must exist unless ``mkdir``
+    (:func:`basketflow.app.paths.output_path`)."""
+    from basketflow.app.paths import output_path
     from basketflow.producers.synthetic import write_csv
-    return Generated(path, write_csv(path, rows=rows, seed=seed), seed)
+    return Generated(path, write_csv(output_path(path, mkdir), rows=rows, seed=seed), seed)
 
 
 def replay(settings: Settings, path: Path, *, speedup: float | None = None,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from basketflow.cli.output import out, print_json, progress_bar
+from basketflow.cli.output import mkdir_option, out, print_json, progress_bar
 from basketflow.config import Settings
 
 
@@ -69,19 +69,20 @@ def backfill(settings: Settings, source: Path | None, from_offline: bool, materi
               help="Comma-separated view:feature names, e.g. customer:spend_30d,basket:value.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               required=True, help="Output file, .csv or .parquet.")
+@mkdir_option
 @click.option("--entity-column", default=None,
               help="Entity id column [default: the view's entity, e.g. customer_id].")
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
 @click.pass_obj
 def historical(settings: Settings, entities: Path, feature_list: str, out_path: Path,
-               entity_column: str | None, as_json: bool) -> None:
+               mkdir: bool, entity_column: str | None, as_json: bool) -> None:
     """A point-in-time training set: each row gets the latest values at or before its
     timestamp, never after (from the offline feature log)."""
     from basketflow.app.backfill import historical as write_training_set
     names = [f.strip() for f in feature_list.split(",") if f.strip()]
     try:
         written = write_training_set(settings, entities, names, out_path,
-                                     entity_column=entity_column)
+                                     entity_column=entity_column, mkdir=mkdir)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
