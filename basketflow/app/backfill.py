@@ -10,15 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from basketflow.config import Settings
-from basketflow.errors import BasketflowError
 
 if TYPE_CHECKING:
     from basketflow.flows.live import FeatureOutputs
     from basketflow.schemas.events import Transaction
-
-
-class NoSuchFile(BasketflowError, FileNotFoundError):
-    """The file to backfill from does not exist."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +66,12 @@ def plan_backfill(settings: Settings, source: Path | None, *, materialize: bool 
     """Check and prepare a backfill from ``source`` (a Kaggle file; None: the offline
     store's events). With ``materialize`` the latest values go to Redis too, whose
     address is resolved here (:class:`~basketflow.app.services.ServicesNotRunning` if
-    there is none); a missing file raises :class:`NoSuchFile`."""
+    there is none); a missing file raises :class:`~basketflow.app.paths.NoSuchFile`."""
+    from basketflow.app.paths import input_file
+    if source is not None:
+        input_file(source)  # before the dataflow's libraries are imported
+        from basketflow.producers.csv_source import check_file
+        check_file(source)  # empty, binary, wrong header: before the dataflow starts
     from basketflow.app.services import REDIS, resolve
     from basketflow.flows.backfill import default_processes, file_events, offline_events
     from basketflow.flows.live import FeatureOutputs
@@ -82,9 +82,7 @@ def plan_backfill(settings: Settings, source: Path | None, *, materialize: bool 
                              allowed_lateness=DEFAULT_ALLOWED_LATENESS_S
                              if allowed_lateness is None else allowed_lateness)
     raw = [0]
-    total = source.stat().st_size if source is not None and source.is_file() else 0
-    if source is not None and not source.is_file():
-        raise NoSuchFile(f"{source}: no such file")
+    total = source.stat().st_size if source is not None else 0
     events = file_events(source, raw) if source is not None else offline_events(settings.offline_dir)
     return BackfillPlan(events, outputs, processes or default_processes(), total, raw)
 

@@ -42,6 +42,8 @@ def replay(settings: Settings, path: Path, *, speedup: float | None = None,
     """Replay a Kaggle file into ``topic`` (default: the settings' topic), rejected lines
     to the dead-letter topic; ``on_progress(lines, bytes read)`` as it goes. ``settings``
     must have the broker's address (:func:`basketflow.app.services.resolve`)."""
+    from basketflow.app.paths import input_file
+    input_file(path)  # before the Kafka client is imported
     from basketflow.producers.replay import replay as do_replay
     assert settings.kafka_bootstrap, "resolve addresses first"
     return do_replay(path, settings.kafka_bootstrap, topic or settings.topic,

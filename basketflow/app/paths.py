@@ -32,10 +32,25 @@ class NotAFolder(BasketflowError, NotADirectoryError):
     """An output path under a file, or a folder output that is a file."""
 
 
+class NoSuchFile(BasketflowError, FileNotFoundError):
+    """An input file that does not exist, or is a folder."""
+
+
+def input_file(path: Path, what: str = "a Kaggle data.csv or .csv.gz, or make one with "
+                                      "`basketflow generate`") -> Path:
+    """``path`` checked as an input file before anything heavy is imported or started:
+    :class:`NoSuchFile`, saying what to give instead (``what``), if it is not a file."""
+    if path.is_dir():
+        raise NoSuchFile(f"{path} is a folder, not a file: give {what}")
+    if not path.is_file():
+        raise NoSuchFile(f"{path}: no such file: give {what}")
+    return path
+
+
 def output_path(path: Path, mkdir: bool = False, *, folder: bool = False) -> Path:
-    """``path`` checked as an output: its parent folder (``folder``: ``path`` itself is a
-    folder of outputs, created when its parent exists) must exist, or is created with
-    ``mkdir``; :class:`MissingFolder` names the first missing folder otherwise."""
+    """``path`` checked as an output (``folder``: a folder of outputs, which its writer
+    creates): its parent folder must exist, or is created with ``mkdir``;
+    :class:`MissingFolder` names the first missing folder otherwise."""
     parent = path.parent
     if folder and path.exists() and not path.is_dir():
         raise NotAFolder(f"{path} is a file, not a folder: give a folder for the output")
@@ -49,9 +64,9 @@ def output_path(path: Path, mkdir: bool = False, *, folder: bool = False) -> Pat
             shown = f"{missing}" if missing == parent else f"{missing} (of {parent})"
             raise MissingFolder(f"the folder {shown} does not exist: create it, "
                                 "or give --mkdir to create it")
-    try:
-        (path if folder else parent).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MissingFolder(f"cannot create the folder {exc.filename or parent}: "
-                            f"{exc.strerror or exc}") from exc
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MissingFolder(f"cannot create the folder {exc.filename or parent}: "
+                                f"{exc.strerror or exc}") from exc
     return path

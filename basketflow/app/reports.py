@@ -43,10 +43,11 @@ def report_days(day: date | None, first: date | None, last: date | None) -> list
 def reports_folder(settings: Settings, out_dir: Path | None = None,
                    mkdir: bool = False) -> Path:
     """Where reports go: ``out_dir`` (its parent folder must exist unless ``mkdir``, see
-    :func:`basketflow.app.paths.output_path`), by default ``<data-dir>/reports``."""
+    :func:`basketflow.app.paths.output_path`), by default ``<data-dir>/reports``; the
+    folder itself is made when the first report is written."""
     from basketflow.app.paths import output_path
     if out_dir is None:
-        return output_path(settings.data_dir / "reports", mkdir=True, folder=True)
+        return settings.data_dir / "reports"
     return output_path(out_dir, mkdir, folder=True)
 
 

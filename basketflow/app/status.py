@@ -168,12 +168,13 @@ def bundled_server_pid(name: str, address: str) -> int | None:
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        try:  # valkey-server rewrites its title: "<binary> <host>:<port>", spaces not NULs
+            words = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace").split()
         except OSError:
             continue
-        if argv and BUNDLED_BINARIES[name] in Path(argv[0].decode(errors="replace")).name \
-                and any(arg.decode(errors="replace").endswith(needle) for arg in argv[1:]):
+        if words and BUNDLED_BINARIES[name] in Path(words[0]).name \
+                and any(word.endswith(needle) for word in words[1:]):
             return int(entry.name)
     return None
 

@@ -71,7 +71,9 @@ def replay(settings: Settings, path: Path, speedup: float | None, rate: float | 
               f"rejected lines to '{summary.dead_topic}', in {summary.seconds:.2f} s "
               f"({summary.events_per_second:,.0f} lines/s)")
     for reason, n in sorted(summary.reasons.items(), key=lambda kv: -kv[1]):
-        out.print(f"  rejected {n:,}: {reason}")
+        example = summary.examples.get(reason, reason)
+        out.print(f"  rejected {n:,}: {example}" if n == 1 else
+                  f"  rejected {n:,} like: {example}", markup=False)
     if summary.delivery_errors:
         raise click.ClickException(f"{summary.delivery_errors} messages were not delivered; "
                                    "check the broker and replay again (replays are idempotent)")
