@@ -52,7 +52,8 @@ def progress_bar(label: str, in_bytes: bool, auto_refresh: bool = True) -> Progr
     enough for an 80-column terminal (a short ``label``, the command's name, and a bar of
     20 columns), so it never wraps."""
     done = DownloadColumn() if in_bytes else MofNCompleteColumn()
-    return Progress(TextColumn(label), BarColumn(bar_width=20), done, TextColumn("{task.fields[lines]}"),
+    return Progress(TextColumn(label), BarColumn(bar_width=20), done,
+                    TextColumn("{task.fields[lines]}"),
                     TimeRemainingColumn(), console=console, transient=False,
                     auto_refresh=auto_refresh)
 
