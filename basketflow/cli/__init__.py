@@ -21,11 +21,12 @@ from typing import Any
 import click
 
 from basketflow.cli import backfill, data, demo, features, models, report, run, servers
+from basketflow.cli.output import FullHelpGroup
 from basketflow.config import ENV_DEBUG, load_settings
 from basketflow.errors import BasketflowError
 
 
-class BasketflowCommand(click.Group):
+class BasketflowCommand(FullHelpGroup):
     """The root group: a :class:`BasketflowError` raised by any subcommand becomes a
     :class:`click.ClickException` (its message as one ``Error:`` line, exit status 1)."""
 

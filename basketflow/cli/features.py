@@ -1,12 +1,13 @@
-"""``basketflow features``: live values of an entity (``features ENTITY``) and the feature
-registry (``features list``, ``features describe VIEW``)."""
+"""``basketflow features`` and ``entities``: live values of entities (``features ID ...``),
+the feature registry (``features list``, ``features describe VIEW``), and the ids that
+have live values (``entities``)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 import click
-from basketflow.cli.output import out, print_json, table, when
+from basketflow.cli.output import FullHelpGroup, out, print_json, table, when
 from basketflow.config import Settings
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 TIME_FEATURES = ("first_purchase", "last_purchase", "started")
 
 
-class _FeaturesGroup(click.Group):
+class _FeaturesGroup(FullHelpGroup):
     """`features ENTITY` reads live values; `features list|describe` read the registry."""
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
@@ -27,7 +28,7 @@ class _FeaturesGroup(click.Group):
 
 @click.group(cls=_FeaturesGroup, invoke_without_command=False)
 def features() -> None:
-    """Live feature values (`features ENTITY`) and the feature registry.
+    """Live feature values (`features ID [ID ...]`) and the feature registry.
 
     \b
       basketflow features 14911 12748         customers' live values (`entities` lists ids)

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 import click
 from rich import box
 
-from basketflow.cli.output import console, mkdir_option, out, print_json, table, when
+from basketflow.cli.output import (
+    FullHelpGroup,
+    console,
+    mkdir_option,
+    out,
+    print_json,
+    table,
+    when,
+)
 from basketflow.config import Settings
 
 if TYPE_CHECKING:
@@ -51,7 +59,7 @@ def score(settings: Settings, customer_id: str, top: int, as_json: bool) -> None
     out.print(probabilities)
 
 
-@click.group()
+@click.group(cls=FullHelpGroup)
 def segment() -> None:
     """Customer categories: fit them from the feature log, label customers, show them.
 

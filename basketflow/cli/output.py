@@ -29,6 +29,19 @@ console = Console(stderr=True, emoji=False, highlight=False)
 out = Console(emoji=False, highlight=False)
 
 
+class FullHelpGroup(click.Group):
+    """A command group whose help gives each command's first sentence in full, wrapped
+    to the terminal (click would cut it with "..." to fit one line of 80 columns)."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, command.get_short_help_str(limit=500))
+                for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 def table(*columns: str, title: str | None = None) -> Table:
     """A table whose cells wrap and fold, never end in an ellipsis: a value too long for
     an 80-column terminal goes on over lines rather than being cut. A column name ending
