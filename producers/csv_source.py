@@ -56,7 +56,8 @@ def _check_header(header: list[str] | None, path: Path) -> None:
     """Refuse a file whose first line is not the Kaggle header: one line that says why,
     never the bytes of a binary file.
 
-    >>> _check_header(["\x7fELF\x02\x01\x01\x00"], Path("ls"))
+    >>> elf = b"\\x7fELF\\x02\\x01\\x01\\x00".decode("latin-1")  # an executable's first bytes
+    >>> _check_header([elf], Path("ls"))
     Traceback (most recent call last):
     ...
     basketflow.producers.csv_source.BadInputFile: ls: not a text file (binary data in its first line): give a Kaggle data.csv or .csv.gz, or make one with `basketflow generate`

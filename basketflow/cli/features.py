@@ -31,10 +31,11 @@ def features() -> None:
     """Live feature values (`features ID [ID ...]`) and the feature registry.
 
     \b
-      basketflow features 14911 12748         customers' live values (`entities` lists ids)
+      basketflow entities --limit 3         customers with live values
+      basketflow features 13436 14919       their live values (--json)
       basketflow features 85123A --view product
-      basketflow features list [--json]       every view, its entity, version, features
-      basketflow features describe customer   one view in full
+      basketflow features list [--json]     every view: entity, version
+      basketflow features describe customer one view in full
     """
 
 

@@ -64,9 +64,9 @@ def segment() -> None:
     """Customer categories: fit them from the feature log, label customers, show them.
 
     \b
-      basketflow backfill --from data.csv.gz    the feature log, if the flow has not run
+      basketflow backfill --from data.csv.gz   the feature log, if no flow ran
       basketflow segment fit --until 2011-06-30
-      basketflow segment assign                 label every customer (CURRENT version)
+      basketflow segment assign                label every customer (CURRENT)
       basketflow segment show
     """
 
