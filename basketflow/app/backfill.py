@@ -10,15 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from basketflow.config import Settings
-from basketflow.errors import BasketflowError
 
 if TYPE_CHECKING:
     from basketflow.flows.live import FeatureOutputs
     from basketflow.schemas.events import Transaction
-
-
-class NoSuchFile(BasketflowError, FileNotFoundError):
-    """The file to backfill from does not exist."""
 
 
 @dataclass(frozen=True)
@@ -71,20 +66,24 @@ def plan_backfill(settings: Settings, source: Path | None, *, materialize: bool 
     """Check and prepare a backfill from ``source`` (a Kaggle file; None: the offline
     store's events). With ``materialize`` the latest values go to Redis too, whose
     address is resolved here (:class:`~basketflow.app.services.ServicesNotRunning` if
-    there is none); a missing file raises :class:`NoSuchFile`."""
+    there is none). The file is checked here, before the dataflow starts
+    (:func:`~basketflow.producers.csv_source.check_events_file`): a missing, empty,
+    binary or wrongly headed one raises ``BadInputFile``, one error line, where the
+    same error inside the running dataflow would be a Rust panic."""
     from basketflow.app.services import resolve
     from basketflow.flows.backfill import default_processes, file_events, offline_events
     from basketflow.flows.live import FeatureOutputs
+    from basketflow.producers.csv_source import check_events_file
     from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S
+    if source is not None:
+        check_events_file(source)
     redis_url = resolve(settings).redis_url if materialize else None
     outputs = FeatureOutputs(redis_url, settings.prefix, settings.offline_dir,
                              store_events=source is not None,
                              allowed_lateness=DEFAULT_ALLOWED_LATENESS_S
                              if allowed_lateness is None else allowed_lateness)
     raw = [0]
-    total = source.stat().st_size if source is not None and source.is_file() else 0
-    if source is not None and not source.is_file():
-        raise NoSuchFile(f"{source}: no such file")
+    total = source.stat().st_size if source is not None else 0
     events = file_events(source, raw) if source is not None else offline_events(settings.offline_dir)
     return BackfillPlan(events, outputs, processes or default_processes(), total, raw)
 
