@@ -75,6 +75,38 @@ def _check_header(header: list[str] | None, path: Path) -> None:
                            f"{','.join(HEADER)!r}")
 
 
+#: Bytes read by :func:`check_events_file`: the header and the start of the data.
+CHECK_BYTES = 1 << 16
+
+
+def check_events_file(path: str | Path) -> None:
+    """Raise :class:`BadInputFile` unless ``path`` looks like a Kaggle transactions file:
+    it exists, can be read (and decompressed, for ``.gz``), holds text (no NUL byte in
+    its first :data:`CHECK_BYTES`) and starts with the Kaggle header.
+
+    Why: :func:`read_events` checks lazily, at its first block, which inside a running
+    Bytewax dataflow (``backfill``) surfaces as a Rust panic; every command that reads a
+    file calls this first, so a bad file is one error line before any work starts.
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile(suffix=".csv") as f:
+    ...     check_events_file(f.name)
+    Traceback (most recent call last):
+    basketflow.producers.csv_source.BadInputFile: ....csv: the file is empty: give ...
+    """
+    path = Path(path)
+    try:
+        with open_bytes(path) as (stream, _raw):
+            head = stream.read(CHECK_BYTES)
+    except (EOFError, OSError) as exc:  # unreadable, or not gzip (BadGzipFile is OSError)
+        raise BadInputFile(f"{path}: cannot read it ({exc})") from exc
+    if b"\0" in head:
+        raise BadInputFile(f"{path}: a binary file, not a CSV text file (give the path "
+                           "of a Kaggle data.csv or .csv.gz)")
+    first = head.split(b"\n", 1)[0].rstrip(b"\r").decode(ENCODING)
+    _check_header(next(csv.reader([first]), None) if head.strip() else None, path)
+
+
 def read_events(path: str | Path, raw_progress: list[int] | None = None,
                 block_bytes: int = BLOCK_BYTES) -> Iterator[Transaction | Rejection]:
     """Every data line of the file as a Transaction or a Rejection, in file order.
@@ -122,17 +154,6 @@ def read_events(path: str | Path, raw_progress: list[int] | None = None,
                                    f"({error})") from error
             if final:
                 return
-
-
-def check_file(path: str | Path) -> None:
-    """Raise :class:`BadInputFile` now, before a dataflow starts, if ``path`` is missing,
-    empty, binary or not headed like a Kaggle file (it reads the first block only); an
-    error raised inside a running dataflow reaches the user as a panic."""
-    events = read_events(path, block_bytes=1 << 16)
-    try:
-        next(events, None)
-    finally:
-        events.close()
 
 
 def _read_some(stream: IO[bytes], size: int) -> tuple[bytes, Exception | None]:

@@ -81,13 +81,14 @@ def load_current(data_dir: Path) -> CurrentCategories:
     either is missing, ``missing`` says what to run instead."""
     try:
         segmentation = load_segmentation(data_dir)
-    except SegmentationError as exc:
-        return CurrentCategories(None, {}, f"No customer categories: {exc}. To add this "
+    except SegmentationError:  # the report's reader needs what to do, not which folder
+        return CurrentCategories(None, {}, "No customer categories yet. To add this "
                                            f"section, {HOW_TO_SEGMENT}.")
     try:
         labels = load_labels(data_dir, segmentation.version)
-    except SegmentationError as exc:
-        return CurrentCategories(segmentation, {}, f"No customer labels: {exc}.")
+    except SegmentationError:
+        return CurrentCategories(segmentation, {}, "Customer categories are fitted but no "
+                                 "customer has one yet: run `basketflow segment assign`.")
     return CurrentCategories(segmentation, labels)
 
 

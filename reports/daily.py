@@ -445,8 +445,8 @@ class ReportRun:
         rejected = self.rejected().get(day, {})
         return {
             "status": "no_trading",
-            "message": f"No trading on {day.strftime('%A')} {day.isoformat()}: the offline "
-                       "store holds no event for this day.",
+            "message": f"No trading on {day.strftime('%A')} {day.isoformat()}: no sale "
+                       "was recorded that day.",
             "previous_trading_day": self.stored[before - 1].isoformat(),
             "next_trading_day": self.stored[before].isoformat(),
             "rejected_lines": sum(rejected.values()) if self.query.has_dead_letters else None,

@@ -34,13 +34,14 @@ STEADY = 0.05
 class Delta:
     """A figure's change against a base: shown as an arrow and a percentage (pp for shares).
 
-    ``up_is_good`` colours the HTML (green when the move is good, red when bad).
+    ``up_is_good`` colours the HTML by what the move means for the business: green when
+    it is good, red when bad, grey when it is neither (None) or there is no move.
     """
 
     value: float
     base: float | None
     kind: str
-    up_is_good: bool = True
+    up_is_good: bool | None = True
 
     def text(self) -> str:
         """``▲ 12.3%``, ``▼ 1.5 pp``, ``= 0.0%``, ``▲ new`` or ``–`` (nothing to compare)."""
@@ -58,7 +59,7 @@ class Delta:
 
     def mood(self) -> str:
         """``good``, ``bad`` or ``flat``: the CSS class of the HTML cell."""
-        if self.base is None or self.value == self.base:
+        if self.base is None or self.value == self.base or self.up_is_good is None:
             return "flat"
         return "good" if (self.value > self.base) == self.up_is_good else "bad"
 
@@ -68,11 +69,28 @@ Cell = str | Delta
 
 @dataclass(frozen=True)
 class Table:
-    """Rows of cells under column headers; ``align`` holds one ``l`` or ``r`` per column."""
+    """Rows of cells under column headers; ``align`` holds one ``l`` or ``r`` per column.
+
+    ``groups``, when given, labels runs of columns above their headers, as ``(label,
+    columns spanned)`` (an empty label over columns of their own): HTML shows them as a
+    header row, Markdown as a prefix of each column's header.
+    """
 
     columns: Sequence[str]
     rows: Sequence[Sequence[Cell]]
     align: str
+    groups: Sequence[tuple[str, int]] = ()
+
+    def headers(self) -> list[str]:
+        """The column headers with their group's label in front (for plain text).
+
+        >>> Table(("Category", "Today", "vs previous day"), [], "lrr",
+        ...       (("", 1), ("Revenue", 2))).headers()
+        ['Category', 'Revenue: Today', 'Revenue: vs previous day']
+        """
+        labels = [label for label, span in self.groups for _ in range(span)]
+        return [f"{g}: {c}" if g else c
+                for c, g in zip(self.columns, labels or [""] * len(self.columns))]
 
 
 @dataclass(frozen=True)
@@ -115,11 +133,20 @@ def fmt(value: float | None, kind: str) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
 
 
-FIGURE_COLUMNS = ("Figure", "Today", "Previous day", "Δ prev", "7-day avg", "Δ 7-day")
+#: What the two changes of a figure compare, as column headers.
+VS_PREVIOUS = "vs previous day"
+VS_AVERAGE = "vs 7-day average"
+FIGURE_COLUMNS = ("Figure", "Today", "Previous day", VS_PREVIOUS, "7-day average", VS_AVERAGE)
+
+#: Figures for which a rise is bad for the business (coloured red when they rise).
+RISING_IS_BAD = frozenset({
+    "cancelled_value", "guest_line_share", "guest_revenue_share", "non_product_lines", "non_product_value", "cancellation_lines", "adjustment_lines",
+    "zero_price_lines",
+})
 
 
 def figure_row(label: str, figure: dict[str, Any], kind: str,
-               up_is_good: bool = True) -> list[Cell]:
+               up_is_good: bool | None = True) -> list[Cell]:
     """One row of a figure table: today, previous day, 7-day average and both changes."""
     value, previous, average = figure["value"], figure["previous"], figure["avg_7d"]
     return [label, fmt(value, kind), fmt(previous, kind),
@@ -140,11 +167,17 @@ def _share(part: float, whole: float) -> str:
 # --------------------------------------------------------------------------- section views
 
 
+def metric_row(name: str, figure: dict[str, Any]) -> list[Cell]:
+    """A figure row of a metric or ratio by name: its label, kind, and whether a rise is
+    good (:data:`RISING_IS_BAD`)."""
+    label, kind = ((METRICS[name].label, METRICS[name].kind) if name in METRICS
+                   else (RATIOS[name][0], "share"))
+    return figure_row(label, figure, kind, up_is_good=name not in RISING_IS_BAD)
+
+
 def view_totals(section: dict[str, Any]) -> list[Block]:
     """Revenue, units, orders and cancelled value of the day."""
-    return [figure_table([figure_row(METRICS[n].label, section[n], METRICS[n].kind,
-                                     up_is_good=n != "cancelled_value")
-                          for n in TOTAL_METRICS])]
+    return [figure_table([metric_row(n, section[n]) for n in TOTAL_METRICS])]
 
 
 def view_product_categories(section: dict[str, Any]) -> list[Block]:
@@ -153,7 +186,7 @@ def view_product_categories(section: dict[str, Any]) -> list[Block]:
     total = sum(c["revenue"]["value"] for c in categories)
     blocks: list[Block] = [
         Heading("Revenue by category"),
-        Table(("Category", "Revenue", "Share", "Δ prev", "Δ 7-day"),
+        Table(("Category", "Revenue", "Share", VS_PREVIOUS, VS_AVERAGE),
               [[c["label"], fmt(c["revenue"]["value"], "money"),
                 _share(c["revenue"]["value"], total),
                 Delta(c["revenue"]["value"], c["revenue"]["previous"], "money"),
@@ -162,13 +195,14 @@ def view_product_categories(section: dict[str, Any]) -> list[Block]:
         Chart("revenue_by_category.png", "Revenue by category: today and 7-day average",
               lambda fig: _bars_vs_average(fig, [c["label"] for c in categories],
                                            [c["revenue"] for c in categories])),
-        Heading("Units, orders and cancellations by category (Δ against the 7-day average)"),
-        Table(("Category", "Units", "Δ 7-day", "Orders", "Δ 7-day", "Cancelled", "Δ 7-day"),
+        Heading("Units, orders and cancellations by category"),
+        Table(("Category", "Today", VS_AVERAGE, "Today", VS_AVERAGE, "Today", VS_AVERAGE),
               [[c["label"],
                 *_value_and_trend(c["units"], "count"),
                 *_value_and_trend(c["orders"], "count"),
                 *_value_and_trend(c["cancelled_value"], "money", up_is_good=False)]
-               for c in categories], "lrrrrrr"),
+               for c in categories], "lrrrrrr",
+              (("", 1), ("Units", 2), ("Orders", 2), ("Cancelled value", 2))),
         Heading(f"Top {TOP_PRODUCTS_PER_CATEGORY} products of each category"),
         Table(("Category", "#", "Stock code", "Description", "Revenue", "Units"),
               [[c["label"] if i == 1 else "", str(i), p["stock_code"], p["description"],
@@ -210,10 +244,9 @@ def _new_products(new: dict[str, Any]) -> list[Block]:
 
 def view_customers_countries(section: dict[str, Any]) -> list[Block]:
     """Customers and guest shares, then revenue by country (top ones and the rest)."""
-    rows = [figure_row(METRICS[n].label, section[n], "count")
-            for n in ("active_customers", "new_customers", "returning_customers")]
-    rows += [figure_row(RATIOS[n][0], section[n], "share")
-             for n in ("guest_line_share", "guest_revenue_share")]
+    rows = [metric_row(n, section[n])
+            for n in ("active_customers", "new_customers", "returning_customers",
+                      "guest_line_share", "guest_revenue_share")]
     countries = [(c["country"], c["revenue"]) for c in section["countries"]]
     other = section["other_countries"]
     if other["count"]:
@@ -222,7 +255,7 @@ def view_customers_countries(section: dict[str, Any]) -> list[Block]:
     return [
         figure_table(rows),
         Heading("Revenue by country"),
-        Table(("Country", "Revenue", "Share", "Δ prev", "Δ 7-day"),
+        Table(("Country", "Revenue", "Share", VS_PREVIOUS, VS_AVERAGE),
               [[name, fmt(f["value"], "money"), _share(f["value"], total),
                 Delta(f["value"], f["previous"], "money"),
                 Delta(f["value"], f["avg_7d"], "money")] for name, f in countries],
@@ -242,12 +275,12 @@ def view_customer_categories(section: dict[str, Any]) -> list[Block]:
     categories = section["categories"]
     registered = section["registered"]
     blocks: list[Block] = [
-        Paragraph(f"Categories of segmentation {seg['version']} (fitted on data up to "
-                  f"{seg['until']}; {seg['labelled_customers']:,} customers labelled). "
-                  "A customer's category is their label; guests are not counted."),
+        Paragraph(f"Customer categories fitted on purchases up to {seg['until']}; "
+                  f"{seg['labelled_customers']:,} customers have one. Guests have none and "
+                  "are not counted here."),
         Heading("Active customers and revenue by customer category"),
-        Table(("Category", "Active", "Δ prev", "Δ 7-day", "Revenue", "Share", "Δ prev",
-               "Δ 7-day"),
+        Table(("Category", "Today", VS_PREVIOUS, VS_AVERAGE, "Today", "Share", VS_PREVIOUS,
+               VS_AVERAGE),
               [[c["name"], fmt(c["active_customers"]["value"], "count"),
                 Delta(c["active_customers"]["value"], c["active_customers"]["previous"],
                       "count"),
@@ -269,7 +302,7 @@ def view_customer_categories(section: dict[str, Any]) -> list[Block]:
                         "money"),
                   Delta(registered["revenue"]["value"], registered["revenue"]["avg_7d"],
                         "money")]],
-              "lrrrrrrr"),
+              "lrrrrrrr", (("", 1), ("Active customers", 3), ("Revenue", 4))),
         Chart("revenue_by_customer_category.png",
               "Revenue by customer category: today and 7-day average",
               lambda fig: _bars_vs_average(fig, [c["name"] for c in categories],
@@ -283,8 +316,8 @@ def _predictions(new: dict[str, Any]) -> list[Block]:
     blocks: list[Block] = [Heading("New customers and their predicted category")]
     if not new["scores_recorded"]:
         return blocks + [Paragraph(
-            f"{new['count']['value']} new customers; no live scores: the offline store has "
-            "no score log (scores/), which the flow writes once a segmentation is labelled.")]
+            f"{new['count']['value']} new customers; no live predictions were recorded (the "
+            "flow predicts once customer categories are fitted and assigned).")]
     rows = [figure_row("New customers", new["count"], "count"),
             figure_row("With a live prediction", new["predicted"], "count"),
             figure_row("Predicted and labelled", new["labelled"], "count"),
@@ -296,7 +329,7 @@ def _predictions(new: dict[str, Any]) -> list[Block]:
         blocks.append(Paragraph("No new customer of the day has both a prediction and a "
                                 "label: no accuracy."))
     if new["by_predicted"]:
-        blocks.append(Table(("Predicted category", "Customers", "Δ 7-day", "Labelled",
+        blocks.append(Table(("Predicted category", "Customers", VS_AVERAGE, "Labelled",
                              "Right"),
                             [[p["category"], *_value_and_trend(p["count"], "count"),
                               fmt(p["labelled"], "count"), fmt(p["right"], "count")]
@@ -328,19 +361,16 @@ def _moves(moves: dict[str, Any]) -> list[Block]:
 def view_data_quality(section: dict[str, Any]) -> list[Block]:
     """Lines stored, rejected, non-product, cancellation, adjustment and zero-price lines."""
     rejected = section["rejected"]
-    rows = [figure_row(METRICS["lines"].label, section["lines"], "count")]
+    rows = [figure_row(METRICS["lines"].label, section["lines"], "count", up_is_good=None)]
     if rejected["recorded"]:
         rows.append(figure_row("Rejected lines", rejected["total"], "count", up_is_good=False))
     rows.append(figure_row("Late events", section["late_events"], "count", up_is_good=False))
-    rows += [figure_row(METRICS[n].label, section[n], METRICS[n].kind, up_is_good=False)
+    rows += [metric_row(n, section[n])
              for n in ("non_product_lines", "non_product_value", "cancellation_lines",
                        "adjustment_lines", "zero_price_lines")]
     blocks: list[Block] = [figure_table(rows), Heading("Rejected lines by reason")]
-    if not rejected["recorded"]:
-        blocks.append(Paragraph("No dead letters recorded: the offline store has no "
-                                "dead/ directory."))
-    elif not rejected["by_reason"]:
-        blocks.append(Paragraph("No line was rejected on this day."))
+    if not rejected["recorded"] or not rejected["by_reason"]:
+        blocks.append(Paragraph("No rejected lines that day."))
     else:
         blocks.append(Table(("Reason", "Lines"),
                             [[r["reason"], fmt(r["count"], "count")]
@@ -415,8 +445,9 @@ def _markdown_table(table: Table) -> list[str]:
     """A Markdown table padded to column widths, so it also reads well as plain text."""
     cells = [[c.text() if isinstance(c, Delta) else c for c in row] for row in table.rows]
     cells = [[c.replace("|", "\\|") for c in row] for row in cells]
+    headers = table.headers()
     widths = [max([len(h), 3, *(len(row[i]) for row in cells)])
-              for i, h in enumerate(table.columns)]
+              for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:
         return "| " + " | ".join(v.rjust(w) if a == "r" else v.ljust(w)
@@ -424,7 +455,7 @@ def _markdown_table(table: Table) -> list[str]:
 
     rule = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2))
                           for w, a in zip(widths, table.align)) + "|"
-    return [line(table.columns), rule, *(line(row) for row in cells)]
+    return [line(headers), rule, *(line(row) for row in cells)]
 
 
 def _markdown_blocks(blocks: Sequence[Block]) -> list[str]:
@@ -441,19 +472,39 @@ def _markdown_blocks(blocks: Sequence[Block]) -> list[str]:
 
 
 def _intro(report: dict[str, Any]) -> str:
-    """Where the figures come from and what they are compared with."""
-    store = report["store"]
-    text = (f"From the offline store {store['path']} (events {store['first_day']} to "
-            f"{store['last_day']}).")
+    """What the figures are compared with (where they are stored is for the JSON)."""
     comparison = report.get("comparison")
+    store = report["store"]
+    text = f"The shop's sales of the day; its records run from {store['first_day']} to " \
+           f"{store['last_day']}."
     if comparison is None:
         return text
     trailing = comparison["trailing_days"]
     if not trailing:
-        return text + " First day of the data: nothing to compare with."
-    return (text + f" Δ prev: against the previous trading day ({comparison['previous_day']});"
-            f" Δ 7-day: against the mean of the {len(trailing)} previous trading days "
-            f"({trailing[-1]} to {trailing[0]}).")
+        return text + " This is the first day of the records: nothing to compare with."
+    return (text + f" Each figure is compared with the previous trading day "
+            f"({comparison['previous_day']}) and with its average over the {len(trailing)} "
+            f"trading days before ({trailing[-1]} to {trailing[0]}).")
+
+
+#: The "how to read this report" section: what a reader needs, not every definition
+#: (those are in report.json, under ``definitions``).
+HOW_TO_READ = (
+    f"“{VS_PREVIOUS}” compares today with the previous trading day; “{VS_AVERAGE}” with "
+    "the average of the 7 trading days before. Days without trading are skipped. "
+    "Shares change in percentage points (pp).",
+    "Green means the change is good for the business, red that it is bad, grey that there "
+    "is no change or it is neither: more revenue is green, a rising guest share or more "
+    "cancellations are red.",
+    "Revenue counts product lines of invoices that were neither cancelled nor written off "
+    "as bad debt; cancellations are shown apart, as cancelled value.",
+    "Guests are shoppers without a customer account: they count in revenue, not in "
+    "customer figures. A new customer is one buying for the first time.",
+    "Products are put in categories by their description. Customer categories group "
+    "customers by what and how they buy; a new customer's predicted category is the live "
+    "prediction at the end of their first basket.",
+    "Every figure's exact definition is in report.json, beside this page.",
+)
 
 
 def _no_trading_lines(report: dict[str, Any]) -> list[str]:
@@ -462,20 +513,19 @@ def _no_trading_lines(report: dict[str, Any]) -> list[str]:
              f"- Previous trading day: {report['previous_trading_day']}",
              f"- Next trading day: {report['next_trading_day']}"]
     rejected = report["rejected_lines"]
-    lines.append("- Rejected lines: " + ("no dead letters recorded" if rejected is None
-                                          else fmt(rejected, "count")))
+    lines.append("- Rejected lines: " + ("none" if not rejected else fmt(rejected, "count")))
     return lines
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown: headings, padded tables, and the definitions as footnotes."""
+    """The report as Markdown: headings, padded tables, and how to read them."""
     out = [f"# Daily report: {report['weekday']} {report['date']}", "", _intro(report), ""]
     if report["status"] != "trading":
         return "\n".join(out + _no_trading_lines(report)) + "\n"
     for key, section in report["sections"].items():
         out += [f"## {section['title']}", "", *_markdown_blocks(VIEWS[key](section))]
-    out += ["## Notes", ""]
-    out += [f"{i}. {text}" for i, text in enumerate(report["definitions"].values(), start=1)]
+    out += ["## How to read this report", ""]
+    out += [f"- {text}" for text in HOW_TO_READ]
     return "\n".join(out) + "\n"
 
 
@@ -489,7 +539,10 @@ th { background: #f4f4f4; text-align: left; }
 td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }
 .good { color: #1a7f37; } .bad { color: #c62828; } .flat { color: #777; }
 figure { margin: 1em 0 2em; } img { max-width: 100%; }
-ol.notes { font-size: 0.9em; color: #444; }
+th.group { background: none; text-align: center; border-bottom: 2px solid #bbb; }
+p.intro { color: #444; }
+ul.how { font-size: 0.95em; color: #333; max-width: 50em; }
+ul.how li { margin: 0.3em 0; }
 """
 
 
@@ -508,6 +561,9 @@ def _html_blocks(blocks: Sequence[Block], folder: Path, written: list[Path]) -> 
         if isinstance(block, Table):
             head = "".join(f'<th class="{a}">{html.escape(c)}</th>'
                            for c, a in zip(block.columns, block.align))
+            if block.groups:
+                head = "".join(f'<th class="group" colspan="{span}">{html.escape(g)}</th>'
+                               for g, span in block.groups) + "</tr><tr>" + head
             body = "".join("<tr>" + "".join(_html_cell(c, a) for c, a in
                                             zip(row, block.align)) + "</tr>"
                            for row in block.rows)
@@ -528,7 +584,8 @@ def render_html(report: dict[str, Any], folder: Path) -> tuple[str, list[Path]]:
     title = f"Daily report: {report['weekday']} {report['date']}"
     out = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
-           f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(_intro(report))}</p>"]
+           f"<h1>{html.escape(title)}</h1>",
+           f"<p class=\"intro\">{html.escape(_intro(report))}</p>"]
     charts: list[Path] = []
     if report["status"] != "trading":
         out += [f"<p>{html.escape(line.removeprefix('- '))}</p>"
@@ -537,9 +594,9 @@ def render_html(report: dict[str, Any], folder: Path) -> tuple[str, list[Path]]:
         for key, section in report["sections"].items():
             out.append(f"<h2>{html.escape(section['title'])}</h2>")
             out += _html_blocks(VIEWS[key](section), folder, charts)
-        out.append("<h2>Notes</h2><ol class=\"notes\">")
-        out += [f"<li>{html.escape(text)}</li>" for text in report["definitions"].values()]
-        out.append("</ol>")
+        out.append("<h2>How to read this report</h2><ul class=\"how\">")
+        out += [f"<li>{html.escape(text)}</li>" for text in HOW_TO_READ]
+        out.append("</ul>")
     out.append("</body></html>")
     return "\n".join(out) + "\n", charts
 

@@ -37,10 +37,18 @@ class ServersStarted:
 
 
 @dataclass(frozen=True)
+class Backfilled:
+    """The feature log computed from the file, without Kafka."""
+
+    events: int
+
+
+@dataclass(frozen=True)
 class Segmented:
     """Customer categories fitted and every customer labelled."""
 
     segmentation: Segmentation
+    labelled: int
 
 
 @dataclass(frozen=True)
@@ -69,35 +77,47 @@ class CustomerShown:
 
 
 @dataclass(frozen=True)
-class StatusCollected:
-    """Servers, topics and stores at the end (see :mod:`basketflow.app.status`)."""
+class ReportWritten:
+    """The daily HTML report of the file's busiest day."""
 
-    report: dict[str, Any]
+    day: date
+    path: Path
 
 
 @dataclass(frozen=True)
-class Stopping:
-    """The demo's servers are about to stop."""
+class Finished:
+    """The demo is over: where its data is, what to look at, and the servers' addresses
+    when they were left running (None: stopped)."""
+
+    data_dir: Path
+    customers: list[str]
+    day: date
+    report: Path
+    running: ServersStarted | None
 
 
-DemoEvent = Union[Step, ServersStarted, Segmented, Replayed, FlowRan, CustomerShown,
-                  StatusCollected, Stopping]
+DemoEvent = Union[Step, ServersStarted, Backfilled, Segmented, Replayed, FlowRan,
+                  CustomerShown, ReportWritten, Finished]
 
 
 def run_demo(settings: Settings, rows: int, seed: int,
-             on_event: Callable[[DemoEvent], None]) -> None:
+             on_event: Callable[[DemoEvent], None], keep_running: bool = False) -> None:
     """Generate ``rows`` synthetic lines, backfill the feature log, fit and assign customer
     categories, replay the lines, run the flow with live scores, read the busiest
-    customers' features, collect the status; ``on_event`` hears each step as it starts
-    and each result as it comes.
+    customers' features, write the busiest day's HTML report; ``on_event`` hears each step
+    as it starts and each result as it comes.
 
-    Uses its own data directory (<data-dir>/demo, emptied first) and its own servers,
-    stopped at the end, so it can run any number of times.
+    Uses its own data directory (<data-dir>/demo, emptied first, after stopping servers
+    a previous demo left running) and its own embedded servers, started as ``basketflow
+    up`` starts them (so ``basketflow --data-dir <data-dir>/demo status`` and ``down``
+    find them), and stopped at the end unless ``keep_running``. The same seed tells the
+    same story: every figure it reports is the same from run to run (the flow runs to the
+    end of the topic in full batches, see :mod:`basketflow.flows.kafka_batches`).
     """
     import shutil
 
-    from basketflow.app.services import embedded_services
-    from basketflow.app.status import collect_status
+    from basketflow.app.reports import daily_reports
+    from basketflow.app.services import down, up
     from basketflow.flows.backfill import file_events, run_backfill
     from basketflow.flows.live import FeatureOutputs, RunOptions, run_live
     from basketflow.producers.replay import replay
@@ -106,47 +126,72 @@ def run_demo(settings: Settings, rows: int, seed: int,
     from basketflow.sinks.online_store import SCORE_VIEW
 
     root = settings.data_dir / "demo"
+    own = Settings(root, None, None, settings.topic, settings.dead_topic, settings.prefix)
+    if own.state_file.exists():
+        down(own)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     on_event(Step("starting the embedded broker and Redis-protocol server"))
-    with embedded_services(root) as (bootstrap, redis_url):
-        demo = Settings(root, bootstrap, redis_url, settings.topic, settings.dead_topic,
-                        settings.prefix)
-        on_event(ServersStarted(bootstrap, redis_url))
+    addresses = up(own)
+    servers = ServersStarted(addresses["broker"], addresses["redis"])
+    try:
+        demo = own.with_addresses(servers.bootstrap, servers.redis_url)
+        on_event(servers)
         csv_path = root / "sample.csv"
-        on_event(Step(f"generating {rows:,} synthetic lines (seed {seed}) -> {csv_path}"))
+        on_event(Step(f"generating {rows:,} synthetic lines (seed {seed})"))
         write_csv(csv_path, rows=rows, seed=seed)
         on_event(Step("backfilling the feature log from the file (no Kafka)"))
+        done = [0]
         run_backfill(file_events(csv_path, [0]),
                      FeatureOutputs(None, demo.prefix, demo.offline_dir),
-                     RunOptions(snapshot_seconds=3600))
-        on_event(Step("fitting customer categories on the baskets up to 2011-08-31"))
+                     RunOptions(snapshot_seconds=3600), lambda n: done.__setitem__(0, n))
+        on_event(Backfilled(done[0]))
+        on_event(Step(f"fitting customer categories on the baskets up to {DEMO_FIT_UNTIL}"))
         segmentation = fit_segments(root, DEMO_FIT_UNTIL, seed=seed, k=DEMO_CATEGORIES)
-        assign_customers(root)
-        on_event(Segmented(segmentation))
+        on_event(Segmented(segmentation, len(assign_customers(root))))
         on_event(Step("replaying the lines into Kafka"))
-        on_event(Replayed(replay(csv_path, bootstrap, demo.topic, demo.dead_topic)))
+        on_event(Replayed(replay(csv_path, servers.bootstrap, demo.topic, demo.dead_topic)))
         on_event(Step("running the dataflow to the end of the topic (features and live "
                       "scores)"))
         stats = run_live(demo, stop_at_end=True, options=RunOptions(),
                          scoring=scoring_config(root))
         on_event(FlowRan(stats.events, stats.seconds, stats.scores))
+        customers, day = busiest(csv_path, SHOWN_CUSTOMERS)
+        on_event(Step(f"reading the {len(customers)} busiest customers' live features"))
         store = online_store(demo)
-        for customer in busiest_customers(csv_path, SHOWN_CUSTOMERS):
+        for customer in customers:
             stored = store.read_vectors(["customer", "basket", SCORE_VIEW], [customer])[0]
             score = stored.pop(SCORE_VIEW)
             on_event(CustomerShown(customer, feature_rows(customer, stored),
                                    LiveScore.from_stored(customer, score) if score else None))
-        on_event(StatusCollected(collect_status(demo)))
-        on_event(Stopping())
+        on_event(Step(f"writing the daily report of the busiest day, {day}"))
+        written = daily_reports(demo, [day], root / "reports", "html")
+        report = Path(next(f for r in written for f in r.files if f.endswith(".html")))
+        on_event(ReportWritten(day, report))
+    except BaseException:
+        down(own)
+        raise
+    if not keep_running:
+        on_event(Step("stopping the embedded servers"))
+        down(own)
+    on_event(Finished(root, customers, day, report, servers if keep_running else None))
 
 
-def busiest_customers(csv_path: Path, n: int) -> list[str]:
-    """The customers with the most lines in a file, to show off in the demo."""
+def busiest(csv_path: Path, n: int) -> tuple[list[str], date]:
+    """The ``n`` customers with the most lines in a file, and the day with the most lines
+    (ties: the first), to show off in the demo."""
     from collections import Counter
+    from datetime import datetime, timezone
 
     from basketflow.producers.csv_source import read_events
     from basketflow.schemas.events import Transaction
-    counts = Counter(e.customer_id for e in read_events(csv_path)
-                     if isinstance(e, Transaction) and e.customer_id)
-    return [c for c, _ in counts.most_common(n)]
+    customers: Counter[str] = Counter()
+    days: Counter[int] = Counter()
+    for e in read_events(csv_path):
+        if isinstance(e, Transaction):
+            days[e.ts // 86_400] += 1
+            if e.customer_id:
+                customers[e.customer_id] += 1
+    busiest_day = max(sorted(days), key=days.__getitem__)
+    return ([c for c, _ in customers.most_common(n)],
+            datetime.fromtimestamp(busiest_day * 86_400, timezone.utc).date())

@@ -39,14 +39,10 @@ def backfill(settings: Settings, source: Path | None, from_offline: bool, materi
     in the others; the stores end the same as with one process.
     """
     from basketflow.app.backfill import plan_backfill, run_backfill
-    from basketflow.app.paths import NoSuchFile
     if (source is None) == (not from_offline):
         raise click.UsageError("give exactly one of --from PATH or --from-offline")
-    try:
-        plan = plan_backfill(settings, source, materialize=materialize,
-                             allowed_lateness=allowed_lateness, processes=processes)
-    except NoSuchFile as exc:
-        raise click.BadParameter(str(exc), param_hint="--from") from exc
+    plan = plan_backfill(settings, source, materialize=materialize,
+                         allowed_lateness=allowed_lateness, processes=processes)
     total = plan.total_bytes
     # Refreshed at each batch rather than by a thread of its own: the other processes
     # are forked, and a thread may hold a lock (the terminal's) at that moment.

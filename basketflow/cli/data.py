@@ -56,6 +56,8 @@ def replay(settings: Settings, path: Path, speedup: float | None, rate: float | 
     """
     from basketflow.app.data import replay as send
     from basketflow.app.services import BROKER, resolve
+    from basketflow.producers.csv_source import check_events_file
+    check_events_file(path)  # before the progress bar, and before asking for servers
     settings = resolve(settings, (BROKER,))
     size = path.stat().st_size if path.is_file() else 0
     with progress_bar("replay", in_bytes=True) as bar:

@@ -266,7 +266,7 @@ def test_without_score_log_predictions_say_no_live_scores(
     new = report["sections"]["customer_categories"]["new_customers"]
     assert new["scores_recorded"] is False and new["predicted"]["value"] == 0
     assert all(c["predicted"] is None for c in new["customers"])
-    assert "no live scores" in render_markdown(report)
+    assert "no live predictions were recorded" in render_markdown(report)
 
 
 def test_customer_category_chart_is_a_png(store: tuple[Path, list[Transaction]],
