@@ -102,6 +102,7 @@ from basketflow.sinks.offline_store import (
     ensure_writable,
     writing,
 )
+from basketflow.sinks.online_store import connect
 from basketflow.sinks.redis_retry import HEALTH_FILE, RedisRetry
 
 RECOVERY_PARTITIONS = 4
@@ -297,7 +298,8 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     if STORE in parts:
         add_dead_letter_steps(flow, decoded, settings, config, stop_at_end, stats, reset)
     events = op.map("events", decoded, lambda d: d.events)
-    retry = RedisRetry(settings.redis_url, settings.data_dir / HEALTH_FILE)
+    retry = RedisRetry(settings.redis_url, settings.data_dir / HEALTH_FILE,
+                       state_file=settings.state_file)
     add_feature_steps(events, FeatureOutputs(
         settings.redis_url, settings.prefix, settings.offline_dir, STORE in parts,
         allowed_lateness, scoring if SERVE in parts else None, retry,
@@ -403,9 +405,12 @@ def unwritable_cause(exc: BaseException) -> StoreUnwritable | None:
 
 def prepare_run(settings: Settings) -> None:
     """What a run needs before its flow starts: a writable data directory and offline
-    store (else :class:`StoreUnwritable`), and the topics."""
-    assert settings.kafka_bootstrap
+    store (else :class:`StoreUnwritable`), Redis answering (else
+    :class:`~basketflow.sinks.online_store.RedisUnavailable`: checked once here; the
+    sinks then wait out an outage), and the topics."""
+    assert settings.kafka_bootstrap and settings.redis_url
     ensure_writable(settings.data_dir, settings.offline_dir)
+    connect(settings.redis_url).close()  # one line now, not a panic in a sink
     ensure_topics(settings.kafka_bootstrap,
                   {settings.topic: DEFAULT_PARTITIONS, settings.dead_topic: 1})
 
