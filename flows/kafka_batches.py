@@ -23,11 +23,21 @@ broker says the offset is out of range (``auto.offset.reset`` is ``error``). Eit
 the whole flow ends its epoch cleanly and the run raises :class:`TopicOffsetsLost`, one
 line that says to run ``basketflow run --from-start`` or ``--reset-offsets
 earliest|latest``. Raising inside the dataflow instead would print a Rust panic.
+
+**A broker outage** is one warning when it starts (librdkafka's "all brokers are down",
+through the consumers' ``error_cb``) and one line when it ends (a metadata request of the
+idle reader answers again, asked once a second), recorded in the flow's health file for
+``basketflow status`` (:mod:`basketflow.sinks.flow_health`). librdkafka's own log, about
+140 lines a second while the broker is down, goes to the ``basketflow.librdkafka`` logger,
+shown with ``-v`` only. A topic gone when the broker is back (a restarted embedded broker
+starts empty) stops the flow as above.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from pathlib import Path
 
 import msgspec
@@ -44,6 +54,7 @@ from confluent_kafka.admin import AdminClient
 
 from basketflow.errors import BasketflowError
 from basketflow.flows import idle_work, stopping
+from basketflow.sinks.flow_health import FlowHealth, Outage
 
 DEFAULT_MAX_BATCH = 20_000
 #: ``--reset-offsets`` values: read each partition from its first or from its end.
@@ -55,6 +66,22 @@ WAY_OUT = ("run `basketflow run --from-start` to discard the flow's state for th
            "and read it from its beginning, or `basketflow run --reset-offsets "
            "earliest|latest` to keep the state and read from the first or the newest "
            "message")
+#: librdkafka's own log (connection failures many times a second during an outage):
+#: shown when basketflow logs at DEBUG (``-v``), else dropped.
+LIBRDKAFKA_LOG = logging.getLogger("basketflow.librdkafka")
+LIBRDKAFKA_LOG.addFilter(lambda record: logging.getLogger().isEnabledFor(logging.DEBUG))
+#: Seconds between two metadata requests of an idle reader while the broker is down.
+PROBE_EVERY = 1.0
+#: The broker outage as this process's readers see it (one for all of them).
+_outages: dict[str, Outage] = {}
+
+
+def broker_outage(bootstrap: str, health: FlowHealth) -> Outage:
+    """This process's :class:`Outage` of the broker at ``bootstrap``."""
+    return _outages.setdefault(bootstrap, Outage(
+        "broker", f"the Kafka broker at {bootstrap}", health, fields="broker_"))
+
+
 #: Consumer errors that mean the stored offset is not in the partition any more.
 _OUT_OF_RANGE = (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET)
 
@@ -138,9 +165,14 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
 
     def __init__(self, config: dict[str, object], topic: str, partition: int,
                  offset: int, batch_size: int, stop_at_end: bool,
-                 to_end: bool = False) -> None:
+                 to_end: bool = False, outage: Outage | None = None) -> None:
+        self._outage = outage or broker_outage(str(config["bootstrap.servers"]),
+                                               FlowHealth.at(None))
+        self._next_probe = 0.0
         self._consumer = Consumer(config | {"enable.partition.eof": stop_at_end,
-                                            "auto.offset.reset": "error"})
+                                            "auto.offset.reset": "error",
+                                            "error_cb": self._on_error,
+                                            "logger": LIBRDKAFKA_LOG})
         self._consumer.assign([TopicPartition(topic, partition,
                                               OFFSET_BEGINNING if to_end else offset)])
         self._topic = topic
@@ -149,6 +181,26 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
         self._batch_size = batch_size
         self._ended = False
         self._to_end = to_end
+
+    def _on_error(self, err: KafkaError) -> None:
+        """librdkafka's error callback: "all brokers are down" starts an outage."""
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._outage.down(err.str(), "the flow waits for it and reads nothing meanwhile")
+
+    def _probe(self) -> None:
+        """While the broker is down, on an idle poll: ask for the topic's metadata (once
+        a second); an answer ends the outage, and a topic gone meanwhile stops the flow."""
+        if self._outage.since is None or time.monotonic() < self._next_probe:
+            return
+        self._next_probe = time.monotonic() + PROBE_EVERY
+        try:
+            meta = self._consumer.list_topics(self._topic, timeout=0.5)
+        except KafkaException:
+            return
+        self._outage.back("the flow reads on")
+        found = meta.topics.get(self._topic)
+        if found is None or found.error is not None:
+            self._fault("cannot be read: the topic no longer exists on the broker")
 
     def _high_watermark(self) -> int:
         """The partition's end as the last fetch response gave it (-1: none yet). Not
@@ -202,7 +254,10 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
             batch.append(RawMessage(self._topic, self._partition, offset, msg.value(),
                                     msg.timestamp()[1]))
             self._offset = offset + 1
+        if batch and self._outage.since is not None:
+            self._outage.back("the flow reads on")
         if not batch:
+            self._probe()
             high = self._high_watermark()
             if 0 <= high < self._offset:
                 self._fault(f"lies beyond the partition's end ({high})")
@@ -225,12 +280,13 @@ class KafkaBatchSource(FixedPartitionedSource[list[RawMessage], int]):
     flow that keeps up with the topic gets small batches anyway.
 
     ``reset`` (``earliest`` or ``latest``, :data:`RESETS`) reads every partition from its
-    first message or from its end instead of from the offset in the recovery state.
+    first message or from its end instead of from the offset in the recovery state;
+    ``health_path`` is the flow's health file, where a broker outage is recorded.
     """
 
     def __init__(self, bootstrap: str, topic: str, consumer_config: dict[str, object],
                  stop_at_end: bool, batch_size: int = DEFAULT_MAX_BATCH,
-                 reset: str | None = None) -> None:
+                 reset: str | None = None, health_path: Path | None = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.config = consumer_config | {"group.id": "basketflow-unused",
@@ -238,6 +294,7 @@ class KafkaBatchSource(FixedPartitionedSource[list[RawMessage], int]):
         self.stop_at_end = stop_at_end
         self.batch_size = batch_size
         self.reset = reset
+        self.health_path = health_path
 
     def list_parts(self) -> list[str]:
         """One Bytewax partition per Kafka partition."""
@@ -253,4 +310,5 @@ class KafkaBatchSource(FixedPartitionedSource[list[RawMessage], int]):
         partition = int(for_part.rsplit("-", 1)[1])
         offset = OFFSET_BEGINNING if resume_state is None or self.reset else resume_state
         return _PartitionReader(self.config, self.topic, partition, offset,
-                                self.batch_size, self.stop_at_end, self.reset == LATEST)
+                                self.batch_size, self.stop_at_end, self.reset == LATEST,
+                                broker_outage(self.bootstrap, FlowHealth.at(self.health_path)))

@@ -292,13 +292,14 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     bootstrap = settings.kafka_bootstrap
     config = consumer_config(bootstrap)
     flow = Dataflow("basketflow-live")
+    health = settings.data_dir / HEALTH_FILE
     raw = op.input("kafka-in", flow, KafkaBatchSource(bootstrap, settings.topic, config,
-                                                      stop_at_end, max_batch, reset))
+                                                      stop_at_end, max_batch, reset, health))
     decoded = op.map("decode", raw, decode_batch)
     if STORE in parts:
         add_dead_letter_steps(flow, decoded, settings, config, stop_at_end, stats, reset)
     events = op.map("events", decoded, lambda d: d.events)
-    retry = RedisRetry(settings.redis_url, settings.data_dir / HEALTH_FILE,
+    retry = RedisRetry(settings.redis_url, health,
                        state_file=settings.state_file)
     add_feature_steps(events, FeatureOutputs(
         settings.redis_url, settings.prefix, settings.offline_dir, STORE in parts,
@@ -321,10 +322,12 @@ def add_dead_letter_steps(flow: Dataflow, decoded: Stream[Decoded], settings: Se
     bootstrap = settings.kafka_bootstrap
     dead = op.flat_map("dead", decoded, lambda d: d.dead)
     op.output("dead-letters", op.map("dead-message", dead, to_dead_message), KafkaSink(
-        [bootstrap], settings.dead_topic,
-        add_config={k: str(v) for k, v in producer_config(bootstrap).items()}))
-    dead_in = op.input("dead-in", flow, KafkaBatchSource(bootstrap, settings.dead_topic,
-                                                         config, stop_at_end, reset=reset))
+        [bootstrap], settings.dead_topic,  # its log quiet: the readers report outages
+        add_config={k: str(v) for k, v in producer_config(bootstrap).items()}
+        | {"log_level": "0"}))
+    dead_in = op.input("dead-in", flow, KafkaBatchSource(
+        bootstrap, settings.dead_topic, config, stop_at_end, reset=reset,
+        health_path=settings.data_dir / HEALTH_FILE))
     producers_dead = op.flat_map("producer-letters", dead_in, producer_letters)
     op.output("offline-dead", op.merge("all-dead", dead, producers_dead),
               DeadLetterSink(settings.offline_dir, stats))
