@@ -77,8 +77,9 @@ _outages: dict[str, Outage] = {}
 
 
 def broker_outage(bootstrap: str, health: FlowHealth) -> Outage:
-    """This process's :class:`Outage` of the broker at ``bootstrap``."""
-    return _outages.setdefault(bootstrap, Outage(
+    """This process's :class:`Outage` of the broker at ``bootstrap``, recorded in
+    ``health`` (one for every reader of a flow)."""
+    return _outages.setdefault(f"{bootstrap} {health.path}", Outage(
         "broker", f"the Kafka broker at {bootstrap}", health, fields="broker_"))
 
 

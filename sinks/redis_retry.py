@@ -68,11 +68,6 @@ class RedisRetry:
         self.state_file = state_file if recorded_redis_url(state_file) == url else None
         self._next_look = 0.0
 
-    @property
-    def down_since(self) -> float | None:
-        """When the current outage started (None: Redis answers)."""
-        return self.outage.since
-
     def call(self, write: Callable[[], T]) -> T:
         """Run ``write`` until it succeeds, waiting out connection errors."""
         delay = self.first
