@@ -25,6 +25,8 @@ ENV_REDIS = "REDIS_URL"
 ENV_TOPIC = "BASKETFLOW_TOPIC"
 ENV_DEAD_TOPIC = "BASKETFLOW_DEAD_TOPIC"
 ENV_PREFIX = "BASKETFLOW_PREFIX"
+ENV_DEBUG = "BASKETFLOW_DEBUG"
+"""Set to 1 to let the command line show an error's traceback (as ``--debug`` does)."""
 
 DEFAULT_TOPIC = "transactions"
 DEFAULT_DEAD_TOPIC = "transactions.dead"

@@ -17,13 +17,11 @@ batch of lines (:func:`basketflow.flows.coalesce.coalesce`), end with the same f
 with one process. The other processes are forked, so they start at once with what this
 one has imported (importing again takes over a second).
 
-Why: the feature steps are Python, run on one core per process. On the real file
-(2 cores, ``benchmarks/backfill.py``, in turns, load average 2.7-4.1) one process took
-5.1-5.6 s and 5.5-6.2 CPU s, two 3.4-3.7 s and 6.2-6.8 CPU s: each reads and parses the
-whole file (0.9 s), so two use about a seventh more CPU in all. On a machine whose cores
+Why: the feature steps are Python, run on one core per process. Each process reads and
+parses the whole file, so several use more CPU in all than one; on a machine whose cores
 are busy with other work they get little more CPU than one (Linux shares the CPU between
-sessions, and forked processes share their parent's), so the gain shrinks: at load
-average 5-6, 0.9-1.2 of one process's time.
+sessions, and forked processes share their parent's), so the gain shrinks there
+(``benchmarks/backfill.py`` measures it; docs/PERFORMANCE.md keeps the figures).
 """
 
 from __future__ import annotations

@@ -24,10 +24,9 @@ The flow has two parts, which ``basketflow run`` runs as two processes
 (:mod:`basketflow.app.flow_processes`), each consuming the topic with its own Bytewax
 recovery state: **serve** (customer and basket features and live scores: the path whose
 freshness a reader of Redis sees) and **store** (offline events, dead letters, product
-features). In one process they share one interpreter lock: the store part's product
-bursts and its share of each epoch's snapshot held every customer line back (score p99
-165 ms over the first 200,000 real lines at 5,000 events/s, every slow score at an epoch
-end). Both parts can also run in one flow (the default of :func:`build_live_flow`, as
+features). In one process they share one interpreter lock, and the store part's product
+bursts and its share of each epoch's snapshot hold every customer line back (the
+figures are in docs/PERFORMANCE.md). Both parts can also run in one flow (the default of :func:`build_live_flow`, as
 the tests, the demo and the backfill do).
 
 The feature step keeps per-entity state in :func:`basketflow.flows.pickled_state.pickled_flat_map`
@@ -249,10 +248,9 @@ def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureO
 
 
 #: Product lines are folded in joined batches (:mod:`basketflow.flows.coalesce`): a product's
-#: lines of up to this long are folded, written online and logged once. Measured with
-#: benchmarks/freshness.py (score p50/p90/p99, ms, one run each): 0.1 s 88/284/717,
-#: 0.25 s 32/171/487, 1 s 26/315/790, 3 s 20/328/707: a longer wait folds less in all
-#: but in longer bursts, which every customer line consumed meanwhile waits out.
+#: lines of up to this long are folded, written online and logged once. A longer wait
+#: folds less in all but in longer bursts, which every customer line consumed meanwhile
+#: waits out; a shorter one folds more (benchmarks/freshness.py measures both).
 PRODUCT_BATCH_WAIT = timedelta(seconds=0.25)
 #: ... and at most this many lines at a time (a backfill's batches are joined too).
 PRODUCT_BATCH_MAX = 100_000

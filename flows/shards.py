@@ -10,11 +10,10 @@ Customers and products go to different processes rather than both being split by
 in every process: each view's rows of a day are then written by as few processes as
 there are shards of its entity kind (no more feature-log files than with one process,
 with two), and a process has no steps of the other kind at all (its flow folds only its
-kind, :attr:`basketflow.flows.live.FeatureOutputs.entities`, and only a product shard stores events). Measured on the real
-file with 2 processes (CPU seconds of each, on a busy machine): both kinds split by
-entity, 3.8-4.1 each and 7.8-8.0 in all; customers with the events apart from the
-products, 4.3-4.9 and 2.2-2.4; customers apart from the products with the events (as
-here, the products' steps being the lighter ones), 3.1-3.5 and 2.8-3.0.
+kind, :attr:`basketflow.flows.live.FeatureOutputs.entities`, and only a product shard
+stores events). The events go with the products because the products' steps are the
+lighter ones, which balances the two kinds of process best (the measured split is in
+docs/PERFORMANCE.md).
 
 An entity's shard is the CRC-32 of its id's UTF-8 bytes modulo the shard count (Python's
 own ``hash`` of a string differs from process to process); a day's is its number modulo.

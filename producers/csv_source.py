@@ -48,13 +48,31 @@ def open_text(path: str | Path) -> Iterator[tuple[IO[str], IO[bytes]]]:
         yield io.TextIOWrapper(stream, encoding=ENCODING, newline=""), raw
 
 
+#: How much of a wrong first line an error message shows.
+SHOWN_HEADER = 60
+
+
 def _check_header(header: list[str] | None, path: Path) -> None:
-    """Refuse a file whose first line is not the Kaggle header."""
+    """Refuse a file whose first line is not the Kaggle header: one line that says why,
+    never the bytes of a binary file.
+
+    >>> elf = b"\\x7fELF\\x02\\x01\\x01\\x00".decode("latin-1")  # an executable's first bytes
+    >>> _check_header([elf], Path("ls"))
+    Traceback (most recent call last):
+    ...
+    basketflow.producers.csv_source.BadInputFile: ls: not a text file (binary data in its first line): give a Kaggle data.csv or .csv.gz, or make one with `basketflow generate`
+    """
     if header is None:
-        raise BadInputFile(f"{path}: the file is empty")
+        raise BadInputFile(f"{path}: the file is empty: give a Kaggle data.csv or .csv.gz, "
+                           "or make one with `basketflow generate`")
+    line = ",".join(header)
+    if any(c < " " and c not in "\t\r\n" or "\x7f" <= c < "\xa0" for c in line):
+        raise BadInputFile(f"{path}: not a text file (binary data in its first line): give "
+                           "a Kaggle data.csv or .csv.gz, or make one with `basketflow generate`")
     if tuple(h.strip().lstrip("\ufeff") for h in header) != HEADER:
-        raise BadInputFile(f"{path}: first line is {','.join(header)!r}, expected the "
-                           f"Kaggle header {','.join(HEADER)!r}")
+        shown = line if len(line) <= SHOWN_HEADER else line[:SHOWN_HEADER] + "..."
+        raise BadInputFile(f"{path}: first line is {shown!r}, expected the Kaggle header "
+                           f"{','.join(HEADER)!r}")
 
 
 def read_events(path: str | Path, raw_progress: list[int] | None = None,
@@ -104,6 +122,17 @@ def read_events(path: str | Path, raw_progress: list[int] | None = None,
                                    f"({error})") from error
             if final:
                 return
+
+
+def check_file(path: str | Path) -> None:
+    """Raise :class:`BadInputFile` now, before a dataflow starts, if ``path`` is missing,
+    empty, binary or not headed like a Kaggle file (it reads the first block only); an
+    error raised inside a running dataflow reaches the user as a panic."""
+    events = read_events(path, block_bytes=1 << 16)
+    try:
+        next(events, None)
+    finally:
+        events.close()
 
 
 def _read_some(stream: IO[bytes], size: int) -> tuple[bytes, Exception | None]:

@@ -37,6 +37,9 @@ class ReplaySummary:
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
     delivery_errors: int = 0
+    #: The first rejected line of each kind of reason: its reason with the values, and
+    #: where it is (``file:line``), so a summary can show one real case of each.
+    examples: dict[str, str] = field(default_factory=dict)
 
     @property
     def events_per_second(self) -> float:
@@ -131,6 +134,18 @@ def _send_dead(producer: Producer, dead_topic: str, item: Rejection,
     summary.rejected += 1
     kind = reason_kind(item.reason)
     summary.reasons[kind] = summary.reasons.get(kind, 0) + 1
+    if kind not in summary.examples:
+        summary.examples[kind] = f"{item.reason} ({where(item.event_id)})"
+
+
+def where(event_id: str | None) -> str:
+    """Where a rejected line is, from its event id (``<file>:<line>``).
+
+    >>> where("sample.csv:12")
+    'line 12 of sample.csv'
+    """
+    name, _, line = (event_id or "").rpartition(":")
+    return f"line {line} of {name}" if line.isdigit() else f"event {event_id}"
 
 
 def reason_kind(reason: str) -> str:

@@ -12,12 +12,14 @@ from typing import Any
 
 from basketflow.reports.daily import ReportRun, parse_formats
 from basketflow.reports.render import write_report
+from basketflow.reports.report_index import write_index
 
 
 def run_reports(offline_dir: Path, days: list[date], out_dir: Path, formats: set[str],
                 on_progress: Callable[[int, int, date], None] | None = None,
                 data_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Report on each day and write ``<out_dir>/<YYYY-MM-DD>/report.{md,html,json}``.
+    """Report on each day and write ``<out_dir>/<YYYY-MM-DD>/report.{md,html,json}``,
+    then ``<out_dir>/index.html`` listing every day reported there.
 
     Days are reported in date order, once each; ``on_progress(done, total, day)`` is called
     after each. Returns each day's report dict plus ``files`` (the paths written; not in
@@ -33,4 +35,6 @@ def run_reports(offline_dir: Path, days: list[date], out_dir: Path, formats: set
             results.append({**report, "files": [str(p) for p in files]})
             if on_progress is not None:
                 on_progress(done, len(run.days), day)
+    if results:
+        write_index(Path(out_dir))
     return results

@@ -409,12 +409,29 @@ def read_entities(path: Path, id_columns: Sequence[str] = ()) -> pa.Table:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"entity file {path} does not exist")
-    if _format(path) == "parquet":
-        return pq.read_table(path)
-    with pacsv.open_csv(path) as reader:  # reads only the first block, for the header
-        header = reader.schema.names
-    types = {c: pa.string() for c in id_columns if c in header}
-    return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
+    kind = _format(path)
+    try:
+        if kind == "parquet":
+            return pq.read_table(path)
+        with pacsv.open_csv(path) as reader:  # reads only the first block, for the header
+            header = reader.schema.names
+        types = {c: pa.string() for c in id_columns if c in header}
+        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"entity file {path} is not a readable {kind.upper()} file "
+                         f"({_first_clause(exc)}): give one with the entity id column "
+                         "and `timestamp`") from exc
+
+
+def _first_clause(exc: BaseException) -> str:
+    """An error's message up to its second colon, printable characters only: what went
+    wrong, without the bytes of the file that made it go wrong.
+
+    >>> _first_clause(ValueError("CSV parse error: Expected 1 columns, got 2: \x7fELF..."))
+    'CSV parse error: Expected 1 columns, got 2'
+    """
+    text = ":".join(str(exc).split(":")[:2]).split(". ")[0].strip()
+    return "".join(c for c in text if c.isprintable())[:160] or type(exc).__name__
 
 
 def write_frame(frame: pd.DataFrame, path: Path) -> None:

@@ -72,14 +72,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
 
 from basketflow.errors import BasketflowError
 from basketflow.flows.scoring import ScoringConfig
@@ -92,6 +90,10 @@ from basketflow.reports.profiles import (
 )
 from basketflow.schemas.features import versions
 from basketflow.schemas.taxonomy import load_taxonomy
+
+if TYPE_CHECKING:  # scikit-learn is imported where a fit needs it: loading a saved
+    # segmentation (segment show, report, run) must not pay its second of start-up
+    from sklearn.cluster import KMeans
 
 log = logging.getLogger("basketflow.scoring")
 
@@ -249,12 +251,14 @@ def content_version(content: dict[str, Any]) -> str:
 
 def _kmeans(scaled: np.ndarray, k: int, seed: int) -> KMeans:
     """The seeded KMeans fit every caller uses."""
+    from sklearn.cluster import KMeans
     return KMeans(n_clusters=k, n_init=10, random_state=seed).fit(scaled)
 
 
 def choose_k(scaled: np.ndarray, seed: int, progress: Progress = _quiet
              ) -> tuple[KMeans, dict[str, float]]:
     """The fit of the k in :data:`K_RANGE` with the best silhouette (ties: smaller k)."""
+    from sklearn.metrics import silhouette_score
     sample = min(len(scaled), SILHOUETTE_SAMPLE)
     scores: dict[str, float] = {}
     best: KMeans | None = None

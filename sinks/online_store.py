@@ -113,6 +113,10 @@ class OnlineStore(Protocol):
     def read_progress(self, part: str = "") -> dict[str, str]:
         """The flow's progress hash (of one part, when ``part``) as text; {} if none."""
 
+    def latest_entities(self, view: str, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` entities that have values of ``view``, with the event time of
+        those values, the most recent first (ties: by entity id)."""
+
     def close(self) -> None:
         """Release the store's connections."""
 
@@ -186,6 +190,15 @@ def progress_key(prefix: str, part: str = "") -> str:
     return f"{prefix}:{PROGRESS_KEY}{':' if part else ''}{part}"
 
 
+def glob_escape(text: str) -> str:
+    """Escape Redis glob characters so a prefix like ``a*b`` matches literally.
+
+    >>> glob_escape("a*b:")
+    'a\\\\*b:'
+    """
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
 def open_online_store(url: str, prefix: str) -> OnlineStore:
     """The online store at ``url`` under ``prefix``, on a client that fails fast
     (:func:`connect`)."""
@@ -248,6 +261,31 @@ class RedisOnlineStore:
         """One HGETALL of the progress hash (:func:`progress_key`), decoded as text."""
         raw = self.client.hgetall(progress_key(self.prefix, part))
         return {_text(k): _text(v) for k, v in raw.items()}
+
+    def latest_entities(self, view: str, limit: int) -> list[tuple[str, int]]:
+        """The entities of the view's hashes (``SCAN``, never ``KEYS``, which blocks the
+        server) with their ``_ts``, read a thousand per pipelined round trip; the
+        ``limit`` most recent kept as it goes, so memory stays small on a large store."""
+        import heapq
+        head = self.key(view, "")
+        pattern = glob_escape(head) + "*"
+        best: list[tuple[int, str]] = []
+        keys = self.client.scan_iter(match=pattern, count=1000)
+        while True:
+            chunk = [k for _, k in zip(range(1000), keys)]
+            if not chunk:
+                break
+            pipe = self.client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.hget(key, TS_FIELD)
+            for key, ts in zip(chunk, pipe.execute()):
+                if ts is not None:
+                    item = (int(msgspec.json.decode(ts)), _text(key)[len(head):])
+                    if len(best) < limit:
+                        heapq.heappush(best, item)
+                    elif item > best[0]:
+                        heapq.heapreplace(best, item)
+        return [(entity, ts) for ts, entity in sorted(best, key=lambda t: (-t[0], t[1]))]
 
     def close(self) -> None:
         """Close the client's connections."""

@@ -2,7 +2,8 @@
 
 Each line ``A -> B  (n)`` says that modules of part A import part B, n times; a part is a
 subpackage or a top-level module of ``basketflow`` (``flows``, ``sinks``, ``cli``, ...).
-Pairs that import each other are marked ``<->``. ``--legacy DIR`` reads a source tree of
+Pairs that import each other are marked ``<->``, and so are modules that import each
+other (also from inside a function). ``--legacy DIR`` reads a source tree of
 the old layout (top-level packages ``flows``, ``sinks``, ... beside ``basketflow``), such
 as ``git archive ae9f3f1 | tar -x -C DIR``, for a before-and-after comparison.
 
@@ -30,14 +31,22 @@ def _part(module: str, legacy: bool) -> str:
     return names[1] if len(names) > 1 else names[0]
 
 
-def edges(legacy_dir: Path | None) -> Counter[tuple[str, str]]:
-    """``(importer part, imported part) -> number of imports`` between distinct parts."""
+def build(legacy_dir: Path | None) -> grimp.ImportGraph:
+    """The module import graph of this tree, or of an old-layout tree."""
     if legacy_dir is not None:
         sys.path.insert(0, str(legacy_dir))
-        graph = grimp.build_graph(*LEGACY_PACKAGES, cache_dir=None)
-    else:
-        graph = grimp.build_graph("basketflow", cache_dir=None)
-    legacy = legacy_dir is not None
+        return grimp.build_graph(*LEGACY_PACKAGES, cache_dir=None)
+    return grimp.build_graph("basketflow", cache_dir=None)
+
+
+def module_cycles(graph: grimp.ImportGraph) -> list[tuple[str, str]]:
+    """Pairs of modules that import each other (at any place in the module)."""
+    return sorted((a, b) for a in graph.modules for b in graph.find_modules_directly_imported_by(a)
+                  if a < b and a in graph.find_modules_directly_imported_by(b))
+
+
+def edges(graph: grimp.ImportGraph, legacy: bool) -> Counter[tuple[str, str]]:
+    """``(importer part, imported part) -> number of imports`` between distinct parts."""
     counts: Counter[tuple[str, str]] = Counter()
     for importer in graph.modules:
         for imported in graph.find_modules_directly_imported_by(importer):
@@ -61,12 +70,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--legacy", type=Path, help="a source tree of the old layout")
     args = parser.parse_args()
-    counts = edges(args.legacy)
+    graph = build(args.legacy)
+    counts = edges(graph, args.legacy is not None)
     for (a, b), n in sorted(counts.items()):
         arrow = "<->" if (b, a) in counts else "->"
         print(f"{a:>28} {arrow} {b:<22} ({n})")
     cycles = {frozenset(pair) for pair in counts if pair[::-1] in counts}
     print(f"\n{len(counts)} edges between parts, {len(cycles)} pairs importing each other")
+    for a, b in module_cycles(graph):
+        print(f"modules importing each other: {a} <-> {b}")
     print("\nlargest modules (lines):")
     root = args.legacy or Path(__file__).resolve().parents[1]
     for lines, path in largest_modules(root, args.legacy is not None):

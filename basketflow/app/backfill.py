@@ -10,15 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from basketflow.config import Settings
-from basketflow.errors import BasketflowError
 
 if TYPE_CHECKING:
     from basketflow.flows.live import FeatureOutputs
     from basketflow.schemas.events import Transaction
-
-
-class NoSuchFile(BasketflowError, FileNotFoundError):
-    """The file to backfill from does not exist."""
 
 
 @dataclass(frozen=True)
@@ -71,20 +66,23 @@ def plan_backfill(settings: Settings, source: Path | None, *, materialize: bool 
     """Check and prepare a backfill from ``source`` (a Kaggle file; None: the offline
     store's events). With ``materialize`` the latest values go to Redis too, whose
     address is resolved here (:class:`~basketflow.app.services.ServicesNotRunning` if
-    there is none); a missing file raises :class:`NoSuchFile`."""
-    from basketflow.app.services import resolve
+    there is none); a missing file raises :class:`~basketflow.app.paths.NoSuchFile`."""
+    from basketflow.app.paths import input_file
+    if source is not None:
+        input_file(source)  # before the dataflow's libraries are imported
+        from basketflow.producers.csv_source import check_file
+        check_file(source)  # empty, binary, wrong header: before the dataflow starts
+    from basketflow.app.services import REDIS, resolve
     from basketflow.flows.backfill import default_processes, file_events, offline_events
     from basketflow.flows.live import FeatureOutputs
     from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S
-    redis_url = resolve(settings).redis_url if materialize else None
+    redis_url = resolve(settings, (REDIS,)).redis_url if materialize else None
     outputs = FeatureOutputs(redis_url, settings.prefix, settings.offline_dir,
                              store_events=source is not None,
                              allowed_lateness=DEFAULT_ALLOWED_LATENESS_S
                              if allowed_lateness is None else allowed_lateness)
     raw = [0]
-    total = source.stat().st_size if source is not None and source.is_file() else 0
-    if source is not None and not source.is_file():
-        raise NoSuchFile(f"{source}: no such file")
+    total = source.stat().st_size if source is not None else 0
     events = file_events(source, raw) if source is not None else offline_events(settings.offline_dir)
     return BackfillPlan(events, outputs, processes or default_processes(), total, raw)
 
@@ -113,10 +111,14 @@ def run_backfill(plan: BackfillPlan,
 
 
 def historical(settings: Settings, entities: Path, features: list[str],
-               out_path: Path, entity_column: str | None = None) -> HistoricalWritten:
+               out_path: Path, entity_column: str | None = None,
+               mkdir: bool = False) -> HistoricalWritten:
     """Write the point-in-time training set of an entity file (CSV or Parquet) to
-    ``out_path``; ValueError for a bad column, feature or file name."""
+    ``out_path``, whose folder must exist unless ``mkdir``; ValueError for a bad column,
+    feature or file name."""
+    from basketflow.app.paths import output_path
     from basketflow.reports.historical import historical_to_file
+    output_path(out_path, mkdir)
     rows = historical_to_file(settings.offline_dir, entities, features, out_path,
                               entity_column=entity_column)
     return HistoricalWritten(rows, out_path, features)

@@ -26,11 +26,13 @@ class Generated:
         return {"path": str(self.path), "rows": self.rows, "seed": self.seed}
 
 
-def generate(path: Path, rows: int, seed: int) -> Generated:
+def generate(path: Path, rows: int, seed: int, *, mkdir: bool = False) -> Generated:
     """Write ``rows`` synthetic lines in the Kaggle format; the same seed writes the same
-    file, byte for byte."""
+    file, byte for byte. Its folder must exist unless ``mkdir``
+    (:func:`basketflow.app.paths.output_path`)."""
+    from basketflow.app.paths import output_path
     from basketflow.producers.synthetic import write_csv
-    return Generated(path, write_csv(path, rows=rows, seed=seed), seed)
+    return Generated(path, write_csv(output_path(path, mkdir), rows=rows, seed=seed), seed)
 
 
 def replay(settings: Settings, path: Path, *, speedup: float | None = None,
@@ -40,6 +42,8 @@ def replay(settings: Settings, path: Path, *, speedup: float | None = None,
     """Replay a Kaggle file into ``topic`` (default: the settings' topic), rejected lines
     to the dead-letter topic; ``on_progress(lines, bytes read)`` as it goes. ``settings``
     must have the broker's address (:func:`basketflow.app.services.resolve`)."""
+    from basketflow.app.paths import input_file
+    input_file(path)  # before the Kafka client is imported
     from basketflow.producers.replay import replay as do_replay
     assert settings.kafka_bootstrap, "resolve addresses first"
     return do_replay(path, settings.kafka_bootstrap, topic or settings.topic,

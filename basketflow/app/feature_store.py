@@ -79,8 +79,8 @@ class FeatureStore:
         """The settings with Redis's address (given, from the environment, or ``up``'s)."""
         if self.settings.redis_url:
             return self.settings
-        from basketflow.app.services import resolve
-        return resolve(self.settings)
+        from basketflow.app.services import REDIS, resolve
+        return resolve(self.settings, (REDIS,))
 
     def _store(self) -> OnlineStore:
         if self._online is None:

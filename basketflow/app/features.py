@@ -193,8 +193,43 @@ def online_features(settings: Settings, entity: str,
                     views: Sequence[str] = ()) -> OnlineFeatures:
     """The live values of one entity: the given views (checked against the registry), by
     default the customer's. ``settings`` must have Redis's address."""
+    return many_online_features(settings, [entity], views)[0]
+
+
+def many_online_features(settings: Settings, entities: Sequence[str],
+                         views: Sequence[str] = ()) -> list[OnlineFeatures]:
+    """The live values of many entities, in one read: the given views (checked against
+    the registry), by default the customer's. ``settings`` must have Redis's address."""
     check_views(views)
-    return read_online(online_store(settings), [entity], list(views or customer_views()))[0]
+    return read_online(online_store(settings), list(entities),
+                       list(views or customer_views()))
+
+
+@dataclass(frozen=True)
+class KnownEntity:
+    """An entity the online store has values of: its id and their event time."""
+
+    entity: str
+    event_time: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {"entity": self.entity, "_ts": self.event_time}
+
+
+def latest_entities(settings: Settings, view: str = "customer",
+                    limit: int = 10) -> list[KnownEntity]:
+    """Up to ``limit`` entities of ``view`` with values in the online store, the most
+    recent (by the event time of their values) first: ids that ``basketflow features``
+    can show right now. From the online store rather than the offline feature log, which
+    also holds ids that were only backfilled (``backfill`` without ``--materialize``) and
+    baskets whose online values have expired. ``settings`` must have Redis's address."""
+    feature_view(view)
+    store = online_store(settings)
+    try:
+        return [KnownEntity(e, ts) for e, ts in store.latest_entities(view, limit)]
+    finally:
+        store.close()
 
 
 def live_score(settings: Settings, customer_id: str) -> LiveScore | None:

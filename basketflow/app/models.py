@@ -47,10 +47,12 @@ def fit(settings: Settings, until: date, *, seed: int = 0, k: int | None = None,
 
 
 def assign(settings: Settings, version: str | None = None, until: date | None = None,
-           out_path: Path | None = None) -> Assigned:
+           out_path: Path | None = None, mkdir: bool = False) -> Assigned:
     """Label every registered customer with a category of a segmentation (None: CURRENT),
     into ``<data-dir>/segments/<version>/labels.parquet`` and ``out_path`` (.csv or
-    .parquet; :class:`UnwritableOutput` if it cannot be)."""
+    .parquet, in a folder that exists unless ``mkdir``; :class:`UnwritableOutput` if it
+    cannot be)."""
+    from basketflow.app.paths import output_path
     from basketflow.reports.historical import write_frame
     from basketflow.reports.segments import (
         LABELS,
@@ -58,6 +60,8 @@ def assign(settings: Settings, version: str | None = None, until: date | None = 
         load_segmentation,
         segments_dir,
     )
+    if out_path is not None:
+        output_path(out_path, mkdir)
     seg = load_segmentation(settings.data_dir, version)
     labels = assign_customers(settings.data_dir, seg.version, until)
     if out_path is not None:

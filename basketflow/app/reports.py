@@ -40,6 +40,17 @@ def report_days(day: date | None, first: date | None, last: date | None) -> list
     return days_between(first, last)
 
 
+def reports_folder(settings: Settings, out_dir: Path | None = None,
+                   mkdir: bool = False) -> Path:
+    """Where reports go: ``out_dir`` (its parent folder must exist unless ``mkdir``, see
+    :func:`basketflow.app.paths.output_path`), by default ``<data-dir>/reports``; the
+    folder itself is made when the first report is written."""
+    from basketflow.app.paths import output_path
+    if out_dir is None:
+        return settings.data_dir / "reports"
+    return output_path(out_dir, mkdir, folder=True)
+
+
 def daily_reports(settings: Settings, days: list[date], out_dir: Path, formats: str,
                   on_progress: Callable[[int, int, date], None] | None = None,
                   ) -> list[ReportFiles]:

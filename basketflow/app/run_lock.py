@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO
 
 from basketflow.errors import BasketflowError
+from basketflow.sinks.offline_store import writing
 
 log = logging.getLogger("basketflow.run")
 
@@ -78,9 +79,10 @@ def pid_alive(pid: object) -> bool:
 
 def _acquire(path: Path, topic: str, part: str) -> IO[str]:
     """The open, locked file of one part's lock; :class:`RunLocked` when another run holds
-    it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+", encoding="utf-8")
+    it, ``StoreUnwritable`` when the data directory cannot hold it."""
+    with writing(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -42,7 +42,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
@@ -553,14 +553,17 @@ def down(settings: Settings) -> list[str]:
     return stopped
 
 
-def resolve(settings: Settings) -> Settings:
-    """Settings with both addresses filled: the environment first, then ``basketflow up``'s state.
+def resolve(settings: Settings, need: tuple[str, ...] = SERVICE_NAMES) -> Settings:
+    """Settings with the addresses of the servers in ``need`` (default both) filled: the
+    environment first, then ``basketflow up``'s state. A command asks only for the servers
+    it uses (``features`` and ``backfill --materialize`` only for Redis), so one set by the
+    environment is enough for it.
 
     Entries of the state file whose process is gone are removed from it (repaired). Raises
     :class:`ServicesNotRunning`, saying what to do, when an address is still unknown.
     """
     found = {n: a for n, a in _external(settings).items() if a}
-    if len(found) == len(SERVICE_NAMES):
+    if all(n in found for n in need):
         return settings
     problems: list[str] = []
     with _locked(settings):
@@ -573,6 +576,8 @@ def resolve(settings: Settings) -> Settings:
                 continue
             if name in live:
                 found[name] = live[name].address
+            elif name not in need:
+                continue
             elif name in state:
                 dead = state[name]
                 problems.append(
@@ -587,7 +592,7 @@ def resolve(settings: Settings) -> Settings:
             + f". Run `basketflow up` to start the embedded servers, or set {ENV_KAFKA} / "
             f"{ENV_REDIS} to use existing ones."
         )
-    return settings.with_addresses(found[BROKER], found[REDIS])
+    return replace(settings, kafka_bootstrap=found.get(BROKER), redis_url=found.get(REDIS))
 
 
 @contextmanager

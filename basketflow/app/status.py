@@ -24,6 +24,8 @@ raises because something is not running. The shape::
 
     SERVICE = {"name", "address", "mode": "embedded"|"external"|"absent", "embedded": bool,
                "pid": int|None, "log": str|None, "alive": bool, "error": str|None}
+    TOPIC = {"exists", "partitions", "error", "per_partition": [PARTITION, ...],
+             "lag_known": bool: False on a broker whose watermarks are not the partition's end}
     PARTITION = {"partition", "high_watermark", "next_offset", "lag", "trusted": bool, "note",
                  "serve_next_offset": the serve part's next offset, or None}
 
@@ -34,9 +36,16 @@ event time) and ``updated_at``. Run as two processes (``basketflow run``), the s
 writes that hash and the serve part, which consumes the topic on its own, its part
 ``<prefix>:flow:progress:serve``. The offline figures are of the files the offline store
 lists (:mod:`basketflow.sinks.offline_layout`).
-Lag = high watermark - next offset. It is marked ``trusted: False`` on the embedded Tansu
-broker (its high watermark is the base offset of the last record batch, see
-:mod:`basketflow.app.services`) and whenever the watermark is below the flow's offset.
+Lag = high watermark - next offset, shown only where it is true. On a Tansu broker
+(recognised by its cluster id, whoever started it) the high watermark is the base offset
+of the last record batch, not the end of the partition (see :mod:`basketflow.app.services`),
+so neither is reported there: ``high_watermark`` and ``lag`` are None and the lag is
+"unknown". A watermark below the flow's offset is wrong too: no lag either.
+
+A server is ``embedded`` when it is one of the bundled binaries (Tansu, valkey-server)
+started by basketflow: listed in the state file of ``basketflow up``, or found serving the
+address (the servers of ``basketflow demo`` and of the tests, which the state file does
+not list); ``external`` otherwise.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from basketflow.app.services import (
     CHECK_TIMEOUT,
     REDIS,
     ServiceProcess,
+    address_port,
     check_broker,
     check_redis,
     read_state,
@@ -58,17 +68,17 @@ from basketflow.app.services import (
 from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
 from basketflow.flows.progress import SERVE_PROGRESS
 from basketflow.sinks.offline_layout import events_dir, files_by_day, files_of
-from basketflow.sinks.online_store import OnlineStore, RedisOnlineStore
 from basketflow.sinks.flow_health import read_health
+from basketflow.sinks.online_store import OnlineStore, RedisOnlineStore, glob_escape
 
 EMBEDDED_LAG_NOTE = (
-    "embedded Tansu broker: its high watermark is the base offset of the last record batch, "
-    "not the end of the partition, so this lag is not the real one"
+    "unknown: the Tansu broker does not report where a partition ends"
 )
-BELOW_OFFSET_NOTE = (
-    "the high watermark is below the flow's next offset, which proves the broker's "
-    "watermark wrong"
-)
+BELOW_OFFSET_NOTE = "unknown: the broker's high watermark is below the flow's next offset"
+TANSU_CLUSTER = "tansu"
+"""How a Tansu broker's cluster id starts (``tansu_cluster``)."""
+#: What a bundled server's command line holds, by service: its binary's name.
+BUNDLED_BINARIES = {BROKER: "tansu", REDIS: "valkey-server"}
 MAX_SCAN_KEYS = 1_000_000
 """Stop counting online keys after this many (``truncated: True``): status must stay quick."""
 
@@ -151,12 +161,15 @@ def service_status(
     """
     embedded = entry is not None and (configured is None or configured == entry.address)
     address = configured or (entry.address if entry is not None else None)
+    pid = entry.pid if embedded and entry is not None else None
+    if not embedded and configured:
+        pid = bundled_server_pid(name, configured)
     out: dict[str, Any] = {
         "name": name,
         "address": address,
-        "mode": "embedded" if embedded else ("external" if configured else "absent"),
-        "embedded": embedded,
-        "pid": entry.pid if embedded and entry is not None else None,
+        "mode": "embedded" if embedded or pid else ("external" if configured else "absent"),
+        "embedded": embedded or pid is not None,
+        "pid": pid,
         "log": str(entry.log) if embedded and entry is not None else None,
         "alive": False,
         "error": None,
@@ -178,6 +191,33 @@ def service_status(
     else:
         out["alive"] = True
     return out
+
+
+def bundled_server_pid(name: str, address: str) -> int | None:
+    """The pid of a bundled server binary (:data:`BUNDLED_BINARIES`) serving ``address``
+    on this machine, found by its command line (which holds its port); None when there is
+    none, the address is not a loopback one, or there is no ``/proc`` to look in."""
+    try:
+        host = address.split("//")[-1].split("/")[0].rsplit(":", 1)[0].split("@")[-1]
+        port = address_port(address.split(",")[0])
+    except ValueError:
+        return None
+    proc = Path("/proc")
+    if host not in ("127.0.0.1", "localhost", "::1", "[::1]") or not proc.is_dir():
+        return None
+    needle = f":{port}"
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:  # valkey-server rewrites its title: "<binary> <host>:<port>", spaces not NULs
+            words = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace").split()
+        except OSError:
+            continue
+        if words and BUNDLED_BINARIES[name] in Path(words[0]).name \
+                and any(word.endswith(needle) for word in words[1:]):
+            return int(entry.name)
+    return None
 
 
 def consumed(redis_url: str, prefix: str, topic: str,
@@ -247,19 +287,28 @@ def flow_progress(redis_url: str | None, prefix: str, timeout: float = CHECK_TIM
 
 
 def partition_lag(
-    high_watermark: int | None, next_offset: int | None, embedded_broker: bool
+    high_watermark: int | None, next_offset: int | None, tansu_broker: bool
 ) -> dict[str, Any]:
-    """Lag of one partition and whether it can be believed, with the reason when not."""
+    """Lag of one partition where it is true, else None with the reason.
+
+    >>> partition_lag(10, 4, False)["lag"]
+    6
+    >>> partition_lag(1, 4, True)["lag"], partition_lag(1, 4, False)["note"]
+    (None, "unknown: the broker's high watermark is below the flow's next offset")
+    """
+    if tansu_broker:
+        high_watermark = None
     lag = high_watermark - next_offset if high_watermark is not None and next_offset is not None else None
     notes: list[str] = []
-    if high_watermark is None:
+    if tansu_broker:
+        notes.append(EMBEDDED_LAG_NOTE)
+    elif high_watermark is None:
         notes.append("the broker did not report a high watermark")
     if next_offset is None:
         notes.append("the flow has not recorded an offset for this partition yet")
-    if embedded_broker:
-        notes.append(EMBEDDED_LAG_NOTE)
     if lag is not None and lag < 0:
         notes.append(BELOW_OFFSET_NOTE)
+        lag = None
     return {
         "high_watermark": high_watermark,
         "next_offset": next_offset,
@@ -291,6 +340,7 @@ def topics_status(
     except Exception as exc:
         return {t: _topic_error(f"cannot read topic metadata: {exc}") for t in topics}
     result: dict[str, dict[str, Any]] = {}
+    tansu = str(metadata.cluster_id or "").startswith(TANSU_CLUSTER)
     try:
         for topic in topics:
             meta = metadata.topics.get(topic)
@@ -300,28 +350,29 @@ def topics_status(
                 continue
             rows = []
             for partition in sorted(meta.partitions):
+                high, error = None, None
                 try:
-                    _, high = consumer.get_watermark_offsets(
-                        TopicPartition(topic, partition), timeout=timeout, cached=False
-                    )
-                    error = None
+                    if not tansu:  # its watermark is not the partition's end: not asked
+                        _, high = consumer.get_watermark_offsets(
+                            TopicPartition(topic, partition), timeout=timeout, cached=False)
                 except Exception as exc:
-                    high, error = None, str(exc)
+                    error = str(exc)
                 row = {"partition": partition,
-                       **partition_lag(high, offsets.get((topic, partition)), broker["embedded"]),
+                       **partition_lag(high, offsets.get((topic, partition)), tansu),
                        "serve_next_offset": (serve_offsets or {}).get((topic, partition))}
                 if error:
                     row["note"] = f"watermark not available: {error}; {row['note']}"
                 rows.append(row)
             result[topic] = {"exists": True, "partitions": len(rows), "error": None,
-                             "per_partition": rows}
+                             "per_partition": rows, "lag_known": not tansu}
     finally:
         consumer.close()
     return result
 
 
 def _topic_error(message: str) -> dict[str, Any]:
-    return {"exists": None, "partitions": 0, "error": message, "per_partition": []}
+    return {"exists": None, "partitions": 0, "error": message, "per_partition": [],
+            "lag_known": False}
 
 
 def offline_status(offline_dir: Path) -> dict[str, Any]:
@@ -373,7 +424,7 @@ def online_status(
         client = _redis_client(redis_url, timeout)
         try:
             for seen, key in enumerate(
-                client.scan_iter(match=_glob_escape(head) + "*", count=1000), start=1
+                client.scan_iter(match=glob_escape(head) + "*", count=1000), start=1
             ):
                 counts[key[len(head):].split(":", 1)[0]] += 1
                 if seen >= max_keys:
@@ -386,11 +437,6 @@ def online_status(
     out["keys"] = dict(sorted(counts.items()))
     out["total"] = sum(counts.values())
     return out
-
-
-def _glob_escape(text: str) -> str:
-    """Escape Redis glob characters so a prefix like ``a*b`` matches literally."""
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 __all__ = [

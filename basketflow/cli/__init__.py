@@ -5,12 +5,15 @@ Every subcommand resolves its servers the same way (the environment first, then 
 one JSON document for scripts. Each command group is a module of this package that
 parses options, calls the application layer (:mod:`basketflow.app`) and renders its
 typed result. Errors that are the user's to fix (:class:`~basketflow.errors.BasketflowError`)
-are caught here, once, and shown as one ``Error:`` line with exit status 1.
+are caught here, once, and shown as one ``Error:`` line with exit status 1; any other
+exception (a bug) is one ``Error:`` line too, naming its type, unless ``--debug`` or
+``BASKETFLOW_DEBUG=1`` asks for the traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,11 +21,12 @@ from typing import Any
 import click
 
 from basketflow.cli import backfill, data, demo, features, models, report, run, servers
-from basketflow.config import load_settings
+from basketflow.cli.output import FullHelpGroup
+from basketflow.config import ENV_DEBUG, load_settings
 from basketflow.errors import BasketflowError
 
 
-class BasketflowCommand(click.Group):
+class BasketflowCommand(FullHelpGroup):
     """The root group: a :class:`BasketflowError` raised by any subcommand becomes a
     :class:`click.ClickException` (its message as one ``Error:`` line, exit status 1)."""
 
@@ -30,7 +34,23 @@ class BasketflowCommand(click.Group):
         try:
             return super().invoke(ctx)
         except BasketflowError as exc:
+            if debugging(ctx):
+                raise
             raise click.ClickException(str(exc)) from exc
+        except (click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug: one line, the traceback only when asked for
+            if debugging(ctx):
+                raise
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {exc} (this is a bug; run again with "
+                f"--debug or {ENV_DEBUG}=1 for the traceback, and report it)") from exc
+
+
+def debugging(ctx: click.Context) -> bool:
+    """Whether tracebacks may be shown: ``--debug`` or ``BASKETFLOW_DEBUG=1``."""
+    return bool(ctx.params.get("debug")) or os.environ.get(ENV_DEBUG, "") not in ("", "0")
 
 
 @click.group(cls=BasketflowCommand, context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,8 +58,11 @@ class BasketflowCommand(click.Group):
               help="Offline store, recovery snapshots and embedded servers' state "
                    "[env BASKETFLOW_DATA_DIR; default ./data].")
 @click.option("-v", "--verbose", is_flag=True, help="Log more (debug level).")
+@click.option("--debug", is_flag=True,
+              help=f"Show the traceback of an error [env {ENV_DEBUG}=1].")
+@click.version_option(package_name="basketflow", prog_name="basketflow")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
+def cli(ctx: click.Context, data_dir: Path | None, verbose: bool, debug: bool) -> None:
     """basketflow: a real-time feature store for online retail.
 
     Transactions are replayed into Kafka; a Bytewax dataflow keeps customer and basket
@@ -51,7 +74,8 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
       basketflow generate --rows 50000 --out sample.csv
       basketflow replay sample.csv          send it to Kafka
       basketflow run --stop-at-end          the dataflow, until the topic's end
-      basketflow features 17850             one customer's live features
+      basketflow entities --limit 3         some customers with live features
+      basketflow features ID [ID ...]       their live features
       basketflow status                     servers, lag, stores
       basketflow down
     Or all of it at once: basketflow demo
@@ -63,7 +87,8 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
 
 
 for command in (servers.up, servers.down, servers.status, data.generate, data.replay,
-                run.run, features.features, backfill.backfill, backfill.historical,
+                run.run, features.features, features.entities, backfill.backfill,
+                backfill.historical,
                 report.report, report.categories, models.score, models.segment,
                 models.evaluate, demo.demo):
     cli.add_command(command)

@@ -4,11 +4,15 @@ point-in-time training sets from it."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from basketflow.cli.output import out, print_json, progress_bar
+from basketflow.cli.output import mkdir_option, out, print_json, progress_bar
 from basketflow.config import Settings
+
+if TYPE_CHECKING:
+    from basketflow.app.backfill import BackfillFigures
 
 
 @click.command()
@@ -34,7 +38,8 @@ def backfill(settings: Settings, source: Path | None, from_offline: bool, materi
     split over --processes: the customers in some, the products and the events to store
     in the others; the stores end the same as with one process.
     """
-    from basketflow.app.backfill import NoSuchFile, plan_backfill, run_backfill
+    from basketflow.app.backfill import plan_backfill, run_backfill
+    from basketflow.app.paths import NoSuchFile
     if (source is None) == (not from_offline):
         raise click.UsageError("give exactly one of --from PATH or --from-offline")
     try:
@@ -54,12 +59,29 @@ def backfill(settings: Settings, source: Path | None, from_offline: bool, materi
     if as_json:
         print_json(figures.to_json())
     else:
-        out.print(f"backfilled {figures.events:,} events in {figures.seconds:.1f} s with "
-                  f"{figures.processes} process{'es' if figures.processes > 1 else ''} "
-                  f"({figures.events_per_second:,} events/s): "
-                  f"{figures.feature_rows:,} feature rows, {figures.offline_rows_written:,} "
-                  f"new offline events, {figures.online_writes:,} online writes, "
-                  f"{figures.late_events:,} late events")
+        print_backfilled(figures, from_file=source is not None)
+
+
+def print_backfilled(figures: BackfillFigures, from_file: bool) -> None:
+    """What a backfill did, a line per store, saying why a count is 0 when it is."""
+    out.print(f"backfilled {figures.events:,} events in {figures.seconds:.1f} s with "
+              f"{figures.processes} process{'es' if figures.processes > 1 else ''} "
+              f"({figures.events_per_second:,.0f} events/s)")
+    again = ("already there from an earlier run over the same events: a backfill writes "
+             "each row once, so running it again adds nothing")
+    rows = figures.feature_rows
+    out.print(f"  feature log: {rows:,} new rows" + (f" ({again})" if not rows and
+                                                     figures.events else ""))
+    if from_file:
+        new = figures.offline_rows_written
+        out.print(f"  offline events: {new:,} new" + (" (already stored)" if not new and
+                                                       figures.events else ""))
+    out.print(f"  online store: {figures.online_writes:,} writes"
+              + ("" if figures.online_writes else " (give --materialize to write the latest "
+                 "values to Redis)"))
+    if figures.late_events:
+        out.print(f"  late events: {figures.late_events:,} (later than --allowed-lateness "
+                  "behind their entity's latest event; left out of the features)")
 
 
 @click.command()
@@ -69,19 +91,20 @@ def backfill(settings: Settings, source: Path | None, from_offline: bool, materi
               help="Comma-separated view:feature names, e.g. customer:spend_30d,basket:value.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               required=True, help="Output file, .csv or .parquet.")
+@mkdir_option
 @click.option("--entity-column", default=None,
               help="Entity id column [default: the view's entity, e.g. customer_id].")
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
 @click.pass_obj
 def historical(settings: Settings, entities: Path, feature_list: str, out_path: Path,
-               entity_column: str | None, as_json: bool) -> None:
+               mkdir: bool, entity_column: str | None, as_json: bool) -> None:
     """A point-in-time training set: each row gets the latest values at or before its
     timestamp, never after (from the offline feature log)."""
     from basketflow.app.backfill import historical as write_training_set
     names = [f.strip() for f in feature_list.split(",") if f.strip()]
     try:
         written = write_training_set(settings, entities, names, out_path,
-                                     entity_column=entity_column)
+                                     entity_column=entity_column, mkdir=mkdir)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

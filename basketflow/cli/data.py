@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from basketflow.cli.output import out, print_json, progress_bar
+from basketflow.cli.output import mkdir_option, out, print_json, progress_bar
 from basketflow.config import Settings
 
 
@@ -18,8 +18,9 @@ from basketflow.config import Settings
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("sample.csv"), show_default=True,
               help="Output file; a name ending in .gz is compressed.")
+@mkdir_option
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
-def generate(rows: int, seed: int, out_path: Path, as_json: bool) -> None:
+def generate(rows: int, seed: int, out_path: Path, mkdir: bool, as_json: bool) -> None:
     """Write realistic synthetic transactions in the exact Kaggle data.csv format.
 
     Customers with repeat visits and preferences, baskets of several lines,
@@ -27,7 +28,7 @@ def generate(rows: int, seed: int, out_path: Path, as_json: bool) -> None:
     and the tests without the real data.
     """
     from basketflow.app.data import generate as write
-    written = write(out_path, rows, seed)
+    written = write(out_path, rows, seed, mkdir=mkdir)
     if as_json:
         print_json(written.to_json())
     else:
@@ -54,10 +55,10 @@ def replay(settings: Settings, path: Path, speedup: float | None, rate: float | 
     each line that cannot be parsed goes to the dead-letter topic with its reason.
     """
     from basketflow.app.data import replay as send
-    from basketflow.app.services import resolve
-    settings = resolve(settings)
+    from basketflow.app.services import BROKER, resolve
+    settings = resolve(settings, (BROKER,))
     size = path.stat().st_size if path.is_file() else 0
-    with progress_bar(f"replay {path.name}", in_bytes=True) as bar:
+    with progress_bar("replay", in_bytes=True) as bar:
         task = bar.add_task("replay", total=size, lines="")
         summary = send(settings, path, speedup=speedup, rate=rate, limit=limit, topic=topic,
                        partitions=partitions, on_progress=lambda n, raw: bar.update(
@@ -70,7 +71,9 @@ def replay(settings: Settings, path: Path, speedup: float | None, rate: float | 
               f"rejected lines to '{summary.dead_topic}', in {summary.seconds:.2f} s "
               f"({summary.events_per_second:,.0f} lines/s)")
     for reason, n in sorted(summary.reasons.items(), key=lambda kv: -kv[1]):
-        out.print(f"  rejected {n:,}: {reason}")
+        example = summary.examples.get(reason, reason)
+        out.print(f"  rejected {n:,}: {example}" if n == 1 else
+                  f"  rejected {n:,} like: {example}", markup=False)
     if summary.delivery_errors:
         raise click.ClickException(f"{summary.delivery_errors} messages were not delivered; "
                                    "check the broker and replay again (replays are idempotent)")

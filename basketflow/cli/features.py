@@ -1,14 +1,13 @@
-"""``basketflow features``: live values of an entity (``features ENTITY``) and the feature
-registry (``features list``, ``features describe VIEW``)."""
+"""``basketflow features`` and ``entities``: live values of entities (``features ID ...``),
+the feature registry (``features list``, ``features describe VIEW``), and the ids that
+have live values (``entities``)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
-
-from basketflow.cli.output import out, print_json, when
+from basketflow.cli.output import FullHelpGroup, out, print_json, table, when
 from basketflow.config import Settings
 
 if TYPE_CHECKING:
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
 TIME_FEATURES = ("first_purchase", "last_purchase", "started")
 
 
-class _FeaturesGroup(click.Group):
+class _FeaturesGroup(FullHelpGroup):
     """`features ENTITY` reads live values; `features list|describe` read the registry."""
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
@@ -29,43 +28,94 @@ class _FeaturesGroup(click.Group):
 
 @click.group(cls=_FeaturesGroup, invoke_without_command=False)
 def features() -> None:
-    """Live feature values (`features ENTITY`) and the feature registry.
+    """Live feature values (`features ID [ID ...]`) and the feature registry.
 
     \b
-      basketflow features 17850               one customer's live values
+      basketflow entities --limit 3         customers with live values
+      basketflow features 13436 14919       their live values (--json)
       basketflow features 85123A --view product
-      basketflow features list [--json]       every view, its entity, version, features
-      basketflow features describe customer   one view in full
+      basketflow features list [--json]     every view: entity, version
+      basketflow features describe customer one view in full
     """
 
 
 @features.command("get")
-@click.argument("entity")
+@click.argument("entities", nargs=-1, required=True, metavar="ID [ID ...]")
 @click.option("--view", "views", multiple=True,
               help="Only these views (repeatable) [default: the customer's views].")
-@click.option("--json", "as_json", is_flag=True, help="Print the values as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the values as JSON (one ID: an object; several: a list).")
 @click.pass_obj
-def features_get(settings: Settings, entity: str, views: tuple[str, ...], as_json: bool) -> None:
-    """Live feature values of one entity from the online store.
+def features_get(settings: Settings, entities: tuple[str, ...], views: tuple[str, ...],
+                 as_json: bool) -> None:
+    """Live feature values of one or more entities from the online store, in one read.
 
-    ENTITY is a customer id (guests: guest-<invoice>) for the customer and basket views,
-    or a stock code with --view product.
+    ID is a customer id (guests: guest-<invoice>) for the customer and basket views, or a
+    stock code with --view product; `basketflow entities` lists some. An ID without
+    values is an error (exit status 1, with --json too), after the others are shown.
     """
     from basketflow.app import features as app
-    from basketflow.app.services import resolve
-    settings = resolve(settings)
+    from basketflow.app.services import REDIS, resolve
     try:
-        found = app.online_features(settings, entity, views)
+        app.check_views(views)
     except app.UnknownView as exc:
         raise click.BadParameter(str(exc), param_hint="--view") from exc
+    found = app.many_online_features(resolve(settings, (REDIS,)), entities, views)
+    missing = [f.entity for f in found if not any(f.views.values())]
     if as_json:
-        print_json(found.to_json())
-        return
-    if not any(found.views.values()):
-        raise click.ClickException(f"no features for {entity!r} in the online store: has the "
-                                   "flow run (`basketflow run`), and is the id right?")
-    for view, row in found.views.items():
-        print_view(view, row)
+        docs = [f.to_json() for f in found]
+        print_json(docs[0] if len(docs) == 1 else docs)
+    else:
+        for one in found:
+            if one.entity in missing:
+                continue
+            if len(found) > 1:
+                out.rule(f"[bold]{one.entity}[/]")
+            for view, row in one.views.items():
+                print_view(view, row)
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise click.ClickException(
+            f"no features for {shown} in the online store: is the id right (`basketflow "
+            "entities` lists some), and has the flow run (`basketflow run`)?")
+
+
+@click.command()
+@click.option("--view", default="customer", show_default=True,
+              help="The view whose entities to list (customer, basket, product).")
+@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True,
+              help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print the ids as JSON.")
+@click.pass_obj
+def entities(settings: Settings, view: str, limit: int, as_json: bool) -> None:
+    """Some entity ids the online store has live values of, the most recent first.
+
+    The ids that `basketflow features` can show right now, with the event time of their
+    values: read from the online store (the feature log also holds ids that were only
+    backfilled, and baskets whose live values have expired).
+
+    \b
+      basketflow entities --limit 3
+      basketflow entities --view product
+    """
+    from basketflow.app import features as app
+    from basketflow.app.services import REDIS, resolve
+    try:
+        app.feature_view(view)
+    except app.UnknownView as exc:
+        raise click.BadParameter(str(exc), param_hint="--view") from exc
+    known = app.latest_entities(resolve(settings, (REDIS,)), view, limit)
+    if as_json:
+        print_json([k.to_json() for k in known])
+    if not known:  # with --json too: the same exit status as the text
+        raise click.ClickException(f"the online store has no {view} values yet: run the "
+                                   "flow (`basketflow run`) or `backfill --materialize`")
+    if not as_json:
+        shown = table(app.feature_view(view).entity, "values as of",
+                      title=f"{view}: the {len(known)} most recent")
+        for k in known:
+            shown.add_row(k.entity, when(k.event_time))
+        out.print(shown)
 
 
 @features.command("list")
@@ -78,13 +128,16 @@ def features_list(settings: Settings, as_json: bool) -> None:
     if as_json:
         print_json([v.to_json() for v in views])
         return
-    table = Table(title="feature views")
-    for col in ("view", "entity", "version", "windows (days)", "features", "online", "offline"):
-        table.add_column(col)
+    views_table = table("view", "entity", "version", "windows (days)", "features>",
+                        title="feature views")
     for v in views:
-        table.add_row(v.name, v.entity, v.version, ",".join(map(str, v.windows_days)) or "-",
-                      str(len(v.features)), v.online, v.offline)
-    out.print(table)
+        views_table.add_row(v.name, v.entity, v.version,
+                            ",".join(map(str, v.windows_days)) or "-", str(len(v.features)))
+    out.print(views_table)
+    out.print("where their values live:")
+    for v in views:  # below, not as columns: keys and paths are too long for 80 columns
+        out.print(f"  {v.name:9} online  {v.online}\n  {'':9} offline {v.offline}")
+    out.print("one view in full: basketflow features describe VIEW")
 
 
 @features.command("describe")
@@ -105,12 +158,10 @@ def features_describe(settings: Settings, view: str, as_json: bool) -> None:
               f"{info.description}")
     out.print(f"online: {info.online}   offline: {info.offline}   "
               f"TTL: {info.ttl_seconds or 'none'}")
-    table = Table()
-    for col in ("feature", "type", "description"):
-        table.add_column(col)
+    features_table = table("feature", "type", "description")
     for f in info.features:
-        table.add_row(f.name, f.dtype, f.description)
-    out.print(table)
+        features_table.add_row(f.name, f.dtype, f.description)
+    out.print(features_table)
 
 
 def print_view(view: str, row: FeatureRow | None) -> None:
@@ -118,10 +169,9 @@ def print_view(view: str, row: FeatureRow | None) -> None:
     if not row:
         out.print(f"[bold]{view}[/]: no values")
         return
-    table = Table(title=f"{view} (as of {when(row.event_time)}, version {row.version})")
-    table.add_column("feature")
-    table.add_column("value", justify="right")
+    values = table("feature", "value>",
+                   title=f"{view} (as of {when(row.event_time)}, version {row.version})")
     for name, value in row.values.items():
         shown = when(value) if name in TIME_FEATURES else value
-        table.add_row(name, str(shown))
-    out.print(table)
+        values.add_row(name, str(shown))
+    out.print(values)

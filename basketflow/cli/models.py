@@ -8,9 +8,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
+from rich import box
 
-from basketflow.cli.output import console, out, print_json, when
+from basketflow.cli.output import (
+    FullHelpGroup,
+    console,
+    mkdir_option,
+    out,
+    print_json,
+    table,
+    when,
+)
 from basketflow.config import Settings
 
 if TYPE_CHECKING:
@@ -31,34 +39,34 @@ def score(settings: Settings, customer_id: str, top: int, as_json: bool) -> None
     features came from.
     """
     from basketflow.app.features import live_score
-    from basketflow.app.services import resolve
-    value = live_score(resolve(settings), customer_id)
+    from basketflow.app.services import REDIS, resolve
+    value = live_score(resolve(settings, (REDIS,)), customer_id)
     if as_json:
         print_json({"customer": customer_id, "score": value.to_json() if value else None})
-        return
-    if value is None:
+    if value is None:  # with --json too: the same exit status as the text
         raise click.ClickException(
             f"no live score for {customer_id!r}: is the id right, has the flow run "
             "(`basketflow run`), and has a segmentation labelled customers for the model to "
             "learn from (`basketflow segment fit`, then `segment assign`, then run the flow)?")
-    table = Table(title=f"{customer_id}: {value.category} (basket {value.invoice} as of "
-                        f"{when(value.event_time)}, model {value.model_version})")
-    table.add_column("category")
-    table.add_column("probability", justify="right")
+    if as_json:
+        return
+    probabilities = table("category", "probability>",
+                          title=f"{customer_id}: {value.category} (basket {value.invoice} "
+                                f"as of {when(value.event_time)}, model {value.model_version})")
     ranked = sorted(value.probabilities.items(), key=lambda kv: -kv[1])
     for name, p in ranked[:top]:
-        table.add_row(name, f"{p:.3f}")
-    out.print(table)
+        probabilities.add_row(name, f"{p:.3f}")
+    out.print(probabilities)
 
 
-@click.group()
+@click.group(cls=FullHelpGroup)
 def segment() -> None:
     """Customer categories: fit them from the feature log, label customers, show them.
 
     \b
-      basketflow backfill --from data.csv.gz    the feature log, if the flow has not run
+      basketflow backfill --from data.csv.gz   the feature log, if no flow ran
       basketflow segment fit --until 2011-06-30
-      basketflow segment assign                 label every customer (CURRENT version)
+      basketflow segment assign                label every customer (CURRENT)
       basketflow segment show
     """
 
@@ -103,16 +111,18 @@ def segment_fit(settings: Settings, until: datetime, seed: int, k: int | None,
               help="Profile baskets up to this day (inclusive) [default: all].")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Also write the labels to this .csv or .parquet file.")
+@mkdir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the counts per category as JSON.")
 @click.pass_obj
 def segment_assign(settings: Settings, version: str | None, until: datetime | None,
-                   out_path: Path | None, as_json: bool) -> None:
+                   out_path: Path | None, mkdir: bool, as_json: bool) -> None:
     """Label every registered customer with a category; labels go to
     <data-dir>/segments/<version>/labels.parquet (and --out)."""
     from basketflow.app.models import UnwritableOutput, assign
     with console.status("profiling and labelling customers"):
         try:
-            done = assign(settings, version, until.date() if until else None, out_path)
+            done = assign(settings, version, until.date() if until else None, out_path,
+                          mkdir)
         except UnwritableOutput as exc:
             raise click.BadParameter(str(exc), param_hint="--out") from exc
     if as_json:
@@ -146,16 +156,15 @@ def segment_show(settings: Settings, version: str | None, as_json: bool) -> None
 
 def print_segments(seg: Segmentation) -> None:
     """A segmentation's categories as a table."""
-    table = Table(title=f"customer categories ({seg.version})")
-    for col in ("category", "customers", "share", "profile"):
-        table.add_column(col, justify="right" if col in ("customers", "share") else "left")
+    categories = table("category", "customers>", "share>", "profile",
+                       title=f"customer categories ({seg.version})")
     for name, p in zip(seg.names, seg.profiles):
         buys = ", ".join(f"{c['label']} {c['share']:.0%}" for c in p["top_categories"])
-        table.add_row(name, f"{p['customers']:,}", f"{p['share_of_customers']:.1%}",
+        categories.add_row(name, f"{p['customers']:,}", f"{p['share_of_customers']:.1%}",
                       f"median: {p['baskets_median']:g} basket(s), worth "
                       f"{p['basket_value_median']:,.0f}, {p['lines_per_basket_median']:g} "
                       f"lines; buys {buys}")
-    out.print(table)
+    out.print(categories)
 
 
 @click.command()
@@ -197,19 +206,17 @@ def evaluate(settings: Settings, split: datetime, seed: int, k: int | None,
               f"({len(result.segmentation.names)} categories), {result.train_customers:,} "
               f"training customers, {result.test_customers:,} test customers "
               f"({result.test_customers_2plus:,} with 2+ baskets)")
-    table = Table(title="first-basket predictions on the test customers")
-    for col in ("model", "accuracy", "macro-F1", "accuracy 2+", "macro-F1 2+", "coverage"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    scores = table("model", "accuracy>", "macro-F1>", "accuracy 2+>", "macro-F1 2+>",
+                   "coverage>", title="first-basket predictions on the test customers")
     for m in result.models:
-        table.add_row(m.model, f"{m.accuracy:.3f}", f"{m.macro_f1:.3f}",
+        scores.add_row(m.model, f"{m.accuracy:.3f}", f"{m.macro_f1:.3f}",
                       f"{m.accuracy_2plus:.3f}", f"{m.macro_f1_2plus:.3f}", f"{m.coverage:.1%}")
-    out.print(table)
-    matrix = Table(title="River confusion matrix (rows: true category; columns: predicted, "
+    out.print(scores)
+    matrix = table("#>", "true category",
+                   *(f"{i + 1}>" for i, _ in enumerate(result.confusion.columns)),
+                   title="River confusion matrix (rows: true category; columns: predicted, "
                          "in the same order)")
-    matrix.add_column("#", justify="right")
-    matrix.add_column("true category")
-    for i, _ in enumerate(result.confusion.columns):
-        matrix.add_column(str(i + 1), justify="right")
+    matrix.box = box.SIMPLE_HEAD  # up to 12 count columns: no borders between them
     for i, (name, row) in enumerate(result.confusion.iterrows()):
         matrix.add_row(str(i + 1), str(name), *(str(v) for v in row))
     out.print(matrix)

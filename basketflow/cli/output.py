@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,9 +19,39 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
+
+mkdir_option = click.option(
+    "--mkdir", is_flag=True,
+    help="Create the output's missing folders [default: a missing folder is an error].")
 
 console = Console(stderr=True, emoji=False, highlight=False)
 out = Console(emoji=False, highlight=False)
+
+
+class FullHelpGroup(click.Group):
+    """A command group whose help gives each command's first sentence in full, wrapped
+    to the terminal (click would cut it with "..." to fit one line of 80 columns)."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, command.get_short_help_str(limit=500))
+                for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def table(*columns: str, title: str | None = None) -> Table:
+    """A table whose cells wrap and fold, never end in an ellipsis: a value too long for
+    an 80-column terminal goes on over lines rather than being cut. A column name ending
+    in ``>`` is right-justified (the ``>`` is not shown)."""
+    made = Table(title=title)
+    for name in columns:
+        right = name.endswith(">")
+        made.add_column(name.rstrip(">"), justify="right" if right else "left",
+                        overflow="fold")
+    return made
 
 
 def print_json(data: Any) -> None:
@@ -30,9 +61,12 @@ def print_json(data: Any) -> None:
 
 def progress_bar(label: str, in_bytes: bool, auto_refresh: bool = True) -> Progress:
     """A progress bar on stderr, counting bytes of a file read or plain units (days, events);
-    without ``auto_refresh`` it is drawn only by updates with ``refresh=True``."""
+    without ``auto_refresh`` it is drawn only by updates with ``refresh=True``. Narrow
+    enough for an 80-column terminal (a short ``label``, the command's name, and a bar of
+    20 columns), so it never wraps."""
     done = DownloadColumn() if in_bytes else MofNCompleteColumn()
-    return Progress(TextColumn(label), BarColumn(), done, TextColumn("{task.fields[lines]}"),
+    return Progress(TextColumn(label), BarColumn(bar_width=20), done,
+                    TextColumn("{task.fields[lines]}"),
                     TimeRemainingColumn(), console=console, transient=False,
                     auto_refresh=auto_refresh)
 
@@ -40,6 +74,21 @@ def progress_bar(label: str, in_bytes: bool, auto_refresh: bool = True) -> Progr
 def step(text: str) -> None:
     """Say what is about to happen (on stderr)."""
     console.print(f"[bold cyan]>[/] {text}")
+
+
+def shown(path: Path | str) -> str:
+    """A path as the user would type it: relative to the working folder when under it.
+
+    >>> shown(Path.cwd() / "data" / "reports")
+    'data/reports'
+    >>> shown("/elsewhere/x.csv")
+    '/elsewhere/x.csv'
+    """
+    path = Path(path)
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def when(ts: Any) -> str:

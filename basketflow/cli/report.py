@@ -7,9 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.table import Table
-
-from basketflow.cli.output import out, print_json, progress_bar
+from basketflow.cli.output import mkdir_option, out, print_json, progress_bar, shown, table
 from basketflow.config import Settings
 
 
@@ -21,24 +19,28 @@ from basketflow.config import Settings
 @click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="Last day of a range.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("reports"), show_default=True, help="Where reports are written.")
+              default=None, help="Folder the reports are written to (one folder per day and "
+                                 "an index.html) [default: <data-dir>/reports].")
+@mkdir_option
 @click.option("--format", "formats", default="md,html,json", show_default=True,
               help="Comma-separated: md, html (with PNG charts), json.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @click.pass_obj
 def report(settings: Settings, day: datetime | None, first: datetime | None,
-           last: datetime | None, out_dir: Path, formats: str, as_json: bool) -> None:
+           last: datetime | None, out_dir: Path | None, mkdir: bool, formats: str,
+           as_json: bool) -> None:
     """The daily report on product categories, customers and data quality, computed from
     the offline store alone (works while the flow is stopped).
 
     Customer categories come from the current segmentation (`segment fit`, `segment
     assign`) and the score log; without them that section says what to run."""
-    from basketflow.app.reports import daily_reports, report_days
+    from basketflow.app.reports import daily_reports, report_days, reports_folder
     if day is not None and (first or last):
         raise click.UsageError("give --date, or --from and --to, not both")
     if day is None and not (first and last):
         raise click.UsageError("give --date D, or --from D1 --to D2")
     days = report_days(day and day.date(), first and first.date(), last and last.date())
+    out_dir = reports_folder(settings, out_dir, mkdir)
     with progress_bar("report", in_bytes=False) as bar:
         task = bar.add_task("report", total=len(days), lines="")
         results = daily_reports(settings, days, out_dir, formats,
@@ -47,9 +49,14 @@ def report(settings: Settings, day: datetime | None, first: datetime | None,
     if as_json:
         print_json([r.to_json() for r in results])
         return
+    out.print(f"wrote in {shown(out_dir)}/:")
     for r in results:
-        for path in r.files:
-            out.print(f"wrote {path}")
+        names = [Path(f).name for f in r.files]
+        pages = [n for n in names if n.startswith("report.")]
+        charts = len(names) - len(pages)
+        out.print(f"  {r.day}/  " + ", ".join(pages)
+                  + (f" and {charts} chart{'s' if charts != 1 else ''}" if charts else ""))
+    out.print(f"  index.html  (every day reported in {shown(out_dir)})")
 
 
 @click.command()
@@ -62,9 +69,8 @@ def categories(as_json: bool) -> None:
     if as_json:
         print_json({"version": loaded.version, "categories": explained})
         return
-    table = Table(title=f"product categories (taxonomy {loaded.version})")
-    for col in ("category", "label", "description"):
-        table.add_column(col)
+    shown_table = table("category", "label", "description",
+                        title=f"product categories (taxonomy {loaded.version})")
     for c in explained:
-        table.add_row(str(c.get("name")), str(c.get("label")), str(c.get("description")))
-    out.print(table)
+        shown_table.add_row(str(c.get("name")), str(c.get("label")), str(c.get("description")))
+    out.print(shown_table)

@@ -56,10 +56,11 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
 
     \b
     Two processes by default, each reading the topic:
-      serve  customer and basket features and live scores -> Redis, their logs -> Parquet
+      serve  customer and basket features, live scores -> Redis; logs -> Parquet
       store  events, dead letters, product features -> Parquet and Redis
-    so the store's work never holds back a live score. Stopping or killing this command
-    stops both.
+
+    The store's work never holds back a live score. Stopping or killing this
+    command stops both.
 
     Without --stop-at-end it runs until stopped (Ctrl-C); with recovery on (snapshots in
     <data>/recovery/<topic>/<part>), the next run, also after a crash or kill -9, resumes

@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.table import Table
-
-from basketflow.cli.output import out, print_json
+from basketflow.cli.output import out, print_json, table
 from basketflow.config import Settings
 
 
@@ -62,14 +60,16 @@ def status(settings: Settings, as_json: bool) -> None:
 
 
 def print_status(report: dict[str, Any]) -> None:
-    """The status as tables for a terminal."""
-    table = Table(title="services")
-    for col in ("name", "address", "mode", "alive", "note"):
-        table.add_column(col)
+    """The status for a terminal of 80 columns or more: values that cannot be cut (ids,
+    addresses, topic names) fold onto a second line rather than end in an ellipsis."""
+    services = table("name", "address", "mode", "pid>", "alive", title="services")
     for name, svc in report["services"].items():
-        table.add_row(name, str(svc.get("address")), svc.get("mode", ""),
-                      "yes" if svc.get("alive") else "NO", svc.get("error") or "")
-    out.print(table)
+        services.add_row(name, str(svc.get("address")), svc.get("mode", ""),
+                         str(svc.get("pid") or ""), "yes" if svc.get("alive") else "NO")
+    out.print(services)
+    for name, svc in report["services"].items():
+        if svc.get("error"):
+            out.print(f"  {name}: {svc['error']}")
     flow = report.get("flow", {})
     out.print(f"flow: {flow.get('events')} events processed, latest event time "
               f"{flow.get('event_time')}, updated {flow.get('updated_at')}")
@@ -79,26 +79,7 @@ def print_status(report: dict[str, Any]) -> None:
                   f"event time {serve.get('event_time')}, updated {serve.get('updated_at')}")
     for note in flow.get("notes") or []:
         out.print(note)
-    table = Table(title="topics")
-    for col in ("topic", "partition", "high watermark", "flow offset", "lag", "serve offset"):
-        table.add_column(col)
-    notes: list[str] = []
-    for topic, info in report["topics"].items():
-        if info.get("error") or not info.get("per_partition"):
-            table.add_row(topic, "", "", "", info.get("error") or "no partitions", "")
-        for p in info.get("per_partition", []):
-            lag = "" if p.get("lag") is None else str(p["lag"])
-            note = p.get("note")
-            if note and note not in notes:
-                notes.append(note)
-            mark = f" [{notes.index(note) + 1}]" if note else ""
-            serve_offset = p.get("serve_next_offset")
-            table.add_row(topic, str(p["partition"]), str(p.get("high_watermark")),
-                          str(p.get("next_offset")), lag + mark,
-                          "" if serve_offset is None else str(serve_offset))
-    out.print(table)
-    for i, note in enumerate(notes, 1):
-        out.print(f"  [{i}] {note}")
+    print_topics(report["topics"])
     off = report["offline"]
     out.print(f"offline store {off['dir']}: {off['rows']:,} rows in {off['files']} files, "
               f"{off['partitions']} days ({off.get('first_date')} .. {off.get('last_date')})")
@@ -106,3 +87,38 @@ def print_status(report: dict[str, Any]) -> None:
     keys = ", ".join(f"{v}: {n:,}" for v, n in sorted(onl.get("keys", {}).items()))
     out.print(f"online store: {onl.get('total', 0):,} keys ({keys or 'none'})"
               + (f" [{onl['error']}]" if onl.get("error") else ""))
+
+
+def print_topics(topics: dict[str, Any]) -> None:
+    """Each topic's partitions with the flow's next offsets, and the lag only where the
+    broker's high watermarks are the partitions' ends (not on Tansu: one line says so)."""
+    known = all(info.get("lag_known") for info in topics.values() if info.get("exists"))
+    partitions = table("topic", "part>", "flow offset>", "serve offset>",
+                       *(("high watermark>", "lag>") if known else ()), title="topics")
+    notes: list[str] = []
+    for topic, info in topics.items():
+        if info.get("error") or not info.get("per_partition"):
+            partitions.add_row(topic, "-", info.get("error") or "no partitions", "",
+                          *(("", "") if known else ()))
+        for p in info.get("per_partition", []):
+            serve_offset = p.get("serve_next_offset")
+            cells = [topic, str(p["partition"]), _count(p.get("next_offset")),
+                     _count(serve_offset)]
+            if known:
+                note = p.get("note")
+                if p.get("lag") is None and note and note not in notes:
+                    notes.append(note)
+                cells += [_count(p.get("high_watermark")),
+                          _count(p.get("lag")) if p.get("lag") is not None else "unknown"]
+            partitions.add_row(*cells)
+    out.print(partitions)
+    if not known and any(info.get("exists") for info in topics.values()):
+        out.print("  lag: unknown (the embedded Tansu broker does not report where a "
+                  "partition ends)")
+    for note in notes:
+        out.print(f"  {note}")
+
+
+def _count(value: int | None) -> str:
+    """A count with thousands separators; '-' for none."""
+    return "-" if value is None else f"{value:,}"

@@ -17,20 +17,21 @@ import time
 from pathlib import Path
 
 import pytest
+
+from basketflow.app.status import consumed as flow_consumed
+from basketflow.config import Settings
+from basketflow.sinks.online_store import connect
 from tests.flows.test_recovery import (
     ROWS,
     cli_env,
+    consumed,
     contents,
     finish,
     isolated,
-    consumed,
     replayed,  # noqa: F401  (the fixture these tests start from)
     start_run,
 )
 from tests.store_contents import differences
-
-from basketflow.config import Settings
-from basketflow.sinks.online_store import connect
 
 
 def children(pid: int) -> list[int]:
@@ -156,12 +157,14 @@ def test_ctrl_c_stops_an_idle_run_in_one_process_quietly(replayed: Settings) -> 
     proc = subprocess.Popen([sys.executable, "-m", "basketflow.cli", "run", "--one-process"],
                             env=cli_env(settings), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-    seen, quiet_since = -1, time.monotonic()
+    seen, quiet_since, deadline = -1, time.monotonic(), time.monotonic() + 120
     while time.monotonic() - quiet_since < 2:  # idle: nothing new consumed for 2 s
-        now = consumed(settings)
+        now = flow_consumed(settings.redis_url or "", settings.prefix, settings.topic,
+                            parts=("",))  # one process: the whole flow's progress only
         if now != seen or now == 0:
             seen, quiet_since = now, time.monotonic()
         assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, f"the flow did not go idle within 120 s ({now})"
         time.sleep(0.1)
     out = quiet_stop(proc, signal.SIGINT)
     assert out.startswith("stopped: processed") and seen > 0, out
