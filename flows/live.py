@@ -66,6 +66,9 @@ from basketflow.flows.kafka_batches import (
     DEFAULT_MAX_BATCH,
     KafkaBatchSource,
     RawMessage,
+    check_topic_ids,
+    clear_fault,
+    raise_fault,
 )
 from basketflow.flows.pickled_state import pickled_flat_map
 from basketflow.flows.progress import SERVE_PROGRESS, FlowProgress
@@ -98,6 +101,7 @@ from basketflow.sinks.offline_store import (
     ensure_writable,
     writing,
 )
+from basketflow.sinks.online_store import connect
 from basketflow.sinks.redis_retry import HEALTH_FILE, RedisRetry
 
 RECOVERY_PARTITIONS = 4
@@ -272,11 +276,12 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
                     allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S,
                     scoring: ScoringConfig | None = None,
                     max_batch: int = DEFAULT_MAX_BATCH,
-                    parts: tuple[str, ...] = PARTS) -> Dataflow:
+                    parts: tuple[str, ...] = PARTS, reset: str | None = None) -> Dataflow:
     """The Kafka-fed dataflow of the given ``parts`` (see the module docstring);
     ``stop_at_end`` ends it at the end of every partition; ``scoring`` (None: no scores)
     sets up the classifier of the serve part; ``max_batch`` caps the messages taken per
-    poll of a partition.
+    poll of a partition; ``reset`` (``earliest``, ``latest``) reads from there instead of
+    from the stored offsets.
 
     Both parts decode every message; only the store part handles dead letters, so a
     flow of the serve part alone passes them over (the store part's flow stores them).
@@ -285,13 +290,15 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     bootstrap = settings.kafka_bootstrap
     config = consumer_config(bootstrap)
     flow = Dataflow("basketflow-live")
+    health = settings.data_dir / HEALTH_FILE
     raw = op.input("kafka-in", flow, KafkaBatchSource(bootstrap, settings.topic, config,
-                                                      stop_at_end, max_batch))
+                                                      stop_at_end, max_batch, reset, health))
     decoded = op.map("decode", raw, decode_batch)
     if STORE in parts:
-        add_dead_letter_steps(flow, decoded, settings, config, stop_at_end, stats)
+        add_dead_letter_steps(flow, decoded, settings, config, stop_at_end, stats, reset)
     events = op.map("events", decoded, lambda d: d.events)
-    retry = RedisRetry(settings.redis_url, settings.data_dir / HEALTH_FILE)
+    retry = RedisRetry(settings.redis_url, health,
+                       state_file=settings.state_file)
     add_feature_steps(events, FeatureOutputs(
         settings.redis_url, settings.prefix, settings.offline_dir, STORE in parts,
         allowed_lateness, scoring if SERVE in parts else None, retry,
@@ -306,17 +313,19 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
 
 def add_dead_letter_steps(flow: Dataflow, decoded: Stream[Decoded], settings: Settings,
                           config: dict[str, object], stop_at_end: bool,
-                          stats: FlowStats) -> None:
+                          stats: FlowStats, reset: str | None = None) -> None:
     """Send the messages that could not be decoded to the dead topic, and store every
     dead letter of that topic (the flow's and the producer's) offline."""
     assert settings.kafka_bootstrap
     bootstrap = settings.kafka_bootstrap
     dead = op.flat_map("dead", decoded, lambda d: d.dead)
     op.output("dead-letters", op.map("dead-message", dead, to_dead_message), KafkaSink(
-        [bootstrap], settings.dead_topic,
-        add_config={k: str(v) for k, v in producer_config(bootstrap).items()}))
-    dead_in = op.input("dead-in", flow, KafkaBatchSource(bootstrap, settings.dead_topic,
-                                                         config, stop_at_end))
+        [bootstrap], settings.dead_topic,  # its log quiet: the readers report outages
+        add_config={k: str(v) for k, v in producer_config(bootstrap).items()}
+        | {"log_level": "0"}))
+    dead_in = op.input("dead-in", flow, KafkaBatchSource(
+        bootstrap, settings.dead_topic, config, stop_at_end, reset=reset,
+        health_path=settings.data_dir / HEALTH_FILE))
     producers_dead = op.flat_map("producer-letters", dead_in, producer_letters)
     op.output("offline-dead", op.merge("all-dead", dead, producers_dead),
               DeadLetterSink(settings.offline_dir, stats))
@@ -336,12 +345,14 @@ def progress_part(parts: tuple[str, ...]) -> str:
 
 @dataclass
 class RunOptions:
-    """How to run a dataflow: workers, and recovery snapshots (None: no recovery)."""
+    """How to run a dataflow: workers, recovery snapshots (None: no recovery), and where
+    to read from instead of the stored offsets (``reset_offsets``: earliest, latest)."""
 
     workers: int = 1
     recovery_dir: Path | None = None
     snapshot_seconds: float = 10.0
     backup_seconds: float = 0.0
+    reset_offsets: str | None = None
 
 
 def run_flow(flow: Dataflow, options: RunOptions) -> None:
@@ -350,7 +361,9 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
 
     A step that raises stops the flow; Bytewax wraps the error in a
     ``BytewaxRuntimeError``. A :class:`StoreUnwritable` (full disk, unwritable data
-    directory) is raised as itself, so the command shows its message.
+    directory) is raised as itself, so the command shows its message, and so is a
+    :class:`~basketflow.flows.kafka_batches.TopicOffsetsLost` a reader met (it stopped
+    the flow cleanly).
     """
     recovery = None
     if options.recovery_dir is not None:
@@ -362,11 +375,13 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
             discard_unfinished(options.recovery_dir)
         recovery = RecoveryConfig(str(options.recovery_dir),
                                   timedelta(seconds=options.backup_seconds))
+    clear_fault()
     try:
         with fewer_collections():
             cli_main(flow, workers_per_process=options.workers,
                      epoch_interval=timedelta(seconds=options.snapshot_seconds),
                      recovery_config=recovery)
+        raise_fault()
     except BytewaxRuntimeError as exc:
         cause = unwritable_cause(exc)
         if cause is None:
@@ -391,11 +406,26 @@ def unwritable_cause(exc: BaseException) -> StoreUnwritable | None:
 
 def prepare_run(settings: Settings) -> None:
     """What a run needs before its flow starts: a writable data directory and offline
-    store (else :class:`StoreUnwritable`), and the topics."""
-    assert settings.kafka_bootstrap
+    store (else :class:`StoreUnwritable`), Redis answering (else
+    :class:`~basketflow.sinks.online_store.RedisUnavailable`: checked once here; the
+    sinks then wait out an outage), and the topics."""
+    assert settings.kafka_bootstrap and settings.redis_url
     ensure_writable(settings.data_dir, settings.offline_dir)
+    connect(settings.redis_url).close()  # one line now, not a panic in a sink
     ensure_topics(settings.kafka_bootstrap,
                   {settings.topic: DEFAULT_PARTITIONS, settings.dead_topic: 1})
+
+
+def check_topics(settings: Settings, recovery_dir: Path | None, parts: tuple[str, ...],
+                 reset: str | None = None) -> None:
+    """Before a flow of ``parts`` resumes from ``recovery_dir``: raise
+    :class:`~basketflow.flows.kafka_batches.TopicOffsetsLost` when a topic it reads was
+    recreated since its state was made (none with ``reset``: the offsets move anyway)."""
+    if recovery_dir is None:
+        return
+    assert settings.kafka_bootstrap
+    topics = [settings.topic, *([settings.dead_topic] if STORE in parts else [])]
+    check_topic_ids(settings.kafka_bootstrap, topics, recovery_dir, accept=reset is not None)
 
 
 def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
@@ -408,8 +438,9 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
     flow; return the counters of the run. The serve part scores with ``scoring`` (none
     without it)."""
     prepare_run(settings)
+    check_topics(settings, options.recovery_dir, parts, options.reset_offsets)
     stats = stats or FlowStats()
     scoring = scoring if SERVE in parts else None
     run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness, scoring,
-                             max_batch, parts), options)
+                             max_batch, parts, options.reset_offsets), options)
     return stats

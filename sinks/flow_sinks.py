@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from bytewax.outputs import (
     DynamicSink,
@@ -56,7 +56,12 @@ from basketflow.sinks.offline_store import (
     ScoreLog,
     StoreUnwritable,
 )
-from basketflow.sinks.online_store import OnlineStore, open_online_store, progress_key
+from basketflow.sinks.online_store import (
+    OnlineStore,
+    RedisOnlineStore,
+    lazy_client,
+    progress_key,
+)
 from basketflow.sinks.redis_retry import RedisRetry
 from basketflow.sinks.write_behind import BackgroundWrites, EpochBuffer
 
@@ -205,10 +210,33 @@ class DeadLetterSink(DynamicSink[tuple[str, int, Rejection]]):
         return _Partition(write)
 
 
+class _FollowingStore:
+    """The online store at the current address of a :class:`RedisRetry` (which follows an
+    embedded Redis restarted elsewhere), on a client that connects at its first command:
+    a sink partition built while Redis is down waits for it like every write does."""
+
+    def __init__(self, retry: RedisRetry, prefix: str) -> None:
+        self._retry = retry
+        self._prefix = prefix
+        self._url = ""
+        self._store: RedisOnlineStore | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        url = self._retry.url
+        if self._store is None or url != self._url:
+            if self._store is not None:
+                self._store.close()
+            self._store, self._url = RedisOnlineStore(lazy_client(url), self._prefix), url
+        return getattr(self._store, name)
+
+
 class _RedisSink(FixedPartitionedSink[T, None]):
     """A sink of one partition whose batches are written to the online store on the
-    partition's own writer thread (:class:`BackgroundWrites`); the input is keyed, any
-    key."""
+    partition's own writer thread (:class:`BackgroundWrites`), every write through the
+    sink's :class:`RedisRetry`; the input is keyed, any key."""
+
+    prefix: str
+    retry: RedisRetry
 
     def list_parts(self) -> list[str]:
         return ["redis"]
@@ -219,7 +247,7 @@ class _RedisSink(FixedPartitionedSink[T, None]):
     def build_part(self, step_id: str, for_part: str,
                    resume_state: None) -> _BehindPartition:
         return _BehindPartition(BackgroundWrites(step_id, self.writer(
-            open_online_store(self.redis_url, self.prefix))))
+            cast(OnlineStore, _FollowingStore(self.retry, self.prefix)))))
 
     @abstractmethod
     def writer(self, store: OnlineStore) -> Callable[[list[T]], None]:

@@ -125,9 +125,16 @@ class RedisUnavailable(BasketflowError, RuntimeError):
     """The Redis-protocol server did not answer; the message says what to do."""
 
 
+def lazy_client(url: str) -> redis.Redis:
+    """A client for ``url`` that connects at its first command, not now: for a flow's
+    sinks, whose every command goes through :class:`~basketflow.sinks.redis_retry.RedisRetry`,
+    so a sink built during an outage waits for Redis like every write does."""
+    return redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
+
+
 def connect(url: str) -> redis.Redis:
     """A client for ``url`` that fails fast, with a message naming the fix."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
+    client = lazy_client(url)
     try:
         client.ping()
     except redis.ConnectionError as exc:

@@ -4,42 +4,69 @@ While the Redis-protocol server is unreachable, :meth:`RedisRetry.call` retries 
 write with exponential backoff (0.1 s doubling to 5 s), so the flow blocks on the write
 and keeps its state rather than dropping it; writes are absolute values, so repeating one
 is harmless. One warning is logged when an outage starts and one line when the server is
-back, and the outage is recorded in a small JSON file in the data directory
-(``flow-health.json``), which ``basketflow status`` reads, since status cannot ask Redis
-while it is down.
+back, and the outage is recorded in the flow's health file (``flow-health.json``,
+:mod:`basketflow.sinks.flow_health`), which ``basketflow status`` reads, since status
+cannot ask Redis while it is down.
+
+**An embedded Redis that comes back elsewhere.** When the flow writes to the Valkey that
+``basketflow up`` started (its address is the one the services state file lists) and
+that server dies, ``basketflow up`` starts a new one, normally on the same port but on
+another one when that port is taken. While an outage lasts, :class:`RedisRetry` reads the
+services state about once a second, and when it lists Redis at another address, it
+follows: :attr:`RedisRetry.url` changes, and the sinks' stores
+(:class:`~basketflow.sinks.flow_sinks.OnlineFeatureSink` and the others) reconnect there.
+An address from ``REDIS_URL`` is never in the state file, so it is never changed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
 
 import redis
 
+from basketflow.sinks.flow_health import HEALTH_FILE, FlowHealth, Outage, read_health
+
 log = logging.getLogger("basketflow.flow")
 T = TypeVar("T")
 
-HEALTH_FILE = "flow-health.json"
+__all__ = ["HEALTH_FILE", "RedisRetry", "read_health", "recorded_redis_url"]
+
+FOLLOW_EVERY = 1.0
+"""Seconds between two reads of the services state during an outage."""
+
+
+def recorded_redis_url(state_file: Path | None) -> str | None:
+    """The Redis address ``basketflow up`` recorded in its state file
+    (:func:`basketflow.app.services.write_state`: ``{"redis": {"address": ...}}``), or
+    None when there is none."""
+    if state_file is None:
+        return None
+    try:
+        address = json.loads(state_file.read_text())["redis"]["address"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return address if isinstance(address, str) else None
 
 
 class RedisRetry:
-    """Retries Redis calls on connection errors; shared by the sinks of one process."""
+    """Retries Redis calls on connection errors; shared by the sinks of one process.
+    ``state_file``: the services state, whose Redis address the flow follows when it
+    started on it (see the module docstring)."""
 
     def __init__(self, url: str, health_path: Path | None = None, first: float = 0.1,
-                 cap: float = 5.0) -> None:
+                 cap: float = 5.0, state_file: Path | None = None) -> None:
         self.url = url
-        self.health_path = health_path
         self.first = first
         self.cap = cap
-        self.lock = threading.Lock()
-        self.down_since: float | None = None
+        self.health = FlowHealth.at(health_path)
+        self.outage = Outage("redis", f"Redis at {url}", self.health)
+        self.state_file = state_file if recorded_redis_url(state_file) == url else None
+        self._next_look = 0.0
 
     def call(self, write: Callable[[], T]) -> T:
         """Run ``write`` until it succeeds, waiting out connection errors."""
@@ -48,53 +75,26 @@ class RedisRetry:
             try:
                 result = write()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                self._down(exc)
+                self.outage.down(exc, "the flow waits and retries with backoff up to "
+                                      f"{self.cap:.0f} s, nothing is dropped", {"url": self.url})
+                self._follow()
                 time.sleep(delay)
                 delay = min(delay * 2, self.cap)
                 continue
-            if self.down_since is not None:
-                self._back()
+            self.outage.back("the flow catches up")
             return result
 
-    def _down(self, exc: Exception) -> None:
-        with self.lock:
-            if self.down_since is not None:
-                return
-            self.down_since = time.time()
-        log.warning("Redis at %s is unreachable (%s); the flow waits and retries with "
-                    "backoff up to %.0f s, nothing is dropped", self.url, exc, self.cap)
-        self._record({"redis": "down", "since": _iso(self.down_since), "error": str(exc)})
-
-    def _back(self) -> None:
-        with self.lock:
-            since, self.down_since = self.down_since, None
-        if since is None:
+    def _follow(self) -> None:
+        """During an outage: move to the address the services state lists now, if it
+        changed (at most one look per :data:`FOLLOW_EVERY`)."""
+        if self.state_file is None or time.monotonic() < self._next_look:
             return
-        log.warning("Redis at %s is back after %.1f s; the flow catches up", self.url,
-                    time.time() - since)
-        self._record({"redis": "up", "last_outage_from": _iso(since),
-                      "last_outage_seconds": round(time.time() - since, 1)})
-
-    def _record(self, fields: dict[str, object]) -> None:
-        """Write the health file atomically (never fails the flow)."""
-        if self.health_path is None:
+        self._next_look = time.monotonic() + FOLLOW_EVERY
+        recorded = recorded_redis_url(self.state_file)
+        if recorded is None or recorded == self.url:
             return
-        doc = fields | {"url": self.url, "pid": os.getpid(), "updated_at": _iso(time.time())}
-        try:
-            tmp = self.health_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(doc))
-            os.replace(tmp, self.health_path)
-        except OSError as exc:
-            log.warning("cannot record the flow's health in %s: %s", self.health_path, exc)
-
-
-def read_health(data_dir: Path) -> dict[str, object] | None:
-    """The flow's health file, or None when there is none or it cannot be read."""
-    try:
-        return json.loads((data_dir / HEALTH_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="seconds")
+        log.warning("Redis is now at %s (restarted by `basketflow up`), no longer at %s; "
+                    "the flow writes there", recorded, self.url)
+        self.url = recorded
+        self.outage.what = f"Redis at {recorded}"
+        self.health.update({"url": recorded})

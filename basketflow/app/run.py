@@ -11,6 +11,7 @@ then say ``stopped``, and the next run resumes where it stopped.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,10 @@ class FlowOptions:
     snapshot_interval: float = 10.0
     backup_interval: float = 0.0
     max_batch: int = 20_000
+    #: Discard the flow's recovery state for the topic first (done once, by the parent).
+    from_start: bool = False
+    #: ``earliest`` or ``latest``: read from there instead of from the stored offsets.
+    reset_offsets: str | None = None
 
     def as_args(self) -> list[str]:
         """These options as ``basketflow run`` arguments, for a child process.
@@ -55,7 +60,8 @@ class FlowOptions:
                 "--recovery" if self.recovery else "--no-recovery",
                 "--snapshot-interval", str(self.snapshot_interval),
                 "--backup-interval", str(self.backup_interval),
-                "--max-batch", str(self.max_batch)]
+                "--max-batch", str(self.max_batch),
+                *(["--reset-offsets", self.reset_offsets] if self.reset_offsets else [])]
 
 
 @dataclass(frozen=True)
@@ -103,8 +109,11 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
     run_options = RunOptions(workers=options.workers, snapshot_seconds=options.snapshot_interval,
                              backup_seconds=options.backup_interval,
                              recovery_dir=(recovery_dir / part if part else recovery_dir)
-                             if options.recovery else None)
+                             if options.recovery else None,
+                             reset_offsets=options.reset_offsets)
     with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, parts):
+        if options.from_start and run_options.recovery_dir is not None:
+            shutil.rmtree(run_options.recovery_dir, ignore_errors=True)
         stats = run_live(settings, stop_at_end=options.stop_at_end, options=run_options,
                          max_batch=options.max_batch, parts=parts,
                          scoring=scoring_config(settings.data_dir) if SERVE in parts else None)
@@ -120,9 +129,15 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
     on standard error); one killed by a signal raises :class:`PartKilled`."""
     from basketflow.app.flow_processes import child_env, start_part, supervise
     from basketflow.flows import stopping
-    from basketflow.flows.live import PARTS, prepare_run
+    from basketflow.flows.live import PARTS, check_topics, prepare_run
     with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, PARTS):
+        if options.from_start:
+            shutil.rmtree(settings.recovery_dir / settings.topic, ignore_errors=True)
         prepare_run(settings)  # here once: one error, not one per part
+        if options.recovery:
+            for part in PARTS:
+                check_topics(settings, settings.recovery_dir / settings.topic / part,
+                             (part,), options.reset_offsets)
         if stopping.requested():
             return RunFigures(0, 0, 0, 0, 0.0, 0, stopped=True)
         env = child_env(settings) | {ENV_HELD_BY: str(os.getpid())}

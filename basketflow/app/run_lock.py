@@ -64,7 +64,7 @@ def _holder(handle: IO[str]) -> dict[str, object]:
     return holder if isinstance(holder, dict) else {}
 
 
-def _alive(pid: object) -> bool:
+def pid_alive(pid: object) -> bool:
     """Whether a process with this pid exists."""
     if not isinstance(pid, int) or pid <= 0:
         return False
@@ -94,7 +94,7 @@ def _acquire(path: Path, topic: str, part: str) -> IO[str]:
             f"consuming topic {topic!r} ({part} part) into {path.parent.parent}: stop it "
             "first, or give this run another --data-dir") from None
     previous = _holder(handle)
-    if previous.get("pid") not in (None, os.getpid()) and not _alive(previous.get("pid")):
+    if previous.get("pid") not in (None, os.getpid()) and not pid_alive(previous.get("pid")):
         log.info("taking over the %s lock of run pid %s, which ended without releasing it",
                  part, previous.get("pid"))
     handle.seek(0)

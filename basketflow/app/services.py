@@ -163,8 +163,15 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
-    """Whether 127.0.0.1:``port`` can be bound now (used to reuse a dead server's port)."""
+    """Whether 127.0.0.1:``port`` can be bound now (used to reuse a dead server's port).
+
+    With ``SO_REUSEADDR``, as both servers bind: a server killed while clients were
+    connected (a running flow's) leaves its side of each connection in FIN_WAIT or
+    TIME_WAIT for up to a minute, which fails a plain bind though the server can listen
+    there; only another listener makes the port taken.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -9,7 +9,10 @@ raises because something is not running. The shape::
       "data_dir": "...",
       "services": {"broker": SERVICE, "redis": SERVICE},
       "flow": {"events": int|None, "event_time": str|None, "updated_at": str|None, "error": str|None,
-               "health": the flow's flow-health.json (Redis outages, see basketflow.sinks.redis_retry) or None,
+               "health": the flow's flow-health.json (Redis and broker outages, see
+                         basketflow.sinks.flow_health) or None,
+               "notes": [str]: what the health file means now, one line each (an outage
+                        going on, a flow writing to another Redis than `basketflow up`'s),
                "serve": {"events", "event_time", "updated_at", "error"}: the serve part's own
                         progress when it runs in a process of its own, else all None},
       "topics": {"<topic>": {"exists": bool, "partitions": int, "error": str|None,
@@ -51,6 +54,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from basketflow.app.run_lock import pid_alive
 from basketflow.app.services import (
     BROKER,
     CHECK_TIMEOUT,
@@ -64,8 +68,8 @@ from basketflow.app.services import (
 from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
 from basketflow.flows.progress import SERVE_PROGRESS
 from basketflow.sinks.offline_layout import events_dir, files_by_day, files_of
+from basketflow.sinks.flow_health import read_health
 from basketflow.sinks.online_store import OnlineStore, RedisOnlineStore, glob_escape
-from basketflow.sinks.redis_retry import read_health
 
 EMBEDDED_LAG_NOTE = (
     "unknown: the Tansu broker does not report where a partition ends"
@@ -91,16 +95,53 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
     progress = flow_progress(redis_url, settings.prefix, timeout)
     serve = flow_progress(redis_url, settings.prefix, timeout, SERVE_PROGRESS)
     fields = ("events", "event_time", "updated_at", "error")
+    health = read_health(settings.data_dir)
     return {
         "data_dir": str(settings.data_dir),
         "services": services,
         "flow": {k: progress.get(k) for k in fields}
-        | {"health": read_health(settings.data_dir), "serve": {k: serve.get(k) for k in fields}},
+        | {"health": health, "notes": health_notes(health, services[REDIS]),
+           "serve": {k: serve.get(k) for k in fields}},
         "topics": topics_status(settings, services[BROKER], progress.get("offsets", {}),
                                 timeout, serve.get("offsets", {})),
         "offline": offline_status(settings.offline_dir),
         "online": online_status(redis_url, settings.prefix, timeout),
     }
+
+
+def health_notes(health: dict[str, Any] | None, redis: dict[str, Any]) -> list[str]:
+    """What the flow's health file (:mod:`basketflow.sinks.flow_health`) says now, for
+    people: outages going on or past, and a running flow whose Redis address is not the
+    one ``redis`` (the services' Redis) has.
+
+    >>> health_notes({"redis": "down", "since": "t0", "error": "refused", "pid": 1,
+    ...               "url": "redis://127.0.0.1:1"}, {"address": "redis://127.0.0.1:1"})
+    ['flow (pid 1): Redis unreachable since t0, waiting and retrying: refused']
+    """
+    if not health:
+        return []
+    pid = health.get("pid")
+    notes: list[str] = []
+    if health.get("redis") == "down":
+        notes.append(f"flow (pid {pid}): Redis unreachable since {health.get('since')}, "
+                     f"waiting and retrying: {health.get('error')}")
+    elif health.get("last_outage_from"):
+        notes.append(f"flow: last Redis outage from {health['last_outage_from']}, "
+                     f"{health.get('last_outage_seconds')} s")
+    if health.get("broker") == "down":
+        notes.append(f"flow (pid {pid}): the broker unreachable since "
+                     f"{health.get('broker_since')}, the flow is stalled until it is back: "
+                     f"{health.get('broker_error')}")
+    elif health.get("broker_last_outage_from"):
+        notes.append(f"flow: last broker outage from {health['broker_last_outage_from']}, "
+                     f"{health.get('broker_last_outage_seconds')} s")
+    url, address = health.get("url"), redis.get("address")
+    if url and address and url != address and pid_alive(pid):
+        notes.append(f"flow (pid {pid}) writes to Redis at {url}, but Redis is now at "
+                     f"{address}: a flow on the embedded Redis moves there at its next "
+                     "retry; if it does not within a few seconds, stop it and run "
+                     "`basketflow run` again")
+    return notes
 
 
 def _safe_state(settings: Settings) -> dict[str, ServiceProcess]:

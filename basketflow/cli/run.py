@@ -11,7 +11,7 @@ from basketflow.cli.output import out, print_json
 from basketflow.flows.stopping import stop_on_signals
 
 if TYPE_CHECKING:
-    from basketflow.app.run import RunFigures
+    from basketflow.app.run import FlowOptions, RunFigures
 
 
 @click.command()
@@ -39,11 +39,19 @@ if TYPE_CHECKING:
               help="Run both parts in this one process (recovery snapshots in "
                    "<data>/recovery/<topic>): less memory, but the store part's work then "
                    "delays live scores.")
+@click.option("--from-start", is_flag=True,
+              help="Discard the flow's recovery state for this topic and read it from its "
+                   "beginning (after the topic was recreated, e.g. by a restarted embedded "
+                   "broker). Offline and online stores are kept; their writes are idempotent.")
+@click.option("--reset-offsets", type=click.Choice(["earliest", "latest"]), default=None,
+              help="Keep the flow's state but read every partition from its first message "
+                   "(earliest) or from its end (latest) instead of the stored offsets.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON at the end.")
 @click.pass_context
 def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
         snapshot_interval: float, backup_interval: float, max_batch: int,
-        part: str | None, one_process: bool, as_json: bool) -> None:
+        part: str | None, one_process: bool, from_start: bool, reset_offsets: str | None,
+        as_json: bool) -> None:
     """Run the dataflow: topic -> features in Redis and events in Parquet.
 
     \b
@@ -58,14 +66,21 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
     <data>/recovery/<topic>/<part>), the next run, also after a crash or kill -9, resumes
     from the last snapshot: sinks are idempotent, so nothing is lost or doubled. A full
     disk or an unwritable data directory stops it with one error line; free space or fix
-    the directory and run it again.
+    the directory and run it again. Stored offsets that no longer fit the topic (it was
+    recreated, or lost messages) stop it with one error line: then run it with
+    --from-start or --reset-offsets.
     """
     if part is not None and one_process:
         raise click.UsageError("--part runs one part and --one-process runs both in one "
                                "process: give one of them")
+    if from_start and reset_offsets:
+        raise click.UsageError("--from-start discards the state and --reset-offsets keeps "
+                               "it: give one of them")
+    from basketflow.app.run import FlowOptions
     with stop_on_signals():  # first thing: a Ctrl-C while starting stops it cleanly too
-        figures = _run(ctx, stop_at_end, workers, recovery, snapshot_interval,
-                       backup_interval, max_batch, part, one_process)
+        figures = _run(ctx, part, one_process, FlowOptions(
+            stop_at_end, workers, recovery, snapshot_interval, backup_interval, max_batch,
+            from_start, reset_offsets))
     if as_json:
         print_json(figures.to_json())
     else:
@@ -77,16 +92,13 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
                   f"{'; the next run resumes where this one stopped' if figures.stopped else ''}")
 
 
-def _run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
-         snapshot_interval: float, backup_interval: float, max_batch: int,
-         part: str | None, one_process: bool) -> RunFigures:
+def _run(ctx: click.Context, part: str | None, one_process: bool,
+         options: FlowOptions) -> RunFigures:
     """The run itself: both parts as child processes, or one or both in this process."""
     from basketflow.app.flow_processes import PartFailed
-    from basketflow.app.run import FlowOptions, run_in_process, run_parts
+    from basketflow.app.run import run_in_process, run_parts
     from basketflow.app.services import resolve
     settings = resolve(ctx.obj)
-    options = FlowOptions(stop_at_end, workers, recovery, snapshot_interval, backup_interval,
-                          max_batch)
     if part is None and not one_process:
         try:
             figures = run_parts(settings, options,

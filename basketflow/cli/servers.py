@@ -77,13 +77,8 @@ def print_status(report: dict[str, Any]) -> None:
     if serve.get("updated_at"):
         out.print(f"  its serve part (own process): {serve.get('events')} events, latest "
                   f"event time {serve.get('event_time')}, updated {serve.get('updated_at')}")
-    health = flow.get("health") or {}
-    if health.get("redis") == "down":
-        out.print(f"flow (pid {health.get('pid')}): Redis unreachable since "
-                  f"{health.get('since')}, waiting and retrying: {health.get('error')}")
-    elif health.get("last_outage_from"):
-        out.print(f"flow: last Redis outage from {health['last_outage_from']}, "
-                  f"{health.get('last_outage_seconds')} s")
+    for note in flow.get("notes") or []:
+        out.print(note)
     print_topics(report["topics"])
     off = report["offline"]
     out.print(f"offline store {off['dir']}: {off['rows']:,} rows in {off['files']} files, "

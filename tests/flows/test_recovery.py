@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from tests.store_contents import differences, store_contents
 from tests.test_end_to_end import BAD_LINES, basketflow, with_bad_lines
 
@@ -173,4 +174,42 @@ def test_redis_outage_mid_run_ends_identical(replayed: Settings, tmp_path: Path)
         diffs = differences(contents(outage), want)
         assert not diffs, "\n".join(diffs)
     finally:
+        stop_service(valkey)
+
+
+def test_redis_down_while_the_sinks_are_built_ends_identical(replayed: Settings,
+                                                             tmp_path: Path) -> None:
+    """Redis answers the run's check at its start and is gone (SIGKILL) before Bytewax
+    builds the Redis sinks: the sinks must wait for it like every write does, not fail
+    with `RedisUnavailable ... error init StatefulSink`. The check is the flow's only
+    connection before its first write (a run in one process checks once), so killing
+    Valkey as soon as the server counts one connection hits that moment every time."""
+    ref = isolated(replayed, "reference")
+    finish(start_run(ref, "--one-process"))
+    want = contents(ref)
+
+    valkey = start_redis(tmp_path / "own-valkey")
+    watch = redis.Redis.from_url(valkey.address)
+    try:
+        before = int(watch.info("stats")["total_connections_received"])
+        outage = replace(isolated(replayed, "at-build"), redis_url=valkey.address)
+        proc = start_run(outage, "--one-process")
+        deadline = time.monotonic() + 60
+        while int(watch.info("stats")["total_connections_received"]) < before + 1:
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                proc.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
+            time.sleep(0.001)
+        watch.close()
+        os.kill(valkey.pid, signal.SIGKILL)
+        stop_service(valkey)  # reaps it
+        time.sleep(3)
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
+        health = read_health(outage.data_dir)
+        assert health is not None and health["redis"] == "down", health
+        valkey = start_redis(tmp_path / "own-valkey", port=valkey.port)
+        finish(proc)
+        diffs = differences(contents(outage), want)
+        assert not diffs, "\n".join(diffs)
+    finally:
+        watch.close()
         stop_service(valkey)
