@@ -288,9 +288,10 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
         while len(got) < self._batch_size and not stopping.requested():
             more = self._consumer.consume(self._batch_size - len(got), FULL_BATCH_WAIT_S)
             got.extend(more)
-            if more and more[-1].error() is not None \
-                    and more[-1].error().code() == KafkaError._PARTITION_EOF:
-                break
+            if any(msg.error() is not None for msg in more):
+                break  # the partition's end, or an error :meth:`next_batch` deals with
+            if not more and 0 <= self._high_watermark() < self._offset:
+                break  # past the partition's end: :meth:`next_batch` stops the flow
         return got
 
     def snapshot(self) -> int:
