@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from basketflow.cli import backfill, data, demo, features, models, report, run, servers
+from basketflow.cli import backfill, check, data, demo, features, models, report, run, servers
 from basketflow.config import load_settings
 from basketflow.errors import BasketflowError
 
@@ -65,7 +65,7 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
 for command in (servers.up, servers.down, servers.status, data.generate, data.replay,
                 run.run, features.features, backfill.backfill, backfill.historical,
                 report.report, report.categories, models.score, models.segment,
-                models.evaluate, demo.demo):
+                models.evaluate, demo.demo, check.check):
     cli.add_command(command)
 
 
