@@ -33,7 +33,7 @@ folders, costs a command nothing to import.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -229,19 +229,21 @@ def store_files(root: Path) -> list[Path]:
     return [p for folder in log_dirs(root) for p in files_of(files_by_day(folder))]
 
 
-def first_damaged(files: Iterable[Path]) -> CorruptFile | None:
-    """The :class:`CorruptFile` of the first file :func:`damage` finds fault with."""
+def first_damaged(files: Iterable[Path],
+                  check: Callable[[Path], str | None] = damage) -> CorruptFile | None:
+    """The :class:`CorruptFile` of the first file ``check`` (by default :func:`damage`)
+    finds fault with."""
     for path in files:
-        reason = damage(path)
+        reason = check(path)
         if reason is not None:
             return CorruptFile(path, reason)
     return None
 
 
-def ensure_whole(files: Iterable[Path]) -> None:
-    """Raise :class:`CorruptFile` for the first plainly damaged file (see :func:`damage`):
-    what a job reading the store runs first, so it fails naming the file rather than
-    midway, or inside a running dataflow."""
-    error = first_damaged(files)
+def ensure_whole(files: Iterable[Path], check: Callable[[Path], str | None] = damage) -> None:
+    """Raise :class:`CorruptFile` for the first file ``check`` (by default :func:`damage`)
+    finds fault with: what a job reading the store runs first, so it fails naming the
+    file rather than midway, or inside a running dataflow."""
+    error = first_damaged(files, check)
     if error is not None:
         raise error

@@ -43,6 +43,8 @@ from basketflow.sinks.offline_layout import (
     SECONDS_PER_DAY,
     CorruptFile,
     damage,
+    ensure_whole,
+    first_damaged,
     day_of,
     dead_letters_dir,
     events_dir,
@@ -409,6 +411,30 @@ def required_columns(root: Path, path: Path) -> pa.Schema | None:
     except (ValueError, IndexError):
         return None
     return REQUIRED_COLUMNS.get(top)
+
+
+def footer_damage(path: Path) -> str | None:
+    """Why a file cannot be opened as Parquet (None: it can), from its first and last
+    bytes and its footer only: what a reader checks of every file it will read before it
+    starts, cheaply (:func:`verify_file` reads the whole file)."""
+    reason = damage(path)
+    if reason is None:
+        try:
+            pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as exc:
+            reason = _first_line(exc)
+    return reason
+
+
+def first_unreadable(files: Iterable[Path]) -> CorruptFile | None:
+    """The :class:`CorruptFile` of the first file :func:`footer_damage` finds fault with."""
+    return first_damaged(files, footer_damage)
+
+
+def ensure_readable(files: Iterable[Path]) -> None:
+    """Raise :class:`CorruptFile` for the first file that cannot be opened as Parquet
+    (see :func:`footer_damage`): what a job runs before it reads the files."""
+    ensure_whole(files, footer_damage)
 
 
 def verify_file(root: Path, path: Path) -> str | None:

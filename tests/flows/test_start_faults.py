@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from tests.flows.test_recovery import cli_env
 from tests.test_end_to_end import basketflow
+from tests.user_errors import one_error_line
 
 from basketflow.config import Settings
 from basketflow.producers.synthetic import write_csv
@@ -28,18 +29,6 @@ def run_command(settings: Settings, *args: str) -> subprocess.CompletedProcess[s
     """The real command with the test's servers; its output, whatever its status."""
     return subprocess.run([sys.executable, "-m", "basketflow.cli", *args],
                           env=cli_env(settings), capture_output=True, text=True, timeout=300)
-
-
-def one_error_line(done: subprocess.CompletedProcess[str], *wanted: str) -> str:
-    """Assert the command failed with exactly one ``Error:`` line holding ``wanted`` and
-    nothing a user should not see; return the line."""
-    errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
-    assert done.returncode == 1, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr and "panicked" not in done.stderr, done.stderr[-3000:]
-    assert len(errors) == 1, done.stderr[-3000:]
-    for text in wanted:
-        assert text in errors[0], errors[0]
-    return errors[0]
 
 
 @pytest.fixture
