@@ -68,10 +68,16 @@ def _opened(part: Path) -> Iterator[sqlite3.Connection]:
 
 
 def damage(part: Path) -> str | None:
-    """Why one partition cannot be used (None: it can): SQLite's ``PRAGMA integrity_check``
-    finds fault with it, or it lacks Bytewax's tables."""
+    """Why one partition cannot be used (None: it can): its write-ahead log ends inside
+    a frame (:func:`wal_damage`), SQLite's ``PRAGMA integrity_check`` finds fault with
+    it, or it lacks Bytewax's tables. The log is looked at first, and the partition is
+    then opened read-only: a connection that writes would fold the log into the
+    database on closing, and the evidence of a torn write with it."""
+    torn = wal_damage(part)
+    if torn is not None:
+        return torn
     try:
-        with closing(sqlite3.connect(part)) as db:
+        with closing(sqlite3.connect(f"{part.resolve().as_uri()}?mode=ro", uri=True)) as db:
             found = [row[0] for row in db.execute("PRAGMA integrity_check")]
             tables = {row[0] for row in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -81,6 +87,47 @@ def damage(part: Path) -> str | None:
         return "; ".join(found[:3])
     lacking = sorted({"exs", "fronts", "commits", "snaps"} - tables)
     return f"no table {', '.join(lacking)}" if lacking else None
+
+
+#: A write-ahead log's header, and each frame's header before its page.
+WAL_HEADER, FRAME_HEADER = 32, 24
+
+
+def wal_damage(part: Path) -> str | None:
+    """Why a partition's write-ahead log (``<part>-wal``) was cut short, if it was: it
+    ends inside its header or inside a frame. SQLite writes whole frames, and drops a
+    partial one with every frame after it when it opens the log, silently: a power loss
+    with unsynced writes (a torn write) leaves the partition at an older epoch than the
+    others. None: no log, or a log of whole frames.
+
+    >>> import tempfile
+    >>> part = Path(tempfile.mkdtemp()) / "part-0.sqlite3"
+    >>> header = (0x377F0682).to_bytes(4, "big") + (3007000).to_bytes(4, "big") + (4096).to_bytes(4, "big")
+    >>> _ = Path(f"{part}-wal").write_bytes(header + bytes(20) + bytes(24 + 4096))
+    >>> wal_damage(part) is None
+    True
+    >>> _ = Path(f"{part}-wal").write_bytes(header + bytes(20) + bytes(24 + 2000))
+    >>> wal_damage(part)
+    'its write-ahead log ends inside a frame (2024 of 4120 bytes): a write was torn'
+    """
+    wal = Path(f"{part}-wal")
+    try:
+        with open(wal, "rb") as f:
+            header = f.read(WAL_HEADER)
+            size = f.seek(0, 2)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"its write-ahead log cannot be read ({exc.strerror or exc})"
+    if size == 0:
+        return None
+    if size < WAL_HEADER:
+        return "its write-ahead log ends inside its header: a write was torn"
+    frame = FRAME_HEADER + int.from_bytes(header[8:12], "big")
+    left = (size - WAL_HEADER) % frame
+    if left:
+        return f"its write-ahead log ends inside a frame ({left} of {frame} bytes): a write was torn"
+    return None
 
 
 #: How far (in epochs) one partition's commit may lag another's. Each partition commits
