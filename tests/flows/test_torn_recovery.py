@@ -19,6 +19,7 @@ from tests.flows.test_recovery import (
     kill_when,
     replayed,  # noqa: F401  (the fixture these tests start from)
     start_run,
+    uninterrupted,
 )
 from tests.flows.test_start_faults import run_command
 from tests.store_contents import differences
@@ -52,9 +53,7 @@ def tear(recovery_dir: Path) -> Path | None:
 
 @pytest.mark.slow
 def test_a_torn_recovery_write_stops_the_run(replayed: Settings) -> None:
-    ref = isolated(replayed, "reference")
-    finish(start_run(ref))
-    want = contents(ref)
+    want = uninterrupted(replayed)
 
     torn_run = isolated(replayed, "torn")
     victim = None
