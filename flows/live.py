@@ -51,6 +51,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from basketflow.config import Settings
+from basketflow.errors import BasketflowError
 from basketflow.features.entity_features import CustomerFolder, ProductFolder, folder_step
 from basketflow.flows import idle_work
 from basketflow.flows.coalesce import coalesce
@@ -72,7 +73,7 @@ from basketflow.flows.kafka_batches import (
 )
 from basketflow.flows.pickled_state import pickled_flat_map
 from basketflow.flows.progress import SERVE_PROGRESS, FlowProgress
-from basketflow.flows.recovery_store import discard_unfinished
+from basketflow.flows.recovery_store import discard_unfinished, ensure_sound
 from basketflow.flows.scoring import MODEL_KEY, ScoringConfig, scoring_step
 from basketflow.flows.shards import EntityShard
 from basketflow.kafka import (
@@ -95,9 +96,9 @@ from basketflow.sinks.flow_sinks import (
     ScoreLogSink,
     count_late,
 )
+from basketflow.sinks.offline_layout import ensure_whole, store_files
 from basketflow.sinks.offline_store import (
     SECONDS_PER_DAY,
-    StoreUnwritable,
     ensure_writable,
     writing,
 )
@@ -360,10 +361,12 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
     until a stop is requested (:mod:`basketflow.flows.stopping`).
 
     A step that raises stops the flow; Bytewax wraps the error in a
-    ``BytewaxRuntimeError``. A :class:`StoreUnwritable` (full disk, unwritable data
-    directory) is raised as itself, so the command shows its message, and so is a
-    :class:`~basketflow.flows.kafka_batches.TopicOffsetsLost` a reader met (it stopped
-    the flow cleanly).
+    ``BytewaxRuntimeError``. A user's error (:class:`StoreUnwritable` on a full disk or an
+    unwritable data directory, :class:`CorruptFile`; see :func:`user_error_cause`) is
+    raised as itself, so the command shows its message, and so is a
+    :class:`~basketflow.flows.kafka_batches.TopicOffsetsLost` a reader met (it stopped the
+    flow cleanly). A damaged recovery partition stops the run before the flow starts
+    (:class:`RecoveryDamaged`).
     """
     recovery = None
     if options.recovery_dir is not None:
@@ -372,6 +375,7 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
             with writing(options.recovery_dir):
                 init_db_dir(options.recovery_dir, RECOVERY_PARTITIONS)
         else:
+            ensure_sound(options.recovery_dir)
             discard_unfinished(options.recovery_dir)
         recovery = RecoveryConfig(str(options.recovery_dir),
                                   timedelta(seconds=options.backup_seconds))
@@ -383,7 +387,7 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
                      recovery_config=recovery)
         raise_fault()
     except BytewaxRuntimeError as exc:
-        cause = unwritable_cause(exc)
+        cause = user_error_cause(exc)
         if cause is None:
             raise
         raise cause from None
@@ -391,13 +395,14 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
         idle_work.this_thread().clear()  # the flow's states, where it ran on this thread
 
 
-def unwritable_cause(exc: BaseException) -> StoreUnwritable | None:
-    """The :class:`StoreUnwritable` that a Bytewax error wraps, if any (looked for down
-    the chain of causes: Bytewax may wrap more than once)."""
+def user_error_cause(exc: BaseException) -> BasketflowError | None:
+    """The user's error (a :class:`BasketflowError`: a :class:`StoreUnwritable`, a
+    :class:`CorruptFile`) that a Bytewax error wraps, if any (looked for down the chain of
+    causes: Bytewax may wrap more than once)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, StoreUnwritable):
+        if isinstance(current, BasketflowError):
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
@@ -406,12 +411,16 @@ def unwritable_cause(exc: BaseException) -> StoreUnwritable | None:
 
 def prepare_run(settings: Settings) -> None:
     """What a run needs before its flow starts: a writable data directory and offline
-    store (else :class:`StoreUnwritable`), Redis answering (else
-    :class:`~basketflow.sinks.online_store.RedisUnavailable`: checked once here; the
-    sinks then wait out an outage), and the topics."""
-    assert settings.kafka_bootstrap and settings.redis_url
+    store (else :class:`StoreUnwritable`) whose files are whole Parquet (else
+    :class:`CorruptFile`: the flow reads back the ids of a day's files), Redis answering
+    (else :class:`~basketflow.sinks.online_store.RedisUnavailable`: checked once here; the
+    sinks then wait out an outage), and the topics. Checked here, once, because an error
+    inside the running dataflow comes with a Rust panic."""
+    assert settings.kafka_bootstrap
     ensure_writable(settings.data_dir, settings.offline_dir)
-    connect(settings.redis_url).close()  # one line now, not a panic in a sink
+    ensure_whole(store_files(settings.offline_dir))
+    if settings.redis_url:
+        connect(settings.redis_url).close()
     ensure_topics(settings.kafka_bootstrap,
                   {settings.topic: DEFAULT_PARTITIONS, settings.dead_topic: 1})
 

@@ -30,15 +30,156 @@ store.
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
+
+from basketflow.errors import BasketflowError
+
+
+class RecoveryDamaged(BasketflowError):
+    """A recovery partition (a SQLite file) cannot be read, or is damaged. The message
+    names the file and the way out: ``basketflow check --repair`` sets the part's
+    recovery state aside, and the next run rebuilds it from the topic's start (every
+    write is idempotent, so nothing is doubled)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(
+            f"the recovery state {path} is damaged ({reason}): run `basketflow check "
+            "--repair` to set it aside, then run again: the flow rebuilds its state from "
+            "the topic's start, which needs its events still in Kafka")
+        self.path = Path(path)
+        self.reason = reason
+
+
+def partitions(recovery_dir: Path) -> list[Path]:
+    """The SQLite partitions of one recovery directory, by name."""
+    return sorted(Path(recovery_dir).glob("part-*.sqlite3"))
+
+
+@contextmanager
+def _opened(part: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to one partition; a SQLite error as :class:`RecoveryDamaged`."""
+    try:
+        with closing(sqlite3.connect(part)) as db:
+            yield db
+    except sqlite3.DatabaseError as exc:
+        raise RecoveryDamaged(part, str(exc)) from exc
+
+
+def damage(part: Path) -> str | None:
+    """Why one partition cannot be used (None: it can): its write-ahead log ends inside
+    a frame (:func:`wal_damage`), SQLite's ``PRAGMA integrity_check`` finds fault with
+    it, or it lacks Bytewax's tables. The log is looked at first, and the partition is
+    then opened read-only: a connection that writes would fold the log into the
+    database on closing, and the evidence of a torn write with it."""
+    torn = wal_damage(part)
+    if torn is not None:
+        return torn
+    try:
+        with closing(sqlite3.connect(f"{part.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            found = [row[0] for row in db.execute("PRAGMA integrity_check")]
+            tables = {row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    if found != ["ok"]:
+        return "; ".join(found[:3])
+    lacking = sorted({"exs", "fronts", "commits", "snaps"} - tables)
+    return f"no table {', '.join(lacking)}" if lacking else None
+
+
+#: A write-ahead log's header, and each frame's header before its page.
+WAL_HEADER, FRAME_HEADER = 32, 24
+
+
+def wal_damage(part: Path) -> str | None:
+    """Why a partition's write-ahead log (``<part>-wal``) was cut short, if it was: it
+    ends inside its header or inside a frame. SQLite writes whole frames, and drops a
+    partial one with every frame after it when it opens the log, silently: a power loss
+    with unsynced writes (a torn write) leaves the partition at an older epoch than the
+    others. None: no log, or a log of whole frames.
+
+    >>> import tempfile
+    >>> part = Path(tempfile.mkdtemp()) / "part-0.sqlite3"
+    >>> header = (0x377F0682).to_bytes(4, "big") + (3007000).to_bytes(4, "big") + (4096).to_bytes(4, "big")
+    >>> _ = Path(f"{part}-wal").write_bytes(header + bytes(20) + bytes(24 + 4096))
+    >>> wal_damage(part) is None
+    True
+    >>> _ = Path(f"{part}-wal").write_bytes(header + bytes(20) + bytes(24 + 2000))
+    >>> wal_damage(part)
+    'its write-ahead log ends inside a frame (2024 of 4120 bytes): a write was torn'
+    """
+    wal = Path(f"{part}-wal")
+    try:
+        with open(wal, "rb") as f:
+            header = f.read(WAL_HEADER)
+            size = f.seek(0, 2)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"its write-ahead log cannot be read ({exc.strerror or exc})"
+    if size == 0:
+        return None
+    if size < WAL_HEADER:
+        return "its write-ahead log ends inside its header: a write was torn"
+    frame = FRAME_HEADER + int.from_bytes(header[8:12], "big")
+    left = (size - WAL_HEADER) % frame
+    if left:
+        return f"its write-ahead log ends inside a frame ({left} of {frame} bytes): a write was torn"
+    return None
+
+
+#: How far (in epochs) one partition's commit may lag another's. Each partition commits
+#: on its own, an epoch or two behind the frontier; one that lags further lost writes
+#: that the others kept (a torn write: its write-ahead log cut short by a power loss).
+COMMIT_SPREAD = 3
+
+
+def disagreement(recovery_dir: Path) -> tuple[Path, str] | None:
+    """The partition that disagrees with the others on where the store resumes from, and
+    why (None: they agree): a commit beyond the epoch to resume from (the executions and
+    frontiers that moved it on were lost), or one more than :data:`COMMIT_SPREAD` epochs
+    behind another partition's (its latest snapshots were lost)."""
+    known: dict[Path, int] = {}
+    for part in partitions(recovery_dir):
+        with _opened(part) as db:
+            (commit,) = db.execute("SELECT max(commit_epoch) FROM commits").fetchone()
+        if commit is not None:
+            known[part] = commit
+    epoch = resume_epoch(recovery_dir)
+    if not known or epoch is None:
+        return None
+    ahead = [part for part, e in known.items() if e > epoch]
+    if ahead:
+        return ahead[0], (f"it committed epoch {known[ahead[0]]}, beyond epoch {epoch} the "
+                          "store would resume from: another partition lost its latest writes")
+    latest = max(known.values())
+    behind = min(known, key=known.__getitem__)
+    if latest - known[behind] > COMMIT_SPREAD:
+        return behind, (f"its last commit is epoch {known[behind]}, another partition's "
+                        f"{latest}: it lost its latest writes (a torn write)")
+    return None
+
+
+def ensure_sound(recovery_dir: Path) -> None:
+    """Raise :class:`RecoveryDamaged` for the first damaged partition (see :func:`damage`),
+    or one that disagrees with the others (:func:`disagreement`): run before a resume,
+    so a damaged store stops the run naming the file."""
+    for part in partitions(recovery_dir):
+        reason = damage(part)
+        if reason is not None:
+            raise RecoveryDamaged(part, reason)
+    torn = disagreement(recovery_dir)
+    if torn is not None:
+        raise RecoveryDamaged(*torn)
 
 
 def _rows(recovery_dir: Path, query: str) -> list[tuple[int, ...]]:
     """The rows of one query over every partition of the store."""
     rows: list[tuple[int, ...]] = []
-    for part in sorted(recovery_dir.glob("part-*.sqlite3")):
-        with closing(sqlite3.connect(part)) as db:
+    for part in partitions(recovery_dir):
+        with _opened(part) as db:
             rows.extend(db.execute(query))
     return rows
 
@@ -63,8 +204,8 @@ def discard_unfinished(recovery_dir: Path) -> int:
     """Delete the snapshots of the epoch to resume from and later; return how many."""
     epoch = resume_epoch(recovery_dir)
     deleted = 0
-    for part in sorted(recovery_dir.glob("part-*.sqlite3")):
-        with closing(sqlite3.connect(part)) as db, db:
+    for part in partitions(recovery_dir):
+        with _opened(part) as db, db:
             if epoch is None:
                 deleted += db.execute("DELETE FROM snaps").rowcount
             else:

@@ -53,7 +53,7 @@ from basketflow.reports.customer_categories import (
 from basketflow.reports.offline_query import OfflineQuery
 from basketflow.reports.profiles import ProfileError
 from basketflow.schemas.taxonomy import Taxonomy, load_taxonomy
-from basketflow.sinks.offline_layout import events_dir
+from basketflow.sinks.offline_layout import CorruptFile, events_dir
 
 TRAILING_DAYS = 7
 TOP_PRODUCTS_PER_CATEGORY = 5
@@ -69,6 +69,20 @@ Series = dict[date, float]
 
 class ReportError(BasketflowError, ValueError):
     """A report cannot be made as asked; the message says what to do instead."""
+
+
+class UnreadableDays(ReportError):
+    """Days whose stored files cannot be read: the other days were reported without
+    them; the message names each day's first damaged file and what to do."""
+
+    def __init__(self, bad: dict[date, CorruptFile], written: int) -> None:
+        days = "; ".join(f"{day.isoformat()} ({error.path}: {error.reason})"
+                         for day, error in bad.items())
+        super().__init__(
+            f"could not read {days}; the reports of the other {written} day(s) were "
+            "written without these days' rows: run `basketflow check --repair`, restore "
+            "the rows as it says, then report again")
+        self.days = list(bad)
 
 
 # --------------------------------------------------------------------------- definitions
@@ -242,6 +256,8 @@ class ReportRun:
     def __init__(self, offline_dir: Path, days: Iterable[date],
                  taxonomy: Taxonomy | None = None, data_dir: Path | None = None) -> None:
         self.query = OfflineQuery(Path(offline_dir))
+        #: Days left out because a file of theirs cannot be read (see ``UnreadableDays``).
+        self.unreadable = self.query.drop_unreadable()
         self.taxonomy = taxonomy or load_taxonomy()
         #: Customer categories of ``data_dir`` (default: the offline store's parent, as
         #: in ``Settings``: ``<data>/offline`` beside ``<data>/segments``).
@@ -278,14 +294,15 @@ class ReportRun:
     def _check_days(self) -> None:
         """Refuse no day, an empty store, and days before or after the stored data."""
         where = events_dir(self.query.offline_dir)
+        stored = sorted({*self.stored, *self.unreadable})
         if not self.days:
             raise ReportError("no day to report on: give a date (or a range of dates)")
-        if not self.stored:
+        if not stored:
             raise ReportError(
                 f"the offline store {where} holds no events yet: replay data and run the "
                 "flow first (basketflow replay FILE; basketflow run --stop-at-end), or "
                 "point --data-dir at a store that has some")
-        first, last = self.stored[0], self.stored[-1]
+        first, last = stored[0], stored[-1]
         outside = [d for d in self.days if not first <= d <= last]
         if outside:
             raise ReportError(
@@ -447,8 +464,9 @@ class ReportRun:
             "status": "no_trading",
             "message": f"No trading on {day.strftime('%A')} {day.isoformat()}: no sale "
                        "was recorded that day.",
-            "previous_trading_day": self.stored[before - 1].isoformat(),
-            "next_trading_day": self.stored[before].isoformat(),
+            "previous_trading_day": _iso(self.stored[before - 1] if before else None),
+            "next_trading_day": _iso(self.stored[before] if before < len(self.stored)
+                                     else None),
             "rejected_lines": sum(rejected.values()) if self.query.has_dead_letters else None,
         }
 

@@ -51,6 +51,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -62,7 +63,7 @@ import pyarrow.parquet as pq
 
 from basketflow.schemas.features import FeatureView, registry
 from basketflow.sinks.offline_layout import feature_log_files
-from basketflow.sinks.offline_store import ARROW_TYPES
+from basketflow.sinks.offline_store import ARROW_TYPES, ensure_readable
 
 LOG_KEY_COLUMNS = ("entity_id", "ts", "seq", "version")
 ROW = "__row"  # input row number, carried through the join to restore input order
@@ -200,17 +201,13 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _literal(text: str) -> str:
-    """A SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _arrow(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
+def _arrow(con: duckdb.DuckDBPyConnection, query: str,
+           params: dict[str, Any] | None = None) -> pa.Table:
     """A query's result as an Arrow table, without the extra copy of a DB-API cursor.
 
     (``to_arrow_table`` in DuckDB 2, ``fetch_arrow_table`` before.)
     """
-    relation = con.sql(query)
+    relation = con.sql(query, params=params)
     fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
     return fetch()
 
@@ -245,14 +242,17 @@ def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
     Only those columns are read, and only rows whose ``version`` is the view's current one.
     Files are matched by column name, so older files lacking a newer feature are read (the
     feature is null there); a feature absent from every file is a null column. No files:
-    an empty table of the same schema.
+    an empty table of the same schema. A file that cannot be opened as Parquet raises
+    :class:`~basketflow.sinks.offline_layout.CorruptFile` naming it.
     """
     schema = _log_schema(request)
     if not files:
         return schema.empty_table()
+    ensure_readable(files)
     present, uniform = _file_columns(con, files)
-    source = (f"read_parquet([{', '.join(_literal(str(p)) for p in files)}], "
-              f"hive_partitioning=false{'' if uniform else ', union_by_name=true'})")
+    # The files and the version are parameters, never SQL text (a quote in a path).
+    source = (f"read_parquet($files, hive_partitioning=false"
+              f"{'' if uniform else ', union_by_name=true'})")
     lacking = [c for c in LOG_KEY_COLUMNS if c not in present]
     if lacking:
         raise ValueError(f"feature log of view {request.view.name!r} lacks column(s) "
@@ -263,7 +263,8 @@ def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
         else f"NULL::{typed[f]} AS {_quote(f)}" for f in request.features)
     table = _arrow(con, f"SELECT CAST(entity_id AS VARCHAR) AS entity_id, "
                         f"CAST(ts AS TIMESTAMPTZ) AS ts, CAST(seq AS BIGINT) AS seq, {columns} "
-                        f"FROM {source} WHERE version = {_literal(request.view.version)}")
+                        f"FROM {source} WHERE version = $version",
+                   {"files": [str(p) for p in files], "version": request.view.version})
     return table.cast(schema)
 
 

@@ -28,11 +28,7 @@ from basketflow.sinks.offline_layout import (
     late_events_dir,
     scores_dir,
 )
-
-
-def _sql_list(paths: Sequence[Path]) -> str:
-    """A SQL list literal of file names (quotes doubled), for ``read_parquet``."""
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+from basketflow.sinks.offline_store import CorruptFile, first_unreadable
 
 
 class OfflineQuery:
@@ -56,6 +52,22 @@ class OfflineQuery:
 
     def __exit__(self, *exc: object) -> None:
         self.con.close()
+
+    def drop_unreadable(self) -> dict[date, CorruptFile]:
+        """Leave out every day one of whose files (events, dead letters, late events,
+        scores) cannot be opened as Parquet; return those days, each with the error of
+        its first such file. A job then works on the other days, and says which it left
+        out, rather than failing for every day."""
+        logs = (self.event_files, self.dead_files, self.late_files, self.score_files)
+        bad: dict[date, CorruptFile] = {}
+        for by_day in logs:
+            for day, files in by_day.items():
+                if day not in bad and (error := first_unreadable(files)) is not None:
+                    bad[day] = error
+        for by_day in logs:
+            for day in bad:
+                by_day.pop(day, None)
+        return dict(sorted(bad.items()))
 
     @property
     def days(self) -> list[date]:
@@ -97,10 +109,16 @@ class OfflineQuery:
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {empty} LIMIT 0")
 
     def _view(self, name: str, files: Sequence[Path], columns: str = "*") -> None:
-        """A view over Parquet files, with the partition day as column ``date`` (DATE)."""
+        """A view over Parquet files, with the partition day as column ``date`` (DATE).
+
+        The file names are a parameter, never SQL text (a path may hold a quote); a view
+        cannot take a prepared parameter, so they are held in a session variable of the
+        view's name."""
+        self.con.execute(f"SET VARIABLE {name}_files = $files",
+                         {"files": [str(p) for p in files]})
         self.con.execute(
             f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {columns} FROM read_parquet("
-            f"{_sql_list(files)}, hive_partitioning = true, union_by_name = true, "
+            f"getvariable('{name}_files'), hive_partitioning = true, union_by_name = true, "
             "hive_types = {'date': DATE})")
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:

@@ -15,6 +15,11 @@ A row's day partition is the UTC day of its event time (:func:`day_of`). A file 
 written under a hidden temporary name and renamed into place, so the readers here list
 only finished files: never a hidden (``.x``) or temporary (``_x``) one.
 
+A file that is not a whole Parquet file (empty, cut short, overwritten) is named by
+:class:`CorruptFile`; :func:`first_damaged` finds such files by their first and last
+bytes, cheaply enough to run before every flow starts (``basketflow check`` reads them
+whole).
+
 Kept apart from the writers (and free of Arrow) so that listing the store, or naming its
 folders, costs a command nothing to import.
 
@@ -28,9 +33,11 @@ folders, costs a command nothing to import.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
 from pathlib import Path
+
+from basketflow.errors import BasketflowError
 
 #: The store's folders under its root (see the module docstring).
 EVENTS, DEAD_LETTERS, LATE_EVENTS, SCORES, FEATURES = "events", "dead", "late", "scores", "features"
@@ -151,3 +158,92 @@ SECONDS_PER_DAY = 86_400
 def day_of(ts: int) -> str:
     """Epoch seconds -> ``YYYY-MM-DD`` (UTC), the partition the event belongs to."""
     return datetime.fromtimestamp(ts - ts % SECONDS_PER_DAY, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+#: The first and last four bytes of every Parquet file.
+PARQUET_MAGIC = b"PAR1"
+
+
+class CorruptFile(BasketflowError):
+    """A file of the offline store cannot be read (empty, cut short, not Parquet, or not
+    of its log's columns). The message names the file and says what to do: ``basketflow
+    check --repair`` sets it aside in ``<data>/quarantine/`` and says how to restore its
+    rows.
+
+    >>> str(CorruptFile(Path("/d/offline/events/date=2011-01-05/part-1.parquet"), "empty"))
+    ... # doctest: +ELLIPSIS
+    'cannot read /d/offline/events/date=2011-01-05/part-1.parquet (empty): run ...'
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(
+            f"cannot read {path} ({reason}): run `basketflow check --repair` to move it "
+            "to quarantine/ and see how to restore its rows, then run the same command again")
+        self.path = Path(path)
+        self.reason = reason
+
+
+def damage(path: Path) -> str | None:
+    """Why a file is plainly not a whole Parquet file (empty, too short, no ``PAR1`` at
+    its start or end), from its size and first and last bytes; None when it looks whole.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     empty = Path(tmp) / "a.parquet"; _ = empty.write_bytes(b"")
+    ...     cut = Path(tmp) / "b.parquet"; _ = cut.write_bytes(b"PAR1" + b"x" * 20)
+    ...     damage(empty), damage(cut)
+    ('empty file', 'cut short: no Parquet footer')
+    """
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            if size == 0:
+                return "empty file"
+            if size < 12:
+                return f"{size} bytes: too short for Parquet"
+            f.seek(0)
+            head = f.read(4)
+            f.seek(size - 4)
+            tail = f.read(4)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if head != PARQUET_MAGIC:
+        return "not a Parquet file"
+    if tail != PARQUET_MAGIC:
+        return "cut short: no Parquet footer"
+    return None
+
+
+def log_dirs(root: Path) -> list[Path]:
+    """Every log folder of the store (each view's feature log included) that exists."""
+    root = Path(root)
+    folders = [events_dir(root), dead_letters_dir(root), late_events_dir(root), scores_dir(root)]
+    features = root / FEATURES
+    if features.is_dir():
+        folders += sorted(p for p in features.iterdir() if p.is_dir())
+    return [p for p in folders if p.is_dir()]
+
+
+def store_files(root: Path) -> list[Path]:
+    """Every finished Parquet file of the store, log by log, oldest partition first."""
+    return [p for folder in log_dirs(root) for p in files_of(files_by_day(folder))]
+
+
+def first_damaged(files: Iterable[Path],
+                  check: Callable[[Path], str | None] = damage) -> CorruptFile | None:
+    """The :class:`CorruptFile` of the first file ``check`` (by default :func:`damage`)
+    finds fault with."""
+    for path in files:
+        reason = check(path)
+        if reason is not None:
+            return CorruptFile(path, reason)
+    return None
+
+
+def ensure_whole(files: Iterable[Path], check: Callable[[Path], str | None] = damage) -> None:
+    """Raise :class:`CorruptFile` for the first file ``check`` (by default :func:`damage`)
+    finds fault with: what a job reading the store runs first, so it fails naming the
+    file rather than midway, or inside a running dataflow."""
+    error = first_damaged(files, check)
+    if error is not None:
+        raise error

@@ -35,7 +35,16 @@ from basketflow.schemas.events import FIELD_NAMES, Transaction
 from basketflow.schemas.features import PRODUCT, FeatureView, registry
 from basketflow.schemas.records import LateEvent, LogRow, ScoreRow
 from basketflow.sinks.offline_layout import (
+    DEAD_LETTERS,
+    EVENTS,
+    FEATURES,
+    LATE_EVENTS,
+    SCORES,
     SECONDS_PER_DAY,
+    CorruptFile,
+    damage,
+    ensure_whole,
+    first_damaged,
     day_of,
     dead_letters_dir,
     events_dir,
@@ -128,6 +137,24 @@ def ensure_writable(*directories: Path) -> None:
                 probe.unlink(missing_ok=True)
 
 
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Turn an error met reading a stored file (an OS error, or Arrow's on a file that is
+    not whole Parquet, or lacks a column) into :class:`CorruptFile` naming it."""
+    try:
+        yield
+    except CorruptFile:
+        raise
+    except (OSError, pa.ArrowException, KeyError) as exc:
+        raise CorruptFile(path, damage(path) or _first_line(exc)) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """An error's message, on one line, at most 200 characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def write_atomically(table: pa.Table, directory: Path, name: str) -> Path:
     """Write a Parquet file under a hidden temporary name, then rename it into place;
     :class:`StoreUnwritable` when it cannot be written (the temporary file is removed).
@@ -192,7 +219,7 @@ class PartitionedLog:
     def _stored_ids(self, path: Path) -> list[str]:
         """The row ids stored in one file (read as one file: ``pq.read_table`` sets up a
         dataset per call, which costs more than reading a small file's column)."""
-        with pq.ParquetFile(path) as stored:
+        with reading(path), pq.ParquetFile(path) as stored:
             return stored.read(columns=[self.id_column]).column(0).to_pylist()
 
     def _day(self, ts: int) -> str:
@@ -299,7 +326,7 @@ class EntityRowLog(PartitionedLog):
 
     def _stored_ids(self, path: Path) -> list[str]:
         """Ids are ``entity:seq``, derived from two stored columns."""
-        with pq.ParquetFile(path) as stored:
+        with reading(path), pq.ParquetFile(path) as stored:
             table = stored.read(columns=["entity_id", "seq"])
         return [f"{e}:{s}" for e, s in zip(table.column(0).to_pylist(),
                                            table.column(1).to_pylist())]
@@ -359,3 +386,74 @@ class ScoreLog(EntityRowLog):
             (r.ts, f"{r.entity}:{r.seq}", (r.entity, r.ts, r.seq, r.invoice, r.score.category,
                                            dumps(r.score.probabilities), r.score.model_version))
             for r in rows)
+
+
+#: Each log folder of the store -> the columns (with their Arrow types) its files must
+#: have. A feature log's files must have its key columns only: a view's features change
+#: with its definition, and its readers match columns by name.
+REQUIRED_COLUMNS: dict[str, pa.Schema] = {
+    EVENTS: EVENT_SCHEMA, DEAD_LETTERS: DEAD_SCHEMA, LATE_EVENTS: LATE_SCHEMA,
+    SCORES: SCORE_SCHEMA,
+    FEATURES: pa.schema([("entity_id", pa.string()), ("ts", pa.timestamp("s", tz="UTC")),
+                         ("seq", pa.int64()), ("version", pa.string())]),
+}
+
+
+def required_columns(root: Path, path: Path) -> pa.Schema | None:
+    """The columns a file of the store under ``root`` must have (see
+    :data:`REQUIRED_COLUMNS`); None for a file outside the store's logs.
+
+    >>> required_columns(Path("o"), Path("o/features/basket/date=2011-01-01/p.parquet")).names
+    ['entity_id', 'ts', 'seq', 'version']
+    """
+    try:
+        top = Path(path).relative_to(root).parts[0]
+    except (ValueError, IndexError):
+        return None
+    return REQUIRED_COLUMNS.get(top)
+
+
+def footer_damage(path: Path) -> str | None:
+    """Why a file cannot be opened as Parquet (None: it can), from its first and last
+    bytes and its footer only: what a reader checks of every file it will read before it
+    starts, cheaply (:func:`verify_file` reads the whole file)."""
+    reason = damage(path)
+    if reason is None:
+        try:
+            pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as exc:
+            reason = _first_line(exc)
+    return reason
+
+
+def first_unreadable(files: Iterable[Path]) -> CorruptFile | None:
+    """The :class:`CorruptFile` of the first file :func:`footer_damage` finds fault with."""
+    return first_damaged(files, footer_damage)
+
+
+def ensure_readable(files: Iterable[Path]) -> None:
+    """Raise :class:`CorruptFile` for the first file that cannot be opened as Parquet
+    (see :func:`footer_damage`): what a job runs before it reads the files."""
+    ensure_whole(files, footer_damage)
+
+
+def verify_file(root: Path, path: Path) -> str | None:
+    """Why a file of the store under ``root`` cannot be used (None: it can): it is read
+    whole, and must hold its log's columns with their types (see :data:`REQUIRED_COLUMNS`)."""
+    reason = damage(path)
+    if reason is not None:
+        return reason
+    try:
+        with pq.ParquetFile(path) as stored:
+            table = stored.read()
+    except (OSError, pa.ArrowException) as exc:
+        return _first_line(exc)
+    required = required_columns(root, path)
+    for field in required or ():
+        if field.name not in table.schema.names:
+            return f"no column {field.name!r}: not a file of this log"
+        kind = table.schema.field(field.name).type
+        if kind != field.type and not (pa.types.is_timestamp(kind)  # stored as ms or us
+                                       and pa.types.is_timestamp(field.type)):
+            return f"column {field.name!r} is {kind}, not {field.type}"
+    return None

@@ -120,11 +120,16 @@ def test_two_uninterrupted_runs_are_identical(replayed: Settings) -> None:
     assert not diffs, "\n".join(diffs)
 
 
+def uninterrupted(settings: Settings) -> dict[str, Any]:
+    """The stores of an uninterrupted run of the topic, in a data directory of its own."""
+    ref = isolated(settings, "reference")
+    finish(start_run(ref))
+    return contents(ref)
+
+
 @pytest.mark.slow
 def test_killed_and_restarted_flow_ends_identical(replayed: Settings) -> None:
-    ref = isolated(replayed, "reference")
-    finish(start_run(ref))
-    want = contents(ref)
+    want = uninterrupted(replayed)
 
     crashed = isolated(replayed, "crashed")
     rng = random.Random(6)

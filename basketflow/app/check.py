@@ -1,0 +1,195 @@
+"""``basketflow check``: verify the offline store and the recovery state, and set aside
+what cannot be read.
+
+Every Parquet file of the offline store is read whole and must hold its log's columns
+(:func:`basketflow.sinks.offline_store.verify_file`); every recovery partition (the
+SQLite files under ``<data>/recovery/**``) must pass SQLite's ``PRAGMA integrity_check``
+and hold Bytewax's tables, and the partitions of one recovery directory must agree on
+the epoch they resume from (:mod:`basketflow.flows.recovery_store`).
+
+With ``repair`` a damaged file is moved to ``<data>/quarantine/`` under its path
+relative to the data directory (never deleted: it may be read by hand), while no run
+holds the topic's lock. A damaged recovery partition takes its whole directory's
+partitions with it: Bytewax needs all of them or none, and with none the next run
+rebuilds its state from the topic's start (every write of the flow is idempotent, so
+nothing is doubled). Each finding says how to restore what it held.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from basketflow.config import Settings
+from basketflow.errors import BasketflowError
+
+QUARANTINE = "quarantine"
+
+#: How to restore the rows of a set-aside file, by its log (the store's top folder).
+RESTORE = {
+    "events": "store the events again: `basketflow backfill --from FILE` (the file they "
+              "were replayed from), or `basketflow run --from-start` while the topic "
+              "still holds them",
+    "dead": "`basketflow run --from-start` while the topic still holds the lines",
+    "late": "`basketflow run --from-start` while the topic still holds the events",
+    "scores": "`basketflow run --from-start` while the topic still holds the events "
+              "(predictions are made live only)",
+    "features": "`basketflow backfill --from-offline` recomputes the feature log from "
+                "the stored events",
+    "recovery": "the next `basketflow run` rebuilds the state from the topic's start "
+                "(it needs the events still in Kafka; writes are idempotent, nothing "
+                "is doubled)",
+}
+
+
+class DamagedFiles(BasketflowError):
+    """``check`` found damaged files and was not asked to repair them."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} damaged file{'s' if count != 1 else ''} found: run "
+                         "`basketflow check --repair` to move them to quarantine/")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One damaged file: what it is (``offline`` or ``recovery``), why, where it was
+    moved (None: not moved) and how to restore what it held."""
+
+    kind: str
+    path: Path
+    reason: str
+    moved_to: Path | None = None
+    restore: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {"kind": self.kind, "path": str(self.path), "reason": self.reason,
+                "moved_to": str(self.moved_to) if self.moved_to else None,
+                "restore": self.restore}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What ``check`` looked at and found; ``repaired`` when damaged files were moved."""
+
+    offline_files: int
+    recovery_partitions: int
+    findings: list[Finding] = field(default_factory=list)
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Nothing damaged was found."""
+        return not self.findings
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {"ok": self.ok, "offline_files": self.offline_files,
+                "recovery_partitions": self.recovery_partitions, "repaired": self.repaired,
+                "findings": [f.to_json() for f in self.findings]}
+
+
+def recovery_dirs(recovery_root: Path) -> list[Path]:
+    """Every directory under ``recovery_root`` that holds recovery partitions."""
+    if not recovery_root.is_dir():
+        return []
+    return sorted({p.parent for p in recovery_root.rglob("part-*.sqlite3")})
+
+
+def quarantine_path(settings: Settings, path: Path) -> Path:
+    """Where ``path`` (under the data directory) is set aside: the same relative path
+    under ``<data>/quarantine/``, with ``.1``, ``.2``, ... added when that is taken.
+
+    >>> from basketflow.config import load_settings
+    >>> s = load_settings("/d")
+    >>> quarantine_path(s, Path("/d/offline/events/date=2011-01-05/p.parquet")).as_posix()
+    '/d/quarantine/offline/events/date=2011-01-05/p.parquet'
+    """
+    target = settings.data_dir / QUARANTINE / path.relative_to(settings.data_dir)
+    n = 0
+    chosen = target
+    while chosen.exists():
+        n += 1
+        chosen = target.with_name(f"{target.name}.{n}")
+    return chosen
+
+
+def _move(settings: Settings, path: Path) -> Path:
+    """Move one file to quarantine; return where it went."""
+    target = quarantine_path(settings, path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, target)
+    return target
+
+
+def check(settings: Settings, repair: bool = False,
+          on_progress: Callable[[int, int], None] | None = None) -> CheckResult:
+    """Verify every file of the offline store and every recovery partition; with
+    ``repair`` move the damaged ones to quarantine (see the module docstring).
+    ``on_progress(done, total)`` is called as files are checked. Raises
+    :class:`~basketflow.app.run_lock.RunLocked` when repairing while a run holds the
+    topic."""
+    from basketflow.flows.recovery_store import disagreement, partitions
+    from basketflow.flows.recovery_store import damage as recovery_damage
+    from basketflow.sinks.offline_layout import store_files
+    from basketflow.sinks.offline_store import verify_file
+
+    root = settings.offline_dir
+    files = store_files(root)
+    stores = {d: partitions(d) for d in recovery_dirs(settings.recovery_dir)}
+    total = len(files) + sum(len(parts) for parts in stores.values())
+    done = 0
+    bad_files: list[tuple[Path, str]] = []
+    for path in files:
+        reason = verify_file(root, path)
+        if reason is not None:
+            bad_files.append((path, reason))
+        done += 1
+        if on_progress is not None and (done % 50 == 0 or done == total):
+            on_progress(done, total)
+    bad_stores: dict[Path, list[tuple[Path, str]]] = {}
+    for directory, parts in stores.items():
+        for part in parts:
+            reason = recovery_damage(part)
+            if reason is not None:
+                bad_stores.setdefault(directory, []).append((part, reason))
+            done += 1
+            if on_progress is not None:
+                on_progress(done, total)
+        if directory not in bad_stores and (torn := disagreement(directory)) is not None:
+            bad_stores[directory] = [torn]
+    findings: list[Finding] = []
+    if repair and (bad_files or bad_stores):
+        from basketflow.app.run_lock import run_lock
+        from basketflow.flows.live import PARTS
+        with run_lock(settings.data_dir, settings.topic, PARTS):
+            for path, reason in bad_files:
+                findings.append(Finding("offline", path, reason, _move(settings, path),
+                                        _restore(root, path)))
+            for directory, damaged in bad_stores.items():
+                reasons = dict(damaged)
+                for part in partitions(directory):
+                    for extra in (part, *(Path(f"{part}{s}") for s in ("-wal", "-shm"))):
+                        if extra.exists():
+                            moved = _move(settings, extra)
+                            if extra in reasons:
+                                findings.append(Finding("recovery", extra, reasons[extra],
+                                                        moved, RESTORE["recovery"]))
+    else:
+        findings = [Finding("offline", path, reason, None, _restore(root, path))
+                    for path, reason in bad_files]
+        findings += [Finding("recovery", part, reason, None, RESTORE["recovery"])
+                     for damaged in bad_stores.values() for part, reason in damaged]
+    return CheckResult(len(files), total - len(files), findings, repair and bool(findings))
+
+
+def _restore(root: Path, path: Path) -> str:
+    """How to restore the rows of a store file (by its log)."""
+    try:
+        top = path.relative_to(root).parts[0]
+    except (ValueError, IndexError):
+        top = ""
+    return RESTORE.get(top, RESTORE["events"])
