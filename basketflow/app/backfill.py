@@ -70,13 +70,13 @@ def plan_backfill(settings: Settings, source: Path | None, *, materialize: bool 
     (:func:`~basketflow.producers.csv_source.check_events_file`): a missing, empty,
     binary or wrongly headed one raises ``BadInputFile``, one error line, where the
     same error inside the running dataflow would be a Rust panic."""
+    from basketflow.producers.csv_source import check_events_file
+    if source is not None:
+        check_events_file(source)  # before the dataflow's libraries are imported
     from basketflow.app.services import REDIS, resolve
     from basketflow.flows.backfill import default_processes, file_events, offline_events
     from basketflow.flows.live import FeatureOutputs
-    from basketflow.producers.csv_source import check_events_file
     from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S
-    if source is not None:
-        check_events_file(source)
     redis_url = resolve(settings, (REDIS,)).redis_url if materialize else None
     outputs = FeatureOutputs(redis_url, settings.prefix, settings.offline_dir,
                              store_events=source is not None,
