@@ -80,6 +80,8 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool, debug: bool) -
       basketflow down
     Or all of it at once: basketflow demo
     """
+    if not debugging(ctx):  # a dataflow's panic shows its message, not a backtrace
+        os.environ["RUST_BACKTRACE"] = "0"
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
