@@ -24,7 +24,18 @@ Rules, the same for the live flow and the backfill:
   batch boundaries differ between runs, so these superseded rows may differ;
 - a product's events arrive from every partition, interleaved as the partitions are
   read, so a product row is written once per batch (as of the product's latest event
-  time): product rows describe the stream as it was processed.
+  time): product rows describe the stream as it was processed;
+- **windows move on without events**: a customer's windowed values also change when one
+  of its hourly tiles leaves a window (:meth:`CustomerState.next_change`). At each such
+  moment ``P`` a row is written as of ``P`` (``ts = P``, ``seq`` the events folded so
+  far), as if the customer had an event there: before folding an event later than ``P``
+  (so the row holds exactly the events before it), or when the flow's event-time clock
+  (``clock``, passed with each batch by :mod:`basketflow.flows.expiry_timers`) reaches
+  ``P``. ``rows_through`` is the moment up to which the customer's rows are written; an
+  event that arrives behind it (its partition lagged the clock) writes the rows after it
+  again, with a higher ``seq``. So the row in effect at every moment is a function of the
+  customer's own events, whatever the clock and the batches: the live flow and the
+  backfill write the same rows.
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ from typing import Any, TypeVar
 from basketflow.features.feature_state import BasketState, CustomerState, ProductState
 from basketflow.features.seen_ids import SeenIds
 from basketflow.schemas.events import Transaction
-from basketflow.schemas.records import FeatureUpdate, LateEvent, LogRow
+from basketflow.schemas.records import FeatureUpdate, LateEvent, LogRow, Work
 
 T = TypeVar("T")
 
@@ -46,7 +57,7 @@ class Folder(ABC):
     folded in so far) and ``max_ts`` (the latest event time, against which an event is
     late)."""
 
-    __slots__ = ("seen", "seq", "max_ts")
+    __slots__ = ("seen", "seq", "max_ts", "rows_through")
 
     @staticmethod
     @abstractmethod
@@ -57,16 +68,27 @@ class Folder(ABC):
         self.seen = SeenIds()
         self.seq = 0
         self.max_ts = 0
+        self.rows_through = 0
 
-    def fold(self, entity: str, events: list[Transaction], lateness: int) -> FeatureUpdate | None:
-        """Fold a batch of this entity's events in, in order (see the module rules); None
-        when nothing moved and nothing was late."""
+    def fold(self, entity: str, events: list[Transaction], lateness: int,
+             clock: int | None = None) -> FeatureUpdate | None:
+        """Fold a batch of this entity's events in, in order, then write the rows of the
+        moments its windows move on up to the event-time ``clock`` (None: none); see the
+        module rules. None when nothing moved and nothing was late."""
         update = FeatureUpdate(entity, 0, {})
         self._fold(entity, self.seen.fresh(events), lateness, update)
+        if clock is not None and clock > self.rows_through:
+            self._expire(entity, clock, update)
         if not update.values and not update.late:
             return None
         update.ts = self.max_ts
         return update
+
+    def _expire(self, entity: str, until: int, update: FeatureUpdate) -> None:
+        """Write the rows of the moments after ``rows_through`` up to ``until`` at which
+        the entity's windows move on; ``rows_through`` becomes ``until``. None by
+        default: an entity kind whose values change only with its events."""
+        self.rows_through = max(self.rows_through, until)
 
     @abstractmethod
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
@@ -107,7 +129,7 @@ class CustomerFolder(Folder):
         ``EntityFolder`` class these two replace, so :func:`_restore_folder` restores
         snapshots of either."""
         return _restore_folder, (_slot_values(self.customer), _slot_values(self.basket),
-                                 None, self.seen, self.seq, self.max_ts)
+                                 None, self.seen, self.seq, self.max_ts, self.rows_through)
 
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
               update: FeatureUpdate) -> None:
@@ -121,6 +143,8 @@ class CustomerFolder(Folder):
             if max_ts and ts < max_ts - lateness:
                 late.append(LateEvent(e.event_id, entity, ts, max_ts))
                 continue
+            if ts > self.rows_through + 1 and customer.tiles:
+                self._expire(entity, ts - 1, update)  # the moments before this event
             customer.update(e)
             if basket.update(e):
                 basket_moved = True
@@ -137,10 +161,35 @@ class CustomerFolder(Folder):
             self._emit_moved(entity, basket_moved, update)
 
     def _emit_moved(self, entity: str, basket_moved: bool, update: FeatureUpdate) -> None:
-        """Add the views that moved, in name order: the basket (if it moved), the customer."""
+        """Add the views that moved, in name order: the basket (if it moved), the customer;
+        then the customer's rows after the event again where the clock had written them
+        already (the event arrived behind it)."""
         if basket_moved:
             self._emit(entity, "basket", self.basket.values(), update)
         self._emit(entity, "customer", self.customer.values(self.max_ts), update)
+        if self.rows_through > self.max_ts:
+            self._customer_rows(entity, self.max_ts, self.rows_through, update)
+        else:
+            self.rows_through = self.max_ts
+
+    def _expire(self, entity: str, until: int, update: FeatureUpdate) -> None:
+        """A customer row at each moment after ``rows_through`` up to ``until`` at which
+        a tile leaves a window."""
+        self._customer_rows(entity, self.rows_through, until, update)
+        self.rows_through = until
+
+    def _customer_rows(self, entity: str, after: int, until: int,
+                       update: FeatureUpdate) -> None:
+        """A customer row at each moment in ``(after, until]`` at which a tile leaves a
+        window, as of that moment."""
+        customer, seq, rows = self.customer, self.seq, update.rows
+        moment = customer.next_change(after)
+        while moment is not None and moment <= until:
+            values = customer.values(moment)
+            rows.append(LogRow("customer", entity, moment, seq, values))
+            update.values["customer"] = values
+            update.times["customer"] = moment
+            moment = customer.next_change(moment)
 
 
 class ProductFolder(Folder):
@@ -160,7 +209,7 @@ class ProductFolder(Folder):
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickled as :meth:`CustomerFolder.__reduce__` is."""
         return _restore_folder, (None, None, _slot_values(self.product),
-                                 self.seen, self.seq, self.max_ts)
+                                 self.seen, self.seq, self.max_ts, self.rows_through)
 
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
               update: FeatureUpdate) -> None:
@@ -201,10 +250,13 @@ def _rebuilt(cls: type[T], values: SlotValues) -> T:
 
 def _restore_folder(customer: SlotValues | None, basket: SlotValues | None,
                     product: SlotValues | None, seen: SeenIds | set[str], seq: int,
-                    max_ts: int) -> CustomerFolder | ProductFolder:
+                    max_ts: int, rows_through: int | None = None,
+                    ) -> CustomerFolder | ProductFolder:
     """The folder that ``__reduce__`` pickled: a product's snapshot holds ``product``
     alone, a customer's ``customer`` and ``basket`` (snapshots of the one ``EntityFolder``
-    class before these two have the same form, and restore the same way).
+    class before these two have the same form, and restore the same way; those, and
+    snapshots made before windows moved on without events, have no ``rows_through``:
+    their rows are written up to their latest event).
 
     >>> import pickle
     >>> from basketflow.schemas.events import parse_row
@@ -228,6 +280,7 @@ def _restore_folder(customer: SlotValues | None, basket: SlotValues | None,
     else:
         raise ValueError("a folder snapshot holds either a product or a customer and basket")
     folder.seen, folder.seq, folder.max_ts = SeenIds.of(seen), seq, max_ts
+    folder.rows_through = max_ts if rows_through is None else rows_through
     return folder
 
 
@@ -235,15 +288,13 @@ F = TypeVar("F", bound=Folder)
 
 
 def folder_step(folder: type[F], lateness: int) -> Callable[
-        [F | None, list[Transaction]], tuple[F, list[FeatureUpdate]]]:
-    """A ``pickled_flat_map`` mapper folding an entity's batches into a ``folder`` (a
-    :class:`CustomerFolder` or :class:`ProductFolder`), with an allowed lateness in
-    seconds."""
-    entity_of = folder.entity_of
-
-    def mapper(state: F | None, events: list[Transaction]) -> tuple[F, list[FeatureUpdate]]:
+        [F | None, Work], tuple[F, list[FeatureUpdate]]]:
+    """A ``pickled_flat_map`` mapper folding an entity's :class:`Work` (its events of a
+    batch, and the clock) into a ``folder`` (a :class:`CustomerFolder` or
+    :class:`ProductFolder`), with an allowed lateness in seconds."""
+    def mapper(state: F | None, work: Work) -> tuple[F, list[FeatureUpdate]]:
         state = state or folder()
-        update = state.fold(entity_of(events[0]), events, lateness)
+        update = state.fold(work.entity, work.events, lateness, work.clock)
         return state, [update] if update is not None else []
 
     return mapper

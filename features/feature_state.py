@@ -125,6 +125,30 @@ class CustomerState:
         self.invoices = {i: h for i, h in self.invoices.items() if h >= oldest}
         self.products = {p: h for p, h in self.products.items() if h >= oldest}
 
+    def next_change(self, after: int) -> int | None:
+        """The first moment after ``after`` at which a window moves on without an event:
+        the start of the hour in which one of the tiles leaves one of the windows (a tile
+        of hour ``h`` leaves the ``W``-day window when hour ``h + W*24`` begins); None when
+        no tile will leave any window. Purchase invoices and products remember hours of
+        tiles, so these are the only moments the windowed values change between events.
+
+        >>> c = CustomerState()
+        >>> c.tiles = {10: [5.0, 1, 0]}
+        >>> c.next_change(0) // HOUR, c.next_change(34 * HOUR) // HOUR
+        (34, 178)
+        >>> c.next_change((10 + 90 * 24) * HOUR) is None
+        True
+        """
+        first: int | None = None
+        for hour in self.tiles:
+            for days in _CUSTOMER_DAYS:
+                moment = (hour + days * 24) * HOUR
+                if moment > after:
+                    if first is None or moment < first:
+                        first = moment
+                    break
+        return first
+
     def values(self, as_of: int) -> dict[str, Any]:
         """Every feature of :data:`basketflow.schemas.features.CUSTOMER` as of ``as_of``,
         in its declared order: the windowed ``spend``, ``orders``, ``items``,
@@ -146,8 +170,9 @@ class CustomerState:
         orders = _counts_within(self.invoices.values(), cuts, last_hour)
         products = _counts_within(self.products.values(), cuts, last_hour)
         out: dict[str, Any] = {}
+        spend = [round(s, 2) for s in spend]  # as served: the average divides these
         for name, w in _SPEND:
-            out[name] = round(spend[w], 2)
+            out[name] = spend[w]
         for windows, series in ((_ORDERS, orders), (_ITEMS, items),
                                 (_DISTINCT_PRODUCTS, products), (_CANCELLED_LINES, cancelled)):
             for name, w in windows:

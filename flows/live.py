@@ -62,6 +62,7 @@ from basketflow.flows.dead_letters import (
     rejected,
     to_dead_message,
 )
+from basketflow.flows.expiry_timers import CUSTOMER_WAKE_HOURS, timer_step, to_shards
 from basketflow.flows.gc_tuning import fewer_collections
 from basketflow.flows.kafka_batches import (
     DEFAULT_MAX_BATCH,
@@ -84,7 +85,7 @@ from basketflow.kafka import (
 )
 from basketflow.schemas.events import Rejection, Transaction, decode_event
 from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S, registry, versions
-from basketflow.schemas.records import FeatureUpdate
+from basketflow.schemas.records import FeatureUpdate, Work
 from basketflow.sinks.flow_sinks import (
     DeadLetterSink,
     FeatureLogSink,
@@ -152,7 +153,7 @@ def count_progress(state: FlowProgress | None,
     fields for the progress hash."""
     state = state or FlowProgress()
     state.add(decoded.offsets, decoded.event_offsets, decoded.dead_offsets,
-              newest_ts=max((e.ts for e in decoded.events), default=0))
+              newest_ts=newest(decoded.events))
     return state, state.fields()
 
 
@@ -162,6 +163,11 @@ def group_by(events: list[Transaction], key: Any) -> list[tuple[str, list[Transa
     for e in events:
         groups[key(e)].append(e)
     return list(groups.items())
+
+
+def newest(events: list[Transaction]) -> int:
+    """The newest event time of a batch (0 when empty): the flow's clock moves on to it."""
+    return max((e.ts for e in events), default=0)
 
 
 def _day_key(e: Transaction) -> str:
@@ -199,11 +205,14 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
         op.output("offline", by_day, OfflineEventSink(outputs.offline_root, stats))
     folded: list[KeyedStream[FeatureUpdate]] = []
     if "customer" in outputs.entities:
-        customer_batches = batches if shard is None else op.map(
-            "shard-customers", batches, shard.customer_events)
-        by_customer = op.flat_map("by-customer", customer_batches,
-                                  lambda b: group_by(b, _customer_key))
-        customers = pickled_flat_map("customer-features", by_customer,
+        keep = None if shard is None else shard.customer_events
+        known: dict[str, int] = {}
+        to_timers = op.flat_map("customer-shards", batches, lambda b: to_shards(
+            group_by(keep(b) if keep else b, _customer_key), newest(b), known))
+        timers = pickled_flat_map("customer-timers", to_timers,
+                                  timer_step(CUSTOMER_WAKE_HOURS))
+        customers = pickled_flat_map("customer-features",
+                                     op.map("customer-work", timers, lambda kv: kv[1]),
                                      folder_step(CustomerFolder, outputs.allowed_lateness))
         folded.append(customers)
         if outputs.scoring is not None:
@@ -214,8 +223,8 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
         product_lines = coalesce("product-lines", op.map("keep-products", batches,
                                                          keep_products),
                                  PRODUCT_BATCH_WAIT, PRODUCT_BATCH_MAX)
-        by_product = op.flat_map("by-product", product_lines,
-                                 lambda b: group_by(b, _product_key))
+        by_product = op.flat_map("by-product", product_lines, lambda b: [
+            (product, Work(product, lines, 0)) for product, lines in group_by(b, _product_key)])
         folded.append(pickled_flat_map("product-features", by_product,
                                        folder_step(ProductFolder, PRODUCT_LATENESS_S)))
     if not folded:

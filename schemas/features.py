@@ -169,6 +169,7 @@ def _category_shares() -> tuple[Feature, ...]:
 CUSTOMER = FeatureView(
     name="customer",
     entity="customer_id",
+    logic_revision=2,  # 2: rows where windows move on; the average of the served spend
     description="Purchase history of a customer (guests: of one invoice), net of "
                 "cancellations, over sliding event-time windows and lifetime.",
     declared=(

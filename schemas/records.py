@@ -46,6 +46,15 @@ class LateEvent(NamedTuple):
         return self.entity_ts - self.ts
 
 
+class Work(NamedTuple):
+    """What the feature step gets for one entity: its events of a batch (none when only
+    the clock woke it) and the flow's event-time clock after that batch."""
+
+    entity: str
+    events: list[Any]  # list[Transaction]: schemas.events is not imported here
+    clock: int
+
+
 @dataclass(slots=True)
 class FeatureUpdate:
     """What one batch of one entity's events changed: the latest values of each view that

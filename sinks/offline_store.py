@@ -334,13 +334,14 @@ class EntityRowLog(PartitionedLog):
 
 class FeatureLog(EntityRowLog):
     """Every new value row of one view under ``<root>/features/<view>/``, idempotent on
-    ``<entity>:<seq>``, stamped with the view's current version.
+    ``<entity>:<ts>:<seq>``, stamped with the view's current version.
 
-    A customer's ``seq``-th row always has the same time (its events arrive in order), so
-    its id fixes its date. A product's events arrive interleaved from every partition, so
-    after a restart its ``seq``-th row may fall on another date: product ids are checked
-    across dates. (Bytewax flushes sinks before it commits an epoch, so a kill between
-    the two replays rows that are already stored.)
+    An entity has several rows with one ``seq`` where its windows move on without events
+    (one per moment), so the id holds the row's time too, which fixes its date. A
+    product's events arrive interleaved from every partition, so after a restart its
+    ``seq``-th row may fall on another date: product ids are checked across dates.
+    (Bytewax flushes sinks before it commits an epoch, so a kill between the two replays
+    rows that are already stored.)
     """
 
     def __init__(self, root: str | Path, view: str) -> None:
@@ -355,9 +356,18 @@ class FeatureLog(EntityRowLog):
         the log's column order)."""
         names, version = self.names, self.version
         return self.append_rows(
-            (ts, f"{entity}:{seq}",
+            (ts, f"{entity}:{ts}:{seq}",
              (entity, ts, seq, version, *[values[n] for n in names]))
             for _view, entity, ts, seq, values in rows)
+
+    def _stored_ids(self, path: Path) -> list[str]:
+        """Ids are ``entity:ts:seq`` (``ts`` in epoch seconds), derived from stored columns."""
+        with reading(path), pq.ParquetFile(path) as stored:
+            table = stored.read(columns=["entity_id", "ts", "seq"])
+        # Parquet has no seconds unit: the column reads back in milliseconds.
+        seconds = table.column(1).cast(pa.timestamp("s", tz="UTC")).cast(pa.int64()).to_pylist()
+        return [f"{e}:{t}:{s}" for e, t, s in zip(table.column(0).to_pylist(), seconds,
+                                                  table.column(2).to_pylist())]
 
 
 SCORE_SCHEMA = pa.schema([

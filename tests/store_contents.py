@@ -88,7 +88,7 @@ def effective_rows(directory: Path, key: str) -> dict[str, dict[str, Any]]:
     """The feature-log rows that are in effect: per entity and ``key`` value (``ts``, or
     ``entity_id`` for the final row), the row with the highest ``seq``."""
     latest: dict[str, dict[str, Any]] = {}
-    for row in parquet_rows(directory, ["entity_id", "seq"]).values():
+    for row in parquet_rows(directory, ["entity_id", "ts", "seq"]).values():
         name = f"{row['entity_id']}:{row[key]}"
         if name not in latest or row["seq"] > latest[name]["seq"]:
             latest[name] = row

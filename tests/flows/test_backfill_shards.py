@@ -70,7 +70,8 @@ def test_every_customer_row_is_the_same_not_only_those_in_effect(tmp_path: Path,
         offline = tmp_path / str(processes)
         run_backfill(file_events(generated, [0]), FeatureOutputs(None, "x", offline),
                      RunOptions(), batch=700, processes=processes)
-        logs.append({view: parquet_rows(offline / "features" / view, ["entity_id", "seq"])
+        logs.append({view: parquet_rows(offline / "features" / view,
+                                        ["entity_id", "ts", "seq"])
                      for view in ("customer", "basket")})
     assert logs[0] == logs[1]
 

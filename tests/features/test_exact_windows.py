@@ -1,0 +1,166 @@
+"""Windowed values exact at any moment: the feature step's rows against a plain-Python
+reference of the window rule, for random event streams delivered as a live flow would
+(partitions lagging the clock, random batches, clock ticks) and as a backfill would (one
+ordered stream): the row in effect at any moment the clock has reached is the window at
+that moment, and both deliveries leave the same rows in effect."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from basketflow.features.entity_features import CustomerFolder
+from basketflow.schemas.events import Transaction
+from basketflow.schemas.features import CUSTOMER
+from basketflow.schemas.records import LogRow
+
+HOUR, DAY = 3600, 86_400
+START = 1_298_937_600  # 2011-03-01 00:00 UTC
+LATENESS = 3600
+
+
+def event(customer: str, n: int, ts: int, invoice: str, quantity: int, cents: int,
+          kind: str) -> Transaction:
+    """One line: a product purchase, a cancellation or a non-product (postage) line."""
+    cancel = kind == "cancel"
+    return Transaction(
+        event_id=f"{customer}:{n}", invoice=("C" if cancel else "") + invoice,
+        stock_code="POST" if kind == "postage" else f"P{n % 4}", description="thing",
+        quantity=-quantity if cancel else quantity, unit_price=cents / 100, ts=ts,
+        customer_id=customer, country="UK", is_cancellation=cancel, is_adjustment=False,
+        is_product=kind != "postage")
+
+
+line_spec = st.tuples(
+    st.one_of(st.integers(0, 120), st.integers(0, 60 * 24 * 45)),  # minutes after the last
+    st.booleans(),                                                 # same invoice as last
+    st.integers(1, 5), st.integers(1, 5000),
+    st.sampled_from(["buy", "buy", "buy", "cancel", "postage"]))
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> dict[str, list[Transaction]]:
+    """Each customer's events in event-time order."""
+    out: dict[str, list[Transaction]] = {}
+    for c in ("c1", "c2", "c3"):
+        ts, invoice, lines = START + draw(st.integers(0, 20 * DAY)), 0, []
+        for n, (gap, same, quantity, cents, kind) in enumerate(
+                draw(st.lists(line_spec, min_size=1, max_size=25))):
+            if not (same and lines):
+                ts += gap * 60
+                invoice += 1
+            lines.append(event(c, n, ts, f"{c}-{invoice}", quantity, cents, kind))
+        out[c] = lines
+    return out
+
+
+def reference(events: list[Transaction], t: int) -> dict[str, object]:
+    """The window rule, by hand: the W-day window at ``t`` holds the events of the
+    ``W*24`` hourly tiles ending with the hour of ``t``, up to ``t``."""
+    seen = [e for e in events if e.ts <= t]
+    out: dict[str, object] = {}
+    for days in CUSTOMER.windows_days:
+        cut = t // HOUR + 1 - days * 24
+        inside = [e for e in seen if e.ts // HOUR >= cut]
+        purchases = [e for e in inside if not e.is_cancellation and not e.is_adjustment]
+        out[f"spend_{days}d"] = round(sum(e.quantity * e.unit_price for e in inside), 2)
+        out[f"orders_{days}d"] = len({e.invoice for e in purchases})
+        out[f"items_{days}d"] = sum(e.quantity for e in inside if e.is_product)
+        out[f"distinct_products_{days}d"] = len({e.stock_code for e in purchases
+                                                 if e.is_product})
+        out[f"cancelled_lines_{days}d"] = sum(e.is_cancellation for e in inside)
+    orders = out["orders_30d"]
+    out["avg_basket_value_30d"] = round(out["spend_30d"] / orders, 2) if orders else None
+    out["lifetime_orders"] = len({e.invoice for e in seen if not e.is_cancellation})
+    out["lifetime_spend"] = round(sum(e.quantity * e.unit_price for e in seen), 2)
+    return out
+
+
+def in_effect(rows: list[LogRow]) -> dict[int, dict[str, object]]:
+    """Moment -> values of the row in effect there (the highest ``seq`` at a ``ts``)."""
+    best: dict[int, LogRow] = {}
+    for row in rows:
+        if row.ts not in best or row.seq >= best[row.ts].seq:
+            best[row.ts] = row
+    return {ts: best[ts].values for ts in sorted(best)}
+
+
+def value_at(rows: dict[int, dict[str, object]], t: int) -> dict[str, object] | None:
+    """The values in effect at ``t``: those of the latest row at or before it."""
+    before = [ts for ts in rows if ts <= t]
+    return rows[max(before)] if before else None
+
+
+def deliver(batches: Iterator[list[Transaction]], end: int,
+            ticks: list[bool]) -> dict[str, list[LogRow]]:
+    """Fold batches as the flow does: each customer's events of a batch with the clock
+    after the batch, some customers woken by the clock alone, and every one at ``end``."""
+    folders = {c: CustomerFolder() for c in ("c1", "c2", "c3")}
+    rows: dict[str, list[LogRow]] = {c: [] for c in folders}
+    clock = 0
+    for i, batch in enumerate(batches):
+        clock = max([clock] + [e.ts for e in batch])
+        for c, folder in folders.items():
+            mine = [e for e in batch if e.customer_id == c]
+            if mine or ticks[i % len(ticks)]:
+                update = folder.fold(c, mine, LATENESS, clock)
+                rows[c] += update.rows if update else []
+    for c, folder in folders.items():
+        update = folder.fold(c, [], LATENESS, end)
+        rows[c] += update.rows if update else []
+    return {c: [r for r in rs if r.view == "customer"] for c, rs in rows.items()}
+
+
+def chunks(events: list[Transaction], sizes: list[int]) -> Iterator[list[Transaction]]:
+    """``events`` in batches of the given sizes, in turn."""
+    i = k = 0
+    while i < len(events):
+        size = sizes[k % len(sizes)]
+        yield events[i:i + size]
+        i, k = i + size, k + 1
+
+
+def lagging(stream: dict[str, list[Transaction]], picks: list[int],
+            sizes: list[int]) -> Iterator[list[Transaction]]:
+    """Two partitions (c1 and c3 on one, c2 on the other), each in order, read in
+    batches in an order drawn by ``picks``: one partition may run days ahead."""
+    parts = [sorted(stream["c1"] + stream["c3"], key=lambda e: e.ts), list(stream["c2"])]
+    k = 0
+    while any(parts):
+        p = picks[k % len(picks)] if all(parts) else (0 if parts[0] else 1)
+        size = sizes[k % len(sizes)]
+        yield parts[p][:size]
+        parts[p] = parts[p][size:]
+        k += 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(stream=streams(), picks=st.lists(st.integers(0, 1), min_size=1, max_size=12),
+       sizes=st.lists(st.integers(1, 8), min_size=1, max_size=6),
+       ticks=st.lists(st.booleans(), min_size=1, max_size=5),
+       after_days=st.integers(0, 100), probes=st.lists(st.floats(0, 1), min_size=5,
+                                                        max_size=30))
+def test_rows_in_effect_equal_the_window_rule_at_every_moment(
+        stream: dict[str, list[Transaction]], picks: list[int], sizes: list[int],
+        ticks: list[bool], after_days: int, probes: list[float]) -> None:
+    """Live delivery (lagging partitions, random batches and ticks) against the
+    reference at random moments up to 100 days after the last event; and the backfill's
+    delivery (one ordered stream, other batches) leaves the same rows in effect."""
+    everything = sorted((e for lines in stream.values() for e in lines), key=lambda e: e.ts)
+    end = everything[-1].ts + after_days * DAY
+    live = deliver(lagging(stream, picks, sizes), end, ticks)
+    backfill = deliver(chunks(everything, sizes[::-1] or [3]), end, [False])
+    first = everything[0].ts
+    for c, events in stream.items():
+        rows = in_effect(live[c])
+        assert rows == in_effect(backfill[c]), c
+        for p in probes:
+            t = int(first + p * (end - first))
+            got = value_at(rows, t)
+            want = reference(events, t)
+            if got is None:
+                assert t < events[0].ts, (c, t)
+                continue
+            assert {k: got[k] for k in want} == want, (c, t)
