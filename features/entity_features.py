@@ -30,7 +30,7 @@ Rules, the same for the live flow and the backfill:
   moment ``P`` a row is written as of ``P`` (``ts = P``, ``seq`` the events folded so
   far), as if the customer had an event there: before folding an event later than ``P``
   (so the row holds exactly the events before it), or when the flow's event-time clock
-  (``clock``, passed with each batch by :mod:`basketflow.flows.expiry_timers`) reaches
+  (``clock``, passed with each batch by :mod:`basketflow.flows.event_clock`) reaches
   ``P``. ``rows_through`` is the moment up to which the customer's rows are written; an
   event that arrives behind it (its partition lagged the clock) writes the rows after it
   again, with a higher ``seq``. So the row in effect at every moment is a function of the
@@ -44,7 +44,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from basketflow.features.feature_state import BasketState, CustomerState, ProductState
+from basketflow.features.feature_state import HOUR, MILLI, BasketState, CustomerState, ProductState
 from basketflow.features.seen_ids import SeenIds
 from basketflow.schemas.events import Transaction
 from basketflow.schemas.records import FeatureUpdate, LateEvent, LogRow, Work
@@ -192,8 +192,17 @@ class CustomerFolder(Folder):
             moment = customer.next_change(moment)
 
 
+#: How far behind a product's rows a line may arrive and still be folded in, its rows
+#: written again: the clock waits for the slowest partition, so only a partition idle
+#: past the end of an input, or lines out of order in theirs, arrive behind it at all.
+PRODUCT_REWRITE_S = 7 * 86_400
+
+
 class ProductFolder(Folder):
-    """A product's ``product`` view: one row after each batch."""
+    """A product's ``product`` view: a row at each hour end at which its values change
+    (:meth:`ProductState.rows`), once the clock has passed it. Its lines arrive from every
+    partition, in any order; one behind ``rows_through`` writes the rows from its hour's
+    end on again."""
 
     __slots__ = ("product",)
 
@@ -213,22 +222,43 @@ class ProductFolder(Folder):
 
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
               update: FeatureUpdate) -> None:
-        """One row, after the batch."""
+        """Fold the lines in; rewrite the rows written already after the earliest. A line
+        more than ``lateness`` behind the product's latest line, or more than
+        :data:`PRODUCT_REWRITE_S` behind its rows, is late."""
         product = self.product
         max_ts, applied, late = self.max_ts, 0, update.late
+        oldest = self.rows_through - PRODUCT_REWRITE_S
+        earliest: int | None = None
         for e in fresh:
             ts = e.ts
-            if max_ts and ts < max_ts - lateness:
-                late.append(LateEvent(e.event_id, entity, ts, max_ts))
+            if (max_ts and ts < max_ts - lateness) or ts < oldest:
+                late.append(LateEvent(e.event_id, entity, ts, max(max_ts, self.rows_through)))
                 continue
             product.update(e)
             applied += 1
+            if earliest is None or ts < earliest:
+                earliest = ts
             if ts > max_ts:
                 max_ts = ts
         self.seq += applied
         self.max_ts = max_ts
-        if applied:
-            self._emit(entity, "product", product.values(max_ts), update)
+        if earliest is not None and earliest <= self.rows_through:
+            self._product_rows(entity, earliest // HOUR * HOUR - 1, self.rows_through, update)
+
+    def _expire(self, entity: str, until: int, update: FeatureUpdate) -> None:
+        """The rows of the hour ends after ``rows_through`` up to ``until``."""
+        self._product_rows(entity, self.rows_through, until, update)
+        self.rows_through = until
+        self.product.evict(until, PRODUCT_REWRITE_S)
+
+    def _product_rows(self, entity: str, after: int, until: int,
+                      update: FeatureUpdate) -> None:
+        """A product row at each hour end in ``(after, until]`` at which it changes."""
+        seq, rows = self.seq, update.rows
+        for moment, values in self.product.rows(after, until):
+            rows.append(LogRow("product", entity, moment, seq, values))
+            update.values["product"] = values
+            update.times["product"] = moment
 
 
 SlotValues = tuple[tuple[str, ...], tuple[Any, ...]]
@@ -273,6 +303,8 @@ def _restore_folder(customer: SlotValues | None, basket: SlotValues | None,
     if product is not None:
         folder = ProductFolder.__new__(ProductFolder)
         folder.product = _rebuilt(ProductState, product)
+        if rows_through is None:
+            _upgrade_product(folder.product)
     elif customer is not None and basket is not None:
         folder = CustomerFolder.__new__(CustomerFolder)
         folder.customer = _rebuilt(CustomerState, customer)
@@ -282,6 +314,17 @@ def _restore_folder(customer: SlotValues | None, basket: SlotValues | None,
     folder.seen, folder.seq, folder.max_ts = SeenIds.of(seen), seq, max_ts
     folder.rows_through = max_ts if rows_through is None else rows_through
     return folder
+
+
+def _upgrade_product(state: ProductState) -> None:
+    """A product state of a snapshot from before hour-end rows, in today's form: revenue
+    in thousandths, buyers by hour (it knew each buyer's latest hour only, so a buyer's
+    earlier hours in the 7-day window are not known: they count from its latest)."""
+    state.tiles = {h: [u, round(r * MILLI), n, c] for h, (u, r, n, c) in state.tiles.items()}
+    by_hour: dict[int, set[str]] = {}
+    for buyer, hour in state.buyers.items():  # type: ignore[attr-defined]
+        by_hour.setdefault(hour, set()).add(buyer)
+    state.buyers = by_hour
 
 
 F = TypeVar("F", bound=Folder)

@@ -282,88 +282,161 @@ _EVICT_SLACK_HOURS = 7 * 24
 _PRODUCT_DAYS = PRODUCT.windows_days
 #: Hours of tiles a product needs: its longest window, and a day more.
 _PRODUCT_KEPT_HOURS = max(_PRODUCT_DAYS) * 24 + 24
+#: Hours after a tile's hour at whose end the product's values change: its own hour's
+#: end (it enters every window), and each window's span (it leaves that window).
+PRODUCT_CHANGE_HOURS = (0,) + tuple(days * 24 for days in _PRODUCT_DAYS)
 _UNITS = _windows_of(PRODUCT, "units")
 _REVENUE = _windows_of(PRODUCT, "revenue")
 _DISTINCT_BUYERS = _windows_of(PRODUCT, "distinct_buyers")
 _CANCELLED_SHARE = _windows_of(PRODUCT, "cancelled_share")
-#: The windows units and revenue are summed over (their positions), longest first.
-_SALES_LONGEST_FIRST = tuple(sorted({w for _, w in _UNITS + _REVENUE}, reverse=True))
-if {w for _, w in _CANCELLED_SHARE} != {len(_PRODUCT_DAYS) - 1}:
-    raise ValueError("ProductState sums lines and cancellations over the product's longest "
-                     "window alone: declare cancelled_share over that window only")
+if len({w for _, w in _DISTINCT_BUYERS}) != 1:
+    raise ValueError("ProductState counts distinct buyers over one window: declare "
+                     "distinct_buyers over one window only")
+_BUYERS_WINDOW = _DISTINCT_BUYERS[0][1]
+#: Revenue is kept in thousandths of the currency, as whole numbers: prices have at most
+#: three decimals, so window sums are exact however they are added and taken away.
+MILLI = 1000
 
 
 class ProductState:
-    """Demand for one product: hourly tiles of ``[units, revenue, lines, cancelled lines]``
-    and each buyer's latest hour (the latest wins, and only those inside the 7-day window
-    count, so keeping or dropping older ones gives the same values)."""
+    """Demand for one product: hourly tiles of ``[units, revenue in thousandths, lines,
+    cancelled lines]`` and the customers who bought it in each hour.
+
+    Its values change only at the end of an hour: the hour's tile enters every window, and
+    tiles leave windows. So its rows are as of hour ends (:meth:`rows`): the row at the
+    end of hour ``h`` holds exactly the window rule at that moment, whatever order the
+    product's lines arrived in (they come from every partition, interleaved).
+    """
 
     __slots__ = ("tiles", "buyers", "max_ts")
 
     def __init__(self) -> None:
-        self.tiles: dict[int, list[float]] = {}
-        self.buyers: dict[str, int] = {}
+        self.tiles: dict[int, list[int]] = {}
+        self.buyers: dict[int, set[str]] = {}
         self.max_ts = 0
 
     def update(self, e: Transaction) -> None:
-        """Fold one line of this product in."""
+        """Fold one line of this product in (in any order)."""
         ts = e.ts
         hour = ts // HOUR
         tile = self.tiles.get(hour)
         if tile is None:
-            tile = self.tiles[hour] = [0, 0.0, 0, 0]
-            oldest = max(hour, self.max_ts // HOUR) - _PRODUCT_KEPT_HOURS
-            if next(iter(self.tiles)) < oldest - _EVICT_SLACK_HOURS:
-                self.tiles = {h: t for h, t in self.tiles.items() if h >= oldest}
-                self.buyers = {b: h for b, h in self.buyers.items() if h >= oldest}
+            tile = self.tiles[hour] = [0, 0, 0, 0]
         quantity = e.quantity
         tile[0] += quantity
-        tile[1] += quantity * e.unit_price
+        tile[1] += quantity * round(e.unit_price * MILLI)
         tile[2] += 1
         if e.is_cancellation:
             tile[3] += 1
         elif customer := e.customer_id:
-            latest = self.buyers.get(customer)
-            if latest is None or hour > latest:
-                self.buyers[customer] = hour
+            buyers = self.buyers.get(hour)
+            if buyers is None:
+                buyers = self.buyers[hour] = set()
+            buyers.add(customer)
         if ts > self.max_ts:
             self.max_ts = ts
 
+    def evict(self, written_through: int, rewritable_s: int) -> None:
+        """Drop the tiles and buyers no row can need any more: the rows are written up to
+        ``written_through``, and a line may still arrive ``rewritable_s`` behind it (its
+        rows are written again, over the windows before it)."""
+        oldest = (written_through - rewritable_s) // HOUR - _PRODUCT_KEPT_HOURS
+        if self.tiles and min(self.tiles) < oldest - _EVICT_SLACK_HOURS:
+            self.tiles = {h: t for h, t in self.tiles.items() if h >= oldest}
+            self.buyers = {h: b for h, b in self.buyers.items() if h >= oldest}
+
     def values(self, as_of: int) -> dict[str, Any]:
         """Every feature of :data:`basketflow.schemas.features.PRODUCT` as of ``as_of``,
-        in its declared order: the windowed ``units`` and ``revenue`` and
-        ``cancelled_share`` (cancelled lines over lines) from the tiles,
-        ``distinct_buyers`` from the buyers, each over its declared windows.
-
-        The windows nest: every tile in range is inside the longest, which the lines and
-        cancellations are summed over, and only the tiles inside the longest window of
-        units and revenue walk their windows (longest first), tile by tile in the tiles'
-        order."""
+        in its declared order, summed directly from the tiles and buyers (:meth:`rows`
+        gives the same values at hour ends, sliding)."""
         cuts = _cutoffs(as_of, _PRODUCT_DAYS)
         last_hour = as_of // HOUR
-        oldest = cuts[-1]
-        sales_oldest = cuts[_SALES_LONGEST_FIRST[0]]
-        units, revenue = [0] * len(cuts), [0.0] * len(cuts)
-        lines = cancelled = 0
-        for hour, (u, r, li, c) in self.tiles.items():
-            if hour > last_hour or hour < oldest:
+        sums = [[0, 0, 0, 0] for _ in cuts]
+        for hour, tile in self.tiles.items():
+            if hour > last_hour:
                 continue
-            lines += li
-            cancelled += c
-            if hour >= sales_oldest:
-                for w in _SALES_LONGEST_FIRST:
-                    if hour < cuts[w]:
-                        break
-                    units[w] += u
-                    revenue[w] += r
-        out: dict[str, Any] = {}
-        for name, w in _UNITS:
-            out[name] = units[w]
-        for name, w in _REVENUE:
-            out[name] = round(revenue[w], 2)
-        for name, w in _DISTINCT_BUYERS:
-            cut = cuts[w]
-            out[name] = len([h for h in self.buyers.values() if cut <= h <= last_hour])
-        for name, _ in _CANCELLED_SHARE:
-            out[name] = round(cancelled / lines, 4) if lines else None
+            for w, cut in enumerate(cuts):
+                if hour >= cut:
+                    s = sums[w]
+                    for i in range(4):
+                        s[i] += tile[i]
+        cut = cuts[_BUYERS_WINDOW]
+        buyers = set().union(*(b for h, b in self.buyers.items() if cut <= h <= last_hour))
+        return _product_values(sums, len(buyers))
+
+    def next_change(self, after: int) -> int | None:
+        """The first hour end after ``after`` at which the values change; None if none."""
+        return min((m for m in self._moments(after, None)), default=None)
+
+    def _moments(self, after: int, until: int | None) -> set[int]:
+        """The hour ends in ``(after, until]`` (no end: None) at which a tile enters or
+        leaves a window."""
+        first = (after + 1) // HOUR  # hour ends: h*HOUR + HOUR - 1 > after <=> h >= first
+        last = None if until is None else (until + 1) // HOUR - 1
+        return {(h + d) * HOUR + HOUR - 1 for h in self.tiles for d in PRODUCT_CHANGE_HOURS
+                if h + d >= first and (last is None or h + d <= last)}
+
+    def rows(self, after: int, until: int) -> list[tuple[int, dict[str, Any]]]:
+        """The values at every hour end in ``(after, until]`` at which they change, in
+        time order: each window's sums slide over the tiles in hour order (two pointers),
+        so a popular product's many rows cost little more than its tiles."""
+        moments = sorted(self._moments(after, until))
+        if not moments:
+            return []
+        hours = sorted(self.tiles)
+        tiles = [self.tiles[h] for h in hours]
+        spans = [days * 24 for days in _PRODUCT_DAYS]
+        sums = [[0, 0, 0, 0] for _ in spans]
+        low = [0] * len(spans)  # first tile still inside each window
+        high = 0  # first tile after the moment's hour
+        buyer_hours = sorted(self.buyers)
+        buyer_low = buyer_high = 0
+        span = spans[_BUYERS_WINDOW]
+        counts: dict[str, int] = {}
+        out = []
+        for moment in moments:
+            hour = moment // HOUR
+            while high < len(hours) and hours[high] <= hour:
+                tile = tiles[high]
+                for s in sums:
+                    for i in range(4):
+                        s[i] += tile[i]
+                high += 1
+            for w, s in enumerate(sums):
+                lo = low[w]
+                while lo < high and hours[lo] <= hour - spans[w]:
+                    tile = tiles[lo]
+                    for i in range(4):
+                        s[i] -= tile[i]
+                    lo += 1
+                low[w] = lo
+            while buyer_high < len(buyer_hours) and buyer_hours[buyer_high] <= hour:
+                for c in self.buyers[buyer_hours[buyer_high]]:
+                    counts[c] = counts.get(c, 0) + 1
+                buyer_high += 1
+            while buyer_low < buyer_high and buyer_hours[buyer_low] <= hour - span:
+                for c in self.buyers[buyer_hours[buyer_low]]:
+                    left = counts[c] - 1
+                    if left:
+                        counts[c] = left
+                    else:
+                        del counts[c]
+                buyer_low += 1
+            out.append((moment, _product_values(sums, len(counts))))
         return out
+
+
+def _product_values(sums: list[list[int]], buyers: int) -> dict[str, Any]:
+    """A product's features, in declared order, from each window's ``[units, revenue in
+    thousandths, lines, cancelled lines]`` and the distinct buyers of its buyers' window."""
+    out: dict[str, Any] = {}
+    for name, w in _UNITS:
+        out[name] = sums[w][0]
+    for name, w in _REVENUE:
+        out[name] = round(sums[w][1] / MILLI, 2)
+    for name, _ in _DISTINCT_BUYERS:
+        out[name] = buyers
+    for name, w in _CANCELLED_SHARE:
+        lines = sums[w][2]
+        out[name] = round(sums[w][3] / lines, 4) if lines else None
+    return out

@@ -150,6 +150,15 @@ def check_topic_ids(bootstrap: str, topics: list[str], recovery_dir: Path,
         tmp.replace(path)
 
 
+def topic_partitions(bootstrap: str, topic: str) -> list[int]:
+    """The partition numbers of ``topic``, in order."""
+    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    info = meta.topics[topic]
+    if info.error is not None:
+        raise RuntimeError(f"cannot list partitions of topic {topic!r}: {info.error}")
+    return sorted(info.partitions)
+
+
 class RawMessage(msgspec.Struct, frozen=True):
     """One message (or consumer error) as read, before decoding (a msgspec Struct, built
     in C: one is made per message, and a ``NamedTuple``'s Python-level constructor is a
@@ -327,12 +336,7 @@ class KafkaBatchSource(FixedPartitionedSource[list[RawMessage], int]):
 
     def list_parts(self) -> list[str]:
         """One Bytewax partition per Kafka partition."""
-        meta = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(
-            self.topic, timeout=10)
-        info = meta.topics[self.topic]
-        if info.error is not None:
-            raise RuntimeError(f"cannot list partitions of topic {self.topic!r}: {info.error}")
-        return [f"{self.topic}-{p}" for p in sorted(info.partitions)]
+        return [f"{self.topic}-{p}" for p in topic_partitions(self.bootstrap, self.topic)]
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: int | None) -> _PartitionReader:

@@ -62,7 +62,15 @@ from basketflow.flows.dead_letters import (
     rejected,
     to_dead_message,
 )
-from basketflow.flows.expiry_timers import CUSTOMER_WAKE_HOURS, timer_step, to_shards
+from basketflow.flows.event_clock import (
+    CUSTOMER_WAKE_HOURS,
+    PRODUCT_WAKE_HOURS,
+    ClockedBatch,
+    ShardBatch,
+    event_clock,
+    timer_step,
+    to_shards,
+)
 from basketflow.flows.gc_tuning import fewer_collections
 from basketflow.flows.kafka_batches import (
     DEFAULT_MAX_BATCH,
@@ -71,6 +79,7 @@ from basketflow.flows.kafka_batches import (
     check_topic_ids,
     clear_fault,
     raise_fault,
+    topic_partitions,
 )
 from basketflow.flows.pickled_state import pickled_flat_map
 from basketflow.flows.progress import SERVE_PROGRESS, FlowProgress
@@ -85,7 +94,7 @@ from basketflow.kafka import (
 )
 from basketflow.schemas.events import Rejection, Transaction, decode_event
 from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S, registry, versions
-from basketflow.schemas.records import FeatureUpdate, Work
+from basketflow.schemas.records import FeatureUpdate
 from basketflow.sinks.flow_sinks import (
     DeadLetterSink,
     FeatureLogSink,
@@ -127,11 +136,16 @@ class Decoded:
     dead_offsets: dict[str, list[int]] = field(default_factory=dict)
 
 
+def partition_name(topic: str, partition: int) -> str:
+    """How a partition is named in the progress hash and by the clock."""
+    return f"offset:{topic}:{partition}"
+
+
 def decode_batch(batch: list[RawMessage]) -> Decoded:
     """Decode every message; bad ones become dead letters, never exceptions."""
     out = Decoded()
     for msg in batch:
-        name = f"offset:{msg.topic}:{msg.partition}"
+        name = partition_name(msg.topic, msg.partition)
         if msg.error is not None:
             out.dead.append(consumer_error(msg))
             out.dead_offsets.setdefault(name, []).append(msg.offset)
@@ -147,14 +161,21 @@ def decode_batch(batch: list[RawMessage]) -> Decoded:
     return out
 
 
-def count_progress(state: FlowProgress | None,
-                   decoded: Decoded) -> tuple[FlowProgress, dict[str, int | str]]:
-    """Fold a batch into the flow's progress (kept in the recovery snapshots); emit its
-    fields for the progress hash."""
+def count_progress(state: FlowProgress | None, clocked: tuple[Decoded, int],
+                   ) -> tuple[FlowProgress, dict[str, int | str]]:
+    """Fold a batch, and the clock after it, into the flow's progress (kept in the
+    recovery snapshots); emit its fields for the progress hash."""
+    decoded, clock = clocked
     state = state or FlowProgress()
     state.add(decoded.offsets, decoded.event_offsets, decoded.dead_offsets,
-              newest_ts=newest(decoded.events))
+              newest_ts=newest(decoded.events), clock=clock)
     return state, state.fields()
+
+
+def partition_times(decoded: Decoded) -> tuple[str, int, Decoded]:
+    """A polled batch (of one partition) as :func:`~basketflow.flows.event_clock.event_clock`
+    takes it: its partition, its newest event time, the batch."""
+    return next(iter(decoded.offsets), ""), newest(decoded.events), decoded
 
 
 def group_by(events: list[Transaction], key: Any) -> list[tuple[str, list[Transaction]]]:
@@ -192,23 +213,26 @@ class FeatureOutputs:
     entities: frozenset[str] = frozenset(PART_ENTITIES.values())
 
 
-def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutputs,
+def add_feature_steps(batches: Stream[ClockedBatch], outputs: FeatureOutputs,
                       stats: FlowStats, shard: EntityShard | None = None) -> None:
     """Attach the offline sinks and the feature steps with their online sink to a stream
-    of event batches. Shared by the live flow and the backfill: one feature code for both.
-    ``shard`` (a backfill over several processes, :mod:`basketflow.flows.shards`) keeps only its
-    days' events, its customers' events and its products' lines; None keeps all.
+    of event batches, each with the clock after it
+    (:func:`~basketflow.flows.event_clock.event_clock`). Shared by the live flow and the
+    backfill: one feature code for both. ``shard`` (a backfill over several processes,
+    :mod:`basketflow.flows.shards`) keeps only its days' events, its customers' events and
+    its products' lines; None keeps all.
     """
     if outputs.offline_root is not None and outputs.store_events:
-        days = batches if shard is None else op.map("shard-days", batches, shard.day_events)
-        by_day = op.flat_map("by-day", days, lambda b: group_by(b, _day_key))
+        keep_days = (lambda c: c.events) if shard is None else (
+            lambda c: shard.day_events(c.events))
+        by_day = op.flat_map("by-day", batches, lambda c: group_by(keep_days(c), _day_key))
         op.output("offline", by_day, OfflineEventSink(outputs.offline_root, stats))
     folded: list[KeyedStream[FeatureUpdate]] = []
     if "customer" in outputs.entities:
         keep = None if shard is None else shard.customer_events
         known: dict[str, int] = {}
-        to_timers = op.flat_map("customer-shards", batches, lambda b: to_shards(
-            group_by(keep(b) if keep else b, _customer_key), newest(b), known))
+        to_timers = op.flat_map("customer-shards", batches, lambda c: to_shards(
+            group_by(keep(c.events) if keep else c.events, _customer_key), c.clock, known))
         timers = pickled_flat_map("customer-timers", to_timers,
                                   timer_step(CUSTOMER_WAKE_HOURS))
         customers = pickled_flat_map("customer-features",
@@ -218,14 +242,23 @@ def add_feature_steps(batches: Stream[list[Transaction]], outputs: FeatureOutput
         if outputs.scoring is not None:
             add_scoring_steps(op.key_rm("customer-updates", customers), outputs, stats)
     if "product" in outputs.entities:
-        keep_products = (lambda b: [e for e in b if e.is_product]) if shard is None \
-            else shard.product_lines
-        product_lines = coalesce("product-lines", op.map("keep-products", batches,
-                                                         keep_products),
-                                 PRODUCT_BATCH_WAIT, PRODUCT_BATCH_MAX)
-        by_product = op.flat_map("by-product", product_lines, lambda b: [
-            (product, Work(product, lines, 0)) for product, lines in group_by(b, _product_key)])
-        folded.append(pickled_flat_map("product-features", by_product,
+        product_lines = coalesce("product-lines", op.map(
+            "keep-products", batches,
+            lambda c: [ClockedBatch([e for e in c.events if e.is_product], c.clock)]),
+            PRODUCT_BATCH_WAIT, PRODUCT_BATCH_MAX)
+        own = None if shard is None else shard.product_lines
+        known_products: dict[str, int] = {}
+
+        def product_shards(joined: list[ClockedBatch]) -> list[tuple[str, ShardBatch]]:
+            lines = [e for batch in joined for e in batch.events]
+            return to_shards(group_by(own(lines) if own else lines, _product_key),
+                             max(batch.clock for batch in joined), known_products)
+
+        to_product_timers = op.flat_map("product-shards", product_lines, product_shards)
+        product_timers = pickled_flat_map("product-timers", to_product_timers,
+                                          timer_step(PRODUCT_WAKE_HOURS))
+        folded.append(pickled_flat_map("product-features",
+                                       op.map("product-work", product_timers, lambda kv: kv[1]),
                                        folder_step(ProductFolder, PRODUCT_LATENESS_S)))
     if not folded:
         return
@@ -258,12 +291,12 @@ def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureO
 
 
 #: Product lines are folded in joined batches (:mod:`basketflow.flows.coalesce`): a product's
-#: lines of up to this long are folded, written online and logged once. A longer wait
-#: folds less in all but in longer bursts, which every customer line consumed meanwhile
-#: waits out; a shorter one folds more (benchmarks/freshness.py measures both).
+#: lines of up to this long are folded together. A longer wait folds less in all but in
+#: longer bursts, which every customer line consumed meanwhile waits out; a shorter one
+#: folds more (benchmarks/freshness.py measures both).
 PRODUCT_BATCH_WAIT = timedelta(seconds=0.25)
-#: ... and at most this many lines at a time (a backfill's batches are joined too).
-PRODUCT_BATCH_MAX = 100_000
+#: ... and at most this many batches at a time (a backfill's batches are joined too).
+PRODUCT_BATCH_MAX = 8
 
 #: A product's events come from every partition (events are keyed by customer), so
 #: their arrival order is the partitions' interleaving, not event time, and may lag by
@@ -306,7 +339,10 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     decoded = op.map("decode", raw, decode_batch)
     if STORE in parts:
         add_dead_letter_steps(flow, decoded, settings, config, stop_at_end, stats, reset)
-    events = op.map("events", decoded, lambda d: d.events)
+    clocked = event_clock("event-clock", op.map("partition-times", decoded, partition_times),
+                          Decoded, tuple(partition_name(settings.topic, p) for p in
+                                         topic_partitions(bootstrap, settings.topic)))
+    events = op.map("events", clocked, lambda c: ClockedBatch(c[0].events, c[1]))
     retry = RedisRetry(settings.redis_url, health,
                        state_file=settings.state_file)
     add_feature_steps(events, FeatureOutputs(
@@ -314,7 +350,7 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
         allowed_lateness, scoring if SERVE in parts else None, retry,
         frozenset(PART_ENTITIES[part] for part in parts)), stats)
     progress = op.stateful_map("count-progress",
-                               op.key_on("progress-key", decoded, lambda _: "all"),
+                               op.key_on("progress-key", clocked, lambda _: "all"),
                                count_progress)
     op.output("progress", progress, ProgressSink(
         settings.redis_url, settings.prefix, progress_part(parts), retry))

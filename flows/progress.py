@@ -14,7 +14,7 @@ number of restarts the progress hash holds the same totals as an uninterrupted r
 >>> p.add({"offset:tx:0": 5, "offset:tx:1": 1}, {"offset:tx:0": [2, 3, 4], "offset:tx:1": [0]},
 ...       {}, newest_ts=0)
 >>> p.fields()
-{'offset:tx:0': 5, 'offset:tx:1': 1, 'events': 5, 'dead_letters': 1, 'event_time': '2010-12-01T08:26:00+00:00'}
+{'offset:tx:0': 5, 'offset:tx:1': 1, 'events': 5, 'dead_letters': 1, 'event_time': '2010-12-01T08:26:00+00:00', 'clock': 0}
 """
 
 from __future__ import annotations
@@ -38,9 +38,12 @@ class FlowProgress:
     events: int = 0
     dead_letters: int = 0
     newest_ts: int = 0
+    #: The flow's event-time clock (:mod:`basketflow.flows.event_clock`); a progress of an
+    #: earlier version, restored, has none and takes this class default.
+    clock: int = 0
 
     def add(self, offsets: dict[str, int], events: dict[str, list[int]],
-            dead: dict[str, list[int]], *, newest_ts: int) -> None:
+            dead: dict[str, list[int]], *, newest_ts: int, clock: int = 0) -> None:
         """Fold one decoded batch in: the next offset per partition, and the offsets of
         its events and dead letters per partition (those already counted are skipped)."""
         self.events += self._fresh(events)
@@ -48,6 +51,7 @@ class FlowProgress:
         for name, offset in offsets.items():
             self.offsets[name] = max(self.offsets.get(name, 0), offset)
         self.newest_ts = max(self.newest_ts, newest_ts)
+        self.clock = max(self.clock, clock)
 
     def _fresh(self, positions: dict[str, list[int]]) -> int:
         """How many of the offsets are not counted yet."""
@@ -59,4 +63,4 @@ class FlowProgress:
         when = (datetime.fromtimestamp(self.newest_ts, tz=timezone.utc).isoformat()
                 if self.newest_ts else "")
         return {**self.offsets, "events": self.events, "dead_letters": self.dead_letters,
-                "event_time": when}
+                "event_time": when, "clock": self.clock}

@@ -86,11 +86,12 @@ def parquet_rows(directory: Path, key: list[str]) -> dict[str, dict[str, Any]]:
 
 def effective_rows(directory: Path, key: str) -> dict[str, dict[str, Any]]:
     """The feature-log rows that are in effect: per entity and ``key`` value (``ts``, or
-    ``entity_id`` for the final row), the row with the highest ``seq``."""
+    ``entity_id`` for the final row), the row with the highest ``(ts, seq)``."""
     latest: dict[str, dict[str, Any]] = {}
     for row in parquet_rows(directory, ["entity_id", "ts", "seq"]).values():
         name = f"{row['entity_id']}:{row[key]}"
-        if name not in latest or row["seq"] > latest[name]["seq"]:
+        if name not in latest or (row["ts"], row["seq"]) > (latest[name]["ts"],
+                                                            latest[name]["seq"]):
             latest[name] = row
     return latest
 

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from basketflow.features.entity_features import CustomerFolder
+from basketflow.features.entity_features import CustomerFolder, ProductFolder
+from basketflow.flows.event_clock import PartitionClock
 from basketflow.schemas.events import Transaction
-from basketflow.schemas.features import CUSTOMER
+from basketflow.schemas.features import CUSTOMER, PRODUCT
 from basketflow.schemas.records import LogRow
 
 HOUR, DAY = 3600, 86_400
@@ -164,3 +165,100 @@ def test_rows_in_effect_equal_the_window_rule_at_every_moment(
                 assert t < events[0].ts, (c, t)
                 continue
             assert {k: got[k] for k in want} == want, (c, t)
+
+
+def product_reference(lines: list[Transaction], t: int) -> dict[str, object]:
+    """The product's window rule by hand at ``t`` (revenue summed in thousandths)."""
+    seen = [e for e in lines if e.ts <= t]
+    out: dict[str, object] = {}
+    for days in PRODUCT.windows_days:
+        cut = t // HOUR + 1 - days * 24
+        inside = [e for e in seen if e.ts // HOUR >= cut]
+        if days in (1, 7):
+            out[f"units_{days}d"] = sum(e.quantity for e in inside)
+            milli = sum(e.quantity * round(e.unit_price * 1000) for e in inside)
+            out[f"revenue_{days}d"] = round(milli / 1000, 2)
+        if days == 7:
+            out["distinct_buyers_7d"] = len({e.customer_id for e in inside
+                                             if not e.is_cancellation and e.customer_id})
+        if days == 30:
+            cancelled = sum(e.is_cancellation for e in inside)
+            out["cancelled_share_30d"] = round(cancelled / len(inside), 4) if inside else None
+    return out
+
+
+@st.composite
+def product_lines(draw: st.DrawFn) -> list[Transaction]:
+    """One product's lines over up to 60 days, by several customers, in event-time order."""
+    ts, out = START, []
+    for n, (gap, _same, quantity, cents, kind) in enumerate(
+            draw(st.lists(line_spec, min_size=1, max_size=30))):
+        ts += gap * 60
+        buyer = draw(st.sampled_from(["b1", "b2", "b3", None]))
+        e = event(buyer or "guest", n, ts, f"i{n}", quantity, cents,
+                  "cancel" if kind == "cancel" else "buy")
+        out.append(Transaction(**{**{f: getattr(e, f) for f in e.__struct_fields__},
+                                  "customer_id": buyer, "stock_code": "85123A",
+                                  "unit_price": cents / 1000}))
+    return out
+
+
+def partitioned(lines: list[Transaction], owners: list[int], picks: list[int],
+                sizes: list[int]) -> Iterator[tuple[str, list[Transaction]]]:
+    """Lines spread over three partitions (by ``owners``), each in order, read in batches
+    in an order drawn by ``picks``: as the flow reads a topic's partitions."""
+    parts = {p: [e for i, e in enumerate(lines) if owners[i % len(owners)] == p]
+             for p in range(3)}
+    k = 0
+    while any(parts.values()):
+        ready = [p for p, rest in parts.items() if rest]
+        p = ready[picks[k % len(picks)] % len(ready)]
+        size = sizes[k % len(sizes)]
+        yield f"p{p}", parts[p][:size]
+        parts[p] = parts[p][size:]
+        k += 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=product_lines(), owners=st.lists(st.integers(0, 2), min_size=1, max_size=9),
+       picks=st.lists(st.integers(0, 2), min_size=1, max_size=12),
+       sizes=st.lists(st.integers(1, 8), min_size=1, max_size=6),
+       after_days=st.integers(0, 100), probes=st.lists(st.floats(0, 1), min_size=5,
+                                                        max_size=30))
+def test_product_rows_at_hour_ends_equal_the_window_rule_whatever_the_order(
+        lines: list[Transaction], owners: list[int], picks: list[int], sizes: list[int],
+        after_days: int, probes: list[float]) -> None:
+    """A product's lines come from three partitions read in random batches, the clock
+    being the flow's (:class:`PartitionClock`): the row in effect at each hour end the
+    clock has passed is the window rule there, equal to what one ordered stream gives;
+    between hour ends, the values are those of the last one."""
+    end = lines[-1].ts + after_days * DAY
+    lateness = 10 * 365 * DAY
+    effect = []
+    for delivery in (list(partitioned(lines, owners, picks, sizes)),
+                     [("all", batch) for batch in chunks(lines, sizes)]):
+        partitions = tuple(sorted({p for p, _ in delivery}))
+        clock, folder, rows = PartitionClock(partitions), ProductFolder(), []
+        for partition, batch in delivery:
+            now = clock.add(partition, max(e.ts for e in batch))
+            update = folder.fold("85123A", batch, lateness, now)
+            rows += update.rows if update else []
+            assert update is None or not update.late
+        update = folder.fold("85123A", [], lateness, max(clock.end(), end))
+        rows += update.rows if update else []
+        effect.append(in_effect(rows))
+    assert effect[0] == effect[1]
+    rows = effect[0]
+    assert all(ts % HOUR == HOUR - 1 for ts in rows)
+    for ts, values in rows.items():
+        assert values == product_reference(lines, ts), ts
+    first = lines[0].ts
+    for p in probes:  # between rows: the last hour end's values
+        t = int(first + p * (end - first))
+        last_end = (t + 1) // HOUR * HOUR - 1
+        got = value_at(rows, t)
+        want = product_reference(lines, last_end)
+        if got is None:
+            assert want["units_7d"] == 0 and want["cancelled_share_30d"] is None
+        else:
+            assert got == want, t
