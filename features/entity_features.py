@@ -23,8 +23,8 @@ Rules, the same for the live flow and the backfill:
   split across two polls), an intermediate row with a lower ``seq`` is written too;
   batch boundaries differ between runs, so these superseded rows may differ;
 - a product's events arrive from every partition, interleaved as the partitions are
-  read, so a product row is written once per batch (as of the product's latest event
-  time): product rows describe the stream as it was processed;
+  read, so a product row is written at each hour end where its values change, once the
+  clock has passed it (:class:`ProductFolder`): exact whatever the order of its lines;
 - **windows move on without events**: a customer's windowed values also change when one
   of its hourly tiles leaves a window (:meth:`CustomerState.next_change`). At each such
   moment ``P`` a row is written as of ``P`` (``ts = P``, ``seq`` the events folded so
@@ -58,11 +58,6 @@ class Folder(ABC):
     late)."""
 
     __slots__ = ("seen", "seq", "max_ts", "rows_through")
-
-    @staticmethod
-    @abstractmethod
-    def entity_of(e: Transaction) -> str:
-        """The id of the entity of this kind that an event belongs to."""
 
     def __init__(self) -> None:
         self.seen = SeenIds()
@@ -116,11 +111,6 @@ class CustomerFolder(Folder):
         super().__init__()
         self.customer = CustomerState()
         self.basket = BasketState()
-
-    @staticmethod
-    def entity_of(e: Transaction) -> str:
-        """The customer, or for a guest its invoice (the Kafka key)."""
-        return e.entity_id
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickled as plain values, each state as its slots' names and values: default
@@ -209,11 +199,6 @@ class ProductFolder(Folder):
     def __init__(self) -> None:
         super().__init__()
         self.product = ProductState()
-
-    @staticmethod
-    def entity_of(e: Transaction) -> str:
-        """The stock code."""
-        return e.stock_code
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickled as :meth:`CustomerFolder.__reduce__` is."""

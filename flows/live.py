@@ -7,11 +7,16 @@ cost is paid per batch and per entity, not per event. Stream by stream::
     decode        -> Decoded: the batch's Transactions, its dead letters, its offsets
     dead          dead letters -> the dead topic, and offline (`offline-dead`)
     dead-in       the dead topic read back: the producer's dead letters, stored offline
+    event-clock   each batch with the flow's event-time clock after it (a watermark over
+                  the partitions, basketflow.flows.event_clock)
     by-day        events regrouped by event day -> `offline` (Parquet, idempotent)
-    by-customer   events regrouped by customer (guests: invoice), in order
+    customer-shards  events regrouped by customer (guests: invoice), in order, per timer shard
+    customer-timers  each customer's events and clock, and the customers the clock wakes
+                  (their windows move on)
     product-lines product lines joined for up to 0.25 s (basketflow.flows.coalesce)
-    by-product    product lines regrouped by stock code, in order
-    *-features    pickled_flat_map: fold each entity's events into its feature state
+    product-shards, product-timers   the same, by stock code
+    *-features    pickled_flat_map: fold each entity's events into its feature state, and
+                  write the rows of the moments its windows move on
     online        latest values of each changed entity -> Redis, once per batch
     feature-log   every new value row -> Parquet `features/<view>/`, idempotent
     score         customer updates, all to one key: the River classifier predicts on every

@@ -218,7 +218,9 @@ BASKET = FeatureView(
 PRODUCT = FeatureView(
     name="product",
     entity="stock_code",
-    description="Demand for one product over sliding event-time windows.",
+    description="Demand for one product over sliding event-time windows, as of the last "
+                "hour end (its values change at hour ends).",
+    logic_revision=2,  # 2: rows at hour ends, revenue summed in thousandths
     declared=(
         WindowedFeature("units", "int", "units sold, net of cancellations, {window}", (1, 7)),
         WindowedFeature("revenue", "float", "value sold, net of cancellations, {window}",

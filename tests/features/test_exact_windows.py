@@ -6,16 +6,25 @@ that moment, and both deliveries leave the same rows in effect."""
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
+from pathlib import Path
 
-from hypothesis import given, settings
+import pandas as pd
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from basketflow.features.entity_features import CustomerFolder, ProductFolder
 from basketflow.flows.event_clock import PartitionClock
-from basketflow.schemas.events import Transaction
+from basketflow.config import Settings
+from basketflow.flows.live import RunOptions, run_live
+from basketflow.producers.replay import replay
+from basketflow.reports.historical import get_historical_features
+from basketflow.schemas.events import HEADER, Transaction
 from basketflow.schemas.features import CUSTOMER, PRODUCT
 from basketflow.schemas.records import LogRow
+from basketflow.sinks.online_store import RedisOnlineStore, connect
 
 HOUR, DAY = 3600, 86_400
 START = 1_298_937_600  # 2011-03-01 00:00 UTC
@@ -137,7 +146,7 @@ def lagging(stream: dict[str, list[Transaction]], picks: list[int],
         k += 1
 
 
-@settings(max_examples=200, deadline=None)
+@hypothesis_settings(max_examples=200, deadline=None)
 @given(stream=streams(), picks=st.lists(st.integers(0, 1), min_size=1, max_size=12),
        sizes=st.lists(st.integers(1, 8), min_size=1, max_size=6),
        ticks=st.lists(st.booleans(), min_size=1, max_size=5),
@@ -219,7 +228,7 @@ def partitioned(lines: list[Transaction], owners: list[int], picks: list[int],
         k += 1
 
 
-@settings(max_examples=200, deadline=None)
+@hypothesis_settings(max_examples=200, deadline=None)
 @given(lines=product_lines(), owners=st.lists(st.integers(0, 2), min_size=1, max_size=9),
        picks=st.lists(st.integers(0, 2), min_size=1, max_size=12),
        sizes=st.lists(st.integers(1, 8), min_size=1, max_size=6),
@@ -262,3 +271,38 @@ def test_product_rows_at_hour_ends_equal_the_window_rule_whatever_the_order(
             assert want["units_7d"] == 0 and want["cancelled_share_30d"] is None
         else:
             assert got == want, t
+
+
+def test_a_silent_customer_reads_zero_online_and_in_historical(
+        settings: Settings, tmp_path: Path) -> None:
+    """Through the real flow, broker and Valkey: a customer silent for more than 30 days
+    reads 0 in every 1/7/30-day window online once the flow has consumed later events of
+    other customers, and ``historical`` returns the same at that time; its 90-day window
+    and its products' hour-end rows still hold what they should."""
+    assert settings.kafka_bootstrap and settings.redis_url
+    path = tmp_path / "two.csv"
+    lines = [["536365", "85123A", "HEART", "6", "3/1/2011 10:05", "2.55", "17850", "UK"],
+             ["536366", "71053", "LANTERN", "2", "3/1/2011 10:20", "3.39", "12346", "UK"],
+             ["536367", "71053", "LANTERN", "1", "4/20/2011 9:00", "3.39", "12346", "UK"]]
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([list(HEADER), *lines])
+    replay(path, settings.kafka_bootstrap, settings.topic, settings.dead_topic)
+    run_live(settings, stop_at_end=True, options=RunOptions())
+    clock = 1_303_290_000  # 2011-04-20 09:00 UTC, the newest event
+    store = RedisOnlineStore(connect(settings.redis_url), settings.prefix)
+    assert int(store.read_progress()["clock"]) == clock
+    online = store.read("customer", "17850")
+    assert online is not None
+    windows = {f"{stem}_{d}d" for stem in ("spend", "orders", "items") for d in (1, 7, 30)}
+    assert {name: online[name] for name in windows} == dict.fromkeys(windows, 0)
+    assert online["spend_90d"] == 15.3 and online["lifetime_orders"] == 1
+    at = pd.Timestamp(clock, unit="s", tz="UTC")
+    frame = get_historical_features(settings.offline_dir, pd.DataFrame(
+        {"customer_id": ["17850"], "timestamp": [at]}),
+        [f"customer:{name}" for name in sorted(windows | {"spend_90d"})])
+    assert {name: frame[f"customer__{name}"][0] for name in windows} == \
+        dict.fromkeys(windows, 0)
+    assert frame["customer__spend_90d"][0] == 15.3
+    product = store.read("product", "85123A")
+    assert product is not None and product["units_7d"] == 0
+    assert product["_ts"] == (1_298_973_600 + 30 * 86_400) // 3600 * 3600 + 3599  # left 30d
