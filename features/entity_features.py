@@ -189,10 +189,11 @@ PRODUCT_REWRITE_S = 7 * 86_400
 
 
 class ProductFolder(Folder):
-    """A product's ``product`` view: a row at each hour end at which its values change
-    (:meth:`ProductState.rows`), once the clock has passed it. Its lines arrive from every
-    partition, in any order; one behind ``rows_through`` writes the rows from its hour's
-    end on again."""
+    """A product's ``product`` view. Online: its values as of the last hour end the clock
+    has passed, written when they change. Logged: each hour's tile once the clock has
+    passed its end (:meth:`ProductState.tile_row`). Its lines arrive from every partition,
+    in any order; one for an hour already logged logs that hour again (a higher
+    ``seq``)."""
 
     __slots__ = ("product",)
 
@@ -207,13 +208,14 @@ class ProductFolder(Folder):
 
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
               update: FeatureUpdate) -> None:
-        """Fold the lines in; rewrite the rows written already after the earliest. A line
+        """Fold the lines in; log again the hours already logged that they fall in. A line
         more than ``lateness`` behind the product's latest line, or more than
         :data:`PRODUCT_REWRITE_S` behind its rows, is late."""
         product = self.product
         max_ts, applied, late = self.max_ts, 0, update.late
         oldest = self.rows_through - PRODUCT_REWRITE_S
-        earliest: int | None = None
+        logged_through = _hour_end_at(self.rows_through)
+        again: set[int] = set()
         for e in fresh:
             ts = e.ts
             if (max_ts and ts < max_ts - lateness) or ts < oldest:
@@ -221,29 +223,48 @@ class ProductFolder(Folder):
                 continue
             product.update(e)
             applied += 1
-            if earliest is None or ts < earliest:
-                earliest = ts
+            if ts <= logged_through:
+                again.add(ts // HOUR)
             if ts > max_ts:
                 max_ts = ts
         self.seq += applied
         self.max_ts = max_ts
-        if earliest is not None and earliest <= self.rows_through:
-            self._product_rows(entity, earliest // HOUR * HOUR - 1, self.rows_through, update)
+        if again:
+            self._log_hours(entity, sorted(again), update)
+            self._emit_values(entity, logged_through, update)
 
     def _expire(self, entity: str, until: int, update: FeatureUpdate) -> None:
-        """The rows of the hour ends after ``rows_through`` up to ``until``."""
-        self._product_rows(entity, self.rows_through, until, update)
+        """Log the hours whose end the clock passed since ``rows_through``; the values as
+        of the last hour end up to ``until``, if they changed."""
+        product, after = self.product, self.rows_through
+        first, last = (after + 1) // HOUR, (until + 1) // HOUR - 1
+        self._log_hours(entity, sorted(h for h in product.tiles if first <= h <= last),
+                        update)
+        if product.changes_between(after, until):
+            self._emit_values(entity, _hour_end_at(until), update)
         self.rows_through = until
-        self.product.evict(until, PRODUCT_REWRITE_S)
+        product.evict(until, PRODUCT_REWRITE_S)
 
-    def _product_rows(self, entity: str, after: int, until: int,
-                      update: FeatureUpdate) -> None:
-        """A product row at each hour end in ``(after, until]`` at which it changes."""
-        seq, rows = self.seq, update.rows
-        for moment, values in self.product.rows(after, until):
-            rows.append(LogRow("product", entity, moment, seq, values))
-            update.values["product"] = values
-            update.times["product"] = moment
+    def _log_hours(self, entity: str, hours: list[int], update: FeatureUpdate) -> None:
+        """A log row of each hour's tile, stamped with the hour's end."""
+        seq, rows, product = self.seq, update.rows, self.product
+        for hour in hours:
+            rows.append(LogRow("product", entity, hour * HOUR + HOUR - 1, seq,
+                               product.tile_row(hour)))
+
+    def _emit_values(self, entity: str, moment: int, update: FeatureUpdate) -> None:
+        """The values as of the hour end ``moment``, for the online store."""
+        update.values["product"] = self.product.values(moment)
+        update.times["product"] = moment
+
+
+def _hour_end_at(ts: int) -> int:
+    """The last hour end at or before ``ts``.
+
+    >>> _hour_end_at(7199), _hour_end_at(7200), _hour_end_at(10_000)
+    (7199, 7199, 7199)
+    """
+    return (ts + 1) // HOUR * HOUR - 1
 
 
 SlotValues = tuple[tuple[str, ...], tuple[Any, ...]]

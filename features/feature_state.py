@@ -20,7 +20,7 @@ hourly tiles ending with the hour of ``t``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from basketflow.schemas.events import Transaction
@@ -293,6 +293,8 @@ if len({w for _, w in _DISTINCT_BUYERS}) != 1:
     raise ValueError("ProductState counts distinct buyers over one window: declare "
                      "distinct_buyers over one window only")
 _BUYERS_WINDOW = _DISTINCT_BUYERS[0][1]
+#: The span in hours of the window distinct buyers are counted over.
+BUYERS_SPAN_HOURS = _PRODUCT_DAYS[_BUYERS_WINDOW] * 24
 #: Revenue is kept in thousandths of the currency, as whole numbers: prices have at most
 #: three decimals, so window sums are exact however they are added and taken away.
 MILLI = 1000
@@ -303,9 +305,11 @@ class ProductState:
     cancelled lines]`` and the customers who bought it in each hour.
 
     Its values change only at the end of an hour: the hour's tile enters every window, and
-    tiles leave windows. So its rows are as of hour ends (:meth:`rows`): the row at the
-    end of hour ``h`` holds exactly the window rule at that moment, whatever order the
-    product's lines arrived in (they come from every partition, interleaved).
+    tiles leave windows. So it is read as of hour ends: at the end of hour ``h`` its values
+    are exactly the window rule at that moment, whatever order its lines arrived in (they
+    come from every partition, interleaved). Its feature log keeps its tiles
+    (:meth:`tile_row`), one row per hour with lines, from which ``historical`` sums any
+    window.
     """
 
     __slots__ = ("tiles", "buyers", "max_ts")
@@ -347,8 +351,7 @@ class ProductState:
 
     def values(self, as_of: int) -> dict[str, Any]:
         """Every feature of :data:`basketflow.schemas.features.PRODUCT` as of ``as_of``,
-        in its declared order, summed directly from the tiles and buyers (:meth:`rows`
-        gives the same values at hour ends, sliding)."""
+        in its declared order, summed from the tiles and buyers."""
         cuts = _cutoffs(as_of, _PRODUCT_DAYS)
         last_hour = as_of // HOUR
         sums = [[0, 0, 0, 0] for _ in cuts]
@@ -364,66 +367,66 @@ class ProductState:
         buyers = set().union(*(b for h, b in self.buyers.items() if cut <= h <= last_hour))
         return _product_values(sums, len(buyers))
 
-    def next_change(self, after: int) -> int | None:
-        """The first hour end after ``after`` at which the values change; None if none."""
-        return min((m for m in self._moments(after, None)), default=None)
+    def changes_between(self, after: int, until: int) -> bool:
+        """Whether the values change at an hour end in ``(after, until]``: a tile enters
+        every window at its hour's end, and leaves each window a span later."""
+        first = (after + 1) // HOUR  # hour ends h*HOUR + HOUR - 1 > after <=> h >= first
+        last = (until + 1) // HOUR - 1
+        return first <= last and any(first <= h + d <= last for h in self.tiles
+                                     for d in PRODUCT_CHANGE_HOURS)
 
-    def _moments(self, after: int, until: int | None) -> set[int]:
-        """The hour ends in ``(after, until]`` (no end: None) at which a tile enters or
-        leaves a window."""
-        first = (after + 1) // HOUR  # hour ends: h*HOUR + HOUR - 1 > after <=> h >= first
-        last = None if until is None else (until + 1) // HOUR - 1
-        return {(h + d) * HOUR + HOUR - 1 for h in self.tiles for d in PRODUCT_CHANGE_HOURS
-                if h + d >= first and (last is None or h + d <= last)}
+    def tile_row(self, hour: int) -> dict[str, Any]:
+        """What the feature log keeps of one hour: the tile and its buyers (sorted), from
+        which any window at any hour end is summed (``historical``)."""
+        units, revenue, lines, cancelled = self.tiles[hour]
+        return {"units": units, "revenue_milli": revenue, "lines": lines,
+                "cancelled_lines": cancelled, "buyers": sorted(self.buyers.get(hour, ()))}
 
-    def rows(self, after: int, until: int) -> list[tuple[int, dict[str, Any]]]:
-        """The values at every hour end in ``(after, until]`` at which they change, in
-        time order: each window's sums slide over the tiles in hour order (two pointers),
-        so a popular product's many rows cost little more than its tiles."""
-        moments = sorted(self._moments(after, until))
-        if not moments:
-            return []
-        hours = sorted(self.tiles)
-        tiles = [self.tiles[h] for h in hours]
-        spans = [days * 24 for days in _PRODUCT_DAYS]
-        sums = [[0, 0, 0, 0] for _ in spans]
-        low = [0] * len(spans)  # first tile still inside each window
-        high = 0  # first tile after the moment's hour
-        buyer_hours = sorted(self.buyers)
-        buyer_low = buyer_high = 0
-        span = spans[_BUYERS_WINDOW]
-        counts: dict[str, int] = {}
-        out = []
-        for moment in moments:
-            hour = moment // HOUR
-            while high < len(hours) and hours[high] <= hour:
-                tile = tiles[high]
-                for s in sums:
-                    for i in range(4):
-                        s[i] += tile[i]
-                high += 1
-            for w, s in enumerate(sums):
-                lo = low[w]
-                while lo < high and hours[lo] <= hour - spans[w]:
-                    tile = tiles[lo]
-                    for i in range(4):
-                        s[i] -= tile[i]
-                    lo += 1
-                low[w] = lo
-            while buyer_high < len(buyer_hours) and buyer_hours[buyer_high] <= hour:
-                for c in self.buyers[buyer_hours[buyer_high]]:
-                    counts[c] = counts.get(c, 0) + 1
-                buyer_high += 1
-            while buyer_low < buyer_high and buyer_hours[buyer_low] <= hour - span:
-                for c in self.buyers[buyer_hours[buyer_low]]:
-                    left = counts[c] - 1
-                    if left:
-                        counts[c] = left
-                    else:
-                        del counts[c]
-                buyer_low += 1
-            out.append((moment, _product_values(sums, len(counts))))
-        return out
+
+def revenue(milli: int) -> float:
+    """A value in thousandths as currency, rounded to cents half to even, in whole numbers
+    (so the same in every place that sums tiles: no binary fraction decides a tie).
+
+    >>> revenue(125), revenue(135), revenue(-125), revenue(2_554)
+    (0.12, 0.14, -0.12, 2.55)
+    """
+    cents, rest = divmod(milli, 10)
+    if rest > 5 or (rest == 5 and cents % 2):
+        cents += 1
+    return cents / 100
+
+
+def share(part: int, whole: int) -> float | None:
+    """``part / whole`` to four decimals; None when ``whole`` is 0.
+
+    >>> share(1, 3), share(0, 0)
+    (0.3333, None)
+    """
+    return round(part / whole, 4) if whole else None
+
+
+def product_columns(sums: Sequence[Sequence[Sequence[int]]],
+                    buyers: Sequence[int]) -> dict[str, list[Any]]:
+    """The product's features as columns, by the rules of :meth:`ProductState.values`,
+    from columns of sums: ``sums[w]`` holds the window ``w``'s (of ``PRODUCT.windows_days``)
+    units, revenue in thousandths, lines and cancelled lines, one column each, and
+    ``buyers`` the distinct buyers of the buyers' window. What ``historical`` computes
+    from the logged tiles.
+
+    >>> columns = product_columns([[[2], [5_100], [1], [0]]] * 3, [1])
+    >>> columns["revenue_7d"], columns["cancelled_share_30d"]
+    ([5.1], [0.0])
+    """
+    out: dict[str, list[Any]] = {}
+    for name, w in _UNITS:
+        out[name] = list(sums[w][0])
+    for name, w in _REVENUE:
+        out[name] = [revenue(milli) for milli in sums[w][1]]
+    for name, _ in _DISTINCT_BUYERS:
+        out[name] = list(buyers)
+    for name, w in _CANCELLED_SHARE:
+        out[name] = [share(c, n) for c, n in zip(sums[w][3], sums[w][2])]
+    return out
 
 
 def _product_values(sums: list[list[int]], buyers: int) -> dict[str, Any]:
@@ -433,10 +436,9 @@ def _product_values(sums: list[list[int]], buyers: int) -> dict[str, Any]:
     for name, w in _UNITS:
         out[name] = sums[w][0]
     for name, w in _REVENUE:
-        out[name] = round(sums[w][1] / MILLI, 2)
+        out[name] = revenue(sums[w][1])
     for name, _ in _DISTINCT_BUYERS:
         out[name] = buyers
     for name, w in _CANCELLED_SHARE:
-        lines = sums[w][2]
-        out[name] = round(sums[w][3] / lines, 4) if lines else None
+        out[name] = share(sums[w][3], sums[w][2])
     return out

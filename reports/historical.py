@@ -61,6 +61,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from basketflow.reports.tile_log import is_tiled, tiled_values
 from basketflow.schemas.features import FeatureView, registry
 from basketflow.sinks.offline_layout import feature_log_files
 from basketflow.sinks.offline_store import ARROW_TYPES, ensure_readable
@@ -268,6 +269,20 @@ def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
     return table.cast(schema)
 
 
+def _view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest, files: Sequence[Path],
+              entities: pa.Array) -> pa.Table:
+    """A view's log rows as the join takes them: read, or for a view that logs tiles,
+    summed at every moment its values change (:mod:`basketflow.reports.tile_log`), for
+    the asked ``entities`` only."""
+    if not is_tiled(request.view):
+        return read_view_log(con, request, files)
+    if not files:
+        return _log_schema(request).empty_table()
+    ensure_readable(files)
+    return tiled_values(con, request.view, files, pc.unique(entities.drop_null()),
+                        request.features).cast(_log_schema(request))
+
+
 def _encode(ids: pa.Array, log_ids: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
     """Small integer codes for entity ids, the same for the labels and the log.
 
@@ -383,8 +398,8 @@ def get_historical_features(offline_dir: Path, entities: pd.DataFrame | pa.Table
     keys, ids = _key_table(frame, requests, timestamp_column)
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")  # naive log timestamps are UTC, as everywhere
-        logs = [read_view_log(con, r, feature_log_files(Path(offline_dir), r.view.name))
-                for r in requests]
+        logs = [_view_log(con, r, feature_log_files(Path(offline_dir), r.view.name),
+                          ids[r.id_column]) for r in requests]
         found = point_in_time(con, keys, ids, requests, logs)
     found = found.select([output_column(*vf) for vf in order])
     values = found.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)

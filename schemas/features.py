@@ -110,6 +110,15 @@ class FeatureView:
     ttl_seconds: int | None = None
     depends_on: str = ""  # version of external definitions it uses (the taxonomy)
     logic_revision: int = 1  # bump when the computation changes but the fields do not
+    #: What its feature log keeps, when not its features: partial aggregates (tiles) from
+    #: which any window is summed when it is read (the product view: see its state class).
+    logged: tuple[Feature, ...] = ()
+
+    @property
+    def log_features(self) -> tuple[Feature, ...]:
+        """The columns of its feature log after the key columns: :attr:`logged`, or else
+        its features."""
+        return self.logged or self.features
 
     @cached_property
     def features(self) -> tuple[Feature, ...]:
@@ -141,7 +150,8 @@ class FeatureView:
         return {"name": self.name, "entity": self.entity, "description": self.description,
                 "features": [asdict(f) for f in self.features],
                 "windows_days": list(self.windows_days), "ttl_seconds": self.ttl_seconds,
-                "depends_on": self.depends_on, "logic_revision": self.logic_revision}
+                "depends_on": self.depends_on, "logic_revision": self.logic_revision,
+                **({"logged": [asdict(f) for f in self.logged]} if self.logged else {})}
 
     @property
     def version(self) -> str:
@@ -220,7 +230,14 @@ PRODUCT = FeatureView(
     entity="stock_code",
     description="Demand for one product over sliding event-time windows, as of the last "
                 "hour end (its values change at hour ends).",
-    logic_revision=2,  # 2: rows at hour ends, revenue summed in thousandths
+    logic_revision=2,  # 2: as of hour ends, revenue summed in thousandths
+    logged=(
+        Feature("units", "int", "units of the hour's lines, net of cancellations"),
+        Feature("revenue_milli", "int", "value of the hour's lines, in thousandths"),
+        Feature("lines", "int", "lines in the hour"),
+        Feature("cancelled_lines", "int", "cancellation lines in the hour"),
+        Feature("buyers", "str_list", "customers who bought it in the hour, sorted"),
+    ),
     declared=(
         WindowedFeature("units", "int", "units sold, net of cancellations, {window}", (1, 7)),
         WindowedFeature("revenue", "float", "value sold, net of cancellations, {window}",

@@ -309,7 +309,8 @@ class LateEventLog(PartitionedLog):
 
 
 #: A feature's dtype -> the Arrow type of its feature-log column.
-ARROW_TYPES: dict[str, pa.DataType] = {"int": pa.int64(), "float": pa.float64(),
+ARROW_TYPES: dict[str, pa.DataType] = {"str_list": pa.list_(pa.string()),
+                                       "int": pa.int64(), "float": pa.float64(),
                                        "str": pa.string(), "epoch_s": pa.int64()}
 
 
@@ -317,7 +318,7 @@ def feature_log_schema(view: FeatureView) -> pa.Schema:
     """Columns of a view's feature log: entity, event time, order, version, features."""
     return pa.schema([("entity_id", pa.string()), ("ts", pa.timestamp("s", tz="UTC")),
                       ("seq", pa.int64()), ("version", pa.string())]
-                     + [(f.name, ARROW_TYPES[f.dtype]) for f in view.features])
+                     + [(f.name, ARROW_TYPES[f.dtype]) for f in view.log_features])
 
 
 class EntityRowLog(PartitionedLog):
@@ -348,7 +349,7 @@ class FeatureLog(EntityRowLog):
         self.view = registry()[view]
         super().__init__(feature_log_dir(root, view), feature_log_schema(self.view),
                          "row_id", ids_span_days=view == PRODUCT.name)
-        self.names = self.view.feature_names
+        self.names = tuple(f.name for f in self.view.log_features)
         self.version = self.view.version
 
     def append(self, rows: Iterable[LogRow]) -> int:

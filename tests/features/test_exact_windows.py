@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ from basketflow.reports.historical import get_historical_features
 from basketflow.schemas.events import HEADER, Transaction
 from basketflow.schemas.features import CUSTOMER, PRODUCT
 from basketflow.schemas.records import LogRow
+from basketflow.sinks.offline_store import FeatureLog
 from basketflow.sinks.online_store import RedisOnlineStore, connect
 
 HOUR, DAY = 3600, 86_400
@@ -186,7 +188,8 @@ def product_reference(lines: list[Transaction], t: int) -> dict[str, object]:
         if days in (1, 7):
             out[f"units_{days}d"] = sum(e.quantity for e in inside)
             milli = sum(e.quantity * round(e.unit_price * 1000) for e in inside)
-            out[f"revenue_{days}d"] = round(milli / 1000, 2)
+            cents, rest = divmod(milli, 10)  # half to even, in whole numbers
+            out[f"revenue_{days}d"] = (cents + (rest > 5 or (rest == 5 and cents % 2))) / 100
         if days == 7:
             out["distinct_buyers_7d"] = len({e.customer_id for e in inside
                                              if not e.is_cancellation and e.customer_id})
@@ -228,19 +231,30 @@ def partitioned(lines: list[Transaction], owners: list[int], picks: list[int],
         k += 1
 
 
-@hypothesis_settings(max_examples=200, deadline=None)
+def product_tile(lines: list[Transaction], hour: int) -> dict[str, object]:
+    """What the product's log keeps of one hour, by hand."""
+    inside = [e for e in lines if e.ts // HOUR == hour]
+    return {"units": sum(e.quantity for e in inside),
+            "revenue_milli": sum(e.quantity * round(e.unit_price * 1000) for e in inside),
+            "lines": len(inside), "cancelled_lines": sum(e.is_cancellation for e in inside),
+            "buyers": sorted({e.customer_id for e in inside
+                              if e.customer_id and not e.is_cancellation})}
+
+
+@hypothesis_settings(max_examples=100, deadline=None)
 @given(lines=product_lines(), owners=st.lists(st.integers(0, 2), min_size=1, max_size=9),
        picks=st.lists(st.integers(0, 2), min_size=1, max_size=12),
        sizes=st.lists(st.integers(1, 8), min_size=1, max_size=6),
        after_days=st.integers(0, 100), probes=st.lists(st.floats(0, 1), min_size=5,
                                                         max_size=30))
-def test_product_rows_at_hour_ends_equal_the_window_rule_whatever_the_order(
-        lines: list[Transaction], owners: list[int], picks: list[int], sizes: list[int],
-        after_days: int, probes: list[float]) -> None:
+def test_product_values_at_hour_ends_equal_the_window_rule_whatever_the_order(
+        tmp_path_factory: pytest.TempPathFactory, lines: list[Transaction], owners: list[int],
+        picks: list[int], sizes: list[int], after_days: int, probes: list[float]) -> None:
     """A product's lines come from three partitions read in random batches, the clock
-    being the flow's (:class:`PartitionClock`): the row in effect at each hour end the
-    clock has passed is the window rule there, equal to what one ordered stream gives;
-    between hour ends, the values are those of the last one."""
+    being the flow's (:class:`PartitionClock`): every online value is the window rule at
+    its hour end; the logged tiles in effect are each hour's lines, the same as one ordered
+    stream gives; and ``historical`` at any moment up to 100 days after the last line is
+    the window rule at the last hour end before it."""
     end = lines[-1].ts + after_days * DAY
     lateness = 10 * 365 * DAY
     effect = []
@@ -248,29 +262,39 @@ def test_product_rows_at_hour_ends_equal_the_window_rule_whatever_the_order(
                      [("all", batch) for batch in chunks(lines, sizes)]):
         partitions = tuple(sorted({p for p, _ in delivery}))
         clock, folder, rows = PartitionClock(partitions), ProductFolder(), []
-        for partition, batch in delivery:
-            now = clock.add(partition, max(e.ts for e in batch))
+        steps = [(p, batch, clock.add(p, max(e.ts for e in batch))) for p, batch in delivery]
+        for _partition, batch, now in steps + [("", [], max(clock.end(), end))]:
             update = folder.fold("85123A", batch, lateness, now)
-            rows += update.rows if update else []
-            assert update is None or not update.late
-        update = folder.fold("85123A", [], lateness, max(clock.end(), end))
-        rows += update.rows if update else []
+            if update is None:
+                continue
+            assert not update.late
+            rows += update.rows
+            if "product" in update.values:
+                moment = update.times["product"]
+                assert moment % HOUR == HOUR - 1
+                assert update.values["product"] == product_reference(lines, moment), moment
         effect.append(in_effect(rows))
     assert effect[0] == effect[1]
-    rows = effect[0]
-    assert all(ts % HOUR == HOUR - 1 for ts in rows)
-    for ts, values in rows.items():
-        assert values == product_reference(lines, ts), ts
+    tiles = effect[0]
+    assert tiles == {h * HOUR + HOUR - 1: product_tile(lines, h)
+                     for h in {e.ts // HOUR for e in lines} if h * HOUR + HOUR - 1 <= end}
+    root = tmp_path_factory.mktemp("log")
+    FeatureLog(root, "product").append(
+        LogRow("product", "85123A", ts, 1, values) for ts, values in tiles.items())
     first = lines[0].ts
-    for p in probes:  # between rows: the last hour end's values
-        t = int(first + p * (end - first))
-        last_end = (t + 1) // HOUR * HOUR - 1
-        got = value_at(rows, t)
-        want = product_reference(lines, last_end)
-        if got is None:
-            assert want["units_7d"] == 0 and want["cancelled_share_30d"] is None
-        else:
-            assert got == want, t
+    times = [int(first + p * (end - first)) for p in probes]
+    frame = get_historical_features(root, pd.DataFrame(
+        {"stock_code": ["85123A"] * len(times),
+         "timestamp": pd.to_datetime(times, unit="s", utc=True)}),
+        [f"product:{name}" for name in PRODUCT.feature_names])
+    for i, t in enumerate(times):
+        want = product_reference(lines, (t + 1) // HOUR * HOUR - 1)
+        got = {name: frame[f"product__{name}"][i] for name in want}
+        if pd.isna(got["units_7d"]):  # no hour end logged with lines before t
+            assert t < min(tiles, default=t + 1)
+            continue
+        got = {k: (None if pd.isna(v) else v) for k, v in got.items()}
+        assert got == want, t
 
 
 def test_a_silent_customer_reads_zero_online_and_in_historical(
@@ -303,6 +327,6 @@ def test_a_silent_customer_reads_zero_online_and_in_historical(
     assert {name: frame[f"customer__{name}"][0] for name in windows} == \
         dict.fromkeys(windows, 0)
     assert frame["customer__spend_90d"][0] == 15.3
-    product = store.read("product", "85123A")
-    assert product is not None and product["units_7d"] == 0
-    assert product["_ts"] == (1_298_973_600 + 30 * 86_400) // 3600 * 3600 + 3599  # left 30d
+    product = store.read("product", "85123A")  # as of the last hour end: all windows left
+    assert product is not None and product["_ts"] == clock - 1
+    assert (product["units_7d"], product["cancelled_share_30d"]) == (0, None)
