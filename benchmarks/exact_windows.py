@@ -67,6 +67,10 @@ def report(name: str, f: dict[str, object]) -> None:
     print(f"  {name}: {events:,} events in {f['seconds']:.2f} s = "
           f"{f['events_per_second']:,.0f} events/s ({events / f['wall']:,.0f} with start-up); "
           f"{int(f['online_writes']) / events:.2f} online writes/event")  # type: ignore[call-overload]
+    parts = f.get("parts") or {}
+    if parts:
+        print("    parts: " + ", ".join(f"{name} {p['seconds']:.2f} s"  # type: ignore[index]
+                                         for name, p in parts.items()))  # type: ignore[attr-defined]
     for view, (rows, days, files) in f["log"].items():  # type: ignore[attr-defined]
         print(f"    {view:<9} {rows:>9,} log rows  {rows / max(days, 1):>8,.0f} rows/day  "
               f"{files / max(days, 1):>5.1f} files/day  ({rows / events:.2f} rows/event)")
