@@ -14,13 +14,19 @@ number of restarts the progress hash holds the same totals as an uninterrupted r
 >>> p.add({"offset:tx:0": 5, "offset:tx:1": 1}, {"offset:tx:0": [2, 3, 4], "offset:tx:1": [0]},
 ...       {}, newest_ts=0)
 >>> p.fields()
-{'offset:tx:0': 5, 'offset:tx:1': 1, 'events': 5, 'dead_letters': 1, 'event_time': '2010-12-01T08:26:00+00:00'}
+{'offset:tx:0': 5, 'offset:tx:1': 1, 'events': 5, 'dead_letters': 1, 'event_time': '2010-12-01T08:26:00+00:00', 'clock': 1291191960}
+
+The newest event time is the flow's **event-time clock** (``clock``, epoch seconds; the
+same time as ``event_time``, in ISO 8601 for people): online reads are as of it (see
+:mod:`basketflow.app.features`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+from basketflow.sinks.online_store import CLOCK_FIELD
 
 #: The part of the flow's progress hash in the online store that the serve part alone, in
 #: a process of its own, writes (``<prefix>:flow:progress:serve``); a flow with the store
@@ -55,8 +61,10 @@ class FlowProgress:
                    for name, offsets in positions.items())
 
     def fields(self) -> dict[str, int | str]:
-        """The progress hash's fields (without the wall-clock ``updated_at``)."""
+        """The progress hash's fields (without the wall-clock ``updated_at``); no
+        ``clock`` before the first event."""
         when = (datetime.fromtimestamp(self.newest_ts, tz=timezone.utc).isoformat()
                 if self.newest_ts else "")
+        clock = {CLOCK_FIELD: self.newest_ts} if self.newest_ts else {}
         return {**self.offsets, "events": self.events, "dead_letters": self.dead_letters,
-                "event_time": when}
+                "event_time": when, **clock}

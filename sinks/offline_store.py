@@ -314,10 +314,11 @@ ARROW_TYPES: dict[str, pa.DataType] = {"int": pa.int64(), "float": pa.float64(),
 
 
 def feature_log_schema(view: FeatureView) -> pa.Schema:
-    """Columns of a view's feature log: entity, event time, order, version, features."""
+    """Columns of a view's feature log: entity, event time, order, version, stored
+    features (request-time ones are computed when read)."""
     return pa.schema([("entity_id", pa.string()), ("ts", pa.timestamp("s", tz="UTC")),
                       ("seq", pa.int64()), ("version", pa.string())]
-                     + [(f.name, ARROW_TYPES[f.dtype]) for f in view.features])
+                     + [(f.name, ARROW_TYPES[f.dtype]) for f in view.stored_features])
 
 
 class EntityRowLog(PartitionedLog):
@@ -347,12 +348,12 @@ class FeatureLog(EntityRowLog):
         self.view = registry()[view]
         super().__init__(feature_log_dir(root, view), feature_log_schema(self.view),
                          "row_id", ids_span_days=view == PRODUCT.name)
-        self.names = self.view.feature_names
+        self.names = self.view.stored_names
         self.version = self.view.version
 
     def append(self, rows: Iterable[LogRow]) -> int:
-        """Store the rows not stored yet (the view's features taken from ``values`` in
-        the log's column order)."""
+        """Store the rows not stored yet (the view's stored features taken from
+        ``values`` in the log's column order)."""
         names, version = self.names, self.version
         return self.append_rows(
             (ts, f"{entity}:{seq}",

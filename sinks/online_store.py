@@ -79,6 +79,9 @@ PACKED_KEY = "packed"
 SCORE_VIEW = "score"
 #: ``<prefix>:flow:progress[:<part>]``: the flow's progress hash.
 PROGRESS_KEY = "flow:progress"
+#: The progress hash's field holding the flow's event-time clock: the newest event time
+#: it has processed, epoch seconds.
+CLOCK_FIELD = "clock"
 #: ``entity -> (event time, values)``: the latest values of some entities of one view.
 Rows = Mapping[str, tuple[int, Mapping[str, Any]]]
 
@@ -99,6 +102,13 @@ class OnlineStore(Protocol):
                      ) -> list[dict[str, dict[str, Any] | None]]:
         """Every named view of many entities (``view -> values or None`` per entity, in
         order), in one round trip."""
+
+    def read_vectors_and_clocks(self, views: Sequence[str], entities: Sequence[str],
+                                parts: Sequence[str],
+                                ) -> tuple[list[dict[str, dict[str, Any] | None]],
+                                           dict[str, int]]:
+        """:meth:`read_vectors`, and in the same round trip the event-time clock
+        (:data:`CLOCK_FIELD`) of the progress hash of each of ``parts`` that has one."""
 
     def write_scores(self, rows: Iterable[ScoreRow]) -> None:
         """Store each entity's latest score (the last of ``rows`` for it)."""
@@ -330,29 +340,54 @@ class RedisOnlineStore:
         (``benchmarks/online_read.py`` measures both ways). The keys of one call must
         live on one server (on Redis Cluster: one hash slot).
         """
+        return self._read_vectors(views, entities, ())[0]
+
+    def read_vectors_and_clocks(self, views: Sequence[str], entities: Sequence[str],
+                                parts: Sequence[str],
+                                ) -> tuple[list[dict[str, dict[str, Any] | None]],
+                                           dict[str, int]]:
+        """:meth:`read_vectors`, with one HGET of the clock of each part's progress hash
+        (:func:`progress_key`) in its first round trip."""
+        clocks = [("HGET", progress_key(self.prefix, part), CLOCK_FIELD) for part in parts]
+        vectors, replies = self._read_vectors(views, entities, clocks)
+        return vectors, {part: int(clock) for part, clock in zip(parts, replies)
+                         if clock is not None}
+
+    def _read_vectors(self, views: Sequence[str], entities: Sequence[str],
+                      extra: Sequence[Command]
+                      ) -> tuple[list[dict[str, dict[str, Any] | None]], list[Any]]:
+        """:meth:`read_vectors`, sending ``extra`` commands in its first round trip;
+        with their replies."""
         if not views or not entities:
-            return [dict.fromkeys(views) for _ in entities]
+            return ([dict.fromkeys(views) for _ in entities],
+                    send_pipelined(self.client, extra))
         heads = [f"{self._packed_head}{view}:" for view in views]
         keys = [f"{head}{entity}" for entity in entities for head in heads]
+        replies: list[Any] = []
         if len(keys) <= _SCRIPT_MAX_KEYS:
-            values = [None] * len(keys)  # all for the script
+            values: list[bytes | None] = [None] * len(keys)  # all for the script
         else:
-            values = send_pipelined(self.client, [("MGET", *keys)])[0]
+            values, *replies = send_pipelined(self.client, [("MGET", *keys), *extra])
+            extra = ()
         if None in values:
-            self._fill_missing(keys, values)
-        return _decode_vectors(views, values)
+            replies += self._fill_missing(keys, values, extra)
+        return _decode_vectors(views, values), replies
 
-    def _fill_missing(self, keys: list[str], values: list[bytes | None]) -> None:
+    def _fill_missing(self, keys: list[str], values: list[bytes | None],
+                      extra: Sequence[Command] = ()) -> list[Any]:
         """Replace each None in ``values`` (the values of ``keys`` found so far) by what
         the script finds for its key, as a MessagePack value: the packed value, the
-        view's hash re-packed, or nil."""
+        view's hash re-packed, or nil; ``extra`` commands sent after the script's, whose
+        replies are returned."""
         missing = [i for i, value in enumerate(values) if value is None]
         command = (len(missing), *(keys[i] for i in missing), f"{self.prefix}:",
                    len(self._packed_head.encode()))
         try:
-            found = send_pipelined(self.client, [("EVALSHA", _READ_VECTORS_SHA, *command)])[0]
+            found, *replies = send_pipelined(
+                self.client, [("EVALSHA", _READ_VECTORS_SHA, *command), *extra])
         except redis.exceptions.NoScriptError:  # a restarted or flushed server
-            found = send_pipelined(self.client, [("EVAL", _READ_VECTORS, *command)])[0]
+            found, *replies = send_pipelined(
+                self.client, [("EVAL", _READ_VECTORS, *command), *extra])
         for i, item in zip(missing, found):
             if isinstance(item, bytes):
                 values[i] = item
@@ -361,6 +396,7 @@ class RedisOnlineStore:
                 values[i] = _pack(dict(zip((k.decode() for k in item[0::2]), fields)))
             else:
                 values[i] = _NIL
+        return replies
 
 
 def _text(value: bytes | str) -> str:

@@ -21,11 +21,13 @@ from basketflow.config import Settings
 from basketflow.errors import BasketflowError
 
 if TYPE_CHECKING:
-    from basketflow.schemas.features import Feature, FeatureView
+    from basketflow.schemas.features import FeatureView, Served
     from basketflow.sinks.online_store import OnlineStore
 
 TS_FIELD, VERSION_FIELD = "_ts", "_version"
 """Where a stored value keeps its event time and version (see basketflow.sinks.online_store)."""
+#: Where a read's as-of time comes from (:class:`OnlineFeatures`).
+CLOCK, VALUES = "clock", "values"
 
 
 class UnknownView(BasketflowError, ValueError):
@@ -34,7 +36,9 @@ class UnknownView(BasketflowError, ValueError):
 
 @dataclass(frozen=True)
 class ViewDescription:
-    """Everything about a feature view: what ``features list`` and ``describe`` show."""
+    """Everything about a feature view: what ``features list`` and ``describe`` show,
+    each feature with its kind (windowed, stored or request-time: see
+    :mod:`basketflow.schemas.features`)."""
 
     name: str
     entity: str
@@ -44,15 +48,24 @@ class ViewDescription:
     ttl_seconds: int | None
     online: str
     offline: str
-    features: tuple[Feature, ...]
+    features: tuple[Served, ...]
+    kinds: dict[str, str]
 
     def to_json(self) -> dict[str, Any]:
-        """Plain data for ``--json``, in field order."""
+        """Plain data for ``--json``, in field order; each feature with its ``kind`` (and
+        a request-time one with its ``source``).
+
+        >>> info = describe_view("customer", "bf").to_json()
+        >>> next(f for f in info["features"] if f["name"] == "days_since_last_purchase")
+        {'name': 'days_since_last_purchase', 'kind': 'request-time', 'dtype': 'float', \
+'description': "days from the latest purchase to the read's as-of time", 'source': 'last_purchase'}
+        """
         return {**{name: getattr(self, name) for name in (
             "name", "entity", "version", "description")},
             "windows_days": list(self.windows_days), "ttl_seconds": self.ttl_seconds,
             "online": self.online, "offline": self.offline,
-            "features": [asdict(f) for f in self.features]}
+            "features": [{"name": f.name, "kind": self.kinds[f.name]} | asdict(f)
+                         for f in self.features]}
 
 
 @dataclass(frozen=True)
@@ -85,14 +98,25 @@ class FeatureRow:
 
 @dataclass(frozen=True)
 class OnlineFeatures:
-    """Some views of one entity; a view the store has no values for maps to None."""
+    """Some views of one entity, as of one time; a view the store has no values for maps
+    to None.
+
+    ``as_of`` (epoch seconds) is the time the read answers for, and its request-time
+    features are computed at: the flow's event-time clock (``as_of_from`` is
+    :data:`CLOCK`), or where no flow has recorded one (only a backfill wrote the
+    values), the newest event time of the entity's values read (:data:`VALUES`); None
+    when the store has no values of the entity.
+    """
 
     entity: str
     views: dict[str, FeatureRow | None]
+    as_of: int | None
+    as_of_from: str | None
 
     def to_json(self) -> dict[str, Any]:
-        """Plain data for ``--json``: ``{"entity": ..., "views": {view: values or null}}``."""
-        return {"entity": self.entity,
+        """Plain data for ``--json``: ``{"entity": ..., "as_of": ..., "as_of_from":
+        ..., "views": {view: values or null}}``."""
+        return {"entity": self.entity, "as_of": self.as_of, "as_of_from": self.as_of_from,
                 "views": {v: row.to_json() if row else None for v, row in self.views.items()}}
 
 
@@ -149,7 +173,7 @@ def describe(view: FeatureView, prefix: str) -> ViewDescription:
     from basketflow.sinks.offline_layout import feature_log_pattern
     return ViewDescription(view.name, view.entity, view.version, view.description,
                            view.windows_days, view.ttl_seconds, view.online_key(prefix),
-                           feature_log_pattern(view.name), view.features)
+                           feature_log_pattern(view.name), view.features, view.kinds)
 
 
 def describe_views(prefix: str) -> list[ViewDescription]:
@@ -174,19 +198,77 @@ def online_store(settings: Settings) -> OnlineStore:
     return open_online_store(settings.redis_url, settings.prefix)
 
 
-def feature_rows(entity: str, stored: Mapping[str, Mapping[str, Any] | None],
-                 ) -> dict[str, FeatureRow | None]:
-    """An entity's stored values per view (as the online store reads them) as rows."""
-    return {view: FeatureRow.from_stored(view, entity, values) if values else None
-            for view, values in stored.items()}
+def clock_parts(view: str) -> tuple[str, ...]:
+    """The flow's progress hashes whose clock a view's values are as of, the first that
+    has one: the serve part folds the views of customers (and scores them), and writes
+    its own hash when it runs alone, else the whole flow's; the store part folds the
+    products, in the whole flow's.
+
+    >>> clock_parts("customer"), clock_parts("score"), clock_parts("product")
+    (('serve', ''), ('serve', ''), ('',))
+    """
+    from basketflow.flows.progress import SERVE_PROGRESS
+    known = _registry().get(view)
+    return ("",) if known is not None and known.entity != "customer_id" \
+        else (SERVE_PROGRESS, "")
+
+
+def read_clock(views: Sequence[str], clocks: Mapping[str, int]) -> int | None:
+    """The event-time clock a read of ``views`` is as of, from the clocks of the
+    progress hashes that have one: per view, that of its first part that has one
+    (:func:`clock_parts`); of several views, the oldest (every view's values are known
+    up to it); None when a view's parts have none (no flow has run).
+
+    >>> read_clock(["customer", "basket"], {"serve": 90, "": 100})
+    90
+    >>> read_clock(["customer", "product"], {"": 100}), read_clock(["customer"], {})
+    (100, None)
+    """
+    times = [next((clocks[p] for p in clock_parts(view) if p in clocks), None)
+             for view in views]
+    return None if None in times else min(times, default=None)
+
+
+def serve_vector(entity: str, stored: Mapping[str, Mapping[str, Any] | None],
+                 clock: int | None) -> OnlineFeatures:
+    """An entity's stored values per view (as the online store reads them) as rows, with
+    the request-time features of each view computed at the read's as-of time: ``clock``
+    (the flow's event-time clock), or the newest event time of the values where that is
+    later or there is no clock (the flow records its clock after each batch, and a
+    backfill records none).
+
+    >>> stored = {"customer": {"last_purchase": 0, "_ts": 0, "_version": "v"}}
+    >>> read = serve_vector("17850", stored, 86_400 * 40)
+    >>> read.as_of, read.as_of_from, read.views["customer"].values["days_since_last_purchase"]
+    (3456000, 'clock', 40.0)
+    >>> serve_vector("17850", stored, None).as_of_from
+    'values'
+    """
+    newest = max((v[TS_FIELD] for v in stored.values() if v and TS_FIELD in v), default=None)
+    as_of, source = clock, CLOCK
+    if newest is not None and (clock is None or newest > clock):
+        as_of, source = newest, VALUES
+    known = _registry()
+    rows: dict[str, FeatureRow | None] = {}
+    for view, values in stored.items():
+        row = FeatureRow.from_stored(view, entity, values) if values else None
+        served = known.get(view)
+        if row and served and served.request_time_features and as_of is not None:
+            row = FeatureRow(view, entity, served.served(row.values, as_of), row.event_time,
+                             row.version)
+        rows[view] = row
+    return OnlineFeatures(entity, rows, as_of, source if as_of is not None else None)
 
 
 def read_online(store: OnlineStore, entities: Sequence[str],
                 views: Sequence[str]) -> list[OnlineFeatures]:
-    """The given views of each entity, in one read (views are not checked here)."""
-    vectors = store.read_vectors(list(views), list(entities))
-    return [OnlineFeatures(entity, feature_rows(entity, vector))
-            for entity, vector in zip(entities, vectors)]
+    """The given views of each entity, as of the flow's event-time clock
+    (:func:`read_clock`; without one, as of each entity's newest values), in one round
+    trip (views are not checked here)."""
+    parts = tuple(dict.fromkeys(p for view in views for p in clock_parts(view)))
+    vectors, clocks = store.read_vectors_and_clocks(list(views), list(entities), parts)
+    clock = read_clock(views, clocks)
+    return [serve_vector(entity, vector, clock) for entity, vector in zip(entities, vectors)]
 
 
 def online_features(settings: Settings, entity: str,
