@@ -163,6 +163,8 @@ def features_describe(settings: Settings, view: str, as_json: bool) -> None:
     out.print(f"online: {info.online}   offline: {info.offline}   "
               f"TTL: {info.ttl_seconds or 'none'}")
     features_table = table("feature", "kind", "type", "description")
+    for column in features_table.columns[:3]:  # names whole: the descriptions wrap
+        column.no_wrap = True
     for f in info.features:
         features_table.add_row(f.name, info.kinds[f.name], f.dtype, f.description)
     out.print(features_table)
