@@ -162,12 +162,14 @@ def _decode(raw: Mapping[bytes, bytes]) -> dict[str, Any] | None:
 
 
 #: A vector read's script: every key of a small read, or the keys whose packed value the
-#: MGET of a larger one did not find. KEYS: packed keys; ARGV: ``<prefix>:`` and the
-#: length of ``<prefix>:packed:``. Per key, in order: the packed value (for a missed key:
-#: written since the MGET), or where there is none, the view's hash (its key is the
-#: packed key without ``packed:``) as a flat field/value list ({} when there is none
-#: either). Only the hashes' keys are not declared, which a single server allows. MGET
-#: takes the keys a thousand at a time (Lua's unpack stops at about 8,000).
+#: MGET of a larger one did not find. KEYS: packed keys; ARGV: ``<prefix>:``, the length
+#: of ``<prefix>:packed:``, :data:`CLOCK_FIELD`, then any progress hashes whose clock to
+#: read. Per key, in order: the packed value (for a missed key: written since the MGET),
+#: or where there is none, the view's hash (its key is the packed key without
+#: ``packed:``) as a flat field/value list ({} when there is none either); then each
+#: progress hash's clock (nil where it has none). Only the hashes' keys are not declared,
+#: which a single server allows. MGET takes the keys a thousand at a time (Lua's unpack
+#: stops at about 8,000).
 _READ_VECTORS = """
 local head, skip = ARGV[1], tonumber(ARGV[2]) + 1
 local out = {}
@@ -177,6 +179,9 @@ for first = 1, #KEYS, 1000 do
   for i = first, last do
     out[i] = got[i - first + 1] or redis.call('HGETALL', head .. KEYS[i]:sub(skip))
   end
+end
+for i = 4, #ARGV do
+  out[#KEYS + i - 3] = redis.call('HGET', ARGV[i], ARGV[3])
 end
 return out
 """
@@ -346,48 +351,47 @@ class RedisOnlineStore:
                                 parts: Sequence[str],
                                 ) -> tuple[list[dict[str, dict[str, Any] | None]],
                                            dict[str, int]]:
-        """:meth:`read_vectors`, with one HGET of the clock of each part's progress hash
-        (:func:`progress_key`) in its first round trip."""
-        clocks = [("HGET", progress_key(self.prefix, part), CLOCK_FIELD) for part in parts]
-        vectors, replies = self._read_vectors(views, entities, clocks)
+        """:meth:`read_vectors`, reading the clock of each part's progress hash
+        (:func:`progress_key`) in its first round trip: in the script of a small read
+        (no reply more), as one HGET each after the MGET of a larger one."""
+        hashes = [progress_key(self.prefix, part) for part in parts]
+        vectors, replies = self._read_vectors(views, entities, hashes)
         return vectors, {part: int(clock) for part, clock in zip(parts, replies)
                          if clock is not None}
 
     def _read_vectors(self, views: Sequence[str], entities: Sequence[str],
-                      extra: Sequence[Command]
+                      clocks: Sequence[str],
                       ) -> tuple[list[dict[str, dict[str, Any] | None]], list[Any]]:
-        """:meth:`read_vectors`, sending ``extra`` commands in its first round trip;
-        with their replies."""
+        """:meth:`read_vectors`, with the clock of each progress hash in ``clocks`` (or
+        None) read in its first round trip."""
         if not views or not entities:
             return ([dict.fromkeys(views) for _ in entities],
-                    send_pipelined(self.client, extra))
+                    send_pipelined(self.client, [("HGET", key, CLOCK_FIELD) for key in clocks]))
         heads = [f"{self._packed_head}{view}:" for view in views]
         keys = [f"{head}{entity}" for entity in entities for head in heads]
-        replies: list[Any] = []
         if len(keys) <= _SCRIPT_MAX_KEYS:
             values: list[bytes | None] = [None] * len(keys)  # all for the script
-        else:
-            values, *replies = send_pipelined(self.client, [("MGET", *keys), *extra])
-            extra = ()
+            replies = self._fill_missing(keys, values, clocks)
+            return _decode_vectors(views, values), replies
+        values, *replies = send_pipelined(
+            self.client, [("MGET", *keys), *(("HGET", key, CLOCK_FIELD) for key in clocks)])
         if None in values:
-            replies += self._fill_missing(keys, values, extra)
+            self._fill_missing(keys, values)
         return _decode_vectors(views, values), replies
 
     def _fill_missing(self, keys: list[str], values: list[bytes | None],
-                      extra: Sequence[Command] = ()) -> list[Any]:
+                      clocks: Sequence[str] = ()) -> list[Any]:
         """Replace each None in ``values`` (the values of ``keys`` found so far) by what
         the script finds for its key, as a MessagePack value: the packed value, the
-        view's hash re-packed, or nil; ``extra`` commands sent after the script's, whose
-        replies are returned."""
+        view's hash re-packed, or nil; return the clocks of the progress hashes
+        ``clocks`` that the script read too."""
         missing = [i for i, value in enumerate(values) if value is None]
         command = (len(missing), *(keys[i] for i in missing), f"{self.prefix}:",
-                   len(self._packed_head.encode()))
+                   len(self._packed_head.encode()), CLOCK_FIELD, *clocks)
         try:
-            found, *replies = send_pipelined(
-                self.client, [("EVALSHA", _READ_VECTORS_SHA, *command), *extra])
+            found = send_pipelined(self.client, [("EVALSHA", _READ_VECTORS_SHA, *command)])[0]
         except redis.exceptions.NoScriptError:  # a restarted or flushed server
-            found, *replies = send_pipelined(
-                self.client, [("EVAL", _READ_VECTORS, *command), *extra])
+            found = send_pipelined(self.client, [("EVAL", _READ_VECTORS, *command)])[0]
         for i, item in zip(missing, found):
             if isinstance(item, bytes):
                 values[i] = item
@@ -396,7 +400,7 @@ class RedisOnlineStore:
                 values[i] = _pack(dict(zip((k.decode() for k in item[0::2]), fields)))
             else:
                 values[i] = _NIL
-        return replies
+        return found[len(missing):]
 
 
 def _text(value: bytes | str) -> str:

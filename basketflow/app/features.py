@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from basketflow.config import Settings
@@ -79,12 +80,6 @@ class FeatureRow:
     values: dict[str, Any]
     event_time: int | None
     version: str | None
-
-    @classmethod
-    def from_stored(cls, view: str, entity: str, stored: Mapping[str, Any]) -> FeatureRow:
-        """A row from the online store's mapping (values plus ``_ts`` and ``_version``)."""
-        return cls(view, entity, {k: v for k, v in stored.items() if not k.startswith("_")},
-                   stored.get(TS_FIELD), stored.get(VERSION_FIELD))
 
     def to_json(self) -> dict[str, Any]:
         """The stored mapping again: values, then ``_ts`` and ``_version``.
@@ -198,6 +193,7 @@ def online_store(settings: Settings) -> OnlineStore:
     return open_online_store(settings.redis_url, settings.prefix)
 
 
+@cache
 def clock_parts(view: str) -> tuple[str, ...]:
     """The flow's progress hashes whose clock a view's values are as of, the first that
     has one: the serve part folds the views of customers (and scores them), and writes
@@ -224,39 +220,45 @@ def read_clock(views: Sequence[str], clocks: Mapping[str, int]) -> int | None:
     >>> read_clock(["customer", "product"], {"": 100}), read_clock(["customer"], {})
     (100, None)
     """
-    times = [next((clocks[p] for p in clock_parts(view) if p in clocks), None)
-             for view in views]
-    return None if None in times else min(times, default=None)
+    oldest: int | None = None
+    for view in views:
+        found = [clocks[part] for part in clock_parts(view) if part in clocks]
+        if not found:
+            return None
+        oldest = found[0] if oldest is None else min(oldest, found[0])
+    return oldest
 
 
 def serve_vector(entity: str, stored: Mapping[str, Mapping[str, Any] | None],
-                 clock: int | None) -> OnlineFeatures:
+                 clock: int | None, at_read: Mapping[str, FeatureView]) -> OnlineFeatures:
     """An entity's stored values per view (as the online store reads them) as rows, with
-    the request-time features of each view computed at the read's as-of time: ``clock``
-    (the flow's event-time clock), or the newest event time of the values where that is
-    later or there is no clock (the flow records its clock after each batch, and a
-    backfill records none).
+    the request-time features of the views in ``at_read`` computed at the read's as-of
+    time: ``clock`` (the flow's event-time clock), or the newest event time of the values
+    where that is later or there is no clock (the flow records its clock after each
+    batch, and a backfill records none).
 
+    >>> at_read = {"customer": feature_view("customer")}
     >>> stored = {"customer": {"last_purchase": 0, "_ts": 0, "_version": "v"}}
-    >>> read = serve_vector("17850", stored, 86_400 * 40)
+    >>> read = serve_vector("17850", stored, 86_400 * 40, at_read)
     >>> read.as_of, read.as_of_from, read.views["customer"].values["days_since_last_purchase"]
     (3456000, 'clock', 40.0)
-    >>> serve_vector("17850", stored, None).as_of_from
+    >>> serve_vector("17850", stored, None, at_read).as_of_from
     'values'
     """
-    newest = max((v[TS_FIELD] for v in stored.values() if v and TS_FIELD in v), default=None)
+    newest = max((v.get(TS_FIELD, 0) for v in stored.values() if v), default=None)
     as_of, source = clock, CLOCK
     if newest is not None and (clock is None or newest > clock):
         as_of, source = newest, VALUES
-    known = _registry()
     rows: dict[str, FeatureRow | None] = {}
     for view, values in stored.items():
-        row = FeatureRow.from_stored(view, entity, values) if values else None
-        served = known.get(view)
-        if row and served and served.request_time_features and as_of is not None:
-            row = FeatureRow(view, entity, served.served(row.values, as_of), row.event_time,
-                             row.version)
-        rows[view] = row
+        if not values:
+            rows[view] = None
+            continue
+        served = at_read.get(view)
+        values = served.served(values, as_of) if served and as_of is not None \
+            else dict(values)
+        rows[view] = FeatureRow(view, entity, values, values.pop(TS_FIELD, None),
+                                values.pop(VERSION_FIELD, None))
     return OnlineFeatures(entity, rows, as_of, source if as_of is not None else None)
 
 
@@ -265,10 +267,26 @@ def read_online(store: OnlineStore, entities: Sequence[str],
     """The given views of each entity, as of the flow's event-time clock
     (:func:`read_clock`; without one, as of each entity's newest values), in one round
     trip (views are not checked here)."""
-    parts = tuple(dict.fromkeys(p for view in views for p in clock_parts(view)))
-    vectors, clocks = store.read_vectors_and_clocks(list(views), list(entities), parts)
+    parts, at_read = _read_plan(tuple(views))
+    vectors, clocks = store.read_vectors_and_clocks(views, entities, parts)
     clock = read_clock(views, clocks)
-    return [serve_vector(entity, vector, clock) for entity, vector in zip(entities, vectors)]
+    return [serve_vector(entity, vector, clock, at_read)
+            for entity, vector in zip(entities, vectors)]
+
+
+@cache
+def _read_plan(views: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, FeatureView]]:
+    """What a read of ``views`` needs besides their values, worked out once per set of
+    views: the progress parts whose clocks it reads, and its views that have request-time
+    features.
+
+    >>> _read_plan(("customer", "basket"))
+    (('serve', ''), {'customer': FeatureView(name='customer', ...)})
+    """
+    known = _registry()
+    parts = tuple(dict.fromkeys(part for view in views for part in clock_parts(view)))
+    return parts, {view: known[view] for view in views
+                   if view in known and known[view].request_time_features}
 
 
 def online_features(settings: Settings, entity: str,
