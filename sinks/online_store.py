@@ -14,7 +14,9 @@ class behind it (:class:`RedisOnlineStore`). Everything the flow, the command li
 - **the flow's progress**: :meth:`~OnlineStore.write_progress` and
   :meth:`~OnlineStore.read_progress`, the hash ``<prefix>:flow:progress`` (or
   ``<prefix>:flow:progress:<part>`` for one part of the flow run on its own) of text
-  fields.
+  fields, among them the flow's event-time clock (:data:`CLOCK_FIELD`), which
+  :meth:`~OnlineStore.read_vectors_and_clocks` reads with the values, in the same round
+  trip.
 
 Two kinds of key per view (or scores) and entity, written together by every write, in the
 same pipelined round trip:

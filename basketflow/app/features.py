@@ -1,5 +1,6 @@
 """``basketflow features`` and ``score``: the feature registry and live values from the
-online store, as typed rows.
+online store, as typed rows. A read is as of the flow's event-time clock, and computes
+its views' request-time features at that time (:func:`read_online`).
 
 >>> [view.name for view in describe_views("bf")]
 ['customer', 'basket', 'product']
@@ -98,9 +99,9 @@ class OnlineFeatures:
 
     ``as_of`` (epoch seconds) is the time the read answers for, and its request-time
     features are computed at: the flow's event-time clock (``as_of_from`` is
-    :data:`CLOCK`), or where no flow has recorded one (only a backfill wrote the
-    values), the newest event time of the entity's values read (:data:`VALUES`); None
-    when the store has no values of the entity.
+    :data:`CLOCK`), or the newest event time of the entity's values read where that is
+    later or no flow has recorded a clock (only a backfill wrote the values;
+    :data:`VALUES`); None when the store has no values of the entity.
     """
 
     entity: str
