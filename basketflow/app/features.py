@@ -205,8 +205,7 @@ def clock_parts(view: str) -> tuple[str, ...]:
     (('serve', ''), ('serve', ''), ('',))
     """
     from basketflow.flows.progress import SERVE_PROGRESS
-    known = _registry().get(view)
-    return ("",) if known is not None and known.entity != "customer_id" \
+    return ("",) if view in _registry() and view not in customer_views() \
         else (SERVE_PROGRESS, "")
 
 
