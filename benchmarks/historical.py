@@ -42,7 +42,12 @@ from machine import describe  # noqa: E402
 
 import basketflow.reports.historical as historical  # noqa: E402
 from basketflow.reports.historical import get_historical_features  # noqa: E402
-from basketflow.schemas.features import Feature, FeatureView, registry  # noqa: E402
+from basketflow.schemas.features import (  # noqa: E402
+    Feature,
+    FeatureView,
+    days_since,
+    registry,
+)
 from basketflow.sinks.offline_layout import feature_log_files  # noqa: E402
 from basketflow.sinks.offline_store import ARROW_TYPES  # noqa: E402
 
@@ -119,7 +124,7 @@ def write_view_log(root: Path, view: FeatureView, n: int, rng: np.random.Generat
     table = pa.table({"entity_id": pa.array(entity, pa.string()),
                       "ts": pa.array(ts, pa.timestamp("s", tz="UTC")),
                       "seq": pa.array(seq), "version": pa.array(version, pa.string()),
-                      **{f.name: _column(rng, f.dtype, n) for f in view.features}})
+                      **{f.name: _column(rng, f.dtype, n) for f in view.stored_features}})
     day = (ts - START) // 86_400
     bounds = np.searchsorted(day, np.arange(DAYS + 1))
     for d in range(DAYS):
@@ -184,7 +189,9 @@ def asked_features(views: Mapping[str, FeatureView], limit: int) -> list[str]:
 def naive_merge_asof(offline_dir: Path, entities: pd.DataFrame, features: Sequence[str],
                      views: Mapping[str, FeatureView]) -> pd.DataFrame:
     """The same rule the ordinary pandas way: per view, read, filter the version, keep the
-    highest seq per (entity, ts), sort, ``merge_asof`` backward by entity, restore order."""
+    highest seq per (entity, ts), sort, ``merge_asof`` backward by entity (no further back
+    than the view's TTL), restore order; a request-time feature from its source row by row, by ``days_since`` at the row's
+    time (to the whole second)."""
     wanted: dict[str, list[str]] = {}
     for spec in features:
         view, _, feature = spec.partition(":")
@@ -194,18 +201,27 @@ def naive_merge_asof(offline_dir: Path, entities: pd.DataFrame, features: Sequen
     out = entities.copy()
     for name, names in wanted.items():
         view = views[name]
+        at_read = {f.name: f.source for f in view.request_time_features}
+        columns = list(dict.fromkeys(at_read.get(f, f) for f in names))
         log = pq.read_table(feature_log_files(offline_dir, name),
-                            columns=["entity_id", "ts", "seq", "version", *names]).to_pandas()
+                            columns=["entity_id", "ts", "seq", "version", *columns]).to_pandas()
         log["ts"] = log["ts"].astype(left["ts"].dtype)  # merge_asof wants one time unit
         log = log[log["version"] == view.version].sort_values(["ts", "entity_id", "seq"])
         log = log.drop_duplicates(["entity_id", "ts"], keep="last").drop(columns=["seq",
                                                                                   "version"])
         keys = left.assign(entity_id=entities[view.entity].astype(str).to_numpy())
+        ttl = None if view.ttl_seconds is None else pd.Timedelta(seconds=view.ttl_seconds)
         joined = pd.merge_asof(keys.sort_values("ts"), log, on="ts", by="entity_id",
-                               direction="backward", allow_exact_matches=True)
+                               direction="backward", allow_exact_matches=True, tolerance=ttl)
         joined = joined.sort_values("__row")
+        seconds = ((left["ts"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy()
         for feature in names:
-            out[f"{name}__{feature}"] = joined[feature].to_numpy()
+            if feature in at_read:
+                out[f"{name}__{feature}"] = [
+                    days_since(int(t), None if pd.isna(s) else int(s))
+                    for t, s in zip(seconds, joined[at_read[feature]])]
+            else:
+                out[f"{name}__{feature}"] = joined[feature].to_numpy()
     return out
 
 

@@ -10,11 +10,17 @@ category and the probabilities of 10), then times through the Python API
 - 10,000 reads of one random customer's vector;
 - 1,000 reads of 100 random customers in one call;
 
-each five ways, taking turns call by call on the same entities: ``now``,
+each seven ways, taking turns call by call on the same entities: ``now``,
 ``read_vectors``: the packed values (``<prefix>:packed:<view>:<entity>``) of one customer
 through its script in one round trip, of 100 by one plain MGET with a second round trip
 for the script only where a value is missing (42 of the real file's customers have no
-basket, so most calls of 100 with ``basket`` take it); ``script``, the same values
+basket, so most calls of 100 with ``basket`` take it); ``served``, the whole read of
+``basketflow features`` and ``FeatureStore.get_online_features``
+(:func:`basketflow.app.features.read_online`): the same values with the flow's
+event-time clocks in the same round trips, as rows with the request-time features
+computed at the clock; ``rows``, that read as it was before as-of times (the
+vectors without clocks, as rows without request-time features, kept here to
+compare); ``script``, the same values
 through the script given every key in one round trip (``read_vectors`` before, kept
 here to compare); ``entity``, the alternative of a hash per entity with a field per view
 holding the same packed values (one HMGET per entity in one script, built and read here
@@ -63,8 +69,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import REAL_DATA, describe
 
+from basketflow.app.features import FeatureRow, OnlineFeatures, read_online
 from basketflow.app.services import start_redis, stop_service
 from basketflow.features.entity_features import CustomerFolder
+from basketflow.flows.progress import SERVE_PROGRESS
 from basketflow.producers.csv_source import read_events
 from basketflow.producers.synthetic import write_csv
 from basketflow.schemas.events import Transaction
@@ -74,7 +82,7 @@ from basketflow.sinks.packed_pipeline import send_pipelined
 
 VIEWS = ["customer", "basket"]
 #: The ways of reading timed (see the module docstring).
-WAYS = ("now", "script", "entity", "hashes", "naive")
+WAYS = ("now", "served", "rows", "script", "entity", "hashes", "naive")
 #: A way of reading: (views, entities) -> anything.
 Read = Callable[[list[str], list[str]], object]
 CATEGORIES = [f"category-{i}" for i in range(10)]
@@ -142,6 +150,17 @@ class HashReads:
                    for flat in hashes]
         n = len(views)
         return [dict(zip(views, decoded[i * n:(i + 1) * n])) for i in range(len(entities))]
+
+
+def rows_before(store: RedisOnlineStore, views: list[str], entities: list[str],
+                ) -> list[OnlineFeatures]:
+    """``read_online`` before as-of times: the vectors alone, each view's values as a
+    row by filtering out the reserved fields, no request-time features."""
+    return [OnlineFeatures(entity, {
+        view: FeatureRow(view, entity, {k: v for k, v in values.items() if k[0] != "_"},
+                         values.get("_ts"), values.get("_version")) if values else None
+        for view, values in vector.items()}, None, None)
+        for entity, vector in zip(entities, store.read_vectors(views, entities))]
 
 
 class ScriptReads:
@@ -383,8 +402,13 @@ def main() -> None:
                 store.write(registry().get(view) or FeatureView(view, "customer_id", "bench", ()),
                             rows)
             print(f"memory: {memory(store, latest)}")
+            newest = max(ts for rows in latest.values() for ts, _ in rows.values())
+            for part in (SERVE_PROGRESS, ""):  # as a flow in two processes leaves them
+                store.write_progress(part, {"clock": newest})
             every: dict[str, Callable[[], Read]] = {
                 "now": lambda: store.read_vectors,
+                "served": lambda: lambda views, ids: read_online(store, ids, views),
+                "rows": lambda: lambda views, ids: rows_before(store, views, ids),
                 "script": lambda: ScriptReads(store).read_vectors,
                 "entity": lambda: EntityHashReads(store, latest).read_vectors,
                 "hashes": lambda: HashReads(store).read_vectors,

@@ -150,8 +150,9 @@ class CustomerState:
         return first
 
     def values(self, as_of: int) -> dict[str, Any]:
-        """Every feature of :data:`basketflow.schemas.features.CUSTOMER` as of ``as_of``,
-        in its declared order: the windowed ``spend``, ``orders``, ``items``,
+        """Every stored feature of :data:`basketflow.schemas.features.CUSTOMER` as of
+        ``as_of``, in its declared order (its request-time features are computed when
+        they are read): the windowed ``spend``, ``orders``, ``items``,
         ``distinct_products``, ``cancelled_lines`` and ``avg_basket_value`` (spend over
         orders) from the tiles, invoices and products, each over its declared windows; the
         rest from the lifetime fields."""
@@ -179,8 +180,6 @@ class CustomerState:
                 out[name] = series[w]
         for name, w in _AVG_BASKET_VALUE:
             out[name] = round(spend[w] / orders[w], 2) if orders[w] else None
-        out["days_since_first_purchase"] = _days(as_of, self.first_purchase)
-        out["days_since_last_purchase"] = _days(as_of, self.last_purchase)
         out["lifetime_orders"] = self.lifetime_invoices
         out["lifetime_spend"] = round(self.lifetime_spend, 2)
         out["first_purchase"] = self.first_purchase
@@ -202,11 +201,6 @@ def _counts_within(hours: Iterable[int], cuts: list[int], last_hour: int) -> lis
                 if hour >= cut:
                     counts[w] += n
     return counts
-
-
-def _days(as_of: int, ts: int | None) -> float | None:
-    """Days from ``ts`` to ``as_of`` (None when there is no ``ts``)."""
-    return None if ts is None else round((as_of - ts) / DAY, 4)
 
 
 class BasketState:

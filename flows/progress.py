@@ -10,17 +10,23 @@ number of restarts the progress hash holds the same totals as an uninterrupted r
 
 >>> p = FlowProgress()
 >>> p.add({"offset:tx:0": 3}, {"offset:tx:0": [0, 2]}, {"offset:tx:0": [1]},
-...       newest_ts=1_291_191_960)
+...       newest_ts=1_291_191_960, clock=1_291_191_960)
 >>> p.add({"offset:tx:0": 5, "offset:tx:1": 1}, {"offset:tx:0": [2, 3, 4], "offset:tx:1": [0]},
-...       {}, newest_ts=0)
+...       {}, newest_ts=0, clock=1_291_191_960)
 >>> p.fields()
-{'offset:tx:0': 5, 'offset:tx:1': 1, 'events': 5, 'dead_letters': 1, 'event_time': '2010-12-01T08:26:00+00:00', 'clock': 0}
+{'offset:tx:0': 5, 'offset:tx:1': 1, 'events': 5, 'dead_letters': 1, 'event_time': '2010-12-01T08:26:00+00:00', 'clock': 1291191960}
+
+``clock`` is the flow's **event-time clock** (epoch seconds; a watermark over the topic's
+partitions, :mod:`basketflow.flows.event_clock`, at most ``event_time``, the newest event
+time seen): online reads are as of it (see :mod:`basketflow.app.features`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+from basketflow.sinks.online_store import CLOCK_FIELD
 
 #: The part of the flow's progress hash in the online store that the serve part alone, in
 #: a process of its own, writes (``<prefix>:flow:progress:serve``); a flow with the store
@@ -59,8 +65,10 @@ class FlowProgress:
                    for name, offsets in positions.items())
 
     def fields(self) -> dict[str, int | str]:
-        """The progress hash's fields (without the wall-clock ``updated_at``)."""
+        """The progress hash's fields (without the wall-clock ``updated_at``); no
+        ``clock`` while the clock has not started (every partition has not delivered).""" 
         when = (datetime.fromtimestamp(self.newest_ts, tz=timezone.utc).isoformat()
                 if self.newest_ts else "")
+        clock = {CLOCK_FIELD: self.clock} if self.clock else {}
         return {**self.offsets, "events": self.events, "dead_letters": self.dead_letters,
-                "event_time": when, "clock": self.clock}
+                "event_time": when, **clock}

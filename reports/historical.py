@@ -12,10 +12,16 @@ of ``V`` for ``e`` with the greatest ``(ts, seq)`` among the rows with
 and they are all null when there is no such row, or when ``V`` has a TTL and the row is
 stale: ``t - ts > ttl_seconds`` (a value exactly ``ttl_seconds`` old is still served).
 
+A request-time feature (``days_since_last_purchase``, see
+:mod:`basketflow.schemas.features`) is not in the log: it is computed from that row's
+value of its source and the label's time (to the whole second, as event times are) as
+the as-of time, by the registry's :func:`~basketflow.schemas.features.days_since`, the
+function online reads use (:func:`days_since_column` applies it to whole columns).
+
 The feature log read here is each view's finished files as the offline store lists them
 (:func:`basketflow.sinks.offline_layout.feature_log_files`), with columns ``entity_id``
 (string), ``ts`` (timestamp, UTC), ``seq`` (int64: later supersedes earlier at the same
-``ts``), ``version`` (string) and one column per feature of the view.
+``ts``), ``version`` (string) and one column per stored feature of the view.
 
 How: DuckDB reads each asked view's log (only the columns asked for, only rows of the
 current version) into Arrow; entity ids become small integer codes; DuckDB collapses each
@@ -29,7 +35,8 @@ touches a row (``benchmarks/historical.py`` times it).
 >>> from basketflow.sinks.offline_layout import feature_log_dir, partition_name
 >>> view = registry()["customer"]
 >>> spend = next(f.name for f in view.features if f.dtype == "float")  # customer:spend
->>> values = {f.name: pa.array([None, None], ARROW_TYPES[f.dtype]) for f in view.features}
+>>> values = {f.name: pa.array([None, None], ARROW_TYPES[f.dtype])
+...           for f in view.stored_features}
 >>> values[spend] = pa.array([10.0, 99.0])                  # at 10:00:00 and 10:00:01
 >>> log = pa.table({"entity_id": ["17850", "17850"],
 ...                 "ts": pa.array([1_291_629_600, 1_291_629_601], pa.timestamp("s", tz="UTC")),
@@ -62,7 +69,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from basketflow.reports.tile_log import is_tiled, tiled_values
-from basketflow.schemas.features import FeatureView, registry
+from basketflow.schemas.features import DAY_SECONDS, FeatureView, days_since, registry
 from basketflow.sinks.offline_layout import feature_log_files
 from basketflow.sinks.offline_store import ARROW_TYPES, ensure_readable
 
@@ -83,6 +90,13 @@ class ViewRequest:
     view: FeatureView
     features: tuple[str, ...]
     id_column: str
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The log columns the asked features need: each asked stored feature, and the
+        source of each asked request-time feature."""
+        sources = {f.name: f.source for f in self.view.request_time_features}
+        return tuple(dict.fromkeys(sources.get(f, f) for f in self.features))
 
     @property
     def ttl_seconds(self) -> int | None:
@@ -214,10 +228,11 @@ def _arrow(con: duckdb.DuckDBPyConnection, query: str,
 
 
 def _log_schema(request: ViewRequest) -> pa.Schema:
-    """The Arrow schema of a view's log rows as read here: keys, then the asked features."""
-    types = {f.name: ARROW_TYPES[f.dtype] for f in request.view.features}
+    """The Arrow schema of a view's log rows as read here: keys, then the columns the
+    asked features need."""
+    types = {f.name: ARROW_TYPES[f.dtype] for f in request.view.stored_features}
     return pa.schema([("entity_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")),
-                      ("seq", pa.int64()), *((f, types[f]) for f in request.features)])
+                      ("seq", pa.int64()), *((f, types[f]) for f in request.columns)])
 
 
 def _file_columns(con: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> tuple[set[str], bool]:
@@ -238,7 +253,8 @@ def _file_columns(con: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> tupl
 
 def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
                   files: Sequence[Path]) -> pa.Table:
-    """A view's log rows of its current version: entity_id, ts, seq and the asked features.
+    """A view's log rows of its current version: entity_id, ts, seq and the columns the
+    asked features need (:attr:`ViewRequest.columns`).
 
     Only those columns are read, and only rows whose ``version`` is the view's current one.
     Files are matched by column name, so older files lacking a newer feature are read (the
@@ -258,10 +274,10 @@ def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
     if lacking:
         raise ValueError(f"feature log of view {request.view.name!r} lacks column(s) "
                          f"{', '.join(lacking)}: not a feature log ({files[0].parent.parent})")
-    typed = {f.name: DUCKDB_TYPES[f.dtype] for f in request.view.features}
+    typed = {f.name: DUCKDB_TYPES[f.dtype] for f in request.view.stored_features}
     columns = ", ".join(
         f"CAST({_quote(f)} AS {typed[f]}) AS {_quote(f)}" if f in present
-        else f"NULL::{typed[f]} AS {_quote(f)}" for f in request.features)
+        else f"NULL::{typed[f]} AS {_quote(f)}" for f in request.columns)
     table = _arrow(con, f"SELECT CAST(entity_id AS VARCHAR) AS entity_id, "
                         f"CAST(ts AS TIMESTAMPTZ) AS ts, CAST(seq AS BIGINT) AS seq, {columns} "
                         f"FROM {source} WHERE version = $version",
@@ -280,7 +296,7 @@ def _view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest, files: Seque
         return _log_schema(request).empty_table()
     ensure_readable(files)
     return tiled_values(con, request.view, files, pc.unique(entities.drop_null()),
-                        request.features).cast(_log_schema(request))
+                        request.columns).cast(_log_schema(request))
 
 
 def _encode(ids: pa.Array, log_ids: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
@@ -343,12 +359,47 @@ def point_in_time(con: duckdb.DuckDBPyConnection, keys: pa.Table, ids: Mapping[s
     con.register("keys", keys)
     found = _arrow(con, _asof_sql(requests, key_of))
     rows = found.column(ROW).to_numpy()
+    as_of = _whole_seconds(keys.column(KEY_TS))
     for i, (request, log) in enumerate(zip(requests, logs)):
         index = _in_input_order(rows, found.column(f"i{i}"), keys.num_rows)
-        values = log.select(list(request.features)).take(index)
+        values = log.select(list(request.columns)).take(index)
+        at_read = {f.name: f.source for f in request.view.request_time_features}
         for feature in request.features:
-            columns[output_column(request.view.name, feature)] = values.column(feature)
+            columns[output_column(request.view.name, feature)] = (
+                days_since_column(as_of, values.column(at_read[feature]))
+                if feature in at_read else values.column(feature))
     return pa.table(columns)
+
+
+def _whole_seconds(times: pa.ChunkedArray) -> np.ndarray:
+    """UTC timestamps as epoch seconds, floored to the whole second (null: 0)."""
+    micros = pc.fill_null(times.cast(pa.int64()), 0).to_numpy()
+    return micros // 1_000_000
+
+
+def days_since_column(as_of: np.ndarray, ts: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """:func:`~basketflow.schemas.features.days_since` row by row, in NumPy, with the
+    same results: ``as_of`` and ``ts`` in epoch seconds (null ``ts``: null).
+
+    The days are the same float64 as Python's ``(as_of - ts) / 86400`` (IEEE division of
+    the same whole numbers, exact below 2**53). Rounding them to 4 decimals as
+    ``np.rint(days * 1e4) / 1e4`` gives Python's ``round(days, 4)`` except where the
+    exact value lies half-way between two results: ``days * 1e4`` is then within a few
+    units in the last place of a half, where a whole number of seconds is otherwise at
+    least 1/216 away from one. Those rows (1 in 216) are rounded by ``days_since``.
+
+    >>> days_since_column(np.array([86_400, 86_508, 7]), pa.array([0, 0, None])).to_pylist()
+    [1.0, 1.0012, None]
+    """
+    ts = pa.chunked_array([ts]) if isinstance(ts, pa.Array) else ts
+    missing = ts.is_null().to_numpy(zero_copy_only=False)
+    since = pc.fill_null(ts, 0).to_numpy().astype(np.int64)
+    days = (as_of - since) / DAY_SECONDS
+    scaled = days * 1e4
+    out = np.rint(scaled) / 1e4
+    for i in np.flatnonzero((np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6) & ~missing):
+        out[i] = days_since(int(as_of[i]), int(since[i]))
+    return pa.array(out, mask=missing)
 
 
 def _requests(wanted: Mapping[str, list[str]], entity_column: str | Mapping[str, str] | None,

@@ -13,6 +13,16 @@ and the windows in days); :meth:`WindowedFeature.name` makes its name per window
 registry and for the state class that computes it alike (named above each view), and a
 view's windows are those of its features.
 
+**Kinds.** Windowed and plain features are *stored*: computed by the view's state class
+at the entity's events, written to the online store and the feature log. A
+:class:`RequestTimeFeature` (``days_since_last_purchase``) depends on the time of the
+question, so it is never stored: it is computed when it is read, from a stored feature
+(its ``source``) and the read's *as-of time*, by :func:`days_since`, the one
+implementation, online (the read's as-of time is the flow's event-time clock) and in
+training sets (the label row's time), as Feast's on-demand feature views are. A view
+serves its stored features, then its request-time ones (:attr:`FeatureView.features`);
+its version digests both.
+
 **Windows** slide in event time over hourly tiles. The window of ``W`` days of an entity
 at time ``t`` contains exactly the events with event time in
 ``[floor_hour(t) - W*24h + 1h, t]``: the ``W*24`` hourly tiles ending with the hour of
@@ -35,13 +45,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import cache, cached_property
+from typing import Any
 
 from basketflow.schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT, load_taxonomy
 
 WINDOW_DAYS = (1, 7, 30, 90)
 DEFAULT_ALLOWED_LATENESS_S = 3600
+DAY_SECONDS = 86_400
+#: What ``features describe`` calls each kind of feature (see the module docstring).
+WINDOWED, STORED, REQUEST_TIME = "windowed", "stored", "request-time"
+
+
+def days_since(as_of: int, ts: int | None) -> float | None:
+    """Days from ``ts`` to ``as_of`` (epoch seconds), rounded to 4 decimals; None when
+    there is no ``ts``: what every request-time feature is, online and in training sets.
+
+    >>> days_since(1_291_191_960 + 40 * 86_400 + 3 * 3600, 1_291_191_960)
+    40.125
+    >>> days_since(1_291_191_960, None) is None
+    True
+    """
+    return None if ts is None else round((as_of - ts) / DAY_SECONDS, 4)
 
 
 @dataclass(frozen=True)
@@ -92,8 +119,33 @@ class WindowedFeature:
             for days in self.windows_days)
 
 
-#: What a view declares: plain features and windowed ones, in the order they are stored.
-Declaration = Feature | WindowedFeature
+@dataclass(frozen=True)
+class RequestTimeFeature:
+    """A feature computed when it is read, never stored: the days from the stored
+    feature ``source`` (an ``epoch_s`` of the same view) to the read's as-of time, by
+    :func:`days_since` (see the module docstring).
+
+    >>> since = RequestTimeFeature("days_since_x", "float", "days since x", "x")
+    >>> since.value({"x": 1_291_191_960}, 1_291_191_960 + 36 * 3600)
+    1.5
+    """
+
+    name: str
+    dtype: str
+    description: str
+    source: str
+
+    def value(self, stored: Mapping[str, Any], as_of: int) -> float | None:
+        """The feature at ``as_of`` from an entity's stored values (None without its
+        source)."""
+        return days_since(as_of, stored.get(self.source))
+
+
+#: What a view declares: plain, windowed and request-time features. The stored ones are
+#: stored in the order they are declared.
+Declaration = Feature | WindowedFeature | RequestTimeFeature
+#: A feature as a view serves it.
+Served = Feature | RequestTimeFeature
 
 
 @dataclass(frozen=True)
@@ -117,19 +169,72 @@ class FeatureView:
     @property
     def log_features(self) -> tuple[Feature, ...]:
         """The columns of its feature log after the key columns: :attr:`logged`, or else
-        its features."""
-        return self.logged or self.features
+        its stored features."""
+        return self.logged or self.stored_features
+
+    def __post_init__(self) -> None:
+        """Every request-time feature's source is a stored ``epoch_s`` feature."""
+        times = {f.name for f in self.stored_features if f.dtype == "epoch_s"}
+        for f in self.request_time_features:
+            if f.source not in times:
+                raise ValueError(f"{self.name}: the source of {f.name}, {f.source!r}, is "
+                                 "not a stored epoch_s feature of the view")
 
     @cached_property
-    def features(self) -> tuple[Feature, ...]:
-        """Every feature, each windowed one once per window, in declaration order."""
-        return tuple(f for d in self.declared
+    def stored_features(self) -> tuple[Feature, ...]:
+        """The stored features, each windowed one once per window, in declaration
+        order: the online store's fields and the feature log's columns."""
+        return tuple(f for d in self.declared if not isinstance(d, RequestTimeFeature)
                      for f in (d.features() if isinstance(d, WindowedFeature) else (d,)))
+
+    @cached_property
+    def request_time_features(self) -> tuple[RequestTimeFeature, ...]:
+        """The features computed at read time, in declaration order."""
+        return tuple(d for d in self.declared if isinstance(d, RequestTimeFeature))
+
+    @cached_property
+    def features(self) -> tuple[Served, ...]:
+        """Every feature a read serves: the stored ones, then the request-time ones."""
+        return self.stored_features + self.request_time_features
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        """The features' names, in declaration order."""
+        """The served features' names, in :attr:`features` order."""
         return tuple(f.name for f in self.features)
+
+    @property
+    def stored_names(self) -> tuple[str, ...]:
+        """The stored features' names, in :attr:`stored_features` order."""
+        return tuple(f.name for f in self.stored_features)
+
+    @cached_property
+    def kinds(self) -> dict[str, str]:
+        """Each served feature's kind: windowed, stored or request-time.
+
+        >>> kinds = registry()["customer"].kinds
+        >>> kinds["spend_7d"], kinds["lifetime_spend"], kinds["days_since_last_purchase"]
+        ('windowed', 'stored', 'request-time')
+        """
+        kinds: dict[str, str] = {}
+        for d in self.declared:
+            if isinstance(d, WindowedFeature):
+                kinds.update(dict.fromkeys(d.names, WINDOWED))
+            else:
+                kinds[d.name] = REQUEST_TIME if isinstance(d, RequestTimeFeature) else STORED
+        return {name: kinds[name] for name in self.feature_names}
+
+    def served(self, stored: Mapping[str, Any], as_of: int) -> dict[str, Any]:
+        """An entity's stored values with the view's request-time features at ``as_of``
+        added (after them): what a read returns.
+
+        >>> served = registry()["customer"].served({"last_purchase": 0, "x": 1}, 86_400)
+        >>> served["x"], served["days_since_last_purchase"], served["days_since_first_purchase"]
+        (1, 1.0, None)
+        """
+        out = dict(stored)
+        for f in self.request_time_features:
+            out[f.name] = f.value(stored, as_of)
+        return out
 
     @property
     def windows_days(self) -> tuple[int, ...]:
@@ -145,10 +250,13 @@ class FeatureView:
         return found[0]
 
     def definition(self) -> dict[str, object]:
-        """The definition as stored and served: its features one by one (each window of a
-        windowed one apart), its windows, TTL and dependencies."""
+        """The definition as stored and served: its stored features one by one (each
+        window of a windowed one apart), its request-time features (when it has any),
+        its windows, TTL and dependencies."""
+        served = {"request_time": [asdict(f) for f in self.request_time_features]}
         return {"name": self.name, "entity": self.entity, "description": self.description,
-                "features": [asdict(f) for f in self.features],
+                "features": [asdict(f) for f in self.stored_features],
+                **(served if self.request_time_features else {}),
                 "windows_days": list(self.windows_days), "ttl_seconds": self.ttl_seconds,
                 "depends_on": self.depends_on, "logic_revision": self.logic_revision,
                 **({"logged": [asdict(f) for f in self.logged]} if self.logged else {})}
@@ -193,8 +301,12 @@ CUSTOMER = FeatureView(
         WindowedFeature("cancelled_lines", "int", "cancellation lines, {window}", WINDOW_DAYS),
         WindowedFeature("avg_basket_value", "float",
                         "spend_{days}d / orders_{days}d (null without orders)", (30,)),
-        Feature("days_since_first_purchase", "float", "days from the first purchase to now"),
-        Feature("days_since_last_purchase", "float", "days from the latest purchase to now"),
+        RequestTimeFeature("days_since_first_purchase", "float",
+                           "days from the first purchase to the read's as-of time",
+                           "first_purchase"),
+        RequestTimeFeature("days_since_last_purchase", "float",
+                           "days from the latest purchase to the read's as-of time",
+                           "last_purchase"),
         Feature("lifetime_orders", "int", "distinct purchase invoices ever"),
         Feature("lifetime_spend", "float", "value of all lines ever, cancellations negative"),
         Feature("first_purchase", "epoch_s", "event time of the first purchase line"),

@@ -315,7 +315,8 @@ ARROW_TYPES: dict[str, pa.DataType] = {"str_list": pa.list_(pa.string()),
 
 
 def feature_log_schema(view: FeatureView) -> pa.Schema:
-    """Columns of a view's feature log: entity, event time, order, version, features."""
+    """Columns of a view's feature log: entity, event time, order, version, stored
+    features (request-time ones are computed when read)."""
     return pa.schema([("entity_id", pa.string()), ("ts", pa.timestamp("s", tz="UTC")),
                       ("seq", pa.int64()), ("version", pa.string())]
                      + [(f.name, ARROW_TYPES[f.dtype]) for f in view.log_features])
@@ -353,8 +354,8 @@ class FeatureLog(EntityRowLog):
         self.version = self.view.version
 
     def append(self, rows: Iterable[LogRow]) -> int:
-        """Store the rows not stored yet (the view's features taken from ``values`` in
-        the log's column order)."""
+        """Store the rows not stored yet (the view's stored features taken from
+        ``values`` in the log's column order)."""
         names, version = self.names, self.version
         return self.append_rows(
             (ts, f"{entity}:{ts}:{seq}",

@@ -14,7 +14,9 @@ class behind it (:class:`RedisOnlineStore`). Everything the flow, the command li
 - **the flow's progress**: :meth:`~OnlineStore.write_progress` and
   :meth:`~OnlineStore.read_progress`, the hash ``<prefix>:flow:progress`` (or
   ``<prefix>:flow:progress:<part>`` for one part of the flow run on its own) of text
-  fields.
+  fields, among them the flow's event-time clock (:data:`CLOCK_FIELD`), which
+  :meth:`~OnlineStore.read_vectors_and_clocks` reads with the values, in the same round
+  trip.
 
 Two kinds of key per view (or scores) and entity, written together by every write, in the
 same pipelined round trip:
@@ -79,6 +81,9 @@ PACKED_KEY = "packed"
 SCORE_VIEW = "score"
 #: ``<prefix>:flow:progress[:<part>]``: the flow's progress hash.
 PROGRESS_KEY = "flow:progress"
+#: The progress hash's field holding the flow's event-time clock: the newest event time
+#: it has processed, epoch seconds.
+CLOCK_FIELD = "clock"
 #: ``entity -> (event time, values)``: the latest values of some entities of one view.
 Rows = Mapping[str, tuple[int, Mapping[str, Any]]]
 
@@ -99,6 +104,13 @@ class OnlineStore(Protocol):
                      ) -> list[dict[str, dict[str, Any] | None]]:
         """Every named view of many entities (``view -> values or None`` per entity, in
         order), in one round trip."""
+
+    def read_vectors_and_clocks(self, views: Sequence[str], entities: Sequence[str],
+                                parts: Sequence[str],
+                                ) -> tuple[list[dict[str, dict[str, Any] | None]],
+                                           dict[str, int]]:
+        """:meth:`read_vectors`, and in the same round trip the event-time clock
+        (:data:`CLOCK_FIELD`) of the progress hash of each of ``parts`` that has one."""
 
     def write_scores(self, rows: Iterable[ScoreRow]) -> None:
         """Store each entity's latest score (the last of ``rows`` for it)."""
@@ -152,12 +164,14 @@ def _decode(raw: Mapping[bytes, bytes]) -> dict[str, Any] | None:
 
 
 #: A vector read's script: every key of a small read, or the keys whose packed value the
-#: MGET of a larger one did not find. KEYS: packed keys; ARGV: ``<prefix>:`` and the
-#: length of ``<prefix>:packed:``. Per key, in order: the packed value (for a missed key:
-#: written since the MGET), or where there is none, the view's hash (its key is the
-#: packed key without ``packed:``) as a flat field/value list ({} when there is none
-#: either). Only the hashes' keys are not declared, which a single server allows. MGET
-#: takes the keys a thousand at a time (Lua's unpack stops at about 8,000).
+#: MGET of a larger one did not find. KEYS: packed keys; ARGV: ``<prefix>:``, the length
+#: of ``<prefix>:packed:``, :data:`CLOCK_FIELD`, then any progress hashes whose clock to
+#: read. Per key, in order: the packed value (for a missed key: written since the MGET),
+#: or where there is none, the view's hash (its key is the packed key without
+#: ``packed:``) as a flat field/value list ({} when there is none either); then each
+#: progress hash's clock (nil where it has none). Only the hashes' keys are not declared,
+#: which a single server allows. MGET takes the keys a thousand at a time (Lua's unpack
+#: stops at about 8,000).
 _READ_VECTORS = """
 local head, skip = ARGV[1], tonumber(ARGV[2]) + 1
 local out = {}
@@ -167,6 +181,9 @@ for first = 1, #KEYS, 1000 do
   for i = first, last do
     out[i] = got[i - first + 1] or redis.call('HGETALL', head .. KEYS[i]:sub(skip))
   end
+end
+for i = 4, #ARGV do
+  out[#KEYS + i - 3] = redis.call('HGET', ARGV[i], ARGV[3])
 end
 return out
 """
@@ -330,25 +347,49 @@ class RedisOnlineStore:
         (``benchmarks/online_read.py`` measures both ways). The keys of one call must
         live on one server (on Redis Cluster: one hash slot).
         """
+        return self._read_vectors(views, entities, ())[0]
+
+    def read_vectors_and_clocks(self, views: Sequence[str], entities: Sequence[str],
+                                parts: Sequence[str],
+                                ) -> tuple[list[dict[str, dict[str, Any] | None]],
+                                           dict[str, int]]:
+        """:meth:`read_vectors`, reading the clock of each part's progress hash
+        (:func:`progress_key`) in its first round trip: in the script of a small read
+        (no reply more), as one HGET each after the MGET of a larger one."""
+        hashes = [progress_key(self.prefix, part) for part in parts]
+        vectors, replies = self._read_vectors(views, entities, hashes)
+        return vectors, {part: int(clock) for part, clock in zip(parts, replies)
+                         if clock is not None}
+
+    def _read_vectors(self, views: Sequence[str], entities: Sequence[str],
+                      clocks: Sequence[str],
+                      ) -> tuple[list[dict[str, dict[str, Any] | None]], list[Any]]:
+        """:meth:`read_vectors`, with the clock of each progress hash in ``clocks`` (or
+        None) read in its first round trip."""
         if not views or not entities:
-            return [dict.fromkeys(views) for _ in entities]
+            return ([dict.fromkeys(views) for _ in entities],
+                    send_pipelined(self.client, [("HGET", key, CLOCK_FIELD) for key in clocks]))
         heads = [f"{self._packed_head}{view}:" for view in views]
         keys = [f"{head}{entity}" for entity in entities for head in heads]
         if len(keys) <= _SCRIPT_MAX_KEYS:
-            values = [None] * len(keys)  # all for the script
-        else:
-            values = send_pipelined(self.client, [("MGET", *keys)])[0]
+            values: list[bytes | None] = [None] * len(keys)  # all for the script
+            replies = self._fill_missing(keys, values, clocks)
+            return _decode_vectors(views, values), replies
+        values, *replies = send_pipelined(
+            self.client, [("MGET", *keys), *(("HGET", key, CLOCK_FIELD) for key in clocks)])
         if None in values:
             self._fill_missing(keys, values)
-        return _decode_vectors(views, values)
+        return _decode_vectors(views, values), replies
 
-    def _fill_missing(self, keys: list[str], values: list[bytes | None]) -> None:
+    def _fill_missing(self, keys: list[str], values: list[bytes | None],
+                      clocks: Sequence[str] = ()) -> list[Any]:
         """Replace each None in ``values`` (the values of ``keys`` found so far) by what
         the script finds for its key, as a MessagePack value: the packed value, the
-        view's hash re-packed, or nil."""
+        view's hash re-packed, or nil; return the clocks of the progress hashes
+        ``clocks`` that the script read too."""
         missing = [i for i, value in enumerate(values) if value is None]
         command = (len(missing), *(keys[i] for i in missing), f"{self.prefix}:",
-                   len(self._packed_head.encode()))
+                   len(self._packed_head.encode()), CLOCK_FIELD, *clocks)
         try:
             found = send_pipelined(self.client, [("EVALSHA", _READ_VECTORS_SHA, *command)])[0]
         except redis.exceptions.NoScriptError:  # a restarted or flushed server
@@ -361,6 +402,7 @@ class RedisOnlineStore:
                 values[i] = _pack(dict(zip((k.decode() for k in item[0::2]), fields)))
             else:
                 values[i] = _NIL
+        return found[len(missing):]
 
 
 def _text(value: bytes | str) -> str:

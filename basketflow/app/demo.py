@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from basketflow.app.features import FeatureRow, LiveScore, feature_rows, online_store
+from basketflow.app.features import FeatureRow, LiveScore, online_store, read_online
 from basketflow.config import Settings
 
 if TYPE_CHECKING:
@@ -160,9 +160,9 @@ def run_demo(settings: Settings, rows: int, seed: int,
         on_event(Step(f"reading the {len(customers)} busiest customers' live features"))
         store = online_store(demo)
         for customer in customers:
-            stored = store.read_vectors(["customer", "basket", SCORE_VIEW], [customer])[0]
-            score = stored.pop(SCORE_VIEW)
-            on_event(CustomerShown(customer, feature_rows(customer, stored),
+            read = read_online(store, [customer], ["customer", "basket"])[0]
+            score = store.read_score(customer)
+            on_event(CustomerShown(customer, read.views,
                                    LiveScore.from_stored(customer, score) if score else None))
         on_event(Step(f"writing the daily report of the busiest day, {day}"))
         written = daily_reports(demo, [day], root / "reports", "html")

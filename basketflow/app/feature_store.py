@@ -15,7 +15,7 @@ The registry needs no server. Live reads need the online store (Redis): its URL 
 from ``REDIS_URL``, or the server ``basketflow up`` started::
 
     rows = store.get_online_features(["17850"], ["customer", "basket:value"])
-    rows[0].views["customer"].values["spend_30d"], rows[0].views["customer"].event_time
+    rows[0].views["customer"].values["spend_30d"], rows[0].as_of
     store.get_score("17850")            # LiveScore, or None before the flow scored it
     store.get_historical_features(entity_df, ["customer:spend_30d"])
 """
@@ -93,14 +93,17 @@ class FeatureStore:
 
         ``features`` names whole views (``"customer"``) or single features
         (``"customer:spend_30d"``); each entity's row per view holds the values asked,
-        the event time they are as of and the view's version, or is None where the store
-        has none. Raises :class:`~basketflow.app.features.UnknownView` for an unknown
+        the event time of its stored values and the view's version, or is None where the
+        store has none. Each entity's ``as_of`` is the time the read answers for (the
+        flow's event-time clock), at which its request-time features
+        (``days_since_last_purchase``) are computed. Raises :class:`~basketflow.app.features.UnknownView` for an unknown
         view and ValueError for an unknown feature.
         """
         wanted = _wanted_features(features)
         found = read_online(self._store(), list(entities), list(wanted))
         return [OnlineFeatures(row.entity, {view: _only(row.views[view], names)
-                                            for view, names in wanted.items()})
+                                            for view, names in wanted.items()},
+                               row.as_of, row.as_of_from)
                 for row in found]
 
     def get_score(self, customer_id: str) -> LiveScore | None:

@@ -1,5 +1,6 @@
 """``basketflow features`` and ``score``: the feature registry and live values from the
-online store, as typed rows.
+online store, as typed rows. A read is as of the flow's event-time clock, and computes
+its views' request-time features at that time (:func:`read_online`).
 
 >>> [view.name for view in describe_views("bf")]
 ['customer', 'basket', 'product']
@@ -15,17 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
 
 if TYPE_CHECKING:
-    from basketflow.schemas.features import Feature, FeatureView
+    from basketflow.schemas.features import FeatureView, Served
     from basketflow.sinks.online_store import OnlineStore
 
 TS_FIELD, VERSION_FIELD = "_ts", "_version"
 """Where a stored value keeps its event time and version (see basketflow.sinks.online_store)."""
+#: Where a read's as-of time comes from (:class:`OnlineFeatures`).
+CLOCK, VALUES = "clock", "values"
 
 
 class UnknownView(BasketflowError, ValueError):
@@ -34,7 +38,9 @@ class UnknownView(BasketflowError, ValueError):
 
 @dataclass(frozen=True)
 class ViewDescription:
-    """Everything about a feature view: what ``features list`` and ``describe`` show."""
+    """Everything about a feature view: what ``features list`` and ``describe`` show,
+    each feature with its kind (windowed, stored or request-time: see
+    :mod:`basketflow.schemas.features`)."""
 
     name: str
     entity: str
@@ -44,15 +50,24 @@ class ViewDescription:
     ttl_seconds: int | None
     online: str
     offline: str
-    features: tuple[Feature, ...]
+    features: tuple[Served, ...]
+    kinds: dict[str, str]
 
     def to_json(self) -> dict[str, Any]:
-        """Plain data for ``--json``, in field order."""
+        """Plain data for ``--json``, in field order; each feature with its ``kind`` (and
+        a request-time one with its ``source``).
+
+        >>> info = describe_view("customer", "bf").to_json()
+        >>> next(f for f in info["features"] if f["name"] == "days_since_last_purchase")
+        {'name': 'days_since_last_purchase', 'kind': 'request-time', 'dtype': 'float', \
+'description': "days from the latest purchase to the read's as-of time", 'source': 'last_purchase'}
+        """
         return {**{name: getattr(self, name) for name in (
             "name", "entity", "version", "description")},
             "windows_days": list(self.windows_days), "ttl_seconds": self.ttl_seconds,
             "online": self.online, "offline": self.offline,
-            "features": [asdict(f) for f in self.features]}
+            "features": [{"name": f.name, "kind": self.kinds[f.name]} | asdict(f)
+                         for f in self.features]}
 
 
 @dataclass(frozen=True)
@@ -67,12 +82,6 @@ class FeatureRow:
     event_time: int | None
     version: str | None
 
-    @classmethod
-    def from_stored(cls, view: str, entity: str, stored: Mapping[str, Any]) -> FeatureRow:
-        """A row from the online store's mapping (values plus ``_ts`` and ``_version``)."""
-        return cls(view, entity, {k: v for k, v in stored.items() if not k.startswith("_")},
-                   stored.get(TS_FIELD), stored.get(VERSION_FIELD))
-
     def to_json(self) -> dict[str, Any]:
         """The stored mapping again: values, then ``_ts`` and ``_version``.
 
@@ -85,14 +94,25 @@ class FeatureRow:
 
 @dataclass(frozen=True)
 class OnlineFeatures:
-    """Some views of one entity; a view the store has no values for maps to None."""
+    """Some views of one entity, as of one time; a view the store has no values for maps
+    to None.
+
+    ``as_of`` (epoch seconds) is the time the read answers for, and its request-time
+    features are computed at: the flow's event-time clock (``as_of_from`` is
+    :data:`CLOCK`), or the newest event time of the entity's values read where that is
+    later or no flow has recorded a clock (only a backfill wrote the values;
+    :data:`VALUES`); None when the store has no values of the entity.
+    """
 
     entity: str
     views: dict[str, FeatureRow | None]
+    as_of: int | None
+    as_of_from: str | None
 
     def to_json(self) -> dict[str, Any]:
-        """Plain data for ``--json``: ``{"entity": ..., "views": {view: values or null}}``."""
-        return {"entity": self.entity,
+        """Plain data for ``--json``: ``{"entity": ..., "as_of": ..., "as_of_from":
+        ..., "views": {view: values or null}}``."""
+        return {"entity": self.entity, "as_of": self.as_of, "as_of_from": self.as_of_from,
                 "views": {v: row.to_json() if row else None for v, row in self.views.items()}}
 
 
@@ -149,7 +169,7 @@ def describe(view: FeatureView, prefix: str) -> ViewDescription:
     from basketflow.sinks.offline_layout import feature_log_pattern
     return ViewDescription(view.name, view.entity, view.version, view.description,
                            view.windows_days, view.ttl_seconds, view.online_key(prefix),
-                           feature_log_pattern(view.name), view.features)
+                           feature_log_pattern(view.name), view.features, view.kinds)
 
 
 def describe_views(prefix: str) -> list[ViewDescription]:
@@ -174,19 +194,99 @@ def online_store(settings: Settings) -> OnlineStore:
     return open_online_store(settings.redis_url, settings.prefix)
 
 
-def feature_rows(entity: str, stored: Mapping[str, Mapping[str, Any] | None],
-                 ) -> dict[str, FeatureRow | None]:
-    """An entity's stored values per view (as the online store reads them) as rows."""
-    return {view: FeatureRow.from_stored(view, entity, values) if values else None
-            for view, values in stored.items()}
+@cache
+def clock_parts(view: str) -> tuple[str, ...]:
+    """The flow's progress hashes whose clock a view's values are as of, the first that
+    has one: the serve part folds the views of customers (and scores them), and writes
+    its own hash when it runs alone, else the whole flow's; the store part folds the
+    products, in the whole flow's.
+
+    >>> clock_parts("customer"), clock_parts("score"), clock_parts("product")
+    (('serve', ''), ('serve', ''), ('',))
+    """
+    from basketflow.flows.progress import SERVE_PROGRESS
+    return ("",) if view in _registry() and view not in customer_views() \
+        else (SERVE_PROGRESS, "")
+
+
+def read_clock(views: Sequence[str], clocks: Mapping[str, int]) -> int | None:
+    """The event-time clock a read of ``views`` is as of, from the clocks of the
+    progress hashes that have one: per view, that of its first part that has one
+    (:func:`clock_parts`); of several views, the oldest (every view's values are known
+    up to it); None when a view's parts have none (no flow has run).
+
+    >>> read_clock(["customer", "basket"], {"serve": 90, "": 100})
+    90
+    >>> read_clock(["customer", "product"], {"": 100}), read_clock(["customer"], {})
+    (100, None)
+    """
+    oldest: int | None = None
+    for view in views:
+        found = [clocks[part] for part in clock_parts(view) if part in clocks]
+        if not found:
+            return None
+        oldest = found[0] if oldest is None else min(oldest, found[0])
+    return oldest
+
+
+def serve_vector(entity: str, stored: Mapping[str, Mapping[str, Any] | None],
+                 clock: int | None, at_read: Mapping[str, FeatureView]) -> OnlineFeatures:
+    """An entity's stored values per view (as the online store reads them) as rows, with
+    the request-time features of the views in ``at_read`` computed at the read's as-of
+    time: ``clock`` (the flow's event-time clock), or the newest event time of the values
+    where that is later or there is no clock (the flow records its clock after each
+    batch, and a backfill records none).
+
+    >>> at_read = {"customer": feature_view("customer")}
+    >>> stored = {"customer": {"last_purchase": 0, "_ts": 0, "_version": "v"}}
+    >>> read = serve_vector("17850", stored, 86_400 * 40, at_read)
+    >>> read.as_of, read.as_of_from, read.views["customer"].values["days_since_last_purchase"]
+    (3456000, 'clock', 40.0)
+    >>> serve_vector("17850", stored, None, at_read).as_of_from
+    'values'
+    """
+    newest = max((v.get(TS_FIELD, 0) for v in stored.values() if v), default=None)
+    as_of, source = clock, CLOCK
+    if newest is not None and (clock is None or newest > clock):
+        as_of, source = newest, VALUES
+    rows: dict[str, FeatureRow | None] = {}
+    for view, values in stored.items():
+        if not values:
+            rows[view] = None
+            continue
+        served = at_read.get(view)
+        values = served.served(values, as_of) if served and as_of is not None \
+            else dict(values)
+        rows[view] = FeatureRow(view, entity, values, values.pop(TS_FIELD, None),
+                                values.pop(VERSION_FIELD, None))
+    return OnlineFeatures(entity, rows, as_of, source if as_of is not None else None)
 
 
 def read_online(store: OnlineStore, entities: Sequence[str],
                 views: Sequence[str]) -> list[OnlineFeatures]:
-    """The given views of each entity, in one read (views are not checked here)."""
-    vectors = store.read_vectors(list(views), list(entities))
-    return [OnlineFeatures(entity, feature_rows(entity, vector))
+    """The given views of each entity, as of the flow's event-time clock
+    (:func:`read_clock`; without one, as of each entity's newest values), in one round
+    trip (views are not checked here)."""
+    parts, at_read = _read_plan(tuple(views))
+    vectors, clocks = store.read_vectors_and_clocks(views, entities, parts)
+    clock = read_clock(views, clocks)
+    return [serve_vector(entity, vector, clock, at_read)
             for entity, vector in zip(entities, vectors)]
+
+
+@cache
+def _read_plan(views: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, FeatureView]]:
+    """What a read of ``views`` needs besides their values, worked out once per set of
+    views: the progress parts whose clocks it reads, and its views that have request-time
+    features.
+
+    >>> _read_plan(("customer", "basket"))
+    (('serve', ''), {'customer': FeatureView(name='customer', ...)})
+    """
+    known = _registry()
+    parts = tuple(dict.fromkeys(part for view in views for part in clock_parts(view)))
+    return parts, {view: known[view] for view in views
+                   if view in known and known[view].request_time_features}
 
 
 def online_features(settings: Settings, entity: str,

@@ -8,12 +8,13 @@ raises because something is not running. The shape::
     {
       "data_dir": "...",
       "services": {"broker": SERVICE, "redis": SERVICE},
-      "flow": {"events": int|None, "event_time": str|None, "updated_at": str|None, "error": str|None,
+      "flow": {"events": int|None, "event_time": str|None, "clock": int|None,
+               "updated_at": str|None, "error": str|None,
                "health": the flow's flow-health.json (Redis and broker outages, see
                          basketflow.sinks.flow_health) or None,
                "notes": [str]: what the health file means now, one line each (an outage
                         going on, a flow writing to another Redis than `basketflow up`'s),
-               "serve": {"events", "event_time", "updated_at", "error"}: the serve part's own
+               "serve": {"events", "event_time", "clock", "updated_at", "error"}: the serve part's own
                         progress when it runs in a process of its own, else all None},
       "topics": {"<topic>": {"exists": bool, "partitions": int, "error": str|None,
                              "per_partition": [PARTITION, ...]}, "<dead topic>": {...}},
@@ -32,7 +33,8 @@ raises because something is not running. The shape::
 The flow's progress is the online store's progress hash ``<prefix>:flow:progress``
 (:meth:`basketflow.sinks.online_store.OnlineStore.read_progress`):
 ``offset:<topic>:<partition>`` = next offset to read, ``events``, ``event_time`` (latest
-event time) and ``updated_at``. Run as two processes (``basketflow run``), the store part
+event time), ``clock`` (the same time in epoch seconds: the flow's event-time clock,
+which online reads are as of) and ``updated_at``. Run as two processes (``basketflow run``), the store part
 writes that hash and the serve part, which consumes the topic on its own, its part
 ``<prefix>:flow:progress:serve``. The offline figures are of the files the offline store
 lists (:mod:`basketflow.sinks.offline_layout`).
@@ -69,7 +71,12 @@ from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
 from basketflow.flows.progress import SERVE_PROGRESS
 from basketflow.sinks.offline_layout import events_dir, files_by_day, files_of
 from basketflow.sinks.flow_health import read_health
-from basketflow.sinks.online_store import OnlineStore, RedisOnlineStore, glob_escape
+from basketflow.sinks.online_store import (
+    CLOCK_FIELD,
+    OnlineStore,
+    RedisOnlineStore,
+    glob_escape,
+)
 
 EMBEDDED_LAG_NOTE = (
     "unknown: the Tansu broker does not report where a partition ends"
@@ -94,7 +101,7 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
     redis_url = services[REDIS]["address"] if services[REDIS]["alive"] else None
     progress = flow_progress(redis_url, settings.prefix, timeout)
     serve = flow_progress(redis_url, settings.prefix, timeout, SERVE_PROGRESS)
-    fields = ("events", "event_time", "updated_at", "error")
+    fields = ("events", "event_time", "clock", "updated_at", "error")
     health = read_health(settings.data_dir)
     return {
         "data_dir": str(settings.data_dir),
@@ -255,9 +262,10 @@ def _online_store(url: str, prefix: str, timeout: float) -> OnlineStore:
 def flow_progress(redis_url: str | None, prefix: str, timeout: float = CHECK_TIMEOUT,
                   part: str = "") -> dict[str, Any]:
     """The live flow's progress hash (of ``part``, see :func:`consumed`), parsed: events,
-    event_time, updated_at, and ``offsets`` as ``{(topic, partition): next offset}``.
+    event_time, clock, updated_at, and ``offsets`` as ``{(topic, partition): next offset}``.
     """
-    empty: dict[str, Any] = {"events": None, "event_time": None, "updated_at": None, "offsets": {}}
+    empty: dict[str, Any] = {"events": None, "event_time": None, "clock": None,
+                             "updated_at": None, "offsets": {}}
     if redis_url is None:
         return {**empty, "error": "online store not reachable"}
     try:
@@ -276,14 +284,23 @@ def flow_progress(redis_url: str | None, prefix: str, timeout: float = CHECK_TIM
                 offsets[(topic, int(partition))] = int(value)
             except ValueError:
                 continue
-    events = raw.get("events")
     return {
-        "events": int(events) if events is not None and events.lstrip("-").isdigit() else None,
+        "events": _integer(raw.get("events")),
         "event_time": raw.get("event_time"),
+        "clock": _integer(raw.get(CLOCK_FIELD)),
         "updated_at": raw.get("updated_at"),
         "offsets": offsets,
         "error": None,  # an empty hash just means the flow has not run yet
     }
+
+
+def _integer(text: str | None) -> int | None:
+    """A progress field's integer; None when it is missing or not one.
+
+    >>> _integer("12"), _integer("-3"), _integer(None), _integer("x")
+    (12, -3, None, None)
+    """
+    return int(text) if text is not None and text.lstrip("-").isdigit() else None
 
 
 def partition_lag(

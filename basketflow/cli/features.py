@@ -11,7 +11,7 @@ from basketflow.cli.output import FullHelpGroup, out, print_json, table, when
 from basketflow.config import Settings
 
 if TYPE_CHECKING:
-    from basketflow.app.features import FeatureRow
+    from basketflow.app.features import FeatureRow, OnlineFeatures
 
 #: Features whose values are epoch seconds, shown as dates.
 TIME_FEATURES = ("first_purchase", "last_purchase", "started")
@@ -53,6 +53,8 @@ def features_get(settings: Settings, entities: tuple[str, ...], views: tuple[str
     ID is a customer id (guests: guest-<invoice>) for the customer and basket views, or a
     stock code with --view product; `basketflow entities` lists some. An ID without
     values is an error (exit status 1, with --json too), after the others are shown.
+    The read is as of the flow's event-time clock (`as_of`), where request-time
+    features (days_since_last_purchase) are computed.
     """
     from basketflow.app import features as app
     from basketflow.app.services import REDIS, resolve
@@ -71,6 +73,7 @@ def features_get(settings: Settings, entities: tuple[str, ...], views: tuple[str
                 continue
             if len(found) > 1:
                 out.rule(f"[bold]{one.entity}[/]")
+            print_as_of(one)
             for view, row in one.views.items():
                 print_view(view, row)
     if missing:
@@ -147,6 +150,7 @@ def features_list(settings: Settings, as_json: bool) -> None:
 def features_describe(settings: Settings, view: str, as_json: bool) -> None:
     """One feature view in full: every feature with its type and description."""
     from basketflow.app.features import UnknownView, describe_view
+    from basketflow.schemas.features import REQUEST_TIME
     try:
         info = describe_view(view, settings.prefix)
     except UnknownView as exc:
@@ -158,10 +162,26 @@ def features_describe(settings: Settings, view: str, as_json: bool) -> None:
               f"{info.description}")
     out.print(f"online: {info.online}   offline: {info.offline}   "
               f"TTL: {info.ttl_seconds or 'none'}")
-    features_table = table("feature", "type", "description")
+    features_table = table("feature", "kind", "type", "description")
+    for column in features_table.columns[:3]:  # names whole: the descriptions wrap
+        column.no_wrap = True
     for f in info.features:
-        features_table.add_row(f.name, f.dtype, f.description)
+        features_table.add_row(f.name, info.kinds[f.name], f.dtype, f.description)
     out.print(features_table)
+    if REQUEST_TIME in info.kinds.values():
+        out.print("windowed and stored features are computed at the entity's events and "
+                  "stored; request-time ones when they are read, at the read's as-of "
+                  "time (the flow's event-time clock; in `historical`, the row's time)")
+
+
+def print_as_of(read: OnlineFeatures) -> None:
+    """The line saying what time a read answers for, and where that time comes from."""
+    from basketflow.app.features import CLOCK
+    if read.as_of is None:
+        return
+    source = ("the flow's event-time clock" if read.as_of_from == CLOCK
+              else "its newest values' event time")
+    out.print(f"as of {when(read.as_of)} ({source})")
 
 
 def print_view(view: str, row: FeatureRow | None) -> None:

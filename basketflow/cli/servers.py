@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from basketflow.cli.output import out, print_json, table
+from basketflow.cli.output import out, print_json, table, when
 from basketflow.config import Settings
 
 
@@ -71,12 +71,12 @@ def print_status(report: dict[str, Any]) -> None:
         if svc.get("error"):
             out.print(f"  {name}: {svc['error']}")
     flow = report.get("flow", {})
-    out.print(f"flow: {flow.get('events')} events processed, latest event time "
-              f"{flow.get('event_time')}, updated {flow.get('updated_at')}")
+    out.print(f"flow: {flow.get('events')} events processed, event-time clock "
+              f"{_clock(flow)}, updated {flow.get('updated_at')}")
     serve = flow.get("serve") or {}
     if serve.get("updated_at"):
-        out.print(f"  its serve part (own process): {serve.get('events')} events, latest "
-                  f"event time {serve.get('event_time')}, updated {serve.get('updated_at')}")
+        out.print(f"  its serve part (own process): {serve.get('events')} events, "
+                  f"event-time clock {_clock(serve)}, updated {serve.get('updated_at')}")
     for note in flow.get("notes") or []:
         out.print(note)
     print_topics(report["topics"])
@@ -87,6 +87,17 @@ def print_status(report: dict[str, Any]) -> None:
     keys = ", ".join(f"{v}: {n:,}" for v, n in sorted(onl.get("keys", {}).items()))
     out.print(f"online store: {onl.get('total', 0):,} keys ({keys or 'none'})"
               + (f" [{onl['error']}]" if onl.get("error") else ""))
+
+
+def _clock(progress: dict[str, Any]) -> str:
+    """A flow part's event-time clock: the newest event time it processed (reads are as
+    of it), as a date and as the epoch seconds of ``clock`` in ``--json``.
+
+    >>> _clock({"clock": 1291284000}), _clock({"clock": None, "event_time": ""})
+    ('2010-12-02 10:00 UTC (1291284000)', 'none')
+    """
+    clock = progress.get("clock")
+    return "none" if clock is None else f"{when(clock)} ({clock})"
 
 
 def print_topics(topics: dict[str, Any]) -> None:

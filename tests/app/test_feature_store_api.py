@@ -71,8 +71,10 @@ def test_online_values_scores_and_training_sets(backfilled: tuple[Settings, list
     raw = RedisOnlineStore(connect(settings.redis_url), settings.prefix).read("customer",
                                                                               customer)
     assert raw is not None
-    assert whole.values == {k: v for k, v in raw.items() if not k.startswith("_")}
+    stored = {k: v for k, v in raw.items() if not k.startswith("_")}
+    assert whole.values == registry()["customer"].served(stored, rows[0].as_of)
     assert (whole.event_time, whole.version) == (raw["_ts"], registry()["customer"].version)
+    assert rows[0].as_of == raw["_ts"]  # only a backfill wrote: its newest values' time
     assert list(basket.values) == ["value", "lines"]
     assert basket.version == registry()["basket"].version
 

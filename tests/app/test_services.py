@@ -208,7 +208,8 @@ def test_status_on_running_services(local: Settings) -> None:
     client = redis.Redis.from_url(addresses[REDIS])
     RedisOnlineStore(client, settings.prefix).write_progress("", {
         f"offset:{settings.topic}:0": 5, "events": 5,
-        "event_time": "2010-12-02T10:00:00", "updated_at": "2026-01-01T00:00:00+00:00",
+        "event_time": "2010-12-02T10:00:00", "clock": 1_291_284_000,
+        "updated_at": "2026-01-01T00:00:00+00:00",
     })
     for key in (f"{settings.prefix}:customer:1", f"{settings.prefix}:customer:2",
                 f"{settings.prefix}:basket:9", "other:customer:1"):
@@ -227,6 +228,8 @@ def test_status_on_running_services(local: Settings) -> None:
     }
     assert status["online"]["keys"] == {"basket": 1, "customer": 2, "flow": 1}
     assert status["flow"]["events"] == 5
+    assert status["flow"]["clock"] == 1_291_284_000
+    assert status["flow"]["serve"]["clock"] is None
 
     topic = status["topics"][settings.topic]
     assert topic["exists"] is True and topic["partitions"] == 2

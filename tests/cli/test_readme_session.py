@@ -22,8 +22,8 @@ EXPECTED = {
     "replay": ("sent",),
     "run": ("processed",),
     "entities": (),
-    "features": ("13436", "14919", "spend_30d"),
-    "status": ("broker",),
+    "features": ("13436", "14919", "spend_30d", "as of", "days_since_last_purchase"),
+    "status": ("broker", "event-time clock"),
     "check": (),
     "down": ("stopped",),
 }

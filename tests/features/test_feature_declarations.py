@@ -59,9 +59,12 @@ def test_every_view_has_its_state_class() -> None:
 
 
 @pytest.mark.parametrize("view", sorted(registry()))
-def test_a_state_class_produces_exactly_its_views_features_in_order(view: str) -> None:
-    """The online store and the feature log write the values in this order."""
-    assert list(COMPUTED[view]()) == list(registry()[view].feature_names)
+def test_a_state_class_produces_exactly_its_views_stored_features_in_order(view: str) -> None:
+    """The online store and the feature log write the values in this order; reads add
+    the request-time features after them."""
+    assert list(COMPUTED[view]()) == list(registry()[view].stored_names)
+    served = registry()[view].served(COMPUTED[view](), 1_291_191_960)
+    assert list(served) == list(registry()[view].feature_names)
 
 
 def test_a_windowed_feature_is_named_by_its_declaration_for_each_of_its_windows() -> None:

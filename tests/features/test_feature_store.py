@@ -85,8 +85,9 @@ def test_online_values_equal_historical_at_their_time(settings: Settings, genera
             {"customer_id": [customer, customer], "timestamp": [at, at - pd.Timedelta(seconds=1)]}),
             names)
         now, before = frame.iloc[0], frame.iloc[1]
+        served = CUSTOMER.served(online, online["_ts"])  # request-time features at _ts
         for name in CUSTOMER.feature_names:
-            got, want = now[f"customer__{name}"], online[name]
+            got, want = now[f"customer__{name}"], served[name]
             assert (pd.isna(got) and want is None) or got == pytest.approx(want), (customer, name)
         # One second earlier the latest row is not visible: no leakage from the future.
         assert pd.isna(before["customer__lifetime_orders"]) or \

@@ -233,3 +233,33 @@ def test_the_flow_progress_hash_and_its_parts(settings: Settings) -> None:
     assert progress_key(settings.prefix, "serve") == f"{settings.prefix}:flow:progress:serve"
     assert client.hgetall(f"{settings.prefix}:flow:progress") == {
         b"offset:tx:0": b"5", b"events": b"6"}
+
+
+def test_clocks_of_the_progress_hashes_come_in_the_vectors_round_trips(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The event-time clock of each part asked, read with the vectors: no round trip
+    more than the vectors alone take, after a script flush too; a part without a clock
+    (or without a hash) is left out."""
+    assert settings.redis_url
+    client = connect(settings.redis_url)
+    store = RedisOnlineStore(client, settings.prefix)
+    store.write(view("customer"), {"a": (5, {"n": 1})})
+    store.write_progress("serve", {"clock": 1_291_191_960, "events": 3})
+    store.write_progress("", {"events": 1})
+    sent: list[int] = []
+    send = basketflow.sinks.online_store.send_pipelined
+    monkeypatch.setattr(basketflow.sinks.online_store, "send_pipelined",
+                        lambda c, commands: sent.append(len(commands)) or send(c, commands))
+    for flush in (False, True):
+        sent.clear()
+        if flush:
+            client.script_flush()
+        alone = store.read_vectors(["customer", "basket"], ["a", "b"])
+        trips = len(sent)
+        if flush:
+            client.script_flush()
+        vectors, clocks = store.read_vectors_and_clocks(["customer", "basket"], ["a", "b"],
+                                                        ["serve", "", "other"])
+        assert (vectors, clocks) == (alone, {"serve": 1_291_191_960})
+        assert len(sent) == 2 * trips
+    assert store.read_vectors_and_clocks([], ["a"], ["serve"]) == ([{}], {"serve": 1_291_191_960})
