@@ -231,7 +231,9 @@ class ProductFolder(Folder):
         self.max_ts = max_ts
         if again:
             self._log_hours(entity, sorted(again), update)
-            self._emit_values(entity, logged_through, update)
+            changed = product.last_change(logged_through)
+            if changed is not None:
+                self._emit_values(entity, changed, update)
 
     def _expire(self, entity: str, until: int, update: FeatureUpdate) -> None:
         """Log the hours whose end the clock passed since ``rows_through``; the values as
@@ -240,8 +242,9 @@ class ProductFolder(Folder):
         first, last = (after + 1) // HOUR, (until + 1) // HOUR - 1
         self._log_hours(entity, sorted(h for h in product.tiles if first <= h <= last),
                         update)
-        if product.changes_between(after, until):
-            self._emit_values(entity, _hour_end_at(until), update)
+        changed = product.last_change(until)
+        if changed is not None and changed > after:
+            self._emit_values(entity, changed, update)
         self.rows_through = until
         product.evict(until, PRODUCT_REWRITE_S)
 
@@ -253,7 +256,8 @@ class ProductFolder(Folder):
                                product.tile_row(hour)))
 
     def _emit_values(self, entity: str, moment: int, update: FeatureUpdate) -> None:
-        """The values as of the hour end ``moment``, for the online store."""
+        """The values as of the hour end ``moment`` (their last change), for the online
+        store."""
         update.values["product"] = self.product.values(moment)
         update.times["product"] = moment
 

@@ -361,13 +361,19 @@ class ProductState:
         buyers = set().union(*(b for h, b in self.buyers.items() if cut <= h <= last_hour))
         return _product_values(sums, len(buyers))
 
-    def changes_between(self, after: int, until: int) -> bool:
-        """Whether the values change at an hour end in ``(after, until]``: a tile enters
-        every window at its hour's end, and leaves each window a span later."""
-        first = (after + 1) // HOUR  # hour ends h*HOUR + HOUR - 1 > after <=> h >= first
-        last = (until + 1) // HOUR - 1
-        return first <= last and any(first <= h + d <= last for h in self.tiles
-                                     for d in PRODUCT_CHANGE_HOURS)
+    def last_change(self, until: int) -> int | None:
+        """The last hour end at or before ``until`` at which the values changed (a tile
+        entered every window at its hour's end, or left one a span later); None if none.
+
+        >>> p = ProductState()
+        >>> p.tiles = {10: [1, 1000, 1, 0]}
+        >>> p.last_change(11 * HOUR), p.last_change(40 * HOUR) // HOUR, p.last_change(9 * HOUR)
+        (39599, 34, None)
+        """
+        last = (until + 1) // HOUR - 1  # hour ends h*HOUR + HOUR - 1 <= until <=> h <= last
+        latest = max((h + d for h in self.tiles for d in PRODUCT_CHANGE_HOURS if h + d <= last),
+                     default=None)
+        return None if latest is None else latest * HOUR + HOUR - 1
 
     def tile_row(self, hour: int) -> dict[str, Any]:
         """What the feature log keeps of one hour: the tile and its buyers (sorted), from

@@ -7,8 +7,9 @@ Events are keyed by customer, so each partition holds its customers' events in o
 while one partition runs ahead of the others (a replay reads thousands of messages per
 poll of each), the clock waits for the slowest, so the windows it moves on are not moved
 before their events arrive. A partition that is empty or falls idle holds the clock back
-until it delivers or the input ends (there is no idleness timeout yet); at the end of the input (``run --stop-at-end``, a backfill) the
-clock moves on to the newest event time of all. It is kept in the recovery state
+until it delivers or the input ends (there is no idleness timeout yet); at the end of
+the input (``run --stop-at-end``, a backfill; not a run stopped by a signal, whose
+partitions may lag) the clock moves on to the newest event time of all. It is kept in the recovery state
 (:func:`event_clock`), written to the progress hash (``clock``) and shown by
 ``basketflow status``.
 
@@ -57,6 +58,7 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulLogic
 
 from basketflow.features.feature_state import PRODUCT_CHANGE_HOURS
+from basketflow.flows import stopping
 from basketflow.schemas.events import Transaction
 from basketflow.schemas.features import CUSTOMER
 from basketflow.schemas.records import Work
@@ -134,6 +136,8 @@ class _ClockLogic(StatefulLogic[tuple[str, int, P], tuple[P, int], PartitionCloc
         return [(batch, self.clock.add(partition, newest))], StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[list[tuple[P, int]], bool]:
+        if stopping.requested():  # stopped, not at the end: the partitions may lag
+            return [], StatefulLogic.RETAIN
         return [(self.empty(), self.clock.end())], StatefulLogic.RETAIN
 
     def snapshot(self) -> PartitionClock:

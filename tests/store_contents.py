@@ -105,7 +105,9 @@ def store_contents(redis_url: str, prefix: str, offline: Path) -> dict[str, Any]
         "dead": parquet_rows(offline / "dead", ["dead_id"]),
         "customer_log": effective_rows(features / "customer", "ts"),
         "basket_log": effective_rows(features / "basket", "ts"),
-        "product_final": effective_rows(features / "product", "entity_id"),
+        # A product's lines arrive in any order, so the seq of its rows does not repeat.
+        "product_final": {name: {k: v for k, v in row.items() if k != "seq"} for name, row
+                          in effective_rows(features / "product", "entity_id").items()},
     }
 
 

@@ -61,7 +61,9 @@ def test_a_read_is_as_of_the_flows_clock_with_request_time_features_at_it(
     read = json.loads(done.stdout)
     assert (read["as_of"], read["as_of_from"]) == (clock, CLOCK)
     customer = read["views"]["customer"]
-    assert customer["_ts"] == last  # the stored values: as of the customer's last event
+    # The stored values: as of their last change, when the 3/3 16:xx tile left 30 days.
+    assert customer["_ts"] == epoch("4/2/2011 16:00")
+    assert (customer["spend_30d"], customer["spend_90d"]) == (0, 6.0)
     assert customer["days_since_last_purchase"] == days_since(clock, last) == 39.8403
     assert customer["days_since_first_purchase"] == days_since(clock, first) == 42.1042
     assert customer["last_purchase"] == last

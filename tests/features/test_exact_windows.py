@@ -327,6 +327,7 @@ def test_a_silent_customer_reads_zero_online_and_in_historical(
     assert {name: frame[f"customer__{name}"][0] for name in windows} == \
         dict.fromkeys(windows, 0)
     assert frame["customer__spend_90d"][0] == 15.3
-    product = store.read("product", "85123A")  # as of the last hour end: all windows left
-    assert product is not None and product["_ts"] == clock - 1
+    product = store.read("product", "85123A")  # as of its last change: it left 30 days
+    assert product is not None
+    assert product["_ts"] == (1_298_973_600 + 30 * 86_400) // 3600 * 3600 + 3599
     assert (product["units_7d"], product["cancelled_share_30d"]) == (0, None)
