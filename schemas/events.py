@@ -367,12 +367,12 @@ def decode_event(value: bytes | None) -> Transaction | Rejection:
     reason = check_ranges(t.quantity, t.unit_price, t.ts, t.invoice)
     if reason is None and not (t.event_id and t.invoice and t.stock_code):
         reason = "event_id, invoice and stock_code must not be empty"
+    if reason is None:
+        reason = _check_text(t)
     if reason is None and not is_event_id(t.event_id):
         reason = (f"event_id {t.event_id[:40]!r} is not an id made from the content "
                   "(basketflow.schemas.events.event_id; a message of an older replay): "
                   "replay its file again")
-    if reason is None:
-        reason = _check_text(t)
     if reason:
         return Rejection(reason, value.decode("utf-8", "replace"), t.event_id or None,
                          source="flow")

@@ -8,26 +8,17 @@ stored once; exact duplicate lines stay distinct events; a store of the old
 from __future__ import annotations
 
 import gzip
-import os
 import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
 import msgspec
 import pyarrow.dataset as ds
 import pytest
+from tests.cli.commands import basketflow, user_env
 from tests.user_errors import one_error_line
 
-from basketflow.config import (
-    ENV_DATA_DIR,
-    ENV_DEAD_TOPIC,
-    ENV_KAFKA,
-    ENV_PREFIX,
-    ENV_REDIS,
-    ENV_TOPIC,
-    Settings,
-)
+from basketflow.config import Settings
 from basketflow.producers.csv_source import read_events
 from basketflow.producers.synthetic import write_csv
 from basketflow.schemas.events import Transaction
@@ -40,13 +31,7 @@ REPEATED = (5, 40, 41, 700)
 
 def command(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """The real command with the test's servers and data directory."""
-    env = os.environ | {
-        ENV_KAFKA: settings.kafka_bootstrap or "", ENV_REDIS: settings.redis_url or "",
-        ENV_DATA_DIR: str(settings.data_dir), ENV_TOPIC: settings.topic,
-        ENV_DEAD_TOPIC: settings.dead_topic, ENV_PREFIX: settings.prefix,
-    }
-    return subprocess.run([sys.executable, "-m", "basketflow.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=300)
+    return basketflow(*args, env=user_env(settings.data_dir, settings), timeout=300)
 
 
 def ok(settings: Settings, *args: str) -> str:
