@@ -9,7 +9,8 @@ source tree, one process, run the same way: make it with
 ``git archive REV | tar -x -C DIR``. Prints, per run, wall and CPU seconds (the process's
 own and its forked processes') and events/s with the load average at its start; per way
 the best and median events/s and median CPU seconds, with their ratios to the first
-way's; the machine; and the file read alone.
+way's; the machine; and the file read and parsed alone (``read_events``), by this tree
+and the baseline in turns.
 
     python benchmarks/backfill.py [PATH.csv[.gz]] [--runs N] [--processes 1,2] [--baseline DIR]
 """
@@ -54,9 +55,19 @@ def one_backfill(path: Path, processes: int) -> dict[str, float]:
             "cpu": cpu + children.ru_utime + children.ru_stime}
 
 
+def one_read(path: Path) -> dict[str, float]:
+    """The file read and parsed alone (``read_events``), in this process: its records,
+    wall seconds and CPU seconds."""
+    from basketflow.producers.csv_source import read_events
+    wall, cpu = time.perf_counter(), time.process_time()
+    count = sum(1 for _ in read_events(path))
+    return {"events": count, "wall": time.perf_counter() - wall,
+            "cpu": time.process_time() - cpu}
+
+
 def in_subprocess(path: Path, processes: int, code: Path | None) -> dict[str, float]:
-    """:func:`one_backfill` in a fresh Python process, importing the project from
-    ``code`` (None: this tree, as installed)."""
+    """:func:`one_backfill` (``processes`` 0: :func:`one_read`) in a fresh Python
+    process, importing the project from ``code`` (None: this tree, as installed)."""
     env = dict(os.environ)
     if code is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(code), env.get("PYTHONPATH", "")])
@@ -88,7 +99,8 @@ def main() -> None:
     if not args.path.is_file():
         sys.exit(f"no data at {args.path}: give the path of a Kaggle-format file")
     if args.one is not None:
-        print(json.dumps(one_backfill(args.path.resolve(), args.one)))
+        path = args.path.resolve()
+        print(json.dumps(one_backfill(path, args.one) if args.one else one_read(path)))
         return
     print(f"machine: {describe()}")
     print(f"data: {args.path}")
@@ -115,12 +127,14 @@ def main() -> None:
         print(f"  {label:<34} best {best:9,.0f} ({best / max(rates[first]):.2f}x), median "
               f"{mid:9,.0f} ({mid / median(rates[first]):.2f}x), CPU {cpu:5.2f} s "
               f"({cpu / median(cpus[first]):.2f}x)")
-    from basketflow.producers.csv_source import read_events
-    wall, cpu = time.perf_counter(), time.process_time()
-    count = sum(1 for _ in read_events(args.path))
-    print("reading the file alone (one process):")
-    report("blocks", {"events": count, "wall": time.perf_counter() - wall,
-                      "cpu": time.process_time() - cpu}, os.getloadavg()[0])
+    print("reading the file alone (read_events, a fresh process per run):")
+    reads = [(label, code) for label, code, _processes in ways if _processes == 1] or [
+        ("this tree", None)]
+    for run in range(args.runs):
+        for label, code in reads[run % len(reads):] + reads[:run % len(reads)]:
+            load = os.getloadavg()[0]
+            report(f"{label.split(',')[0]}, run {run + 1}",
+                   in_subprocess(args.path.resolve(), 0, code), load)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Backfill: the live flow's feature steps over historical events, without Kafka.
 
 The events come from a Kaggle file (``.csv``/``.csv.gz``, read by the same reader as the
-replay, so every line keeps its ``event_id``) or from the offline event store (in event
-time, then line, order). They pass through :func:`basketflow.flows.live.add_feature_steps`, the very
+replay, so every transaction gets the same ``event_id``) or from the offline event store
+(in event time, then invoice, order). They pass through :func:`basketflow.flows.live.add_feature_steps`, the very
 steps of the live flow, so the feature log a backfill writes is the one the live flow
 writes for the same events. ``materialize`` also writes the latest values to Redis.
 
@@ -110,8 +110,9 @@ def file_events(path: Path, raw_progress: list[int]) -> Callable[[], Iterator[Tr
 
 def offline_events(offline_dir: Path) -> Callable[[], Iterator[Transaction]]:
     """The offline store's events (the files :func:`~basketflow.sinks.offline_layout.event_files`
-    lists) in event time, then source line, order. Every file is checked here, before a
-    dataflow reads them: one that cannot be opened as Parquet raises
+    lists) in event time, then invoice order, an invoice's lines in the order they were
+    stored (ids say nothing of a line's place in its file). Every file is checked here,
+    before a dataflow reads them: one that cannot be opened as Parquet raises
     :class:`~basketflow.sinks.offline_layout.CorruptFile` naming it."""
     ensure_readable(event_files(offline_dir))
 
@@ -121,9 +122,9 @@ def offline_events(offline_dir: Path) -> Callable[[], Iterator[Transaction]]:
             return iter(())
         columns = ", ".join(("epoch(ts)::BIGINT AS ts" if n == "ts" else n) for n in FIELD_NAMES)
         cursor = duckdb.connect().execute(
-            f"SELECT {columns} FROM read_parquet($files, hive_partitioning=false) "
-            "ORDER BY ts, split_part(event_id, ':', 1), "
-            "TRY_CAST(split_part(event_id, ':', -1) AS BIGINT), event_id",
+            f"SELECT {columns} FROM read_parquet($files, hive_partitioning=false, "
+            "filename=true, file_row_number=true) "
+            "ORDER BY ts, invoice, filename, file_row_number",
             {"files": [str(p) for p in files]})
         return _rows_to_events(cursor)
     return events

@@ -88,7 +88,11 @@ from basketflow.flows.kafka_batches import (
 )
 from basketflow.flows.pickled_state import pickled_flat_map
 from basketflow.flows.progress import SERVE_PROGRESS, FlowProgress
-from basketflow.flows.recovery_store import discard_unfinished, ensure_sound
+from basketflow.flows.recovery_store import (
+    discard_unfinished,
+    ensure_sound,
+    mark_content_ids,
+)
 from basketflow.flows.scoring import MODEL_KEY, ScoringConfig, scoring_step
 from basketflow.flows.shards import EntityShard
 from basketflow.kafka import (
@@ -111,6 +115,7 @@ from basketflow.sinks.flow_sinks import (
     ScoreLogSink,
     count_late,
 )
+from basketflow.sinks.event_ids import ensure_content_ids
 from basketflow.sinks.offline_layout import ensure_whole, store_files
 from basketflow.sinks.offline_store import (
     SECONDS_PER_DAY,
@@ -424,6 +429,7 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
             ensure_writable(options.recovery_dir)
             with writing(options.recovery_dir):
                 init_db_dir(options.recovery_dir, RECOVERY_PARTITIONS)
+                mark_content_ids(options.recovery_dir)
         else:
             ensure_sound(options.recovery_dir)
             discard_unfinished(options.recovery_dir)
@@ -462,13 +468,15 @@ def user_error_cause(exc: BaseException) -> BasketflowError | None:
 def prepare_run(settings: Settings) -> None:
     """What a run needs before its flow starts: a writable data directory and offline
     store (else :class:`StoreUnwritable`) whose files are whole Parquet (else
-    :class:`CorruptFile`: the flow reads back the ids of a day's files), Redis answering
+    :class:`CorruptFile`: the flow reads back the ids of a day's files) with ids made from
+    content (else :class:`~basketflow.sinks.event_ids.OldEventIds`), Redis answering
     (else :class:`~basketflow.sinks.online_store.RedisUnavailable`: checked once here; the
     sinks then wait out an outage), and the topics. Checked here, once, because an error
     inside the running dataflow comes with a Rust panic."""
     assert settings.kafka_bootstrap
     ensure_writable(settings.data_dir, settings.offline_dir)
     ensure_whole(store_files(settings.offline_dir))
+    ensure_content_ids(settings.offline_dir)
     if settings.redis_url:
         connect(settings.redis_url).close()
     ensure_topics(settings.kafka_bootstrap,

@@ -52,6 +52,44 @@ class RecoveryDamaged(BasketflowError):
         self.reason = reason
 
 
+class OldEventIdState(RecoveryDamaged):
+    """A flow's recovery state made before event ids came from content: its entities
+    remember the events they folded by ``<file>:<line>``, so the same transactions would
+    be folded again under their new ids. The way out is the one of a damaged state."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        BasketflowError.__init__(
+            self, f"the recovery state in {path} {reason}: run `basketflow check --repair` "
+            "to set it aside, then run again: the flow rebuilds its state from the topic's "
+            "start (messages of an older replay on it are dead letters: replay its files "
+            "again)")
+        self.path = Path(path)
+        self.reason = reason
+
+
+#: Written beside a flow's recovery partitions when they are made: their states remember
+#: events by content ids (:func:`basketflow.schemas.events.event_id`). Partitions without
+#: it were made when ids were ``<file>:<line>``.
+CONTENT_IDS_FILE = "content-ids"
+OLD_IDS_REASON = ("was made when event ids were a file's name and line, so it would "
+                  "count the same transactions again under their ids from content")
+
+
+def mark_content_ids(recovery_dir: Path) -> None:
+    """Record that the partitions just made in ``recovery_dir`` hold content ids."""
+    (Path(recovery_dir) / CONTENT_IDS_FILE).write_text(
+        "event ids: basketflow.schemas.events.event_id\n")
+
+
+def old_event_ids(recovery_dir: Path) -> tuple[Path, str] | None:
+    """``(recovery_dir, reason)`` when its partitions were made before content ids (no
+    :data:`CONTENT_IDS_FILE` beside them), else None."""
+    recovery_dir = Path(recovery_dir)
+    if partitions(recovery_dir) and not (recovery_dir / CONTENT_IDS_FILE).is_file():
+        return recovery_dir, OLD_IDS_REASON
+    return None
+
+
 def partitions(recovery_dir: Path) -> list[Path]:
     """The SQLite partitions of one recovery directory, by name."""
     return sorted(Path(recovery_dir).glob("part-*.sqlite3"))
@@ -164,8 +202,10 @@ def disagreement(recovery_dir: Path) -> tuple[Path, str] | None:
 
 def ensure_sound(recovery_dir: Path) -> None:
     """Raise :class:`RecoveryDamaged` for the first damaged partition (see :func:`damage`),
-    or one that disagrees with the others (:func:`disagreement`): run before a resume,
-    so a damaged store stops the run naming the file."""
+    or one that disagrees with the others (:func:`disagreement`), and
+    :class:`OldEventIdState` for partitions made before content ids
+    (:func:`old_event_ids`): run before a resume, so a damaged store stops the run
+    naming the file."""
     for part in partitions(recovery_dir):
         reason = damage(part)
         if reason is not None:
@@ -173,6 +213,9 @@ def ensure_sound(recovery_dir: Path) -> None:
     torn = disagreement(recovery_dir)
     if torn is not None:
         raise RecoveryDamaged(*torn)
+    old = old_event_ids(recovery_dir)
+    if old is not None:
+        raise OldEventIdState(*old)
 
 
 def _rows(recovery_dir: Path, query: str) -> list[tuple[int, ...]]:

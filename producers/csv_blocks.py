@@ -1,4 +1,4 @@
-"""Many lines of a Kaggle file turned into events at once, with the line reader's ids.
+"""Many lines of a Kaggle file turned into events at once, as the line reader gives them.
 
 Parsing the file line by line in Python (``csv.reader``, then :func:`parse_row` on each
 record) costs Python calls per field of every line, a large share of a whole backfill's
@@ -7,14 +7,17 @@ Here a *block* (a run of whole lines of the decompressed file) is handled in bul
 
 - its lines are found with numpy exactly where :class:`io.TextIOWrapper` with
   ``newline=""`` ends them for :func:`csv.reader` (at ``\\n``, ``\\r\\n`` or a lone
-  ``\\r``), so every record keeps the line number it ends on, hence its ``event_id``;
+  ``\\r``), so every record keeps the line number it ends on, by which a rejected
+  line is named;
 - a *plain* line, ended by ``\\n`` with exactly seven commas, no quote, no NUL and at
   most :data:`MAX_PLAIN_CHARS` characters, is one record whose fields are the text
   between its commas. The block's plain lines are split together by ``pyarrow.csv``
   (quoting off), and each column is converted one *distinct* value at a time by the
   very functions :func:`parse_row` uses (``str.strip``, ``int``, ``float``,
   :func:`parse_invoice_date`, :func:`parse_customer_id`, the range rules of
-  :func:`check_ranges`), so a block of 50,000 lines costs a few thousand Python calls;
+  :func:`check_ranges`), so a block of 50,000 lines costs a few thousand Python calls,
+  besides one :func:`~basketflow.schemas.events.event_id` and one ``Transaction`` per
+  line;
 - a plain line that any of those rules does not accept with certainty (an empty field,
   a quantity that is not an int, a negative price, a date out of range, ...) goes to
   :func:`parse_row`, which gives the same event or the same rejection as line by line;
@@ -35,7 +38,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from basketflow.schemas.events import (
@@ -44,6 +46,7 @@ from basketflow.schemas.events import (
     Rejection,
     Transaction,
     check_ranges,
+    event_id,
     is_product_code,
     parse_customer_id,
     parse_invoice_date,
@@ -228,18 +231,19 @@ def _bulk_events(data: bytes, starts: np.ndarray, ends: np.ndarray, numbers: np.
     prices = price.convert(_price, ok)
     times = date.convert(_timestamp, ok)
     customers = customer.convert(parse_customer_id, ok)
-    ids = pc.binary_join_element_wise(f"{source}:", pc.cast(pa.array(numbers), pa.string()),
-                                      "").to_pylist()
+    descriptions = description.convert(lambda d: d, ok)
+    countries = country.convert(lambda c: c or "Unspecified", ok)
+    ids = map(event_id, invoices, stocks, descriptions, quantities, prices, times, customers,
+              countries)
     events: list[Transaction | Rejection] = list(map(
-        Transaction, ids, invoices, stocks, description.convert(lambda d: d, ok),
-        quantities, prices, times, customers,
-        country.convert(lambda c: c or "Unspecified", ok),
+        Transaction, ids, invoices, stocks, descriptions, quantities, prices, times,
+        customers, countries,
         invoice.convert(lambda i: i.startswith("C"), ok),
         invoice.convert(lambda i: i.startswith("A"), ok),
         stock.convert(is_product_code, ok)))
     for i in np.flatnonzero(~ok).tolist():
         line = data[int(starts[i]):int(ends[i]) + 1].decode("latin-1")
-        events[i] = parse_row(next(csv.reader([line])), ids[i])
+        events[i] = parse_row(next(csv.reader([line])), f"{source}:{numbers[i]}")
     return events
 
 

@@ -1,9 +1,13 @@
 """Reading a Kaggle-format transactions file: ``.csv`` or ``.csv.gz``, ISO-8859-1.
 
 One reader for every consumer of the raw file (the replay into Kafka and the backfill
-without Kafka), so that both give each line the same ``event_id``: the file's name and the
-line number the record ends on (the header is line 1). Lines of the same file therefore
-keep their identity across replays, which is what makes every sink idempotent.
+without Kafka). Each transaction's ``event_id`` is made from its content
+(:func:`~basketflow.schemas.events.event_id`), its place among identical lines of its
+invoice counted as the file is read (:class:`~basketflow.schemas.events.Occurrences`), so
+the same transaction has the same id from any copy of the file, whatever its name,
+compression or the lines around it, which is what makes every sink idempotent. A rejected
+line is named by the file's name and the line number the record ends on (the header is
+line 1).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import IO
 
 from basketflow.errors import BasketflowError
 from basketflow.producers.csv_blocks import line_ends, read_block
-from basketflow.schemas.events import HEADER, Rejection, Transaction, parse_row
+from basketflow.schemas.events import HEADER, Occurrences, Rejection, Transaction, parse_row
 
 ENCODING = "ISO-8859-1"
 #: Decompressed bytes per block: about 50,000 lines of the real file.
@@ -117,6 +121,7 @@ def read_events(path: str | Path, raw_progress: list[int] | None = None,
     number of raw (compressed) bytes read so far, for a progress bar.
     """
     path = Path(path)
+    occurrences = Occurrences()
     with open_bytes(path) as (stream, raw):
         pending = b""
         lines = 0
@@ -141,7 +146,7 @@ def read_events(path: str | Path, raw_progress: list[int] | None = None,
             if header_due and not (block.needs_more and block.lines == 0):
                 _check_header(block.header, path)
                 header_due = False
-            yield from block.items
+            yield from occurrences.place_all(block.items)
             lines += block.lines
             pending = text[block.consumed:] + rest
             if raw_progress is not None:
@@ -178,11 +183,11 @@ def _read_some(stream: IO[bytes], size: int) -> tuple[bytes, Exception | None]:
 
 def read_events_by_line(path: str | Path) -> Iterator[Transaction | Rejection]:
     """Every data line of the file, read line by line with ``csv.reader`` and judged by
-    :func:`parse_row`: the reference that :func:`read_events` is proven against (tests,
-    ``benchmarks/backfill.py``), and the definition of its ids: the line each record
-    ends on."""
+    :func:`parse_row`, duplicates placed by :class:`Occurrences`: the reference that
+    :func:`read_events` is proven against (tests, ``benchmarks/backfill.py``)."""
     path = Path(path)
     source = path.name
+    occurrences = Occurrences()
     with open_text(path) as (text, _raw):
         reader = csv.reader(text)
         try:
@@ -200,4 +205,5 @@ def read_events_by_line(path: str | Path) -> Iterator[Transaction | Rejection]:
             except (EOFError, OSError) as exc:
                 raise BadInputFile(f"{path}: truncated or corrupt after line "
                                    f"{reader.line_num} ({exc})") from exc
-            yield parse_row(row, f"{source}:{reader.line_num}")
+            item = parse_row(row, f"{source}:{reader.line_num}")
+            yield occurrences.placed(item) if isinstance(item, Transaction) else item

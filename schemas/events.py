@@ -11,11 +11,19 @@ cancellations, bad-debt adjustments, guests and zero prices are valid events, fl
 Event time is ``InvoiceDate``, the data's local time taken as UTC, carried as whole
 seconds since the epoch (``ts``).
 
+An event's identity (``event_id``) comes from its content alone, made in one place
+(:func:`event_id`): the same transaction has the same id whatever file, topic or line it
+came from, so every store keeps it once. Exact duplicate lines of one invoice are told
+apart by their place among the identical lines (:class:`Occurrences`). A rejected line has
+no content to be named by: its ``event_id`` is where it was (``<file>:<line>``).
+
 >>> row = ["536365", "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", "6",
 ...        "12/1/2010 8:26", "2.55", "17850", "United Kingdom"]
 >>> t = parse_row(row, "data.csv:1")
 >>> t.entity_id, t.quantity, t.amount, t.event_time.isoformat()
 ('17850', 6, 15.3, '2010-12-01T08:26:00+00:00')
+>>> t.event_id == parse_row(row, "copy.csv.gz:9").event_id == event_id(*row_content(t))
+True
 >>> decode_event(encode_event(t)) == t
 True
 >>> parse_row(row[:5], "data.csv:2").reason
@@ -25,6 +33,7 @@ True
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -170,55 +179,150 @@ def _check_text(t: Transaction) -> str | None:
     return None
 
 
-def parse_row(row: list[str], event_id: str) -> Transaction | Rejection:
-    """One CSV record of the Kaggle file -> a Transaction, or a Rejection with the reason."""
+#: The digest's size in bytes: an id is twice as many hex digits.
+ID_BYTES = 8
+_HEX_DIGITS = "0123456789abcdef"
+#: What an id is made from, in this order: every field of the line as parsed (so
+#: ``17850.0`` and ``17850``, ``2.50`` and ``2.5`` are the same customer and price).
+CONTENT_FIELDS = ("invoice", "stock_code", "description", "quantity", "unit_price", "ts",
+                  "customer_id", "country")
+
+
+def event_id(invoice: str, stock_code: str, description: str, quantity: int,
+             unit_price: float, ts: int, customer_id: str | None, country: str,
+             occurrence: int = 1) -> str:
+    """The id of a transaction: the first :data:`ID_BYTES` bytes of the BLAKE2b digest of
+    its parsed content (:data:`CONTENT_FIELDS`) and its ``occurrence`` (1 for the first
+    of identical lines of an invoice, 2 for the second, ...) as one compact JSON array
+    in UTF-8, as msgspec writes it (``["536365","85123A","HEART",6,2.55,1291191960,
+    "17850","UK",1]``; a guest's customer is ``null``), in hex. The only place ids are
+    made: the same transaction gets the same id from any source.
+
+    >>> event_id("536365", "85123A", "HEART", 6, 2.55, 1291191960, "17850", "UK")
+    'fefae80eb87f92a8'
+    >>> event_id("536365", "85123A", "HEART", 6, 2.55, 1291191960, "17850", "UK", 2)
+    '1c5ab409f314fa9a'
+    """
+    content = _ENCODER.encode((invoice, stock_code, description, quantity, unit_price, ts,
+                               customer_id, country, occurrence))
+    return hashlib.blake2b(content, digest_size=ID_BYTES).hexdigest()
+
+
+def row_content(t: Transaction) -> tuple[str, str, str, int, float, int, str | None, str]:
+    """The fields of ``t`` that its id is made from (:data:`CONTENT_FIELDS`)."""
+    return (t.invoice, t.stock_code, t.description, t.quantity, t.unit_price, t.ts,
+            t.customer_id, t.country)
+
+
+def is_event_id(text: str) -> bool:
+    """Whether ``text`` has the form of an id that :func:`event_id` makes (older ids,
+    ``<file>:<line>``, do not).
+
+    >>> is_event_id("fefae80eb87f92a8"), is_event_id("data.csv:2")
+    (True, False)
+    """
+    return len(text) == 2 * ID_BYTES and not text.strip(_HEX_DIGITS)
+
+
+class Occurrences:
+    """The place of each transaction among identical lines (same content, so same id) of
+    its invoice: the first keeps its id, the n-th gets the id of occurrence n. Lines of
+    an invoice are contiguous in a Kaggle file, so the count restarts whenever the
+    invoice changes (an invoice that comes back later starts again at 1). One counter
+    per reader of a source, fed every transaction in the source's order.
+
+    >>> row = ["536365", "85123A", "HEART", "6", "12/1/2010 8:26", "2.55", "17850", "UK"]
+    >>> other_invoice = ["536366", *row[1:]]
+    >>> count = Occurrences()
+    >>> a, b, c, d = (count.placed(parse_row(r, "f")) for r in (row, row, other_invoice, row))
+    >>> a.event_id == event_id(*row_content(a)), b.event_id == event_id(*row_content(b), 2)
+    (True, True)
+    >>> d.event_id == a.event_id  # the invoice changed in between: counted from 1 again
+    True
+    """
+
+    __slots__ = ("invoice", "seen")
+
+    def __init__(self) -> None:
+        self.invoice = ""
+        self.seen: dict[str, int] = {}
+
+    def placed(self, t: Transaction) -> Transaction:
+        """``t`` with the id of its occurrence (``t`` itself for the first)."""
+        if t.invoice != self.invoice:
+            self.invoice = t.invoice
+            self.seen = {t.event_id: 1}
+            return t
+        n = self.seen.get(t.event_id, 0) + 1
+        self.seen[t.event_id] = n
+        if n == 1:
+            return t
+        return msgspec.structs.replace(t, event_id=event_id(*row_content(t), occurrence=n))
+
+    def place_all(self, items: list[Transaction | Rejection]) -> list[Transaction | Rejection]:
+        """:meth:`placed` over a list of a source's records in order (rejections as
+        they are)."""
+        placed = self.placed
+        return [placed(t) if type(t) is Transaction else t for t in items]
+
+
+def parse_row(row: list[str], where: str) -> Transaction | Rejection:
+    """One CSV record of the Kaggle file -> a Transaction, or a Rejection with the reason.
+
+    The transaction's id is :func:`event_id` of its content (occurrence 1: a reader
+    places duplicates with :class:`Occurrences`); a rejection's is ``where``, the place
+    of the line (``<file>:<line>``)."""
     raw = ",".join(row)
     if len(row) != len(HEADER):
-        return Rejection(f"expected {len(HEADER)} fields, got {len(row)}", raw, event_id)
+        return Rejection(f"expected {len(HEADER)} fields, got {len(row)}", raw, where)
     invoice, stock_code, description, quantity, date, price, customer, country = (
         x.strip() for x in row)
     if not invoice:
-        return Rejection("InvoiceNo is empty", raw, event_id)
+        return Rejection("InvoiceNo is empty", raw, where)
     if not stock_code:
-        return Rejection("StockCode is empty", raw, event_id)
+        return Rejection("StockCode is empty", raw, where)
     try:
         qty = int(quantity)
     except ValueError:
-        return Rejection(f"Quantity {quantity!r} is not a whole number", raw, event_id)
+        return Rejection(f"Quantity {quantity!r} is not a whole number", raw, where)
     try:
         unit_price = float(price)
     except ValueError:
-        return Rejection(f"UnitPrice {price!r} is not a number", raw, event_id)
+        return Rejection(f"UnitPrice {price!r} is not a number", raw, where)
     try:
         ts = parse_invoice_date(date)
     except (ValueError, OverflowError, OSError):
-        return Rejection(f"InvoiceDate {date!r} is not like 12/1/2010 8:26", raw, event_id)
+        return Rejection(f"InvoiceDate {date!r} is not like 12/1/2010 8:26", raw, where)
     try:
         customer_id = parse_customer_id(customer)
     except (ValueError, OverflowError) as exc:
         return Rejection(str(exc) if "CustomerID" in str(exc)
-                         else f"CustomerID {customer!r} is not a number", raw, event_id)
+                         else f"CustomerID {customer!r} is not a number", raw, where)
     reason = check_ranges(qty, unit_price, ts, invoice)
     if reason:
-        return Rejection(reason, raw, event_id)
+        return Rejection(reason, raw, where)
+    country = country or "Unspecified"
     return Transaction(
-        event_id=event_id, invoice=invoice, stock_code=stock_code,
+        event_id=event_id(invoice, stock_code, description, qty, unit_price, ts,
+                          customer_id, country),
+        invoice=invoice, stock_code=stock_code,
         description=description, quantity=qty, unit_price=unit_price, ts=ts,
-        customer_id=customer_id, country=country or "Unspecified",
+        customer_id=customer_id, country=country,
         is_cancellation=invoice.startswith("C"), is_adjustment=invoice.startswith("A"),
         is_product=is_product_code(stock_code),
     )
 
 
-def parse_line(line: str, event_id: str) -> Transaction | Rejection:
-    """One raw text line of the CSV (already decoded) -> Transaction or Rejection."""
+def parse_line(line: str, where: str) -> Transaction | Rejection:
+    """One raw text line of the CSV (already decoded) -> Transaction or Rejection
+    (``where``: as for :func:`parse_row`)."""
     try:
         rows = list(csv.reader([line]))
     except csv.Error as exc:
-        return Rejection(f"not a CSV line: {exc}", line, event_id)
+        return Rejection(f"not a CSV line: {exc}", line, where)
     if len(rows) != 1:
-        return Rejection("not exactly one CSV record", line, event_id)
-    return parse_row(rows[0], event_id)
+        return Rejection("not exactly one CSV record", line, where)
+    return parse_row(rows[0], where)
 
 
 def encode_event(t: Transaction) -> bytes:
@@ -246,7 +350,10 @@ def decode_event(value: bytes | None) -> Transaction | Rejection:
     """A message value from the topic -> Transaction, or Rejection naming what is wrong.
 
     msgspec checks every field's presence and type while decoding (in C, far cheaper than
-    checking the decoded dict in Python); the value ranges are checked as for CSV lines.
+    checking the decoded dict in Python); the value ranges are checked as for CSV lines,
+    and the id must have the form :func:`event_id` gives (:func:`is_event_id`): an id of
+    another form (``<file>:<line>``, from a replay before ids were made from content)
+    would let the same transaction in twice under two ids.
     """
     value = value or b""
     try:
@@ -262,6 +369,10 @@ def decode_event(value: bytes | None) -> Transaction | Rejection:
         reason = "event_id, invoice and stock_code must not be empty"
     if reason is None:
         reason = _check_text(t)
+    if reason is None and not is_event_id(t.event_id):
+        reason = (f"event_id {t.event_id[:40]!r} is not an id made from the content "
+                  "(basketflow.schemas.events.event_id; a message of an older replay): "
+                  "replay its file again")
     if reason:
         return Rejection(reason, value.decode("utf-8", "replace"), t.event_id or None,
                          source="flow")

@@ -69,7 +69,10 @@ def plan_backfill(settings: Settings, source: Path | None, *, materialize: bool 
     there is none). The file is checked here, before the dataflow starts
     (:func:`~basketflow.producers.csv_source.check_events_file`): a missing, empty,
     binary or wrongly headed one raises ``BadInputFile``, one error line, where the
-    same error inside the running dataflow would be a Rust panic."""
+    same error inside the running dataflow would be a Rust panic. An offline store of
+    event ids of the old form raises
+    :class:`~basketflow.sinks.event_ids.OldEventIds`: it would store (or fold) the same
+    transactions twice."""
     from basketflow.producers.csv_source import check_events_file
     if source is not None:
         check_events_file(source)  # before the dataflow's libraries are imported
@@ -77,6 +80,8 @@ def plan_backfill(settings: Settings, source: Path | None, *, materialize: bool 
     from basketflow.flows.backfill import default_processes, file_events, offline_events
     from basketflow.flows.live import FeatureOutputs
     from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S
+    from basketflow.sinks.event_ids import ensure_content_ids
+    ensure_content_ids(settings.offline_dir)
     redis_url = resolve(settings, (REDIS,)).redis_url if materialize else None
     outputs = FeatureOutputs(redis_url, settings.prefix, settings.offline_dir,
                              store_events=source is not None,

@@ -7,6 +7,12 @@ SQLite files under ``<data>/recovery/**``) must pass SQLite's ``PRAGMA integrity
 and hold Bytewax's tables, and the partitions of one recovery directory must agree on
 the epoch they resume from (:mod:`basketflow.flows.recovery_store`).
 
+An offline store whose event ids are of the old form (``<file>:<line>``, before ids were
+made from content) is a finding too, and so is a recovery directory made then
+(:func:`basketflow.flows.recovery_store.old_event_ids`): ``repair`` migrates the store's
+ids in place (:mod:`basketflow.sinks.event_ids`) and sets the recovery state aside as a
+damaged one.
+
 With ``repair`` a damaged file is moved to ``<data>/quarantine/`` under its path
 relative to the data directory (never deleted: it may be read by hand), while no run
 holds the topic's lock. A damaged recovery partition takes its whole directory's
@@ -50,13 +56,16 @@ class DamagedFiles(BasketflowError):
 
     def __init__(self, count: int) -> None:
         super().__init__(f"{count} damaged file{'s' if count != 1 else ''} found: run "
-                         "`basketflow check --repair` to move them to quarantine/")
+                         "`basketflow check --repair` to move them to quarantine/ (or "
+                         "migrate event ids of the old form)")
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One damaged file: what it is (``offline`` or ``recovery``), why, where it was
-    moved (None: not moved) and how to restore what it held."""
+    """One damaged file: what it is (``offline``, ``recovery``, or ``event ids``: a store
+    of ids of the old form), why, where it was moved (None: not moved; for ``event ids``
+    the store's first file, migrated in place) and how to restore what it held (for
+    ``event ids``: what the migration did)."""
 
     kind: str
     path: Path
@@ -134,6 +143,8 @@ def check(settings: Settings, repair: bool = False,
     topic."""
     from basketflow.flows.recovery_store import disagreement, partitions
     from basketflow.flows.recovery_store import damage as recovery_damage
+    from basketflow.flows.recovery_store import old_event_ids
+    from basketflow.sinks.event_ids import old_event_id
     from basketflow.sinks.offline_layout import store_files
     from basketflow.sinks.offline_store import verify_file
 
@@ -159,13 +170,17 @@ def check(settings: Settings, repair: bool = False,
             done += 1
             if on_progress is not None:
                 on_progress(done, total)
-        if directory not in bad_stores and (torn := disagreement(directory)) is not None:
+        if directory not in bad_stores and (
+                torn := disagreement(directory) or old_event_ids(directory)) is not None:
             bad_stores[directory] = [torn]
+    old_ids = old_event_id(root) if not bad_files else None  # damaged files first
     findings: list[Finding] = []
-    if repair and (bad_files or bad_stores):
+    if repair and (bad_files or bad_stores or old_ids):
         from basketflow.app.run_lock import run_lock
         from basketflow.flows.live import PARTS
         with run_lock(settings.data_dir, settings.topic, PARTS):
+            if old_ids is not None:
+                findings.append(_migrated(root, *old_ids))
             for path, reason in bad_files:
                 findings.append(Finding("offline", path, reason, _move(settings, path),
                                         _restore(root, path)))
@@ -181,9 +196,38 @@ def check(settings: Settings, repair: bool = False,
     else:
         findings = [Finding("offline", path, reason, None, _restore(root, path))
                     for path, reason in bad_files]
+        if old_ids is not None:
+            findings.append(Finding(EVENT_IDS, old_ids[0], _old_ids_reason(old_ids[1]),
+                                    None, MIGRATE_IDS))
         findings += [Finding("recovery", part, reason, None, RESTORE["recovery"])
                      for damaged in bad_stores.values() for part, reason in damaged]
     return CheckResult(len(files), total - len(files), findings, repair and bool(findings))
+
+
+#: The kind of finding of a store of ids of the old form.
+EVENT_IDS = "event ids"
+#: What ``check`` says of a store of old ids before it migrates them.
+MIGRATE_IDS = ("`basketflow check --repair` gives every stored event its id from its "
+               "content, keeping one row of a transaction stored twice")
+
+
+def _old_ids_reason(old_id: str) -> str:
+    """Why a store of ids of the old form is a finding."""
+    return (f"event ids of the old form ({old_id!r}: a file's name and line), under which "
+            "the same transaction from another copy of a file is stored twice")
+
+
+def _migrated(root: Path, path: Path, old_id: str) -> Finding:
+    """Migrate the store's event ids (:func:`~basketflow.sinks.event_ids.migrate_event_ids`);
+    the finding says what was done, and what to recompute."""
+    from basketflow.sinks.event_ids import migrate_event_ids
+    done = migrate_event_ids(root)
+    return Finding(EVENT_IDS, path, _old_ids_reason(old_id), path,
+                   f"migrated in place: {done.events:,} events given ids from their "
+                   f"content in {done.files:,} files, {done.duplicates:,} rows of "
+                   f"transactions stored twice removed, {done.late:,} late events renamed; "
+                   "if any were removed, recompute the feature log from the events "
+                   "(`basketflow backfill --from-offline`) into a fresh data directory")
 
 
 def _restore(root: Path, path: Path) -> str:

@@ -13,16 +13,18 @@ from basketflow.config import Settings
 @click.command()
 @click.option("--repair", is_flag=True,
               help="Move damaged files to <data>/quarantine/ (keeping their paths) and say "
-                   "how to restore what they held.")
+                   "how to restore what they held; give stored events of the old id form "
+                   "their ids from content.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.pass_obj
 def check(settings: Settings, repair: bool, as_json: bool) -> None:
     """Verify every file of the offline store (whole Parquet, with its log's columns) and
-    the recovery state (SQLite integrity, partitions agreeing on where to resume).
+    the recovery state (SQLite integrity, partitions agreeing on where to resume), and
+    that both hold event ids made from content.
 
     Exit status 0 when nothing is damaged or everything damaged was set aside, 1 when
     damaged files remain."""
-    from basketflow.app.check import DamagedFiles
+    from basketflow.app.check import EVENT_IDS, DamagedFiles
     from basketflow.app.check import check as run_check
     with progress_bar("check", in_bytes=False) as bar:
         task = bar.add_task("check", total=None, lines="")
@@ -35,15 +37,17 @@ def check(settings: Settings, repair: bool, as_json: bool) -> None:
                   f"{result.recovery_partitions:,} recovery partitions under "
                   f"{settings.data_dir}")
         if result.findings:
-            table = Table(title="damaged" + (" (moved to quarantine)" if result.repaired else ""))
+            table = Table(title="damaged" + (" (moved to quarantine, or migrated)"
+                                             if result.repaired else ""))
             table.add_column("file", overflow="fold")
             table.add_column("problem", overflow="fold")
             for f in result.findings:
                 where = f.path.relative_to(settings.data_dir)
                 table.add_row(str(where.parent / shortened(where.name)), f.reason)
             out.print(table)
-            for restore in dict.fromkeys(f.restore for f in result.findings):
-                out.print(f"to restore: {restore}", soft_wrap=False)
+            for kind, restore in dict.fromkeys((f.kind, f.restore) for f in result.findings):
+                done = kind == EVENT_IDS and result.repaired
+                out.print(restore if done else f"to restore: {restore}", soft_wrap=False)
         else:
             out.print("nothing damaged")
     if result.findings and not result.repaired:

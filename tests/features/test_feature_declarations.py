@@ -80,9 +80,11 @@ def test_a_windowed_feature_is_named_by_its_declaration_for_each_of_its_windows(
 
 
 #: A customer's and a product's folder after :func:`events`, as the previous code (one
-#: ``EntityFolder`` class for both kinds) pickled them into recovery snapshots.
+#: ``EntityFolder`` class for both kinds) pickled them into recovery snapshots, with the
+#: ids made from content (snapshots of ``<file>:<line>`` ids are refused as a whole:
+#: :func:`basketflow.flows.recovery_store.old_event_ids`).
 OLD_CUSTOMER = (
-    "gAWVMAIAAAAAAACMI2Jhc2tldGZsb3cuZmVhdHVyZXMuZW50aXR5X2ZlYXR1cmVzlIwPX3Jlc3RvcmVfZm9s"
+    "gAWVJwIAAAAAAACMI2Jhc2tldGZsb3cuZmVhdHVyZXMuZW50aXR5X2ZlYXR1cmVzlIwPX3Jlc3RvcmVfZm9s"
     "ZGVylJOUKCiMBXRpbGVzlIwIaW52b2ljZXOUjAhwcm9kdWN0c5SMEWxpZmV0aW1lX2ludm9pY2VzlIwObGlm"
     "ZXRpbWVfc3BlbmSUjA5maXJzdF9wdXJjaGFzZZSMDWxhc3RfcHVyY2hhc2WUjAZtYXhfdHOUdJQofZRKCHkF"
     "AF2UKEdAOmZmZmZmZksMSwBlc32UKIwGNTM2MzY1lEoIeQUAjAY1MzYzNjaUSgh5BQB1fZQojAY4NTEyM0GU"
@@ -90,13 +92,12 @@ OLD_CUSTOMER = (
     "aW5lc5SMBWl0ZW1zlIwFdmFsdWWUaAWMEW5vbl9wcm9kdWN0X2xpbmVzlIwHc3RhcnRlZJSMB2NvdW50cnmU"
     "jAtieV9jYXRlZ29yeZR0lChoEEsBSwZHQCYzMzMzMzSPlChoE5BLAEoQB/ZMjA5Vbml0ZWQgS2luZ2RvbZR9"
     "lIwRYmF0aHJvb21fdGV4dGlsZXOUR0AmMzMzMzM0c3SUhpROjBxiYXNrZXRmbG93LmZlYXR1cmVzLnNlZW5f"
-    "aWRzlIwIX3Jlc3RvcmWUk5R9lIwHb2xkLmNzdpRDEAIAAAAAAAAAAwAAAAAAAACUc4+UhpRSlEsCShAH9kx0"
-    "lFKULg==")
+    "aWRzlIwMX3Jlc3RvcmVfaWRzlJOUQxAGGSVVD/Zcigs45ds0/Rm7lI+UhpRSlEsCShAH9kx0lFKULg==")
 OLD_PRODUCT = (
-    "gAWV4wAAAAAAAACMI2Jhc2tldGZsb3cuZmVhdHVyZXMuZW50aXR5X2ZlYXR1cmVzlIwPX3Jlc3RvcmVfZm9s"
+    "gAWV2gAAAAAAAACMI2Jhc2tldGZsb3cuZmVhdHVyZXMuZW50aXR5X2ZlYXR1cmVzlIwPX3Jlc3RvcmVfZm9s"
     "ZGVylJOUKE5OjAV0aWxlc5SMBmJ1eWVyc5SMBm1heF90c5SHlH2USgh5BQBdlChLBkdALpmZmZmZmUsBSwBl"
-    "c32UjAUxNzg1MJRKCHkFAHNKmAb2TIeUhpSMHGJhc2tldGZsb3cuZmVhdHVyZXMuc2Vlbl9pZHOUjAhfcmVz"
-    "dG9yZZSTlH2UjAdvbGQuY3N2lEMIAgAAAAAAAACUc4+UhpRSlEsBSpgG9kx0lFKULg==")
+    "c32UjAUxNzg1MJRKCHkFAHNKmAb2TIeUhpSMHGJhc2tldGZsb3cuZmVhdHVyZXMuc2Vlbl9pZHOUjAxfcmVz"
+    "dG9yZV9pZHOUk5RDCAs45ds0/Rm7lI+UhpRSlEsBSpgG9kx0lFKULg==")
 
 
 def test_snapshots_of_the_previous_entity_folder_restore_as_the_folder_of_their_kind() -> None:

@@ -30,7 +30,7 @@ from basketflow.reports.daily import (
 )
 from basketflow.reports.daily_files import run_reports
 from basketflow.reports.render import render_markdown
-from basketflow.schemas.events import Transaction, parse_row
+from basketflow.schemas.events import Occurrences, Transaction, parse_row
 from basketflow.schemas.taxonomy import load_taxonomy
 from basketflow.sinks.offline_store import DeadLetterStore, ParquetEventStore
 
@@ -56,12 +56,14 @@ def line(invoice: str, code: str, description: str, quantity: int, when: str,
 
 
 def transactions(rows: Iterable[list[str]], source: str) -> list[Transaction]:
-    """Rows -> Transactions, each with a unique event id; fails on a rejected row."""
+    """Rows -> Transactions, as a reader of the file gives them (duplicate lines placed:
+    each has its own event id); fails on a rejected row."""
     out = []
+    occurrences = Occurrences()
     for i, row in enumerate(rows):
         event = parse_row(row, f"{source}:{i}")
         assert isinstance(event, Transaction), event
-        out.append(event)
+        out.append(occurrences.placed(event))
     return out
 
 
