@@ -145,9 +145,12 @@ def test_without_a_flow_a_read_is_as_of_the_entitys_newest_values(
     store = FeatureStore(data_dir=settings.data_dir, redis_url=settings.redis_url,
                          prefix=settings.prefix)
     one, two = store.get_online_features(["10001", "10002"], ["customer", "basket"])
-    assert (one.as_of, one.as_of_from) == (epoch("3/3/2011 16:20"), VALUES)
+    # 10001's newest values: when its 3/3 16:xx tile left the 30-day window
+    newest = epoch("4/2/2011 16:00")
+    assert (one.as_of, one.as_of_from) == (newest, VALUES)
     assert one.views["customer"] is not None
-    assert one.views["customer"].values["days_since_last_purchase"] == 0.0
+    assert one.views["customer"].values["days_since_last_purchase"] == \
+        days_since(newest, epoch("3/3/2011 16:20"))
     assert two.as_of == epoch("4/12/2011 12:30")
     assert store.get_online_features(["nobody"], ["customer"])[0].as_of is None
 
