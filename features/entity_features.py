@@ -44,7 +44,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from basketflow.features.feature_state import HOUR, MILLI, BasketState, CustomerState, ProductState
+from basketflow.features.feature_state import (
+    HOUR,
+    MILLI,
+    BasketState,
+    CustomerState,
+    ProductState,
+    upgrade_customer_tiles,
+)
 from basketflow.features.seen_ids import SeenIds
 from basketflow.schemas.events import Transaction
 from basketflow.schemas.records import FeatureUpdate, LateEvent, LogRow, Work
@@ -318,6 +325,8 @@ def _restore_folder(customer: SlotValues | None, basket: SlotValues | None,
     elif customer is not None and basket is not None:
         folder = CustomerFolder.__new__(CustomerFolder)
         folder.customer = _rebuilt(CustomerState, customer)
+        if any(len(tile) == 3 for tile in folder.customer.tiles.values()):
+            upgrade_customer_tiles(folder.customer)
         folder.basket = _rebuilt(BasketState, basket)
     else:
         raise ValueError("a folder snapshot holds either a product or a customer and basket")

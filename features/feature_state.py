@@ -19,7 +19,6 @@ hourly tiles ending with the hour of ``t``.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -66,9 +65,10 @@ _AVG_BASKET_VALUE = _windows_of(CUSTOMER, "avg_basket_value")
 class CustomerState:
     """Purchase history of one customer over sliding windows, plus lifetime totals.
 
-    Hourly tiles hold ``[spend, items, cancelled lines]``; purchase invoices and products
-    remember their latest hour, so distinct counts per window are exact. Tiles older than
-    the longest window are dropped.
+    Hourly tiles hold ``[spend, items, cancelled lines, invoices, products]``: purchase
+    invoices and products remember their latest hour, and each is counted in the tile of
+    that hour only, so a window's sums count each distinct invoice and product once,
+    exactly. Tiles older than the longest window are dropped.
     """
 
     __slots__ = ("tiles", "invoices", "products", "lifetime_invoices", "lifetime_spend",
@@ -88,10 +88,12 @@ class CustomerState:
         """Fold one line in (cancellations count negative)."""
         ts = e.ts
         hour = ts // HOUR
-        tile = self.tiles.get(hour)
+        tiles = self.tiles
+        tile = tiles.get(hour)
         if tile is None:
-            tile = self.tiles[hour] = [0.0, 0, 0]
+            tile = tiles[hour] = [0.0, 0, 0, 0, 0]
             self._evict(hour)
+            tiles = self.tiles
         amount = e.quantity * e.unit_price
         tile[0] += amount
         self.lifetime_spend += amount
@@ -105,10 +107,12 @@ class CustomerState:
                 self.lifetime_invoices += 1
             if latest is None or hour > latest:
                 self.invoices[e.invoice] = hour
+                _move_count(tiles, latest, tile, 3)
             if e.is_product:
                 latest = self.products.get(e.stock_code)
                 if latest is None or hour > latest:
                     self.products[e.stock_code] = hour
+                    _move_count(tiles, latest, tile, 4)
             if self.first_purchase is None or ts < self.first_purchase:
                 self.first_purchase = ts
             if self.last_purchase is None or ts > self.last_purchase:
@@ -157,19 +161,8 @@ class CustomerState:
         orders) from the tiles, invoices and products, each over its declared windows; the
         rest from the lifetime fields."""
         cuts = _cutoffs(as_of, _CUSTOMER_DAYS)
-        n = len(cuts)
-        spend, items, cancelled = [0.0] * n, [0] * n, [0] * n
-        last_hour = as_of // HOUR
-        for hour, (s, i, c) in self.tiles.items():
-            if hour > last_hour:
-                continue
-            for w in range(n):
-                if hour >= cuts[w]:
-                    spend[w] += s
-                    items[w] += i
-                    cancelled[w] += c
-        orders = _counts_within(self.invoices.values(), cuts, last_hour)
-        products = _counts_within(self.products.values(), cuts, last_hour)
+        sums = _nested_sums(self.tiles.items(), cuts, as_of // HOUR, 5)
+        spend, items, cancelled, orders, products = ([s[k] for s in sums] for k in range(5))
         out: dict[str, Any] = {}
         spend = [round(s, 2) for s in spend]  # as served: the average divides these
         for name, w in _SPEND:
@@ -187,20 +180,56 @@ class CustomerState:
         return out
 
 
-def _counts_within(hours: Iterable[int], cuts: list[int], last_hour: int) -> list[int]:
-    """How many of ``hours`` fall in each window ``[cut, last_hour]``. Many share an hour
-    (an invoice's products), so they are counted per distinct hour first, in C.
+def _nested_sums(tiles: Iterable[tuple[int, Sequence[float]]], cuts: list[int],
+                 last_hour: int, width: int) -> list[list[Any]]:
+    """Each window's sums of the tiles' ``width`` fields up to ``last_hour``, for windows
+    that nest, shortest first (``cuts``, their first hours, fall as :func:`_cutoffs`
+    gives them): a tile is added once, to the shortest window it is in, and the sums are
+    then carried out to the longer ones.
 
-    >>> _counts_within([5, 5, 9, 12], [9, 4], 10)
-    [1, 3]
+    >>> _nested_sums([(9, [1, 2]), (5, [10, 20]), (12, [99, 99])], [9, 4], 10, 2)
+    [[1, 2], [11, 22]]
     """
-    counts = [0] * len(cuts)
-    for hour, n in Counter(hours).items():
-        if hour <= last_hour:
-            for w, cut in enumerate(cuts):
-                if hour >= cut:
-                    counts[w] += n
-    return counts
+    n = len(cuts)
+    inner = [[0] * width for _ in range(n)]
+    longest = cuts[-1]
+    for hour, tile in tiles:
+        if hour > last_hour or hour < longest:
+            continue
+        w = 0
+        while hour < cuts[w]:
+            w += 1
+        bucket = inner[w]
+        for k in range(width):
+            bucket[k] += tile[k]
+    for w in range(1, n):  # a shorter window's tiles are in every longer one
+        outer, shorter = inner[w], inner[w - 1]
+        for k in range(width):
+            outer[k] += shorter[k]
+    return inner
+
+
+def _move_count(tiles: dict[int, list[Any]], was: int | None, tile: list[Any],
+                field: int) -> None:
+    """Count an invoice or product (``field`` of a customer's tile) in ``tile``, its new
+    latest hour, and no more in the tile of hour ``was`` (if any, and still kept)."""
+    tile[field] += 1
+    if was is not None:
+        old = tiles.get(was)
+        if old is not None:
+            old[field] -= 1
+
+
+def upgrade_customer_tiles(state: CustomerState) -> None:
+    """A customer state of a snapshot from before tiles counted invoices and products,
+    in today's form (counted from the invoices' and products' latest hours)."""
+    for tile in state.tiles.values():
+        del tile[3:]
+        tile += [0, 0]
+    for field, latest in ((3, state.invoices), (4, state.products)):
+        for hour in latest.values():
+            if hour in state.tiles:
+                state.tiles[hour][field] += 1
 
 
 class BasketState:
@@ -279,6 +308,7 @@ _PRODUCT_KEPT_HOURS = max(_PRODUCT_DAYS) * 24 + 24
 #: Hours after a tile's hour at whose end the product's values change: its own hour's
 #: end (it enters every window), and each window's span (it leaves that window).
 PRODUCT_CHANGE_HOURS = (0,) + tuple(days * 24 for days in _PRODUCT_DAYS)
+_CHANGE_HOURS_LONGEST_FIRST = tuple(sorted(PRODUCT_CHANGE_HOURS, reverse=True))
 _UNITS = _windows_of(PRODUCT, "units")
 _REVENUE = _windows_of(PRODUCT, "revenue")
 _DISTINCT_BUYERS = _windows_of(PRODUCT, "distinct_buyers")
@@ -348,15 +378,7 @@ class ProductState:
         in its declared order, summed from the tiles and buyers."""
         cuts = _cutoffs(as_of, _PRODUCT_DAYS)
         last_hour = as_of // HOUR
-        sums = [[0, 0, 0, 0] for _ in cuts]
-        for hour, tile in self.tiles.items():
-            if hour > last_hour:
-                continue
-            for w, cut in enumerate(cuts):
-                if hour >= cut:
-                    s = sums[w]
-                    for i in range(4):
-                        s[i] += tile[i]
+        sums = _nested_sums(self.tiles.items(), cuts, last_hour, 4)
         cut = cuts[_BUYERS_WINDOW]
         buyers = set().union(*(b for h, b in self.buyers.items() if cut <= h <= last_hour))
         return _product_values(sums, len(buyers))
@@ -371,9 +393,15 @@ class ProductState:
         (39599, 34, None)
         """
         last = (until + 1) // HOUR - 1  # hour ends h*HOUR + HOUR - 1 <= until <=> h <= last
-        latest = max((h + d for h in self.tiles for d in PRODUCT_CHANGE_HOURS if h + d <= last),
-                     default=None)
-        return None if latest is None else latest * HOUR + HOUR - 1
+        latest = -1
+        for hour in self.tiles:
+            for after in _CHANGE_HOURS_LONGEST_FIRST:  # the latest change of this tile
+                moment = hour + after
+                if moment <= last:
+                    if moment > latest:
+                        latest = moment
+                    break
+        return None if latest < 0 else latest * HOUR + HOUR - 1
 
     def tile_row(self, hour: int) -> dict[str, Any]:
         """What the feature log keeps of one hour: the tile and its buyers (sorted), from
