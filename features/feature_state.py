@@ -162,7 +162,7 @@ class CustomerState:
         rest from the lifetime fields."""
         cuts = _cutoffs(as_of, _CUSTOMER_DAYS)
         sums = _nested_sums(self.tiles.items(), cuts, as_of // HOUR, 5)
-        spend, items, cancelled, orders, products = ([s[k] for s in sums] for k in range(5))
+        spend, items, cancelled, orders, products = zip(*sums)
         out: dict[str, Any] = {}
         spend = [round(s, 2) for s in spend]  # as served: the average divides these
         for name, w in _SPEND:

@@ -4,9 +4,9 @@ Every entity remembers the ids of the events it has folded in, so a line replaye
 (from the same file or another copy of it) counts once. The state of every entity that
 changed is pickled at each Bytewax epoch, so a set of id strings would make each snapshot
 grow with the history, and the flow stalls while it is written. Ids of the form events
-get (:func:`~basketflow.schemas.events.event_id`: 16 hex digits) are kept here as a
-sorted array of 64-bit numbers, which copies and pickles as one block of memory, 8 bytes
-an id; any other id goes to a set.
+get (:func:`~basketflow.schemas.events.event_id`: 16 hex digits) are kept here as 64-bit
+numbers: in memory a set of them (a lookup per event must be cheap), pickled as one
+block of memory, 8 bytes an id; any other id goes to a set of strings.
 
 >>> seen = SeenIds()
 >>> seen.add("00000000000000ff"), seen.add("000000000000000a"), seen.add("00000000000000ff")
@@ -18,7 +18,6 @@ an id; any other id goes to a set.
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +30,7 @@ class SeenIds:
     __slots__ = ("numbers", "other")
 
     def __init__(self) -> None:
-        self.numbers = array("Q")
+        self.numbers: set[int] = set()
         self.other: set[str] = set()
 
     @classmethod
@@ -53,10 +52,9 @@ class SeenIds:
         if is_event_id(event_id):
             number = int(event_id, 16)
             numbers = self.numbers
-            i = bisect_left(numbers, number)
-            if i < len(numbers) and numbers[i] == number:
+            if number in numbers:
                 return False
-            numbers.insert(i, number)
+            numbers.add(number)
             return True
         if event_id in self.other:
             return False
@@ -74,8 +72,20 @@ class SeenIds:
         >>> [e.quantity for e in seen.fresh([a, b, a, b])], seen.fresh([b])
         ([6, 7], [])
         """
-        add = self.add
-        return [e for e in events if add(e.event_id)]
+        numbers, other, out = self.numbers, self.other, []
+        for e in events:  # add(), inline: it runs once per event
+            event_id = e.event_id
+            if is_event_id(event_id):
+                number = int(event_id, 16)
+                if number in numbers:
+                    continue
+                numbers.add(number)
+            elif event_id in other:
+                continue
+            else:
+                other.add(event_id)
+            out.append(e)
+        return out
 
     def __len__(self) -> int:
         return len(self.numbers) + len(self.other)
@@ -90,12 +100,14 @@ class SeenIds:
         >>> copy.add("00000000000000ff"), copy.add("x"), copy.add("0000000000000001"), len(copy)
         (False, False, True, 4)
         """
-        return _restore_ids, (self.numbers.tobytes(), self.other)
+        return _restore_ids, (array("Q", self.numbers).tobytes(), self.other)
 
 
 def _restore_ids(numbers: bytes, other: set[str]) -> SeenIds:
     """The :class:`SeenIds` that ``__reduce__`` pickled."""
     seen = SeenIds()
-    seen.numbers.frombytes(numbers)
+    block = array("Q")
+    block.frombytes(numbers)
+    seen.numbers = set(block)
     seen.other = other
     return seen
