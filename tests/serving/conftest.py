@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +25,43 @@ from basketflow.config import (
     ENV_TOPIC,
     Settings,
 )
+from basketflow.features.entity_features import CustomerFolder
+from basketflow.schemas.events import Transaction, parse_row
+from basketflow.schemas.features import registry
+from basketflow.sinks.online_store import RedisOnlineStore, connect
+
+CUSTOMER = "17850"
+CLOCK = 1291200000  # 2010-12-01 10:40 UTC: the flow's event-time clock in these tests
+LINES = [["536365", "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", "6", "12/1/2010 8:26",
+          "2.55", CUSTOMER, "United Kingdom"],
+         ["536365", "71053", "WHITE METAL LANTERN", "6", "12/1/2010 8:26", "3.39", CUSTOMER,
+          "United Kingdom"],
+         ["536366", "22633", "HAND WARMER UNION JACK", "6", "12/1/2010 8:28", "1.85",
+          CUSTOMER, "United Kingdom"]]
+
+
+def events(rows: list[list[str]]) -> list[Transaction]:
+    parsed = [parse_row(row, f"t:{n}") for n, row in enumerate(rows)]
+    assert all(isinstance(t, Transaction) for t in parsed)
+    return parsed  # type: ignore[return-value]
+
+
+def store_of(settings: Settings) -> RedisOnlineStore:
+    assert settings.redis_url
+    return RedisOnlineStore(connect(settings.redis_url), settings.prefix)
+
+
+def write_customer(settings: Settings, entity: str, rows: list[list[str]],
+                   ) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Fold the lines by the flow's own folder and write its latest values per view, as
+    the flow does; return them (view -> (event time, values))."""
+    update = CustomerFolder().fold(entity, events(rows), 3600)
+    assert update is not None
+    store = store_of(settings)
+    for view, values in update.values.items():
+        store.write(registry()[view], {entity: (update.times[view], values)})
+    store.write_progress("", {"clock": CLOCK})
+    return {view: (update.times[view], values) for view, values in update.values.items()}
 
 
 @dataclass
