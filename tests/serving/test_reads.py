@@ -194,3 +194,23 @@ def test_a_store_that_is_down_is_503_quickly(settings: Settings) -> None:
     finally:
         log = server.stop()
     assert "Traceback" not in log
+
+
+def test_openapi_docs(server: Server) -> None:
+    assert server.client.get("/docs").status_code == 200
+    paths = server.client.get("/openapi.json").json()["paths"]
+    assert {"/customers/{customer_id}/features", "/predict", "/get-online-features",
+            "/events", "/metrics"} <= set(paths)
+
+
+def test_workers_count_together(settings: Settings, written: Any) -> None:
+    server = start_server(settings, "--workers", "2")
+    try:
+        for _ in range(6):
+            assert server.client.get(f"/customers/{CUSTOMER}/features").status_code == 200
+        text = server.client.get("/metrics").text
+    finally:
+        server.stop()
+    counts = {s.labels.get("route"): s.value for family in text_string_to_metric_families(text)
+              for s in family.samples if s.name == "basketflow_http_requests_total"}
+    assert counts["/customers/{customer_id}/features"] == 6
