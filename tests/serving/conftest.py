@@ -3,31 +3,24 @@ and broker (tests/conftest.py), and helpers to put values in its online store.""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from basketflow.app.flow_processes import child_env
 from basketflow.app.services import free_port
-from basketflow.config import (
-    ENV_DATA_DIR,
-    ENV_DEAD_TOPIC,
-    ENV_KAFKA,
-    ENV_PREFIX,
-    ENV_REDIS,
-    ENV_TOPIC,
-    Settings,
-)
+from basketflow.config import ENV_KAFKA, Settings
 from basketflow.features.entity_features import CustomerFolder
 from basketflow.schemas.events import Transaction, parse_row
 from basketflow.schemas.features import registry
+from basketflow.serving.auth import ENV_API_KEYS
 from basketflow.sinks.online_store import RedisOnlineStore, connect
 
 CUSTOMER = "17850"
@@ -89,14 +82,13 @@ class Server:
 
 
 def server_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment of a server (or command) on ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BASKETFLOW_")}
-    assert settings.redis_url
-    env |= {ENV_DATA_DIR: str(settings.data_dir), ENV_REDIS: settings.redis_url,
-            ENV_TOPIC: settings.topic, ENV_DEAD_TOPIC: settings.dead_topic,
-            ENV_PREFIX: settings.prefix}
-    if settings.kafka_bootstrap:
-        env[ENV_KAFKA] = settings.kafka_bootstrap
+    """The environment of a server (or command) on ``settings``: the flow's children's
+    (:func:`~basketflow.app.flow_processes.child_env`), without a broker where
+    ``settings`` has none, and without keys unless ``extra`` has them."""
+    env = child_env(replace(settings, kafka_bootstrap=settings.kafka_bootstrap or "-"))
+    env.pop(ENV_API_KEYS, None)
+    if not settings.kafka_bootstrap:
+        env.pop(ENV_KAFKA)
     return env | extra
 
 
