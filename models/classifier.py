@@ -117,21 +117,46 @@ def _log1p(v: float | int | None) -> float:
 
 
 def _history(basket: Mapping[str, Any], customer: Mapping[str, Any] | None) -> dict[str, float]:
-    """The customer's history before this basket (all 0.0 without one)."""
+    """The customer's history before this basket (all 0.0 without one), from the
+    customer's values that count the basket (the flow's): the basket is taken out."""
     if customer is None:
         return dict.fromkeys(HISTORY_FEATURES, 0.0)
     value = basket.get("value") or 0.0
     in_basket = 1 if basket.get("lines") else 0
-    orders = max((customer.get("lifetime_orders") or 0) - in_basket, 0)
-    spend = (customer.get("lifetime_spend") or 0.0) - value
+    return _prior(basket, max((customer.get("lifetime_orders") or 0) - in_basket, 0),
+                  (customer.get("lifetime_spend") or 0.0) - value,
+                  (customer.get(_ORDERS_90D) or 0) - in_basket,
+                  (customer.get(_SPEND_90D) or 0.0) - value, customer)
+
+
+def history_before(basket: Mapping[str, Any],
+                   customer: Mapping[str, Any] | None) -> dict[str, float]:
+    """The history features from the customer's values *before* the basket (the online
+    store's, for a basket the flow has not seen: ``basketflow serve``'s ``/predict``),
+    by the rules of :func:`classifier_features`, with nothing taken out.
+
+    >>> history_before({"started": 86_400 * 11}, {"lifetime_orders": 2, "lifetime_spend":
+    ...     30.0, "first_purchase": 86_400})["log_prior_avg_basket"]
+    2.7726
+    """
+    if customer is None:
+        return dict.fromkeys(HISTORY_FEATURES, 0.0)
+    return _prior(basket, customer.get("lifetime_orders") or 0,
+                  customer.get("lifetime_spend") or 0.0, customer.get(_ORDERS_90D) or 0,
+                  customer.get(_SPEND_90D) or 0.0, customer)
+
+
+def _prior(basket: Mapping[str, Any], orders: int, spend: float, orders_90d: int,
+           spend_90d: float, customer: Mapping[str, Any]) -> dict[str, float]:
+    """The history features from the customer's figures before the basket."""
     first, started = customer.get("first_purchase"), basket.get("started")
     tenure = (started - first) / DAY if first is not None and started is not None else 0.0
     return {
         "log_prior_orders": _log1p(orders),
         "log_prior_spend": _log1p(spend),
         "log_prior_avg_basket": _log1p(spend / orders) if orders else 0.0,
-        "log_prior_orders_90d": _log1p((customer.get(_ORDERS_90D) or 0) - in_basket),
-        "log_prior_spend_90d": _log1p((customer.get(_SPEND_90D) or 0.0) - value),
+        "log_prior_orders_90d": _log1p(orders_90d),
+        "log_prior_spend_90d": _log1p(spend_90d),
         "log_cancelled_lines_90d": _log1p(customer.get(_CANCELLED_LINES_90D)),
         "log_tenure_days": _log1p(tenure),
         "returning": 1.0 if orders else 0.0,
@@ -166,8 +191,15 @@ def classifier_features(basket: Mapping[str, Any],
     this basket too (the history features take it out again; see the module docstring).
     Missing share features count as 0.0, so a basket without product lines works.
     """
+    return with_history(basket, _history(basket, customer))
+
+
+def with_history(basket: Mapping[str, Any], history: Mapping[str, float],
+                 ) -> dict[str, float | str]:
+    """The model's input from a basket's values and its history features
+    (:func:`classifier_features`, or :func:`history_before`): the first-visit copies
+    added when the customer is not returning."""
     own = _basket(basket)
-    history = _history(basket, customer)
     x = own | history
     if not history["returning"]:
         x.update(zip(_FIRST_VISIT, own.values()))

@@ -144,6 +144,17 @@ def lazy_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
 
 
+def serving_client(url: str, timeout: float) -> redis.Redis:
+    """A client for a server that answers requests (``basketflow serve``): every command
+    gives up after ``timeout`` seconds (connecting too), and only a dropped connection
+    is tried once more (a restarted server leaves stale pooled connections), so a
+    request never waits long on a Redis that hangs. It connects at its first command."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                retry=Retry(NoBackoff(), 1, (redis.ConnectionError,)))
+
+
 def connect(url: str) -> redis.Redis:
     """A client for ``url`` that fails fast, with a message naming the fix."""
     client = lazy_client(url)

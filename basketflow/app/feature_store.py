@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from basketflow.app.features import (
-    FeatureRow,
     LiveScore,
     OnlineFeatures,
     feature_view,
     live_score,
     online_store,
-    read_online,
+    read_selected,
+    wanted_features,
 )
 from basketflow.config import Settings, load_settings
 
@@ -96,15 +96,13 @@ class FeatureStore:
         the event time of its stored values and the view's version, or is None where the
         store has none. Each entity's ``as_of`` is the time the read answers for (the
         flow's event-time clock), at which its request-time features
-        (``days_since_last_purchase``) are computed. Raises :class:`~basketflow.app.features.UnknownView` for an unknown
-        view and ValueError for an unknown feature.
+        (``days_since_last_purchase``) are computed. Raises
+        :class:`~basketflow.app.features.UnknownView` for an unknown view and
+        :class:`~basketflow.app.features.UnknownFeature` (a ValueError) for an unknown
+        feature.
         """
-        wanted = _wanted_features(features)
-        found = read_online(self._store(), list(entities), list(wanted))
-        return [OnlineFeatures(row.entity, {view: _only(row.views[view], names)
-                                            for view, names in wanted.items()},
-                               row.as_of, row.as_of_from)
-                for row in found]
+        wanted = wanted_features(features)  # checked before anything connects
+        return read_selected(self._store(), entities, wanted)
 
     def get_score(self, customer_id: str) -> LiveScore | None:
         """A customer's live category score (guests: ``guest-<invoice>``); None until the
@@ -124,30 +122,3 @@ class FeatureStore:
         return get_historical_features(self.settings.offline_dir, entity_df, features,
                                        entity_column=entity_column,
                                        timestamp_column=timestamp_column)
-
-
-def _wanted_features(features: Sequence[str]) -> dict[str, tuple[str, ...] | None]:
-    """``view`` or ``view:feature`` names -> the features asked per view (None: all),
-    views in first-asked order.
-
-    >>> _wanted_features(["basket:value", "customer", "basket:lines"])
-    {'basket': ('value', 'lines'), 'customer': None}
-    """
-    wanted: dict[str, list[str] | None] = {}
-    for name in features:
-        view, _, feature = name.partition(":")
-        known = feature_view(view).feature_names
-        if feature and feature not in known:
-            raise ValueError(f"unknown feature {name!r}; {view} has: {', '.join(known)}")
-        if not feature:
-            wanted[view] = None
-        elif (names := wanted.setdefault(view, [])) is not None:
-            names.append(feature)
-    return {view: None if names is None else tuple(names) for view, names in wanted.items()}
-
-
-def _only(row: FeatureRow | None, names: tuple[str, ...] | None) -> FeatureRow | None:
-    """A row with only the named values (None: all of them)."""
-    if row is None or names is None:
-        return row
-    return replace(row, values={name: row.values.get(name) for name in names})

@@ -15,7 +15,7 @@ basketflow.app.features.UnknownView: unknown view 'nope'; known: customer, baske
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,11 @@ CLOCK, VALUES = "clock", "values"
 
 class UnknownView(BasketflowError, ValueError):
     """A feature view that is not in the registry; the message lists the known ones."""
+
+
+class UnknownFeature(BasketflowError, ValueError):
+    """A ``view:feature`` name whose view has no such feature; the message lists its
+    features."""
 
 
 @dataclass(frozen=True)
@@ -287,6 +292,52 @@ def _read_plan(views: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Featu
     parts = tuple(dict.fromkeys(part for view in views for part in clock_parts(view)))
     return parts, {view: known[view] for view in views
                    if view in known and known[view].request_time_features}
+
+
+def wanted_features(features: Sequence[str]) -> dict[str, tuple[str, ...] | None]:
+    """``view`` or ``view:feature`` names -> the features asked per view (None: all),
+    views in first-asked order; :class:`UnknownView` or :class:`UnknownFeature` for a
+    name the registry does not have.
+
+    >>> wanted_features(["basket:value", "customer", "basket:lines"])
+    {'basket': ('value', 'lines'), 'customer': None}
+    >>> wanted_features(["basket:nope"])
+    Traceback (most recent call last):
+    ...
+    basketflow.app.features.UnknownFeature: unknown feature 'basket:nope'; basket has: ...
+    """
+    wanted: dict[str, list[str] | None] = {}
+    for name in features:
+        view, _, feature = name.partition(":")
+        known = feature_view(view).feature_names
+        if feature and feature not in known:
+            raise UnknownFeature(f"unknown feature {name!r}; {view} has: {', '.join(known)}")
+        if not feature:
+            wanted[view] = None
+        elif (names := wanted.setdefault(view, [])) is not None:
+            names.append(feature)
+    return {view: None if names is None else tuple(names) for view, names in wanted.items()}
+
+
+def _only(row: FeatureRow | None, names: tuple[str, ...] | None) -> FeatureRow | None:
+    """A row with only the named values (None: all of them)."""
+    if row is None or names is None:
+        return row
+    return replace(row, values={name: row.values.get(name) for name in names})
+
+
+def read_selected(store: OnlineStore, entities: Sequence[str],
+                  features: Sequence[str] | Mapping[str, tuple[str, ...] | None],
+                  ) -> list[OnlineFeatures]:
+    """The features named (``view`` or ``view:feature``, or what :func:`wanted_features`
+    made of such names) of each entity, in one read (:func:`read_online`): each row per
+    view holds only the values asked."""
+    wanted = features if isinstance(features, Mapping) else wanted_features(features)
+    found = read_online(store, list(entities), list(wanted))
+    return [OnlineFeatures(row.entity, {view: _only(row.views[view], names)
+                                        for view, names in wanted.items()},
+                           row.as_of, row.as_of_from)
+            for row in found]
 
 
 def online_features(settings: Settings, entity: str,

@@ -20,7 +20,18 @@ from typing import Any
 
 import click
 
-from basketflow.cli import backfill, check, data, demo, features, models, report, run, servers
+from basketflow.cli import (
+    backfill,
+    check,
+    data,
+    demo,
+    features,
+    models,
+    report,
+    run,
+    serve,
+    servers,
+)
 from basketflow.cli.output import FullHelpGroup
 from basketflow.config import ENV_DEBUG, load_settings
 from basketflow.errors import BasketflowError
@@ -92,7 +103,7 @@ for command in (servers.up, servers.down, servers.status, data.generate, data.re
                 run.run, features.features, features.entities, backfill.backfill,
                 backfill.historical,
                 report.report, report.categories, models.score, models.segment,
-                models.evaluate, demo.demo, check.check):
+                models.evaluate, demo.demo, check.check, serve.serve):
     cli.add_command(command)
 
 

@@ -1,0 +1,51 @@
+"""What a ``basketflow serve`` process is started with, passed from the command to each
+worker process through one environment variable (uvicorn starts workers by importing
+the application's factory, :func:`basketflow.serving.api.app_from_env`).
+
+Keys are never in it: each worker reads them itself, from the file named here or from
+``BASKETFLOW_API_KEYS``, which it inherits.
+
+>>> options = ServeOptions(Settings(Path("/d"), None, "redis://h:1"), 0.5, None, True)
+>>> ServeOptions.from_json(options.to_json()) == options
+True
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from basketflow.config import Settings
+
+ENV_SERVE_OPTIONS = "BASKETFLOW_SERVE_OPTIONS"
+DEFAULT_REDIS_TIMEOUT = 0.5
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Resolved settings (Redis's address known; the broker's None when there is none:
+    ``/events`` then answers 503), the timeout of every Redis command (seconds), the API
+    keys file (None: only ``BASKETFLOW_API_KEYS``, if set) and whether to log each
+    request."""
+
+    settings: Settings
+    redis_timeout: float = DEFAULT_REDIS_TIMEOUT
+    api_keys_file: Path | None = None
+    log_requests: bool = True
+
+    def to_json(self) -> str:
+        """The options as JSON text (paths as text)."""
+        data = asdict(self)
+        data["settings"]["data_dir"] = str(self.settings.data_dir)
+        data["api_keys_file"] = str(self.api_keys_file) if self.api_keys_file else None
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeOptions:
+        """The options :meth:`to_json` wrote."""
+        data = json.loads(text)
+        settings = Settings(**data.pop("settings"))
+        settings = Settings(**{**asdict(settings), "data_dir": Path(settings.data_dir)})
+        keys = data.pop("api_keys_file")
+        return cls(settings, api_keys_file=Path(keys) if keys else None, **data)
