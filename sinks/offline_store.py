@@ -32,7 +32,7 @@ from msgspec.structs import astuple
 
 from basketflow.errors import BasketflowError
 from basketflow.schemas.events import FIELD_NAMES, Transaction
-from basketflow.schemas.features import PRODUCT, FeatureView, registry
+from basketflow.schemas.features import FeatureView, registry
 from basketflow.schemas.records import LateEvent, LogRow, ScoreRow
 from basketflow.sinks.offline_layout import (
     DEAD_LETTERS,
@@ -49,8 +49,6 @@ from basketflow.sinks.offline_layout import (
     dead_letters_dir,
     events_dir,
     feature_log_dir,
-    files_by_day,
-    files_of,
     late_events_dir,
     partition_files,
     partition_name,
@@ -184,17 +182,13 @@ class PartitionedLog:
     """An append-only, idempotent, date-partitioned Parquet log of rows with unique ids.
 
     ``append_rows`` takes ``(event time, row id, row values in schema order)``; a row whose id
-    is already stored in its date partition is skipped. Where a row's id does not fix its
-    date (``ids_span_days``), a row whose id is stored on any date is skipped, and the ids of
-    every date are read the first time the log is written to.
+    is already stored in its date partition is skipped (a row's id fixes its date).
     """
 
-    def __init__(self, directory: Path, schema: pa.Schema, id_column: str,
-                 ids_span_days: bool = False) -> None:
+    def __init__(self, directory: Path, schema: pa.Schema, id_column: str) -> None:
         self.directory = directory
         self.schema = schema
         self.id_column = id_column
-        self.ids_span_days = ids_span_days
         self._seen: dict[str, set[str]] = {}
         self._day_names: dict[int, str] = {}
 
@@ -203,17 +197,13 @@ class PartitionedLog:
         return self.directory / partition_name(day)
 
     def _ids_in(self, day: str) -> set[str]:
-        """The row ids already stored for a day, or for every day with ``ids_span_days``
-        (read from the files once)."""
-        key = "*" if self.ids_span_days else day
-        seen = self._seen.get(key)
+        """The row ids already stored for a day (read from its files once)."""
+        seen = self._seen.get(day)
         if seen is None:
             seen = set()
-            files = (files_of(files_by_day(self.directory)) if self.ids_span_days
-                     else partition_files(self.partition_dir(day)))
-            for path in files:
+            for path in partition_files(self.partition_dir(day)):
                 seen.update(self._stored_ids(path))
-            self._seen[key] = seen
+            self._seen[day] = seen
         return seen
 
     def _stored_ids(self, path: Path) -> list[str]:
@@ -339,17 +329,15 @@ class FeatureLog(EntityRowLog):
     ``<entity>:<ts>:<seq>``, stamped with the view's current version.
 
     An entity has several rows with one ``seq`` where its windows move on without events
-    (one per moment), so the id holds the row's time too, which fixes its date. A
-    product's events arrive interleaved from every partition, so after a restart its
-    ``seq``-th row may fall on another date: product ids are checked across dates.
-    (Bytewax flushes sinks before it commits an epoch, so a kill between the two replays
-    rows that are already stored.)
+    (one per moment), so the id holds the row's time too, which fixes its date. (Bytewax
+    flushes sinks before it commits an epoch, so a kill between the two replays rows that
+    are already stored.)
     """
 
     def __init__(self, root: str | Path, view: str) -> None:
         self.view = registry()[view]
         super().__init__(feature_log_dir(root, view), feature_log_schema(self.view),
-                         "row_id", ids_span_days=view == PRODUCT.name)
+                         "row_id")
         self.names = tuple(f.name for f in self.view.log_features)
         self.version = self.view.version
 
