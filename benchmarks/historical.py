@@ -48,6 +48,7 @@ from basketflow.schemas.features import (  # noqa: E402
     days_since,
     registry,
 )
+from basketflow.reports.tile_log import is_tiled, tiled_values  # noqa: E402
 from basketflow.sinks.offline_layout import feature_log_files  # noqa: E402
 from basketflow.sinks.offline_store import ARROW_TYPES  # noqa: E402
 
@@ -190,8 +191,11 @@ def naive_merge_asof(offline_dir: Path, entities: pd.DataFrame, features: Sequen
                      views: Mapping[str, FeatureView]) -> pd.DataFrame:
     """The same rule the ordinary pandas way: per view, read, filter the version, keep the
     highest seq per (entity, ts), sort, ``merge_asof`` backward by entity (no further back
-    than the view's TTL), restore order; a request-time feature from its source row by row, by ``days_since`` at the row's
-    time (to the whole second)."""
+    than the view's TTL), restore order; a request-time feature from its source row by
+    row, by ``days_since`` at the row's time (to the whole second). A view whose log keeps
+    tiles (the product view) has its values at the rows' hour ends summed by
+    :mod:`basketflow.reports.tile_log` first (the tests prove those sums against a
+    plain-Python reference): here only the join is done the naive way."""
     wanted: dict[str, list[str]] = {}
     for spec in features:
         view, _, feature = spec.partition(":")
@@ -203,8 +207,17 @@ def naive_merge_asof(offline_dir: Path, entities: pd.DataFrame, features: Sequen
         view = views[name]
         at_read = {f.name: f.source for f in view.request_time_features}
         columns = list(dict.fromkeys(at_read.get(f, f) for f in names))
-        log = pq.read_table(feature_log_files(offline_dir, name),
-                            columns=["entity_id", "ts", "seq", "version", *columns]).to_pandas()
+        files = feature_log_files(offline_dir, name)
+        if is_tiled(view):  # its log holds tiles: the values at the rows' hour ends, summed
+            seconds = (left["ts"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+            asked = pa.table({"entity_id": entities[view.entity].astype(str).to_numpy(),
+                              "hour": ((seconds + 1) // 3600 - 1).to_numpy()})
+            with duckdb.connect() as con:
+                log = tiled_values(con, view, files, asked, columns).to_pandas()
+            log["version"] = view.version
+        else:
+            log = pq.read_table(files, columns=["entity_id", "ts", "seq", "version",
+                                                *columns]).to_pandas()
         log["ts"] = log["ts"].astype(left["ts"].dtype)  # merge_asof wants one time unit
         log = log[log["version"] == view.version].sort_values(["ts", "entity_id", "seq"])
         log = log.drop_duplicates(["entity_id", "ts"], keep="last").drop(columns=["seq",

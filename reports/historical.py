@@ -286,17 +286,22 @@ def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
 
 
 def _view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest, files: Sequence[Path],
-              entities: pa.Array) -> pa.Table:
-    """A view's log rows as the join takes them: read, or for a view that logs tiles,
-    summed at every moment its values change (:mod:`basketflow.reports.tile_log`), for
-    the asked ``entities`` only."""
+              entities: pa.Array, times: pa.Array) -> pa.Table:
+    """A view's log rows as the join takes them: read, or for a view that logs tiles, its
+    values at the last hour end before each asked (entity, time), summed from the tiles
+    (:mod:`basketflow.reports.tile_log`): the values in effect at that time, since they
+    change only at hour ends."""
     if not is_tiled(request.view):
         return read_view_log(con, request, files)
     if not files:
         return _log_schema(request).empty_table()
     ensure_readable(files)
-    return tiled_values(con, request.view, files, pc.unique(entities.drop_null()),
-                        request.columns).cast(_log_schema(request))
+    seconds = pc.divide(pc.cast(times, pa.int64()), 1_000_000)  # floor: times are >= 1970
+    hours = pc.subtract(pc.divide(pc.add(seconds, 1), 3600), 1)
+    asked = pa.table({"entity_id": entities, "hour": hours}).filter(
+        pc.is_valid(entities))
+    return tiled_values(con, request.view, files, asked, request.columns).cast(
+        _log_schema(request))
 
 
 def _encode(ids: pa.Array, log_ids: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
@@ -450,7 +455,7 @@ def get_historical_features(offline_dir: Path, entities: pd.DataFrame | pa.Table
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")  # naive log timestamps are UTC, as everywhere
         logs = [_view_log(con, r, feature_log_files(Path(offline_dir), r.view.name),
-                          ids[r.id_column]) for r in requests]
+                          ids[r.id_column], keys.column(KEY_TS)) for r in requests]
         found = point_in_time(con, keys, ids, requests, logs)
     found = found.select([output_column(*vf) for vf in order])
     values = found.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)

@@ -1,10 +1,11 @@
-"""A tiled view's feature log, read as the values it had at every moment they changed.
+"""A tiled view's feature log, read as the values it had at the hour ends asked for.
 
 A view whose feature log keeps partial aggregates (``FeatureView.logged``: the product
 view's hourly tiles, see :class:`basketflow.features.feature_state.ProductState`) has its
-values summed here, in DuckDB, at every hour end where a tile enters or leaves a window:
-the same table of ``entity_id, ts, seq`` and features that the point-in-time join takes
-from a view that logs its values (:mod:`basketflow.reports.historical`).
+values summed here, in DuckDB, at given hour ends of given entities (its values change
+only at hour ends): the same table of ``entity_id, ts, seq`` and features that the
+point-in-time join takes from a view that logs its values
+(:mod:`basketflow.reports.historical`).
 
 How, per entity, without a row-by-row loop: the tile in effect per hour (highest
 ``seq``); running sums of each tile column in hour order, so a window ``(m - span, m]``
@@ -27,7 +28,6 @@ import pyarrow as pa
 from basketflow.features.feature_state import (
     BUYERS_SPAN_HOURS,
     HOUR,
-    PRODUCT_CHANGE_HOURS,
     product_columns,
 )
 from basketflow.schemas.features import PRODUCT, FeatureView
@@ -49,21 +49,21 @@ def _values_sql() -> str:
     joins = " ".join(
         f"ASOF LEFT JOIN prefix s{w + 1} ON m.e = s{w + 1}.e AND m.m - {span} >= s{w + 1}.h"
         for w, span in enumerate(SPANS))
-    offsets = ", ".join(f"({d})" for d in PRODUCT_CHANGE_HOURS)
     return f"""
 WITH raw AS (
     SELECT CAST(entity_id AS VARCHAR) AS e,
            CAST(epoch(CAST(ts AS TIMESTAMPTZ)) AS BIGINT) // {HOUR} AS h, seq,
            units, revenue_milli, lines, cancelled_lines, buyers
     FROM read_parquet($files, hive_partitioning=false)
-    WHERE version = $version AND CAST(entity_id AS VARCHAR) IN (SELECT id FROM wanted)),
+    WHERE version = $version
+      AND CAST(entity_id AS VARCHAR) IN (SELECT CAST(entity_id AS VARCHAR) FROM asked)),
 tiles AS (SELECT * FROM raw
           QUALIFY row_number() OVER (PARTITION BY e, h ORDER BY seq DESC) = 1),
 prefix AS (SELECT e, h,
                   sum(units) OVER w AS c0, sum(revenue_milli) OVER w AS c1,
                   sum(lines) OVER w AS c2, sum(cancelled_lines) OVER w AS c3
            FROM tiles WINDOW w AS (PARTITION BY e ORDER BY h ROWS UNBOUNDED PRECEDING)),
-moments AS (SELECT DISTINCT e, h + d AS m FROM tiles, (VALUES {offsets}) AS o(d)),
+moments AS (SELECT DISTINCT CAST(entity_id AS VARCHAR) AS e, hour AS m FROM asked),
 bought AS (SELECT DISTINCT e, h, unnest(buyers) AS b FROM tiles),
 pieces AS (SELECT e, h, least(coalesce(lead(h) OVER (PARTITION BY e, b ORDER BY h),
                                        h + {BUYERS_SPAN_HOURS}), h + {BUYERS_SPAN_HOURS}) AS stop
@@ -75,18 +75,19 @@ cover AS (SELECT e, p, sum(x) OVER (PARTITION BY e ORDER BY p ROWS UNBOUNDED PRE
           FROM deltas)
 SELECT m.e AS entity_id, m.m AS hour, {sums}, CAST(coalesce(cover.n, 0) AS BIGINT) AS buyers
 FROM moments m
-ASOF LEFT JOIN prefix s0 ON m.e = s0.e AND m.m >= s0.h
+ASOF JOIN prefix s0 ON m.e = s0.e AND m.m >= s0.h
 {joins}
 ASOF LEFT JOIN cover ON m.e = cover.e AND m.m >= cover.p
 ORDER BY m.e, m.m"""
 
 
 def tiled_values(con: duckdb.DuckDBPyConnection, view: FeatureView, files: Sequence[Path],
-                 entities: pa.Array, features: Sequence[str]) -> pa.Table:
-    """The values of the asked ``features`` of ``entities`` at every hour end where they
-    change, from the view's logged tiles (only rows of its current version): columns
-    ``entity_id``, ``ts`` (the hour end, UTC), ``seq`` (0) and the features."""
-    con.register("wanted", pa.table({"id": entities}))
+                 asked: pa.Table, features: Sequence[str]) -> pa.Table:
+    """The values of the ``features`` of each ``asked`` ``(entity_id, hour)`` as of that
+    hour's end, from the view's logged tiles (only rows of its current version); an entity
+    with no tile at or before the hour has no row. Columns ``entity_id``, ``ts`` (the hour
+    end, UTC), ``seq`` (0) and the features."""
+    con.register("asked", asked)
     relation = con.sql(_values_sql(), params={"files": [str(p) for p in files],
                                               "version": view.version})
     fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
