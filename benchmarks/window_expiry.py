@@ -7,8 +7,8 @@ leaves a window: ``h + W*24`` for a tile of hour ``h``. This prints, for the cus
 product views over the whole file:
 
 - **rows at events**: the feature-log rows written at events: one per entity and event
-  time for customers (as today), one per entity and event hour for products (the finest
-  the window rule needs; today a product row is written per batch instead);
+  time for customers, one per entity and event hour for products (the finest the window
+  rule needs; the product log now keeps one tile per product and event hour);
 - **re-emit on expiry**: the extra rows (and Redis writes) if every entity whose values
   change at an hour boundary without an event gets a new row then, up to the file's last
   hour; per day (mean, max) and per event;
