@@ -122,21 +122,33 @@ def saved_models(models_dir: Path) -> list[SavedCheckpoint]:
     return history
 
 
-def predict_rows(offline_dir: Path, history: Sequence[SavedCheckpoint], ids: pd.Series,
-                 times: pd.Series, version: str | None = None,
-                 on_rows: Callable[[int], None] = lambda n: None) -> Predicted:
-    """Score customer ``ids`` at ``times`` (UTC datetimes), with the model of ``history``
-    live at each time or its newest checkpoint of ``version``; ``on_rows(n)`` as rows
-    are done."""
-    frame = _features(offline_dir, ids, times)
-    seconds = frame[TIMESTAMP].astype("int64").to_numpy() // 10**9
+def epoch_seconds(times: pd.Series) -> np.ndarray:
+    """UTC datetimes as whole epoch seconds (floored, as the log's times are whole)."""
+    return pd.DatetimeIndex(times).as_unit("ns").asi8 // 10**9
+
+
+def choose_models(history: Sequence[SavedCheckpoint], times: pd.Series,
+                  version: str | None = None) -> np.ndarray:
+    """The index in ``history`` of each row's model: the one live at its time (-1: none
+    yet), or the newest of ``version``; :class:`NoModel` when no row has one."""
     if version is not None:
-        chosen = np.full(len(frame), history.index(named_checkpoint(history, version)))
-    else:
-        chosen = live_at(history, seconds)
-        if len(frame) and (chosen < 0).all():
-            raise NoModel(f"no model was live at any row's time: the first checkpoint was "
-                          f"written at event time {pd.Timestamp(history[0].event_time, unit='s', tz='UTC')}")
+        return np.full(len(times), history.index(named_checkpoint(history, version)))
+    chosen = live_at(history, epoch_seconds(times))
+    if len(chosen) and (chosen < 0).all():
+        first = pd.Timestamp(history[0].event_time, unit="s", tz="UTC")
+        raise NoModel(f"no model was live at any row's time: the first checkpoint was "
+                      f"written at event time {first}")
+    return chosen
+
+
+def predict_rows(offline_dir: Path, history: Sequence[SavedCheckpoint], ids: pd.Series,
+                 times: pd.Series, chosen: np.ndarray,
+                 on_rows: Callable[[int], None] = lambda n: None) -> Predicted:
+    """Score customer ``ids`` at ``times`` (UTC datetimes), each with the model of
+    ``history`` at its index in ``chosen`` (:func:`choose_models`); ``on_rows(n)`` as
+    rows are done."""
+    frame = _features(offline_dir, ids, times)
+    seconds = epoch_seconds(frame[TIMESTAMP])
     models: dict[int, BasketClassifier] = {}
     baskets = _records(frame, "basket", _BASKET)
     customers = _records(frame, "customer", CUSTOMER_INPUTS)

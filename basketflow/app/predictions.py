@@ -52,8 +52,8 @@ def predict(settings: Settings, out_path: Path, *, entities: Path | None = None,
     (.parquet, in a folder that exists unless ``mkdir``)."""
     from basketflow.app.paths import input_file, output_path
     from basketflow.reports.predictions import (
+        choose_models,
         entity_rows,
-        named_checkpoint,
         parse_at,
         predict_rows,
         saved_models,
@@ -71,10 +71,9 @@ def predict(settings: Settings, out_path: Path, *, entities: Path | None = None,
     except ValueError as exc:
         raise BadPredictInput(str(exc)) from exc
     history = saved_models(settings.data_dir / "models")
-    if model is not None:
-        named_checkpoint(history, model)
+    chosen = choose_models(history, times, model)
     on_start(len(ids))
-    predicted = predict_rows(settings.offline_dir, history, ids, times, model, on_rows)
+    predicted = predict_rows(settings.offline_dir, history, ids, times, chosen, on_rows)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     predicted.frame.to_parquet(tmp, index=False)
     tmp.replace(out_path)
