@@ -18,7 +18,10 @@ customer carries a ``basket`` row and a ``customer`` row (see
 
 The model is also checkpointed to a file every ``checkpoint_every`` learnt baskets (with
 its checksum; see :func:`basketflow.models.classifier.save_checkpoint`), so a flow started without
-recovery state, or a new flow, resumes from it. A checkpoint of another model version (new
+recovery state, or a new flow, resumes from it. Each checkpoint records the event time it
+was written at (the newest the step has seen, the update's own when a basket closes on
+the customer's next invoice) and is kept in the models' history, so ``basketflow
+predict`` finds the weights that were live at any past time. A checkpoint of another model version (new
 labels, new features) is set aside with a log line; a corrupt one stops the start with
 :class:`~basketflow.models.classifier.CheckpointError`.
 """
@@ -87,11 +90,11 @@ class ScoringState:
             if view != "basket":
                 continue
             x = classifier_features(basket, customer_rows.get((ts, seq)))
+            self.newest_ts = max(self.newest_ts, ts)  # a checkpoint written now is of ts
             previous = self.open.pop(entity, None)
             if previous is not None and previous.invoice != basket["invoice"]:
                 self._close(entity, previous, config)
             self.open[entity] = _OpenBasket(basket["invoice"], x, ts)
-            self.newest_ts = max(self.newest_ts, ts)
             score = self.model.predict(x, ts)
             if score is not None:
                 out.append(ScoreRow(entity, basket["invoice"], ts, seq, score))
@@ -116,7 +119,7 @@ class ScoringState:
         self.model.learn(basket.x, label)
         self.unsaved += 1
         if config.checkpoint is not None and self.unsaved >= config.checkpoint_every:
-            save_checkpoint(self.model, config.checkpoint)
+            save_checkpoint(self.model, config.checkpoint, self.newest_ts)
             self.unsaved = 0
 
 

@@ -92,6 +92,9 @@ _SHARES = tuple(name for _, name in CATEGORY_SHARES)
 #: The customer's 90-day features the history reads, under their declared names.
 _ORDERS_90D, _SPEND_90D, _CANCELLED_LINES_90D = (
     CUSTOMER.windowed(stem).name(90) for stem in ("orders", "spend", "cancelled_lines"))
+#: The customer features the history features read (what a batch prediction fetches).
+CUSTOMER_INPUTS: tuple[str, ...] = ("lifetime_orders", "lifetime_spend", _ORDERS_90D,
+                                    _SPEND_90D, _CANCELLED_LINES_90D, "first_purchase")
 _BASKET_COUNTS = ("value", "items", "lines", "distinct_products", "non_product_lines")
 _SQUARED = ("log_value", "log_items", "log_lines", "log_distinct_products")
 #: The numeric inputs from the basket alone, in a fixed order.
@@ -360,7 +363,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def save_checkpoint(model: BasketClassifier, path: Path) -> None:
+def save_checkpoint(model: BasketClassifier, path: Path, event_time: int | None = None,
+                    ) -> None:
     """Write the pickled model to ``path`` and its sidecar ``<path>.meta.json``.
 
     Each file is written atomically (temp + rename), the pickle first. A crash between
@@ -368,6 +372,11 @@ def save_checkpoint(model: BasketClassifier, path: Path) -> None:
     :func:`load_checkpoint` refuses: a checkpoint is never half-trusted. A file that
     cannot be written (full disk, a file in the way) raises
     :class:`~basketflow.sinks.offline_store.StoreUnwritable`.
+
+    ``event_time`` (epoch seconds: the newest event the flow had seen when it wrote the
+    checkpoint) is recorded in the sidecar, and the checkpoint is also kept, never
+    overwritten, in :func:`history_dir` (:func:`checkpoint_history` lists them), so a
+    batch prediction can use the weights that were live at any past event time.
     """
     path = Path(path)
     data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
@@ -376,11 +385,49 @@ def save_checkpoint(model: BasketClassifier, path: Path) -> None:
         "pipeline": model.pipeline, "n_learned": model.n_learned,
         "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
         "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "event_time": event_time,
     }
+    encoded = (json.dumps(meta, indent=2) + "\n").encode()
+    copies = [path]
+    if event_time is not None:
+        copies.append(history_dir(path.parent)
+                      / f"{event_time:011d}-{model.version}-{model.n_learned:09d}.pkl")
     with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, data)
-        _write_atomic(_meta_path(path), (json.dumps(meta, indent=2) + "\n").encode())
+        for target in copies:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(target, data)
+            _write_atomic(_meta_path(target), encoded)
+
+
+def history_dir(models_dir: Path) -> Path:
+    """Where every checkpoint written with an event time is kept: ``<models>/history``."""
+    return Path(models_dir) / "history"
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    """A checkpoint kept in the history: the event time it was written at, its model
+    version and how many baskets it had learnt, and its file."""
+
+    event_time: int
+    version: str
+    n_learned: int
+    path: Path
+
+
+def checkpoint_history(models_dir: Path) -> list[SavedCheckpoint]:
+    """Every kept checkpoint, by event time then baskets learnt (their sidecars; files
+    without one are skipped: :func:`load_checkpoint` would refuse them)."""
+    saved = []
+    for path in sorted(history_dir(models_dir).glob("*.pkl")):
+        try:
+            meta = read_checkpoint_meta(path)
+        except CheckpointError:
+            continue
+        if isinstance(meta.get("event_time"), int):
+            saved.append(SavedCheckpoint(meta["event_time"], meta["version"],
+                                         int(meta.get("n_learned") or 0), path))
+    return sorted(saved, key=lambda c: (c.event_time, c.n_learned))
 
 
 def read_checkpoint_meta(path: Path) -> dict[str, Any]:

@@ -150,7 +150,7 @@ def _by_view(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     return grouped
 
 
-def _entity_ids(values: pd.Series, column: str) -> pa.Array:
+def entity_ids(values: pd.Series, column: str) -> pa.Array:
     """An input id column as strings, the type of ``entity_id`` in the feature log.
 
     Integer ids (a user's CSV) become their decimal text; float ids that are whole numbers
@@ -172,7 +172,7 @@ def _entity_ids(values: pd.Series, column: str) -> pa.Array:
     return ids
 
 
-def _timestamps(values: pd.Series, column: str) -> pa.Array:
+def timestamps(values: pd.Series, column: str) -> pa.Array:
     """An input timestamp column as UTC microseconds; naive times and strings are UTC.
 
     Accepts datetimes (naive or with a zone) and ISO 8601 strings (with or without an
@@ -206,8 +206,8 @@ def _key_table(entities: pd.DataFrame, requests: Sequence[ViewRequest],
         raise ValueError(f"the entity rows lack column(s) {', '.join(map(repr, missing))}; "
                          f"they have: {', '.join(map(str, entities.columns))}")
     keys = pa.table({ROW: pa.array(np.arange(len(entities), dtype=np.int64)),
-                     KEY_TS: _timestamps(entities[timestamp_column], timestamp_column)})
-    ids = {c: _entity_ids(entities[c], c) for c in dict.fromkeys(r.id_column for r in requests)}
+                     KEY_TS: timestamps(entities[timestamp_column], timestamp_column)})
+    ids = {c: entity_ids(entities[c], c) for c in dict.fromkeys(r.id_column for r in requests)}
     return keys, ids
 
 

@@ -102,7 +102,7 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool, debug: bool) -
 for command in (servers.up, servers.down, servers.status, data.generate, data.replay,
                 run.run, features.features, features.entities, backfill.backfill,
                 backfill.historical,
-                report.report, report.categories, models.score, models.segment,
+                report.report, report.categories, models.score, models.predict, models.segment,
                 models.evaluate, demo.demo, check.check, serve.serve):
     cli.add_command(command)
 

@@ -3,6 +3,7 @@ categories, and how well the models know them."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from basketflow.cli.output import (
     mkdir_option,
     out,
     print_json,
+    progress_bar,
     table,
     when,
 )
@@ -220,3 +222,54 @@ def evaluate(settings: Settings, split: datetime, seed: int, k: int | None,
     for i, (name, row) in enumerate(result.confusion.iterrows()):
         matrix.add_row(str(i + 1), str(name), *(str(v) for v in row))
     out.print(matrix)
+
+
+@click.command()
+@click.option("--entities", type=click.Path(dir_okay=True, path_type=Path), default=None,
+              help="CSV or Parquet with customer_id and, unless --at, timestamp.")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Instead of --entities: every customer with an event that day (at its "
+                   "end, unless --at).")
+@click.option("--at", default=None,
+              help="One time for every row: a date (its last second, UTC) or an ISO 8601 "
+                   "time.")
+@click.option("--model", default=None,
+              help="A model version (as the scores show it): its newest checkpoint for "
+                   "every row [default: the one live at each row's time].")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="Output file, .parquet.")
+@mkdir_option
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
+@click.pass_obj
+def predict(settings: Settings, entities: Path | None, day: datetime | None, at: str | None,
+            model: str | None, out_path: Path, mkdir: bool, as_json: bool) -> None:
+    """Batch predictions: each customer's category at a time, from the basket and
+    customer values of the offline store then, by the model live then.
+
+    \b
+      basketflow predict --entities customers.csv --at 2011-09-30 --out p.parquet
+      basketflow predict --date 2011-09-30 --out p.parquet
+    """
+    from basketflow.app.predictions import predict as run_predictions
+    if (entities is None) == (day is None):
+        raise click.UsageError("give one of --entities FILE and --date D")
+    with ExitStack() as stack:  # the bar starts once the input is read and checked
+        bar = progress_bar("predict", in_bytes=False)
+        task = bar.add_task("predict", total=None, lines="", start=False)
+
+        def started(total: int) -> None:
+            stack.enter_context(bar)
+            bar.update(task, total=total)
+            bar.start_task(task)
+
+        written = run_predictions(
+            settings, out_path, entities=entities, day=day.date() if day else None, at=at,
+            model=model, mkdir=mkdir, on_start=started,
+            on_rows=lambda n: bar.advance(task, n))
+    if as_json:
+        print_json(written.to_json())
+        return
+    predicted = written.rows - written.no_basket - written.no_model
+    out.print(f"wrote {written.rows:,} rows to {out_path}: {predicted:,} predicted, "
+              f"{written.no_basket:,} without a basket, {written.no_model:,} before the "
+              f"first model; {written.rows_per_second:,.0f} rows/s")

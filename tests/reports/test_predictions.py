@@ -1,0 +1,156 @@
+"""``basketflow predict`` (reports/predictions.py): rows at the time of a basket get the
+score the live flow logged for it, through the real command, broker and Valkey; the
+model live at a time is the newest checkpoint at or before it; bad input is one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from basketflow.cli import cli
+from basketflow.config import ENV_DATA_DIR, ENV_KAFKA, ENV_PREFIX, ENV_REDIS, ENV_TOPIC, Settings
+from basketflow.flows.backfill import file_events, run_backfill
+from basketflow.flows.live import FeatureOutputs, RunOptions, run_live
+from basketflow.models.classifier import (
+    BasketClassifier,
+    checkpoint_history,
+    classifier_features,
+    load_checkpoint,
+    save_checkpoint,
+)
+from basketflow.producers.replay import replay
+from basketflow.producers.synthetic import write_csv
+from basketflow.reports.predictions import live_at
+from basketflow.reports.segments import assign_customers, fit_segments, scoring_config
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    """The environment a command of this data directory runs with."""
+    assert settings.kafka_bootstrap and settings.redis_url
+    return {ENV_KAFKA: settings.kafka_bootstrap, ENV_REDIS: settings.redis_url,
+            ENV_DATA_DIR: str(settings.data_dir), ENV_TOPIC: settings.topic,
+            ENV_PREFIX: settings.prefix}
+
+
+@pytest.mark.slow
+def test_predicting_at_a_baskets_time_gives_the_score_the_flow_logged(
+        settings: Settings, tmp_path: Path) -> None:
+    assert settings.kafka_bootstrap
+    source = tmp_path / "events.csv"
+    write_csv(source, rows=12_000, seed=4, start=date(2011, 1, 1), end=date(2011, 6, 30))
+    run_backfill(file_events(source, [0]), FeatureOutputs(None, settings.prefix,
+                                                          settings.offline_dir),
+                 RunOptions(snapshot_seconds=3600))
+    fit_segments(settings.data_dir, date(2011, 4, 30), k=8)
+    assign_customers(settings.data_dir)
+    # one partition, one event a batch: the flow scores in event-time order, as a flow
+    # tailing the shop does, so a checkpoint's event time tells which baskets it scored
+    # (a backlog read in large batches folds months of a customer at once)
+    replay(source, settings.kafka_bootstrap, settings.topic, settings.dead_topic,
+           partitions=1)
+    config = scoring_config(settings.data_dir)
+    assert config is not None  # a checkpoint after every basket learnt: the live weights
+    run_live(settings, stop_at_end=True, options=RunOptions(), max_batch=1,
+             scoring=dataclasses.replace(config, checkpoint_every=1))
+
+    history = checkpoint_history(settings.data_dir / "models")
+    scores = pd.read_parquet(settings.offline_dir / "scores").drop(columns=["date"])
+    last = scores.sort_values(["entity_id", "ts", "seq"]).groupby(
+        ["entity_id", "ts"], as_index=False).last()
+    # a checkpoint written at a basket's own time may have come before or after its
+    # score (other customers' baskets closing in the same minute): leave those out
+    tied = {pd.Timestamp(c.event_time, unit="s", tz="UTC") for c in history}
+    known = last[~last["ts"].isin(tied) & ~last["entity_id"].str.startswith("guest-")]
+    assert len(known) >= 100, len(known)
+    rows = known.sample(min(300, len(known)), random_state=2).reset_index(drop=True)
+    entities = tmp_path / "rows.csv"
+    pd.DataFrame({"customer_id": rows["entity_id"],
+                  "timestamp": rows["ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")}).to_csv(
+        entities, index=False)
+    out = tmp_path / "predictions.parquet"
+
+    done = CliRunner().invoke(cli, ["predict", "--entities", str(entities), "--out", str(out),
+                                    "--json"], env=env_of(settings))
+
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    assert summary["rows"] == summary["predicted"] == len(rows), summary
+    predicted = pd.read_parquet(out)
+    assert predicted["customer_id"].tolist() == rows["entity_id"].tolist()
+    assert (predicted["invoice"] == rows["invoice"]).all()
+    assert (predicted["category"] == rows["category"]).all()
+    assert (predicted["model_version"] == rows["model_version"]).all()
+    for i, logged in enumerate(rows["probabilities"]):
+        for category, p in json.loads(logged).items():
+            assert predicted.at[i, f"prob_{category}"] == p
+    # the weights change along the run: rows were scored by many checkpoints
+    assert predicted["model_learned"].nunique() > 10
+
+    day = rows["ts"].iloc[0].date().isoformat()
+    daily = CliRunner().invoke(cli, ["predict", "--date", day, "--out", str(out)],
+                               env=env_of(settings))
+    assert daily.exit_code == 0 and "rows/s" in daily.output, daily.output
+    on_day = pd.read_parquet(out)
+    assert rows["entity_id"].iloc[0] in set(on_day["customer_id"])
+    assert (on_day["timestamp"] == pd.Timestamp(f"{day}T23:59:59Z")).all()
+
+    named = CliRunner().invoke(cli, ["predict", "--entities", str(entities), "--model",
+                                     history[-1].version, "--out", str(out)],
+                               env=env_of(settings))
+    assert named.exit_code == 0, named.output
+    assert (pd.read_parquet(out)["model_learned"] == history[-1].n_learned).all()
+
+
+def test_bad_input_is_one_error_line(settings: Settings, tmp_path: Path) -> None:
+    env = env_of(settings)
+    ids = tmp_path / "ids.csv"
+    ids.write_text("customer_id\n13436\n")
+    no_id = tmp_path / "no_id.csv"
+    no_id.write_text("who,timestamp\n1,2011-01-01\n")
+    dated = tmp_path / "dated.csv"
+    dated.write_text("customer_id,timestamp\n13436,2011-01-01T10:00:00\n")
+    out = str(tmp_path / "p.parquet")
+    cases = [
+        (["--entities", str(tmp_path / "missing.csv")], "no such file"),
+        (["--entities", str(ids), "--at", "soon"], "is not a date"),
+        (["--entities", str(ids)], "has no 'timestamp' column"),
+        (["--entities", str(no_id)], "has no 'customer_id' column"),
+        (["--entities", str(dated), "--out", str(tmp_path / "p.csv")], "written as Parquet"),
+        (["--date", "2011-01-01"], "no checkpoint with an event time"),
+    ]
+    model = BasketClassifier("seg-1")
+    model.learn(classifier_features({"value": 10.0, "lines": 2, "country": "France"}, None),
+                "small")
+    for args, message in cases:
+        done = CliRunner().invoke(cli, ["predict", "--out", out, *args], env=env)
+        lines = done.output.strip().splitlines()
+        assert done.exit_code == 1 and len(lines) == 1, (args, done.output)
+        assert lines[0].startswith("Error:") and message in lines[0], (args, done.output)
+        if message.startswith("no checkpoint"):  # from now on, a checkpoint of 1300000000
+            save_checkpoint(model, settings.data_dir / "models" / "classifier-seg-1.pkl",
+                            event_time=1_300_000_000)
+            cases += [(["--entities", str(dated)], "no model was live"),
+                      (["--entities", str(dated), "--model", "nope"],
+                       f"known versions: {model.version}")]
+
+
+def test_the_model_live_at_a_time_is_the_newest_checkpoint_at_or_before_it(
+        tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    model = BasketClassifier("seg-1")
+    x = classifier_features({"value": 10.0, "lines": 2, "country": "France"}, None)
+    for when in (300, 100, 200):  # written out of order: listed by event time
+        model.learn(x, "small")
+        save_checkpoint(model, models / "classifier-seg-1.pkl", event_time=when)
+    save_checkpoint(model, models / "classifier-seg-1.pkl")  # no event time: not kept
+    history = checkpoint_history(models)
+    assert [(c.event_time, c.n_learned) for c in history] == [(100, 2), (200, 3), (300, 1)]
+    assert live_at(history, np.array([99, 100, 250, 10**10])).tolist() == [-1, 0, 1, 2]
+    assert load_checkpoint(history[0].path, model.version).n_learned == 2
