@@ -6,12 +6,12 @@ stream is one partition), and 0 until every partition of the topic has delivered
 Events are keyed by customer, so each partition holds its customers' events in order;
 while one partition runs ahead of the others (a replay reads thousands of messages per
 poll of each), the clock waits for the slowest, so the windows it moves on are not moved
-before their events arrive. A partition that is empty or falls idle holds the clock back
-until it delivers or the input ends (there is no idleness timeout yet); at the end of
-the input (``run --stop-at-end``, a backfill; not a run stopped by a signal, whose
-partitions may lag) the clock moves on to the newest event time of all. It is kept in the recovery state
-(:func:`event_clock`), written to the progress hash (``clock``) and shown by
-``basketflow status``.
+before their events arrive. A partition that is empty or falls quiet holds the clock
+back for :data:`IDLE_AFTER` of wall time, then is idle (left out) until it delivers
+again, as idle sources are in Flink. At the end of the input (``run --stop-at-end``, a
+backfill; not a run stopped by a signal, whose partitions may lag) the clock moves on to
+the newest event time of all. It is kept in the recovery state (:func:`event_clock`),
+written to the progress hash (``clock``) and shown by ``basketflow status``.
 
 An event that arrives behind the clock anyway (its partition was idle, or out of order)
 is still folded in: the feature step writes the rows after it again
@@ -50,6 +50,7 @@ Stream by stream, for one entity kind::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
 from typing import NamedTuple, TypeVar
 from zlib import crc32
 
@@ -73,6 +74,10 @@ CUSTOMER_WAKE_HOURS = tuple(days * 24 for days in CUSTOMER.windows_days)
 #: changes at hour ends (:class:`~basketflow.features.feature_state.ProductState`).
 PRODUCT_WAKE_HOURS = tuple(hours + 1 for hours in PRODUCT_CHANGE_HOURS)
 
+#: A partition that has delivered nothing for this long (wall time) stops holding the
+#: clock back until it delivers again, as an idle source does in Flink: a topic with an
+#: empty or quiet partition still has its windows moved on.
+IDLE_AFTER = timedelta(seconds=10)
 #: Events of one entity in a batch.
 Group = tuple[str, list[Transaction]]
 P = TypeVar("P")
@@ -86,30 +91,43 @@ class ClockedBatch(NamedTuple):
 
 
 class PartitionClock:
-    """The newest event time of each partition; the clock is the oldest of them, and 0
-    until each of the ``expected`` partitions has delivered events.
+    """The newest event time of each partition; the clock is the oldest of them among the
+    partitions not ``idle``, and 0 while one of them (or of the ``expected`` ones) has
+    not delivered events yet. When every partition is idle it is the newest of all.
 
     >>> c = PartitionClock(("p0", "p1"))
     >>> c.add("p0", 500), c.add("p1", 300), c.add("p0", 900), c.add("p1", 800)
     (0, 300, 300, 800)
-    >>> c.end()
-    900
+    >>> c.idle = frozenset({"p1"})  # p1 has delivered nothing for a while
+    >>> c.now(), c.add("p1", 850), c.end()
+    (900, 850, 900)
     """
 
-    __slots__ = ("newest", "expected")
+    __slots__ = ("newest", "expected", "idle")
 
     def __init__(self, expected: tuple[str, ...] = ()) -> None:
         self.newest: dict[str, int] = {}
         self.expected = expected
+        self.idle: frozenset[str] = frozenset()
 
     def add(self, partition: str, newest: int) -> int:
         """Fold in a batch of ``partition`` whose newest event time is ``newest`` (0: no
-        events); the clock after it."""
+        events; the partition is no longer idle); the clock after it."""
         if newest > self.newest.get(partition, 0):
             self.newest[partition] = newest
-        if any(p not in self.newest for p in self.expected):
+        if partition in self.idle:
+            self.idle = self.idle - {partition}
+        return self.now()
+
+    def now(self) -> int:
+        """The clock (see the class)."""
+        newest = self.newest
+        active = [p for p in (*self.expected, *newest) if p not in self.idle]
+        if not active:
+            return self.end()
+        if any(p not in newest for p in active):
             return 0
-        return min(self.newest.values(), default=0)
+        return min(newest[p] for p in active)
 
     def end(self) -> int:
         """The clock at the end of the input: the newest event time of all."""
@@ -119,21 +137,54 @@ class PartitionClock:
         """A copy that does not change with this one (for a snapshot)."""
         clock = PartitionClock(self.expected)
         clock.newest = dict(self.newest)
+        clock.idle = self.idle
         return clock
 
 
+def _utc_now() -> datetime:
+    """The wall clock, for idleness."""
+    return datetime.now(timezone.utc)
+
+
 class _ClockLogic(StatefulLogic[tuple[str, int, P], tuple[P, int], PartitionClock]):
-    """The one clock of a flow (every batch goes through one key)."""
+    """The one clock of a flow (every batch goes through one key), with each partition's
+    last delivery in wall time: a partition silent for :data:`IDLE_AFTER` stops holding
+    the clock back (resumed, every partition starts afresh)."""
 
     def __init__(self, empty: Callable[[], P], expected: tuple[str, ...],
-                 resumed: PartitionClock | None) -> None:
+                 resumed: PartitionClock | None,
+                 now: Callable[[], datetime] = _utc_now) -> None:
         self.empty = empty
         self.clock = resumed or PartitionClock()
         self.clock.expected = expected  # the input's partitions now
+        self.clock.idle = frozenset()
+        self._now = now
+        started = now()
+        self.last_seen = dict.fromkeys((*expected, *self.clock.newest), started)
+        self.emitted = 0
 
     def on_item(self, value: tuple[str, int, P]) -> tuple[list[tuple[P, int]], bool]:
         partition, newest, batch = value
-        return [(batch, self.clock.add(partition, newest))], StatefulLogic.RETAIN
+        self.last_seen[partition] = self._now()
+        clock = self.clock.add(partition, newest)
+        self.emitted = max(self.emitted, clock)
+        return [(batch, clock)], StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        """When the next partition not idle yet would become idle, if none delivers."""
+        waiting = [t for p, t in self.last_seen.items() if p not in self.clock.idle]
+        return min(waiting) + IDLE_AFTER if waiting else None
+
+    def on_notify(self) -> tuple[list[tuple[P, int]], bool]:
+        """Mark the partitions silent for :data:`IDLE_AFTER` idle; pass a moved clock on."""
+        now = self._now()
+        self.clock.idle = frozenset(p for p, t in self.last_seen.items()
+                                    if now - t >= IDLE_AFTER)
+        clock = self.clock.now()
+        if clock <= self.emitted:
+            return [], StatefulLogic.RETAIN
+        self.emitted = clock
+        return [(self.empty(), clock)], StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[list[tuple[P, int]], bool]:
         if stopping.requested():  # stopped, not at the end: the partitions may lag
