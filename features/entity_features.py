@@ -50,6 +50,8 @@ from basketflow.features.feature_state import (
     BasketState,
     CustomerState,
     ProductState,
+    hour_end,
+    last_ended_hour,
     upgrade_customer_tiles,
 )
 from basketflow.features.seen_ids import SeenIds
@@ -86,24 +88,16 @@ class Folder(ABC):
         update.ts = self.max_ts
         return update
 
-    def _expire(self, entity: str, until: int, update: FeatureUpdate) -> None:
-        """Write the rows of the moments after ``rows_through`` up to ``until`` at which
-        the entity's windows move on; ``rows_through`` becomes ``until``. None by
-        default: an entity kind whose values change only with its events."""
-        self.rows_through = max(self.rows_through, until)
-
     @abstractmethod
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
               update: FeatureUpdate) -> None:
         """Fold events not seen before into the entity's state, adding its values, log rows
         and late events to ``update``."""
 
-    def _emit(self, entity: str, view: str, values: dict[str, Any],
-              update: FeatureUpdate) -> None:
-        """Add one view's current values to the update, as values and a log row."""
-        update.values[view] = values
-        update.times[view] = self.max_ts
-        update.rows.append(LogRow(view, entity, self.max_ts, self.seq, values))
+    @abstractmethod
+    def _expire(self, entity: str, until: int, update: FeatureUpdate) -> None:
+        """Write the rows of the moments after ``rows_through`` up to ``until`` at which
+        the entity's windows move on; ``rows_through`` becomes ``until``."""
 
 
 class CustomerFolder(Folder):
@@ -156,6 +150,13 @@ class CustomerFolder(Folder):
         self.seq, self.max_ts = seq, max_ts
         if moved:
             self._emit_moved(entity, basket_moved, update)
+
+    def _emit(self, entity: str, view: str, values: dict[str, Any],
+              update: FeatureUpdate) -> None:
+        """Add one view's current values to the update, as values and a log row."""
+        update.values[view] = values
+        update.times[view] = self.max_ts
+        update.rows.append(LogRow(view, entity, self.max_ts, self.seq, values))
 
     def _emit_moved(self, entity: str, basket_moved: bool, update: FeatureUpdate) -> None:
         """Add the views that moved, in name order: the basket (if it moved), the customer;
@@ -221,7 +222,7 @@ class ProductFolder(Folder):
         product = self.product
         max_ts, applied, late = self.max_ts, 0, update.late
         oldest = self.rows_through - PRODUCT_REWRITE_S
-        logged_through = _hour_end_at(self.rows_through)
+        logged_through = hour_end(last_ended_hour(self.rows_through))
         again: set[int] = set()
         for e in fresh:
             ts = e.ts
@@ -246,7 +247,7 @@ class ProductFolder(Folder):
         """Log the hours whose end the clock passed since ``rows_through``; the values as
         of the last hour end up to ``until``, if they changed."""
         product, after = self.product, self.rows_through
-        first, last = (after + 1) // HOUR, (until + 1) // HOUR - 1
+        first, last = last_ended_hour(after) + 1, last_ended_hour(until)
         self._log_hours(entity, sorted(h for h in product.tiles if first <= h <= last),
                         update)
         changed = product.last_change(until)
@@ -259,23 +260,13 @@ class ProductFolder(Folder):
         """A log row of each hour's tile, stamped with the hour's end."""
         seq, rows, product = self.seq, update.rows, self.product
         for hour in hours:
-            rows.append(LogRow("product", entity, hour * HOUR + HOUR - 1, seq,
-                               product.tile_row(hour)))
+            rows.append(LogRow("product", entity, hour_end(hour), seq, product.tile_row(hour)))
 
     def _emit_values(self, entity: str, moment: int, update: FeatureUpdate) -> None:
         """The values as of the hour end ``moment`` (their last change), for the online
         store."""
         update.values["product"] = self.product.values(moment)
         update.times["product"] = moment
-
-
-def _hour_end_at(ts: int) -> int:
-    """The last hour end at or before ``ts``.
-
-    >>> _hour_end_at(7199), _hour_end_at(7200), _hour_end_at(10_000)
-    (7199, 7199, 7199)
-    """
-    return (ts + 1) // HOUR * HOUR - 1
 
 
 SlotValues = tuple[tuple[str, ...], tuple[Any, ...]]

@@ -32,6 +32,25 @@ DAY = 86_400
 _category_of = load_taxonomy().category_of
 
 
+def last_ended_hour(ts: int) -> int:
+    """The last hour whose end (its last second) is at or before ``ts``; works on NumPy
+    arrays of times too.
+
+    >>> last_ended_hour(7199), last_ended_hour(7200), last_ended_hour(10_799)
+    (1, 1, 2)
+    """
+    return (ts + 1) // HOUR - 1
+
+
+def hour_end(hour: int) -> int:
+    """The last second of ``hour`` (hours since the epoch); works on NumPy arrays too.
+
+    >>> hour_end(1)
+    7199
+    """
+    return hour * HOUR + HOUR - 1
+
+
 def _cutoffs(as_of: int, days: tuple[int, ...]) -> list[int]:
     """The first hour tile inside each window ending at ``as_of``."""
     hour = as_of // HOUR + 1
@@ -54,6 +73,9 @@ def _windows_of(view: FeatureView, stem: str) -> tuple[tuple[str, int], ...]:
 _CUSTOMER_DAYS = CUSTOMER.windows_days
 #: Hours of tiles a customer needs: its longest window, and a day more.
 _CUSTOMER_KEPT_HOURS = max(_CUSTOMER_DAYS) * 24 + 24
+#: Hours after a tile's hour at whose start it leaves each of the customer's windows,
+#: shortest window first: the only moments its windowed values change between events.
+CUSTOMER_CHANGE_HOURS = tuple(days * 24 for days in _CUSTOMER_DAYS)
 _SPEND = _windows_of(CUSTOMER, "spend")
 _ORDERS = _windows_of(CUSTOMER, "orders")
 _ITEMS = _windows_of(CUSTOMER, "items")
@@ -137,7 +159,7 @@ class CustomerState:
         tiles, so these are the only moments the windowed values change between events.
 
         >>> c = CustomerState()
-        >>> c.tiles = {10: [5.0, 1, 0]}
+        >>> c.tiles = {10: [5.0, 1, 0, 1, 1]}
         >>> c.next_change(0) // HOUR, c.next_change(34 * HOUR) // HOUR
         (34, 178)
         >>> c.next_change((10 + 90 * 24) * HOUR) is None
@@ -145,8 +167,8 @@ class CustomerState:
         """
         first: int | None = None
         for hour in self.tiles:
-            for days in _CUSTOMER_DAYS:
-                moment = (hour + days * 24) * HOUR
+            for after_hours in CUSTOMER_CHANGE_HOURS:
+                moment = (hour + after_hours) * HOUR
                 if moment > after:
                     if first is None or moment < first:
                         first = moment
@@ -305,9 +327,11 @@ _EVICT_SLACK_HOURS = 7 * 24
 _PRODUCT_DAYS = PRODUCT.windows_days
 #: Hours of tiles a product needs: its longest window, and a day more.
 _PRODUCT_KEPT_HOURS = max(_PRODUCT_DAYS) * 24 + 24
+#: Each of the product's windows in hours, shortest first.
+PRODUCT_SPAN_HOURS = tuple(days * 24 for days in _PRODUCT_DAYS)
 #: Hours after a tile's hour at whose end the product's values change: its own hour's
 #: end (it enters every window), and each window's span (it leaves that window).
-PRODUCT_CHANGE_HOURS = (0,) + tuple(days * 24 for days in _PRODUCT_DAYS)
+PRODUCT_CHANGE_HOURS = (0, *PRODUCT_SPAN_HOURS)
 _CHANGE_HOURS_LONGEST_FIRST = tuple(sorted(PRODUCT_CHANGE_HOURS, reverse=True))
 _UNITS = _windows_of(PRODUCT, "units")
 _REVENUE = _windows_of(PRODUCT, "revenue")
@@ -318,7 +342,7 @@ if len({w for _, w in _DISTINCT_BUYERS}) != 1:
                      "distinct_buyers over one window only")
 _BUYERS_WINDOW = _DISTINCT_BUYERS[0][1]
 #: The span in hours of the window distinct buyers are counted over.
-BUYERS_SPAN_HOURS = _PRODUCT_DAYS[_BUYERS_WINDOW] * 24
+BUYERS_SPAN_HOURS = PRODUCT_SPAN_HOURS[_BUYERS_WINDOW]
 #: Revenue is kept in thousandths of the currency, as whole numbers: prices have at most
 #: three decimals, so window sums are exact however they are added and taken away.
 MILLI = 1000
@@ -392,7 +416,7 @@ class ProductState:
         >>> p.last_change(11 * HOUR), p.last_change(40 * HOUR) // HOUR, p.last_change(9 * HOUR)
         (39599, 34, None)
         """
-        last = (until + 1) // HOUR - 1  # hour ends h*HOUR + HOUR - 1 <= until <=> h <= last
+        last = last_ended_hour(until)
         latest = -1
         for hour in self.tiles:
             for after in _CHANGE_HOURS_LONGEST_FIRST:  # the latest change of this tile
@@ -401,7 +425,7 @@ class ProductState:
                     if moment > latest:
                         latest = moment
                     break
-        return None if latest < 0 else latest * HOUR + HOUR - 1
+        return None if latest < 0 else hour_end(latest)
 
     def tile_row(self, hour: int) -> dict[str, Any]:
         """What the feature log keeps of one hour: the tile and its buyers (sorted), from

@@ -52,24 +52,27 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple, TypeVar
-from zlib import crc32
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulLogic
 
-from basketflow.features.feature_state import PRODUCT_CHANGE_HOURS
+from basketflow.features.feature_state import (
+    CUSTOMER_CHANGE_HOURS,
+    HOUR,
+    PRODUCT_CHANGE_HOURS,
+)
 from basketflow.flows import stopping
+from basketflow.flows.shards import shard_of
 from basketflow.schemas.events import Transaction
-from basketflow.schemas.features import CUSTOMER
 from basketflow.schemas.records import Work
 
-HOUR = 3600
 #: Shards of the timer wheels: every batch sends each one an item (its clock), and
 #: Bytewax spreads them over the workers.
 TIMER_SHARDS = 4
-#: Hours after an event's hour at which a customer's tile leaves one of its windows.
-CUSTOMER_WAKE_HOURS = tuple(days * 24 for days in CUSTOMER.windows_days)
+#: Hours after an event's hour at whose start a customer's tile leaves one of its
+#: windows.
+CUSTOMER_WAKE_HOURS = CUSTOMER_CHANGE_HOURS
 #: Hours after an event's hour by whose start a product's values changed: the product
 #: changes at hour ends (:class:`~basketflow.features.feature_state.ProductState`).
 PRODUCT_WAKE_HOURS = tuple(hours + 1 for hours in PRODUCT_CHANGE_HOURS)
@@ -221,11 +224,6 @@ class ShardBatch(NamedTuple):
     clock: int
 
 
-def shard_of(entity: str, shards: int = TIMER_SHARDS) -> int:
-    """An entity's timer shard: the CRC-32 of its id (the same in every process)."""
-    return crc32(entity.encode()) % shards
-
-
 def to_shards(groups: list[Group], clock: int,
               known: dict[str, int]) -> list[tuple[str, ShardBatch]]:
     """One item per shard: its entities' groups and the clock. ``known`` keeps each
@@ -234,7 +232,7 @@ def to_shards(groups: list[Group], clock: int,
     for group in groups:
         shard = known.get(group[0])
         if shard is None:
-            shard = known[group[0]] = shard_of(group[0])
+            shard = known[group[0]] = shard_of(group[0], TIMER_SHARDS)
         by_shard[shard].append(group)
     return [(str(i), ShardBatch(g, clock)) for i, g in enumerate(by_shard)]
 
@@ -296,12 +294,12 @@ def timer_step(wake_hours: tuple[int, ...]) -> Callable[
     def mapper(wheel: TimerWheel | None,
                batch: ShardBatch) -> tuple[TimerWheel, list[tuple[str, Work]]]:
         wheel = wheel or TimerWheel()
-        clock = max(wheel.clock, batch.clock)
+        due = wheel.advance(batch.clock)  # moments it passes now are the folders' to write
+        clock = wheel.clock
         out: list[tuple[str, Work]] = []
         for entity, events in batch.groups:
             wheel.schedule(entity, _hours(events), wake_hours)
             out.append((entity, Work(entity, events, clock)))
-        due = wheel.advance(clock)
         if due:
             due.difference_update(entity for entity, _ in batch.groups)
             out.extend((entity, Work(entity, [], clock)) for entity in sorted(due))

@@ -243,11 +243,8 @@ def add_feature_steps(batches: Stream[ClockedBatch], outputs: FeatureOutputs,
         known: dict[str, int] = {}
         to_timers = op.flat_map("customer-shards", batches, lambda c: to_shards(
             group_by(keep(c.events) if keep else c.events, _customer_key), c.clock, known))
-        timers = pickled_flat_map("customer-timers", to_timers,
-                                  timer_step(CUSTOMER_WAKE_HOURS))
-        customers = pickled_flat_map("customer-features",
-                                     op.map("customer-work", timers, lambda kv: kv[1]),
-                                     folder_step(CustomerFolder, outputs.allowed_lateness))
+        customers = fold_entities("customer", to_timers, CUSTOMER_WAKE_HOURS, CustomerFolder,
+                                  outputs.allowed_lateness)
         folded.append(customers)
         if outputs.scoring is not None:
             add_scoring_steps(op.key_rm("customer-updates", customers), outputs, stats)
@@ -265,11 +262,8 @@ def add_feature_steps(batches: Stream[ClockedBatch], outputs: FeatureOutputs,
                              max(batch.clock for batch in joined), known_products)
 
         to_product_timers = op.flat_map("product-shards", product_lines, product_shards)
-        product_timers = pickled_flat_map("product-timers", to_product_timers,
-                                          timer_step(PRODUCT_WAKE_HOURS))
-        folded.append(pickled_flat_map("product-features",
-                                       op.map("product-work", product_timers, lambda kv: kv[1]),
-                                       folder_step(ProductFolder, PRODUCT_LATENESS_S)))
+        folded.append(fold_entities("product", to_product_timers, PRODUCT_WAKE_HOURS,
+                                    ProductFolder, PRODUCT_LATENESS_S))
     if not folded:
         return
     keyed_updates = op.merge("merge-updates", *folded)
@@ -281,6 +275,17 @@ def add_feature_steps(batches: Stream[ClockedBatch], outputs: FeatureOutputs,
     if outputs.offline_root is not None:
         rows = op.map("log-rows", updates, lambda u: ("log", u))
         op.output("feature-log", rows, FeatureLogSink(outputs.offline_root, versions(), stats))
+
+
+def fold_entities(kind: str, shards: Stream[tuple[str, ShardBatch]],
+                  wake_hours: tuple[int, ...], folder: type[CustomerFolder | ProductFolder],
+                  lateness: int) -> KeyedStream[FeatureUpdate]:
+    """The timer wheels of one entity ``kind`` (``<kind>-timers``: each entity's events
+    and the entities the clock wakes) and its feature step (``<kind>-features``)."""
+    timers = pickled_flat_map(f"{kind}-timers", shards, timer_step(wake_hours))
+    return pickled_flat_map(f"{kind}-features",
+                            op.map(f"{kind}-work", timers, lambda kv: kv[1]),
+                            folder_step(folder, lateness))
 
 
 def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureOutputs,

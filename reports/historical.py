@@ -58,7 +58,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import numpy as np
@@ -68,6 +67,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from basketflow.reports.offline_query import arrow_table
 from basketflow.reports.tile_log import is_tiled, tiled_values
 from basketflow.schemas.features import DAY_SECONDS, FeatureView, days_since, registry
 from basketflow.sinks.offline_layout import feature_log_files
@@ -216,17 +216,6 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _arrow(con: duckdb.DuckDBPyConnection, query: str,
-           params: dict[str, Any] | None = None) -> pa.Table:
-    """A query's result as an Arrow table, without the extra copy of a DB-API cursor.
-
-    (``to_arrow_table`` in DuckDB 2, ``fetch_arrow_table`` before.)
-    """
-    relation = con.sql(query, params=params)
-    fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
-    return fetch()
-
-
 def _log_schema(request: ViewRequest) -> pa.Schema:
     """The Arrow schema of a view's log rows as read here: keys, then the columns the
     asked features need."""
@@ -278,7 +267,7 @@ def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
     columns = ", ".join(
         f"CAST({_quote(f)} AS {typed[f]}) AS {_quote(f)}" if f in present
         else f"NULL::{typed[f]} AS {_quote(f)}" for f in request.columns)
-    table = _arrow(con, f"SELECT CAST(entity_id AS VARCHAR) AS entity_id, "
+    table = arrow_table(con, f"SELECT CAST(entity_id AS VARCHAR) AS entity_id, "
                         f"CAST(ts AS TIMESTAMPTZ) AS ts, CAST(seq AS BIGINT) AS seq, {columns} "
                         f"FROM {source} WHERE version = $version",
                    {"files": [str(p) for p in files], "version": request.view.version})
@@ -362,7 +351,7 @@ def point_in_time(con: duckdb.DuckDBPyConnection, keys: pa.Table, ids: Mapping[s
             "code": log_codes, "ts": log.column("ts"), "seq": log.column("seq"),
             "__i": pa.array(np.arange(log.num_rows, dtype=np.int64))}))
     con.register("keys", keys)
-    found = _arrow(con, _asof_sql(requests, key_of))
+    found = arrow_table(con, _asof_sql(requests, key_of))
     rows = found.column(ROW).to_numpy()
     as_of = _whole_seconds(keys.column(KEY_TS))
     for i, (request, log) in enumerate(zip(requests, logs)):

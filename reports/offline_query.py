@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from basketflow.sinks.offline_layout import (
     dead_letters_dir,
@@ -29,6 +30,17 @@ from basketflow.sinks.offline_layout import (
     scores_dir,
 )
 from basketflow.sinks.offline_store import CorruptFile, first_unreadable
+
+
+def arrow_table(con: duckdb.DuckDBPyConnection, query: str,
+                params: dict[str, Any] | None = None) -> pa.Table:
+    """A query's result as an Arrow table, without the extra copy of a DB-API cursor.
+
+    (``to_arrow_table`` in DuckDB 2, ``fetch_arrow_table`` before.)
+    """
+    relation = con.sql(query, params=params)
+    fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+    return fetch()
 
 
 class OfflineQuery:

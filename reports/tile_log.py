@@ -28,12 +28,12 @@ import pyarrow as pa
 from basketflow.features.feature_state import (
     BUYERS_SPAN_HOURS,
     HOUR,
+    PRODUCT_SPAN_HOURS,
+    hour_end,
     product_columns,
 )
-from basketflow.schemas.features import PRODUCT, FeatureView
-
-#: Each window's span in hours, in the order of ``PRODUCT.windows_days``.
-SPANS = tuple(days * 24 for days in PRODUCT.windows_days)
+from basketflow.reports.offline_query import arrow_table
+from basketflow.schemas.features import FeatureView
 
 
 def is_tiled(view: FeatureView) -> bool:
@@ -45,10 +45,10 @@ def _values_sql() -> str:
     """Sums per window and distinct buyers at every moment, per entity (see the module)."""
     sums = ", ".join(
         f"CAST(coalesce(s0.c{k}, 0) - coalesce(s{w + 1}.c{k}, 0) AS BIGINT) AS w{w}_{k}"
-        for w in range(len(SPANS)) for k in range(4))
+        for w in range(len(PRODUCT_SPAN_HOURS)) for k in range(4))
     joins = " ".join(
         f"ASOF LEFT JOIN prefix s{w + 1} ON m.e = s{w + 1}.e AND m.m - {span} >= s{w + 1}.h"
-        for w, span in enumerate(SPANS))
+        for w, span in enumerate(PRODUCT_SPAN_HOURS))
     return f"""
 WITH raw AS (
     SELECT CAST(entity_id AS VARCHAR) AS e,
@@ -88,15 +88,13 @@ def tiled_values(con: duckdb.DuckDBPyConnection, view: FeatureView, files: Seque
     with no tile at or before the hour has no row. Columns ``entity_id``, ``ts`` (the hour
     end, UTC), ``seq`` (0) and the features."""
     con.register("asked", asked)
-    relation = con.sql(_values_sql(), params={"files": [str(p) for p in files],
-                                              "version": view.version})
-    fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
-    found: pa.Table = fetch()
+    found = arrow_table(con, _values_sql(), {"files": [str(p) for p in files],
+                                             "version": view.version})
     sums = [[found.column(f"w{w}_{k}").to_pylist() for k in range(4)]
-            for w in range(len(SPANS))]
+            for w in range(len(PRODUCT_SPAN_HOURS))]
     columns = product_columns(sums, found.column("buyers").to_pylist())
     hours = found.column("hour").to_numpy()
-    ends = pa.array((hours * HOUR + HOUR - 1) * 1_000_000, pa.int64()).cast(
+    ends = pa.array(hour_end(hours) * 1_000_000, pa.int64()).cast(
         pa.timestamp("us", tz="UTC"))
     return pa.table({"entity_id": found.column("entity_id"), "ts": ends,
                      "seq": pa.array([0] * found.num_rows, pa.int64()),
