@@ -26,10 +26,13 @@ from basketflow.config import Settings
               show_default=True, help="Seconds a Redis command may take before a 503.")
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="Log one line per request (method, route, status, ms).")
+@click.option("--server", type=click.Choice(["uvicorn", "granian"]), default="uvicorn",
+              show_default=True, help="The ASGI server (granian: pip install granian; "
+              "docs/PERFORMANCE.md compares them).")
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int, workers: int, api_keys: Path | None,
           tls_key: Path | None, tls_cert: Path | None, redis_timeout: float,
-          access_log: bool) -> None:
+          access_log: bool, server: str) -> None:
     """The HTTP API: live features, scores, basket predictions, pushed events.
 
     \b
@@ -50,4 +53,4 @@ def serve(settings: Settings, host: str, port: int, workers: int, api_keys: Path
     except ServicesNotRunning:
         pass  # reads and predictions work without a broker; /events says what is missing
     options = ServeOptions(resolved, redis_timeout, api_keys, access_log)
-    run_server(options, Listen(host, port, workers, tls_key, tls_cert))
+    run_server(options, Listen(host, port, workers, tls_key, tls_cert), server)
