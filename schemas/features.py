@@ -53,7 +53,6 @@ from typing import Any
 from basketflow.schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT, load_taxonomy
 
 WINDOW_DAYS = (1, 7, 30, 90)
-DEFAULT_ALLOWED_LATENESS_S = 3600
 DAY_SECONDS = 86_400
 #: What ``features describe`` calls each kind of feature (see the module docstring).
 WINDOWED, STORED, REQUEST_TIME = "windowed", "stored", "request-time"

@@ -79,13 +79,12 @@ def plan_backfill(settings: Settings, source: Path | None, *, materialize: bool 
     from basketflow.app.services import REDIS, resolve
     from basketflow.flows.backfill import default_processes, file_events, offline_events
     from basketflow.flows.live import FeatureOutputs
-    from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S
     from basketflow.sinks.event_ids import ensure_content_ids
     ensure_content_ids(settings.offline_dir)
     redis_url = resolve(settings, (REDIS,)).redis_url if materialize else None
     outputs = FeatureOutputs(redis_url, settings.prefix, settings.offline_dir,
                              store_events=source is not None,
-                             allowed_lateness=DEFAULT_ALLOWED_LATENESS_S
+                             allowed_lateness=settings.allowed_lateness
                              if allowed_lateness is None else allowed_lateness)
     raw = [0]
     total = source.stat().st_size if source is not None else 0

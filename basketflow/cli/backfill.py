@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 @click.option("--materialize", is_flag=True,
               help="Also write the latest values to the online store (Redis).")
 @click.option("--allowed-lateness", type=click.IntRange(min=0), default=None,
-              help="Seconds an event may lag its customer's latest event [default: 3600].")
+              help="Seconds an event may lag its customer's latest event [default: "
+                   "the project file's allowed_lateness, else 3600].")
 @click.option("--processes", type=click.IntRange(min=1), default=None,
               help="Processes to split the customers and products over, each reading all "
                    "the events [default: the CPUs, at most 4].")
