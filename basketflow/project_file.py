@@ -21,7 +21,7 @@ value of the wrong type.
 >>> try:
 ...     read_project(root / FILE_NAME)
 ... except ProjectFileError as exc:
-...     print(str(exc).replace(str(root / FILE_NAME), "FILE")[:36])
+...     print(str(exc).replace(str(root / FILE_NAME), "FILE")[:35])
 FILE line 2: unknown key 'lateness'
 """
 
