@@ -45,6 +45,12 @@ ENV_DEBUG = "BASKETFLOW_DEBUG"
 DEFAULT_TOPIC = "transactions"
 DEFAULT_DEAD_TOPIC = "transactions.dead"
 DEFAULT_PREFIX = "bf"
+#: The environment variable that overrides each key of the project file.
+ENV_OF_KEY = {"data_dir": ENV_DATA_DIR, "offline_store": ENV_OFFLINE_STORE,
+              "kafka": ENV_KAFKA, "redis": ENV_REDIS, "topic": ENV_TOPIC,
+              "dead_topic": ENV_DEAD_TOPIC, "prefix": ENV_PREFIX,
+              "feature_repository": ENV_FEATURE_REPOSITORY,
+              "allowed_lateness": ENV_ALLOWED_LATENESS}
 #: Seconds an event may be older than its entity's latest and still change its features.
 DEFAULT_ALLOWED_LATENESS_S = 3600
 

@@ -68,8 +68,8 @@ class Project:
 KEYS: dict[str, tuple[str, str]] = {
     "data_dir": ("path", "recovery snapshots and embedded servers' state"),
     "offline_store": ("uri", "the Parquet offline store (a path or file:// URI)"),
-    "kafka": ("text", "bootstrap servers of an existing broker; unset: the embedded one"),
-    "redis": ("text", "URL of an existing Redis; unset: the embedded one"),
+    "kafka": ("text", "an existing broker's bootstrap servers; null: the embedded one"),
+    "redis": ("text", "an existing Redis's URL; null: the embedded one"),
     "topic": ("text", "the events topic"),
     "dead_topic": ("text", "the topic of dead letters"),
     "prefix": ("text", "the namespace of every online-store key"),
@@ -98,11 +98,8 @@ def read_project(path: Path) -> Project:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ProjectFileError(f"{path}{line}: not valid YAML ({problem}); fix the file or "
-                               f"write a new one with `basketflow init`") from exc
+        raise ProjectFileError(f"{path}{_yaml_problem(exc)}; fix the file or write a new "
+                               "one with `basketflow init`") from exc
     if node is None:
         return Project(path)
     if not isinstance(node, yaml.MappingNode):
@@ -120,10 +117,20 @@ def read_project(path: Path) -> Project:
     return Project(path, **values)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """`` line N: not valid YAML (what, and what it was in)`` of a YAML error."""
+    mark, context = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
+    line = f" line {mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if context is not None and getattr(exc, "context", None):
+        problem += f", {exc.context} from line {context.line + 1}"  # type: ignore[attr-defined]
+    return f"{line}: not valid YAML ({problem})"
+
+
 def _value(path: Path, key: str, line: int, node: yaml.Node) -> Any:
     """One key's value, of its kind; None for an explicit null (the default)."""
     kind, meaning = KEYS[key]
-    value = yaml.safe_load(yaml.serialize(node))
+    value = yaml.SafeLoader("").construct_object(node, deep=True)
     if value is None:
         return None
     where = f"{path} line {line}: {key!r} ({meaning})"

@@ -656,6 +656,13 @@ class View:
                 f"values at {self.values_at}")
         return head + tuple(f.spec() for f in self.features)
 
+    def signature(self) -> tuple[str, ...]:
+        """Everything the view declares, one line each: two views with the same
+        signature are the same view."""
+        described = tuple(f"{f.name}: {f.description!r}" for f in self.features)
+        return (f"entity {self.entity}", f"description {self.description!r}",
+                f"ttl_seconds {self.ttl_seconds}", *self.spec(), *described)
+
     def compile(self, **engine: Any) -> FeatureView:
         """The :class:`FeatureView` the stores, reads and registry use. A view computed by
         the generic engine digests its :meth:`spec` into its version; ``engine`` gives the
