@@ -24,7 +24,7 @@ from basketflow.config import (
 from basketflow.errors import BasketflowError
 from basketflow.project_file import FILE_NAME, ProjectFileError, find_project_file
 from basketflow.schemas.features import registry
-from basketflow.sinks.online_store import RedisOnlineStore
+from basketflow.sinks.online_store import RedisOnlineStore, connect
 from tests.cli.commands import basketflow, error_lines, user_env
 
 FULL = """\
@@ -194,9 +194,9 @@ def test_a_command_inside_the_project_reads_its_redis_and_prefix(tmp_path: Path,
     the Redis and the key prefix the project file names."""
     prefix = f"p{os.getpid()}"
     below = project(tmp_path, f"redis: {redis_url}\nprefix: {prefix}\n")
-    store = RedisOnlineStore(redis_url, prefix)
+    store = RedisOnlineStore(connect(redis_url), prefix)
     store.write(registry()["customer"], {"42": (1_291_191_960, {"lifetime_orders": 3})})
     env = {k: v for k, v in user_env(tmp_path / "data").items() if k not in ENV_OF_KEY.values()}
     done = basketflow("features", "42", "--view", "customer", "--json", env=env, cwd=below)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["customer"]["lifetime_orders"] == 3
+    assert json.loads(done.stdout)["views"]["customer"]["lifetime_orders"] == 3
