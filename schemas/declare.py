@@ -78,9 +78,9 @@ class DeclarationError(BasketflowError):
 
 def _where() -> str:
     """``FILE line N`` of the declaration being made: the first caller outside this
-    module."""
+    module (and the ``__init__`` dataclasses generate, whose file is ``<string>``)."""
     frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename == __file__:
+    while frame is not None and frame.f_code.co_filename in (__file__, "<string>"):
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None:
         return "<unknown> line ?"
@@ -656,6 +656,19 @@ class View:
                 f"values at {self.values_at}")
         return head + tuple(f.spec() for f in self.features)
 
+    def reference(self, events: Sequence[Transaction], as_of: int) -> dict[str, Any]:
+        """Every stored feature at ``as_of`` of one entity whose events (in the order they
+        were folded in) are ``events``, in plain Python by the module's semantics: the
+        reference any engine must equal."""
+        mine = [e for e in events if e.ts <= as_of
+                and (self.where is None or self.where.value(e))]
+        out: dict[str, Any] = {}
+        for f in self.features:
+            if isinstance(f, FeatureDecl):
+                for name, window in zip(self._names(f), f.windows, strict=True):
+                    out[name] = f.value(_in_window(mine, window, as_of))
+        return out
+
     def signature(self) -> tuple[str, ...]:
         """Everything the view declares, one line each: two views with the same
         signature are the same view."""
@@ -689,6 +702,21 @@ class View:
         by_days = tuple(w.hours // 24 for w in f.windows if w.text.endswith("d"))
         by_hours = tuple(w.hours for w in f.windows if w.text.endswith("h"))
         return WindowedFeature(f.name, f.dtype, f.description, by_days, by_hours)
+
+
+def _in_window(events: list[Transaction], window: Window, as_of: int) -> list[Transaction]:
+    """The events of ``window`` at ``as_of`` (all at or before it): the window rule's
+    hourly tiles, the whole history, or the latest purchase invoice's lines."""
+    if window == LIFETIME:
+        return events
+    if window == LATEST_INVOICE:
+        purchases = [e for e in events if not (e.is_cancellation or e.is_adjustment)]
+        if not purchases:
+            return []
+        latest = max(range(len(purchases)), key=lambda i: (purchases[i].ts, i))
+        return [e for e in purchases if e.invoice == purchases[latest].invoice]
+    first = (as_of // HOUR + 1 - window.hours) * HOUR
+    return [e for e in events if e.ts >= first]
 
 
 def views_in(namespace: dict[str, Any]) -> list[View]:
