@@ -265,4 +265,13 @@ class FeatureView:
 
     def online_key(self, prefix: str) -> str:
         """Where an entity's latest values live in Redis."""
-        return f"{prefix}:{self.name}:<{self.entity}>"
+        return online_key(prefix, self.name, self.entity)
+
+
+def online_key(prefix: str, view: str, entity: str) -> str:
+    """Where an entity's latest values of ``view`` live in Redis, its entity named.
+
+    >>> online_key("bf", "basket", "customer_id")
+    'bf:basket:<customer_id>'
+    """
+    return f"{prefix}:{view}:<{entity}>"

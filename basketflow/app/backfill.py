@@ -72,8 +72,11 @@ def plan_backfill(settings: Settings, source: Path | None, *, materialize: bool 
     same error inside the running dataflow would be a Rust panic. An offline store of
     event ids of the old form raises
     :class:`~basketflow.sinks.event_ids.OldEventIds`: it would store (or fold) the same
-    transactions twice."""
+    transactions twice. A feature repository that disagrees with the registry raises
+    :class:`~basketflow.app.registry.RegistryOutOfDate`."""
+    from basketflow.app.registry import ensure_applied
     from basketflow.producers.csv_source import check_events_file
+    ensure_applied(settings)
     if source is not None:
         check_events_file(source)  # before the dataflow's libraries are imported
     from basketflow.app.services import REDIS, resolve

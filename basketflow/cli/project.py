@@ -1,12 +1,18 @@
-"""``basketflow init``: a new project (``basketflow.yaml`` and a feature repository)."""
+"""``basketflow init``, ``plan`` and ``apply``: a new project (``basketflow.yaml`` and a
+feature repository), and its views recorded in the registry."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from basketflow.cli.output import out, print_json
+from basketflow.cli.output import out, print_json, table, when
+from basketflow.config import Settings
+
+if TYPE_CHECKING:
+    from basketflow.app.registry import Plan
 
 
 @click.command()
@@ -33,3 +39,71 @@ def init(folder: Path, as_json: bool) -> None:
               f"{', '.join(p.name for p in made.declarations)} (the built-in views)")
     out.print(f"next: cd {folder} and edit basketflow.yaml, or add a view in "
               f"{made.repository.name}/", soft_wrap=True)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.pass_obj
+def plan(settings: Settings, as_json: bool) -> None:
+    """What `basketflow apply` would record: each view of the feature repository against
+    the registry as last applied.
+
+    \b
+    Each view is new, changed (old -> new version), removed or unchanged, with what it
+    needs: a backfill when its stored values or their computation changed, nothing
+    when only what a read returns changed (descriptions, TTL, request-time features).
+    The repository is basketflow.yaml's feature_repository (without one: the built-in
+    views); the registry lives in the offline store. Exit status 0 either way.
+    """
+    from basketflow.app.registry import plan as make_plan
+    made = make_plan(settings)
+    if as_json:
+        print_json(made.to_json())
+        return
+    print_plan(made)
+    if made.differs:
+        out.print("to record it: basketflow apply")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print what was applied as JSON.")
+@click.pass_obj
+def apply(settings: Settings, as_json: bool) -> None:
+    """Record the feature repository's views and versions in the registry (in the
+    offline store), as `basketflow plan` shows them; runs and backfills are refused
+    while the two disagree. The flow picks the views up at its next start."""
+    from basketflow.app.registry import apply as apply_registry
+    made = apply_registry(settings)
+    if as_json:
+        print_json(made.to_json())
+        return
+    print_plan(made)
+    out.print(f"applied: {made.registry}")
+    if made.backfill_views:
+        out.print(f"history of {', '.join(made.backfill_views)}: "
+                  "basketflow backfill --from-offline")
+
+
+def print_uncomputed(made: Plan) -> None:
+    """Say which declared views nothing computes yet (issue #21's generic engine)."""
+    if made.uncomputed_views:
+        out.print(f"not computed yet: {', '.join(made.uncomputed_views)} (basketflow "
+                  "computes its built-in views only; see docs/DESIGN.md, \"Known not to "
+                  "work yet\")")
+
+
+def print_plan(made: Plan) -> None:
+    """The plan as a table: view, change, versions, what it needs."""
+    source = made.repository or "the built-in views (no feature_repository)"
+    against = (f"as applied {when(made.applied_at)}" if made.applied_at is not None
+               else "the built-in views (nothing applied yet)")
+    out.print(f"repository: {source}\nregistry:   {against}")
+    shown = table("view", "change", "version", "needs")
+    for c in made.changes:
+        version = (c.new_version if c.change in ("new", "unchanged") else
+                   c.old_version if c.change == "removed" else
+                   f"{c.old_version} -> {c.new_version}")
+        needs = "a backfill" if c.needs == "backfill" else "nothing"
+        shown.add_row(c.view, c.change if c.change != "changed" else c.what, version, needs)
+    out.print(shown)
+    print_uncomputed(made)
