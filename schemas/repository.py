@@ -45,6 +45,8 @@ class Repository:
     own: tuple[str, ...]
     #: Where each view the repository declares is declared (``FILE line N``).
     declared_at: dict[str, str]
+    #: The repository's own views' declarations, by name.
+    declarations: dict[str, View]
 
 
 def builtin_declarations() -> dict[str, View]:
@@ -76,7 +78,8 @@ def load_repository(folder: Path) -> Repository:
     own = tuple(name for name in declared if name not in builtins)
     views = dict(registry()) | {name: declared[name].compile() for name in own}
     return Repository(folder, views, own,
-                      {name: view.declared_at for name, view in declared.items()})
+                      {name: view.declared_at for name, view in declared.items()},
+                      {name: declared[name] for name in own})
 
 
 def _run(path: Path) -> list[View]:
