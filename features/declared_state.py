@@ -3,7 +3,7 @@ computed per entity from hourly tiles of partial aggregates.
 
 Each of a view's windowed features keeps, per hour with events, a *partial* of its
 aggregation (a sum, a count, the set of distinct values, a sum and a count for a mean,
-the smallest or largest value, the earliest or latest event's value with its time); a
+the smallest or largest value, the earliest or latest event's value with its order); a
 window's value merges the partials of its hours (:func:`_merge`) and finishes them
 (:func:`_finish`), so count distinct stays exact per window (the union of the hours'
 sets), and min, max, first and last need no event kept. Lifetime features keep one
@@ -39,6 +39,7 @@ from basketflow.schemas.declare import (
     DeclarationError,
     FeatureDecl,
     View,
+    event_order,
 )
 from basketflow.schemas.events import Transaction
 
@@ -61,11 +62,11 @@ def _empty(agg: Agg) -> Any:
     return None
 
 
-def _add(agg: Agg, partial: Any, e: Transaction, seq: int) -> Any:
-    """``partial`` with event ``e`` (the ``seq``-th folded in) added."""
+def _add(agg: Agg, partial: Any, e: Transaction) -> Any:
+    """``partial`` with event ``e`` added."""
     function = agg.function
     if function == "ratio":
-        return (_add(agg.parts[0], partial[0], e, seq), _add(agg.parts[1], partial[1], e, seq))
+        return (_add(agg.parts[0], partial[0], e), _add(agg.parts[1], partial[1], e))
     if agg.where is not None and not agg.where.value(e):
         return partial
     if function == "count":
@@ -73,7 +74,7 @@ def _add(agg: Agg, partial: Any, e: Transaction, seq: int) -> Any:
     assert agg.of is not None
     value = agg.of.value(e)
     if function in ("first", "last"):
-        return _merge(agg, partial, (e.ts, seq, value))
+        return _merge(agg, partial, (event_order(e), value))
     if value is None:
         return partial
     if function == "sum":
@@ -100,14 +101,10 @@ def _merge(agg: Agg, a: Any, b: Any) -> Any:
         return b
     if b is None:
         return a
-    if function in ("min", "first"):  # first: the earliest (time, fold order)
-        return min(a, b, key=_order) if function == "first" else min(a, b)
-    return max(a, b, key=_order) if function == "last" else max(a, b)
-
-
-def _order(picked: tuple[int, int, Any]) -> tuple[int, int]:
-    """The (event time, fold order) a first or last partial is ordered by."""
-    return picked[0], picked[1]
+    if function in ("first", "last"):  # (event order, value): ordered by the first
+        pick = min if function == "first" else max
+        return pick(a, b, key=lambda picked: picked[0])
+    return min(a, b) if function == "min" else max(a, b)
 
 
 def _finish(agg: Agg, partial: Any) -> Any:
@@ -122,7 +119,7 @@ def _finish(agg: Agg, partial: Any) -> Any:
     if function == "mean":
         return partial[0] / partial[1] if partial[1] else None
     if function in ("first", "last"):
-        return None if partial is None else partial[2]
+        return None if partial is None else partial[1]
     return partial
 
 
@@ -161,28 +158,26 @@ class Engine:
 class DeclaredState:
     """One entity's tiles (hour -> a partial per windowed feature) and lifetime partials."""
 
-    __slots__ = ("engine", "tiles", "lifetime", "seq")
+    __slots__ = ("engine", "tiles", "lifetime")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.tiles: dict[int, list[Any]] = {}
         self.lifetime = [_empty(f.aggregation) for f in engine.lifetime]
-        self.seq = 0
 
     def update(self, e: Transaction) -> None:
         """Fold one event of the entity in (the view's filter applied here)."""
         view = self.engine.view
         if view.where is not None and not view.where.value(e):
             return
-        seq, self.seq = self.seq, self.seq + 1
         hour = e.ts // HOUR
         tile = self.tiles.get(hour)
         if tile is None:
             tile = self.tiles[hour] = [_empty(f.aggregation) for f, _ in self.engine.windowed]
         for i, (f, _) in enumerate(self.engine.windowed):
-            tile[i] = _add(f.aggregation, tile[i], e, seq)
+            tile[i] = _add(f.aggregation, tile[i], e)
         for i, f in enumerate(self.engine.lifetime):
-            self.lifetime[i] = _add(f.aggregation, self.lifetime[i], e, seq)
+            self.lifetime[i] = _add(f.aggregation, self.lifetime[i], e)
 
     def values(self, as_of: int) -> dict[str, Any]:
         """Every stored feature at ``as_of`` (every event at or before it folded in), in

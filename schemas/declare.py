@@ -36,7 +36,7 @@ entity, passing the view's and the aggregation's filters, with event time in the
 rule's range (the ``W*24`` hourly tiles ending with ``t``'s hour, up to ``t``); ``sum`` and
 ``count`` of no events are 0, the others None; ``count_distinct`` leaves nulls out;
 ``first``/``last`` take the value of the earliest/latest event in event time (of several
-at the same second, the first/last folded in); ``ratio`` is None (or ``if_zero``) when its
+in one second, by invoice, then event id: :func:`event_order`); ``ratio`` is None (or ``if_zero``) when its
 denominator is 0; ``decimals`` rounds the result.
 """
 
@@ -340,12 +340,10 @@ class Agg:
         assert self.of is not None
         of = self.of
         if self.function in ("first", "last"):
-            best: Transaction | None = None
-            for e in chosen:  # ties: the first folded in is first, the last is last
-                if best is None or (e.ts < best.ts if self.function == "first"
-                                    else e.ts >= best.ts):
-                    best = e
-            return None if best is None else of.value(best)
+            if not chosen:
+                return None
+            pick = min if self.function == "first" else max
+            return of.value(pick(chosen, key=event_order))
         values = [v for v in (of.value(e) for e in chosen) if v is not None]
         if self.function == "sum":
             return sum(values)
@@ -356,6 +354,13 @@ class Agg:
         if self.function == "mean":
             return sum(values) / len(values)
         return min(values) if self.function == "min" else max(values)
+
+
+def event_order(e: Transaction) -> tuple[int, str, str]:
+    """What ``first`` and ``last`` order events by: event time, then (of several in one
+    second) invoice and event id, so the same events give the same value in whatever
+    order they are folded in."""
+    return e.ts, e.invoice, e.event_id
 
 
 def _check_of(function: str, of: Any, where: str, numbers: bool) -> Expr:

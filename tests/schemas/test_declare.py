@@ -66,7 +66,9 @@ def line(customer: str | None, n: int, ts: int, invoice: str, quantity: int, cen
         stock_code="POST" if kind == "postage" else code,
         description="CHRISTMAS TREE DECORATION" if code == "P1" else "WHITE MUG",
         quantity=-quantity if cancel else quantity, unit_price=cents / 100, ts=ts,
-        customer_id=customer, country="UK" if n % 3 else "France",
+        # a country per invoice, as in the data: the basket's country is its first line's
+        # (the state: the first folded in; the declaration: by event order)
+        customer_id=customer, country="UK" if int(invoice) % 3 else "France",
         is_cancellation=cancel, is_adjustment=False, is_product=kind != "postage")
 
 
