@@ -271,3 +271,14 @@ def test_a_repository_of_the_built_ins_and_a_view_of_its_own(tmp_path: Path) -> 
     assert own.feature_names == ("xmas_spend_14d", "xmas_spend_6h", "countries_30d")
     assert own.kinds["xmas_spend_6h"] == "windowed"
     assert own.depends_on  # it reads product categories: the taxonomy's version
+
+
+def test_the_readme_s_example_view_loads(tmp_path: Path) -> None:
+    """The view README.md shows, as a user would save it, declares what it says."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("features/christmas.py`:\n\n```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "christmas.py").write_text(example)
+    view = load_repository(tmp_path).views["customer_christmas"]
+    assert view.feature_names == ("christmas_spend_14d", "christmas_spend_28d",
+                                  "christmas_products_14d", "christmas_products_6h",
+                                  "last_line", "days_since_last_line")
