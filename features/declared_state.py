@@ -30,7 +30,7 @@ class computes it), and values read as of hour ends (``values_at="hour_end"``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from basketflow.schemas.declare import (
@@ -39,6 +39,7 @@ from basketflow.schemas.declare import (
     DeclarationError,
     FeatureDecl,
     View,
+    compiled,
     event_order,
 )
 from basketflow.schemas.events import Transaction
@@ -49,41 +50,71 @@ HOUR = 3600
 # ------------------------------------------------------------------ partials
 
 def _empty(agg: Agg) -> Any:
-    """The partial of no events."""
+    """The partial of no events (a new one: a distinct-values partial is a set a tile
+    adds to)."""
     function = agg.function
     if function == "ratio":
         return (_empty(agg.parts[0]), _empty(agg.parts[1]))
     if function in ("sum", "count"):
         return 0
     if function == "count_distinct":
-        return frozenset()
+        return set()
     if function == "mean":
         return (0, 0)
     return None
 
 
-def _add(agg: Agg, partial: Any, e: Transaction) -> Any:
-    """``partial`` with event ``e`` added."""
+Adder = Callable[[Any, Transaction], Any]
+
+
+def _adder(agg: Agg) -> Adder:
+    """The function that adds an event to a partial of ``agg``, its expressions compiled
+    (:func:`~basketflow.schemas.declare.compiled`)."""
     function = agg.function
     if function == "ratio":
-        return (_add(agg.parts[0], partial[0], e), _add(agg.parts[1], partial[1], e))
-    if agg.where is not None and not agg.where.value(e):
-        return partial
-    if function == "count":
-        return partial + 1
-    assert agg.of is not None
-    value = agg.of.value(e)
-    if function in ("first", "last"):
-        return _merge(agg, partial, (event_order(e), value))
-    if value is None:
-        return partial
-    if function == "sum":
-        return partial + value
-    if function == "count_distinct":
-        return partial | {value}
-    if function == "mean":
-        return (partial[0] + value, partial[1] + 1)
-    return _merge(agg, partial, value)
+        top, bottom = _adder(agg.parts[0]), _adder(agg.parts[1])
+        return lambda p, e: (top(p[0], e), bottom(p[1], e))
+    step = _count if function == "count" else _step(function, compiled(agg.of))  # type: ignore[arg-type]
+    if agg.where is None:
+        return step
+    where = compiled(agg.where)
+    return lambda p, e: step(p, e) if where(e) else p
+
+
+def _count(p: Any, e: Transaction) -> Any:
+    """``count``: one more."""
+    return p + 1
+
+
+def _step(function: str, of: Callable[[Transaction], Any]) -> Adder:
+    """How ``function`` adds the value ``of`` an event (a null value adds nothing, except
+    to first and last, which keep the event's order with it)."""
+    def add(p: Any, e: Transaction) -> Any:
+        v = of(e)
+        if function in ("first", "last"):
+            return _merge_picked(function, p, (event_order(e), v))
+        if v is None:
+            return p
+        if function == "sum":
+            return p + v
+        if function == "count_distinct":
+            p.add(v)
+            return p
+        if function == "mean":
+            return (p[0] + v, p[1] + 1)
+        if p is None:
+            return v
+        return v if (v < p if function == "min" else v > p) else p
+    return add
+
+
+def _merge_picked(function: str, a: Any, b: Any) -> Any:
+    """Of two (event order, value) partials, the earliest (first) or latest (last)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return (min if function == "first" else max)(a, b, key=lambda picked: picked[0])
 
 
 def _merge(agg: Agg, a: Any, b: Any) -> Any:
@@ -97,13 +128,12 @@ def _merge(agg: Agg, a: Any, b: Any) -> Any:
         return a | b
     if function == "mean":
         return (a[0] + b[0], a[1] + b[1])
+    if function in ("first", "last"):
+        return _merge_picked(function, a, b)
     if a is None:
         return b
     if b is None:
         return a
-    if function in ("first", "last"):  # (event order, value): ordered by the first
-        pick = min if function == "first" else max
-        return pick(a, b, key=lambda picked: picked[0])
     return min(a, b) if function == "min" else max(a, b)
 
 
@@ -148,6 +178,9 @@ class Engine:
                 self.windowed.append((f, tuple((f"{f.name}_{w.text}", w.hours)
                                                for w in f.windows)))
         self.spans = tuple(sorted({hours for _, ws in self.windowed for _, hours in ws}))
+        self.windowed_adders = tuple(_adder(f.aggregation) for f, _ in self.windowed)
+        self.lifetime_adders = tuple(_adder(f.aggregation) for f in self.lifetime)
+        self.where = compiled(view.where) if view.where is not None else None
         self.names = tuple(view.reference([], 0))  # every stored feature, in order
 
     def state(self) -> DeclaredState:
@@ -167,30 +200,32 @@ class DeclaredState:
 
     def update(self, e: Transaction) -> None:
         """Fold one event of the entity in (the view's filter applied here)."""
-        view = self.engine.view
-        if view.where is not None and not view.where.value(e):
+        engine = self.engine
+        if engine.where is not None and not engine.where(e):
             return
         hour = e.ts // HOUR
         tile = self.tiles.get(hour)
         if tile is None:
-            tile = self.tiles[hour] = [_empty(f.aggregation) for f, _ in self.engine.windowed]
-        for i, (f, _) in enumerate(self.engine.windowed):
-            tile[i] = _add(f.aggregation, tile[i], e)
-        for i, f in enumerate(self.engine.lifetime):
-            self.lifetime[i] = _add(f.aggregation, self.lifetime[i], e)
+            tile = self.tiles[hour] = [_empty(f.aggregation) for f, _ in engine.windowed]
+        for i, add in enumerate(engine.windowed_adders):
+            tile[i] = add(tile[i], e)
+        lifetime = self.lifetime
+        for i, add in enumerate(engine.lifetime_adders):
+            lifetime[i] = add(lifetime[i], e)
 
     def values(self, as_of: int) -> dict[str, Any]:
         """Every stored feature at ``as_of`` (every event at or before it folded in), in
         the view's order, rounded as declared."""
         last = as_of // HOUR
+        inside = {hours: [t for h, t in self.tiles.items() if last - hours < h <= last]
+                  for hours in self.engine.spans}
         out: dict[str, Any] = {}
         for i, (f, windows) in enumerate(self.engine.windowed):
             agg = f.aggregation
             for name, hours in windows:
                 partial = _empty(agg)
-                for hour, tile in self.tiles.items():
-                    if last - hours < hour <= last:
-                        partial = _merge(agg, partial, tile[i])
+                for tile in inside[hours]:
+                    partial = _merge(agg, partial, tile[i])
                 out[name] = _rounded(f, _finish(agg, partial))
         for i, f in enumerate(self.engine.lifetime):
             out[f.name] = _rounded(f, _finish(f.aggregation, self.lifetime[i]))

@@ -107,6 +107,8 @@ class Expr:
     """
 
     text: str
+    #: Python source of the same value over an event ``e`` (:func:`compiled`).
+    python: str
     dtype: str
     fields: frozenset[str]
 
@@ -149,26 +151,47 @@ class Expr:
 
 #: Each event field: its dtype, its meaning, and its value of an event.
 _category_of = load_taxonomy().category_of
-FIELDS: dict[str, tuple[str, str, Callable[[Transaction], Any]]] = {
+FIELDS: dict[str, tuple[str, str, str]] = {
     "value": ("float", "quantity * unit price (cancellations negative)",
-              lambda e: e.quantity * e.unit_price),
-    "quantity": ("int", "units of the line (cancellations negative)", lambda e: e.quantity),
-    "unit_price": ("float", "price of one unit", lambda e: e.unit_price),
+              "e.quantity * e.unit_price"),
+    "quantity": ("int", "units of the line (cancellations negative)", "e.quantity"),
+    "unit_price": ("float", "price of one unit", "e.unit_price"),
     "product_category": ("str", "the product's category in the taxonomy",
-                         lambda e: _category_of(e.stock_code, e.description)),
-    "country": ("str", "the customer's country", lambda e: e.country),
-    "hour": ("int", "hour of the day of the event (0-23, UTC)", lambda e: e.ts % DAY // HOUR),
-    "weekday": ("int", "weekday of the event (0 = Monday)", lambda e: (e.ts // DAY + 3) % 7),
-    "is_cancellation": ("bool", "a cancellation line (invoice C...)",
-                        lambda e: e.is_cancellation),
-    "is_adjustment": ("bool", "an adjustment line (invoice A...)", lambda e: e.is_adjustment),
-    "is_product": ("bool", "a product (not postage, fee or manual line)",
-                   lambda e: e.is_product),
-    "invoice": ("str", "the invoice number", lambda e: e.invoice),
-    "stock_code": ("str", "the product's stock code", lambda e: e.stock_code),
-    "customer_id": ("str", "the customer (null for guests)", lambda e: e.customer_id),
-    "time": ("epoch_s", "event time (epoch seconds)", lambda e: e.ts),
+                         "_category_of(e.stock_code, e.description)"),
+    "country": ("str", "the customer's country", "e.country"),
+    "hour": ("int", "hour of the day of the event (0-23, UTC)", f"e.ts % {DAY} // {HOUR}"),
+    "weekday": ("int", "weekday of the event (0 = Monday)", f"(e.ts // {DAY} + 3) % 7"),
+    "is_cancellation": ("bool", "a cancellation line (invoice C...)", "e.is_cancellation"),
+    "is_adjustment": ("bool", "an adjustment line (invoice A...)", "e.is_adjustment"),
+    "is_product": ("bool", "a product (not postage, fee or manual line)", "e.is_product"),
+    "invoice": ("str", "the invoice number", "e.invoice"),
+    "stock_code": ("str", "the product's stock code", "e.stock_code"),
+    "customer_id": ("str", "the customer (null for guests)", "e.customer_id"),
+    "time": ("epoch_s", "event time (epoch seconds)", "e.ts"),
 }
+#: The fields that may be null.
+NULLABLE = frozenset(("customer_id",))
+
+
+def _div(a: Any, b: Any) -> Any:
+    """``a / b``, None when ``b`` is 0."""
+    return a / b if b else None
+
+
+#: What compiled expressions may call.
+_COMPILED_NAMES = {"_category_of": _category_of, "_div": _div}
+
+
+def compiled(expr: Expr) -> Callable[[Transaction], Any]:
+    """The expression as one Python function of an event (what an engine runs; its
+    values are :meth:`Expr.value`'s).
+
+    >>> from basketflow.schemas.events import parse_row
+    >>> compiled(E.value * 2 > 5)(parse_row(["1", "A", "x", "2", "12/1/2010 8:26", "1.5",
+    ...                                      "17850", "UK"], "f:2"))
+    True
+    """
+    return eval(f"lambda e: {expr.python}", dict(_COMPILED_NAMES))  # noqa: S307 (our own text)
 
 
 class Field(Expr):
@@ -179,7 +202,8 @@ class Field(Expr):
         self.text = name
         self.dtype = FIELDS[name][0]
         self.fields = frozenset((name,))
-        self._get = FIELDS[name][2]
+        self.python = f"({FIELDS[name][2]})"
+        self._get = eval(f"lambda e: {self.python}", dict(_COMPILED_NAMES))  # noqa: S307
 
     def value(self, event: Transaction) -> Any:
         return self._get(event)
@@ -191,6 +215,7 @@ class Const(Expr):
     def __init__(self, value: Any, dtype: str) -> None:
         self.constant = value
         self.text = repr(value)
+        self.python = repr(value)
         self.dtype = dtype
         self.fields = frozenset()
 
@@ -226,6 +251,17 @@ class Binary(Expr):
         self.fields = left.fields | right.fields
         self.dtype = self._dtype(where)
         self._apply = {**_ARITHMETIC, **_COMPARE, **_LOGIC}[op]
+        self.python = self._python()
+
+    def _python(self) -> str:
+        """Python source of the same value (a null operand gives null, as :meth:`value`)."""
+        a, b, op = self.left.python, self.right.python, self.op
+        if op in _LOGIC:
+            return f"(bool({a}) {'and' if op == '&' else 'or'} bool({b}))"
+        plain = f"_div({a}, {b})" if op == "/" else f"({a} {op} {b})"
+        if self.fields & NULLABLE:
+            return f"(None if {a} is None or {b} is None else {plain})"
+        return plain
 
     def _dtype(self, where: str) -> str:
         op, a, b = self.op, self.left.dtype, self.right.dtype
@@ -259,6 +295,7 @@ class Not(Expr):
             raise _fail(where, f"~{inner.text}: ~ negates a condition, not a {inner.dtype}")
         self.inner = inner
         self.text = f"~{inner.text}"
+        self.python = f"(not {inner.python})"
         self.dtype = "bool"
         self.fields = inner.fields
 
@@ -275,6 +312,7 @@ class IsIn(Expr):
         self.constants = tuple(Const.of(v, where) for v in values)
         self.inner, self.values = inner, frozenset(values)
         self.text = f"{inner.text} in ({', '.join(c.text for c in self.constants)})"
+        self.python = f"({inner.python} in ({''.join(c.python + ', ' for c in self.constants)}))"
         self.dtype = "bool"
         self.fields = inner.fields
 
