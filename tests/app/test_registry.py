@@ -132,3 +132,17 @@ def test_run_and_backfill_are_refused_before_any_server(tmp_path: Path) -> None:
     assert json.loads(applied.stdout)["differs"] is True
     again = basketflow("plan", "--json", env=env, cwd=tmp_path / "shop")
     assert json.loads(again.stdout)["differs"] is False
+
+
+def test_the_python_api_of_a_project_has_its_own_views(shop: Settings,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from basketflow import FeatureStore
+    from basketflow.app.features import UnknownView
+    assert shop.feature_repository is not None
+    (shop.feature_repository / "xmas.py").write_text(XMAS)
+    monkeypatch.chdir(shop.feature_repository)
+    store = FeatureStore()
+    assert [v.name for v in store.list_feature_views()] == [*registry(), "customer_christmas"]
+    assert store.get_feature_view("customer_christmas").feature_names == ("christmas_spend_14d",)
+    with pytest.raises(UnknownView, match="known: customer, basket, product, customer_christ"):
+        store.get_feature_view("nope")
