@@ -1,8 +1,9 @@
 """A feature repository: a folder of Python files declaring feature views
 (:mod:`basketflow.schemas.declare`), loaded into the views they declare.
 
-Each ``*.py`` file directly in the folder (not ``_*.py``) is run on its own, and its
-module-level :class:`~basketflow.schemas.declare.View` objects are its views. Anything
+Each ``*.py`` file directly in the folder (not ``_*.py``, which hold helpers the others
+may import) is run on its own, and its module-level
+:class:`~basketflow.schemas.declare.View` objects are its views. Anything
 wrong is one :class:`~basketflow.schemas.declare.DeclarationError` naming the file and
 line: a syntax error, an exception while the file runs, two views of one name, a folder
 without views, or a built-in view (``customer``, ``basket``, ``product``) declared other
@@ -25,6 +26,7 @@ repository's own.
 from __future__ import annotations
 
 import runpy
+import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +54,7 @@ class Repository:
 def builtin_declarations() -> dict[str, View]:
     """The built-in views' declarations, by name."""
     from basketflow.schemas.default_repository import FILES
-    return {view.name: view for path in FILES for view in _run(path)}
+    return {view.name: view for path in FILES for view in _run(path, path.parent)}
 
 
 def load_repository(folder: Path) -> Repository:
@@ -63,7 +65,7 @@ def load_repository(folder: Path) -> Repository:
                                "basketflow.yaml")
     declared: dict[str, View] = {}
     for path in sorted(p for p in folder.glob("*.py") if not p.name.startswith("_")):
-        for view in _run(path):
+        for view in _run(path, folder):
             if view.name in declared:
                 raise DeclarationError(f"{view.declared_at}: view {view.name!r} is declared "
                                        f"twice (also at {declared[view.name].declared_at})")
@@ -82,8 +84,10 @@ def load_repository(folder: Path) -> Repository:
                       {name: declared[name] for name in own})
 
 
-def _run(path: Path) -> list[View]:
-    """The views one file declares; its errors as one :class:`DeclarationError`."""
+def _run(path: Path, folder: Path) -> list[View]:
+    """The views one file declares, run with ``folder`` importable (its ``_*.py``
+    helpers); its errors as one :class:`DeclarationError`."""
+    sys.path.insert(0, str(folder))
     try:
         namespace = runpy.run_path(str(path), run_name=f"basketflow_repository.{path.stem}")
     except DeclarationError:
@@ -94,7 +98,19 @@ def _run(path: Path) -> list[View]:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
         line = f" line {frames[-1].lineno}" if frames else ""
         raise DeclarationError(f"{path}{line}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.remove(str(folder))
+        _forget_helpers(folder)
     return views_in(namespace)
+
+
+def _forget_helpers(folder: Path) -> None:
+    """Unload the helper modules imported from ``folder``: another repository's helpers
+    of the same name must not be taken for them, nor an edited file for its old self."""
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None)
+        if origin and Path(origin).parent == folder:
+            del sys.modules[name]
 
 
 def _check_builtin(view: View, builtin: View) -> None:

@@ -37,8 +37,9 @@ def init(folder: Path, as_json: bool) -> None:
     out.print(f"wrote {made.project_file}")
     out.print(f"wrote {made.repository}/: "
               f"{', '.join(p.name for p in made.declarations)} (the built-in views)")
-    out.print(f"next: cd {folder} and edit basketflow.yaml, or add a view in "
-              f"{made.repository.name}/", soft_wrap=True)
+    goto = "" if made.project_file.parent == Path.cwd().resolve() else f"cd {folder}, "
+    out.print(f"next: {goto}edit basketflow.yaml, add a view in {made.repository.name}/, "
+              "then basketflow plan")
 
 
 @click.command()
