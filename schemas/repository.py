@@ -109,7 +109,7 @@ def _forget_helpers(folder: Path) -> None:
     of the same name must not be taken for them, nor an edited file for its old self."""
     for name, module in list(sys.modules.items()):
         origin = getattr(module, "__file__", None)
-        if origin and Path(origin).parent == folder:
+        if origin and Path(origin).resolve().parent == folder.resolve():
             del sys.modules[name]
 
 

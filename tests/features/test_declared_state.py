@@ -24,14 +24,11 @@ from basketflow.features.declared_state import Engine, feature_rows
 from basketflow.reports.historical import get_historical_features
 from basketflow.schemas.declare import (
     LATEST_INVOICE,
-    E,
-    DaysSince,
     DeclarationError,
     Feature,
     View,
     agg,
     days,
-    hours,
 )
 from basketflow.schemas.events import Transaction
 from basketflow.schemas.repository import load_repository
@@ -39,8 +36,6 @@ from basketflow.sinks.offline_store import ParquetEventStore
 
 HOUR, DAY = 3600, 86_400
 START = 1_298_937_600  # 2011-03-01 00:00 UTC
-PURCHASE = ~E.is_cancellation & ~E.is_adjustment
-
 VIEW_SOURCE = '''\
 from basketflow.schemas.declare import E, DaysSince, Feature, View, agg, days, hours
 

@@ -287,6 +287,6 @@ def test_the_readme_s_example_view_loads(tmp_path: Path) -> None:
 def test_a_repository_file_may_import_a_helper_of_the_folder(tmp_path: Path) -> None:
     (tmp_path / "_shared.py").write_text(HEAD + "WINDOWS = days(3)\n")
     repository(tmp_path, 'from _shared import WINDOWS\n'
-                         f'v = View("v", entity="customer_id", features=[\n'
+                         'v = View("v", entity="customer_id", features=[\n'
                          '    Feature("n", agg.count(), windows=WINDOWS)])\n')
     assert load_repository(tmp_path).views["v"].feature_names == ("n_3d",)
