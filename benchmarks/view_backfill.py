@@ -68,7 +68,8 @@ def main() -> None:
                 shutil.rmtree(root / "data" / "offline" / "features" / view, ignore_errors=True)
             done = basketflow("backfill", "--from-offline", "--processes", "1", cwd=root)
             walls["hand-written (3 views)"].append(float(done["wall"]))  # type: ignore[arg-type]
-            rows["hand-written (3 views)"] = int(done["feature_rows"])  # type: ignore[call-overload]
+            rows["hand-written (3 views)"] = int(
+                done["feature_rows"])  # type: ignore[call-overload]
             done = basketflow("backfill", "--views", "customer_declared", "--from-offline",
                               cwd=root)
             walls["generic (1 view)"].append(float(done["wall"]))  # type: ignore[arg-type]

@@ -24,8 +24,10 @@ class computes it), and values read as of hour ends (``values_at="hour_end"``).
 ...     Feature("spend", agg.sum(E.value), windows=days(1), decimals=2),
 ...     Feature("products", agg.count_distinct(E.stock_code), windows=days(1))])
 >>> line = ["536365", "85123A", "HEART", "6", "12/1/2010 8:26", "2.55", "17850", "UK"]
->>> [(ts, values) for ts, values in feature_rows(Engine(view), [parse_row(line, "f:2")])]
-[(1291191960, {'spend_1d': 15.3, 'products_1d': 1}), (1291276800, {'spend_1d': 0, 'products_1d': 0})]
+>>> for ts, values in feature_rows(Engine(view), [parse_row(line, "f:2")]):
+...     print(ts, values)
+1291191960 {'spend_1d': 15.3, 'products_1d': 1}
+1291276800 {'spend_1d': 0, 'products_1d': 0}
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ def _adder(agg: Agg) -> Adder:
     if function == "ratio":
         top, bottom = _adder(agg.parts[0]), _adder(agg.parts[1])
         return lambda p, e: (top(p[0], e), bottom(p[1], e))
-    step = _count if function == "count" else _step(function, compiled(agg.of))  # type: ignore[arg-type]
+    assert function == "count" or agg.of is not None
+    step = _count if agg.of is None else _step(function, compiled(agg.of))
     if agg.where is None:
         return step
     where = compiled(agg.where)
@@ -243,7 +246,8 @@ def _rounded(f: FeatureDecl, value: Any) -> Any:
     return value if value is None or f.decimals is None else round(value, f.decimals)
 
 
-def feature_rows(engine: Engine, events: Iterable[Transaction]) -> Iterator[tuple[int, dict[str, Any]]]:
+def feature_rows(engine: Engine, events: Iterable[Transaction],
+                 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(time, values)`` of one entity whose events, in event-time order, are
     ``events``: at each event time, and at each moment a tile leaves a window, whenever
     the values changed (see the module)."""

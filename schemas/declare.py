@@ -30,14 +30,15 @@ that makes it, raised when the declaration is made:
 ...     print(str(exc).split(": ", 1)[1])
 sum of country: country is a str; sum takes a number
 
-**Semantics** (what the plain-Python reference :meth:`FeatureDecl.value` computes, and
+**Semantics** (what the plain-Python reference :meth:`View.reference` computes, and
 what any engine must return): the events of a window at time ``t`` are those of the
 entity, passing the view's and the aggregation's filters, with event time in the window
-rule's range (the ``W*24`` hourly tiles ending with ``t``'s hour, up to ``t``); ``sum`` and
-``count`` of no events are 0, the others None; ``count_distinct`` leaves nulls out;
+rule's range (the ``W*24`` hourly tiles ending with ``t``'s hour, up to ``t``); ``sum``,
+``count`` and ``count_distinct`` of no events are 0, the others None; ``count_distinct``
+leaves nulls out;
 ``first``/``last`` take the value of the earliest/latest event in event time (of several
-in one second, by invoice, then event id: :func:`event_order`); ``ratio`` is None (or ``if_zero``) when its
-denominator is 0; ``decimals`` rounds the result.
+in one second, by invoice, then event id: :func:`event_order`); ``ratio`` is None (or
+``if_zero``) when its denominator is 0; ``decimals`` rounds the result.
 """
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
         if options.from_start and run_options.recovery_dir is not None:
             shutil.rmtree(run_options.recovery_dir, ignore_errors=True)
         stats = run_live(settings, stop_at_end=options.stop_at_end, options=run_options,
-                         allowed_lateness=settings.allowed_lateness, max_batch=options.max_batch, parts=parts,
+                         allowed_lateness=settings.allowed_lateness,
+                         max_batch=options.max_batch, parts=parts,
                          scoring=scoring_config(settings.data_dir) if SERVE in parts else None)
     return RunFigures(stats.events, stats.dead_letters, stats.offline_rows, stats.online_writes,
                       round(stats.seconds, 3),

@@ -104,7 +104,8 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool, debug: bool) -
     ctx.obj = load_settings(data_dir)
 
 
-for command in (project.init, project.plan, project.apply, servers.up, servers.down, servers.status, data.generate, data.replay,
+for command in (project.init, project.plan, project.apply,
+                servers.up, servers.down, servers.status, data.generate, data.replay,
                 run.run, features.features, features.entities, backfill.backfill,
                 backfill.historical,
                 report.report, report.categories, models.score, models.predict, models.segment,
