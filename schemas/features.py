@@ -70,7 +70,7 @@ from basketflow.schemas.feature_view import (  # re-exported: where readers impo
 from basketflow.schemas.taxonomy import CATEGORY_NAMES, NON_PRODUCT
 
 __all__ = ["BASKET", "CATEGORY_SHARES", "CUSTOMER", "DAY_SECONDS", "PRODUCT", "REQUEST_TIME",
-           "STORED", "WINDOWED", "Feature", "FeatureView", "RequestTimeFeature", "Served",
+           "STORED", "WINDOWED", "WINDOW_DAYS", "Feature", "FeatureView", "RequestTimeFeature", "Served",
            "WindowedFeature", "days_since", "registry", "versions"]
 
 #: Each product category of the taxonomy, with the name of the basket's feature for its
@@ -80,6 +80,10 @@ CATEGORY_SHARES = tuple((c, f"share_{c}") for c in CATEGORY_NAMES if c != NON_PR
 #: Computed by :meth:`basketflow.features.feature_state.CustomerState.values`.
 CUSTOMER = customer.compile(
     logic_revision=2)  # 2: rows where windows move on; the average of the served spend
+
+#: The customer view's windows in days, which hold the longest of any built-in view's
+#: (how long an entity must remember what it folded in: ``features.entity_features``).
+WINDOW_DAYS = CUSTOMER.windows_days
 
 #: Computed by :meth:`basketflow.features.feature_state.BasketState.values`.
 BASKET = basket.compile(logic_revision=1)
