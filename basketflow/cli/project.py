@@ -21,13 +21,12 @@ if TYPE_CHECKING:
 def init(folder: Path, as_json: bool) -> None:
     """Start a project in FOLDER (default: here; created if missing).
 
-    \b
     Writes FOLDER/basketflow.yaml (servers, offline store, key prefix, feature
     repository, allowed lateness: today's defaults, each with a comment) and
     FOLDER/features/ with the built-in views' declarations as a starting point.
-    Every basketflow command run in FOLDER or below it reads the project file, as git
-    finds its repository; environment variables override it. Nothing that exists is
-    overwritten.
+    Every basketflow command run in FOLDER or below it reads the project file, as
+    git finds its repository; environment variables override it. Nothing that
+    exists is overwritten.
     """
     from basketflow.app.project import init_project
     made = init_project(folder)
@@ -49,12 +48,12 @@ def plan(settings: Settings, as_json: bool) -> None:
     """What `basketflow apply` would record: each view of the feature repository against
     the registry as last applied.
 
-    \b
-    Each view is new, changed (old -> new version), removed or unchanged, with what it
-    needs: a backfill when its stored values or their computation changed, nothing
-    when only what a read returns changed (descriptions, TTL, request-time features).
-    The repository is basketflow.yaml's feature_repository (without one: the built-in
-    views); the registry lives in the offline store. Exit status 0 either way.
+    Each view is new, changed (old -> new version), removed or unchanged, with what
+    it needs: a backfill when its stored values or their computation changed,
+    nothing when only what a read returns changed (descriptions, TTL, request-time
+    features). The repository is basketflow.yaml's feature_repository (without one:
+    the built-in views); the registry lives in the offline store. Exit status 0
+    either way.
     """
     from basketflow.app.registry import plan as make_plan
     made = make_plan(settings)
@@ -72,7 +71,11 @@ def plan(settings: Settings, as_json: bool) -> None:
 def apply(settings: Settings, as_json: bool) -> None:
     """Record the feature repository's views and versions in the registry (in the
     offline store), as `basketflow plan` shows them; runs and backfills are refused
-    while the two disagree. The flow picks the views up at its next start."""
+    while the two disagree.
+
+    `features list` and `describe` then show the views; `backfill --views NAME
+    --from-offline` computes a view of the repository's own, and `historical` reads
+    it (the live flow computes the built-in views only, so far)."""
     from basketflow.app.registry import apply as apply_registry
     made = apply_registry(settings)
     if as_json:
