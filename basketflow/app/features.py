@@ -167,12 +167,36 @@ def feature_view(name: str) -> FeatureView:
     return known[name]
 
 
-def check_views(names: Sequence[str]) -> None:
-    """Raise :class:`UnknownView`, naming each one, if any of ``names`` is not a view."""
+class NotServedOnline(UnknownView):
+    """A view of the feature repository's own, asked of the online store, which holds
+    the built-in views only."""
+
+
+def check_views(names: Sequence[str], settings: Settings | None = None) -> None:
+    """Raise :class:`UnknownView`, naming each one, if any of ``names`` is not a view;
+    with ``settings``, :class:`NotServedOnline` for a view of the project's feature
+    repository (not in the online store)."""
+    if settings is not None:
+        _refuse_declared(settings, names)
     known = _registry()
     unknown = [v for v in names if v not in known]
     if unknown:
         raise UnknownView(f"unknown view(s) {', '.join(unknown)}; known: {', '.join(known)}")
+
+
+def _refuse_declared(settings: Settings, views: Sequence[str]) -> None:
+    """Raise :class:`NotServedOnline` for the views asked that are the feature
+    repository's own (nothing computes them online yet)."""
+    if settings.feature_repository is None or all(v in _registry() for v in views):
+        return
+    from basketflow.app.registry import repository_views
+    own = [v for v in views if v in repository_views(settings)[0] and v not in _registry()]
+    if own:
+        raise NotServedOnline(
+            f"{', '.join(own)}: declared in the feature repository, but the online store "
+            "holds the built-in views only (the live flow does not compute declared views "
+            "yet); read its history with `basketflow historical` after `basketflow "
+            "backfill --views NAME --from-offline`")
 
 
 def describe(view: FeatureView, prefix: str) -> ViewDescription:
@@ -391,8 +415,9 @@ def online_features(settings: Settings, entity: str,
 def many_online_features(settings: Settings, entities: Sequence[str],
                          views: Sequence[str] = ()) -> list[OnlineFeatures]:
     """The live values of many entities, in one read: the given views (checked against
-    the registry), by default the customer's. ``settings`` must have Redis's address."""
-    check_views(views)
+    the registry), by default the customer's. ``settings`` must have Redis's address.
+    A view of the feature repository's own is :class:`NotServedOnline`."""
+    check_views(views, settings)
     return read_online(online_store(settings), list(entities),
                        list(views or customer_views()))
 

@@ -59,7 +59,7 @@ def features_get(settings: Settings, entities: tuple[str, ...], views: tuple[str
     from basketflow.app import features as app
     from basketflow.app.services import REDIS, resolve
     try:
-        app.check_views(views)
+        app.check_views(views, settings)
     except app.UnknownView as exc:
         raise click.BadParameter(str(exc), param_hint="--view") from exc
     found = app.many_online_features(resolve(settings, (REDIS,)), entities, views)

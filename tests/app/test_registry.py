@@ -146,3 +146,16 @@ def test_the_python_api_of_a_project_has_its_own_views(shop: Settings,
     assert store.get_feature_view("customer_christmas").feature_names == ("christmas_spend_14d",)
     with pytest.raises(UnknownView, match="known: customer, basket, product, customer_christ"):
         store.get_feature_view("nope")
+
+
+def test_a_declared_view_asked_online_says_where_to_read_it(shop: Settings) -> None:
+    from basketflow.app.features import NotServedOnline, UnknownView, check_views
+    assert shop.feature_repository is not None
+    (shop.feature_repository / "xmas.py").write_text(XMAS)
+    with pytest.raises(NotServedOnline, match="customer_christmas: declared in the feature "
+                                              "repository, but the online store holds the "
+                                              "built-in views only"):
+        check_views(["customer", "customer_christmas"], shop)
+    with pytest.raises(UnknownView, match="unknown view\\(s\\) nope"):
+        check_views(["nope"], shop)
+    check_views(["customer", "basket"], shop)
