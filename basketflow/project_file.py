@@ -142,7 +142,7 @@ def _value(path: Path, key: str, line: int, node: yaml.Node) -> Any:
     if not isinstance(value, str) or not value.strip():
         raise ProjectFileError(f"{where} must be a non-empty text, not {value!r}")
     if kind == "path":
-        return (path.parent / value).resolve()
+        return (path.parent / Path(value).expanduser()).resolve()
     if kind == "uri":
         return _local_path(path, where, value)
     return value
@@ -157,4 +157,4 @@ def _local_path(path: Path, where: str, value: str) -> Path:
     if parsed.scheme and len(parsed.scheme) > 1:  # not a Windows drive letter
         raise ProjectFileError(f"{where}: {value!r} is a {parsed.scheme}:// URI; the "
                                "offline store is a local folder: give a path or file:// URI")
-    return (path.parent / value).resolve()
+    return (path.parent / Path(value).expanduser()).resolve()

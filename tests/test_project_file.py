@@ -90,6 +90,12 @@ def test_without_a_file_today_s_defaults_apply(tmp_path: Path) -> None:
     assert s.offline_dir == Path("data").resolve() / "offline"
 
 
+def test_a_home_relative_path_is_expanded(tmp_path: Path) -> None:
+    below = project(tmp_path, "data_dir: ~/bf-data\noffline_store: ~/bf-offline\n")
+    s = load_settings(cwd=below)
+    assert (s.data_dir, s.offline_dir) == (Path.home() / "bf-data", Path.home() / "bf-offline")
+
+
 def test_an_empty_file_and_nulls_mean_the_defaults(tmp_path: Path) -> None:
     below = project(tmp_path, "# nothing yet\n")
     assert load_settings(cwd=below).prefix == "bf"
