@@ -46,7 +46,8 @@ from online_read import latest_values
 from basketflow.app.features import read_online, read_selected
 from basketflow.app.predict import basket_events, predict_basket
 from basketflow.app.services import free_port, start_redis, stop_service
-from basketflow.models.classifier import BasketClassifier, classifier_features, save_checkpoint
+from basketflow.models.classifier import BasketClassifier, classifier_features
+from basketflow.models.registry import Lineage, Registry, registry_dir
 from basketflow.producers.synthetic import write_csv
 from basketflow.schemas.features import registry
 from basketflow.sinks.online_store import RedisOnlineStore, connect
@@ -156,10 +157,8 @@ def fill(url: str, rows: int, real: bool, data_dir: Path) -> list[str]:
     for customer, (_, basket) in list(latest["basket"].items())[:2000]:
         model.learn(classifier_features(basket, latest["customer"][customer][1]),
                     rng.choice(CATEGORIES))
-    (data_dir / "segments").mkdir(parents=True)
-    (data_dir / "segments" / "CURRENT").write_text(SEGMENTATION)
-    (data_dir / "models").mkdir()
-    save_checkpoint(model, data_dir / "models" / f"classifier-{SEGMENTATION}.pkl")
+    Registry(registry_dir(data_dir)).register(model, Lineage.of(model, "flow"), {},
+                                              follow=True)
     return sorted(latest["customer"])
 
 

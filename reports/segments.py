@@ -81,6 +81,7 @@ import pyarrow.parquet as pq
 
 from basketflow.errors import BasketflowError
 from basketflow.flows.scoring import ScoringConfig
+from basketflow.models.registry import registry_dir
 from basketflow.reports.profiles import (
     DECIMALS,
     SHARE_COLUMNS,
@@ -546,5 +547,4 @@ def scoring_config(data_dir: Path) -> ScoringConfig | None:
         log.warning("no live scores: %s (the classifier learns from the labels of "
                     "`basketflow segment fit` then `basketflow segment assign`)", exc)
         return None
-    return ScoringConfig(labels, segmentation.version,
-                         data_dir / "models" / f"classifier-{segmentation.version}.pkl")
+    return ScoringConfig(labels, segmentation.version, registry_dir(data_dir))
