@@ -76,6 +76,9 @@ class ScoringConfig:
     gap_seconds: int = DEFAULT_GAP_SECONDS
     register_every: int = 100
     keep: int = DEFAULT_KEEP
+    #: Called with the state after each update (``basketflow models train`` keeps the
+    #: last: the model learnt from history); None for the live flow.
+    on_state: Callable[[ScoringState], None] | None = None
 
 
 @dataclass
@@ -231,6 +234,9 @@ def scoring_step(config: ScoringConfig) -> Callable[
         state = state or ScoringState(copy.deepcopy(start), head)
         if watch is not None:
             watch.apply(state)
-        return state, state.score(update, config, registry)
+        scored = state.score(update, config, registry)
+        if config.on_state is not None:
+            config.on_state(state)
+        return state, scored
 
     return mapper

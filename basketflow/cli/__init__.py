@@ -27,6 +27,7 @@ from basketflow.cli import (
     demo,
     features,
     models,
+    registry,
     report,
     run,
     serve,
@@ -103,7 +104,7 @@ for command in (servers.up, servers.down, servers.status, data.generate, data.re
                 run.run, features.features, features.entities, backfill.backfill,
                 backfill.historical,
                 report.report, report.categories, models.score, models.predict, models.segment,
-                models.evaluate, demo.demo, check.check, serve.serve):
+                models.evaluate, registry.models, demo.demo, check.check, serve.serve):
     cli.add_command(command)
 
 
