@@ -45,7 +45,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink
@@ -103,7 +103,7 @@ from basketflow.kafka import (
 )
 from basketflow.schemas.events import Rejection, Transaction, decode_event
 from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S, registry, versions
-from basketflow.schemas.records import FeatureUpdate
+from basketflow.schemas.records import FeatureUpdate, ScoreRow, ShadowScoreRow
 from basketflow.sinks.flow_sinks import (
     DeadLetterSink,
     FeatureLogSink,
@@ -113,6 +113,7 @@ from basketflow.sinks.flow_sinks import (
     OnlineScoreSink,
     ProgressSink,
     ScoreLogSink,
+    ShadowScoreLogSink,
     count_late,
 )
 from basketflow.sinks.event_ids import ensure_content_ids
@@ -291,18 +292,24 @@ def fold_entities(kind: str, shards: Stream[tuple[str, ShardBatch]],
 def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureOutputs,
                       stats: FlowStats) -> None:
     """Score every basket update with the one River model; write the scores online and
-    to the offline score log."""
+    to the offline score log, and the challenger's (made in shadow) to the offline
+    shadow score log only."""
     assert outputs.scoring is not None
     to_model = op.key_on("to-model", customer_updates, lambda _u: MODEL_KEY)
     score = scoring_step(outputs.scoring)
-    scored = pickled_flat_map("score", to_model, lambda state, update: stats.writing(
-        lambda: score(state, update)))  # it writes the model's checkpoints
+    predicted = pickled_flat_map("score", to_model, lambda state, update: stats.writing(
+        lambda: score(state, update)))  # it registers the model's versions
+    split = op.branch("shadow-or-served", predicted,
+                      lambda kv: isinstance(kv[1], ShadowScoreRow))
+    scored = cast(KeyedStream[ScoreRow], split.falses)
     op.inspect("count-scores", scored, lambda _step, _row: stats.add(scores=1))
     if outputs.redis_url is not None:
         op.output("online-scores", scored,
                   OnlineScoreSink(outputs.redis_url, outputs.prefix, outputs.retry))
     if outputs.offline_root is not None:
         op.output("score-log", scored, ScoreLogSink(outputs.offline_root, stats))
+        op.output("shadow-score-log", cast(KeyedStream[ShadowScoreRow], split.trues),
+                  ShadowScoreLogSink(outputs.offline_root, stats))
 
 
 #: Product lines are folded in joined batches (:mod:`basketflow.flows.coalesce`): a product's

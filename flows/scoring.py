@@ -29,6 +29,11 @@ watches the champion: a version promoted or rolled back to while the flow runs i
 adopted within :data:`WATCH_SECONDS`: the scores from then on are its, and the learning
 continues from it. A version that fails its checks is refused with a log line, and the
 step keeps its model.
+
+A ``challenger`` alias is scored in shadow: each basket update gets the challenger
+version's prediction too (its weights as registered: it does not learn), emitted as a
+:class:`~basketflow.schemas.records.ShadowScoreRow` that the flow writes to the offline
+shadow score log only, marked with the alias and version, never to Redis or the API.
 """
 
 from __future__ import annotations
@@ -44,13 +49,14 @@ from typing import Any
 from basketflow.models.classifier import BasketClassifier, classifier_features
 from basketflow.models.prequential import Prequential
 from basketflow.models.registry import (
+    CHALLENGER,
     CHAMPION,
     DEFAULT_KEEP,
     Lineage,
     Registry,
     RegistryError,
 )
-from basketflow.schemas.records import FeatureUpdate, ScoreRow
+from basketflow.schemas.records import FeatureUpdate, ScoreRow, ShadowScoreRow
 
 log = logging.getLogger("basketflow.scoring")
 
@@ -81,6 +87,15 @@ class ScoringConfig:
     on_state: Callable[[ScoringState], None] | None = None
 
 
+@dataclass(frozen=True)
+class Shadow:
+    """The model an alias other than the champion names, scored in shadow."""
+
+    alias: str
+    version: int
+    model: BasketClassifier
+
+
 @dataclass
 class _OpenBasket:
     invoice: str
@@ -104,9 +119,11 @@ class ScoringState:
         self.unsaved = 0
 
     def score(self, update: FeatureUpdate, config: ScoringConfig,
-              registry: Registry | None = None) -> list[ScoreRow]:
-        """Fold one customer's feature update in: close, learn, predict (module rules)."""
-        out: list[ScoreRow] = []
+              registry: Registry | None = None, shadow: Shadow | None = None,
+              ) -> list[ScoreRow | ShadowScoreRow]:
+        """Fold one customer's feature update in: close, learn, predict, and predict in
+        ``shadow`` (module rules)."""
+        out: list[ScoreRow | ShadowScoreRow] = []
         customer_rows = {(ts, seq): values for view, _e, ts, seq, values in update.rows
                          if view == "customer"}
         for view, entity, ts, seq, basket in update.rows:
@@ -121,6 +138,9 @@ class ScoringState:
             score = self.model.predict(x, ts)
             if score is not None:
                 out.append(ScoreRow(entity, basket["invoice"], ts, seq, score))
+            if shadow is not None and (other := shadow.model.predict(x, ts)) is not None:
+                out.append(ShadowScoreRow(ScoreRow(entity, basket["invoice"], ts, seq, other),
+                                          shadow.alias, shadow.version))
         self._close_idle(config, registry)
         return out
 
@@ -181,23 +201,44 @@ def initial_model(config: ScoringConfig, registry: Registry | None,
     return model, pick
 
 
-class ChampionWatch:
-    """Adopts a champion chosen by hand (promote, rollback) into the scoring state, at
-    most every :data:`WATCH_SECONDS` of wall time and only when the registry changed."""
+class RegistryWatch:
+    """Adopts a champion chosen by hand (promote, rollback) into the scoring state, and
+    keeps the challenger's model (:attr:`shadow`), looking at most every
+    :data:`WATCH_SECONDS` of wall time and only when the registry changed."""
 
     def __init__(self, registry: Registry, model: str) -> None:
         self.registry = registry
         self.model = model
         self.next_look = 0.0
+        self.shadow: Shadow | None = None
 
     def apply(self, state: ScoringState) -> None:
-        """Look (when due) and adopt; a version that fails its checks is logged, kept out."""
+        """Look (when due), adopt, follow the challenger; a version that fails its checks
+        is logged and kept out."""
         now = time.monotonic()
         if now < self.next_look:
             return
         self.next_look = now + WATCH_SECONDS
         if not self.registry.changed():
             return
+        self._challenger()
+        self._champion(state)
+
+    def _challenger(self) -> None:
+        """Load the challenger when the alias moved (drop it when unset)."""
+        challenger = self.registry.alias(CHALLENGER)
+        if challenger is None or (self.shadow and self.shadow.version == challenger):
+            self.shadow = self.shadow if challenger is not None else None
+            return
+        try:
+            self.shadow = Shadow(CHALLENGER, challenger, self.registry.load(challenger))
+            log.info("challenger %d scored in shadow", challenger)
+        except RegistryError as exc:
+            log.error("challenger not scored: %s", exc)
+            self.shadow = None
+
+    def _champion(self, state: ScoringState) -> None:
+        """Adopt a champion chosen by hand since the state's last adoption."""
         change = self.registry.last_change(CHAMPION)
         if change is None or change.id <= state.adopted or change.version == state.head \
                 or change.action == "follow":
@@ -219,7 +260,8 @@ class ChampionWatch:
 
 
 def scoring_step(config: ScoringConfig) -> Callable[
-        [ScoringState | None, FeatureUpdate], tuple[ScoringState, list[ScoreRow]]]:
+        [ScoringState | None, FeatureUpdate],
+        tuple[ScoringState, list[ScoreRow | ShadowScoreRow]]]:
     """A ``pickled_flat_map`` mapper over customer updates keyed by :data:`MODEL_KEY`.
 
     The starting model is read (and checked) here, when the flow is built, so a version
@@ -227,14 +269,15 @@ def scoring_step(config: ScoringConfig) -> Callable[
     """
     registry = None if config.registry is None else Registry(config.registry, config.keep)
     start, head = initial_model(config, registry)
-    watch = None if registry is None else ChampionWatch(registry, start.version)
+    watch = None if registry is None else RegistryWatch(registry, start.version)
 
     def mapper(state: ScoringState | None, update: FeatureUpdate,
-               ) -> tuple[ScoringState, list[ScoreRow]]:
+               ) -> tuple[ScoringState, list[ScoreRow | ShadowScoreRow]]:
         state = state or ScoringState(copy.deepcopy(start), head)
         if watch is not None:
             watch.apply(state)
-        scored = state.score(update, config, registry)
+        shadow = None if watch is None else watch.shadow
+        scored = state.score(update, config, registry, shadow)
         if config.on_state is not None:
             config.on_state(state)
         return state, scored
