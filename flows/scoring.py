@@ -48,9 +48,8 @@ from typing import Any
 
 from basketflow.models.classifier import BasketClassifier, classifier_features
 from basketflow.models.prequential import Prequential
+from basketflow.models.aliases import CHALLENGER, CHAMPION
 from basketflow.models.registry import (
-    CHALLENGER,
-    CHAMPION,
     DEFAULT_KEEP,
     Lineage,
     Registry,

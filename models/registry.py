@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from basketflow.errors import BasketflowError
+from basketflow.models.aliases import CHAMPION
 from basketflow.models.classifier import BasketClassifier
 from basketflow.schemas.features import BASKET, CUSTOMER
 from basketflow.sinks.offline_store import writing
@@ -58,9 +59,6 @@ from basketflow.sinks.offline_store import writing
 REGISTRY_FILE = "registry.sqlite"
 KEY_FILE = "registry.key"
 ARTIFACTS = "artifacts"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-ALIASES = (CHAMPION, CHALLENGER)
 #: Versions kept by the last-N rule of retention.
 DEFAULT_KEEP = 100
 #: An artifact no row names is deleted only when older than this (seconds): a registration

@@ -82,8 +82,8 @@ class LiveModel:
 
     def current(self) -> BasketClassifier:
         """The champion's model; :class:`NoLiveModel` while there is none."""
+        from basketflow.models.aliases import CHAMPION
         from basketflow.models.registry import (
-            CHAMPION,
             REGISTRY_FILE,
             Registry,
             RegistryError,

@@ -14,8 +14,8 @@ from typing import Any
 
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
+from basketflow.models.aliases import CHAMPION
 from basketflow.models.registry import (
-    CHAMPION,
     REGISTRY_FILE,
     Registry,
     Version,

@@ -9,7 +9,7 @@ import click
 
 from basketflow.cli.output import FullHelpGroup, console, out, print_json, table, when
 from basketflow.config import Settings
-from basketflow.models.registry import ALIASES, CHAMPION
+from basketflow.models.aliases import ALIASES, CHAMPION
 
 alias_option = click.option("--alias", type=click.Choice(ALIASES), default=CHAMPION,
                             show_default=True, help="The alias to move.")

@@ -15,7 +15,8 @@ from basketflow.app.registry import promote, train
 from basketflow.config import Settings
 from basketflow.flows.backfill import file_events, run_backfill
 from basketflow.flows.live import FeatureOutputs, RunOptions, run_live
-from basketflow.models.registry import CHALLENGER, CHAMPION, Registry, registry_dir
+from basketflow.models.aliases import CHALLENGER, CHAMPION
+from basketflow.models.registry import Registry, registry_dir
 from basketflow.producers.replay import replay
 from basketflow.producers.synthetic import write_csv
 from basketflow.reports.segments import assign_customers, fit_segments, scoring_config

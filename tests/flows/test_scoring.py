@@ -27,9 +27,9 @@ from basketflow.flows.scoring import (
     scoring_step,
 )
 from basketflow.models.classifier import BasketClassifier, classifier_features
+from basketflow.models.aliases import CHAMPION
 from basketflow.models.registry import (
     ARTIFACTS,
-    CHAMPION,
     Lineage,
     Registry,
     RegistryError,

@@ -20,9 +20,9 @@ import pytest
 
 from basketflow.models import registry as registry_module
 from basketflow.models.classifier import BasketClassifier, classifier_features
+from basketflow.models.aliases import CHAMPION
 from basketflow.models.registry import (
     ARTIFACTS,
-    CHAMPION,
     KEY_FILE,
     REGISTRY_FILE,
     Lineage,
