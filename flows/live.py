@@ -42,7 +42,7 @@ rather than in Bytewax windows, whose per-key cost collapses at thousands of key
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -181,6 +181,18 @@ def count_progress(state: FlowProgress | None, clocked: tuple[Decoded, int],
     state.add(decoded.offsets, decoded.event_offsets, decoded.dead_offsets,
               newest_ts=newest(decoded.events), clock=clock)
     return state, state.fields()
+
+
+def advance(offsets: dict[str, int], batch: dict[str, int]) -> None:
+    """Move each partition's next offset on to a batch's (never back).
+
+    >>> read = {"offset:tx:0": 5}
+    >>> advance(read, {"offset:tx:0": 3, "offset:tx:1": 7}); read
+    {'offset:tx:0': 5, 'offset:tx:1': 7}
+    """
+    for name, offset in batch.items():
+        if offset > offsets.get(name, -1):
+            offsets[name] = offset
 
 
 def partition_times(decoded: Decoded) -> tuple[str, int, Decoded]:
@@ -367,6 +379,10 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     events = op.map("events", clocked, lambda c: ClockedBatch(c[0].events, c[1]))
     retry = RedisRetry(settings.redis_url, health,
                        state_file=settings.state_file)
+    if scoring is not None and SERVE in parts:
+        read: dict[str, int] = {}
+        scoring = replace(scoring, offsets=read)
+        op.inspect("offsets-read", decoded, lambda _step, d: advance(read, d.offsets))
     add_feature_steps(events, FeatureOutputs(
         settings.redis_url, settings.prefix, settings.offline_dir, STORE in parts,
         allowed_lateness, scoring if SERVE in parts else None, retry,

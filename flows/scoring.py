@@ -84,6 +84,11 @@ class ScoringConfig:
     #: Called with the state after each update (``basketflow models train`` keeps the
     #: last: the model learnt from history); None for the live flow.
     on_state: Callable[[ScoringState], None] | None = None
+    #: The next offset of each partition the live flow has read
+    #: (``offset:<topic>:<partition>``), updated in place by the flow
+    #: (:func:`basketflow.flows.live.build_live_flow`), recorded in each version's
+    #: lineage; None outside a Kafka-fed flow.
+    offsets: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,13 +170,15 @@ class ScoringState:
         self.model.learn(basket.x, label)
         self.unsaved += 1
         if registry is not None and self.unsaved >= config.register_every:
-            self.register(registry, "flow")
+            self.register(registry, "flow", offsets=config.offsets)
 
-    def register(self, registry: Registry, source: str, follow: bool = True) -> int:
-        """Register the model as a new version continuing :attr:`head`; its id."""
+    def register(self, registry: Registry, source: str, follow: bool = True,
+                 offsets: dict[str, int] | None = None) -> int:
+        """Register the model as a new version continuing :attr:`head`, with the Kafka
+        ``offsets`` read so far; its id."""
         version = registry.register(self.model, Lineage.of(
-            self.model, source, self.head, self.newest_ts or None), self.quality.metrics(),
-            follow=follow)
+            self.model, source, self.head, self.newest_ts or None, offsets),
+            self.quality.metrics(), follow=follow)
         self.head, self.unsaved = version.id, 0
         return version.id
 

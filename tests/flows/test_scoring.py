@@ -83,6 +83,9 @@ def test_the_flow_scores_basket_updates_once_customers_are_labelled(
     assert registry.alias(CHAMPION) == versions[-1].id  # the champion followed them
     newest = versions[-1]
     assert newest.lineage.segmentation == segmentation.version and newest.lineage.clock
+    read = newest.lineage.offsets  # the Kafka offsets read, at most the topic's end
+    assert read and all(k.startswith(f"offset:{settings.topic}:") for k in read)
+    assert 0 < sum(read.values()) <= 12_000
     assert newest.metrics["since_start"]["baskets"] == 100 * len(versions) - 1
     assert registry.load(newest.id).n_learned == newest.lineage.n_learned
 
