@@ -28,9 +28,12 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from river.drift import ADWIN
+# River's drift package loads its datasets and scikit-learn: imported where a detector is
+# made, so a command that only names this module (`segment show`) starts quickly.
+if TYPE_CHECKING:
+    from river.drift import ADWIN
 
 log = logging.getLogger("basketflow.prequential")
 
@@ -83,10 +86,12 @@ class Prequential:
     """The prequential figures of one model's learning, and its drift detector."""
 
     def __init__(self, window: int = DEFAULT_WINDOW) -> None:
+        from river.drift import ADWIN
+
         self.window = window
         self.overall = _Tally(window)
         self.categories: dict[str, _Tally] = {}
-        self.drift = ADWIN()
+        self.drift: ADWIN = ADWIN()
         self.detections = 0
 
     def add(self, probabilities: Mapping[str, float], label: str) -> None:
