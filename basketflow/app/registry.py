@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timezone
 from typing import Any
 
 from basketflow.config import Settings
@@ -104,14 +104,58 @@ def show(settings: Settings, version: int) -> VersionRow:
         registry.close()
 
 
-def diff(settings: Settings, first: int, second: int) -> tuple[VersionRow, VersionRow]:
-    """Two versions, to show side by side."""
+@dataclass(frozen=True)
+class VersionDiff:
+    """Two versions side by side, and both scored on the same held-out baskets
+    (:func:`basketflow.reports.held_out.compare`; None with the reason in ``note`` when
+    they cannot be: other labels, or no basket after ``since``)."""
+
+    first: VersionRow
+    second: VersionRow
+    held_out: dict[str, Any] | None
+    note: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data (``--json``)."""
+        return {"first": self.first.to_json(), "second": self.second.to_json(),
+                "held_out": self.held_out, "note": self.note}
+
+
+def diff(settings: Settings, first: int, second: int,
+         since: date | None = None) -> VersionDiff:
+    """Two versions side by side, and both scored on the baskets of labelled customers
+    closed after ``since`` (default: the later of their event-time clocks), which
+    neither learnt from."""
     registry = open_registry(settings)
     try:
         a, b = _rows(registry, [registry.get(first), registry.get(second)])
-        return a, b
+        segmentations = {a.version.lineage.segmentation, b.version.lineage.segmentation}
+        if len(segmentations) > 1:
+            return VersionDiff(a, b, None, "the versions learnt the labels of different "
+                               "segmentations: no held-out comparison")
+        start = _since(since, a.version, b.version)
+        from basketflow.reports.held_out import compare
+        from basketflow.reports.segments import SegmentationError, load_labels
+        try:
+            labels = load_labels(settings.data_dir, segmentations.pop())
+        except SegmentationError as exc:
+            return VersionDiff(a, b, None, f"no held-out comparison: {exc}")
+        held_out = compare(settings.offline_dir, registry, [a.version, b.version], labels,
+                           start)
+        if not held_out["baskets"]:
+            return VersionDiff(a, b, None, "no basket of a labelled customer closed after "
+                               "the later version's clock: give an earlier --since")
+        return VersionDiff(a, b, held_out, None)
     finally:
         registry.close()
+
+
+def _since(since: date | None, *versions: Version) -> int:
+    """The moment the held-out baskets end after (epoch seconds): the last second
+    before the day ``since``, else the later of the versions' clocks."""
+    if since is not None:
+        return int(datetime.combine(since, time.min, timezone.utc).timestamp()) - 1
+    return max(v.lineage.clock or 0 for v in versions)
 
 
 def promote(settings: Settings, version: int, alias: str = CHAMPION) -> AliasMove:

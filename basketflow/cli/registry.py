@@ -149,16 +149,22 @@ def rollback_command(settings: Settings, alias: str, as_json: bool) -> None:
 @models.command("diff")
 @click.argument("first", type=int)
 @click.argument("second", type=int)
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Held-out baskets: those closed on or after this day [default: after "
+                   "the later version's event-time clock].")
 @json_option
 @click.pass_obj
-def diff_command(settings: Settings, first: int, second: int, as_json: bool) -> None:
-    """Two versions side by side: lineage and prequential metrics, overall and per
-    category (each measured on the baskets it met as it learnt)."""
+def diff_command(settings: Settings, first: int, second: int, since: datetime | None,
+                 as_json: bool) -> None:
+    """Two versions side by side: lineage, prequential metrics (each measured on the
+    baskets it met as it learnt), and both scored on the same held-out baskets of
+    labelled customers, overall and per category."""
     from basketflow.app.registry import diff
-    a, b = diff(settings, first, second)
+    compared = diff(settings, first, second, since.date() if since else None)
     if as_json:
-        print_json({"first": a.to_json(), "second": b.to_json()})
+        print_json(compared.to_json())
         return
+    a, b = compared.first, compared.second
     va, vb = a.version, b.version
     shown = table("", f"version {va.id}>", f"version {vb.id}>",
                   title=f"version {va.id} vs {vb.id}")
@@ -182,6 +188,20 @@ def diff_command(settings: Settings, first: int, second: int, as_json: bool) -> 
     for name, left, right in pairs:
         shown.add_row(name, left, right)
     out.print(shown)
+    if compared.held_out is None:
+        out.print(f"held-out: {compared.note}")
+        return
+    held, ids = compared.held_out, (va.id, vb.id)
+    figures = [held["versions"][i] for i in ids]
+    same = table("", f"version {va.id}>", f"version {vb.id}>",
+                 title=f"the same {held['baskets']:,} held-out baskets, closed after "
+                       f"{when(held['since'])}")
+    for figure in ("accuracy", "log_loss"):
+        same.add_row(figure, *(_any(f["since_start"][figure]) for f in figures))
+    for category in sorted(set(figures[0]["per_category"]) | set(figures[1]["per_category"])):
+        same.add_row(f"accuracy: {category}", *(_any(
+            f["per_category"].get(category, {}).get("accuracy")) for f in figures))
+    out.print(same)
 
 
 def _any(value: Any) -> str:

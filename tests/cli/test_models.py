@@ -10,6 +10,7 @@ import sqlite3
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 
@@ -17,9 +18,11 @@ from basketflow.cli import cli
 from basketflow.config import ENV_DATA_DIR
 from basketflow.flows.backfill import file_events, run_backfill
 from basketflow.flows.live import FeatureOutputs, RunOptions
-from basketflow.models.registry import ARTIFACTS, REGISTRY_FILE
+from basketflow.models.classifier import classifier_features
+from basketflow.models.registry import ARTIFACTS, REGISTRY_FILE, Registry
 from basketflow.producers.synthetic import write_csv
-from basketflow.reports.segments import assign_customers, fit_segments
+from basketflow.reports.segments import assign_customers, fit_segments, load_labels
+from basketflow.schemas.features import registry
 
 UNTIL = "2011-04-30"
 
@@ -94,12 +97,49 @@ def test_train_list_show_promote_rollback_diff(data_dir: Path) -> None:
     diff = json.loads(run(data_dir, "diff", "1", "2", "--json").output)
     assert (diff["first"]["id"], diff["second"]["id"]) == (1, 2)
     assert sorted(diff["first"]["aliases"]) == ["challenger", "champion"]
-    narrow(run(data_dir, "diff", "1", "2"))
+    assert diff["held_out"] is None and "earlier --since" in diff["note"]  # 2 saw them all
+    narrow(text := run(data_dir, "diff", "1", "2"))
+    assert "held-out: no basket" in text.output
+    held = json.loads(run(data_dir, "diff", "1", "2", "--since", "2011-05-01", "--json")
+                      .output)["held_out"]
+    for version in (1, 2):
+        baskets, accuracy = reference_accuracy(data_dir, version, "2011-05-01")
+        mine = held["versions"][str(version)]["since_start"]
+        assert (held["baskets"], mine["baskets"]) == (baskets, baskets) and baskets > 50
+        assert mine["accuracy"] == accuracy
+    narrow(run(data_dir, "diff", "1", "2", "--since", "2011-05-01"))
 
     one_error(run(data_dir, "show", "99"), "no model version 99")
     one_error(run(data_dir, "promote", "99"), "no model version 99")
     assert run(data_dir, "show", "two").exit_code == 2  # click's usage error
     one_error(run(data_dir, "train", "--until", "2010-01-01"), "taught the model nothing")
+
+
+def _log(data_dir: Path, view: str) -> pd.DataFrame:
+    frame = pd.read_parquet(data_dir / "offline" / "features" / view)
+    frame = frame[frame["version"] == registry()[view].version]
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def reference_accuracy(data_dir: Path, version: int, since: str) -> tuple[int, float]:
+    """Plain pandas and Python: the held-out baskets (labelled customers' baskets whose
+    last line is on or after ``since``), each scored at its last feature row by the
+    version's model, against the label: how many, and the accuracy."""
+    labels = load_labels(data_dir)
+    baskets, customers = _log(data_dir, "basket"), _log(data_dir, "customer")
+    baskets = baskets[~baskets["entity_id"].str.startswith("guest-")]
+    last = baskets.sort_values(["ts", "seq"]).groupby(["entity_id", "invoice"]).tail(1)
+    last = last[(last["ts"] >= pd.Timestamp(since, tz="UTC"))
+                & last["entity_id"].isin(set(labels))]
+    model = Registry(data_dir / "models").load(version)
+    right = 0
+    for row in last.to_dict("records"):
+        mine = customers[(customers["entity_id"] == row["entity_id"])
+                         & (customers["ts"] <= row["ts"])]
+        customer = mine.sort_values(["ts", "seq"]).iloc[-1].to_dict() if len(mine) else None
+        score = model.predict(classifier_features(row, customer), 0)
+        right += score is not None and score.category == labels[row["entity_id"]]
+    return len(last), round(right / len(last), 4)
 
 
 @pytest.mark.slow
