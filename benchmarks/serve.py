@@ -3,7 +3,7 @@ a direct Python read of the same values in the same run (the floor).
 
 Fills an embedded Valkey with the ``customer`` and ``basket`` values of every customer
 of a generated file (``--rows``, seed 7; ``--real`` for the real file), folded by the
-flow's own feature code, writes a trained model's checkpoint for ``/predict``, starts
+flow's own feature code, registers a trained model as the champion for ``/predict``, starts
 ``basketflow serve --no-access-log`` (one worker, uvicorn with uvloop and httptools) and
 drives it with a small asyncio HTTP/1.1 client over keep-alive connections (a bounded
 number of requests and seconds per case). The cases of issue #15:
@@ -140,7 +140,7 @@ def report(name: str, served: list[float], rate: float, floor: list[float] | Non
 
 
 def fill(url: str, rows: int, real: bool, data_dir: Path) -> list[str]:
-    """The online store's values and a model checkpoint; the customers written."""
+    """The online store's values and a champion model; the customers written."""
     if real and REAL_DATA.is_file():
         source = REAL_DATA
     else:

@@ -538,7 +538,7 @@ def load_labels(data_dir: Path, version: str | None = None) -> dict[str, str]:
 
 def scoring_config(data_dir: Path) -> ScoringConfig | None:
     """The scoring set-up of a data directory: the labels of its current segmentation and
-    the model checkpoint beside them; None (no scoring, with a log line saying how to turn
+    the model registry beside them; None (no scoring, with a log line saying how to turn
     it on) while no segmentation has labelled any customer."""
     try:
         segmentation = load_segmentation(data_dir)

@@ -77,7 +77,7 @@ class StoreUnwritable(BasketflowError, OSError):
     """The data directory cannot be written (full disk, a file in the way, no permission).
 
     The message names the path and the OS error, and says what to do. Raised by every
-    write of the offline store, of the classifier checkpoint and by the start-up check
+    write of the offline store, of the model registry's artifacts and by the start-up check
     (:func:`ensure_writable`); it stops the flow before the offsets past the unwritten
     rows are committed, so the next run writes them.
     """

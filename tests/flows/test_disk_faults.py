@@ -8,7 +8,7 @@ created, placed at a later date so the flow fails mid-run after committing earli
 epochs; a data directory that is a file (the start-up check); and, where a private mount
 namespace can be made, a tiny tmpfs as the offline store, for a real ENOSPC mid-run.
 What is compared is explained in :mod:`store_contents`. Each offline write path (events,
-dead letters, feature log, late events, scores) and the classifier checkpoint is also
+dead letters, feature log, late events, scores) and the model registry is also
 shown to raise :class:`~basketflow.sinks.offline_store.StoreUnwritable` on its own.
 """
 

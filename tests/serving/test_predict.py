@@ -6,7 +6,10 @@ store; bad lines, no model: 422, 503."""
 from __future__ import annotations
 
 import copy
+import json
 import random
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,5 +179,20 @@ def test_a_promote_and_a_rollback_are_served_at_the_next_request(
         assert after != before and after["Home"] > before["Home"]
         registry.rollback()
         assert server.client.post("/predict", json=body).json()["probabilities"] == before
+        # promotes and rollbacks while requests go on: none fails, each answers with one
+        # of the two versions whole
+        moving = threading.Thread(target=lambda: [
+            (registry.promote(newer.id), time.sleep(0.01), registry.rollback(),
+             time.sleep(0.01)) for _ in range(15)])
+        moving.start()
+        answers = []
+        while moving.is_alive() or len(answers) < 50:
+            got = server.client.post("/predict", json=body)
+            assert got.status_code == 200, got.text
+            answers.append(got.json()["probabilities"])
+        moving.join()
+        assert {json.dumps(a, sort_keys=True) for a in answers} <= \
+            {json.dumps(before, sort_keys=True), json.dumps(after, sort_keys=True)}
+        assert before in answers and after in answers
     finally:
         server.stop()
