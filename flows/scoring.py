@@ -27,7 +27,9 @@ chooses one by hand. The step starts from the champion (when it is a model of th
 current labels and features; else the newest such version; else a fresh model), and
 watches the champion: a version promoted or rolled back to while the flow runs is
 adopted within :data:`WATCH_SECONDS`: the scores from then on are its, and the learning
-continues from it. A version that fails its checks is refused with a log line, and the
+continues from it. Continuing a version, the step does not learn again a basket that
+closed by the version's event-time clock (the version learnt it: a flow reading the topic
+from its start after ``basketflow models train`` learns each basket once). A version that fails its checks is refused with a log line, and the
 step keeps its model.
 
 A ``challenger`` alias is scored in shadow: each basket update gets the challenger
@@ -54,6 +56,7 @@ from basketflow.models.registry import (
     Lineage,
     Registry,
     RegistryError,
+    Version,
 )
 from basketflow.schemas.records import FeatureUpdate, ScoreRow, ShadowScoreRow
 
@@ -108,19 +111,26 @@ class _OpenBasket:
 
 
 class ScoringState:
-    """The model, the registry version it continues (``head``; None: unregistered), the
-    champion change it adopted last, its prequential figures, and the baskets still
-    open, ordered by their last update."""
+    """The model, the registry version it continues (``head``; None: unregistered) and
+    the event time that version had learnt up to (``learnt_until``: a basket closing by
+    then was learnt by it, and is not learnt again), the champion change it adopted last, its prequential
+    figures, and the baskets still open, ordered by their last update."""
 
-    def __init__(self, model: BasketClassifier, head: int | None = None,
-                 adopted: int = 0) -> None:
+    def __init__(self, model: BasketClassifier, start: Version | None = None) -> None:
         self.model = model
-        self.head = head
-        self.adopted = adopted
+        self.head = None if start is None else start.id
+        self.learnt_until = 0 if start is None else start.lineage.clock or 0
+        self.adopted = 0
         self.quality = Prequential()
         self.open: dict[str, _OpenBasket] = {}
         self.newest_ts = 0
         self.unsaved = 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a snapshot, one of an earlier release too (without a version)."""
+        self.__dict__.update({"head": None, "learnt_until": 0, "adopted": 0} | state)
+        if "quality" not in state:
+            self.quality = Prequential()
 
     def score(self, update: FeatureUpdate, config: ScoringConfig,
               registry: Registry | None = None, shadow: Shadow | None = None,
@@ -137,7 +147,7 @@ class ScoringState:
             self.newest_ts = max(self.newest_ts, ts)  # a version registered now is of ts
             previous = self.open.pop(entity, None)
             if previous is not None and previous.invoice != basket["invoice"]:
-                self._close(entity, previous, config, registry)
+                self._close(entity, previous, config, registry, ts)
             self.open[entity] = _OpenBasket(basket["invoice"], x, ts)
             score = self.model.predict(x, ts)
             if score is not None:
@@ -156,14 +166,15 @@ class ScoringState:
             if basket.last_ts >= horizon:
                 break
             del self.open[entity]
-            self._close(entity, basket, config, registry)
+            self._close(entity, basket, config, registry, self.newest_ts)
 
     def _close(self, entity: str, basket: _OpenBasket, config: ScoringConfig,
-               registry: Registry | None) -> None:
-        """A basket is complete: measure the model on it, then learn from it, if its
-        customer is labelled."""
+               registry: Registry | None, moment: int) -> None:
+        """A basket is complete at event time ``moment``: measure the model on it, then
+        learn from it, if its customer is labelled and the version the model continues
+        had not closed it already (by its clock)."""
         label = config.labels.get(entity)
-        if label is None:
+        if label is None or moment <= self.learnt_until:
             return
         if self.model.n_learned:
             self.quality.add(self.model.model.predict_proba_one(basket.x), label)
@@ -182,14 +193,15 @@ class ScoringState:
         self.head, self.unsaved = version.id, 0
         return version.id
 
-    def adopt(self, model: BasketClassifier, version: int, change: int) -> None:
+    def adopt(self, model: BasketClassifier, version: Version, change: int) -> None:
         """Continue from a registry version chosen by hand (alias change ``change``)."""
-        self.model, self.head, self.adopted, self.unsaved = model, version, change, 0
+        self.model, self.head, self.adopted, self.unsaved = model, version.id, change, 0
+        self.learnt_until = version.lineage.clock or 0
         self.quality = Prequential()
 
 
 def initial_model(config: ScoringConfig, registry: Registry | None,
-                  ) -> tuple[BasketClassifier, int | None]:
+                  ) -> tuple[BasketClassifier, Version | None]:
     """The model to start from and its registry version: the champion when it is a
     model of these labels and features, else the newest such version, else a fresh one.
     A version that fails its checks raises :class:`RegistryError` (never unpickled)."""
@@ -197,13 +209,14 @@ def initial_model(config: ScoringConfig, registry: Registry | None,
     if registry is None:
         return fresh, None
     champion = registry.alias(CHAMPION)
-    mine = [v.id for v in registry.versions() if v.model == fresh.version]
-    pick = champion if champion in mine else (mine[-1] if mine else None)
+    mine = {v.id: v for v in registry.versions() if v.model == fresh.version}
+    pick = mine.get(champion) if champion is not None else None
+    pick = pick or (mine[max(mine)] if mine else None)
     if pick is None:
         return fresh, None
-    model = registry.load(pick)
-    log.info("model version %d (%s, %d baskets learnt) restored from the registry", pick,
-             model.version, model.n_learned)
+    model = registry.load(pick.id)
+    log.info("model version %d (%s, %d baskets learnt) restored from the registry",
+             pick.id, model.version, model.n_learned)
     return model, pick
 
 
@@ -251,6 +264,7 @@ class RegistryWatch:
             return
         try:
             model = self.registry.load(change.version)
+            version = self.registry.get(change.version)
         except RegistryError as exc:
             log.error("champion not adopted: %s", exc)
             state.adopted = change.id
@@ -259,7 +273,7 @@ class RegistryWatch:
             log.warning("champion %d is model %s, not %s (other labels or features): the "
                         "flow keeps its model", change.version, model.version, self.model)
         else:
-            state.adopt(model, change.version, change.id)
+            state.adopt(model, version, change.id)
             log.info("champion %d adopted (%s, %d baskets learnt)", change.version,
                      model.version, model.n_learned)
         state.adopted = change.id
@@ -274,12 +288,12 @@ def scoring_step(config: ScoringConfig) -> Callable[
     that fails its checks stops the start with a clear error rather than inside a worker.
     """
     registry = None if config.registry is None else Registry(config.registry, config.keep)
-    start, head = initial_model(config, registry)
+    start, version = initial_model(config, registry)
     watch = None if registry is None else RegistryWatch(registry, start.version)
 
     def mapper(state: ScoringState | None, update: FeatureUpdate,
                ) -> tuple[ScoringState, list[ScoreRow | ShadowScoreRow]]:
-        state = state or ScoringState(copy.deepcopy(start), head)
+        state = state or ScoringState(copy.deepcopy(start), version)
         if watch is not None:
             watch.apply(state)
         shadow = None if watch is None else watch.shadow

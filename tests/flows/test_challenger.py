@@ -74,5 +74,8 @@ def test_the_challenger_is_scored_in_shadow_and_never_served(
     flows = [v for v in registry.versions() if v.lineage.source == "flow"]
     assert flows and flows[0].lineage.parent == champion_id
     assert flows[0].lineage.n_learned == champion.version.version.lineage.n_learned + 100
+    # it learnt only the baskets closed after the champion's clock: no more than a model
+    # trained on every event
+    assert flows[-1].lineage.n_learned <= challenger.version.version.lineage.n_learned
     assert registry.alias(CHAMPION) == flows[-1].id
     assert registry.alias(CHALLENGER) == challenger_id

@@ -5,6 +5,7 @@ it starts from and adopts while it runs, and `basketflow score`."""
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import time
 from datetime import date
@@ -140,6 +141,28 @@ def _learnt(labels: str, n: int) -> BasketClassifier:
     return model
 
 
+def test_a_basket_the_starting_version_had_learnt_is_not_learnt_again(
+        tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    config = ScoringConfig({"1": "big"}, "seg-1")
+    first = lines("1", ("5001", "3/1/2011 10:00", 90.0), ("5002", "3/2/2011 10:00", 80.0),
+                  ("5003", "3/3/2011 10:00", 70.0))
+    model = _learnt("seg-1", 3)  # it learnt up to 5002's line: 5001 closed, 5002 open
+    version = registry.register(model, Lineage.of(model, "train", clock=first[1].ts), {})
+    state = ScoringState(registry.load(version.id), version)
+    for update in first:
+        state.score(update, config)
+    assert state.model.n_learned == 4  # 5001 closed by then: skipped; 5002 after: learnt
+    # a snapshot of an earlier release (no version fields) restores with none
+    old = ScoringState(_learnt("seg-1", 1))
+    for name in ("head", "learnt_until", "adopted", "quality"):
+        delattr(old, name)
+    restored = pickle.loads(pickle.dumps(old))
+    assert (restored.head, restored.learnt_until, restored.adopted) == (None, 0, 0)
+    restored.score(first[0], config)
+    assert restored.quality.metrics()["since_start"]["baskets"] == 0
+
+
 def test_the_step_starts_from_the_champion_of_its_labels_and_refuses_a_tampered_one(
         tmp_path: Path) -> None:
     registry = Registry(tmp_path)
@@ -150,8 +173,8 @@ def test_the_step_starts_from_the_champion_of_its_labels_and_refuses_a_tampered_
     second = registry.register(_learnt("seg-1", 2), Lineage.of(_learnt("seg-1", 2), "flow",
                                first.id), {}, follow=True)
     registry.promote(first.id)
-    model, head = initial_model(config, registry)
-    assert (model.n_learned, head) == (1, first.id)
+    model, start = initial_model(config, registry)
+    assert start is not None and (model.n_learned, start.id) == (1, first.id)
     # New labels make another model: a fresh start, the versions of the old one are left.
     assert initial_model(ScoringConfig({}, "seg-2", tmp_path), registry)[1] is None
     registry.promote(second.id)
