@@ -357,6 +357,28 @@ class Registry:
         return [self._verified(i, entry, mac) for i, entry, mac in self._db.execute(
             "SELECT id, entry, hmac FROM versions WHERE entry != '' ORDER BY id")]
 
+    def verify(self) -> tuple[int, list[tuple[int, Path, str]]]:
+        """Check every version's entry (HMAC) and artifact (sha256) without unpickling
+        anything: how many versions, and each that fails as (version, file, reason)."""
+        failed = []
+        rows = self._db.execute("SELECT id, entry, hmac FROM versions WHERE entry != '' "
+                                "ORDER BY id").fetchall()
+        for version_id, entry, mac in rows:
+            if not hmac.compare_digest(self._sign(version_id, entry), mac):
+                failed.append((version_id, self.directory / REGISTRY_FILE,
+                               f"version {version_id}: its entry does not match its HMAC"))
+                continue
+            digest = json.loads(entry)["sha256"]
+            path = self.directory / ARTIFACTS / f"{digest}.pkl"
+            try:
+                if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+                    failed.append((version_id, path, f"version {version_id}: its artifact "
+                                   "does not match its sha256"))
+            except FileNotFoundError:
+                failed.append((version_id, path, f"version {version_id}: its artifact is "
+                               "missing"))
+        return len(rows), failed
+
     def load(self, version_id: int) -> BasketClassifier:
         """The model of a version, unpickled only after its entry's HMAC and its
         artifact's sha256 are checked (see the module docstring)."""

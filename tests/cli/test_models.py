@@ -158,3 +158,9 @@ def test_a_tampered_version_is_one_error_line_naming_it(data_dir: Path) -> None:
                    (json.dumps(entry, sort_keys=True, separators=(",", ":")), version))
     one_error(run(data_dir, "show", str(version)), f"model version {version} was refused")
     one_error(run(data_dir, "list"), f"model version {version} was refused")
+    checked = CliRunner().invoke(cli, ["check", "--json"], env={ENV_DATA_DIR: str(data_dir)})
+    assert checked.exit_code == 1, checked.output
+    result = json.loads(checked.stdout)
+    assert result["model_versions"] >= 1
+    assert [(f["kind"], f["reason"]) for f in result["findings"]] == \
+        [("models", f"version {version}: its entry does not match its HMAC")]

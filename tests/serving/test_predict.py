@@ -179,14 +179,20 @@ def test_a_promote_and_a_rollback_are_served_at_the_next_request(
         assert after != before and after["Home"] > before["Home"]
         registry.rollback()
         assert server.client.post("/predict", json=body).json()["probabilities"] == before
-        # promotes and rollbacks while requests go on: none fails, each answers with one
-        # of the two versions whole
-        moving = threading.Thread(target=lambda: [
-            (registry.promote(newer.id), time.sleep(0.01), registry.rollback(),
-             time.sleep(0.01)) for _ in range(15)])
+        # promotes and rollbacks while requests go on (each change waits for two requests
+        # to start after it): none fails, each answers with one of the two versions whole
+        answers: list[dict[str, float]] = []
+
+        def move() -> None:
+            for change in [lambda: registry.promote(newer.id), registry.rollback] * 5:
+                change()
+                seen = len(answers)
+                while len(answers) < seen + 2:
+                    time.sleep(0.002)
+
+        moving = threading.Thread(target=move)
         moving.start()
-        answers = []
-        while moving.is_alive() or len(answers) < 50:
+        while moving.is_alive():
             got = server.client.post("/predict", json=body)
             assert got.status_code == 200, got.text
             answers.append(got.json()["probabilities"])
