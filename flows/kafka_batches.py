@@ -55,6 +55,7 @@ from confluent_kafka.admin import AdminClient
 
 from basketflow.errors import BasketflowError
 from basketflow.flows import idle_work, stopping
+from basketflow.flows.event_clock import CAUGHT_UP, DELIVERING, ENDED
 from basketflow.sinks.flow_health import FlowHealth, Outage
 
 DEFAULT_MAX_BATCH = 20_000
@@ -170,6 +171,9 @@ class RawMessage(msgspec.Struct, frozen=True):
     value: bytes | None
     timestamp_ms: int
     error: str | None = None
+    #: Not a message: the reader's mark that the partition has nothing more for now
+    #: (:data:`~basketflow.flows.event_clock.CAUGHT_UP`) or for good (``ENDED``).
+    quiet: int = DELIVERING
 
 
 class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
@@ -195,6 +199,7 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
         self._stop_at_end = stop_at_end
         self._ended = False
         self._to_end = to_end
+        self._said_caught_up = False
 
     def _on_error(self, err: KafkaError) -> None:
         """librdkafka's error callback: "all brokers are down" starts an outage."""
@@ -266,14 +271,33 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
             self._offset = offset + 1
         if batch and self._outage.since is not None:
             self._outage.back("the flow reads on")
-        if not batch:
+        if self._ended:  # read to the end for good: the clock stops waiting for it now
+            batch.append(self._mark(ENDED))
+        elif batch:
+            self._said_caught_up = False
+        else:
             self._probe()
             high = self._high_watermark()
             if 0 <= high < self._offset:
                 self._fault(f"lies beyond the partition's end ({high})")
                 return []
             idle_work.this_thread().run()  # nothing new to read: work deferred to now
+            if not self._said_caught_up and self._caught_up():
+                self._said_caught_up = True
+                return [[self._mark(CAUGHT_UP)]]
         return [batch] if batch else []
+
+    def _mark(self, quiet: int) -> RawMessage:
+        """The mark that this partition has nothing more to deliver, for now or for good."""
+        return RawMessage(self._topic, self._partition, self._offset, None, 0, quiet=quiet)
+
+    def _caught_up(self) -> bool:
+        """Whether the reader has read everything the partition held at the last fetch
+        response (an empty partition included)."""
+        low, high = self._consumer.get_watermark_offsets(
+            TopicPartition(self._topic, self._partition), cached=True)
+        position = self._offset if self._offset >= 0 else max(int(low), 0)
+        return 0 <= high <= position
 
     def _poll(self) -> list[Message]:
         """The next messages: what the client has fetched when tailing; a full batch (or
