@@ -246,8 +246,10 @@ class RegistryWatch:
     def _challenger(self) -> None:
         """Load the challenger when the alias moved (drop it when unset)."""
         challenger = self.registry.alias(CHALLENGER)
-        if challenger is None or (self.shadow and self.shadow.version == challenger):
-            self.shadow = self.shadow if challenger is not None else None
+        if challenger is None:
+            self.shadow = None
+            return
+        if self.shadow is not None and self.shadow.version == challenger:
             return
         try:
             self.shadow = Shadow(CHALLENGER, challenger, self.registry.load(challenger))
