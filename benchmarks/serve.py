@@ -3,7 +3,7 @@ a direct Python read of the same values in the same run (the floor).
 
 Fills an embedded Valkey with the ``customer`` and ``basket`` values of every customer
 of a generated file (``--rows``, seed 7; ``--real`` for the real file), folded by the
-flow's own feature code, writes a trained model's checkpoint for ``/predict``, starts
+flow's own feature code, registers a trained model as the champion for ``/predict``, starts
 ``basketflow serve --no-access-log`` (one worker; uvicorn with uvloop and httptools, and with
 ``--servers uvicorn,granian`` granian too, in turn) and
 drives it with a small asyncio HTTP/1.1 client over keep-alive connections (a bounded
@@ -47,7 +47,8 @@ from online_read import latest_values
 from basketflow.app.features import read_online, read_selected
 from basketflow.app.predict import basket_events, predict_basket
 from basketflow.app.services import free_port, start_redis, stop_service
-from basketflow.models.classifier import BasketClassifier, classifier_features, save_checkpoint
+from basketflow.models.classifier import BasketClassifier, classifier_features
+from basketflow.models.registry import Lineage, Registry, registry_dir
 from basketflow.producers.synthetic import write_csv
 from basketflow.schemas.features import registry
 from basketflow.sinks.online_store import RedisOnlineStore, connect
@@ -140,7 +141,7 @@ def report(name: str, served: list[float], rate: float, floor: list[float] | Non
 
 
 def fill(url: str, rows: int, real: bool, data_dir: Path) -> list[str]:
-    """The online store's values and a model checkpoint; the customers written."""
+    """The online store's values and a champion model; the customers written."""
     if real and REAL_DATA.is_file():
         source = REAL_DATA
     else:
@@ -157,10 +158,8 @@ def fill(url: str, rows: int, real: bool, data_dir: Path) -> list[str]:
     for customer, (_, basket) in list(latest["basket"].items())[:2000]:
         model.learn(classifier_features(basket, latest["customer"][customer][1]),
                     rng.choice(CATEGORIES))
-    (data_dir / "segments").mkdir(parents=True)
-    (data_dir / "segments" / "CURRENT").write_text(SEGMENTATION)
-    (data_dir / "models").mkdir()
-    save_checkpoint(model, data_dir / "models" / f"classifier-{SEGMENTATION}.pkl")
+    Registry(registry_dir(data_dir)).register(model, Lineage.of(model, "flow"), {},
+                                              follow=True)
     return sorted(latest["customer"])
 
 

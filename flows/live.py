@@ -42,10 +42,10 @@ rather than in Bytewax windows, whose per-key cost collapses at thousands of key
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink
@@ -104,7 +104,7 @@ from basketflow.kafka import (
 )
 from basketflow.schemas.events import Rejection, Transaction, decode_event
 from basketflow.schemas.features import registry, versions
-from basketflow.schemas.records import FeatureUpdate
+from basketflow.schemas.records import FeatureUpdate, ScoreRow, ShadowScoreRow
 from basketflow.sinks.flow_sinks import (
     DeadLetterSink,
     FeatureLogSink,
@@ -114,6 +114,7 @@ from basketflow.sinks.flow_sinks import (
     OnlineScoreSink,
     ProgressSink,
     ScoreLogSink,
+    ShadowScoreLogSink,
     count_late,
 )
 from basketflow.sinks.event_ids import ensure_content_ids
@@ -187,6 +188,18 @@ def count_progress(state: FlowProgress | None, clocked: tuple[Decoded, int],
     state.add(decoded.offsets, decoded.event_offsets, decoded.dead_offsets,
               newest_ts=newest(decoded.events), clock=clock)
     return state, state.fields()
+
+
+def advance(offsets: dict[str, int], batch: dict[str, int]) -> None:
+    """Move each partition's next offset on to a batch's (never back).
+
+    >>> read = {"offset:tx:0": 5}
+    >>> advance(read, {"offset:tx:0": 3, "offset:tx:1": 7}); read
+    {'offset:tx:0': 5, 'offset:tx:1': 7}
+    """
+    for name, offset in batch.items():
+        if offset > offsets.get(name, -1):
+            offsets[name] = offset
 
 
 def partition_times(decoded: Decoded) -> tuple[str, int, int, Decoded]:
@@ -298,18 +311,24 @@ def fold_entities(kind: str, shards: Stream[tuple[str, ShardBatch]],
 def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureOutputs,
                       stats: FlowStats) -> None:
     """Score every basket update with the one River model; write the scores online and
-    to the offline score log."""
+    to the offline score log, and the challenger's (made in shadow) to the offline
+    shadow score log only."""
     assert outputs.scoring is not None
     to_model = op.key_on("to-model", customer_updates, lambda _u: MODEL_KEY)
     score = scoring_step(outputs.scoring)
-    scored = pickled_flat_map("score", to_model, lambda state, update: stats.writing(
-        lambda: score(state, update)))  # it writes the model's checkpoints
+    predicted = pickled_flat_map("score", to_model, lambda state, update: stats.writing(
+        lambda: score(state, update)))  # it registers the model's versions
+    split = op.branch("shadow-or-served", predicted,
+                      lambda kv: isinstance(kv[1], ShadowScoreRow))
+    scored = cast(KeyedStream[ScoreRow], split.falses)
     op.inspect("count-scores", scored, lambda _step, _row: stats.add(scores=1))
     if outputs.redis_url is not None:
         op.output("online-scores", scored,
                   OnlineScoreSink(outputs.redis_url, outputs.prefix, outputs.retry))
     if outputs.offline_root is not None:
         op.output("score-log", scored, ScoreLogSink(outputs.offline_root, stats))
+        op.output("shadow-score-log", cast(KeyedStream[ShadowScoreRow], split.trues),
+                  ShadowScoreLogSink(outputs.offline_root, stats))
 
 
 #: Product lines are folded in joined batches (:mod:`basketflow.flows.coalesce`): a product's
@@ -367,6 +386,10 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     events = op.map("events", clocked, lambda c: ClockedBatch(c[0].events, c[1]))
     retry = RedisRetry(settings.redis_url, health,
                        state_file=settings.state_file)
+    if scoring is not None and SERVE in parts:
+        read: dict[str, int] = {}
+        scoring = replace(scoring, offsets=read)
+        op.inspect("offsets-read", decoded, lambda _step, d: advance(read, d.offsets))
     add_feature_steps(events, FeatureOutputs(
         settings.redis_url, settings.prefix, settings.offline_dir, STORE in parts,
         allowed_lateness, scoring if SERVE in parts else None, retry,

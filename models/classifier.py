@@ -5,8 +5,8 @@ being filled. The live flow holds one :class:`BasketClassifier`, calls
 :meth:`BasketClassifier.predict` on every basket update and
 :meth:`BasketClassifier.learn` when a basket closes and its customer has a label from the
 current segmentation. This module is only the model: its input
-(:func:`classifier_features`), its output (:class:`Score`), and its checkpoints
-(:func:`save_checkpoint`, :func:`load_checkpoint`).
+(:func:`classifier_features`) and its output (:class:`Score`); its versions are kept by
+the model registry (:mod:`basketflow.models.registry`).
 
 **Input.** :func:`classifier_features` reads only registered features (the ``basket`` and
 ``customer`` views of :mod:`basketflow.schemas.features`, as :mod:`basketflow.features.feature_state` computes them),
@@ -44,8 +44,8 @@ encoded inside it, over numpy, at a fraction of the cost per basket of River's o
 pipeline of the same model (see :data:`PIPELINES`, and ``benchmarks/classifier.py`` for
 the cost of each). Its :attr:`~BasketClassifier.version`
 is a digest of the pipeline's definition, of the feature definitions and of the labels'
-version, never of the learnt weights: every score carries it, and a checkpoint of another
-version is refused.
+version, never of the learnt weights: every score carries it, and the flow never
+continues a registered version of another.
 
 >>> basket = {"value": 54.08, "items": 40, "lines": 7, "distinct_products": 7,
 ...           "non_product_lines": 0, "hour_of_day": 8, "weekday": 2,
@@ -61,13 +61,7 @@ import hashlib
 import json
 import math
 import numbers
-import os
-import pickle
-import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import river
@@ -79,12 +73,10 @@ from river.base import Classifier
 if TYPE_CHECKING:
     from river import compose
 
-from basketflow.errors import BasketflowError
 from basketflow.features.feature_state import DAY
 from basketflow.models.online_linear import AdaGradOneVsRest
 from basketflow.schemas.features import BASKET, CATEGORY_SHARES, CUSTOMER
 from basketflow.schemas.records import Score
-from basketflow.sinks.offline_store import writing
 
 #: Bump when :func:`classifier_features` computes something else under the same names.
 FEATURES_REVISION = 2
@@ -339,142 +331,3 @@ def _version(pipeline: str, definition: str, labels_version: str) -> str:
         "river": river.__version__,
     }, sort_keys=True)
     return f"{pipeline}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
-
-
-class CheckpointError(BasketflowError):
-    """A checkpoint cannot be trusted or used; the message says why and what to do."""
-
-
-def _meta_path(path: Path) -> Path:
-    return path.with_name(path.name + ".meta.json")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync it, and rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_checkpoint(model: BasketClassifier, path: Path, event_time: int | None = None,
-                    ) -> None:
-    """Write the pickled model to ``path`` and its sidecar ``<path>.meta.json``.
-
-    Each file is written atomically (temp + rename), the pickle first. A crash between
-    the two renames leaves a sidecar whose checksum does not match the pickle, which
-    :func:`load_checkpoint` refuses: a checkpoint is never half-trusted. A file that
-    cannot be written (full disk, a file in the way) raises
-    :class:`~basketflow.sinks.offline_store.StoreUnwritable`.
-
-    ``event_time`` (epoch seconds: the newest event the flow had seen when it wrote the
-    checkpoint) is recorded in the sidecar, and the checkpoint is also kept, never
-    overwritten, in :func:`history_dir` (:func:`checkpoint_history` lists them), so a
-    batch prediction can use the weights that were live at any past event time.
-    """
-    path = Path(path)
-    data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
-    meta = {
-        "version": model.version, "labels_version": model.labels_version,
-        "pipeline": model.pipeline, "n_learned": model.n_learned,
-        "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "event_time": event_time,
-    }
-    encoded = (json.dumps(meta, indent=2) + "\n").encode()
-    copies = [path]
-    if event_time is not None:
-        copies.append(history_dir(path.parent)
-                      / f"{event_time:011d}-{model.version}-{model.n_learned:09d}.pkl")
-    with writing(path):
-        for target in copies:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(target, data)
-            _write_atomic(_meta_path(target), encoded)
-
-
-def history_dir(models_dir: Path) -> Path:
-    """Where every checkpoint written with an event time is kept: ``<models>/history``."""
-    return Path(models_dir) / "history"
-
-
-@dataclass(frozen=True)
-class SavedCheckpoint:
-    """A checkpoint kept in the history: the event time it was written at, its model
-    version and how many baskets it had learnt, and its file."""
-
-    event_time: int
-    version: str
-    n_learned: int
-    path: Path
-
-
-def checkpoint_history(models_dir: Path) -> list[SavedCheckpoint]:
-    """Every kept checkpoint, by event time then baskets learnt (their sidecars; files
-    without one are skipped: :func:`load_checkpoint` would refuse them)."""
-    saved = []
-    for path in sorted(history_dir(models_dir).glob("*.pkl")):
-        try:
-            meta = read_checkpoint_meta(path)
-        except CheckpointError:
-            continue
-        if isinstance(meta.get("event_time"), int):
-            saved.append(SavedCheckpoint(meta["event_time"], meta["version"],
-                                         int(meta.get("n_learned") or 0), path))
-    return sorted(saved, key=lambda c: (c.event_time, c.n_learned))
-
-
-def read_checkpoint_meta(path: Path) -> dict[str, Any]:
-    """The sidecar of the checkpoint at ``path``; CheckpointError when absent or unreadable."""
-    meta_path = _meta_path(Path(path))
-    fix = (f"delete {path} to start a fresh model, or refit and save a new checkpoint")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} has no sidecar {meta_path.name}: its "
-                              f"content cannot be verified, so it is not loaded; {fix}") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint sidecar {meta_path} is unreadable ({exc}); "
-                              f"{fix}") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) \
-            or not isinstance(meta.get("version"), str):
-        raise CheckpointError(f"checkpoint sidecar {meta_path} lacks 'sha256' or 'version'; "
-                              f"{fix}")
-    return meta
-
-
-def load_checkpoint(path: Path, expected_version: str | None = None) -> BasketClassifier:
-    """The model saved at ``path``, after checking its bytes and version.
-
-    Refused with :class:`CheckpointError`, before anything is unpickled: a missing
-    checkpoint or sidecar, a sha256 of the pickle bytes other than the sidecar's, or a
-    version other than ``expected_version`` (when given; e.g. the segmentation's labels
-    changed). The checksum guards against torn and corrupted files, not against someone
-    who can write both files: keep checkpoints in a directory only basketflow writes.
-    """
-    path = Path(path)
-    fix = f"delete {path} (and {_meta_path(path).name}) to start a fresh model, or refit"
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    meta = read_checkpoint_meta(path)
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != meta["sha256"]:
-        raise CheckpointError(f"checkpoint {path} is corrupt or was modified: its sha256 is "
-                              f"{digest[:12]}..., the sidecar says {meta['sha256'][:12]}...; "
-                              f"it was not loaded; {fix}")
-    if expected_version is not None and meta["version"] != expected_version:
-        raise CheckpointError(f"checkpoint {path} holds model version {meta['version']}, "
-                              f"expected {expected_version} (the pipeline, the features or "
-                              f"the labels changed); {fix}")
-    model = pickle.loads(data)
-    if not isinstance(model, BasketClassifier) or model.version != meta["version"]:
-        raise CheckpointError(f"checkpoint {path} does not hold the BasketClassifier its "
-                              f"sidecar describes; {fix}")
-    return model

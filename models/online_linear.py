@@ -75,7 +75,7 @@ def _none(values: list[Any]) -> tuple[()]:
 
 def _picker(positions: list[int]) -> Callable[[list[Any]], Any]:
     """The values at ``positions`` of a list; a picklable function, as the layouts are
-    part of the model's checkpoints."""
+    part of the model's registered versions."""
     return itemgetter(*positions) if positions else _none
 
 

@@ -48,8 +48,6 @@ import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from basketflow.flows.backfill import offline_events, run_backfill
-from basketflow.flows.live import FeatureOutputs, RunOptions
 from basketflow.flows.scoring import ScoringConfig
 from basketflow.models.classifier import classifier_features
 from basketflow.reports.historical import (
@@ -60,14 +58,11 @@ from basketflow.reports.historical import (
 )
 from basketflow.reports.profiles import ProfileError, check_until, customer_profiles
 from basketflow.reports.segments import Segmentation, fit
+from basketflow.reports.training import replay_scoring
 from basketflow.schemas.events import GUEST_PREFIX
 from basketflow.schemas.features import BASKET, CUSTOMER
 from basketflow.sinks.offline_layout import feature_log_files, files_by_day, files_of, scores_dir
 
-#: Events per batch of the River replay: about what a flow tailing the topic at 5,000
-#: events/s takes per poll. The one model takes each batch customer by customer, so large
-#: batches would reorder its learning and predictions away from what the live flow does.
-REPLAY_BATCH = 500
 #: What a customer without a prediction is counted as (always wrong).
 NO_PREDICTION = "(no prediction)"
 
@@ -136,10 +131,8 @@ def river_predictions(offline_dir: Path, labels: dict[str, str], labels_version:
     """The River model's score at the end of each customer's first basket (see the module
     docstring); missing where it made none."""
     with tempfile.TemporaryDirectory() as tmp:
-        scoring = ScoringConfig(labels, labels_version, None)
-        run_backfill(offline_events(offline_dir), FeatureOutputs(
-            None, "evaluate", Path(tmp), store_events=False, scoring=scoring),
-            RunOptions(snapshot_seconds=3600), on_batch, batch=REPLAY_BATCH)
+        replay_scoring(offline_dir, ScoringConfig(labels, labels_version), Path(tmp),
+                       on_batch)
         files = [str(p) for p in files_of(files_by_day(scores_dir(Path(tmp))))]
         with duckdb.connect() as con:
             scores = con.sql("""

@@ -8,16 +8,18 @@ For a row of customer ``e`` at time ``t``:
   feature-log rows at or before ``t``; the basket is null a day after its last line,
   its view's TTL), made into the model's input by the flow's own
   :func:`~basketflow.models.classifier.classifier_features`;
-- the model is the checkpoint that was live at ``t``: the newest one of the history
-  (:func:`~basketflow.models.classifier.checkpoint_history`) written at an event time at
-  or before ``t``, or the newest checkpoint of the version named.
+- the model is the registry version that was live at ``t``
+  (:mod:`basketflow.models.registry`): the newest one registered at an event-time clock
+  at or before ``t``, or the newest version of the model named.
 
 So a row at the time of a basket line gets the score the flow logged for the basket's
-last line at that time, as long as the flow wrote a checkpoint after every basket it
-learnt from (between two checkpoints the live model learns on; a checkpoint written at
-the same event time as the basket counts as live for it).
+last line at that time, as long as the flow registered a version after every basket it
+learnt from (between two versions the live model learns on; a version registered at
+the same event time as the basket counts as live for it) and the registry kept them all
+(its retention rule prunes old versions: a row then gets the newest version kept from
+before its time).
 
-A row without a basket at ``t``, or before the first checkpoint, is kept with a null
+A row without a basket at ``t``, or before the first version, is kept with a null
 category; :class:`NoModel` when no row has a model.
 """
 
@@ -34,14 +36,8 @@ import numpy as np
 import pandas as pd
 
 from basketflow.errors import BasketflowError
-from basketflow.models.classifier import (
-    CUSTOMER_INPUTS,
-    BasketClassifier,
-    SavedCheckpoint,
-    checkpoint_history,
-    classifier_features,
-    load_checkpoint,
-)
+from basketflow.models.classifier import CUSTOMER_INPUTS, BasketClassifier, classifier_features
+from basketflow.models.registry import Registry, Version
 from basketflow.reports.historical import (
     entity_ids,
     get_historical_features,
@@ -61,7 +57,7 @@ _BASKET = tuple(f.name for f in BASKET.stored_features)
 
 
 class NoModel(BasketflowError, LookupError):
-    """No checkpoint to predict with (none at all, none of the named version, or none
+    """No model version to predict with (none at all, none of the named version, or none
     written by any row's time); the message says what makes one."""
 
 
@@ -74,25 +70,20 @@ class Predicted:
     no_model: int
 
 
-def named_checkpoint(history: Sequence[SavedCheckpoint], version: str) -> SavedCheckpoint:
-    """The newest checkpoint of model ``version``; :class:`NoModel` listing the known."""
-    mine = [c for c in history if c.version == version]
+def named_version(history: Sequence[Version], model: str) -> Version:
+    """The newest version of ``model``; :class:`NoModel` listing the known models."""
+    mine = [v for v in history if v.model == model]
     if not mine:
-        known = sorted({c.version for c in history}) or ["none"]
-        raise NoModel(f"no checkpoint of model {version!r}; known versions: "
+        known = sorted({v.model for v in history}) or ["none"]
+        raise NoModel(f"no registered version of model {model!r}; known models: "
                       f"{', '.join(known)}")
     return mine[-1]
 
 
-def live_at(history: Sequence[SavedCheckpoint], times: np.ndarray) -> np.ndarray:
-    """For each time (epoch seconds), the index in ``history`` of the checkpoint live
-    then: the last written at or before it; -1 before the first.
-
-    >>> saved = [SavedCheckpoint(100, "v", 1, Path("a")), SavedCheckpoint(200, "v", 2, Path("b"))]
-    >>> live_at(saved, np.array([99, 100, 199, 500])).tolist()
-    [-1, 0, 0, 1]
-    """
-    stamps = np.array([c.event_time for c in history], dtype=np.int64)
+def live_at(history: Sequence[Version], times: np.ndarray) -> np.ndarray:
+    """For each time (epoch seconds), the index in ``history`` (by clock) of the version
+    live then: the last registered at or before it; -1 before the first."""
+    stamps = np.array([v.lineage.clock for v in history], dtype=np.int64)
     return np.searchsorted(stamps, times, side="right") - 1
 
 
@@ -111,14 +102,16 @@ def _features(offline_dir: Path, ids: pd.Series, times: pd.Series) -> pd.DataFra
     return get_historical_features(offline_dir, rows, asked)
 
 
-def saved_models(models_dir: Path) -> list[SavedCheckpoint]:
-    """The checkpoint history; :class:`NoModel` saying what makes one when it is empty."""
-    history = checkpoint_history(models_dir)
+def saved_models(registry: Registry) -> list[Version]:
+    """The registry's versions with an event-time clock, by clock then baskets learnt;
+    :class:`NoModel` saying what makes one when there is none."""
+    history = sorted((v for v in registry.versions() if v.lineage.clock is not None),
+                     key=lambda v: (v.lineage.clock, v.lineage.n_learned))
     if not history:
-        raise NoModel(f"no checkpoint with an event time under {models_dir}/history: the "
-                      "flow keeps one each time it checkpoints its model (`basketflow "
-                      "segment fit`, `segment assign`, then `basketflow run`; checkpoints "
-                      "written before this release record no event time)")
+        raise NoModel(f"no model version with an event time in the registry under "
+                      f"{registry.directory}: the flow registers one as it learns "
+                      "(`basketflow segment fit`, `segment assign`, then `basketflow run`), "
+                      "or `basketflow models train`")
     return history
 
 
@@ -127,22 +120,22 @@ def epoch_seconds(times: pd.Series) -> np.ndarray:
     return pd.DatetimeIndex(times).as_unit("ns").asi8 // 10**9
 
 
-def choose_models(history: Sequence[SavedCheckpoint], times: pd.Series,
+def choose_models(history: Sequence[Version], times: pd.Series,
                   version: str | None = None) -> np.ndarray:
     """The index in ``history`` of each row's model: the one live at its time (-1: none
     yet), or the newest of ``version``; :class:`NoModel` when no row has one."""
     if version is not None:
-        return np.full(len(times), history.index(named_checkpoint(history, version)))
+        return np.full(len(times), history.index(named_version(history, version)))
     chosen = live_at(history, epoch_seconds(times))
     if len(chosen) and (chosen < 0).all():
-        first = pd.Timestamp(history[0].event_time, unit="s", tz="UTC")
-        raise NoModel(f"no model was live at any row's time: the first checkpoint was "
-                      f"written at event time {first}")
+        first = pd.Timestamp(history[0].lineage.clock, unit="s", tz="UTC")
+        raise NoModel(f"no model was live at any row's time: the first version was "
+                      f"registered at event time {first}")
     return chosen
 
 
-def predict_rows(offline_dir: Path, history: Sequence[SavedCheckpoint], ids: pd.Series,
-                 times: pd.Series, chosen: np.ndarray,
+def predict_rows(offline_dir: Path, registry: Registry, history: Sequence[Version],
+                 ids: pd.Series, times: pd.Series, chosen: np.ndarray,
                  on_rows: Callable[[int], None] = lambda n: None) -> Predicted:
     """Score customer ``ids`` at ``times`` (UTC datetimes), each with the model of
     ``history`` at its index in ``chosen`` (:func:`choose_models`); ``on_rows(n)`` as
@@ -163,7 +156,7 @@ def predict_rows(offline_dir: Path, history: Sequence[SavedCheckpoint], ids: pd.
             no_model += 1
         else:
             if pick not in models:
-                models[pick] = load_checkpoint(history[pick].path, history[pick].version)
+                models[pick] = registry.load(history[pick].id)
             x = classifier_features(basket, None if customer["lifetime_orders"] is None
                                     else customer)
             score = models[pick].predict(x, int(seconds[i]))

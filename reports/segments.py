@@ -81,6 +81,7 @@ import pyarrow.parquet as pq
 
 from basketflow.errors import BasketflowError
 from basketflow.flows.scoring import ScoringConfig
+from basketflow.models.registry import registry_dir
 from basketflow.reports.profiles import (
     DECIMALS,
     SHARE_COLUMNS,
@@ -537,7 +538,7 @@ def load_labels(data_dir: Path, version: str | None = None) -> dict[str, str]:
 
 def scoring_config(data_dir: Path) -> ScoringConfig | None:
     """The scoring set-up of a data directory: the labels of its current segmentation and
-    the model checkpoint beside them; None (no scoring, with a log line saying how to turn
+    the model registry beside them; None (no scoring, with a log line saying how to turn
     it on) while no segmentation has labelled any customer."""
     try:
         segmentation = load_segmentation(data_dir)
@@ -546,5 +547,4 @@ def scoring_config(data_dir: Path) -> ScoringConfig | None:
         log.warning("no live scores: %s (the classifier learns from the labels of "
                     "`basketflow segment fit` then `basketflow segment assign`)", exc)
         return None
-    return ScoringConfig(labels, segmentation.version,
-                         data_dir / "models" / f"classifier-{segmentation.version}.pkl")
+    return ScoringConfig(labels, segmentation.version, registry_dir(data_dir))

@@ -91,3 +91,14 @@ class ScoreRow:
     ts: int
     seq: int
     score: Score
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowScoreRow:
+    """A prediction made in shadow by the model registry's version ``version``, which
+    ``alias`` (the challenger) names: kept in the offline shadow score log only, never in
+    the online store or the API."""
+
+    row: ScoreRow
+    alias: str
+    version: int

@@ -13,7 +13,8 @@ Bytewax output is at-least-once around a resume from a recovery snapshot:
   (:mod:`basketflow.sinks.online_store`);
 - :class:`OnlineScoreSink` writes each scored entity's latest score, absolute likewise;
 - :class:`FeatureLogSink` and :class:`ScoreLogSink` append feature rows and predictions to
-  Parquet, idempotent on ``<entity>:<seq>``;
+  Parquet, idempotent on ``<entity>:<seq>``; :class:`ShadowScoreLogSink` the challenger's
+  predictions, made in shadow;
 - both Redis sinks wait out a Redis outage (:mod:`basketflow.sinks.redis_retry`);
 - :class:`ProgressSink` records the next offset of each topic partition and the flow's
   counters in the online store, for ``basketflow status``, and logs a line of counts
@@ -47,13 +48,14 @@ from bytewax.outputs import (
 
 from basketflow.schemas.events import Rejection, Transaction
 from basketflow.schemas.features import FeatureView
-from basketflow.schemas.records import FeatureUpdate, LogRow, ScoreRow
+from basketflow.schemas.records import FeatureUpdate, LogRow, ScoreRow, ShadowScoreRow
 from basketflow.sinks.offline_store import (
     DeadLetterStore,
     FeatureLog,
     LateEventLog,
     ParquetEventStore,
     ScoreLog,
+    ShadowScoreLog,
     StoreUnwritable,
 )
 from basketflow.sinks.online_store import (
@@ -347,6 +349,21 @@ class ScoreLogSink(FixedPartitionedSink[ScoreRow, None]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _BehindPartition:
         return _buffered(step_id, ScoreLog(self.root).append, lambda r: 1, self.stats)
+
+
+class ShadowScoreLogSink(FixedPartitionedSink[ShadowScoreRow, None]):
+    """Appends every prediction made in shadow to the offline shadow score log
+    (``shadow-scores/``); nothing of it reaches the online store."""
+
+    def __init__(self, root: Path, stats: FlowStats) -> None:
+        self.root = root
+        self.stats = stats
+
+    def list_parts(self) -> list[str]:
+        return ["shadow-scores"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _BehindPartition:
+        return _buffered(step_id, ShadowScoreLog(self.root).append, lambda r: 1, self.stats)
 
 
 class ProgressSink(_RedisSink[dict[str, int | str]]):

@@ -41,6 +41,8 @@ from basketflow.errors import BasketflowError
 
 #: The store's folders under its root (see the module docstring).
 EVENTS, DEAD_LETTERS, LATE_EVENTS, SCORES, FEATURES = "events", "dead", "late", "scores", "features"
+#: The challenger's predictions, made in shadow (never served).
+SHADOW_SCORES = "shadow-scores"
 #: A day partition's folder: ``date=YYYY-MM-DD``.
 PARTITION_PREFIX = "date="
 
@@ -63,6 +65,11 @@ def late_events_dir(root: Path) -> Path:
 def scores_dir(root: Path) -> Path:
     """Where the live predictions live: ``<root>/scores``."""
     return Path(root) / SCORES
+
+
+def shadow_scores_dir(root: Path) -> Path:
+    """Where the challenger's predictions live: ``<root>/shadow-scores``."""
+    return Path(root) / SHADOW_SCORES
 
 
 def feature_log_dir(root: Path, view: str) -> Path:

@@ -33,7 +33,7 @@ from msgspec.structs import astuple
 from basketflow.errors import BasketflowError
 from basketflow.schemas.events import FIELD_NAMES, Transaction
 from basketflow.schemas.features import FeatureView, registry
-from basketflow.schemas.records import LateEvent, LogRow, ScoreRow
+from basketflow.schemas.records import LateEvent, LogRow, ScoreRow, ShadowScoreRow
 from basketflow.sinks.offline_layout import (
     DEAD_LETTERS,
     EVENTS,
@@ -41,6 +41,7 @@ from basketflow.sinks.offline_layout import (
     LATE_EVENTS,
     SCORES,
     SECONDS_PER_DAY,
+    SHADOW_SCORES,
     CorruptFile,
     damage,
     ensure_whole,
@@ -53,6 +54,7 @@ from basketflow.sinks.offline_layout import (
     partition_files,
     partition_name,
     scores_dir,
+    shadow_scores_dir,
 )
 
 EVENT_SCHEMA = pa.schema([
@@ -75,7 +77,7 @@ class StoreUnwritable(BasketflowError, OSError):
     """The data directory cannot be written (full disk, a file in the way, no permission).
 
     The message names the path and the OS error, and says what to do. Raised by every
-    write of the offline store, of the classifier checkpoint and by the start-up check
+    write of the offline store, of the model registry's artifacts and by the start-up check
     (:func:`ensure_writable`); it stops the flow before the offsets past the unwritten
     rows are committed, so the next run writes them.
     """
@@ -400,12 +402,41 @@ class ScoreLog(EntityRowLog):
             for r in rows)
 
 
+SHADOW_SCORE_SCHEMA = SCORE_SCHEMA.append(pa.field("alias", pa.string())).append(
+    pa.field("registry_version", pa.int64()))
+
+
+class ShadowScoreLog(EntityRowLog):
+    """Every prediction made in shadow (the challenger's) under
+    ``<root>/shadow-scores/``, marked with the alias and the registry version that made
+    it, idempotent on ``<entity>:<seq>:<version>``."""
+
+    def __init__(self, root: str | Path) -> None:
+        super().__init__(shadow_scores_dir(root), SHADOW_SCORE_SCHEMA, "row_id")
+
+    def _stored_ids(self, path: Path) -> list[str]:
+        with reading(path), pq.ParquetFile(path) as stored:
+            table = stored.read(columns=["entity_id", "seq", "registry_version"])
+        return [f"{e}:{s}:{v}" for e, s, v in zip(*(c.to_pylist() for c in table.columns))]
+
+    def append(self, rows: Iterable[ShadowScoreRow]) -> int:
+        """Store the shadow predictions not stored yet."""
+        dumps = json.dumps
+        return self.append_rows(
+            (s.row.ts, f"{s.row.entity}:{s.row.seq}:{s.version}",
+             (s.row.entity, s.row.ts, s.row.seq, s.row.invoice, s.row.score.category,
+              dumps(s.row.score.probabilities), s.row.score.model_version, s.alias,
+              s.version))
+            for s in rows)
+
+
 #: Each log folder of the store -> the columns (with their Arrow types) its files must
 #: have. A feature log's files must have its key columns only: a view's features change
 #: with its definition, and its readers match columns by name.
 REQUIRED_COLUMNS: dict[str, pa.Schema] = {
     EVENTS: EVENT_SCHEMA, DEAD_LETTERS: DEAD_SCHEMA, LATE_EVENTS: LATE_SCHEMA,
     SCORES: SCORE_SCHEMA,
+    SHADOW_SCORES: SHADOW_SCORE_SCHEMA,
     FEATURES: pa.schema([("entity_id", pa.string()), ("ts", pa.timestamp("s", tz="UTC")),
                          ("seq", pa.int64()), ("version", pa.string())]),
 }

@@ -1,6 +1,9 @@
 """``basketflow check``: verify the offline store and the recovery state, and set aside
 what cannot be read.
 
+The model registry's versions are checked too (each entry's HMAC and artifact's
+sha256, nothing unpickled): a refused version is reported, never moved.
+
 Every Parquet file of the offline store is read whole and must hold its log's columns
 (:func:`basketflow.sinks.offline_store.verify_file`); every recovery partition (the
 SQLite files under ``<data>/recovery/**``) must pass SQLite's ``PRAGMA integrity_check``
@@ -48,6 +51,9 @@ RESTORE = {
     "recovery": "the next `basketflow run` rebuilds the state from the topic's start "
                 "(it needs the events still in Kafka; writes are idempotent, nothing "
                 "is doubled)",
+    "models": "a refused model version is never loaded (nor moved): promote one that "
+              "passes (`basketflow models promote VERSION`) or register a new one "
+              "(`basketflow models train`)",
 }
 
 
@@ -88,6 +94,7 @@ class CheckResult:
     recovery_partitions: int
     findings: list[Finding] = field(default_factory=list)
     repaired: bool = False
+    model_versions: int = 0
 
     @property
     def ok(self) -> bool:
@@ -97,7 +104,8 @@ class CheckResult:
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
         return {"ok": self.ok, "offline_files": self.offline_files,
-                "recovery_partitions": self.recovery_partitions, "repaired": self.repaired,
+                "recovery_partitions": self.recovery_partitions,
+                "model_versions": self.model_versions, "repaired": self.repaired,
                 "findings": [f.to_json() for f in self.findings]}
 
 
@@ -201,7 +209,25 @@ def check(settings: Settings, repair: bool = False,
                                     None, MIGRATE_IDS))
         findings += [Finding("recovery", part, reason, None, RESTORE["recovery"])
                      for damaged in bad_stores.values() for part, reason in damaged]
-    return CheckResult(len(files), total - len(files), findings, repair and bool(findings))
+    repaired = repair and bool(findings)
+    versions, refused = _model_versions(settings)
+    return CheckResult(len(files), total - len(files), findings + refused, repaired, versions)
+
+
+def _model_versions(settings: Settings) -> tuple[int, list[Finding]]:
+    """The model registry's versions checked (HMAC and sha256, nothing unpickled), and a
+    finding for each that fails; none without a registry."""
+    from basketflow.models.registry import REGISTRY_FILE, Registry, registry_dir
+    directory = registry_dir(settings.data_dir)
+    if not (directory / REGISTRY_FILE).exists():
+        return 0, []
+    registry = Registry(directory)
+    try:
+        versions, failed = registry.verify()
+    finally:
+        registry.close()
+    return versions, [Finding("models", path, reason, None, RESTORE["models"])
+                      for _, path, reason in failed]
 
 
 #: The kind of finding of a store of ids of the old form.

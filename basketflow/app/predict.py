@@ -10,14 +10,15 @@ customer's history is their online ``customer`` values, which do not count the p
 basket yet (:func:`~basketflow.models.classifier.history_before`: nothing is taken out
 of them, where the flow's own values, which count the basket, have it taken out).
 
-The model is the live flow's: the checkpoint it writes for the current segmentation
-(``<data>/models/classifier-<segmentation>.pkl``), checked like any checkpoint, and
-read again whenever the flow writes a newer one (:class:`LiveModel`).
+The model is the registry's champion (:mod:`basketflow.models.registry`), checked like
+any version (HMAC and sha256) before it is unpickled, and read again within a request of
+the champion moving (a promote, a rollback, the flow registering a version it follows):
+:class:`LiveModel` asks SQLite whether the registry changed (``data_version``) on each
+call, and reads the alias only then.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from basketflow.schemas.events import Rejection, Transaction
 
 if TYPE_CHECKING:
     from basketflow.models.classifier import BasketClassifier
+    from basketflow.models.registry import Registry
 
 #: The invoice number a posted basket gets when it names none.
 POSTED_INVOICE = "posted"
@@ -69,35 +71,44 @@ class Prediction:
 
 
 class LiveModel:
-    """The live flow's model of a data directory, read from its checkpoint at first use
-    and again when the checkpoint changes (one ``stat`` per call) or the current
-    segmentation does."""
+    """The champion of a data directory's model registry, loaded at first use and again
+    when the champion changes; the registry is opened at first use (it may not exist
+    when the server starts)."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self._loaded: tuple[Path, int, BasketClassifier] | None = None
+        self._registry: Registry | None = None
+        self._loaded: tuple[int, BasketClassifier] | None = None
 
     def current(self) -> BasketClassifier:
-        """The model; :class:`NoLiveModel` while there is none, or it has learnt nothing."""
-        from basketflow.models.classifier import BasketClassifier, load_checkpoint
-        from basketflow.reports.segments import SegmentationError, current_version
+        """The champion's model; :class:`NoLiveModel` while there is none."""
+        from basketflow.models.aliases import CHAMPION
+        from basketflow.models.registry import (
+            REGISTRY_FILE,
+            Registry,
+            RegistryError,
+            registry_dir,
+        )
+        directory = registry_dir(self.data_dir)
         try:
-            version = current_version(self.data_dir)
-        except SegmentationError as exc:
-            raise NoLiveModel(f"no live model: {exc}") from exc
-        path = self.data_dir / "models" / f"classifier-{version}.pkl"
-        try:
-            stamp = os.stat(path).st_mtime_ns
-        except FileNotFoundError:
-            raise NoLiveModel(
-                f"no live model yet: the flow writes {path} once it has learnt from "
-                "labelled baskets (`basketflow segment assign`, then `basketflow run`)"
-            ) from None
-        loaded = self._loaded
-        if loaded is None or loaded[0] != path or loaded[1] != stamp:
-            model = load_checkpoint(path, BasketClassifier(version).version)
-            loaded = self._loaded = (path, stamp, model)
-        return loaded[2]
+            if self._registry is None:
+                if not (directory / REGISTRY_FILE).exists():
+                    raise NoLiveModel(_NO_CHAMPION)
+                self._registry = Registry(directory)
+            if self._registry.changed() or self._loaded is None:
+                champion = self._registry.alias(CHAMPION)
+                if champion is None:
+                    raise NoLiveModel(_NO_CHAMPION)
+                if self._loaded is None or self._loaded[0] != champion:
+                    self._loaded = (champion, self._registry.load(champion))
+        except RegistryError as exc:  # a refused version: no model to serve (a 503)
+            raise NoLiveModel(str(exc)) from exc
+        return self._loaded[1]
+
+
+_NO_CHAMPION = ("no live model yet: the registry has no champion; the flow registers one "
+                "once it has learnt from labelled baskets (`basketflow segment assign`, then "
+                "`basketflow run`), or run `basketflow models train`")
 
 
 def basket_events(lines: Sequence[Any], *, customer_id: str | None, country: str,

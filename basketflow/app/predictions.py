@@ -70,10 +70,16 @@ def predict(settings: Settings, out_path: Path, *, entities: Path | None = None,
         ids, times = entity_rows(settings.offline_dir, entities, day, moment)
     except ValueError as exc:
         raise BadPredictInput(str(exc)) from exc
-    history = saved_models(settings.data_dir / "models")
-    chosen = choose_models(history, times, model)
-    on_start(len(ids))
-    predicted = predict_rows(settings.offline_dir, history, ids, times, chosen, on_rows)
+    from basketflow.models.registry import Registry, registry_dir
+    registry = Registry(registry_dir(settings.data_dir))
+    try:
+        history = saved_models(registry)
+        chosen = choose_models(history, times, model)
+        on_start(len(ids))
+        predicted = predict_rows(settings.offline_dir, registry, history, ids, times,
+                                 chosen, on_rows)
+    finally:
+        registry.close()
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     predicted.frame.to_parquet(tmp, index=False)
     tmp.replace(out_path)

@@ -26,6 +26,7 @@ from basketflow.cli import (
     data,
     demo,
     features,
+    model_registry,
     models,
     project,
     report,
@@ -109,7 +110,7 @@ for command in (project.init, project.plan, project.apply,
                 run.run, features.features, features.entities, backfill.backfill,
                 backfill.historical,
                 report.report, report.categories, models.score, models.predict, models.segment,
-                models.evaluate, demo.demo, check.check, serve.serve):
+                models.evaluate, model_registry.models, demo.demo, check.check, serve.serve):
     cli.add_command(command)
 
 

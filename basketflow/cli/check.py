@@ -18,9 +18,9 @@ from basketflow.config import Settings
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.pass_obj
 def check(settings: Settings, repair: bool, as_json: bool) -> None:
-    """Verify every file of the offline store (whole Parquet, with its log's columns) and
-    the recovery state (SQLite integrity, partitions agreeing on where to resume), and
-    that both hold event ids made from content.
+    """Verify every file of the offline store (whole Parquet, with its log's columns),
+    the recovery state (SQLite integrity, partitions agreeing on where to resume), that
+    both hold event ids made from content, and every model version (HMAC, sha256).
 
     Exit status 0 when nothing is damaged or everything damaged was set aside, 1 when
     damaged files remain."""
@@ -33,9 +33,9 @@ def check(settings: Settings, repair: bool, as_json: bool) -> None:
     if as_json:
         print_json(result.to_json())
     else:
-        out.print(f"checked {result.offline_files:,} offline files and "
-                  f"{result.recovery_partitions:,} recovery partitions under "
-                  f"{settings.data_dir}")
+        out.print(f"checked {result.offline_files:,} offline files, "
+                  f"{result.recovery_partitions:,} recovery partitions and "
+                  f"{result.model_versions:,} model versions under {settings.data_dir}")
         if result.findings:
             table = Table(title="damaged" + (" (moved to quarantine, or migrated)"
                                              if result.repaired else ""))

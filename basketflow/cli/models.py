@@ -234,8 +234,8 @@ def evaluate(settings: Settings, split: datetime, seed: int, k: int | None,
               help="One time for every row: a date (its last second, UTC) or an ISO 8601 "
                    "time.")
 @click.option("--model", default=None,
-              help="A model version (as the scores show it): its newest checkpoint for "
-                   "every row [default: the one live at each row's time].")
+              help="A model (as the scores show it): its newest registered version for "
+                   "every row [default: the version live at each row's time].")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               required=True, help="Output file, .parquet.")
 @mkdir_option

@@ -25,6 +25,9 @@ EXPECTED = {
     "features": ("13436", "14919", "spend_30d", "as of", "days_since_last_purchase"),
     "status": ("broker", "event-time clock"),
     "check": (),
+    "segment": ("customers",),
+    "models": ("version", "champion"),
+    "score": ("13436", "basket", "model"),
     "down": ("stopped",),
 }
 

@@ -8,7 +8,7 @@ created, placed at a later date so the flow fails mid-run after committing earli
 epochs; a data directory that is a file (the start-up check); and, where a private mount
 namespace can be made, a tiny tmpfs as the offline store, for a real ENOSPC mid-run.
 What is compared is explained in :mod:`store_contents`. Each offline write path (events,
-dead letters, feature log, late events, scores) and the classifier checkpoint is also
+dead letters, feature log, late events, scores) and the model registry is also
 shown to raise :class:`~basketflow.sinks.offline_store.StoreUnwritable` on its own.
 """
 
@@ -33,7 +33,8 @@ from tests.flows.test_recovery import (
 from tests.store_contents import differences, store_contents
 
 from basketflow.config import Settings
-from basketflow.models.classifier import BasketClassifier, save_checkpoint
+from basketflow.models.classifier import BasketClassifier
+from basketflow.models.registry import ARTIFACTS, Lineage, Registry
 from basketflow.producers.csv_source import read_events
 from basketflow.producers.synthetic import write_csv
 from basketflow.schemas.events import Transaction
@@ -88,11 +89,19 @@ def test_every_offline_write_path_raises_store_unwritable(store: str, tmp_path: 
     assert len(list(root.rglob("*.parquet"))) == 1
 
 
-def test_classifier_checkpoint_raises_store_unwritable(tmp_path: Path) -> None:
+def test_the_model_registry_raises_store_unwritable(tmp_path: Path) -> None:
     obstacle = tmp_path / "models"
     obstacle.write_text("in the way")
     with pytest.raises(StoreUnwritable, match=f"cannot write {obstacle}"):
-        save_checkpoint(BasketClassifier("seg-1"), obstacle / "classifier-seg-1.pkl")
+        Registry(obstacle)
+    obstacle.unlink()
+    registry = Registry(obstacle)
+    model = BasketClassifier("seg-1")
+    (obstacle / ARTIFACTS).rmdir()
+    (obstacle / ARTIFACTS).write_text("in the way")
+    with pytest.raises(StoreUnwritable, match=f"cannot write {obstacle / ARTIFACTS}"):
+        registry.register(model, Lineage.of(model, "flow"), {})
+    assert registry.versions() == []
 
 
 def failed_run(settings: Settings) -> str:

@@ -1,4 +1,5 @@
-"""The online basket classifier: its input, learning, scores and verified checkpoints."""
+"""The online basket classifier: its input, learning and scores, and a registered version
+that predicts as the model did (the registry's own checks: tests/models/test_registry.py)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,8 @@ import pytest
 import basketflow.models.classifier as classifier
 from basketflow.features.feature_state import BasketState, CustomerState
 from basketflow.models import online_linear
-from basketflow.models.classifier import (
-    BasketClassifier,
-    CheckpointError,
-    Score,
-    classifier_features,
-    load_checkpoint,
-    save_checkpoint,
-)
+from basketflow.models.classifier import BasketClassifier, Score, classifier_features
+from basketflow.models.registry import Lineage, Registry
 from basketflow.schemas.events import parse_row
 from basketflow.schemas.features import BASKET
 
@@ -181,18 +176,13 @@ def _trained(labels_version: str = "seg-1") -> tuple[BasketClassifier, list[dict
     return model, xs
 
 
-def test_checkpoint_round_trip_gives_identical_predictions(tmp_path: Path) -> None:
+def test_a_registered_version_gives_identical_predictions(tmp_path: Path) -> None:
     model, xs = _trained()
-    path = tmp_path / "ckpt" / "classifier.pkl"
-    save_checkpoint(model, path)
-    meta = json.loads((tmp_path / "ckpt" / "classifier.pkl.meta.json").read_text())
-    assert meta["version"] == model.version and meta["n_learned"] == 200
-    assert meta["labels_version"] == "seg-1" and meta["saved_at"]
-    assert meta["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert sorted(p.name for p in path.parent.iterdir()) == [
-        "classifier.pkl", "classifier.pkl.meta.json"]  # no temp file left behind
-
-    restored = load_checkpoint(path, expected_version=model.version)
+    registry = Registry(tmp_path)
+    version = registry.register(model, Lineage.of(model, "flow"), {})
+    assert (version.model, version.lineage.n_learned, version.lineage.segmentation) == \
+        (model.version, 200, "seg-1")
+    restored = registry.load(version.id)
     assert restored.n_learned == 200 and restored.version == model.version
     for i, x in enumerate(xs):
         before, after = model.predict(x, ts=i), restored.predict(x, ts=i)
@@ -202,73 +192,3 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path: Path) -> No
         assert after.probabilities == before.probabilities
     restored.learn(xs[0], "seasonal, small")  # and it keeps learning
     assert restored.n_learned == 201
-
-
-class _SideEffect:
-    """Unpickling this creates a directory: proof that bytes were (or were not) unpickled."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return os.mkdir, (str(self.marker),)
-
-
-@pytest.fixture
-def evil(tmp_path: Path) -> tuple[bytes, Path]:
-    """Pickle bytes whose loading would create ``marker``; checked to do so."""
-    marker = tmp_path / "unpickled"
-    data = pickle.dumps(_SideEffect(marker))
-    pickle.loads(data)
-    assert marker.exists()
-    marker.rmdir()
-    return data, marker
-
-
-def test_tampered_checkpoint_is_refused_without_unpickling(
-        tmp_path: Path, evil: tuple[bytes, Path]) -> None:
-    data, marker = evil
-    model, _ = _trained()
-    path = tmp_path / "classifier.pkl"
-    save_checkpoint(model, path)
-    path.write_bytes(data)
-    with pytest.raises(CheckpointError, match="corrupt or was modified.*delete"):
-        load_checkpoint(path)
-    assert not marker.exists()
-
-
-def test_checkpoint_without_sidecar_is_refused_without_unpickling(
-        tmp_path: Path, evil: tuple[bytes, Path]) -> None:
-    data, marker = evil
-    path = tmp_path / "classifier.pkl"
-    path.write_bytes(data)
-    with pytest.raises(CheckpointError, match="no sidecar.*delete"):
-        load_checkpoint(path)
-    assert not marker.exists()
-    with pytest.raises(CheckpointError, match="no checkpoint"):
-        load_checkpoint(tmp_path / "absent.pkl")
-
-
-def test_checkpoint_of_another_version_is_refused_without_unpickling(
-        tmp_path: Path, evil: tuple[bytes, Path]) -> None:
-    data, marker = evil
-    model, _ = _trained(labels_version="seg-1")
-    path = tmp_path / "classifier.pkl"
-    save_checkpoint(model, path)
-    meta_path = tmp_path / "classifier.pkl.meta.json"
-    meta = json.loads(meta_path.read_text())
-    path.write_bytes(data)  # checksum matches the bytes, only the version is wrong
-    meta_path.write_text(json.dumps(meta | {"sha256": hashlib.sha256(data).hexdigest()}))
-    newer = BasketClassifier(labels_version="seg-2").version
-    with pytest.raises(CheckpointError, match=f"expected {newer}.*delete"):
-        load_checkpoint(path, expected_version=newer)
-    assert not marker.exists()
-
-
-def test_unreadable_sidecar_is_refused(tmp_path: Path) -> None:
-    model, _ = _trained()
-    path = tmp_path / "classifier.pkl"
-    save_checkpoint(model, path)
-    (tmp_path / "classifier.pkl.meta.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match="unreadable"):
-        load_checkpoint(path)

@@ -1,6 +1,7 @@
 """``basketflow predict`` (reports/predictions.py): rows at the time of a basket get the
 score the live flow logged for it, through the real command, broker and Valkey; the
-model live at a time is the newest checkpoint at or before it; bad input is one line."""
+model live at a time is the newest registered version at or before it; bad input is one
+line."""
 
 from __future__ import annotations
 
@@ -18,16 +19,11 @@ from basketflow.cli import cli
 from basketflow.config import ENV_DATA_DIR, ENV_KAFKA, ENV_PREFIX, ENV_REDIS, ENV_TOPIC, Settings
 from basketflow.flows.backfill import file_events, run_backfill
 from basketflow.flows.live import FeatureOutputs, RunOptions, run_live
-from basketflow.models.classifier import (
-    BasketClassifier,
-    checkpoint_history,
-    classifier_features,
-    load_checkpoint,
-    save_checkpoint,
-)
+from basketflow.models.classifier import BasketClassifier, classifier_features
+from basketflow.models.registry import Lineage, Registry, registry_dir
 from basketflow.producers.replay import replay
 from basketflow.producers.synthetic import write_csv
-from basketflow.reports.predictions import live_at
+from basketflow.reports.predictions import live_at, saved_models
 from basketflow.reports.segments import assign_customers, fit_segments, scoring_config
 
 
@@ -56,17 +52,17 @@ def test_predicting_at_a_baskets_time_gives_the_score_the_flow_logged(
     replay(source, settings.kafka_bootstrap, settings.topic, settings.dead_topic,
            partitions=1)
     config = scoring_config(settings.data_dir)
-    assert config is not None  # a checkpoint after every basket learnt: the live weights
+    assert config is not None  # a version after every basket learnt, all kept: the weights
     run_live(settings, stop_at_end=True, options=RunOptions(), max_batch=1,
-             scoring=dataclasses.replace(config, checkpoint_every=1))
+             scoring=dataclasses.replace(config, register_every=1, keep=10**9))
 
-    history = checkpoint_history(settings.data_dir / "models")
+    history = saved_models(Registry(registry_dir(settings.data_dir)))
     scores = pd.read_parquet(settings.offline_dir / "scores").drop(columns=["date"])
     last = scores.sort_values(["entity_id", "ts", "seq"]).groupby(
         ["entity_id", "ts"], as_index=False).last()
-    # a checkpoint written at a basket's own time may have come before or after its
+    # a version registered at a basket's own time may have come before or after its
     # score (other customers' baskets closing in the same minute): leave those out
-    tied = {pd.Timestamp(c.event_time, unit="s", tz="UTC") for c in history}
+    tied = {pd.Timestamp(v.lineage.clock, unit="s", tz="UTC") for v in history}
     known = last[~last["ts"].isin(tied) & ~last["entity_id"].str.startswith("guest-")]
     assert len(known) >= 100, len(known)
     rows = known.sample(min(300, len(known)), random_state=2).reset_index(drop=True)
@@ -90,7 +86,7 @@ def test_predicting_at_a_baskets_time_gives_the_score_the_flow_logged(
     for i, logged in enumerate(rows["probabilities"]):
         for category, p in json.loads(logged).items():
             assert predicted.at[i, f"prob_{category}"] == p
-    # the weights change along the run: rows were scored by many checkpoints
+    # the weights change along the run: rows were scored by many versions
     assert predicted["model_learned"].nunique() > 10
 
     day = rows["ts"].iloc[0].date().isoformat()
@@ -102,10 +98,10 @@ def test_predicting_at_a_baskets_time_gives_the_score_the_flow_logged(
     assert (on_day["timestamp"] == pd.Timestamp(f"{day}T23:59:59Z")).all()
 
     named = CliRunner().invoke(cli, ["predict", "--entities", str(entities), "--model",
-                                     history[-1].version, "--out", str(out)],
+                                     history[-1].model, "--out", str(out)],
                                env=env_of(settings))
     assert named.exit_code == 0, named.output
-    assert (pd.read_parquet(out)["model_learned"] == history[-1].n_learned).all()
+    assert (pd.read_parquet(out)["model_learned"] == history[-1].lineage.n_learned).all()
 
 
 def test_bad_input_is_one_error_line(settings: Settings, tmp_path: Path) -> None:
@@ -123,7 +119,7 @@ def test_bad_input_is_one_error_line(settings: Settings, tmp_path: Path) -> None
         (["--entities", str(ids)], "has no 'timestamp' column"),
         (["--entities", str(no_id)], "has no 'customer_id' column"),
         (["--entities", str(dated), "--out", str(tmp_path / "p.csv")], "written as Parquet"),
-        (["--date", "2011-01-01"], "no checkpoint with an event time"),
+        (["--date", "2011-01-01"], "no model version with an event time"),
     ]
     model = BasketClassifier("seg-1")
     model.learn(classifier_features({"value": 10.0, "lines": 2, "country": "France"}, None),
@@ -133,24 +129,25 @@ def test_bad_input_is_one_error_line(settings: Settings, tmp_path: Path) -> None
         lines = done.output.strip().splitlines()
         assert done.exit_code == 1 and len(lines) == 1, (args, done.output)
         assert lines[0].startswith("Error:") and message in lines[0], (args, done.output)
-        if message.startswith("no checkpoint"):  # from now on, a checkpoint of 1300000000
-            save_checkpoint(model, settings.data_dir / "models" / "classifier-seg-1.pkl",
-                            event_time=1_300_000_000)
+        if message.startswith("no model version"):  # from now on, one of 1300000000
+            Registry(registry_dir(settings.data_dir)).register(
+                model, Lineage.of(model, "flow", clock=1_300_000_000), {})
             cases += [(["--entities", str(dated)], "no model was live"),
                       (["--entities", str(dated), "--model", "nope"],
-                       f"known versions: {model.version}")]
+                       f"known models: {model.version}")]
 
 
-def test_the_model_live_at_a_time_is_the_newest_checkpoint_at_or_before_it(
+def test_the_model_live_at_a_time_is_the_newest_version_at_or_before_it(
         tmp_path: Path) -> None:
-    models = tmp_path / "models"
+    registry = Registry(tmp_path)
     model = BasketClassifier("seg-1")
     x = classifier_features({"value": 10.0, "lines": 2, "country": "France"}, None)
-    for when in (300, 100, 200):  # written out of order: listed by event time
+    for when in (300, 100, 200):  # registered out of order: listed by event time
         model.learn(x, "small")
-        save_checkpoint(model, models / "classifier-seg-1.pkl", event_time=when)
-    save_checkpoint(model, models / "classifier-seg-1.pkl")  # no event time: not kept
-    history = checkpoint_history(models)
-    assert [(c.event_time, c.n_learned) for c in history] == [(100, 2), (200, 3), (300, 1)]
+        registry.register(model, Lineage.of(model, "flow", clock=when), {})
+    registry.register(model, Lineage.of(model, "train"), {})  # no event time: not listed
+    history = saved_models(registry)
+    assert [(v.lineage.clock, v.lineage.n_learned) for v in history] == \
+        [(100, 2), (200, 3), (300, 1)]
     assert live_at(history, np.array([99, 100, 250, 10**10])).tolist() == [-1, 0, 1, 2]
-    assert load_checkpoint(history[0].path, model.version).n_learned == 2
+    assert registry.load(history[0].id).n_learned == 2

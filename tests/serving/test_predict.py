@@ -6,7 +6,10 @@ store; bad lines, no model: 422, 503."""
 from __future__ import annotations
 
 import copy
+import json
 import random
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,8 @@ import pytest
 from basketflow.config import Settings
 from basketflow.features.entity_features import CustomerFolder
 from basketflow.flows.scoring import ScoringConfig, ScoringState
-from basketflow.models.classifier import BasketClassifier, classifier_features, save_checkpoint
+from basketflow.models.classifier import BasketClassifier, classifier_features
+from basketflow.models.registry import Lineage, Registry, registry_dir
 from basketflow.schemas.events import Transaction, format_invoice_date
 from basketflow.schemas.features import registry
 from tests.serving.conftest import Server, events, start_server, store_of
@@ -42,12 +46,10 @@ def trained_model() -> BasketClassifier:
 
 
 def install_model(data_dir: Path) -> BasketClassifier:
-    """The model as the flow leaves it: its checkpoint beside the current segmentation."""
+    """The model as the flow leaves it: a registered version, the champion."""
     model = trained_model()
-    (data_dir / "segments").mkdir(parents=True, exist_ok=True)
-    (data_dir / "segments" / "CURRENT").write_text(SEGMENTATION)
-    (data_dir / "models").mkdir(parents=True, exist_ok=True)
-    save_checkpoint(model, data_dir / "models" / f"classifier-{SEGMENTATION}.pkl")
+    Registry(registry_dir(data_dir)).register(model, Lineage.of(model, "flow"), {},
+                                              follow=True)
     return model
 
 
@@ -158,7 +160,8 @@ def test_without_a_live_model_predict_is_503(server: Server) -> None:
     assert "segment" in got.json()["message"]
 
 
-def test_a_new_checkpoint_is_read_at_the_next_request(settings: Settings) -> None:
+def test_a_promote_and_a_rollback_are_served_at_the_next_request(
+        settings: Settings) -> None:
     install_model(settings.data_dir)
     server = start_server(settings)
     try:
@@ -168,8 +171,34 @@ def test_a_new_checkpoint_is_read_at_the_next_request(settings: Settings) -> Non
         for _ in range(30):
             model.learn(classifier_features({"value": 1530.0, "items": 600, "lines": 1},
                                             None), "Home")
-        save_checkpoint(model, settings.data_dir / "models" / f"classifier-{SEGMENTATION}.pkl")
+        registry = Registry(registry_dir(settings.data_dir))
+        newer = registry.register(model, Lineage.of(model, "train"), {})
+        assert server.client.post("/predict", json=body).json()["probabilities"] == before
+        registry.promote(newer.id)
         after = server.client.post("/predict", json=body).json()["probabilities"]
         assert after != before and after["Home"] > before["Home"]
+        registry.rollback()
+        assert server.client.post("/predict", json=body).json()["probabilities"] == before
+        # promotes and rollbacks while requests go on (each change waits for two requests
+        # to start after it): none fails, each answers with one of the two versions whole
+        answers: list[dict[str, float]] = []
+
+        def move() -> None:
+            for change in [lambda: registry.promote(newer.id), registry.rollback] * 5:
+                change()
+                seen = len(answers)
+                while len(answers) < seen + 2:
+                    time.sleep(0.002)
+
+        moving = threading.Thread(target=move)
+        moving.start()
+        while moving.is_alive():
+            got = server.client.post("/predict", json=body)
+            assert got.status_code == 200, got.text
+            answers.append(got.json()["probabilities"])
+        moving.join()
+        assert {json.dumps(a, sort_keys=True) for a in answers} <= \
+            {json.dumps(before, sort_keys=True), json.dumps(after, sort_keys=True)}
+        assert before in answers and after in answers
     finally:
         server.stop()
