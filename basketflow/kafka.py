@@ -4,6 +4,10 @@ Topic configs are always given explicitly at creation, because the embedded brok
 (Tansu) reports only the configs it was created with. Consumers are assigned partitions,
 never joined to a group: a group join takes ~20 s on the embedded broker, and Bytewax
 keeps its own offsets in its recovery snapshots anyway.
+
+Every client is configured from :func:`client_config`, which adds the SASL and TLS
+settings of the environment (:func:`basketflow.security.kafka_security`), so a producer,
+a consumer and an admin client authenticate alike wherever they are made.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from basketflow.errors import BasketflowError
+from basketflow.security import kafka_security, redact
 
 #: Events are kept: the topic is the replayable log behind backfill and recovery.
 TOPIC_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete"}
@@ -22,10 +27,15 @@ class BrokerUnavailable(BasketflowError, RuntimeError):
     """The broker did not answer; the message says where we looked and what to do."""
 
 
+def client_config(bootstrap: str) -> dict[str, object]:
+    """What every client of ``bootstrap`` is given: its address and the environment's
+    SASL and TLS settings (none by default: plaintext, as the embedded broker speaks)."""
+    return {"bootstrap.servers": bootstrap, **kafka_security()}
+
+
 def producer_config(bootstrap: str) -> dict[str, object]:
     """A producer tuned for throughput: batches of up to 20 ms, compressed, acks=all."""
-    return {
-        "bootstrap.servers": bootstrap,
+    return client_config(bootstrap) | {
         "linger.ms": 20,
         "batch.num.messages": 10_000,
         "queue.buffering.max.messages": 500_000,
@@ -37,8 +47,7 @@ def producer_config(bootstrap: str) -> dict[str, object]:
 
 def consumer_config(bootstrap: str) -> dict[str, object]:
     """Large fetches for catch-up reads; offsets are ours, so no group commits."""
-    return {
-        "bootstrap.servers": bootstrap,
+    return client_config(bootstrap) | {
         "fetch.max.bytes": 50 * 1024 * 1024,
         "max.partition.fetch.bytes": 10 * 1024 * 1024,
         "fetch.wait.max.ms": 50,
@@ -47,12 +56,12 @@ def consumer_config(bootstrap: str) -> dict[str, object]:
 
 def ensure_topics(bootstrap: str, topics: dict[str, int], timeout: float = 10.0) -> list[str]:
     """Create the topics (name -> partitions) that do not exist yet; return those created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
         raise BrokerUnavailable(
-            f"no Kafka broker answers at {bootstrap} ({exc}); start one with "
+            f"no Kafka broker answers at {bootstrap} ({redact(str(exc))}); start one with "
             "`basketflow up` or set KAFKA_BOOTSTRAP_SERVERS") from exc
     wanted = [NewTopic(name, partitions, 1, config=dict(TOPIC_CONFIG))
               for name, partitions in topics.items() if name not in existing]

@@ -54,6 +54,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from basketflow.errors import BasketflowError
+from basketflow.kafka import client_config
 from basketflow.flows import idle_work, stopping
 from basketflow.flows.event_clock import CAUGHT_UP, DELIVERING, ENDED
 from basketflow.sinks.flow_health import FlowHealth, Outage
@@ -114,7 +115,7 @@ def raise_fault() -> None:
 
 def topic_id(bootstrap: str, topic: str, timeout: float = 10.0) -> str | None:
     """The broker's id of ``topic`` (None when it has none, or does not say)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(client_config(bootstrap) | {"log_level": 0})
     try:
         found = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout)
     except KafkaException:
@@ -153,7 +154,7 @@ def check_topic_ids(bootstrap: str, topics: list[str], recovery_dir: Path,
 
 def topic_partitions(bootstrap: str, topic: str) -> list[int]:
     """The partition numbers of ``topic``, in order."""
-    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    meta = AdminClient(client_config(bootstrap)).list_topics(topic, timeout=10)
     info = meta.topics[topic]
     if info.error is not None:
         raise RuntimeError(f"cannot list partitions of topic {topic!r}: {info.error}")

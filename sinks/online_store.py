@@ -67,6 +67,7 @@ import msgspec
 import redis
 
 from basketflow.errors import BasketflowError
+from basketflow.security import redis_client, redis_failure
 from basketflow.sinks.packed_pipeline import Command, send_pipelined
 
 if TYPE_CHECKING:  # annotations only: reading the store needs neither
@@ -141,7 +142,7 @@ def lazy_client(url: str) -> redis.Redis:
     """A client for ``url`` that connects at its first command, not now: for a flow's
     sinks, whose every command goes through :class:`~basketflow.sinks.redis_retry.RedisRetry`,
     so a sink built during an outage waits for Redis like every write does."""
-    return redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
+    return redis_client(url, socket_connect_timeout=3, socket_timeout=10)
 
 
 def serving_client(url: str, timeout: float) -> redis.Redis:
@@ -151,19 +152,18 @@ def serving_client(url: str, timeout: float) -> redis.Redis:
     request never waits long on a Redis that hangs. It connects at its first command."""
     from redis.backoff import NoBackoff
     from redis.retry import Retry
-    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                                retry=Retry(NoBackoff(), 1, (redis.ConnectionError,)))
+    return redis_client(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                        retry=Retry(NoBackoff(), 1, (redis.ConnectionError,)))
 
 
 def connect(url: str) -> redis.Redis:
-    """A client for ``url`` that fails fast, with a message naming the fix."""
+    """A client for ``url`` that fails fast, with a message naming the fix (a server
+    that does not answer, a refused password or certificate: :func:`redis_failure`)."""
     client = lazy_client(url)
     try:
         client.ping()
-    except redis.ConnectionError as exc:
-        raise RedisUnavailable(
-            f"no Redis-protocol server answers at {url} ({exc}); start one with "
-            "`basketflow up` or set REDIS_URL") from exc
+    except (redis.ConnectionError, redis.ResponseError) as exc:
+        raise RedisUnavailable(redis_failure(url, exc)) from exc
     return client
 
 

@@ -49,6 +49,7 @@ from urllib.parse import urlparse
 
 from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
 from basketflow.errors import BasketflowError
+from basketflow.security import redact, redis_client
 
 BROKER = "broker"
 REDIS = "redis"
@@ -371,11 +372,12 @@ def check_broker(address: str, timeout: float = CHECK_TIMEOUT) -> int:
     """
     from confluent_kafka.admin import AdminClient
 
+    from basketflow.kafka import client_config
+
     host, _, port = address.split(",")[0].rpartition(":")
     with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
         pass  # fail fast and quietly while nothing listens yet
-    admin = AdminClient({
-        "bootstrap.servers": address,
+    admin = AdminClient(client_config(address) | {
         "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
         "log_level": 0,
     })
@@ -384,12 +386,10 @@ def check_broker(address: str, timeout: float = CHECK_TIMEOUT) -> int:
 
 def check_redis(url: str, timeout: float = CHECK_TIMEOUT) -> None:
     """PING the Redis-protocol server at ``url``; raises when it does not answer in time."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    client = redis_client(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         if not client.ping():
-            raise ServicesError(f"{url} did not answer PING")
+            raise ServicesError(f"{redact(url)} did not answer PING")
     finally:
         client.close()
 

@@ -68,6 +68,7 @@ from basketflow.app.services import (
     read_state,
 )
 from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
+from basketflow.security import redact, redis_client
 from basketflow.flows.progress import SERVE_PROGRESS
 from basketflow.sinks.offline_layout import events_dir, files_by_day, files_of
 from basketflow.sinks.flow_health import read_health
@@ -244,18 +245,13 @@ def consumed(redis_url: str, prefix: str, topic: str,
 
 
 def _redis_client(url: str, timeout: float) -> Any:
-    import redis
-
-    return redis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-    )
+    return redis_client(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                        decode_responses=True)
 
 
 def _online_store(url: str, prefix: str, timeout: float) -> OnlineStore:
     """The online store at ``url``, on a client that gives up after ``timeout``."""
-    import redis
-
-    return RedisOnlineStore(redis.Redis.from_url(
+    return RedisOnlineStore(redis_client(
         url, socket_timeout=timeout, socket_connect_timeout=timeout), prefix)
 
 
@@ -351,7 +347,9 @@ def topics_status(
         from confluent_kafka import Consumer, TopicPartition
         from confluent_kafka.admin import AdminClient
 
-        conf = {"bootstrap.servers": broker["address"], "log_level": 0}
+        from basketflow.kafka import client_config
+
+        conf = client_config(broker["address"]) | {"log_level": 0}
         metadata = AdminClient(conf).list_topics(timeout=timeout)
         consumer = Consumer({**conf, "group.id": "basketflow-status", "enable.auto.commit": False})
     except Exception as exc:

@@ -7,7 +7,9 @@ parses options, calls the application layer (:mod:`basketflow.app`) and renders 
 typed result. Errors that are the user's to fix (:class:`~basketflow.errors.BasketflowError`)
 are caught here, once, and shown as one ``Error:`` line with exit status 1; any other
 exception (a bug) is one ``Error:`` line too, naming its type, unless ``--debug`` or
-``BASKETFLOW_DEBUG=1`` asks for the traceback.
+``BASKETFLOW_DEBUG=1`` asks for the traceback. Everything a command prints, on standard
+output and standard error (results, ``--json``, errors, logs), goes through
+:func:`basketflow.security.redact`, so no password or key is ever shown.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from basketflow.cli import (
 from basketflow.cli.output import FullHelpGroup
 from basketflow.config import ENV_DEBUG, load_settings
 from basketflow.errors import BasketflowError
+from basketflow.security import RedactingFilter, RedactingStream
 
 
 class BasketflowCommand(FullHelpGroup):
@@ -93,10 +96,24 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool, debug: bool) -
     """
     if not debugging(ctx):  # a dataflow's panic shows its message, not a backtrace
         os.environ["RUST_BACKTRACE"] = "0"
+    redact_output()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     ctx.obj = load_settings(data_dir)
+
+
+def redact_output() -> None:
+    """Send this process's standard output and error through
+    :func:`~basketflow.security.redact` (once), so every line printed from here on,
+    an error's included, has its passwords and keys masked."""
+    if not isinstance(sys.stdout, RedactingStream):
+        sys.stdout = RedactingStream(sys.stdout)
+    if not isinstance(sys.stderr, RedactingStream):
+        sys.stderr = RedactingStream(sys.stderr)
 
 
 for command in (servers.up, servers.down, servers.status, data.generate, data.replay,
