@@ -15,6 +15,8 @@ through.
   into a message that says which and what to do.
 - **Kafka** (:func:`kafka_security`): the SASL and TLS settings of the environment, as
   librdkafka options, merged into every producer, consumer and admin client.
+- **Files** (:func:`private_dir`, :func:`write_private`): what holds customers' data or
+  a secret is its owner's alone: folders 0700, files 0600.
 
 It sits below the settings (it reads the environment itself) and imports redis lazily,
 so a command that never talks to Redis does not pay for it.
@@ -181,6 +183,33 @@ class RedactingFilter:
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+# --------------------------------------------------------------------------- files
+
+
+def private_dir(path: Path) -> Path:
+    """Create the folder ``path`` (and its parents) if missing, and make it 0700: only
+    its owner may list or enter it. Returns ``path``."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def write_private(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` atomically (a temporary file, then a rename) as a file
+    of mode 0600 from its first byte: no moment where another user could read it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+        os.chmod(tmp, 0o600)  # an existing file kept its old mode through O_CREAT
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # --------------------------------------------------------------------------- Redis

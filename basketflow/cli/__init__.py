@@ -31,6 +31,7 @@ from basketflow.cli import (
     models,
     report,
     run,
+    security,
     serve,
     servers,
 )
@@ -120,7 +121,7 @@ for command in (servers.up, servers.down, servers.status, data.generate, data.re
                 run.run, features.features, features.entities, backfill.backfill,
                 backfill.historical,
                 report.report, report.categories, models.score, models.predict, models.segment,
-                models.evaluate, demo.demo, check.check, serve.serve):
+                models.evaluate, demo.demo, check.check, serve.serve, security.security):
     cli.add_command(command)
 
 
