@@ -174,7 +174,8 @@ def _decode(raw: Mapping[bytes, bytes]) -> dict[str, Any] | None:
     return {k.decode(): msgspec.json.decode(v) for k, v in raw.items()}
 
 
-#: A vector read's script: every key of a small read, or the keys whose packed value the
+#: A vector read's script, run read-only (EVALSHA_RO: a user whose keys are read-only may run
+#: it, and it cannot write): every key of a small read, or the keys whose packed value the
 #: MGET of a larger one did not find. KEYS: packed keys; ARGV: ``<prefix>:``, the length
 #: of ``<prefix>:packed:``, :data:`CLOCK_FIELD`, then any progress hashes whose clock to
 #: read. Per key, in order: the packed value (for a missed key: written since the MGET),
@@ -402,9 +403,9 @@ class RedisOnlineStore:
         command = (len(missing), *(keys[i] for i in missing), f"{self.prefix}:",
                    len(self._packed_head.encode()), CLOCK_FIELD, *clocks)
         try:
-            found = send_pipelined(self.client, [("EVALSHA", _READ_VECTORS_SHA, *command)])[0]
+            found = send_pipelined(self.client, [("EVALSHA_RO", _READ_VECTORS_SHA, *command)])[0]
         except redis.exceptions.NoScriptError:  # a restarted or flushed server
-            found = send_pipelined(self.client, [("EVAL", _READ_VECTORS, *command)])[0]
+            found = send_pipelined(self.client, [("EVAL_RO", _READ_VECTORS, *command)])[0]
         for i, item in zip(missing, found):
             if isinstance(item, bytes):
                 values[i] = item

@@ -31,8 +31,8 @@ from basketflow.sinks.online_store import glob_escape
 CONNECTION_COMMANDS = ("ping", "hello", "client|setinfo", "client|setname")
 #: The reads of the online store: values (hashes, packed values), the vector read's
 #: script, the scan behind ``entities`` and ``status``.
-READ_COMMANDS = ("hget", "hgetall", "hmget", "get", "mget", "exists", "scan", "eval",
-                 "evalsha")
+READ_COMMANDS = ("hget", "hgetall", "hmget", "get", "mget", "exists", "scan", "eval_ro",
+                 "evalsha_ro")
 #: The flow's writes: each view's hash and packed value with its TTL, the progress hash.
 WRITE_COMMANDS = ("hset", "set", "expire")
 WRITER = "basketflow-writer"
@@ -81,7 +81,7 @@ def redis_acl(prefix: str, writer_password: Path | None = None,
 
     >>> writer, reader = redis_acl("bf")
     >>> print(reader.line)
-    ACL SETUSER basketflow-reader reset on ><reader-password> resetchannels %R~bf:* -@all +ping +hello +client|setinfo +client|setname +hget +hgetall +hmget +get +mget +exists +scan +eval +evalsha
+    ACL SETUSER basketflow-reader reset on ><reader-password> resetchannels %R~bf:* -@all +ping +hello +client|setinfo +client|setname +hget +hgetall +hmget +get +mget +exists +scan +eval_ro +evalsha_ro
     """
     keys = glob_escape(f"{prefix}:") + "*"
     allowed = tuple(f"+{c}" for c in CONNECTION_COMMANDS + READ_COMMANDS)
