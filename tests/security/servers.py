@@ -22,9 +22,10 @@ from basketflow.app.services import free_port, start_redis, stop_service
 from tests.security.certificates import Pair
 
 REDIS_SERVER = shutil.which("redis-server")
-ADMIN_PASSWORD = "admin-Pw-4f1c2"
-WRITER_PASSWORD = "writer-Pw-93d7a"
-READER_PASSWORD = "reader-Pw-5be08"
+#: Random-looking, so that any 5 characters of one found in an output are a leak.
+ADMIN_PASSWORD = "Ad7qZ4xW2pK9"
+WRITER_PASSWORD = "Wr3kV8nJ5tQ1"
+READER_PASSWORD = "Rd6hM2cX9bL4"
 
 
 @contextmanager
