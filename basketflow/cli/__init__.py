@@ -98,6 +98,7 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool, debug: bool) -
     if not debugging(ctx):  # a dataflow's panic shows its message, not a backtrace
         os.environ["RUST_BACKTRACE"] = "0"
     redact_output()
+    os.umask(0o077)  # what basketflow writes holds customers' purchases: its user's alone
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
