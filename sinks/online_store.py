@@ -201,7 +201,7 @@ return out
 """
 
 
-_READ_VECTORS_SHA = hashlib.sha1(_READ_VECTORS.encode()).hexdigest()
+_READ_VECTORS_SHA = hashlib.sha1(_READ_VECTORS.encode(), usedforsecurity=False).hexdigest()
 #: Reads of up to this many keys go to the script alone, in one round trip, whether a
 #: value is missing or not: for so few keys the script's extra server work (it copies
 #: every value through Lua) costs less than a second round trip
