@@ -12,7 +12,9 @@ a consumer and an admin client authenticate alike wherever they are made.
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
+from collections.abc import Callable
+
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from basketflow.errors import BasketflowError
@@ -54,12 +56,28 @@ def consumer_config(bootstrap: str) -> dict[str, object]:
     }
 
 
+def _authentication_errors(into: list[str]) -> Callable[[KafkaError], None]:
+    """A client's ``error_cb`` that keeps the text of every authentication failure (a
+    SASL user or password, or a certificate, refused), redacted, in ``into``."""
+    def record(error: KafkaError) -> None:
+        if error.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+            into.append(redact(error.str()))
+    return record
+
+
 def ensure_topics(bootstrap: str, topics: dict[str, int], timeout: float = 10.0) -> list[str]:
     """Create the topics (name -> partitions) that do not exist yet; return those created."""
-    admin = AdminClient(client_config(bootstrap))
+    refused: list[str] = []
+    admin = AdminClient(client_config(bootstrap) | {"error_cb": _authentication_errors(refused)})
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
+        admin.poll(0)  # serves the error callbacks queued meanwhile
+        if refused:
+            raise BrokerUnavailable(
+                f"the Kafka broker at {bootstrap} refused to authenticate us ({refused[0]}); "
+                "check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME "
+                "and the password") from exc
         raise BrokerUnavailable(
             f"no Kafka broker answers at {bootstrap} ({redact(str(exc))}); start one with "
             "`basketflow up` or set KAFKA_BOOTSTRAP_SERVERS") from exc
