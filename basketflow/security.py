@@ -25,6 +25,7 @@ so a command that never talks to Redis does not pay for it.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -172,17 +173,30 @@ class RedactingStream(io.TextIOBase):
         return getattr(self.inner, "errors", None)
 
 
-class RedactingFilter:
+class RedactingFilter(logging.Filter):
     """A logging filter that formats each record's message and redacts it, so a log
     handler writing to a file (``serve``'s, a flow's) never holds a secret either."""
 
-    def filter(self, record: Any) -> bool:
+    def filter(self, record: logging.LogRecord) -> bool:
         """Replace the record's message by its redacted text; never drops a record."""
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+def redact_log_handlers() -> None:
+    """Give every log handler configured now (the root's, uvicorn's, ...) a
+    :class:`RedactingFilter`, once: for processes whose output does not pass through the
+    command line's streams, such as ``serve``'s worker processes."""
+    loggers = [logging.getLogger(), *(logger for logger in
+                                      logging.Logger.manager.loggerDict.values()
+                                      if isinstance(logger, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
 
 
 # --------------------------------------------------------------------------- files

@@ -38,7 +38,7 @@ from basketflow.cli import (
 from basketflow.cli.output import FullHelpGroup
 from basketflow.config import ENV_DEBUG, load_settings
 from basketflow.errors import BasketflowError
-from basketflow.security import RedactingFilter, RedactingStream
+from basketflow.security import RedactingStream, redact_log_handlers
 
 
 class BasketflowCommand(FullHelpGroup):
@@ -102,9 +102,7 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool, debug: bool) -
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
+    redact_log_handlers()
     ctx.obj = load_settings(data_dir)
 
 

@@ -36,6 +36,7 @@ from basketflow.app.posted import parse_posted
 from basketflow.app.predict import BadLines, LiveModel, NoLiveModel, basket_events, predict_basket
 from basketflow.errors import BasketflowError
 from basketflow.kafka import BrokerUnavailable, client_config
+from basketflow.security import redact_log_handlers
 from basketflow.schemas.events import Rejection
 from basketflow.serving import feast
 from basketflow.serving.auth import ADMIN, ENV_API_KEYS, PREDICT, PUSH, READ, ApiKeys, load_keys, presented_key
@@ -105,7 +106,9 @@ def backends(options: ServeOptions) -> Backends:
 
 def app_from_env() -> FastAPI:
     """The application of the options ``basketflow serve`` put in the environment: what
-    each uvicorn worker process imports."""
+    each uvicorn worker process imports. Its log handlers redact secrets, as the command
+    line's do (a worker's output does not pass through the command line's streams)."""
+    redact_log_handlers()
     return create_app(backends(ServeOptions.from_json(os.environ[ENV_SERVE_OPTIONS])))
 
 
