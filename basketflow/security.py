@@ -134,6 +134,22 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_data(data: Any) -> Any:
+    """``data`` (JSON-like: dicts, lists, strings, numbers) with every string redacted, for
+    a result that names servers (``status``) to be safe to show or return.
+
+    >>> redact_data({"redis": {"address": "redis://:pw@h:1", "pid": 7}, "n": [1, "x"]})
+    {'redis': {'address': 'redis://:***@h:1', 'pid': 7}, 'n': [1, 'x']}
+    """
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {key: redact_data(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [redact_data(value) for value in data]
+    return data
+
+
 class RedactingStream(io.TextIOBase):
     """A text stream that writes everything through :func:`redact` to another one: the
     command line's standard output and error, so no line it prints can carry a secret.

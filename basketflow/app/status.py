@@ -68,7 +68,7 @@ from basketflow.app.services import (
     read_state,
 )
 from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
-from basketflow.security import redact, redis_client
+from basketflow.security import redact_data, redis_client
 from basketflow.flows.progress import SERVE_PROGRESS
 from basketflow.sinks.offline_layout import events_dir, files_by_day, files_of
 from basketflow.sinks.flow_health import read_health
@@ -92,7 +92,8 @@ MAX_SCAN_KEYS = 1_000_000
 
 def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[str, Any]:
     """Everything ``basketflow status`` shows, gathered with short timeouts; never raises
-    because a server is down or a file is unreadable.
+    because a server is down or a file is unreadable. Passwords in it are masked
+    (:func:`~basketflow.security.redact_data`): it is made to be shown.
     """
     state = _safe_state(settings)
     services = {
@@ -104,7 +105,7 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
     serve = flow_progress(redis_url, settings.prefix, timeout, SERVE_PROGRESS)
     fields = ("events", "event_time", "clock", "updated_at", "error")
     health = read_health(settings.data_dir)
-    return {
+    return redact_data({
         "data_dir": str(settings.data_dir),
         "services": services,
         "flow": {k: progress.get(k) for k in fields}
@@ -114,7 +115,7 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
                                 timeout, serve.get("offsets", {})),
         "offline": offline_status(settings.offline_dir),
         "online": online_status(redis_url, settings.prefix, timeout),
-    }
+    })
 
 
 def health_notes(health: dict[str, Any] | None, redis: dict[str, Any]) -> list[str]:

@@ -102,3 +102,15 @@ def test_a_wrong_password_is_one_error_line_without_it(acl: AclServer, tmp_path:
     [line] = error_lines(done)
     assert "refused the user or password" in line and "basketflow-reader:***@" in line
     assert wrong not in done.stdout + done.stderr and READER_PASSWORD not in line
+
+
+def test_status_reads_with_the_reader_and_masks_its_password(flowed: Settings,
+                                                             acl: AclServer) -> None:
+    from basketflow.app.status import collect_status
+
+    report = collect_status(replace(flowed, redis_url=acl.reader))
+    redis_status = report["services"]["redis"]
+    assert redis_status["alive"] and report["online"]["error"] is None
+    assert redis_status["address"] == f"redis://basketflow-reader:***@127.0.0.1:{acl.port}"
+    assert report["online"]["keys"]["customer"] == 2  # 17850 and 13047
+    assert report["flow"]["events"] == len(LINES)
