@@ -54,6 +54,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from basketflow.errors import BasketflowError
+from basketflow.kafka import client_config
 from basketflow.flows import idle_work, stopping
 from basketflow.flows.event_clock import CAUGHT_UP, DELIVERING, ENDED
 from basketflow.sinks.flow_health import FlowHealth, Outage
@@ -100,7 +101,7 @@ class TopicIdWatch:
     its first messages skipped without a word."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+        self._admin = AdminClient(client_config(bootstrap) | {"log_level": 0})
         self._topic = topic
         self._id = self._current()
         self._next = time.monotonic() + TOPIC_CHECK_EVERY
@@ -165,7 +166,7 @@ def raise_fault() -> None:
 
 def topic_id(bootstrap: str, topic: str, timeout: float = 10.0) -> str | None:
     """The broker's id of ``topic`` (None when it has none, or does not say)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(client_config(bootstrap) | {"log_level": 0})
     try:
         found = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout)
     except KafkaException:
@@ -204,7 +205,7 @@ def check_topic_ids(bootstrap: str, topics: list[str], recovery_dir: Path,
 
 def topic_partitions(bootstrap: str, topic: str) -> list[int]:
     """The partition numbers of ``topic``, in order."""
-    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    meta = AdminClient(client_config(bootstrap)).list_topics(topic, timeout=10)
     info = meta.topics[topic]
     if info.error is not None:
         raise RuntimeError(f"cannot list partitions of topic {topic!r}: {info.error}")

@@ -67,6 +67,7 @@ import msgspec
 import redis
 
 from basketflow.errors import BasketflowError
+from basketflow.security import redis_client, redis_failure
 from basketflow.sinks.packed_pipeline import Command, send_pipelined
 
 if TYPE_CHECKING:  # annotations only: reading the store needs neither
@@ -141,7 +142,7 @@ def lazy_client(url: str) -> redis.Redis:
     """A client for ``url`` that connects at its first command, not now: for a flow's
     sinks, whose every command goes through :class:`~basketflow.sinks.redis_retry.RedisRetry`,
     so a sink built during an outage waits for Redis like every write does."""
-    return redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
+    return redis_client(url, socket_connect_timeout=3, socket_timeout=10)
 
 
 def serving_client(url: str, timeout: float) -> redis.Redis:
@@ -151,19 +152,18 @@ def serving_client(url: str, timeout: float) -> redis.Redis:
     request never waits long on a Redis that hangs. It connects at its first command."""
     from redis.backoff import NoBackoff
     from redis.retry import Retry
-    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                                retry=Retry(NoBackoff(), 1, (redis.ConnectionError,)))
+    return redis_client(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                        retry=Retry(NoBackoff(), 1, (redis.ConnectionError,)))
 
 
 def connect(url: str) -> redis.Redis:
-    """A client for ``url`` that fails fast, with a message naming the fix."""
+    """A client for ``url`` that fails fast, with a message naming the fix (a server
+    that does not answer, a refused password or certificate: :func:`redis_failure`)."""
     client = lazy_client(url)
     try:
         client.ping()
-    except redis.ConnectionError as exc:
-        raise RedisUnavailable(
-            f"no Redis-protocol server answers at {url} ({exc}); start one with "
-            "`basketflow up` or set REDIS_URL") from exc
+    except (redis.ConnectionError, redis.ResponseError) as exc:
+        raise RedisUnavailable(redis_failure(url, exc)) from exc
     return client
 
 
@@ -174,7 +174,8 @@ def _decode(raw: Mapping[bytes, bytes]) -> dict[str, Any] | None:
     return {k.decode(): msgspec.json.decode(v) for k, v in raw.items()}
 
 
-#: A vector read's script: every key of a small read, or the keys whose packed value the
+#: A vector read's script, run read-only (EVALSHA_RO: a user whose keys are read-only may run
+#: it, and it cannot write): every key of a small read, or the keys whose packed value the
 #: MGET of a larger one did not find. KEYS: packed keys; ARGV: ``<prefix>:``, the length
 #: of ``<prefix>:packed:``, :data:`CLOCK_FIELD`, then any progress hashes whose clock to
 #: read. Per key, in order: the packed value (for a missed key: written since the MGET),
@@ -200,7 +201,7 @@ return out
 """
 
 
-_READ_VECTORS_SHA = hashlib.sha1(_READ_VECTORS.encode()).hexdigest()
+_READ_VECTORS_SHA = hashlib.sha1(_READ_VECTORS.encode(), usedforsecurity=False).hexdigest()
 #: Reads of up to this many keys go to the script alone, in one round trip, whether a
 #: value is missing or not: for so few keys the script's extra server work (it copies
 #: every value through Lua) costs less than a second round trip
@@ -402,9 +403,9 @@ class RedisOnlineStore:
         command = (len(missing), *(keys[i] for i in missing), f"{self.prefix}:",
                    len(self._packed_head.encode()), CLOCK_FIELD, *clocks)
         try:
-            found = send_pipelined(self.client, [("EVALSHA", _READ_VECTORS_SHA, *command)])[0]
+            found = send_pipelined(self.client, [("EVALSHA_RO", _READ_VECTORS_SHA, *command)])[0]
         except redis.exceptions.NoScriptError:  # a restarted or flushed server
-            found = send_pipelined(self.client, [("EVAL", _READ_VECTORS, *command)])[0]
+            found = send_pipelined(self.client, [("EVAL_RO", _READ_VECTORS, *command)])[0]
         for i, item in zip(missing, found):
             if isinstance(item, bytes):
                 values[i] = item

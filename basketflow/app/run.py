@@ -21,6 +21,7 @@ from basketflow.app.registry import ensure_applied
 from basketflow.app.run_lock import ENV_HELD_BY, run_lock
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
+from basketflow.security import private_dir
 
 
 class PartKilled(BasketflowError):
@@ -113,6 +114,7 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
                              recovery_dir=(recovery_dir / part if part else recovery_dir)
                              if options.recovery else None,
                              reset_offsets=options.reset_offsets)
+    private_dir(settings.data_dir)  # one made before this release may be 0755
     with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, parts):
         if options.from_start and run_options.recovery_dir is not None:
             shutil.rmtree(run_options.recovery_dir, ignore_errors=True)

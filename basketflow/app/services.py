@@ -36,6 +36,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -45,10 +46,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
 from basketflow.errors import BasketflowError
+from basketflow.security import private_dir, redact, redis_client, write_private
 
 BROKER = "broker"
 REDIS = "redis"
@@ -371,11 +373,12 @@ def check_broker(address: str, timeout: float = CHECK_TIMEOUT) -> int:
     """
     from confluent_kafka.admin import AdminClient
 
+    from basketflow.kafka import client_config
+
     host, _, port = address.split(",")[0].rpartition(":")
     with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
         pass  # fail fast and quietly while nothing listens yet
-    admin = AdminClient({
-        "bootstrap.servers": address,
+    admin = AdminClient(client_config(address) | {
         "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
         "log_level": 0,
     })
@@ -384,12 +387,10 @@ def check_broker(address: str, timeout: float = CHECK_TIMEOUT) -> int:
 
 def check_redis(url: str, timeout: float = CHECK_TIMEOUT) -> None:
     """PING the Redis-protocol server at ``url``; raises when it does not answer in time."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    client = redis_client(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         if not client.ping():
-            raise ServicesError(f"{url} did not answer PING")
+            raise ServicesError(f"{redact(url)} did not answer PING")
     finally:
         client.close()
 
@@ -417,25 +418,33 @@ def start_broker(
 
 
 def start_redis(
-    data_dir: str | Path, port: int | None = None, timeout: float = START_TIMEOUT
+    data_dir: str | Path, port: int | None = None, timeout: float = START_TIMEOUT,
+    password: str | None = None,
 ) -> ServiceProcess:
     """Start the embedded Valkey server on 127.0.0.1 with its append-only file in
     ``<data_dir>/valkey`` (so data survives a restart); wait until it answers PING.
 
-    ``port=None`` picks a free one. The log goes to ``<data_dir>/logs/valkey.log``.
+    ``port=None`` picks a free one. The log goes to ``<data_dir>/logs/valkey.log``. With a
+    ``password`` the server asks for it (``requirepass``, written to a configuration file
+    of mode 0600 in its folder, never on its command line, which any user may read) and
+    its address carries it (``redis://:PASSWORD@127.0.0.1:PORT``).
     """
     binary = redis_binary()
-    store = Path(data_dir).resolve() / "valkey"
-    store.mkdir(parents=True, exist_ok=True)
+    store = private_dir(Path(data_dir).resolve() / "valkey")
     log = Path(data_dir).resolve() / "logs" / "valkey.log"
+    config = store / "valkey.conf"
+    write_private(config, f"requirepass {password}\n" if password else "")
+    userinfo = f":{quote(password, safe='')}@" if password else ""
 
     def start(p: int) -> ServiceProcess:
-        argv = [binary, "--port", str(p), "--bind", "127.0.0.1", "--dir", str(store),
-                "--appendonly", "yes", "--save", "", "--daemonize", "no",
-                "--logfile", str(log)]
-        return _spawn(REDIS, binary, argv, f"redis://127.0.0.1:{p}", log, check_redis, timeout)
+        argv = [binary, str(config), "--port", str(p), "--bind", "127.0.0.1",
+                "--dir", str(store), "--appendonly", "yes", "--save", "",
+                "--daemonize", "no", "--logfile", str(log)]
+        return _spawn(REDIS, binary, argv, f"redis://{userinfo}127.0.0.1:{p}", log,
+                      check_redis, timeout)
 
     return _start_with_port(start, port)
+
 
 
 _STARTERS: dict[str, Callable[..., ServiceProcess]] = {BROKER: start_broker, REDIS: start_redis}
@@ -467,16 +476,32 @@ def write_state(settings: Settings, state: dict[str, ServiceProcess]) -> None:
     """Write ``state`` atomically (temp file + rename).
 
     The file also remembers the last port of each server (``last_ports``), so that ``up``
-    restarts a dead server on its old address even after :func:`resolve` removed its entry.
+    restarts a dead server on its old address even after :func:`resolve` removed its entry,
+    and the embedded Valkey's password (``redis_password``), which a restart keeps. It
+    holds that password, so it is written with mode 0600.
     """
     path = settings.state_file
     ports = {**_last_ports(settings), **{n: p.port for n, p in state.items()}}
     data: dict[str, object] = {n: p.to_json() for n, p in state.items()}
     data["last_ports"] = ports
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    data["redis_password"] = redis_password(settings)
+    private_dir(path.parent)
+    write_private(path, json.dumps(data, indent=2) + "\n")
+
+
+def redis_password(settings: Settings) -> str:
+    """The embedded Valkey's password: the one the state file keeps, else a new one
+    (192 random bits)."""
+    try:
+        kept = json.loads(settings.state_file.read_text()).get("redis_password")
+    except (OSError, ValueError, AttributeError):
+        kept = None
+    return kept if isinstance(kept, str) and kept else new_password()
+
+
+def new_password() -> str:
+    """A password for an embedded server: 192 random bits, URL-safe."""
+    return secrets.token_urlsafe(24)
 
 
 def _last_ports(settings: Settings) -> dict[str, int]:
@@ -491,7 +516,7 @@ def _last_ports(settings: Settings) -> dict[str, int]:
 @contextmanager
 def _locked(settings: Settings) -> Iterator[None]:
     """Serialise ``up``/``down``/repairs on one data directory (an flock on a lock file)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     with (settings.data_dir / ".services.lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -530,7 +555,8 @@ def up(settings: Settings) -> dict[str, str]:
             state.pop(name, None)
             port = last_ports.get(name)
             port = port if port is not None and port_is_free(port) else None
-            state[name] = _STARTERS[name](settings.data_dir, port=port)
+            extra = {"password": redis_password(settings)} if name == REDIS else {}
+            state[name] = _STARTERS[name](settings.data_dir, port=port, **extra)
             write_state(settings, state)  # at once, so `down` finds it even if the next fails
             addresses[name] = state[name].address
         if state or settings.state_file.exists():
@@ -599,12 +625,13 @@ def resolve(settings: Settings, need: tuple[str, ...] = SERVICE_NAMES) -> Settin
 def embedded_services(data_dir: str | Path) -> Iterator[tuple[str, str]]:
     """Start both embedded servers for the duration of a ``with`` block; stop both at exit.
 
-    Yields ``(bootstrap address, redis URL)``. Nothing is written to the state file: these
+    Yields ``(bootstrap address, redis URL)``; Valkey asks for a password generated for
+    the block, which the URL carries. Nothing is written to the state file: these
     servers belong to the block (tests, ``basketflow demo``), not to ``basketflow up``.
     """
     broker = start_broker(data_dir)
     try:
-        store = start_redis(data_dir)
+        store = start_redis(data_dir, password=new_password())
         try:
             yield broker.address, store.address
         finally:

@@ -69,6 +69,7 @@ from basketflow.app.services import (
     read_state,
 )
 from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
+from basketflow.security import redact_data, redis_client
 from basketflow.flows.progress import SERVE_PROGRESS
 from basketflow.sinks.offline_layout import events_dir, files_by_day, files_of
 from basketflow.sinks.flow_health import read_health
@@ -92,7 +93,8 @@ MAX_SCAN_KEYS = 1_000_000
 
 def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[str, Any]:
     """Everything ``basketflow status`` shows, gathered with short timeouts; never raises
-    because a server is down or a file is unreadable.
+    because a server is down or a file is unreadable. Passwords in it are masked
+    (:func:`~basketflow.security.redact_data`): it is made to be shown.
     """
     state = _safe_state(settings)
     services = {
@@ -104,7 +106,7 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
     serve = flow_progress(redis_url, settings.prefix, timeout, SERVE_PROGRESS)
     fields = ("events", "event_time", "clock", "updated_at", "error")
     health = read_health(settings.data_dir)
-    return {
+    return redact_data({
         "data_dir": str(settings.data_dir),
         "project_file": str(settings.project_file) if settings.project_file else None,
         "services": services,
@@ -115,7 +117,7 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
                                 timeout, serve.get("offsets", {})),
         "offline": offline_status(settings.offline_dir),
         "online": online_status(redis_url, settings.prefix, timeout),
-    }
+    })
 
 
 def health_notes(health: dict[str, Any] | None, redis: dict[str, Any]) -> list[str]:
@@ -246,18 +248,13 @@ def consumed(redis_url: str, prefix: str, topic: str,
 
 
 def _redis_client(url: str, timeout: float) -> Any:
-    import redis
-
-    return redis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-    )
+    return redis_client(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                        decode_responses=True)
 
 
 def _online_store(url: str, prefix: str, timeout: float) -> OnlineStore:
     """The online store at ``url``, on a client that gives up after ``timeout``."""
-    import redis
-
-    return RedisOnlineStore(redis.Redis.from_url(
+    return RedisOnlineStore(redis_client(
         url, socket_timeout=timeout, socket_connect_timeout=timeout), prefix)
 
 
@@ -353,7 +350,9 @@ def topics_status(
         from confluent_kafka import Consumer, TopicPartition
         from confluent_kafka.admin import AdminClient
 
-        conf = {"bootstrap.servers": broker["address"], "log_level": 0}
+        from basketflow.kafka import client_config
+
+        conf = client_config(broker["address"]) | {"log_level": 0}
         metadata = AdminClient(conf).list_topics(timeout=timeout)
         consumer = Consumer({**conf, "group.id": "basketflow-status", "enable.auto.commit": False})
     except Exception as exc:

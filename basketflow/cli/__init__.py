@@ -7,7 +7,9 @@ parses options, calls the application layer (:mod:`basketflow.app`) and renders 
 typed result. Errors that are the user's to fix (:class:`~basketflow.errors.BasketflowError`)
 are caught here, once, and shown as one ``Error:`` line with exit status 1; any other
 exception (a bug) is one ``Error:`` line too, naming its type, unless ``--debug`` or
-``BASKETFLOW_DEBUG=1`` asks for the traceback.
+``BASKETFLOW_DEBUG=1`` asks for the traceback. Everything a command prints, on standard
+output and standard error (results, ``--json``, errors, logs), goes through
+:func:`basketflow.security.redact`, so no password or key is ever shown.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from basketflow.cli import (
     project,
     report,
     run,
+    security,
     serve,
     servers,
 )
 from basketflow.cli.output import FullHelpGroup
 from basketflow.config import ENV_DEBUG, load_settings
 from basketflow.errors import BasketflowError
+from basketflow.security import RedactingStream, redact_log_handlers
 
 
 class BasketflowCommand(FullHelpGroup):
@@ -99,10 +103,23 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool, debug: bool) -
     """
     if not debugging(ctx):  # a dataflow's panic shows its message, not a backtrace
         os.environ["RUST_BACKTRACE"] = "0"
+    redact_output()
+    os.umask(0o077)  # what basketflow writes holds customers' purchases: its user's alone
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
+    redact_log_handlers()
     ctx.obj = load_settings(data_dir)
+
+
+def redact_output() -> None:
+    """Send this process's standard output and error through
+    :func:`~basketflow.security.redact` (once), so every line printed from here on,
+    an error's included, has its passwords and keys masked."""
+    if not isinstance(sys.stdout, RedactingStream):
+        sys.stdout = RedactingStream(sys.stdout)
+    if not isinstance(sys.stderr, RedactingStream):
+        sys.stderr = RedactingStream(sys.stderr)
 
 
 for command in (project.init, project.plan, project.apply,
@@ -110,7 +127,8 @@ for command in (project.init, project.plan, project.apply,
                 run.run, features.features, features.entities, backfill.backfill,
                 backfill.historical,
                 report.report, report.categories, models.score, models.predict, models.segment,
-                models.evaluate, model_registry.models, demo.demo, check.check, serve.serve):
+                models.evaluate, model_registry.models, demo.demo, check.check, serve.serve,
+                security.security):
     cli.add_command(command)
 
 

@@ -1,6 +1,8 @@
 """What every command shares to show its results: the two consoles (progress and steps
 on standard error, results on standard output), one JSON document for ``--json``,
-progress bars, and readable times."""
+progress bars, and readable times. The consoles redact every text before they lay it out
+(:class:`RedactingConsole`): a table or a long line folds a value over lines, which would
+cut a password in two where the redacting stream under them could no longer see it."""
 
 from __future__ import annotations
 
@@ -25,8 +27,20 @@ mkdir_option = click.option(
     "--mkdir", is_flag=True,
     help="Create the output's missing folders [default: a missing folder is an error].")
 
-console = Console(stderr=True, emoji=False, highlight=False)
-out = Console(emoji=False, highlight=False)
+from basketflow.security import redact
+
+
+class RedactingConsole(Console):
+    """A rich console that passes every text it renders (printed, or a table's cell)
+    through :func:`~basketflow.security.redact` first."""
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        """The text of ``text`` with its secrets masked, laid out as rich would."""
+        return super().render_str(redact(text), **options)
+
+
+console = RedactingConsole(stderr=True, emoji=False, highlight=False)
+out = RedactingConsole(emoji=False, highlight=False)
 
 
 class FullHelpGroup(click.Group):

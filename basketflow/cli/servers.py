@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from basketflow.cli.output import out, print_json, table, when
+from basketflow.cli.output import out, print_json, shown, table, when
 from basketflow.config import Settings
 
 
@@ -18,14 +18,23 @@ def up(settings: Settings, as_json: bool) -> None:
     They run in the background on free loopback ports until `basketflow down`; their
     addresses are kept in the data directory. A server set by KAFKA_BOOTSTRAP_SERVERS or
     REDIS_URL is used as it is and not started.
+
+    The embedded Redis asks for a password generated at its first start, kept in the
+    data directory's services.json (mode 0600, field redis_password): every command
+    given the same data directory uses it. It is never printed (the URL shows ***);
+    another program reads it from that file.
     """
     from basketflow.app import services
     addresses = services.up(settings)
+    embedded = settings.redis_url is None
+    password_in = str(settings.state_file) if embedded else None
     if as_json:
-        print_json(addresses)
+        print_json(addresses | {"redis_password_in": password_in})
         return
     for name, address in addresses.items():
         out.print(f"{name:7} {address}")
+    if password_in:
+        out.print(f"the Redis password is in {shown(password_in)} (redis_password)")
 
 
 @click.command()

@@ -35,7 +35,8 @@ from basketflow.app import features as app_features
 from basketflow.app.posted import parse_posted
 from basketflow.app.predict import BadLines, LiveModel, NoLiveModel, basket_events, predict_basket
 from basketflow.errors import BasketflowError
-from basketflow.kafka import BrokerUnavailable
+from basketflow.kafka import BrokerUnavailable, client_config
+from basketflow.security import redact_log_handlers
 from basketflow.schemas.events import Rejection
 from basketflow.serving import feast
 from basketflow.serving.auth import ADMIN, ENV_API_KEYS, PREDICT, PUSH, READ, ApiKeys, load_keys, presented_key
@@ -105,7 +106,9 @@ def backends(options: ServeOptions) -> Backends:
 
 def app_from_env() -> FastAPI:
     """The application of the options ``basketflow serve`` put in the environment: what
-    each uvicorn worker process imports."""
+    each uvicorn worker process imports. Its log handlers redact secrets, as the command
+    line's do (a worker's output does not pass through the command line's streams)."""
+    redact_log_handlers()
     return create_app(backends(ServeOptions.from_json(os.environ[ENV_SERVE_OPTIONS])))
 
 
@@ -340,7 +343,7 @@ def _broker_ok(b: Backends) -> str:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
     try:
-        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=1.0)
+        AdminClient(client_config(bootstrap)).list_topics(timeout=1.0)
     except KafkaException as exc:
         return f"down: {exc.args[0] if exc.args else exc}"
     return "ok"

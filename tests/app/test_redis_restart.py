@@ -36,6 +36,7 @@ from basketflow.config import (
     load_settings,
 )
 from basketflow.producers.synthetic import write_csv
+from basketflow.security import redact
 from basketflow.sinks.flow_health import read_health
 
 pytestmark = pytest.mark.server  # servers of their own, started and stopped here
@@ -116,7 +117,8 @@ def test_redis_back_on_its_port_and_the_flow_follows_a_new_one(local: Settings,
 
         # Killed with the flow's connections open: `up` starts it on the same port.
         old = kill_redis(local)
-        assert cli("up")["redis"] == old
+        assert cli("up")["redis"] == redact(old)  # shown without its password
+        assert read_state(local)[REDIS].address == old  # the same password, the same port
         total += replay(tmp_path, 4)
         wait_consumed(local, old, total, flow)
 
@@ -133,11 +135,12 @@ def test_redis_back_on_its_port_and_the_flow_follows_a_new_one(local: Settings,
             taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             taken.bind(("127.0.0.1", address_port(old)))
             taken.listen()
-            new = str(cli("up")["redis"])
-        assert new != old
+            shown = str(cli("up")["redis"])
+        new = read_state(local)[REDIS].address
+        assert new != old and shown == redact(new)
         notes = cli("status")["flow"]["notes"]  # type: ignore[index]
-        assert any(f"writes to Redis at {old}, but Redis is now at {new}" in note
-                   for note in notes), notes
+        assert any(f"writes to Redis at {redact(old)}, but Redis is now at {redact(new)}"
+                   in note for note in notes), notes
         flow.send_signal(signal.SIGCONT)
         wait_consumed(local, new, total, flow)
         health = read_health(local.data_dir) or {}

@@ -24,6 +24,7 @@ from basketflow.app.services import (
     REDIS,
     ServicesNotRunning,
     ServiceStartError,
+    address_port,
     down,
     embedded_services,
     read_state,
@@ -73,9 +74,12 @@ def test_up_writes_state_and_is_idempotent(local: Settings) -> None:
     addresses = up(local)
     assert set(addresses) == {BROKER, REDIS}
     assert addresses[BROKER].startswith("127.0.0.1:")
-    assert addresses[REDIS].startswith("redis://127.0.0.1:")
-
     saved = json.loads(local.state_file.read_text())
+    # the embedded Valkey asks for the password generated at its start, kept 0600
+    assert addresses[REDIS].startswith(f"redis://:{saved['redis_password']}@127.0.0.1:")
+    assert local.state_file.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=address_port(addresses[REDIS])).ping()
     for name in (BROKER, REDIS):
         assert saved[name]["address"] == addresses[name]
         assert {"pid", "log", "started_at"} <= set(saved[name])
