@@ -58,16 +58,20 @@ def test_the_embedded_servers_state_is_private(tmp_path: Path) -> None:
         basketflow("down", env=env)
 
 
-def test_a_model_checkpoint_is_0600(tmp_path: Path) -> None:
-    from basketflow.models.classifier import BasketClassifier, save_checkpoint
+def test_a_model_version_and_the_registry_key_are_0600(tmp_path: Path) -> None:
+    """Whatever the umask (a library user's), the artifacts a version writes and the key
+    that authenticates them are the owner's alone."""
+    from basketflow.models.classifier import BasketClassifier
+    from basketflow.models.registry import ARTIFACTS, KEY_FILE, Lineage, Registry
 
     old = os.umask(0o022)
     try:
-        path = tmp_path / "models" / "live.pkl"
-        path.parent.mkdir()
-        save_checkpoint(BasketClassifier(labels_version="v"), path, 1)
+        registry = Registry(tmp_path / "models")
+        model = BasketClassifier(labels_version="v")
+        registry.register(model, Lineage.of(model, "flow", None, 1_300_000_000), {})
+        registry.close()
     finally:
         os.umask(old)
-    written = [p for p in path.parent.rglob("*") if p.is_file()]
-    assert len(written) == 4  # the checkpoint, its sidecar, and their copies in history/
+    written = [*(tmp_path / "models" / ARTIFACTS).iterdir(), tmp_path / "models" / KEY_FILE]
+    assert len(written) == 2
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in written)
