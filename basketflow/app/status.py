@@ -52,7 +52,9 @@ not list); ``external`` otherwise.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +116,42 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
         "offline": offline_status(settings.offline_dir),
         "online": online_status(redis_url, settings.prefix, timeout),
     }
+
+
+def watch_status(settings: Settings, interval: float,
+                 sleep: Callable[[float], None] = time.sleep) -> Iterator[dict[str, Any]]:
+    """:func:`collect_status` every ``interval`` seconds, for ever (``status --watch``);
+    each report has ``rates``: events/s of the flow (``flow``) and of its serve part
+    (``serve``) since the report before (None in the first, or where a count is
+    missing), and ``at`` (the wall time of the report, epoch seconds)."""
+    before: dict[str, Any] | None = None
+    while True:
+        report = collect_status(settings)
+        now = time.time()
+        report["at"] = round(now, 3)
+        report["rates"] = {part: events_rate(before, report, part) for part in ("flow", "serve")}
+        yield report
+        before = report
+        sleep(max(interval - (time.time() - now), 0.0))
+
+
+def events_rate(before: dict[str, Any] | None, after: dict[str, Any], part: str
+                ) -> float | None:
+    """Events/s of a flow ``part`` (``flow``: the whole flow's progress, ``serve``: the
+    serve part's) between two status reports; None without both counts.
+
+    >>> a = {"at": 10.0, "flow": {"events": 100, "serve": {"events": 90}}}
+    >>> b = {"at": 12.0, "flow": {"events": 300, "serve": {"events": None}}}
+    >>> events_rate(a, b, "flow"), events_rate(a, b, "serve"), events_rate(None, b, "flow")
+    (100.0, None, None)
+    """
+    if before is None or after["at"] <= before["at"]:
+        return None
+    counts = [(r["flow"] if part == "flow" else r["flow"].get("serve") or {}).get("events")
+              for r in (before, after)]
+    if None in counts:
+        return None
+    return round((int(counts[1]) - int(counts[0])) / (after["at"] - before["at"]), 1)
 
 
 def health_notes(health: dict[str, Any] | None, redis: dict[str, Any]) -> list[str]:

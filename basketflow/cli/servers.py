@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import click
@@ -42,21 +44,52 @@ def down(settings: Settings, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the whole status as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole status as JSON "
+              "(with --watch: one JSON document a line, per refresh).")
+@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C, with the flow's "
+              "events/s since the refresh before.")
+@click.option("--interval", type=click.FloatRange(min=0.5), default=2.0, show_default=True,
+              metavar="SECONDS", help="Seconds between two refreshes of --watch.")
 @click.pass_obj
-def status(settings: Settings, as_json: bool) -> None:
-    """Servers, topics with the flow's offsets and lag, and rows in both stores."""
+def status(settings: Settings, as_json: bool, watch: bool, interval: float) -> None:
+    """Servers, topics with the flow's offsets and lag, and rows in both stores.
+
+    With --watch it refreshes every --interval seconds, in place, and adds the flow's
+    events/s (a Prometheus scrape of `basketflow run --metrics-port` gives the same
+    counts and more).
+    """
     from basketflow.app import services
-    from basketflow.app.status import collect_status
+    from basketflow.app.status import collect_status, watch_status
     try:
         settings = services.resolve(settings)
     except services.ServicesNotRunning:
         pass  # status reports what is missing instead of failing
-    report = collect_status(settings)
-    if as_json:
-        print_json(report)
-    else:
-        print_status(report)
+    if not watch:
+        report = collect_status(settings)
+        print_json(report) if as_json else print_status(report)
+        return
+    try:
+        for report in watch_status(settings, interval):
+            if as_json:
+                click.echo(json.dumps(report, default=str), nl=True)
+                continue
+            click.clear()
+            out.print(f"{time.strftime('%H:%M:%S UTC', time.gmtime(report['at']))}, every "
+                      f"{interval:g} s (Ctrl-C stops): "
+                      f"flow {_rate(report['rates']['flow'])}, serve part "
+                      f"{_rate(report['rates']['serve'])}")
+            print_status(report)
+    except KeyboardInterrupt:
+        return
+
+
+def _rate(per_second: float | None) -> str:
+    """Events/s for the watch line.
+
+    >>> _rate(1234.5), _rate(None)
+    ('1,234 events/s', '- events/s')
+    """
+    return f"{per_second:,.0f} events/s" if per_second is not None else "- events/s"
 
 
 def print_status(report: dict[str, Any]) -> None:

@@ -1,0 +1,142 @@
+"""What the flow's Prometheus metrics cost: ``basketflow run --stop-at-end`` (two
+processes, no recovery snapshots) over the same topic with metrics off and on, in
+alternating rounds, each on a fresh data directory and key prefix; and the time of a
+scrape of each part's ``/metrics`` while the metered flow is busy (one a second) and
+once it is idle. Starts its own embedded broker and Redis-protocol server.
+
+    python benchmarks/flow_metrics.py [PATH.csv[.gz]] [--limit N] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import REAL_DATA, describe  # noqa: E402
+
+from basketflow.app.flow_processes import child_env  # noqa: E402
+from basketflow.app.services import embedded_services  # noqa: E402
+from basketflow.config import Settings  # noqa: E402
+from basketflow.producers.replay import replay  # noqa: E402
+
+
+def free_port_pair() -> int:
+    """A port P with P and P+1 free."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("0.0.0.0", port))
+                b.bind(("0.0.0.0", port + 1))
+            return port
+        except OSError:
+            continue
+
+
+def scrape_ms(port: int) -> float | None:
+    """Milliseconds of one GET /metrics (None: nothing answered)."""
+    start = time.perf_counter()
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    except OSError:
+        return None
+    return (time.perf_counter() - start) * 1000
+
+
+def one_run(settings: Settings, port: int | None, scrapes: list[float]) -> dict:
+    """One ``basketflow run --stop-at-end``; with ``port``, scrape both parts once a
+    second while it runs (times into ``scrapes``)."""
+    args = [sys.executable, "-m", "basketflow.cli", "run", "--stop-at-end", "--no-recovery",
+            "--json", *(["--metrics-port", str(port)] if port else [])]
+    proc = subprocess.Popen(args, env=child_env(settings), stdout=subprocess.PIPE)
+    done = threading.Event()
+
+    def scraper() -> None:
+        while not done.wait(1.0):
+            for p in (port, port + 1):  # type: ignore[operator]
+                ms = scrape_ms(p)
+                if ms is not None:
+                    scrapes.append(ms)
+
+    thread = threading.Thread(target=scraper, daemon=True)
+    if port:
+        thread.start()
+    out, _ = proc.communicate()
+    done.set()
+    if port:
+        thread.join()
+    assert proc.returncode == 0, "the run failed"
+    return json.loads(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("path", nargs="?", type=Path, default=REAL_DATA)
+    parser.add_argument("--limit", type=int, default=150_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    if not args.path.is_file():
+        sys.exit(f"no data at {args.path}: give the path of a Kaggle-format file")
+    print(f"machine: {describe()}")
+    print(f"data: {args.path}, first {args.limit:,} lines")
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    busy: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp, embedded_services(Path(tmp)) as (kafka, redis):
+        summary = replay(args.path, kafka, "transactions", "transactions.dead",
+                         limit=args.limit)
+        print(f"replayed {summary.sent:,} events")
+        for r in range(args.rounds):
+            for mode in ("off", "on"):
+                settings = Settings(Path(tmp) / f"{mode}{r}", kafka, redis,
+                                    prefix=f"bench-{mode}{r}")
+                load = os.getloadavg()[0]
+                figures = one_run(settings, free_port_pair() if mode == "on" else None, busy)
+                rates[mode].append(figures["events_per_second"])
+                print(f"round {r + 1}, metrics {mode:>3}: {figures['events']:,} events, "
+                      f"{figures['events_per_second']:,.0f} events/s "
+                      f"(load average {load:.2f} before)")
+        port = free_port_pair()
+        settings = Settings(Path(tmp) / "idle", kafka, redis, prefix="bench-idle")
+        proc = subprocess.Popen([sys.executable, "-m", "basketflow.cli", "run", "--no-recovery",
+                                 "--metrics-port", str(port)], env=child_env(settings),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        idle: list[float] = []
+        try:
+            time.sleep(3)
+            while len(idle) < 200:
+                ms = scrape_ms(port)
+                if ms is not None:
+                    idle.append(ms)
+                else:
+                    time.sleep(0.5)
+        finally:
+            proc.terminate()
+            proc.wait()
+    off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+    print(f"flow events/s, median of {args.rounds}: off {off:,.0f}, on {on:,.0f} "
+          f"({(on / off - 1) * 100:+.1f}%)")
+    for name, times in (("busy flow, 1/s", busy), ("idle flow", idle)):
+        if times:
+            times.sort()
+            print(f"scrape of /metrics, {name}: p50 {statistics.median(times):.2f} ms, "
+                  f"p90 {times[int(len(times) * 0.9)]:.2f} ms, max {times[-1]:.2f} ms "
+                  f"({len(times)} scrapes)")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
