@@ -1,6 +1,9 @@
 """What the flow's Prometheus metrics cost: ``basketflow run --stop-at-end`` (two
 processes, no recovery snapshots) over the same topic with metrics off and on, in
-alternating rounds, each on a fresh data directory and key prefix; and the time of a
+alternating rounds, each on a fresh data directory and key prefix: events/s (wall, from
+the first message to the last row, as the run reports it) and CPU per event (the CPU
+time of the run and both its parts, which the machine's other load disturbs less than
+wall time); and the time of a
 scrape of each part's ``/metrics`` while the metered flow is busy (one a second) and
 once it is idle. Starts its own embedded broker and Redis-protocol server.
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -57,9 +61,17 @@ def scrape_ms(port: int) -> float | None:
     return (time.perf_counter() - start) * 1000
 
 
+def children_cpu() -> float:
+    """CPU seconds of this process's waited-for children so far (a run's parts are its
+    children, waited for by it, so they count too)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def one_run(settings: Settings, port: int | None, scrapes: list[float]) -> dict:
     """One ``basketflow run --stop-at-end``; with ``port``, scrape both parts once a
-    second while it runs (times into ``scrapes``)."""
+    second while it runs (times into ``scrapes``). Its figures, with ``cpu_seconds``."""
+    cpu = children_cpu()
     args = [sys.executable, "-m", "basketflow.cli", "run", "--stop-at-end", "--no-recovery",
             "--json", *(["--metrics-port", str(port)] if port else [])]
     proc = subprocess.Popen(args, env=child_env(settings), stdout=subprocess.PIPE)
@@ -80,7 +92,7 @@ def one_run(settings: Settings, port: int | None, scrapes: list[float]) -> dict:
     if port:
         thread.join()
     assert proc.returncode == 0, "the run failed"
-    return json.loads(out)
+    return json.loads(out) | {"cpu_seconds": children_cpu() - cpu}
 
 
 def main() -> None:
@@ -94,6 +106,7 @@ def main() -> None:
     print(f"machine: {describe()}")
     print(f"data: {args.path}, first {args.limit:,} lines")
     rates: dict[str, list[float]] = {"off": [], "on": []}
+    cpu_us: dict[str, list[float]] = {"off": [], "on": []}
     busy: list[float] = []
     with tempfile.TemporaryDirectory() as tmp, embedded_services(Path(tmp)) as (kafka, redis):
         summary = replay(args.path, kafka, "transactions", "transactions.dead",
@@ -106,9 +119,10 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 figures = one_run(settings, free_port_pair() if mode == "on" else None, busy)
                 rates[mode].append(figures["events_per_second"])
+                cpu_us[mode].append(figures["cpu_seconds"] / figures["events"] * 1e6)
                 print(f"round {r + 1}, metrics {mode:>3}: {figures['events']:,} events, "
-                      f"{figures['events_per_second']:,.0f} events/s "
-                      f"(load average {load:.2f} before)")
+                      f"{figures['events_per_second']:,.0f} events/s, "
+                      f"{cpu_us[mode][-1]:.1f} us CPU/event (load average {load:.2f} before)")
         port = free_port_pair()
         settings = Settings(Path(tmp) / "idle", kafka, redis, prefix="bench-idle")
         proc = subprocess.Popen([sys.executable, "-m", "basketflow.cli", "run", "--no-recovery",
@@ -129,6 +143,9 @@ def main() -> None:
     off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
     print(f"flow events/s, median of {args.rounds}: off {off:,.0f}, on {on:,.0f} "
           f"({(on / off - 1) * 100:+.1f}%)")
+    off, on = statistics.median(cpu_us["off"]), statistics.median(cpu_us["on"])
+    print(f"CPU per event (all processes), median of {args.rounds}: off {off:.1f} us, "
+          f"on {on:.1f} us ({(on / off - 1) * 100:+.1f}%)")
     for name, times in (("busy flow, 1/s", busy), ("idle flow", idle)):
         if times:
             times.sort()
