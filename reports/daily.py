@@ -50,6 +50,7 @@ from basketflow.reports.customer_categories import (
     moves,
     unavailable,
 )
+from basketflow.reports.drift import DriftError, drift_report
 from basketflow.reports.offline_query import OfflineQuery
 from basketflow.reports.profiles import ProfileError
 from basketflow.schemas.taxonomy import Taxonomy, load_taxonomy
@@ -704,6 +705,25 @@ def build_data_quality(s: DayScope) -> dict[str, Any]:
     }
 
 
+#: The features of the drift section (most moved first) and of its chart.
+DRIFT_SHOWN = 10
+
+
+def build_drift(s: DayScope) -> dict[str, Any]:
+    """How far each feature moved from the 28 days before (:mod:`basketflow.reports.drift`):
+    how many did, the ones that moved most; or why it could not be measured."""
+    try:
+        found = drift_report(s.run.query.offline_dir, s.day)
+    except (DriftError, CorruptFile) as exc:
+        return {"available": False, "message": f"Feature drift could not be measured: {exc}."}
+    counts = {status: sum(1 for f in found.features if f.status == status)
+              for status in ("alert", "warn", "ok")}
+    data = found.to_json()
+    return {"available": True, "reference": data["reference"], "counts": counts,
+            "thresholds": data["thresholds"], "most_moved": data["features"][:DRIFT_SHOWN],
+            "empty": found.empty}
+
+
 @dataclass(frozen=True)
 class Section:
     """One part of the report: a key (in JSON and for the renderer), a title, a builder."""
@@ -720,6 +740,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("customer_categories", "Customer categories", build_customer_categories),
     Section("customers_countries", "Customers and countries", build_customers_countries),
     Section("data_quality", "Data quality", build_data_quality),
+    Section("drift", "Feature drift", build_drift),
 )
 
 

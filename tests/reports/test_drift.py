@@ -24,6 +24,7 @@ from basketflow.config import ENV_DATA_DIR
 from basketflow.flows.backfill import file_events, run_backfill
 from basketflow.flows.live import FeatureOutputs, RunOptions
 from basketflow.producers.synthetic import write_csv
+from basketflow.reports.daily import DRIFT_SHOWN, daily_report
 from basketflow.reports.drift import (
     NOT_MEASURED,
     SHARE_FLOOR,
@@ -32,6 +33,7 @@ from basketflow.reports.drift import (
     drift_report,
     numeric_drift,
 )
+from basketflow.reports.render import write_report
 from basketflow.schemas.features import registry
 
 DAY = date(2011, 3, 15)
@@ -195,3 +197,21 @@ def test_bad_input_is_one_error_line(offline: Path, args: tuple[str, ...], messa
     done = cli(offline, *args)
     assert done.returncode in (1, 2) and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(message), done.stderr
+
+
+def test_the_daily_report_has_a_drift_section(offline: Path, tmp_path: Path) -> None:
+    report = daily_report(offline, DAY, data_dir=tmp_path)
+    section = report["sections"]["drift"]
+    want = json.loads(json.dumps(drift_report(offline, DAY).to_json()))
+    assert section["available"] and section["most_moved"] == want["features"][:DRIFT_SHOWN]
+    assert sum(section["counts"].values()) == len(want["features"])
+    written = write_report(report, tmp_path / "out", {"html", "md"})
+    assert tmp_path / "out" / DAY.isoformat() / "drift.png" in written
+    first_day = min(d.name.removeprefix("date=") for d in (offline / "events").iterdir())
+    early = daily_report(offline, date.fromisoformat(first_day), data_dir=tmp_path)
+    assert early["sections"]["drift"] == {
+        "title": "Feature drift", "available": False,
+        "message": f"Feature drift could not be measured: no feature log in the reference "
+                   f"window {date.fromisoformat(first_day) - timedelta(days=28)}:"
+                   f"{date.fromisoformat(first_day) - timedelta(days=1)}; give one with data "
+                   "(--reference FIRST:LAST)."}
