@@ -38,6 +38,7 @@ from basketflow.errors import BasketflowError
 from basketflow.kafka import BrokerUnavailable
 from basketflow.schemas.events import Rejection
 from basketflow.serving import feast
+from basketflow.serving.dashboard import add_dashboard
 from basketflow.serving.auth import ADMIN, ENV_API_KEYS, PREDICT, PUSH, READ, ApiKeys, load_keys, presented_key
 from basketflow.serving.metrics import CONTENT_TYPE, HttpMetrics, MetricsMiddleware, metrics_text
 from basketflow.serving.options import ENV_SERVE_OPTIONS, ServeOptions
@@ -174,6 +175,7 @@ def create_app(b: Backends) -> FastAPI:
 
     reader, predictor, pusher, admin = (role(r) for r in (READ, PREDICT, PUSH, ADMIN))
     _handlers(app, b)
+    add_dashboard(app, b.options.settings, b.store, b.customer_views, reader)
 
     @app.get("/customers/{customer_id}/features", dependencies=reader)
     async def customer_features(customer_id: str, features: Annotated[str | None, Query(
