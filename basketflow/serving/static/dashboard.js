@@ -14,7 +14,7 @@
     charts[id] = new uPlot({
       title: title, width: width(el), height: 180,
       series: [{}, { label: label, stroke: "#1f77b4", width: 2, spanGaps: false }],
-      axes: [{}, { size: 60 }],
+      axes: [{}, { size: 90 }],
     }, data, el);
   }
 
