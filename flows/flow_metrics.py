@@ -29,7 +29,12 @@ the topic's partitions, the views, the servers and the model versions):
 - ``basketflow_flow_redis_retries_total``, and per server (``redis``, ``broker``)
   ``basketflow_flow_outage`` (1 while it is down), ``basketflow_flow_outages_total`` and
   ``basketflow_flow_outage_duration_seconds`` (of the current outage);
-- ``basketflow_flow_scores_total`` per model version, and the rows written
+- ``basketflow_flow_scores_total`` per model version; the model's rolling accuracy
+  (``basketflow_flow_model_rolling_accuracy``: of the last :data:`ACCURACY_WINDOW`
+  labelled baskets judged, the share whose last live score named the customer's label;
+  a basket is judged when the customer's next basket is scored, the scoring step's own
+  closing rule, and ``basketflow_flow_model_judged_baskets_total`` counts them); the rows
+  written
   (``basketflow_flow_online_writes_total``, ``basketflow_flow_feature_rows_total``,
   ``basketflow_flow_offline_rows_total``).
 
@@ -47,7 +52,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -72,6 +78,8 @@ ENV_API_PORT = "BYTEWAX_DATAFLOW_API_PORT"
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025,
                    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 CUSTOMER, PRODUCT = "customer", "product"
+#: Labelled baskets the rolling accuracy is taken over.
+ACCURACY_WINDOW = 1000
 
 
 class MetricsPortTaken(BasketflowError):
@@ -126,7 +134,8 @@ class FlowMetrics:
     the scoring step (:meth:`scored`); read by :meth:`collect` at each scrape."""
 
     def __init__(self, part: str, stats: FlowStats, kinds: frozenset[str],
-                 redis: Outage | None = None, broker: Outage | None = None) -> None:
+                 redis: Outage | None = None, broker: Outage | None = None,
+                 labels: Mapping[str, str] | None = None) -> None:
         self.part = part
         self.stats = stats
         self.kinds = kinds
@@ -140,6 +149,12 @@ class FlowMetrics:
         self.newest: dict[str, int] = {}
         self.clock = 0
         self.scores: dict[str, int] = {}
+        #: Customer labels, each customer's open basket and its last predicted category,
+        #: and the judged baskets (1: the prediction named the label).
+        self.labels = labels or {}
+        self.open: dict[str, tuple[str, str]] = {}
+        self.judged: deque[int] = deque(maxlen=ACCURACY_WINDOW)
+        self.judged_total = 0
         self.lock = threading.Lock()
         stats.observer = self
 
@@ -187,9 +202,18 @@ class FlowMetrics:
                         histogram.observe(max(now_ms - arrived, 0.0) / 1000)
 
     def scored(self, row: ScoreRow) -> None:
-        """Count one score by the model version that made it."""
+        """Count one score by the model version that made it; judge the customer's
+        previous basket when this one is a new one."""
         version = row.score.model_version
         self.scores[version] = self.scores.get(version, 0) + 1
+        label = self.labels.get(row.entity)
+        if label is None:
+            return
+        previous = self.open.get(row.entity)
+        if previous is not None and previous[0] != row.invoice:
+            self.judged.append(int(previous[1] == label))
+            self.judged_total += 1
+        self.open[row.entity] = (row.invoice, row.score.category)
 
     def collect(self) -> Iterator[Metric]:
         """The metric families, as prometheus-client's registry asks for them."""
@@ -230,6 +254,15 @@ class FlowMetrics:
         for version, n in sorted(self.scores.items()):
             scores.add_metric([version], n)
         yield scores
+        yield CounterMetricFamily("basketflow_flow_model_judged_baskets", "Labelled baskets "
+                                  "whose last live score was judged", value=self.judged_total)
+        judged = list(self.judged)
+        accuracy = GaugeMetricFamily("basketflow_flow_model_rolling_accuracy", "Share of the "
+                                     f"last {ACCURACY_WINDOW} judged baskets whose last "
+                                     "score named the customer's label")
+        if judged:
+            accuracy.add_metric([], sum(judged) / len(judged))
+        yield accuracy
 
     def _positions(self) -> Iterator[Metric]:
         labels = ["topic", "partition"]

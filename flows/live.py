@@ -366,7 +366,8 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     if metered:
         metrics = FlowMetrics("+".join(parts), stats,
                               frozenset(PART_ENTITIES[part] for part in parts), retry.outage,
-                              broker_outage(bootstrap, FlowHealth.at(health)))
+                              broker_outage(bootstrap, FlowHealth.at(health)),
+                              scoring.labels if scoring and SERVE in parts else None)
         install(metrics)
         op.inspect("metrics-batches", decoded, lambda _s, d: metrics.batch(
             d.event_offsets, d.dead_offsets, d.events, d.arrivals))

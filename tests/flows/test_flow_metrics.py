@@ -23,9 +23,10 @@ from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from basketflow.config import Settings
-from basketflow.flows.flow_metrics import Histogram, partition_labels
+from basketflow.flows.flow_metrics import ACCURACY_WINDOW, Histogram, partition_labels
 from basketflow.producers.csv_source import read_events
 from basketflow.producers.synthetic import write_csv
+from basketflow.reports.segments import load_labels
 from basketflow.schemas.events import Transaction
 from basketflow.sinks.online_store import RedisOnlineStore, connect
 from tests.flows.test_recovery import cli_env
@@ -43,6 +44,7 @@ FLOW_FAMILIES = {
     "basketflow_flow_late_events", "basketflow_flow_online_writes",
     "basketflow_flow_feature_rows", "basketflow_flow_offline_rows",
     "basketflow_flow_redis_retries", "basketflow_flow_scores",
+    "basketflow_flow_model_judged_baskets", "basketflow_flow_model_rolling_accuracy",
     "basketflow_flow_consumer_lag_messages", "basketflow_flow_next_offset",
     "basketflow_flow_end_offset", "basketflow_flow_online_write_latency_seconds",
     "basketflow_flow_newest_event_timestamp_seconds", "basketflow_flow_freshness_seconds",
@@ -191,6 +193,23 @@ def test_metrics_of_a_running_flow_match_the_run(
     score_rows = ds.dataset(settings.offline_dir / "scores", format="parquet").count_rows()
     assert len(versions) == 1 and sum(versions.values()) == score_rows > 0
     assert not store["basketflow_flow_scores"]
+
+    # Rolling accuracy: each labelled customer's baskets in the order scored (seq), a
+    # basket judged by its last score when the customer's next one is scored.
+    labels = load_labels(settings.data_dir)
+    log = ds.dataset(settings.offline_dir / "scores", format="parquet",
+                     partitioning="hive").to_table().to_pylist()
+    hits = judged = 0
+    for customer in {r["entity_id"] for r in log} & set(labels):
+        rows = sorted((r for r in log if r["entity_id"] == customer), key=lambda r: r["seq"])
+        for before, after in zip(rows, rows[1:]):
+            if before["invoice"] != after["invoice"]:
+                judged += 1
+                hits += before["category"] == labels[customer]
+    assert serve["basketflow_flow_model_judged_baskets"][0][2] == judged > 0
+    assert judged <= ACCURACY_WINDOW  # so the rolling window holds them all
+    assert serve["basketflow_flow_model_rolling_accuracy"][0][2] == pytest.approx(
+        hits / judged)
 
     # Latency: an observation per customer (guests: invoice) at least, at most one per
     # entity written; buckets cumulative, sub-millisecond ones first.
