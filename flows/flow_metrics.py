@@ -54,6 +54,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -73,6 +74,9 @@ from basketflow.sinks.flow_sinks import FlowStats, WrittenRows
 
 ENV_API_ENABLED = "BYTEWAX_DATAFLOW_API_ENABLED"
 ENV_API_PORT = "BYTEWAX_DATAFLOW_API_PORT"
+#: The folder where Bytewax's API server writes the flow's graph (``/dataflow``) as
+#: ``dataflow.json``; by default the working directory.
+ENV_API_CACHE = "BYTEWAX_DATAFLOW_API_CACHE_PATH"
 #: Seconds: sub-millisecond buckets first (a tailing flow writes within a few ms), up to
 #: the minutes a backlog waits.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -348,10 +352,11 @@ def install(metrics: FlowMetrics) -> None:
     _installed.current = metrics
 
 
-def serve_on(port: int) -> None:
+def serve_on(port: int, graph_dir: Path) -> None:
     """Turn on Bytewax's API server on ``port`` (loopback and every interface, as Bytewax
-    binds) for the flow about to run in this process; raise :class:`MetricsPortTaken`
-    when the port cannot be bound (Bytewax would panic)."""
+    binds) for the flow about to run in this process, its graph written in ``graph_dir``
+    (made if missing; not the working directory); raise :class:`MetricsPortTaken` when
+    the port cannot be bound (Bytewax would panic)."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -363,3 +368,5 @@ def serve_on(port: int) -> None:
                 "two processes uses it and the next one)") from None
     os.environ[ENV_API_ENABLED] = "true"
     os.environ[ENV_API_PORT] = str(port)
+    graph_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[ENV_API_CACHE] = str(graph_dir)

@@ -539,7 +539,7 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
     prepare_run(settings)
     check_topics(settings, options.recovery_dir, parts, options.reset_offsets)
     if metrics_port is not None:
-        serve_on(metrics_port)
+        serve_on(metrics_port, settings.data_dir / "dataflow" / "+".join(parts))
     stats = stats or FlowStats()
     scoring = scoring if SERVE in parts else None
     run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness, scoring,

@@ -142,7 +142,8 @@ def test_metrics_of_a_running_flow_match_the_run(
     proc = subprocess.Popen(
         [sys.executable, "-m", "basketflow.cli", "run", "--from-start", "--json",
          "--metrics-port", str(port), "--snapshot-interval", "0.5"],
-        env=cli_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        env=cli_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=settings.data_dir.parent)
     try:
         got = settled(proc, (port, port + 1), len(events))
     finally:
@@ -154,6 +155,10 @@ def test_metrics_of_a_running_flow_match_the_run(
 
     for metrics in (serve, store):
         assert FLOW_FAMILIES <= set(metrics), FLOW_FAMILIES - set(metrics)
+    for part in ("serve", "store"):  # the graph Bytewax's server gives at /dataflow
+        graph = json.loads((settings.data_dir / "dataflow" / part / "dataflow.json").read_text())
+        assert graph["flow_id"] == "basketflow-live"
+    assert not (settings.data_dir.parent / "dataflow.json").exists()  # not where it ran
     assert serve["basketflow_flow_info"][0][1] == {"part": "serve"}
     assert store["basketflow_flow_info"][0][1] == {"part": "store"}
 
