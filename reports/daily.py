@@ -35,7 +35,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from statistics import fmean
@@ -53,6 +53,7 @@ from basketflow.reports.customer_categories import (
 from basketflow.reports.drift import DriftError, drift_report
 from basketflow.reports.offline_query import OfflineQuery
 from basketflow.reports.profiles import ProfileError
+from basketflow.reports.quality import check_day
 from basketflow.schemas.taxonomy import Taxonomy, load_taxonomy
 from basketflow.sinks.offline_layout import CorruptFile, events_dir
 
@@ -688,7 +689,7 @@ def _moves(s: DayScope) -> dict[str, Any]:
 
 def build_data_quality(s: DayScope) -> dict[str, Any]:
     """Lines stored, rejected lines by reason, late events, non-product, cancellation and
-    adjustment lines."""
+    adjustment lines, and the data-quality expectations checked on the day's lines."""
     figures = s.figures(s.run.series(QUALITY_METRICS)[TOTAL], QUALITY_METRICS)
     recorded = s.run.query.has_dead_letters
     rejected = s.run.rejected()
@@ -696,6 +697,7 @@ def build_data_quality(s: DayScope) -> dict[str, Any]:
     by_reason = sorted(rejected.get(s.day, {}).items(), key=lambda rc: (-rc[1], rc[0]))
     return {
         **figures,
+        "expectations": [asdict(r) for r in check_day(s.run.query, "window_events", s.day)],
         "late_events": s.figure(s.run.late_events(), "count"),
         "rejected": {
             "recorded": recorded,

@@ -375,6 +375,27 @@ def view_data_quality(section: dict[str, Any]) -> list[Block]:
         blocks.append(Table(("Reason", "Lines"),
                             [[r["reason"], fmt(r["count"], "count")]
                              for r in rejected["by_reason"]], "lr"))
+    return blocks + _expectations(section["expectations"])
+
+
+def _expectations(results: list[dict[str, Any]]) -> list[Block]:
+    """The expectations checked on the day's lines, and each failure with examples."""
+    blocks: list[Block] = [
+        Heading("Expectations"),
+        Paragraph("Each expectation names the lines that break it; a day fails it when "
+                  "their share of the lines it applies to is over the share allowed."),
+        Table(("Lines that break it", "Lines", "Breaking", "Share", "Allowed", "Result"),
+              [[r["description"], fmt(r["lines"], "count"), fmt(r["breaking"], "count"),
+                f"{r['share']:.2%}", f"{r['max_share']:.0%}",
+                "passed" if r["passed"] else "FAILED"] for r in results], "lrrrrl")]
+    for r in results:
+        if not r["passed"]:
+            lines = "; ".join(
+                f"invoice {x['invoice']} {x['stock_code']} x{x['quantity']} at "
+                f"{x['unit_price']} ({x['country']})" for x in r["examples"])
+            blocks.append(Paragraph(f"Failed, {r['description']}: {r['breaking']:,} of "
+                                    f"{r['lines']:,} lines (allowed {r['max_share']:.0%}), "
+                                    f"e.g. {lines}."))
     return blocks
 
 
