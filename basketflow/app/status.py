@@ -58,6 +58,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from basketflow.app.flow_scrape import flow_metrics
 from basketflow.app.run_lock import pid_alive
 from basketflow.app.services import (
     BROKER,
@@ -91,9 +92,12 @@ BUNDLED_BINARIES = {BROKER: "tansu", REDIS: "valkey-server"}
 MAX_SCAN_KEYS = 1_000_000
 """Stop counting online keys after this many (``truncated: True``): status must stay quick."""
 
-def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[str, Any]:
+def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT,
+                   metrics_port: int | None = None) -> dict[str, Any]:
     """Everything ``basketflow status`` shows, gathered with short timeouts; never raises
-    because a server is down or a file is unreadable.
+    because a server is down or a file is unreadable. With ``metrics_port`` (a flow's
+    ``run --metrics-port``), ``metrics`` holds each flow process's scraped figures
+    (:mod:`basketflow.app.flow_scrape`).
     """
     state = _safe_state(settings)
     services = {
@@ -105,7 +109,9 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
     serve = flow_progress(redis_url, settings.prefix, timeout, SERVE_PROGRESS)
     fields = ("events", "event_time", "clock", "updated_at", "error")
     health = read_health(settings.data_dir)
-    return {
+    scraped = {} if metrics_port is None else {"metrics": flow_metrics(metrics_port,
+                                                                        settings.topic)}
+    return scraped | {
         "data_dir": str(settings.data_dir),
         "services": services,
         "flow": {k: progress.get(k) for k in fields}
@@ -119,14 +125,15 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
 
 
 def watch_status(settings: Settings, interval: float,
-                 sleep: Callable[[float], None] = time.sleep) -> Iterator[dict[str, Any]]:
+                 sleep: Callable[[float], None] = time.sleep,
+                 metrics_port: int | None = None) -> Iterator[dict[str, Any]]:
     """:func:`collect_status` every ``interval`` seconds, for ever (``status --watch``);
     each report has ``rates``: events/s of the flow (``flow``) and of its serve part
     (``serve``) since the report before (None in the first, or where a count is
     missing), and ``at`` (the wall time of the report, epoch seconds)."""
     before: dict[str, Any] | None = None
     while True:
-        report = collect_status(settings)
+        report = collect_status(settings, metrics_port=metrics_port)
         now = time.time()
         report["at"] = round(now, 3)
         report["rates"] = {part: events_rate(before, report, part) for part in ("flow", "serve")}

@@ -50,13 +50,17 @@ def down(settings: Settings, as_json: bool) -> None:
               "events/s since the refresh before.")
 @click.option("--interval", type=click.FloatRange(min=0.5), default=2.0, show_default=True,
               metavar="SECONDS", help="Seconds between two refreshes of --watch.")
+@click.option("--metrics-port", type=click.IntRange(1, 65534), default=None, metavar="PORT",
+              help="The port `basketflow run --metrics-port` serves on: add each flow "
+              "process's figures from its metrics (lag, write latency, clock, outages).")
 @click.pass_obj
-def status(settings: Settings, as_json: bool, watch: bool, interval: float) -> None:
+def status(settings: Settings, as_json: bool, watch: bool, interval: float,
+           metrics_port: int | None) -> None:
     """Servers, topics with the flow's offsets and lag, and rows in both stores.
 
     With --watch it refreshes every --interval seconds, in place, and adds the flow's
-    events/s (a Prometheus scrape of `basketflow run --metrics-port` gives the same
-    counts and more).
+    events/s. With --metrics-port it also shows the flow's own metrics: the lag per
+    process (right on the embedded broker too), the online-write latency, the clock.
     """
     from basketflow.app import services
     from basketflow.app.status import collect_status, watch_status
@@ -65,11 +69,11 @@ def status(settings: Settings, as_json: bool, watch: bool, interval: float) -> N
     except services.ServicesNotRunning:
         pass  # status reports what is missing instead of failing
     if not watch:
-        report = collect_status(settings)
+        report = collect_status(settings, metrics_port=metrics_port)
         print_json(report) if as_json else print_status(report)
         return
     try:
-        for report in watch_status(settings, interval):
+        for report in watch_status(settings, interval, metrics_port=metrics_port):
             if as_json:
                 click.echo(json.dumps(report, default=str), nl=True)
                 continue
@@ -112,6 +116,8 @@ def print_status(report: dict[str, Any]) -> None:
                   f"event-time clock {_clock(serve)}, updated {serve.get('updated_at')}")
     for note in flow.get("notes") or []:
         out.print(note)
+    if "metrics" in report:
+        print_flow_metrics(report["metrics"])
     print_topics(report["topics"])
     off = report["offline"]
     out.print(f"offline store {off['dir']}: {off['rows']:,} rows in {off['files']} files, "
@@ -120,6 +126,36 @@ def print_status(report: dict[str, Any]) -> None:
     keys = ", ".join(f"{v}: {n:,}" for v, n in sorted(onl.get("keys", {}).items()))
     out.print(f"online store: {onl.get('total', 0):,} keys ({keys or 'none'})"
               + (f" [{onl['error']}]" if onl.get("error") else ""))
+
+
+def print_flow_metrics(parts: list[dict[str, Any]]) -> None:
+    """Each flow process's figures from its metrics (``status --metrics-port``)."""
+    rows = table("part", "port>", "events>", "lag>", "write p50>", "write p99>",
+                 "clock behind>", "down", title="flow metrics")
+    for p in parts:
+        if p["error"]:
+            out.print(f"  {p['error']}")
+            continue
+        rows.add_row(p["part"], str(p["port"]), _count(p["events"]), _count(p["lag"]),
+                     _seconds(p["latency_p50"]), _seconds(p["latency_p99"]),
+                     _seconds(p["clock_behind"]), ", ".join(p["down"]) or "-")
+    if rows.row_count:
+        out.print(rows)
+
+
+def _seconds(value: float | None) -> str:
+    """A duration for a table cell.
+
+    >>> _seconds(0.00042), _seconds(3.5), _seconds(None), _seconds(473051852.0)
+    ('0.42 ms', '3.50 s', '-', '5475.1 d')
+    """
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.2f} ms"
+    if value < 86_400:
+        return f"{value:.2f} s"
+    return f"{value / 86_400:.1f} d"
 
 
 def _clock(progress: dict[str, Any]) -> str:

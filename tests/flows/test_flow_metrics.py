@@ -7,6 +7,7 @@ reports and what it stored.
 from __future__ import annotations
 
 import json
+import math
 import signal
 import socket
 import subprocess
@@ -146,6 +147,9 @@ def test_metrics_of_a_running_flow_match_the_run(
         cwd=settings.data_dir.parent)
     try:
         got = settled(proc, (port, port + 1), len(events))
+        status = subprocess.run(
+            [sys.executable, "-m", "basketflow.cli", "status", "--json", "--metrics-port",
+             str(port)], env=cli_env(settings), capture_output=True, text=True, timeout=120)
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -241,6 +245,26 @@ def test_metrics_of_a_running_flow_match_the_run(
     for metrics in (serve, store):
         assert {labels["server"]: value for _n, labels, value in
                 metrics["basketflow_flow_outage"]} == {"redis": 0, "broker": 0}
+
+    # `status --metrics-port` sums the same up per process.
+    assert status.returncode == 0, status.stderr
+    parts = json.loads(status.stdout)["metrics"]
+    assert [(p["part"], p["port"], p["events"], p["lag"], p["down"], p["error"])
+            for p in parts] == [("serve", port, len(events), 0, [], None),
+                                ("store", port + 1, len(events), 0, [], None)]
+    for q, key in ((0.5, "latency_p50"), (0.99, "latency_p99")):
+        assert parts[0][key] == pytest.approx(plain_quantile(q, buckets))
+
+
+def plain_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """Prometheus's histogram_quantile over cumulative buckets, written out plainly."""
+    rank = q * buckets[-1][1]
+    for i, (bound, count) in enumerate(buckets):
+        if count >= rank:
+            lower, below = buckets[i - 1] if i else (0.0, 0.0)
+            return lower if math.isinf(bound) else \
+                lower + (bound - lower) * (rank - below) / (count - below)
+    raise AssertionError("no bucket holds the rank")
 
 
 def test_a_taken_metrics_port_is_one_error_line(settings: Settings) -> None:
