@@ -2,8 +2,8 @@
 as plain typed records (:mod:`basketflow.serving.dashboard` renders them).
 
 - **The stream** over the last hour: :class:`StreamHistory` keeps a sample of the flow's
-  progress (events consumed, event-time clock, lag where the broker reports it) every few
-  seconds, taken by the server while it runs, and gives throughput (events/s between two
+  progress (events consumed, event-time clock, and the lag: from the flow's metrics when
+  their port is known, else where the broker reports it) every few seconds, taken by the server while it runs, and gives throughput (events/s between two
   samples), freshness (the sample's wall time minus the clock) and lag as series.
 - **The registry**: each view, its entity, version and features.
 - **The latest reports** written under ``<data>/reports/`` and the **drift alerts** of
@@ -43,12 +43,17 @@ class StreamSample:
     lag: int | None
 
 
-def stream_sample(settings: Settings) -> StreamSample:
-    """The flow's progress now, from its progress hash and the broker's watermarks."""
+def stream_sample(settings: Settings, metrics_port: int | None = None) -> StreamSample:
+    """The flow's progress now, from its progress hash; its lag from the flow's metrics
+    on ``metrics_port`` (the part furthest behind), else from the broker's watermarks."""
+    from basketflow.app.flow_scrape import flow_metrics
     from basketflow.app.status import CHECK_TIMEOUT, flow_progress, topics_status
     progress = flow_progress(settings.redis_url, settings.prefix, CHECK_TIMEOUT)
     lag: int | None = None
-    if settings.kafka_bootstrap:
+    if metrics_port is not None:
+        lags = [p["lag"] for p in flow_metrics(metrics_port, settings.topic)]
+        lag = max(lags) if lags and None not in lags else None
+    elif settings.kafka_bootstrap:
         broker = {"address": settings.kafka_bootstrap, "alive": True}
         topic = topics_status(settings, broker, progress.get("offsets", {}),
                               CHECK_TIMEOUT, {}).get(settings.topic, {})

@@ -175,7 +175,8 @@ def create_app(b: Backends) -> FastAPI:
 
     reader, predictor, pusher, admin = (role(r) for r in (READ, PREDICT, PUSH, ADMIN))
     _handlers(app, b)
-    add_dashboard(app, b.options.settings, b.store, b.customer_views, reader)
+    add_dashboard(app, b.options.settings, b.store, b.customer_views, reader,
+                  b.options.flow_metrics_port)
 
     @app.get("/customers/{customer_id}/features", dependencies=reader)
     async def customer_features(customer_id: str, features: Annotated[str | None, Query(

@@ -41,15 +41,18 @@ REFRESH_SECONDS = 5
 
 
 def add_dashboard(app: FastAPI, settings: Settings, store: OnlineStore,
-                  customer_views: Sequence[str], dependencies: list[Any]) -> None:
+                  customer_views: Sequence[str], dependencies: list[Any],
+                  flow_metrics_port: int | None = None) -> None:
     """Add ``/``, ``/dashboard/data``, ``/static/`` and ``/reports/`` to ``app``, and the
-    task that samples the stream while the server runs."""
+    task that samples the stream while the server runs (the lag from the flow's metrics
+    on ``flow_metrics_port`` when given)."""
     history = data.StreamHistory()
 
     async def sample_forever() -> None:
         while True:
             try:
-                history.add(await run_in_threadpool(data.stream_sample, settings))
+                history.add(await run_in_threadpool(data.stream_sample, settings,
+                                                    flow_metrics_port))
             except Exception:  # a server down now is a gap in the charts, not a crash
                 pass
             await asyncio.sleep(data.SAMPLE_EVERY)
@@ -122,8 +125,9 @@ f"{lag:,}" if lag is not None else "unknown")}</b> messages</span></p>
 <div id="chart-freshness" class="chart"></div><div id="chart-lag" class="chart"></div></div>
 <p class="note">Sampled by this server every {data.SAMPLE_EVERY:g} s while it runs. The
 clock is the newest event time the flow processed (a replay of old data is far behind
-now). Lag is unknown on the embedded broker, which does not report where a partition
-ends (the flow's own metrics, <code>basketflow run --metrics-port</code>, have it).</p>
+now). Lag comes from the flow's metrics when the server is given their port
+(<code>basketflow serve --flow-metrics-port</code>); else from the broker, and the
+embedded one does not report where a partition ends.</p>
 </section>"""
 
 

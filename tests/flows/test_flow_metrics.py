@@ -23,6 +23,7 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
+from basketflow.app.dashboard import stream_sample
 from basketflow.config import Settings
 from basketflow.flows.flow_metrics import ACCURACY_WINDOW, Histogram, partition_labels
 from basketflow.producers.csv_source import read_events
@@ -150,6 +151,7 @@ def test_metrics_of_a_running_flow_match_the_run(
         status = subprocess.run(
             [sys.executable, "-m", "basketflow.cli", "status", "--json", "--metrics-port",
              str(port)], env=cli_env(settings), capture_output=True, text=True, timeout=120)
+        sampled, unmetered = stream_sample(settings, port), stream_sample(settings)
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -254,6 +256,9 @@ def test_metrics_of_a_running_flow_match_the_run(
                                 ("store", port + 1, len(events), 0, [], None)]
     for q, key in ((0.5, "latency_p50"), (0.99, "latency_p99")):
         assert parts[0][key] == pytest.approx(plain_quantile(q, buckets))
+    # The dashboard's sample takes the lag from the metrics; from Tansu it has none.
+    assert (sampled.events, sampled.lag) == (len(events), 0)
+    assert unmetered.lag is None
 
 
 def plain_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
