@@ -4,7 +4,8 @@ a direct Python read of the same values in the same run (the floor).
 Fills an embedded Valkey with the ``customer`` and ``basket`` values of every customer
 of a generated file (``--rows``, seed 7; ``--real`` for the real file), folded by the
 flow's own feature code, writes a trained model's checkpoint for ``/predict``, starts
-``basketflow serve --no-access-log`` (one worker, uvicorn with uvloop and httptools) and
+``basketflow serve --no-access-log`` (one worker; uvicorn with uvloop and httptools, and with
+``--servers uvicorn,granian`` granian too, in turn) and
 drives it with a small asyncio HTTP/1.1 client over keep-alive connections (a bounded
 number of requests and seconds per case). The cases of issue #15:
 
@@ -163,14 +164,15 @@ def fill(url: str, rows: int, real: bool, data_dir: Path) -> list[str]:
     return sorted(latest["customer"])
 
 
-def start_server(url: str, data_dir: Path, workers: int,
+def start_server(url: str, data_dir: Path, workers: int, server: str,
                  ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASKETFLOW_")} | {
         "REDIS_URL": url, "BASKETFLOW_PREFIX": PREFIX, "BASKETFLOW_DATA_DIR": str(data_dir)}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     proc = subprocess.Popen([sys.executable, "-m", "basketflow.cli", "serve", "--port",
-                             str(port), "--no-access-log", "--workers", str(workers)], env=env,
+                             str(port), "--no-access-log", "--workers", str(workers),
+                             "--server", server], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -199,6 +201,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000, help="per case")
     parser.add_argument("--seconds", type=float, default=20.0, help="at most, per case")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--servers", default="uvicorn",
+                        help="ASGI servers to compare, in turn: uvicorn,granian")
     args = parser.parse_args()
     print(describe())
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,12 +212,14 @@ def main() -> None:
             customers = fill(redis_proc.address, args.rows, args.real, data_dir)
             print(f"{len(customers)} customers in the online store; {args.workers} worker(s); load "
                   f"{os.getloadavg()[0]:.2f}", flush=True)
-            server, port = start_server(redis_proc.address, data_dir, args.workers)
-            try:
-                run_cases(port, customers, redis_proc.address, data_dir, args)
-            finally:
-                server.terminate()
-                server.wait(10)
+            for name in args.servers.split(","):
+                print(f"server: {name}", flush=True)
+                server, port = start_server(redis_proc.address, data_dir, args.workers, name)
+                try:
+                    run_cases(port, customers, redis_proc.address, data_dir, args)
+                finally:
+                    server.terminate()
+                    server.wait(10)
         finally:
             stop_service(redis_proc)
 

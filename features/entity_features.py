@@ -9,7 +9,10 @@ values of the views that moved (for the online store) and the feature-log rows.
 
 Rules, the same for the live flow and the backfill:
 
-- an event already folded in (same ``event_id``) is skipped: a replayed line counts once;
+- an event already folded in (same ``event_id``) is skipped: a replayed line counts once.
+  An entity remembers the ids of the last :data:`SEEN_IDS_KEPT_S` (its longest window)
+  and of every event not yet late, so its memory follows its windows, not its history;
+  a copy of an older event is late (below), never folded in twice;
 - an event older than the entity's latest event time minus the allowed lateness is late:
   left out of the online values and the feature log, counted, and recorded offline with
   the time it was behind (``late/``); it still reaches the offline event store;
@@ -56,9 +59,15 @@ from basketflow.features.feature_state import (
 )
 from basketflow.features.seen_ids import SeenIds
 from basketflow.schemas.events import Transaction
+from basketflow.schemas.features import DAY_SECONDS, WINDOW_DAYS
 from basketflow.schemas.records import FeatureUpdate, LateEvent, LogRow, Work
 
 T = TypeVar("T")
+
+#: How long an entity remembers the ids it folded in, behind its latest event, at least:
+#: its longest window. A copy of an event older than that (and than the rule for late
+#: events) is taken as a late event, whether or not it was folded in before.
+SEEN_IDS_KEPT_S = max(WINDOW_DAYS) * DAY_SECONDS
 
 
 class Folder(ABC):
@@ -83,10 +92,15 @@ class Folder(ABC):
         self._fold(entity, self.seen.fresh(events), lateness, update)
         if clock is not None and clock > self.rows_through:
             self._expire(entity, clock, update)
+        self.seen.forget(min(self._late_before(lateness), self.max_ts - SEEN_IDS_KEPT_S))
         if not update.values and not update.late:
             return None
         update.ts = self.max_ts
         return update
+
+    def _late_before(self, lateness: int) -> int:
+        """The event time before which an event is late, seen or not."""
+        return self.max_ts - lateness
 
     @abstractmethod
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
@@ -242,6 +256,11 @@ class ProductFolder(Folder):
             changed = product.last_change(logged_through)
             if changed is not None:
                 self._emit_values(entity, changed, update)
+
+    def _late_before(self, lateness: int) -> int:
+        """Lines behind the product's latest by ``lateness`` or behind its rows by
+        :data:`PRODUCT_REWRITE_S` are late."""
+        return max(self.max_ts - lateness, self.rows_through - PRODUCT_REWRITE_S)
 
     def _expire(self, entity: str, until: int, update: FeatureUpdate) -> None:
         """Log the hours whose end the clock passed since ``rows_through``; the values as

@@ -41,7 +41,7 @@ import duckdb
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from basketflow.flows.event_clock import ClockedBatch, event_clock
+from basketflow.flows.event_clock import DELIVERING, ClockedBatch, event_clock
 from basketflow.flows.live import FeatureOutputs, RunOptions, add_feature_steps, newest, run_flow
 from basketflow.flows.shards import PRODUCT, EntityShard, plan
 from basketflow.producers.csv_source import read_events
@@ -193,7 +193,7 @@ def _run_shard(events: Callable[[], Iterator[Transaction]], outputs: FeatureOutp
     flow = Dataflow("basketflow-backfill")
     batches = op.input("history", flow, EventSource(events, on_batch, batch))
     clocked = event_clock("event-clock", op.map(
-        "partition-times", batches, lambda b: (HISTORY, newest(b), b)), list)
+        "partition-times", batches, lambda b: (HISTORY, newest(b), DELIVERING, b)), list)
     add_feature_steps(op.map("clocked", clocked, lambda c: ClockedBatch(*c)), outputs, stats,
                       shard)
     run_flow(flow, options)

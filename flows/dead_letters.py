@@ -75,7 +75,7 @@ def producer_letters(batch: list[RawMessage]) -> list[DeadLetter]:
     flow's own are stored when made)."""
     letters = []
     for msg in batch:
-        if msg.error is not None:
+        if msg.error is not None or msg.quiet:  # a consumer error, or the reader's mark
             continue
         try:
             obj = msgspec.json.decode(msg.value or b"")

@@ -7,8 +7,11 @@ Events are keyed by customer, so each partition holds its customers' events in o
 while one partition runs ahead of the others (a replay reads thousands of messages per
 poll of each), the clock waits for the slowest, so the windows it moves on are not moved
 before their events arrive. A partition that is empty or falls quiet holds the clock
-back for :data:`IDLE_AFTER` of wall time, then is idle (left out) until it delivers
-again, as idle sources are in Flink. At the end of the input (``run --stop-at-end``, a
+back until its reader says it has read everything there is (:data:`CAUGHT_UP`) and
+nothing more comes for :data:`IDLE_AFTER` of wall time, then is idle (left out) until it
+delivers again, as a source that declares itself idle is in Flink; a partition read to
+its end by ``run --stop-at-end`` (:data:`ENDED`) is idle at once. A flow that is merely
+busy (a backlog, a slow snapshot) never makes a partition with messages waiting idle. At the end of the input (``run --stop-at-end``, a
 backfill; not a run stopped by a signal, whose partitions may lag) the clock moves on to
 the newest event time of all. It is kept in the recovery state (:func:`event_clock`),
 written to the progress hash (``clock``) and shown by ``basketflow status``.
@@ -77,10 +80,14 @@ CUSTOMER_WAKE_HOURS = CUSTOMER_CHANGE_HOURS
 #: changes at hour ends (:class:`~basketflow.features.feature_state.ProductState`).
 PRODUCT_WAKE_HOURS = tuple(hours + 1 for hours in PRODUCT_CHANGE_HOURS)
 
-#: A partition that has delivered nothing for this long (wall time) stops holding the
-#: clock back until it delivers again, as an idle source does in Flink: a topic with an
-#: empty or quiet partition still has its windows moved on.
+#: A partition whose reader has read everything there is and that delivers nothing for
+#: this long (wall time) stops holding the clock back until it delivers again, as an
+#: idle source does in Flink: a topic with an empty or quiet partition still has its
+#: windows moved on.
 IDLE_AFTER = timedelta(seconds=10)
+#: What a batch item says of its partition: it delivered (events or not), its reader has
+#: read everything there is for now, or it has read its partition to the end for good.
+DELIVERING, CAUGHT_UP, ENDED = 0, 1, 2
 #: Events of one entity in a batch.
 Group = tuple[str, list[Transaction]]
 P = TypeVar("P")
@@ -149,10 +156,11 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class _ClockLogic(StatefulLogic[tuple[str, int, P], tuple[P, int], PartitionClock]):
-    """The one clock of a flow (every batch goes through one key), with each partition's
-    last delivery in wall time: a partition silent for :data:`IDLE_AFTER` stops holding
-    the clock back (resumed, every partition starts afresh)."""
+class _ClockLogic(StatefulLogic[tuple[str, int, int, P], tuple[P, int], PartitionClock]):
+    """The one clock of a flow (every batch goes through one key), with the moment each
+    quiet partition becomes idle: :data:`IDLE_AFTER` after its reader said it had read
+    everything (:data:`CAUGHT_UP`), at once when read to its end (:data:`ENDED`), never
+    while it delivers (resumed, every partition starts afresh)."""
 
     def __init__(self, empty: Callable[[], P], expected: tuple[str, ...],
                  resumed: PartitionClock | None,
@@ -162,28 +170,37 @@ class _ClockLogic(StatefulLogic[tuple[str, int, P], tuple[P, int], PartitionCloc
         self.clock.expected = expected  # the input's partitions now
         self.clock.idle = frozenset()
         self._now = now
-        started = now()
-        self.last_seen = dict.fromkeys((*expected, *self.clock.newest), started)
+        self.idle_at: dict[str, datetime] = {}
         self.emitted = 0
 
-    def on_item(self, value: tuple[str, int, P]) -> tuple[list[tuple[P, int]], bool]:
-        partition, newest, batch = value
-        self.last_seen[partition] = self._now()
-        clock = self.clock.add(partition, newest)
+    def on_item(self, value: tuple[str, int, int, P]) -> tuple[list[tuple[P, int]], bool]:
+        partition, newest, quiet, batch = value
+        if newest or quiet == DELIVERING:
+            self.clock.add(partition, newest)
+        now = self._now()
+        if quiet == DELIVERING:
+            self.idle_at.pop(partition, None)
+        elif quiet == ENDED:
+            self.idle_at[partition] = now
+        else:
+            self.idle_at.setdefault(partition, now + IDLE_AFTER)
+        clock = self._mark_idle(now)
         self.emitted = max(self.emitted, clock)
         return [(batch, clock)], StatefulLogic.RETAIN
 
+    def _mark_idle(self, now: datetime) -> int:
+        """Mark the partitions whose moment to be idle has come; the clock."""
+        self.clock.idle = frozenset(p for p, t in self.idle_at.items() if t <= now)
+        return self.clock.now()
+
     def notify_at(self) -> datetime | None:
-        """When the next partition not idle yet would become idle, if none delivers."""
-        waiting = [t for p, t in self.last_seen.items() if p not in self.clock.idle]
-        return min(waiting) + IDLE_AFTER if waiting else None
+        """When the next quiet partition becomes idle, if it delivers nothing."""
+        waiting = [t for p, t in self.idle_at.items() if p not in self.clock.idle]
+        return min(waiting) if waiting else None
 
     def on_notify(self) -> tuple[list[tuple[P, int]], bool]:
-        """Mark the partitions silent for :data:`IDLE_AFTER` idle; pass a moved clock on."""
-        now = self._now()
-        self.clock.idle = frozenset(p for p, t in self.last_seen.items()
-                                    if now - t >= IDLE_AFTER)
-        clock = self.clock.now()
+        """Mark the partitions quiet long enough idle; pass a moved clock on."""
+        clock = self._mark_idle(self._now())
         if clock <= self.emitted:
             return [], StatefulLogic.RETAIN
         self.emitted = clock
@@ -199,13 +216,14 @@ class _ClockLogic(StatefulLogic[tuple[str, int, P], tuple[P, int], PartitionCloc
 
 
 @operator
-def event_clock(step_id: str, up: Stream[tuple[str, int, P]], empty: Callable[[], P],
+def event_clock(step_id: str, up: Stream[tuple[str, int, int, P]], empty: Callable[[], P],
                 partitions: tuple[str, ...] = ()) -> Stream[tuple[P, int]]:
     """Pass each batch on with the flow's clock after it (see the module docstring); at
     the end of the input, pass ``empty()`` on with the newest event time of all.
 
     :arg step_id: Unique ID.
-    :arg up: ``(partition, newest event time of the batch or 0, batch)`` items.
+    :arg up: ``(partition, newest event time of the batch or 0, quiet, batch)`` items,
+        ``quiet`` one of :data:`DELIVERING`, :data:`CAUGHT_UP`, :data:`ENDED`.
     :arg empty: Makes the batch that carries the clock at the end of the input.
     :arg partitions: The input's partitions: the clock waits for each to deliver.
     :returns: ``(batch, clock)`` items, in order, through one worker.

@@ -59,6 +59,7 @@ from confluent_kafka.admin import AdminClient
 
 from basketflow.errors import BasketflowError
 from basketflow.flows import idle_work, stopping
+from basketflow.flows.event_clock import CAUGHT_UP, DELIVERING, ENDED
 from basketflow.sinks.flow_health import FlowHealth, Outage
 
 DEFAULT_MAX_BATCH = 20_000
@@ -90,6 +91,55 @@ def broker_outage(bootstrap: str, health: FlowHealth) -> Outage:
         "broker", f"the Kafka broker at {bootstrap}", health, fields="broker_"))
 
 
+#: Seconds between two looks at a topic's id while a flow reads it.
+TOPIC_CHECK_EVERY = 5.0
+
+
+class TopicIdWatch:
+    """Whether a topic was deleted and created again while the flow reads it: its id, as
+    the broker gave it when the flow started, looked at again every
+    :data:`TOPIC_CHECK_EVERY` seconds (one admin client and one request for every
+    reader of the topic in this process). Offsets carry over into a recreated topic, so
+    a new topic with more messages than the flow's offsets would be read on from there,
+    its first messages skipped without a word."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+        self._topic = topic
+        self._id = self._current()
+        self._next = time.monotonic() + TOPIC_CHECK_EVERY
+        self.changed = False
+
+    def _current(self) -> str | None:
+        """The topic's id now (None: the broker did not answer or has none)."""
+        try:
+            found = self._admin.describe_topics(
+                TopicCollection([self._topic]))[self._topic].result(1.0)
+        except KafkaException:
+            return None
+        return str(found.topic_id) if found.topic_id is not None else None
+
+    def look(self) -> bool:
+        """Whether the topic's id has changed (asks the broker when it is time)."""
+        if self.changed or self._id is None or time.monotonic() < self._next:
+            return self.changed
+        self._next = time.monotonic() + TOPIC_CHECK_EVERY
+        now = self._current()
+        self.changed = now is not None and now != self._id
+        return self.changed
+
+
+_watches: dict[str, TopicIdWatch] = {}
+
+
+def topic_watch(bootstrap: str, topic: str) -> TopicIdWatch:
+    """This process's :class:`TopicIdWatch` of ``topic`` (one for every reader)."""
+    key = f"{bootstrap} {topic}"
+    if key not in _watches:
+        _watches[key] = TopicIdWatch(bootstrap, topic)
+    return _watches[key]
+
+
 #: Consumer errors that mean the stored offset is not in the partition any more.
 _OUT_OF_RANGE = (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET)
 
@@ -105,8 +155,10 @@ _faults: list[TopicOffsetsLost] = []
 
 
 def clear_fault() -> None:
-    """Forget a fault of an earlier flow in this process (before a flow starts)."""
+    """Forget a fault, and the topic ids, of an earlier flow in this process (before a
+    flow starts)."""
     _faults.clear()
+    _watches.clear()
 
 
 def raise_fault() -> None:
@@ -174,6 +226,9 @@ class RawMessage(msgspec.Struct, frozen=True):
     value: bytes | None
     timestamp_ms: int
     error: str | None = None
+    #: Not a message: the reader's mark that the partition has nothing more for now
+    #: (:data:`~basketflow.flows.event_clock.CAUGHT_UP`) or for good (``ENDED``).
+    quiet: int = DELIVERING
 
 
 class PartitionPosition(msgspec.Struct, frozen=True):
@@ -211,9 +266,11 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
 
     def __init__(self, config: dict[str, object], topic: str, partition: int,
                  offset: int, batch_size: int, stop_at_end: bool,
-                 to_end: bool = False, outage: Outage | None = None) -> None:
+                 to_end: bool = False, outage: Outage | None = None,
+                 watch: TopicIdWatch | None = None) -> None:
         self._outage = outage or broker_outage(str(config["bootstrap.servers"]),
                                                FlowHealth.at(None))
+        self._watch = watch
         self._next_probe = 0.0
         self._consumer = Consumer(config | {"enable.partition.eof": stop_at_end,
                                             "auto.offset.reset": "error",
@@ -228,6 +285,7 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
         self._stop_at_end = stop_at_end
         self._ended = False
         self._to_end = to_end
+        self._said_caught_up = False
         _readers.add(self)
 
     def _on_error(self, err: KafkaError) -> None:
@@ -256,13 +314,13 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
         return int(self._consumer.get_watermark_offsets(
             TopicPartition(self._topic, self._partition), cached=True)[1])
 
-    def _fault(self, what: str) -> None:
+    def _fault(self, what: str, read: str = "nothing past it was read") -> None:
         """Stop the flow: every reader ends, and the run raises the fault afterwards."""
         if not _faults:
             _faults.append(TopicOffsetsLost(
                 f"the flow's next offset {self._offset} of topic {self._topic!r} partition "
                 f"{self._partition} {what} (the topic was recreated, or its messages were "
-                f"deleted before the flow read them); nothing past it was read; {WAY_OUT}"))
+                f"deleted before the flow read them); {read}; {WAY_OUT}"))
         self._ended = True
 
     def _seek_end(self) -> bool:
@@ -279,6 +337,13 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
     def next_batch(self) -> list[list[RawMessage]]:
         if self._ended or stopping.requested() or _faults:
             raise StopIteration()
+        if self._watch is not None and self._watch.look():
+            self._fault("belongs to another topic now: the topic was deleted and created "
+                        "again while the flow read it (its id changed)",
+                        f"what the flow read of the new topic in the last "
+                        f"{TOPIC_CHECK_EVERY:.0f} s is stored, and a re-read counts it once "
+                        "(events are known by their content)")
+            return []
         if self._to_end and not self._seek_end():
             return []
         batch: list[RawMessage] = []
@@ -300,14 +365,33 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
             self._offset = offset + 1
         if batch and self._outage.since is not None:
             self._outage.back("the flow reads on")
-        if not batch:
+        if self._ended:  # read to the end for good: the clock stops waiting for it now
+            batch.append(self._mark(ENDED))
+        elif batch:
+            self._said_caught_up = False
+        else:
             self._probe()
             high = self._high_watermark()
             if 0 <= high < self._offset:
                 self._fault(f"lies beyond the partition's end ({high})")
                 return []
             idle_work.this_thread().run()  # nothing new to read: work deferred to now
+            if not self._said_caught_up and self._caught_up():
+                self._said_caught_up = True
+                return [[self._mark(CAUGHT_UP)]]
         return [batch] if batch else []
+
+    def _mark(self, quiet: int) -> RawMessage:
+        """The mark that this partition has nothing more to deliver, for now or for good."""
+        return RawMessage(self._topic, self._partition, self._offset, None, 0, quiet=quiet)
+
+    def _caught_up(self) -> bool:
+        """Whether the reader has read everything the partition held at the last fetch
+        response (an empty partition included)."""
+        low, high = self._consumer.get_watermark_offsets(
+            TopicPartition(self._topic, self._partition), cached=True)
+        position = self._offset if self._offset >= 0 else max(int(low), 0)
+        return 0 <= high <= position
 
     def _poll(self) -> list[Message]:
         """The next messages: what the client has fetched when tailing; a full batch (or
@@ -379,4 +463,5 @@ class KafkaBatchSource(FixedPartitionedSource[list[RawMessage], int]):
         offset = OFFSET_BEGINNING if resume_state is None or self.reset else resume_state
         return _PartitionReader(self.config, self.topic, partition, offset,
                                 self.batch_size, self.stop_at_end, self.reset == LATEST,
-                                broker_outage(self.bootstrap, FlowHealth.at(self.health_path)))
+                                broker_outage(self.bootstrap, FlowHealth.at(self.health_path)),
+                                topic_watch(self.bootstrap, self.topic))

@@ -69,6 +69,7 @@ from basketflow.flows.dead_letters import (
 )
 from basketflow.flows.event_clock import (
     CUSTOMER_WAKE_HOURS,
+    DELIVERING,
     PRODUCT_WAKE_HOURS,
     ClockedBatch,
     ShardBatch,
@@ -147,6 +148,9 @@ class Decoded:
     offsets: dict[str, int] = field(default_factory=dict)
     event_offsets: dict[str, list[int]] = field(default_factory=dict)
     dead_offsets: dict[str, list[int]] = field(default_factory=dict)
+    #: The partition polled, and what its reader said of it (see the clock's ``quiet``).
+    partition: str = ""
+    quiet: int = DELIVERING
     #: Each event's Kafka timestamp (ms), for the flow's metrics.
     arrivals: list[int] = field(default_factory=list)
 
@@ -160,7 +164,10 @@ def decode_batch(batch: list[RawMessage]) -> Decoded:
     """Decode every message; bad ones become dead letters, never exceptions."""
     out = Decoded()
     for msg in batch:
-        name = partition_name(msg.topic, msg.partition)
+        name = out.partition = partition_name(msg.topic, msg.partition)
+        if msg.quiet:  # a mark that the partition has nothing more, not a message
+            out.quiet = msg.quiet
+            continue
         if msg.error is not None:
             out.dead.append(consumer_error(msg))
             out.dead_offsets.setdefault(name, []).append(msg.offset)
@@ -188,10 +195,10 @@ def count_progress(state: FlowProgress | None, clocked: tuple[Decoded, int],
     return state, state.fields()
 
 
-def partition_times(decoded: Decoded) -> tuple[str, int, Decoded]:
+def partition_times(decoded: Decoded) -> tuple[str, int, int, Decoded]:
     """A polled batch (of one partition) as :func:`~basketflow.flows.event_clock.event_clock`
-    takes it: its partition, its newest event time, the batch."""
-    return next(iter(decoded.offsets), ""), newest(decoded.events), decoded
+    takes it: its partition, its newest event time, what its reader said, the batch."""
+    return decoded.partition, newest(decoded.events), decoded.quiet, decoded
 
 
 def group_by(events: list[Transaction], key: Any) -> list[tuple[str, list[Transaction]]]:

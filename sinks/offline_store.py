@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -178,6 +178,11 @@ def write_atomically(table: pa.Table, directory: Path, name: str) -> Path:
     return final
 
 
+#: The date partitions whose row ids a log keeps in memory, those touched last: a live
+#: flow writes to the newest days (product rows and late events lag by days).
+DAYS_REMEMBERED = 16
+
+
 class PartitionedLog:
     """An append-only, idempotent, date-partitioned Parquet log of rows with unique ids.
 
@@ -189,7 +194,7 @@ class PartitionedLog:
         self.directory = directory
         self.schema = schema
         self.id_column = id_column
-        self._seen: dict[str, set[str]] = {}
+        self._seen: OrderedDict[str, set[str]] = OrderedDict()
         self._day_names: dict[int, str] = {}
 
     def partition_dir(self, day: str) -> Path:
@@ -197,13 +202,19 @@ class PartitionedLog:
         return self.directory / partition_name(day)
 
     def _ids_in(self, day: str) -> set[str]:
-        """The row ids already stored for a day (read from its files once)."""
+        """The row ids already stored for a day: read from its files when the day is not
+        among the :data:`DAYS_REMEMBERED` touched last, so memory follows the days written
+        to, not the history."""
         seen = self._seen.get(day)
-        if seen is None:
-            seen = set()
-            for path in partition_files(self.partition_dir(day)):
-                seen.update(self._stored_ids(path))
-            self._seen[day] = seen
+        if seen is not None:
+            self._seen.move_to_end(day)
+            return seen
+        seen = set()
+        for path in partition_files(self.partition_dir(day)):
+            seen.update(self._stored_ids(path))
+        self._seen[day] = seen
+        if len(self._seen) > DAYS_REMEMBERED:
+            self._seen.popitem(last=False)
         return seen
 
     def _stored_ids(self, path: Path) -> list[str]:

@@ -26,6 +26,9 @@ from basketflow.config import Settings
               show_default=True, help="Seconds a Redis command may take before a 503.")
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="Log one line per request (method, route, status, ms).")
+@click.option("--server", type=click.Choice(["uvicorn", "granian"]), default="uvicorn",
+              show_default=True, help="The ASGI server (granian: pip install granian; "
+              "docs/PERFORMANCE.md compares them).")
 @click.option("--flow-metrics-port", type=click.IntRange(1, 65534), default=None,
               metavar="PORT", help="The port of `basketflow run --metrics-port` on this "
               "host: the dashboard takes the flow's lag from there (right on the embedded "
@@ -33,7 +36,7 @@ from basketflow.config import Settings
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int, workers: int, api_keys: Path | None,
           tls_key: Path | None, tls_cert: Path | None, redis_timeout: float,
-          access_log: bool, flow_metrics_port: int | None) -> None:
+          access_log: bool, server: str, flow_metrics_port: int | None) -> None:
     """The HTTP API: live features, scores, basket predictions, pushed events.
 
     \b
@@ -55,4 +58,4 @@ def serve(settings: Settings, host: str, port: int, workers: int, api_keys: Path
     except ServicesNotRunning:
         pass  # reads and predictions work without a broker; /events says what is missing
     options = ServeOptions(resolved, redis_timeout, api_keys, access_log, flow_metrics_port)
-    run_server(options, Listen(host, port, workers, tls_key, tls_cert))
+    run_server(options, Listen(host, port, workers, tls_key, tls_cert), server)

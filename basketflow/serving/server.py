@@ -1,6 +1,6 @@
-"""Start ``basketflow serve``: uvicorn with the application factory, its worker
-processes and TLS options; the options reach each worker through the environment
-(:mod:`basketflow.serving.options`)."""
+"""Start ``basketflow serve``: an ASGI server (uvicorn by default, or granian) with the
+application factory, its worker processes and TLS options; the options reach each
+worker through the environment (:mod:`basketflow.serving.options`)."""
 
 from __future__ import annotations
 
@@ -44,10 +44,14 @@ class Listen:
         return f"{'https' if self.tls_cert else 'http'}://{self.host}:{self.port}"
 
 
-def serve(options: ServeOptions, listen: Listen) -> None:
+#: The ASGI servers ``basketflow serve`` runs the application on (the first: default).
+SERVERS = ("uvicorn", "granian")
+APP_FACTORY = "basketflow.serving.api:app_from_env"
+
+
+def serve(options: ServeOptions, listen: Listen, server: str = SERVERS[0]) -> None:
     """Run the server until it is stopped (Ctrl-C, SIGTERM). The keys are read once
     here too, so a bad keys file is one error before anything listens."""
-    import uvicorn
     listen.check()
     load_keys(options.api_keys_file, os.environ.get(ENV_API_KEYS))
     os.environ[ENV_SERVE_OPTIONS] = options.to_json()
@@ -56,8 +60,30 @@ def serve(options: ServeOptions, listen: Listen) -> None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ[ENV_MULTIPROC] = str(metrics_dir)
-    uvicorn.run("basketflow.serving.api:app_from_env", factory=True, host=listen.host,
+    if server == "granian":
+        _granian(listen)
+    else:
+        _uvicorn(listen)
+
+
+def _uvicorn(listen: Listen) -> None:
+    """uvicorn, with uvloop and httptools where installed."""
+    import uvicorn
+    uvicorn.run(APP_FACTORY, factory=True, host=listen.host,
                 port=listen.port, workers=listen.workers, access_log=False,
                 ssl_keyfile=str(listen.tls_key) if listen.tls_key else None,
                 ssl_certfile=str(listen.tls_cert) if listen.tls_cert else None,
                 log_level="info", loop="auto", http="auto")
+
+
+def _granian(listen: Listen) -> None:
+    """granian (a Rust HTTP server), its ASGI interface, HTTP/1 and 2."""
+    try:
+        from granian import Granian
+        from granian.constants import Interfaces
+    except ImportError as exc:
+        raise BadServerOption("granian is not installed: pip install granian, or serve "
+                              "with --server uvicorn") from exc
+    Granian(APP_FACTORY, address=listen.host, port=listen.port, interface=Interfaces.ASGI,
+            workers=listen.workers, factory=True, log_access=False,
+            ssl_cert=listen.tls_cert, ssl_key=listen.tls_key).serve()

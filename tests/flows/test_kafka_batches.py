@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from confluent_kafka import Producer
 
+from basketflow.flows.event_clock import ENDED
 from basketflow.flows.kafka_batches import KafkaBatchSource
 from basketflow.kafka import consumer_config, ensure_topics, producer_config
 
@@ -15,16 +16,23 @@ PARTITIONS = 3
 
 def _polled(source: KafkaBatchSource) -> list[tuple[int, int]]:
     """(partition, messages) of each non-empty batch, the partitions polled in turn as
-    one Bytewax worker polls them."""
+    one Bytewax worker polls them; the last batch of each ends with the mark that the
+    partition was read to its end, for the flow's clock."""
     readers = {i: source.build_part("in", part, None)
                for i, part in enumerate(source.list_parts())}
     polled: list[tuple[int, int]] = []
+    ends: dict[int, bool] = {}
     try:
         while readers:
             for i, reader in list(readers.items()):
                 try:
-                    polled.extend((i, len(batch)) for batch in reader.next_batch())
+                    for batch in reader.next_batch():
+                        messages = [m for m in batch if not m.quiet]
+                        if messages:
+                            polled.append((i, len(messages)))
+                        ends[i] = batch[-1].quiet == ENDED
                 except StopIteration:
+                    assert ends.get(i), f"partition {i} ended without its mark"
                     reader.close()
                     del readers[i]
     finally:

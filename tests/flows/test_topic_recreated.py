@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from confluent_kafka.admin import AdminClient
 from tests.test_end_to_end import basketflow
 
 from basketflow.app.flow_processes import child_env
 from basketflow.config import Settings
-from basketflow.flows.kafka_batches import TOPIC_IDS_FILE
+from basketflow.flows.kafka_batches import TOPIC_IDS_FILE, TopicIdWatch
 from basketflow.kafka import DEFAULT_PARTITIONS, ensure_topics
 from basketflow.producers.synthetic import write_csv
 
@@ -92,3 +94,60 @@ def test_offset_past_the_end_is_found_while_reading(settings: Settings,
     done = run_command(settings, "--reset-offsets", "earliest", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     assert '"events": %d' % sent in done.stdout, done.stdout
+
+
+def stored_events(settings: Settings) -> int:
+    """Events in the offline store."""
+    return sum(pq.ParquetFile(f).metadata.num_rows
+               for f in (settings.offline_dir / "events").glob("*/*.parquet"))
+
+
+def test_a_topic_recreated_under_a_running_flow_stops_it(settings: Settings,
+                                                          tmp_path: Path) -> None:
+    """The topic is deleted and created again while a tailing flow reads it, and more
+    events than the flow's offsets are replayed into it: offsets carry over, so the flow
+    would read on from its old offsets and skip the new topic's first events. The run
+    must stop with one Error line (against Kafka, the readers' look at the topic's id
+    every few seconds; against the embedded broker, librdkafka's consumer crashes when
+    its topic is deleted, which the run reports in one line), the next run must refuse
+    to read on, and ``--from-start`` then has every event, none twice."""
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    write_csv(first, rows=600, seed=3, start=date(2011, 1, 1), end=date(2011, 1, 5))
+    write_csv(second, rows=3000, seed=4, start=date(2011, 2, 1), end=date(2011, 2, 20))
+    sent = basketflow(settings, "replay", str(first))["sent"]
+    run = subprocess.Popen([sys.executable, "-m", "basketflow.cli", "run",
+                            "--snapshot-interval", "0.5"], env=child_env(settings),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while stored_events(settings) < sent:  # a deleted topic takes what was not stored
+            assert run.poll() is None, run.stderr.read()[-3000:]  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the flow did not store the first events"
+            time.sleep(0.1)
+        recreate_topics(settings)
+        more = int(basketflow(settings, "replay", str(second))["sent"])
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode != 0
+    assert len([line for line in stderr.splitlines() if line.startswith("Error:")]) == 1
+    assert "Traceback" not in stderr and "panicked" not in stderr, stderr[-3000:]
+    assert_one_error(run_command(settings), "was recreated")
+    again = run_command(settings, "--from-start", "--json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert stored_events(settings) == sent + more  # the first topic's, and all the new
+
+
+def test_the_watch_of_a_topic_sees_its_id_change(settings: Settings) -> None:
+    """What the readers look at every few seconds, against the real broker."""
+    assert settings.kafka_bootstrap
+    ensure_topics(settings.kafka_bootstrap, {settings.topic: DEFAULT_PARTITIONS,
+                                             settings.dead_topic: 1})
+    watch = TopicIdWatch(settings.kafka_bootstrap, settings.topic)
+    watch._next = 0.0  # look now
+    assert not watch.look()
+    recreate_topics(settings)
+    assert not watch.look()  # not yet time to look again
+    watch._next = 0.0
+    assert watch.look() and watch.look()

@@ -214,3 +214,25 @@ def test_workers_count_together(settings: Settings, written: Any) -> None:
     counts = {s.labels.get("route"): s.value for family in text_string_to_metric_families(text)
               for s in family.samples if s.name == "basketflow_http_requests_total"}
     assert counts["/customers/{customer_id}/features"] == 6
+
+
+def test_granian_gives_the_same_answers_as_uvicorn(server: Server, written: Any,
+                                                   settings: Settings) -> None:
+    """``--server granian`` runs the same application: every answer, errors included,
+    equals uvicorn's (``server``)."""
+    pytest.importorskip("granian")
+    other = start_server(settings, "--server", "granian")
+    try:
+        for method, path, body in (
+                ("get", f"/customers/{CUSTOMER}/features", None),
+                ("get", f"/customers/{CUSTOMER}/features?features=customer:spend_30d", None),
+                ("get", "/customers/00000/features", None),
+                ("post", "/features", {"entities": [CUSTOMER, "00000"]}),
+                ("post", "/features", {"entities": []}),
+                ("get", "/health/live", None)):
+            a = server.client.request(method, path, json=body)
+            b = other.client.request(method, path, json=body)
+            assert (b.status_code, b.json()) == (a.status_code, a.json()), path
+    finally:
+        log = other.stop()
+    assert "Traceback" not in log, log
