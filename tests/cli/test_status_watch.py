@@ -41,8 +41,9 @@ def test_watch_json_counts_the_flow_and_its_rate(settings: Settings, tmp_path: P
         deadline, reports = time.monotonic() + 60, []
         while time.monotonic() < deadline:
             reports.append(json.loads(proc.stdout.readline()))
-            if len(reports) >= 2 and reports[-2]["flow"]["events"] == ROWS:
-                break
+            flow = reports[-2]["flow"] if len(reports) >= 2 else {}
+            if flow and flow["events"] == flow["serve"]["events"] == ROWS:
+                break  # both parts done in the report before the last one
     finally:
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=30)
