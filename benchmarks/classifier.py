@@ -59,7 +59,7 @@ from basketflow.models.classifier import (  # noqa: E402
 )
 from basketflow.producers.csv_source import read_events  # noqa: E402
 from basketflow.schemas.events import Transaction  # noqa: E402
-from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S  # noqa: E402
+from basketflow.config import DEFAULT_ALLOWED_LATENESS_S  # noqa: E402
 from basketflow.schemas.taxonomy import load_taxonomy  # noqa: E402
 
 #: The River pipeline the live model replaced, compared with it by default.

@@ -55,7 +55,7 @@ from bytewax.operators import KeyedStream
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from basketflow.config import Settings
+from basketflow.config import DEFAULT_ALLOWED_LATENESS_S, Settings
 from basketflow.errors import BasketflowError
 from basketflow.features.entity_features import CustomerFolder, ProductFolder, folder_step
 from basketflow.flows import idle_work
@@ -105,7 +105,7 @@ from basketflow.kafka import (
     producer_config,
 )
 from basketflow.schemas.events import Rejection, Transaction, decode_event
-from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S, registry, versions
+from basketflow.schemas.features import registry, versions
 from basketflow.schemas.records import FeatureUpdate
 from basketflow.sinks.flow_sinks import (
     DeadLetterSink,

@@ -419,7 +419,8 @@ def _requests(wanted: Mapping[str, list[str]], entity_column: str | Mapping[str,
 def get_historical_features(offline_dir: Path, entities: pd.DataFrame | pa.Table,
                             features: Sequence[str], *,
                             entity_column: str | Mapping[str, str] | None = None,
-                            timestamp_column: str = "timestamp") -> pd.DataFrame:
+                            timestamp_column: str = "timestamp",
+                            views: Mapping[str, FeatureView] | None = None) -> pd.DataFrame:
     """A training set: every entity row with its features as they were at its timestamp.
 
     ``entities`` holds an entity id column (default: each view's entity name, for example
@@ -431,9 +432,10 @@ def get_historical_features(offline_dir: Path, entities: pd.DataFrame | pa.Table
     features as nullable ``Int64``, floats as ``float64`` (NaN = null), strings as text.
     Values follow the point-in-time rule of the module docstring; a view with no log yet
     gives nulls. Raises ValueError for an unknown view or feature, a missing column, or an
-    output column that would overwrite an input column.
+    output column that would overwrite an input column. ``views``: the views by name
+    (default: the built-in ones; a feature repository's own views too when given).
     """
-    views = registry()
+    views = registry() if views is None else views
     order = parse_features(features, views)
     frame = entities.to_pandas() if isinstance(entities, pa.Table) else entities
     requests = _requests(_by_view(order), entity_column, views)
@@ -513,14 +515,17 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
 
 def historical_to_file(offline_dir: Path, entities_path: Path, features: Sequence[str],
                        out_path: Path, entity_column: str | None = None,
-                       timestamp_column: str = "timestamp") -> int:
+                       timestamp_column: str = "timestamp",
+                       views: Mapping[str, FeatureView] | None = None) -> int:
     """``basketflow historical``: read an entity file, write its training set; return rows.
 
     CSV or Parquet in and out, chosen by extension. Raises ValueError with a clear message
     for a missing entity id or timestamp column, an unknown feature, or a bad file name.
+    ``views``: the views by name (default: the built-in ones).
     """
-    wanted = _by_view(parse_features(features))
-    ids = [r.id_column for r in _requests(wanted, entity_column, registry())]
+    views = registry() if views is None else views
+    wanted = _by_view(parse_features(features, views))
+    ids = [r.id_column for r in _requests(wanted, entity_column, views)]
     table = read_entities(Path(entities_path), ids)
     missing = [c for c in dict.fromkeys([*ids, timestamp_column]) if c not in table.column_names]
     if missing:
@@ -528,6 +533,6 @@ def historical_to_file(offline_dir: Path, entities_path: Path, features: Sequenc
                          f"{', '.join(map(repr, missing))}; it has: "
                          f"{', '.join(table.column_names)}")
     frame = get_historical_features(offline_dir, table, features, entity_column=entity_column,
-                                    timestamp_column=timestamp_column)
+                                    timestamp_column=timestamp_column, views=views)
     write_frame(frame, Path(out_path))
     return len(frame)

@@ -345,9 +345,10 @@ class FeatureLog(EntityRowLog):
     are already stored.)
     """
 
-    def __init__(self, root: str | Path, view: str) -> None:
-        self.view = registry()[view]
-        super().__init__(feature_log_dir(root, view), feature_log_schema(self.view),
+    def __init__(self, root: str | Path, view: str | FeatureView) -> None:
+        """The log of the built-in view called ``view``, or of a declared view."""
+        self.view = registry()[view] if isinstance(view, str) else view
+        super().__init__(feature_log_dir(root, self.view.name), feature_log_schema(self.view),
                          "row_id")
         self.names = tuple(f.name for f in self.view.log_features)
         self.version = self.view.version

@@ -72,20 +72,22 @@ def plan_backfill(settings: Settings, source: Path | None, *, materialize: bool 
     same error inside the running dataflow would be a Rust panic. An offline store of
     event ids of the old form raises
     :class:`~basketflow.sinks.event_ids.OldEventIds`: it would store (or fold) the same
-    transactions twice."""
+    transactions twice. A feature repository that disagrees with the registry raises
+    :class:`~basketflow.app.registry.RegistryOutOfDate`."""
+    from basketflow.app.registry import ensure_applied
     from basketflow.producers.csv_source import check_events_file
+    ensure_applied(settings)
     if source is not None:
         check_events_file(source)  # before the dataflow's libraries are imported
     from basketflow.app.services import REDIS, resolve
     from basketflow.flows.backfill import default_processes, file_events, offline_events
     from basketflow.flows.live import FeatureOutputs
-    from basketflow.schemas.features import DEFAULT_ALLOWED_LATENESS_S
     from basketflow.sinks.event_ids import ensure_content_ids
     ensure_content_ids(settings.offline_dir)
     redis_url = resolve(settings, (REDIS,)).redis_url if materialize else None
     outputs = FeatureOutputs(redis_url, settings.prefix, settings.offline_dir,
                              store_events=source is not None,
-                             allowed_lateness=DEFAULT_ALLOWED_LATENESS_S
+                             allowed_lateness=settings.allowed_lateness
                              if allowed_lateness is None else allowed_lateness)
     raw = [0]
     total = source.stat().st_size if source is not None else 0
@@ -121,10 +123,12 @@ def historical(settings: Settings, entities: Path, features: list[str],
                mkdir: bool = False) -> HistoricalWritten:
     """Write the point-in-time training set of an entity file (CSV or Parquet) to
     ``out_path``, whose folder must exist unless ``mkdir``; ValueError for a bad column,
-    feature or file name."""
+    feature or file name. The views are the feature repository's (its own too)."""
     from basketflow.app.paths import output_path
+    from basketflow.app.registry import repository_views
     from basketflow.reports.historical import historical_to_file
     output_path(out_path, mkdir)
     rows = historical_to_file(settings.offline_dir, entities, features, out_path,
-                              entity_column=entity_column)
+                              entity_column=entity_column,
+                              views=repository_views(settings)[0])
     return HistoricalWritten(rows, out_path, features)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from basketflow.app.features import (
     LiveScore,
     OnlineFeatures,
-    feature_view,
+    UnknownView,
     live_score,
     online_store,
     read_selected,
@@ -65,13 +65,18 @@ class FeatureStore:
     # -------------------------------------------------------------- registry
 
     def list_feature_views(self) -> list[FeatureView]:
-        """Every feature view: name, entity, features, windows, version, TTL."""
-        from basketflow.schemas.features import registry
-        return list(registry().values())
+        """Every feature view: name, entity, features, windows, version, TTL; the
+        feature repository's own views after the built-in ones."""
+        from basketflow.app.registry import repository_views
+        return list(repository_views(self.settings)[0].values())
 
     def get_feature_view(self, name: str) -> FeatureView:
-        """The view called ``name``; :class:`~basketflow.app.features.UnknownView` if none."""
-        return feature_view(name)
+        """The view called ``name`` (built in, or the feature repository's own);
+        :class:`~basketflow.app.features.UnknownView` if none."""
+        views = {view.name: view for view in self.list_feature_views()}
+        if name not in views:
+            raise UnknownView(f"unknown view {name!r}; known: {', '.join(views)}")
+        return views[name]
 
     # -------------------------------------------------------------- online
 
@@ -117,8 +122,12 @@ class FeatureStore:
                                 timestamp_column: str = "timestamp") -> pd.DataFrame:
         """A point-in-time training set: each entity row with the ``"view:feature"``
         values as they were at its timestamp, never after
-        (:func:`basketflow.reports.historical.get_historical_features`)."""
+        (:func:`basketflow.reports.historical.get_historical_features`), of the
+        built-in views and the feature repository's own (the project's
+        ``feature_repository``)."""
+        from basketflow.app.registry import repository_views
         from basketflow.reports.historical import get_historical_features
         return get_historical_features(self.settings.offline_dir, entity_df, features,
                                        entity_column=entity_column,
-                                       timestamp_column=timestamp_column)
+                                       timestamp_column=timestamp_column,
+                                       views=repository_views(self.settings)[0])

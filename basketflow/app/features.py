@@ -2,11 +2,16 @@
 online store, as typed rows. A read is as of the flow's event-time clock, and computes
 its views' request-time features at that time (:func:`read_online`).
 
->>> [view.name for view in describe_views("bf")]
+``features list`` and ``describe`` read the registry as applied (``basketflow apply``,
+:mod:`basketflow.sinks.registry_store`), or the built-in views before any apply:
+
+>>> from pathlib import Path
+>>> settings = Settings(Path("/nonexistent"), None, None)
+>>> [view.name for view in describe_views(settings).views]
 ['customer', 'basket', 'product']
->>> describe_view("basket", "bf").online
+>>> describe_view("basket", settings).online
 'bf:basket:<customer_id>'
->>> describe_view("nope", "bf")
+>>> describe_view("nope", settings)
 Traceback (most recent call last):
 ...
 basketflow.app.features.UnknownView: unknown view 'nope'; known: customer, basket, product
@@ -24,6 +29,7 @@ from basketflow.errors import BasketflowError
 
 if TYPE_CHECKING:
     from basketflow.schemas.features import FeatureView, Served
+    from basketflow.sinks.registry_store import AppliedView
     from basketflow.sinks.online_store import OnlineStore
 
 TS_FIELD, VERSION_FIELD = "_ts", "_version"
@@ -62,7 +68,8 @@ class ViewDescription:
         """Plain data for ``--json``, in field order; each feature with its ``kind`` (and
         a request-time one with its ``source``).
 
-        >>> info = describe_view("customer", "bf").to_json()
+        >>> from pathlib import Path
+        >>> info = describe_view("customer", Settings(Path("/nonexistent"), None, None)).to_json()
         >>> next(f for f in info["features"] if f["name"] == "days_since_last_purchase")
         {'name': 'days_since_last_purchase', 'kind': 'request-time', 'dtype': 'float', \
 'description': "days from the latest purchase to the read's as-of time", 'source': 'last_purchase'}
@@ -160,12 +167,36 @@ def feature_view(name: str) -> FeatureView:
     return known[name]
 
 
-def check_views(names: Sequence[str]) -> None:
-    """Raise :class:`UnknownView`, naming each one, if any of ``names`` is not a view."""
+class NotServedOnline(UnknownView):
+    """A view of the feature repository's own, asked of the online store, which holds
+    the built-in views only."""
+
+
+def check_views(names: Sequence[str], settings: Settings | None = None) -> None:
+    """Raise :class:`UnknownView`, naming each one, if any of ``names`` is not a view;
+    with ``settings``, :class:`NotServedOnline` for a view of the project's feature
+    repository (not in the online store)."""
+    if settings is not None:
+        _refuse_declared(settings, names)
     known = _registry()
     unknown = [v for v in names if v not in known]
     if unknown:
         raise UnknownView(f"unknown view(s) {', '.join(unknown)}; known: {', '.join(known)}")
+
+
+def _refuse_declared(settings: Settings, views: Sequence[str]) -> None:
+    """Raise :class:`NotServedOnline` for the views asked that are the feature
+    repository's own (nothing computes them online yet)."""
+    if settings.feature_repository is None or all(v in _registry() for v in views):
+        return
+    from basketflow.app.registry import repository_views
+    own = [v for v in views if v in repository_views(settings)[0] and v not in _registry()]
+    if own:
+        raise NotServedOnline(
+            f"{', '.join(own)}: declared in the feature repository, but the online store "
+            "holds the built-in views only (the live flow does not compute declared views "
+            "yet); read its history with `basketflow historical` after `basketflow "
+            "backfill --views NAME --from-offline`")
 
 
 def describe(view: FeatureView, prefix: str) -> ViewDescription:
@@ -177,14 +208,48 @@ def describe(view: FeatureView, prefix: str) -> ViewDescription:
                            feature_log_pattern(view.name), view.features, view.kinds)
 
 
-def describe_views(prefix: str) -> list[ViewDescription]:
-    """Every view of the registry, described."""
-    return [describe(view, prefix) for view in _registry().values()]
+@dataclass(frozen=True)
+class RegistryListing:
+    """The registry's views, described, and where they come from: the registry file and
+    when it was applied (None: never, the built-in views)."""
+
+    views: list[ViewDescription]
+    registry: str
+    applied_at: int | None
 
 
-def describe_view(name: str, prefix: str) -> ViewDescription:
-    """One view, described; :class:`UnknownView` if there is none called ``name``."""
-    return describe(feature_view(name), prefix)
+def describe_views(settings: Settings) -> RegistryListing:
+    """Every view of the registry as applied, described."""
+    from basketflow.sinks.registry_store import read_registry, registry_path
+    applied = read_registry(settings.offline_dir)
+    path = str(registry_path(settings.offline_dir))
+    if applied is None:
+        return RegistryListing([describe(view, settings.prefix)
+                                for view in _registry().values()], path, None)
+    return RegistryListing([_applied(view, settings.prefix) for view in applied.views.values()],
+                           path, applied.applied_at)
+
+
+def _applied(view: AppliedView, prefix: str) -> ViewDescription:
+    """The description of a view as the registry file recorded it."""
+    from basketflow.schemas.feature_view import Feature, RequestTimeFeature, online_key
+    from basketflow.sinks.offline_layout import feature_log_pattern
+    d = view.definition
+    features = (tuple(Feature(**f) for f in d["features"])
+                + tuple(RequestTimeFeature(**f) for f in d.get("request_time", ())))
+    return ViewDescription(view.name, d["entity"], view.version, d["description"],
+                           tuple(d["windows_days"]), d["ttl_seconds"],
+                           online_key(prefix, view.name, d["entity"]),
+                           feature_log_pattern(view.name), features, view.kinds)
+
+
+def describe_view(name: str, settings: Settings) -> ViewDescription:
+    """One view of the registry as applied, described; :class:`UnknownView` if there is
+    none called ``name``."""
+    views = {view.name: view for view in describe_views(settings).views}
+    if name not in views:
+        raise UnknownView(f"unknown view {name!r}; known: {', '.join(views)}")
+    return views[name]
 
 
 def customer_views() -> tuple[str, ...]:
@@ -350,8 +415,9 @@ def online_features(settings: Settings, entity: str,
 def many_online_features(settings: Settings, entities: Sequence[str],
                          views: Sequence[str] = ()) -> list[OnlineFeatures]:
     """The live values of many entities, in one read: the given views (checked against
-    the registry), by default the customer's. ``settings`` must have Redis's address."""
-    check_views(views)
+    the registry), by default the customer's. ``settings`` must have Redis's address.
+    A view of the feature repository's own is :class:`NotServedOnline`."""
+    check_views(views, settings)
     return read_online(online_store(settings), list(entities),
                        list(views or customer_views()))
 

@@ -33,9 +33,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from basketflow.config import (
+    ENV_ALLOWED_LATENESS,
     ENV_DATA_DIR,
     ENV_DEAD_TOPIC,
+    ENV_FEATURE_REPOSITORY,
     ENV_KAFKA,
+    ENV_OFFLINE_STORE,
     ENV_PREFIX,
     ENV_REDIS,
     ENV_TOPIC,
@@ -64,7 +67,11 @@ def child_env(settings: Settings) -> dict[str, str]:
     return os.environ | {
         ENV_DATA_DIR: str(settings.data_dir), ENV_KAFKA: settings.kafka_bootstrap,
         ENV_REDIS: settings.redis_url, ENV_TOPIC: settings.topic,
-        ENV_DEAD_TOPIC: settings.dead_topic, ENV_PREFIX: settings.prefix}
+        ENV_DEAD_TOPIC: settings.dead_topic, ENV_PREFIX: settings.prefix,
+        ENV_OFFLINE_STORE: str(settings.offline_dir),
+        ENV_ALLOWED_LATENESS: str(settings.allowed_lateness),
+        **({ENV_FEATURE_REPOSITORY: str(settings.feature_repository)}
+           if settings.feature_repository else {})}
 
 
 def _die_with_parent(parent: int) -> None:

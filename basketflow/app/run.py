@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from basketflow.app.flow_processes import PartFailed
+from basketflow.app.registry import ensure_applied
 from basketflow.app.run_lock import ENV_HELD_BY, run_lock
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
@@ -104,6 +105,7 @@ class RunFigures:
 def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -> RunFigures:
     """Run one part of the flow (None: both) in this process, with recovery snapshots in
     ``<data>/recovery/<topic>[/<part>]``; ``settings`` must have both addresses."""
+    ensure_applied(settings)
     from basketflow.flows import stopping
     from basketflow.flows.live import PARTS, SERVE, RunOptions, run_live
     from basketflow.reports.segments import scoring_config
@@ -118,6 +120,7 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
         if options.from_start and run_options.recovery_dir is not None:
             shutil.rmtree(run_options.recovery_dir, ignore_errors=True)
         stats = run_live(settings, stop_at_end=options.stop_at_end, options=run_options,
+                         allowed_lateness=settings.allowed_lateness,
                          max_batch=options.max_batch, parts=parts,
                          scoring=scoring_config(settings.data_dir) if SERVE in parts else None,
                          metrics_port=options.metrics_port or None)
@@ -131,6 +134,7 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
     """Run each part of the flow as a child process with these options; return their
     figures, combined. A part that fails raises :class:`PartFailed` (its error is already
     on standard error); one killed by a signal raises :class:`PartKilled`."""
+    ensure_applied(settings)
     from basketflow.app.flow_processes import child_env, start_part, supervise
     from basketflow.flows import stopping
     from basketflow.flows.live import PARTS, check_topics, prepare_run

@@ -7,6 +7,7 @@ raises because something is not running. The shape::
 
     {
       "data_dir": "...",
+      "project_file": "..." | None: the basketflow.yaml the settings were read from,
       "services": {"broker": SERVICE, "redis": SERVICE},
       "flow": {"events": int|None, "event_time": str|None, "clock": int|None,
                "updated_at": str|None, "error": str|None,
@@ -113,6 +114,7 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT,
                                                                         settings.topic)}
     return scraped | {
         "data_dir": str(settings.data_dir),
+        "project_file": str(settings.project_file) if settings.project_file else None,
         "services": services,
         "flow": {k: progress.get(k) for k in fields}
         | {"health": health, "notes": health_notes(health, services[REDIS]),

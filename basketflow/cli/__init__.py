@@ -27,6 +27,7 @@ from basketflow.cli import (
     demo,
     features,
     models,
+    project,
     report,
     run,
     serve,
@@ -67,7 +68,8 @@ def debugging(ctx: click.Context) -> bool:
 @click.group(cls=BasketflowCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Offline store, recovery snapshots and embedded servers' state "
-                   "[env BASKETFLOW_DATA_DIR; default ./data].")
+                   "[env BASKETFLOW_DATA_DIR; else basketflow.yaml's data_dir; default "
+                   "./data].")
 @click.option("-v", "--verbose", is_flag=True, help="Log more (debug level).")
 @click.option("--debug", is_flag=True,
               help=f"Show the traceback of an error [env {ENV_DEBUG}=1].")
@@ -90,6 +92,9 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool, debug: bool) -
       basketflow status                     servers, lag, stores (--watch)
       basketflow down
     Or all of it at once: basketflow demo
+
+    Settings come from the environment, then from the project file basketflow.yaml
+    found in this folder or above it (basketflow init writes one), then the defaults.
     """
     if not debugging(ctx):  # a dataflow's panic shows its message, not a backtrace
         os.environ["RUST_BACKTRACE"] = "0"
@@ -99,7 +104,8 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool, debug: bool) -
     ctx.obj = load_settings(data_dir)
 
 
-for command in (servers.up, servers.down, servers.status, data.generate, data.replay,
+for command in (project.init, project.plan, project.apply,
+                servers.up, servers.down, servers.status, data.generate, data.replay,
                 run.run, features.features, features.entities, backfill.backfill,
                 backfill.historical,
                 report.report, report.drift, report.categories, models.score, models.predict, models.segment,

@@ -23,24 +23,39 @@ if TYPE_CHECKING:
 @click.option("--materialize", is_flag=True,
               help="Also write the latest values to the online store (Redis).")
 @click.option("--allowed-lateness", type=click.IntRange(min=0), default=None,
-              help="Seconds an event may lag its customer's latest event [default: 3600].")
+              help="Seconds an event may lag its customer's latest event [default: "
+                   "the project file's allowed_lateness, else 3600].")
 @click.option("--processes", type=click.IntRange(min=1), default=None,
               help="Processes to split the customers and products over, each reading all "
                    "the events [default: the CPUs, at most 4].")
+@click.option("--views", "views", default=None, metavar="NAME[,NAME]",
+              help="Only these views of the feature repository's own (with --from-offline): "
+                   "their whole feature log, computed from the stored events.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON.")
 @click.pass_obj
 def backfill(settings: Settings, source: Path | None, from_offline: bool, materialize: bool,
-             allowed_lateness: int | None, processes: int | None, as_json: bool) -> None:
+             allowed_lateness: int | None, processes: int | None, views: str | None,
+             as_json: bool) -> None:
     """Compute the feature log from history with the live flow's own feature code.
 
     Writes features/<view>/ in the offline store (and, from a file, the events too);
     with --materialize also the latest values to Redis. No Kafka needed. The work is
     split over --processes: the customers in some, the products and the events to store
     in the others; the stores end the same as with one process.
+
+    With --views NAME --from-offline, the feature repository's own view NAME (declared
+    in basketflow.yaml's feature_repository, recorded by basketflow apply) gets its
+    whole history from the stored events instead, replacing its feature log.
     """
     from basketflow.app.backfill import plan_backfill, run_backfill
     if (source is None) == (not from_offline):
         raise click.UsageError("give exactly one of --from PATH or --from-offline")
+    if views is not None:
+        if source is not None or materialize:
+            raise click.UsageError("--views computes views from the offline store only: "
+                                   "give --from-offline, without --from or --materialize")
+        _backfill_views(settings, [v.strip() for v in views.split(",") if v.strip()], as_json)
+        return
     plan = plan_backfill(settings, source, materialize=materialize,
                          allowed_lateness=allowed_lateness, processes=processes)
     total = plan.total_bytes
@@ -56,6 +71,22 @@ def backfill(settings: Settings, source: Path | None, from_offline: bool, materi
         print_json(figures.to_json())
     else:
         print_backfilled(figures, from_file=source is not None)
+
+
+def _backfill_views(settings: Settings, names: list[str], as_json: bool) -> None:
+    """``backfill --views``: the repository's own views from the offline store."""
+    from basketflow.app.view_backfill import backfill_views
+    with progress_bar("backfill", in_bytes=False) as bar:
+        task = bar.add_task("backfill", total=None, lines="")
+        figures = backfill_views(settings, names, lambda done: bar.update(
+            task, completed=done, lines=f"{done:,} events"))
+    if as_json:
+        print_json(figures.to_json())
+        return
+    out.print(f"read {figures.events:,} stored events in {figures.seconds:.1f} s")
+    for name, rows in figures.rows.items():
+        out.print(f"  {name}: {rows:,} feature-log rows of {figures.entities[name]:,} "
+                  "entities (the log replaced)")
 
 
 def print_backfilled(figures: BackfillFigures, from_file: bool) -> None:

@@ -59,7 +59,7 @@ def features_get(settings: Settings, entities: tuple[str, ...], views: tuple[str
     from basketflow.app import features as app
     from basketflow.app.services import REDIS, resolve
     try:
-        app.check_views(views)
+        app.check_views(views, settings)
     except app.UnknownView as exc:
         raise click.BadParameter(str(exc), param_hint="--view") from exc
     found = app.many_online_features(resolve(settings, (REDIS,)), entities, views)
@@ -125,9 +125,11 @@ def entities(settings: Settings, view: str, limit: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 @click.pass_obj
 def features_list(settings: Settings, as_json: bool) -> None:
-    """Every feature view: entity, version, windows, features, where values live."""
+    """Every feature view of the registry as applied (basketflow apply; before any, the
+    built-in views): entity, version, windows, features, where values live."""
     from basketflow.app.features import describe_views
-    views = describe_views(settings.prefix)
+    listing = describe_views(settings)
+    views = listing.views
     if as_json:
         print_json([v.to_json() for v in views])
         return
@@ -140,6 +142,9 @@ def features_list(settings: Settings, as_json: bool) -> None:
     out.print("where their values live:")
     for v in views:  # below, not as columns: keys and paths are too long for 80 columns
         out.print(f"  {v.name:9} online  {v.online}\n  {'':9} offline {v.offline}")
+    out.print(f"registry: {listing.registry}, applied {when(listing.applied_at)}"
+              if listing.applied_at is not None else
+              "registry: the built-in views (nothing applied yet: basketflow plan, apply)")
     out.print("one view in full: basketflow features describe VIEW")
 
 
@@ -148,11 +153,12 @@ def features_list(settings: Settings, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the view as JSON.")
 @click.pass_obj
 def features_describe(settings: Settings, view: str, as_json: bool) -> None:
-    """One feature view in full: every feature with its type and description."""
+    """One feature view of the registry as applied in full: every feature with its kind,
+    type and description."""
     from basketflow.app.features import UnknownView, describe_view
     from basketflow.schemas.features import REQUEST_TIME
     try:
-        info = describe_view(view, settings.prefix)
+        info = describe_view(view, settings)
     except UnknownView as exc:
         raise click.BadParameter(str(exc), param_hint="VIEW") from exc
     if as_json:

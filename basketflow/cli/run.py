@@ -100,8 +100,10 @@ def _run(ctx: click.Context, part: str | None, one_process: bool,
          options: FlowOptions) -> RunFigures:
     """The run itself: both parts as child processes, or one or both in this process."""
     from basketflow.app.flow_processes import PartFailed
+    from basketflow.app.registry import ensure_applied
     from basketflow.app.run import run_in_process, run_parts
     from basketflow.app.services import resolve
+    ensure_applied(ctx.obj)  # before the servers are asked for: the first thing to fix
     settings = resolve(ctx.obj)
     if part is None and not one_process:
         try:

@@ -99,6 +99,8 @@ def _rate(per_second: float | None) -> str:
 def print_status(report: dict[str, Any]) -> None:
     """The status for a terminal of 80 columns or more: values that cannot be cut (ids,
     addresses, topic names) fold onto a second line rather than end in an ellipsis."""
+    if report.get("project_file"):
+        out.print(f"project: {report['project_file']}")
     services = table("name", "address", "mode", "pid>", "alive", title="services")
     for name, svc in report["services"].items():
         services.add_row(name, str(svc.get("address")), svc.get("mode", ""),

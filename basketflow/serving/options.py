@@ -13,7 +13,7 @@ True
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from basketflow.config import Settings
@@ -39,7 +39,8 @@ class ServeOptions:
     def to_json(self) -> str:
         """The options as JSON text (paths as text)."""
         data = asdict(self)
-        data["settings"]["data_dir"] = str(self.settings.data_dir)
+        data["settings"] = {key: str(value) if isinstance(value, Path) else value
+                            for key, value in data["settings"].items()}
         data["api_keys_file"] = str(self.api_keys_file) if self.api_keys_file else None
         return json.dumps(data)
 
@@ -47,7 +48,8 @@ class ServeOptions:
     def from_json(cls, text: str) -> ServeOptions:
         """The options :meth:`to_json` wrote."""
         data = json.loads(text)
-        settings = Settings(**data.pop("settings"))
-        settings = Settings(**{**asdict(settings), "data_dir": Path(settings.data_dir)})
+        paths = {f.name for f in fields(Settings) if "Path" in str(f.type)}
+        settings = Settings(**{key: Path(value) if key in paths and value is not None
+                               else value for key, value in data.pop("settings").items()})
         keys = data.pop("api_keys_file")
         return cls(settings, api_keys_file=Path(keys) if keys else None, **data)

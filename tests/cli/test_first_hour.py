@@ -94,7 +94,8 @@ WIDE_COMMANDS = [
     ["entities"], ["features", "{id}", "{id2}"], ["features", "{product}", "--view", "product"],
     ["status"], ["replay", "sample.csv", "--limit", "100"],
     ["backfill", "--from", "sample.csv", "--processes", "1"],
-    ["report", "--date", "2010-12-09", "--format", "md,json"],
+    ["report", "--date", "2010-12-09", "--format", "md,json"], ["plan"],
+    ["init", "shop"], ["init", "--help"],
 ]
 
 

@@ -1,0 +1,93 @@
+"""The registry as applied: the feature views ``basketflow apply`` recorded, in the
+offline store beside the data they describe (``<offline>/registry/registry.json``).
+
+Each view is kept as its definition and version (what the stores' ``_version`` and
+``version`` columns refer to), each served feature's kind, and where it was declared, so
+``features list`` and ``describe`` show it without the repository's code, and ``plan``
+compares the repository against it. The file is written under a temporary name and
+renamed into place, so a reader sees the old registry or the new one, never half.
+
+>>> import tempfile
+>>> from basketflow.schemas.features import registry
+>>> root = Path(tempfile.mkdtemp())
+>>> read_registry(root) is None
+True
+>>> write_registry(root, [registry()["basket"]], {"basket": "builtin"}, applied_at=0)
+>>> read_registry(root).views["basket"].version == registry()["basket"].version
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from basketflow.errors import BasketflowError
+from basketflow.schemas.feature_view import FeatureView
+
+#: Bumped when the file's layout changes.
+FORMAT = 1
+
+
+class RegistryDamaged(BasketflowError):
+    """A registry file that cannot be read."""
+
+
+@dataclass(frozen=True)
+class AppliedView:
+    """One view as the registry recorded it."""
+
+    name: str
+    version: str
+    definition: dict[str, Any]
+    kinds: dict[str, str]
+    declared_at: str
+
+    @classmethod
+    def of(cls, view: FeatureView, declared_at: str) -> AppliedView:
+        """The record of a compiled view."""
+        return cls(view.name, view.version, view.definition(), view.kinds, declared_at)
+
+
+@dataclass(frozen=True)
+class AppliedRegistry:
+    """The registry file: when it was applied, and its views in order."""
+
+    path: Path
+    applied_at: int
+    views: dict[str, AppliedView]
+
+
+def registry_path(offline_root: Path) -> Path:
+    """Where the registry lives in the offline store."""
+    return Path(offline_root) / "registry" / "registry.json"
+
+
+def read_registry(offline_root: Path) -> AppliedRegistry | None:
+    """The applied registry, or None when nothing was applied yet."""
+    path = registry_path(offline_root)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        views = {v["name"]: AppliedView(**v) for v in data["views"]}
+        return AppliedRegistry(path, int(data["applied_at"]), views)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RegistryDamaged(f"the registry {path} cannot be read ({exc}); run "
+                              "`basketflow apply` to write it again from the feature "
+                              "repository") from exc
+
+
+def write_registry(offline_root: Path, views: list[FeatureView], declared_at: dict[str, str],
+                   applied_at: int) -> None:
+    """Record ``views`` (each declared where ``declared_at`` says) as the registry."""
+    path = registry_path(offline_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": FORMAT, "applied_at": applied_at,
+            "views": [AppliedView.of(v, declared_at.get(v.name, "")).__dict__ for v in views]}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(temporary, path)
