@@ -1,6 +1,6 @@
 """What the flow's Prometheus metrics cost: ``basketflow run --stop-at-end`` (two
-processes, no recovery snapshots) over the same topic with metrics off and on, in
-alternating rounds, each on a fresh data directory and key prefix: events/s (wall, from
+processes, no recovery snapshots) over the same topic with metrics off, on and scraped
+once a second, and on but not scraped (the counting alone), in alternating rounds, each on a fresh data directory and key prefix: events/s (wall, from
 the first message to the last row, as the run reports it) and CPU per event (the CPU
 time of the run and both its parts, which the machine's other load disturbs less than
 wall time); and the time of a
@@ -68,9 +68,10 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one_run(settings: Settings, port: int | None, scrapes: list[float]) -> dict:
-    """One ``basketflow run --stop-at-end``; with ``port``, scrape both parts once a
-    second while it runs (times into ``scrapes``). Its figures, with ``cpu_seconds``."""
+def one_run(settings: Settings, port: int | None, scrapes: list[float] | None) -> dict:
+    """One ``basketflow run --stop-at-end``; with ``port``, metrics on, and with
+    ``scrapes`` both parts scraped once a second while it runs (times into ``scrapes``).
+    Its figures, with ``cpu_seconds``."""
     cpu = children_cpu()
     args = [sys.executable, "-m", "basketflow.cli", "run", "--stop-at-end", "--no-recovery",
             "--json", *(["--metrics-port", str(port)] if port else [])]
@@ -81,15 +82,16 @@ def one_run(settings: Settings, port: int | None, scrapes: list[float]) -> dict:
         while not done.wait(1.0):
             for p in (port, port + 1):  # type: ignore[operator]
                 ms = scrape_ms(p)
-                if ms is not None:
+                if ms is not None and scrapes is not None:
                     scrapes.append(ms)
 
     thread = threading.Thread(target=scraper, daemon=True)
-    if port:
+    scraping = port is not None and scrapes is not None
+    if scraping:
         thread.start()
     out, _ = proc.communicate()
     done.set()
-    if port:
+    if scraping:
         thread.join()
     assert proc.returncode == 0, "the run failed"
     return json.loads(out) | {"cpu_seconds": children_cpu() - cpu}
@@ -105,22 +107,24 @@ def main() -> None:
         sys.exit(f"no data at {args.path}: give the path of a Kaggle-format file")
     print(f"machine: {describe()}")
     print(f"data: {args.path}, first {args.limit:,} lines")
-    rates: dict[str, list[float]] = {"off": [], "on": []}
-    cpu_us: dict[str, list[float]] = {"off": [], "on": []}
+    modes = ("off", "on", "unscraped")
+    rates: dict[str, list[float]] = {mode: [] for mode in modes}
+    cpu_us: dict[str, list[float]] = {mode: [] for mode in modes}
     busy: list[float] = []
     with tempfile.TemporaryDirectory() as tmp, embedded_services(Path(tmp)) as (kafka, redis):
         summary = replay(args.path, kafka, "transactions", "transactions.dead",
                          limit=args.limit)
         print(f"replayed {summary.sent:,} events")
         for r in range(args.rounds):
-            for mode in ("off", "on"):
+            for mode in modes:
                 settings = Settings(Path(tmp) / f"{mode}{r}", kafka, redis,
                                     prefix=f"bench-{mode}{r}")
                 load = os.getloadavg()[0]
-                figures = one_run(settings, free_port_pair() if mode == "on" else None, busy)
+                figures = one_run(settings, free_port_pair() if mode != "off" else None,
+                                  busy if mode == "on" else None)
                 rates[mode].append(figures["events_per_second"])
                 cpu_us[mode].append(figures["cpu_seconds"] / figures["events"] * 1e6)
-                print(f"round {r + 1}, metrics {mode:>3}: {figures['events']:,} events, "
+                print(f"round {r + 1}, metrics {mode:>9}: {figures['events']:,} events, "
                       f"{figures['events_per_second']:,.0f} events/s, "
                       f"{cpu_us[mode][-1]:.1f} us CPU/event (load average {load:.2f} before)")
         port = free_port_pair()
@@ -140,12 +144,13 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait()
-    off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
-    print(f"flow events/s, median of {args.rounds}: off {off:,.0f}, on {on:,.0f} "
-          f"({(on / off - 1) * 100:+.1f}%)")
-    off, on = statistics.median(cpu_us["off"]), statistics.median(cpu_us["on"])
-    print(f"CPU per event (all processes), median of {args.rounds}: off {off:.1f} us, "
-          f"on {on:.1f} us ({(on / off - 1) * 100:+.1f}%)")
+    for what, figures, unit in (("flow events/s", rates, ""),
+                                ("CPU per event (all processes), us", cpu_us, "")):
+        off = statistics.median(figures["off"])
+        shown = ", ".join(f"{mode} {statistics.median(figures[mode]):,.1f}"
+                          f" ({(statistics.median(figures[mode]) / off - 1) * 100:+.1f}%)"
+                          for mode in modes[1:])
+        print(f"{what}, median of {args.rounds}: off {off:,.1f}{unit}, {shown}")
     for name, times in (("busy flow, 1/s", busy), ("idle flow", idle)):
         if times:
             times.sort()
