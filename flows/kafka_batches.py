@@ -31,6 +31,10 @@ idle reader answers again, asked once a second), recorded in the flow's health f
 140 lines a second while the broker is down, goes to the ``basketflow.librdkafka`` logger,
 shown with ``-v`` only. A topic gone when the broker is back (a restarted embedded broker
 starts empty) stops the flow as above.
+
+**Positions for the metrics.** :func:`partition_positions` gives each open reader's next
+offset and its partition's end as the fetch responses give it, so the flow's metrics
+(:mod:`basketflow.flows.flow_metrics`) report a lag that is right on Tansu too.
 """
 
 from __future__ import annotations
@@ -228,6 +232,35 @@ class RawMessage(msgspec.Struct, frozen=True):
     quiet: int = DELIVERING
 
 
+class PartitionPosition(msgspec.Struct, frozen=True):
+    """Where a reader is in its partition: the next offset to read (0 before its first
+    message) and the partition's end (its high watermark) as the last fetch gave it."""
+
+    topic: str
+    partition: int
+    next_offset: int
+    end_offset: int
+
+
+#: The partition readers open in this process (see :func:`partition_positions`).
+_readers: set[_PartitionReader] = set()
+
+
+def partition_positions() -> list[PartitionPosition]:
+    """Each open reader's position, for a reader that has had a fetch response (safe to
+    call from another thread: the client's cached watermarks are read under its lock)."""
+    found = []
+    for reader in list(_readers):
+        try:
+            end = reader._high_watermark()
+        except (RuntimeError, KafkaException):  # closed meanwhile
+            continue
+        if end >= 0:
+            found.append(PartitionPosition(reader._topic, reader._partition,
+                                           max(reader._offset, 0), end))
+    return found
+
+
 class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
     """Reads one partition; its snapshot is the next offset to read. ``to_end`` starts at
     the partition's end (``--reset-offsets latest``), found from the first fetch."""
@@ -254,6 +287,7 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
         self._ended = False
         self._to_end = to_end
         self._said_caught_up = False
+        _readers.add(self)
 
     def _on_error(self, err: KafkaError) -> None:
         """librdkafka's error callback: "all brokers are down" starts an outage."""
@@ -392,6 +426,7 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
         return self._offset
 
     def close(self) -> None:
+        _readers.discard(self)
         self._consumer.close()
 
 

@@ -77,11 +77,13 @@ from basketflow.flows.event_clock import (
     timer_step,
     to_shards,
 )
+from basketflow.flows.flow_metrics import FlowMetrics, install, serve_on
 from basketflow.flows.gc_tuning import fewer_collections
 from basketflow.flows.kafka_batches import (
     DEFAULT_MAX_BATCH,
     KafkaBatchSource,
     RawMessage,
+    broker_outage,
     check_topic_ids,
     clear_fault,
     raise_fault,
@@ -125,6 +127,7 @@ from basketflow.sinks.offline_store import (
     writing,
 )
 from basketflow.sinks.online_store import connect
+from basketflow.sinks.flow_health import FlowHealth
 from basketflow.sinks.redis_retry import HEALTH_FILE, RedisRetry
 
 RECOVERY_PARTITIONS = 4
@@ -149,6 +152,8 @@ class Decoded:
     #: The partition polled, and what its reader said of it (see the clock's ``quiet``).
     partition: str = ""
     quiet: int = DELIVERING
+    #: Each event's Kafka timestamp (ms), for the flow's metrics.
+    arrivals: list[int] = field(default_factory=list)
 
 
 def partition_name(topic: str, partition: int) -> str:
@@ -174,6 +179,7 @@ def decode_batch(batch: list[RawMessage]) -> Decoded:
             out.dead_offsets.setdefault(name, []).append(msg.offset)
         else:
             out.events.append(decoded)
+            out.arrivals.append(msg.timestamp_ms)
             out.event_offsets.setdefault(name, []).append(msg.offset)
         out.offsets[name] = msg.offset + 1
     return out
@@ -321,7 +327,7 @@ def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureO
     split = op.branch("shadow-or-served", predicted,
                       lambda kv: isinstance(kv[1], ShadowScoreRow))
     scored = cast(KeyedStream[ScoreRow], split.falses)
-    op.inspect("count-scores", scored, lambda _step, _row: stats.add(scores=1))
+    op.inspect("count-scores", scored, lambda _step, keyed: stats.scored(keyed[1]))
     if outputs.redis_url is not None:
         op.output("online-scores", scored,
                   OnlineScoreSink(outputs.redis_url, outputs.prefix, outputs.retry))
@@ -360,12 +366,14 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
                     allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S,
                     scoring: ScoringConfig | None = None,
                     max_batch: int = DEFAULT_MAX_BATCH,
-                    parts: tuple[str, ...] = PARTS, reset: str | None = None) -> Dataflow:
+                    parts: tuple[str, ...] = PARTS, reset: str | None = None,
+                    metered: bool = False) -> Dataflow:
     """The Kafka-fed dataflow of the given ``parts`` (see the module docstring);
     ``stop_at_end`` ends it at the end of every partition; ``scoring`` (None: no scores)
     sets up the classifier of the serve part; ``max_batch`` caps the messages taken per
     poll of a partition; ``reset`` (``earliest``, ``latest``) reads from there instead of
-    from the stored offsets.
+    from the stored offsets; ``metered`` counts for the process's Prometheus metrics
+    (:mod:`basketflow.flows.flow_metrics`).
 
     Both parts decode every message; only the store part handles dead letters, so a
     flow of the serve part alone passes them over (the store part's flow stores them).
@@ -378,14 +386,26 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     raw = op.input("kafka-in", flow, KafkaBatchSource(bootstrap, settings.topic, config,
                                                       stop_at_end, max_batch, reset, health))
     decoded = op.map("decode", raw, decode_batch)
+    retry = RedisRetry(settings.redis_url, health,
+                       state_file=settings.state_file)
+    metrics = None
+    if metered:
+        metrics = FlowMetrics("+".join(parts), stats,
+                              frozenset(PART_ENTITIES[part] for part in parts), retry.outage,
+                              broker_outage(bootstrap, FlowHealth.at(health)),
+                              scoring.labels if scoring and SERVE in parts else None)
+        install(metrics)
+        op.inspect("metrics-batches", decoded, lambda _s, d: metrics.batch(
+            d.event_offsets, d.dead_offsets, d.events, d.arrivals))
     if STORE in parts:
-        add_dead_letter_steps(flow, decoded, settings, config, stop_at_end, stats, reset)
+        add_dead_letter_steps(flow, decoded, settings, config, stop_at_end, stats, reset,
+                              metrics)
     clocked = event_clock("event-clock", op.map("partition-times", decoded, partition_times),
                           Decoded, tuple(partition_name(settings.topic, p) for p in
                                          topic_partitions(bootstrap, settings.topic)))
+    if metrics is not None:
+        op.inspect("metrics-clock", clocked, lambda _s, c: metrics.clocked(c[1]))
     events = op.map("events", clocked, lambda c: ClockedBatch(c[0].events, c[1]))
-    retry = RedisRetry(settings.redis_url, health,
-                       state_file=settings.state_file)
     if scoring is not None and SERVE in parts:
         read: dict[str, int] = {}
         scoring = replace(scoring, offsets=read)
@@ -404,9 +424,11 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
 
 def add_dead_letter_steps(flow: Dataflow, decoded: Stream[Decoded], settings: Settings,
                           config: dict[str, object], stop_at_end: bool,
-                          stats: FlowStats, reset: str | None = None) -> None:
+                          stats: FlowStats, reset: str | None = None,
+                          metrics: FlowMetrics | None = None) -> None:
     """Send the messages that could not be decoded to the dead topic, and store every
-    dead letter of that topic (the flow's and the producer's) offline."""
+    dead letter of that topic (the flow's and the producer's) offline; count the
+    producer's in ``metrics``."""
     assert settings.kafka_bootstrap
     bootstrap = settings.kafka_bootstrap
     dead = op.flat_map("dead", decoded, lambda d: d.dead)
@@ -418,6 +440,9 @@ def add_dead_letter_steps(flow: Dataflow, decoded: Stream[Decoded], settings: Se
         bootstrap, settings.dead_topic, config, stop_at_end, reset=reset,
         health_path=settings.data_dir / HEALTH_FILE))
     producers_dead = op.flat_map("producer-letters", dead_in, producer_letters)
+    if metrics is not None:  # a producer's dead letter is named <topic>:<partition>:<offset>
+        op.inspect("metrics-dead-in", producers_dead, lambda _s, letter: metrics.dead_read(
+            partition_name(*letter[0].rsplit(":", 2)[:2]), 1))
     op.output("offline-dead", op.merge("all-dead", dead, producers_dead),
               DeadLetterSink(settings.offline_dir, stats))
 
@@ -535,14 +560,19 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
              allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S,
              max_batch: int = DEFAULT_MAX_BATCH,
              parts: tuple[str, ...] = PARTS,
-             scoring: ScoringConfig | None = None) -> FlowStats:
+             scoring: ScoringConfig | None = None,
+             metrics_port: int | None = None) -> FlowStats:
     """Consume the topic into the stores, in this process, with the given parts of the
     flow; return the counters of the run. The serve part scores with ``scoring`` (none
-    without it)."""
+    without it); ``metrics_port`` (None: none) serves the process's Prometheus metrics
+    (:mod:`basketflow.flows.flow_metrics`)."""
     prepare_run(settings)
     check_topics(settings, options.recovery_dir, parts, options.reset_offsets)
+    if metrics_port is not None:
+        serve_on(metrics_port, settings.data_dir / "dataflow" / "+".join(parts))
     stats = stats or FlowStats()
     scoring = scoring if SERVE in parts else None
     run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness, scoring,
-                             max_batch, parts, options.reset_offsets), options)
+                             max_batch, parts, options.reset_offsets,
+                             metered=metrics_port is not None), options)
     return stats

@@ -35,7 +35,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from statistics import fmean
@@ -50,8 +50,10 @@ from basketflow.reports.customer_categories import (
     moves,
     unavailable,
 )
+from basketflow.reports.drift import DriftError, drift_report
 from basketflow.reports.offline_query import OfflineQuery
 from basketflow.reports.profiles import ProfileError
+from basketflow.reports.quality import check_day
 from basketflow.schemas.taxonomy import Taxonomy, load_taxonomy
 from basketflow.sinks.offline_layout import CorruptFile, events_dir
 
@@ -687,7 +689,7 @@ def _moves(s: DayScope) -> dict[str, Any]:
 
 def build_data_quality(s: DayScope) -> dict[str, Any]:
     """Lines stored, rejected lines by reason, late events, non-product, cancellation and
-    adjustment lines."""
+    adjustment lines, and the data-quality expectations checked on the day's lines."""
     figures = s.figures(s.run.series(QUALITY_METRICS)[TOTAL], QUALITY_METRICS)
     recorded = s.run.query.has_dead_letters
     rejected = s.run.rejected()
@@ -695,6 +697,7 @@ def build_data_quality(s: DayScope) -> dict[str, Any]:
     by_reason = sorted(rejected.get(s.day, {}).items(), key=lambda rc: (-rc[1], rc[0]))
     return {
         **figures,
+        "expectations": [asdict(r) for r in check_day(s.run.query, "window_events", s.day)],
         "late_events": s.figure(s.run.late_events(), "count"),
         "rejected": {
             "recorded": recorded,
@@ -702,6 +705,25 @@ def build_data_quality(s: DayScope) -> dict[str, Any]:
             "by_reason": [{"reason": r, "count": n} for r, n in by_reason],
         },
     }
+
+
+#: The features of the drift section (most moved first) and of its chart.
+DRIFT_SHOWN = 10
+
+
+def build_drift(s: DayScope) -> dict[str, Any]:
+    """How far each feature moved from the 28 days before (:mod:`basketflow.reports.drift`):
+    how many did, the ones that moved most; or why it could not be measured."""
+    try:
+        found = drift_report(s.run.query.offline_dir, s.day)
+    except (DriftError, CorruptFile) as exc:
+        return {"available": False, "message": f"Feature drift could not be measured: {exc}."}
+    counts = {status: sum(1 for f in found.features if f.status == status)
+              for status in ("alert", "warn", "ok")}
+    data = found.to_json()
+    return {"available": True, "reference": data["reference"], "counts": counts,
+            "thresholds": data["thresholds"], "most_moved": data["features"][:DRIFT_SHOWN],
+            "empty": found.empty}
 
 
 @dataclass(frozen=True)
@@ -720,6 +742,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("customer_categories", "Customer categories", build_customer_categories),
     Section("customers_countries", "Customers and countries", build_customers_countries),
     Section("data_quality", "Data quality", build_data_quality),
+    Section("drift", "Feature drift", build_drift),
 )
 
 

@@ -375,6 +375,59 @@ def view_data_quality(section: dict[str, Any]) -> list[Block]:
         blocks.append(Table(("Reason", "Lines"),
                             [[r["reason"], fmt(r["count"], "count")]
                              for r in rejected["by_reason"]], "lr"))
+    return blocks + _expectations(section["expectations"])
+
+
+def _expectations(results: list[dict[str, Any]]) -> list[Block]:
+    """The expectations checked on the day's lines, and each failure with examples."""
+    blocks: list[Block] = [
+        Heading("Expectations"),
+        Paragraph("Each expectation names the lines that break it; a day fails it when "
+                  "their share of the lines it applies to is over the share allowed."),
+        Table(("Lines that break it", "Lines", "Breaking", "Share", "Allowed", "Result"),
+              [[r["description"], fmt(r["lines"], "count"), fmt(r["breaking"], "count"),
+                f"{r['share']:.2%}", f"{r['max_share']:.0%}",
+                "passed" if r["passed"] else "FAILED"] for r in results], "lrrrrl")]
+    for r in results:
+        if not r["passed"]:
+            lines = "; ".join(
+                f"invoice {x['invoice']} {x['stock_code']} x{x['quantity']} at "
+                f"{x['unit_price']} ({x['country']})" for x in r["examples"])
+            blocks.append(Paragraph(f"Failed, {r['description']}: {r['breaking']:,} of "
+                                    f"{r['lines']:,} lines (allowed {r['max_share']:.0%}), "
+                                    f"e.g. {lines}."))
+    return blocks
+
+
+#: What each drift measure is called for a reader.
+DRIFT_MEASURES = {"psi": "stability index", "js": "Jensen-Shannon distance",
+                  "ks": "Kolmogorov-Smirnov test", "chi2": "chi-square test"}
+
+
+def view_drift(section: dict[str, Any]) -> list[Block]:
+    """How many features moved from the 28 days before, the ones that moved most, and a
+    chart of them; or why drift could not be measured."""
+    if not section["available"]:
+        return [Paragraph(section["message"])]
+    first, last = section["reference"]
+    counts = section["counts"]
+    moved = section["most_moved"]
+    blocks: list[Block] = [
+        Paragraph(f"How far today's customer, basket and product figures and the model's "
+                  f"predicted categories moved from {first} .. {last}: "
+                  f"{counts['alert']} alert, {counts['warn']} warning, {counts['ok']} "
+                  "steady. A stability index over 0.1 is a warning and over 0.25 an "
+                  "alert; a distance over 0.1 a warning and over 0.2 an alert; on a day "
+                  "with under 100 values a test decides (p under 0.05 a warning, under "
+                  "0.01 an alert)."),
+        Table(("Feature", "Measure", "Value", "p-value", "Status"),
+              [[f"{f['view']}: {f['feature']}", DRIFT_MEASURES[f["method"]],
+                f"{f['score']:.3f}", "" if f["p_value"] is None else f"{f['p_value']:.2g}",
+                f["status"]] for f in moved], "llrrl"),
+    ]
+    if moved:
+        blocks.append(Chart("drift.png", "Features that moved most (red: alert, orange: "
+                            "warning)", lambda fig: _drift_bars(fig, moved)))
     return blocks
 
 
@@ -385,6 +438,7 @@ VIEWS: dict[str, Callable[[dict[str, Any]], list[Block]]] = {
     "customer_categories": view_customer_categories,
     "customers_countries": view_customers_countries,
     "data_quality": view_data_quality,
+    "drift": view_drift,
 }
 
 
@@ -404,6 +458,19 @@ def _bars_vs_average(fig: MplFigure, labels: Sequence[str],
     ax.set_yticks(list(positions), labels)
     ax.xaxis.set_major_formatter(lambda x, _: f"£{x:,.0f}")
     ax.legend(loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _drift_bars(fig: MplFigure, features: Sequence[dict[str, Any]]) -> None:
+    """Horizontal bars of each feature's measure, coloured by its status, most moved on
+    top."""
+    ax = fig.subplots()
+    colours = {"alert": "#d62728", "warn": "#ff7f0e", "ok": "#bbbbbb"}
+    positions = range(len(features))[::-1]
+    ax.barh(list(positions), [f["score"] for f in features],
+            color=[colours[f["status"]] for f in features])
+    ax.set_yticks(list(positions), [f"{f['view']}: {f['feature']} ({f['method']})"
+                                    for f in features])
     ax.grid(axis="x", alpha=0.3)
 
 

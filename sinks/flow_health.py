@@ -64,7 +64,8 @@ class Outage:
     """One server's outages as a flow sees them: :meth:`down` on each failure logs one
     warning when an outage starts and records it; :meth:`back` logs one line when it
     ends and records how long it was. Thread-safe; ``fields`` prefixes the recorded names
-    (``""`` for Redis, ``"broker_"`` for the broker)."""
+    (``""`` for Redis, ``"broker_"`` for the broker). ``failures`` counts every failure
+    noted and ``started`` the outages, for the flow's metrics."""
 
     def __init__(self, name: str, what: str, health: FlowHealth, fields: str = "") -> None:
         self.name = name
@@ -73,15 +74,19 @@ class Outage:
         self.fields = fields
         self.lock = threading.Lock()
         self.since: float | None = None
+        self.failures = 0
+        self.started = 0
 
     def down(self, error: object, waiting: str,
              extra: dict[str, object] | None = None) -> bool:
         """Note a failure; True when it starts an outage (then logged and recorded, with
         ``extra`` fields)."""
         with self.lock:
+            self.failures += 1
             if self.since is not None:
                 return False
             self.since = time.time()
+            self.started += 1
         log.warning("%s is unreachable (%s); %s", self.what, error, waiting)
         f = self.fields
         self.health.update({self.name: "down", f"{f}since": iso(self.since),

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from bytewax.outputs import (
     DynamicSink,
@@ -69,10 +69,23 @@ from basketflow.sinks.write_behind import BackgroundWrites, EpochBuffer
 
 log = logging.getLogger("basketflow.flow")
 T = TypeVar("T")
+#: The values of one online write, by view and entity: (event time, values).
+WrittenRows = dict[str, dict[str, tuple[int, dict[str, Any]]]]
+
+
+class FlowObserver(Protocol):
+    """What the flow's metrics (:mod:`basketflow.flows.flow_metrics`) are told by the
+    sinks: each online write once it returned, and each score made."""
+
+    def online_written(self, latest: WrittenRows) -> None: ...
+
+    def scored(self, row: ScoreRow) -> None: ...
+
 
 @dataclass
 class FlowStats:
-    """Counters shared by the sinks of one process (Bytewax workers are its threads)."""
+    """Counters shared by the sinks of one process (Bytewax workers are its threads);
+    ``observer`` (None: none) is told of online writes and scores as they happen."""
 
     events: int = 0
     dead_letters: int = 0
@@ -84,6 +97,7 @@ class FlowStats:
     first_seen: float | None = None
     last_written: float | None = None
     unwritable: StoreUnwritable | None = None
+    observer: FlowObserver | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def writing(self, write: Callable[[], T]) -> T:
@@ -104,6 +118,12 @@ class FlowStats:
             if self.first_seen is None:
                 self.first_seen = now
             self.last_written = now
+
+    def scored(self, row: ScoreRow) -> None:
+        """Count one score (and tell the observer)."""
+        self.add(scores=1)
+        if self.observer is not None:
+            self.observer.scored(row)
 
     @property
     def seconds(self) -> float:
@@ -270,13 +290,15 @@ class OnlineFeatureSink(_RedisSink[FeatureUpdate]):
 
     def writer(self, store: OnlineStore) -> Callable[[list[FeatureUpdate]], None]:
         def write(batch: list[FeatureUpdate]) -> None:
-            latest: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
+            latest: WrittenRows = {}
             for update in batch:
                 for view, values in update.values.items():
                     latest.setdefault(view, {})[update.entity] = (update.times[view], values)
             for view, rows in latest.items():
                 self.retry.call(lambda view=self.views[view], rows=rows: store.write(view, rows))
             self.stats.add(online_writes=sum(len(r) for r in latest.values()))
+            if self.stats.observer is not None:
+                self.stats.observer.online_written(latest)
 
         return write
 

@@ -2,12 +2,16 @@
 
 The file is parsed, not run: the test checks that the services exist, that flow and replay
 use exactly the environment variables :mod:`basketflow.config` reads, that their addresses
-point at the kafka and redis services, and that their commands are real CLI subcommands.
+point at the kafka and redis services, and that their commands are real CLI subcommands;
+and that Prometheus scrapes the ports the flow and the server serve metrics on, and
+Grafana's provisioned dashboard asks only for metrics they export.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -103,3 +107,41 @@ def test_replay_reads_the_mounted_input(compose: dict[str, Any]) -> None:
     replay = compose["services"]["replay"]
     assert any(str(v).startswith("./input:/data") for v in replay["volumes"])
     assert "/data/data.csv" in _command(replay)
+
+
+DEPLOY = COMPOSE_FILE.parent / "deploy"
+#: The metric families the flow and the server export (the flow's are checked on a
+#: running flow by tests/flows/test_flow_metrics.py).
+HTTP_FAMILIES = {"basketflow_http_requests", "basketflow_http_request_duration_seconds"}
+
+
+def _option(command: str, name: str) -> str:
+    """The value of option ``name`` in the basketflow command a ``sh -c "..."`` runs."""
+    words = shlex.split(shlex.split(command)[-1].split("&&")[-1])
+    return words[words.index(name) + 1]
+
+
+def test_prometheus_scrapes_the_flow_and_the_server(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in \
+        services["prometheus"]["volumes"]
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    targets = {job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]]
+               for job in config["scrape_configs"]}
+    port = int(_option(_command(services["flow"]), "--metrics-port"))
+    assert targets["basketflow-flow"] == [f"flow:{port}", f"flow:{port + 1}"]  # serve, store
+    assert targets["basketflow-serve"] == [f"serve:{_option(_command(services['serve']), '--port')}"]
+
+
+def test_grafana_dashboard_asks_for_exported_metrics(compose: dict[str, Any]) -> None:
+    from tests.flows.test_flow_metrics import FLOW_FAMILIES
+    grafana = compose["services"]["grafana"]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    source = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml")
+                            .read_text())["datasources"][0]
+    assert source["url"] == "http://prometheus:9090"
+    dashboard = json.loads((DEPLOY / "grafana/dashboards/basketflow.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    names = {re.sub(r"_(total|bucket|sum|count)$", "", n)
+             for e in exprs for n in re.findall(r"\b(?:basketflow|bytewax)_[a-z_]+", e)}
+    assert names and names <= FLOW_FAMILIES | HTTP_FAMILIES, names - FLOW_FAMILIES

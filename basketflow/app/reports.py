@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from basketflow.config import Settings
 
 if TYPE_CHECKING:
+    from basketflow.reports.drift import DriftReport
     from basketflow.schemas.taxonomy import Taxonomy
 
 
@@ -63,6 +64,14 @@ def daily_reports(settings: Settings, days: list[date], out_dir: Path, formats: 
     results = run_reports(settings.offline_dir, days, out_dir, parse_formats(formats),
                           on_progress=on_progress)
     return [ReportFiles(r.get("day") or r.get("date"), r.get("files", [])) for r in results]
+
+
+def drift(settings: Settings, day: date, reference: tuple[date, date] | None = None
+          ) -> DriftReport:
+    """Each feature's drift on ``day`` against ``reference`` (default: the 28 days
+    before), from the offline store (:mod:`basketflow.reports.drift`)."""
+    from basketflow.reports.drift import drift_report
+    return drift_report(settings.offline_dir, day, reference)
 
 
 def taxonomy() -> Taxonomy:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from basketflow.app.flow_processes import PartFailed
@@ -50,6 +50,8 @@ class FlowOptions:
     from_start: bool = False
     #: ``earliest`` or ``latest``: read from there instead of from the stored offsets.
     reset_offsets: str | None = None
+    #: The port of the Prometheus metrics (0: none); two processes use it and the next.
+    metrics_port: int = 0
 
     def as_args(self) -> list[str]:
         """These options as ``basketflow run`` arguments, for a child process.
@@ -63,7 +65,8 @@ class FlowOptions:
                 "--snapshot-interval", str(self.snapshot_interval),
                 "--backup-interval", str(self.backup_interval),
                 "--max-batch", str(self.max_batch),
-                *(["--reset-offsets", self.reset_offsets] if self.reset_offsets else [])]
+                *(["--reset-offsets", self.reset_offsets] if self.reset_offsets else []),
+                *(["--metrics-port", str(self.metrics_port)] if self.metrics_port else [])]
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,8 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
         stats = run_live(settings, stop_at_end=options.stop_at_end, options=run_options,
                          allowed_lateness=settings.allowed_lateness,
                          max_batch=options.max_batch, parts=parts,
-                         scoring=scoring_config(settings.data_dir) if SERVE in parts else None)
+                         scoring=scoring_config(settings.data_dir) if SERVE in parts else None,
+                         metrics_port=options.metrics_port or None)
     return RunFigures(stats.events, stats.dead_letters, stats.offline_rows, stats.online_writes,
                       round(stats.seconds, 3),
                       round(stats.events / stats.seconds, 1) if stats.seconds else 0,
@@ -147,7 +151,8 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
         if stopping.requested():
             return RunFigures(0, 0, 0, 0, 0.0, 0, stopped=True)
         env = child_env(settings) | {ENV_HELD_BY: str(os.getpid())}
-        children = {part: start_part(part, options.as_args(), env, verbose) for part in PARTS}
+        children = {part: start_part(part, part_options(options, part).as_args(), env, verbose)
+                    for part in PARTS}
         try:
             by_part = supervise(children)
         except PartFailed as exc:
@@ -156,6 +161,19 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
             raise
     return combined_figures({part: RunFigures.from_json(figures)
                              for part, figures in by_part.items()})
+
+
+def part_options(options: FlowOptions, part: str) -> FlowOptions:
+    """The options of one part's process: the same, but each its own metrics port (the
+    serve part the one given, the store part the next).
+
+    >>> part_options(FlowOptions(metrics_port=9100), "store").metrics_port
+    9101
+    """
+    from basketflow.flows.live import PARTS
+    if not options.metrics_port:
+        return options
+    return replace(options, metrics_port=options.metrics_port + PARTS.index(part))
 
 
 def combined_figures(by_part: dict[str, RunFigures]) -> RunFigures:

@@ -53,10 +53,13 @@ not list); ``external`` otherwise.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from basketflow.app.flow_scrape import flow_metrics
 from basketflow.app.run_lock import pid_alive
 from basketflow.app.services import (
     BROKER,
@@ -91,9 +94,12 @@ BUNDLED_BINARIES = {BROKER: "tansu", REDIS: "valkey-server"}
 MAX_SCAN_KEYS = 1_000_000
 """Stop counting online keys after this many (``truncated: True``): status must stay quick."""
 
-def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[str, Any]:
+def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT,
+                   metrics_port: int | None = None) -> dict[str, Any]:
     """Everything ``basketflow status`` shows, gathered with short timeouts; never raises
-    because a server is down or a file is unreadable. Passwords in it are masked
+    because a server is down or a file is unreadable. With ``metrics_port`` (a flow's
+    ``run --metrics-port``), ``metrics`` holds each flow process's scraped figures
+    (:mod:`basketflow.app.flow_scrape`). Passwords in it are masked
     (:func:`~basketflow.security.redact_data`): it is made to be shown.
     """
     state = _safe_state(settings)
@@ -106,7 +112,9 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
     serve = flow_progress(redis_url, settings.prefix, timeout, SERVE_PROGRESS)
     fields = ("events", "event_time", "clock", "updated_at", "error")
     health = read_health(settings.data_dir)
-    return redact_data({
+    scraped = {} if metrics_port is None else {"metrics": flow_metrics(metrics_port,
+                                                                        settings.topic)}
+    return redact_data(scraped | {
         "data_dir": str(settings.data_dir),
         "project_file": str(settings.project_file) if settings.project_file else None,
         "services": services,
@@ -118,6 +126,43 @@ def collect_status(settings: Settings, timeout: float = CHECK_TIMEOUT) -> dict[s
         "offline": offline_status(settings.offline_dir),
         "online": online_status(redis_url, settings.prefix, timeout),
     })
+
+
+def watch_status(settings: Settings, interval: float,
+                 sleep: Callable[[float], None] = time.sleep,
+                 metrics_port: int | None = None) -> Iterator[dict[str, Any]]:
+    """:func:`collect_status` every ``interval`` seconds, for ever (``status --watch``);
+    each report has ``rates``: events/s of the flow (``flow``) and of its serve part
+    (``serve``) since the report before (None in the first, or where a count is
+    missing), and ``at`` (the wall time of the report, epoch seconds)."""
+    before: dict[str, Any] | None = None
+    while True:
+        report = collect_status(settings, metrics_port=metrics_port)
+        now = time.time()
+        report["at"] = round(now, 3)
+        report["rates"] = {part: events_rate(before, report, part) for part in ("flow", "serve")}
+        yield report
+        before = report
+        sleep(max(interval - (time.time() - now), 0.0))
+
+
+def events_rate(before: dict[str, Any] | None, after: dict[str, Any], part: str
+                ) -> float | None:
+    """Events/s of a flow ``part`` (``flow``: the whole flow's progress, ``serve``: the
+    serve part's) between two status reports; None without both counts.
+
+    >>> a = {"at": 10.0, "flow": {"events": 100, "serve": {"events": 90}}}
+    >>> b = {"at": 12.0, "flow": {"events": 300, "serve": {"events": None}}}
+    >>> events_rate(a, b, "flow"), events_rate(a, b, "serve"), events_rate(None, b, "flow")
+    (100.0, None, None)
+    """
+    if before is None or after["at"] <= before["at"]:
+        return None
+    counts = [(r["flow"] if part == "flow" else r["flow"].get("serve") or {}).get("events")
+              for r in (before, after)]
+    if None in counts:
+        return None
+    return round((int(counts[1]) - int(counts[0])) / (after["at"] - before["at"]), 1)
 
 
 def health_notes(health: dict[str, Any] | None, redis: dict[str, Any]) -> list[str]:

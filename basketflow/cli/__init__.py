@@ -94,7 +94,7 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool, debug: bool) -
       basketflow run --stop-at-end          the dataflow, until the topic's end
       basketflow entities --limit 3         some customers with live features
       basketflow features ID [ID ...]       their live features
-      basketflow status                     servers, lag, stores
+      basketflow status                     servers, lag, stores (--watch)
       basketflow down
     Or all of it at once: basketflow demo
 
@@ -126,9 +126,9 @@ for command in (project.init, project.plan, project.apply,
                 servers.up, servers.down, servers.status, data.generate, data.replay,
                 run.run, features.features, features.entities, backfill.backfill,
                 backfill.historical,
-                report.report, report.categories, models.score, models.predict, models.segment,
-                models.evaluate, model_registry.models, demo.demo, check.check, serve.serve,
-                security.security):
+                report.report, report.drift, report.categories, models.score, models.predict,
+                models.segment, models.evaluate, model_registry.models, demo.demo, check.check,
+                serve.serve, security.security):
     cli.add_command(command)
 
 

@@ -3,7 +3,7 @@ product taxonomy."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import click
@@ -57,6 +57,65 @@ def report(settings: Settings, day: datetime | None, first: datetime | None,
         out.print(f"  {r.day}/  " + ", ".join(pages)
                   + (f" and {charts} chart{'s' if charts != 1 else ''}" if charts else ""))
     out.print(f"  index.html  (every day reported in {shown(out_dir)})")
+
+
+def _window(_ctx: click.Context, _param: click.Parameter, text: str | None
+            ) -> tuple[date, date] | None:
+    """``FIRST:LAST`` as two dates (None: not given)."""
+    if text is None:
+        return None
+    try:
+        first, last = (datetime.strptime(part, "%Y-%m-%d").date() for part in text.split(":"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not FIRST:LAST, two dates such as "
+                                 "2011-09-01:2011-09-30") from None
+    if first > last:
+        raise click.BadParameter(f"{text!r} ends before it starts")
+    return first, last
+
+
+@click.command()
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="The day whose distributions are compared.")
+@click.option("--reference", type=str, default=None, callback=_window,
+              metavar="FIRST:LAST", help="The reference window, inclusive "
+              "[default: the 28 days before --date].")
+@click.option("--all", "show_all", is_flag=True, help="List every feature, not only those "
+              "that moved (warn or alert).")
+@click.option("--json", "as_json", is_flag=True, help="Print every feature's drift as JSON.")
+@click.pass_obj
+def drift(settings: Settings, day: datetime, reference: tuple[date, date] | None,
+          show_all: bool, as_json: bool) -> None:
+    """How far each feature's distribution on --date moved from the reference window:
+    the customer, basket and product views of the feature log, and the live model's
+    predicted-category mix.
+
+    \b
+    numbers     population stability index on the reference's deciles
+                (0.1 warn, 0.25 alert)
+    categories  Jensen-Shannon distance (0.1 warn, 0.2 alert)
+    small days  under 100 values: Kolmogorov-Smirnov or chi-square,
+                p < 0.05 warn, p < 0.01 alert
+    """
+    from basketflow.app.reports import drift as measure
+    found = measure(settings, day.date(), reference)
+    if as_json:
+        print_json(found.to_json())
+        return
+    first, last = found.reference
+    moved = [f for f in found.features if f.status != "ok"]
+    out.print(f"drift on {found.day} against {first} .. {last}: {len(moved)} of "
+              f"{len(found.features)} features moved")
+    shown_rows = found.features if show_all else moved
+    if shown_rows:
+        rows = table("view:feature", "by", "value>", "p>", "status", "day n>", "ref n>")
+        for f in shown_rows:
+            rows.add_row(f"{f.view}:{f.feature}", f.method, f"{f.score:.4f}",
+                         "" if f.p_value is None else f"{f.p_value:.2g}", f.status,
+                         f"{f.day_n:,}", f"{f.reference_n:,}")
+        out.print(rows)
+    if found.empty:
+        out.print(f"no values to compare: {', '.join(found.empty)}")
 
 
 @click.command()

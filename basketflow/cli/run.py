@@ -46,12 +46,16 @@ if TYPE_CHECKING:
 @click.option("--reset-offsets", type=click.Choice(["earliest", "latest"]), default=None,
               help="Keep the flow's state but read every partition from its first message "
                    "(earliest) or from its end (latest) instead of the stored offsets.")
+@click.option("--metrics-port", type=click.IntRange(0, 65534), default=0, show_default=True,
+              metavar="PORT", help="Serve Prometheus metrics (and Bytewax's own, and the "
+              "flow's graph at /dataflow) on this port, 0: none. Two processes: the serve "
+              "part on PORT, the store part on PORT+1.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON at the end.")
 @click.pass_context
 def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
         snapshot_interval: float, backup_interval: float, max_batch: int,
         part: str | None, one_process: bool, from_start: bool, reset_offsets: str | None,
-        as_json: bool) -> None:
+        metrics_port: int, as_json: bool) -> None:
     """Run the dataflow: topic -> features in Redis and events in Parquet.
 
     \b
@@ -80,7 +84,7 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
     with stop_on_signals():  # first thing: a Ctrl-C while starting stops it cleanly too
         figures = _run(ctx, part, one_process, FlowOptions(
             stop_at_end, workers, recovery, snapshot_interval, backup_interval, max_batch,
-            from_start, reset_offsets))
+            from_start, reset_offsets, metrics_port))
     if as_json:
         print_json(figures.to_json())
     else:

@@ -29,10 +29,14 @@ from basketflow.config import Settings
 @click.option("--server", type=click.Choice(["uvicorn", "granian"]), default="uvicorn",
               show_default=True, help="The ASGI server (granian: pip install granian; "
               "docs/PERFORMANCE.md compares them).")
+@click.option("--flow-metrics-port", type=click.IntRange(1, 65534), default=None,
+              metavar="PORT", help="The port of `basketflow run --metrics-port` on this "
+              "host: the dashboard takes the flow's lag from there (right on the embedded "
+              "broker too).")
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int, workers: int, api_keys: Path | None,
           tls_key: Path | None, tls_cert: Path | None, redis_timeout: float,
-          access_log: bool, server: str) -> None:
+          access_log: bool, server: str, flow_metrics_port: int | None) -> None:
     """The HTTP API: live features, scores, basket predictions, pushed events.
 
     \b
@@ -40,7 +44,8 @@ def serve(settings: Settings, host: str, port: int, workers: int, api_keys: Path
       curl localhost:8080/customers/17850/features
       curl localhost:8080/customers/17850/score
       curl -XPOST localhost:8080/predict -H 'content-type: application/json' -d @basket.json
-    OpenAPI docs at /docs; every route with a curl example in the README.
+    OpenAPI docs at /docs; every route with a curl example in the README; the
+    dashboard at /.
     Redis is needed; without a broker, POST /events answers 503.
     """
     from basketflow.app.services import BROKER, REDIS, ServicesNotRunning, resolve
@@ -52,5 +57,5 @@ def serve(settings: Settings, host: str, port: int, workers: int, api_keys: Path
         resolved = resolve(resolved, (BROKER,))
     except ServicesNotRunning:
         pass  # reads and predictions work without a broker; /events says what is missing
-    options = ServeOptions(resolved, redis_timeout, api_keys, access_log)
+    options = ServeOptions(resolved, redis_timeout, api_keys, access_log, flow_metrics_port)
     run_server(options, Listen(host, port, workers, tls_key, tls_cert), server)

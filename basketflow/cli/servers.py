@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import click
@@ -51,21 +53,56 @@ def down(settings: Settings, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the whole status as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole status as JSON "
+              "(with --watch: one JSON document a line, per refresh).")
+@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C, with the flow's "
+              "events/s since the refresh before.")
+@click.option("--interval", type=click.FloatRange(min=0.5), default=2.0, show_default=True,
+              metavar="SECONDS", help="Seconds between two refreshes of --watch.")
+@click.option("--metrics-port", type=click.IntRange(1, 65534), default=None, metavar="PORT",
+              help="The port `basketflow run --metrics-port` serves on: add each flow "
+              "process's figures from its metrics (lag, write latency, clock, outages).")
 @click.pass_obj
-def status(settings: Settings, as_json: bool) -> None:
-    """Servers, topics with the flow's offsets and lag, and rows in both stores."""
+def status(settings: Settings, as_json: bool, watch: bool, interval: float,
+           metrics_port: int | None) -> None:
+    """Servers, topics with the flow's offsets and lag, and rows in both stores.
+
+    With --watch it refreshes every --interval seconds, in place, and adds the flow's
+    events/s. With --metrics-port it also shows the flow's own metrics: the lag per
+    process (right on the embedded broker too), the online-write latency, the clock.
+    """
     from basketflow.app import services
-    from basketflow.app.status import collect_status
+    from basketflow.app.status import collect_status, watch_status
     try:
         settings = services.resolve(settings)
     except services.ServicesNotRunning:
         pass  # status reports what is missing instead of failing
-    report = collect_status(settings)
-    if as_json:
-        print_json(report)
-    else:
-        print_status(report)
+    if not watch:
+        report = collect_status(settings, metrics_port=metrics_port)
+        print_json(report) if as_json else print_status(report)
+        return
+    try:
+        for report in watch_status(settings, interval, metrics_port=metrics_port):
+            if as_json:
+                click.echo(json.dumps(report, default=str), nl=True)
+                continue
+            click.clear()
+            out.print(f"{time.strftime('%H:%M:%S UTC', time.gmtime(report['at']))}, every "
+                      f"{interval:g} s (Ctrl-C stops): "
+                      f"flow {_rate(report['rates']['flow'])}, serve part "
+                      f"{_rate(report['rates']['serve'])}")
+            print_status(report)
+    except KeyboardInterrupt:
+        return
+
+
+def _rate(per_second: float | None) -> str:
+    """Events/s for the watch line.
+
+    >>> _rate(1234.5), _rate(None)
+    ('1,234 events/s', '- events/s')
+    """
+    return f"{per_second:,.0f} events/s" if per_second is not None else "- events/s"
 
 
 def print_status(report: dict[str, Any]) -> None:
@@ -90,6 +127,8 @@ def print_status(report: dict[str, Any]) -> None:
                   f"event-time clock {_clock(serve)}, updated {serve.get('updated_at')}")
     for note in flow.get("notes") or []:
         out.print(note)
+    if "metrics" in report:
+        print_flow_metrics(report["metrics"])
     print_topics(report["topics"])
     off = report["offline"]
     out.print(f"offline store {off['dir']}: {off['rows']:,} rows in {off['files']} files, "
@@ -98,6 +137,36 @@ def print_status(report: dict[str, Any]) -> None:
     keys = ", ".join(f"{v}: {n:,}" for v, n in sorted(onl.get("keys", {}).items()))
     out.print(f"online store: {onl.get('total', 0):,} keys ({keys or 'none'})"
               + (f" [{onl['error']}]" if onl.get("error") else ""))
+
+
+def print_flow_metrics(parts: list[dict[str, Any]]) -> None:
+    """Each flow process's figures from its metrics (``status --metrics-port``)."""
+    rows = table("part", "port>", "events>", "lag>", "write p50>", "write p99>",
+                 "clock behind>", "down", title="flow metrics")
+    for p in parts:
+        if p["error"]:
+            out.print(f"  {p['error']}")
+            continue
+        rows.add_row(p["part"], str(p["port"]), _count(p["events"]), _count(p["lag"]),
+                     _seconds(p["latency_p50"]), _seconds(p["latency_p99"]),
+                     _seconds(p["clock_behind"]), ", ".join(p["down"]) or "-")
+    if rows.row_count:
+        out.print(rows)
+
+
+def _seconds(value: float | None) -> str:
+    """A duration for a table cell.
+
+    >>> _seconds(0.00042), _seconds(3.5), _seconds(None), _seconds(473051852.0)
+    ('0.42 ms', '3.50 s', '-', '5475.1 d')
+    """
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.2f} ms"
+    if value < 86_400:
+        return f"{value:.2f} s"
+    return f"{value / 86_400:.1f} d"
 
 
 def _clock(progress: dict[str, Any]) -> str:

@@ -39,6 +39,7 @@ from basketflow.kafka import BrokerUnavailable, client_config
 from basketflow.security import redact_log_handlers
 from basketflow.schemas.events import Rejection
 from basketflow.serving import feast
+from basketflow.serving.dashboard import add_dashboard
 from basketflow.serving.auth import ADMIN, ENV_API_KEYS, PREDICT, PUSH, READ, ApiKeys, load_keys, presented_key
 from basketflow.serving.metrics import CONTENT_TYPE, HttpMetrics, MetricsMiddleware, metrics_text
 from basketflow.serving.options import ENV_SERVE_OPTIONS, ServeOptions
@@ -177,6 +178,8 @@ def create_app(b: Backends) -> FastAPI:
 
     reader, predictor, pusher, admin = (role(r) for r in (READ, PREDICT, PUSH, ADMIN))
     _handlers(app, b)
+    add_dashboard(app, b.options.settings, b.store, b.customer_views, reader,
+                  b.options.flow_metrics_port)
 
     @app.get("/customers/{customer_id}/features", dependencies=reader)
     async def customer_features(customer_id: str, features: Annotated[str | None, Query(

@@ -33,6 +33,8 @@ class ServeOptions:
     redis_timeout: float = DEFAULT_REDIS_TIMEOUT
     api_keys_file: Path | None = None
     log_requests: bool = True
+    #: The flow's ``run --metrics-port`` on this host (None: none), for the dashboard's lag.
+    flow_metrics_port: int | None = None
 
     def to_json(self) -> str:
         """The options as JSON text (paths as text)."""
