@@ -59,6 +59,8 @@ def add_dashboard(app: FastAPI, settings: Settings, store: OnlineStore,
 
     tasks: list[asyncio.Task[None]] = []
     app.router.on_startup.append(lambda: tasks.append(asyncio.create_task(sample_forever())))
+    # Stopped with the server: a task left running holds a granian worker open after SIGTERM.
+    app.router.on_shutdown.append(lambda: [task.cancel() for task in tasks])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/reports", StaticFiles(directory=settings.data_dir / "reports",
                                       check_dir=False), name="reports")

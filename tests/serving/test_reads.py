@@ -236,3 +236,4 @@ def test_granian_gives_the_same_answers_as_uvicorn(server: Server, written: Any,
     finally:
         log = other.stop()
     assert "Traceback" not in log, log
+    assert other.proc.returncode == 0, log  # SIGTERM stopped it: its worker too, in time
