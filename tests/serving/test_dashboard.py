@@ -103,9 +103,13 @@ def test_the_dashboard_loads_draws_and_looks_up(settings: Settings, server: Serv
 
 def test_the_data_route_gives_the_stream(settings: Settings, server: Server) -> None:
     write_customer(settings, CUSTOMER, LINES)  # a progress hash with a clock
-    series = wait_for(lambda: server.client.get("/dashboard/data").json()["at"] or None)
-    assert series
-    got = server.client.get("/dashboard/data").json()
+    def sampled_after_the_write() -> dict[str, Any] | None:
+        """The series once a sample saw the clock (the first may come before the write)."""
+        data = server.client.get("/dashboard/data").json()
+        fresh = data["freshness_seconds"]
+        return data if fresh and fresh[-1] is not None else None
+
+    got = wait_for(sampled_after_the_write)
     assert set(got) == {"at", "events_per_second", "freshness_seconds", "lag"}
     assert got["freshness_seconds"][-1] == pytest.approx(got["at"][-1] - 1291200000, abs=1)
     missing = server.client.get("/?customer=nobody-here")
