@@ -167,7 +167,11 @@ def apply(settings: Settings, now: Callable[[], float] = time.time) -> Plan:
 
 def ensure_applied(settings: Settings) -> None:
     """Refuse (:class:`RegistryOutOfDate`) when the repository and the registry
-    disagree, naming the views and the commands that fix it."""
+    disagree, naming the views and the commands that fix it. The registry lives in the
+    offline store, so a data directory or store that cannot be written is said first
+    (``StoreUnwritable``), not taken for a registry to apply again."""
+    from basketflow.sinks.offline_store import ensure_writable
+    ensure_writable(settings.data_dir, settings.offline_dir)
     made = plan(settings)
     if not made.differs:
         return

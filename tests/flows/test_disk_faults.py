@@ -161,7 +161,7 @@ def test_unwritable_data_directory_fails_at_start(replayed: Settings, tmp_path: 
                            str(source)], env=cli_env(blocked), capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 1, done.stderr[-3000:]
-    assert f"cannot write {blocked.offline_dir}" in error_line(done.stderr)
+    assert f"cannot write {blocked.data_dir}" in error_line(done.stderr)  # the file in the way
 
 
 def tmpfs_size(directory: Path) -> int:

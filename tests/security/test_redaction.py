@@ -74,6 +74,28 @@ def test_every_command_of_a_session(env: dict[str, str], tmp_path: Path) -> None
             assert done.returncode == 0, (args, done.stderr)
     status = json.loads(basketflow("status", "--json", env=env).stdout)
     assert status["services"]["redis"]["address"].startswith("redis://basketflow-writer:***@")
+    offline_commands(env, tmp_path, sample)
+
+
+def offline_commands(env: dict[str, str], tmp_path: Path, sample: Path) -> None:
+    """The commands that read the offline store, the registries and the project, on the
+    session's stores, with the same credentials set: each one's output is clean."""
+    entities = tmp_path / "entities.csv"
+    entities.write_text("customer_id,timestamp\n13436,2011-09-30T12:00:00Z\n")
+    commands: list[tuple[str, ...]] = [
+        ("segment", "fit", "--until", "2011-12-31"), ("segment", "assign"),
+        ("segment", "show"), ("models", "train"), ("models", "list"),
+        ("models", "list", "--json"), ("models", "show", "1"),
+        ("report", "--date", "2011-06-01", "--out", str(tmp_path / "reports"), "--mkdir"),
+        ("drift", "--date", "2011-06-01"), ("drift", "--date", "2011-06-01", "--json"),
+        ("historical", "--entities", str(entities), "--features", "customer:spend_30d",
+         "--out", str(tmp_path / "train.parquet")),
+        ("predict", "--entities", str(entities), "--out", str(tmp_path / "p.parquet")),
+        ("evaluate", "--split", "2011-06-01"), ("plan",), ("features", "describe", "customer"),
+        ("init", str(tmp_path / "shop")),
+    ]
+    for args in commands:
+        assert_clean(args, basketflow(*args, env=env))
 
 
 def test_errors_never_show_the_password(env: dict[str, str], acl: AclServer) -> None:
