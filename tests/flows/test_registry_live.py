@@ -112,7 +112,9 @@ def test_a_flow_killed_while_it_registers_leaves_whole_versions(
     _out, err = done.communicate(timeout=300)
     assert done.returncode == 0, err[-3000:]
     after = registry.versions()
-    assert len(after) > len(before)
+    # Kept as they were; more only if the kill came before the last one was registered
+    # (on a busy machine the first run may have registered all its versions by then).
+    assert after[:len(before)] == before
     for version in after:
         assert registry.load(version.id).n_learned == version.lineage.n_learned
         assert version.lineage.parent is None or version.lineage.parent < version.id
