@@ -50,9 +50,8 @@ def producer_config(bootstrap: str) -> dict[str, object]:
 def consumer_config(bootstrap: str) -> dict[str, object]:
     """Large fetches for catch-up reads; offsets are ours, so no group commits. The flow
     has a consumer per partition, each prefetching up to ``queued.max.messages.kbytes``
-    while it catches up: 16 MB still holds more than one fetch, and a flow process
-    catching up holds 80-120 MB less than with librdkafka's default, 64 MB
-    (``benchmarks/memory.py``)."""
+    while it catches up: 16 MB (librdkafka's default is 64) still holds more than one
+    fetch (what it saves: docs/PERFORMANCE.md, "Bounded memory")."""
     return client_config(bootstrap) | {
         "fetch.max.bytes": 50 * 1024 * 1024,
         "max.partition.fetch.bytes": 10 * 1024 * 1024,

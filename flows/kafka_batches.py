@@ -113,12 +113,7 @@ class TopicIdWatch:
 
     def _current(self) -> str | None:
         """The topic's id now (None: the broker did not answer or has none)."""
-        try:
-            found = self._admin.describe_topics(
-                TopicCollection([self._topic]))[self._topic].result(1.0)
-        except KafkaException:
-            return None
-        return str(found.topic_id) if found.topic_id is not None else None
+        return described_id(self._admin, self._topic, 1.0)
 
     def look(self) -> bool:
         """Whether the topic's id has changed (asks the broker when it is time)."""
@@ -170,7 +165,12 @@ def raise_fault() -> None:
 
 def topic_id(bootstrap: str, topic: str, timeout: float = 10.0) -> str | None:
     """The broker's id of ``topic`` (None when it has none, or does not say)."""
-    admin = AdminClient(client_config(bootstrap) | {"log_level": 0})
+    return described_id(AdminClient(client_config(bootstrap) | {"log_level": 0}), topic,
+                        timeout)
+
+
+def described_id(admin: AdminClient, topic: str, timeout: float) -> str | None:
+    """The id of ``topic`` as ``admin``'s broker describes it (None: no answer, or none)."""
     try:
         found = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout)
     except KafkaException:
