@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from basketflow.app.flow_processes import PartFailed
-from basketflow.app.registry import ensure_applied
 from basketflow.app.run_lock import ENV_HELD_BY, run_lock
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
@@ -105,8 +104,8 @@ class RunFigures:
 
 def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -> RunFigures:
     """Run one part of the flow (None: both) in this process, with recovery snapshots in
-    ``<data>/recovery/<topic>[/<part>]``; ``settings`` must have both addresses."""
-    ensure_applied(settings)
+    ``<data>/recovery/<topic>[/<part>]``; ``settings`` must have both addresses (and
+    the feature registry checked: ``ensure_applied``, as ``basketflow run`` does first)."""
     from basketflow.flows import stopping
     from basketflow.flows.live import PARTS, SERVE, RunOptions, run_live
     from basketflow.reports.segments import scoring_config
@@ -135,8 +134,8 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
 def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFigures:
     """Run each part of the flow as a child process with these options; return their
     figures, combined. A part that fails raises :class:`PartFailed` (its error is already
-    on standard error); one killed by a signal raises :class:`PartKilled`."""
-    ensure_applied(settings)
+    on standard error); one killed by a signal raises :class:`PartKilled`. The feature
+    registry is checked before (``ensure_applied``, as ``basketflow run`` does first)."""
     from basketflow.app.flow_processes import child_env, start_part, supervise
     from basketflow.flows import stopping
     from basketflow.flows.live import PARTS, check_topics, prepare_run
