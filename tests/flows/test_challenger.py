@@ -13,26 +13,19 @@ import pandas as pd
 
 from basketflow.app.model_registry import promote, train
 from basketflow.config import Settings
-from basketflow.flows.backfill import file_events, run_backfill
-from basketflow.flows.live import FeatureOutputs, RunOptions, run_live
+from basketflow.flows.live import RunOptions, run_live
 from basketflow.models.aliases import CHALLENGER, CHAMPION
 from basketflow.models.registry import Registry, registry_dir
 from basketflow.producers.replay import replay
-from basketflow.producers.synthetic import write_csv
-from basketflow.reports.segments import assign_customers, fit_segments, scoring_config
+from basketflow.reports.segments import scoring_config
 from basketflow.sinks.online_store import RedisOnlineStore, connect
+from tests.labelled_store import labelled
 
 
 def test_the_challenger_is_scored_in_shadow_and_never_served(
         settings: Settings, tmp_path: Path) -> None:
     assert settings.kafka_bootstrap and settings.redis_url
-    source = tmp_path / "events.csv"
-    write_csv(source, rows=12_000, seed=4, start=date(2011, 1, 1), end=date(2011, 6, 30))
-    run_backfill(file_events(source, [0]), FeatureOutputs(None, settings.prefix,
-                                                          settings.offline_dir),
-                 RunOptions(snapshot_seconds=3600))
-    fit_segments(settings.data_dir, date(2011, 4, 30), k=8)
-    assign_customers(settings.data_dir)
+    source = labelled(settings, tmp_path)
     champion = train(settings, date(2011, 2, 28))
     challenger = train(settings)
     assert champion.promoted and not challenger.promoted

@@ -18,25 +18,10 @@ from basketflow.app.flow_processes import child_env
 from basketflow.app.model_registry import promote, train
 from basketflow.app.status import consumed
 from basketflow.config import Settings
-from basketflow.flows.backfill import file_events, run_backfill
-from basketflow.flows.live import FeatureOutputs, RunOptions
 from basketflow.models.aliases import CHAMPION
 from basketflow.models.registry import Registry, Version, registry_dir
 from basketflow.producers.replay import replay
-from basketflow.producers.synthetic import write_csv
-from basketflow.reports.segments import assign_customers, fit_segments
-
-
-def labelled(settings: Settings, tmp_path: Path) -> Path:
-    """A file of 12,000 lines, its offline store and labelled customers."""
-    source = tmp_path / "events.csv"
-    write_csv(source, rows=12_000, seed=4, start=date(2011, 1, 1), end=date(2011, 6, 30))
-    run_backfill(file_events(source, [0]), FeatureOutputs(None, settings.prefix,
-                                                          settings.offline_dir),
-                 RunOptions(snapshot_seconds=3600))
-    fit_segments(settings.data_dir, date(2011, 4, 30), k=8)
-    assign_customers(settings.data_dir)
-    return source
+from tests.labelled_store import labelled
 
 
 def run(settings: Settings, *args: str) -> subprocess.Popen[str]:

@@ -17,14 +17,13 @@ from click.testing import CliRunner
 
 from basketflow.cli import cli
 from basketflow.config import ENV_DATA_DIR, ENV_KAFKA, ENV_PREFIX, ENV_REDIS, ENV_TOPIC, Settings
-from basketflow.flows.backfill import file_events, run_backfill
-from basketflow.flows.live import FeatureOutputs, RunOptions, run_live
+from basketflow.flows.live import RunOptions, run_live
 from basketflow.models.classifier import BasketClassifier, classifier_features
 from basketflow.models.registry import Lineage, Registry, registry_dir
 from basketflow.producers.replay import replay
-from basketflow.producers.synthetic import write_csv
 from basketflow.reports.predictions import live_at, saved_models
-from basketflow.reports.segments import assign_customers, fit_segments, scoring_config
+from basketflow.reports.segments import scoring_config
+from tests.labelled_store import labelled
 
 
 def env_of(settings: Settings) -> dict[str, str]:
@@ -39,13 +38,7 @@ def env_of(settings: Settings) -> dict[str, str]:
 def test_predicting_at_a_baskets_time_gives_the_score_the_flow_logged(
         settings: Settings, tmp_path: Path) -> None:
     assert settings.kafka_bootstrap
-    source = tmp_path / "events.csv"
-    write_csv(source, rows=12_000, seed=4, start=date(2011, 1, 1), end=date(2011, 6, 30))
-    run_backfill(file_events(source, [0]), FeatureOutputs(None, settings.prefix,
-                                                          settings.offline_dir),
-                 RunOptions(snapshot_seconds=3600))
-    fit_segments(settings.data_dir, date(2011, 4, 30), k=8)
-    assign_customers(settings.data_dir)
+    source = labelled(settings, tmp_path)
     # one partition, one event a batch: the flow scores in event-time order, as a flow
     # tailing the shop does, so a checkpoint's event time tells which baskets it scored
     # (a backlog read in large batches folds months of a customer at once)
