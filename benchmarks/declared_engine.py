@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import REAL_DATA, describe  # noqa: E402
 
-from basketflow.features.declared_state import Engine, feature_rows  # noqa: E402
+from basketflow.features.declared_folder import feature_rows
+from basketflow.features.declared_state import Engine  # noqa: E402
 from basketflow.features.feature_state import CustomerState  # noqa: E402
 from basketflow.producers.csv_source import read_events  # noqa: E402
 from basketflow.schemas.default_repository.customer import customer  # noqa: E402

@@ -11,9 +11,9 @@ running partial. The values follow the window rule: the window of ``H`` hours at
 merges the ``H`` hourly tiles ending with ``t``'s hour.
 
 Between events, windowed values change only when an hour begins at which a tile leaves a
-window; :func:`feature_rows` gives one row at each event time and at each such moment
-where the values changed, so the latest row at or before any time ``t`` (what
-``historical`` joins) holds the values at ``t``, long after the entity's last event too.
+window (:meth:`DeclaredState.changes`); the feature step of
+:mod:`basketflow.features.declared_folder` writes a row at each event time and at each
+such moment where the values changed, in the live flow and the backfill alike.
 
 Not computed here yet: ``LATEST_INVOICE`` windows (the built-in basket view's own state
 class computes it), and values read as of hour ends (``values_at="hour_end"``).
@@ -23,16 +23,20 @@ class computes it), and values read as of hour ends (``values_at="hour_end"``).
 >>> view = View("demo", entity="customer_id", features=[
 ...     Feature("spend", agg.sum(E.value), windows=days(1), decimals=2),
 ...     Feature("products", agg.count_distinct(E.stock_code), windows=days(1))])
+>>> state = Engine(view).state()
 >>> line = ["536365", "85123A", "HEART", "6", "12/1/2010 8:26", "2.55", "17850", "UK"]
->>> for ts, values in feature_rows(Engine(view), [parse_row(line, "f:2")]):
-...     print(ts, values)
-1291191960 {'spend_1d': 15.3, 'products_1d': 1}
-1291276800 {'spend_1d': 0, 'products_1d': 0}
+>>> state.update(parse_row(line, "f:2"))
+>>> state.values(1291191960), state.changes(1291191960, 1291191960 + 86_400)
+({'spend_1d': 15.3, 'products_1d': 1}, [1291276800])
+>>> state.values(1291276800)
+{'spend_1d': 0, 'products_1d': 0}
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Iterator
+from functools import cached_property, partial
 from typing import Any
 
 from basketflow.schemas.declare import (
@@ -140,6 +144,26 @@ def _merge(agg: Agg, a: Any, b: Any) -> Any:
     return min(a, b) if function == "min" else max(a, b)
 
 
+def _merger(agg: Agg) -> Callable[[Any, Any], Any]:
+    """:func:`_merge` for one aggregation, specialised: a distinct-values partial is
+    merged into in place (the partial a window builds is its own, never a tile's)."""
+    function = agg.function
+    if function == "ratio":
+        top, bottom = _merger(agg.parts[0]), _merger(agg.parts[1])
+        return lambda a, b: (top(a[0], b[0]), bottom(a[1], b[1]))
+    if function in ("sum", "count"):
+        return operator.add
+    if function == "count_distinct":
+        return _union_into
+    return partial(_merge, agg)
+
+
+def _union_into(a: set[Any], b: set[Any]) -> set[Any]:
+    """``a`` with ``b``'s values added."""
+    a.update(b)
+    return a
+
+
 def _finish(agg: Agg, partial: Any) -> Any:
     """The value of a partial."""
     function = agg.function
@@ -181,10 +205,33 @@ class Engine:
                 self.windowed.append((f, tuple((f"{f.name}_{w.text}", w.hours)
                                                for w in f.windows)))
         self.spans = tuple(sorted({hours for _, ws in self.windowed for _, hours in ws}))
+        #: Per windowed feature: its windows (name, hours, decimals) shortest first, and
+        #: how its partials start, merge and finish.
+        self.windowed_plan = tuple(
+            (tuple(sorted(((name, hours, f.decimals) for name, hours in ws),
+                          key=lambda w: w[1])),
+             partial(_empty, f.aggregation), _merger(f.aggregation),
+             partial(_finish, f.aggregation))
+            for f, ws in self.windowed)
         self.windowed_adders = tuple(_adder(f.aggregation) for f, _ in self.windowed)
         self.lifetime_adders = tuple(_adder(f.aggregation) for f in self.lifetime)
         self.where = compiled(view.where) if view.where is not None else None
         self.names = tuple(view.reference([], 0))  # every stored feature, in order
+
+    @cached_property
+    def version(self) -> str:
+        """The compiled view's version: a state folded under another is not this one's."""
+        return self.view.compile().version
+
+    @staticmethod
+    def computes(view: View) -> bool:
+        """Whether the generic engine computes ``view`` (not yet: ``LATEST_INVOICE``
+        windows, values as of hour ends)."""
+        try:
+            Engine(view)
+        except DeclarationError:
+            return False
+        return True
 
     def state(self) -> DeclaredState:
         """A new entity's state."""
@@ -218,51 +265,43 @@ class DeclaredState:
 
     def values(self, as_of: int) -> dict[str, Any]:
         """Every stored feature at ``as_of`` (every event at or before it folded in), in
-        the view's order, rounded as declared."""
+        the view's order, rounded as declared. Each feature merges each tile once, newest
+        first, and finishes its windows from the shortest out (a longer window is a
+        shorter one and its older tiles)."""
+        engine = self.engine
         last = as_of // HOUR
-        inside = {hours: [t for h, t in self.tiles.items() if last - hours < h <= last]
-                  for hours in self.engine.spans}
+        longest = engine.spans[-1] if engine.spans else 0
+        tiles = sorted(((h, t) for h, t in self.tiles.items() if last - longest < h <= last),
+                       reverse=True)
         out: dict[str, Any] = {}
-        for i, (f, windows) in enumerate(self.engine.windowed):
-            agg = f.aggregation
-            for name, hours in windows:
-                partial = _empty(agg)
-                for tile in inside[hours]:
-                    partial = _merge(agg, partial, tile[i])
-                out[name] = _rounded(f, _finish(agg, partial))
-        for i, f in enumerate(self.engine.lifetime):
+        for i, (windows, empty, merge, finish) in enumerate(engine.windowed_plan):
+            merged = empty()
+            j = 0
+            for name, hours, decimals in windows:
+                oldest = last - hours
+                while j < len(tiles) and tiles[j][0] > oldest:
+                    merged = merge(merged, tiles[j][1][i])
+                    j += 1
+                value = finish(merged)
+                out[name] = value if value is None or decimals is None else round(value, decimals)
+        for i, f in enumerate(engine.lifetime):
             out[f.name] = _rounded(f, _finish(f.aggregation, self.lifetime[i]))
-        return {name: out[name] for name in self.engine.names}
+        return {name: out[name] for name in engine.names}
+
+    def changes(self, after: int, until: int) -> list[int]:
+        """The moments in ``(after, until]`` at which one of the tiles leaves a window
+        (hour starts), in order."""
+        return sorted({moment for h in self.tiles for hours in self.engine.spans
+                       if after < (moment := (h + hours) * HOUR) <= until})
 
     def evict(self, as_of: int) -> None:
         """Drop the tiles no window at ``as_of`` or later can see."""
         if self.engine.spans:
             oldest = as_of // HOUR - self.engine.spans[-1]
-            self.tiles = {h: t for h, t in self.tiles.items() if h > oldest}
+            if any(h <= oldest for h in self.tiles):
+                self.tiles = {h: t for h, t in self.tiles.items() if h > oldest}
 
 
 def _rounded(f: FeatureDecl, value: Any) -> Any:
     """A value rounded to the feature's declared decimals."""
     return value if value is None or f.decimals is None else round(value, f.decimals)
-
-
-def feature_rows(engine: Engine, events: Iterable[Transaction],
-                 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(time, values)`` of one entity whose events, in event-time order, are
-    ``events``: at each event time, and at each moment a tile leaves a window, whenever
-    the values changed (see the module)."""
-    state = engine.state()
-    pending: list[Transaction] = list(events)
-    moments = {e.ts for e in pending} | {(e.ts // HOUR + hours) * HOUR
-                                          for e in pending for hours in engine.spans}
-    previous: dict[str, Any] | None = None
-    i = 0
-    for moment in sorted(moments):
-        while i < len(pending) and pending[i].ts <= moment:
-            state.update(pending[i])
-            i += 1
-        values = state.values(moment)
-        if values != previous:
-            yield moment, values
-            previous = values
-        state.evict(moment)

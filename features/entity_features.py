@@ -102,6 +102,38 @@ class Folder(ABC):
         """The event time before which an event is late, seen or not."""
         return self.max_ts - lateness
 
+    def _fold_in_order(self, entity: str, fresh: list[Transaction], lateness: int,
+                       update: FeatureUpdate, add: Callable[[Transaction], bool | None],
+                       has_tiles: Callable[[], bool], emit: Callable[[bool], None]) -> None:
+        """Fold events of an entity whose events come in order: each late one is listed,
+        not folded; before an event, the rows of the moments since the last row are
+        written (when ``has_tiles()``); each other event is ``add``\ ed, and after the
+        last event of each event time ``emit(whether an add said True since the last
+        emit)``. One loop with the fields in local variables: it runs once per event."""
+        max_ts, seq, late = self.max_ts, self.seq, update.late
+        moved = flagged = False
+        last = len(fresh) - 1
+        for i, e in enumerate(fresh):
+            ts = e.ts
+            if max_ts and ts < max_ts - lateness:
+                late.append(LateEvent(e.event_id, entity, ts, max_ts))
+                continue
+            if ts > self.rows_through + 1 and has_tiles():
+                self._expire(entity, ts - 1, update)  # the moments before this event
+            if add(e):
+                flagged = True
+            moved = True
+            seq += 1
+            if ts > max_ts:
+                max_ts = ts
+            if i == last or fresh[i + 1].ts != ts:
+                self.seq, self.max_ts = seq, max_ts
+                emit(flagged)
+                moved = flagged = False
+        self.seq, self.max_ts = seq, max_ts
+        if moved:
+            emit(flagged)
+
     @abstractmethod
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
               update: FeatureUpdate) -> None:
@@ -115,10 +147,7 @@ class Folder(ABC):
 
 
 class CustomerFolder(Folder):
-    """A customer's ``customer`` and ``basket`` views.
-
-    Its fold is one loop with the state's fields in local variables: it runs once per
-    event."""
+    """A customer's ``customer`` and ``basket`` views."""
 
     __slots__ = ("customer", "basket")
 
@@ -140,30 +169,14 @@ class CustomerFolder(Folder):
               update: FeatureUpdate) -> None:
         """A row of each moved view after the last event of each event time."""
         customer, basket = self.customer, self.basket
-        max_ts, seq, late = self.max_ts, self.seq, update.late
-        moved = basket_moved = False
-        last = len(fresh) - 1
-        for i, e in enumerate(fresh):
-            ts = e.ts
-            if max_ts and ts < max_ts - lateness:
-                late.append(LateEvent(e.event_id, entity, ts, max_ts))
-                continue
-            if ts > self.rows_through + 1 and customer.tiles:
-                self._expire(entity, ts - 1, update)  # the moments before this event
+
+        def add(e: Transaction) -> bool:
             customer.update(e)
-            if basket.update(e):
-                basket_moved = True
-            moved = True
-            seq += 1
-            if ts > max_ts:
-                max_ts = ts
-            if i == last or fresh[i + 1].ts != ts:
-                self.seq, self.max_ts = seq, max_ts
-                self._emit_moved(entity, basket_moved, update)
-                moved = basket_moved = False
-        self.seq, self.max_ts = seq, max_ts
-        if moved:
-            self._emit_moved(entity, basket_moved, update)
+            return basket.update(e)
+
+        self._fold_in_order(entity, fresh, lateness, update, add,
+                            lambda: bool(customer.tiles),
+                            lambda basket_moved: self._emit_moved(entity, basket_moved, update))
 
     def _emit(self, entity: str, view: str, values: dict[str, Any],
               update: FeatureUpdate) -> None:

@@ -15,6 +15,8 @@ cost is paid per batch and per entity, not per event. Stream by stream::
                   (their windows move on)
     product-lines product lines joined for up to 0.25 s (basketflow.flows.coalesce)
     product-shards, product-timers   the same, by stock code
+    declared-*    the same for each of the feature repository's own views, in the serve
+                  part (basketflow.flows.declared_views)
     *-features    pickled_flat_map: fold each entity's events into its feature state, and
                   write the rows of the moments its windows move on
     online        latest values of each changed entity -> Redis, once per batch
@@ -67,6 +69,7 @@ from basketflow.flows.dead_letters import (
     rejected,
     to_dead_message,
 )
+from basketflow.flows.declared_views import add_declared_steps, declared_views
 from basketflow.flows.event_clock import (
     CUSTOMER_WAKE_HOURS,
     DELIVERING,
@@ -104,6 +107,7 @@ from basketflow.kafka import (
     ensure_topics,
     producer_config,
 )
+from basketflow.schemas.declare import View
 from basketflow.schemas.events import Rejection, Transaction, decode_event
 from basketflow.schemas.features import registry, versions
 from basketflow.schemas.records import FeatureUpdate, ScoreRow, ShadowScoreRow
@@ -236,8 +240,9 @@ def _day_key(e: Transaction) -> str:
 class FeatureOutputs:
     """Where the feature steps write: Redis (None: nowhere), the offline store (None:
     nowhere), whether events are stored offline too (the backfill from the offline
-    store does not store them again), and which entity kinds are folded (``customer``:
-    the customer and basket views; ``product``)."""
+    store does not store them again), which entity kinds are folded (``customer``:
+    the customer and basket views; ``product``), and the feature repository's own views
+    folded too (:mod:`basketflow.flows.declared_views`)."""
 
     redis_url: str | None
     prefix: str
@@ -247,6 +252,7 @@ class FeatureOutputs:
     scoring: ScoringConfig | None = None
     retry: RedisRetry | None = None
     entities: frozenset[str] = frozenset(PART_ENTITIES.values())
+    declared: tuple[View, ...] = ()
 
 
 def add_feature_steps(batches: Stream[ClockedBatch], outputs: FeatureOutputs,
@@ -290,6 +296,7 @@ def add_feature_steps(batches: Stream[ClockedBatch], outputs: FeatureOutputs,
         to_product_timers = op.flat_map("product-shards", product_lines, product_shards)
         folded.append(fold_entities("product", to_product_timers, PRODUCT_WAKE_HOURS,
                                     ProductFolder, PRODUCT_LATENESS_S))
+    add_declared_steps(batches, outputs, stats, shard)
     if not folded:
         return
     keyed_updates = op.merge("merge-updates", *folded)
@@ -413,7 +420,8 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     add_feature_steps(events, FeatureOutputs(
         settings.redis_url, settings.prefix, settings.offline_dir, STORE in parts,
         allowed_lateness, scoring if SERVE in parts else None, retry,
-        frozenset(PART_ENTITIES[part] for part in parts)), stats)
+        frozenset(PART_ENTITIES[part] for part in parts),
+        declared_views(settings) if SERVE in parts else ()), stats)
     progress = op.stateful_map("count-progress",
                                op.key_on("progress-key", clocked, lambda _: "all"),
                                count_progress)

@@ -25,6 +25,7 @@ repository's own.
 
 from __future__ import annotations
 
+import os
 import runpy
 import sys
 import traceback
@@ -107,9 +108,10 @@ def _run(path: Path, folder: Path) -> list[View]:
 def _forget_helpers(folder: Path) -> None:
     """Unload the helper modules imported from ``folder``: another repository's helpers
     of the same name must not be taken for them, nor an edited file for its old self."""
+    folders = {str(folder), str(folder.resolve())}  # as imported from sys.path, or resolved
     for name, module in list(sys.modules.items()):
         origin = getattr(module, "__file__", None)
-        if origin and Path(origin).resolve().parent == folder.resolve():
+        if origin and os.path.dirname(origin) in folders:
             del sys.modules[name]
 
 

@@ -317,18 +317,22 @@ def count_late(stats: FlowStats) -> Callable[[str, FeatureUpdate], None]:
 
 class FeatureLogSink(FixedPartitionedSink[FeatureUpdate, None]):
     """Appends every new value row of every view to ``features/<view>/`` in Parquet, and
-    every late event to ``late/``."""
+    every late event to ``late/``. ``views`` defines the views that are not built in
+    (the feature repository's own)."""
 
-    def __init__(self, root: Path, versions: dict[str, str], stats: FlowStats) -> None:
+    def __init__(self, root: Path, versions: dict[str, str], stats: FlowStats,
+                 views: Mapping[str, FeatureView] | None = None) -> None:
         self.root = root
         self.versions = versions
         self.stats = stats
+        self.views = views or {}
 
     def list_parts(self) -> list[str]:
         return ["log"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _BehindPartition:
-        logs = {view: FeatureLog(self.root, view) for view in self.versions}
+        logs = {view: FeatureLog(self.root, self.views.get(view, view))
+                for view in self.versions}
         late_log = LateEventLog(self.root)
 
         def flush(updates: list[FeatureUpdate]) -> None:

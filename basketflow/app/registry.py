@@ -22,6 +22,8 @@ from typing import Any
 
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
+from basketflow.features.declared_state import Engine
+from basketflow.schemas.declare import View
 from basketflow.schemas.feature_view import FeatureView
 
 NEW, CHANGED, REMOVED, UNCHANGED = "new", "changed", "removed", "unchanged"
@@ -48,9 +50,11 @@ class ViewChange:
     needs: str
     #: What differs, in words: the definition's parts that changed.
     what: str
-    #: Whether a flow or backfill computes it today: the built-in views only (the
-    #: generic engine for declared views is not built yet).
+    #: Whether a flow or backfill computes it today: the built-in views, and the
+    #: repository's own views that the generic engine computes.
     computed: bool = True
+    #: Whether it is a view of the repository's own (not built in).
+    own: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
@@ -78,6 +82,12 @@ class Plan:
         return tuple(c.view for c in self.changes if c.needs == BACKFILL and c.computed)
 
     @property
+    def own_backfill_views(self) -> tuple[str, ...]:
+        """Of :attr:`backfill_views`, the repository's own (``backfill --views``)."""
+        return tuple(c.view for c in self.changes if c.needs == BACKFILL and c.computed
+                     and c.own)
+
+    @property
     def uncomputed_views(self) -> tuple[str, ...]:
         """The declared views no flow or backfill computes yet."""
         return tuple(c.view for c in self.changes if not c.computed and c.change != REMOVED)
@@ -92,12 +102,19 @@ class Plan:
 def repository_views(settings: Settings) -> tuple[dict[str, FeatureView], dict[str, str]]:
     """The repository's views by name and where each was declared (the built-in views,
     from the package, without a repository)."""
+    views, declared_at, _ = _loaded(settings)
+    return views, declared_at
+
+
+def _loaded(settings: Settings) -> tuple[dict[str, FeatureView], dict[str, str],
+                                         dict[str, View]]:
+    """:func:`repository_views`, and the declarations of the repository's own views."""
     from basketflow.schemas.features import registry
     if settings.feature_repository is None:
-        return dict(registry()), {}
+        return dict(registry()), {}, {}
     from basketflow.schemas.repository import load_repository
     loaded = load_repository(settings.feature_repository)
-    return loaded.views, loaded.declared_at
+    return loaded.views, loaded.declared_at, loaded.declarations
 
 
 def applied_definitions(settings: Settings) -> tuple[dict[str, tuple[str, dict[str, Any]]],
@@ -117,9 +134,12 @@ def plan(settings: Settings) -> Plan:
     """The changes ``apply`` would record."""
     from basketflow.sinks.registry_store import registry_path
     from basketflow.schemas.features import registry
-    views, _ = repository_views(settings)
+    views, _, declarations = _loaded(settings)
     applied, applied_at = applied_definitions(settings)
-    changes = [replace(_change(name, applied.get(name), view), computed=name in registry())
+    computed = {name: name in registry() or Engine.computes(declarations[name])
+                for name in views}
+    changes = [replace(_change(name, applied.get(name), view), computed=computed[name],
+                       own=name not in registry())
                for name, view in views.items()]
     changes += [ViewChange(name, REMOVED, version, None, NOTHING,
                            "no longer declared: its stored values stay, nothing computes it")

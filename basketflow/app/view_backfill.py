@@ -1,7 +1,8 @@
 """``basketflow backfill --views NAME --from-offline``: the history of the feature
-repository's own views, computed by the generic engine
-(:mod:`basketflow.features.declared_state`) from the offline store's events, without
-Kafka, so a new feature has history for training.
+repository's own views, computed from the offline store's events, without Kafka, by the
+live flow's own steps for them (:mod:`basketflow.flows.declared_views`), so a new
+feature has history for training, and its log is the one the live flow writes over the
+same events.
 
 Each view's feature log is computed whole and replaces the one before: it is written
 under a hidden folder of the offline store and moved into place when done, so a reader
@@ -17,18 +18,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
-
-if TYPE_CHECKING:
-    from basketflow.features.declared_state import Engine
-    from basketflow.schemas.events import Transaction
-    from basketflow.schemas.feature_view import FeatureView
-
-#: Rows written per Parquet append.
-CHUNK = 50_000
 
 
 class NotADeclaredView(BasketflowError, ValueError):
@@ -54,13 +47,13 @@ def backfill_views(settings: Settings, names: list[str],
                    on_progress: Callable[[int], None] = lambda events: None,
                    ) -> ViewBackfillFigures:
     """Compute the feature logs of the repository's views ``names`` from the offline
-    store's events; ``on_progress(events read)`` now and then."""
+    store's events; ``on_progress(events read)`` after each batch."""
     import time
 
     from basketflow.app.registry import ensure_applied
     from basketflow.features.declared_state import Engine
-    from basketflow.flows.backfill import offline_events
-    from basketflow.schemas.declare import ENTITIES
+    from basketflow.flows.backfill import offline_events, run_backfill
+    from basketflow.flows.live import FeatureOutputs, RunOptions
     from basketflow.schemas.repository import load_repository
     started = time.perf_counter()
     ensure_applied(settings)
@@ -75,50 +68,46 @@ def backfill_views(settings: Settings, names: list[str],
             f"--views {', '.join(unknown)}: not a view of the repository's own (its own: "
             f"{', '.join(repository.own) or 'none'}); the built-in views are backfilled by "
             "`basketflow backfill --from-offline` without --views")
-    engines = {n: Engine(repository.declarations[n]) for n in names}
-    by_entity: dict[str, dict[str, list[Transaction]]] = {n: {} for n in names}
-    events = 0
-    for e in offline_events(settings.offline_dir)():
-        events += 1
-        for name, engine in engines.items():
-            key = ENTITIES[engine.view.entity](e)
-            by_entity[name].setdefault(key, []).append(e)
-        if events % CHUNK == 0:
-            on_progress(events)
-    on_progress(events)
-    rows = {n: _write_log(settings.offline_dir, repository.views[n], engines[n], by_entity[n])
-            for n in names}
-    return ViewBackfillFigures(events, rows, {n: len(by_entity[n]) for n in names},
-                               round(time.perf_counter() - started, 3))
-
-
-def _write_log(offline_dir: Path, view: FeatureView, engine: Engine,
-               entities: dict[str, list[Transaction]]) -> int:
-    """Write one view's whole log beside the store, then swap it into place."""
-    from basketflow.features.declared_state import feature_rows
-    from basketflow.schemas.records import LogRow
-    from basketflow.sinks.offline_layout import feature_log_dir
-    from basketflow.sinks.offline_store import FeatureLog
-    offline_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".backfill-{view.name}-", dir=offline_dir))
+    declared = tuple(repository.declarations[n] for n in names)
+    for view in declared:
+        Engine(view)  # what it does not compute yet is an error naming the line
+    events = offline_events(settings.offline_dir)
+    settings.offline_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".backfill-views-", dir=settings.offline_dir))
     try:
-        log = FeatureLog(staging, view)
-        batch: list[LogRow] = []
-        written = 0
-        for entity, events in entities.items():
-            for seq, (ts, values) in enumerate(feature_rows(engine, events)):
-                batch.append(LogRow(view.name, entity, ts, seq, values))
-            if len(batch) >= CHUNK:
-                written += log.append(batch)
-                batch = []
-        written += log.append(batch)
-        target = feature_log_dir(offline_dir, view.name)
-        staged = feature_log_dir(staging, view.name)
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if staged.exists():
-            staged.rename(target)
-        return written
+        outputs = FeatureOutputs(None, settings.prefix, staging, store_events=False,
+                                 allowed_lateness=settings.allowed_lateness,
+                                 entities=frozenset(), declared=declared)
+        read = [0]
+
+        def counted(done: int) -> None:
+            read[0] = done
+            on_progress(done)
+
+        run_backfill(events, outputs, RunOptions(), counted)
+        rows, entities = {}, {}
+        for name in names:
+            rows[name], entities[name] = _swap_in(settings.offline_dir, staging, name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return ViewBackfillFigures(read[0], rows, entities, round(time.perf_counter() - started, 3))
+
+
+def _swap_in(offline_dir: Path, staging: Path, name: str) -> tuple[int, int]:
+    """Move one view's log, written under ``staging``, into place (the old one removed);
+    its rows and entities."""
+    import pyarrow.parquet as pq
+
+    from basketflow.sinks.offline_layout import feature_log_dir
+    target, staged = feature_log_dir(offline_dir, name), feature_log_dir(staging, name)
+    rows, entities = 0, set()
+    for path in sorted(staged.rglob("*.parquet")) if staged.exists() else ():
+        table = pq.read_table(path, columns=["entity_id"])
+        rows += table.num_rows
+        entities.update(table.column(0).to_pylist())
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if staged.exists():
+        staged.rename(target)
+    return rows, len(entities)

@@ -74,8 +74,8 @@ def apply(settings: Settings, as_json: bool) -> None:
     while the two disagree.
 
     `features list` and `describe` then show the views; `backfill --views NAME
-    --from-offline` computes a view of the repository's own, and `historical` reads
-    it (the live flow computes the built-in views only, so far)."""
+    --from-offline` computes the history of a view of the repository's own, the next
+    `run` computes it live, and `features`, the HTTP API and `historical` read it."""
     from basketflow.app.registry import apply as apply_registry
     made = apply_registry(settings)
     if as_json:
@@ -83,17 +83,20 @@ def apply(settings: Settings, as_json: bool) -> None:
         return
     print_plan(made)
     out.print(f"applied: {made.registry}")
-    if made.backfill_views:
-        out.print(f"history of {', '.join(made.backfill_views)}: "
-                  "basketflow backfill --from-offline")
+    builtin = [v for v in made.backfill_views if v not in made.own_backfill_views]
+    if builtin:
+        out.print(f"history of {', '.join(builtin)}: basketflow backfill --from-offline")
+    if made.own_backfill_views:
+        names = ",".join(made.own_backfill_views)
+        out.print(f"history of {names}: basketflow backfill --views {names} --from-offline")
 
 
 def print_uncomputed(made: Plan) -> None:
     """Say which declared views nothing computes yet (issue #21's generic engine)."""
     if made.uncomputed_views:
-        out.print(f"not computed yet: {', '.join(made.uncomputed_views)} (basketflow "
-                  "computes its built-in views only; see docs/DESIGN.md, \"Known not to "
-                  "work yet\")")
+        out.print(f"not computed yet: {', '.join(made.uncomputed_views)} (the generic "
+                  "engine does not compute LATEST_INVOICE windows or values as of hour "
+                  "ends yet; see docs/DESIGN.md, \"Known not to work yet\")")
 
 
 def print_plan(made: Plan) -> None:

@@ -45,6 +45,14 @@ customer_christmas = View(
 )
 '''
 
+#: A view the generic engine does not compute yet.
+LATEST = '''\
+from basketflow.schemas.declare import LATEST_INVOICE, Feature, View, agg
+
+last_basket = View(name="last_basket", entity="customer_id",
+                   features=[Feature("lines", agg.count(), windows=LATEST_INVOICE)])
+'''
+
 
 @pytest.fixture
 def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -71,7 +79,8 @@ def test_a_new_view_is_planned_refused_until_applied_then_listed(shop: Settings)
     (shop.feature_repository / "xmas.py").write_text(XMAS)
     made = plan(shop)
     assert changes(shop)["customer_christmas"] == (NEW, BACKFILL)
-    assert made.uncomputed_views == ("customer_christmas",) and made.backfill_views == ()
+    assert made.uncomputed_views == () and made.own_backfill_views == ("customer_christmas",)
+    assert made.backfill_views == ("customer_christmas",)
     with pytest.raises(RegistryOutOfDate, match=r"disagree: customer_christmas new; run "
                                                 r"`basketflow plan` to see the changes and "
                                                 r"`basketflow apply` to record them"):
@@ -119,6 +128,7 @@ def test_a_damaged_registry_is_one_error_saying_how_to_rewrite_it(shop: Settings
 def test_run_and_backfill_are_refused_before_any_server(tmp_path: Path) -> None:
     init_project(tmp_path / "shop")
     (tmp_path / "shop" / "features" / "xmas.py").write_text(XMAS)
+    (tmp_path / "shop" / "features" / "latest.py").write_text(LATEST)
     env = {k: v for k, v in user_env(tmp_path / "unused").items()
            if k not in ENV_OF_KEY.values()}
     for args in (["run", "--stop-at-end"], ["backfill", "--from-offline"]):
@@ -127,9 +137,10 @@ def test_run_and_backfill_are_refused_before_any_server(tmp_path: Path) -> None:
         assert len(error_lines(done)) == 1 and "basketflow apply" in error_lines(done)[0]
     shown = basketflow("plan", env=env, cwd=tmp_path / "shop")
     assert shown.returncode == 0 and "customer_christmas" in shown.stdout
-    assert "not computed yet: customer_christmas" in shown.stdout
-    applied = basketflow("apply", "--json", env=env, cwd=tmp_path / "shop")
-    assert json.loads(applied.stdout)["differs"] is True
+    assert "not computed yet: last_basket (the generic engine" in shown.stdout
+    applied = basketflow("apply", env=env, cwd=tmp_path / "shop")
+    assert "history of customer_christmas: basketflow backfill --views customer_christmas " \
+        "--from-offline" in " ".join(applied.stdout.split())
     again = basketflow("plan", "--json", env=env, cwd=tmp_path / "shop")
     assert json.loads(again.stdout)["differs"] is False
 

@@ -20,7 +20,8 @@ from basketflow.app.project import init_project
 from basketflow.app.registry import apply
 from basketflow.app.view_backfill import NotADeclaredView, backfill_views
 from basketflow.config import ENV_OF_KEY, Settings, load_settings
-from basketflow.features.declared_state import Engine, feature_rows
+from basketflow.features.declared_folder import feature_rows
+from basketflow.features.declared_state import Engine
 from basketflow.reports.historical import get_historical_features
 from basketflow.schemas.declare import (
     LATEST_INVOICE,
@@ -166,8 +167,10 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 def test_backfill_then_historical_is_the_reference_at_random_times(
         tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
     """Events stored offline for three customers; ``backfill --views`` computes the
-    view's log; ``historical`` at random (customer, time) pairs, up to 100 days after the
-    last event, equals the reference."""
+    view's log up to the clock at the end of the events (the newest event time, as the
+    live flow's); ``historical`` at random (customer, time) pairs, up to 100 days after
+    the customer's first event, equals the reference at that time, or past the clock at
+    the clock (request-time features at the time asked)."""
     root = tmp_path_factory.mktemp("shop")
     init_project(root)
     (root / "features" / "everything.py").write_text(VIEW_SOURCE)
@@ -189,8 +192,9 @@ def test_backfill_then_historical_is_the_reference_at_random_times(
     views = load_repository(root / "features").views
     frame = get_historical_features(settings.offline_dir, labels,
                                     [f"everything:{n}" for n in names], views=views)
+    clock = max(e.ts for events in by_customer.values() for e in events)
     for i, ((customer, _), t) in enumerate(zip(asked, times, strict=True)):
-        expected = view.reference(by_customer[customer], t)
+        expected = view.reference(by_customer[customer], min(t, clock))  # rows up to the clock
         last = expected["last_purchase"]
         expected["days_since_last_purchase"] = (None if last is None
                                                 else round((t - last) / DAY, 4))

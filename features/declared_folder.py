@@ -1,0 +1,149 @@
+"""The feature step of a declared view (:mod:`basketflow.schemas.declare`), computed by
+the generic engine (:mod:`basketflow.features.declared_state`): the one implementation
+the live flow and ``backfill --views`` both run.
+
+A :class:`DeclaredFolder` follows the rules of every entity's folder
+(:class:`~basketflow.features.entity_features.Folder`: ids folded once, late events left
+out, rows written up to the flow's event-time clock where windows move on without
+events), as the built-in customer view's does: a row after the last event of each
+event time, and a row at each hour start at which a tile leaves a window, each only
+where the values changed from the row before, so the latest row at or before any time
+``t`` up to the clock holds the values at ``t``. ``seq`` counts the entity's events
+folded in (those the view's filter leaves out too). An event that arrives behind the
+rows written already has every row after it written again, changed or not.
+
+The folder is pickled without its engine (compiled expressions do not pickle): the step
+(:func:`declared_step`) gives it its engine again, or a new state when the view's
+version changed (its history is then ``backfill --views``'s to compute).
+
+>>> from basketflow.schemas.declare import E, Feature, View, agg, days
+>>> from basketflow.schemas.events import parse_row
+>>> view = View("demo", entity="customer_id", features=[
+...     Feature("spend", agg.sum(E.value), windows=days(1), decimals=2),
+...     Feature("products", agg.count_distinct(E.stock_code), windows=days(1))])
+>>> line = ["536365", "85123A", "HEART", "6", "12/1/2010 8:26", "2.55", "17850", "UK"]
+>>> for ts, values in feature_rows(Engine(view), [parse_row(line, "f:2")]):
+...     print(ts, values)
+1291191960 {'spend_1d': 15.3, 'products_1d': 1}
+1291276800 {'spend_1d': 0, 'products_1d': 0}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from basketflow.features.declared_state import HOUR, DeclaredState, Engine
+from basketflow.features.entity_features import Folder
+from basketflow.features.seen_ids import SeenIds
+from basketflow.schemas.events import Transaction
+from basketflow.schemas.records import FeatureUpdate, LogRow, Work
+
+#: A lateness no event of an ordered stream reaches.
+NEVER_LATE = 1 << 40
+
+
+class DeclaredFolder(Folder):
+    """One entity's state of one declared view, and the values of its latest row."""
+
+    __slots__ = ("state", "version", "last")
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.state = engine.state()
+        self.version = engine.version
+        self.last: dict[str, Any] | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as plain values, without the engine (see the module)."""
+        return _restore, (self.version, self.state.tiles, self.state.lifetime, self.last,
+                          self.seen, self.seq, self.max_ts, self.rows_through)
+
+    def attach(self, engine: Engine) -> None:
+        """Give a restored folder its engine."""
+        self.state.engine = engine
+
+    def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
+              update: FeatureUpdate) -> None:
+        """A row after the last event of each event time, where the values changed."""
+        state = self.state
+        self._fold_in_order(entity, fresh, lateness, update, state.update,
+                            lambda: bool(state.tiles),
+                            lambda _flagged: self._emit_moved(entity, update))
+
+    def _emit_moved(self, entity: str, update: FeatureUpdate) -> None:
+        """The row at the latest event time; then, where the clock had written rows after
+        it already (the event arrived behind them), every one of those again."""
+        behind = self.rows_through > self.max_ts
+        self._row(entity, self.max_ts, update, behind)
+        if behind:
+            self._rows(entity, self.max_ts, self.rows_through, update, True)
+        else:
+            self.rows_through = self.max_ts
+
+    def _expire(self, entity: str, until: int, update: FeatureUpdate) -> None:
+        """The rows of the moments after ``rows_through`` up to ``until`` at which a tile
+        leaves a window; then the tiles no later window sees are dropped."""
+        self._rows(entity, self.rows_through, until, update, False)
+        self.rows_through = until
+        self.state.evict(until)
+
+    def _rows(self, entity: str, after: int, until: int, update: FeatureUpdate,
+              every: bool) -> None:
+        """A row at each moment in ``(after, until]`` at which a tile leaves a window
+        (``every``: changed or not)."""
+        for moment in self.state.changes(after, until):
+            self._row(entity, moment, update, every)
+
+    def _row(self, entity: str, ts: int, update: FeatureUpdate, every: bool) -> None:
+        """The row of the values at ``ts``, if they changed (``every``: in any case), as a
+        log row and as the latest values."""
+        values = self.state.values(ts)
+        if not every and values == self.last:
+            return
+        view = self.state.engine.view.name
+        update.rows.append(LogRow(view, entity, ts, self.seq, values))
+        update.values[view] = values
+        update.times[view] = ts
+        self.last = values
+
+
+def _restore(version: str, tiles: dict[int, list[Any]], lifetime: list[Any],
+             last: dict[str, Any] | None, seen: SeenIds, seq: int, max_ts: int,
+             rows_through: int) -> DeclaredFolder:
+    """The folder :meth:`DeclaredFolder.__reduce__` pickled, without its engine yet."""
+    folder = DeclaredFolder.__new__(DeclaredFolder)
+    folder.state = DeclaredState.__new__(DeclaredState)
+    folder.state.tiles, folder.state.lifetime = tiles, lifetime
+    folder.version, folder.last = version, last
+    folder.seen, folder.seq, folder.max_ts, folder.rows_through = seen, seq, max_ts, rows_through
+    return folder
+
+
+def declared_step(engine: Engine, lateness: int) -> Callable[
+        [DeclaredFolder | None, Work], tuple[DeclaredFolder, list[FeatureUpdate]]]:
+    """A ``pickled_flat_map`` mapper folding an entity's :class:`Work` into its
+    :class:`DeclaredFolder` of ``engine``'s view, with an allowed lateness in seconds."""
+    def mapper(state: DeclaredFolder | None,
+               work: Work) -> tuple[DeclaredFolder, list[FeatureUpdate]]:
+        if state is None or state.version != engine.version:
+            state = DeclaredFolder(engine)
+        else:
+            state.attach(engine)
+        update = state.fold(work.entity, work.events, lateness, work.clock)
+        return state, [update] if update is not None else []
+
+    return mapper
+
+
+def feature_rows(engine: Engine, events: Iterable[Transaction], until: int | None = None,
+                 ) -> list[tuple[int, dict[str, Any]]]:
+    """``(time, values)`` of the rows of one entity whose events, in event-time order,
+    are ``events``, with the clock at ``until`` (None: past the last moment a window
+    moves on)."""
+    events = list(events)
+    if until is None:
+        longest = engine.spans[-1] if engine.spans else 0
+        until = (max((e.ts for e in events), default=0) // HOUR + longest) * HOUR
+    update = DeclaredFolder(engine).fold("", events, NEVER_LATE, until)
+    return [] if update is None else [(row.ts, row.values) for row in update.rows]
