@@ -107,7 +107,7 @@ class Folder(ABC):
                        has_tiles: Callable[[], bool], emit: Callable[[bool], None]) -> None:
         """Fold events of an entity whose events come in order: each late one is listed,
         not folded; before an event, the rows of the moments since the last row are
-        written (when ``has_tiles()``); each other event is ``add``\ ed, and after the
+        written (when ``has_tiles()``); each other event is added (``add``), and after the
         last event of each event time ``emit(whether an add said True since the last
         emit)``. One loop with the fields in local variables: it runs once per event."""
         max_ts, seq, late = self.max_ts, self.seq, update.late
