@@ -97,7 +97,7 @@ class FeatureStore:
         """The live values of each entity, in order, in one read of the online store.
 
         ``features`` names whole views (``"customer"``) or single features
-        (``"customer:spend_30d"``); each entity's row per view holds the values asked,
+        (``"customer:spend_30d"``), built in or the feature repository's own; each entity's row per view holds the values asked,
         the event time of its stored values and the view's version, or is None where the
         store has none. Each entity's ``as_of`` is the time the read answers for (the
         flow's event-time clock), at which its request-time features
@@ -106,8 +106,9 @@ class FeatureStore:
         :class:`~basketflow.app.features.UnknownFeature` (a ValueError) for an unknown
         feature.
         """
-        wanted = wanted_features(features)  # checked before anything connects
-        return read_selected(self._store(), entities, wanted)
+        views = {view.name: view for view in self.list_feature_views()}
+        wanted = wanted_features(features, views)  # checked before anything connects
+        return read_selected(self._store(), entities, wanted, views)
 
     def get_score(self, customer_id: str) -> LiveScore | None:
         """A customer's live category score (guests: ``guest-<invoice>``); None until the

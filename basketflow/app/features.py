@@ -154,49 +154,43 @@ class LiveScore:
                 "seq": self.seq, TS_FIELD: self.event_time, VERSION_FIELD: self.model_version}
 
 
+#: The views a read knows, by name (None: the built-in views).
+Views = Mapping[str, "FeatureView"]
+
+
 def _registry() -> dict[str, FeatureView]:
     from basketflow.schemas.features import registry
     return registry()
 
 
-def feature_view(name: str) -> FeatureView:
-    """The registry's view called ``name``; :class:`UnknownView` if there is none."""
-    known = _registry()
+def served_views(settings: Settings) -> dict[str, FeatureView]:
+    """The views a read of ``settings``' online store serves: the built-in ones, and the
+    feature repository's own (the live flow computes them once applied)."""
+    if settings.feature_repository is None:
+        return _registry()
+    from basketflow.app.registry import repository_views
+    return repository_views(settings)[0]
+
+
+def feature_view(name: str, views: Views | None = None) -> FeatureView:
+    """The view called ``name`` of ``views`` (None: the built-in ones);
+    :class:`UnknownView` if there is none."""
+    known = _registry() if views is None else views
     if name not in known:
         raise UnknownView(f"unknown view {name!r}; known: {', '.join(known)}")
     return known[name]
 
 
-class NotServedOnline(UnknownView):
-    """A view of the feature repository's own, asked of the online store, which holds
-    the built-in views only."""
-
-
-def check_views(names: Sequence[str], settings: Settings | None = None) -> None:
-    """Raise :class:`UnknownView`, naming each one, if any of ``names`` is not a view;
-    with ``settings``, :class:`NotServedOnline` for a view of the project's feature
-    repository (not in the online store)."""
-    if settings is not None:
-        _refuse_declared(settings, names)
-    known = _registry()
+def check_views(names: Sequence[str], settings: Settings | None = None,
+                known: Views | None = None) -> None:
+    """Raise :class:`UnknownView`, naming each one, if any of ``names`` is not a view:
+    of ``known``, else of those ``settings`` serves (:func:`served_views`), else of the
+    built-in ones."""
+    if known is None:
+        known = _registry() if settings is None else served_views(settings)
     unknown = [v for v in names if v not in known]
     if unknown:
         raise UnknownView(f"unknown view(s) {', '.join(unknown)}; known: {', '.join(known)}")
-
-
-def _refuse_declared(settings: Settings, views: Sequence[str]) -> None:
-    """Raise :class:`NotServedOnline` for the views asked that are the feature
-    repository's own (nothing computes them online yet)."""
-    if settings.feature_repository is None or all(v in _registry() for v in views):
-        return
-    from basketflow.app.registry import repository_views
-    own = [v for v in views if v in repository_views(settings)[0] and v not in _registry()]
-    if own:
-        raise NotServedOnline(
-            f"{', '.join(own)}: declared in the feature repository, but the online store "
-            "holds the built-in views only (the live flow does not compute declared views "
-            "yet); read its history with `basketflow historical` after `basketflow "
-            "backfill --views NAME --from-offline`")
 
 
 def describe(view: FeatureView, prefix: str) -> ViewDescription:
@@ -252,9 +246,11 @@ def describe_view(name: str, settings: Settings) -> ViewDescription:
     return views[name]
 
 
-def customer_views() -> tuple[str, ...]:
-    """The views keyed by customer id: what ``features ENTITY`` shows by default."""
-    return tuple(n for n, v in _registry().items() if v.entity == "customer_id")
+def customer_views(views: Views | None = None) -> tuple[str, ...]:
+    """The views keyed by customer id of ``views`` (None: the built-in ones): what
+    ``features ENTITY`` shows by default."""
+    known = _registry() if views is None else views
+    return tuple(n for n, v in known.items() if v.entity == "customer_id")
 
 
 def online_store(settings: Settings) -> OnlineStore:
@@ -333,11 +329,13 @@ def serve_vector(entity: str, stored: Mapping[str, Mapping[str, Any] | None],
 
 
 def read_online(store: OnlineStore, entities: Sequence[str],
-                views: Sequence[str]) -> list[OnlineFeatures]:
+                views: Sequence[str], known: Views | None = None) -> list[OnlineFeatures]:
     """The given views of each entity, as of the flow's event-time clock
     (:func:`read_clock`; without one, as of each entity's newest values), in one round
-    trip (views are not checked here)."""
-    parts, at_read = _read_plan(tuple(views))
+    trip (views are not checked here); ``known`` defines them (None: the built-in
+    views)."""
+    parts, at_read = _read_plan(tuple(views)) if known is None \
+        else _plan(tuple(views), known)
     vectors, clocks = store.read_vectors_and_clocks(views, entities, parts)
     clock = read_clock(views, clocks)
     return [serve_vector(entity, vector, clock, at_read)
@@ -346,23 +344,29 @@ def read_online(store: OnlineStore, entities: Sequence[str],
 
 @cache
 def _read_plan(views: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, FeatureView]]:
-    """What a read of ``views`` needs besides their values, worked out once per set of
-    views: the progress parts whose clocks it reads, and its views that have request-time
-    features.
+    """:func:`_plan` of built-in views, worked out once per set of views.
 
     >>> _read_plan(("customer", "basket"))
     (('serve', ''), {'customer': FeatureView(name='customer', ...)})
     """
-    known = _registry()
+    return _plan(views, _registry())
+
+
+def _plan(views: tuple[str, ...], known: Views,
+          ) -> tuple[tuple[str, ...], dict[str, FeatureView]]:
+    """What a read of ``views`` (defined in ``known``) needs besides their values: the
+    progress parts whose clocks it reads, and its views that have request-time
+    features."""
     parts = tuple(dict.fromkeys(part for view in views for part in clock_parts(view)))
     return parts, {view: known[view] for view in views
                    if view in known and known[view].request_time_features}
 
 
-def wanted_features(features: Sequence[str]) -> dict[str, tuple[str, ...] | None]:
+def wanted_features(features: Sequence[str], views: Views | None = None,
+                    ) -> dict[str, tuple[str, ...] | None]:
     """``view`` or ``view:feature`` names -> the features asked per view (None: all),
     views in first-asked order; :class:`UnknownView` or :class:`UnknownFeature` for a
-    name the registry does not have.
+    name ``views`` (None: the built-in ones) do not have.
 
     >>> wanted_features(["basket:value", "customer", "basket:lines"])
     {'basket': ('value', 'lines'), 'customer': None}
@@ -374,7 +378,7 @@ def wanted_features(features: Sequence[str]) -> dict[str, tuple[str, ...] | None
     wanted: dict[str, list[str] | None] = {}
     for name in features:
         view, _, feature = name.partition(":")
-        known = feature_view(view).feature_names
+        known = feature_view(view, views).feature_names
         if feature and feature not in known:
             raise UnknownFeature(f"unknown feature {name!r}; {view} has: {', '.join(known)}")
         if not feature:
@@ -393,12 +397,13 @@ def _only(row: FeatureRow | None, names: tuple[str, ...] | None) -> FeatureRow |
 
 def read_selected(store: OnlineStore, entities: Sequence[str],
                   features: Sequence[str] | Mapping[str, tuple[str, ...] | None],
-                  ) -> list[OnlineFeatures]:
+                  views: Views | None = None) -> list[OnlineFeatures]:
     """The features named (``view`` or ``view:feature``, or what :func:`wanted_features`
     made of such names) of each entity, in one read (:func:`read_online`): each row per
-    view holds only the values asked."""
-    wanted = features if isinstance(features, Mapping) else wanted_features(features)
-    found = read_online(store, list(entities), list(wanted))
+    view holds only the values asked; ``views`` defines them (None: the built-in
+    views)."""
+    wanted = features if isinstance(features, Mapping) else wanted_features(features, views)
+    found = read_online(store, list(entities), list(wanted), views)
     return [OnlineFeatures(row.entity, {view: _only(row.views[view], names)
                                         for view, names in wanted.items()},
                            row.as_of, row.as_of_from)
@@ -414,12 +419,13 @@ def online_features(settings: Settings, entity: str,
 
 def many_online_features(settings: Settings, entities: Sequence[str],
                          views: Sequence[str] = ()) -> list[OnlineFeatures]:
-    """The live values of many entities, in one read: the given views (checked against
-    the registry), by default the customer's. ``settings`` must have Redis's address.
-    A view of the feature repository's own is :class:`NotServedOnline`."""
-    check_views(views, settings)
+    """The live values of many entities, in one read: the given views (the built-in
+    ones and the feature repository's own: :func:`served_views`), by default those
+    keyed by customer. ``settings`` must have Redis's address."""
+    known = served_views(settings)
+    check_views(views, known=known)
     return read_online(online_store(settings), list(entities),
-                       list(views or customer_views()))
+                       list(views or customer_views(known)), known)
 
 
 @dataclass(frozen=True)
@@ -441,7 +447,7 @@ def latest_entities(settings: Settings, view: str = "customer",
     can show right now. From the online store rather than the offline feature log, which
     also holds ids that were only backfilled (``backfill`` without ``--materialize``) and
     baskets whose online values have expired. ``settings`` must have Redis's address."""
-    feature_view(view)
+    feature_view(view, served_views(settings))
     store = online_store(settings)
     try:
         return [KnownEntity(e, ts) for e, ts in store.latest_entities(view, limit)]

@@ -50,8 +50,9 @@ def features_get(settings: Settings, entities: tuple[str, ...], views: tuple[str
                  as_json: bool) -> None:
     """Live feature values of one or more entities from the online store, in one read.
 
-    ID is a customer id (guests: guest-<invoice>) for the customer and basket views, or a
-    stock code with --view product; `basketflow entities` lists some. An ID without
+    ID is a customer id (guests: guest-<invoice>) for the views keyed by customer (the
+    customer and basket views, and the feature repository's own), or a stock code with
+    --view product; `basketflow entities` lists some. An ID without
     values is an error (exit status 1, with --json too), after the others are shown.
     The read is as of the flow's event-time clock (`as_of`), where request-time
     features (days_since_last_purchase) are computed.
@@ -103,8 +104,9 @@ def entities(settings: Settings, view: str, limit: int, as_json: bool) -> None:
     """
     from basketflow.app import features as app
     from basketflow.app.services import REDIS, resolve
+    views = app.served_views(settings)
     try:
-        app.feature_view(view)
+        app.feature_view(view, views)
     except app.UnknownView as exc:
         raise click.BadParameter(str(exc), param_hint="--view") from exc
     known = app.latest_entities(resolve(settings, (REDIS,)), view, limit)
@@ -114,7 +116,7 @@ def entities(settings: Settings, view: str, limit: int, as_json: bool) -> None:
         raise click.ClickException(f"the online store has no {view} values yet: run the "
                                    "flow (`basketflow run`) or `backfill --materialize`")
     if not as_json:
-        shown = table(app.feature_view(view).entity, "values as of",
+        shown = table(app.feature_view(view, views).entity, "values as of",
                       title=f"{view}: the {len(known)} most recent")
         for k in known:
             shown.add_row(k.entity, when(k.event_time))

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 import redis
@@ -44,6 +44,9 @@ from basketflow.serving.auth import ADMIN, ENV_API_KEYS, PREDICT, PUSH, READ, Ap
 from basketflow.serving.metrics import CONTENT_TYPE, HttpMetrics, MetricsMiddleware, metrics_text
 from basketflow.serving.options import ENV_SERVE_OPTIONS, ServeOptions
 from basketflow.sinks.online_store import RedisOnlineStore, serving_client
+
+if TYPE_CHECKING:
+    from basketflow.schemas.feature_view import FeatureView
 
 log = logging.getLogger("basketflow.serve")
 #: The most entities one call may read, and lines one call may post.
@@ -79,7 +82,14 @@ class Backends:
     keys: ApiKeys
     model: LiveModel
     push: Any = None
-    customer_views: tuple[str, ...] = field(default_factory=app_features.customer_views)
+    #: The views served: the built-in ones and the feature repository's own.
+    views: Mapping[str, FeatureView] = field(default_factory=dict)
+    customer_views: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """The views of the options' project, loaded once per worker process."""
+        self.views = self.views or app_features.served_views(self.options.settings)
+        self.customer_views = self.customer_views or app_features.customer_views(self.views)
 
     def pusher(self) -> Any:
         """The events producer (:class:`~basketflow.producers.push.EventPush`), made at
@@ -198,8 +208,8 @@ def create_app(b: Backends) -> FastAPI:
     async def many_features(body: FeaturesRequest) -> Response:
         """Many entities in one read; an entity without values has nulls."""
         ids = [str(e) for e in body.entities]
-        wanted = _wanted(body.features or list(b.customer_views), None)
-        found = app_features.read_selected(b.store, ids, wanted)
+        wanted = _wanted(b, body.features or list(b.customer_views), None)
+        found = app_features.read_selected(b.store, ids, wanted, b.views)
         return json_response({"results": [f.to_json() for f in found]})
 
     @app.post("/get-online-features", dependencies=reader)
@@ -263,15 +273,16 @@ def _version() -> str:
     return version("basketflow")
 
 
-def _wanted(names: Sequence[str], entity: str | None,
+def _wanted(b: Backends, names: Sequence[str], entity: str | None,
             ) -> dict[str, tuple[str, ...] | None]:
     """The features asked per view; 422 for an unknown one, or (with ``entity``) one of
     a view keyed by another entity."""
     try:
-        wanted = app_features.wanted_features(names)
+        wanted = app_features.wanted_features(names, b.views)
     except (app_features.UnknownView, app_features.UnknownFeature) as exc:
         raise ApiError(422, "unknown_feature", str(exc)) from None
-    other = [v for v in wanted if entity and app_features.feature_view(v).entity != entity]
+    other = [v for v in wanted
+             if entity and app_features.feature_view(v, b.views).entity != entity]
     if other:
         raise ApiError(422, "wrong_entity", f"view(s) {', '.join(other)} are not keyed by "
                        f"{entity}")
@@ -282,7 +293,7 @@ def _one(b: Backends, entity: str, features: str | None, key: str,
          default: tuple[str, ...]) -> Response:
     """One entity's features (:func:`_wanted` of the comma-separated ``features``)."""
     names = [n.strip() for n in features.split(",") if n.strip()] if features else default
-    found = app_features.read_selected(b.store, [entity], _wanted(names, key))[0]
+    found = app_features.read_selected(b.store, [entity], _wanted(b, names, key), b.views)[0]
     if not any(found.views.values()):
         raise ApiError(404, "not_found", f"no features for {key} {entity!r} in the online "
                        "store")
@@ -301,9 +312,9 @@ def _feast(b: Backends, body: FeastRequest) -> Response:
     if bad:
         raise ApiError(422, "unknown_feature", f"features are view:feature names, not "
                        f"{', '.join(map(repr, bad))}")
-    wanted = _wanted(body.features, join_key)
+    wanted = _wanted(b, body.features, join_key)
     pairs = [tuple(n.split(":", 1)) for n in body.features]
-    found = app_features.read_selected(b.store, [str(i) for i in ids], wanted)
+    found = app_features.read_selected(b.store, [str(i) for i in ids], wanted, b.views)
     return json_response(feast.response(ids, join_key, pairs, found,  # type: ignore[arg-type]
                                         body.full_feature_names))
 
