@@ -1,6 +1,6 @@
-"""A view the team declares (the README's Christmas spend), applied, computed by the live
-flow through the real broker and Valkey: its online values equal the declaration's
-plain-Python reference at the flow's clock, its feature log equals the one
+"""A view the team declares (the README's Christmas spend, as written there), applied,
+computed by the live flow through the real broker and Valkey: its online values equal
+the declaration's plain-Python reference at the flow's clock, its feature log equals the one
 ``backfill --views`` computes from the stored events (one implementation), and
 ``basketflow features ID`` and the HTTP API serve it with its version and as-of time."""
 
@@ -34,26 +34,16 @@ from tests.serving.conftest import start_server
 
 HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
           "CustomerID", "Country"]
-#: The README's view, as a user writes it in features/christmas.py.
-CHRISTMAS = '''\
-from basketflow.schemas.declare import E, DaysSince, Feature, View, agg, days, hours
+README = Path(__file__).resolve().parents[2] / "README.md"
 
-customer_christmas = View(
-    name="customer_christmas",
-    entity="customer_id",
-    description="Spend on Christmas products",
-    features=[
-        Feature("christmas_spend",
-                agg.sum(E.value, where=E.product_category == "christmas_seasonal"),
-                windows=days(14, 28), decimals=2, description="Christmas spend, {window}"),
-        Feature("christmas_products", agg.count_distinct(
-                    E.stock_code, where=E.product_category == "christmas_seasonal"),
-                windows=hours(6) + days(14)),
-        Feature("last_line", agg.max(E.time), description="time of the latest line"),
-        DaysSince("days_since_last_line", source="last_line"),
-    ],
-)
-'''
+
+def readme_view() -> str:
+    """The README's own view of the team's (``features/christmas.py``), as written there."""
+    text = README.read_text()
+    start = text.index("```python\n", text.index("say `features/christmas.py`")) + 10
+    return text[start:text.index("```", start)]
+
+
 PRODUCTS = [("23084", "CHRISTMAS TREE DECORATION"), ("22086", "PAPER CHAIN KIT CHRISTMAS"),
             ("21813", "ADVENT CALENDAR GINGHAM SACK"), ("71053", "WHITE METAL LANTERN"),
             ("22633", "HAND WARMER UNION JACK")]
@@ -88,7 +78,7 @@ def shop(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     for name in ENV_OF_KEY.values():
         monkeypatch.delenv(name, raising=False)
     init_project(tmp_path / "shop")
-    (tmp_path / "shop" / "features" / "christmas.py").write_text(CHRISTMAS)
+    (tmp_path / "shop" / "features" / "christmas.py").write_text(readme_view())
     project = load_settings(cwd=tmp_path / "shop")
     shop = replace(project, kafka_bootstrap=settings.kafka_bootstrap,
                    redis_url=settings.redis_url, topic=settings.topic,
