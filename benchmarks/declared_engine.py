@@ -5,15 +5,21 @@ event-time order, and computes every customer's feature rows twice in one run: b
 hand-written ``CustomerState`` (baseline, what the flow and the backfill run) and by the
 generic engine over the view's declaration (``features/declared_state.py``), at the same
 moments (each event time and each hour start where a tile leaves a window; a row where
-the values changed). Prints events/s of each, their ratio, and how many rows are
-identical, with the features that differ. Takes turns over ``--rounds``.
+the values changed), in the same plain loop; with ``--baseline DIR`` (a tree of main:
+``git archive main | tar -x -C DIR``) the generic engine of that tree too, in the same
+run; and the generic engine through the feature step the flow and the backfill run
+(``features/declared_folder.py``: ids, late events, rows). Prints events/s of each, the
+ratios to the hand-written time, and how many rows are identical, with the features
+that differ. Takes turns over ``--rounds``.
 
     python benchmarks/declared_engine.py [PATH.csv[.gz]] [--limit N] [--rounds N]
+                                         [--baseline DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -26,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import REAL_DATA, describe  # noqa: E402
 
-from basketflow.features.declared_folder import feature_rows
+from basketflow.features.declared_folder import feature_rows  # noqa: E402
 from basketflow.features.declared_state import Engine  # noqa: E402
+from basketflow.schemas.declare import View  # noqa: E402
 from basketflow.features.feature_state import CustomerState  # noqa: E402
 from basketflow.producers.csv_source import read_events  # noqa: E402
 from basketflow.schemas.default_repository.customer import customer  # noqa: E402
@@ -49,10 +56,12 @@ def customers(path: Path, limit: int | None) -> dict[str, list[Transaction]]:
     return out
 
 
-def hand_written_rows(events: list[Transaction]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The baseline: ``CustomerState`` at the generic engine's moments."""
-    spans = (24, 168, 720, 2160)
-    state = CustomerState()
+def plain_rows(state: Any, spans: tuple[int, ...],
+               events: list[Transaction]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """A state's rows at the moments of the generic engine (each event time, each hour
+    start where a tile leaves a window), where the values changed: its ``update`` and
+    ``values``, and its ``evict`` where it has one."""
+    evict = getattr(state, "evict", None)
     moments = {e.ts for e in events} | {(e.ts // HOUR + h) * HOUR for e in events for h in spans}
     previous = None
     i = 0
@@ -64,6 +73,30 @@ def hand_written_rows(events: list[Transaction]) -> Iterator[tuple[int, dict[str
         if values != previous:
             yield moment, values
             previous = values
+        if evict is not None:
+            evict(moment)
+
+
+def hand_written_rows(events: list[Transaction]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The baseline: ``CustomerState`` at the generic engine's moments."""
+    return plain_rows(CustomerState(), (24, 168, 720, 2160), events)
+
+
+def generic_rows(engine: Any) -> Rows:
+    """The generic engine (of this tree, or a baseline's ``Engine``) in the same plain
+    loop as the hand-written state."""
+    return lambda events: plain_rows(engine.state(), engine.spans, events)
+
+
+def baseline_engine(tree: Path, view: View) -> Any:
+    """The ``Engine`` of a baseline tree's ``features/declared_state.py`` over ``view``
+    (loaded as a module of its own; it imports this tree's declarations)."""
+    spec = importlib.util.spec_from_file_location(
+        "baseline_declared_state", tree / "basketflow" / "features" / "declared_state.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Engine(view)
 
 
 def timed(rows: Rows, by_customer: dict[str, list[Transaction]]
@@ -79,6 +112,8 @@ def main() -> None:
     parser.add_argument("path", nargs="?", type=Path, default=REAL_DATA)
     parser.add_argument("--limit", type=int, default=None, help="only the first N events")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a tree of main whose generic engine to time too")
     args = parser.parse_args()
     print(describe())
     print(f"load average before: {os.getloadavg()[0]:.2f}")
@@ -86,18 +121,23 @@ def main() -> None:
     events = sum(map(len, by_customer.values()))
     print(f"{events:,} events of {len(by_customer):,} customers from {args.path.name}")
     engine = Engine(customer)
-    generic: Rows = lambda evs: feature_rows(engine, evs)  # noqa: E731
-    times: dict[str, list[float]] = {"hand-written": [], "generic": []}
+    contenders: dict[str, Rows] = {"hand-written": hand_written_rows,
+                                   "generic": generic_rows(engine)}
+    if args.baseline is not None:
+        contenders["generic (baseline)"] = generic_rows(baseline_engine(args.baseline,
+                                                                        customer))
+    contenders["generic, feature step"] = lambda evs: iter(feature_rows(engine, evs))
+    times: dict[str, list[float]] = {name: [] for name in contenders}
     results = {}
     for _ in range(args.rounds):
-        for name, rows in (("hand-written", hand_written_rows), ("generic", generic)):
+        for name, rows in contenders.items():
             seconds, results[name] = timed(rows, by_customer)
             times[name].append(seconds)
     best = {name: min(t) for name, t in times.items()}
     for name, seconds in best.items():
-        print(f"{name:13} {events / seconds:>10,.0f} events/s  ({seconds:.2f} s, best of "
-              f"{args.rounds})")
-    print(f"generic / hand-written time: {best['generic'] / best['hand-written']:.2f}")
+        print(f"{name:22} {events / seconds:>10,.0f} events/s  ({seconds:.2f} s, best of "
+              f"{args.rounds}; {seconds / best['hand-written']:.2f} x the hand-written "
+              "time)")
     same = total = 0
     differing: Counter[str] = Counter()
     for c, rows in results["hand-written"].items():

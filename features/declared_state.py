@@ -35,6 +35,7 @@ class computes it), and values read as of hour ends (``values_at="hour_end"``).
 from __future__ import annotations
 
 import operator
+from dataclasses import replace
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property, partial
 from typing import Any
@@ -95,24 +96,53 @@ def _count(p: Any, e: Transaction) -> Any:
 
 def _step(function: str, of: Callable[[Transaction], Any]) -> Adder:
     """How ``function`` adds the value ``of`` an event (a null value adds nothing, except
-    to first and last, which keep the event's order with it)."""
+    to first and last, which keep the event's order with it): one function per
+    aggregation, chosen once, since it runs per event and feature."""
+    if function in ("first", "last"):
+        return lambda p, e: _merge_picked(function, p, (event_order(e), of(e)))
+    return _STEPS[function](of)
+
+
+def _sum_step(of: Callable[[Transaction], Any]) -> Adder:
     def add(p: Any, e: Transaction) -> Any:
         v = of(e)
-        if function in ("first", "last"):
-            return _merge_picked(function, p, (event_order(e), v))
-        if v is None:
-            return p
-        if function == "sum":
-            return p + v
-        if function == "count_distinct":
-            p.add(v)
-            return p
-        if function == "mean":
-            return (p[0] + v, p[1] + 1)
-        if p is None:
-            return v
-        return v if (v < p if function == "min" else v > p) else p
+        return p if v is None else p + v
     return add
+
+
+def _distinct_step(of: Callable[[Transaction], Any]) -> Adder:
+    def add(p: Any, e: Transaction) -> Any:
+        v = of(e)
+        if v is not None:
+            p.add(v)
+        return p
+    return add
+
+
+def _mean_step(of: Callable[[Transaction], Any]) -> Adder:
+    def add(p: Any, e: Transaction) -> Any:
+        v = of(e)
+        return p if v is None else (p[0] + v, p[1] + 1)
+    return add
+
+
+def _min_step(of: Callable[[Transaction], Any]) -> Adder:
+    def add(p: Any, e: Transaction) -> Any:
+        v = of(e)
+        return p if v is None or (p is not None and not v < p) else v
+    return add
+
+
+def _max_step(of: Callable[[Transaction], Any]) -> Adder:
+    def add(p: Any, e: Transaction) -> Any:
+        v = of(e)
+        return p if v is None or (p is not None and not v > p) else v
+    return add
+
+
+_STEPS: dict[str, Callable[[Callable[[Transaction], Any]], Adder]] = {
+    "sum": _sum_step, "count_distinct": _distinct_step, "mean": _mean_step,
+    "min": _min_step, "max": _max_step}
 
 
 def _merge_picked(function: str, a: Any, b: Any) -> Any:
@@ -213,8 +243,13 @@ class Engine:
              partial(_empty, f.aggregation), _merger(f.aggregation),
              partial(_finish, f.aggregation))
             for f, ws in self.windowed)
-        self.windowed_adders = tuple(_adder(f.aggregation) for f, _ in self.windowed)
-        self.lifetime_adders = tuple(_adder(f.aggregation) for f in self.lifetime)
+        #: The features' distinct conditions (``where=``), each evaluated once per event,
+        #: and per feature the index of its condition (-1: none) and its adder.
+        self.conditions: list[Callable[[Transaction], Any]] = []
+        known: dict[str, int] = {}
+        self.windowed_adders = tuple(self._gated(f.aggregation, known)
+                                     for f, _ in self.windowed)
+        self.lifetime_adders = tuple(self._gated(f.aggregation, known) for f in self.lifetime)
         self.where = compiled(view.where) if view.where is not None else None
         self.names = tuple(view.reference([], 0))  # every stored feature, in order
 
@@ -222,6 +257,18 @@ class Engine:
     def version(self) -> str:
         """The compiled view's version: a state folded under another is not this one's."""
         return self.view.compile().version
+
+    def _gated(self, agg: Agg, known: dict[str, int]) -> tuple[int, Adder]:
+        """An aggregation's condition (its index in :attr:`conditions`, shared by the
+        features with the same one; -1: none) and its adder without it (a ratio's parts
+        keep theirs)."""
+        if agg.function == "ratio" or agg.where is None:
+            return -1, _adder(agg)
+        text = agg.where.text
+        if text not in known:
+            known[text] = len(self.conditions)
+            self.conditions.append(compiled(agg.where))
+        return known[text], _adder(replace(agg, where=None))
 
     @staticmethod
     def computes(view: View) -> bool:
@@ -257,11 +304,14 @@ class DeclaredState:
         tile = self.tiles.get(hour)
         if tile is None:
             tile = self.tiles[hour] = [_empty(f.aggregation) for f, _ in engine.windowed]
-        for i, add in enumerate(engine.windowed_adders):
-            tile[i] = add(tile[i], e)
+        met = [condition(e) for condition in engine.conditions]
+        for i, (condition, add) in enumerate(engine.windowed_adders):
+            if condition < 0 or met[condition]:
+                tile[i] = add(tile[i], e)
         lifetime = self.lifetime
-        for i, add in enumerate(engine.lifetime_adders):
-            lifetime[i] = add(lifetime[i], e)
+        for i, (condition, add) in enumerate(engine.lifetime_adders):
+            if condition < 0 or met[condition]:
+                lifetime[i] = add(lifetime[i], e)
 
     def values(self, as_of: int) -> dict[str, Any]:
         """Every stored feature at ``as_of`` (every event at or before it folded in), in
