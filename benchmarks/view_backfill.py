@@ -7,9 +7,10 @@ events (``backfill --from``), then times, in turns, ``backfill --from-offline
 --processes 1`` (baseline: the three built-in views by their state classes) and
 ``backfill --views customer_declared --from-offline`` (the one declared view by the
 generic engine), each writing its feature logs anew (the baseline's are deleted before
-it runs). Prints events/s of each and the feature-log rows each wrote.
+it runs); with ``--baseline DIR`` (a tree of main) also main's ``backfill --views``, run
+from that tree. Prints events/s of each and the feature-log rows each wrote.
 
-    python benchmarks/view_backfill.py [PATH.csv[.gz]] [--rounds N]
+    python benchmarks/view_backfill.py [PATH.csv[.gz]] [--rounds N] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ from basketflow.config import ENV_OF_KEY  # noqa: E402
 from basketflow.schemas.default_repository import FILES  # noqa: E402
 
 
-def basketflow(*args: str, cwd: Path) -> dict[str, object]:
-    """``basketflow ARGS --json`` in the project; its JSON and wall time."""
+def basketflow(*args: str, cwd: Path, tree: Path | None = None) -> dict[str, object]:
+    """``basketflow ARGS --json`` in the project (the code of ``tree`` when given); its
+    JSON and wall time."""
     env = {k: v for k, v in os.environ.items() if k not in ENV_OF_KEY.values()}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "basketflow.cli", *args, "--json"], cwd=cwd,
                           env=env, stdout=subprocess.PIPE, check=True, text=True)
@@ -47,6 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("path", nargs="?", type=Path, default=REAL_DATA)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a tree of main whose backfill --views to time too")
     args = parser.parse_args()
     print(describe())
     print(f"load average before: {os.getloadavg()[0]:.2f}")
@@ -61,7 +67,11 @@ def main() -> None:
                             cwd=root)
         events = int(stored["events"])  # type: ignore[call-overload]
         print(f"{events:,} events stored from {args.path.name}")
-        walls: dict[str, list[float]] = {"hand-written (3 views)": [], "generic (1 view)": []}
+        generic = {"generic (1 view)": None}
+        if args.baseline is not None:
+            generic["generic, main (1 view)"] = args.baseline.resolve()
+        walls: dict[str, list[float]] = {"hand-written (3 views)": []} | {
+            name: [] for name in generic}
         rows: dict[str, int] = {}
         for _ in range(args.rounds):
             for view in ("customer", "basket", "product"):  # so it writes its rows again
@@ -70,13 +80,14 @@ def main() -> None:
             walls["hand-written (3 views)"].append(float(done["wall"]))  # type: ignore[arg-type]
             rows["hand-written (3 views)"] = int(
                 done["feature_rows"])  # type: ignore[call-overload]
-            done = basketflow("backfill", "--views", "customer_declared", "--from-offline",
-                              cwd=root)
-            walls["generic (1 view)"].append(float(done["wall"]))  # type: ignore[arg-type]
-            rows["generic (1 view)"] = done["rows"]["customer_declared"]  # type: ignore[index]
+            for name, tree in generic.items():
+                done = basketflow("backfill", "--views", "customer_declared",
+                                  "--from-offline", cwd=root, tree=tree)
+                walls[name].append(float(done["wall"]))  # type: ignore[arg-type]
+                rows[name] = done["rows"]["customer_declared"]  # type: ignore[index]
         for name, wall in walls.items():
             best = min(wall)
-            print(f"{name:23} {events / best:>9,.0f} events/s with start-up ({best:.1f} s, "
+            print(f"{name:24} {events / best:>9,.0f} events/s with start-up ({best:.1f} s, "
                   f"best of {args.rounds}); feature-log rows written: {rows[name]:,}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 

@@ -161,7 +161,8 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return settings
 
 
-@hypothesis_settings(max_examples=12, deadline=None,  # stores and reads Parquet: no shrinking
+@pytest.mark.slow
+@hypothesis_settings(max_examples=6, deadline=None,  # a backfill flow each: no shrinking
                      phases=(Phase.explicit, Phase.reuse, Phase.generate))
 @given(data=st.data())
 def test_backfill_then_historical_is_the_reference_at_random_times(
