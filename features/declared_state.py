@@ -35,6 +35,7 @@ class computes it), and values read as of hour ends (``values_at="hour_end"``).
 from __future__ import annotations
 
 import operator
+from bisect import bisect_right
 from dataclasses import replace
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property, partial
@@ -286,7 +287,8 @@ class Engine:
 
 
 class DeclaredState:
-    """One entity's tiles (hour -> a partial per windowed feature) and lifetime partials."""
+    """One entity's tiles (hour -> a partial per windowed feature, in hour order) and
+    lifetime partials."""
 
     __slots__ = ("engine", "tiles", "lifetime")
 
@@ -301,9 +303,13 @@ class DeclaredState:
         if engine.where is not None and not engine.where(e):
             return
         hour = e.ts // HOUR
-        tile = self.tiles.get(hour)
+        tiles = self.tiles
+        tile = tiles.get(hour)
         if tile is None:
-            tile = self.tiles[hour] = [_empty(f.aggregation) for f, _ in engine.windowed]
+            behind = bool(tiles) and hour < next(reversed(tiles))
+            tile = tiles[hour] = [_empty(f.aggregation) for f, _ in engine.windowed]
+            if behind:  # an event out of order: the tiles stay in hour order
+                self.tiles = dict(sorted(tiles.items()))
         met = [condition(e) for condition in engine.conditions]
         for i, (condition, add) in enumerate(engine.windowed_adders):
             if condition < 0 or met[condition]:
@@ -320,18 +326,19 @@ class DeclaredState:
         shorter one and its older tiles)."""
         engine = self.engine
         last = as_of // HOUR
-        longest = engine.spans[-1] if engine.spans else 0
-        tiles = sorted(((h, t) for h, t in self.tiles.items() if last - longest < h <= last),
-                       reverse=True)
+        hours = list(self.tiles)  # in hour order
+        tiles = list(self.tiles.values())
+        end = bisect_right(hours, last)
+        starts = {span: bisect_right(hours, last - span) for span in engine.spans}
         out: dict[str, Any] = {}
         for i, (windows, empty, merge, finish) in enumerate(engine.windowed_plan):
             merged = empty()
-            j = 0
-            for name, hours, decimals in windows:
-                oldest = last - hours
-                while j < len(tiles) and tiles[j][0] > oldest:
-                    merged = merge(merged, tiles[j][1][i])
-                    j += 1
+            j = end
+            for name, span, decimals in windows:
+                start = starts[span]
+                while j > start:
+                    j -= 1
+                    merged = merge(merged, tiles[j][i])
                 value = finish(merged)
                 out[name] = value if value is None or decimals is None else round(value, decimals)
         for i, f in enumerate(engine.lifetime):
