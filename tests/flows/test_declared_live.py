@@ -170,3 +170,36 @@ def test_a_declared_view_is_computed_live_exact_at_the_clock_and_served(
         assert feast.json()["results"][1]["values"] == [served["christmas_spend_28d"]]
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_a_declared_view_added_to_a_running_deployment_and_resumed_from_its_snapshots(
+        shop: Settings, tmp_path: Path) -> None:
+    """A flow resumed from recovery snapshots made before the view was declared computes
+    it from the events it reads from then on; resumed again, its entities' states come
+    back from the snapshots (the folder pickled without its engine) and go on exact."""
+    assert shop.kafka_bootstrap and shop.redis_url and shop.feature_repository
+    lines = shop_lines(seed=14)
+    parts = (lines[:len(lines) // 3], lines[len(lines) // 3:2 * len(lines) // 3],
+             lines[2 * len(lines) // 3:])
+    options = RunOptions(recovery_dir=tmp_path / "recovery")
+    for n, part in enumerate(parts):
+        path = tmp_path / f"part{n}.csv"
+        with path.open("w", newline="") as f:
+            csv.writer(f).writerows([HEADER, *part])
+        replay(path, shop.kafka_bootstrap, shop.topic, shop.dead_topic)
+        run_live(shop if n else replace(shop, feature_repository=None), stop_at_end=True,
+                 options=options)  # the first run: no feature repository yet
+    view = load_repository(shop.feature_repository).declarations[VIEW]
+    seen: dict[str, list[Transaction]] = {}
+    for n, row in enumerate(parts[1] + parts[2]):
+        e = parse_row(row, f"x:{n}")
+        assert isinstance(e, Transaction)
+        seen.setdefault(e.entity_id, []).append(e)
+    clock = max(e.ts for each in seen.values() for e in each)
+    store = RedisOnlineStore(connect(shop.redis_url), shop.prefix)
+    for customer, mine in seen.items():
+        online = store.read(VIEW, customer)
+        assert online is not None
+        expected = view.reference(mine, clock)
+        assert {k: online[k] for k in expected} == pytest.approx(expected), customer
