@@ -58,16 +58,17 @@ class MlflowExportError(BasketflowError):
 @dataclass(frozen=True)
 class ExportedVersion:
     """A registry version and the MLflow model version it is; ``written`` False when it
-    had been exported before."""
+    had been exported before; the aliases that name it (in both registries)."""
 
     version: int
     mlflow_version: str
     written: bool
+    aliases: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Plain data (``--json``)."""
         return {"version": self.version, "mlflow_version": self.mlflow_version,
-                "written": self.written}
+                "written": self.written, "aliases": list(self.aliases)}
 
 
 def metric_items(metrics: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
@@ -110,13 +111,18 @@ def export(registry: Registry, uri: str, name: str = DEFAULT_NAME,
             client = _client(mlflow, uri)
             done = _exported(client, name)
             experiment = _experiment(client)
+            named: dict[int, list[str]] = {}
+            for alias, aliased in sorted(registry.aliases().items()):
+                named.setdefault(aliased, []).append(alias)
             for version in registry.versions():
+                aliases = tuple(named.get(version.id, ()))
                 previous = done.get((str(version.id), version.sha256))
                 if previous is not None:
-                    item = ExportedVersion(version.id, previous, False)
+                    item = ExportedVersion(version.id, previous, False, aliases)
                 else:
                     item = ExportedVersion(version.id, _write(
-                        mlflow, registry, version, experiment, name, Path(tmp)), True)
+                        mlflow, registry, version, experiment, name, Path(tmp)), True,
+                        aliases)
                     done[(str(version.id), version.sha256)] = item.mlflow_version
                 out.append(item)
                 on_version(item)

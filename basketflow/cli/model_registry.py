@@ -267,5 +267,6 @@ def export_command(settings: Settings, uri: str, name: str | None, as_json: bool
     out.print(f"{len(written)} version(s) written to MLflow, {len(done) - len(written)} "
               "there already")
     for item in done:
-        out.print(f"  version {item.version} -> MLflow version {item.mlflow_version}"
-                  f"{'' if item.written else ' (already there)'}")
+        named = f" ({', '.join(item.aliases)})" if item.aliases else ""
+        out.print(f"  version {item.version}{named} -> MLflow version {item.mlflow_version}"
+                  f"{'' if item.written else ', already there'}")

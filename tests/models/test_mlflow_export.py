@@ -65,8 +65,8 @@ def test_every_version_becomes_a_registered_model_version(registry: Registry,
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     done = export(tmp_path / "data", uri, "--json")
     assert done.returncode == 0, done.stderr
-    assert [(v["version"], v["written"]) for v in json.loads(done.stdout)] == [
-        (1, True), (2, True), (3, True)]
+    assert [(v["version"], v["written"], v["aliases"]) for v in json.loads(done.stdout)] == [
+        (1, True, []), (2, True, [CHAMPION]), (3, True, [CHALLENGER])]
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = mlflow.tracking.MlflowClient(tracking_uri=uri, registry_uri=uri)
