@@ -130,7 +130,7 @@ def declared_step(engine: Engine, lateness: int) -> Callable[
             state = DeclaredFolder(engine)
         else:
             state.attach(engine)
-        update = state.fold(work.entity, work.events, lateness, work.clock)
+        update = state.fold(work.entity, work.events, lateness, work.clock, work.since)
         return state, [update] if update is not None else []
 
     return mapper
