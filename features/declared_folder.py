@@ -57,7 +57,8 @@ class DeclaredFolder(Folder):
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickled as plain values, without the engine (see the module)."""
         return _restore, (self.version, self.state.tiles, self.state.lifetime, self.last,
-                          self.seen, self.seq, self.max_ts, self.rows_through)
+                          self.seen, self.seq, self.max_ts, self.rows_through,
+                          self.state.basket)
 
     def attach(self, engine: Engine) -> None:
         """Give a restored folder its engine."""
@@ -110,11 +111,11 @@ class DeclaredFolder(Folder):
 
 def _restore(version: str, tiles: dict[int, list[Any]], lifetime: list[Any],
              last: dict[str, Any] | None, seen: SeenIds, seq: int, max_ts: int,
-             rows_through: int) -> DeclaredFolder:
+             rows_through: int, basket: Any) -> DeclaredFolder:
     """The folder :meth:`DeclaredFolder.__reduce__` pickled, without its engine yet."""
     folder = DeclaredFolder.__new__(DeclaredFolder)
     folder.state = DeclaredState.__new__(DeclaredState)
-    folder.state.tiles, folder.state.lifetime = tiles, lifetime
+    folder.state.tiles, folder.state.lifetime, folder.state.basket = tiles, lifetime, basket
     folder.version, folder.last = version, last
     folder.seen, folder.seq, folder.max_ts, folder.rows_through = seen, seq, max_ts, rows_through
     return folder

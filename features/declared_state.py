@@ -15,8 +15,9 @@ window (:meth:`DeclaredState.changes`); the feature step of
 :mod:`basketflow.features.declared_folder` writes a row at each event time and at each
 such moment where the values changed, in the live flow and the backfill alike.
 
-Not computed here yet: ``LATEST_INVOICE`` windows (the built-in basket view's own state
-class computes it), and values read as of hour ends (``values_at="hour_end"``).
+The latest purchase invoice's features (``LATEST_INVOICE``) keep one partial each over
+that invoice's lines, started afresh by a later line of another invoice. Not computed
+here yet: values read as of hour ends (``values_at="hour_end"``).
 
 >>> from basketflow.schemas.declare import E, Feature, View, agg, days
 >>> from basketflow.schemas.events import parse_row
@@ -224,13 +225,14 @@ class Engine:
         self.view = view
         self.windowed: list[tuple[FeatureDecl, tuple[tuple[str, int], ...]]] = []
         self.lifetime: list[FeatureDecl] = []
+        #: Features over the latest purchase invoice's lines.
+        self.latest: list[FeatureDecl] = []
         for f in view.features:
             if not isinstance(f, FeatureDecl):
                 continue  # request-time: computed when read
-            if LATEST_INVOICE in f.windows:
-                raise DeclarationError(f"{f.where}: feature {f.name!r}: LATEST_INVOICE "
-                                       "windows are not computed by the generic engine yet")
-            if f.windows[0].hours <= 0:
+            if LATEST_INVOICE in f.windows:  # alone: the declaration checks it
+                self.latest.append(f)
+            elif f.windows[0].hours <= 0:
                 self.lifetime.append(f)
             else:
                 self.windowed.append((f, tuple((f"{f.name}_{w.text}", w.hours)
@@ -251,6 +253,7 @@ class Engine:
         self.windowed_adders = tuple(self._gated(f.aggregation, known)
                                      for f, _ in self.windowed)
         self.lifetime_adders = tuple(self._gated(f.aggregation, known) for f in self.lifetime)
+        self.latest_adders = tuple(self._gated(f.aggregation, known) for f in self.latest)
         self.where = compiled(view.where) if view.where is not None else None
         self.names = tuple(view.reference([], 0))  # every stored feature, in order
 
@@ -273,8 +276,8 @@ class Engine:
 
     @staticmethod
     def computes(view: View) -> bool:
-        """Whether the generic engine computes ``view`` (not yet: ``LATEST_INVOICE``
-        windows, values as of hour ends)."""
+        """Whether the generic engine computes ``view`` (not yet: values as of hour
+        ends)."""
         try:
             Engine(view)
         except DeclarationError:
@@ -287,15 +290,18 @@ class Engine:
 
 
 class DeclaredState:
-    """One entity's tiles (hour -> a partial per windowed feature, in hour order) and
-    lifetime partials."""
+    """One entity's tiles (hour -> a partial per windowed feature, in hour order),
+    lifetime partials, and the latest purchase invoice (``basket``: its invoice, the
+    order of its latest line, a partial per feature over it; purchases counted so far)."""
 
-    __slots__ = ("engine", "tiles", "lifetime")
+    __slots__ = ("engine", "tiles", "lifetime", "basket")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.tiles: dict[int, list[Any]] = {}
         self.lifetime = [_empty(f.aggregation) for f in engine.lifetime]
+        self.basket: tuple[str | None, tuple[int, int], list[Any], int] = (
+            None, (0, 0), [_empty(f.aggregation) for f in engine.latest], 0)
 
     def update(self, e: Transaction) -> None:
         """Fold one event of the entity in (the view's filter applied here)."""
@@ -318,6 +324,24 @@ class DeclaredState:
         for i, (condition, add) in enumerate(engine.lifetime_adders):
             if condition < 0 or met[condition]:
                 lifetime[i] = add(lifetime[i], e)
+        if engine.latest and not (e.is_cancellation or e.is_adjustment):
+            self._add_to_basket(e, met)
+
+    def _add_to_basket(self, e: Transaction, met: list[Any]) -> None:
+        """Fold a purchase line into the latest invoice's partials: a line later (event
+        time, then order folded) than the latest with another invoice starts that
+        invoice's; a line of the latest invoice adds to it; other lines are left out
+        (the reference's rule, for invoices whose lines do not interleave)."""
+        invoice, latest, partials, purchases = self.basket
+        order = (e.ts, purchases)
+        if invoice is None or (order > latest and e.invoice != invoice):
+            invoice, partials = e.invoice, [_empty(f.aggregation) for f in self.engine.latest]
+        if e.invoice == invoice:
+            latest = max(latest, order)
+            for i, (condition, add) in enumerate(self.engine.latest_adders):
+                if condition < 0 or met[condition]:
+                    partials[i] = add(partials[i], e)
+        self.basket = (invoice, latest, partials, purchases + 1)
 
     def values(self, as_of: int) -> dict[str, Any]:
         """Every stored feature at ``as_of`` (every event at or before it folded in), in
@@ -343,6 +367,9 @@ class DeclaredState:
                 out[name] = value if value is None or decimals is None else round(value, decimals)
         for i, f in enumerate(engine.lifetime):
             out[f.name] = _rounded(f, _finish(f.aggregation, self.lifetime[i]))
+        basket = self.basket[2]
+        for i, f in enumerate(engine.latest):
+            out[f.name] = _rounded(f, _finish(f.aggregation, basket[i]))
         return {name: out[name] for name in engine.names}
 
     def changes(self, after: int, until: int) -> list[int]:

@@ -95,8 +95,8 @@ def print_uncomputed(made: Plan) -> None:
     """Say which declared views nothing computes yet (issue #21's generic engine)."""
     if made.uncomputed_views:
         out.print(f"not computed yet: {', '.join(made.uncomputed_views)} (the generic "
-                  "engine does not compute LATEST_INVOICE windows or values as of hour "
-                  "ends yet; see docs/DESIGN.md, \"Known not to work yet\")")
+                  "engine does not compute values as of hour ends yet; see docs/DESIGN.md, "
+                  "\"Known not to work yet\")")
 
 
 def print_plan(made: Plan) -> None:

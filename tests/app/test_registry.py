@@ -47,10 +47,10 @@ customer_christmas = View(
 
 #: A view the generic engine does not compute yet.
 LATEST = '''\
-from basketflow.schemas.declare import LATEST_INVOICE, Feature, View, agg
+from basketflow.schemas.declare import Feature, View, agg, days
 
-last_basket = View(name="last_basket", entity="customer_id",
-                   features=[Feature("lines", agg.count(), windows=LATEST_INVOICE)])
+last_basket = View(name="last_basket", entity="stock_code", values_at="hour_end",
+                   features=[Feature("lines", agg.count(), windows=days(1))])
 '''
 
 
