@@ -61,6 +61,7 @@ class FeatureStore:
         self.settings: Settings = replace(settings, redis_url=redis_url or settings.redis_url,
                                           prefix=prefix or settings.prefix)
         self._online: OnlineStore | None = None
+        self._views: dict[str, FeatureView] | None = None
 
     # -------------------------------------------------------------- registry
 
@@ -97,7 +98,8 @@ class FeatureStore:
         """The live values of each entity, in order, in one read of the online store.
 
         ``features`` names whole views (``"customer"``) or single features
-        (``"customer:spend_30d"``), built in or the feature repository's own; each entity's row per view holds the values asked,
+        (``"customer:spend_30d"``), built in or the feature repository's own (its files
+        read at the first call of this object); each entity's row per view holds the values asked,
         the event time of its stored values and the view's version, or is None where the
         store has none. Each entity's ``as_of`` is the time the read answers for (the
         flow's event-time clock), at which its request-time features
@@ -106,9 +108,10 @@ class FeatureStore:
         :class:`~basketflow.app.features.UnknownFeature` (a ValueError) for an unknown
         feature.
         """
-        views = {view.name: view for view in self.list_feature_views()}
-        wanted = wanted_features(features, views)  # checked before anything connects
-        return read_selected(self._store(), entities, wanted, views)
+        if self._views is None:  # the repository's files run once per store object
+            self._views = {view.name: view for view in self.list_feature_views()}
+        wanted = wanted_features(features, self._views)  # checked before anything connects
+        return read_selected(self._store(), entities, wanted, self._views)
 
     def get_score(self, customer_id: str) -> LiveScore | None:
         """A customer's live category score (guests: ``guest-<invoice>``); None until the
