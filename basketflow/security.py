@@ -41,6 +41,9 @@ MASK = "***"
 
 ENV_REDIS_SSL_CA = "REDIS_SSL_CA"
 """PEM file of the CA that signed a ``rediss://`` server's certificate."""
+ENV_REDIS_CLUSTER = "REDIS_CLUSTER"
+"""Set to 1 when ``REDIS_URL`` names one node of a Redis Cluster (any node: the client
+finds the others)."""
 ENV_REDIS_SSL_CERT = "REDIS_SSL_CERT"
 ENV_REDIS_SSL_KEY = "REDIS_SSL_KEY"
 """A client certificate and its key, for a server that asks for one (``tls-auth-clients``)."""
@@ -271,13 +274,46 @@ def redis_tls_options(url: str, env: Mapping[str, str] | None = None) -> dict[st
     return options
 
 
-def redis_client(url: str, **options: Any) -> "redis.Redis":
+def redis_cluster_mode(env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``REDIS_CLUSTER`` says the online store is a Redis Cluster: ``1``,
+    ``true``, ``yes`` or ``on`` (any case) for a cluster; unset, empty, ``0``, ``false``,
+    ``no`` or ``off`` for one server.
+
+    >>> redis_cluster_mode({"REDIS_CLUSTER": "1"}), redis_cluster_mode({})
+    (True, False)
+    """
+    env = os.environ if env is None else env
+    value = env.get(ENV_REDIS_CLUSTER, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise SecurityConfigError(f"{ENV_REDIS_CLUSTER}={value!r}: give 1 for a Redis Cluster "
+                              "or 0 (or leave it unset) for one server")
+
+
+def redis_client(url: str, *, cluster: bool | None = None,
+                 **options: Any) -> "redis.Redis":
     """A redis-py client for ``url`` with its credentials and TLS settings (see
-    :func:`redis_tls_options`); ``options`` are redis-py's (timeouts, retry). It connects
-    at its first command."""
+    :func:`redis_tls_options`); ``options`` are redis-py's (timeouts, retry). One
+    server's client connects at its first command.
+
+    On a Redis Cluster (``cluster``, by default :func:`redis_cluster_mode`), a
+    ``RedisCluster`` started from the node ``url`` names: it asks that node for the slot
+    map at once, and a cluster that does not answer raises ``redis.ConnectionError``
+    (which the flow's retries wait out, like one server's outage). The ACL user and TLS
+    settings of ``url`` apply to every node."""
     import redis
 
-    return redis.Redis.from_url(url, **(redis_tls_options(url) | options))
+    options = redis_tls_options(url) | options
+    if not (redis_cluster_mode() if cluster is None else cluster):
+        return redis.Redis.from_url(url, **options)
+    from redis.cluster import RedisCluster
+    try:
+        return RedisCluster.from_url(url, **options)  # type: ignore[return-value]
+    except redis.exceptions.RedisClusterException as exc:
+        raise redis.ConnectionError(f"no Redis Cluster answers at {redact(url)} "
+                                    f"({redact(str(exc))})") from exc
 
 
 def redis_failure(url: str, exc: Exception) -> str:
@@ -296,6 +332,12 @@ def redis_failure(url: str, exc: Exception) -> str:
             or "NOAUTH" in detail or "NOPERM" in detail:
         return (f"Redis at {shown} refused the user or password ({detail}); check the user "
                 "and password in REDIS_URL")
+    if "Cluster mode is not enabled" in detail:
+        return (f"Redis at {shown} is one server, not a Redis Cluster; unset "
+                f"{ENV_REDIS_CLUSTER} (or set it to 0)")
+    if isinstance(exc, redis.exceptions.MovedError):
+        return (f"Redis at {shown} is a Redis Cluster (MOVED {detail}); set "
+                f"{ENV_REDIS_CLUSTER}=1")
     if "CERTIFICATE_VERIFY_FAILED" in detail or "certificate verify failed" in detail:
         return (f"the TLS certificate of Redis at {shown} was refused ({detail}); set "
                 f"{ENV_REDIS_SSL_CA} to the PEM file of the CA that signed it")
