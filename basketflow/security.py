@@ -24,10 +24,12 @@ so a command that never talks to Redis does not pay for it.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
 import re
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -308,12 +310,58 @@ def redis_client(url: str, *, cluster: bool | None = None,
     options = redis_tls_options(url) | options
     if not (redis_cluster_mode() if cluster is None else cluster):
         return redis.Redis.from_url(url, **options)
+    return _lazy_cluster_class()(url, options)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _lazy_cluster_class() -> type:
+    """The class of a Redis Cluster client that connects at its first command (defined
+    at the first use, so that importing this module does not import redis)."""
+    import redis
     from redis.cluster import RedisCluster
-    try:
-        return RedisCluster.from_url(url, **options)  # type: ignore[return-value]
-    except redis.exceptions.RedisClusterException as exc:
-        raise redis.ConnectionError(f"no Redis Cluster answers at {redact(url)} "
-                                    f"({redact(str(exc))})") from exc
+
+    class LazyRedisCluster(RedisCluster):
+        """A ``RedisCluster`` that reads the slot map at its first command, not when it
+        is built (``RedisCluster`` does at once), as one server's client connects: so a
+        flow's sink or ``serve`` built while the cluster is down waits for it, or
+        answers 503, like on one server. When no node answers, the command raises
+        ``redis.ConnectionError`` and the next one tries again."""
+
+        def __init__(self, url: str, options: dict[str, Any]) -> None:  # noqa: D107
+            self.__dict__.update(_pending=(url, options), _starting=threading.RLock())
+
+        def __getattr__(self, name: str) -> Any:
+            """An attribute the cluster client sets up when it starts: start it first."""
+            state = self.__dict__
+            if "_pending" not in state or name.startswith("__") or state.get("_in_start"):
+                raise AttributeError(name)
+            with state["_starting"]:
+                if "_pending" in state:
+                    url, options = state["_pending"]
+                    state["_in_start"] = True
+                    try:
+                        RedisCluster.__init__(self, url=url, **options)
+                    except redis.exceptions.RedisClusterException as exc:
+                        for key in [k for k in state if not k.startswith("_")]:
+                            del state[key]  # what a failed start set up half
+                        raise redis.ConnectionError(
+                            f"no Redis Cluster answers at {redact(url)} "
+                            f"({redact(str(exc))})") from exc
+                    finally:
+                        state.pop("_in_start", None)
+                    del state["_pending"]
+            return getattr(self, name)
+
+        def close(self) -> None:
+            """Close the nodes' connections, if it ever started."""
+            if "_pending" not in self.__dict__:
+                super().close()
+
+        def __del__(self) -> None:
+            if "_pending" not in self.__dict__:
+                super().__del__()
+
+    return LazyRedisCluster
 
 
 def redis_failure(url: str, exc: Exception) -> str:
