@@ -1,7 +1,8 @@
 """The live flow with its online store on a real Redis Cluster of three nodes: the real
 ``basketflow run --stop-at-end`` of one topic ends with the same stores on the cluster as
-on one server, every reader (``features``, ``entities``, ``score``, ``status``, the Python
-API) reads the same from both, and one node stopped mid-run (long enough for the other
+on one server, every reader (``features``, ``entities``, ``status``, the Python API)
+reads the same from both (scores, which need a fitted segmentation, are read on a cluster
+by ``tests/sinks/test_online_store_cluster.py`` and ``tests/serving/test_reads_cluster.py``), and one node stopped mid-run (long enough for the other
 nodes to declare the cluster down) and started again ends with nothing lost or doubled.
 """
 
@@ -55,7 +56,7 @@ def mode(cluster: bool) -> Iterator[None]:
 
 def start_run(settings: Settings, cluster: bool) -> subprocess.Popen[bytes]:
     """The real `basketflow run --stop-at-end` in the background, on a cluster or not."""
-    env = child_env(settings) | {ENV_REDIS_CLUSTER: "1" if cluster else "0", "BASKETFLOW_DEBUG": "1"}
+    env = child_env(settings) | {ENV_REDIS_CLUSTER: "1" if cluster else "0"}
     return subprocess.Popen(
         [sys.executable, "-m", "basketflow.cli", "run", "--stop-at-end",
          "--snapshot-interval", "0.2", "--max-batch", "500", "--json"],
@@ -78,10 +79,8 @@ def readers(settings: Settings, cluster: bool, customers: list[str]) -> dict[str
         return {
             "features": basketflow(settings, "features", *customers),
             "entities": basketflow(settings, "entities", "--limit", "20"),
-            "score": [basketflow(settings, "score", c) for c in customers[:3]],
             "online_keys": status["online"]["keys"],
             "api": [{v: f and f.values for v, f in row.views.items()} for row in rows],
-            "api_score": api.get_score(customers[0]),
         }
 
 
