@@ -56,8 +56,8 @@ class ClusterUnavailable(redis.ConnectionError):
 
 
 class WrongRedisMode(BasketflowError, redis.ResponseError):
-    """One server's client met a Redis Cluster (a ``MOVED`` reply); the message says to
-    set ``REDIS_CLUSTER=1``."""
+    """One server's client met a Redis Cluster (a ``MOVED`` or ``CROSSSLOT`` reply); the
+    message says to set ``REDIS_CLUSTER=1``."""
 
 
 def send_pipelined(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
@@ -90,9 +90,10 @@ def send_pipelined(client: redis.Redis, commands: Sequence[Command]) -> list[Any
     finally:
         pool.release(connection)
     if first_error is not None:
-        if isinstance(first_error, redis.exceptions.MovedError):
-            raise WrongRedisMode(f"the online store is a Redis Cluster (MOVED "
-                                 f"{first_error}); set REDIS_CLUSTER=1") from first_error
+        if isinstance(first_error, (redis.exceptions.MovedError,
+                                    redis.exceptions.ClusterCrossSlotError)):
+            raise WrongRedisMode(f"the online store is a Redis Cluster ({first_error}); "
+                                 "set REDIS_CLUSTER=1") from first_error
         raise first_error
     return replies
 

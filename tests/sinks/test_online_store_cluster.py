@@ -37,3 +37,4 @@ def test_the_client_is_a_cluster_client_and_keys_carry_the_entity_as_tag(
         store.key("customer", "17850"), store.packed_key("basket", "17850"),
         store.key("score", "17850"), store.packed_key("score", "17850"))}
     assert slots == {key_slot(b"17850")}
+
