@@ -11,8 +11,10 @@ through.
   ``redis://user:pass@`` (an ACL user), ``rediss://`` (TLS, the certificate checked
   against ``REDIS_SSL_CA`` or the system's CAs, and the host name always) and a client
   certificate (``REDIS_SSL_CERT``, ``REDIS_SSL_KEY``) work for the flow, ``serve`` and
-  every command alike; :func:`redis_failure` turns a refused password or certificate
-  into a message that says which and what to do.
+  every command alike; with ``REDIS_CLUSTER=1`` (:func:`redis_cluster_mode`) it is a
+  Redis Cluster client, with the same credentials and TLS for every node.
+  :func:`redis_failure` turns a refused password or certificate, or the wrong
+  ``REDIS_CLUSTER`` for the server, into a message that says which and what to do.
 - **Kafka** (:func:`kafka_security`): the SASL and TLS settings of the environment, as
   librdkafka options, merged into every producer, consumer and admin client.
 - **Files** (:func:`private_dir`, :func:`write_private`): what holds customers' data or
