@@ -78,6 +78,8 @@ KAFKA_OPTIONS = {
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
+#: How the error of a Redis Cluster client that found no node begins.
+_NO_CLUSTER = "no Redis Cluster answers at"
 #: A secret shorter than this is not masked as a bare value (it would mask ordinary
 #: words); in a URL or a ``password=`` parameter it is masked whatever its length.
 MIN_SECRET = 6
@@ -347,8 +349,7 @@ def _lazy_cluster_class() -> type:
                         for key in [k for k in state if not k.startswith("_")]:
                             del state[key]  # what a failed start set up half
                         raise redis.ConnectionError(
-                            f"no Redis Cluster answers at {redact(url)} "
-                            f"({redact(str(exc))})") from exc
+                            f"{_NO_CLUSTER} {redact(url)} ({redact(str(exc))})") from exc
                     finally:
                         state.pop("_in_start", None)
                     del state["_pending"]
@@ -379,7 +380,8 @@ def redis_failure(url: str, exc: Exception) -> str:
     shown = redact(url)
     detail = redact(str(exc))
     if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in detail \
-            or "NOAUTH" in detail or "NOPERM" in detail:
+            or "NOAUTH" in detail or "NOPERM" in detail \
+            or "invalid username-password pair" in detail:
         return (f"Redis at {shown} refused the user or password ({detail}); check the user "
                 "and password in REDIS_URL")
     if "Cluster mode is not enabled" in detail:
@@ -394,6 +396,9 @@ def redis_failure(url: str, exc: Exception) -> str:
     if "SSL" in detail and url.lower().startswith("rediss://"):
         return (f"no TLS connection to Redis at {shown} ({detail}); check that the server "
                 "speaks TLS on that port and that the certificate is valid")
+    if detail.startswith(_NO_CLUSTER):
+        return (f"{detail}; check that REDIS_URL names a node of a running cluster, or "
+                f"unset {ENV_REDIS_CLUSTER} for one server")
     return (f"no Redis-protocol server answers at {shown} ({detail}); start one with "
             "`basketflow up` or set REDIS_URL")
 
