@@ -1,8 +1,8 @@
 """The live flow with its online store on a real Redis Cluster of three nodes: the real
 ``basketflow run --stop-at-end`` of one topic ends with the same stores on the cluster as
-on one server, every reader (``features``, ``entities``, ``status``, the Python API)
-reads the same from both (scores, which need a fitted segmentation, are read on a cluster
-by ``tests/sinks/test_online_store_cluster.py`` and ``tests/serving/test_reads_cluster.py``), and one node stopped mid-run (long enough for the other
+on one server, every reader (``features``, ``entities``, ``score``, ``status``, the
+Python API) reads the same from both (a score written by hand: this run fits no
+segmentation to score by), and one node stopped mid-run (long enough for the other
 nodes to declare the cluster down) and started again ends with nothing lost or doubled.
 """
 
@@ -30,7 +30,8 @@ from basketflow.app.status import consumed
 from basketflow.config import Settings
 from basketflow.producers.synthetic import write_csv
 from basketflow.security import ENV_REDIS_CLUSTER
-from basketflow.sinks.online_store import connect
+from basketflow.schemas.records import Score, ScoreRow
+from basketflow.sinks.online_store import RedisOnlineStore, connect
 from basketflow.sinks.redis_retry import read_health
 from tests.flows.test_recovery import contents, finish, isolated
 from tests.redis_cluster import LocalCluster
@@ -70,8 +71,13 @@ def stores(settings: Settings, cluster: bool) -> dict[str, Any]:
 
 
 def readers(settings: Settings, cluster: bool, customers: list[str]) -> dict[str, Any]:
-    """What every reader gives: the commands' JSON, the Python API's values."""
+    """What every reader gives: the commands' JSON, the Python API's values; a score
+    written for the first customer first (this run fitted no segmentation to score by)."""
     with mode(cluster):
+        store = RedisOnlineStore(connect(settings.redis_url or ""), settings.prefix)
+        store.write_scores([ScoreRow(customers[0], "536365", 1_291_200_000, 3, Score(
+            "gifts", {"gifts": 0.75, "decor": 0.25}, "m1", 1_291_200_000))])
+        store.close()
         api = FeatureStore(data_dir=settings.data_dir, redis_url=settings.redis_url,
                            prefix=settings.prefix)
         rows = api.get_online_features(customers, ["customer", "basket"])
@@ -79,6 +85,8 @@ def readers(settings: Settings, cluster: bool, customers: list[str]) -> dict[str
         return {
             "features": basketflow(settings, "features", *customers),
             "entities": basketflow(settings, "entities", "--limit", "20"),
+            "score": basketflow(settings, "score", customers[0]),
+            "api_score": api.get_score(customers[0]),
             "online_keys": status["online"]["keys"],
             "api": [{v: f and f.values for v, f in row.views.items()} for row in rows],
         }
@@ -138,6 +146,7 @@ def test_a_run_on_a_cluster_ends_as_on_one_server_and_reads_the_same(
     got_reads = readers(clustered, True, customers)
     assert got_reads == want_reads
     assert all(row["customer"] for row in got_reads["api"])
+    assert got_reads["score"]["score"]["category"] == "gifts"
 
 
 @pytest.mark.slow
