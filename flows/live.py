@@ -494,6 +494,8 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
     if options.recovery_dir is not None:
         if options.prepare_recovery:
             prepare_recovery(options.recovery_dir)
+        else:  # a cluster's process on another host may hold no partitions: none here
+            options.recovery_dir.mkdir(parents=True, exist_ok=True)
         recovery = RecoveryConfig(str(options.recovery_dir),
                                   timedelta(seconds=options.backup_seconds))
     clear_fault()
