@@ -12,6 +12,8 @@ whatever way, so a lock left by a killed run is no lock at all, and the next run
 over (saying so: a run that ends normally empties the file first). The file holds the holder's pid and start time, for the message a
 second run gets. The two processes of a default run are covered by their parent's
 locks: it passes its pid in :data:`ENV_HELD_BY`, and a child of that parent takes none.
+A process of a Bytewax cluster (``run --process-id I``) holds the part locks shared with
+the cluster's other processes on the same data directory, and ``process-<I>`` alone.
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())

@@ -74,7 +74,9 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
       store  events, dead letters, product features -> Parquet and Redis
 
     The store's work never holds back a live score. Stopping or killing this
-    command stops both.
+    command stops both. --processes N runs the whole flow as one Bytewax cluster
+    whose processes share the topic's partitions instead (--process-id and
+    --addresses: one process of a cluster across hosts); when one dies, all stop.
 
     Without --stop-at-end it runs until stopped (Ctrl-C); with recovery on (snapshots in
     <data>/recovery/<topic>/<part>), the next run, also after a crash or kill -9, resumes
