@@ -5,9 +5,10 @@ to the end of the topic, each on a fresh data directory and key prefix, with rec
 snapshots as a user runs it: in one process (``--one-process``), as the default two
 processes (serve and store parts, each reading the whole topic), as a cluster of 2 and of
 3 processes (``--processes``), and as a cluster of 2 started by hand (``--process-id``)
-with each process pinned to a core of its own (``taskset``), beside one process pinned to
-one core. Prints events/s end to end (the slowest process's time) and with start-up,
-the machine and its load. Starts its own embedded broker and Redis-protocol server.
+unpinned and with each process pinned to a core of its own (``taskset``), beside one
+process pinned to one core. Prints events/s end to end (the slowest process's time) and
+with start-up, the CPU seconds of each command (a cluster by hand: of each process) and
+per event, the machine and its load. Starts its own embedded broker and Redis-protocol server.
 
     python benchmarks/cluster.py [PATH.csv[.gz]]
 """
@@ -35,19 +36,26 @@ from basketflow.producers.replay import replay  # noqa: E402
 RUN = [sys.executable, "-m", "basketflow.cli", "run", "--stop-at-end", "--json"]
 
 
-def timed(commands: list[list[str]], settings: Settings) -> tuple[dict[str, Any], float]:
+def timed(commands: list[list[str]], settings: Settings,
+          ) -> tuple[dict[str, Any], float, list[float]]:
     """Run the commands side by side to their end; the figures they printed (added up
-    over the processes of a cluster started by hand) and the wall time."""
+    over the processes of a cluster started by hand), the wall time, and each command's
+    CPU seconds (its children's included)."""
     wall = time.perf_counter()
     procs = [subprocess.Popen(c, env=child_env(settings), stdout=subprocess.PIPE)
              for c in commands]
-    outs = [last_json(p.communicate()[0].decode()) for p in procs]
+    outs = [last_json(p.stdout.read().decode()) for p in procs]  # type: ignore[union-attr]
+    cpu = []
+    for proc in procs:
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, proc.args
+        proc.returncode = 0
+        cpu.append(usage.ru_utime + usage.ru_stime)
     wall = time.perf_counter() - wall
-    assert all(p.returncode == 0 for p in procs), [p.returncode for p in procs]
     if len(outs) == 1:
-        return outs[0], wall
+        return outs[0], wall, cpu
     events, seconds = sum(o["events"] for o in outs), max(o["seconds"] for o in outs)
-    return {"events": events, "seconds": seconds, "events_per_second": events / seconds}, wall
+    return {"events": events, "seconds": seconds}, wall, cpu
 
 
 def main() -> None:
@@ -60,26 +68,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, embedded_services(Path(tmp)) as (kafka, redis):
         summary = replay(path, kafka, "transactions", "transactions.dead")
         print(f"replay: {summary.sent:,} events + {summary.rejected:,} rejected")
-        addresses = ",".join(loopback_addresses(2))
+        addresses, pinned = ",".join(loopback_addresses(2)), ",".join(loopback_addresses(2))
         runs: list[tuple[str, list[list[str]]]] = [
             ("one process (--one-process)", [[*RUN, "--one-process"]]),
             ("two parts (default)", [RUN]),
             ("cluster of 2 (--processes 2)", [[*RUN, "--processes", "2"]]),
             ("cluster of 3 (--processes 3)", [[*RUN, "--processes", "3"]]),
             ("one process pinned to core 0", [["taskset", "-c", "0", *RUN, "--one-process"]]),
-            ("cluster of 2, one core each", [
+            ("cluster of 2 by hand (--process-id)", [
+                [*RUN, "--process-id", str(i), "--addresses", addresses] for i in (0, 1)]),
+            ("cluster of 2 by hand, one core each", [
                 ["taskset", "-c", str(i), *RUN, "--process-id", str(i), "--addresses",
-                 addresses] for i in (0, 1)]),
+                 pinned] for i in (0, 1)]),
         ]
         base = None
         for n, (name, commands) in enumerate(runs):
             settings = Settings(Path(tmp) / f"run{n}", kafka, redis, prefix=f"bench{n}")
-            figures, wall = timed(commands, settings)
+            figures, wall, cpu = timed(commands, settings)
             rate = figures["events"] / figures["seconds"]
             base = base or rate
             print(f"{name}: {figures['events']:,} events in {figures['seconds']:.2f} s = "
                   f"{rate:,.0f} events/s end to end ({rate / base:.2f}x one process; "
-                  f"{wall:.2f} s with start-up)")
+                  f"{wall:.2f} s with start-up; CPU s {' + '.join(f'{c:.1f}' for c in cpu)}"
+                  f" = {1e6 * sum(cpu) / figures['events']:.0f} us per event)")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
