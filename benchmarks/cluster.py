@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import REAL_DATA, describe  # noqa: E402
 
-from basketflow.app.flow_processes import child_env, last_json, loopback_addresses  # noqa: E402
+from basketflow.app.flow_processes import child_env, loopback_addresses  # noqa: E402
 from basketflow.app.services import embedded_services  # noqa: E402
 from basketflow.config import Settings  # noqa: E402
 from basketflow.producers.replay import replay  # noqa: E402
@@ -44,7 +44,7 @@ def timed(commands: list[list[str]], settings: Settings,
     wall = time.perf_counter()
     procs = [subprocess.Popen(c, env=child_env(settings), stdout=subprocess.PIPE)
              for c in commands]
-    outs = [last_json(p.stdout.read().decode()) for p in procs]  # type: ignore[union-attr]
+    outs = [json.loads(p.stdout.read()) for p in procs]  # type: ignore[union-attr]
     cpu = []
     for proc in procs:
         _pid, status, usage = os.wait4(proc.pid, 0)

@@ -41,7 +41,11 @@ rather than in Bytewax windows, whose per-key cost collapses at thousands of key
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -500,7 +504,7 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
                                   timedelta(seconds=options.backup_seconds))
     clear_fault()
     try:
-        with fewer_collections():
+        with fewer_collections(), _notes_to_stderr(bool(options.addresses)):
             cli_main(flow, workers_per_process=options.workers,
                      process_id=options.process_id,
                      addresses=list(options.addresses) or None,
@@ -521,6 +525,24 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
             "process again: the cluster resumes from its last snapshot") from None
     finally:
         idle_work.this_thread().clear()  # the flow's states, where it ran on this thread
+
+
+@contextmanager
+def _notes_to_stderr(cluster: bool) -> Iterator[None]:
+    """While a cluster's process runs its flow, its standard output goes to standard
+    error: Timely prints its connection notes (``worker 1: error connecting to worker 0
+    ...; retrying``) on standard output, which holds the command's result (``--json``)."""
+    if not cluster:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 class ClusterLost(BasketflowError):

@@ -210,18 +210,5 @@ def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
 def _figures(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
     """The JSON figures a child printed last on its standard output."""
     assert proc.stdout is not None
-    return last_json(proc.stdout.read().decode())
-
-
-def last_json(text: str) -> dict[str, Any]:
-    r"""The last JSON document printed (indented, from a line ``{``) in a child's output
-    ({} when none): a cluster's processes may print Bytewax's own connection notes
-    before it.
-
-    >>> last_json('worker 1:\terror connecting to worker 0; retrying\n{\n  "events": 3\n}\n')
-    {'events': 3}
-    """
-    lines = text.splitlines()
-    starts = [i for i, line in enumerate(lines) if line == "{"]
-    return json.loads("\n".join(lines[starts[-1]:])) if starts else {}
-
+    text = proc.stdout.read().decode()
+    return json.loads(text) if text.strip() else {}

@@ -137,6 +137,28 @@ def test_rescaled_and_killed_cluster_ends_as_one_process(topic: Settings) -> Non
     assert not diffs, "\n".join(diffs)
 
 
+@pytest.mark.slow
+def test_a_cluster_across_hosts_ends_as_one_process(topic: Settings) -> None:
+    """Two processes started by hand (`--process-id`, `--addresses`), each with a data
+    directory of its own, as on two hosts, and one offline store: process 0 keeps the
+    recovery state, process 1 none, and the stores end as one process's."""
+    from dataclasses import replace
+
+    from basketflow.app.flow_processes import loopback_addresses
+    want = one_process(topic)
+    hosts = [replace(isolated(topic, f"host-{i}"), prefix=f"{topic.prefix}-hosts",
+                     offline_store=topic.data_dir.parent / "shared-offline") for i in (0, 1)]
+    addresses = ",".join(loopback_addresses(2))
+    procs = [start(host, "--process-id", str(i), "--addresses", addresses)
+             for i, host in enumerate(hosts)]
+    events = [finish(proc)["events"] for proc in procs]
+    assert sum(events) == ROWS and all(events), events
+    assert any((hosts[0].recovery_dir / topic.topic).glob("part-*.sqlite3"))
+    assert not any((hosts[1].recovery_dir / topic.topic).glob("part-*.sqlite3"))
+    diffs = differences(contents(hosts[0]), want)
+    assert not diffs, "\n".join(diffs)
+
+
 def test_a_cluster_shares_its_data_directory_and_nothing_else(tmp_path: Path) -> None:
     with run_lock(tmp_path, "tx", ("serve", "store"), process_id=0):
         with run_lock(tmp_path, "tx", ("serve", "store"), process_id=1):
