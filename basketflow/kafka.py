@@ -95,5 +95,10 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], timeout: float = 10.0)
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+        except TimeoutError:
+            raise BrokerUnavailable(
+                f"the Kafka broker at {bootstrap} did not create topic {name!r} within "
+                f"{timeout:g} s; check that it is up (`basketflow status`) and try again"
+                ) from None
     return [t.topic for t in wanted]
 

@@ -173,7 +173,7 @@ def described_id(admin: AdminClient, topic: str, timeout: float) -> str | None:
     """The id of ``topic`` as ``admin``'s broker describes it (None: no answer, or none)."""
     try:
         found = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout)
-    except KafkaException:
+    except (KafkaException, TimeoutError):  # no answer in time: a busy or absent broker
         return None
     return str(found.topic_id) if found.topic_id is not None else None
 
