@@ -12,13 +12,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from tests.s3_store import offline_root, s3_server  # noqa: F401 (fixtures)
+from tests.cli.commands import basketflow, user_env
+from tests.s3_store import S3Server, offline_root, s3_server  # noqa: F401 (fixtures)
 from tests.sinks.test_offline_store import line
 from tests.store_contents import effective_rows, parquet_rows
 
 from basketflow.flows.backfill import file_events, offline_events, run_backfill
 from basketflow.flows.live import FeatureOutputs, RunOptions
-from basketflow.offline_uri import StoreDir, StorePath
+from basketflow.offline_uri import StoreDir, StorePath, store_location
 from basketflow.producers.synthetic import write_csv
 from basketflow.reports.daily_files import run_reports
 from basketflow.reports.historical import get_historical_features
@@ -140,3 +141,38 @@ def _without_paths(report: dict[str, Any]) -> str:
     kept = {k: v for k, v in report.items() if k != "files"}
     kept["store"] = {k: v for k, v in kept["store"].items() if k != "path"}
     return json.dumps(kept, sort_keys=True, default=str)
+
+
+@pytest.mark.slow
+def test_the_commands_on_an_s3_store_write_and_read_what_a_local_run_does(
+        s3_server: S3Server, local_store: Path, generated: Path, tmp_path: Path) -> None:
+    """``BASKETFLOW_OFFLINE_URI=s3://...``: ``backfill`` (two processes) writes the local
+    one-process store's rows; ``historical`` and ``report`` read them."""
+    uri = f"s3://{s3_server.bucket()}/basketflow"
+    remote = user_env(tmp_path / "data", **s3_server.env(), BASKETFLOW_OFFLINE_URI=uri)
+    local = user_env(tmp_path / "data", BASKETFLOW_OFFLINE_URI=str(local_store))
+    done = basketflow("backfill", "--from", str(generated), "--processes", "2", "--json",
+                      env=remote)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["offline_rows_written"] > 3_000
+    assert stored_logs(store_location(uri)) == stored_logs(local_store)
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("customer_id,timestamp\n" + "".join(
+        f"{c},2011-04-{d:02d}T12:00:00\n" for c, d in
+        zip(sorted({e["customer_id"] for e in stored_logs(local_store)["events"].values()
+                    if e["customer_id"]})[:30], range(1, 31))))
+    features = "customer:spend_30d,customer:orders_90d,basket:value"
+    for env, name in ((remote, "got"), (local, "want")):
+        done = basketflow("historical", "--entities", str(labels), "--features", features,
+                          "--out", str(tmp_path / f"{name}.parquet"), env=env)
+        assert done.returncode == 0, done.stderr
+        done = basketflow("report", "--date", "2011-04-20", "--format", "json", "--mkdir",
+                          "--out", str(tmp_path / name), env=env)
+        assert done.returncode == 0, done.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "got.parquet"),
+                                  pd.read_parquet(tmp_path / "want.parquet"))
+    got, want = (json.loads((tmp_path / n / "2011-04-20" / "report.json").read_text())
+                 for n in ("got", "want"))
+    assert _without_paths(got) == _without_paths(want)
+    assert got["store"]["path"] == uri
