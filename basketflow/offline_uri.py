@@ -193,9 +193,16 @@ class StorePath:
         return self.read_bytes().decode(encoding)
 
     def write_bytes(self, data: bytes) -> int:
-        """Write the whole object in one request: it appears whole or not at all."""
-        with self.filesystem.open_output_stream(self.fs_path) as out:
+        """Write the whole file: on an object store one object, which appears whole or not
+        at all; on HDFS, where a file being written is visible, under a hidden name first,
+        then moved into place."""
+        final = self.fs_path
+        staged = final if urlparse(self.root).scheme != "hdfs" else \
+            f"{final.rpartition('/')[0]}/.{self.name}.{os.getpid()}.tmp"
+        with self.filesystem.open_output_stream(staged) as out:
             out.write(data)
+        if staged != final:
+            self.filesystem.move(staged, final)
         return len(data)
 
     def write_text(self, text: str, encoding: str = "utf-8") -> int:
@@ -212,15 +219,17 @@ class StorePath:
 #: A location in the offline store: a local path, or a path on a remote filesystem.
 StoreDir = Union[Path, StorePath]
 
-_FILESYSTEMS: dict[str, tuple[FileSystem, str]] = {}
+_FILESYSTEMS: dict[tuple[int, str], tuple[FileSystem, str]] = {}
 
 
 def _filesystem(root: str) -> tuple[FileSystem, str]:
-    """The filesystem of a root URI and the root's path on it, made once per process.
+    """The filesystem of a root URI and the root's path on it, made once per process (a
+    forked process makes its own: a client's connections are not shared across a fork).
 
     An S3 URI without an ``endpoint_override`` parameter takes ``AWS_ENDPOINT_URL`` (the
     AWS tools' variable for an S3-compatible server), which ``pyarrow`` does not read."""
-    made = _FILESYSTEMS.get(root)
+    key = (os.getpid(), root)
+    made = _FILESYSTEMS.get(key)
     if made is None:
         from pyarrow import fs
         uri = root
@@ -228,7 +237,7 @@ def _filesystem(root: str) -> tuple[FileSystem, str]:
         if urlparse(root).scheme == "s3" and endpoint and "endpoint_override=" not in root:
             uri += ("&" if "?" in root else "?") + f"endpoint_override={endpoint}"
         try:
-            made = _FILESYSTEMS[root] = fs.FileSystem.from_uri(uri)
+            made = _FILESYSTEMS[key] = fs.FileSystem.from_uri(uri)
         except (OSError, ValueError) as exc:
             raise StoreLocationError(f"the offline store {root} cannot be reached ({exc}); "
                                      "check the URI and the filesystem's credentials") from exc

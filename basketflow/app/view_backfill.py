@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
+from basketflow.offline_uri import is_remote
 
 if TYPE_CHECKING:
     from basketflow.features.declared_state import Engine
@@ -63,6 +64,12 @@ def backfill_views(settings: Settings, names: list[str],
     from basketflow.schemas.declare import ENTITIES
     from basketflow.schemas.repository import load_repository
     started = time.perf_counter()
+    if is_remote(settings.offline_dir):
+        raise BasketflowError(
+            f"--views swaps a view's whole log into place by renaming a folder, which "
+            f"{settings.offline_dir} (object storage) cannot do: backfill the view into a "
+            "local offline store (BASKETFLOW_OFFLINE_URI=PATH) and copy its "
+            "features/<view>/ folder over")
     ensure_applied(settings)
     if settings.feature_repository is None:
         raise NotADeclaredView("--views computes the feature repository's own views, and "

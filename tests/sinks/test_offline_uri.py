@@ -17,6 +17,8 @@ from tests.s3_store import S3Server, offline_root, s3_server  # noqa: F401 (fixt
 from tests.sinks.test_offline_store import line
 from tests.store_contents import effective_rows, parquet_rows
 
+from basketflow.app.check import check
+from basketflow.config import Settings
 from basketflow.flows.backfill import file_events, offline_events, run_backfill
 from basketflow.flows.live import FeatureOutputs, RunOptions
 from basketflow.offline_uri import StoreDir, StorePath, store_location
@@ -176,3 +178,21 @@ def test_the_commands_on_an_s3_store_write_and_read_what_a_local_run_does(
                  for n in ("got", "want"))
     assert _without_paths(got) == _without_paths(want)
     assert got["store"]["path"] == uri
+
+
+def test_a_damaged_file_is_named_and_set_aside(offline_root: StoreDir, tmp_path: Path) -> None:
+    """``check --repair`` on either store: the damaged file leaves the store for
+    ``<data>/quarantine/``; the whole ones stay."""
+    ParquetEventStore(offline_root).append([line(9, n) for n in range(3)])
+    day = events_dir(offline_root) / "date=2011-01-09"
+    cut = day / "part-cut.parquet"
+    cut.write_bytes(b"PAR1" + b"\0" * 40)
+    settings = Settings(tmp_path / "data", None, None, offline_store=offline_root)
+    found = check(settings)
+    assert [(f.path, f.reason) for f in found.findings] == \
+        [(cut, "cut short: no Parquet footer")]
+    repaired = check(settings, repair=True)
+    [finding] = repaired.findings
+    assert finding.moved_to is not None and finding.moved_to.read_bytes().startswith(b"PAR1")
+    assert not cut.exists() and len(partition_files(day)) == 1
+    assert check(settings).ok
