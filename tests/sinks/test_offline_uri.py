@@ -15,7 +15,7 @@ import pytest
 from tests.cli.commands import basketflow, user_env
 from tests.s3_store import S3Server, offline_root, s3_server  # noqa: F401 (fixtures)
 from tests.sinks.test_offline_store import line
-from tests.store_contents import effective_rows, parquet_rows
+from tests.store_contents import differences, effective_rows, parquet_rows, store_contents
 
 from basketflow.app.check import check
 from basketflow.config import Settings
@@ -196,3 +196,31 @@ def test_a_damaged_file_is_named_and_set_aside(offline_root: StoreDir, tmp_path:
     assert finding.moved_to is not None and finding.moved_to.read_bytes().startswith(b"PAR1")
     assert not cut.exists() and len(partition_files(day)) == 1
     assert check(settings).ok
+
+
+@pytest.mark.slow
+def test_a_live_run_on_an_s3_store_stores_what_a_local_run_does(
+        settings: Settings, s3_server: S3Server, tmp_path: Path) -> None:
+    """``run --stop-at-end`` (its serve and store processes, each handed the URI) over
+    one topic, into a local store and into S3, each with its own Redis prefix: the
+    same events, dead letters, feature logs and Redis keys."""
+    source = tmp_path / "events.csv"
+    write_csv(source, rows=3_000, seed=23, start=date(2011, 5, 1), end=date(2011, 5, 20))
+    uri = f"s3://{s3_server.bucket()}/offline"
+    contents = []
+    for name, store in (("local", str(tmp_path / "local" / "offline")), ("s3", uri)):
+        env = user_env(tmp_path / name, settings, **s3_server.env(),
+                       BASKETFLOW_PREFIX=f"{settings.prefix}-{name}",
+                       BASKETFLOW_OFFLINE_URI=store)
+        if name == "local":
+            done = basketflow("replay", str(source), env=env)
+            assert done.returncode == 0, done.stderr
+        done = basketflow("run", "--stop-at-end", env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert settings.redis_url is not None
+        found = store_contents(settings.redis_url, f"{settings.prefix}-{name}",
+                               store_location(store))
+        found["redis"] = {k.split(":", 1)[1]: v for k, v in found["redis"].items()}
+        contents.append(found)
+    assert len(contents[0]["events"]) == 3_000
+    assert differences(contents[1], contents[0]) == []
