@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 #: The URI schemes the offline store may live on (each a ``pyarrow.fs`` filesystem).
 SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs")
+#: Requests a reader of a remote store has in flight at once (files read, files checked):
+#: each waits mostly on the network.
+PARALLEL_REQUESTS = 8
 #: Query parameters that would put a secret into a URI that is shown and passed on.
 SECRET_PARAMETERS = {"access_key", "secret_key", "session_token", "account_key", "sas_token"}
 

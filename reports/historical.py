@@ -258,7 +258,8 @@ def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
         return schema.empty_table()
     ensure_readable(files)
     if isinstance(files[0], StorePath):  # read by Arrow, columns matched by name
-        source = parquet_source(con, files, union_by_name=True)
+        source = parquet_source(con, files, union_by_name=True,
+                                columns=[*LOG_KEY_COLUMNS, *request.columns])
         present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source.sql}")
                    .fetchall()}
     else:

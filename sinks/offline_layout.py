@@ -38,11 +38,12 @@ folders, costs a command nothing to import.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 from basketflow.errors import BasketflowError
-from basketflow.offline_uri import StoreDir, StorePath, open_for_reading
+from basketflow.offline_uri import PARALLEL_REQUESTS, StoreDir, StorePath, open_for_reading
 
 #: The store's folders under its root (see the module docstring).
 EVENTS, DEAD_LETTERS, LATE_EVENTS, SCORES, FEATURES = "events", "dead", "late", "scores", "features"
@@ -263,7 +264,14 @@ def store_files(root: StoreDir) -> list[StoreDir]:
 def first_damaged(files: Iterable[StoreDir],
                   check: Callable[[StoreDir], str | None] = damage) -> CorruptFile | None:
     """The :class:`CorruptFile` of the first file ``check`` (by default :func:`damage`)
-    finds fault with."""
+    finds fault with. A remote store's files are checked several at a time."""
+    files = list(files)
+    if files and isinstance(files[0], StorePath):
+        with ThreadPoolExecutor(PARALLEL_REQUESTS) as pool:
+            for path, reason in zip(files, pool.map(check, files)):
+                if reason is not None:
+                    return CorruptFile(path, reason)
+        return None
     for path in files:
         reason = check(path)
         if reason is not None:

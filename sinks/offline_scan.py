@@ -23,12 +23,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from basketflow.offline_uri import StoreDir, StorePath
+from basketflow.offline_uri import PARALLEL_REQUESTS, StoreDir, StorePath
 from basketflow.sinks.offline_layout import partition_day
 from basketflow.sinks.offline_store import parquet_file, reading
 
-#: Files read at once from a remote store: each read waits mostly on the network.
-READERS = 8
 _names = itertools.count()
 
 
@@ -43,12 +41,15 @@ class ParquetSource:
 
 def parquet_source(con: Any, files: Sequence[StoreDir], *, hive: bool = False,
                    union_by_name: bool = False, filename: bool = False,
-                   file_row_number: bool = False) -> ParquetSource:
+                   file_row_number: bool = False,
+                   columns: Sequence[str] | None = None) -> ParquetSource:
     """The files as a source of ``con``'s queries (see the module docstring): with
-    ``hive``, their day partition as a ``date`` column (DATE)."""
+    ``hive``, their day partition as a ``date`` column (DATE). ``columns``: the only
+    stored columns the query uses, when known (a remote file's others are not read;
+    DuckDB reads only the used columns of a local file by itself)."""
     if files and isinstance(files[0], StorePath):
         table = remote_table(files, hive=hive, filename=filename,
-                             file_row_number=file_row_number)
+                             file_row_number=file_row_number, columns=columns)
         name = f"_stored_files_{next(_names)}"
         con.register(name, table)
         return ParquetSource(name)
@@ -64,12 +65,16 @@ def parquet_source(con: Any, files: Sequence[StoreDir], *, hive: bool = False,
 
 
 def remote_table(files: Sequence[StoreDir], *, hive: bool = False, filename: bool = False,
-                 file_row_number: bool = False) -> pa.Table:
-    """Every file read whole and put end to end, columns matched by name (a column a file
-    lacks is null there), with the extra columns :func:`parquet_source` describes."""
+                 file_row_number: bool = False,
+                 columns: Sequence[str] | None = None) -> pa.Table:
+    """Every file read (its ``columns`` it has, else whole) and put end to end, columns
+    matched by name (a column a file lacks is null there), with the extra columns
+    :func:`parquet_source` describes."""
     def read(path: StoreDir) -> pa.Table:
         with reading(path), parquet_file(path) as stored:
-            table = stored.read()
+            names = stored.schema_arrow.names
+            table = stored.read(columns=None if columns is None else
+                                [c for c in columns if c in names])
         if filename:
             table = table.append_column("filename", pa.array([str(path)] * table.num_rows))
         if file_row_number:
@@ -80,6 +85,6 @@ def remote_table(files: Sequence[StoreDir], *, hive: bool = False, filename: boo
             table = table.append_column("date", pa.array([day] * table.num_rows, pa.date32()))
         return table
 
-    with ThreadPoolExecutor(READERS) as pool:
+    with ThreadPoolExecutor(PARALLEL_REQUESTS) as pool:
         tables = list(pool.map(read, files))
     return pa.concat_tables(tables, promote_options="permissive")
