@@ -182,8 +182,9 @@ class StorePath:
         return self.filesystem.open_input_file(self.fs_path)
 
     def read_bytes(self) -> bytes:
+        """The whole file, in one request (a stream: no request for its size first)."""
         try:
-            with self.open_input() as f:
+            with self.filesystem.open_input_stream(self.fs_path) as f:
                 return f.read()
         except FileNotFoundError:
             raise

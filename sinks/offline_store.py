@@ -167,9 +167,11 @@ def _first_line(exc: BaseException) -> str:
 
 @contextmanager
 def parquet_file(path: StoreDir) -> Iterator[pq.ParquetFile]:
-    """A stored Parquet file, opened to read its footer or columns, local or remote."""
+    """A stored Parquet file, opened to read its footer or columns, local or remote (a
+    remote one fetched whole in one request: the store's files are small, and a ranged
+    read asks for the size, the footer and each column chunk apart)."""
     if isinstance(path, StorePath):
-        with path.open_input() as source, pq.ParquetFile(source) as stored:
+        with pq.ParquetFile(pa.BufferReader(path.read_bytes())) as stored:
             yield stored
     else:
         with pq.ParquetFile(path) as stored:
