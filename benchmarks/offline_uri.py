@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -172,6 +173,8 @@ def main() -> None:
     print(f"data: {args.path}; {args.rows:,} entity rows x {len(FEATURES)} features")
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    # A SIGTERM runs the finally below too, which stops the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     moto, endpoint = start_moto(env)
     env["AWS_ENDPOINT_URL"] = endpoint
     ways: list[tuple[str, Path | None, str]] = []
