@@ -38,7 +38,14 @@ Rules, the same for the live flow and the backfill:
   event that arrives behind it (its partition lagged the clock) writes the rows after it
   again, with a higher ``seq``. So the row in effect at every moment is a function of the
   customer's own events, whatever the clock and the batches: the live flow and the
-  backfill write the same rows.
+  backfill write the same rows;
+- **a guest's state is dropped once its windows have passed**: every guest invoice is an
+  entity of its own (``guest-<invoice>``) that never buys again, so once the clock has
+  reached the moment its latest event's tile leaves the longest window (:data:`SEEN_IDS_KEPT_S`),
+  its rows all written, its folder is discarded (:meth:`Folder.done`) and the flow's
+  memory stays bounded by its windows. An event of a guest with no folder whose tile had
+  left every window by the clock before its batch is late (a copy of a forgotten guest's line, or a line that far out
+  of order): it is never folded into a new folder as if it were the guest's first.
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ from basketflow.features.feature_state import (
     upgrade_customer_tiles,
 )
 from basketflow.features.seen_ids import SeenIds
-from basketflow.schemas.events import Transaction
+from basketflow.schemas.events import GUEST_PREFIX, Transaction
 from basketflow.schemas.features import DAY_SECONDS, WINDOW_DAYS
 from basketflow.schemas.records import FeatureUpdate, LateEvent, LogRow, Work
 
@@ -84,12 +91,16 @@ class Folder(ABC):
         self.rows_through = 0
 
     def fold(self, entity: str, events: list[Transaction], lateness: int,
-             clock: int | None = None) -> FeatureUpdate | None:
+             clock: int | None = None, since: int = 0) -> FeatureUpdate | None:
         """Fold a batch of this entity's events in, in order, then write the rows of the
         moments its windows move on up to the event-time ``clock`` (None: none); see the
-        module rules. None when nothing moved and nothing was late."""
+        module rules. ``since`` is the clock before the batch. None when nothing moved and
+        nothing was late."""
         update = FeatureUpdate(entity, 0, {})
-        self._fold(entity, self.seen.fresh(events), lateness, update)
+        fresh = self.seen.fresh(events)
+        if not self.seq and since and fresh:
+            fresh = self._behind_forgotten(entity, fresh, since, update)
+        self._fold(entity, fresh, lateness, update)
         if clock is not None and clock > self.rows_through:
             self._expire(entity, clock, update)
         self.seen.forget(min(self._late_before(lateness), self.max_ts - SEEN_IDS_KEPT_S))
@@ -102,6 +113,18 @@ class Folder(ABC):
         """The event time before which an event is late, seen or not."""
         return self.max_ts - lateness
 
+    def done(self, entity: str, clock: int | None) -> bool:
+        """Whether the entity's state is needed no more and is dropped (a guest's, once
+        its windows have passed); never for an entity that may come back."""
+        return False
+
+    def _behind_forgotten(self, entity: str, fresh: list[Transaction], clock: int,
+                          update: FeatureUpdate) -> list[Transaction]:
+        """The events of a new folder, less those that may belong to a state already
+        dropped (:meth:`done`) by ``clock`` (the clock before their batch): they are
+        late."""
+        return fresh
+
     @abstractmethod
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
               update: FeatureUpdate) -> None:
@@ -112,6 +135,17 @@ class Folder(ABC):
     def _expire(self, entity: str, until: int, update: FeatureUpdate) -> None:
         """Write the rows of the moments after ``rows_through`` up to ``until`` at which
         the entity's windows move on; ``rows_through`` becomes ``until``."""
+
+
+def _windows_passed(ts: int, clock: int) -> bool:
+    """Whether the tile of event time ``ts`` has left the longest window at ``clock``.
+
+    >>> _windows_passed(10 * HOUR + 5, (10 + 90 * 24) * HOUR)
+    True
+    >>> _windows_passed(10 * HOUR + 5, (10 + 90 * 24) * HOUR - 1)
+    False
+    """
+    return ts // HOUR * HOUR + SEEN_IDS_KEPT_S <= clock
 
 
 class CustomerFolder(Folder):
@@ -135,6 +169,27 @@ class CustomerFolder(Folder):
         snapshots of either."""
         return _restore_folder, (_slot_values(self.customer), _slot_values(self.basket),
                                  None, self.seen, self.seq, self.max_ts, self.rows_through)
+
+    def done(self, entity: str, clock: int | None) -> bool:
+        """A guest's folder once the clock has reached the moment its latest event's tile
+        leaves its longest window, and no tile is left to leave one after its rows."""
+        return (clock is not None and _windows_passed(self.max_ts, clock)
+                and entity.startswith(GUEST_PREFIX)
+                and self.customer.next_change(self.rows_through) is None)
+
+    def _behind_forgotten(self, entity: str, fresh: list[Transaction], clock: int,
+                          update: FeatureUpdate) -> list[Transaction]:
+        """A new guest folder's events whose tiles had left every window by ``clock``,
+        the clock before their batch, are late: its state may have been dropped then
+        (:meth:`done`). A batch may span more than the windows (a backfill's), so never
+        the clock after it."""
+        if not entity.startswith(GUEST_PREFIX):
+            return fresh
+        kept = [e for e in fresh if not _windows_passed(e.ts, clock)]
+        if len(kept) < len(fresh):
+            update.late.extend(LateEvent(e.event_id, entity, e.ts, clock)
+                               for e in fresh if _windows_passed(e.ts, clock))
+        return kept
 
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
               update: FeatureUpdate) -> None:
@@ -360,13 +415,15 @@ F = TypeVar("F", bound=Folder)
 
 
 def folder_step(folder: type[F], lateness: int) -> Callable[
-        [F | None, Work], tuple[F, list[FeatureUpdate]]]:
+        [F | None, Work], tuple[F | None, list[FeatureUpdate]]]:
     """A ``pickled_flat_map`` mapper folding an entity's :class:`Work` (its events of a
     batch, and the clock) into a ``folder`` (a :class:`CustomerFolder` or
-    :class:`ProductFolder`), with an allowed lateness in seconds."""
-    def mapper(state: F | None, work: Work) -> tuple[F, list[FeatureUpdate]]:
+    :class:`ProductFolder`), with an allowed lateness in seconds; a folder that is
+    :meth:`~Folder.done` is dropped (None: Bytewax discards the key's state)."""
+    def mapper(state: F | None, work: Work) -> tuple[F | None, list[FeatureUpdate]]:
         state = state or folder()
-        update = state.fold(work.entity, work.events, lateness, work.clock)
-        return state, [update] if update is not None else []
+        update = state.fold(work.entity, work.events, lateness, work.clock, work.since)
+        out = [update] if update is not None else []
+        return (None if state.done(work.entity, work.clock) else state), out
 
     return mapper

@@ -282,6 +282,18 @@ class TimerWheel:
                 if moment > through:
                     self.buckets.setdefault(moment, []).append(entity)
 
+    def forget_passed(self, woken: Iterable[str], last_wake: int) -> None:
+        """Forget the latest scheduled hour of each woken entity whose last moment
+        (``last_wake`` hours after it) the clock has reached: nothing of it is left in the
+        wheel, so an entity that never comes back (a guest) is not kept for ever."""
+        scheduled, through = self.scheduled, self.through
+        if through is None:
+            return
+        for entity in woken:
+            hour = scheduled.get(entity)
+            if hour is not None and hour + last_wake <= through:
+                del scheduled[entity]
+
     def advance(self, clock: int) -> set[str]:
         """Move the clock on to ``clock`` (never back); the entities whose moments it
         reached."""
@@ -312,15 +324,17 @@ def timer_step(wake_hours: tuple[int, ...]) -> Callable[
     def mapper(wheel: TimerWheel | None,
                batch: ShardBatch) -> tuple[TimerWheel, list[tuple[str, Work]]]:
         wheel = wheel or TimerWheel()
+        since = wheel.clock
         due = wheel.advance(batch.clock)  # moments it passes now are the folders' to write
         clock = wheel.clock
         out: list[tuple[str, Work]] = []
         for entity, events in batch.groups:
             wheel.schedule(entity, _hours(events), wake_hours)
-            out.append((entity, Work(entity, events, clock)))
+            out.append((entity, Work(entity, events, clock, since)))
         if due:
+            wheel.forget_passed(due, max(wake_hours))
             due.difference_update(entity for entity, _ in batch.groups)
-            out.extend((entity, Work(entity, [], clock)) for entity in sorted(due))
+            out.extend((entity, Work(entity, [], clock, since)) for entity in sorted(due))
         return wheel, out
 
     return mapper

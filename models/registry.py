@@ -462,3 +462,20 @@ class Registry:
         (value,) = self._db.execute("PRAGMA data_version").fetchone()
         seen, self._data_version = self._data_version, value
         return value != seen
+
+
+def champion_clock(directory: Path) -> tuple[int, int] | None:
+    """The champion's version and the event-time clock it had consumed (the end of what it
+    learnt), from the registry in ``directory``; None when there is no registry (none is
+    created), no champion, or a champion registered without a clock."""
+    if not (Path(directory) / REGISTRY_FILE).exists():
+        return None
+    registry = Registry(directory)
+    try:
+        version_id = registry.alias(CHAMPION)
+        if version_id is None:
+            return None
+        clock = registry.get(version_id).lineage.clock
+        return None if clock is None else (version_id, clock)
+    finally:
+        registry.close()

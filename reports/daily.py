@@ -50,8 +50,9 @@ from basketflow.reports.customer_categories import (
     moves,
     unavailable,
 )
-from basketflow.reports.drift import DriftError, drift_report
+from basketflow.models.registry import champion_clock, registry_dir
 from basketflow.offline_uri import StoreDir
+from basketflow.reports.drift import DriftError, drift_report
 from basketflow.reports.offline_query import OfflineQuery
 from basketflow.reports.profiles import ProfileError
 from basketflow.reports.quality import check_day
@@ -264,8 +265,10 @@ class ReportRun:
         self.taxonomy = taxonomy or load_taxonomy()
         #: Customer categories of ``data_dir`` (default: a local offline store's parent,
         #: as in ``Settings``: ``<data>/offline`` beside ``<data>/segments``).
-        self.categories: CurrentCategories = load_current(
-            Path(data_dir) if data_dir is not None else as_root(offline_dir).parent)
+        data_dir = Path(data_dir) if data_dir is not None else as_root(offline_dir).parent
+        self.categories: CurrentCategories = load_current(data_dir)
+        #: The champion model's version and clock: the drift section's reference.
+        self.champion = champion_clock(registry_dir(data_dir))
         self.days = sorted(set(days))
         self.stored = self.query.days
         self._series: dict[tuple[tuple[str, ...], str | None], dict[str, dict[str, Series]]]
@@ -713,16 +716,18 @@ DRIFT_SHOWN = 10
 
 
 def build_drift(s: DayScope) -> dict[str, Any]:
-    """How far each feature moved from the 28 days before (:mod:`basketflow.reports.drift`):
-    how many did, the ones that moved most; or why it could not be measured."""
+    """How far each feature moved from the champion model's last 28 days of training,
+    else the 28 days before (:mod:`basketflow.reports.drift`): how many did, the ones that
+    moved most; or why it could not be measured."""
     try:
-        found = drift_report(s.run.query.offline_dir, s.day)
+        found = drift_report(s.run.query.offline_dir, s.day, champion=s.run.champion)
     except (DriftError, CorruptFile) as exc:
         return {"available": False, "message": f"Feature drift could not be measured: {exc}."}
     counts = {status: sum(1 for f in found.features if f.status == status)
               for status in ("alert", "warn", "ok")}
     data = found.to_json()
-    return {"available": True, "reference": data["reference"], "counts": counts,
+    return {"available": True, "reference": data["reference"],
+            "reference_from": data["reference_from"], "counts": counts,
             "thresholds": data["thresholds"], "most_moved": data["features"][:DRIFT_SHOWN],
             "empty": found.empty}
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +94,14 @@ class DriftReport:
     reference: tuple[date, date]
     features: list[FeatureDrift]
     empty: list[str] = field(default_factory=list)
+    #: Where the reference window comes from (see :func:`choose_reference`).
+    reference_from: str = "given"
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``--json`` and the report's JSON."""
         return {"day": self.day.isoformat(),
                 "reference": [d.isoformat() for d in self.reference],
+                "reference_from": self.reference_from,
                 "thresholds": {"psi": [PSI_WARN, PSI_ALERT], "js": [JS_WARN, JS_ALERT],
                                "p_value": [P_WARN, P_ALERT], "small_sample": SMALL_SAMPLE},
                 "features": [asdict(f) for f in self.features], "empty": self.empty}
@@ -111,6 +114,29 @@ def default_reference(day: date) -> tuple[date, date]:
     (datetime.date(2011, 10, 18), datetime.date(2011, 11, 14))
     """
     return day - timedelta(days=REFERENCE_DAYS), day - timedelta(days=1)
+
+
+def choose_reference(day: date, champion: tuple[int, int] | None
+                     ) -> tuple[tuple[date, date], str]:
+    """The default reference window of ``day`` and what it is: the last 28 days of the
+    champion model's training (the days up to the event-time clock its version had
+    consumed, ``champion`` = (version, clock) from
+    :func:`basketflow.models.registry.champion_clock`), which are what an online model's
+    weights reflect most; else, or when those days reach ``day``, the 28 days before it.
+
+    >>> from datetime import datetime, timezone
+    >>> clock = int(datetime(2011, 9, 30, 18, tzinfo=timezone.utc).timestamp())
+    >>> choose_reference(date(2011, 11, 15), (4, clock))
+    ((datetime.date(2011, 9, 3), datetime.date(2011, 9, 30)), 'champion version 4')
+    >>> choose_reference(date(2011, 9, 30), (4, clock))[1]
+    'the 28 days before'
+    """
+    if champion is not None:
+        version, clock = champion
+        last = datetime.fromtimestamp(clock, timezone.utc).date()
+        if last < day:
+            return (last - timedelta(days=REFERENCE_DAYS - 1), last), f"champion version {version}"
+    return default_reference(day), "the 28 days before"
 
 
 def quantile_edges(reference: np.ndarray, bins: int = BINS) -> np.ndarray:
@@ -240,12 +266,17 @@ def _numbers(column: Any) -> np.ndarray:
     return values[~np.isnan(values)]
 
 
-def drift_report(offline_dir: Path, day: date,
-                 reference: tuple[date, date] | None = None) -> DriftReport:
-    """Every measured feature's drift on ``day`` against ``reference`` (default: the 28
-    days before). :class:`DriftError` when the store has no feature log on the day or
-    none in the reference window."""
-    first, last = reference or default_reference(day)
+def drift_report(offline_dir: Path, day: date, reference: tuple[date, date] | None = None,
+                 champion: tuple[int, int] | None = None) -> DriftReport:
+    """Every measured feature's drift on ``day`` against ``reference`` (default: the
+    champion's last 28 days of training, else the 28 days before: :func:`choose_reference`).
+    :class:`DriftError` when the store has no feature log on the day or none in the
+    reference window."""
+    if reference is None:
+        reference, source = choose_reference(day, champion)
+    else:
+        source = "given"
+    first, last = reference
     if first > last:
         raise DriftError(f"the reference window {first}:{last} ends before it starts")
     if first <= day <= last:
@@ -290,7 +321,7 @@ def drift_report(offline_dir: Path, day: date,
         raise DriftError(f"no feature log in the reference window {first}:{last}; give one "
                          "with data (--reference FIRST:LAST)")
     results.sort(key=lambda f: (SEVERITY[f.status], -_rank(f)))
-    return DriftReport(day, (first, last), results, empty)
+    return DriftReport(day, (first, last), results, empty, source)
 
 
 def _rank(f: FeatureDrift) -> float:

@@ -404,9 +404,18 @@ DRIFT_MEASURES = {"psi": "stability index", "js": "Jensen-Shannon distance",
                   "ks": "Kolmogorov-Smirnov test", "chi2": "chi-square test"}
 
 
+def _reference_from(source: str) -> str:
+    """How the report names the reference window's source (see
+    :func:`basketflow.reports.drift.choose_reference`)."""
+    if source.startswith("champion version"):
+        return f"the last 28 days the {source} learnt from"
+    return source
+
+
 def view_drift(section: dict[str, Any]) -> list[Block]:
-    """How many features moved from the 28 days before, the ones that moved most, and a
-    chart of them; or why drift could not be measured."""
+    """How many features moved from the reference window (the champion model's last 28
+    days of training, else the 28 days before), the ones that moved most, and a chart of
+    them; or why drift could not be measured."""
     if not section["available"]:
         return [Paragraph(section["message"])]
     first, last = section["reference"]
@@ -414,7 +423,8 @@ def view_drift(section: dict[str, Any]) -> list[Block]:
     moved = section["most_moved"]
     blocks: list[Block] = [
         Paragraph(f"How far today's customer, basket and product figures and the model's "
-                  f"predicted categories moved from {first} .. {last}: "
+                  f"predicted categories moved from {first} .. {last} "
+                  f"({_reference_from(section.get('reference_from', 'the 28 days before'))}): "
                   f"{counts['alert']} alert, {counts['warn']} warning, {counts['ok']} "
                   "steady. A stability index over 0.1 is a warning and over 0.25 an "
                   "alert; a distance over 0.1 a warning and over 0.2 an alert; on a day "

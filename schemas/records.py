@@ -33,7 +33,9 @@ class LogRow(NamedTuple):
 
 class LateEvent(NamedTuple):
     """An event left out of the features: ``ts`` was more than the allowed lateness before
-    ``entity_ts``, the entity's latest event time."""
+    ``entity_ts``, the entity's latest event time (for a guest whose state may have been
+    dropped, the flow's clock before the batch: see
+    :mod:`basketflow.features.entity_features`)."""
 
     event_id: str
     entity: str
@@ -48,11 +50,14 @@ class LateEvent(NamedTuple):
 
 class Work(NamedTuple):
     """What the feature step gets for one entity: its events of a batch (none when only
-    the clock woke it) and the flow's event-time clock after that batch."""
+    the clock woke it), the flow's event-time clock after that batch, and ``since``, the
+    clock before it (what a new guest's events are checked against: see
+    :mod:`basketflow.features.entity_features`)."""
 
     entity: str
     events: list[Any]  # list[Transaction]: schemas.events is not imported here
     clock: int
+    since: int = 0
 
 
 @dataclass(slots=True)

@@ -195,3 +195,16 @@ def train(settings: Settings, until: date | None = None,
         return TrainedVersion(_rows(registry, [registry.get(version)])[0], replaces)
     finally:
         registry.close()
+
+
+def export_mlflow(settings: Settings, uri: str, name: str | None = None,
+                  on_version: Callable[[Any], None] = lambda v: None) -> list[Any]:
+    """Write every kept version to the MLflow store at ``uri`` as registered model
+    versions of ``name``, with their metrics, lineage tags and aliases; versions exported
+    before are left as they are (:mod:`basketflow.models.mlflow_export`)."""
+    from basketflow.models.mlflow_export import DEFAULT_NAME, export
+    registry = open_registry(settings)
+    try:
+        return export(registry, uri, name or DEFAULT_NAME, on_version)
+    finally:
+        registry.close()

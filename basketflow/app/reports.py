@@ -68,10 +68,13 @@ def daily_reports(settings: Settings, days: list[date], out_dir: Path, formats: 
 
 def drift(settings: Settings, day: date, reference: tuple[date, date] | None = None
           ) -> DriftReport:
-    """Each feature's drift on ``day`` against ``reference`` (default: the 28 days
-    before), from the offline store (:mod:`basketflow.reports.drift`)."""
+    """Each feature's drift on ``day`` against ``reference`` (default: the champion
+    model's last 28 days of training, else the 28 days before), from the offline store
+    (:mod:`basketflow.reports.drift`)."""
+    from basketflow.models.registry import champion_clock, registry_dir
     from basketflow.reports.drift import drift_report
-    return drift_report(settings.offline_dir, day, reference)
+    champion = None if reference else champion_clock(registry_dir(settings.data_dir))
+    return drift_report(settings.offline_dir, day, reference, champion)
 
 
 def taxonomy() -> Taxonomy:

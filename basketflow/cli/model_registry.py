@@ -28,6 +28,7 @@ def models() -> None:
       basketflow models rollback      the champion back to the version before
       basketflow models diff 9 12
       basketflow models train --until 2011-09-30
+      basketflow models export --mlflow sqlite:///mlflow.db
     """
 
 
@@ -238,3 +239,34 @@ def train_command(settings: Settings, until: datetime | None, as_json: bool) -> 
     out.print("it is the champion now" if done.promoted else
               f"the champion is unchanged: `basketflow models promote {v.id}` makes it "
               "the champion")
+
+
+@models.command("export")
+@click.option("--mlflow", "uri", required=True, metavar="URI",
+              help="The MLflow tracking and registry store: sqlite:///PATH, "
+              "http://HOST:PORT, or a folder.")
+@click.option("--name", default=None, metavar="NAME", help="The registered model "
+              "[default: basketflow-basket-classifier].")
+@json_option
+@click.pass_obj
+def export_command(settings: Settings, uri: str, name: str | None, as_json: bool) -> None:
+    """Write every kept version to MLflow as a registered model version: its metrics,
+    its lineage as basketflow.* tags, a pyfunc model, and the champion and challenger
+    aliases. Versions exported before are left as they are, so it can run again at any
+    time. Needs MLflow: pip install 'basketflow[mlflow]'."""
+    from basketflow.app.model_registry import export_mlflow
+    with console.status("exporting to MLflow") as status:
+        def shown(item: Any) -> None:
+            status.update(f"exporting to MLflow: version {item.version} done")
+
+        done = export_mlflow(settings, uri, name, shown)
+    if as_json:
+        print_json([item.to_json() for item in done])
+        return
+    written = [item for item in done if item.written]
+    out.print(f"{len(written)} version(s) written to MLflow, {len(done) - len(written)} "
+              "there already")
+    for item in done:
+        named = f" ({', '.join(item.aliases)})" if item.aliases else ""
+        out.print(f"  version {item.version}{named} -> MLflow version {item.mlflow_version}"
+                  f"{'' if item.written else ', already there'}")

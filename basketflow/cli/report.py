@@ -79,7 +79,8 @@ def _window(_ctx: click.Context, _param: click.Parameter, text: str | None
               help="The day whose distributions are compared.")
 @click.option("--reference", type=str, default=None, callback=_window,
               metavar="FIRST:LAST", help="The reference window, inclusive "
-              "[default: the 28 days before --date].")
+              "[default: the champion model's last 28 days of training, if they end "
+              "before --date; else the 28 days before --date].")
 @click.option("--all", "show_all", is_flag=True, help="List every feature, not only those "
               "that moved (warn or alert).")
 @click.option("--json", "as_json", is_flag=True, help="Print every feature's drift as JSON.")
@@ -104,8 +105,8 @@ def drift(settings: Settings, day: datetime, reference: tuple[date, date] | None
         return
     first, last = found.reference
     moved = [f for f in found.features if f.status != "ok"]
-    out.print(f"drift on {found.day} against {first} .. {last}: {len(moved)} of "
-              f"{len(found.features)} features moved")
+    out.print(f"drift on {found.day} against {first} .. {last} ({found.reference_from})")
+    out.print(f"{len(moved)} of {len(found.features)} features moved")
     shown_rows = found.features if show_all else moved
     if shown_rows:
         rows = table("view:feature", "by", "value>", "p>", "status", "day n>", "ref n>")

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ import pytest
 from basketflow.config import ENV_DATA_DIR
 from basketflow.flows.backfill import file_events, run_backfill
 from basketflow.flows.live import FeatureOutputs, RunOptions
+from basketflow.models.classifier import BasketClassifier
+from basketflow.models.registry import Lineage, Registry, registry_dir
 from basketflow.producers.synthetic import write_csv
 from basketflow.reports.daily import DRIFT_SHOWN, daily_report
 from basketflow.reports.drift import (
@@ -215,3 +217,32 @@ def test_the_daily_report_has_a_drift_section(offline: Path, tmp_path: Path) -> 
                    f"window {date.fromisoformat(first_day) - timedelta(days=28)}:"
                    f"{date.fromisoformat(first_day) - timedelta(days=1)}; give one with data "
                    "(--reference FIRST:LAST)."}
+
+
+def test_the_default_reference_is_the_champions_last_28_days_of_training(
+        offline: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "offline").symlink_to(offline)
+    model = BasketClassifier("seg-1")
+    clock = int(datetime(2011, 2, 20, 17, 30, tzinfo=timezone.utc).timestamp())
+    registry = Registry(registry_dir(data_dir))
+    version = registry.register(model, Lineage.of(model, "train", None, clock), {}).id
+    registry.promote(version)
+    registry.close()
+    champion_window = [date(2011, 1, 24).isoformat(), date(2011, 2, 20).isoformat()]
+    env = os.environ | {ENV_DATA_DIR: str(data_dir)}
+    done = subprocess.run([sys.executable, "-m", "basketflow.cli", "drift", "--date",
+                           DAY.isoformat(), "--json"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["reference"] == champion_window
+    assert got["reference_from"] == f"champion version {version}"
+    want = drift_report(offline, DAY, (date(2011, 1, 24), date(2011, 2, 20))).to_json()
+    assert got["features"] == json.loads(json.dumps(want["features"]))
+    section = daily_report(offline, DAY, data_dir=data_dir)["sections"]["drift"]
+    assert section["reference"] == champion_window
+    # A day inside the champion's training: the 28 days before it instead.
+    inside = daily_report(offline, date(2011, 2, 15), data_dir=data_dir)["sections"]["drift"]
+    assert inside["reference_from"] == "the 28 days before"
