@@ -146,6 +146,7 @@ def _without_paths(report: dict[str, Any]) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.server
 def test_the_commands_on_an_s3_store_write_and_read_what_a_local_run_does(
         s3_server: S3Server, local_store: Path, generated: Path, tmp_path: Path) -> None:
     """``BASKETFLOW_OFFLINE_URI=s3://...``: ``backfill`` (two processes) writes the local
