@@ -11,8 +11,10 @@ through.
   ``redis://user:pass@`` (an ACL user), ``rediss://`` (TLS, the certificate checked
   against ``REDIS_SSL_CA`` or the system's CAs, and the host name always) and a client
   certificate (``REDIS_SSL_CERT``, ``REDIS_SSL_KEY``) work for the flow, ``serve`` and
-  every command alike; :func:`redis_failure` turns a refused password or certificate
-  into a message that says which and what to do.
+  every command alike; with ``REDIS_CLUSTER=1`` (:func:`redis_cluster_mode`) it is a
+  Redis Cluster client, with the same credentials and TLS for every node.
+  :func:`redis_failure` turns a refused password or certificate, or the wrong
+  ``REDIS_CLUSTER`` for the server, into a message that says which and what to do.
 - **Kafka** (:func:`kafka_security`): the SASL and TLS settings of the environment, as
   librdkafka options, merged into every producer, consumer and admin client.
 - **Files** (:func:`private_dir`, :func:`write_private`): what holds customers' data or
@@ -24,10 +26,12 @@ so a command that never talks to Redis does not pay for it.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
 import re
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -41,6 +45,9 @@ MASK = "***"
 
 ENV_REDIS_SSL_CA = "REDIS_SSL_CA"
 """PEM file of the CA that signed a ``rediss://`` server's certificate."""
+ENV_REDIS_CLUSTER = "REDIS_CLUSTER"
+"""Set to 1 when ``REDIS_URL`` names one node of a Redis Cluster (any node: the client
+finds the others)."""
 ENV_REDIS_SSL_CERT = "REDIS_SSL_CERT"
 ENV_REDIS_SSL_KEY = "REDIS_SSL_KEY"
 """A client certificate and its key, for a server that asks for one (``tls-auth-clients``)."""
@@ -71,6 +78,8 @@ KAFKA_OPTIONS = {
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
+#: How the error of a Redis Cluster client that found no node begins.
+_NO_CLUSTER = "no Redis Cluster answers at"
 #: A secret shorter than this is not masked as a bare value (it would mask ordinary
 #: words); in a URL or a ``password=`` parameter it is masked whatever its length.
 MIN_SECRET = 6
@@ -271,13 +280,91 @@ def redis_tls_options(url: str, env: Mapping[str, str] | None = None) -> dict[st
     return options
 
 
-def redis_client(url: str, **options: Any) -> "redis.Redis":
+def redis_cluster_mode(env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``REDIS_CLUSTER`` says the online store is a Redis Cluster: ``1``,
+    ``true``, ``yes`` or ``on`` (any case) for a cluster; unset, empty, ``0``, ``false``,
+    ``no`` or ``off`` for one server.
+
+    >>> redis_cluster_mode({"REDIS_CLUSTER": "1"}), redis_cluster_mode({})
+    (True, False)
+    """
+    env = os.environ if env is None else env
+    value = env.get(ENV_REDIS_CLUSTER, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise SecurityConfigError(f"{ENV_REDIS_CLUSTER}={value!r}: give 1 for a Redis Cluster "
+                              "or 0 (or leave it unset) for one server")
+
+
+def redis_client(url: str, *, cluster: bool | None = None,
+                 **options: Any) -> "redis.Redis":
     """A redis-py client for ``url`` with its credentials and TLS settings (see
-    :func:`redis_tls_options`); ``options`` are redis-py's (timeouts, retry). It connects
-    at its first command."""
+    :func:`redis_tls_options`); ``options`` are redis-py's (timeouts, retry). One
+    server's client connects at its first command.
+
+    On a Redis Cluster (``cluster``, by default :func:`redis_cluster_mode`), a
+    ``RedisCluster`` started from the node ``url`` names: it asks that node for the slot
+    map at once, and a cluster that does not answer raises ``redis.ConnectionError``
+    (which the flow's retries wait out, like one server's outage). The ACL user and TLS
+    settings of ``url`` apply to every node."""
     import redis
 
-    return redis.Redis.from_url(url, **(redis_tls_options(url) | options))
+    options = redis_tls_options(url) | options
+    if not (redis_cluster_mode() if cluster is None else cluster):
+        return redis.Redis.from_url(url, **options)
+    return _lazy_cluster_class()(url, options)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _lazy_cluster_class() -> type:
+    """The class of a Redis Cluster client that connects at its first command (defined
+    at the first use, so that importing this module does not import redis)."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    class LazyRedisCluster(RedisCluster):
+        """A ``RedisCluster`` that reads the slot map at its first command, not when it
+        is built (``RedisCluster`` does at once), as one server's client connects: so a
+        flow's sink or ``serve`` built while the cluster is down waits for it, or
+        answers 503, like on one server. When no node answers, the command raises
+        ``redis.ConnectionError`` and the next one tries again."""
+
+        def __init__(self, url: str, options: dict[str, Any]) -> None:  # noqa: D107
+            self.__dict__.update(_pending=(url, options), _starting=threading.RLock())
+
+        def __getattr__(self, name: str) -> Any:
+            """An attribute the cluster client sets up when it starts: start it first."""
+            state = self.__dict__
+            if "_pending" not in state or name.startswith("__") or state.get("_in_start"):
+                raise AttributeError(name)
+            with state["_starting"]:
+                if "_pending" in state:
+                    url, options = state["_pending"]
+                    state["_in_start"] = True
+                    try:
+                        RedisCluster.__init__(self, url=url, **options)
+                    except redis.exceptions.RedisClusterException as exc:
+                        for key in [k for k in state if not k.startswith("_")]:
+                            del state[key]  # what a failed start set up half
+                        raise redis.ConnectionError(
+                            f"{_NO_CLUSTER} {redact(url)} ({redact(str(exc))})") from exc
+                    finally:
+                        state.pop("_in_start", None)
+                    del state["_pending"]
+            return getattr(self, name)
+
+        def close(self) -> None:
+            """Close the nodes' connections, if it ever started."""
+            if "_pending" not in self.__dict__:
+                super().close()
+
+        def __del__(self) -> None:
+            if "_pending" not in self.__dict__:
+                super().__del__()
+
+    return LazyRedisCluster
 
 
 def redis_failure(url: str, exc: Exception) -> str:
@@ -293,15 +380,25 @@ def redis_failure(url: str, exc: Exception) -> str:
     shown = redact(url)
     detail = redact(str(exc))
     if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in detail \
-            or "NOAUTH" in detail or "NOPERM" in detail:
+            or "NOAUTH" in detail or "NOPERM" in detail \
+            or "invalid username-password pair" in detail:
         return (f"Redis at {shown} refused the user or password ({detail}); check the user "
                 "and password in REDIS_URL")
+    if "Cluster mode is not enabled" in detail:
+        return (f"Redis at {shown} is one server, not a Redis Cluster; unset "
+                f"{ENV_REDIS_CLUSTER} (or set it to 0)")
+    if isinstance(exc, redis.exceptions.MovedError):
+        return (f"Redis at {shown} is a Redis Cluster (MOVED {detail}); set "
+                f"{ENV_REDIS_CLUSTER}=1")
     if "CERTIFICATE_VERIFY_FAILED" in detail or "certificate verify failed" in detail:
         return (f"the TLS certificate of Redis at {shown} was refused ({detail}); set "
                 f"{ENV_REDIS_SSL_CA} to the PEM file of the CA that signed it")
     if "SSL" in detail and url.lower().startswith("rediss://"):
         return (f"no TLS connection to Redis at {shown} ({detail}); check that the server "
                 "speaks TLS on that port and that the certificate is valid")
+    if detail.startswith(_NO_CLUSTER):
+        return (f"{detail}; check that REDIS_URL names a node of a running cluster, or "
+                f"unset {ENV_REDIS_CLUSTER} for one server")
     return (f"no Redis-protocol server answers at {shown} ({detail}); start one with "
             "`basketflow up` or set REDIS_URL")
 

@@ -44,7 +44,19 @@ flow writes them, five times each way, taking turns: the hashes alone through re
 :meth:`~basketflow.sinks.online_store.RedisOnlineStore.write` (hashes and packed values, packed by
 hiredis), as client CPU and wall time per row.
 
+With ``--cluster``, instead: the same store on one embedded Valkey and on a Redis
+Cluster of three embedded Valkey nodes on this machine (``tests/redis_cluster.py``; keys
+tagged by entity, see :mod:`basketflow.sinks.online_store`), in the same run: the write
+of every customer's ``customer``, ``basket`` and score rows in batches of 2,000 as the
+flow writes them (five times each, taking turns), then one customer's and 100
+customers' vectors (customer + basket + score) through ``read_vectors`` and the whole
+served read, both stores taking turns call by call on the same entities; then the
+whole live flow (:func:`basketflow.flows.live.run_live`, one process, no recovery) over
+the file replayed into an embedded broker, to the topic's end, on each store in turn,
+twice: events/s end to end.
+
     python benchmarks/online_read.py [--reads N] [--ways now,script,...] [PATH.csv[.gz]]
+    python benchmarks/online_read.py --cluster [--reads N] [PATH.csv[.gz]]
 """
 
 from __future__ import annotations
@@ -66,6 +78,7 @@ import msgspec
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.redis_cluster
 
 from machine import REAL_DATA, describe
 
@@ -245,20 +258,23 @@ def pipeline_write(store: RedisOnlineStore, view: str, version: str,
 
 
 def write_costs(ways: dict[str, Callable[..., None]],
-                latest: dict[str, dict[str, tuple[int, dict[str, Any]]]]) -> dict[str, str]:
+                latest: dict[str, dict[str, tuple[int, dict[str, Any]]]],
+                views: Sequence[str] = VIEWS) -> dict[str, str]:
     """Per way, the median client CPU and wall time per row of five writes of every
-    customer and basket row in batches of 2,000, the ways taking turns."""
+    row of ``views`` (by default customer and basket) in batches of 2,000, the ways
+    taking turns."""
     cpu: dict[str, list[float]] = {name: [] for name in ways}
     wall: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(5):
         for name, write in ways.items():
             rows = 0
             started_cpu, started = time.thread_time(), time.perf_counter()
-            for view in VIEWS:
+            for view in views:
                 items = list(latest[view].items())
                 for i in range(0, len(items), 2000):
                     batch = dict(items[i:i + 2000])
-                    write(view, registry()[view].version, batch, registry()[view].ttl_seconds)
+                    known = registry().get(view)  # None: the scores
+                    write(view, known and known.version, batch, known and known.ttl_seconds)
                     rows += len(batch)
             cpu[name].append((time.thread_time() - started_cpu) / rows)
             wall[name].append((time.perf_counter() - started) / rows)
@@ -365,12 +381,93 @@ def measure(client: redis.Redis, ways: dict[str, Read], views: list[str],
     return lines
 
 
+def cluster_against_one(tmp: Path, path: Path,
+                        latest: dict[str, dict[str, tuple[int, dict[str, Any]]]],
+                        customers: list[str], reads: int) -> None:
+    """Writes and reads on one server and on a 3-node cluster (see the module docstring)."""
+    from basketflow.security import redis_client
+    from tests.redis_cluster import start_cluster
+
+    server = start_redis(tmp / "valkey")
+    cluster = start_cluster(tmp / "cluster")
+    try:
+        one = RedisOnlineStore(connect(server.address), "bench")
+        many = RedisOnlineStore(redis_client(cluster.url, cluster=True), "bench")
+        views = {view: registry().get(view) or FeatureView(view, "customer_id", "bench", ())
+                 for view in latest}
+        print(f"writes of {sum(map(len, latest.values())):,} rows ({load()}):")
+        for name, cost in write_costs({
+                "one server": lambda view, _v, rows, _t: one.write(views[view], rows),
+                "3-node cluster": lambda view, _v, rows, _t: many.write(views[view], rows),
+        }, latest, list(latest)).items():
+            print(f"  {name:15} {cost}")
+        newest = max(ts for rows in latest.values() for ts, _ in rows.values())
+        for store in (one, many):
+            for part in (SERVE_PROGRESS, ""):
+                store.write_progress(part, {"clock": newest})
+        ways: dict[str, Read] = {
+            "one server, read_vectors": one.read_vectors,
+            "cluster, read_vectors": many.read_vectors,
+            "one server, served": lambda v, ids: read_online(one, ids, v),
+            "cluster, served": lambda v, ids: read_online(many, ids, v),
+        }
+        rng = random.Random(11)
+        views_read = [*VIEWS, "score"]
+        interleaved(ways, views_read, 200, lambda: [rng.choice(customers)])  # warm up
+        for count, calls in ((1, reads), (100, max(reads // 10, 100))):
+            print(f"{count} customer{'s' * (count > 1)}, {calls:,} reads per way, views "
+                  f"{'+'.join(views_read)} ({load()}):")
+            wall, cpu = interleaved(ways, views_read, calls,
+                                    lambda count=count: rng.sample(customers, count))
+            for name in ways:
+                print(f"  {name:25} {percentiles(wall[name])}, client CPU "
+                      f"{cpu[name] * 1000:.3f} ms/call")
+        print(f"({load()})")
+        one.close()
+        many.close()
+        flow_runs(tmp, path, {"one server": (server.address, False),
+                              "3-node cluster": (cluster.url, True)})
+    finally:
+        cluster.stop()
+        stop_service(server)
+
+
+def flow_runs(tmp: Path, path: Path, stores: dict[str, tuple[str, bool]]) -> None:
+    """The live flow over ``path`` to the topic's end on each store (URL, cluster or
+    not) in turn, twice, each run on a key prefix and data directory of its own."""
+    from basketflow.app.services import start_broker
+    from basketflow.config import Settings
+    from basketflow.flows.live import RunOptions, run_live
+    from basketflow.producers.replay import replay
+    from basketflow.security import ENV_REDIS_CLUSTER
+
+    broker = start_broker(tmp / "broker")
+    try:
+        sent = replay(path, broker.address, "transactions", "transactions.dead").sent
+        print(f"flow, one process, {sent:,} events replayed:")
+        for round_ in range(2):
+            for name, (url, cluster) in stores.items():
+                os.environ[ENV_REDIS_CLUSTER] = "1" if cluster else "0"
+                settings = Settings(tmp / f"flow-{name}-{round_}", broker.address, url,
+                                    prefix=f"flow{round_}")
+                load_before = load()
+                stats = run_live(settings, stop_at_end=True, options=RunOptions())
+                print(f"  {name:15} {stats.events / stats.seconds:,.0f} events/s "
+                      f"({stats.online_writes:,} online writes in {stats.seconds:.1f} s; "
+                      f"{load_before})")
+        del os.environ[ENV_REDIS_CLUSTER]
+    finally:
+        stop_service(broker)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("path", nargs="?", type=Path, default=REAL_DATA)
     parser.add_argument("--reads", type=int, default=10_000)
     parser.add_argument("--ways", default=",".join(WAYS),
                         help="the ways of reading to time, comma-separated (default: all)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="one server against a 3-node Redis Cluster instead")
     args = parser.parse_args()
     print(f"machine: {describe()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -386,6 +483,9 @@ def main() -> None:
         features = sum(len(next(iter(latest[v].values()))[1]) for v in VIEWS)
         print(f"{len(customers):,} customers, {features} features over {len(VIEWS)} views "
               f"(+ score: {len(next(iter(latest['score'].values()))[1])} fields)")
+        if args.cluster:
+            cluster_against_one(Path(tmp), path, latest, customers, args.reads)
+            return
         server = start_redis(Path(tmp) / "valkey")
         try:
             client = connect(server.address)

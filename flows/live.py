@@ -41,7 +41,11 @@ rather than in Bytewax windows, whose per-key cost collapses at thousands of key
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -461,14 +465,21 @@ def progress_part(parts: tuple[str, ...]) -> str:
 
 @dataclass
 class RunOptions:
-    """How to run a dataflow: workers, recovery snapshots (None: no recovery), and where
-    to read from instead of the stored offsets (``reset_offsets``: earliest, latest)."""
+    """How to run a dataflow: workers, recovery snapshots (None: no recovery), where
+    to read from instead of the stored offsets (``reset_offsets``: earliest, latest), and
+    the Bytewax cluster this process is one of (``process_id`` in ``addresses``, every
+    process's ``host:port``; None: a flow of this process alone)."""
 
     workers: int = 1
     recovery_dir: Path | None = None
     snapshot_seconds: float = 10.0
     backup_seconds: float = 0.0
     reset_offsets: str | None = None
+    process_id: int | None = None
+    addresses: tuple[str, ...] = ()
+    #: Make or check the recovery partitions first (:func:`prepare_recovery`); off in a
+    #: cluster's processes but one, and where the command that started them did it.
+    prepare_recovery: bool = True
 
 
 def run_flow(flow: Dataflow, options: RunOptions) -> None:
@@ -485,20 +496,18 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
     """
     recovery = None
     if options.recovery_dir is not None:
-        if not any(options.recovery_dir.glob("part-*.sqlite3")):
-            ensure_writable(options.recovery_dir)
-            with writing(options.recovery_dir):
-                init_db_dir(options.recovery_dir, RECOVERY_PARTITIONS)
-                mark_content_ids(options.recovery_dir)
-        else:
-            ensure_sound(options.recovery_dir)
-            discard_unfinished(options.recovery_dir)
+        if options.prepare_recovery:
+            prepare_recovery(options.recovery_dir)
+        else:  # a cluster's process on another host may hold no partitions: none here
+            options.recovery_dir.mkdir(parents=True, exist_ok=True)
         recovery = RecoveryConfig(str(options.recovery_dir),
                                   timedelta(seconds=options.backup_seconds))
     clear_fault()
     try:
-        with fewer_collections():
+        with fewer_collections(), _notes_to_stderr(bool(options.addresses)):
             cli_main(flow, workers_per_process=options.workers,
+                     process_id=options.process_id,
+                     addresses=list(options.addresses) or None,
                      epoch_interval=timedelta(seconds=options.snapshot_seconds),
                      recovery_config=recovery)
         raise_fault()
@@ -507,8 +516,54 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
         if cause is None:
             raise
         raise cause from None
+    except BaseException as exc:
+        if options.process_id is None or type(exc).__name__ != "PanicException":
+            raise
+        raise ClusterLost(
+            f"process {options.process_id} of the flow lost the rest of its Bytewax "
+            f"cluster ({exc}): another process stopped or cannot be reached; start every "
+            "process again: the cluster resumes from its last snapshot") from None
     finally:
         idle_work.this_thread().clear()  # the flow's states, where it ran on this thread
+
+
+@contextmanager
+def _notes_to_stderr(cluster: bool) -> Iterator[None]:
+    """While a cluster's process runs its flow, its standard output goes to standard
+    error: Timely prints its connection notes (``worker 1: error connecting to worker 0
+    ...; retrying``) on standard output, which holds the command's result (``--json``)."""
+    if not cluster:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+class ClusterLost(BasketflowError):
+    """A process of a Bytewax cluster lost the others (one was killed, or the network
+    between them failed): Bytewax panics every worker of the cluster then, which this
+    error stands for (its processes share fate; the next start resumes)."""
+
+
+def prepare_recovery(recovery_dir: Path) -> None:
+    """Make a flow's recovery partitions (:data:`RECOVERY_PARTITIONS` of them) when there
+    are none; else check them and drop what a killed run left of an unfinished epoch (see
+    :mod:`basketflow.flows.recovery_store`). Done once per resume, by the one process
+    whose directory holds the partitions."""
+    if not any(recovery_dir.glob("part-*.sqlite3")):
+        ensure_writable(recovery_dir)
+        with writing(recovery_dir):
+            init_db_dir(recovery_dir, RECOVERY_PARTITIONS)
+            mark_content_ids(recovery_dir)
+    else:
+        ensure_sound(recovery_dir)
+        discard_unfinished(recovery_dir)
 
 
 def user_error_cause(exc: BaseException) -> BasketflowError | None:
@@ -567,7 +622,8 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
     without it); ``metrics_port`` (None: none) serves the process's Prometheus metrics
     (:mod:`basketflow.flows.flow_metrics`)."""
     prepare_run(settings)
-    check_topics(settings, options.recovery_dir, parts, options.reset_offsets)
+    if options.prepare_recovery:  # else the command that started this process did
+        check_topics(settings, options.recovery_dir, parts, options.reset_offsets)
     if metrics_port is not None:
         serve_on(metrics_port, settings.data_dir / "dataflow" / "+".join(parts))
     stats = stats or FlowStats()

@@ -85,11 +85,11 @@ class Outage:
             self.failures += 1
             if self.since is not None:
                 return False
-            self.since = time.time()
+            since = self.since = time.time()  # kept: another thread's back() may clear it
             self.started += 1
         log.warning("%s is unreachable (%s); %s", self.what, error, waiting)
         f = self.fields
-        self.health.update({self.name: "down", f"{f}since": iso(self.since),
+        self.health.update({self.name: "down", f"{f}since": iso(since),
                             f"{f}error": str(error)} | (extra or {}))
         return True
 

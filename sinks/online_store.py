@@ -55,6 +55,20 @@ Rules, the same for both kinds:
 
 Writes are absolute values, never increments, so replaying an update after a crash
 cannot apply it twice.
+
+**On a Redis Cluster** (``REDIS_CLUSTER=1``, :func:`basketflow.security.redis_client`)
+the entity in every key is a hash tag: ``<prefix>:<view>:{<entity>}`` and
+``<prefix>:packed:<view>:{<entity>}``, so every view of one entity (its hashes, its
+packed values, its score) lives in one hash slot, the slot of the entity id alone. A
+vector read then takes each entity's keys in one MGET (or one script, which reads the
+hashes it falls back to in the same slot), grouped per node in one round trip
+(:func:`~basketflow.sinks.packed_pipeline.send_pipelined`), and a write sends each
+node its commands at once. The progress hashes keep their names on both: each is one
+key read or written alone. One server keeps the names without braces, so a store
+written before clusters existed reads as it did; a cluster's keys are named apart, and
+moving a store from one server to a cluster means writing it again (a backfill with
+``--materialize``, or the flow from its topic). The key prefix must hold no brace there
+(it would become the tag).
 """
 
 from __future__ import annotations
@@ -65,6 +79,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import redis
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from basketflow.errors import BasketflowError
 from basketflow.security import redis_client, redis_failure
@@ -138,6 +154,10 @@ class RedisUnavailable(BasketflowError, RuntimeError):
     """The Redis-protocol server did not answer; the message says what to do."""
 
 
+class ClusterPrefixError(BasketflowError, ValueError):
+    """A key prefix with a brace, which a Redis Cluster would take for the hash tag."""
+
+
 def lazy_client(url: str) -> redis.Redis:
     """A client for ``url`` that connects at its first command, not now: for a flow's
     sinks, whose every command goes through :class:`~basketflow.sinks.redis_retry.RedisRetry`,
@@ -159,8 +179,8 @@ def serving_client(url: str, timeout: float) -> redis.Redis:
 def connect(url: str) -> redis.Redis:
     """A client for ``url`` that fails fast, with a message naming the fix (a server
     that does not answer, a refused password or certificate: :func:`redis_failure`)."""
-    client = lazy_client(url)
     try:
+        client = lazy_client(url)
         client.ping()
     except (redis.ConnectionError, redis.ResponseError) as exc:
         raise RedisUnavailable(redis_failure(url, exc)) from exc
@@ -241,16 +261,32 @@ class RedisOnlineStore:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
+        #: Keys carry the entity as a hash tag (a Redis Cluster, see the module).
+        self.cluster = isinstance(client, RedisCluster)
+        if self.cluster and ("{" in prefix or "}" in prefix):
+            raise ClusterPrefixError(f"the key prefix {prefix!r} holds a brace, which a "
+                                     "Redis Cluster takes for the hash tag; choose another "
+                                     "BASKETFLOW_PREFIX")
+        self._open, self._close = ("{", "}") if self.cluster else ("", "")
         self._packed_head = f"{prefix}:{PACKED_KEY}:"
         self._versions: dict[str, tuple[FeatureView, str]] = {}
 
     def key(self, view: str, entity: str) -> str:
-        """``<prefix>:<view>:<entity>``."""
-        return f"{self.prefix}:{view}:{entity}"
+        """``<prefix>:<view>:<entity>`` (``...:{<entity>}`` on a cluster)."""
+        return f"{self.prefix}:{view}:{self._open}{entity}{self._close}"
 
     def packed_key(self, view: str, entity: str) -> str:
-        """``<prefix>:packed:<view>:<entity>``."""
-        return f"{self._packed_head}{view}:{entity}"
+        """``<prefix>:packed:<view>:<entity>`` (``...:{<entity>}`` on a cluster)."""
+        return f"{self._packed_head}{view}:{self._open}{entity}{self._close}"
+
+    def entity_in_key(self, rest: str) -> str:
+        """The entity of a key, from the text after its ``<prefix>:<view>:``: the text
+        itself, or on a cluster without the tag's braces.
+
+        >>> RedisOnlineStore(redis.Redis(), "bf").entity_in_key("17850")
+        '17850'
+        """
+        return rest[1:-1] if self.cluster else rest
 
     def write(self, view: FeatureView, rows: Rows) -> None:
         """One pipelined round trip for all rows (:mod:`basketflow.sinks.packed_pipeline`):
@@ -296,7 +332,7 @@ class RedisOnlineStore:
         server) with their ``_ts``, read a thousand per pipelined round trip; the
         ``limit`` most recent kept as it goes, so memory stays small on a large store."""
         import heapq
-        head = self.key(view, "")
+        head = f"{self.prefix}:{view}:"
         pattern = glob_escape(head) + "*"
         best: list[tuple[int, str]] = []
         keys = self.client.scan_iter(match=pattern, count=1000)
@@ -304,12 +340,11 @@ class RedisOnlineStore:
             chunk = [k for _, k in zip(range(1000), keys)]
             if not chunk:
                 break
-            pipe = self.client.pipeline(transaction=False)
-            for key in chunk:
-                pipe.hget(key, TS_FIELD)
-            for key, ts in zip(chunk, pipe.execute()):
+            found = send_pipelined(self.client, [("HGET", key, TS_FIELD) for key in chunk])
+            for key, ts in zip(chunk, found):
                 if ts is not None:
-                    item = (int(msgspec.json.decode(ts)), _text(key)[len(head):])
+                    item = (int(msgspec.json.decode(ts)),
+                            self.entity_in_key(_text(key)[len(head):]))
                     if len(best) < limit:
                         heapq.heappush(best, item)
                     elif item > best[0]:
@@ -382,30 +417,72 @@ class RedisOnlineStore:
             return ([dict.fromkeys(views) for _ in entities],
                     send_pipelined(self.client, [("HGET", key, CLOCK_FIELD) for key in clocks]))
         heads = [f"{self._packed_head}{view}:" for view in views]
-        keys = [f"{head}{entity}" for entity in entities for head in heads]
+        keys = [f"{head}{self._open}{entity}{self._close}"
+                for entity in entities for head in heads]
         if len(keys) <= _SCRIPT_MAX_KEYS:
             values: list[bytes | None] = [None] * len(keys)  # all for the script
             replies = self._fill_missing(keys, values, clocks)
             return _decode_vectors(views, values), replies
-        values, *replies = send_pipelined(
-            self.client, [("MGET", *keys), *(("HGET", key, CLOCK_FIELD) for key in clocks)])
+        groups = self._slot_groups(keys, len(views))
+        gets = [("MGET", *(keys[i] for i in group)) for group in groups] if self.cluster \
+            else [("MGET", *keys)]
+        found = send_pipelined(self.client, [*gets, *(("HGET", key, CLOCK_FIELD)
+                                                     for key in clocks)])
+        if not self.cluster:
+            values = found[0]
+        else:
+            values = [None] * len(keys)
+            for group, got in zip(groups, found):
+                for i, value in zip(group, got):
+                    values[i] = value
         if None in values:
             self._fill_missing(keys, values)
-        return _decode_vectors(views, values), replies
+        return _decode_vectors(views, values), found[len(groups):]
+
+    def _slot_groups(self, keys: Sequence[str], per_entity: int,
+                     only: Sequence[int] | None = None) -> list[Sequence[int]]:
+        """The indices of ``keys`` (of those in ``only``, when given) grouped so that
+        one command may take each group: all in one on one server; on a cluster, per
+        hash slot (the keys of one entity, ``per_entity`` in a row, share one)."""
+        indices = range(len(keys)) if only is None else only
+        if not self.cluster:
+            return [indices]
+        groups: dict[int, list[int]] = {}
+        slot_of: dict[int, int] = {}
+        for i in indices:
+            first = i - i % per_entity
+            slot = slot_of.get(first)
+            if slot is None:
+                slot = slot_of[first] = key_slot(keys[first].encode())
+            groups.setdefault(slot, []).append(i)
+        return list(groups.values())
 
     def _fill_missing(self, keys: list[str], values: list[bytes | None],
                       clocks: Sequence[str] = ()) -> list[Any]:
         """Replace each None in ``values`` (the values of ``keys`` found so far) by what
         the script finds for its key, as a MessagePack value: the packed value, the
         view's hash re-packed, or nil; return the clocks of the progress hashes
-        ``clocks`` that the script read too."""
+        ``clocks``, read in the same round trip (by the script on one server, by one
+        HGET each on a cluster, where they live in slots of their own)."""
         missing = [i for i, value in enumerate(values) if value is None]
-        command = (len(missing), *(keys[i] for i in missing), f"{self.prefix}:",
-                   len(self._packed_head.encode()), CLOCK_FIELD, *clocks)
+        groups = self._slot_groups(keys, 1, missing) if self.cluster else [missing]
+        in_script = () if self.cluster else clocks
+        tail = (f"{self.prefix}:", len(self._packed_head.encode()), CLOCK_FIELD, *in_script)
+        alone = [("HGET", key, CLOCK_FIELD) for key in clocks if self.cluster]
+
+        def commands(name: str, script: str) -> list[Command]:
+            return [(name, script, len(group), *(keys[i] for i in group), *tail)
+                    for group in groups] + alone
         try:
-            found = send_pipelined(self.client, [("EVALSHA_RO", _READ_VECTORS_SHA, *command)])[0]
+            found = send_pipelined(self.client, commands("EVALSHA_RO", _READ_VECTORS_SHA))
         except redis.exceptions.NoScriptError:  # a restarted or flushed server
-            found = send_pipelined(self.client, [("EVAL_RO", _READ_VECTORS, *command)])[0]
+            found = send_pipelined(self.client, commands("EVAL_RO", _READ_VECTORS))
+        if self.cluster:
+            got = [item for reply in found[:len(groups)] for item in reply]
+            missing = [i for group in groups for i in group]
+            found = [*got, *found[len(groups):]]
+        else:
+            found = found[0]
         for i, item in zip(missing, found):
             if isinstance(item, bytes):
                 values[i] = item

@@ -1,6 +1,7 @@
 """Redis writes on the flow's hot path that wait out an outage instead of failing.
 
-While the Redis-protocol server is unreachable, :meth:`RedisRetry.call` retries the
+While the Redis-protocol server is unreachable (on a Redis Cluster: a node, or the
+cluster while it declares itself down, see :data:`OUTAGE_ERRORS`), :meth:`RedisRetry.call` retries the
 write with exponential backoff (0.1 s doubling to 5 s), so the flow blocks on the write
 and keeps its state rather than dropping it; writes are absolute values, so repeating one
 is harmless. One warning is logged when an outage starts and one line when the server is
@@ -38,6 +39,11 @@ __all__ = ["HEALTH_FILE", "RedisRetry", "read_health", "recorded_redis_url"]
 
 FOLLOW_EVERY = 1.0
 """Seconds between two reads of the services state during an outage."""
+#: What an outage raises: a server that does not answer, and on a Redis Cluster a node
+#: that is down (``CLUSTERDOWN``, ``TRYAGAIN``, a slot no node serves for now).
+OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError,
+                 redis.exceptions.TryAgainError, redis.exceptions.SlotNotCoveredError,
+                 redis.exceptions.RedisClusterUnreachableError)
 
 
 def recorded_redis_url(state_file: Path | None) -> str | None:
@@ -74,7 +80,7 @@ class RedisRetry:
         while True:
             try:
                 result = write()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except OUTAGE_ERRORS as exc:
                 self.outage.down(exc, "the flow waits and retries with backoff up to "
                                       f"{self.cap:.0f} s, nothing is dropped", {"url": self.url})
                 self._follow()

@@ -3,6 +3,8 @@
 - ``broker`` / ``redis_url`` (session): one embedded Tansu broker and one embedded Valkey
   server for the whole test session, on free loopback ports, stopped at session end even
   when tests fail. Each takes well under a second to start.
+- ``redis_cluster`` (session): a Redis Cluster of three embedded Valkey nodes
+  (:mod:`tests.redis_cluster`), started only by the tests that use it.
 - ``settings`` (function): a :class:`~basketflow.config.Settings` pointing at those servers,
   with a fresh data directory and a unique topic, dead topic and key prefix per test, so
   tests never see each other's messages or keys.
@@ -26,12 +28,13 @@ import pytest
 
 from basketflow.app.services import start_broker, start_redis, stop_service
 from basketflow.config import Settings
+from tests.redis_cluster import LocalCluster, start_cluster
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "online_retail_2010-12_to_2011-09.csv.gz"
 #: The fixtures that mark the tests using them, and with which marker.
 MARKER_OF_FIXTURE = {"broker": "server", "redis_url": "server", "settings": "server",
-                     "real_data": "real_data"}
+                     "redis_cluster": "server", "real_data": "real_data"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by markers
@@ -62,6 +65,17 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield proc.address
     finally:
         stop_service(proc)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A Redis Cluster of three embedded Valkey nodes shared by the session
+    (:mod:`tests.redis_cluster`); a test that stops a node starts it again."""
+    cluster = start_cluster(tmp_path_factory.mktemp("valkey-cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -43,7 +43,9 @@ WALL_CLOCK_FIELDS = frozenset({"updated_at"})
 def redis_contents(redis_url: str, prefix: str) -> dict[str, dict[str, Any]]:
     """Every key under ``<prefix>:`` (listed by a SCAN), read back through the online
     store's contract: the hashes, the packed values (a vector read of one view, which
-    takes the packed value) and the progress hashes, without wall-clock fields."""
+    takes the packed value) and the progress hashes, without wall-clock fields. Keys are
+    named as on one server (a cluster's tags dropped), so a cluster's store and one
+    server's compare equal."""
     client = connect(redis_url)
     store: OnlineStore = RedisOnlineStore(client, prefix)
     out: dict[str, dict[str, Any]] = {}
@@ -57,11 +59,14 @@ def redis_contents(redis_url: str, prefix: str) -> dict[str, dict[str, Any]]:
             continue
         rest = name[len(prefix) + 1:]
         if rest.startswith(f"{PACKED_KEY}:"):
-            view, _, entity = rest[len(PACKED_KEY) + 1:].partition(":")
-            out[name] = store.read_vectors([view], [entity])[0][view] or {}
+            view, _, tagged = rest[len(PACKED_KEY) + 1:].partition(":")
+            entity = store.entity_in_key(tagged)
+            out[f"{prefix}:{PACKED_KEY}:{view}:{entity}"] = \
+                store.read_vectors([view], [entity])[0][view] or {}
         else:
-            view, _, entity = rest.partition(":")
-            out[name] = store.read(view, entity) or {}
+            view, _, tagged = rest.partition(":")
+            entity = store.entity_in_key(tagged)
+            out[f"{prefix}:{view}:{entity}"] = store.read(view, entity) or {}
     store.close()
     return out
 

@@ -103,6 +103,25 @@ def test_apps_run_real_subcommands(compose: dict[str, Any], app: str) -> None:
     assert APPS[app] in cli.commands
 
 
+def test_the_topic_has_a_partition_for_each_cluster_process(compose: dict[str, Any]) -> None:
+    """kafka-init creates the topics with basketflow's configs before the apps start:
+    the events topic with 4 partitions, at least one for each process of the flow's
+    cluster, so every process reads a share."""
+    from basketflow.config import DEFAULT_DEAD_TOPIC, DEFAULT_TOPIC
+    from basketflow.kafka import TOPIC_CONFIG
+    services = compose["services"]
+    script = shlex.split(_command(services["kafka-init"]))[-1]
+    pairs = re.search(r"for t in (.*?);", script)
+    assert pairs is not None, script
+    partitions = dict(p.split(":") for p in pairs.group(1).split())
+    assert partitions == {DEFAULT_TOPIC: "4", DEFAULT_DEAD_TOPIC: "1"}
+    assert all(f"--config {k}={v}" in script for k, v in TOPIC_CONFIG.items())
+    assert int(_option(_command(services["flow"]), "--processes")) <= 4
+    for app in ("flow", "replay"):
+        assert services[app]["depends_on"]["kafka-init"]["condition"] == \
+            "service_completed_successfully"
+
+
 def test_replay_reads_the_mounted_input(compose: dict[str, Any]) -> None:
     replay = compose["services"]["replay"]
     assert any(str(v).startswith("./input:/data") for v in replay["volumes"])
@@ -129,7 +148,8 @@ def test_prometheus_scrapes_the_flow_and_the_server(compose: dict[str, Any]) -> 
     targets = {job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]]
                for job in config["scrape_configs"]}
     port = int(_option(_command(services["flow"]), "--metrics-port"))
-    assert targets["basketflow-flow"] == [f"flow:{port}", f"flow:{port + 1}"]  # serve, store
+    processes = int(_option(_command(services["flow"]), "--processes"))
+    assert targets["basketflow-flow"] == [f"flow:{port + i}" for i in range(processes)]
     assert targets["basketflow-serve"] == [f"serve:{_option(_command(services['serve']), '--port')}"]
 
 
@@ -145,3 +165,30 @@ def test_grafana_dashboard_asks_for_exported_metrics(compose: dict[str, Any]) ->
     names = {re.sub(r"_(total|bucket|sum|count)$", "", n)
              for e in exprs for n in re.findall(r"\b(?:basketflow|bytewax)_[a-z_]+", e)}
     assert names and names <= FLOW_FAMILIES | HTTP_FAMILIES, names - FLOW_FAMILIES
+
+
+def test_kubernetes_statefulset_runs_one_cluster_process_per_pod() -> None:
+    """deploy/kubernetes: the pod's ordinal is its process id, and the address list names
+    every pod of the StatefulSet through its headless Service, in ordinal order."""
+    from basketflow.config import ENV_OFFLINE_STORE
+    docs = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "flow-cluster.yaml").read_text()))
+    kinds = {doc["kind"]: doc for doc in docs}
+    service, sets = kinds["Service"], kinds["StatefulSet"]
+    assert service["spec"]["clusterIP"] == "None"
+    spec = sets["spec"]
+    name, headless = sets["metadata"]["name"], spec["serviceName"]
+    assert headless == service["metadata"]["name"]
+    container = spec["template"]["spec"]["containers"][0]
+    command = container["command"][-1]
+    words = shlex.split(command.split("&&")[-1])
+    assert words[:3] == ["exec", "basketflow", "run"]
+    assert words[words.index("--process-id") + 1] == "$POD_INDEX"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    addresses = words[words.index("--addresses") + 1].split(",")
+    assert addresses == [f"{name}-{i}.{headless}:2101" for i in range(spec["replicas"])]
+    assert {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", ENV_DATA_DIR, ENV_OFFLINE_STORE} <= set(env)
+    from basketflow.cli import cli
+    assert {"--process-id", "--addresses"} <= {
+        opt for param in cli.commands["run"].params for opt in getattr(param, "opts", [])}

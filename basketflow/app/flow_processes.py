@@ -25,6 +25,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -52,12 +53,40 @@ POLL_SECONDS = 0.2
 
 
 class PartFailed(BasketflowError):
-    """A part of the flow exited with an error (its message is on standard error)."""
+    """A part or process of the flow exited with an error (its message is on standard
+    error)."""
 
     def __init__(self, part: str, status: int) -> None:
-        super().__init__(f"the {part} part of the flow exited with status {status}")
+        super().__init__(f"{describe(part)} of the flow exited with status {status}")
         self.part = part
         self.status = status
+
+
+def is_process(name: str) -> bool:
+    """Whether a child's name is a cluster's process (``process <id>``), not a part."""
+    return name.startswith("process ")
+
+
+def describe(name: str) -> str:
+    """A child as a message names it.
+
+    >>> describe("serve"), describe("process 1")
+    ('the serve part', 'process 1')
+    """
+    return name if is_process(name) else f"the {name} part"
+
+
+def loopback_addresses(count: int) -> tuple[str, ...]:
+    """``count`` addresses on free loopback ports, for a cluster's processes on this host
+    (each port was free a moment ago: the processes bind them at once)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return tuple(f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def child_env(settings: Settings) -> dict[str, str]:
@@ -82,12 +111,13 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def start_part(part: str, run_args: list[str], env: Mapping[str, str],
-               verbose: bool) -> subprocess.Popen[bytes]:
-    """Start ``basketflow run --part PART --json RUN_ARGS`` as a child process."""
+def start_child(run_args: list[str], env: Mapping[str, str],
+                verbose: bool) -> subprocess.Popen[bytes]:
+    """Start ``basketflow run --json RUN_ARGS`` (one part, or one process of a cluster) as
+    a child process."""
     parent = os.getpid()
     command = [sys.executable, "-m", "basketflow.cli", *(["-v"] if verbose else []),
-               "run", "--part", part, "--json", *run_args]
+               "run", "--json", *run_args]
     return subprocess.Popen(command, env=dict(env), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True,
                             preexec_fn=lambda: _die_with_parent(parent))
@@ -109,8 +139,8 @@ def supervise(children: dict[str, subprocess.Popen[bytes]]) -> dict[str, dict[st
                     if proc.poll() is None:
                         proc.send_signal(signum)
                 passed_on = True
-            failed = [(part, proc.returncode) for part, proc in children.items()
-                      if proc.returncode]
+            failed = killed_first([(part, proc.returncode) for part, proc
+                                   in children.items() if proc.returncode])
             if failed and not passed_on:
                 _stop(children)
                 raise PartFailed(*failed[0])
@@ -118,26 +148,46 @@ def supervise(children: dict[str, subprocess.Popen[bytes]]) -> dict[str, dict[st
     finally:
         for relay in relays:
             relay.join()
-    for part, proc in children.items():
-        if proc.returncode:
-            raise PartFailed(part, proc.returncode)
+    failed = killed_first([(part, proc.returncode) for part, proc in children.items()
+                           if proc.returncode])
+    if failed:
+        raise PartFailed(*failed[0])
     return {part: _figures(proc) for part, proc in children.items()}
+
+
+def killed_first(failed: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Failed children, those killed by a signal first: in a cluster the others then fail
+    because they lost it, so the killed one is the cause to name.
+
+    >>> killed_first([("process 0", 1), ("process 1", -9)])
+    [('process 1', -9), ('process 0', 1)]
+    """
+    return sorted(failed, key=lambda item: item[1] > 0)
 
 
 def _relay_errors(children: dict[str, subprocess.Popen[bytes]]) -> list[threading.Thread]:
     """Threads copying each child's standard error to ours, line by line; an ``Error:``
-    line that follows another part's is shown as a note, so a run shows one error."""
+    line that follows another child's, or another child's death by a signal (which this
+    run then reports), is shown as a note, so a run shows one error. Once a child was
+    killed, the others' other lines are dropped: in a cluster they are Bytewax's panic
+    of the workers that lost it."""
     lock = threading.Lock()
     failed: list[str] = []
+
+    def killed() -> bool:
+        return any(other.poll() is not None and other.returncode < 0
+                   for other in children.values())
 
     def relay(part: str, stream: Any) -> None:
         for raw in iter(stream.readline, b""):
             line = raw.decode(errors="replace")
             with lock:
                 if line.startswith("Error: "):
-                    if failed:
-                        line = f"(the {part} part stopped too: {line[7:].rstrip()})\n"
+                    if failed or killed():
+                        line = f"({describe(part)} stopped too: {line[7:].rstrip()})\n"
                     failed.append(part)
+                elif killed():
+                    continue
                 sys.stderr.write(line)
                 sys.stderr.flush()
 
@@ -162,4 +212,3 @@ def _figures(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
     assert proc.stdout is not None
     text = proc.stdout.read().decode()
     return json.loads(text) if text.strip() else {}
-

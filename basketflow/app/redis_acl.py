@@ -9,6 +9,10 @@ basketflow sends:
   ``entities``, ``score``, ``status``): its keys are read-only (``%R~``), so even a
   script (the vector read's) cannot write.
 
+On a Redis Cluster, apply the lines on every node (a node's users are its own). Both
+users may ask for the slot map (``CLUSTER SLOTS``) and the command table (``COMMAND``,
+which redis-py's cluster client reads to route commands): neither reads or writes a key.
+
 Neither may run an administrative command (CONFIG, FLUSHALL, KEYS, DEBUG, ACL, ...) or
 touch a key outside the prefix. SCAN names keys without reading them and cannot be
 limited to a pattern by an ACL: both users may list the names of every key in the
@@ -27,8 +31,10 @@ from pathlib import Path
 from basketflow.errors import BasketflowError
 from basketflow.sinks.online_store import glob_escape
 
-#: What redis-py sends on connecting (its library name and version; errors ignored).
-CONNECTION_COMMANDS = ("ping", "hello", "client|setinfo", "client|setname")
+#: What redis-py sends on connecting (its library name and version; errors ignored), and
+#: on a Redis Cluster where it asks for the slot map (none of them reads or writes a key).
+CONNECTION_COMMANDS = ("ping", "hello", "client|setinfo", "client|setname", "cluster|slots",
+                       "command")
 #: The reads of the online store: values (hashes, packed values), the vector read's
 #: script, the scan behind ``entities`` and ``status``.
 READ_COMMANDS = ("hget", "hgetall", "hmget", "get", "mget", "exists", "scan", "eval_ro",
@@ -81,7 +87,7 @@ def redis_acl(prefix: str, writer_password: Path | None = None,
 
     >>> writer, reader = redis_acl("bf")
     >>> print(reader.line)
-    ACL SETUSER basketflow-reader reset on ><reader-password> resetchannels %R~bf:* -@all +ping +hello +client|setinfo +client|setname +hget +hgetall +hmget +get +mget +exists +scan +eval_ro +evalsha_ro
+    ACL SETUSER basketflow-reader reset on ><reader-password> resetchannels %R~bf:* -@all +ping +hello +client|setinfo +client|setname +cluster|slots +command +hget +hgetall +hmget +get +mget +exists +scan +eval_ro +evalsha_ro
     """
     keys = glob_escape(f"{prefix}:") + "*"
     allowed = tuple(f"+{c}" for c in CONNECTION_COMMANDS + READ_COMMANDS)

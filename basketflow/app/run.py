@@ -13,25 +13,29 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from subprocess import Popen
 from typing import Any
 
-from basketflow.app.flow_processes import PartFailed
-from basketflow.app.run_lock import ENV_HELD_BY, run_lock
+from basketflow.app.flow_processes import PartFailed, describe, is_process
+from basketflow.app.run_lock import ENV_HELD_BY, covered_by_parent, run_lock
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
 from basketflow.security import private_dir
 
 
 class PartKilled(BasketflowError):
-    """A part of the flow was killed by a signal (it printed nothing); the message says
-    how to resume."""
+    """A part or process of the flow was killed by a signal (it printed nothing); the
+    message names it and says how to resume."""
 
     def __init__(self, failed: PartFailed) -> None:
-        super().__init__(
-            f"the {failed.part} part of the flow was killed by "
-            f"{signal.Signals(-failed.status).name}, and the other part stopped; run the "
-            "same command again: both resume from their last snapshots")
+        others = ("the other processes stopped; run the same command again: the cluster "
+                  "resumes from its last snapshot" if is_process(failed.part) else
+                  "the other part stopped; run the same command again: both resume from "
+                  "their last snapshots")
+        super().__init__(f"{describe(failed.part)} of the flow was killed by "
+                         f"{signal.Signals(-failed.status).name}, and {others}")
         self.part = failed.part
 
 
@@ -51,6 +55,11 @@ class FlowOptions:
     reset_offsets: str | None = None
     #: The port of the Prometheus metrics (0: none); two processes use it and the next.
     metrics_port: int = 0
+    #: A Bytewax cluster of this many processes on this host (1: none, see ``run``).
+    processes: int = 1
+    #: This process's place in a cluster across hosts: its id in ``addresses``.
+    process_id: int | None = None
+    addresses: tuple[str, ...] = ()
 
     def as_args(self) -> list[str]:
         """These options as ``basketflow run`` arguments, for a child process.
@@ -115,10 +124,14 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
                              backup_seconds=options.backup_interval,
                              recovery_dir=(recovery_dir / part if part else recovery_dir)
                              if options.recovery else None,
-                             reset_offsets=options.reset_offsets)
+                             reset_offsets=options.reset_offsets,
+                             process_id=options.process_id, addresses=options.addresses,
+                             prepare_recovery=options.process_id is None
+                             or (options.process_id == 0 and not covered_by_parent()))
     private_dir(settings.data_dir)  # one made before this release may be 0755
-    with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, parts):
-        if options.from_start and run_options.recovery_dir is not None:
+    with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, parts,
+                                              options.process_id):
+        if options.from_start and run_options.prepare_recovery and run_options.recovery_dir:
             shutil.rmtree(run_options.recovery_dir, ignore_errors=True)
         stats = run_live(settings, stop_at_end=options.stop_at_end, options=run_options,
                          allowed_lateness=settings.allowed_lateness,
@@ -136,7 +149,7 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
     figures, combined. A part that fails raises :class:`PartFailed` (its error is already
     on standard error); one killed by a signal raises :class:`PartKilled`. The feature
     registry is checked before (``ensure_applied``, as ``basketflow run`` does first)."""
-    from basketflow.app.flow_processes import child_env, start_part, supervise
+    from basketflow.app.flow_processes import child_env, start_child
     from basketflow.flows import stopping
     from basketflow.flows.live import PARTS, check_topics, prepare_run
     with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, PARTS):
@@ -150,16 +163,64 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
         if stopping.requested():
             return RunFigures(0, 0, 0, 0, 0.0, 0, stopped=True)
         env = child_env(settings) | {ENV_HELD_BY: str(os.getpid())}
-        children = {part: start_part(part, part_options(options, part).as_args(), env, verbose)
-                    for part in PARTS}
-        try:
-            by_part = supervise(children)
-        except PartFailed as exc:
-            if exc.status < 0:
-                raise PartKilled(exc) from exc
-            raise
-    return combined_figures({part: RunFigures.from_json(figures)
-                             for part, figures in by_part.items()})
+        by_part = supervised({part: start_child(
+            ["--part", part, *part_options(options, part).as_args()], env, verbose)
+            for part in PARTS})
+    return combined_figures(by_part)
+
+
+def supervised(children: dict[str, Popen[bytes]]) -> dict[str, RunFigures]:
+    """The figures of each child process, once all have ended; :class:`PartKilled` when
+    one was killed by a signal, :class:`PartFailed` when one failed."""
+    from basketflow.app.flow_processes import supervise
+    try:
+        figures = supervise(children)
+    except PartFailed as exc:
+        if exc.status < 0:
+            raise PartKilled(exc) from exc
+        raise
+    return {name: RunFigures.from_json(data) for name, data in figures.items()}
+
+
+def run_cluster(settings: Settings, options: FlowOptions, verbose: bool) -> RunFigures:
+    """Run the whole flow as a Bytewax cluster of ``options.processes`` child processes
+    on loopback ports: the topic's partitions are spread over them and Bytewax routes
+    each key's items to the one worker that holds its state. Their recovery state is the
+    one of a run in one process (``<data>/recovery/<topic>``), made or checked here once.
+    A process that fails stops the others and raises :class:`PartFailed`, one killed by a
+    signal :class:`PartKilled`, naming it."""
+    from basketflow.app.flow_processes import child_env, loopback_addresses, start_child
+    from basketflow.flows import stopping
+    from basketflow.flows.live import PARTS, check_topics, prepare_recovery, prepare_run
+    recovery_dir = settings.recovery_dir / settings.topic
+    with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, PARTS):
+        if options.from_start:
+            shutil.rmtree(recovery_dir, ignore_errors=True)
+        prepare_run(settings)
+        if options.recovery:
+            check_topics(settings, recovery_dir, PARTS, options.reset_offsets)
+            prepare_recovery(recovery_dir)
+        if stopping.requested():
+            return RunFigures(0, 0, 0, 0, 0.0, 0, stopped=True)
+        env = child_env(settings) | {ENV_HELD_BY: str(os.getpid())}
+        addresses = loopback_addresses(options.processes)
+        by_process = supervised({f"process {i}": start_child(
+            ["--process-id", str(i), "--addresses", ",".join(addresses),
+             *replace(options, processes=1, metrics_port=options.metrics_port
+                      and options.metrics_port + i).as_args()], env, verbose)
+            for i in range(options.processes)})
+    return cluster_figures(by_process)
+
+
+def cluster_figures(by_process: dict[str, RunFigures]) -> RunFigures:
+    """One run's figures from its cluster's processes': each read its own partitions, so
+    events, rows and writes add up; the run took as long as its slowest process.
+
+    >>> cluster_figures({"process 0": RunFigures(6, 0, 6, 4, 2.0, 3.0),
+    ...                  "process 1": RunFigures(4, 1, 5, 3, 2.5, 1.6)}).events_per_second
+    4.0
+    """
+    return combined_figures(by_process, sum)
 
 
 def part_options(options: FlowOptions, part: str) -> FlowOptions:
@@ -175,16 +236,18 @@ def part_options(options: FlowOptions, part: str) -> FlowOptions:
     return replace(options, metrics_port=options.metrics_port + PARTS.index(part))
 
 
-def combined_figures(by_part: dict[str, RunFigures]) -> RunFigures:
+def combined_figures(by_part: dict[str, RunFigures],
+                     events_of: Callable[[Iterable[int]], int] = max) -> RunFigures:
     """One run's figures from its parts': both read the same events, so ``events`` is the
-    larger count; rows and writes add up; the run took as long as its slowest part.
+    larger count (``events_of`` the parts' counts); rows and writes add up; the run took
+    as long as its slowest part.
 
     >>> combined_figures({"serve": RunFigures(0, 0, 5, 7, 2.0, 0),
     ...                   "store": RunFigures(10, 1, 12, 3, 2.5, 4.0)}).events_per_second
     4.0
     """
     parts = list(by_part.values())
-    events = max((p.events for p in parts), default=0)
+    events = events_of(p.events for p in parts) if parts else 0
     seconds = max((p.seconds for p in parts), default=0.0)
     return RunFigures(events, sum(p.dead_letters for p in parts),
                       sum(p.offline_rows_written for p in parts),

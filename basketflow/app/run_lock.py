@@ -12,6 +12,8 @@ whatever way, so a lock left by a killed run is no lock at all, and the next run
 over (saying so: a run that ends normally empties the file first). The file holds the holder's pid and start time, for the message a
 second run gets. The two processes of a default run are covered by their parent's
 locks: it passes its pid in :data:`ENV_HELD_BY`, and a child of that parent takes none.
+A process of a Bytewax cluster (``run --process-id I``) holds the part locks shared with
+the cluster's other processes on the same data directory, and ``process-<I>`` alone.
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())
@@ -77,14 +79,15 @@ def pid_alive(pid: object) -> bool:
     return True
 
 
-def _acquire(path: Path, topic: str, part: str) -> IO[str]:
-    """The open, locked file of one part's lock; :class:`RunLocked` when another run holds
-    it, ``StoreUnwritable`` when the data directory cannot hold it."""
+def _acquire(path: Path, topic: str, part: str, shared: bool = False) -> IO[str]:
+    """The open, locked file of one part's lock (``shared``: a lock other processes of one
+    cluster hold too); :class:`RunLocked` when another run holds it, ``StoreUnwritable``
+    when the data directory cannot hold it."""
     with writing(path.parent):
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+", encoding="utf-8")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = _holder(handle)
         handle.close()
@@ -111,15 +114,23 @@ def covered_by_parent() -> bool:
 
 
 @contextmanager
-def run_lock(data_dir: Path, topic: str, parts: Sequence[str]) -> Iterator[None]:
+def run_lock(data_dir: Path, topic: str, parts: Sequence[str],
+             process_id: int | None = None) -> Iterator[None]:
     """Hold the lock of every part in ``parts`` while the block runs (none when the
-    parent run holds them, see :func:`covered_by_parent`)."""
+    parent run holds them, see :func:`covered_by_parent`). A process of a Bytewax
+    cluster (``process_id``) holds them shared with the cluster's other processes on
+    this data directory, and its own ``process-<id>`` lock alone: two processes of one
+    id are refused, and so is any other run beside the cluster."""
     if covered_by_parent():
         yield
         return
     with ExitStack() as held:
+        if process_id is not None:
+            own = f"process-{process_id}"
+            held.callback(_release, _acquire(lock_path(data_dir, topic, own), topic, own))
         for part in parts:
-            held.callback(_release, _acquire(lock_path(data_dir, topic, part), topic, part))
+            held.callback(_release, _acquire(lock_path(data_dir, topic, part), topic, part,
+                                             shared=process_id is not None))
         yield
 
 

@@ -41,7 +41,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -385,14 +385,21 @@ def check_broker(address: str, timeout: float = CHECK_TIMEOUT) -> int:
     return len(admin.list_topics(timeout=timeout).topics)
 
 
-def check_redis(url: str, timeout: float = CHECK_TIMEOUT) -> None:
-    """PING the Redis-protocol server at ``url``; raises when it does not answer in time."""
-    client = redis_client(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+def check_redis(url: str, timeout: float = CHECK_TIMEOUT, cluster: bool | None = None) -> None:
+    """PING the Redis-protocol server at ``url`` (a Redis Cluster when ``cluster``, by
+    default as ``REDIS_CLUSTER`` says); raises when it does not answer in time."""
+    client = redis_client(url, cluster=cluster, socket_timeout=timeout,
+                          socket_connect_timeout=timeout)
     try:
         if not client.ping():
             raise ServicesError(f"{redact(url)} did not answer PING")
     finally:
         client.close()
+
+
+def _check_one_node(url: str, timeout: float) -> None:
+    """:func:`check_redis` of one server (the embedded one), whatever ``REDIS_CLUSTER`` says."""
+    check_redis(url, timeout, cluster=False)
 
 
 # --------------------------------------------------------------------------- starting servers
@@ -419,7 +426,7 @@ def start_broker(
 
 def start_redis(
     data_dir: str | Path, port: int | None = None, timeout: float = START_TIMEOUT,
-    password: str | None = None,
+    password: str | None = None, config: Sequence[str] = (),
 ) -> ServiceProcess:
     """Start the embedded Valkey server on 127.0.0.1 with its append-only file in
     ``<data_dir>/valkey`` (so data survives a restart); wait until it answers PING.
@@ -427,21 +434,23 @@ def start_redis(
     ``port=None`` picks a free one. The log goes to ``<data_dir>/logs/valkey.log``. With a
     ``password`` the server asks for it (``requirepass``, written to a configuration file
     of mode 0600 in its folder, never on its command line, which any user may read) and
-    its address carries it (``redis://:PASSWORD@127.0.0.1:PORT``).
+    its address carries it (``redis://:PASSWORD@127.0.0.1:PORT``). ``config``: more
+    lines of its configuration file (a node of a Redis Cluster: ``cluster-enabled yes``).
     """
     binary = redis_binary()
     store = private_dir(Path(data_dir).resolve() / "valkey")
     log = Path(data_dir).resolve() / "logs" / "valkey.log"
-    config = store / "valkey.conf"
-    write_private(config, f"requirepass {password}\n" if password else "")
+    conf = store / "valkey.conf"
+    write_private(conf, "".join(f"{line}\n" for line in (
+        *((f"requirepass {password}",) if password else ()), *config)))
     userinfo = f":{quote(password, safe='')}@" if password else ""
 
     def start(p: int) -> ServiceProcess:
-        argv = [binary, str(config), "--port", str(p), "--bind", "127.0.0.1",
+        argv = [binary, str(conf), "--port", str(p), "--bind", "127.0.0.1",
                 "--dir", str(store), "--appendonly", "yes", "--save", "",
                 "--daemonize", "no", "--logfile", str(log)]
         return _spawn(REDIS, binary, argv, f"redis://{userinfo}127.0.0.1:{p}", log,
-                      check_redis, timeout)
+                      _check_one_node, timeout)
 
     return _start_with_port(start, port)
 

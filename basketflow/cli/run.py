@@ -50,12 +50,22 @@ if TYPE_CHECKING:
               metavar="PORT", help="Serve Prometheus metrics (and Bytewax's own, and the "
               "flow's graph at /dataflow) on this port, 0: none. Two processes: the serve "
               "part on PORT, the store part on PORT+1.")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run the whole flow as a Bytewax cluster of this many processes on this "
+                   "host, the topic's partitions spread over them (1: the two parts above). "
+                   "Recovery state as --one-process: a cluster resumes with any count.")
+@click.option("--process-id", type=click.IntRange(min=0), default=None, metavar="I",
+              help="Run this process as process I of a Bytewax cluster across hosts "
+                   "(with --addresses, the same list on every host; Bytewax's -i).")
+@click.option("--addresses", default=None, metavar="HOST:PORT,...",
+              help="Every process of the cluster, in process-id order (Bytewax's -a).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON at the end.")
 @click.pass_context
 def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
         snapshot_interval: float, backup_interval: float, max_batch: int,
         part: str | None, one_process: bool, from_start: bool, reset_offsets: str | None,
-        metrics_port: int, as_json: bool) -> None:
+        metrics_port: int, processes: int, process_id: int | None, addresses: str | None,
+        as_json: bool) -> None:
     """Run the dataflow: topic -> features in Redis and events in Parquet.
 
     \b
@@ -64,7 +74,9 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
       store  events, dead letters, product features -> Parquet and Redis
 
     The store's work never holds back a live score. Stopping or killing this
-    command stops both.
+    command stops both. --processes N runs the whole flow as one Bytewax cluster
+    whose processes share the topic's partitions instead (--process-id and
+    --addresses: one process of a cluster across hosts); when one dies, all stop.
 
     Without --stop-at-end it runs until stopped (Ctrl-C); with recovery on (snapshots in
     <data>/recovery/<topic>/<part>), the next run, also after a crash or kill -9, resumes
@@ -80,11 +92,12 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
     if from_start and reset_offsets:
         raise click.UsageError("--from-start discards the state and --reset-offsets keeps "
                                "it: give one of them")
+    cluster = _cluster(part, one_process, processes, process_id, addresses)
     from basketflow.app.run import FlowOptions
     with stop_on_signals():  # first thing: a Ctrl-C while starting stops it cleanly too
-        figures = _run(ctx, part, one_process, FlowOptions(
+        figures = _run(ctx, part, one_process or process_id is not None, FlowOptions(
             stop_at_end, workers, recovery, snapshot_interval, backup_interval, max_batch,
-            from_start, reset_offsets, metrics_port))
+            from_start, reset_offsets, metrics_port, processes, process_id, cluster))
     if as_json:
         print_json(figures.to_json())
     else:
@@ -96,19 +109,46 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
                   f"{'; the next run resumes where this one stopped' if figures.stopped else ''}")
 
 
+def _cluster(part: str | None, one_process: bool, processes: int, process_id: int | None,
+             addresses: str | None) -> tuple[str, ...]:
+    """Check the cluster options together; the cluster's addresses (none unless
+    ``--process-id``)."""
+    if (processes > 1 or process_id is not None) and (part is not None or one_process):
+        raise click.UsageError("a cluster runs the whole flow in each process: --processes "
+                               "and --process-id go without --part and --one-process")
+    if processes > 1 and process_id is not None:
+        raise click.UsageError("--processes starts a cluster on this host, --process-id runs "
+                               "one process of a cluster across hosts: give one of them")
+    if (process_id is None) != (addresses is None):
+        raise click.UsageError("--process-id and --addresses go together")
+    if addresses is None:
+        return ()
+    listed = tuple(a.strip() for a in addresses.split(","))
+    if any(not a.rpartition(":")[2].isdigit() or not a.rpartition(":")[0]
+           for a in listed):
+        raise click.UsageError(f"--addresses {addresses!r}: give HOST:PORT,HOST:PORT,...")
+    assert process_id is not None
+    if process_id >= len(listed):
+        raise click.UsageError(f"--process-id {process_id} is not in --addresses: ids go "
+                               f"from 0 to {len(listed) - 1}")
+    return listed
+
+
 def _run(ctx: click.Context, part: str | None, one_process: bool,
          options: FlowOptions) -> RunFigures:
-    """The run itself: both parts as child processes, or one or both in this process."""
+    """The run itself: both parts as child processes, a cluster of child processes, or
+    one or both parts in this process (alone, or as one process of a cluster)."""
     from basketflow.app.flow_processes import PartFailed
     from basketflow.app.registry import ensure_applied
-    from basketflow.app.run import run_in_process, run_parts
+    from basketflow.app.run import run_cluster, run_in_process, run_parts
     from basketflow.app.services import resolve
     ensure_applied(ctx.obj)  # before the servers are asked for: the first thing to fix
     settings = resolve(ctx.obj)
+    verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
     if part is None and not one_process:
         try:
-            figures = run_parts(settings, options,
-                                verbose=logging.getLogger().isEnabledFor(logging.DEBUG))
+            figures = (run_cluster(settings, options, verbose) if options.processes > 1
+                       else run_parts(settings, options, verbose))
         except PartFailed as exc:
             raise SystemExit(exc.status) from exc  # its error is on standard error already
     else:

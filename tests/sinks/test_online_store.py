@@ -216,8 +216,8 @@ def test_scores_keep_the_latest_per_entity_under_their_model_version(
                                      "_ts": 102, "_version": "m1"}
     assert store.read_score("b")["_version"] == "m2"
     assert store.read_score("nobody") is None
-    assert client.exists(f"{settings.prefix}:score:a", f"{settings.prefix}:packed:score:a") == 2
-    assert client.ttl(f"{settings.prefix}:score:a") == -1  # scores do not expire
+    assert client.exists(store.key("score", "a"), store.packed_key("score", "a")) == 2
+    assert client.ttl(store.key("score", "a")) == -1  # scores do not expire
 
 
 def test_the_flow_progress_hash_and_its_parts(settings: Settings) -> None:

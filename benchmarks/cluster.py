@@ -1,0 +1,98 @@
+"""Flow events/s as a Bytewax cluster beside one process, over the same topic in one run.
+
+Replays the real file (or a given one) once, then runs ``basketflow run --stop-at-end``
+to the end of the topic, each on a fresh data directory and key prefix, with recovery
+snapshots as a user runs it: in one process (``--one-process``), as the default two
+processes (serve and store parts, each reading the whole topic), as a cluster of 2 and of
+3 processes (``--processes``), and as a cluster of 2 started by hand (``--process-id``)
+unpinned and with each process pinned to a core of its own (``taskset``), beside one
+process pinned to one core. Prints events/s end to end (the slowest process's time) and
+with start-up, the CPU seconds of each command (a cluster by hand: of each process) and
+per event, the machine and its load. Starts its own embedded broker and Redis-protocol server.
+
+    python benchmarks/cluster.py [PATH.csv[.gz]]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import REAL_DATA, describe  # noqa: E402
+
+from basketflow.app.flow_processes import child_env, loopback_addresses  # noqa: E402
+from basketflow.app.services import embedded_services  # noqa: E402
+from basketflow.config import Settings  # noqa: E402
+from basketflow.producers.replay import replay  # noqa: E402
+
+RUN = [sys.executable, "-m", "basketflow.cli", "run", "--stop-at-end", "--json"]
+
+
+def timed(commands: list[list[str]], settings: Settings,
+          ) -> tuple[dict[str, Any], float, list[float]]:
+    """Run the commands side by side to their end; the figures they printed (added up
+    over the processes of a cluster started by hand), the wall time, and each command's
+    CPU seconds (its children's included)."""
+    wall = time.perf_counter()
+    procs = [subprocess.Popen(c, env=child_env(settings), stdout=subprocess.PIPE)
+             for c in commands]
+    outs = [json.loads(p.stdout.read()) for p in procs]  # type: ignore[union-attr]
+    cpu = []
+    for proc in procs:
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, proc.args
+        proc.returncode = 0
+        cpu.append(usage.ru_utime + usage.ru_stime)
+    wall = time.perf_counter() - wall
+    if len(outs) == 1:
+        return outs[0], wall, cpu
+    events, seconds = sum(o["events"] for o in outs), max(o["seconds"] for o in outs)
+    return {"events": events, "seconds": seconds}, wall, cpu
+
+
+def main() -> None:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else REAL_DATA
+    if not path.is_file():
+        sys.exit(f"no data at {path}: give the path of a Kaggle-format file")
+    print(f"machine: {describe()}")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"data: {path}")
+    with tempfile.TemporaryDirectory() as tmp, embedded_services(Path(tmp)) as (kafka, redis):
+        summary = replay(path, kafka, "transactions", "transactions.dead")
+        print(f"replay: {summary.sent:,} events + {summary.rejected:,} rejected")
+        addresses, pinned = ",".join(loopback_addresses(2)), ",".join(loopback_addresses(2))
+        runs: list[tuple[str, list[list[str]]]] = [
+            ("one process (--one-process)", [[*RUN, "--one-process"]]),
+            ("two parts (default)", [RUN]),
+            ("cluster of 2 (--processes 2)", [[*RUN, "--processes", "2"]]),
+            ("cluster of 3 (--processes 3)", [[*RUN, "--processes", "3"]]),
+            ("one process pinned to core 0", [["taskset", "-c", "0", *RUN, "--one-process"]]),
+            ("cluster of 2 by hand (--process-id)", [
+                [*RUN, "--process-id", str(i), "--addresses", addresses] for i in (0, 1)]),
+            ("cluster of 2 by hand, one core each", [
+                ["taskset", "-c", str(i), *RUN, "--process-id", str(i), "--addresses",
+                 pinned] for i in (0, 1)]),
+        ]
+        base = None
+        for n, (name, commands) in enumerate(runs):
+            settings = Settings(Path(tmp) / f"run{n}", kafka, redis, prefix=f"bench{n}")
+            figures, wall, cpu = timed(commands, settings)
+            rate = figures["events"] / figures["seconds"]
+            base = base or rate
+            print(f"{name}: {figures['events']:,} events in {figures['seconds']:.2f} s = "
+                  f"{rate:,.0f} events/s end to end ({rate / base:.2f}x one process; "
+                  f"{wall:.2f} s with start-up; CPU s {' + '.join(f'{c:.1f}' for c in cpu)}"
+                  f" = {1e6 * sum(cpu) / figures['events']:.0f} us per event)")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
