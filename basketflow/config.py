@@ -11,7 +11,9 @@ demo on embedded servers and a real deployment:
 - ``REDIS_URL``: an existing Redis-protocol server; unset means the embedded one;
 - ``BASKETFLOW_TOPIC`` / ``BASKETFLOW_DEAD_TOPIC``: the event topic and its dead letters;
 - ``BASKETFLOW_PREFIX``: the namespace of every online-store key;
-- ``BASKETFLOW_OFFLINE_STORE``: the Parquet offline store (default ``<data dir>/offline``);
+- ``BASKETFLOW_OFFLINE_URI`` (or ``BASKETFLOW_OFFLINE_STORE``): the Parquet offline store,
+  a path or a URI (``s3://bucket/prefix``, see :mod:`basketflow.offline_uri`; default
+  ``<data dir>/offline``);
 - ``BASKETFLOW_FEATURE_REPOSITORY``: the folder of feature view declarations (default:
   none, the built-in views);
 - ``BASKETFLOW_ALLOWED_LATENESS``: seconds an event may be late and still change features.
@@ -28,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from basketflow.errors import BasketflowError
+from basketflow.offline_uri import StoreDir, store_location
 from basketflow.project_file import Project, find_project_file, read_project
 
 ENV_DATA_DIR = "BASKETFLOW_DATA_DIR"
@@ -37,6 +40,7 @@ ENV_TOPIC = "BASKETFLOW_TOPIC"
 ENV_DEAD_TOPIC = "BASKETFLOW_DEAD_TOPIC"
 ENV_PREFIX = "BASKETFLOW_PREFIX"
 ENV_OFFLINE_STORE = "BASKETFLOW_OFFLINE_STORE"
+ENV_OFFLINE_URI = "BASKETFLOW_OFFLINE_URI"
 ENV_FEATURE_REPOSITORY = "BASKETFLOW_FEATURE_REPOSITORY"
 ENV_ALLOWED_LATENESS = "BASKETFLOW_ALLOWED_LATENESS"
 ENV_DEBUG = "BASKETFLOW_DEBUG"
@@ -65,8 +69,8 @@ class Settings:
     topic: str = DEFAULT_TOPIC
     dead_topic: str = DEFAULT_DEAD_TOPIC
     prefix: str = DEFAULT_PREFIX
-    #: The offline store's folder when not ``<data_dir>/offline``.
-    offline_store: Path | None = None
+    #: The offline store's folder (local, or a remote URI's) when not ``<data_dir>/offline``.
+    offline_store: StoreDir | None = None
     #: The folder of feature view declarations; None: the built-in views only.
     feature_repository: Path | None = None
     allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S
@@ -74,8 +78,9 @@ class Settings:
     project_file: Path | None = None
 
     @property
-    def offline_dir(self) -> Path:
-        """Root of the Parquet offline store (``events/``, ``features/``)."""
+    def offline_dir(self) -> StoreDir:
+        """Root of the Parquet offline store (``events/``, ``features/``): a local folder,
+        or a :class:`~basketflow.offline_uri.StorePath` on a remote filesystem."""
         return self.offline_store or self.data_dir / "offline"
 
     @property
@@ -107,7 +112,7 @@ def load_settings(data_dir: str | Path | None = None, cwd: Path | None = None) -
         topic=env.get(ENV_TOPIC) or project.topic or DEFAULT_TOPIC,
         dead_topic=env.get(ENV_DEAD_TOPIC) or project.dead_topic or DEFAULT_DEAD_TOPIC,
         prefix=env.get(ENV_PREFIX) or project.prefix or DEFAULT_PREFIX,
-        offline_store=_env_path(ENV_OFFLINE_STORE) or project.offline_store,
+        offline_store=_env_location() or project.offline_store,
         feature_repository=_env_path(ENV_FEATURE_REPOSITORY) or project.feature_repository,
         allowed_lateness=_lateness(env.get(ENV_ALLOWED_LATENESS), project.allowed_lateness),
         project_file=path,
@@ -118,6 +123,13 @@ def _env_path(name: str) -> Path | None:
     """The folder an environment variable names, resolved from the working directory."""
     value = os.environ.get(name)
     return Path(value).resolve() if value else None
+
+
+def _env_location() -> StoreDir | None:
+    """The offline store the environment names (``BASKETFLOW_OFFLINE_URI``, else
+    ``BASKETFLOW_OFFLINE_STORE``): a path resolved from the working directory, or a URI."""
+    value = os.environ.get(ENV_OFFLINE_URI) or os.environ.get(ENV_OFFLINE_STORE)
+    return store_location(value) if value else None
 
 
 def _lateness(env_value: str | None, in_file: int | None) -> int:

@@ -30,11 +30,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
-
 import yaml
 
 from basketflow.errors import BasketflowError
+from basketflow.offline_uri import StoreDir, StoreLocationError, store_location
 
 FILE_NAME = "basketflow.yaml"
 
@@ -49,7 +48,7 @@ class Project:
 
     path: Path
     data_dir: Path | None = None
-    offline_store: Path | None = None
+    offline_store: StoreDir | None = None
     kafka: str | None = None
     redis: str | None = None
     topic: str | None = None
@@ -67,7 +66,8 @@ class Project:
 #: Each key of the file: what it holds (for errors and ``init``'s comments) and its kind.
 KEYS: dict[str, tuple[str, str]] = {
     "data_dir": ("path", "recovery snapshots and embedded servers' state"),
-    "offline_store": ("uri", "the Parquet offline store (a path or file:// URI)"),
+    "offline_store": ("uri", "the Parquet offline store (a path, or s3://, gs://, abfs://, "
+                             "hdfs:// URI)"),
     "kafka": ("text", "an existing broker's bootstrap servers; null: the embedded one"),
     "redis": ("text", "an existing Redis's URL; null: the embedded one"),
     "topic": ("text", "the events topic"),
@@ -144,17 +144,8 @@ def _value(path: Path, key: str, line: int, node: yaml.Node) -> Any:
     if kind == "path":
         return (path.parent / Path(value).expanduser()).resolve()
     if kind == "uri":
-        return _local_path(path, where, value)
+        try:
+            return store_location(value, base=path.parent)
+        except StoreLocationError as exc:
+            raise ProjectFileError(f"{where}: {exc}") from exc
     return value
-
-
-def _local_path(path: Path, where: str, value: str) -> Path:
-    """A path or ``file://`` URI as a path; another scheme (s3://, gs://) is an error, as
-    the offline store is a local directory (docs/DESIGN.md, "Known not to work yet")."""
-    parsed = urlparse(value)
-    if parsed.scheme == "file":
-        return Path(unquote(parsed.path)).resolve()
-    if parsed.scheme and len(parsed.scheme) > 1:  # not a Windows drive letter
-        raise ProjectFileError(f"{where}: {value!r} is a {parsed.scheme}:// URI; the "
-                               "offline store is a local folder: give a path or file:// URI")
-    return (path.parent / Path(value).expanduser()).resolve()

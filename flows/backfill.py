@@ -48,6 +48,7 @@ from basketflow.producers.csv_source import read_events
 from basketflow.schemas.events import FIELD_NAMES, Transaction
 from basketflow.sinks.flow_sinks import FlowStats
 from basketflow.sinks.offline_layout import event_files
+from basketflow.sinks.offline_scan import parquet_source
 from basketflow.sinks.offline_store import StoreUnwritable, ensure_readable, ensure_writable
 
 #: Events per batch. Larger batches cost less CPU per event (each product's values are
@@ -121,11 +122,11 @@ def offline_events(offline_dir: Path) -> Callable[[], Iterator[Transaction]]:
         if not files:
             return iter(())
         columns = ", ".join(("epoch(ts)::BIGINT AS ts" if n == "ts" else n) for n in FIELD_NAMES)
-        cursor = duckdb.connect().execute(
-            f"SELECT {columns} FROM read_parquet($files, hive_partitioning=false, "
-            "filename=true, file_row_number=true) "
-            "ORDER BY ts, invoice, filename, file_row_number",
-            {"files": [str(p) for p in files]})
+        con = duckdb.connect()
+        source = parquet_source(con, files, filename=True, file_row_number=True)
+        cursor = con.execute(
+            f"SELECT {columns} FROM {source.sql} "
+            "ORDER BY ts, invoice, filename, file_row_number", source.params)
         return _rows_to_events(cursor)
     return events
 

@@ -51,12 +51,13 @@ from basketflow.reports.customer_categories import (
     unavailable,
 )
 from basketflow.models.registry import champion_clock, registry_dir
+from basketflow.offline_uri import StoreDir
 from basketflow.reports.drift import DriftError, drift_report
 from basketflow.reports.offline_query import OfflineQuery
 from basketflow.reports.profiles import ProfileError
 from basketflow.reports.quality import check_day
 from basketflow.schemas.taxonomy import Taxonomy, load_taxonomy
-from basketflow.sinks.offline_layout import CorruptFile, events_dir
+from basketflow.sinks.offline_layout import CorruptFile, as_root, events_dir
 
 TRAILING_DAYS = 7
 TOP_PRODUCTS_PER_CATEGORY = 5
@@ -256,15 +257,15 @@ class ReportRun:
     context manager (it holds a DuckDB connection).
     """
 
-    def __init__(self, offline_dir: Path, days: Iterable[date],
+    def __init__(self, offline_dir: StoreDir, days: Iterable[date],
                  taxonomy: Taxonomy | None = None, data_dir: Path | None = None) -> None:
-        self.query = OfflineQuery(Path(offline_dir))
+        self.query = OfflineQuery(offline_dir)
         #: Days left out because a file of theirs cannot be read (see ``UnreadableDays``).
         self.unreadable = self.query.drop_unreadable()
         self.taxonomy = taxonomy or load_taxonomy()
-        #: Customer categories of ``data_dir`` (default: the offline store's parent, as
-        #: in ``Settings``: ``<data>/offline`` beside ``<data>/segments``).
-        data_dir = Path(data_dir) if data_dir is not None else Path(offline_dir).parent
+        #: Customer categories of ``data_dir`` (default: a local offline store's parent,
+        #: as in ``Settings``: ``<data>/offline`` beside ``<data>/segments``).
+        data_dir = Path(data_dir) if data_dir is not None else as_root(offline_dir).parent
         self.categories: CurrentCategories = load_current(data_dir)
         #: The champion model's version and clock: the drift section's reference.
         self.champion = champion_clock(registry_dir(data_dir))

@@ -46,6 +46,7 @@ from basketflow.sinks.offline_layout import (
     files_of,
     scores_dir,
 )
+from basketflow.sinks.offline_scan import parquet_source
 
 #: Views whose drift is measured, and the predicted-category mix.
 VIEWS = ("customer", "basket", "product")
@@ -224,11 +225,11 @@ def view_samples(offline_dir: Path, view: FeatureView, days: list[date]) -> Any:
     columns = ", ".join(f'"{name}"' for name, _ in measured(view))
     con = duckdb.connect()
     try:
+        source = parquet_source(con, files, hive=True, union_by_name=True)
         return arrow_table(con, (
-            f"SELECT {columns} FROM read_parquet($files, hive_partitioning = true, "
-            "union_by_name = true, hive_types = {'date': DATE}) WHERE version = $version "
+            f"SELECT {columns} FROM {source.sql} WHERE version = $version "
             f"QUALIFY row_number() OVER (PARTITION BY {unit} ORDER BY ts DESC, seq DESC) = 1"),
-            {"files": [str(p) for p in files], "version": view.version})
+            {**source.params, "version": view.version})
     finally:
         con.close()
 
@@ -242,9 +243,9 @@ def category_counts(offline_dir: Path, days: list[date]) -> dict[str, int]:
     ensure_whole(files)
     con = duckdb.connect()
     try:
-        rows = con.execute("SELECT category, count(*) FROM read_parquet($files, "
-                           "hive_partitioning = true, union_by_name = true) "
-                           "GROUP BY category", {"files": [str(p) for p in files]}).fetchall()
+        source = parquet_source(con, files, hive=True, union_by_name=True)
+        rows = con.execute(f"SELECT category, count(*) FROM {source.sql} GROUP BY category",
+                           source.params).fetchall()
     finally:
         con.close()
     return {str(category): int(n) for category, n in rows}

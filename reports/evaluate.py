@@ -61,6 +61,7 @@ from basketflow.reports.segments import Segmentation, fit
 from basketflow.reports.training import replay_scoring
 from basketflow.schemas.events import GUEST_PREFIX
 from basketflow.schemas.features import BASKET, CUSTOMER
+from basketflow.offline_uri import StoreDir
 from basketflow.sinks.offline_layout import feature_log_files, files_by_day, files_of, scores_dir
 
 #: What a customer without a prediction is counted as (always wrong).
@@ -195,9 +196,11 @@ def _figures(model: str, truth: pd.Series, predicted: pd.Series, two_plus: pd.In
 
 def evaluate(data_dir: Path, split: date, *, seed: int = 0, k: int | None = None,
              progress: Callable[[str], None] = lambda step: None,
-             on_batch: Callable[[int], None] = lambda n: None) -> Evaluation:
-    """Run the protocol of the module docstring on the data directory's offline store."""
-    offline = data_dir / "offline"
+             on_batch: Callable[[int], None] = lambda n: None,
+             offline_dir: StoreDir | None = None) -> Evaluation:
+    """Run the protocol of the module docstring on the offline store ``offline_dir`` (by
+    default the data directory's)."""
+    offline = offline_dir or data_dir / "offline"
     first_day, last_day = check_until(offline, None)
     if not first_day < split <= last_day:
         raise ProfileError(f"--split {split} leaves no training or no test customers: the "

@@ -67,10 +67,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from basketflow.offline_uri import StoreDir, StorePath
 from basketflow.reports.offline_query import arrow_table
 from basketflow.reports.tile_log import is_tiled, tiled_values
 from basketflow.schemas.features import DAY_SECONDS, FeatureView, days_since, registry
 from basketflow.sinks.offline_layout import feature_log_files
+from basketflow.sinks.offline_scan import parquet_source
 from basketflow.sinks.offline_store import ARROW_TYPES, ensure_readable
 
 LOG_KEY_COLUMNS = ("entity_id", "ts", "seq", "version")
@@ -224,7 +226,7 @@ def _log_schema(request: ViewRequest) -> pa.Schema:
                       ("seq", pa.int64()), *((f, types[f]) for f in request.columns)])
 
 
-def _file_columns(con: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> tuple[set[str], bool]:
+def _file_columns(con: duckdb.DuckDBPyConnection, files: Sequence[StoreDir]) -> tuple[set[str], bool]:
     """The columns of a set of Parquet files (union) and whether every file has the same.
 
     Read from the footers only. Files that differ (a view whose definition changed) are
@@ -241,7 +243,7 @@ def _file_columns(con: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> tupl
 
 
 def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
-                  files: Sequence[Path]) -> pa.Table:
+                  files: Sequence[StoreDir]) -> pa.Table:
     """A view's log rows of its current version: entity_id, ts, seq and the columns the
     asked features need (:attr:`ViewRequest.columns`).
 
@@ -255,10 +257,15 @@ def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
     if not files:
         return schema.empty_table()
     ensure_readable(files)
-    present, uniform = _file_columns(con, files)
-    # The files and the version are parameters, never SQL text (a quote in a path).
-    source = (f"read_parquet($files, hive_partitioning=false"
-              f"{'' if uniform else ', union_by_name=true'})")
+    if isinstance(files[0], StorePath):  # read by Arrow, columns matched by name
+        source = parquet_source(con, files, union_by_name=True,
+                                columns=[*LOG_KEY_COLUMNS, *request.columns])
+        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source.sql}")
+                   .fetchall()}
+    else:
+        present, uniform = _file_columns(con, files)
+        # The files and the version are parameters, never SQL text (a quote in a path).
+        source = parquet_source(con, files, union_by_name=not uniform)
     lacking = [c for c in LOG_KEY_COLUMNS if c not in present]
     if lacking:
         raise ValueError(f"feature log of view {request.view.name!r} lacks column(s) "
@@ -269,12 +276,12 @@ def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
         else f"NULL::{typed[f]} AS {_quote(f)}" for f in request.columns)
     table = arrow_table(con, f"SELECT CAST(entity_id AS VARCHAR) AS entity_id, "
                         f"CAST(ts AS TIMESTAMPTZ) AS ts, CAST(seq AS BIGINT) AS seq, {columns} "
-                        f"FROM {source} WHERE version = $version",
-                   {"files": [str(p) for p in files], "version": request.view.version})
+                        f"FROM {source.sql} WHERE version = $version",
+                        {**source.params, "version": request.view.version})
     return table.cast(schema)
 
 
-def _view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest, files: Sequence[Path],
+def _view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest, files: Sequence[StoreDir],
               entities: pa.Array, times: pa.Array) -> pa.Table:
     """A view's log rows as the join takes them: read, or for a view that logs tiles, its
     values at the last hour end before each asked (entity, time), summed from the tiles
@@ -416,7 +423,7 @@ def _requests(wanted: Mapping[str, list[str]], entity_column: str | Mapping[str,
     return requests
 
 
-def get_historical_features(offline_dir: Path, entities: pd.DataFrame | pa.Table,
+def get_historical_features(offline_dir: StoreDir, entities: pd.DataFrame | pa.Table,
                             features: Sequence[str], *,
                             entity_column: str | Mapping[str, str] | None = None,
                             timestamp_column: str = "timestamp",
@@ -445,7 +452,7 @@ def get_historical_features(offline_dir: Path, entities: pd.DataFrame | pa.Table
     keys, ids = _key_table(frame, requests, timestamp_column)
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")  # naive log timestamps are UTC, as everywhere
-        logs = [_view_log(con, r, feature_log_files(Path(offline_dir), r.view.name),
+        logs = [_view_log(con, r, feature_log_files(offline_dir, r.view.name),
                           ids[r.id_column], keys.column(KEY_TS)) for r in requests]
         found = point_in_time(con, keys, ids, requests, logs)
     found = found.select([output_column(*vf) for vf in order])
@@ -513,7 +520,7 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-def historical_to_file(offline_dir: Path, entities_path: Path, features: Sequence[str],
+def historical_to_file(offline_dir: StoreDir, entities_path: Path, features: Sequence[str],
                        out_path: Path, entity_column: str | None = None,
                        timestamp_column: str = "timestamp",
                        views: Mapping[str, FeatureView] | None = None) -> int:

@@ -8,20 +8,22 @@ training sets later) needs the same things, done the same way:
   it needs;
 - a SQL view over exactly those partitions' Parquet files (the store's finished files
   only), with the partition day as a ``date`` column (the store derives it from the
-  event time; nothing here re-derives it).
+  event time; nothing here re-derives it). A remote store's files are read by Arrow
+  and handed to DuckDB (:mod:`basketflow.sinks.offline_scan`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from basketflow.offline_uri import StoreDir, StorePath
 from basketflow.sinks.offline_layout import (
+    as_root,
     dead_letters_dir,
     events_dir,
     files_by_day,
@@ -29,6 +31,7 @@ from basketflow.sinks.offline_layout import (
     late_events_dir,
     scores_dir,
 )
+from basketflow.sinks.offline_scan import parquet_source
 from basketflow.sinks.offline_store import CorruptFile, first_unreadable
 
 
@@ -50,8 +53,8 @@ class OfflineQuery:
     through it live in the connection and disappear with it (use it as a context manager).
     """
 
-    def __init__(self, offline_dir: Path) -> None:
-        self.offline_dir = Path(offline_dir)
+    def __init__(self, offline_dir: StoreDir) -> None:
+        self.offline_dir = as_root(offline_dir)
         self.event_files = files_by_day(events_dir(self.offline_dir))
         self.dead_files = files_by_day(dead_letters_dir(self.offline_dir))
         self.has_dead_letters = dead_letters_dir(self.offline_dir).is_dir()
@@ -109,7 +112,7 @@ class OfflineQuery:
         event date), maybe none."""
         self._log_view(name, self.late_files, days, {"date": "DATE", "event_id": "VARCHAR"})
 
-    def _log_view(self, name: str, by_day: dict[date, list[Path]], days: Iterable[date],
+    def _log_view(self, name: str, by_day: dict[date, list[StoreDir]], days: Iterable[date],
                   columns: dict[str, str]) -> None:
         """A view of some columns of a partitioned log's files of ``days``; with no file, an
         empty view of the same columns and types."""
@@ -120,12 +123,17 @@ class OfflineQuery:
             empty = ", ".join(f"NULL::{kind} AS {column}" for column, kind in columns.items())
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {empty} LIMIT 0")
 
-    def _view(self, name: str, files: Sequence[Path], columns: str = "*") -> None:
+    def _view(self, name: str, files: Sequence[StoreDir], columns: str = "*") -> None:
         """A view over Parquet files, with the partition day as column ``date`` (DATE).
 
         The file names are a parameter, never SQL text (a path may hold a quote); a view
         cannot take a prepared parameter, so they are held in a session variable of the
-        view's name."""
+        view's name. A remote store's files are one registered Arrow table."""
+        if isinstance(files[0], StorePath):
+            source = parquet_source(self.con, files, hive=True, union_by_name=True)
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {columns} FROM {source.sql}")
+            return
         self.con.execute(f"SET VARIABLE {name}_files = $files",
                          {"files": [str(p) for p in files]})
         self.con.execute(

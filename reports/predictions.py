@@ -47,6 +47,7 @@ from basketflow.reports.historical import (
 )
 from basketflow.schemas.features import BASKET
 from basketflow.sinks.offline_layout import event_files
+from basketflow.sinks.offline_scan import parquet_source
 from basketflow.sinks.offline_store import ensure_readable
 
 ID = "customer_id"
@@ -186,10 +187,10 @@ def customers_of_day(offline_dir: Path, day: date) -> list[str]:
         return []
     ensure_readable(files)
     with duckdb.connect() as con:
-        query = ("SELECT DISTINCT customer_id FROM read_parquet($files) "
+        source = parquet_source(con, files)
+        query = (f"SELECT DISTINCT customer_id FROM {source.sql} "
                  "WHERE customer_id IS NOT NULL ORDER BY customer_id")
-        return [row[0] for row in con.execute(query, {"files": [str(f) for f in files]})
-                .fetchall()]
+        return [row[0] for row in con.execute(query, source.params).fetchall()]
 
 
 def end_of_day(day: date) -> pd.Timestamp:

@@ -50,7 +50,12 @@ from basketflow.errors import BasketflowError
 from basketflow.reports.historical import ViewRequest, read_view_log
 from basketflow.schemas.events import GUEST_PREFIX
 from basketflow.schemas.features import registry
-from basketflow.sinks.offline_layout import feature_log_days, feature_log_dir, feature_log_files
+from basketflow.sinks.offline_layout import (
+    as_root,
+    feature_log_days,
+    feature_log_dir,
+    feature_log_files,
+)
 
 #: The basket view's category share features, in registry order.
 SHARE_COLUMNS: tuple[str, ...] = tuple(f for f in registry()["basket"].feature_names
@@ -173,7 +178,7 @@ def profiles_at(offline_dir: Path, untils: Sequence[date | None],
     the same as in the full computation). For the daily report, which compares a few
     hundred customers' categories at consecutive days.
     """
-    offline_dir = Path(offline_dir)
+    offline_dir = as_root(offline_dir)
     check_until(offline_dir, None)  # raises when there is no log at all
     last = None if not untils or None in untils else max(d for d in untils if d)
     out: dict[date | None, pd.DataFrame] = {}

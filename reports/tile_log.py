@@ -20,7 +20,6 @@ rules the flow uses.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -33,7 +32,9 @@ from basketflow.features.feature_state import (
     product_columns,
 )
 from basketflow.reports.offline_query import arrow_table
+from basketflow.offline_uri import StoreDir
 from basketflow.schemas.features import FeatureView
+from basketflow.sinks.offline_scan import parquet_source
 
 
 def is_tiled(view: FeatureView) -> bool:
@@ -41,7 +42,7 @@ def is_tiled(view: FeatureView) -> bool:
     return bool(view.logged)
 
 
-def _values_sql() -> str:
+def _values_sql(source: str) -> str:
     """Sums per window and distinct buyers at every moment, per entity (see the module)."""
     sums = ", ".join(
         f"CAST(coalesce(s0.c{k}, 0) - coalesce(s{w + 1}.c{k}, 0) AS BIGINT) AS w{w}_{k}"
@@ -54,7 +55,7 @@ WITH raw AS (
     SELECT CAST(entity_id AS VARCHAR) AS e,
            CAST(epoch(CAST(ts AS TIMESTAMPTZ)) AS BIGINT) // {HOUR} AS h, seq,
            units, revenue_milli, lines, cancelled_lines, buyers
-    FROM read_parquet($files, hive_partitioning=false)
+    FROM {source}
     WHERE version = $version
       AND CAST(entity_id AS VARCHAR) IN (SELECT CAST(entity_id AS VARCHAR) FROM asked)),
 tiles AS (SELECT * FROM raw
@@ -81,15 +82,16 @@ ASOF LEFT JOIN cover ON m.e = cover.e AND m.m >= cover.p
 ORDER BY m.e, m.m"""
 
 
-def tiled_values(con: duckdb.DuckDBPyConnection, view: FeatureView, files: Sequence[Path],
+def tiled_values(con: duckdb.DuckDBPyConnection, view: FeatureView, files: Sequence[StoreDir],
                  asked: pa.Table, features: Sequence[str]) -> pa.Table:
     """The values of the ``features`` of each ``asked`` ``(entity_id, hour)`` as of that
     hour's end, from the view's logged tiles (only rows of its current version); an entity
     with no tile at or before the hour has no row. Columns ``entity_id``, ``ts`` (the hour
     end, UTC), ``seq`` (0) and the features."""
     con.register("asked", asked)
-    found = arrow_table(con, _values_sql(), {"files": [str(p) for p in files],
-                                             "version": view.version})
+    source = parquet_source(con, files)
+    found = arrow_table(con, _values_sql(source.sql), {**source.params,
+                                                       "version": view.version})
     sums = [[found.column(f"w{w}_{k}").to_pylist() for k in range(4)]
             for w in range(len(PRODUCT_SPAN_HOURS))]
     columns = product_columns(sums, found.column("buyers").to_pylist())

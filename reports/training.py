@@ -24,6 +24,7 @@ from basketflow.errors import BasketflowError
 from basketflow.flows.backfill import offline_events, run_backfill
 from basketflow.flows.live import FeatureOutputs, RunOptions
 from basketflow.flows.scoring import ScoringConfig, ScoringState
+from basketflow.offline_uri import StoreDir
 from basketflow.reports.segments import load_labels, load_segmentation
 from basketflow.schemas.events import Transaction
 
@@ -63,16 +64,19 @@ class NothingLearnt(BasketflowError, ValueError):
 
 
 def train(data_dir: Path, until: date | None = None,
-          on_batch: Callable[[int], None] = lambda n: None) -> Trained:
+          on_batch: Callable[[int], None] = lambda n: None,
+          offline_dir: StoreDir | None = None) -> Trained:
     """The classifier of the current segmentation learnt from the offline store's events
-    (up to ``until``); :class:`NothingLearnt` when no labelled basket closed."""
+    (up to ``until``; the store ``offline_dir``, by default ``<data_dir>/offline``);
+    :class:`NothingLearnt` when no labelled basket closed."""
     segmentation = load_segmentation(data_dir)
     labels = load_labels(data_dir, segmentation.version)
     final: dict[str, ScoringState] = {}
     scoring = ScoringConfig(labels, segmentation.version,
                             on_state=lambda state: final.__setitem__("state", state))
     with tempfile.TemporaryDirectory() as tmp:
-        replay_scoring(data_dir / "offline", scoring, Path(tmp), on_batch, until)
+        replay_scoring(offline_dir or data_dir / "offline", scoring, Path(tmp), on_batch,
+                       until)
     state = final.get("state")
     if state is None or not state.model.n_learned:
         raise NothingLearnt(

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from basketflow.errors import BasketflowError
 from basketflow.schemas.events import (
@@ -42,7 +41,7 @@ from basketflow.sinks.offline_layout import (
     partition_files,
     partition_name,
 )
-from basketflow.sinks.offline_store import reading, write_atomically
+from basketflow.sinks.offline_store import parquet_file, reading, write_atomically
 
 MIGRATE = ("run `basketflow check --repair` to give every stored event its id from its "
            "content (the same transaction stored twice is then kept once)")
@@ -64,7 +63,7 @@ def old_event_id(offline_dir: Path) -> tuple[Path, str] | None:
     (None: a store of content ids, or no events). One file is enough: a store is written
     by one version, and a migration rewrites this file last."""
     for path in event_files(offline_dir):
-        with reading(path), pq.ParquetFile(path) as stored:
+        with reading(path), parquet_file(path) as stored:
             if stored.metadata.num_rows == 0:
                 continue
             first = stored.read_row_group(0, columns=["event_id"]).column(0)[0].as_py()
@@ -122,7 +121,7 @@ def _new_ids(files: list[Path]) -> tuple[dict[str, str], list[pa.Table]]:
     """The day's tables, their old ids replaced by content ids; and the old -> new map."""
     tables = []
     for path in files:
-        with reading(path), pq.ParquetFile(path) as stored:
+        with reading(path), parquet_file(path) as stored:
             tables.append(stored.read())
     rows = [(t, r) for t, table in enumerate(tables) for r in range(table.num_rows)]
     columns = [{name: table.column(name).to_pylist() for name in FIELD_NAMES}
@@ -173,7 +172,7 @@ def _migrate_late(files: list[Path], renamed: dict[str, str]) -> int:
     changed = 0
     seen: set[str] = set()
     for path in files:
-        with reading(path), pq.ParquetFile(path) as stored:
+        with reading(path), parquet_file(path) as stored:
             table = stored.read()
         ids = table.column("event_id").to_pylist()
         new = [renamed.get(i, i) for i in ids]

@@ -20,6 +20,10 @@ A file that is not a whole Parquet file (empty, cut short, overwritten) is named
 bytes, cheaply enough to run before every flow starts (``basketflow check`` reads them
 whole).
 
+The root is a local folder or a folder of a remote filesystem
+(:class:`~basketflow.offline_uri.StorePath`, ``s3://...``): every function here takes
+either. On a remote one a log's files are listed in one request for the whole tree.
+
 Kept apart from the writers (and free of Arrow) so that listing the store, or naming its
 folders, costs a command nothing to import.
 
@@ -34,10 +38,12 @@ folders, costs a command nothing to import.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 from basketflow.errors import BasketflowError
+from basketflow.offline_uri import PARALLEL_REQUESTS, StoreDir, StorePath, open_for_reading
 
 #: The store's folders under its root (see the module docstring).
 EVENTS, DEAD_LETTERS, LATE_EVENTS, SCORES, FEATURES = "events", "dead", "late", "scores", "features"
@@ -47,34 +53,40 @@ SHADOW_SCORES = "shadow-scores"
 PARTITION_PREFIX = "date="
 
 
-def events_dir(root: Path) -> Path:
+def events_dir(root: StoreDir) -> StoreDir:
     """Where the events live: ``<root>/events``."""
-    return Path(root) / EVENTS
+    return as_root(root) / EVENTS
 
 
-def dead_letters_dir(root: Path) -> Path:
+def dead_letters_dir(root: StoreDir) -> StoreDir:
     """Where the dead letters live: ``<root>/dead``."""
-    return Path(root) / DEAD_LETTERS
+    return as_root(root) / DEAD_LETTERS
 
 
-def late_events_dir(root: Path) -> Path:
+def late_events_dir(root: StoreDir) -> StoreDir:
     """Where the late events live: ``<root>/late``."""
-    return Path(root) / LATE_EVENTS
+    return as_root(root) / LATE_EVENTS
 
 
-def scores_dir(root: Path) -> Path:
+def scores_dir(root: StoreDir) -> StoreDir:
     """Where the live predictions live: ``<root>/scores``."""
-    return Path(root) / SCORES
+    return as_root(root) / SCORES
 
 
-def shadow_scores_dir(root: Path) -> Path:
+def shadow_scores_dir(root: StoreDir) -> StoreDir:
     """Where the challenger's predictions live: ``<root>/shadow-scores``."""
-    return Path(root) / SHADOW_SCORES
+    return as_root(root) / SHADOW_SCORES
 
 
-def feature_log_dir(root: Path, view: str) -> Path:
+def feature_log_dir(root: StoreDir, view: str) -> StoreDir:
     """Where a view's feature log lives: ``<root>/features/<view>``."""
-    return Path(root) / FEATURES / view
+    return as_root(root) / FEATURES / view
+
+
+def as_root(root: StoreDir | str) -> StoreDir:
+    """A store's root as given (a :class:`~basketflow.offline_uri.StorePath`), or as a
+    local :class:`~pathlib.Path`."""
+    return root if isinstance(root, StorePath) else Path(root)
 
 
 def feature_log_pattern(view: str) -> str:
@@ -106,21 +118,23 @@ def partition_day(name: str) -> date | None:
         return None
 
 
-def partition_files(directory: Path) -> list[Path]:
+def partition_files(directory: StoreDir) -> list[StoreDir]:
     """The finished Parquet files of one partition folder, by name (hidden ``.x`` and
     temporary ``_x`` files are writes in flight)."""
     return sorted(p for p in directory.glob("*.parquet")
                   if not p.name.startswith((".", "_")) and p.is_file())
 
 
-def files_by_day(directory: Path) -> dict[date, list[Path]]:
+def files_by_day(directory: StoreDir) -> dict[date, list[StoreDir]]:
     """The finished Parquet files of each day partition under ``directory`` (one of the
     folders above), by day, oldest first.
 
     Days whose folder holds no finished file are left out: nothing is stored for them
     yet. A folder that does not exist gives {}.
     """
-    days: dict[date, list[Path]] = {}
+    if isinstance(directory, StorePath):
+        return _remote_files_by_day(directory)
+    days: dict[date, list[StoreDir]] = {}
     if not directory.is_dir():
         return days
     for folder in sorted(directory.iterdir()):
@@ -130,31 +144,42 @@ def files_by_day(directory: Path) -> dict[date, list[Path]]:
     return days
 
 
-def files_of(by_day: dict[date, list[Path]], days: Iterable[date] | None = None,
-             until: date | None = None) -> list[Path]:
+def _remote_files_by_day(directory: StorePath) -> dict[date, list[StoreDir]]:
+    """:func:`files_by_day` of a remote folder, from one listing of its tree."""
+    days: dict[date, list[StoreDir]] = {}
+    for path in directory.glob(f"{PARTITION_PREFIX}*/*.parquet"):
+        day = partition_day(path.parent.name)
+        if day is not None and path.is_file() and not path.name.startswith((".", "_")):
+            days.setdefault(day, []).append(path)
+    return {day: sorted(days[day]) for day in sorted(days)}
+
+
+def files_of(by_day: dict[date, list[StoreDir]], days: Iterable[date] | None = None,
+             until: date | None = None) -> list[StoreDir]:
     """The files of :func:`files_by_day`'s days, oldest first: of ``days`` only when
     given, and of days on or before ``until`` when given."""
     chosen = sorted(by_day) if days is None else sorted(set(days) & set(by_day))
     return [p for day in chosen if until is None or day <= until for p in by_day[day]]
 
 
-def event_days(root: Path) -> list[date]:
+def event_days(root: StoreDir) -> list[date]:
     """The days with at least one stored event, oldest first."""
     return list(files_by_day(events_dir(root)))
 
 
-def event_files(root: Path, days: Iterable[date] | None = None) -> list[Path]:
+def event_files(root: StoreDir, days: Iterable[date] | None = None) -> list[StoreDir]:
     """The event files of ``days`` (of every day when None), oldest first."""
     return files_of(files_by_day(events_dir(root)), days)
 
 
-def feature_log_files(root: Path, view: str, until: date | None = None) -> list[Path]:
+def feature_log_files(root: StoreDir, view: str,
+                      until: date | None = None) -> list[StoreDir]:
     """The files of a view's feature log (of the days on or before ``until`` when given),
     oldest partition first; [] when nothing was logged for the view yet."""
     return files_of(files_by_day(feature_log_dir(root, view)), until=until)
 
 
-def feature_log_days(root: Path, view: str) -> list[date]:
+def feature_log_days(root: StoreDir, view: str) -> list[date]:
     """The days a view's feature log holds rows of, oldest first."""
     return list(files_by_day(feature_log_dir(root, view)))
 
@@ -182,15 +207,15 @@ class CorruptFile(BasketflowError):
     'cannot read /d/offline/events/date=2011-01-05/part-1.parquet (empty): run ...'
     """
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: StoreDir, reason: str) -> None:
         super().__init__(
             f"cannot read {path} ({reason}): run `basketflow check --repair` to move it "
             "to quarantine/ and see how to restore its rows, then run the same command again")
-        self.path = Path(path)
+        self.path = as_root(path)
         self.reason = reason
 
 
-def damage(path: Path) -> str | None:
+def damage(path: StoreDir) -> str | None:
     """Why a file is plainly not a whole Parquet file (empty, too short, no ``PAR1`` at
     its start or end), from its size and first and last bytes; None when it looks whole.
 
@@ -202,7 +227,7 @@ def damage(path: Path) -> str | None:
     ('empty file', 'cut short: no Parquet footer')
     """
     try:
-        with open(path, "rb") as f:
+        with open_for_reading(path) as f:
             size = f.seek(0, 2)
             if size == 0:
                 return "empty file"
@@ -221,9 +246,9 @@ def damage(path: Path) -> str | None:
     return None
 
 
-def log_dirs(root: Path) -> list[Path]:
+def log_dirs(root: StoreDir) -> list[StoreDir]:
     """Every log folder of the store (each view's feature log included) that exists."""
-    root = Path(root)
+    root = as_root(root)
     folders = [events_dir(root), dead_letters_dir(root), late_events_dir(root), scores_dir(root)]
     features = root / FEATURES
     if features.is_dir():
@@ -231,15 +256,22 @@ def log_dirs(root: Path) -> list[Path]:
     return [p for p in folders if p.is_dir()]
 
 
-def store_files(root: Path) -> list[Path]:
+def store_files(root: StoreDir) -> list[StoreDir]:
     """Every finished Parquet file of the store, log by log, oldest partition first."""
     return [p for folder in log_dirs(root) for p in files_of(files_by_day(folder))]
 
 
-def first_damaged(files: Iterable[Path],
-                  check: Callable[[Path], str | None] = damage) -> CorruptFile | None:
+def first_damaged(files: Iterable[StoreDir],
+                  check: Callable[[StoreDir], str | None] = damage) -> CorruptFile | None:
     """The :class:`CorruptFile` of the first file ``check`` (by default :func:`damage`)
-    finds fault with."""
+    finds fault with. A remote store's files are checked several at a time."""
+    files = list(files)
+    if files and isinstance(files[0], StorePath):
+        with ThreadPoolExecutor(PARALLEL_REQUESTS) as pool:
+            for path, reason in zip(files, pool.map(check, files)):
+                if reason is not None:
+                    return CorruptFile(path, reason)
+        return None
     for path in files:
         reason = check(path)
         if reason is not None:
@@ -247,7 +279,8 @@ def first_damaged(files: Iterable[Path],
     return None
 
 
-def ensure_whole(files: Iterable[Path], check: Callable[[Path], str | None] = damage) -> None:
+def ensure_whole(files: Iterable[StoreDir],
+                 check: Callable[[StoreDir], str | None] = damage) -> None:
     """Raise :class:`CorruptFile` for the first file ``check`` (by default :func:`damage`)
     finds fault with: what a job reading the store runs first, so it fails naming the
     file rather than midway, or inside a running dataflow."""

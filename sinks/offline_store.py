@@ -3,11 +3,14 @@ the logs beside it (dead letters, late events, live predictions, each view's fea
 log), written where :mod:`basketflow.sinks.offline_layout` says, with the Arrow schemas
 of each (the one table of a feature's dtype -> Arrow type is :data:`ARROW_TYPES`).
 
-Each write lands atomically (written to a hidden temporary name, then renamed), so a
-reader never sees a half-written file, and idempotently on the row id: the store
-remembers the ids already in each date partition (read back from the files the first
-time the partition is touched), so events replayed after a crash or a second replay of
-the same file are not written twice.
+Each write lands atomically, so a reader never sees a half-written file: in a local
+folder it is written to a hidden temporary name, then renamed; on a remote filesystem
+(:class:`~basketflow.offline_uri.StorePath`: an object store has no rename) it is one
+object written whole in one request, named by its content (:func:`content_name`), so a
+write repeated after a crash replaces the same object with the same bytes. Writes are
+idempotent on the row id: the store remembers the ids already in each date partition
+(read back from the files the first time the partition is touched), so events replayed
+after a crash or a second replay of the same file are not written twice.
 
 A write that fails (full disk, a file where a directory must be, no permission) raises
 :class:`StoreUnwritable`, which stops the flow: the flow writes its offline rows before
@@ -17,6 +20,7 @@ was not written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -31,6 +35,7 @@ import pyarrow.parquet as pq
 from msgspec.structs import astuple
 
 from basketflow.errors import BasketflowError
+from basketflow.offline_uri import StoreDir, StorePath
 from basketflow.schemas.events import FIELD_NAMES, Transaction
 from basketflow.schemas.features import FeatureView, registry
 from basketflow.schemas.records import LateEvent, LogRow, ScoreRow, ShadowScoreRow
@@ -43,6 +48,7 @@ from basketflow.sinks.offline_layout import (
     SECONDS_PER_DAY,
     SHADOW_SCORES,
     CorruptFile,
+    as_root,
     damage,
     ensure_whole,
     first_damaged,
@@ -83,7 +89,7 @@ class StoreUnwritable(BasketflowError, OSError):
     """
 
 
-def unwritable(path: Path, error: OSError) -> StoreUnwritable:
+def unwritable(path: StoreDir, error: OSError) -> StoreUnwritable:
     """The :class:`StoreUnwritable` for an OS error met while writing ``path``.
 
     >>> err = unwritable(Path("/data/offline/events"), NotADirectoryError(20, "Not a directory"))
@@ -101,7 +107,7 @@ def unwritable(path: Path, error: OSError) -> StoreUnwritable:
 
 
 @contextmanager
-def writing(path: Path) -> Iterator[None]:
+def writing(path: StoreDir) -> Iterator[None]:
     """Turn an OS error raised while writing under ``path`` into :class:`StoreUnwritable`."""
     try:
         yield
@@ -111,7 +117,7 @@ def writing(path: Path) -> Iterator[None]:
         raise unwritable(path, exc) from exc
 
 
-def ensure_writable(*directories: Path) -> None:
+def ensure_writable(*directories: StoreDir) -> None:
     """Create each directory and write, sync and delete a probe file in it; raise
     :class:`StoreUnwritable` when that fails, so a run fails at its start rather than
     mid-run. A real write, since permission bits do not stop root.
@@ -128,6 +134,10 @@ def ensure_writable(*directories: Path) -> None:
         probe = directory / f".write-probe-{uuid.uuid4().hex}"
         with writing(directory):
             directory.mkdir(parents=True, exist_ok=True)
+            if isinstance(probe, StorePath):
+                probe.write_bytes(b"basketflow")
+                probe.unlink(missing_ok=True)
+                continue
             try:
                 with open(probe, "wb") as f:
                     f.write(b"basketflow")
@@ -138,7 +148,7 @@ def ensure_writable(*directories: Path) -> None:
 
 
 @contextmanager
-def reading(path: Path) -> Iterator[None]:
+def reading(path: StoreDir) -> Iterator[None]:
     """Turn an error met reading a stored file (an OS error, or Arrow's on a file that is
     not whole Parquet, or lacks a column) into :class:`CorruptFile` naming it."""
     try:
@@ -155,9 +165,41 @@ def _first_line(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def write_atomically(table: pa.Table, directory: Path, name: str) -> Path:
+@contextmanager
+def parquet_file(path: StoreDir) -> Iterator[pq.ParquetFile]:
+    """A stored Parquet file, opened to read its footer or columns, local or remote (a
+    remote one fetched whole in one request: the store's files are small, and a ranged
+    read asks for the size, the footer and each column chunk apart)."""
+    if isinstance(path, StorePath):
+        with pq.ParquetFile(pa.BufferReader(path.read_bytes())) as stored:
+            yield stored
+    else:
+        with pq.ParquetFile(path) as stored:
+            yield stored
+
+
+def read_metadata(path: StoreDir) -> pq.FileMetaData:
+    """A stored Parquet file's footer (its row count, columns, row groups)."""
+    if isinstance(path, StorePath):
+        with parquet_file(path) as stored:
+            return stored.metadata
+    return pq.read_metadata(path)
+
+
+def content_name(row_ids: Iterable[str]) -> str:
+    """A file's name from the ids of the rows it holds: the same rows, the same name.
+
+    >>> content_name(["b", "a"]) == content_name(["a", "b"]) != content_name(["a"])
+    True
+    """
+    digest = hashlib.sha256("\n".join(sorted(row_ids)).encode()).hexdigest()
+    return f"part-{digest[:32]}.parquet"
+
+
+def write_atomically(table: pa.Table, directory: StoreDir, name: str) -> StoreDir:
     """Write a Parquet file under a hidden temporary name, then rename it into place;
     :class:`StoreUnwritable` when it cannot be written (the temporary file is removed).
+    On a remote filesystem, one object written whole under ``name`` (no rename there).
 
     The file is encoded in memory and written with one call: Arrow's file stream makes a
     system call per page header and page, a few hundred for a feature-log file (the
@@ -167,6 +209,10 @@ def write_atomically(table: pa.Table, directory: Path, name: str) -> Path:
     tmp = directory / f".{name}.tmp"
     encoded = pa.BufferOutputStream()
     pq.write_table(table, encoded, compression="snappy")  # less CPU per small file than zstd
+    if isinstance(final, StorePath):
+        with writing(directory):
+            final.write_bytes(encoded.getvalue().to_pybytes())
+        return final
     with writing(directory):
         if not directory.is_dir():
             directory.mkdir(parents=True, exist_ok=True)
@@ -192,14 +238,14 @@ class PartitionedLog:
     is already stored in its date partition is skipped (a row's id fixes its date).
     """
 
-    def __init__(self, directory: Path, schema: pa.Schema, id_column: str) -> None:
+    def __init__(self, directory: StoreDir, schema: pa.Schema, id_column: str) -> None:
         self.directory = directory
         self.schema = schema
         self.id_column = id_column
         self._seen: OrderedDict[str, set[str]] = OrderedDict()
         self._day_names: dict[int, str] = {}
 
-    def partition_dir(self, day: str) -> Path:
+    def partition_dir(self, day: str) -> StoreDir:
         """The directory of one date."""
         return self.directory / partition_name(day)
 
@@ -219,10 +265,10 @@ class PartitionedLog:
             self._seen.popitem(last=False)
         return seen
 
-    def _stored_ids(self, path: Path) -> list[str]:
+    def _stored_ids(self, path: StoreDir) -> list[str]:
         """The row ids stored in one file (read as one file: ``pq.read_table`` sets up a
         dataset per call, which costs more than reading a small file's column)."""
-        with reading(path), pq.ParquetFile(path) as stored:
+        with reading(path), parquet_file(path) as stored:
             return stored.read(columns=[self.id_column]).column(0).to_pylist()
 
     def _day(self, ts: int) -> str:
@@ -244,8 +290,10 @@ class PartitionedLog:
             fresh = [values for row_id, values in batch.items() if row_id not in seen]
             if not fresh:
                 continue
-            write_atomically(self._table(fresh), self.partition_dir(day),
-                             f"part-{uuid.uuid4().hex}.parquet")
+            directory = self.partition_dir(day)
+            name = (content_name(row_id for row_id in batch if row_id not in seen)
+                    if isinstance(directory, StorePath) else f"part-{uuid.uuid4().hex}.parquet")
+            write_atomically(self._table(fresh), directory, name)
             seen.update(batch)
             written += len(fresh)
         return written
@@ -261,7 +309,7 @@ class PartitionedLog:
 class ParquetEventStore(PartitionedLog):
     """Every valid event under ``<root>/events/``, idempotent on ``event_id``."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | StoreDir) -> None:
         super().__init__(events_dir(root), EVENT_SCHEMA, "event_id")
 
     def append(self, events: Iterable[Transaction]) -> int:
@@ -286,7 +334,7 @@ class DeadLetterStore(PartitionedLog):
     the time it was dead-lettered: the daily report counts rejected lines per day.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | StoreDir) -> None:
         super().__init__(dead_letters_dir(root), DEAD_SCHEMA, "dead_id")
 
 
@@ -302,7 +350,7 @@ class LateEventLog(PartitionedLog):
     """Every event too late for the online values, under ``<root>/late/`` by its event date,
     with its entity's latest event time when it arrived; idempotent on ``event_id``."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | StoreDir) -> None:
         super().__init__(late_events_dir(root), LATE_SCHEMA, "event_id")
 
     def append(self, rows: Iterable[LateEvent]) -> int:
@@ -329,9 +377,9 @@ class EntityRowLog(PartitionedLog):
     """A log whose row ids are ``<entity>:<seq>`` (the entity's events folded in so far),
     derived from its ``entity_id`` and ``seq`` columns rather than stored."""
 
-    def _stored_ids(self, path: Path) -> list[str]:
+    def _stored_ids(self, path: StoreDir) -> list[str]:
         """Ids are ``entity:seq``, derived from two stored columns."""
-        with reading(path), pq.ParquetFile(path) as stored:
+        with reading(path), parquet_file(path) as stored:
             table = stored.read(columns=["entity_id", "seq"])
         return [f"{e}:{s}" for e, s in zip(table.column(0).to_pylist(),
                                            table.column(1).to_pylist())]
@@ -347,7 +395,7 @@ class FeatureLog(EntityRowLog):
     are already stored.)
     """
 
-    def __init__(self, root: str | Path, view: str | FeatureView) -> None:
+    def __init__(self, root: str | StoreDir, view: str | FeatureView) -> None:
         """The log of the built-in view called ``view``, or of a declared view."""
         self.view = registry()[view] if isinstance(view, str) else view
         super().__init__(feature_log_dir(root, self.view.name), feature_log_schema(self.view),
@@ -364,9 +412,9 @@ class FeatureLog(EntityRowLog):
              (entity, ts, seq, version, *[values[n] for n in names]))
             for _view, entity, ts, seq, values in rows)
 
-    def _stored_ids(self, path: Path) -> list[str]:
+    def _stored_ids(self, path: StoreDir) -> list[str]:
         """Ids are ``entity:ts:seq`` (``ts`` in epoch seconds), derived from stored columns."""
-        with reading(path), pq.ParquetFile(path) as stored:
+        with reading(path), parquet_file(path) as stored:
             table = stored.read(columns=["entity_id", "ts", "seq"])
         # Parquet has no seconds unit: the column reads back in milliseconds.
         seconds = table.column(1).cast(pa.timestamp("s", tz="UTC")).cast(pa.int64()).to_pylist()
@@ -390,7 +438,7 @@ class ScoreLog(EntityRowLog):
     the model said about a basket when it said it (the daily report and ``evaluate`` read
     the prediction at the end of each customer's first basket from here)."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | StoreDir) -> None:
         super().__init__(scores_dir(root), SCORE_SCHEMA, "row_id")
 
     def append(self, rows: Iterable[ScoreRow]) -> int:
@@ -411,11 +459,11 @@ class ShadowScoreLog(EntityRowLog):
     ``<root>/shadow-scores/``, marked with the alias and the registry version that made
     it, idempotent on ``<entity>:<seq>:<version>``."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | StoreDir) -> None:
         super().__init__(shadow_scores_dir(root), SHADOW_SCORE_SCHEMA, "row_id")
 
-    def _stored_ids(self, path: Path) -> list[str]:
-        with reading(path), pq.ParquetFile(path) as stored:
+    def _stored_ids(self, path: StoreDir) -> list[str]:
+        with reading(path), parquet_file(path) as stored:
             table = stored.read(columns=["entity_id", "seq", "registry_version"])
         return [f"{e}:{s}:{v}" for e, s, v in zip(*(c.to_pylist() for c in table.columns))]
 
@@ -442,7 +490,7 @@ REQUIRED_COLUMNS: dict[str, pa.Schema] = {
 }
 
 
-def required_columns(root: Path, path: Path) -> pa.Schema | None:
+def required_columns(root: StoreDir, path: StoreDir) -> pa.Schema | None:
     """The columns a file of the store under ``root`` must have (see
     :data:`REQUIRED_COLUMNS`); None for a file outside the store's logs.
 
@@ -450,44 +498,44 @@ def required_columns(root: Path, path: Path) -> pa.Schema | None:
     ['entity_id', 'ts', 'seq', 'version']
     """
     try:
-        top = Path(path).relative_to(root).parts[0]
+        top = as_root(path).relative_to(as_root(root)).parts[0]
     except (ValueError, IndexError):
         return None
     return REQUIRED_COLUMNS.get(top)
 
 
-def footer_damage(path: Path) -> str | None:
+def footer_damage(path: StoreDir) -> str | None:
     """Why a file cannot be opened as Parquet (None: it can), from its first and last
     bytes and its footer only: what a reader checks of every file it will read before it
     starts, cheaply (:func:`verify_file` reads the whole file)."""
     reason = damage(path)
     if reason is None:
         try:
-            pq.read_metadata(path)
+            read_metadata(path)
         except (OSError, pa.ArrowException) as exc:
             reason = _first_line(exc)
     return reason
 
 
-def first_unreadable(files: Iterable[Path]) -> CorruptFile | None:
+def first_unreadable(files: Iterable[StoreDir]) -> CorruptFile | None:
     """The :class:`CorruptFile` of the first file :func:`footer_damage` finds fault with."""
     return first_damaged(files, footer_damage)
 
 
-def ensure_readable(files: Iterable[Path]) -> None:
+def ensure_readable(files: Iterable[StoreDir]) -> None:
     """Raise :class:`CorruptFile` for the first file that cannot be opened as Parquet
     (see :func:`footer_damage`): what a job runs before it reads the files."""
     ensure_whole(files, footer_damage)
 
 
-def verify_file(root: Path, path: Path) -> str | None:
+def verify_file(root: StoreDir, path: StoreDir) -> str | None:
     """Why a file of the store under ``root`` cannot be used (None: it can): it is read
     whole, and must hold its log's columns with their types (see :data:`REQUIRED_COLUMNS`)."""
     reason = damage(path)
     if reason is not None:
         return reason
     try:
-        with pq.ParquetFile(path) as stored:
+        with parquet_file(path) as stored:
             table = stored.read()
     except (OSError, pa.ArrowException) as exc:
         return _first_line(exc)

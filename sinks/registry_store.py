@@ -5,7 +5,8 @@ Each view is kept as its definition and version (what the stores' ``_version`` a
 ``version`` columns refer to), each served feature's kind, and where it was declared, so
 ``features list`` and ``describe`` show it without the repository's code, and ``plan``
 compares the repository against it. The file is written under a temporary name and
-renamed into place, so a reader sees the old registry or the new one, never half.
+renamed into place (on a remote filesystem, one object written whole), so a reader sees
+the old registry or the new one, never half.
 
 >>> import tempfile
 >>> from basketflow.schemas.features import registry
@@ -26,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from basketflow.errors import BasketflowError
+from basketflow.offline_uri import StoreDir, StorePath
 from basketflow.schemas.feature_view import FeatureView
+from basketflow.sinks.offline_layout import as_root
 
 #: Bumped when the file's layout changes.
 FORMAT = 1
@@ -56,17 +59,17 @@ class AppliedView:
 class AppliedRegistry:
     """The registry file: when it was applied, and its views in order."""
 
-    path: Path
+    path: StoreDir
     applied_at: int
     views: dict[str, AppliedView]
 
 
-def registry_path(offline_root: Path) -> Path:
+def registry_path(offline_root: StoreDir) -> StoreDir:
     """Where the registry lives in the offline store."""
-    return Path(offline_root) / "registry" / "registry.json"
+    return as_root(offline_root) / "registry" / "registry.json"
 
 
-def read_registry(offline_root: Path) -> AppliedRegistry | None:
+def read_registry(offline_root: StoreDir) -> AppliedRegistry | None:
     """The applied registry, or None when nothing was applied yet."""
     path = registry_path(offline_root)
     try:
@@ -81,13 +84,17 @@ def read_registry(offline_root: Path) -> AppliedRegistry | None:
                               "repository") from exc
 
 
-def write_registry(offline_root: Path, views: list[FeatureView], declared_at: dict[str, str],
+def write_registry(offline_root: StoreDir, views: list[FeatureView], declared_at: dict[str, str],
                    applied_at: int) -> None:
     """Record ``views`` (each declared where ``declared_at`` says) as the registry."""
     path = registry_path(offline_root)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": FORMAT, "applied_at": applied_at,
             "views": [AppliedView.of(v, declared_at.get(v.name, "")).__dict__ for v in views]}
+    text = json.dumps(data, indent=1, sort_keys=True)
+    if isinstance(path, StorePath):
+        path.write_text(text)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)

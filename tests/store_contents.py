@@ -23,11 +23,11 @@ What must be identical between two runs of the same topic, and what need not be
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pyarrow.dataset as ds
 
+from basketflow.offline_uri import StoreDir, StorePath
 from basketflow.sinks.online_store import (
     PACKED_KEY,
     PROGRESS_KEY,
@@ -71,13 +71,15 @@ def redis_contents(redis_url: str, prefix: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def parquet_rows(directory: Path, key: list[str]) -> dict[str, dict[str, Any]]:
-    """Every row of a partitioned Parquet directory by its id (the ``key`` columns joined
-    by ``:``); {} when there is none. Ids are unique in every store, so a row stored twice
-    would show up as a count that does not match."""
+def parquet_rows(directory: StoreDir, key: list[str]) -> dict[str, dict[str, Any]]:
+    """Every row of a partitioned Parquet directory (local, or of a remote store) by its
+    id (the ``key`` columns joined by ``:``); {} when there is none. Ids are unique in
+    every store, so a row stored twice would show up as a count that does not match."""
     if not directory.is_dir():
         return {}
-    rows = ds.dataset(directory, format="parquet", partitioning="hive").to_table().to_pylist()
+    where = ({"source": directory.fs_path, "filesystem": directory.filesystem}
+             if isinstance(directory, StorePath) else {"source": directory})
+    rows = ds.dataset(**where, format="parquet", partitioning="hive").to_table().to_pylist()
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         row.pop("date", None)
@@ -89,7 +91,7 @@ def parquet_rows(directory: Path, key: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def effective_rows(directory: Path, key: str) -> dict[str, dict[str, Any]]:
+def effective_rows(directory: StoreDir, key: str) -> dict[str, dict[str, Any]]:
     """The feature-log rows that are in effect: per entity and ``key`` value (``ts``, or
     ``entity_id`` for the final row), the row with the highest ``(ts, seq)``."""
     latest: dict[str, dict[str, Any]] = {}
@@ -101,7 +103,7 @@ def effective_rows(directory: Path, key: str) -> dict[str, dict[str, Any]]:
     return latest
 
 
-def store_contents(redis_url: str, prefix: str, offline: Path) -> dict[str, Any]:
+def store_contents(redis_url: str, prefix: str, offline: StoreDir) -> dict[str, Any]:
     """Everything that must be identical after two runs of the same topic."""
     features = offline / "features"
     return {

@@ -14,6 +14,7 @@ import pytest
 from basketflow.app.flow_processes import child_env
 from basketflow.app.project import ProjectExists, init_project
 from basketflow.config import (
+    ENV_OFFLINE_URI,
     DEFAULT_ALLOWED_LATENESS_S,
     ENV_OF_KEY,
     ENV_PREFIX,
@@ -22,6 +23,7 @@ from basketflow.config import (
     load_settings,
 )
 from basketflow.errors import BasketflowError
+from basketflow.offline_uri import StorePath
 from basketflow.project_file import FILE_NAME, ProjectFileError, find_project_file
 from basketflow.schemas.features import registry
 from basketflow.sinks.online_store import RedisOnlineStore, connect
@@ -113,7 +115,7 @@ def test_an_empty_file_and_nulls_mean_the_defaults(tmp_path: Path) -> None:
                                     "not 'an hour'"),
     ("allowed_lateness: true\n", f"{LATENESS} must be a whole number of seconds >= 0, "
                                  "not True"),
-    ("\n\noffline_store: s3://bucket/x\n", "line 3: 'offline_store'"),
+    ("\n\noffline_store: ftp://bucket/x\n", "line 3: 'offline_store'"),
     ("prefix: [1\n", "line 2: not valid YAML (expected ',' or ']', but got '<stream end>', "
                      "while parsing a flow sequence from line 1)"),
     ("- prefix\n", "line 1: the project file must be a mapping of keys to values"),
@@ -123,6 +125,24 @@ def test_a_bad_file_names_its_line_and_key(tmp_path: Path, text: str, expected: 
     with pytest.raises(ProjectFileError) as caught:
         load_settings(cwd=below)
     assert str(caught.value).startswith(f"{tmp_path / FILE_NAME} {expected}")
+
+
+def test_an_offline_store_uri_is_a_remote_location(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_OFFLINE_URI, raising=False)
+    monkeypatch.delenv(ENV_OF_KEY["offline_store"], raising=False)
+    below = project(tmp_path, "offline_store: s3://shop-lake/basketflow/\n")
+    assert load_settings(cwd=below).offline_dir == StorePath("s3://shop-lake/basketflow")
+    monkeypatch.setenv(ENV_OFFLINE_URI, "gs://other/prefix")
+    assert str(load_settings(cwd=below).offline_dir) == "gs://other/prefix"
+
+
+def test_a_secret_in_the_offline_store_uri_is_refused_unshown(tmp_path: Path) -> None:
+    below = project(tmp_path, "offline_store: s3://bucket/x?secret_key=hunter2\n")
+    with pytest.raises(ProjectFileError) as caught:
+        load_settings(cwd=below)
+    assert "a secret in the offline store's URI" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
 
 
 def test_a_bad_environment_lateness_names_the_variable(tmp_path: Path,

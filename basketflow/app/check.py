@@ -34,6 +34,7 @@ from typing import Any
 
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
+from basketflow.offline_uri import StoreDir, StorePath
 
 QUARANTINE = "quarantine"
 
@@ -116,16 +117,22 @@ def recovery_dirs(recovery_root: Path) -> list[Path]:
     return sorted({p.parent for p in recovery_root.rglob("part-*.sqlite3")})
 
 
-def quarantine_path(settings: Settings, path: Path) -> Path:
-    """Where ``path`` (under the data directory) is set aside: the same relative path
-    under ``<data>/quarantine/``, with ``.1``, ``.2``, ... added when that is taken.
+def quarantine_path(settings: Settings, path: StoreDir) -> Path:
+    """Where ``path`` is set aside: the same path relative to the data directory under
+    ``<data>/quarantine/`` (a file of an offline store elsewhere, in another folder or
+    on object storage: its path in the store under ``<data>/quarantine/offline/``), with
+    ``.1``, ``.2``, ... added when that is taken.
 
     >>> from basketflow.config import load_settings
     >>> s = load_settings("/d")
     >>> quarantine_path(s, Path("/d/offline/events/date=2011-01-05/p.parquet")).as_posix()
     '/d/quarantine/offline/events/date=2011-01-05/p.parquet'
     """
-    target = settings.data_dir / QUARANTINE / path.relative_to(settings.data_dir)
+    if isinstance(path, Path) and path.is_relative_to(settings.data_dir):
+        target = settings.data_dir / QUARANTINE / path.relative_to(settings.data_dir)
+    else:  # a file of an offline store elsewhere (another folder, object storage)
+        target = (settings.data_dir / QUARANTINE / "offline"
+                  / path.relative_to(settings.offline_dir))
     n = 0
     chosen = target
     while chosen.exists():
@@ -134,11 +141,16 @@ def quarantine_path(settings: Settings, path: Path) -> Path:
     return chosen
 
 
-def _move(settings: Settings, path: Path) -> Path:
-    """Move one file to quarantine; return where it went."""
+def _move(settings: Settings, path: StoreDir) -> Path:
+    """Move one file to quarantine (a remote one: copied, then deleted); return where it
+    went."""
     target = quarantine_path(settings, path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(path, target)
+    if isinstance(path, StorePath):
+        target.write_bytes(path.read_bytes())
+        path.unlink()
+    else:
+        os.replace(path, target)
     return target
 
 

@@ -19,7 +19,6 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from basketflow.config import Settings
@@ -153,19 +152,20 @@ def customer_history(settings: Settings, customer: str) -> dict[str, list[Any]]:
     from basketflow.reports.offline_query import OfflineQuery
     from basketflow.schemas.features import registry
     from basketflow.sinks.offline_layout import ensure_whole, feature_log_files
+    from basketflow.sinks.offline_scan import parquet_source
     files = feature_log_files(settings.offline_dir, "customer")
     empty: dict[str, list[Any]] = {"ts": [], **{f: [] for f in HISTORY_FEATURES}}
     if not files:
         return empty
     ensure_whole(files)
     columns = ", ".join(HISTORY_FEATURES)
-    with OfflineQuery(Path(settings.offline_dir)) as query:
+    with OfflineQuery(settings.offline_dir) as query:
+        source = parquet_source(query.con, files, union_by_name=True)
         rows = query.rows(
-            f"SELECT CAST(epoch(ts) AS BIGINT), {columns} FROM read_parquet($files, "
-            "union_by_name = true) "
+            f"SELECT CAST(epoch(ts) AS BIGINT), {columns} FROM {source.sql} "
             "WHERE entity_id = $customer AND version = $version "
             "QUALIFY row_number() OVER (PARTITION BY ts ORDER BY seq DESC) = 1 ORDER BY ts",
-            {"files": [str(p) for p in files], "customer": customer,
+            {**source.params, "customer": customer,
              "version": registry()["customer"].version})
     history = empty
     for row in rows:

@@ -183,7 +183,7 @@ def train(settings: Settings, until: date | None = None,
     to ``until``) by the flow's own steps, register it (source ``train``), and make it
     the champion when there is none or the champion is of other labels or features."""
     from basketflow.reports.training import train as learn
-    trained = learn(settings.data_dir, until, on_batch)
+    trained = learn(settings.data_dir, until, on_batch, settings.offline_dir)
     registry = open_registry(settings, create=True)
     try:
         champion = registry.alias(CHAMPION)

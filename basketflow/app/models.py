@@ -89,4 +89,4 @@ def evaluate(settings: Settings, split: date, *, seed: int = 0, k: int | None = 
     it goes."""
     from basketflow.reports.evaluate import evaluate as run_evaluation
     return run_evaluation(settings.data_dir, split, seed=seed, k=k, progress=progress,
-                          on_batch=on_batch)
+                          on_batch=on_batch, offline_dir=settings.offline_dir)

@@ -62,7 +62,7 @@ def daily_reports(settings: Settings, days: list[date], out_dir: Path, formats: 
     from basketflow.reports.daily import parse_formats
     from basketflow.reports.daily_files import run_reports
     results = run_reports(settings.offline_dir, days, out_dir, parse_formats(formats),
-                          on_progress=on_progress)
+                          on_progress=on_progress, data_dir=settings.data_dir)
     return [ReportFiles(r.get("day") or r.get("date"), r.get("files", [])) for r in results]
 
 

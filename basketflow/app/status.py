@@ -72,6 +72,7 @@ from basketflow.app.services import (
     read_state,
 )
 from basketflow.config import ENV_KAFKA, ENV_REDIS, Settings
+from basketflow.offline_uri import StoreDir
 from basketflow.security import redact_data, redis_client
 from basketflow.flows.progress import SERVE_PROGRESS
 from basketflow.sinks.offline_layout import events_dir, files_by_day, files_of
@@ -438,24 +439,24 @@ def _topic_error(message: str) -> dict[str, Any]:
             "lag_known": False}
 
 
-def offline_status(offline_dir: Path) -> dict[str, Any]:
+def offline_status(offline_dir: StoreDir) -> dict[str, Any]:
     """Rows, files and date partitions of the Parquet events of the offline store at
     ``offline_dir``, as the store lists them
     (:func:`~basketflow.sinks.offline_layout.files_by_day`: finished files only).
 
-    Rows come from each file's footer (``ParquetFile(...).metadata.num_rows``), not from
-    reading the data; an unreadable file is listed in ``unreadable``, not counted.
+    Rows come from each file's footer (its metadata's ``num_rows``), not from reading the
+    data; an unreadable file is listed in ``unreadable``, not counted.
     """
     events = events_dir(offline_dir)
     out: dict[str, Any] = {"dir": str(events), "rows": 0, "files": 0, "partitions": 0,
                            "first_date": None, "last_date": None, "unreadable": [], "error": None}
     try:
-        import pyarrow.parquet as pq
+        from basketflow.sinks.offline_store import read_metadata
 
         by_day = files_by_day(events)  # nothing written yet: zero counts, not an error
         for file in files_of(by_day):
             try:
-                out["rows"] += pq.ParquetFile(file).metadata.num_rows
+                out["rows"] += read_metadata(file).num_rows
                 out["files"] += 1
             except Exception as exc:
                 out["unreadable"].append(f"{file}: {exc}")

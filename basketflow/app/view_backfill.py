@@ -22,6 +22,7 @@ from typing import Any
 
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
+from basketflow.offline_uri import is_remote
 
 
 class NotADeclaredView(BasketflowError, ValueError):
@@ -56,6 +57,12 @@ def backfill_views(settings: Settings, names: list[str],
     from basketflow.flows.live import FeatureOutputs, RunOptions
     from basketflow.schemas.repository import load_repository
     started = time.perf_counter()
+    if is_remote(settings.offline_dir):
+        raise BasketflowError(
+            f"--views swaps a view's whole log into place by renaming a folder, which "
+            f"{settings.offline_dir} (object storage) cannot do: backfill the view into a "
+            "local offline store (BASKETFLOW_OFFLINE_URI=PATH) and copy its "
+            "features/<view>/ folder over")
     ensure_applied(settings)
     if settings.feature_repository is None:
         raise NotADeclaredView("--views computes the feature repository's own views, and "
