@@ -38,6 +38,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from basketflow.errors import BasketflowError
+from basketflow.sinks.compacted_files import counted
 
 #: The store's folders under its root (see the module docstring).
 EVENTS, DEAD_LETTERS, LATE_EVENTS, SCORES, FEATURES = "events", "dead", "late", "scores", "features"
@@ -108,9 +109,10 @@ def partition_day(name: str) -> date | None:
 
 def partition_files(directory: Path) -> list[Path]:
     """The finished Parquet files of one partition folder, by name (hidden ``.x`` and
-    temporary ``_x`` files are writes in flight)."""
-    return sorted(p for p in directory.glob("*.parquet")
-                  if not p.name.startswith((".", "_")) and p.is_file())
+    temporary ``_x`` files are writes in flight), less those a compacted file replaces
+    (:func:`~basketflow.sinks.compacted_files.counted`)."""
+    return counted(sorted(p for p in directory.glob("*.parquet")
+                          if not p.name.startswith((".", "_")) and p.is_file()))
 
 
 def files_by_day(directory: Path) -> dict[date, list[Path]]:

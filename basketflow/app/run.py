@@ -139,6 +139,7 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
     from basketflow.app.flow_processes import child_env, start_part, supervise
     from basketflow.flows import stopping
     from basketflow.flows.live import PARTS, check_topics, prepare_run
+    from basketflow.sinks.compaction import compacting
     with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, PARTS):
         if options.from_start:
             shutil.rmtree(settings.recovery_dir / settings.topic, ignore_errors=True)
@@ -153,7 +154,8 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
         children = {part: start_part(part, part_options(options, part).as_args(), env, verbose)
                     for part in PARTS}
         try:
-            by_part = supervise(children)
+            with compacting(settings.offline_dir):  # closed days, off the flow's processes
+                by_part = supervise(children)
         except PartFailed as exc:
             if exc.status < 0:
                 raise PartKilled(exc) from exc
