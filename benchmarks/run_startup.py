@@ -7,7 +7,7 @@ Each run gets a fresh data directory and a topic of its own (so it is empty and 
 recovery state: a first start); then the same command again on that data directory (a
 restart: its recovery state is read back). Starts its own embedded broker and
 Redis-protocol server; prints the machine, the load, and per tree the median and the
-spread of ``--runs`` runs.
+spread of ``--runs`` runs, and the CPU seconds of the command's processes.
 
     python benchmarks/run_startup.py [--runs N] [--baseline DIR]
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,13 +30,21 @@ from machine import describe  # noqa: E402
 HERE = Path(__file__).resolve().parents[1]
 
 
-def run_once(tree: Path, env: dict[str, str]) -> float:
-    """Wall seconds of one ``basketflow run --stop-at-end`` with ``tree``'s code."""
+def children_cpu() -> float:
+    """CPU seconds (user and system) of every descendant process waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(tree: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds of one ``basketflow run --stop-at-end`` with ``tree``'s code, and the
+    CPU seconds of its processes (the command and both parts)."""
+    cpu = children_cpu()
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "basketflow.cli", "run", "--stop-at-end"],
                    env=env | {"PYTHONPATH": str(tree)}, cwd=tree, check=True,
                    capture_output=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu() - cpu
 
 
 def main() -> None:
@@ -49,8 +58,8 @@ def main() -> None:
                                    if args.baseline else {})}
     print(describe())
     print(f"load average before: {os.getloadavg()[0]:.1f}")
-    first: dict[str, list[float]] = {name: [] for name in trees}
-    again: dict[str, list[float]] = {name: [] for name in trees}
+    first: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+    again: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
     with tempfile.TemporaryDirectory() as tmp, \
             embedded_services(Path(tmp) / "servers") as (bootstrap, redis_url):
         for n in range(args.runs):
@@ -65,12 +74,13 @@ def main() -> None:
                 again[name].append(run_once(tree, env))
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     print(f"`basketflow run --stop-at-end` on an empty topic, {args.runs} runs per tree "
-          "in turns, wall seconds: median (min-max)")
+          "in turns: wall seconds, median (min-max); CPU seconds of its processes, median")
     for label, figures in (("first start", first), ("restart (recovery state)", again)):
         for name in trees:
-            values = figures[name]
-            print(f"  {label:26} {name:10} {statistics.median(values):6.2f} s "
-                  f"({min(values):.2f}-{max(values):.2f})")
+            wall = [w for w, _ in figures[name]]
+            cpu = statistics.median(c for _, c in figures[name])
+            print(f"  {label:26} {name:10} {statistics.median(wall):6.2f} s "
+                  f"({min(wall):.2f}-{max(wall):.2f}), CPU {cpu:.2f} s")
 
 
 if __name__ == "__main__":

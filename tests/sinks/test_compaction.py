@@ -157,3 +157,36 @@ def test_compact_command_says_what_it_did(tmp_path: Path) -> None:
     assert '"files_replaced": %d' % files in result.output
     assert len(feature_log_files(data / "offline", "customer")) == len(
         day_folders(data / "offline"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compacted_first", [1, 3])
+def test_a_real_kill_mid_compaction_counts_each_row_once(tmp_path: Path,
+                                                         compacted_first: int) -> None:
+    """``basketflow compact`` killed with SIGKILL as soon as it has renamed
+    ``compacted_first`` compacted files in (so mid-way: some days done, one perhaps with
+    its old files still there, the rest not begun); ``historical`` is what it was, and a
+    second run finishes the job."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "data"
+    write_in_flushes(data / "offline", stream(5, 3000), flush=15)
+    before = training(data / "offline", 5)
+    log_dir = feature_log_dir(data / "offline", "customer")
+    proc = subprocess.Popen([sys.executable, "-m", "basketflow.cli", "--data-dir", str(data),
+                             "compact"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(log_dir.glob("*/compact-*.parquet"))) < compacted_first:
+        assert proc.poll() is None and time.monotonic() < deadline, "compact ended first"
+        time.sleep(0.001)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert any(len(list(folder.glob("*.parquet"))) > 1 for folder in day_folders(data / "offline"))
+    pd.testing.assert_frame_equal(training(data / "offline", 5), before)
+    compact_store(data / "offline")
+    assert all(len(list(folder.glob("*.parquet"))) == 1 for folder in day_folders(data / "offline"))
+    pd.testing.assert_frame_equal(training(data / "offline", 5), before)
