@@ -177,7 +177,6 @@ def closed_days(by_day: dict[date, list[Path]], open_days: int) -> list[date]:
 @contextmanager
 def store_lock(root: Path) -> Iterator[None]:
     """Hold the store's compaction lock (waiting for another compaction to end)."""
-    root.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK_NAME, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -193,6 +192,8 @@ def compact_store(root: Path, views: list[str] | None = None, *, open_days: int 
     count, or files a compacted one replaces."""
     done = Compacted()
     root = Path(root)
+    if not root.is_dir():
+        return done
     with store_lock(root):
         for folder in feature_log_folders(root):
             if views is not None and folder.name not in views:

@@ -14,13 +14,16 @@ import os
 import shutil
 import signal
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from basketflow.app.flow_processes import PartFailed
 from basketflow.app.run_lock import ENV_HELD_BY, run_lock
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
 from basketflow.security import private_dir
+
+if TYPE_CHECKING:
+    from basketflow.flows.scoring import ScoringConfig
 
 
 class PartKilled(BasketflowError):
@@ -108,7 +111,6 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
     the feature registry checked: ``ensure_applied``, as ``basketflow run`` does first)."""
     from basketflow.flows import stopping
     from basketflow.flows.live import PARTS, SERVE, RunOptions, run_live
-    from basketflow.reports.segments import scoring_config
     parts = (part,) if part else PARTS
     recovery_dir = settings.recovery_dir / settings.topic
     run_options = RunOptions(workers=options.workers, snapshot_seconds=options.snapshot_interval,
@@ -123,12 +125,19 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
         stats = run_live(settings, stop_at_end=options.stop_at_end, options=run_options,
                          allowed_lateness=settings.allowed_lateness,
                          max_batch=options.max_batch, parts=parts,
-                         scoring=scoring_config(settings.data_dir) if SERVE in parts else None,
+                         scoring=_scoring(settings) if SERVE in parts else None,
                          metrics_port=options.metrics_port or None)
     return RunFigures(stats.events, stats.dead_letters, stats.offline_rows, stats.online_writes,
                       round(stats.seconds, 3),
                       round(stats.events / stats.seconds, 1) if stats.seconds else 0,
                       stopping.requested())
+
+
+def _scoring(settings: Settings) -> ScoringConfig | None:
+    """The serve part's scoring set-up; imported here, since the segmentation module
+    brings pandas and DuckDB, which the store part never needs."""
+    from basketflow.reports.segments import scoring_config
+    return scoring_config(settings.data_dir)
 
 
 def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFigures:
