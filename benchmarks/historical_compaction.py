@@ -92,7 +92,7 @@ def feast_times(python: str, root: Path, entities: object, features: list[str],
                                        for f in view.stored_features]}  # type: ignore[attr-defined]
                          for name, view in views.items() if name in asked]}
     (tmp / "feast-request.json").write_text(json.dumps(request))
-    done = subprocess.run([python, "-W", "ignore", str(HERE / "feast_historical.py")],
+    done = subprocess.run([python, "-W", "ignore", str(HERE / "feast_historical.py")], cwd=tmp,
                           input=json.dumps(request),
                           capture_output=True, text=True, check=False)
     if done.returncode:
