@@ -190,3 +190,22 @@ def test_a_real_kill_mid_compaction_counts_each_row_once(tmp_path: Path,
     compact_store(data / "offline")
     assert all(len(list(folder.glob("*.parquet"))) == 1 for folder in day_folders(data / "offline"))
     pd.testing.assert_frame_equal(training(data / "offline", 5), before)
+
+
+def test_beside_a_flow_only_closed_days_are_compacted_and_deletes_wait_a_pass(
+        written: tuple[Path, int, pd.DataFrame]) -> None:
+    import time
+
+    from basketflow.sinks.compaction import OPEN_DAYS, compacting
+    root, seed, before = written
+    folders = day_folders(root)
+    closed, open_ = folders[:-OPEN_DAYS], folders[-OPEN_DAYS:]
+    open_names = {f: sorted(p.name for p in f.glob("*.parquet")) for f in open_}
+    with compacting(root, every=0.1):
+        deadline = time.monotonic() + 60
+        while not all(len(list(f.glob("*.parquet"))) == 1 for f in closed):
+            assert time.monotonic() < deadline, "closed days not compacted within 60 s"
+            time.sleep(0.05)
+    assert all(sorted(p.name for p in f.glob("*.parquet")) == names
+               for f, names in open_names.items())
+    pd.testing.assert_frame_equal(training(root, seed), before)
