@@ -65,7 +65,7 @@ from basketflow.sinks.flow_health import FlowHealth, Outage
 
 DEFAULT_MAX_BATCH = 20_000
 #: With ``stop_at_end``, the longest one poll waits while it fills a batch.
-FULL_BATCH_WAIT_S = 0.1
+FULL_BATCH_WAIT_S = 0.01
 #: ``--reset-offsets`` values: read each partition from its first or from its end.
 EARLIEST, LATEST = "earliest", "latest"
 RESETS = (EARLIEST, LATEST)
@@ -261,6 +261,22 @@ def partition_positions() -> list[PartitionPosition]:
     return found
 
 
+#: The longest a reader waits for the topic's metadata before it starts.
+METADATA_WAIT_S = 1.0
+
+
+def _learn_leader(consumer: Consumer, topic: str) -> None:
+    """Ask for the topic's metadata before a partition is assigned at a logical offset
+    (its beginning or end): librdkafka looks that offset up only once it knows the
+    partition's leader, and when the assignment comes first it retries on a fixed
+    half-second timer, which every empty or new topic would wait. A broker that does not
+    answer is left to the reader's own outage handling."""
+    try:
+        consumer.list_topics(topic, timeout=METADATA_WAIT_S)
+    except KafkaException:
+        pass
+
+
 class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
     """Reads one partition; its snapshot is the next offset to read. ``to_end`` starts at
     the partition's end (``--reset-offsets latest``), found from the first fetch."""
@@ -277,8 +293,10 @@ class _PartitionReader(StatefulSourcePartition[list[RawMessage], int]):
                                             "auto.offset.reset": "error",
                                             "error_cb": self._on_error,
                                             "logger": LIBRDKAFKA_LOG})
-        self._consumer.assign([TopicPartition(topic, partition,
-                                              OFFSET_BEGINNING if to_end else offset)])
+        start = OFFSET_BEGINNING if to_end else offset
+        if start < 0:
+            _learn_leader(self._consumer, topic)
+        self._consumer.assign([TopicPartition(topic, partition, start)])
         self._topic = topic
         self._partition = partition
         self._offset = offset

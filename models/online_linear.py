@@ -46,7 +46,6 @@ from typing import Any
 
 import numpy as np
 from river import base
-from scipy.special import expit
 
 #: Columns are added in blocks of this many (arrays grow by doubling beyond it).
 _START_COLUMNS = 64
@@ -199,6 +198,8 @@ class AdaGradOneVsRest(base.Classifier):
 
     def _scores(self, vector: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The scaled example (absent columns 0) and each category's sigmoid."""
+        from scipy.special import expit  # here: scipy is slow to import, and a flow
+        # that scores nothing (an empty topic, no segmentation yet) never needs it
         scaled = (vector - self._shift) * self._inv_scale * present
         return scaled, expit(self._weights @ scaled + self._intercepts)
 

@@ -120,6 +120,15 @@ def read_events(path: str | Path, raw_progress: list[int] | None = None,
     several times faster. ``raw_progress``, when given, is a one-element list kept at the
     number of raw (compressed) bytes read so far, for a progress bar.
     """
+    for items in read_event_blocks(path, raw_progress, block_bytes):
+        yield from items
+
+
+def read_event_blocks(path: str | Path, raw_progress: list[int] | None = None,
+                      block_bytes: int = BLOCK_BYTES
+                      ) -> Iterator[list[Transaction | Rejection]]:
+    """:func:`read_events`'s records a block at a time (a list per block, in file order),
+    for a consumer that handles many records per Python call (the replay)."""
     path = Path(path)
     occurrences = Occurrences()
     with open_bytes(path) as (stream, raw):
@@ -146,7 +155,7 @@ def read_events(path: str | Path, raw_progress: list[int] | None = None,
             if header_due and not (block.needs_more and block.lines == 0):
                 _check_header(block.header, path)
                 header_due = False
-            yield from occurrences.place_all(block.items)
+            yield occurrences.place_all(block.items)
             lines += block.lines
             pending = text[block.consumed:] + rest
             if raw_progress is not None:

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from basketflow.errors import BasketflowError
 from basketflow.offline_uri import PARALLEL_REQUESTS, StoreDir, StorePath, open_for_reading
+from basketflow.sinks.compacted_files import counted
 
 #: The store's folders under its root (see the module docstring).
 EVENTS, DEAD_LETTERS, LATE_EVENTS, SCORES, FEATURES = "events", "dead", "late", "scores", "features"
@@ -120,9 +121,10 @@ def partition_day(name: str) -> date | None:
 
 def partition_files(directory: StoreDir) -> list[StoreDir]:
     """The finished Parquet files of one partition folder, by name (hidden ``.x`` and
-    temporary ``_x`` files are writes in flight)."""
-    return sorted(p for p in directory.glob("*.parquet")
-                  if not p.name.startswith((".", "_")) and p.is_file())
+    temporary ``_x`` files are writes in flight), less those a compacted file replaces
+    (:func:`~basketflow.sinks.compacted_files.counted`)."""
+    return counted(sorted(p for p in directory.glob("*.parquet")
+                          if not p.name.startswith((".", "_")) and p.is_file()))
 
 
 def files_by_day(directory: StoreDir) -> dict[date, list[StoreDir]]:

@@ -16,13 +16,16 @@ import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from subprocess import Popen
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from basketflow.app.flow_processes import PartFailed, describe, is_process
 from basketflow.app.run_lock import ENV_HELD_BY, covered_by_parent, run_lock
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
 from basketflow.security import private_dir
+
+if TYPE_CHECKING:
+    from basketflow.flows.scoring import ScoringConfig
 
 
 class PartKilled(BasketflowError):
@@ -117,7 +120,6 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
     the feature registry checked: ``ensure_applied``, as ``basketflow run`` does first)."""
     from basketflow.flows import stopping
     from basketflow.flows.live import PARTS, SERVE, RunOptions, run_live
-    from basketflow.reports.segments import scoring_config
     parts = (part,) if part else PARTS
     recovery_dir = settings.recovery_dir / settings.topic
     run_options = RunOptions(workers=options.workers, snapshot_seconds=options.snapshot_interval,
@@ -136,12 +138,19 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
         stats = run_live(settings, stop_at_end=options.stop_at_end, options=run_options,
                          allowed_lateness=settings.allowed_lateness,
                          max_batch=options.max_batch, parts=parts,
-                         scoring=scoring_config(settings.data_dir) if SERVE in parts else None,
+                         scoring=_scoring(settings) if SERVE in parts else None,
                          metrics_port=options.metrics_port or None)
     return RunFigures(stats.events, stats.dead_letters, stats.offline_rows, stats.online_writes,
                       round(stats.seconds, 3),
                       round(stats.events / stats.seconds, 1) if stats.seconds else 0,
                       stopping.requested())
+
+
+def _scoring(settings: Settings) -> ScoringConfig | None:
+    """The serve part's scoring set-up; imported here, since the segmentation module
+    brings pandas and DuckDB, which the store part never needs."""
+    from basketflow.reports.segments import scoring_config
+    return scoring_config(settings.data_dir)
 
 
 def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFigures:
@@ -152,6 +161,7 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
     from basketflow.app.flow_processes import child_env, start_child
     from basketflow.flows import stopping
     from basketflow.flows.live import PARTS, check_topics, prepare_run
+    from basketflow.sinks.compaction import compacting
     with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, PARTS):
         if options.from_start:
             shutil.rmtree(settings.recovery_dir / settings.topic, ignore_errors=True)
@@ -163,9 +173,11 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
         if stopping.requested():
             return RunFigures(0, 0, 0, 0, 0.0, 0, stopped=True)
         env = child_env(settings) | {ENV_HELD_BY: str(os.getpid())}
-        by_part = supervised({part: start_child(
+        children = {part: start_child(
             ["--part", part, *part_options(options, part).as_args()], env, verbose)
-            for part in PARTS})
+            for part in PARTS}
+        with compacting(settings.offline_dir):  # closed days, off the flow's processes
+            by_part = supervised(children)
     return combined_figures(by_part)
 
 

@@ -25,6 +25,7 @@ import click
 from basketflow.cli import (
     backfill,
     check,
+    compact,
     data,
     demo,
     features,
@@ -128,6 +129,7 @@ for command in (project.init, project.plan, project.apply,
                 backfill.historical,
                 report.report, report.drift, report.categories, models.score, models.predict,
                 models.segment, models.evaluate, model_registry.models, demo.demo, check.check,
+                compact.compact,
                 serve.serve, security.security):
     cli.add_command(command)
 

@@ -79,17 +79,22 @@ def both_until_error(path: Path, block_bytes: int) -> list[tuple[Records, str]]:
     return outcomes
 
 
-@pytest.fixture(scope="module")
-def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Generated data with every odd line put in after every 97th generated line."""
-    folder = tmp_path_factory.mktemp("mixed")
-    write_csv(folder / "clean.csv", 3000, seed=11)
+def mixed_file(folder: Path, rows: int, seed: int, every: int) -> Path:
+    """``folder/mixed.csv``: generated data with every odd line put in after every
+    ``every``-th generated line."""
+    write_csv(folder / "clean.csv", rows, seed=seed)
     lines = (folder / "clean.csv").read_bytes().decode("latin-1").splitlines(keepends=True)
     for i, odd in enumerate(ODD_LINES):
-        lines.insert(1 + 97 * (i + 1), odd)
+        lines.insert(1 + every * (i + 1), odd)
     path = folder / "mixed.csv"
     path.write_bytes("".join(lines).encode("latin-1"))
     return path
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated data with every odd line put in after every 97th generated line."""
+    return mixed_file(tmp_path_factory.mktemp("mixed"), 3000, seed=11, every=97)
 
 
 @pytest.mark.parametrize("block_bytes", [400, 4096, 1 << 22])

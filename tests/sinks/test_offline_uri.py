@@ -179,6 +179,10 @@ def test_the_commands_on_an_s3_store_write_and_read_what_a_local_run_does(
                  for n in ("got", "want"))
     assert _without_paths(got) == _without_paths(want)
     assert got["store"]["path"] == uri
+    refused = basketflow("compact", env=remote)  # renames and locks: a local store only
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        f"Error: the offline store {uri} is not a local folder"), refused.stderr
 
 
 def test_a_damaged_file_is_named_and_set_aside(offline_root: StoreDir, tmp_path: Path) -> None:

@@ -1,0 +1,156 @@
+"""A small training set over a live flow's feature log, before and after ``basketflow
+compact``, beside Feast in the same run.
+
+Builds the synthetic log of ``benchmarks/historical.py`` (its views, ~400,000 rows over 300
+days), cut into ``--flushes`` files per view and day as a live flow writes it (one file
+per flush), then times ``get_historical_features`` for ``--rows`` label rows (default
+10,000) x 20 features over those files, compacts the log (timed), times it again and
+checks both give the same values. With ``--feast-python`` (an interpreter with Feast
+installed, see ``benchmarks/feast_historical.py``) Feast's ``get_historical_features`` is
+timed on the same compacted files and label rows. Prints the machine, the load, best and
+median of ``--repeat`` calls and rows/s of each.
+
+    python benchmarks/historical_compaction.py [--rows N] [--flushes K] [--repeat R]
+        [--feast-python V/bin/python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import historical as bench  # noqa: E402
+from machine import describe  # noqa: E402
+
+from basketflow.reports import historical  # noqa: E402
+from basketflow.sinks.compaction import compact_store  # noqa: E402
+from basketflow.sinks.offline_layout import feature_log_files  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def cut_into_flushes(root: Path, view: str, flushes: int) -> int:
+    """Cut each day file of a view's log into ``flushes`` files of consecutive rows, as a
+    flow writing a file per flush leaves it; return the file count."""
+    count = 0
+    for path in feature_log_files(root, view):
+        table = pq.read_table(path)
+        path.unlink()
+        bounds = np.linspace(0, table.num_rows, flushes + 1).astype(int)
+        for i in range(flushes):
+            pq.write_table(table.slice(bounds[i], bounds[i + 1] - bounds[i]),
+                           path.parent / f"part-{i:04d}.parquet")
+            count += 1
+    return count
+
+
+def describe_times(label: str, seconds: list[float], rows: int) -> str:
+    """One line: best and median seconds and rows/s at the best."""
+    best = min(seconds)
+    return (f"  {label:38} best {best:6.3f} s, median {statistics.median(seconds):6.3f} s "
+            f"= {rows / best:9,.0f} rows/s")
+
+
+def one_file(root: Path, view: str, tmp: Path) -> str:
+    """The view's whole log as one Parquet file (Feast's file store is slowest on many
+    files: given one, it is timed at its best)."""
+    import pyarrow as pa
+    path = tmp / f"{view}.parquet"
+    tables = [pq.read_table(p) for p in feature_log_files(root, view)]
+    pq.write_table(pa.concat_tables(tables).replace_schema_metadata(None), path)
+    return str(path)
+
+
+def feast_times(python: str, root: Path, entities: object, features: list[str],
+                views: dict[str, object], repeat: int, tmp: Path) -> dict[str, object]:
+    """Feast's timings on the same files and label rows (another interpreter)."""
+    import pandas as pd
+    assert isinstance(entities, pd.DataFrame)
+    labels = entities.drop(columns=["label"]).rename(columns={"timestamp": "event_timestamp"})
+    for column in labels.columns:
+        if column != "event_timestamp":
+            labels[column] = labels[column].astype(str)
+    labels["event_timestamp"] = pd.to_datetime(labels["event_timestamp"], utc=True)
+    labels.to_parquet(tmp / "labels.parquet")
+    asked = {f.split(":")[0] for f in features}
+    request = {"labels": str(tmp / "labels.parquet"), "features": features, "repeat": repeat,
+               "views": [{"name": name, "entity": view.entity,  # type: ignore[attr-defined]
+                          "path": one_file(root, name, tmp),
+                          "features": [(f.name, f.dtype)
+                                       for f in view.stored_features]}  # type: ignore[attr-defined]
+                         for name, view in views.items() if name in asked]}
+    (tmp / "feast-request.json").write_text(json.dumps(request))
+    done = subprocess.run([python, "-W", "ignore", str(HERE / "feast_historical.py")], cwd=tmp,
+                          input=json.dumps(request),
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        sys.exit(f"Feast failed (status {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=10_000, help="label rows")
+    parser.add_argument("--log-rows", type=int, default=400_000, help="feature-log rows")
+    parser.add_argument("--flushes", type=int, default=20, help="files per view and day")
+    parser.add_argument("--features", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--feast-python", help="an interpreter with Feast installed")
+    args = parser.parse_args()
+    views = bench.BENCH_VIEWS
+    historical.registry = lambda: views  # the views of this run, for the join's lookups
+    rng = np.random.default_rng(20101201)
+    print(f"machine: {describe()}")
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "offline"
+        total = sum(bench.ROW_SHARE.values())
+        for name, view in views.items():
+            bench.write_view_log(root, view, int(args.log_rows * bench.ROW_SHARE[name] / total),
+                                 rng)
+        files = sum(cut_into_flushes(root, name, args.flushes) for name in views)
+        entities = bench.entity_rows(views, args.rows, rng)
+        features = bench.asked_features(views, args.features)
+        print(f"feature log: {args.log_rows:,} rows, {len(views)} views x {bench.DAYS} days "
+              f"x {args.flushes} files = {files:,} files; {args.rows:,} label rows x "
+              f"{len(features)} features")
+
+        def ours() -> object:
+            return historical.get_historical_features(root, entities, features)
+
+        before, expected = bench.timed(ours, args.repeat)
+        start = time.perf_counter()
+        done = compact_store(root)
+        compact_seconds = time.perf_counter() - start
+        after, result = bench.timed(ours, args.repeat)
+        columns = [f.replace(":", "__") for f in features]
+        print(f"compact: {done.files_replaced:,} files into {done.days:,} in "
+              f"{compact_seconds:.1f} s ({done.rows:,} rows)")
+        print(describe_times(f"basketflow, {args.flushes} files a day", before, args.rows))
+        print(describe_times("basketflow, compacted (1 file a day)", after, args.rows))
+        print(f"  same values before and after: {bench.same_values(expected, result, columns)}")
+        if args.feast_python:
+            feast = feast_times(args.feast_python, root, entities, features, views,
+                                args.repeat, Path(tmp))
+            print(describe_times("Feast, the log in one file per view", feast["seconds"],
+                                 args.rows))
+            print(f"  Feast: {feast['rows']:,} rows, {feast['non_null']:,} non-null values; "
+                  f"basketflow: {int(result[columns].notna().sum().sum()):,} (Feast has no "
+                  "version filter or seq order, so counts may differ a little)")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
