@@ -36,8 +36,11 @@ def client_config(bootstrap: str) -> dict[str, object]:
 
 
 def producer_config(bootstrap: str) -> dict[str, object]:
-    """A producer tuned for throughput: batches of up to 20 ms, compressed, acks=all."""
+    """A producer tuned for throughput: batches of up to 20 ms, compressed, acks=all;
+    librdkafka's own lines only from warnings up (its notices and info, such as a
+    background queue purged at close, are no business of the user's terminal)."""
     return client_config(bootstrap) | {
+        "log_level": 4,
         "linger.ms": 20,
         "batch.num.messages": 10_000,
         "queue.buffering.max.messages": 500_000,

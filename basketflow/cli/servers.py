@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from typing import Any
 
@@ -81,6 +82,7 @@ def status(settings: Settings, as_json: bool, watch: bool, interval: float,
         report = collect_status(settings, metrics_port=metrics_port)
         print_json(report) if as_json else print_status(report)
         return
+    _ctrl_c_stops()
     try:
         for report in watch_status(settings, interval, metrics_port=metrics_port):
             if as_json:
@@ -94,6 +96,15 @@ def status(settings: Settings, as_json: bool, watch: bool, interval: float,
             print_status(report)
     except KeyboardInterrupt:
         return
+
+
+def _ctrl_c_stops() -> None:
+    """Make Ctrl-C (SIGINT) stop ``--watch`` whatever this process inherited: Python
+    leaves SIGINT ignored when it starts with it ignored (a process started in the
+    background by a shell, or by a parent that ignored it), and a signal blocked in the
+    parent's mask stays blocked in its children."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _rate(per_second: float | None) -> str:

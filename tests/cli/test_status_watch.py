@@ -64,3 +64,16 @@ def test_watch_text_refreshes_until_ctrl_c(settings: Settings) -> None:
     assert len(heads) >= 2, out
     assert heads[0].endswith("flow - events/s, serve part - events/s")
     assert out.count("services") == len(heads)
+
+
+def test_ctrl_c_stops_it_even_when_started_with_sigint_ignored(settings: Settings) -> None:
+    """A shell's background job, or a parent that ignores SIGINT, starts it with SIGINT
+    ignored: Python then leaves it so, and Ctrl-C would never stop the watch."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "basketflow.cli", "status", "--watch", "--interval", "0.5"],
+        env=cli_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err, err
