@@ -214,10 +214,12 @@ class CustomerFolder(Folder):
         the clock after it."""
         if not entity.startswith(GUEST_PREFIX):
             return fresh
-        kept = [e for e in fresh if not _windows_passed(e.ts, clock)]
-        if len(kept) < len(fresh):
-            update.late.extend(LateEvent(e.event_id, entity, e.ts, clock)
-                               for e in fresh if _windows_passed(e.ts, clock))
+        kept: list[Transaction] = []
+        for e in fresh:
+            if _windows_passed(e.ts, clock):
+                update.late.append(LateEvent(e.event_id, entity, e.ts, clock))
+            else:
+                kept.append(e)
         return kept
 
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
