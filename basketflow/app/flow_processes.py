@@ -51,6 +51,10 @@ from basketflow.flows import stopping
 _PR_SET_PDEATHSIG = 1
 #: How often the parent looks at its children: a child's end is noticed this late.
 POLL_SECONDS = 0.05
+#: How long a cluster process's failure waits for a sibling's death by a signal: a killed
+#: process's sockets close before its exit is seen, so the others may report losing it
+#: first, and the killed one is the cause to name.
+CAUSE_SECONDS = 2.0
 
 
 class PartFailed(BasketflowError):
@@ -131,6 +135,7 @@ def supervise(children: dict[str, subprocess.Popen[bytes]]) -> dict[str, dict[st
     sessions of their own, so a terminal's Ctrl-C reaches them from here only): they
     stop cleanly and print their figures, which say so."""
     passed_on = False
+    failing_since: float | None = None
     relays = _relay_errors(children)
     try:
         while any(proc.poll() is None for proc in children.values()):
@@ -143,8 +148,10 @@ def supervise(children: dict[str, subprocess.Popen[bytes]]) -> dict[str, dict[st
             failed = killed_first([(part, proc.returncode) for part, proc
                                    in children.items() if proc.returncode])
             if failed and not passed_on:
-                _stop(children)
-                raise PartFailed(*failed[0])
+                failing_since = failing_since or time.monotonic()
+                if not _may_be_consequence(failed[0], failing_since):
+                    _stop(children)
+                    raise PartFailed(*failed[0])
             time.sleep(POLL_SECONDS)
     finally:
         for relay in relays:
@@ -166,10 +173,19 @@ def killed_first(failed: list[tuple[str, int]]) -> list[tuple[str, int]]:
     return sorted(failed, key=lambda item: item[1] > 0)
 
 
+def _may_be_consequence(failed: tuple[str, int], since: float) -> bool:
+    """Whether a cluster process that failed (not killed) may have failed because a
+    sibling was killed whose death is not seen yet: wait :data:`CAUSE_SECONDS` for it."""
+    part, status = failed
+    return (is_process(part) and status > 0
+            and time.monotonic() - since < CAUSE_SECONDS)
+
+
 def _relay_errors(children: dict[str, subprocess.Popen[bytes]]) -> list[threading.Thread]:
     """Threads copying each child's standard error to ours, line by line; an ``Error:``
     line that follows another child's, or another child's death by a signal (which this
-    run then reports), is shown as a note, so a run shows one error. Once a child was
+    run then reports), is shown as a note, so a run shows one error; a cluster process's
+    ``Error:`` line waits :data:`CAUSE_SECONDS` for such a death first. Once a child was
     killed, the others' other lines are dropped: in a cluster they are Bytewax's panic
     of the workers that lost it."""
     lock = threading.Lock()
@@ -179,9 +195,17 @@ def _relay_errors(children: dict[str, subprocess.Popen[bytes]]) -> list[threadin
         return any(other.poll() is not None and other.returncode < 0
                    for other in children.values())
 
+    def killed_soon(part: str) -> bool:
+        deadline = time.monotonic() + (CAUSE_SECONDS if is_process(part) else 0)
+        while not killed() and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+        return killed()
+
     def relay(part: str, stream: Any) -> None:
         for raw in iter(stream.readline, b""):
             line = raw.decode(errors="replace")
+            if line.startswith("Error: "):
+                killed_soon(part)  # outside the lock: the others go on meanwhile
             with lock:
                 if line.startswith("Error: "):
                     if failed or killed():

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -200,3 +201,28 @@ def test_a_part_killed_by_a_signal_stops_the_run_with_one_error(replayed: Settin
     assert proc.returncode == 1 and len(lines) == 1, err.decode()[-3000:]
     assert "killed by SIGKILL" in lines[0] and "run the same command again" in lines[0]
     assert gone([other])
+
+
+def test_a_cluster_names_the_killed_process_when_another_reports_losing_it_first(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """A killed process's sockets close before its death is seen, so a sibling may print
+    that it lost the cluster first (seen in CI): the run still names the killed one, and
+    the sibling's line becomes a note."""
+    from basketflow.app.run import PartKilled, supervised
+    lost = ("import sys; sys.stderr.write('Error: process 0 of the flow lost the rest of "
+            "its Bytewax cluster\\n'); sys.stderr.flush(); sys.exit(1)")
+    child = {"process 0": subprocess.Popen([sys.executable, "-c", lost],
+                                           stderr=subprocess.PIPE, stdout=subprocess.PIPE),
+             "process 1": subprocess.Popen([sys.executable, "-c", "import time; "
+                                            "time.sleep(60)"],
+                                           stderr=subprocess.PIPE, stdout=subprocess.PIPE)}
+    child["process 0"].wait()  # its line is written before the other's death is seen
+    timer = threading.Timer(0.5, child["process 1"].kill)
+    timer.start()
+    with pytest.raises(PartKilled) as raised:
+        supervised(child)
+    timer.join()
+    assert raised.value.part == "process 1"
+    assert capfd.readouterr().err.splitlines() == [
+        "(process 0 stopped too: process 0 of the flow lost the rest of its Bytewax "
+        "cluster)"]
