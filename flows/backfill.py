@@ -157,8 +157,10 @@ def run_backfill(events: Callable[[], Iterator[Transaction]], outputs: FeatureOu
                  options: RunOptions, on_batch: Callable[[int], None] = lambda n: None,
                  batch: int = BATCH, processes: int = 1) -> FlowStats:
     """Run the feature steps over the events, ``batch`` at a time; return the run's
-    counters. With scoring, small batches replay the order a tailing flow sees (the one
-    model takes each batch customer by customer). The offline store must be writable
+    counters. With scoring, the scoring steps run as a replay (one step folds, learns
+    and predicts in event order: :attr:`~basketflow.flows.scoring.ScoringConfig.replay`),
+    and small batches replay the order a tailing flow sees (the one step takes each batch
+    customer by customer). The offline store must be writable
     (:class:`~basketflow.sinks.offline_store.StoreUnwritable` at once if not).
 
     ``processes`` above 1 splits the entities over that many processes (see the module
@@ -169,6 +171,8 @@ def run_backfill(events: Callable[[], Iterator[Transaction]], outputs: FeatureOu
     """
     if outputs.offline_root is not None:
         ensure_writable(outputs.offline_root)
+    if outputs.scoring is not None:
+        outputs = replace(outputs, scoring=replace(outputs.scoring, replay=True))
     if processes == 1:
         return _run_shard(events, outputs, options, on_batch, batch, None)
     if processes < 1:

@@ -21,8 +21,10 @@ cost is paid per batch and per entity, not per event. Stream by stream::
                   write the rows of the moments its windows move on
     online        latest values of each changed entity -> Redis, once per batch
     feature-log   every new value row -> Parquet `features/<view>/`, idempotent
-    score         customer updates, all to one key: the River classifier predicts on every
-                  basket update, learns from closed labelled baskets (basketflow.flows.scoring)
+    predict       customer updates, by shard: the champion predicts on every basket update;
+                  closed labelled baskets go on (basketflow.flows.scoring)
+    learn         closed labelled baskets, all to one key: the River classifier learns and
+                  registers its versions
     scores        latest score per customer -> Redis; every prediction -> `scores/`
     count-progress  next offsets and counts so far, kept in the recovery state
     progress      -> Redis, for `basketflow status`
@@ -103,7 +105,8 @@ from basketflow.flows.recovery_store import (
     ensure_sound,
     mark_content_ids,
 )
-from basketflow.flows.scoring import MODEL_KEY, ScoringConfig, scoring_step
+from basketflow.flows.open_baskets import ClosedBasket
+from basketflow.flows.scoring import MODEL_KEY, Predicted, ScoringConfig, ScoringSteps
 from basketflow.flows.shards import EntityShard
 from basketflow.kafka import (
     DEFAULT_PARTITIONS,
@@ -283,7 +286,7 @@ def add_feature_steps(batches: Stream[ClockedBatch], outputs: FeatureOutputs,
                                   outputs.allowed_lateness)
         folded.append(customers)
         if outputs.scoring is not None:
-            add_scoring_steps(op.key_rm("customer-updates", customers), outputs, stats)
+            add_scoring_steps(customers, outputs, stats)
     if "product" in outputs.entities:
         product_lines = coalesce("product-lines", op.map(
             "keep-products", batches,
@@ -325,17 +328,29 @@ def fold_entities(kind: str, shards: Stream[tuple[str, ShardBatch]],
                             folder_step(folder, lateness))
 
 
-def add_scoring_steps(customer_updates: Stream[FeatureUpdate], outputs: FeatureOutputs,
+def add_scoring_steps(customer_updates: KeyedStream[FeatureUpdate], outputs: FeatureOutputs,
                       stats: FlowStats) -> None:
-    """Score every basket update with the one River model; write the scores online and
-    to the offline score log, and the challenger's (made in shadow) to the offline
-    shadow score log only."""
+    """Score every basket update where it is, with the process's champion; learn from
+    the closed labelled baskets in one place (:mod:`basketflow.flows.scoring`); write the
+    scores online and to the offline score log, and the challenger's (made in shadow) to
+    the offline shadow score log only."""
     assert outputs.scoring is not None
-    to_model = op.key_on("to-model", customer_updates, lambda _u: MODEL_KEY)
-    score = scoring_step(outputs.scoring)
-    predicted = pickled_flat_map("score", to_model, lambda state, update: stats.writing(
-        lambda: score(state, update)))  # it registers the model's versions
-    split = op.branch("shadow-or-served", predicted,
+    steps = ScoringSteps(outputs.scoring)
+    if outputs.scoring.replay:
+        to_model = op.key_on("to-model", op.key_rm("customer-updates", customer_updates),
+                             lambda _u: MODEL_KEY)
+        scores = pickled_flat_map("score", to_model, lambda state, update: stats.writing(
+            lambda: steps.replay(state, update)))  # it registers the model's versions
+    else:
+        predicted = pickled_flat_map("predict", customer_updates, steps.predict)
+        to_learn = op.branch("closed-or-scored", predicted,
+                             lambda kv: isinstance(kv[1], ClosedBasket))
+        closed = op.key_on("to-learner", op.key_rm("closed", to_learn.trues),
+                           lambda _basket: MODEL_KEY)
+        pickled_flat_map("learn", closed, lambda state, basket: stats.writing(
+            lambda: steps.learn(state, basket)))  # it registers the model's versions
+        scores = to_learn.falses
+    split = op.branch("shadow-or-served", scores,
                       lambda kv: isinstance(kv[1], ShadowScoreRow))
     scored = cast(KeyedStream[ScoreRow], split.falses)
     op.inspect("count-scores", scored, lambda _step, keyed: stats.scored(keyed[1]))

@@ -23,7 +23,8 @@ from pathlib import Path
 from basketflow.errors import BasketflowError
 from basketflow.flows.backfill import offline_events, run_backfill
 from basketflow.flows.live import FeatureOutputs, RunOptions
-from basketflow.flows.scoring import ScoringConfig, ScoringState
+from basketflow.flows.learner import Learner
+from basketflow.flows.scoring import ScoringConfig
 from basketflow.offline_uri import StoreDir
 from basketflow.reports.segments import load_labels, load_segmentation
 from basketflow.schemas.events import Transaction
@@ -55,7 +56,7 @@ class Trained:
     """A model learnt from history: the scoring state it ended in (model, prequential
     figures, event-time clock) and the segmentation whose labels it learnt."""
 
-    state: ScoringState
+    state: Learner
     segmentation: str
 
 
@@ -71,7 +72,7 @@ def train(data_dir: Path, until: date | None = None,
     :class:`NothingLearnt` when no labelled basket closed."""
     segmentation = load_segmentation(data_dir)
     labels = load_labels(data_dir, segmentation.version)
-    final: dict[str, ScoringState] = {}
+    final: dict[str, Learner] = {}
     scoring = ScoringConfig(labels, segmentation.version,
                             on_state=lambda state: final.__setitem__("state", state))
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,13 +20,10 @@ from basketflow.config import ENV_DATA_DIR, ENV_KAFKA, ENV_PREFIX, ENV_REDIS, EN
 from basketflow.features.entity_features import CustomerFolder, FeatureUpdate
 from basketflow.flows.backfill import file_events, run_backfill
 from basketflow.flows.live import FeatureOutputs, RunOptions, run_live
-from basketflow.flows.scoring import (
-    WATCH_SECONDS,
-    ScoringConfig,
-    ScoringState,
-    initial_model,
-    scoring_step,
-)
+from basketflow.flows.learner import Learner, initial_model
+from basketflow.flows.open_baskets import ClosedBasket, fold_basket
+from basketflow.flows.predictor import WATCH_SECONDS
+from basketflow.flows.scoring import ScoringConfig, ScoringSteps
 from basketflow.models.classifier import BasketClassifier, classifier_features
 from basketflow.models.aliases import CHAMPION
 from basketflow.models.registry import (
@@ -40,11 +37,15 @@ from basketflow.producers.replay import replay
 from basketflow.producers.synthetic import write_csv
 from basketflow.reports.segments import assign_customers, fit_segments, scoring_config
 from basketflow.schemas.events import parse_row
+from basketflow.schemas.records import ScoreRow
 from basketflow.sinks.online_store import RedisOnlineStore, connect
 
 
 def test_the_flow_scores_basket_updates_once_customers_are_labelled(
         settings: Settings, tmp_path: Path) -> None:
+    """A first run learns and registers versions (every prediction waits for one: the
+    whole topic is one batch); a second run, over the topic's later lines, scores every
+    basket update with the versions the learner published."""
     assert settings.kafka_bootstrap and settings.redis_url
     source = tmp_path / "events.csv"
     write_csv(source, rows=12_000, seed=4, start=date(2011, 1, 1), end=date(2011, 6, 30))
@@ -53,7 +54,18 @@ def test_the_flow_scores_basket_updates_once_customers_are_labelled(
                  RunOptions(snapshot_seconds=3600))
     segmentation = fit_segments(settings.data_dir, date(2011, 4, 30), k=8)
     assign_customers(settings.data_dir)
-    replay(source, settings.kafka_bootstrap, settings.topic, settings.dead_topic)
+    text = source.read_text(encoding="iso-8859-1").splitlines(keepends=True)
+    (tmp_path / "first.csv").write_text("".join(text[:8_001]), encoding="iso-8859-1")
+    (tmp_path / "second.csv").write_text("".join(text[:1] + text[8_001:]),
+                                         encoding="iso-8859-1")
+    replay(tmp_path / "first.csv", settings.kafka_bootstrap, settings.topic,
+           settings.dead_topic)
+    run_live(settings, stop_at_end=True, options=RunOptions(),
+             scoring=scoring_config(settings.data_dir))
+    first_versions = Registry(registry_dir(settings.data_dir)).versions()
+    assert first_versions
+    replay(tmp_path / "second.csv", settings.kafka_bootstrap, settings.topic,
+           settings.dead_topic)
 
     stats = run_live(settings, stop_at_end=True, options=RunOptions(),
                      scoring=scoring_config(settings.data_dir))
@@ -87,7 +99,10 @@ def test_the_flow_scores_basket_updates_once_customers_are_labelled(
     read = newest.lineage.offsets  # the Kafka offsets read, at most the topic's end
     assert read and all(k.startswith(f"offset:{settings.topic}:") for k in read)
     assert 0 < sum(read.values()) <= 12_000
-    assert newest.metrics["since_start"]["baskets"] == 100 * len(versions) - 1
+    assert len(versions) > len(first_versions)  # the second run went on learning, from
+    assert versions[len(first_versions)].lineage.parent == first_versions[-1].id  # the
+    assert newest.metrics["since_start"]["baskets"] == 100 * (  # champion, its figures new
+        len(versions) - len(first_versions))
     assert registry.load(newest.id).n_learned == newest.lineage.n_learned
 
     entity = latest.index[0]
@@ -114,23 +129,55 @@ def lines(customer: str, *rows: tuple[str, str, float]) -> list[FeatureUpdate]:
     return out
 
 
-def test_baskets_close_on_the_next_invoice_or_the_gap_and_teach_labelled_customers() -> None:
-    config = ScoringConfig({"1": "big", "2": "small"}, "seg-1", None, gap_seconds=3600)
-    state = ScoringState(BasketClassifier("seg-1"))
-    first = lines("1", ("5001", "3/1/2011 10:00", 90.0), ("5002", "3/2/2011 10:00", 80.0))
-    assert state.score(first[0], config) == []  # nothing learnt yet: no score
-    assert state.model.n_learned == 0
-    state.score(first[1], config)  # the next invoice closes 5001: learnt as "big"
-    assert state.model.n_learned == 1
-    second = lines("2", ("6001", "3/2/2011 10:30", 1.0))[0]
-    [scored] = state.score(second, config)
-    assert (scored.entity, scored.invoice, scored.score.category) == ("2", "6001", "big")
-    guest = lines("", ("7001", "3/2/2011 12:00", 5.0))[0]
-    state.score(guest, config)  # 1 h 30 after 5002 and 6001: both close on the gap
-    assert state.model.n_learned == 3 and set(state.open) == {guest.entity}
-    later = lines("", ("7002", "3/2/2011 14:00", 5.0))[0]
-    state.score(later, config)  # the guest's basket closes too, but has no label
-    assert state.model.n_learned == 3
+def test_baskets_close_on_the_next_invoice_or_the_gap_and_only_labelled_ones_go_on(
+        ) -> None:
+    folder = CustomerFolder()
+
+    def line(invoice: str, when: str) -> FeatureUpdate:
+        e = parse_row([invoice, "85123A", "HEART", "1", when, "2.5", "1",
+                       "United Kingdom"], f"f:{invoice}:{when}")
+        update = folder.fold("1", [e], 3600)
+        assert update is not None
+        return update
+
+    first = line("5001", "3/1/2011 10:00")
+    basket, scored, closed = fold_basket(None, first, "big", 3600)
+    assert [(s.invoice, s.ts) for s in scored] == [("5001", first.ts)] and closed == []
+    basket, scored, closed = fold_basket(basket, line("5001", "3/1/2011 10:40"), "big", 3600)
+    assert basket is not None and basket.last_ts == first.ts + 2400 and closed == []
+    nxt = line("5002", "3/1/2011 11:00")  # the next invoice closes 5001 at its time
+    basket, _, closed = fold_basket(basket, nxt, "big", 3600)
+    assert [(c.invoice, c.label, c.moment) for c in closed] == [("5001", "big", nxt.ts)]
+    later = line("5003", "3/1/2011 13:00")  # 2 h later: 5002 closed by the gap, an hour on
+    basket, _, closed = fold_basket(basket, later, "big", 3600)
+    assert [(c.invoice, c.moment) for c in closed] == [("5002", nxt.ts + 3600)]
+    assert closed[0].x == classifier_features(nxt.values["basket"], nxt.values["customer"])
+    woken = folder.fold("1", [], 3600, later.ts + 2 * 86_400)  # the clock wakes it: rows
+    assert woken is not None and {r[0] for r in woken.rows} == {"customer"}
+    basket, scored, closed = fold_basket(basket, woken, "big", 3600)
+    assert basket is None and scored == [] and [c.invoice for c in closed] == ["5003"]
+    # an unlabelled customer or a guest: scored, nothing kept, nothing to learn
+    basket, scored, closed = fold_basket(None, line("5004", "3/9/2011 10:00"), None, 3600)
+    assert basket is None and len(scored) == 1 and closed == []
+
+
+def closed_basket(invoice: str, moment: int, label: str = "big") -> ClosedBasket:
+    x = classifier_features({"value": 10.0 if label == "small" else 90.0, "lines": 2,
+                             "country": "France"}, None)
+    return ClosedBasket("1", invoice, x, label, moment)
+
+
+def test_the_learner_measures_learns_and_registers_every_n_baskets(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    learner = Learner(BasketClassifier("seg-1"))
+    for n in range(5):
+        learner.learn(closed_basket(str(n), 100 + n, ["big", "small"][n % 2]), registry, 2)
+    assert learner.model.n_learned == 5 and learner.unsaved == 1
+    versions = registry.versions()
+    assert [v.lineage.n_learned for v in versions] == [2, 4]
+    assert [v.lineage.parent for v in versions] == [None, versions[0].id]
+    assert versions[-1].lineage.clock == 103 and registry.alias(CHAMPION) == versions[-1].id
+    assert learner.quality.metrics()["since_start"]["baskets"] == 4  # measured, then learnt
 
 
 def _learnt(labels: str, n: int) -> BasketClassifier:
@@ -144,60 +191,72 @@ def _learnt(labels: str, n: int) -> BasketClassifier:
 def test_a_basket_the_starting_version_had_learnt_is_not_learnt_again(
         tmp_path: Path) -> None:
     registry = Registry(tmp_path)
-    config = ScoringConfig({"1": "big"}, "seg-1")
-    first = lines("1", ("5001", "3/1/2011 10:00", 90.0), ("5002", "3/2/2011 10:00", 80.0),
-                  ("5003", "3/3/2011 10:00", 70.0))
-    model = _learnt("seg-1", 3)  # it learnt up to 5002's line: 5001 closed, 5002 open
-    version = registry.register(model, Lineage.of(model, "train", clock=first[1].ts), {})
-    state = ScoringState(registry.load(version.id), version)
-    for update in first:
-        state.score(update, config)
-    assert state.model.n_learned == 4  # 5001 closed by then: skipped; 5002 after: learnt
+    model = _learnt("seg-1", 3)  # it learnt up to event time 200
+    version = registry.register(model, Lineage.of(model, "train", clock=200), {})
+    learner = Learner(registry.load(version.id), version)
+    for moment in (150, 200, 201):
+        learner.learn(closed_basket(str(moment), moment), None, 100)
+    assert learner.model.n_learned == 4  # closed by its clock: skipped; after it: learnt
     # a snapshot of an earlier release (no version fields) restores with none
-    old = ScoringState(_learnt("seg-1", 1))
+    old = Learner(_learnt("seg-1", 1))
     for name in ("head", "learnt_until", "adopted", "quality"):
         delattr(old, name)
     restored = pickle.loads(pickle.dumps(old))
     assert (restored.head, restored.learnt_until, restored.adopted) == (None, 0, 0)
-    restored.score(first[0], config)
-    assert restored.quality.metrics()["since_start"]["baskets"] == 0
+    restored.learn(closed_basket("5001", 1), None, 100)
+    assert restored.quality.metrics()["since_start"]["baskets"] == 1
 
 
-def test_the_step_starts_from_the_champion_of_its_labels_and_refuses_a_tampered_one(
+def test_the_steps_start_from_the_champion_of_their_labels_and_refuse_a_tampered_one(
         tmp_path: Path) -> None:
     registry = Registry(tmp_path)
     config = ScoringConfig({}, "seg-1", tmp_path)
-    assert initial_model(config, registry)[1] is None  # an empty registry: a fresh model
+    assert initial_model("seg-1", registry)[1] is None  # an empty registry: a fresh model
+    assert ScoringSteps(config).predictor.models() == (None, None)  # nothing to score with
     first = registry.register(_learnt("seg-1", 1), Lineage.of(_learnt("seg-1", 1), "flow"),
                               {}, follow=True)
     second = registry.register(_learnt("seg-1", 2), Lineage.of(_learnt("seg-1", 2), "flow",
                                first.id), {}, follow=True)
     registry.promote(first.id)
-    model, start = initial_model(config, registry)
+    model, start = initial_model("seg-1", registry)
     assert start is not None and (model.n_learned, start.id) == (1, first.id)
+    assert ScoringSteps(config).predictor.version == first.id
     # New labels make another model: a fresh start, the versions of the old one are left.
-    assert initial_model(ScoringConfig({}, "seg-2", tmp_path), registry)[1] is None
+    assert initial_model("seg-2", registry)[1] is None
     registry.promote(second.id)
     (tmp_path / ARTIFACTS / f"{second.sha256}.pkl").write_bytes(b"tampered")
     with pytest.raises(RegistryError, match=f"model version {second.id} was refused"):
-        scoring_step(config)
+        ScoringSteps(config)
 
 
-def test_a_promoted_version_is_adopted_by_the_running_step_and_learning_goes_on(
+def test_predictions_use_the_published_version_and_follow_promotes_while_learning_goes_on(
         tmp_path: Path) -> None:
     registry, cli_side = Registry(tmp_path), Registry(tmp_path)
-    config = ScoringConfig({"1": "big"}, "seg-1", tmp_path, register_every=1)
+    config = ScoringConfig({"1": "big"}, "seg-1", tmp_path, register_every=2)
     old = registry.register(_learnt("seg-1", 5), Lineage.of(_learnt("seg-1", 5), "flow"), {},
                             follow=True)
-    step = scoring_step(config)
-    first = lines("1", ("5001", "3/1/2011 10:00", 90.0), ("5002", "3/2/2011 10:00", 80.0))
-    state, _ = step(None, first[0])
-    state, _ = step(state, first[1])  # 5001 closes: learnt, registered, the champion follows
-    assert state.model.n_learned == 6 and registry.alias(CHAMPION) == state.head != old.id
-    cli_side.promote(old.id)
+    steps = ScoringSteps(config)
+    updates = lines("1", ("5001", "3/1/2011 10:00", 90.0), ("5002", "3/2/2011 10:00", 80.0),
+                    ("5003", "3/3/2011 10:00", 70.0))
+    basket, out = steps.predict(None, updates[0])
+    [scored] = out
+    assert isinstance(scored, ScoreRow) and scored.score.category == "small"  # old's
+    basket, out = steps.predict(basket, updates[1])
+    closed = [o for o in out if isinstance(o, ClosedBasket)]
+    assert [c.invoice for c in closed] == ["5001"]
+    learner, _ = steps.learn(None, closed[0])  # learnt, not yet published: scores stay
+    assert learner.model.n_learned == 6 and registry.alias(CHAMPION) == old.id
     time.sleep(WATCH_SECONDS)
-    more = lines("1", ("5003", "3/3/2011 10:00", 70.0))[0]
-    state, [scored] = step(state, more)  # adopts 5 baskets learnt, learns 5002 on top
-    assert state.model.n_learned == 6 and registry.alias(CHAMPION) == state.head
-    assert registry.get(state.head).lineage.parent == old.id
-    assert scored.score.model_version == old.model
+    assert steps.predictor.models()[0].n_learned == 5
+    basket, out = steps.predict(basket, updates[2])
+    learner, _ = steps.learn(learner, [o for o in out if isinstance(o, ClosedBasket)][0])
+    assert registry.alias(CHAMPION) == learner.head != old.id  # registered: followed
+    time.sleep(WATCH_SECONDS)
+    assert steps.predictor.models()[0].n_learned == 7  # every process loads it
+    cli_side.promote(old.id)  # by hand: the predictions and the learner go back to it
+    time.sleep(WATCH_SECONDS)
+    assert steps.predictor.models()[0].n_learned == 5
+    learner, _ = steps.learn(learner, closed_basket("5009", updates[2].ts + 7200))
+    assert (learner.model.n_learned, learner.head) == (6, old.id)  # adopted, learnt on
+    learner, _ = steps.learn(learner, closed_basket("5010", updates[2].ts + 9000))
+    assert registry.get(learner.head).lineage.parent == old.id

@@ -5,9 +5,9 @@ store; bad lines, no model: 422, 503."""
 
 from __future__ import annotations
 
-import copy
 import json
 import random
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -17,10 +17,11 @@ import pytest
 
 from basketflow.config import Settings
 from basketflow.features.entity_features import CustomerFolder
-from basketflow.flows.scoring import ScoringConfig, ScoringState
+from basketflow.flows.scoring import ScoringConfig, ScoringSteps
 from basketflow.models.classifier import BasketClassifier, classifier_features
 from basketflow.models.registry import Lineage, Registry, registry_dir
 from basketflow.schemas.events import Transaction, format_invoice_date
+from basketflow.schemas.records import ScoreRow
 from basketflow.schemas.features import registry
 from tests.serving.conftest import Server, events, start_server, store_of
 
@@ -70,15 +71,19 @@ def basket_rows(customer: str, invoice: str, start_minute: int) -> list[list[str
 def flow_scores(folder: CustomerFolder, model: BasketClassifier, entity: str,
                 lines: list[Transaction]) -> list[dict[str, Any]]:
     """The flow's score after each line: its customer folder, one line per batch, then
-    its scoring state with the same model (it learns nothing: no labels)."""
-    state, config, scores = ScoringState(copy.deepcopy(model)), ScoringConfig(), []
-    for line in lines:
-        update = folder.fold(entity, [line], 3600)
-        assert update is not None
-        (row,) = state.score(update, config)
-        scores.append({"category": row.score.category,
-                       "probabilities": row.score.probabilities,
-                       "model_version": row.score.model_version})
+    its predict step, with the model as the champion of a registry of its own."""
+    with tempfile.TemporaryDirectory() as tmp:
+        Registry(Path(tmp)).register(model, Lineage.of(model, "flow"), {}, follow=True)
+        steps, basket, scores = ScoringSteps(ScoringConfig({}, model.labels_version,
+                                                           Path(tmp))), None, []
+        for line in lines:
+            update = folder.fold(entity, [line], 3600)
+            assert update is not None
+            basket, (row,) = steps.predict(basket, update)
+            assert isinstance(row, ScoreRow)
+            scores.append({"category": row.score.category,
+                           "probabilities": row.score.probabilities,
+                           "model_version": row.score.model_version})
     return scores
 
 
