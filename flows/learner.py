@@ -54,13 +54,17 @@ class Learner:
         if "quality" not in state:
             self.quality = Prequential()
 
+    def saw(self, ts: int) -> None:
+        """Note an event time the flow consumed: a version registered now is of it."""
+        self.newest_ts = max(self.newest_ts, ts)
+
     def learn(self, basket: ClosedBasket, registry: Registry | None, register_every: int,
               offsets: dict[str, int] | None = None) -> bool:
         """Measure the model on a closed basket, then learn it, unless the version the
         model continues had closed it already (by its clock). Every ``register_every``
         baskets learnt the model is published: registered as a version with the Kafka
         ``offsets`` read so far (when there is a ``registry``); whether it was."""
-        self.newest_ts = max(self.newest_ts, basket.moment)
+        self.saw(basket.moment)
         if basket.moment <= self.learnt_until:
             return False
         if self.model.n_learned:

@@ -4,12 +4,13 @@ The predict step (:mod:`basketflow.flows.scoring`), keyed by customer like the c
 feature step, keeps the basket a labelled customer is filling: its invoice, the
 classifier's features of its last update and that update's event time. A basket
 **closes** at the customer's next invoice, or once ``gap_seconds`` of event time passed
-after its last line; its *moment* is the earlier of the two, so it depends on the
-customer's own events only, never on the order other customers' events arrived in. The
-gap is seen at the customer's next feature update: its next line, or the next moment a
-tile of it leaves a window (the clock wakes the customer then, a day after its last hour
-at the latest), so a basket closed by the gap reaches the learner up to a day of event
-time after its moment. A closed basket becomes a :class:`ClosedBasket`, the one thing
+after its last line. The gap is seen at the customer's next feature row: its next line,
+or the next moment a tile of it leaves a window (the clock wakes the customer then, a
+day after its last hour at the latest), so a basket closed by the gap reaches the
+learner up to a day of event time after the gap. Its *moment* is the event time of the
+row that closed it: it depends on the customer's own events only, never on the order
+other customers' events arrived in, so a replay of the same events closes each basket
+at the same moment. A closed basket becomes a :class:`ClosedBasket`, the one thing
 the learner receives: far fewer items than the updates, so one learner keeps up with
 every worker's predictions. Unlabelled customers and guests teach nothing: no basket of
 theirs is kept.
@@ -26,8 +27,9 @@ from basketflow.schemas.records import FeatureUpdate
 
 @dataclass(frozen=True, slots=True)
 class ClosedBasket:
-    """A labelled customer's basket, complete at event time ``moment``: its last
-    features ``x`` and its customer's category ``label``: what the learner learns."""
+    """A labelled customer's basket, seen complete at event time ``moment`` (the row
+    that closed it): its last features ``x`` and its customer's category ``label``: what
+    the learner learns."""
 
     entity: str
     invoice: str
@@ -76,8 +78,8 @@ def fold_basket(basket: OpenBasket | None, update: FeatureUpdate, label: str | N
     >>> [(u.invoice, u.seq) for u in scored], basket.invoice, closed
     ([('5001', 1)], '5001', [])
     >>> basket, scored, closed = fold_basket(basket, update("5002", "3/1/2011 10:30"), "big", 3600)
-    >>> [(c.invoice, c.moment - basket.last_ts) for c in closed]
-    [('5001', 0)]
+    >>> [(c.invoice, c.moment == basket.last_ts) for c in closed]
+    [('5001', True)]
     """
     scored: list[BasketUpdate] = []
     closed: list[ClosedBasket] = []
@@ -85,7 +87,7 @@ def fold_basket(basket: OpenBasket | None, update: FeatureUpdate, label: str | N
                      if view == "customer"}
     for view, entity, ts, seq, values in update.rows:
         if basket is not None and ts > basket.last_ts + gap_seconds:
-            _close(entity, basket, label, basket.last_ts + gap_seconds, closed)
+            _close(entity, basket, label, ts, closed)
             basket = None
         if view != "basket":
             continue

@@ -152,6 +152,8 @@ class ScoringSteps:
                                               config.gap_seconds)
         if basket is not None:
             state.baskets[update.entity] = basket
+        for row in updates:
+            state.learner.saw(row.ts)
         for done in closed:
             if state.learner.learn(done, self.registry, config.register_every,
                                    config.offsets):

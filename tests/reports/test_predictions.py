@@ -17,10 +17,10 @@ from click.testing import CliRunner
 
 from basketflow.cli import cli
 from basketflow.config import ENV_DATA_DIR, ENV_KAFKA, ENV_PREFIX, ENV_REDIS, ENV_TOPIC, Settings
-from basketflow.flows.live import RunOptions, run_live
+from basketflow.flows.backfill import file_events, run_backfill
+from basketflow.flows.live import FeatureOutputs, RunOptions
 from basketflow.models.classifier import BasketClassifier, classifier_features
 from basketflow.models.registry import Lineage, Registry, registry_dir
-from basketflow.producers.replay import replay
 from basketflow.reports.predictions import live_at, saved_models
 from basketflow.reports.segments import scoring_config
 from tests.labelled_store import labelled
@@ -39,18 +39,20 @@ def test_predicting_at_a_baskets_time_gives_the_score_the_flow_logged(
         settings: Settings, tmp_path: Path) -> None:
     assert settings.kafka_bootstrap
     source = labelled(settings, tmp_path)
-    # one partition, one event a batch: the flow scores in event-time order, as a flow
-    # tailing the shop does, so a checkpoint's event time tells which baskets it scored
-    # (a backlog read in large batches folds months of a customer at once)
-    replay(source, settings.kafka_bootstrap, settings.topic, settings.dead_topic,
-           partitions=1)
+    # the replay of history (the backfill's scoring step) folds, learns and predicts in
+    # event order, one event a batch, predicting with the version published last: as a
+    # flow tailing the shop does, without the wall-clock delay of loading each version
     config = scoring_config(settings.data_dir)
     assert config is not None  # a version after every basket learnt, all kept: the weights
-    run_live(settings, stop_at_end=True, options=RunOptions(), max_batch=1,
-             scoring=dataclasses.replace(config, register_every=1, keep=10**9))
+    replayed = tmp_path / "replayed"
+    run_backfill(file_events(source, [0]),
+                 FeatureOutputs(None, settings.prefix, replayed, store_events=False,
+                                scoring=dataclasses.replace(config, register_every=1,
+                                                            keep=10**9)),
+                 RunOptions(snapshot_seconds=3600), batch=1)
 
     history = saved_models(Registry(registry_dir(settings.data_dir)))
-    scores = pd.read_parquet(settings.offline_dir / "scores").drop(columns=["date"])
+    scores = pd.read_parquet(replayed / "scores").drop(columns=["date"])
     last = scores.sort_values(["entity_id", "ts", "seq"]).groupby(
         ["entity_id", "ts"], as_index=False).last()
     # a version registered at a basket's own time may have come before or after its
