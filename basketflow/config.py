@@ -43,6 +43,9 @@ ENV_OFFLINE_STORE = "BASKETFLOW_OFFLINE_STORE"
 ENV_OFFLINE_URI = "BASKETFLOW_OFFLINE_URI"
 ENV_FEATURE_REPOSITORY = "BASKETFLOW_FEATURE_REPOSITORY"
 ENV_ALLOWED_LATENESS = "BASKETFLOW_ALLOWED_LATENESS"
+ENV_REGISTER_EVERY = "BASKETFLOW_REGISTER_EVERY"
+"""How many baskets the live learner learns between two versions it publishes."""
+DEFAULT_REGISTER_EVERY = 100
 ENV_DEBUG = "BASKETFLOW_DEBUG"
 """Set to 1 to let the command line show an error's traceback (as ``--debug`` does)."""
 
@@ -130,6 +133,18 @@ def _env_location() -> StoreDir | None:
     ``BASKETFLOW_OFFLINE_STORE``): a path resolved from the working directory, or a URI."""
     value = os.environ.get(ENV_OFFLINE_URI) or os.environ.get(ENV_OFFLINE_STORE)
     return store_location(value) if value else None
+
+
+def register_every() -> int:
+    """How many baskets learnt make a new model version: ``BASKETFLOW_REGISTER_EVERY``,
+    or the default; a bad value is an error naming the variable."""
+    value = os.environ.get(ENV_REGISTER_EVERY)
+    if not value:
+        return DEFAULT_REGISTER_EVERY
+    if not value.isdigit() or int(value) < 1:
+        raise BasketflowError(f"{ENV_REGISTER_EVERY}={value!r}: give a whole number of "
+                              "baskets >= 1")
+    return int(value)
 
 
 def _lateness(env_value: str | None, in_file: int | None) -> int:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from basketflow.config import DEFAULT_REGISTER_EVERY
 from basketflow.flows.learner import Learner, initial_model
 from basketflow.flows.open_baskets import BasketUpdate, ClosedBasket, OpenBasket, fold_basket
 from basketflow.flows.predictor import Predictor, Shadow
@@ -56,7 +57,7 @@ class ScoringConfig:
     labels_version: str = UNLABELLED
     registry: Path | None = None
     gap_seconds: int = DEFAULT_GAP_SECONDS
-    register_every: int = 100
+    register_every: int = DEFAULT_REGISTER_EVERY
     keep: int = DEFAULT_KEEP
     #: Called with the learner after each closed basket (``basketflow models train``
     #: keeps the last: the model learnt from history); None for the live flow.

@@ -79,6 +79,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from basketflow.config import register_every
 from basketflow.errors import BasketflowError
 from basketflow.flows.scoring import ScoringConfig
 from basketflow.models.registry import registry_dir
@@ -538,7 +539,8 @@ def load_labels(data_dir: Path, version: str | None = None) -> dict[str, str]:
 
 def scoring_config(data_dir: Path) -> ScoringConfig | None:
     """The scoring set-up of a data directory: the labels of its current segmentation and
-    the model registry beside them; None (no scoring, with a log line saying how to turn
+    the model registry beside them, and how often the learner publishes a version
+    (``BASKETFLOW_REGISTER_EVERY``); None (no scoring, with a log line saying how to turn
     it on) while no segmentation has labelled any customer."""
     try:
         segmentation = load_segmentation(data_dir)
@@ -547,4 +549,5 @@ def scoring_config(data_dir: Path) -> ScoringConfig | None:
         log.warning("no live scores: %s (the classifier learns from the labels of "
                     "`basketflow segment fit` then `basketflow segment assign`)", exc)
         return None
-    return ScoringConfig(labels, segmentation.version, registry_dir(data_dir))
+    return ScoringConfig(labels, segmentation.version, registry_dir(data_dir),
+                         register_every=register_every())
