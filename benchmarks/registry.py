@@ -7,8 +7,9 @@
    history copy), median of ``--repeat`` writes each.
 2. The live flow's events/s with scoring on, to the end of a topic (one process, no
    recovery), this tree against a baseline tree (``git archive main | tar -x -C DIR``),
-   each in a child process of its own on a copy of the same labelled data directory,
-   alternated ``--rounds`` times.
+   each in a child process of its own on a copy of the same labelled data directory
+   whose champion was trained on the first five months (``models train``), so both score
+   every basket update and learn the months after; alternated ``--rounds`` times.
 
     git archive main | tar -x -C /tmp/registry-baseline
     python benchmarks/registry.py --baseline /tmp/registry-baseline [--rows 30000]
@@ -109,6 +110,8 @@ def registration(baseline: Path, repeat: int) -> None:
 
 def labelled_data(root: Path, rows: int) -> Path:
     """A data directory with the offline store of ``rows`` synthetic lines and labels."""
+    from basketflow.app.model_registry import train
+    from basketflow.config import Settings
     from basketflow.flows.backfill import file_events, run_backfill
     from basketflow.flows.live import FeatureOutputs, RunOptions
     from basketflow.producers.synthetic import write_csv
@@ -116,11 +119,11 @@ def labelled_data(root: Path, rows: int) -> Path:
     source = root / "events.csv"
     write_csv(source, rows=rows, seed=7, start=date(2011, 1, 1), end=date(2011, 9, 30))
     data = root / "labelled"
-    run_backfill(file_events(source, [0]), FeatureOutputs(None, "b", data / "offline",
-                                                          store_events=False),
+    run_backfill(file_events(source, [0]), FeatureOutputs(None, "b", data / "offline"),
                  RunOptions(snapshot_seconds=3600))
     fit_segments(data, date(2011, 5, 31), k=8)
     assign_customers(data)
+    train(Settings(data, None, None), until=date(2011, 5, 31))
     shutil.rmtree(data / "offline")
     return source
 
