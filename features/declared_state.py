@@ -15,9 +15,10 @@ window (:meth:`DeclaredState.changes`); the feature step of
 :mod:`basketflow.features.declared_folder` writes a row at each event time and at each
 such moment where the values changed, in the live flow and the backfill alike.
 
-The latest purchase invoice's features (``LATEST_INVOICE``) keep one partial each over
-that invoice's lines, started afresh by a later line of another invoice. Not computed
-here yet: values read as of hour ends (``values_at="hour_end"``).
+The latest purchase invoice's features (``LATEST_INVOICE``) keep one partial each per
+invoice with a purchase at the latest purchase time (:meth:`DeclaredState._add_to_basket`),
+so a late line of an earlier invoice of that time brings that invoice back whole. Not
+computed here yet: values read as of hour ends (``values_at="hour_end"``).
 
 >>> from basketflow.schemas.declare import E, Feature, View, agg, days
 >>> from basketflow.schemas.events import parse_row
@@ -54,6 +55,11 @@ from basketflow.schemas.declare import (
 from basketflow.schemas.events import Transaction
 
 HOUR = 3600
+
+#: The latest purchase invoices (:meth:`DeclaredState._add_to_basket`): the latest
+#: invoice (None before any purchase), the latest purchase time, and a partial per
+#: ``LATEST_INVOICE`` feature of each invoice with a purchase at that time.
+Basket = tuple[str | None, int, dict[str, list[Any]]]
 
 
 # ------------------------------------------------------------------ partials
@@ -291,8 +297,8 @@ class Engine:
 
 class DeclaredState:
     """One entity's tiles (hour -> a partial per windowed feature, in hour order),
-    lifetime partials, and the latest purchase invoice (``basket``: its invoice, the
-    order of its latest line, a partial per feature over it; purchases counted so far)."""
+    lifetime partials, and the latest purchase invoices (``basket``, see
+    :meth:`_add_to_basket`)."""
 
     __slots__ = ("engine", "tiles", "lifetime", "basket")
 
@@ -300,8 +306,7 @@ class DeclaredState:
         self.engine = engine
         self.tiles: dict[int, list[Any]] = {}
         self.lifetime = [_empty(f.aggregation) for f in engine.lifetime]
-        self.basket: tuple[str | None, tuple[int, int], list[Any], int] = (
-            None, (0, 0), [_empty(f.aggregation) for f in engine.latest], 0)
+        self.basket: Basket = (None, 0, {})
 
     def update(self, e: Transaction) -> None:
         """Fold one event of the entity in (the view's filter applied here)."""
@@ -328,20 +333,31 @@ class DeclaredState:
             self._add_to_basket(e, met)
 
     def _add_to_basket(self, e: Transaction, met: list[Any]) -> None:
-        """Fold a purchase line into the latest invoice's partials: a line later (event
-        time, then order folded) than the latest with another invoice starts that
-        invoice's; a line of the latest invoice adds to it; other lines are left out
-        (the reference's rule, for invoices whose lines do not interleave)."""
-        invoice, latest, partials, purchases = self.basket
-        order = (e.ts, purchases)
-        if invoice is None or (order > latest and e.invoice != invoice):
-            invoice, partials = e.invoice, [_empty(f.aggregation) for f in self.engine.latest]
-        if e.invoice == invoice:
-            latest = max(latest, order)
-            for i, (condition, add) in enumerate(self.engine.latest_adders):
-                if condition < 0 or met[condition]:
-                    partials[i] = add(partials[i], e)
-        self.basket = (invoice, latest, partials, purchases + 1)
+        """Fold a purchase line into the partials of the invoices with a purchase at the
+        latest purchase time (``basket``: the latest invoice, that time, a partial per
+        feature per such invoice). A later line starts them afresh with its invoice; a
+        line at that time adds to its invoice's (new or not), which becomes the latest
+        (the reference's latest: the last folded in of the latest time); an earlier line
+        adds to its invoice's if it has one (else no latest invoice can include it).
+        Every invoice that may become the latest again is kept whole, so the values stay
+        the reference's in any order of the lines of one time, a late line's included,
+        as long as each invoice's lines share their time, as in the data."""
+        invoice, latest, open_invoices = self.basket
+        ts = e.ts
+        if invoice is None or ts > latest:
+            latest, open_invoices = ts, {}
+        partials = open_invoices.get(e.invoice)
+        if ts == latest:
+            invoice = e.invoice
+            if partials is None:
+                partials = open_invoices[invoice] = [_empty(f.aggregation)
+                                                     for f in self.engine.latest]
+        elif partials is None:
+            return
+        for i, (condition, add) in enumerate(self.engine.latest_adders):
+            if condition < 0 or met[condition]:
+                partials[i] = add(partials[i], e)
+        self.basket = (invoice, latest, open_invoices)
 
     def values(self, as_of: int) -> dict[str, Any]:
         """Every stored feature at ``as_of`` (every event at or before it folded in), in
@@ -367,7 +383,8 @@ class DeclaredState:
                 out[name] = value if value is None or decimals is None else round(value, decimals)
         for i, f in enumerate(engine.lifetime):
             out[f.name] = _rounded(f, _finish(f.aggregation, self.lifetime[i]))
-        basket = self.basket[2]
+        invoice, _, open_invoices = self.basket
+        basket = open_invoices.get(invoice) or [_empty(f.aggregation) for f in engine.latest]
         for i, f in enumerate(engine.latest):
             out[f.name] = _rounded(f, _finish(f.aggregation, basket[i]))
         return {name: out[name] for name in engine.names}
