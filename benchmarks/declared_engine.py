@@ -10,7 +10,7 @@ the values changed), in the same plain loop; with ``--baseline DIR`` (a tree of 
 run; and the generic engine through the feature step the flow and the backfill run
 (``features/declared_folder.py``: ids, late events, rows). Prints events/s of each, the
 ratios to the hand-written time, and how many rows are identical, with the features
-that differ. Takes turns over ``--rounds``.
+that differ (and whether every row is the baseline engine's). Takes turns over ``--rounds``.
 
     python benchmarks/declared_engine.py [PATH.csv[.gz]] [--limit N] [--rounds N]
                                          [--baseline DIR]
@@ -154,6 +154,9 @@ def main() -> None:
                 differing.update(k for k in a if a[k] != b.get(k))
     print(f"rows identical: {same:,} of {total:,}; differing features: "
           f"{dict(differing.most_common()) or 'none'}")
+    if "generic (baseline)" in results:
+        print("rows identical to the baseline engine's: "
+              f"{results['generic'] == results['generic (baseline)']}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import keyword
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,6 +193,14 @@ def compiled(expr: Expr) -> Callable[[Transaction], Any]:
     True
     """
     return eval(f"lambda e: {expr.python}", dict(_COMPILED_NAMES))  # noqa: S307 (our own text)
+
+
+def compiled_function(source: str, name: str, names: Mapping[str, Any]) -> Callable[..., Any]:
+    """The function ``name`` that ``source`` defines: Python text an engine builds from
+    expressions' :attr:`Expr.python`, run with what they may call and ``names``."""
+    scope = {**_COMPILED_NAMES, **names}
+    exec(source, scope)  # noqa: S102 (our own text)
+    return scope[name]  # type: ignore[no-any-return]
 
 
 class Field(Expr):
