@@ -15,8 +15,7 @@ Each aggregation keeps one *partial* (:func:`empty_text`), to which an event add
 >>> print("\\n".join(update_lines(spend, "t[0]", conditions)))
 if c0:
     v = (e.quantity * e.unit_price)
-    if v is not None:
-        t[0] += v
+    t[0] += v
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
-from basketflow.schemas.declare import Agg
+from basketflow.schemas.declare import NULLABLE, Agg, Binary, Const, Expr, Field, IsIn, Not
 
 _INDENT = "    "
 
@@ -50,9 +49,31 @@ def round_or_null(value: float | None, decimals: int) -> float | None:
     return None if value is None else round(value, decimals)
 
 
+def never_null(expr: Expr) -> bool:
+    """Whether ``expr`` has a value for every event (no nullable field, no division), so
+    generated code need not test it for null."""
+    if isinstance(expr, Binary):
+        return expr.op != "/" and never_null(expr.left) and never_null(expr.right)
+    if isinstance(expr, Field):
+        return expr.name not in NULLABLE
+    return isinstance(expr, (Const, Not, IsIn))
+
+
+def truth_text(expr: Expr) -> str:
+    """Python text of whether the condition ``expr`` holds: its own text, but ``&``,
+    ``|`` and ``~`` as Python's own operators on truth (a condition's value as a feature
+    is a bool, which its text makes with a call per operand; a test needs none)."""
+    if isinstance(expr, Binary) and expr.op in ("&", "|"):
+        joined = "and" if expr.op == "&" else "or"
+        return f"({truth_text(expr.left)} {joined} {truth_text(expr.right)})"
+    if isinstance(expr, Not):
+        return f"(not {truth_text(expr.inner)})"
+    return expr.python
+
+
 def condition_text(agg: Agg) -> str | None:
-    """The Python text of an aggregation's condition (None: none)."""
-    return None if agg.where is None else agg.where.python
+    """The Python text of whether an aggregation's condition holds (None: none)."""
+    return None if agg.where is None else truth_text(agg.where)
 
 
 def conditions_of(aggs: list[Agg]) -> list[str]:
@@ -107,7 +128,8 @@ def update_lines(agg: Agg, slot: str, conditions: dict[str, str],
                  "min": [f"if {slot} is None or v < {slot}:", f"{_INDENT}{slot} = v"],
                  "max": [f"if {slot} is None or v > {slot}:", f"{_INDENT}{slot} = v"],
                  }[function]
-        body = [f"v = {agg.of.python}", "if v is not None:", *_indented(added)]
+        body = [f"v = {agg.of.python}",
+                *(added if never_null(agg.of) else ["if v is not None:", *_indented(added)])]
     where = condition_text(agg)
     return body if where is None else [f"if {conditions[where]}:", *_indented(body)]
 
