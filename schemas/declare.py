@@ -268,8 +268,9 @@ class Binary(Expr):
         if op in _LOGIC:
             return f"(bool({a}) {'and' if op == '&' else 'or'} bool({b}))"
         plain = f"_div({a}, {b})" if op == "/" else f"({a} {op} {b})"
-        if self.fields & NULLABLE:
-            return f"(None if {a} is None or {b} is None else {plain})"
+        nullable = [x.python for x in (self.left, self.right) if x.fields & NULLABLE]
+        if nullable:  # only those tested: ``'c1' is None`` is a SyntaxWarning
+            return f"(None if {' or '.join(f'{x} is None' for x in nullable)} else {plain})"
         return plain
 
     def _dtype(self, where: str) -> str:
