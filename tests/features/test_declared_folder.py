@@ -1,8 +1,10 @@
 """The feature step of a declared view as the live flow runs it: an entity's events in
 batches, with the flow's clock after each and the state pickled and restored between
 them (a recovery snapshot), give the same rows (time, ``seq``, values) as the whole
-stream folded at once (where no event time is split over two batches), as ``backfill --views`` folds it; an event behind the rows
-written has every row after it written again; a changed view starts afresh."""
+stream folded at once (where no event time is split over two batches), as ``backfill
+--views`` folds it; an event behind the rows written has every row after it written
+again, each the reference's (the tiles the clock passed kept; a late line of an earlier
+invoice of the latest time making it the latest again); a changed view starts afresh."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 streams and a view using every aggregation (sum, count, count distinct, mean, min, max,
 first, last, ratio; filters; windows in hours and days; lifetime), the rows it gives are,
 at any time after the first event (up to 100 days after the last), the reference's values
-at that time; and ``backfill --views`` then ``historical`` return them exact from the
-offline store at random times."""
+at that time, and so where values may be null (:data:`NULLS`); and ``backfill --views``
+then ``historical`` return them exact from the offline store at random times."""
 
 from __future__ import annotations
 
