@@ -8,9 +8,11 @@ moments (each event time and each hour start where a tile leaves a window; a row
 the values changed), in the same plain loop; with ``--baseline DIR`` (a tree of main:
 ``git archive main | tar -x -C DIR``) the generic engine of that tree too, in the same
 run; and the generic engine through the feature step the flow and the backfill run
-(``features/declared_folder.py``: ids, late events, rows). Prints events/s of each, the
-ratios to the hand-written time, and how many rows are identical, with the features
-that differ. Takes turns over ``--rounds``.
+(``features/declared_folder.py``: ids, late events, rows), beside the hand-written
+views through theirs (``CustomerFolder``, which writes the basket view's rows too).
+Prints events/s of each, the ratios to the hand-written time, and how many rows are
+identical, with the features that differ (and whether every row is the baseline
+engine's). Takes turns over ``--rounds``.
 
     python benchmarks/declared_engine.py [PATH.csv[.gz]] [--limit N] [--rounds N]
                                          [--baseline DIR]
@@ -32,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import REAL_DATA, describe  # noqa: E402
 
-from basketflow.features.declared_folder import feature_rows  # noqa: E402
+from basketflow.features.declared_folder import NEVER_LATE, feature_rows  # noqa: E402
+from basketflow.features.entity_features import CustomerFolder  # noqa: E402
 from basketflow.features.declared_state import Engine  # noqa: E402
 from basketflow.schemas.declare import View  # noqa: E402
 from basketflow.features.feature_state import CustomerState  # noqa: E402
@@ -82,6 +85,16 @@ def hand_written_rows(events: list[Transaction]) -> Iterator[tuple[int, dict[str
     return plain_rows(CustomerState(), (24, 168, 720, 2160), events)
 
 
+def hand_written_step_rows(events: list[Transaction]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The hand-written views through their feature step (``CustomerFolder``: ids, late
+    events, rows up to the clock), with the clock where :func:`feature_rows` puts it: its
+    customer rows (it writes the basket view's too, as the flow does)."""
+    until = (max(e.ts for e in events) // HOUR + 2160) * HOUR
+    update = CustomerFolder().fold("", events, NEVER_LATE, until)
+    rows = [] if update is None else update.rows
+    return iter([(row.ts, row.values) for row in rows if row.view == "customer"])
+
+
 def generic_rows(engine: Any) -> Rows:
     """The generic engine (of this tree, or a baseline's ``Engine``) in the same plain
     loop as the hand-written state."""
@@ -128,6 +141,7 @@ def main() -> None:
         contenders["generic (baseline)"] = generic_rows(baseline_engine(args.baseline,
                                                                         customer))
     contenders["generic, feature step"] = lambda evs: iter(feature_rows(engine, evs))
+    contenders["hand-written, step"] = hand_written_step_rows
     times: dict[str, list[float]] = {name: [] for name in contenders}
     results = {}
     for _ in range(args.rounds):
@@ -154,6 +168,9 @@ def main() -> None:
                 differing.update(k for k in a if a[k] != b.get(k))
     print(f"rows identical: {same:,} of {total:,}; differing features: "
           f"{dict(differing.most_common()) or 'none'}")
+    if "generic (baseline)" in results:
+        print("rows identical to the baseline engine's: "
+              f"{results['generic'] == results['generic (baseline)']}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -10,7 +10,8 @@ event time, and a row at each hour start at which a tile leaves a window, each o
 where the values changed from the row before, so the latest row at or before any time
 ``t`` up to the clock holds the values at ``t``. ``seq`` counts the entity's events
 folded in (those the view's filter leaves out too). An event that arrives behind the
-rows written already has every row after it written again, changed or not.
+rows written already has every row after it written again, changed or not, exact: the
+tiles its windows see are kept (:meth:`DeclaredFolder._expire`).
 
 The folder is pickled without its engine (compiled expressions do not pickle): the step
 (:func:`declared_step`) gives it its engine again, or a new state when the view's
@@ -33,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from basketflow.features.declared_state import HOUR, DeclaredState, Engine
+from basketflow.features.declared_state import HOUR, Basket, DeclaredState, Engine
 from basketflow.features.entity_features import Folder
 from basketflow.features.seen_ids import SeenIds
 from basketflow.schemas.events import Transaction
@@ -84,10 +85,12 @@ class DeclaredFolder(Folder):
 
     def _expire(self, entity: str, until: int, update: FeatureUpdate) -> None:
         """The rows of the moments after ``rows_through`` up to ``until`` at which a tile
-        leaves a window; then the tiles no later window sees are dropped."""
+        leaves a window; then the tiles no window at the latest event time or later sees
+        are dropped: an event behind the rows has every row from that time on written
+        again, so their windows must keep their tiles, however far the clock went."""
         self._rows(entity, self.rows_through, until, update, False)
         self.rows_through = until
-        self.state.evict(until)
+        self.state.evict(min(until, self.max_ts))
 
     def _rows(self, entity: str, after: int, until: int, update: FeatureUpdate,
               every: bool) -> None:
@@ -115,10 +118,27 @@ def _restore(version: str, tiles: dict[int, list[Any]], lifetime: list[Any],
     """The folder :meth:`DeclaredFolder.__reduce__` pickled, without its engine yet."""
     folder = DeclaredFolder.__new__(DeclaredFolder)
     folder.state = DeclaredState.__new__(DeclaredState)
-    folder.state.tiles, folder.state.lifetime, folder.state.basket = tiles, lifetime, basket
+    folder.state.tiles, folder.state.lifetime = tiles, lifetime
+    folder.state.basket = _upgraded_basket(basket)
     folder.version, folder.last = version, last
     folder.seen, folder.seq, folder.max_ts, folder.rows_through = seen, seq, max_ts, rows_through
     return folder
+
+
+def _upgraded_basket(basket: tuple[Any, ...]) -> Basket:
+    """A snapshot's latest purchase invoices in today's form: one from before several
+    invoices of the latest time were kept held the latest invoice, the order of its
+    latest line and its partials (and a count of purchases).
+
+    >>> _upgraded_basket(("536365", (1291191960, 4), [15.3], 5))
+    ('536365', 1291191960, {'536365': [15.3]})
+    >>> _upgraded_basket((None, (0, 0), [0], 0))
+    (None, 0, {})
+    """
+    if len(basket) == 3:
+        return basket  # type: ignore[return-value]
+    invoice, (latest, _), partials, _ = basket
+    return invoice, latest, ({} if invoice is None else {invoice: partials})
 
 
 def declared_step(engine: Engine, lateness: int) -> Callable[

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import keyword
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,6 +195,14 @@ def compiled(expr: Expr) -> Callable[[Transaction], Any]:
     return eval(f"lambda e: {expr.python}", dict(_COMPILED_NAMES))  # noqa: S307 (our own text)
 
 
+def compiled_function(source: str, name: str, names: Mapping[str, Any]) -> Callable[..., Any]:
+    """The function ``name`` that ``source`` defines: Python text an engine builds from
+    expressions' :attr:`Expr.python`, run with what they may call and ``names``."""
+    scope = {**_COMPILED_NAMES, **names}
+    exec(source, scope)  # noqa: S102 (our own text)
+    return scope[name]  # type: ignore[no-any-return]
+
+
 class Field(Expr):
     """One event field."""
 
@@ -260,8 +268,9 @@ class Binary(Expr):
         if op in _LOGIC:
             return f"(bool({a}) {'and' if op == '&' else 'or'} bool({b}))"
         plain = f"_div({a}, {b})" if op == "/" else f"({a} {op} {b})"
-        if self.fields & NULLABLE:
-            return f"(None if {a} is None or {b} is None else {plain})"
+        nullable = [x.python for x in (self.left, self.right) if x.fields & NULLABLE]
+        if nullable:  # only those tested: ``'c1' is None`` is a SyntaxWarning
+            return f"(None if {' or '.join(f'{x} is None' for x in nullable)} else {plain})"
         return plain
 
     def _dtype(self, where: str) -> str:

@@ -2,14 +2,15 @@
 streams and a view using every aggregation (sum, count, count distinct, mean, min, max,
 first, last, ratio; filters; windows in hours and days; lifetime), the rows it gives are,
 at any time after the first event (up to 100 days after the last), the reference's values
-at that time; and ``backfill --views`` then ``historical`` return them exact from the
-offline store at random times."""
+at that time, and so where values may be null (:data:`NULLS`); and ``backfill --views``
+then ``historical`` return them exact from the offline store at random times."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 import pandas as pd
 import pytest
 from hypothesis import Phase, given
@@ -25,10 +26,12 @@ from basketflow.features.declared_state import Engine
 from basketflow.reports.historical import get_historical_features
 from basketflow.schemas.declare import (
     DeclarationError,
+    E,
     Feature,
     View,
     agg,
     days,
+    hours,
 )
 from basketflow.schemas.events import Transaction
 from basketflow.schemas.repository import load_repository
@@ -137,6 +140,37 @@ def test_the_engine_s_rows_are_the_reference_at_any_time(view: View, events: lis
     for offset in offsets:
         t = min(first + offset, last + 100 * DAY)
         expected = view.reference(events, t)
+        got = at(rows, t)
+        assert got.keys() == expected.keys()
+        for name, value in expected.items():
+            assert got[name] == pytest.approx(value, abs=1e-9), (name, t)
+
+
+#: Values that may be null (a division by a quantity of 0, a guest's customer id), which
+#: the generated code must test for, where :data:`VIEW_SOURCE`'s never are.
+NULLS = View("nulls", entity="stock_code", features=[
+    Feature("unit", agg.mean(E.value / E.quantity), windows=hours(6) + days(2)),
+    Feature("top_unit", agg.max(E.value / E.quantity), windows=days(1)),
+    Feature("low_unit", agg.min(E.value / E.quantity), windows=days(1)),
+    Feature("unit_sum", agg.sum(E.value / E.quantity), windows=days(1), decimals=2),
+    Feature("customers", agg.count_distinct(E.customer_id), windows=days(7)),
+    Feature("first_customer", agg.first(E.customer_id), windows=days(7)),
+    Feature("c1_share", agg.ratio(agg.count(where=E.customer_id == "c1"), agg.count()),
+            windows=days(3), decimals=4),
+    Feature("top_unit_ever", agg.max(E.value / E.quantity))])
+
+
+@hypothesis_settings(max_examples=100, deadline=None)
+@given(events=streams(), guests=st.lists(st.booleans(), min_size=25, max_size=25),
+       offsets=st.lists(st.integers(0, 10 * DAY), min_size=1, max_size=8))
+def test_null_values_are_the_reference_s(events: list[Transaction], guests: list[bool],
+                                          offsets: list[int]) -> None:
+    events = [msgspec.structs.replace(e, customer_id=None) if guest else e
+              for e, guest in zip(events, guests)]
+    rows = list(feature_rows(Engine(NULLS), events))
+    for offset in offsets:
+        t = events[0].ts + offset
+        expected = NULLS.reference(events, t)
         got = at(rows, t)
         assert got.keys() == expected.keys()
         for name, value in expected.items():
