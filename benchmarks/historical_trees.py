@@ -6,9 +6,11 @@ Builds the synthetic log of ``benchmarks/historical.py`` once (its views, ~400,0
 this tree's code and, in turns, another tree's (``git archive main | tar -x -C DIR``),
 each call in a fresh process of that tree so neither warms the other's caches. Checks that
 both return the same values; prints the machine, the load, and per tree the median and
-spread of ``--runs`` calls.
+spread of ``--runs`` calls. With ``--compact``, the log is compacted first by this tree's
+``compact_store`` (which copies each closed month into a month file; a tree without month
+files reads the day files beside them, which stay).
 
-    python benchmarks/historical_trees.py --baseline DIR [--rows N] [--runs N]
+    python benchmarks/historical_trees.py --baseline DIR [--rows N] [--runs N] [--compact]
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--log-rows", type=int, default=400_000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--compact", action="store_true",
+                        help="compact the log with this tree's code first")
     args = parser.parse_args()
     trees = {"this tree": HERE.parent, "baseline": args.baseline.resolve()}
     print(describe())
@@ -80,6 +84,10 @@ def main() -> None:
         files = build_log(root, args.log_rows)
         print(f"feature log: {args.log_rows:,} rows in {files:,} files; {args.rows:,} label "
               "rows x 20 features")
+        if args.compact:
+            from basketflow.sinks.compaction import compact_store
+            done = compact_store(root)
+            print(f"compacted: {done.months} month files made beside the day files")
         calls: dict[str, list[dict[str, object]]] = {name: [] for name in trees}
         for _ in range(args.runs):
             for name, tree in trees.items():
