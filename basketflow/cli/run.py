@@ -140,7 +140,6 @@ def _run(ctx: click.Context, part: str | None, one_process: bool,
     """The run itself: both parts as child processes, a cluster of child processes, or
     one or both parts in this process (alone, or as one process of a cluster)."""
     from basketflow.app.flow_processes import PartFailed, gated
-    from basketflow.app.registry import ensure_applied
     from basketflow.app.run import run_cluster, run_in_process, run_parts
     verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
     if part is None and not one_process:  # the registry is checked as the children start
@@ -151,9 +150,11 @@ def _run(ctx: click.Context, part: str | None, one_process: bool,
         except PartFailed as exc:
             raise SystemExit(exc.status) from exc  # its error is on standard error already
     else:
+        from basketflow.app.registry import ensure_applied
+        from basketflow.app.services import resolve
         if not gated():  # else the run that started this process checked it
             ensure_applied(ctx.obj)  # before the servers are asked for: the first to fix
-        figures = run_in_process(_resolved(ctx.obj), part, options)
+        figures = run_in_process(resolve(ctx.obj), part, options)
     return figures
 
 
