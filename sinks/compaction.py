@@ -53,9 +53,8 @@ from basketflow.sinks.compacted_files import (
 )
 from basketflow.sinks.month_files import (
     DAYS_KEY,
-    MONTH_PREFIX,
     MONTHS,
-    SPAN_PREFIX,
+    all_month_files,
     by_month,
     month_name,
     recorded,
@@ -224,7 +223,7 @@ def _delete_stale_months(folder: Path, current: set[Path], keep_seconds: float) 
     """Delete a view's month files other than ``current`` once older than
     ``keep_seconds``; how many were deleted."""
     deleted, now = 0, time.time()
-    for path in sorted((folder / MONTHS).glob(f"{MONTH_PREFIX}*/{SPAN_PREFIX}*.parquet")):
+    for path in all_month_files(folder):
         if path in current:
             continue
         try:

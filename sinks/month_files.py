@@ -79,6 +79,16 @@ def month_files(view_dir: Path, month: str) -> list[Path]:
     return sorted(p for p in folder.glob(f"{SPAN_PREFIX}*.parquet") if p.is_file())
 
 
+def all_month_files(view_dir: Path) -> list[Path]:
+    """Every finished month file of a view's log (current or not), by month and name:
+    what ``check`` verifies and a compaction deletes when it no longer records its month."""
+    folder = view_dir / MONTHS
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f"{MONTH_PREFIX}*/{SPAN_PREFIX}*.parquet")
+                  if p.is_file())
+
+
 def read_recorded(path: Path) -> Recorded | None:
     """What a month file records, from its footer; None when it cannot be read."""
     import pyarrow as pa

@@ -45,7 +45,7 @@ from pathlib import Path
 from basketflow.errors import BasketflowError
 from basketflow.offline_uri import PARALLEL_REQUESTS, StoreDir, StorePath, open_for_reading
 from basketflow.sinks.compacted_files import counted
-from basketflow.sinks.month_files import whole_log_files
+from basketflow.sinks.month_files import all_month_files, whole_log_files
 
 #: The store's folders under its root (see the module docstring).
 EVENTS, DEAD_LETTERS, LATE_EVENTS, SCORES, FEATURES = "events", "dead", "late", "scores", "features"
@@ -268,8 +268,11 @@ def log_dirs(root: StoreDir) -> list[StoreDir]:
 
 
 def store_files(root: StoreDir) -> list[StoreDir]:
-    """Every finished Parquet file of the store, log by log, oldest partition first."""
-    return [p for folder in log_dirs(root) for p in files_of(files_by_day(folder))]
+    """Every finished Parquet file of the store, log by log, oldest partition first (a
+    local feature log's month files after its days)."""
+    return [p for folder in log_dirs(root)
+            for p in [*files_of(files_by_day(folder)),
+                      *([] if isinstance(folder, StorePath) else all_month_files(folder))]]
 
 
 def first_damaged(files: Iterable[StoreDir],

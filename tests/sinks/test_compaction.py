@@ -286,3 +286,15 @@ def test_a_reader_until_a_day_inside_a_copied_month_reads_its_days(
     cut = feature_log_files(root, "customer", until=days[-2])
     assert cut == files_of(files_by_day(feature_log_dir(root, "customer")), until=days[-2])
     assert rows_read(feature_log_files(root, "customer", until=days[-1])) == 1500
+
+
+def test_a_damaged_month_file_is_named_by_the_checks_every_job_runs(
+        written: tuple[Path, int, pd.DataFrame]) -> None:
+    from basketflow.sinks.offline_layout import first_damaged, store_files
+    root, _seed, _before = written
+    compact_store(root)
+    span = feature_log_files(root, "customer")[0]
+    assert span in store_files(root) and first_damaged(store_files(root)) is None
+    span.write_bytes(span.read_bytes()[:-100])
+    damaged = first_damaged(store_files(root))
+    assert damaged is not None and str(span) in str(damaged)
