@@ -16,7 +16,8 @@ Supervision keeps the pair behaving like one command:
   one ``Error:`` line (a second part failing at the same moment, say on a full disk, is
   shown as a note after it);
 - the children start at once and import the flow's libraries while this process checks
-  the stores and topics (``prepare_run``, ``check_topics``), then wait at a gate on their
+  the registry, the stores and the topics (``ensure_applied``, ``prepare_run``,
+  ``check_topics``), then wait at a gate on their
   standard input: this process opens it once its checks pass (a child then checks
   nothing again), or kills them when a check fails, before they did anything, so a run
   shows that one error and its start-up is the longer of the two, not their sum;
@@ -40,7 +41,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from basketflow.app.run_lock import covered_by_parent
-
 from basketflow.config import (
     ENV_ALLOWED_LATENESS,
     ENV_DATA_DIR,
@@ -57,7 +57,7 @@ from basketflow.errors import BasketflowError
 from basketflow.flows import stopping
 
 _PR_SET_PDEATHSIG = 1
-#: Set for a child that waits at the gate (see :func:`start_child`, :func:`checked_by_parent`).
+#: Set for a child that waits at the gate (see :func:`start_child`, :func:`gated`).
 ENV_GATE = "BASKETFLOW_RUN_GATE"
 #: The line that opens the gate.
 GO = b"go\n"
@@ -143,10 +143,11 @@ def start_child(run_args: list[str], env: Mapping[str, str],
 
 @contextmanager
 def gates_opened(children: Mapping[str, subprocess.Popen[bytes]]) -> Iterator[None]:
-    """Run the block (the checks the children skip, see :func:`gated`), then open every child's gate; when
-    the block raises, or a stop was asked for meanwhile, kill the children instead: they
-    have only imported their libraries, and their output is dropped. A stop leaves the
-    block's end to the caller (see :func:`basketflow.flows.stopping.requested`)."""
+    """Run the block (the checks the children skip, see :func:`gated`), then open every
+    child's gate; when the block raises, or a stop was asked for meanwhile, kill the
+    children instead: they have only imported their libraries, and their output is
+    dropped. After a stop the caller ends the run (see
+    :func:`basketflow.flows.stopping.requested`)."""
     try:
         yield
     except BaseException:
