@@ -136,10 +136,11 @@ def main() -> None:
         compact_seconds = time.perf_counter() - start
         after, result = bench.timed(ours, args.repeat)
         columns = [f.replace(":", "__") for f in features]
-        print(f"compact: {done.files_replaced:,} files into {done.days:,} in "
-              f"{compact_seconds:.1f} s ({done.rows:,} rows)")
+        print(f"compact: {done.files_replaced:,} files into {done.days:,}, {done.months:,} "
+              f"closed months copied into a month file each, in {compact_seconds:.1f} s "
+              f"({done.rows:,} rows)")
         print(describe_times(f"basketflow, {args.flushes} files a day", before, args.rows))
-        print(describe_times("basketflow, compacted (1 file a day)", after, args.rows))
+        print(describe_times("basketflow, compacted (days, months)", after, args.rows))
         print(f"  same values before and after: {bench.same_values(expected, result, columns)}")
         if args.feast_python:
             feast = feast_times(args.feast_python, root, entities, features, views,

@@ -93,12 +93,13 @@ from basketflow.flows.kafka_batches import (
     KafkaBatchSource,
     RawMessage,
     broker_outage,
-    check_topic_ids,
     clear_fault,
     raise_fault,
     topic_partitions,
 )
 from basketflow.flows.pickled_state import pickled_flat_map
+from basketflow.flows.parts import PARTS, SERVE, STORE
+from basketflow.flows.preflight import check_topics, prepare_run
 from basketflow.flows.progress import SERVE_PROGRESS, FlowProgress
 from basketflow.flows.recovery_store import (
     discard_unfinished,
@@ -108,12 +109,7 @@ from basketflow.flows.recovery_store import (
 from basketflow.flows.open_baskets import ClosedBasket
 from basketflow.flows.scoring import MODEL_KEY, Predicted, ScoringConfig, ScoringSteps
 from basketflow.flows.shards import EntityShard
-from basketflow.kafka import (
-    DEFAULT_PARTITIONS,
-    consumer_config,
-    ensure_topics,
-    producer_config,
-)
+from basketflow.kafka import consumer_config, producer_config
 from basketflow.schemas.declare import View
 from basketflow.schemas.events import Rejection, Transaction, decode_event
 from basketflow.schemas.features import registry, versions
@@ -130,22 +126,17 @@ from basketflow.sinks.flow_sinks import (
     ShadowScoreLogSink,
     count_late,
 )
-from basketflow.sinks.event_ids import ensure_content_ids
-from basketflow.sinks.offline_layout import ensure_whole, store_files
 from basketflow.sinks.offline_store import (
     SECONDS_PER_DAY,
     ensure_writable,
     writing,
 )
-from basketflow.sinks.online_store import connect
 from basketflow.sinks.flow_health import FlowHealth
 from basketflow.sinks.redis_retry import HEALTH_FILE, RedisRetry
 
 RECOVERY_PARTITIONS = 4
 
 #: The live flow's parts (see the module docstring): each can run in a process of its own.
-SERVE, STORE = "serve", "store"
-PARTS = (SERVE, STORE)
 #: The entity kinds whose features each part folds.
 PART_ENTITIES = {SERVE: "customer", STORE: "product"}
 
@@ -503,6 +494,9 @@ class RunOptions:
     #: Make or check the recovery partitions first (:func:`prepare_recovery`); off in a
     #: cluster's processes but one, and where the command that started them did it.
     prepare_recovery: bool = True
+    #: The command that started this process made the checks of :func:`prepare_run` and
+    #: :func:`check_topics` (see :func:`basketflow.app.flow_processes.checked_by_parent`).
+    checked: bool = False
 
 
 def run_flow(flow: Dataflow, options: RunOptions) -> None:
@@ -603,36 +597,6 @@ def user_error_cause(exc: BaseException) -> BasketflowError | None:
     return None
 
 
-def prepare_run(settings: Settings) -> None:
-    """What a run needs before its flow starts: a writable data directory and offline
-    store (else :class:`StoreUnwritable`) whose files are whole Parquet (else
-    :class:`CorruptFile`: the flow reads back the ids of a day's files) with ids made from
-    content (else :class:`~basketflow.sinks.event_ids.OldEventIds`), Redis answering
-    (else :class:`~basketflow.sinks.online_store.RedisUnavailable`: checked once here; the
-    sinks then wait out an outage), and the topics. Checked here, once, because an error
-    inside the running dataflow comes with a Rust panic."""
-    assert settings.kafka_bootstrap
-    ensure_writable(settings.data_dir, settings.offline_dir)
-    ensure_whole(store_files(settings.offline_dir))
-    ensure_content_ids(settings.offline_dir)
-    if settings.redis_url:
-        connect(settings.redis_url).close()
-    ensure_topics(settings.kafka_bootstrap,
-                  {settings.topic: DEFAULT_PARTITIONS, settings.dead_topic: 1})
-
-
-def check_topics(settings: Settings, recovery_dir: Path | None, parts: tuple[str, ...],
-                 reset: str | None = None) -> None:
-    """Before a flow of ``parts`` resumes from ``recovery_dir``: raise
-    :class:`~basketflow.flows.kafka_batches.TopicOffsetsLost` when a topic it reads was
-    recreated since its state was made (none with ``reset``: the offsets move anyway)."""
-    if recovery_dir is None:
-        return
-    assert settings.kafka_bootstrap
-    topics = [settings.topic, *([settings.dead_topic] if STORE in parts else [])]
-    check_topic_ids(settings.kafka_bootstrap, topics, recovery_dir, accept=reset is not None)
-
-
 def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
              stats: FlowStats | None = None,
              allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S,
@@ -644,9 +608,10 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
     flow; return the counters of the run. The serve part scores with ``scoring`` (none
     without it); ``metrics_port`` (None: none) serves the process's Prometheus metrics
     (:mod:`basketflow.flows.flow_metrics`)."""
-    prepare_run(settings)
-    if options.prepare_recovery:  # else the command that started this process did
-        check_topics(settings, options.recovery_dir, parts, options.reset_offsets)
+    if not options.checked:
+        prepare_run(settings)
+        if options.prepare_recovery:  # else the command that started this process did
+            check_topics(settings, options.recovery_dir, parts, options.reset_offsets)
     if metrics_port is not None:
         serve_on(metrics_port, settings.data_dir / "dataflow" / "+".join(parts))
     stats = stats or FlowStats()

@@ -242,6 +242,21 @@ def _file_columns(con: duckdb.DuckDBPyConnection, files: Sequence[StoreDir]) -> 
     return {column for sig in distinct for column, _, _ in sig}, len(distinct) <= 1
 
 
+def _local_file_columns(con: duckdb.DuckDBPyConnection,
+                        files: Sequence[Path]) -> tuple[set[str], bool]:
+    """:func:`_file_columns` of a local store's files, their footers kept for the scan
+    that follows (DuckDB's metadata cache: the files are written once, never changed in
+    place), so each footer is read once per query, not once per pass. That pass opens
+    every file, so a damaged one fails it: it is then named (``CorruptFile``, from
+    ``ensure_readable``); no separate pass checks the files first."""
+    con.execute("SET parquet_metadata_cache = true")
+    try:
+        return _file_columns(con, files)
+    except duckdb.Error:
+        ensure_readable(files)
+        raise
+
+
 def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
                   files: Sequence[StoreDir]) -> pa.Table:
     """A view's log rows of its current version: entity_id, ts, seq and the columns the
@@ -256,14 +271,14 @@ def read_view_log(con: duckdb.DuckDBPyConnection, request: ViewRequest,
     schema = _log_schema(request)
     if not files:
         return schema.empty_table()
-    ensure_readable(files)
     if isinstance(files[0], StorePath):  # read by Arrow, columns matched by name
+        ensure_readable(files)
         source = parquet_source(con, files, union_by_name=True,
                                 columns=[*LOG_KEY_COLUMNS, *request.columns])
         present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source.sql}")
                    .fetchall()}
     else:
-        present, uniform = _file_columns(con, files)
+        present, uniform = _local_file_columns(con, files)
         # The files and the version are parameters, never SQL text (a quote in a path).
         source = parquet_source(con, files, union_by_name=not uniform)
     lacking = [c for c in LOG_KEY_COLUMNS if c not in present]

@@ -65,11 +65,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,16 +78,28 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from basketflow.config import register_every
-from basketflow.errors import BasketflowError
-from basketflow.flows.scoring import ScoringConfig
-from basketflow.models.registry import registry_dir
 from basketflow.reports.profiles import (
     DECIMALS,
     SHARE_COLUMNS,
     ProfileError,
     check_until,
     customer_profiles,
+)
+from basketflow.reports.segment_files import (  # re-exported: callers import them here
+    ARTIFACT,
+    CURRENT,
+    LABELS,
+    META,
+    SEGMENTS_DIR,
+    Segmentation,
+    SegmentationError,
+    available_versions,
+    content_version,
+    current_version,
+    load_labels,
+    load_segmentation,
+    scoring_config,
+    segments_dir,
 )
 from basketflow.schemas.features import versions
 from basketflow.schemas.taxonomy import load_taxonomy
@@ -97,14 +108,8 @@ if TYPE_CHECKING:  # scikit-learn is imported where a fit needs it: loading a sa
     # segmentation (segment show, report, run) must not pay its second of start-up
     from sklearn.cluster import KMeans
 
-log = logging.getLogger("basketflow.scoring")
 
 K_RANGE = range(8, 13)
-SEGMENTS_DIR = "segments"
-ARTIFACT = "segmentation.json"
-META = "meta.json"
-LABELS = "labels.parquet"
-CURRENT = "CURRENT"
 #: Customers per category a fit needs at least (fewer: categories of noise).
 MIN_PER_CATEGORY = 5
 SILHOUETTE_SAMPLE = 5000
@@ -134,10 +139,6 @@ Progress = Callable[[str], None]
 
 def _quiet(step: str) -> None:
     """The default progress: say nothing."""
-
-
-class SegmentationError(BasketflowError, ValueError):
-    """A segmentation cannot be fitted, found, trusted or applied: the message says why."""
 
 
 def input_matrix(profiles: pd.DataFrame) -> np.ndarray:
@@ -191,64 +192,6 @@ def _quantile_word(value: float, population: np.ndarray,
 def _threshold_word(value: float, words: tuple[tuple[float, str], ...]) -> str:
     """The word of the first bound that ``value`` is below."""
     return next(word for bound, word in words if value < bound)
-
-
-@dataclass
-class Segmentation:
-    """Fitted customer categories: how to compute them, what they are, where they came from.
-
-    ``centroids`` are in the scaled input space (``(input - center) / scale``);
-    ``profiles[i]`` describes category ``names[i]`` (size, share of customers, how often,
-    how much, what they buy); ``silhouette`` holds the score of every k tried (k=None).
-    """
-
-    version: str
-    names: list[str]
-    seed: int
-    k: int
-    fitted_at: str
-    until: str
-    data_range: list[str]
-    feature_versions: dict[str, str]
-    taxonomy_version: str
-    customers: int
-    sizes: list[int]
-    profiles: list[dict[str, Any]]
-    inputs: list[str]
-    center: list[float]
-    scale: list[float]
-    centroids: list[list[float]]
-    silhouette: dict[str, float] = field(default_factory=dict)
-
-    def assign(self, profiles: pd.DataFrame) -> pd.Series:
-        """Each profiled customer's category name (the nearest centroid after scaling).
-
-        ``profiles`` as :func:`basketflow.reports.profiles.customer_profiles` returns them; the result
-        is indexed like them, named ``category``.
-        """
-        if list(self.inputs) != list(INPUTS):
-            raise SegmentationError(f"segmentation {self.version} was fitted on inputs "
-                                    f"{self.inputs}, this code computes {list(INPUTS)}: "
-                                    "refit with `basketflow segment fit`")
-        if profiles.empty:
-            return pd.Series([], index=profiles.index, name="category", dtype=object)
-        scaled = (input_matrix(profiles) - np.asarray(self.center)) / np.asarray(self.scale)
-        centroids = np.asarray(self.centroids)
-        distances = ((scaled[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
-        names = np.asarray(self.names, dtype=object)[distances.argmin(axis=1)]
-        return pd.Series(names, index=profiles.index, name="category")
-
-    def content(self) -> dict[str, Any]:
-        """Everything that defines the fit: what the version is a digest of."""
-        data = asdict(self)
-        del data["version"], data["fitted_at"]
-        return data
-
-
-def content_version(content: dict[str, Any]) -> str:
-    """12 hex digits of the sha256 of the canonical JSON of a fit's content."""
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _kmeans(scaled: np.ndarray, k: int, seed: int) -> KMeans:
@@ -415,11 +358,6 @@ def fit(profiles: pd.DataFrame, until: date, *, seed: int = 0, k: int | None = N
 # ------------------------------------------------------------------ the artifact
 
 
-def segments_dir(data_dir: Path) -> Path:
-    """Where every fitted segmentation lives."""
-    return Path(data_dir) / SEGMENTS_DIR
-
-
 def _write_atomically(path: Path, data: bytes) -> None:
     """Write a file under a hidden temporary name, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -438,52 +376,6 @@ def save(seg: Segmentation, data_dir: Path) -> Path:
     _write_atomically(directory / META, json.dumps(meta, indent=2).encode())
     _write_atomically(segments_dir(data_dir) / CURRENT, f"{seg.version}\n".encode())
     return directory
-
-
-def current_version(data_dir: Path) -> str:
-    """The version CURRENT names; SegmentationError when nothing was fitted yet."""
-    pointer = segments_dir(data_dir) / CURRENT
-    if not pointer.is_file():
-        raise SegmentationError(f"no customer categories fitted in {segments_dir(data_dir)}: "
-                                "run `basketflow segment fit --until DATE` first")
-    return pointer.read_text().strip()
-
-
-def available_versions(data_dir: Path) -> list[str]:
-    """Versions with an artifact on disk, sorted."""
-    root = segments_dir(data_dir)
-    return sorted(p.parent.name for p in root.glob(f"*/{ARTIFACT}")) if root.is_dir() else []
-
-
-def load_segmentation(data_dir: Path, version: str | None = None) -> Segmentation:
-    """A saved segmentation (None: CURRENT), its checksum verified before it is parsed.
-
-    Raises SegmentationError when none was fitted, the version is unknown, or the file does
-    not match its recorded sha256 (changed or damaged after it was written).
-    """
-    version = version or current_version(data_dir)
-    directory = segments_dir(data_dir) / version
-    if not (directory / ARTIFACT).is_file() or not (directory / META).is_file():
-        known = ", ".join(available_versions(data_dir)) or "none"
-        raise SegmentationError(f"no segmentation {version!r} in {segments_dir(data_dir)} "
-                                f"(known: {known}); `basketflow segment fit` makes one")
-    body = (directory / ARTIFACT).read_bytes()
-    try:
-        expected = json.loads((directory / META).read_text())["sha256"]
-    except (ValueError, KeyError) as exc:
-        raise SegmentationError(f"{directory / META} is damaged ({exc}); refit with "
-                                "`basketflow segment fit`") from exc
-    actual = hashlib.sha256(body).hexdigest()
-    if actual != expected:
-        raise SegmentationError(f"{directory / ARTIFACT} does not match its checksum "
-                                f"(sha256 {actual[:12]}..., expected {expected[:12]}...): it "
-                                "was changed after fitting; refused. Refit with "
-                                "`basketflow segment fit`")
-    seg = Segmentation(**json.loads(body))
-    if seg.version != version or content_version(seg.content()) != version:
-        raise SegmentationError(f"{directory / ARTIFACT} does not hold version {version}: "
-                                "refused. Refit with `basketflow segment fit`")
-    return seg
 
 
 def fit_segments(data_dir: Path, until: date, *, seed: int = 0, k: int | None = None,
@@ -526,28 +418,3 @@ def assign_customers(data_dir: Path, version: str | None = None, until: date | N
     return frame
 
 
-def load_labels(data_dir: Path, version: str | None = None) -> dict[str, str]:
-    """customer_id -> category from a segmentation's labels.parquet (None: CURRENT)."""
-    version = version or current_version(data_dir)
-    path = segments_dir(data_dir) / version / LABELS
-    if not path.is_file():
-        raise SegmentationError(f"no labels for segmentation {version} ({path}): run "
-                                f"`basketflow segment assign --version {version}` first")
-    table = pq.read_table(path, columns=["customer_id", "category"])
-    return dict(zip(table.column(0).to_pylist(), table.column(1).to_pylist()))
-
-
-def scoring_config(data_dir: Path) -> ScoringConfig | None:
-    """The scoring set-up of a data directory: the labels of its current segmentation and
-    the model registry beside them, and how often the learner publishes a version
-    (``BASKETFLOW_REGISTER_EVERY``); None (no scoring, with a log line saying how to turn
-    it on) while no segmentation has labelled any customer."""
-    try:
-        segmentation = load_segmentation(data_dir)
-        labels = load_labels(data_dir, segmentation.version)
-    except SegmentationError as exc:
-        log.warning("no live scores: %s (the classifier learns from the labels of "
-                    "`basketflow segment fit` then `basketflow segment assign`)", exc)
-        return None
-    return ScoringConfig(labels, segmentation.version, registry_dir(data_dir),
-                         register_every=register_every())

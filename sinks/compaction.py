@@ -51,6 +51,15 @@ from basketflow.sinks.compacted_files import (
     is_compacted,
     replaced_by,
 )
+from basketflow.sinks.month_files import (
+    DAYS_KEY,
+    MONTHS,
+    all_month_files,
+    by_month,
+    month_name,
+    recorded,
+    span_name,
+)
 from basketflow.sinks.offline_layout import (
     FEATURES,
     files_by_day,
@@ -69,16 +78,20 @@ LOCK_NAME = ".compact.lock"
 class Compacted:
     """What a compaction did: days merged, files replaced by them, rows written, files
     deleted (old ones, possibly of an earlier compaction), days left as they were
-    because a file could not be read or their files disagree on a column's type."""
+    because a file could not be read or their files disagree on a column's type, and
+    closed months copied into a month file (the days' files stay)."""
 
     days: int = 0
     files_replaced: int = 0
     rows: int = 0
     files_deleted: int = 0
     skipped: list[str] = field(default_factory=list)
+    #: Closed months copied into a month file (:mod:`basketflow.sinks.month_files`).
+    months: int = 0
 
     def add(self, other: Compacted) -> None:
         """Count ``other``'s work in too."""
+        self.months += other.months
         self.days += other.days
         self.files_replaced += other.files_replaced
         self.rows += other.rows
@@ -158,6 +171,72 @@ def compact_day(folder: Path, keep_seconds: float = 0.0) -> Compacted:
     return done
 
 
+def closed_months(by_day: dict[date, list[Path]], open_days: int) -> list[list[date]]:
+    """The days of each month of a log whose days are all closed (before the newest
+    ``open_days`` days, and in a month before theirs), oldest first.
+
+    >>> days = {date(2011, 1, 30): [], date(2011, 1, 31): [], date(2011, 2, 1): []}
+    >>> closed_months(days, 1), len(closed_months(days, 0))
+    ([[datetime.date(2011, 1, 30), datetime.date(2011, 1, 31)]], 2)
+    """
+    closed = closed_days(by_day, open_days)
+    still_open = sorted(by_day)[len(closed):]
+    first_open = month_name(still_open[0]) if still_open else None
+    return [days for month, days in by_month(closed) if month != first_open]
+
+
+def compact_months(folder: Path, open_days: int = 0, keep_seconds: float = 0.0,
+                   min_files: int = 2) -> Compacted:
+    """Copy each closed month of a view's log folder holding at least ``min_files`` day
+    files into one month file (:mod:`basketflow.sinks.month_files`), unless its current
+    one records them already; then delete the month files that no longer record their
+    month (older than ``keep_seconds``, so a reader that listed one can still open it).
+    A month whose files cannot be read, or disagree on a column's type, is left to its
+    day files."""
+    done = Compacted()
+    by_day: dict[date, list[Path]] = files_by_day(folder)  # type: ignore[assignment]
+    current: set[Path] = set()
+    for days in closed_months(by_day, open_days):
+        month, now = month_name(days[0]), recorded(by_day, days)
+        files = [p for day in days for p in by_day[day]]
+        target = folder / MONTHS / month
+        if (target / span_name(now)).is_file() or len(files) < min_files:
+            current.add(target / span_name(now))
+            continue
+        try:
+            table = _merged(files)
+        except (pa.ArrowException, OSError) as exc:
+            done.skipped.append(f"{target}: {exc}")
+            log.warning("month not copied: %s (%s)", target, exc)
+            continue
+        metadata = dict(table.schema.metadata or {})
+        metadata.pop(REPLACES_KEY, None)
+        metadata[DAYS_KEY] = json.dumps(now).encode()
+        current.add(write_atomically(table.replace_schema_metadata(metadata), target,
+                                     span_name(now)))
+        done.months += 1
+    done.files_deleted += _delete_stale_months(folder, current, keep_seconds)
+    return done
+
+
+def _delete_stale_months(folder: Path, current: set[Path], keep_seconds: float) -> int:
+    """Delete a view's month files other than ``current`` once older than
+    ``keep_seconds``; how many were deleted."""
+    deleted, now = 0, time.time()
+    for path in all_month_files(folder):
+        if path in current:
+            continue
+        try:
+            if now - path.stat().st_mtime < keep_seconds:
+                continue
+        except FileNotFoundError:
+            continue
+        with writing(path.parent):
+            path.unlink(missing_ok=True)
+        deleted += 1
+    return deleted
+
+
 def feature_log_folders(root: Path) -> list[Path]:
     """Every view's feature-log folder in the store."""
     features = Path(root) / FEATURES
@@ -216,6 +295,7 @@ def compact_store(root: StoreDir, views: list[str] | None = None, *, open_days: 
                 day_folder = folder / partition_name(day)
                 if len(by_day[day]) >= min_files or _has_replaced(day_folder):
                     done.add(compact_day(day_folder, keep_seconds))
+            done.add(compact_months(folder, open_days, keep_seconds))
     return done
 
 

@@ -45,6 +45,7 @@ from pathlib import Path
 from basketflow.errors import BasketflowError
 from basketflow.offline_uri import PARALLEL_REQUESTS, StoreDir, StorePath, open_for_reading
 from basketflow.sinks.compacted_files import counted
+from basketflow.sinks.month_files import all_month_files, whole_log_files
 
 #: The store's folders under its root (see the module docstring).
 EVENTS, DEAD_LETTERS, LATE_EVENTS, SCORES, FEATURES = "events", "dead", "late", "scores", "features"
@@ -177,8 +178,16 @@ def event_files(root: StoreDir, days: Iterable[date] | None = None) -> list[Stor
 def feature_log_files(root: StoreDir, view: str,
                       until: date | None = None) -> list[StoreDir]:
     """The files of a view's feature log (of the days on or before ``until`` when given),
-    oldest partition first; [] when nothing was logged for the view yet."""
-    return files_of(files_by_day(feature_log_dir(root, view)), until=until)
+    oldest partition first, a closed month's day files as its month file where a
+    compaction made one (:mod:`basketflow.sinks.month_files`; a local store's); [] when
+    nothing was logged for the view yet."""
+    directory = feature_log_dir(root, view)
+    by_day = files_by_day(directory)
+    if until is not None:
+        by_day = {day: files for day, files in by_day.items() if day <= until}
+    if isinstance(directory, StorePath):
+        return files_of(by_day)
+    return whole_log_files(directory, by_day)  # type: ignore[arg-type]
 
 
 def feature_log_days(root: StoreDir, view: str) -> list[date]:
@@ -259,8 +268,11 @@ def log_dirs(root: StoreDir) -> list[StoreDir]:
 
 
 def store_files(root: StoreDir) -> list[StoreDir]:
-    """Every finished Parquet file of the store, log by log, oldest partition first."""
-    return [p for folder in log_dirs(root) for p in files_of(files_by_day(folder))]
+    """Every finished Parquet file of the store, log by log, oldest partition first (a
+    local feature log's month files after its days)."""
+    return [p for folder in log_dirs(root)
+            for p in [*files_of(files_by_day(folder)),
+                      *([] if isinstance(folder, StorePath) else all_month_files(folder))]]
 
 
 def first_damaged(files: Iterable[StoreDir],

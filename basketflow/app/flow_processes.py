@@ -15,6 +15,12 @@ Supervision keeps the pair behaving like one command:
   is stopped and the run exits with the failing child's status, its error shown as the
   one ``Error:`` line (a second part failing at the same moment, say on a full disk, is
   shown as a note after it);
+- the children start at once and import the flow's libraries while this process checks
+  the registry, the stores and the topics (``ensure_applied``, ``prepare_run``,
+  ``check_topics``), then wait at a gate on their
+  standard input: this process opens it once its checks pass (a child then checks
+  nothing again), or kills them when a check fails, before they did anything, so a run
+  shows that one error and its start-up is the longer of the two, not their sum;
 - with ``--stop-at-end`` each child stops at the end of the topic and prints its figures
   as JSON on its standard output, which :func:`basketflow.app.run.combined_figures` adds up.
 """
@@ -30,9 +36,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
+from basketflow.app.run_lock import covered_by_parent
 from basketflow.config import (
     ENV_ALLOWED_LATENESS,
     ENV_DATA_DIR,
@@ -49,6 +57,10 @@ from basketflow.errors import BasketflowError
 from basketflow.flows import stopping
 
 _PR_SET_PDEATHSIG = 1
+#: Set for a child that waits at the gate (see :func:`start_child`, :func:`gated`).
+ENV_GATE = "BASKETFLOW_RUN_GATE"
+#: The line that opens the gate.
+GO = b"go\n"
 #: How often the parent looks at its children: a child's end is noticed this late.
 POLL_SECONDS = 0.05
 #: How long a cluster process's failure waits for a sibling's death by a signal: a killed
@@ -119,13 +131,61 @@ def _die_with_parent(parent: int) -> None:
 def start_child(run_args: list[str], env: Mapping[str, str],
                 verbose: bool) -> subprocess.Popen[bytes]:
     """Start ``basketflow run --json RUN_ARGS`` (one part, or one process of a cluster) as
-    a child process."""
+    a child process; it waits at the gate until :func:`gates_opened` opens it."""
     parent = os.getpid()
     command = [sys.executable, "-m", "basketflow.cli", *(["-v"] if verbose else []),
                "run", "--json", *run_args]
-    return subprocess.Popen(command, env=dict(env), stdout=subprocess.PIPE,
+    return subprocess.Popen(command, env=dict(env) | {ENV_GATE: "1"},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True,
                             preexec_fn=lambda: _die_with_parent(parent))
+
+
+@contextmanager
+def gates_opened(children: Mapping[str, subprocess.Popen[bytes]]) -> Iterator[None]:
+    """Run the block (the checks the children skip, see :func:`gated`), then open every
+    child's gate; when the block raises, or a stop was asked for meanwhile, kill the
+    children instead: they have only imported their libraries, and their output is
+    dropped. After a stop the caller ends the run (see
+    :func:`basketflow.flows.stopping.requested`)."""
+    try:
+        yield
+    except BaseException:
+        _kill(children)
+        raise
+    if stopping.requested():
+        _kill(children)
+        return
+    for proc in children.values():
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(GO)
+            proc.stdin.close()
+        except BrokenPipeError:  # it died already: supervise reports it
+            pass
+
+
+def gated() -> bool:
+    """In a child: whether the run that started it checks the registry, the stores and
+    the topics for it and opens a gate when done (see :func:`wait_at_gate`); a process
+    started otherwise makes its checks itself."""
+    return os.environ.get(ENV_GATE) == "1" and covered_by_parent()
+
+
+def wait_at_gate() -> None:
+    """In a gated child: wait until the run that started it opens the gate. A gate closed
+    without opening (that run died) ends this process, quietly."""
+    if sys.stdin.buffer.readline() != GO:
+        raise SystemExit(1)
+
+
+def _kill(children: Mapping[str, subprocess.Popen[bytes]]) -> None:
+    """Kill children still at the gate, and wait for them."""
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.kill()
+    for proc in children.values():
+        proc.wait()
 
 
 def supervise(children: dict[str, subprocess.Popen[bytes]]) -> dict[str, dict[str, Any]]:

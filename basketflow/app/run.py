@@ -118,9 +118,14 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
     """Run one part of the flow (None: both) in this process, with recovery snapshots in
     ``<data>/recovery/<topic>[/<part>]``; ``settings`` must have both addresses (and
     the feature registry checked: ``ensure_applied``, as ``basketflow run`` does first)."""
+    from basketflow.app.flow_processes import gated, wait_at_gate
     from basketflow.flows import stopping
     from basketflow.flows.live import PARTS, SERVE, RunOptions, run_live
     parts = (part,) if part else PARTS
+    scoring = _scoring(settings) if SERVE in parts else None
+    checked = gated()
+    if checked:  # its libraries are imported: wait for the checks of the run that started it
+        wait_at_gate()
     recovery_dir = settings.recovery_dir / settings.topic
     run_options = RunOptions(workers=options.workers, snapshot_seconds=options.snapshot_interval,
                              backup_seconds=options.backup_interval,
@@ -129,7 +134,8 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
                              reset_offsets=options.reset_offsets,
                              process_id=options.process_id, addresses=options.addresses,
                              prepare_recovery=options.process_id is None
-                             or (options.process_id == 0 and not covered_by_parent()))
+                             or (options.process_id == 0 and not covered_by_parent()),
+                             checked=checked)
     private_dir(settings.data_dir)  # one made before this release may be 0755
     with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, parts,
                                               options.process_id):
@@ -138,7 +144,7 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
         stats = run_live(settings, stop_at_end=options.stop_at_end, options=run_options,
                          allowed_lateness=settings.allowed_lateness,
                          max_batch=options.max_batch, parts=parts,
-                         scoring=_scoring(settings) if SERVE in parts else None,
+                         scoring=scoring,
                          metrics_port=options.metrics_port or None)
     return RunFigures(stats.events, stats.dead_letters, stats.offline_rows, stats.online_writes,
                       round(stats.seconds, 3),
@@ -147,9 +153,9 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
 
 
 def _scoring(settings: Settings) -> ScoringConfig | None:
-    """The serve part's scoring set-up; imported here, since the segmentation module
-    brings pandas and DuckDB, which the store part never needs."""
-    from basketflow.reports.segments import scoring_config
+    """The serve part's scoring set-up (read without pandas: see
+    :mod:`basketflow.reports.segment_files`); the store part has none."""
+    from basketflow.reports.segment_files import scoring_config
     return scoring_config(settings.data_dir)
 
 
@@ -157,25 +163,30 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
     """Run each part of the flow as a child process with these options; return their
     figures, combined. A part that fails raises :class:`PartFailed` (its error is already
     on standard error); one killed by a signal raises :class:`PartKilled`. The feature
-    registry is checked before (``ensure_applied``, as ``basketflow run`` does first)."""
-    from basketflow.app.flow_processes import child_env, start_child
+    registry (``ensure_applied``), the stores and the topics are checked here, once, while
+    the children start."""
+    from basketflow.app.flow_processes import child_env, gates_opened, start_child
     from basketflow.flows import stopping
-    from basketflow.flows.live import PARTS, check_topics, prepare_run
-    from basketflow.sinks.compaction import compacting
+    from basketflow.flows.parts import PARTS
     with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, PARTS):
         if options.from_start:
             shutil.rmtree(settings.recovery_dir / settings.topic, ignore_errors=True)
-        prepare_run(settings)  # here once: one error, not one per part
-        if options.recovery:
-            for part in PARTS:
-                check_topics(settings, settings.recovery_dir / settings.topic / part,
-                             (part,), options.reset_offsets)
-        if stopping.requested():
-            return RunFigures(0, 0, 0, 0, 0.0, 0, stopped=True)
         env = child_env(settings) | {ENV_HELD_BY: str(os.getpid())}
         children = {part: start_child(
             ["--part", part, *part_options(options, part).as_args()], env, verbose)
             for part in PARTS}
+        with gates_opened(children):  # the checks while the parts import their libraries
+            from basketflow.app.registry import ensure_applied
+            from basketflow.flows.preflight import check_topics, prepare_run
+            ensure_applied(settings)  # the first thing to fix
+            prepare_run(settings)  # here once: one error, not one per part
+            if options.recovery:
+                for part in PARTS:
+                    check_topics(settings, settings.recovery_dir / settings.topic / part,
+                                 (part,), options.reset_offsets)
+        if stopping.requested():
+            return RunFigures(0, 0, 0, 0, 0.0, 0, stopped=True)
+        from basketflow.sinks.compaction import compacting
         with compacting(settings.offline_dir):  # closed days, off the flow's processes
             by_part = supervised(children)
     return combined_figures(by_part)
@@ -201,26 +212,37 @@ def run_cluster(settings: Settings, options: FlowOptions, verbose: bool) -> RunF
     one of a run in one process (``<data>/recovery/<topic>``), made or checked here once.
     A process that fails stops the others and raises :class:`PartFailed`, one killed by a
     signal :class:`PartKilled`, naming it."""
-    from basketflow.app.flow_processes import child_env, loopback_addresses, start_child
+    from basketflow.app.flow_processes import (
+        child_env,
+        gates_opened,
+        loopback_addresses,
+        start_child,
+    )
     from basketflow.flows import stopping
-    from basketflow.flows.live import PARTS, check_topics, prepare_recovery, prepare_run
+    from basketflow.flows.parts import PARTS
     recovery_dir = settings.recovery_dir / settings.topic
     with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, PARTS):
         if options.from_start:
             shutil.rmtree(recovery_dir, ignore_errors=True)
-        prepare_run(settings)
-        if options.recovery:
-            check_topics(settings, recovery_dir, PARTS, options.reset_offsets)
-            prepare_recovery(recovery_dir)
-        if stopping.requested():
-            return RunFigures(0, 0, 0, 0, 0.0, 0, stopped=True)
         env = child_env(settings) | {ENV_HELD_BY: str(os.getpid())}
         addresses = loopback_addresses(options.processes)
-        by_process = supervised({f"process {i}": start_child(
+        children = {f"process {i}": start_child(
             ["--process-id", str(i), "--addresses", ",".join(addresses),
              *replace(options, processes=1, metrics_port=options.metrics_port
                       and options.metrics_port + i).as_args()], env, verbose)
-            for i in range(options.processes)})
+            for i in range(options.processes)}
+        with gates_opened(children):  # the checks while the processes import
+            from basketflow.app.registry import ensure_applied
+            from basketflow.flows.live import prepare_recovery
+            from basketflow.flows.preflight import check_topics, prepare_run
+            ensure_applied(settings)
+            prepare_run(settings)
+            if options.recovery:
+                check_topics(settings, recovery_dir, PARTS, options.reset_offsets)
+                prepare_recovery(recovery_dir)
+        if stopping.requested():
+            return RunFigures(0, 0, 0, 0, 0.0, 0, stopped=True)
+        by_process = supervised(children)
     return cluster_figures(by_process)
 
 
@@ -242,7 +264,7 @@ def part_options(options: FlowOptions, part: str) -> FlowOptions:
     >>> part_options(FlowOptions(metrics_port=9100), "store").metrics_port
     9101
     """
-    from basketflow.flows.live import PARTS
+    from basketflow.flows.parts import PARTS
     if not options.metrics_port:
         return options
     return replace(options, metrics_port=options.metrics_port + PARTS.index(part))

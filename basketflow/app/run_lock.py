@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import IO
 
 from basketflow.errors import BasketflowError
-from basketflow.sinks.offline_store import writing
 
 log = logging.getLogger("basketflow.run")
 
@@ -83,6 +82,7 @@ def _acquire(path: Path, topic: str, part: str, shared: bool = False) -> IO[str]
     """The open, locked file of one part's lock (``shared``: a lock other processes of one
     cluster hold too); :class:`RunLocked` when another run holds it, ``StoreUnwritable``
     when the data directory cannot hold it."""
+    from basketflow.sinks.offline_store import writing  # pyarrow: after a run's children start
     with writing(path.parent):
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+", encoding="utf-8")

@@ -15,7 +15,8 @@ from basketflow.config import Settings
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
 @click.pass_obj
 def compact(settings: Settings, views: tuple[str, ...], as_json: bool) -> None:
-    """Merge each day's feature-log files into one file per view and day.
+    """Merge each day's feature-log files into one file per view and day, and copy each
+    closed month's into a month file that readers of the whole log read instead.
 
     A live flow writes one small file per flush, and every training set pays for each
     file it reads. The merged rows are the same, so `historical` returns the same
@@ -26,12 +27,13 @@ def compact(settings: Settings, views: tuple[str, ...], as_json: bool) -> None:
     from basketflow.sinks.compaction import compact_store
     done = compact_store(settings.offline_dir, list(views) if views else None)
     if as_json:
-        print_json({"days": done.days, "files_replaced": done.files_replaced,
+        print_json({"days": done.days, "months": done.months,
+                    "files_replaced": done.files_replaced,
                     "rows": done.rows, "files_deleted": done.files_deleted,
                     "skipped": done.skipped})
         return
     out.print(f"compacted {done.days:,} day(s) of the feature log: {done.files_replaced:,} "
               f"files into {done.days:,} ({done.rows:,} rows); {done.files_deleted:,} old "
-              "files deleted")
+              f"files deleted; {done.months:,} closed month(s) copied into a month file")
     for reason in done.skipped:
         out.print(f"left as it was: {reason}", soft_wrap=False)

@@ -12,6 +12,7 @@ from basketflow.flows.stopping import stop_on_signals
 
 if TYPE_CHECKING:
     from basketflow.app.run import FlowOptions, RunFigures
+    from basketflow.config import Settings
 
 
 @click.command()
@@ -138,19 +139,32 @@ def _run(ctx: click.Context, part: str | None, one_process: bool,
          options: FlowOptions) -> RunFigures:
     """The run itself: both parts as child processes, a cluster of child processes, or
     one or both parts in this process (alone, or as one process of a cluster)."""
-    from basketflow.app.flow_processes import PartFailed
-    from basketflow.app.registry import ensure_applied
+    from basketflow.app.flow_processes import PartFailed, gated
     from basketflow.app.run import run_cluster, run_in_process, run_parts
-    from basketflow.app.services import resolve
-    ensure_applied(ctx.obj)  # before the servers are asked for: the first thing to fix
-    settings = resolve(ctx.obj)
     verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
-    if part is None and not one_process:
+    if part is None and not one_process:  # the registry is checked as the children start
+        settings = _resolved(ctx.obj)
         try:
             figures = (run_cluster(settings, options, verbose) if options.processes > 1
                        else run_parts(settings, options, verbose))
         except PartFailed as exc:
             raise SystemExit(exc.status) from exc  # its error is on standard error already
     else:
-        figures = run_in_process(settings, part, options)
+        from basketflow.app.registry import ensure_applied
+        from basketflow.app.services import resolve
+        if not gated():  # else the run that started this process checked it
+            ensure_applied(ctx.obj)  # before the servers are asked for: the first to fix
+        figures = run_in_process(resolve(ctx.obj), part, options)
     return figures
+
+
+def _resolved(settings: Settings) -> Settings:
+    """``settings`` with the servers' addresses; when the servers are not running, a
+    registry that is out of date is said instead (it is the first thing to fix)."""
+    from basketflow.app.registry import ensure_applied
+    from basketflow.app.services import ServicesNotRunning, resolve
+    try:
+        return resolve(settings)
+    except ServicesNotRunning:
+        ensure_applied(settings)
+        raise

@@ -226,3 +226,56 @@ def test_a_cluster_names_the_killed_process_when_another_reports_losing_it_first
     assert capfd.readouterr().err.splitlines() == [
         "(process 0 stopped too: process 0 of the flow lost the rest of its Bytewax "
         "cluster)"]
+
+
+#: A child that waits at the gate as a part does, then says it ran.
+GATED_CHILD = ("from basketflow.app.flow_processes import wait_at_gate; wait_at_gate(); "
+               "print('ran')")
+
+
+def gated_children() -> dict[str, subprocess.Popen[bytes]]:
+    """Two children waiting at the gate, as ``start_child`` starts the parts."""
+    return {name: subprocess.Popen([sys.executable, "-c", GATED_CHILD],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            for name in ("serve", "store")}
+
+
+def output(proc: subprocess.Popen[bytes]) -> bytes:
+    """All a child printed (its standard input is the gate's, closed by then)."""
+    assert proc.stdout is not None
+    return proc.stdout.read()
+
+
+def test_gated_children_run_once_the_checks_pass() -> None:
+    from basketflow.app.flow_processes import gates_opened
+    children = gated_children()
+    with gates_opened(children):
+        time.sleep(0.2)  # the checks: the children wait meanwhile
+        assert all(proc.poll() is None for proc in children.values())
+    assert [output(proc) for proc in children.values()] == [b"ran\n", b"ran\n"]
+    assert [proc.wait() for proc in children.values()] == [0, 0]
+
+
+def test_a_failed_check_kills_the_gated_children_before_they_run() -> None:
+    from basketflow.app.flow_processes import gates_opened
+    children = gated_children()
+    with pytest.raises(RuntimeError, match="a check failed"), gates_opened(children):
+        raise RuntimeError("a check failed")
+    assert [proc.returncode for proc in children.values()] == [-signal.SIGKILL] * 2
+    assert [output(proc) for proc in children.values()] == [b"", b""]
+
+
+def test_a_gate_closed_without_opening_ends_the_child_quietly() -> None:
+    done = subprocess.run([sys.executable, "-c", GATED_CHILD], input=b"",
+                          capture_output=True, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (1, b"", b"")
+
+
+def test_the_parent_starts_the_parts_before_importing_the_flows_libraries() -> None:
+    modules = ("pyarrow", "bytewax", "redis", "confluent_kafka", "pandas", "duckdb")
+    code = ("import sys, basketflow.cli, basketflow.app.run, basketflow.app.flow_processes, "
+            "basketflow.app.services, basketflow.flows.parts, basketflow.reports.segment_files; "
+            f"print(sorted(m for m in {modules!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    # segment_files (the serve part's scoring set-up) may read Parquet, never pandas
+    assert done.stdout.decode().strip() == "['pyarrow']"
