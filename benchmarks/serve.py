@@ -194,7 +194,8 @@ def fill(url: str, rows: int, real: bool, data_dir: Path) -> list[str]:
 def start_server(url: str, data_dir: Path, workers: int, server: str,
                  code: Path | None = None) -> tuple[subprocess.Popen[bytes], int]:
     """``basketflow serve`` on a free port, of this checkout or (``code``) of another:
-    its ``basketflow`` package first on the server's path."""
+    its ``basketflow`` package first on the server's path (``python -m`` puts the
+    working folder first, so the server runs in ``code``)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASKETFLOW_")} | {
         "REDIS_URL": url, "BASKETFLOW_PREFIX": PREFIX, "BASKETFLOW_DATA_DIR": str(data_dir)}
@@ -203,7 +204,7 @@ def start_server(url: str, data_dir: Path, workers: int, server: str,
         env["PYTHONPATH"] = str(code)
     proc = subprocess.Popen([sys.executable, "-m", "basketflow.cli", "serve", "--port",
                              str(port), "--no-access-log", "--workers", str(workers),
-                             "--server", server], env=env,
+                             "--server", server], env=env, cwd=code,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
