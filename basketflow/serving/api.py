@@ -6,7 +6,10 @@ itself: a read is one round trip of a few hundred microseconds, cheaper than han
 it to a thread, and a Redis that hangs holds a worker for the timeout at most (then
 503). Sending to the broker and its health check do block for longer, so they run in
 threads. Responses are encoded by msgspec, not by FastAPI's validation of a response
-model: the values are the store's own, already typed.
+model: the values are the store's own, already typed. The hot reads (one customer's
+or product's features, a customer's score) are dispatched by
+:class:`~basketflow.serving.direct.DirectGets`, which calls their endpoints without
+FastAPI's per-request machinery.
 
 Errors are JSON, ``{"error": KIND, "message": TEXT}`` (plus ``details`` or
 ``rejected`` where there is more to say): 401/403 for keys and roles, 404 for an entity
@@ -275,8 +278,9 @@ def create_app(b: Backends) -> FastAPI:
         """Prometheus text: requests and latency per route, method and status."""
         return Response(metrics_text(metrics), media_type=CONTENT_TYPE)
 
+    hot = (customer_features, product_features, customer_score)
     direct = [direct_route(r) for r in app.routes
-              if isinstance(r, APIRoute) and r.endpoint in (customer_features, product_features)]
+              if isinstance(r, APIRoute) and r.endpoint in hot]
     app.add_middleware(DirectGets, routes=direct,  # type: ignore[arg-type]
                        handlers=app.exception_handlers)
     app.add_middleware(MetricsMiddleware, metrics=metrics,  # type: ignore[arg-type]
