@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
@@ -52,8 +51,10 @@ def direct_route(route: APIRoute) -> DirectRoute:
     dependant = route.dependant
     if not inspect.iscoroutinefunction(route.endpoint):
         raise TypeError(f"{route.path}: the endpoint is not a coroutine function")
-    if dependant.header_params or dependant.cookie_params or dependant.body_params:
-        raise TypeError(f"{route.path}: only path and query parameters are direct")
+    named = {f.name for f in (*dependant.path_params, *dependant.query_params)}
+    if set(inspect.signature(route.endpoint).parameters) != named:
+        raise TypeError(f"{route.path}: the endpoint takes more than path and query "
+                        "parameters")
     for field in dependant.path_params:
         if field.field_info.annotation is not str:
             raise TypeError(f"{route.path}: path parameter {field.name} is not text")
@@ -62,17 +63,11 @@ def direct_route(route: APIRoute) -> DirectRoute:
             raise TypeError(f"{route.path}: query parameter {field.name} is not "
                             "optional text")
     for check in dependant.dependencies:
-        if check.request_param_name is None or _takes_more(check):
+        if check.call is None or check.request_param_name is None or set(
+                inspect.signature(check.call).parameters) != {check.request_param_name}:
             raise TypeError(f"{route.path}: a dependency takes more than the request")
     return DirectRoute(route, tuple((f.name, f.alias) for f in dependant.query_params),
                        tuple(check.call for check in dependant.dependencies))
-
-
-def _takes_more(dependant: Dependant) -> bool:
-    """Whether ``dependant`` takes parameters besides the request."""
-    return bool(dependant.path_params or dependant.query_params or dependant.header_params
-                or dependant.cookie_params or dependant.body_params
-                or dependant.dependencies)
 
 
 class DirectGets:
