@@ -94,13 +94,14 @@ Request = Callable[[int], tuple[bytes, bytes]]
 @dataclass(frozen=True)
 class Served:
     """One case's answers: every latency (seconds), the requests per second, and the
-    server's CPU seconds per request (its process and its workers', user and system):
-    what bounds its requests per second on a busy machine, where wall times are
-    other programs' too."""
+    CPU seconds per request of the server (its process and its workers', user and
+    system) and of this client: what bounds the requests per second on two cores, and
+    what other programs on a busy machine do not change much, unlike wall times."""
 
     latencies: list[float]
     rate: float
     cpu: float
+    client_cpu: float
 
 
 def cpu_seconds(pid: int) -> float:
@@ -119,7 +120,7 @@ async def drive(port: int, make: Request, concurrency: int, count: int,
     """``count`` requests (at most ``seconds``) over ``concurrency`` connections to the
     server of process ``pid``."""
     connections = [await Connection.open(port) for _ in range(concurrency)]
-    cpu = cpu_seconds(pid)
+    cpu, client_cpu = cpu_seconds(pid), time.process_time()
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
     issued = 0
@@ -137,10 +138,11 @@ async def drive(port: int, make: Request, concurrency: int, count: int,
     began = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in connections))
     elapsed = time.perf_counter() - began
-    cpu = cpu_seconds(pid) - cpu
+    cpu, client_cpu = cpu_seconds(pid) - cpu, time.process_time() - client_cpu
     for c in connections:
         c.writer.close()
-    return Served(latencies, len(latencies) / elapsed, cpu / len(latencies))
+    return Served(latencies, len(latencies) / elapsed, cpu / len(latencies),
+                  client_cpu / len(latencies))
 
 
 def direct(work: Callable[[int], Any], count: int) -> list[float]:
@@ -161,8 +163,8 @@ def ms(values: list[float], q: float) -> float:
 def report(name: str, served: Served, floor: list[float] | None) -> None:
     times = served.latencies
     line = (f"{name:32} p50 {ms(times, .5):6.3f} ms  p99 {ms(times, .99):6.3f} ms  "
-            f"{served.rate:5.0f} req/s  server CPU {served.cpu * 1e6:4.0f} us/req  "
-            f"(n={len(times)})")
+            f"{served.rate:5.0f} req/s  CPU us/req: server {served.cpu * 1e6:4.0f}, "
+            f"client {served.client_cpu * 1e6:3.0f}  (n={len(times)})")
     if floor:
         line += f"   direct p50 {ms(floor, .5):.3f} / p99 {ms(floor, .99):.3f} ms"
     print(line, flush=True)
