@@ -3,9 +3,8 @@
 ``GET /customers/{id}/features`` is what a shop's pages call most, and FastAPI's
 machinery around one such read (matching the path against every route in turn, solving
 the path and query parameters through its dependency system, its exception middleware
-and exit stack) cost more CPU than the read and its encoding: with 16 concurrent
-clients on two cores that made the difference between meeting and missing the issue's
-throughput. :class:`DirectGets` answers the routes it is given by matching the route's
+and exit stack) cost more CPU than the read and its encoding, and a worker's CPU per
+request is what bounds its requests per second with many concurrent clients. :class:`DirectGets` answers the routes it is given by matching the route's
 own compiled path, running the route's own dependencies (the API key check) and calling
 the route's own endpoint, so the answers, the OpenAPI docs and the error handlers stay
 FastAPI's; only the dispatch is shorter. Every other request, and every method but GET,
@@ -13,7 +12,7 @@ goes on to FastAPI unchanged.
 
 A direct route's endpoint takes its path parameters as text and its query parameters as
 optional text, and its dependencies take the request alone (:func:`direct_route`
-checks the first two when the application is built).
+checks all three when the application is built).
 """
 
 from __future__ import annotations
