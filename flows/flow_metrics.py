@@ -55,9 +55,9 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
-from itertools import compress, repeat
-from operator import attrgetter, itemgetter
+from collections.abc import Iterator, Mapping
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +89,6 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01,
 CUSTOMER, PRODUCT = "customer", "product"
 #: Labelled baskets the rolling accuracy is taken over.
 ACCURACY_WINDOW = 1000
-_ENTITY, _STOCK_CODE, _IS_PRODUCT = (attrgetter("entity_id"), attrgetter("stock_code"),
-                                     attrgetter("is_product"))
 _TS = itemgetter(0)
 
 
@@ -130,27 +128,6 @@ class Histogram:
         """``(le, count at or below)`` per bucket, ``+Inf`` last, as Prometheus has them."""
         totals = np.cumsum(self.counts).tolist()
         return list(zip([*map(str, self.buckets), "+Inf"], totals))
-
-
-def first_arrivals(keys: Iterable[str], arrivals: Iterable[int]) -> dict[str, int]:
-    """Each key's first arrival in a batch, by whole-batch operations (no Python step
-    per event).
-
-    >>> first_arrivals(["b", "a", "b"], [5, 6, 7])
-    {'b': 5, 'a': 6}
-    """
-    return dict(zip(reversed(list(keys)), reversed(list(arrivals))))
-
-
-def keep_oldest(pending: dict[str, int], first: dict[str, int]) -> None:
-    """Note a batch's first arrivals in ``pending``, where a key has none older already.
-
-    >>> pending = {"a": 1}
-    >>> keep_oldest(pending, {"b": 5, "a": 6}); pending
-    {'a': 1, 'b': 5}
-    """
-    new = first.keys() - pending.keys()
-    pending.update(zip(new, map(first.__getitem__, new)))
 
 
 def partition_labels(name: str) -> tuple[str, str]:
@@ -203,16 +180,16 @@ class FlowMetrics:
         for name, offsets in dead_offsets.items():
             self.dead[name] = self.dead.get(name, 0) + len(offsets)
         customers, products = self.pending.get(CUSTOMER), self.pending.get(PRODUCT)
-        if customers is not None:
-            by_entity = first_arrivals(map(_ENTITY, events), arrivals)
-            with self.lock:
-                keep_oldest(customers, by_entity)
-        if products is not None:
-            are_products = list(map(_IS_PRODUCT, events))
-            by_product = first_arrivals(compress(map(_STOCK_CODE, events), are_products),
-                                        compress(arrivals, are_products))
-            with self.lock:
-                keep_oldest(products, by_product)
+        with self.lock:  # the writer thread pops what it wrote
+            if customers is not None:
+                note = customers.setdefault
+                for e, ms in zip(events, arrivals):
+                    note(e.entity_id, ms)
+            if products is not None:
+                note = products.setdefault
+                for e, ms in zip(events, arrivals):
+                    if e.is_product:
+                        note(e.stock_code, ms)
 
     def dead_read(self, name: str, count: int) -> None:
         """Count dead letters read back from the dead topic's partition ``name``."""
