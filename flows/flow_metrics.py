@@ -1,12 +1,16 @@
-"""The live flow's Prometheus metrics, served by Bytewax's own API server.
+"""The live flow's Prometheus metrics, from Bytewax's own API server through a relay.
 
 ``basketflow run --metrics-port P`` turns on Bytewax's dataflow API server
-(``BYTEWAX_DATAFLOW_API_ENABLED``) on that port in each flow process: its ``/metrics``
-gives Bytewax's own metrics (items and durations per step, ``bytewax_snapshot_duration_seconds``
-per input partition and ``bytewax_partd_write_duration_seconds``, the recovery writes of
-each epoch's snapshot) followed by prometheus-client's default registry, where
-:func:`install` puts this module's collector; ``/dataflow`` gives the flow's graph as JSON.
-One port serves everything a process knows.
+(``BYTEWAX_DATAFLOW_API_ENABLED``) on a free port of its own in each flow process, and
+starts a relay process (:mod:`basketflow.flows.metrics_relay`) that answers on P: its
+``/metrics`` is a copy of Bytewax's, refreshed every second: Bytewax's own metrics (items
+and durations per step, ``bytewax_snapshot_duration_seconds`` per input partition and
+``bytewax_partd_write_duration_seconds``, the recovery writes of each epoch's snapshot)
+followed by prometheus-client's default registry, where :func:`install` puts this
+module's collector; ``/dataflow`` (the flow's graph as JSON) is passed through. One port
+serves everything a process knows. The relay exists because Bytewax renders the Python
+part holding the interpreter lock: on a busy flow a scrape of Bytewax's server waits for
+the flow's thread, tens of ms; the relay's copy waits instead, and nobody waits for it.
 
 What the flow counts (names in base units, counters end in ``_total``, labels bounded by
 the topic's partitions, the views, the servers and the model versions):
@@ -41,7 +45,9 @@ the topic's partitions, the views, the servers and the model versions):
 Counters are of this process since it started, as Prometheus expects (a restart starts
 from zero; ``rate()`` copes); ``basketflow status`` shows the totals kept in the
 recovery state. Counting costs a few dictionary operations per batch and one per event
-(its arrival time), done by ``inspect`` steps added only when metrics are on.
+(its arrival time: the key is the event's entity, computed per event whatever the
+bookkeeping), done by ``inspect`` steps added only when metrics are on; the latencies
+of an online write are bucketed together with numpy (:class:`Histogram`).
 """
 
 from __future__ import annotations
