@@ -2,13 +2,17 @@
 steps, no recovery) over the same topic in four modes, in alternating rounds, each on a
 fresh data directory and key prefix: nothing; Bytewax's API server alone (its own
 metrics on, our counting off); our counting alone (the ``inspect`` steps and the sink's
-observer, no server); both. CPU seconds of the process per mode (median), and the time
-spent inside our bookkeeping (``FlowMetrics.batch``, ``online_written``, ``clocked``),
-timed around each call. ``--profile`` runs each mode under cProfile instead (the flow's
-thread only; the sink's writer threads are not seen) and prints our functions' share.
-Starts its own embedded broker and Redis-protocol server.
+observer, no server); both. CPU seconds of the process per mode (median), and the CPU
+time of the calling thread spent inside our bookkeeping (``FlowMetrics.batch``,
+``online_written``, ``clocked``; thread time, since ``online_written`` runs on the sink's
+writer threads and a wall clock would count their waits for the interpreter lock).
+``--baseline DIR`` (another source tree) runs its counting modes in the same rounds.
+``--profile`` runs each mode under cProfile instead, timing the flow's thread's CPU
+(the writer threads are not seen), and prints our functions' share of it. Starts its own embedded
+broker and Redis-protocol server.
 
-    python benchmarks/flow_metrics_split.py [PATH.csv[.gz]] [--limit N] [--rounds R] [--profile]
+    python benchmarks/flow_metrics_split.py [PATH.csv[.gz]] [--limit N] [--rounds R]
+        [--baseline DIR] [--profile]
 """
 
 from __future__ import annotations
@@ -49,11 +53,11 @@ def timed(name: str, spent: dict[str, float]) -> None:
     method = getattr(flow_metrics.FlowMetrics, name)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
+        start = time.thread_time()
         try:
             return method(*args, **kwargs)
         finally:
-            spent[name] += time.perf_counter() - start
+            spent[name] += time.thread_time() - start
 
     setattr(flow_metrics.FlowMetrics, name, wrapper)
 
@@ -81,7 +85,7 @@ def child(mode: str, settings: Settings, profile: bool) -> dict[str, Any]:
         os.environ[flow_metrics.ENV_API_CACHE] = str(settings.data_dir)
     stats = FlowStats()
     flow = build_live_flow(settings, True, stats, metered=counting)
-    profiler = cProfile.Profile() if profile else None
+    profiler = cProfile.Profile(time.thread_time) if profile else None  # CPU, not waits
     cpu = time.process_time()
     run = partial(run_flow, flow, RunOptions())
     if profiler is not None:
@@ -109,27 +113,34 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--baseline", type=Path, default=None)
     args = parser.parse_args()
     print(f"machine: {describe()}")
-    cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
-    spent: dict[str, list[float]] = {mode: [] for mode in MODES}
+    runs = [(mode, None) for mode in MODES]
+    if args.baseline is not None:
+        runs += [(mode, args.baseline.resolve()) for mode in MODES if MODES[mode][1]]
+    names = [("baseline " if tree else "") + mode for mode, tree in runs]
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    spent: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp, embedded_services(Path(tmp)) as (kafka, redis):
         sent = replay(args.path, kafka, "transactions", "transactions.dead",
                       limit=args.limit).sent
         print(f"replayed {sent:,} events")
         for r in range(args.rounds):
-            for mode in MODES:
-                settings = Settings(Path(tmp) / f"{mode}{r}", kafka, redis,
-                                    prefix=f"split-{mode}{r}")
+            for (mode, tree), name in zip(runs, names):
+                slug = name.replace(" ", "-")
+                settings = Settings(Path(tmp) / f"{slug}{r}", kafka, redis,
+                                    prefix=f"split-{slug}{r}")
                 load = os.getloadavg()[0]
+                env = child_env(settings) | ({"PYTHONPATH": str(tree)} if tree else {})
                 done = subprocess.run(
                     [sys.executable, __file__, "--child", mode, *(["--profile"] if
                                                                    args.profile else [])],
-                    env=child_env(settings), capture_output=True, text=True, check=True)
+                    env=env, capture_output=True, text=True, check=True)
                 figures = json.loads(done.stdout.strip().splitlines()[-1])
-                cpu[mode].append(figures["cpu"])
+                cpu[name].append(figures["cpu"])
                 ours = sum(figures["spent"].values())
-                line = (f"round {r + 1}, {mode:>7}: {figures['cpu']:.2f} s CPU, "
+                line = (f"round {r + 1}, {name:>16}: {figures['cpu']:.2f} s CPU, "
                         f"{figures['rows']:,} rows (load average {load:.2f} before)")
                 if figures["profile"]:
                     ours, total = ours_in_profile(figures["profile"])
@@ -137,14 +148,14 @@ def main() -> None:
                 elif MODES[mode][1]:
                     line += "; our bookkeeping " + ", ".join(
                         f"{name} {s * 1000:.0f} ms" for name, s in figures["spent"].items())
-                spent[mode].append(ours)
+                spent[name].append(ours)
                 print(line, flush=True)
     off = statistics.median(cpu["off"])
-    for mode in MODES:
-        median = statistics.median(cpu[mode])
-        print(f"{mode:>7}: median {median:.2f} s CPU ({(median / off - 1) * 100:+.1f}% of off)"
-              + (f", our bookkeeping {statistics.median(spent[mode]) / off * 100:.2f}% of "
-                 "off's CPU" if MODES[mode][1] else "")
+    for (mode, _tree), name in zip(runs, names):
+        median = statistics.median(cpu[name])
+        print(f"{name:>16}: median {median:.2f} s CPU ({(median / off - 1) * 100:+.1f}% of "
+              "off)" + (f", our bookkeeping {statistics.median(spent[name]) / off * 100:.2f}% "
+                        "of off's CPU" if MODES[mode][1] else "")
               + f" = {median / sent * 1e6:.1f} us/event")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
