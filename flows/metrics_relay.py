@@ -19,12 +19,11 @@ MESSAGE`` as its first line, and ends when its parent process has gone.
 from __future__ import annotations
 
 import errno
+import http.client
 import os
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 #: Seconds between two copies of Bytewax's ``/metrics``.
@@ -35,21 +34,36 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Relay:
-    """The newest copy of the source's ``/metrics`` (None until one is had)."""
+    """The newest copy of the source's ``/metrics`` (None until one is had); the source
+    is Bytewax's server on loopback port ``source_port``."""
 
-    def __init__(self, source: str) -> None:
-        self.source = source
+    def __init__(self, source_port: int) -> None:
+        self.source_port = source_port
         self.metrics: bytes | None = None
+
+    def fetch(self, path: str) -> tuple[int, str, bytes]:
+        """Status, content type and body of the source's answer to ``GET path`` (raises
+        ``OSError`` when it does not answer)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.source_port,
+                                                timeout=SOURCE_TIMEOUT)
+        try:
+            connection.request("GET", path)
+            answer = connection.getresponse()
+            return answer.status, answer.headers.get_content_type(), answer.read()
+        except http.client.HTTPException as exc:
+            raise OSError(f"a bad answer: {exc}") from exc
+        finally:
+            connection.close()
 
     def refresh(self) -> None:
         """Copy the source's ``/metrics`` (keep the last copy when it does not answer:
         before the flow starts its server, or while it ends)."""
         try:
-            with urllib.request.urlopen(f"{self.source}/metrics",
-                                        timeout=SOURCE_TIMEOUT) as answer:
-                self.metrics = answer.read()
+            status, _kind, body = self.fetch("/metrics")
         except OSError:
-            pass
+            return
+        if status == 200:
+            self.metrics = body
 
     def refresh_while(self, parent: int) -> None:
         """Refresh every :data:`REFRESH_SECONDS` while ``parent`` is this process's
@@ -59,13 +73,10 @@ class Relay:
             time.sleep(REFRESH_SECONDS)
 
     def passed_through(self, path: str) -> tuple[int, str, bytes]:
-        """Status, content type and body of the source's answer to ``path``."""
+        """Status, content type and body of the source's answer to ``path`` (503 when it
+        does not answer)."""
         try:
-            with urllib.request.urlopen(f"{self.source}{path}",
-                                        timeout=SOURCE_TIMEOUT) as answer:
-                return answer.status, answer.headers.get_content_type(), answer.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, "text/plain", exc.read()
+            return self.fetch(path)
         except OSError as exc:
             return 503, "text/plain", f"the flow's API server does not answer: {exc}".encode()
 
@@ -104,7 +115,7 @@ def bind(port: int, relay: Relay) -> ThreadingHTTPServer:
 def main(argv: list[str]) -> int:
     """Serve until the parent ends (see the module docstring)."""
     port, source_port, parent = (int(a) for a in argv)
-    relay = Relay(f"http://127.0.0.1:{source_port}")
+    relay = Relay(source_port)
     try:
         server = bind(port, relay)
     except OSError as exc:
