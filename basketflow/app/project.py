@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from basketflow.config import (
     DEFAULT_ALLOWED_LATENESS_S,
     DEFAULT_DEAD_TOPIC,
@@ -31,6 +33,7 @@ from basketflow.config import (
 )
 from basketflow.errors import BasketflowError
 from basketflow.project_file import FILE_NAME, KEYS
+from basketflow.schemas.expectations import DEFAULTS
 
 #: The feature repository's folder in a new project.
 REPOSITORY = "features"
@@ -66,12 +69,23 @@ def project_text() -> str:
              "# below it reads it. Environment variables override each key; relative paths",
              "# are relative to this folder; null means the default.", ""]
     for key, (_, meaning) in KEYS.items():
+        if key == "expectations":
+            lines += [f"# {meaning}", "#   [no env; the defaults: schemas/expectations.py]",
+                      _expectations_text().rstrip("\n")]
+            continue
         value = INITIAL[key]
         comment = f"# {meaning} [env {ENV_OF_KEY[key]}]"
         lines += [comment] if len(comment) <= 80 else [f"# {meaning}",
                                                         f"#   [env {ENV_OF_KEY[key]}]"]
         lines.append(f"{key}: {'null' if value is None else value}")
     return "\n".join(lines) + "\n"
+
+
+def _expectations_text() -> str:
+    """The ``expectations`` key at the defaults declared beside the event contract,
+    each expectation's parameters on one line where they fit."""
+    return yaml.safe_dump({"expectations": DEFAULTS}, default_flow_style=None,
+                          sort_keys=False, width=88)
 
 
 def init_project(folder: Path) -> InitResult:
