@@ -17,12 +17,12 @@ error naming it.
 
 from __future__ import annotations
 
+import json
 import shutil
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from basketflow.config import (
     DEFAULT_ALLOWED_LATENESS_S,
@@ -82,10 +82,24 @@ def project_text() -> str:
 
 
 def _expectations_text() -> str:
-    """The ``expectations`` key at the defaults declared beside the event contract,
-    each expectation's parameters on one line where they fit."""
-    return yaml.safe_dump({"expectations": DEFAULTS}, default_flow_style=None,
-                          sort_keys=False, width=88)
+    """The ``expectations`` key at the defaults declared beside the event contract: an
+    expectation's parameters on one line, a list wrapped between its items."""
+    lines = ["expectations:"]
+    for name, params in DEFAULTS.items():
+        scalars = ", ".join(f"{k}: {json.dumps(v)}" for k, v in params.items()
+                            if not isinstance(v, list))
+        lists = {k: v for k, v in params.items() if isinstance(v, list)}
+        if not lists:
+            lines.append(f"  {name}: {{{scalars}}}")
+            continue
+        lines.append(f"  {name}:")
+        for key, items in lists.items():
+            text = ", ".join(json.dumps(i).replace(" ", "\u00a0") for i in items)
+            wrapped = textwrap.wrap(f"{key}: [{text}]", 74, subsequent_indent="  ")
+            lines += ["    " + w.replace("\u00a0", " ") for w in wrapped]
+        lines += [f"    {k}: {json.dumps(v)}" for k, v in params.items()
+                  if not isinstance(v, list)]
+    return "\n".join(lines) + "\n"
 
 
 def init_project(folder: Path) -> InitResult:
