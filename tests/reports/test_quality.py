@@ -160,6 +160,9 @@ def test_the_defaults_written_by_init_give_the_report_of_no_project(
      "line 2: 'expectations.known_country.countries' must be a non-empty list"),
     ("expectations:\n  unknown_stock_codes: {pattern: '[0-9'}\n",
      "line 2: 'expectations.unknown_stock_codes.pattern' must be a regular expression"),
+    ("expectations:\n  unknown_stock_codes: {pattern: '(?=1)[0-9]+'}\n",
+     "line 2: 'expectations.unknown_stock_codes.pattern' must be a regular expression of "
+     "RE2's syntax"),
     ("\nexpectations:\n  guest_shares: {max_share: 0.1}\n",
      "line 3: unknown expectation 'guest_shares'; the expectations are quantity_range"),
     ("expectations:\n  price_range: {max_quantity: 5}\n",
