@@ -176,3 +176,11 @@ def test_a_bad_expectation_is_one_error_line(tmp_path: Path, text: str, wanted: 
     done = basketflow("report", "--date", DAY.isoformat(), env=user_env(tmp_path / "data"),
                       cwd=tmp_path)
     one_error_line(done, f"{tmp_path / FILE_NAME} {wanted}")
+
+
+def test_a_bad_expectation_stops_every_command(tmp_path: Path) -> None:
+    (tmp_path / FILE_NAME).write_text("expectations:\n  duplicate_lines:\n"
+                                      "    max_share: true\n")
+    done = basketflow("features", "list", env=user_env(tmp_path / "data"), cwd=tmp_path)
+    one_error_line(done, f"{tmp_path / FILE_NAME} line 3: 'expectations.duplicate_lines."
+                         "max_share' must be a share from 0 to 1 (0.05 is 5%), not True")
