@@ -191,9 +191,11 @@ def configured(settings: Iterable[ExpectationSetting]) -> ExpectationSet:
             raise ProjectFileError(f"{s.where}: {key!r} must be {must}, not {s.value!r}")
         value = _normal(s.parameter, s.value)
         values[s.expectation][s.parameter] = value
-        if value != DEFAULTS[s.expectation][s.parameter]:
-            changed.append(f"{s.expectation}.{s.parameter}: {_shown(value)} "
-                           f"(default {_shown(DEFAULTS[s.expectation][s.parameter])})")
+        default = DEFAULTS[s.expectation][s.parameter]
+        if value != default:
+            changed.append(f"{s.expectation}.{s.parameter}: " + (
+                f"{_change(default, value)} on the default" if isinstance(value, list)
+                else f"{value} (default {default})"))
     return ExpectationSet(values, changed, build(values))
 
 
@@ -210,10 +212,22 @@ def differences(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
     for name in {**old, **new}:
         before, after = old.get(name, {}), new.get(name, {})
         for parameter in {**before, **after}:
-            if before.get(parameter) != after.get(parameter):
-                found.append(f"{name}.{parameter}: {_shown(before.get(parameter, 'none'))} "
-                             f"-> {_shown(after.get(parameter, 'none'))}")
+            was, now = before.get(parameter, "none"), after.get(parameter, "none")
+            if was != now:
+                found.append(f"{name}.{parameter}: {_change(was, now)}")
     return found
+
+
+def _change(was: Any, now: Any) -> str:
+    """``old -> new``; for two lists, the values added and removed.
+
+    >>> _change(["France", "RSA"], ["France", "Atlantis"])
+    '+Atlantis, -RSA'
+    """
+    if isinstance(was, list) and isinstance(now, list):
+        return ", ".join([f"+{v}" for v in now if v not in was]
+                         + [f"-{v}" for v in was if v not in now]) or "reordered"
+    return f"{_shown(was)} -> {_shown(now)}"
 
 
 def _normal(parameter: str, value: Any) -> Any:

@@ -28,7 +28,7 @@ from basketflow.producers.synthetic import write_csv
 from basketflow.reports.daily import daily_report
 from basketflow.reports.render import render_markdown
 from basketflow.schemas.events import Transaction
-from basketflow.project_file import FILE_NAME, read_project
+from basketflow.project_file import FILE_NAME, ExpectationSetting, read_project
 from basketflow.schemas.expectations import (
     COUNTRIES,
     EXPECTATIONS,
@@ -139,6 +139,18 @@ def test_a_project_file_that_tightens_one_expectation_fails_the_day(
            f"digits, up to two letters): {breaking} of {lines:,} lines (allowed 0%)" in page
     assert f"Checked against expectations {section['expectations_digest']}: the defaults " \
            "but, as the project file sets, unknown_stock_codes.max_share" in page
+
+
+def test_a_changed_country_list_says_what_changed(
+        day_events: tuple[Path, list[Transaction]]) -> None:
+    offline, events = day_events
+    shop = configured([ExpectationSetting("known_country", "countries",
+                                          (*COUNTRIES, "Atlantis"), "FILE line 4")])
+    assert shop.changed == ["known_country.countries: +Atlantis on the default"]
+    results = {r["name"]: r for r in daily_report(offline, DAY, expectations=shop)
+               ["sections"]["data_quality"]["expectations"]}
+    assert results["known_country"]["breaking"] == 0
+    assert results["known_country"]["lines"] == len(events)
 
 
 def test_the_defaults_written_by_init_give_the_report_of_no_project(
