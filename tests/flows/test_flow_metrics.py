@@ -119,10 +119,12 @@ def labelled(settings: Settings, tmp_path: Path) -> tuple[Settings, list[Transac
 
 
 def settled(proc: subprocess.Popen[bytes], ports: tuple[int, int], want_events: int,
-            timeout: float = 180.0
+            newest: int, timeout: float = 180.0
             ) -> dict[int, dict[str, list[tuple[str, dict[str, str], float]]]]:
-    """Scrape both parts until each has counted every event, has no lag and its counts
-    stopped moving; the last scrapes."""
+    """Scrape both parts until each has counted every event, has no lag, has its clock
+    at the ``newest`` event time (its partitions idle: the windows then moved on, which
+    writes rows again), shows every family (the metrics relay's copy of Bytewax's server
+    is up to a second old) and its counts stopped moving; the last scrapes."""
     deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
@@ -133,6 +135,8 @@ def settled(proc: subprocess.Popen[bytes], ports: tuple[int, int], want_events: 
             continue
         done = all(sum(by_partition(m["basketflow_flow_events"]).values()) == want_events
                    and not any(by_partition(m["basketflow_flow_consumer_lag_messages"]).values())
+                   and FLOW_FAMILIES <= set(m)
+                   and m["basketflow_flow_clock_timestamp_seconds"][0][2] >= newest
                    for m in got.values())
         counts = {p: (m["basketflow_flow_online_writes"], m["basketflow_flow_scores"],
                       m["basketflow_flow_clock_timestamp_seconds"]) for p, m in got.items()}
@@ -154,7 +158,7 @@ def test_metrics_of_a_running_flow_match_the_run(
         env=cli_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         cwd=settings.data_dir.parent)
     try:
-        got = settled(proc, (port, port + 1), len(events))
+        got = settled(proc, (port, port + 1), len(events), max(e.ts for e in events))
         status = subprocess.run(
             [sys.executable, "-m", "basketflow.cli", "status", "--json", "--metrics-port",
              str(port)], env=cli_env(settings), capture_output=True, text=True, timeout=120)
