@@ -1,0 +1,138 @@
+"""Windowed values after the flow's clock, for training sets: windows moved on without events.
+
+The customer feature log holds a row at every moment a customer's windowed values change,
+events or windows moving on (:mod:`basketflow.features.entity_features`), but only up to
+the flow's event-time clock: after it, no event is known and no row is written, so the
+last row holds the windows as of the clock. A label at a later time ``t`` must read the
+windows at ``t`` (issue #14): a customer silent for a week reads ``spend_7d = 0``.
+
+How: the clock is the newest ``ts`` of the view's log (its current version). Every
+change up to the flow's clock is logged, so the log is exact up to that time, and no
+event of the flow is later. After it, the windowed values are computed at ``t`` by the
+view's own state class (:class:`~basketflow.features.feature_state.CustomerState`, the
+function the flow folds with) over the customer's events from the offline event store
+that the flow folded in: those of its longest window before the clock, up to the clock,
+less the ones it recorded as late (``late/``), in event-time order. The window rule then
+holds as written: the W-day window at ``t`` holds the W*24 hourly tiles ending with
+``t``'s hour. The view's other features do not move without events: they stay those of
+the log row, and request-time features are computed from it at ``t`` as before.
+
+A store without an events log (a feature log copied alone) keeps the values as of the
+clock. Declared views (:mod:`basketflow.features.declared_state`) are not computed here:
+a training set knows their compiled :class:`FeatureView`, not the declaration the
+generic engine folds with, so after the clock they keep the values as of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from basketflow.features.feature_state import HOUR, CustomerState
+from basketflow.offline_uri import StoreDir
+from basketflow.reports.offline_query import arrow_table
+from basketflow.schemas.events import GUEST_PREFIX, Transaction
+from basketflow.schemas.features import CUSTOMER, DAY_SECONDS, WINDOWED, FeatureView
+from basketflow.sinks.offline_layout import (
+    event_days,
+    event_files,
+    files_by_day,
+    files_of,
+    late_events_dir,
+)
+from basketflow.sinks.offline_scan import parquet_source
+
+#: The events' columns, in :class:`Transaction`'s order, as the fold takes them.
+_EVENT_COLUMNS = ", ".join([
+    "event_id", "invoice", "stock_code", "description", "CAST(quantity AS BIGINT) AS quantity",
+    "CAST(unit_price AS DOUBLE) AS unit_price", "CAST(epoch(ts) AS BIGINT) AS ts",
+    "customer_id", "country", "is_cancellation", "is_adjustment", "is_product"])
+#: A line's entity, as :attr:`Transaction.entity_id` makes it.
+_ENTITY = (f"CASE WHEN customer_id IS NULL OR customer_id = '' "
+           f"THEN '{GUEST_PREFIX}' || invoice ELSE customer_id END")
+
+
+def moves_on(view: FeatureView, features: Sequence[str]) -> tuple[str, ...]:
+    """The asked ``features`` of ``view`` whose values move on after the clock and are
+    computed here: the windowed features of the built-in customer view (none of any
+    other view: see the module docstring)."""
+    if view.version != CUSTOMER.version:
+        return ()
+    kinds = view.kinds
+    return tuple(f for f in features if kinds.get(f) == WINDOWED)
+
+
+def _days(first: int, last: int) -> list:
+    """The UTC days from epoch second ``first`` to ``last``, both included."""
+    start = datetime.fromtimestamp(first, timezone.utc).date().toordinal()
+    end = datetime.fromtimestamp(last, timezone.utc).date().toordinal()
+    return [datetime.fromordinal(d).date() for d in range(start, end + 1)]
+
+
+def folded_events(con: duckdb.DuckDBPyConnection, root: StoreDir, entities: Sequence[str],
+                  since: int, clock: int) -> dict[str, list[Transaction]] | None:
+    """Each of ``entities``' events with event time in ``[since, clock]`` that the flow
+    folded in (not in ``late/`` for that entity), in event-time order (ties by id); None
+    when the store has no events log."""
+    if not event_days(root):
+        return None
+    days = _days(since, clock)
+    files = event_files(root, days)
+    found: dict[str, list[Transaction]] = {e: [] for e in entities}
+    if not files:
+        return found
+    con.register("wanted", pa.table({"e": pa.array(list(entities), pa.string())}))
+    events = parquet_source(con, files)
+    con.register("late", _late_ids(con, files_of(files_by_day(late_events_dir(root)), days)))
+    rows = arrow_table(con, f"""
+        SELECT * FROM (SELECT {_ENTITY} AS e, {_EVENT_COLUMNS} FROM {events.sql}
+                       WHERE epoch(ts) BETWEEN $since AND $clock) x
+        WHERE x.e IN (SELECT e FROM wanted)
+          AND NOT EXISTS (SELECT 1 FROM late l WHERE l.event_id = x.event_id AND l.e = x.e)
+        ORDER BY x.e, x.ts, x.event_id""", {**events.params, "since": since, "clock": clock}
+                       ).to_pylist()
+    for row in rows:
+        found[row.pop("e")].append(Transaction(**row))
+    return found
+
+
+def _late_ids(con: duckdb.DuckDBPyConnection, files: Sequence[StoreDir]) -> pa.Table:
+    """The ``(event_id, e)`` pairs of the late events in ``files``: events the flow left out
+    of entity ``e``'s values."""
+    if not files:
+        return pa.table({"event_id": pa.array([], pa.string()), "e": pa.array([], pa.string())})
+    late = parquet_source(con, files)
+    return arrow_table(con, f"SELECT event_id, CAST(entity_id AS VARCHAR) AS e FROM {late.sql}",
+                       late.params)
+
+
+def windows_at(con: duckdb.DuckDBPyConnection, root: StoreDir, view: FeatureView,
+               features: Sequence[str], entities: Sequence[str], as_of: np.ndarray,
+               clock: int) -> dict[str, list] | None:
+    """The windowed ``features`` of each (entity, time) pair, ``as_of`` in epoch seconds,
+    every time after ``clock``: the windows at that time over the entity's events folded
+    in up to the clock (see the module docstring). Feature -> values in pair order; None
+    when the store has no events log."""
+    since = (clock // HOUR) * HOUR - max(view.windows_days) * DAY_SECONDS
+    events = folded_events(con, root, sorted(set(entities)), since, clock)
+    if events is None:
+        return None
+    states: dict[str, CustomerState] = {}
+    for entity, lines in events.items():
+        state = states[entity] = CustomerState()
+        for line in lines:
+            state.update(line)
+    at_hour: dict[tuple[str, int], dict] = {}  # values change only at hour starts
+    out: dict[str, list] = {f: [] for f in features}
+    for entity, t in zip(entities, as_of.tolist()):
+        key = (entity, t // HOUR)
+        values = at_hour.get(key)
+        if values is None:
+            values = at_hour[key] = states[entity].values(t)
+        for f in features:
+            out[f].append(values[f])
+    return out
