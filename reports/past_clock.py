@@ -25,8 +25,10 @@ generic engine folds with, so after the clock they keep the values as of it.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -36,7 +38,13 @@ from basketflow.features.feature_state import HOUR, CustomerState
 from basketflow.offline_uri import StoreDir
 from basketflow.reports.offline_query import arrow_table
 from basketflow.schemas.events import GUEST_PREFIX, Transaction
-from basketflow.schemas.features import CUSTOMER, DAY_SECONDS, WINDOWED, FeatureView
+from basketflow.schemas.features import (
+    CUSTOMER,
+    DAY_SECONDS,
+    WINDOWED,
+    FeatureView,
+    WindowedFeature,
+)
 from basketflow.sinks.offline_layout import (
     event_days,
     event_files,
@@ -88,15 +96,14 @@ def folded_events(con: duckdb.DuckDBPyConnection, root: StoreDir, entities: Sequ
     con.register("wanted", pa.table({"e": pa.array(list(entities), pa.string())}))
     events = parquet_source(con, files)
     con.register("late", _late_ids(con, files_of(files_by_day(late_events_dir(root)), days)))
-    rows = arrow_table(con, f"""
+    table = arrow_table(con, f"""
         SELECT * FROM (SELECT {_ENTITY} AS e, {_EVENT_COLUMNS} FROM {events.sql}
                        WHERE epoch(ts) BETWEEN $since AND $clock) x
         WHERE x.e IN (SELECT e FROM wanted)
           AND NOT EXISTS (SELECT 1 FROM late l WHERE l.event_id = x.event_id AND l.e = x.e)
-        ORDER BY x.e, x.ts, x.event_id""", {**events.params, "since": since, "clock": clock}
-                       ).to_pylist()
-    for row in rows:
-        found[row.pop("e")].append(Transaction(**row))
+        ORDER BY x.e, x.ts, x.event_id""", {**events.params, "since": since, "clock": clock})
+    for e, *fields in zip(*(column.to_pylist() for column in table.columns)):
+        found[e].append(Transaction(*fields))
     return found
 
 
@@ -110,29 +117,46 @@ def _late_ids(con: duckdb.DuckDBPyConnection, files: Sequence[StoreDir]) -> pa.T
                        late.params)
 
 
+def _longest_days(view: FeatureView, features: Sequence[str]) -> tuple[int, ...]:
+    """The windows in days of the windowed ``features`` of ``view``, distinct, sorted."""
+    return tuple(sorted({days for d in view.declared if isinstance(d, WindowedFeature)
+                         for days in d.windows_days if d.name(days) in features}))
+
+
 def windows_at(con: duckdb.DuckDBPyConnection, root: StoreDir, view: FeatureView,
                features: Sequence[str], entities: Sequence[str], as_of: np.ndarray,
                clock: int) -> dict[str, list] | None:
     """The windowed ``features`` of each (entity, time) pair, ``as_of`` in epoch seconds,
     every time after ``clock``: the windows at that time over the entity's events folded
     in up to the clock (see the module docstring). Feature -> values in pair order; None
-    when the store has no events log."""
-    since = (clock // HOUR) * HOUR - max(view.windows_days) * DAY_SECONDS
+    when the store has no events log.
+
+    Only the events the asked windows can hold at the earliest time are read. The values
+    are computed once per entity and set of tiles in the asked windows (which tiles a
+    window holds changes only when one leaves it), not once per pair.
+    """
+    windows = _longest_days(view, features)
+    earliest = (int(as_of.min()) // HOUR + 1) * HOUR
+    since = earliest - max(windows) * DAY_SECONDS
     events = folded_events(con, root, sorted(set(entities)), since, clock)
     if events is None:
         return None
-    states: dict[str, CustomerState] = {}
+    states, hours = {}, {}
     for entity, lines in events.items():
         state = states[entity] = CustomerState()
         for line in lines:
             state.update(line)
-    at_hour: dict[tuple[str, int], dict] = {}  # values change only at hour starts
-    out: dict[str, list] = {f: [] for f in features}
+        hours[entity] = sorted(state.tiles)
+    spans = [days * 24 for days in windows]
+    known: dict[tuple, int] = {}
+    found: list[dict[str, Any]] = []
+    picks = []
     for entity, t in zip(entities, as_of.tolist()):
-        key = (entity, t // HOUR)
-        values = at_hour.get(key)
-        if values is None:
-            values = at_hour[key] = states[entity].values(t)
-        for f in features:
-            out[f].append(values[f])
-    return out
+        last, tiles = t // HOUR, hours[entity]
+        key = (entity, *(bisect_right(tiles, last - span) for span in spans))
+        pick = known.get(key)
+        if pick is None:
+            pick = known[key] = len(found)
+            found.append(states[entity].values(t))
+        picks.append(pick)
+    return {f: [found[i][f] for i in picks] for f in features}
