@@ -406,8 +406,8 @@ def _moved_on(con: duckdb.DuckDBPyConnection, root: StoreDir, request: ViewReque
     rows = np.flatnonzero(past)
     if not len(rows):
         return values
-    moved = windows_at(con, root, request.view, moving, ids.take(rows).to_pylist(),
-                       as_of[rows], clock)
+    moved = windows_at(con, root, request.view, moving, ids.take(pa.array(rows)), as_of[rows],
+                       clock)
     if moved is None:  # no events log: the values as of the clock
         return values
     mask = pa.array(past)
@@ -415,7 +415,7 @@ def _moved_on(con: duckdb.DuckDBPyConnection, root: StoreDir, request: ViewReque
         column = values.column(feature).combine_chunks()
         values = values.set_column(values.schema.get_field_index(feature), feature,
                                    pc.replace_with_mask(column, mask,
-                                                        pa.array(moved[feature], column.type)))
+                                                        moved[feature].cast(column.type)))
     return values
 
 

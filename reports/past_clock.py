@@ -25,14 +25,13 @@ generic engine folds with, so after the clock they keep the values as of it.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from basketflow.features.feature_state import HOUR, CustomerState
 from basketflow.offline_uri import StoreDir
@@ -124,39 +123,46 @@ def _longest_days(view: FeatureView, features: Sequence[str]) -> tuple[int, ...]
 
 
 def windows_at(con: duckdb.DuckDBPyConnection, root: StoreDir, view: FeatureView,
-               features: Sequence[str], entities: Sequence[str], as_of: np.ndarray,
-               clock: int) -> dict[str, list] | None:
-    """The windowed ``features`` of each (entity, time) pair, ``as_of`` in epoch seconds,
-    every time after ``clock``: the windows at that time over the entity's events folded
-    in up to the clock (see the module docstring). Feature -> values in pair order; None
-    when the store has no events log.
+               features: Sequence[str], entities: pa.Array, as_of: np.ndarray,
+               clock: int) -> dict[str, pa.Array] | None:
+    """The windowed ``features`` of each (entity, time) pair, ``entities`` as text and
+    ``as_of`` in epoch seconds, every time after ``clock``: the windows at that time over
+    the entity's events folded in up to the clock (see the module docstring). Feature ->
+    values in pair order; None when the store has no events log.
 
     Only the events the asked windows can hold at the earliest time are read. The values
     are computed once per entity and set of tiles in the asked windows (which tiles a
-    window holds changes only when one leaves it), not once per pair.
+    window holds changes only when one leaves it), found for all pairs at once in NumPy,
+    not once per pair.
     """
     windows = _longest_days(view, features)
-    earliest = (int(as_of.min()) // HOUR + 1) * HOUR
-    since = earliest - max(windows) * DAY_SECONDS
-    events = folded_events(con, root, sorted(set(entities)), since, clock)
+    since = (int(as_of.min()) // HOUR + 1) * HOUR - max(windows) * DAY_SECONDS
+    encoded = pc.dictionary_encode(entities)
+    names = encoded.dictionary.to_pylist()
+    events = folded_events(con, root, names, since, clock)
     if events is None:
         return None
-    states, hours = {}, {}
-    for entity, lines in events.items():
-        state = states[entity] = CustomerState()
-        for line in lines:
+    states = [CustomerState() for _ in names]
+    for state, name in zip(states, names):
+        for line in events[name]:
             state.update(line)
-        hours[entity] = sorted(state.tiles)
-    spans = [days * 24 for days in windows]
-    known: dict[tuple, int] = {}
-    found: list[dict[str, Any]] = []
-    picks = []
-    for entity, t in zip(entities, as_of.tolist()):
-        last, tiles = t // HOUR, hours[entity]
-        key = (entity, *(bisect_right(tiles, last - span) for span in spans))
-        pick = known.get(key)
-        if pick is None:
-            pick = known[key] = len(found)
-            found.append(states[entity].values(t))
-        picks.append(pick)
-    return {f: [found[i][f] for i in picks] for f in features}
+    codes = encoded.indices.to_numpy().astype(np.int64)
+    keys = np.column_stack([codes, *_tiles_before(states, codes, as_of // HOUR,
+                                                  [days * 24 for days in windows])])
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    found = [states[codes[i]].values(int(as_of[i])) for i in first.tolist()]
+    picks = pa.array(inverse.reshape(-1))
+    return {f: pa.array([v[f] for v in found]).take(picks) for f in features}
+
+
+def _tiles_before(states: Sequence[CustomerState], codes: np.ndarray, hours: np.ndarray,
+                  spans: Sequence[int]) -> list[np.ndarray]:
+    """Per span, per pair: how many tiles of the pair's entity (``states[code]``) are of an
+    hour ``<= hour - span``, those the window of ``span`` hours ending at ``hour`` no
+    longer holds."""
+    tiles = [sorted(state.tiles) for state in states]
+    starts = np.cumsum([0] + [len(t) for t in tiles])
+    flat = np.fromiter((code << 32 | h for code, t in enumerate(tiles) for h in t),
+                       np.int64, count=int(starts[-1]))
+    return [np.searchsorted(flat, codes << 32 | (hours - span), "right") - starts[codes]
+            for span in spans]
