@@ -75,7 +75,9 @@ def one_call(tree: Path, root: Path, labels: Path, out: Path,
     """Seconds of one call with ``tree``'s code in a fresh process; its result in ``out``."""
     code = CALL.format(labels=str(labels), root=str(root), features=features, out=str(out))
     done = subprocess.run([sys.executable, "-c", code], env=os.environ | {
-        "PYTHONPATH": str(tree)}, cwd=tree, capture_output=True, text=True, check=True)
+        "PYTHONPATH": str(tree)}, cwd=tree, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"Error: the call with {tree} failed: {done.stderr.strip()[-2000:]}")
     return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
 
 

@@ -123,7 +123,8 @@ def _longest_days(view: FeatureView, features: Sequence[str]) -> tuple[int, ...]
 
 
 def windows_at(con: duckdb.DuckDBPyConnection, root: StoreDir, view: FeatureView,
-               features: Sequence[str], entities: pa.Array, as_of: np.ndarray,
+               features: Sequence[str], entities: pa.Array | pa.ChunkedArray,
+               as_of: np.ndarray,
                clock: int) -> dict[str, pa.Array] | None:
     """The windowed ``features`` of each (entity, time) pair, ``entities`` as text and
     ``as_of`` in epoch seconds, every time after ``clock``: the windows at that time over
@@ -137,6 +138,8 @@ def windows_at(con: duckdb.DuckDBPyConnection, root: StoreDir, view: FeatureView
     """
     windows = _longest_days(view, features)
     since = (int(as_of.min()) // HOUR + 1) * HOUR - max(windows) * DAY_SECONDS
+    if isinstance(entities, pa.ChunkedArray):  # Arrow-backed pandas text
+        entities = entities.combine_chunks()
     encoded = pc.dictionary_encode(entities)
     names = encoded.dictionary.to_pylist()
     events = folded_events(con, root, names, since, clock)

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -60,9 +61,11 @@ def expected(events: list[Transaction], t: int) -> dict[str, object] | None:
 def training_set(root: Path, pairs: list[tuple[str, int]],
                  asked: list[str] = ASKED) -> list[dict[str, object]]:
     """``historical`` of the ``asked`` customer features at each (customer, epoch second),
-    as dicts with nulls as None."""
+    as dicts with nulls as None (the ids Arrow text in two chunks, as a large Parquet
+    file read by pandas gives them)."""
     frame = get_historical_features(root, pd.DataFrame({
-        "customer_id": [c for c, _ in pairs],
+        "customer_id": pd.arrays.ArrowExtensionArray(pa.chunked_array(
+            [[c for c, _ in pairs[:1]], [c for c, _ in pairs[1:]]], pa.string())),
         "timestamp": pd.to_datetime([t for _, t in pairs], unit="s", utc=True)}),
         [f"customer:{f}" for f in asked])
     return [{f: (None if pd.isna(v) else v) for f, v in zip(asked, row)}
