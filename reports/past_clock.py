@@ -150,12 +150,26 @@ def windows_at(con: duckdb.DuckDBPyConnection, root: StoreDir, view: FeatureView
         for line in events[name]:
             state.update(line)
     codes = encoded.indices.to_numpy().astype(np.int64)
-    keys = np.column_stack([codes, *_tiles_before(states, codes, as_of // HOUR,
+    first, picks = _groups([codes, *_tiles_before(states, codes, as_of // HOUR,
                                                   [days * 24 for days in windows])])
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     found = [states[codes[i]].values(int(as_of[i])) for i in first.tolist()]
-    picks = pa.array(inverse.reshape(-1))
     return {f: pa.array([v[f] for v in found]).take(picks) for f in features}
+
+
+def _groups(keys: Sequence[np.ndarray]) -> tuple[np.ndarray, pa.Array]:
+    """Rows with equal values in every array of ``keys``, grouped: one row of each group,
+    and each row's group number (into the first).
+
+    >>> first, picks = _groups([np.array([3, 1, 3, 1]), np.array([0, 0, 0, 5])])
+    >>> first.tolist(), picks.to_pylist()
+    ([1, 3, 0], [2, 0, 2, 1])
+    """
+    order = np.lexsort(keys[::-1])
+    ordered = np.stack([k[order] for k in keys])
+    starts = np.concatenate([[True], (np.diff(ordered, axis=1) != 0).any(axis=0)])
+    group = np.empty(len(order), np.int64)
+    group[order] = np.cumsum(starts) - 1
+    return order[starts], pa.array(group)
 
 
 def _tiles_before(states: Sequence[CustomerState], codes: np.ndarray, hours: np.ndarray,
