@@ -32,6 +32,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 
+from basketflow.sinks.offline_layout import feature_log_files  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 HOUR = 3600
 #: One timed call, run by each tree's interpreter: reads the labels, writes the result.
@@ -50,10 +52,11 @@ print(json.dumps({{"seconds": seconds}}))
 
 def customer_log(root: Path) -> pd.DataFrame:
     """Entity and epoch-second ``ts`` of every customer-log row of the store."""
+    files = [str(p) for p in feature_log_files(root, "customer")]
     with duckdb.connect() as con:
         return con.execute(
             "SELECT CAST(entity_id AS VARCHAR) AS e, CAST(epoch(ts) AS BIGINT) AS ts "
-            f"FROM read_parquet('{root}/features/customer/*/*.parquet')").df()
+            "FROM read_parquet($files)", {"files": files}).df()
 
 
 def label_sets(root: Path, rows: int, days: int,
@@ -113,6 +116,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--check", type=int, default=300)
     args = parser.parse_args()
+    if not (args.store / "events").is_dir() or not feature_log_files(args.store, "customer"):
+        raise SystemExit(f"Error: {args.store} holds no events or no customer feature log: "
+                         "give an offline store a backfill wrote")
+    if not (args.baseline / "reports" / "historical.py").is_file():
+        raise SystemExit(f"Error: {args.baseline} is not a basketflow source tree")
     from basketflow.schemas.features import CUSTOMER
     features = [f"customer:{f}" for f in CUSTOMER.feature_names[:20]]
     trees = {"this tree": HERE.parent, "baseline": args.baseline.resolve()}
