@@ -20,7 +20,9 @@ the log row, and request-time features are computed from it at ``t`` as before.
 A store without an events log (a feature log copied alone) keeps the values as of the
 clock. Declared views (:mod:`basketflow.features.declared_state`) are not computed here:
 a training set knows their compiled :class:`FeatureView`, not the declaration the
-generic engine folds with, so after the clock they keep the values as of it.
+generic engine folds with, so after the clock they keep the values as of it. ``late/``
+holds one row per ``event_id``: a line late for its customer and its product, recorded
+under the product, is folded in here (DESIGN.md, "After the clock").
 """
 
 from __future__ import annotations
