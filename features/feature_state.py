@@ -20,6 +20,8 @@ hourly tiles ending with the hour of ``t``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import reduce
+from operator import add
 from typing import Any
 
 from basketflow.schemas.events import Transaction
@@ -212,8 +214,7 @@ def _nested_sums(tiles: Iterable[tuple[int, Sequence[float]]], cuts: list[int],
     >>> _nested_sums([(9, [1, 2]), (5, [10, 20]), (12, [99, 99])], [9, 4], 10, 2)
     [[1, 2], [11, 22]]
     """
-    n = len(cuts)
-    inner = [[0] * width for _ in range(n)]
+    groups: list[list[Sequence[float]]] = [[] for _ in cuts]
     longest = cuts[-1]
     for hour, tile in tiles:
         if hour > last_hour or hour < longest:
@@ -221,13 +222,16 @@ def _nested_sums(tiles: Iterable[tuple[int, Sequence[float]]], cuts: list[int],
         w = 0
         while hour < cuts[w]:
             w += 1
-        bucket = inner[w]
-        for k in range(width):
-            bucket[k] += tile[k]
-    for w in range(1, n):  # a shorter window's tiles are in every longer one
-        outer, shorter = inner[w], inner[w - 1]
-        for k in range(width):
-            outer[k] += shorter[k]
+        groups[w].append(tile)
+    # Each window: its own tiles' sums (field by field in C, in the tiles' order, from 0),
+    # plus the next shorter window's sums; windows with no tile of their own share them.
+    inner: list[list[Any]] = []
+    carried: list[Any] = [0] * width
+    for group in groups:
+        if group:
+            carried = [reduce(add, column, 0) + shorter
+                       for shorter, column in zip(carried, zip(*group))]
+        inner.append(carried)
     return inner
 
 
