@@ -177,6 +177,20 @@ class CustomerState:
                     break
         return first
 
+    def changes(self, after: int, until: int) -> list[int]:
+        """Every moment in ``(after, until]`` at which a window moves on without an event,
+        in order: those :meth:`next_change` gives one by one, from one pass over the tiles.
+
+        >>> c = CustomerState()
+        >>> c.tiles = {10: [5.0, 1, 0, 1, 1], 12: [1.0, 1, 0, 1, 1]}
+        >>> [m // HOUR for m in c.changes(0, 200 * HOUR)]
+        [34, 36, 178, 180]
+        >>> c.changes(0, 200 * HOUR)[:2] == [c.next_change(0), c.next_change(c.next_change(0))]
+        True
+        """
+        return sorted({moment for hour in self.tiles for after_hours in CUSTOMER_CHANGE_HOURS
+                       if after < (moment := (hour + after_hours) * HOUR) <= until})
+
     def values(self, as_of: int) -> dict[str, Any]:
         """Every stored feature of :data:`basketflow.schemas.features.CUSTOMER` as of
         ``as_of``, in its declared order (its request-time features are computed when
