@@ -265,11 +265,13 @@ class CustomerFolder(Folder):
         """A customer row at each moment in ``(after, until]`` at which a tile leaves a
         window, as of that moment."""
         customer, seq, rows = self.customer, self.seq, update.rows
-        for moment in customer.changes(after, until):
+        moment = customer.next_change(after)
+        while moment is not None and moment <= until:
             values = customer.values(moment)
             rows.append(LogRow("customer", entity, moment, seq, values))
             update.values["customer"] = values
             update.times["customer"] = moment
+            moment = customer.next_change(moment)
 
 
 #: How far behind a product's rows a line may arrive and still be folded in, its rows

@@ -20,8 +20,6 @@ hourly tiles ending with the hour of ``t``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from functools import reduce
-from operator import add
 from typing import Any
 
 from basketflow.schemas.events import Transaction
@@ -177,20 +175,6 @@ class CustomerState:
                     break
         return first
 
-    def changes(self, after: int, until: int) -> list[int]:
-        """Every moment in ``(after, until]`` at which a window moves on without an event,
-        in order: those :meth:`next_change` gives one by one, from one pass over the tiles.
-
-        >>> c = CustomerState()
-        >>> c.tiles = {10: [5.0, 1, 0, 1, 1], 12: [1.0, 1, 0, 1, 1]}
-        >>> [m // HOUR for m in c.changes(0, 200 * HOUR)]
-        [34, 36, 178, 180]
-        >>> c.changes(0, 200 * HOUR)[:2] == [c.next_change(0), c.next_change(c.next_change(0))]
-        True
-        """
-        return sorted({moment for hour in self.tiles for after_hours in CUSTOMER_CHANGE_HOURS
-                       if after < (moment := (hour + after_hours) * HOUR) <= until})
-
     def values(self, as_of: int) -> dict[str, Any]:
         """Every stored feature of :data:`basketflow.schemas.features.CUSTOMER` as of
         ``as_of``, in its declared order (its request-time features are computed when
@@ -228,7 +212,8 @@ def _nested_sums(tiles: Iterable[tuple[int, Sequence[float]]], cuts: list[int],
     >>> _nested_sums([(9, [1, 2]), (5, [10, 20]), (12, [99, 99])], [9, 4], 10, 2)
     [[1, 2], [11, 22]]
     """
-    groups: list[list[Sequence[float]]] = [[] for _ in cuts]
+    n = len(cuts)
+    inner = [[0] * width for _ in range(n)]
     longest = cuts[-1]
     for hour, tile in tiles:
         if hour > last_hour or hour < longest:
@@ -236,16 +221,13 @@ def _nested_sums(tiles: Iterable[tuple[int, Sequence[float]]], cuts: list[int],
         w = 0
         while hour < cuts[w]:
             w += 1
-        groups[w].append(tile)
-    # Each window: its own tiles' sums (field by field in C, in the tiles' order, from 0),
-    # plus the next shorter window's sums; windows with no tile of their own share them.
-    inner: list[list[Any]] = []
-    carried: list[Any] = [0] * width
-    for group in groups:
-        if group:
-            carried = [reduce(add, column, 0) + shorter
-                       for shorter, column in zip(carried, zip(*group))]
-        inner.append(carried)
+        bucket = inner[w]
+        for k in range(width):
+            bucket[k] += tile[k]
+    for w in range(1, n):  # a shorter window's tiles are in every longer one
+        outer, shorter = inner[w], inner[w - 1]
+        for k in range(width):
+            outer[k] += shorter[k]
     return inner
 
 

@@ -28,14 +28,14 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
-from basketflow.schemas.events import Transaction, id_keys
+from basketflow.schemas.events import Transaction, is_event_id
 
 DAY = 86_400
 
 
 def _key(event_id: str) -> int | str:
     """What is kept of an id: its number where it is an event id, else the string."""
-    return id_keys([event_id])[0]
+    return int(event_id, 16) if is_event_id(event_id) else event_id
 
 
 class SeenIds:
@@ -78,7 +78,7 @@ class SeenIds:
         return True
 
     def _new_day(self, day: int) -> set[int | str]:
-        """An empty set for the ids of ``day`` (asked for a day with no set only)."""
+        """An empty set for the ids of ``day``."""
         bucket: set[int | str] = set()
         self.days[day] = bucket
         if self.oldest is None or day < self.oldest:
@@ -97,15 +97,16 @@ class SeenIds:
         ([6, 7], [])
         """
         days, legacy, out = self.days, self.legacy, []
-        day, bucket = None, set()  # the last event's day and its ids: most share a day
-        for e, key in zip(events, id_keys([e.event_id for e in events])):
+        for e in events:  # add(), inline: it runs once per event
+            event_id = e.event_id
+            key = int(event_id, 16) if is_event_id(event_id) else event_id
             if legacy and key in legacy:
                 continue
-            if e.ts // DAY != day:
-                day = e.ts // DAY
-                found = days.get(day)
-                bucket = self._new_day(day) if found is None else found
-            if key in bucket:
+            day = e.ts // DAY
+            bucket = days.get(day)
+            if bucket is None:
+                bucket = self._new_day(day)
+            elif key in bucket:
                 continue
             bucket.add(key)
             out.append(e)

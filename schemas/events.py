@@ -224,18 +224,6 @@ def is_event_id(text: str) -> bool:
     return len(text) == 2 * ID_BYTES and not text.strip(_HEX_DIGITS)
 
 
-def id_keys(ids: list[str]) -> list[int | str]:
-    """Each id as an entity keeps it in memory: the number of an id of the form
-    :func:`is_event_id` accepts, any other id as it is. One pass over a batch's ids, with no
-    call per id: it runs for every event an entity folds.
-
-    >>> id_keys(["00000000000000ff", "data.csv:2", "00000000000000FF"])
-    [255, 'data.csv:2', '00000000000000FF']
-    """
-    width = 2 * ID_BYTES
-    return [int(i, 16) if len(i) == width and not i.strip(_HEX_DIGITS) else i for i in ids]
-
-
 class Occurrences:
     """The place of each transaction among identical lines (same content, so same id) of
     its invoice: the first keeps its id, the n-th gets the id of occurrence n. Lines of
