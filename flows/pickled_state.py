@@ -59,7 +59,9 @@ _dropped = False
 @contextmanager
 def snapshots_dropped(dropped: bool) -> Iterator[None]:
     """While the block runs a flow, its states are pickled (``dropped`` False: a
-    recovery directory keeps the snapshots) or not (True: Bytewax drops them)."""
+    recovery directory keeps the snapshots) or not (True: Bytewax drops them). The
+    setting is the process's (Bytewax's workers are threads of their own): a process runs
+    one flow at a time, as every command does."""
     global _dropped
     before, _dropped = _dropped, dropped
     try:
