@@ -5,7 +5,8 @@ Runs ``basketflow backfill --from FILE`` as the command does (the live flow's fe
 steps, events and feature log to Parquet, no Redis), each time in a fresh Python process
 and a fresh data directory, the ways in turns (the order rotating every round) so that
 all see the same load on a shared machine. ``--baseline DIR`` adds the code of another
-source tree, one process, run the same way: make it with
+source tree, with the same process counts (``--baseline-processes``: others), run the
+same way: make it with
 ``git archive REV | tar -x -C DIR``. Prints, per run, wall and CPU seconds (the process's
 own and its forked processes') and events/s with the load average at its start; per way
 the best and median events/s and median CPU seconds, with their ratios to the first
@@ -13,6 +14,7 @@ way's; the machine; and the file read and parsed alone (``read_events``), by thi
 and the baseline in turns.
 
     python benchmarks/backfill.py [PATH.csv[.gz]] [--runs N] [--processes 1,2] [--baseline DIR]
+        [--baseline-processes 1]
 """
 
 from __future__ import annotations
@@ -79,6 +81,17 @@ def in_subprocess(path: Path, processes: int, code: Path | None) -> dict[str, fl
     return json.loads(done.stdout.splitlines()[-1])
 
 
+def _counts(text: str) -> list[int]:
+    """Process counts given as ``1,2``; a one-line error for anything else."""
+    try:
+        counts = [int(p) for p in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        sys.exit(f"Error: process counts are whole numbers from 1, like 1,2; not {text!r}")
+    return counts
+
+
 def report(label: str, figures: dict[str, float], load: float) -> None:
     """One line of figures."""
     count, wall, cpu = figures["events"], figures["wall"], figures["cpu"]
@@ -93,7 +106,10 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2",
                         help="comma-separated process counts of this tree's runs [1,2]")
     parser.add_argument("--baseline", type=Path, default=None,
-                        help="a source tree whose code runs too (one process)")
+                        help="a source tree whose code runs too")
+    parser.add_argument("--baseline-processes", default=None,
+                        help="comma-separated process counts of the baseline's runs "
+                             "[those of --processes]")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.path.is_file():
@@ -106,8 +122,10 @@ def main() -> None:
     print(f"data: {args.path}")
     ways: list[tuple[str, Path | None, int]] = []
     if args.baseline is not None:
-        ways.append((f"baseline {args.baseline.name}, 1 process", args.baseline.resolve(), 1))
-    for n in (int(p) for p in args.processes.split(",")):
+        for n in _counts(args.baseline_processes or args.processes):
+            ways.append((f"baseline {args.baseline.name}, {n} process{'es' if n > 1 else ''}",
+                         args.baseline.resolve(), n))
+    for n in _counts(args.processes):
         ways.append((f"this tree, {n} process{'es' if n > 1 else ''}", None, n))
     rates: dict[str, list[float]] = {label: [] for label, _code, _processes in ways}
     cpus: dict[str, list[float]] = {label: [] for label, _code, _processes in ways}

@@ -97,7 +97,7 @@ from basketflow.flows.kafka_batches import (
     raise_fault,
     topic_partitions,
 )
-from basketflow.flows.pickled_state import pickled_flat_map
+from basketflow.flows.pickled_state import pickled_flat_map, snapshots_dropped
 from basketflow.flows.parts import PARTS, SERVE, STORE
 from basketflow.flows.preflight import check_topics, prepare_run
 from basketflow.flows.progress import SERVE_PROGRESS, FlowProgress
@@ -521,7 +521,8 @@ def run_flow(flow: Dataflow, options: RunOptions) -> None:
                                   timedelta(seconds=options.backup_seconds))
     clear_fault()
     try:
-        with fewer_collections(), _notes_to_stderr(bool(options.addresses)):
+        with (fewer_collections(), _notes_to_stderr(bool(options.addresses)),
+              snapshots_dropped(recovery is None)):
             cli_main(flow, workers_per_process=options.workers,
                      process_id=options.process_id,
                      addresses=list(options.addresses) or None,

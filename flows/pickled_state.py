@@ -14,6 +14,11 @@ states changed in the last moments. On resume the bytes are unpickled; a snapsho
 ``stateful_flat_map`` (an earlier version of the flow) is taken as it is, and the step
 ids are the same, so an existing recovery directory resumes.
 
+A flow run with no recovery directory keeps no snapshot: Bytewax still asks for one of
+every changed state at each epoch's end, and drops it. While such a flow runs
+(:func:`snapshots_dropped`), states are never pickled, ahead of time or at the epoch's
+end, and the snapshot is empty bytes.
+
 >>> import bytewax.operators as op
 >>> from bytewax.dataflow import Dataflow
 >>> from bytewax.testing import TestingSink, TestingSource, run_main
@@ -31,7 +36,8 @@ ids are the same, so an existing recovery directory resumes.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 import bytewax.operators as op
@@ -46,24 +52,43 @@ S = TypeVar("S")
 
 Mapper = Callable[[S | None, V], tuple[S | None, Iterable[W]]]
 
+#: Whether the flow running in this process drops its snapshots (no recovery directory).
+_dropped = False
+
+
+@contextmanager
+def snapshots_dropped(dropped: bool) -> Iterator[None]:
+    """While the block runs a flow, its states are pickled (``dropped`` False: a
+    recovery directory keeps the snapshots) or not (True: Bytewax drops them). The
+    setting is the process's (Bytewax's workers are threads of their own): a process runs
+    one flow at a time, as every command does."""
+    global _dropped
+    before, _dropped = _dropped, dropped
+    try:
+        yield
+    finally:
+        _dropped = before
+
 
 class _PickledStateLogic(StatefulLogic[V, W, bytes], Generic[V, W, S]):
     """One key's state, handed to the mapper per item and snapshotted as pickled bytes,
     pickled ahead of the snapshot in an idle moment once it has stopped changing
-    (:mod:`basketflow.flows.idle_work`)."""
+    (:mod:`basketflow.flows.idle_work`); never pickled while snapshots are dropped (the
+    snapshot is then empty bytes)."""
 
     def __init__(self, mapper: Mapper[S, V, W], state: S | None) -> None:
         self.mapper = mapper
         self.state = state
-        self.pickled: bytes | None = None
+        self.pickled: bytes | None = b"" if _dropped else None
 
     def on_item(self, value: V) -> tuple[Iterable[W], bool]:
         state, out = self.mapper(self.state, value)
-        self.pickled = None
         if state is None:
             return out, StatefulLogic.DISCARD
         self.state = state
-        idle_work.this_thread().defer(id(self), self._pickle)
+        if not _dropped:
+            self.pickled = None
+            idle_work.this_thread().defer(id(self), self._pickle)
         return out, StatefulLogic.RETAIN
 
     def _pickle(self) -> None:

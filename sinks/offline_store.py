@@ -409,7 +409,7 @@ class FeatureLog(EntityRowLog):
         names, version = self.names, self.version
         return self.append_rows(
             (ts, f"{entity}:{ts}:{seq}",
-             (entity, ts, seq, version, *[values[n] for n in names]))
+             (entity, ts, seq, version, *map(values.__getitem__, names)))
             for _view, entity, ts, seq, values in rows)
 
     def _stored_ids(self, path: StoreDir) -> list[str]:
