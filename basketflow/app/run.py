@@ -15,6 +15,7 @@ import shutil
 import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from subprocess import Popen
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,9 @@ class FlowOptions:
     #: This process's place in a cluster across hosts: its id in ``addresses``.
     process_id: int | None = None
     addresses: tuple[str, ...] = ()
+    #: Discard the flow's recovery state and make it again from the offline store first
+    #: (:mod:`basketflow.flows.rebuild`; done once, by the parent).
+    rebuild_state: bool = False
 
     def as_args(self) -> list[str]:
         """These options as ``basketflow run`` arguments, for a child process.
@@ -141,6 +145,8 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
                                               options.process_id):
         if options.from_start and run_options.prepare_recovery and run_options.recovery_dir:
             shutil.rmtree(run_options.recovery_dir, ignore_errors=True)
+        if options.rebuild_state and run_options.recovery_dir:
+            rebuilt(settings, options, {run_options.recovery_dir: parts}, scoring)
         stats = run_live(settings, stop_at_end=options.stop_at_end, options=run_options,
                          allowed_lateness=settings.allowed_lateness,
                          max_batch=options.max_batch, parts=parts,
@@ -150,6 +156,21 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
                       round(stats.seconds, 3),
                       round(stats.events / stats.seconds, 1) if stats.seconds else 0,
                       stopping.requested())
+
+
+def rebuilt(settings: Settings, options: FlowOptions,
+            targets: dict[Path, tuple[str, ...]], scoring: ScoringConfig | None) -> None:
+    """Make the recovery state of each directory (of its parts) again from the offline
+    store (:func:`basketflow.flows.rebuild.rebuild_state`), after the checks a run makes
+    before its flow starts, so a bad store or an unreachable server is named first."""
+    from basketflow.app.registry import ensure_applied
+    from basketflow.flows.preflight import prepare_run
+    from basketflow.flows.rebuild import RebuildTarget, rebuild_state
+    ensure_applied(settings)
+    prepare_run(settings)
+    rebuild_state(settings, [RebuildTarget(d, parts) for d, parts in targets.items()],
+                  max_batch=options.max_batch, snapshot_seconds=options.snapshot_interval,
+                  scoring=scoring)
 
 
 def _scoring(settings: Settings) -> ScoringConfig | None:
@@ -171,6 +192,9 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
     with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, PARTS):
         if options.from_start:
             shutil.rmtree(settings.recovery_dir / settings.topic, ignore_errors=True)
+        if options.rebuild_state:
+            rebuilt(settings, options, {settings.recovery_dir / settings.topic / part: (part,)
+                                        for part in PARTS}, _scoring(settings))
         env = child_env(settings) | {ENV_HELD_BY: str(os.getpid())}
         children = {part: start_child(
             ["--part", part, *part_options(options, part).as_args()], env, verbose)
