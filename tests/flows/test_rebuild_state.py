@@ -1,0 +1,65 @@
+"""``basketflow run --rebuild-state``: after a torn recovery write stops the run, the
+state is made again from the offline store up to where it ends in each partition, and
+the run goes on from the topic there: the stores end as an uninterrupted run's end.
+Bad uses get one ``Error:`` line and discard nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.flows.test_recovery import (
+    contents,
+    finish,
+    isolated,
+    replayed,  # noqa: F401  (the fixture these tests start from)
+    start_run,
+    uninterrupted,
+)
+from tests.flows.test_start_faults import run_command
+from tests.flows.test_torn_recovery import killed_and_torn
+from tests.store_contents import differences
+from tests.user_errors import one_error_line
+
+from basketflow.config import Settings
+from basketflow.flows.recovery_store import damage, partitions
+
+
+@pytest.mark.slow
+def test_rebuild_state_after_a_torn_write_ends_identical(replayed: Settings) -> None:
+    want = uninterrupted(replayed)
+
+    torn_run, victim = killed_and_torn(replayed)
+    one_error_line(run_command(torn_run, "run", "--stop-at-end"), str(victim), "torn")
+    stored = len(contents(torn_run)["events"])
+    assert 0 < stored < len(want["events"]), stored  # the rest comes from the topic
+
+    figures = finish(start_run(torn_run, "--rebuild-state"))
+    assert figures["events"] == len(want["events"]) - stored, figures  # read after the store's end
+    assert all(damage(p) is None for p in partitions(victim.parent))
+    assert differences(contents(torn_run), want) == []
+
+
+@pytest.mark.slow
+def test_rebuild_state_refuses_what_it_cannot_rebuild(replayed: Settings) -> None:
+    empty = isolated(replayed, "empty")
+    one_error_line(run_command(empty, "run", "--stop-at-end", "--rebuild-state"),
+                   "holds no events to rebuild the state from", "check --repair")
+    assert not (empty.recovery_dir / empty.topic).exists()
+    for args, wanted in ((["--from-start"], "--from-start"),
+                         (["--reset-offsets", "earliest"], "--reset-offsets"),
+                         (["--no-recovery"], "--no-recovery"),
+                         (["--processes", "2"], "--processes")):
+        one_error_line(run_command(empty, "run", "--rebuild-state", *args), wanted)
+
+
+@pytest.mark.slow
+def test_rebuild_state_in_one_process_resumes_from_the_stores_end(replayed: Settings) -> None:
+    """One process, no damage: a complete run's state rebuilt reads nothing again."""
+    done = isolated(replayed, "done")
+    finish(start_run(done, "--one-process"))
+    before = contents(done)
+    again = finish(start_run(done, "--one-process", "--rebuild-state"))
+    assert again["events"] == 0, json.dumps(again)
+    assert differences(contents(done), before) == []
