@@ -31,7 +31,8 @@ def test_rebuild_state_after_a_torn_write_ends_identical(replayed: Settings) -> 
     want = uninterrupted(replayed)
 
     torn_run, victim = killed_and_torn(replayed)
-    one_error_line(run_command(torn_run, "run", "--stop-at-end"), str(victim), "torn")
+    one_error_line(run_command(torn_run, "run", "--stop-at-end"), str(victim), "torn",
+                   "basketflow run --rebuild-state")
     stored = len(contents(torn_run)["events"])
     assert 0 < stored < len(want["events"]), stored  # the rest comes from the topic
 
