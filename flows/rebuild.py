@@ -184,27 +184,25 @@ class StoredSource(FixedPartitionedSource[list[RawMessage], int]):
                              self.stored, self.batch_size)
 
 
-@dataclass(frozen=True)
-class RebuildTarget:
-    """One recovery directory to rebuild, and the parts of the flow whose state it holds."""
-
-    recovery_dir: Path
-    parts: tuple[str, ...]
-
-
-def rebuild_state(settings: Settings, targets: list[RebuildTarget], *, max_batch: int,
-                  snapshot_seconds: float, scoring: ScoringConfig | None) -> None:
+def discard_for_rebuild(settings: Settings, recovery_dirs: list[Path]) -> None:
     """Check that the state can be rebuilt exactly (:func:`check_rebuildable`), then
-    discard each target's recovery directory and run its parts of the live flow over
-    the stored messages into it. ``settings`` must have both addresses."""
+    discard these recovery directories: done once, before the processes that rebuild
+    them start their flows."""
     check_rebuildable(settings)
+    for recovery_dir in recovery_dirs:
+        shutil.rmtree(recovery_dir, ignore_errors=True)
+
+
+def rebuild_state(settings: Settings, recovery_dir: Path, parts: tuple[str, ...], *,
+                  max_batch: int, snapshot_seconds: float,
+                  scoring: ScoringConfig | None) -> None:
+    """Run the given parts of the live flow over the stored messages, with recovery
+    snapshots in ``recovery_dir`` (discarded first: :func:`discard_for_rebuild`), to the
+    boundary of every partition. ``settings`` must have both addresses."""
     assert settings.kafka_bootstrap
-    stored = stored_messages(settings.offline_dir)
-    for target in targets:
-        shutil.rmtree(target.recovery_dir, ignore_errors=True)
-        source = StoredSource(settings.kafka_bootstrap, settings.topic, stored, max_batch)
-        flow = build_live_flow(settings, True, FlowStats(), settings.allowed_lateness,
-                               scoring if SERVE in target.parts else None, max_batch,
-                               target.parts, source=source)
-        run_flow(flow, RunOptions(recovery_dir=target.recovery_dir,
-                                  snapshot_seconds=snapshot_seconds))
+    source = StoredSource(settings.kafka_bootstrap, settings.topic,
+                          stored_messages(settings.offline_dir), max_batch)
+    flow = build_live_flow(settings, True, FlowStats(), settings.allowed_lateness,
+                           scoring if SERVE in parts else None, max_batch, parts,
+                           source=source)
+    run_flow(flow, RunOptions(recovery_dir=recovery_dir, snapshot_seconds=snapshot_seconds))

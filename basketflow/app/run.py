@@ -64,8 +64,8 @@ class FlowOptions:
     #: This process's place in a cluster across hosts: its id in ``addresses``.
     process_id: int | None = None
     addresses: tuple[str, ...] = ()
-    #: Discard the flow's recovery state and make it again from the offline store first
-    #: (:mod:`basketflow.flows.rebuild`; done once, by the parent).
+    #: Make the flow's recovery state again from the offline store first
+    #: (:mod:`basketflow.flows.rebuild`): each part's process its own.
     rebuild_state: bool = False
 
     def as_args(self) -> list[str]:
@@ -81,6 +81,7 @@ class FlowOptions:
                 "--backup-interval", str(self.backup_interval),
                 "--max-batch", str(self.max_batch),
                 *(["--reset-offsets", self.reset_offsets] if self.reset_offsets else []),
+                *(["--rebuild-state"] if self.rebuild_state else []),
                 *(["--metrics-port", str(self.metrics_port)] if self.metrics_port else [])]
 
 
@@ -146,7 +147,7 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
         if options.from_start and run_options.prepare_recovery and run_options.recovery_dir:
             shutil.rmtree(run_options.recovery_dir, ignore_errors=True)
         if options.rebuild_state and run_options.recovery_dir:
-            rebuilt(settings, options, {run_options.recovery_dir: parts}, scoring)
+            rebuilt(settings, options, run_options.recovery_dir, parts, scoring, checked)
         stats = run_live(settings, stop_at_end=options.stop_at_end, options=run_options,
                          allowed_lateness=settings.allowed_lateness,
                          max_batch=options.max_batch, parts=parts,
@@ -158,19 +159,19 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
                       stopping.requested())
 
 
-def rebuilt(settings: Settings, options: FlowOptions,
-            targets: dict[Path, tuple[str, ...]], scoring: ScoringConfig | None) -> None:
-    """Make the recovery state of each directory (of its parts) again from the offline
-    store (:func:`basketflow.flows.rebuild.rebuild_state`), after the checks a run makes
-    before its flow starts, so a bad store or an unreachable server is named first."""
-    from basketflow.app.registry import ensure_applied
-    from basketflow.flows.preflight import prepare_run
-    from basketflow.flows.rebuild import RebuildTarget, rebuild_state
-    ensure_applied(settings)
-    prepare_run(settings)
-    rebuild_state(settings, [RebuildTarget(d, parts) for d, parts in targets.items()],
-                  max_batch=options.max_batch, snapshot_seconds=options.snapshot_interval,
-                  scoring=scoring)
+def rebuilt(settings: Settings, options: FlowOptions, recovery_dir: Path,
+            parts: tuple[str, ...], scoring: ScoringConfig | None, checked: bool) -> None:
+    """Make the recovery state of ``parts`` in ``recovery_dir`` again from the offline
+    store (:mod:`basketflow.flows.rebuild`). Unless the run that started this process
+    did (``checked``), the checks a run makes before its flow starts come first, so a
+    bad store or an unreachable server is named before the state is discarded."""
+    from basketflow.flows.rebuild import discard_for_rebuild, rebuild_state
+    if not checked:
+        from basketflow.flows.preflight import prepare_run
+        prepare_run(settings)
+        discard_for_rebuild(settings, [recovery_dir])
+    rebuild_state(settings, recovery_dir, parts, max_batch=options.max_batch,
+                  snapshot_seconds=options.snapshot_interval, scoring=scoring)
 
 
 def _scoring(settings: Settings) -> ScoringConfig | None:
@@ -192,9 +193,6 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
     with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, PARTS):
         if options.from_start:
             shutil.rmtree(settings.recovery_dir / settings.topic, ignore_errors=True)
-        if options.rebuild_state:
-            rebuilt(settings, options, {settings.recovery_dir / settings.topic / part: (part,)
-                                        for part in PARTS}, _scoring(settings))
         env = child_env(settings) | {ENV_HELD_BY: str(os.getpid())}
         children = {part: start_child(
             ["--part", part, *part_options(options, part).as_args()], env, verbose)
@@ -204,6 +202,10 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
             from basketflow.flows.preflight import check_topics, prepare_run
             ensure_applied(settings)  # the first thing to fix
             prepare_run(settings)  # here once: one error, not one per part
+            if options.rebuild_state:  # each part then rebuilds its own, both at once
+                from basketflow.flows.rebuild import discard_for_rebuild
+                discard_for_rebuild(settings, [settings.recovery_dir / settings.topic / part
+                                               for part in PARTS])
             if options.recovery:
                 for part in PARTS:
                     check_topics(settings, settings.recovery_dir / settings.topic / part,
