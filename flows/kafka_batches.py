@@ -480,6 +480,10 @@ class KafkaBatchSource(FixedPartitionedSource[list[RawMessage], int]):
                    resume_state: int | None) -> _PartitionReader:
         partition = int(for_part.rsplit("-", 1)[1])
         offset = OFFSET_BEGINNING if resume_state is None or self.reset else resume_state
+        return self.reader_at(partition, offset)
+
+    def reader_at(self, partition: int, offset: int) -> _PartitionReader:
+        """The reader of one partition from ``offset`` (or :data:`RESETS`' place)."""
         return _PartitionReader(self.config, self.topic, partition, offset,
                                 self.batch_size, self.stop_at_end, self.reset == LATEST,
                                 broker_outage(self.bootstrap, FlowHealth.at(self.health_path)),

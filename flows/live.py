@@ -393,9 +393,9 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     sets up the classifier of the serve part; ``max_batch`` caps the messages taken per
     poll of a partition; ``reset`` (``earliest``, ``latest``) reads from there instead of
     from the stored offsets; ``metered`` counts for the process's Prometheus metrics
-    (:mod:`basketflow.flows.flow_metrics`); ``source`` (None: the topic) stands in for
-    the topic's reader with partitions of the same names and snapshots (the rebuild of
-    :mod:`basketflow.flows.rebuild`).
+    (:mod:`basketflow.flows.flow_metrics`); ``source`` (None: the topic's reader) stands
+    in for the topic's reader, with partitions of the same names and snapshots (the
+    rebuild of :mod:`basketflow.flows.rebuild`).
 
     Both parts decode every message; only the store part handles dead letters, so a
     flow of the serve part alone passes them over (the store part's flow stores them).
@@ -608,11 +608,14 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
              max_batch: int = DEFAULT_MAX_BATCH,
              parts: tuple[str, ...] = PARTS,
              scoring: ScoringConfig | None = None,
-             metrics_port: int | None = None) -> FlowStats:
+             metrics_port: int | None = None,
+             source: FixedPartitionedSource[list[RawMessage], int] | None = None,
+             ) -> FlowStats:
     """Consume the topic into the stores, in this process, with the given parts of the
     flow; return the counters of the run. The serve part scores with ``scoring`` (none
     without it); ``metrics_port`` (None: none) serves the process's Prometheus metrics
-    (:mod:`basketflow.flows.flow_metrics`)."""
+    (:mod:`basketflow.flows.flow_metrics`); ``source`` stands in for the topic's reader
+    (see :func:`build_live_flow`)."""
     if not options.checked:
         prepare_run(settings)
         if options.prepare_recovery:  # else the command that started this process did
@@ -623,5 +626,5 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
     scoring = scoring if SERVE in parts else None
     run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness, scoring,
                              max_batch, parts, options.reset_offsets,
-                             metered=metrics_port is not None), options)
+                             metered=metrics_port is not None, source=source), options)
     return stats

@@ -2,31 +2,33 @@
 store, up to exactly where the offline store ends in each partition of the topic.
 
 Why: a damaged recovery state (a torn write, partitions that disagree on their epoch,
-see :mod:`basketflow.flows.recovery_store`) stops the run. This discards it and runs the
-live flow's own graph (:func:`~basketflow.flows.live.build_live_flow`, every step and
-step id, recovery on) over the stored events, so the snapshots it leaves are the live
-flow's, with the ``kafka-in`` offsets just past the last stored message of each
-partition; the run then resumes from Kafka there, so nothing is lost or doubled.
+see :mod:`basketflow.flows.recovery_store`) stops the run. This discards it, and the
+live flow (its own graph, every step and step id, recovery on) starts with a source that
+delivers the stored copies of the topic's messages up to the store's end in each
+partition and then reads on from the topic itself (:class:`StoredSource`): the states it
+snapshots are the live flow's, with each partition's offset where it is, so nothing is
+lost or doubled, and a run stopped meanwhile resumes as any run does.
 
 The offline store keeps no partition or offset per event, so the boundary is found by
 reading each partition from offset 0 and matching every message to the store: an event
 by its content id (:func:`~basketflow.schemas.events.event_id`), a message the flow
 could not decode by its dead letter's id (``<topic>:<partition>:<offset>``). The first
 message of a partition that is not stored is the boundary; the messages before it are
-folded as the stored copies (the stored event, encoded as on the topic). A message
-stored beyond a gap (a torn offline write) is read again by the resumed run, and its
-rows are written idempotently. A partition whose first messages are gone from the topic
+delivered as the stored copies (the stored event, encoded as on the topic). A message
+stored beyond a gap (a torn offline write) is read from the topic again, and its rows
+are written idempotently. A partition whose first messages are gone from the topic
 (retention, a recreated topic) gives no exact boundary: :class:`CannotRebuild`.
 """
-
 from __future__ import annotations
 
 import shutil
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.inputs import StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from basketflow.config import Settings
@@ -34,18 +36,17 @@ from basketflow.errors import BasketflowError
 from basketflow.flows import stopping
 from basketflow.flows.backfill import offline_events
 from basketflow.flows.dead_letters import message_id
-from basketflow.flows.event_clock import ENDED
-from basketflow.flows.kafka_batches import RawMessage, topic_partitions
-from basketflow.flows.live import RunOptions, build_live_flow, run_flow
-from basketflow.flows.parts import SERVE
-from basketflow.flows.scoring import ScoringConfig
+from basketflow.flows.kafka_batches import KafkaBatchSource, RawMessage, topic_partitions
 from basketflow.kafka import consumer_config
 from basketflow.offline_uri import StorePath
 from basketflow.schemas.events import Rejection, decode_event, encode_event
-from basketflow.sinks.flow_sinks import FlowStats
 from basketflow.sinks.offline_layout import dead_letters_dir, event_files, files_by_day, files_of
 from basketflow.sinks.offline_scan import parquet_source
 from basketflow.sinks.offline_store import ensure_readable
+from basketflow.sinks.redis_retry import HEALTH_FILE
+
+#: A reader of one partition, as Bytewax takes it: batches of messages, the next offset.
+Reader = StatefulSourcePartition[list[RawMessage], int]
 
 
 class CannotRebuild(BasketflowError):
@@ -123,86 +124,96 @@ def first_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 class _StoredReader(StatefulSourcePartition[list[RawMessage], int]):
     """One partition of the topic from offset 0, each message replaced by its stored
     copy, up to the first message the offline store does not hold (or the partition's
-    end); the snapshot is the next offset, which the resumed run reads from."""
+    end); from there on, the topic's own reader (``live``). The snapshot is the next
+    offset either way, so a run killed meanwhile resumes as any run does."""
 
     def __init__(self, config: dict[str, object], topic: str, partition: int,
-                 stored: StoredMessages, batch_size: int) -> None:
+                 stored: StoredMessages, batch_size: int,
+                 live: Callable[[int], Reader], count: Callable[[int], None]) -> None:
         self._consumer = Consumer(config | {"enable.partition.eof": True,
                                             "auto.offset.reset": "error"})
         self._consumer.assign([TopicPartition(topic, partition, 0)])
         self._topic, self._partition = topic, partition
-        self._stored, self._batch_size = stored, batch_size
-        self._offset, self._ended = 0, False
+        self._stored, self._start_live, self._count = stored, live, count
+        self._batch_size = batch_size
+        self._offset = 0
+        self._live: Reader | None = None
 
     def next_batch(self) -> list[list[RawMessage]]:
-        if self._ended or stopping.requested():
+        if self._live is not None:
+            return self._live.next_batch()
+        if stopping.requested():
             raise StopIteration()
         batch: list[RawMessage] = []
         for msg in self._consumer.consume(self._batch_size, 1.0):
-            if msg.error() is not None:  # the partition's end, or a fault: stop here
-                self._ended = True
-                break
-            read = RawMessage(self._topic, self._partition, msg.offset(), msg.value(),
-                              msg.timestamp()[1])
-            value = self._stored.copy_of(read)
-            if value is None:  # the boundary: the resumed run reads on from here
-                self._ended = True
+            read = None if msg.error() is not None else RawMessage(
+                self._topic, self._partition, msg.offset(), msg.value(), msg.timestamp()[1])
+            value = None if read is None else self._stored.copy_of(read)
+            if read is None or value is None:  # the boundary: the topic from here on
+                self._consumer.close()
+                self._live = self._start_live(self._offset)
                 break
             batch.append(RawMessage(read.topic, read.partition, read.offset, value,
                                     read.timestamp_ms))
             self._offset = read.offset + 1
-        if self._ended:  # the clock stops waiting for this partition
-            batch.append(RawMessage(self._topic, self._partition, self._offset, None, 0,
-                                    quiet=ENDED))
+        self._count(len(batch))
         return [batch] if batch else []
 
     def snapshot(self) -> int:
-        return self._offset
+        return self._offset if self._live is None else self._live.snapshot()
 
     def close(self) -> None:
-        self._consumer.close()
+        if self._live is None:
+            self._consumer.close()
+        else:
+            self._live.close()
 
 
-class StoredSource(FixedPartitionedSource[list[RawMessage], int]):
-    """The ``kafka-in`` of a rebuild: the topic's partitions, named and snapshotted as
-    :class:`~basketflow.flows.kafka_batches.KafkaBatchSource` names and snapshots them,
-    delivering the stored copies of the messages up to each partition's boundary."""
+class StoredSource(KafkaBatchSource):
+    """The topic's reader (:class:`~basketflow.flows.kafka_batches.KafkaBatchSource`,
+    the same partitions and snapshots) whose partitions without a snapshot deliver the
+    stored copies of their messages up to the store's end in them first
+    (:class:`_StoredReader`); a partition with one (a rebuild that was stopped) reads
+    on from the topic."""
 
-    def __init__(self, bootstrap: str, topic: str, stored: StoredMessages,
-                 batch_size: int) -> None:
-        self.bootstrap, self.topic = bootstrap, topic
-        self.stored, self.batch_size = stored, batch_size
+    def __init__(self, reader: KafkaBatchSource, stored: StoredMessages) -> None:
+        super().__init__(reader.bootstrap, reader.topic, reader.config, reader.stop_at_end,
+                         reader.batch_size, reader.reset, reader.health_path)
+        self.stored = stored
+        #: Messages delivered as their stored copies so far, by every partition.
+        self.copies = 0
+        self._lock = threading.Lock()
 
-    def list_parts(self) -> list[str]:
-        return [f"{self.topic}-{p}" for p in topic_partitions(self.bootstrap, self.topic)]
+    def _delivered(self, count: int) -> None:
+        """Count stored copies delivered (partitions may be read on several threads)."""
+        with self._lock:
+            self.copies += count
 
     def build_part(self, step_id: str, for_part: str,
-                   resume_state: int | None) -> _StoredReader:
-        config = consumer_config(self.bootstrap) | {"group.id": "basketflow-unused",
-                                                     "enable.auto.commit": False}
-        return _StoredReader(config, self.topic, int(for_part.rsplit("-", 1)[1]),
-                             self.stored, self.batch_size)
+                   resume_state: int | None) -> Reader:
+        if resume_state is not None:
+            return super().build_part(step_id, for_part, resume_state)
+        partition = int(for_part.rsplit("-", 1)[1])
+        return _StoredReader(self.config, self.topic, partition, self.stored,
+                             self.batch_size, lambda offset: self.reader_at(partition, offset),
+                             self._delivered)
 
 
 def discard_for_rebuild(settings: Settings, recovery_dirs: list[Path]) -> None:
     """Check that the state can be rebuilt exactly (:func:`check_rebuildable`), then
-    discard these recovery directories: done once, before the processes that rebuild
-    them start their flows."""
+    discard these recovery directories: done once, before the flows that rebuild them
+    start."""
     check_rebuildable(settings)
     for recovery_dir in recovery_dirs:
         shutil.rmtree(recovery_dir, ignore_errors=True)
 
 
-def rebuild_state(settings: Settings, recovery_dir: Path, parts: tuple[str, ...], *,
-                  max_batch: int, snapshot_seconds: float,
-                  scoring: ScoringConfig | None) -> None:
-    """Run the given parts of the live flow over the stored messages, with recovery
-    snapshots in ``recovery_dir`` (discarded first: :func:`discard_for_rebuild`), to the
-    boundary of every partition. ``settings`` must have both addresses."""
+def rebuilding(settings: Settings, stop_at_end: bool, max_batch: int,
+               reset: str | None = None) -> StoredSource:
+    """The live flow's source for a rebuild (give it to
+    :func:`~basketflow.flows.live.run_live`): the offline store's messages read here."""
     assert settings.kafka_bootstrap
-    source = StoredSource(settings.kafka_bootstrap, settings.topic,
-                          stored_messages(settings.offline_dir), max_batch)
-    flow = build_live_flow(settings, True, FlowStats(), settings.allowed_lateness,
-                           scoring if SERVE in parts else None, max_batch, parts,
-                           source=source)
-    run_flow(flow, RunOptions(recovery_dir=recovery_dir, snapshot_seconds=snapshot_seconds))
+    reader = KafkaBatchSource(settings.kafka_bootstrap, settings.topic,
+                              consumer_config(settings.kafka_bootstrap), stop_at_end,
+                              max_batch, reset, settings.data_dir / HEALTH_FILE)
+    return StoredSource(reader, stored_messages(settings.offline_dir))

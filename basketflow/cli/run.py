@@ -110,8 +110,11 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
     if as_json:
         print_json(figures.to_json())
     else:
+        rebuilt = (f"; {figures.from_store:,} of them the offline store's, the state rebuilt"
+                   if figures.from_store else "")
         out.print(f"{'stopped: ' if figures.stopped else ''}"
-                  f"processed {figures.events:,} events ({figures.events_per_second:,} /s), "
+                  f"processed {figures.events:,} events ({figures.events_per_second:,} /s"
+                  f"{rebuilt}), "
                   f"{figures.dead_letters:,} dead letters, "
                   f"{figures.offline_rows_written:,} new offline rows, "
                   f"{figures.online_writes:,} online writes"
