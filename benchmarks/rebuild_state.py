@@ -4,9 +4,9 @@ offline store, up to where it ends in each partition) against the other way out,
 
 Replays the file once into its own embedded broker, runs the real command to the end
 once, then, on that same data directory, each way out in turn (alternated, ``--rounds``
-times each): wall time of the command, start-up and the parts' resume included, and
-the events the parts then read from the topic (the rebuild reads none: the offline store
-holds the whole topic). Printed as the ratio of the two, with the machine's load.
+times each): wall time of the command, start-up included, and how many of the events
+came from the offline store's copies (all of them for the rebuild: the store holds the
+whole topic). Printed as the ratio of the two, with the machine's load.
 
     python benchmarks/rebuild_state.py [PATH.csv[.gz]] [--limit N] [--rounds R]
 """
@@ -37,8 +37,8 @@ def timed(bench: Bench, settings: Settings, flag: str) -> float:
     wall = time.perf_counter()
     figures = finish(bench.start(settings, flag))
     wall = time.perf_counter() - wall
-    print(f"  {flag:16} {WAYS[flag]:22} {wall:6.2f} s, then {figures['events']:,} events "
-          f"read from the topic ({load()})")
+    print(f"  {flag:16} {WAYS[flag]:22} {wall:6.2f} s, {figures['events']:,} events, "
+          f"{figures.get('from_store', 0):,} of them the offline store's copies ({load()})")
     return wall
 
 
