@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from tests.flows.test_recovery import (
@@ -26,7 +27,11 @@ from tests.store_contents import differences
 from tests.user_errors import one_error_line
 
 from basketflow.config import Settings
+from basketflow.flows.kafka_batches import RawMessage
+from basketflow.flows.rebuild import CannotRebuild, StoredMessages, check_rebuildable
 from basketflow.flows.recovery_store import damage, partitions
+from basketflow.offline_uri import store_location
+from basketflow.schemas.events import Transaction, encode_event, parse_row
 
 
 @pytest.mark.slow
@@ -69,3 +74,25 @@ def test_rebuild_state_in_one_process_resumes_from_the_stores_end(replayed: Sett
     again = finish(start_run(done, "--one-process", "--rebuild-state"))
     assert again["from_store"] == len(before["events"]), json.dumps(again)
     assert differences(contents(done), before) == []
+
+
+def test_a_message_is_delivered_as_its_stored_copy_or_not_at_all(tmp_path: Path) -> None:
+    row = ["536365", "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", "6",
+           "12/1/2010 8:26", "2.55", "17850", "United Kingdom"]
+    event = parse_row(row, "data.csv:1")
+    assert isinstance(event, Transaction)
+    stored_copy = encode_event(event)
+    on_topic = RawMessage("tx", 1, 7, json.dumps(json.loads(stored_copy)).encode(), 0)
+    bad = RawMessage("tx", 1, 8, b"not json", 0)
+    store = StoredMessages({event.event_id: stored_copy}, frozenset({"tx:1:8"}))
+    assert store.copy_of(on_topic) == stored_copy  # the store's bytes, not the topic's
+    assert store.copy_of(bad) == b"not json"  # a dead letter the store holds
+    assert StoredMessages({}, frozenset()).copy_of(on_topic) is None
+    assert StoredMessages({}, frozenset({"tx:1:7"})).copy_of(bad) is None
+
+
+def test_a_remote_offline_store_is_refused_before_anything_is_read(tmp_path: Path) -> None:
+    remote = Settings(tmp_path, "localhost:1", "redis://localhost:1",
+                      offline_store=store_location("s3://bucket/offline"))
+    with pytest.raises(CannotRebuild, match="reads a local offline store, not s3://"):
+        check_rebuildable(remote)
