@@ -28,14 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import msgspec
 from bytewax.inputs import StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from basketflow.config import Settings
 from basketflow.errors import BasketflowError
-from basketflow.flows import stopping
 from basketflow.flows.backfill import offline_events
 from basketflow.flows.dead_letters import message_id
+from basketflow.flows.event_clock import CAUGHT_UP
 from basketflow.flows.kafka_batches import KafkaBatchSource, RawMessage, topic_partitions
 from basketflow.kafka import consumer_config
 from basketflow.offline_uri import StorePath
@@ -122,51 +123,41 @@ def first_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 class _StoredReader(StatefulSourcePartition[list[RawMessage], int]):
-    """One partition of the topic from offset 0, each message replaced by its stored
-    copy, up to the first message the offline store does not hold (or the partition's
-    end); from there on, the topic's own reader (``live``). The snapshot is the next
-    offset either way, so a run killed meanwhile resumes as any run does."""
+    """One partition of the topic from offset 0 (read by ``first``, a reader to the
+    partition's end), each message replaced by its stored copy, up to the first message
+    the offline store does not hold (or the partition's end); from there on, the topic's
+    own reader (``then(offset)``). The snapshot is the next offset either way, so a run
+    stopped meanwhile resumes as any run does."""
 
-    def __init__(self, config: dict[str, object], topic: str, partition: int,
-                 stored: StoredMessages, batch_size: int,
-                 live: Callable[[int], Reader], count: Callable[[int], None]) -> None:
-        self._consumer = Consumer(config | {"enable.partition.eof": True,
-                                            "auto.offset.reset": "error"})
-        self._consumer.assign([TopicPartition(topic, partition, 0)])
-        self._topic, self._partition = topic, partition
-        self._stored, self._start_live, self._count = stored, live, count
-        self._batch_size = batch_size
+    def __init__(self, first: Reader, then: Callable[[int], Reader], stored: StoredMessages,
+                 count: Callable[[int], None]) -> None:
+        self._reader, self._then = first, then
+        self._stored, self._count = stored, count
         self._offset = 0
-        self._live: Reader | None = None
+        self._live = False
 
     def next_batch(self) -> list[list[RawMessage]]:
-        if self._live is not None:
-            return self._live.next_batch()
-        if stopping.requested():
-            raise StopIteration()
+        if self._live:
+            return self._reader.next_batch()
         batch: list[RawMessage] = []
-        for msg in self._consumer.consume(self._batch_size, 1.0):
-            read = None if msg.error() is not None else RawMessage(
-                self._topic, self._partition, msg.offset(), msg.value(), msg.timestamp()[1])
-            value = None if read is None else self._stored.copy_of(read)
-            if read is None or value is None:  # the boundary: the topic from here on
-                self._consumer.close()
-                self._live = self._start_live(self._offset)
+        for read in (msg for polled in self._reader.next_batch() for msg in polled):
+            if read.quiet == CAUGHT_UP:
+                continue  # nothing more for now: the partition's end comes next
+            value = None if read.quiet or read.error else self._stored.copy_of(read)
+            if value is None:  # the boundary (or the end): the topic from here on
+                self._reader.close()
+                self._reader, self._live = self._then(self._offset), True
                 break
-            batch.append(RawMessage(read.topic, read.partition, read.offset, value,
-                                    read.timestamp_ms))
+            batch.append(msgspec.structs.replace(read, value=value))
             self._offset = read.offset + 1
         self._count(len(batch))
         return [batch] if batch else []
 
     def snapshot(self) -> int:
-        return self._offset if self._live is None else self._live.snapshot()
+        return self._reader.snapshot() if self._live else self._offset
 
     def close(self) -> None:
-        if self._live is None:
-            self._consumer.close()
-        else:
-            self._live.close()
+        self._reader.close()
 
 
 class StoredSource(KafkaBatchSource):
@@ -194,8 +185,8 @@ class StoredSource(KafkaBatchSource):
         if resume_state is not None:
             return super().build_part(step_id, for_part, resume_state)
         partition = int(for_part.rsplit("-", 1)[1])
-        return _StoredReader(self.config, self.topic, partition, self.stored,
-                             self.batch_size, lambda offset: self.reader_at(partition, offset),
+        return _StoredReader(self.reader_at(partition, 0, stop_at_end=True),
+                             lambda offset: self.reader_at(partition, offset), self.stored,
                              self._delivered)
 
 
