@@ -47,7 +47,9 @@ def test_rebuild_state_after_a_torn_write_ends_identical(replayed: Settings) -> 
     assert 0 < stored < len(want["events"]), stored  # the rest comes from the topic
 
     figures = finish(start_run(torn_run, "--rebuild-state"))
-    assert figures["from_store"] == stored, figures  # the rest read from the topic
+    # Copies of stored messages only, up to the first one missing in each partition: one
+    # stored after it (an event of the day before, late in its partition) is read again.
+    assert 0 < figures["from_store"] <= stored, (figures, stored)
     assert all(damage(p) is None for p in partitions(victim.parent))
     assert differences(contents(torn_run), want) == []
 
