@@ -31,7 +31,7 @@ from pathlib import Path
 
 from basketflow.errors import BasketflowError
 from basketflow.offline_uri import StoreDir, store_location
-from basketflow.project_file import Project, find_project_file, read_project
+from basketflow.project_file import ExpectationSetting, Project, find_project_file, read_project
 
 ENV_DATA_DIR = "BASKETFLOW_DATA_DIR"
 ENV_KAFKA = "KAFKA_BOOTSTRAP_SERVERS"
@@ -77,6 +77,9 @@ class Settings:
     #: The folder of feature view declarations; None: the built-in views only.
     feature_repository: Path | None = None
     allowed_lateness: int = DEFAULT_ALLOWED_LATENESS_S
+    #: The project file's data-quality expectation values, checked where they are used
+    #: (:func:`basketflow.schemas.expectations.configured`); (): the defaults.
+    expectations: tuple[ExpectationSetting, ...] = ()
     #: The project file the settings were read from, if any.
     project_file: Path | None = None
 
@@ -118,6 +121,7 @@ def load_settings(data_dir: str | Path | None = None, cwd: Path | None = None) -
         offline_store=_env_location() or project.offline_store,
         feature_repository=_env_path(ENV_FEATURE_REPOSITORY) or project.feature_repository,
         allowed_lateness=_lateness(env.get(ENV_ALLOWED_LATENESS), project.allowed_lateness),
+        expectations=project.expectations,
         project_file=path,
     )
 

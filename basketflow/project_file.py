@@ -8,7 +8,10 @@ same stores. The environment overrides the file (:func:`basketflow.config.load_s
 
 A bad file is a :class:`ProjectFileError` naming the file, the line and the key, so the
 user fixes it in one go: a YAML syntax error, an unknown key (with the known ones), a
-value of the wrong type.
+value of the wrong type. The ``expectations`` key (the data-quality expectations'
+parameters, a mapping of expectation to parameter to value) is read here only as that
+shape, each value with its line: :mod:`basketflow.schemas.expectations` knows the
+expectations and checks the values (:class:`ExpectationSetting`).
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())
@@ -43,6 +46,17 @@ class ProjectFileError(BasketflowError):
 
 
 @dataclass(frozen=True)
+class ExpectationSetting:
+    """One value under ``expectations``: the expectation, its parameter, the value
+    (a list as a tuple), and where it is written (``FILE line N``) for errors."""
+
+    expectation: str
+    parameter: str
+    value: Any
+    where: str
+
+
+@dataclass(frozen=True)
 class Project:
     """What a project file says; ``None`` means "not set here" (the default applies)."""
 
@@ -56,6 +70,7 @@ class Project:
     prefix: str | None = None
     feature_repository: Path | None = None
     allowed_lateness: int | None = None
+    expectations: tuple[ExpectationSetting, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -75,6 +90,8 @@ KEYS: dict[str, tuple[str, str]] = {
     "prefix": ("text", "the namespace of every online-store key"),
     "feature_repository": ("path", "the folder of feature view declarations"),
     "allowed_lateness": ("seconds", "how late an event may be and still change features"),
+    "expectations": ("expectations", "the daily report's data-quality expectations: "
+                                     "bounds, shares of lines allowed"),
 }
 
 
@@ -130,6 +147,8 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 def _value(path: Path, key: str, line: int, node: yaml.Node) -> Any:
     """One key's value, of its kind; None for an explicit null (the default)."""
     kind, meaning = KEYS[key]
+    if kind == "expectations":
+        return _expectations(path, node)
     value = yaml.SafeLoader("").construct_object(node, deep=True)
     if value is None:
         return None
@@ -149,3 +168,32 @@ def _value(path: Path, key: str, line: int, node: yaml.Node) -> Any:
         except StoreLocationError as exc:
             raise ProjectFileError(f"{where}: {exc}") from exc
     return value
+
+
+def _expectations(path: Path, node: yaml.Node) -> tuple[ExpectationSetting, ...]:
+    """The ``expectations`` mapping's values with their lines; () for null."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+        return ()
+    settings = []
+    for name_node, params in _mapping(path, node, "expectations"):
+        for param_node, value_node in _mapping(path, params, f"expectations.{name_node.value}"):
+            value = yaml.SafeLoader("").construct_object(value_node, deep=True)
+            settings.append(ExpectationSetting(
+                name_node.value, param_node.value,
+                tuple(value) if isinstance(value, list) else value,
+                f"{path} line {param_node.start_mark.line + 1}"))
+    return tuple(settings)
+
+
+def _mapping(path: Path, node: yaml.Node, key: str) -> list[tuple[yaml.Node, yaml.Node]]:
+    """The (key, value) nodes of a mapping under ``key``, each key given once."""
+    line = node.start_mark.line + 1
+    if not isinstance(node, yaml.MappingNode):
+        raise ProjectFileError(f"{path} line {line}: {key!r} must be a mapping (name: value)")
+    seen: set[str] = set()
+    for key_node, _ in node.value:
+        if key_node.value in seen:
+            raise ProjectFileError(f"{path} line {key_node.start_mark.line + 1}: key "
+                                   f"{key}.{key_node.value} is given twice")
+        seen.add(key_node.value)
+    return list(node.value)

@@ -33,7 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +91,36 @@ def post(path: str, body: bytes) -> bytes:
 Request = Callable[[int], tuple[bytes, bytes]]
 
 
+@dataclass(frozen=True)
+class Served:
+    """One case's answers: every latency (seconds), the requests per second, and the
+    CPU seconds per request of the server (its process and its workers', user and
+    system) and of this client: what bounds the requests per second on two cores, and
+    what other programs on a busy machine do not change much, unlike wall times."""
+
+    latencies: list[float]
+    rate: float
+    cpu: float
+    client_cpu: float
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU seconds used so far by process ``pid`` and its child processes."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total = 0.0
+    for each in [pid, *map(int, children)]:
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 async def drive(port: int, make: Request, concurrency: int, count: int,
-                seconds: float) -> tuple[list[float], float]:
-    """``count`` requests (at most ``seconds``) over ``concurrency`` connections: every
-    latency (seconds) and the requests per second."""
+                seconds: float, pid: int) -> Served:
+    """``count`` requests (at most ``seconds``) over ``concurrency`` connections to the
+    server of process ``pid``."""
     connections = [await Connection.open(port) for _ in range(concurrency)]
+    cpu, client_cpu = cpu_seconds(pid), time.process_time()
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
     issued = 0
@@ -112,9 +138,11 @@ async def drive(port: int, make: Request, concurrency: int, count: int,
     began = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in connections))
     elapsed = time.perf_counter() - began
+    cpu, client_cpu = cpu_seconds(pid) - cpu, time.process_time() - client_cpu
     for c in connections:
         c.writer.close()
-    return latencies, len(latencies) / elapsed
+    return Served(latencies, len(latencies) / elapsed, cpu / len(latencies),
+                  client_cpu / len(latencies))
 
 
 def direct(work: Callable[[int], Any], count: int) -> list[float]:
@@ -132,9 +160,11 @@ def ms(values: list[float], q: float) -> float:
         values) > 1 else values[0] * 1000
 
 
-def report(name: str, served: list[float], rate: float, floor: list[float] | None) -> None:
-    line = (f"{name:38} p50 {ms(served, .5):6.3f} ms  p99 {ms(served, .99):6.3f} ms  "
-            f"{rate:7.0f} req/s  (n={len(served)})")
+def report(name: str, served: Served, floor: list[float] | None) -> None:
+    times = served.latencies
+    line = (f"{name:32} p50 {ms(times, .5):6.3f} ms  p99 {ms(times, .99):6.3f} ms  "
+            f"{served.rate:5.0f} req/s  CPU us/req: server {served.cpu * 1e6:4.0f}, "
+            f"client {served.client_cpu * 1e6:3.0f}  (n={len(times)})")
     if floor:
         line += f"   direct p50 {ms(floor, .5):.3f} / p99 {ms(floor, .99):.3f} ms"
     print(line, flush=True)
@@ -164,14 +194,19 @@ def fill(url: str, rows: int, real: bool, data_dir: Path) -> list[str]:
 
 
 def start_server(url: str, data_dir: Path, workers: int, server: str,
-                 ) -> tuple[subprocess.Popen[bytes], int]:
+                 code: Path | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """``basketflow serve`` on a free port, of this checkout or (``code``) of another:
+    its ``basketflow`` package first on the server's path (``python -m`` puts the
+    working folder first, so the server runs in ``code``)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASKETFLOW_")} | {
         "REDIS_URL": url, "BASKETFLOW_PREFIX": PREFIX, "BASKETFLOW_DATA_DIR": str(data_dir)}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     proc = subprocess.Popen([sys.executable, "-m", "basketflow.cli", "serve", "--port",
                              str(port), "--no-access-log", "--workers", str(workers),
-                             "--server", server], env=env,
+                             "--server", server], env=env, cwd=code,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -202,6 +237,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--servers", default="uvicorn",
                         help="ASGI servers to compare, in turn: uvicorn,granian")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="also serve the code of another checkout (a worktree of main), "
+                        "in turn with this one's: the old code against the new in one run")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="times each server (and the baseline) is measured, in turns")
     args = parser.parse_args()
     print(describe())
     with tempfile.TemporaryDirectory() as tmp:
@@ -211,11 +251,13 @@ def main() -> None:
             customers = fill(redis_proc.address, args.rows, args.real, data_dir)
             print(f"{len(customers)} customers in the online store; {args.workers} worker(s); load "
                   f"{os.getloadavg()[0]:.2f}", flush=True)
-            for name in args.servers.split(","):
-                print(f"server: {name}", flush=True)
-                server, port = start_server(redis_proc.address, data_dir, args.workers, name)
+            for name, code in turns(args.servers.split(","), args.baseline, args.rounds):
+                print(f"server: {name}, code: {code or 'this checkout'}", flush=True)
+                server, port = start_server(redis_proc.address, data_dir, args.workers, name,
+                                            code)
                 try:
-                    run_cases(port, customers, redis_proc.address, data_dir, args)
+                    run_cases(port, server.pid, customers, redis_proc.address, data_dir,
+                              args)
                 finally:
                     server.terminate()
                     server.wait(10)
@@ -223,8 +265,20 @@ def main() -> None:
             stop_service(redis_proc)
 
 
-def run_cases(port: int, customers: list[str], url: str, data_dir: Path,
+def turns(servers: list[str], baseline: Path | None, rounds: int,
+          ) -> list[tuple[str, Path | None]]:
+    """Each server with this checkout's code and then the baseline's, ``rounds`` times.
+
+    >>> turns(["uvicorn"], Path("/old"), 2)
+    [('uvicorn', None), ('uvicorn', PosixPath('/old')), ('uvicorn', None), ('uvicorn', PosixPath('/old'))]
+    """
+    codes = [None] if baseline is None else [None, baseline.resolve()]
+    return [(name, code) for _ in range(rounds) for name in servers for code in codes]
+
+
+def run_cases(port: int, pid: int, customers: list[str], url: str, data_dir: Path,
               args: argparse.Namespace) -> None:
+    """Every case against the server of process ``pid`` on ``port``, printed."""
     rng = random.Random(7)
     n, secs = args.requests, args.seconds
     store = RedisOnlineStore(connect(url), PREFIX)
@@ -240,19 +294,18 @@ def run_cases(port: int, customers: list[str], url: str, data_dir: Path,
     def one(i: int) -> tuple[bytes, bytes]:
         return get(f"/customers/{picks[i % n]}/features"), b""
 
-    run(drive(port, one, 1, 500, secs))  # warm up: connections, caches, the model
-    live, rate = run(drive(port, lambda i: (get("/health/live"), b""), 1, n, secs))
-    report("GET /health/live (no Redis), c=1", live, rate, None)
-    served, rate = run(drive(port, one, 1, n, secs))
+    run(drive(port, one, 1, 500, secs, pid))  # warm up: connections, caches, the model
+    report("GET /health/live (no Redis), c=1",
+           run(drive(port, lambda i: (get("/health/live"), b""), 1, n, secs, pid)), None)
+    served = run(drive(port, one, 1, n, secs, pid))
     floor = direct(lambda i: encode(read_selected(store, [picks[i % n]], views)[0].to_json()), n)
-    report("1 customer's features, c=1", served, rate, floor)
-    served, rate = run(drive(port, one, 16, n * 2, secs))
-    report("1 customer's features, c=16", served, rate, None)
-    served, rate = run(drive(port, lambda i: (post("/features", bodies[i % len(bodies)]),
-                                              bodies[i % len(bodies)]), 1, n // 5, secs))
+    report("1 customer's features, c=1", served, floor)
+    report("1 customer's features, c=16", run(drive(port, one, 16, n * 2, secs, pid)), None)
+    served = run(drive(port, lambda i: (post("/features", bodies[i % len(bodies)]),
+                                        bodies[i % len(bodies)]), 1, n // 5, secs, pid))
     floor = direct(lambda i: encode({"results": [r.to_json() for r in read_selected(
         store, hundreds[i % len(hundreds)], views)]}), n // 5)
-    report("100 customers in one call, c=1", served, rate, floor)
+    report("100 customers in one call, c=1", served, floor)
 
     from basketflow.app.predict import LiveModel
     model = LiveModel(data_dir)
@@ -265,9 +318,9 @@ def run_cases(port: int, customers: list[str], url: str, data_dir: Path,
         return encode(predict_basket(model.current(), events,
                                      found.values if found else None).to_json())
 
-    served, rate = run(drive(port, lambda i: (post("/predict", basket_bodies[i % 200]),
-                                              basket_bodies[i % 200]), 1, n, secs))
-    report("/predict, 20-line basket, c=1", served, rate, direct(predict_direct, n))
+    served = run(drive(port, lambda i: (post("/predict", basket_bodies[i % 200]),
+                                        basket_bodies[i % 200]), 1, n, secs, pid))
+    report("/predict, 20-line basket, c=1", served, direct(predict_direct, n))
     sizes = {"1 customer": len(encode(read_selected(store, [picks[0]], views)[0].to_json())),
              "100 customers": len(bodies[0])}
     print("response/request bytes:", json.dumps(sizes), f"load {os.getloadavg()[0]:.2f}")

@@ -1,12 +1,16 @@
-"""The live flow's Prometheus metrics, served by Bytewax's own API server.
+"""The live flow's Prometheus metrics, from Bytewax's own API server through a relay.
 
 ``basketflow run --metrics-port P`` turns on Bytewax's dataflow API server
-(``BYTEWAX_DATAFLOW_API_ENABLED``) on that port in each flow process: its ``/metrics``
-gives Bytewax's own metrics (items and durations per step, ``bytewax_snapshot_duration_seconds``
-per input partition and ``bytewax_partd_write_duration_seconds``, the recovery writes of
-each epoch's snapshot) followed by prometheus-client's default registry, where
-:func:`install` puts this module's collector; ``/dataflow`` gives the flow's graph as JSON.
-One port serves everything a process knows.
+(``BYTEWAX_DATAFLOW_API_ENABLED``) on a free port of its own in each flow process, and
+starts a relay process (:mod:`basketflow.flows.metrics_relay`) that answers on P: its
+``/metrics`` is a copy of Bytewax's, refreshed every second: Bytewax's own metrics (items
+and durations per step, ``bytewax_snapshot_duration_seconds`` per input partition and
+``bytewax_partd_write_duration_seconds``, the recovery writes of each epoch's snapshot)
+followed by prometheus-client's default registry, where :func:`install` puts this
+module's collector; ``/dataflow`` (the flow's graph as JSON) is passed through. One port
+serves everything a process knows. The relay exists because Bytewax renders the Python
+part holding the interpreter lock: on a busy flow a scrape of Bytewax's server waits for
+the flow's thread, tens of ms; the relay's copy waits instead, and nobody waits for it.
 
 What the flow counts (names in base units, counters end in ``_total``, labels bounded by
 the topic's partitions, the views, the servers and the model versions):
@@ -41,22 +45,29 @@ the topic's partitions, the views, the servers and the model versions):
 Counters are of this process since it started, as Prometheus expects (a restart starts
 from zero; ``rate()`` copes); ``basketflow status`` shows the totals kept in the
 recovery state. Counting costs a few dictionary operations per batch and one per event
-(its arrival time), done by ``inspect`` steps added only when metrics are on.
+(its arrival time: the key is the event's entity, computed per event whatever the
+bookkeeping), done by ``inspect`` steps added only when metrics are on; the latencies
+of an online write are bucketed together with numpy (:class:`Histogram`).
 """
 
 from __future__ import annotations
 
-import bisect
 import errno
+import math
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prometheus_client import REGISTRY
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -84,6 +95,7 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01,
 CUSTOMER, PRODUCT = "customer", "product"
 #: Labelled baskets the rolling accuracy is taken over.
 ACCURACY_WINDOW = 1000
+_TS = itemgetter(0)
 
 
 class MetricsPortTaken(BasketflowError):
@@ -91,34 +103,37 @@ class MetricsPortTaken(BasketflowError):
 
 
 class Histogram:
-    """Bucket counts of observations, cumulated only when collected (an observation is
-    one bisect and one increment).
+    """Bucket counts of observations, added a batch at a time and cumulated only when
+    collected: a write of n entities costs one ``searchsorted`` and one ``bincount``, not
+    n bisects (an observation lands in the first bucket whose bound it does not exceed,
+    as Prometheus's ``le`` says).
 
     >>> h = Histogram((0.001, 0.01))
-    >>> for s in (0.0005, 0.002, 0.002, 5.0):
-    ...     h.observe(s)
-    >>> h.cumulative(), h.count
-    ([('0.001', 1), ('0.01', 3), ('+Inf', 4)], 4)
+    >>> h.observe_many(np.array([0.0005, 0.002, 0.01, 5.0]))
+    >>> h.cumulative(), h.count, h.sum
+    ([('0.001', 1), ('0.01', 3), ('+Inf', 4)], 4, 5.0125)
     """
 
     def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)
+        self.bounds = np.array(buckets)
+        self.counts = np.zeros(len(buckets) + 1, dtype=np.int64)
         self.sum = 0.0
         self.count = 0
 
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, seconds)] += 1
-        self.sum += seconds
-        self.count += 1
+    def observe_many(self, seconds: np.ndarray) -> None:
+        """Add one observation per value of ``seconds``."""
+        if not len(seconds):
+            return
+        self.counts += np.bincount(np.searchsorted(self.bounds, seconds, side="left"),
+                                   minlength=len(self.counts))
+        self.sum += float(seconds.sum())
+        self.count += len(seconds)
 
     def cumulative(self) -> list[tuple[str, int]]:
         """``(le, count at or below)`` per bucket, ``+Inf`` last, as Prometheus has them."""
-        total, out = 0, []
-        for bound, n in zip([*map(str, self.buckets), "+Inf"], self.counts):
-            total += n
-            out.append((bound, total))
-        return out
+        totals = np.cumsum(self.counts).tolist()
+        return list(zip([*map(str, self.buckets), "+Inf"], totals))
 
 
 def partition_labels(name: str) -> tuple[str, str]:
@@ -170,15 +185,17 @@ class FlowMetrics:
             self.events[name] = self.events.get(name, 0) + len(offsets)
         for name, offsets in dead_offsets.items():
             self.dead[name] = self.dead.get(name, 0) + len(offsets)
-        if CUSTOMER in self.pending:
-            customers = self.pending[CUSTOMER]
-            for e, ms in zip(events, arrivals):
-                customers.setdefault(e.entity_id, ms)
-        if PRODUCT in self.pending:
-            products = self.pending[PRODUCT]
-            for e, ms in zip(events, arrivals):
-                if e.is_product:
-                    products.setdefault(e.stock_code, ms)
+        customers, products = self.pending.get(CUSTOMER), self.pending.get(PRODUCT)
+        with self.lock:  # the writer thread pops what it wrote
+            if customers is not None:
+                note = customers.setdefault
+                for e, ms in zip(events, arrivals):
+                    note(e.entity_id, ms)
+            if products is not None:
+                note = products.setdefault
+                for e, ms in zip(events, arrivals):
+                    if e.is_product:
+                        note(e.stock_code, ms)
 
     def dead_read(self, name: str, count: int) -> None:
         """Count dead letters read back from the dead topic's partition ``name``."""
@@ -194,16 +211,16 @@ class FlowMetrics:
         now_ms = time.time() * 1000
         with self.lock:
             for view, rows in latest.items():
-                newest = max(ts for ts, _values in rows.values())
+                newest = max(map(_TS, rows.values()))
                 self.newest[view] = max(self.newest.get(view, 0), newest)
                 kind = PRODUCT if view == PRODUCT else CUSTOMER
                 pending, histogram = self.pending.get(kind), self.latency.get(kind)
                 if pending is None or histogram is None:
                     continue
-                for entity in rows:
-                    arrived = pending.pop(entity, None)
-                    if arrived is not None:
-                        histogram.observe(max(now_ms - arrived, 0.0) / 1000)
+                arrived = np.fromiter(map(pending.pop, rows, repeat(math.nan, len(rows))),
+                                      dtype=np.float64, count=len(rows))
+                arrived = arrived[~np.isnan(arrived)]  # NaN: nothing pending for it
+                histogram.observe_many(np.maximum(now_ms - arrived, 0.0) / 1000)
 
     def scored(self, row: ScoreRow) -> None:
         """Count one score by the model version that made it; judge the customer's
@@ -352,21 +369,37 @@ def install(metrics: FlowMetrics) -> None:
     _installed.current = metrics
 
 
-def serve_on(port: int, graph_dir: Path) -> None:
-    """Turn on Bytewax's API server on ``port`` (loopback and every interface, as Bytewax
-    binds) for the flow about to run in this process, its graph written in ``graph_dir``
-    (made if missing; not the working directory); raise :class:`MetricsPortTaken` when
-    the port cannot be bound (Bytewax would panic)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError as exc:
-            why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc})"
-            raise MetricsPortTaken(
-                f"metrics port {port} {why}; give another with --metrics-port (a run in "
-                "two processes uses it and the next one)") from None
+def serve_on(port: int, graph_dir: Path) -> subprocess.Popen[bytes]:
+    """Serve the metrics of the flow about to run in this process on ``port`` (loopback
+    and every interface, as Bytewax binds): turn on Bytewax's API server on a free port
+    of its own, its graph written in ``graph_dir`` (made if missing; not the working
+    directory), and start the relay that answers on ``port`` from it
+    (:mod:`basketflow.flows.metrics_relay`; stop it when the flow ends, or it ends with
+    this process). Raise :class:`MetricsPortTaken` when ``port`` cannot be bound."""
+    bytewax_port = free_port()
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "basketflow.flows.metrics_relay", str(port),
+         str(bytewax_port), str(os.getpid())],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    assert relay.stdout is not None
+    first = relay.stdout.readline().decode().split(" ", 2)
+    if first[0].strip() != "ready":
+        relay.wait()
+        code = int(first[1]) if len(first) == 3 else 0
+        why = "is in use" if code == errno.EADDRINUSE else \
+            f"cannot be bound ({first[-1].strip() or 'the relay did not start'})"
+        raise MetricsPortTaken(
+            f"metrics port {port} {why}; give another with --metrics-port (a run in "
+            "two processes uses it and the next one)")
     os.environ[ENV_API_ENABLED] = "true"
-    os.environ[ENV_API_PORT] = str(port)
+    os.environ[ENV_API_PORT] = str(bytewax_port)
     graph_dir.mkdir(parents=True, exist_ok=True)
     os.environ[ENV_API_CACHE] = str(graph_dir)
+    return relay
+
+
+def free_port() -> int:
+    """A port free on every interface now (where Bytewax's API server will listen)."""
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return int(s.getsockname()[1])

@@ -137,6 +137,6 @@ def initial_model(labels_version: str, registry: Registry | None,
     if registry is None or pick is None:
         return fresh, None
     model = registry.load(pick.id)
-    log.info("model version %d (%s, %d baskets learnt) restored from the registry",
+    log.debug("model version %d (%s, %d baskets learnt) restored from the registry",
              pick.id, model.version, model.n_learned)
     return model, pick

@@ -620,11 +620,16 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
         prepare_run(settings)
         if options.prepare_recovery:  # else the command that started this process did
             check_topics(settings, options.recovery_dir, parts, options.reset_offsets)
-    if metrics_port is not None:
-        serve_on(metrics_port, settings.data_dir / "dataflow" / "+".join(parts))
+    relay = None if metrics_port is None else serve_on(
+        metrics_port, settings.data_dir / "dataflow" / "+".join(parts))
     stats = stats or FlowStats()
     scoring = scoring if SERVE in parts else None
-    run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness, scoring,
-                             max_batch, parts, options.reset_offsets,
-                             metered=metrics_port is not None, source=source), options)
+    try:
+        run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness, scoring,
+                                 max_batch, parts, options.reset_offsets,
+                                 metered=metrics_port is not None, source=source), options)
+    finally:
+        if relay is not None:
+            relay.terminate()
+            relay.wait()
     return stats

@@ -87,7 +87,7 @@ class Predictor:
             log.error("champion not loaded for predictions: %s", exc)
             self.version = pick.id  # not tried again until the alias moves
             return
-        log.info("predicting with version %d (%d baskets learnt)", pick.id,
+        log.debug("predicting with version %d (%d baskets learnt)", pick.id,
                  self.champion.n_learned)
 
     def _load_challenger(self) -> None:

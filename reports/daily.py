@@ -56,6 +56,7 @@ from basketflow.reports.drift import DriftError, drift_report
 from basketflow.reports.offline_query import OfflineQuery
 from basketflow.reports.profiles import ProfileError
 from basketflow.reports.quality import check_day
+from basketflow.schemas.expectations import ExpectationSet, configured
 from basketflow.schemas.taxonomy import Taxonomy, load_taxonomy
 from basketflow.sinks.offline_layout import CorruptFile, as_root, events_dir
 
@@ -258,7 +259,11 @@ class ReportRun:
     """
 
     def __init__(self, offline_dir: StoreDir, days: Iterable[date],
-                 taxonomy: Taxonomy | None = None, data_dir: Path | None = None) -> None:
+                 taxonomy: Taxonomy | None = None, data_dir: Path | None = None,
+                 expectations: ExpectationSet | None = None) -> None:
+        #: The data-quality expectations the days are checked against (the defaults
+        #: unless the project file sets them).
+        self.expectations = expectations or configured([])
         self.query = OfflineQuery(offline_dir)
         #: Days left out because a file of theirs cannot be read (see ``UnreadableDays``).
         self.unreadable = self.query.drop_unreadable()
@@ -701,7 +706,10 @@ def build_data_quality(s: DayScope) -> dict[str, Any]:
     by_reason = sorted(rejected.get(s.day, {}).items(), key=lambda rc: (-rc[1], rc[0]))
     return {
         **figures,
-        "expectations": [asdict(r) for r in check_day(s.run.query, "window_events", s.day)],
+        "expectations": [asdict(r) for r in check_day(s.run.query, "window_events", s.day,
+                                                      s.run.expectations.expectations)],
+        "expectations_digest": s.run.expectations.digest,
+        "expectations_changed": s.run.expectations.changed,
         "late_events": s.figure(s.run.late_events(), "count"),
         "rejected": {
             "recorded": recorded,
@@ -755,10 +763,10 @@ SECTIONS: tuple[Section, ...] = (
 # --------------------------------------------------------------------------- entry points
 
 
-def daily_report(offline_dir: Path, day: date, data_dir: Path | None = None
-                 ) -> dict[str, Any]:
+def daily_report(offline_dir: Path, day: date, data_dir: Path | None = None,
+                 expectations: ExpectationSet | None = None) -> dict[str, Any]:
     """Every figure of one day as a plain dict (see :meth:`ReportRun.report`)."""
-    with ReportRun(offline_dir, [day], data_dir=data_dir) as run:
+    with ReportRun(offline_dir, [day], data_dir=data_dir, expectations=expectations) as run:
         return run.report(day)
 
 

@@ -13,11 +13,13 @@ from typing import Any
 from basketflow.reports.daily import ReportRun, UnreadableDays, parse_formats
 from basketflow.reports.render import write_report
 from basketflow.reports.report_index import write_index
+from basketflow.schemas.expectations import ExpectationSet
 
 
 def run_reports(offline_dir: Path, days: list[date], out_dir: Path, formats: set[str],
                 on_progress: Callable[[int, int, date], None] | None = None,
-                data_dir: Path | None = None) -> list[dict[str, Any]]:
+                data_dir: Path | None = None, expectations: ExpectationSet | None = None
+                ) -> list[dict[str, Any]]:
     """Report on each day and write ``<out_dir>/<YYYY-MM-DD>/report.{md,html,json}``,
     then ``<out_dir>/index.html`` listing every day reported there.
 
@@ -27,10 +29,11 @@ def run_reports(offline_dir: Path, days: list[date], out_dir: Path, formats: set
     format is unknown or a day lies outside the stored data, and :class:`UnreadableDays`
     after writing the other days' reports when a stored day up to the last one asked
     for cannot be read (that day has no report; the others are made without its rows).
+    ``expectations``: the data-quality expectations checked (default: the defaults).
     """
     parse_formats(",".join(formats))
     results = []
-    with ReportRun(offline_dir, days, data_dir=data_dir) as run:
+    with ReportRun(offline_dir, days, data_dir=data_dir, expectations=expectations) as run:
         for done, day in enumerate(run.days, start=1):
             if day not in run.unreadable:
                 report = run.report(day)

@@ -69,6 +69,7 @@ import pyarrow.parquet as pq
 
 from basketflow.offline_uri import StoreDir, StorePath
 from basketflow.reports.offline_query import arrow_table
+from basketflow.reports.past_clock import moves_on, windows_at
 from basketflow.reports.tile_log import is_tiled, tiled_values
 from basketflow.schemas.features import DAY_SECONDS, FeatureView, days_since, registry
 from basketflow.sinks.offline_layout import feature_log_files
@@ -356,8 +357,11 @@ def _in_input_order(rows: np.ndarray, found: pa.ChunkedArray, n: int) -> pa.Arra
 
 
 def point_in_time(con: duckdb.DuckDBPyConnection, keys: pa.Table, ids: Mapping[str, pa.Array],
-                  requests: Sequence[ViewRequest], logs: Sequence[pa.Table]) -> pa.Table:
-    """Every asked feature, for every label row in input order, by the point-in-time rule.
+                  requests: Sequence[ViewRequest], logs: Sequence[pa.Table],
+                  root: StoreDir) -> pa.Table:
+    """Every asked feature, for every label row in input order, by the point-in-time rule
+    (windowed values after the log's clock moved on from the events of the store at
+    ``root``: :func:`_moved_on`).
 
     DuckDB's ASOF join runs on narrow tables (entity code, ts, seq, row index) and yields,
     per view and label row, the index of the log row to use; Arrow ``take`` then gathers
@@ -378,13 +382,41 @@ def point_in_time(con: duckdb.DuckDBPyConnection, keys: pa.Table, ids: Mapping[s
     as_of = _whole_seconds(keys.column(KEY_TS))
     for i, (request, log) in enumerate(zip(requests, logs)):
         index = _in_input_order(rows, found.column(f"i{i}"), keys.num_rows)
-        values = log.select(list(request.columns)).take(index)
+        values = _moved_on(con, root, request, log, index, ids[request.id_column], as_of)
         at_read = {f.name: f.source for f in request.view.request_time_features}
         for feature in request.features:
             columns[output_column(request.view.name, feature)] = (
                 days_since_column(as_of, values.column(at_read[feature]))
                 if feature in at_read else values.column(feature))
     return pa.table(columns)
+
+
+def _moved_on(con: duckdb.DuckDBPyConnection, root: StoreDir, request: ViewRequest,
+              log: pa.Table, index: pa.Array, ids: pa.Array, as_of: np.ndarray) -> pa.Table:
+    """The asked columns of the log rows at ``index`` (one per label row), with the
+    windowed values of the label rows after the log's clock (its newest ``ts``) computed
+    at their times (:mod:`basketflow.reports.past_clock`): the log holds every change up
+    to the clock, none after it."""
+    values = log.select(list(request.columns)).take(index)
+    moving = moves_on(request.view, request.columns)
+    if not moving or log.num_rows == 0:
+        return values
+    clock = int(pc.max(log.column("ts")).cast(pa.int64()).as_py()) // 1_000_000
+    past = index.is_valid().to_numpy(zero_copy_only=False) & (as_of > clock)
+    rows = np.flatnonzero(past)
+    if not len(rows):
+        return values
+    moved = windows_at(con, root, request.view, moving, ids.take(pa.array(rows)), as_of[rows],
+                       clock)
+    if moved is None:  # no events log: the values as of the clock
+        return values
+    mask = pa.array(past)
+    for feature in moving:
+        column = values.column(feature).combine_chunks()
+        values = values.set_column(values.schema.get_field_index(feature), feature,
+                                   pc.replace_with_mask(column, mask,
+                                                        moved[feature].cast(column.type)))
+    return values
 
 
 def _whole_seconds(times: pa.ChunkedArray) -> np.ndarray:
@@ -469,7 +501,7 @@ def get_historical_features(offline_dir: StoreDir, entities: pd.DataFrame | pa.T
         con.execute("SET TimeZone = 'UTC'")  # naive log timestamps are UTC, as everywhere
         logs = [_view_log(con, r, feature_log_files(offline_dir, r.view.name),
                           ids[r.id_column], keys.column(KEY_TS)) for r in requests]
-        found = point_in_time(con, keys, ids, requests, logs)
+        found = point_in_time(con, keys, ids, requests, logs, offline_dir)
     found = found.select([output_column(*vf) for vf in order])
     values = found.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
     values.index = frame.index

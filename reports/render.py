@@ -375,18 +375,21 @@ def view_data_quality(section: dict[str, Any]) -> list[Block]:
         blocks.append(Table(("Reason", "Lines"),
                             [[r["reason"], fmt(r["count"], "count")]
                              for r in rejected["by_reason"]], "lr"))
-    return blocks + _expectations(section["expectations"])
+    return blocks + _expectations(section)
 
 
-def _expectations(results: list[dict[str, Any]]) -> list[Block]:
-    """The expectations checked on the day's lines, and each failure with examples."""
+def _expectations(section: dict[str, Any]) -> list[Block]:
+    """The expectations checked on the day's lines (which: their digest, and the values
+    the project set), and each failure with examples."""
+    results = section["expectations"]
     blocks: list[Block] = [
         Heading("Expectations"),
         Paragraph("Each expectation names the lines that break it; a day fails it when "
                   "their share of the lines it applies to is over the share allowed."),
+        *_which_expectations(section),
         Table(("Lines that break it", "Lines", "Breaking", "Share", "Allowed", "Result"),
               [[r["description"], fmt(r["lines"], "count"), fmt(r["breaking"], "count"),
-                f"{r['share']:.2%}", f"{r['max_share']:.0%}",
+                f"{r['share']:.2%}", _allowed(r["max_share"]),
                 "passed" if r["passed"] else "FAILED"] for r in results], "lrrrrl")]
     for r in results:
         if not r["passed"]:
@@ -394,9 +397,29 @@ def _expectations(results: list[dict[str, Any]]) -> list[Block]:
                 f"invoice {x['invoice']} {x['stock_code']} x{x['quantity']} at "
                 f"{x['unit_price']} ({x['country']})" for x in r["examples"])
             blocks.append(Paragraph(f"Failed, {r['description']}: {r['breaking']:,} of "
-                                    f"{r['lines']:,} lines (allowed {r['max_share']:.0%}), "
+                                    f"{r['lines']:,} lines (allowed {_allowed(r['max_share'])}), "
                                     f"e.g. {lines}."))
     return blocks
+
+
+def _which_expectations(section: dict[str, Any]) -> list[Block]:
+    """Which expectations the day was checked against: their digest and the values the
+    project file set (none in a report made before expectations were set per project)."""
+    if "expectations_digest" not in section:
+        return []
+    changed = section["expectations_changed"]
+    return [Paragraph(f"Checked against expectations {section['expectations_digest']}: "
+                      + ("the defaults." if not changed else "the defaults but, as the "
+                         "project file sets, " + "; ".join(changed) + "."))]
+
+
+def _allowed(share: float) -> str:
+    """A share allowed as a percentage with the digits it was set with (1.5%, not 2%).
+
+    >>> _allowed(0.015), _allowed(0.4), _allowed(0.0)
+    ('1.5%', '40%', '0%')
+    """
+    return f"{share * 100:.4g}%"
 
 
 #: What each drift measure is called for a reader.

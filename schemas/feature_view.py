@@ -183,7 +183,7 @@ class FeatureView:
         """Every feature a read serves: the stored ones, then the request-time ones."""
         return self.stored_features + self.request_time_features
 
-    @property
+    @cached_property
     def feature_names(self) -> tuple[str, ...]:
         """The served features' names, in :attr:`features` order."""
         return tuple(f.name for f in self.features)

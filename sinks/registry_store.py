@@ -1,5 +1,6 @@
 """The registry as applied: the feature views ``basketflow apply`` recorded, in the
-offline store beside the data they describe (``<offline>/registry/registry.json``).
+offline store beside the data they describe (``<offline>/registry/registry.json``),
+and the data-quality expectations' parameters as applied (so ``plan`` shows a change).
 
 Each view is kept as its definition and version (what the stores' ``_version`` and
 ``version`` columns refer to), each served feature's kind, and where it was declared, so
@@ -62,6 +63,9 @@ class AppliedRegistry:
     path: StoreDir
     applied_at: int
     views: dict[str, AppliedView]
+    #: The data-quality expectations' parameters as applied; None: a registry written
+    #: before they were recorded (the defaults stood).
+    expectations: dict[str, dict[str, Any]] | None = None
 
 
 def registry_path(offline_root: StoreDir) -> StoreDir:
@@ -75,7 +79,8 @@ def read_registry(offline_root: StoreDir) -> AppliedRegistry | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         views = {v["name"]: AppliedView(**v) for v in data["views"]}
-        return AppliedRegistry(path, int(data["applied_at"]), views)
+        return AppliedRegistry(path, int(data["applied_at"]), views,
+                               data.get("expectations"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -85,11 +90,16 @@ def read_registry(offline_root: StoreDir) -> AppliedRegistry | None:
 
 
 def write_registry(offline_root: StoreDir, views: list[FeatureView], declared_at: dict[str, str],
-                   applied_at: int) -> None:
-    """Record ``views`` (each declared where ``declared_at`` says) as the registry."""
+                   applied_at: int, expectations: dict[str, dict[str, Any]] | None = None
+                   ) -> None:
+    """Record ``views`` (each declared where ``declared_at`` says), and the
+    data-quality expectations' parameters when given, as the registry."""
     path = registry_path(offline_root)
-    data = {"format": FORMAT, "applied_at": applied_at,
-            "views": [AppliedView.of(v, declared_at.get(v.name, "")).__dict__ for v in views]}
+    data: dict[str, Any] = {
+        "format": FORMAT, "applied_at": applied_at,
+        "views": [AppliedView.of(v, declared_at.get(v.name, "")).__dict__ for v in views]}
+    if expectations is not None:
+        data["expectations"] = expectations
     text = json.dumps(data, indent=1, sort_keys=True)
     if isinstance(path, StorePath):
         path.write_text(text)

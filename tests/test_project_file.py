@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from basketflow.config import (
 from basketflow.errors import BasketflowError
 from basketflow.offline_uri import StorePath
 from basketflow.project_file import FILE_NAME, ProjectFileError, find_project_file
+from basketflow.schemas.expectations import configured
 from basketflow.schemas.features import registry
 from basketflow.sinks.online_store import RedisOnlineStore, connect
 from tests.cli.commands import basketflow, error_lines, user_env
@@ -173,14 +175,15 @@ def test_a_bad_file_is_one_error_line_for_every_command(tmp_path: Path) -> None:
     assert error_lines(done) == [f"Error: {tmp_path / FILE_NAME} line 2: unknown key "
                                  "'redis_url'; the keys are data_dir, offline_store, kafka, "
                                  "redis, topic, dead_topic, prefix, feature_repository, "
-                                 "allowed_lateness"]
+                                 "allowed_lateness, expectations"]
     assert "Traceback" not in done.stderr
 
 
 def test_init_writes_a_project_of_today_s_defaults(tmp_path: Path) -> None:
     made = init_project(tmp_path / "shop")
     s = load_settings(cwd=tmp_path / "shop" / "features")
-    assert s == Settings(tmp_path / "shop" / "data", None, None,
+    assert configured(s.expectations).changed == []  # every expectation at its default
+    assert replace(s, expectations=()) == Settings(tmp_path / "shop" / "data", None, None,
                          offline_store=tmp_path / "shop" / "data" / "offline",
                          feature_repository=tmp_path / "shop" / "features",
                          project_file=made.project_file)

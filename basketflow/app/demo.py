@@ -52,6 +52,15 @@ class Segmented:
 
 
 @dataclass(frozen=True)
+class Trained:
+    """The classifier learnt from the stored events up to the fit's date, registered as
+    the champion the flow's predictions start from."""
+
+    version: int
+    baskets: int
+
+
+@dataclass(frozen=True)
 class Replayed:
     """The file is in Kafka."""
 
@@ -96,14 +105,15 @@ class Finished:
     running: ServersStarted | None
 
 
-DemoEvent = Union[Step, ServersStarted, Backfilled, Segmented, Replayed, FlowRan,
+DemoEvent = Union[Step, ServersStarted, Backfilled, Segmented, Trained, Replayed, FlowRan,
                   CustomerShown, ReportWritten, Finished]
 
 
 def run_demo(settings: Settings, rows: int, seed: int,
              on_event: Callable[[DemoEvent], None], keep_running: bool = False) -> None:
     """Generate ``rows`` synthetic lines, backfill the feature log, fit and assign customer
-    categories, replay the lines, run the flow with live scores, read the busiest
+    categories, train the classifier on the stored events up to the fit's date (the
+    champion the flow predicts with), replay the lines, run the flow with live scores, read the busiest
     customers' features, write the busiest day's HTML report; ``on_event`` hears each step
     as it starts and each result as it comes.
 
@@ -116,6 +126,7 @@ def run_demo(settings: Settings, rows: int, seed: int,
     """
     import shutil
 
+    from basketflow.app.model_registry import train
     from basketflow.app.reports import daily_reports
     from basketflow.app.services import down, up
     from basketflow.flows.backfill import file_events, run_backfill
@@ -149,6 +160,9 @@ def run_demo(settings: Settings, rows: int, seed: int,
         on_event(Step(f"fitting customer categories on the baskets up to {DEMO_FIT_UNTIL}"))
         segmentation = fit_segments(root, DEMO_FIT_UNTIL, seed=seed, k=DEMO_CATEGORIES)
         on_event(Segmented(segmentation, len(assign_customers(root))))
+        on_event(Step(f"training the classifier on the baskets up to {DEMO_FIT_UNTIL}"))
+        trained = train(demo, DEMO_FIT_UNTIL)
+        on_event(Trained(trained.version.version.id, trained.version.version.lineage.n_learned))
         on_event(Step("replaying the lines into Kafka"))
         on_event(Replayed(replay(csv_path, servers.bootstrap, demo.topic, demo.dead_topic)))
         on_event(Step("running the dataflow to the end of the topic (features and live "

@@ -17,7 +17,9 @@ error naming it.
 
 from __future__ import annotations
 
+import json
 import shutil
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from basketflow.config import (
 )
 from basketflow.errors import BasketflowError
 from basketflow.project_file import FILE_NAME, KEYS
+from basketflow.schemas.expectations import DEFAULTS
 
 #: The feature repository's folder in a new project.
 REPOSITORY = "features"
@@ -66,11 +69,36 @@ def project_text() -> str:
              "# below it reads it. Environment variables override each key; relative paths",
              "# are relative to this folder; null means the default.", ""]
     for key, (_, meaning) in KEYS.items():
+        if key == "expectations":
+            lines += [f"# {meaning}", "#   [no env; the defaults: schemas/expectations.py]",
+                      _expectations_text().rstrip("\n")]
+            continue
         value = INITIAL[key]
         comment = f"# {meaning} [env {ENV_OF_KEY[key]}]"
         lines += [comment] if len(comment) <= 80 else [f"# {meaning}",
                                                         f"#   [env {ENV_OF_KEY[key]}]"]
         lines.append(f"{key}: {'null' if value is None else value}")
+    return "\n".join(lines) + "\n"
+
+
+def _expectations_text() -> str:
+    """The ``expectations`` key at the defaults declared beside the event contract: an
+    expectation's parameters on one line, a list wrapped between its items."""
+    lines = ["expectations:"]
+    for name, params in DEFAULTS.items():
+        scalars = ", ".join(f"{k}: {json.dumps(v)}" for k, v in params.items()
+                            if not isinstance(v, list))
+        lists = {k: v for k, v in params.items() if isinstance(v, list)}
+        if not lists:
+            lines.append(f"  {name}: {{{scalars}}}")
+            continue
+        lines.append(f"  {name}:")
+        for key, items in lists.items():
+            text = ", ".join(json.dumps(i).replace(" ", "\u00a0") for i in items)
+            wrapped = textwrap.wrap(f"{key}: [{text}]", 74, subsequent_indent="  ")
+            lines += ["    " + w.replace("\u00a0", " ") for w in wrapped]
+        lines += [f"    {k}: {json.dumps(v)}" for k, v in params.items()
+                  if not isinstance(v, list)]
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,10 @@ built-in views: what every store written before registries existed was written u
 and what it needs: a backfill when its stored values or their computation changed (its
 history must be computed again), nothing when only what is read changed (descriptions,
 TTL, request-time features). A run or a backfill is refused while the two disagree
-(:func:`ensure_applied`), with the command that fixes it.
+(:func:`ensure_applied`), with the command that fixes it. The plan also lists each
+data-quality expectation parameter the project file sets otherwise than last applied
+(before any apply: the defaults); the report checks the project's values at once, so
+such a change refuses nothing, and ``apply`` records it beside the views.
 """
 
 from __future__ import annotations
@@ -70,10 +73,13 @@ class Plan:
     #: When the registry was applied (epoch seconds); None: never (the built-in views).
     applied_at: int | None
     changes: tuple[ViewChange, ...]
+    #: The expectation parameters changed since the last apply (``name.parameter: old
+    #: -> new``).
+    expectations: tuple[str, ...] = ()
 
     @property
     def differs(self) -> bool:
-        """Whether applying would change the registry."""
+        """Whether applying would change the registry's views."""
         return any(c.change != UNCHANGED for c in self.changes)
 
     @property
@@ -96,7 +102,8 @@ class Plan:
         """Plain data for ``--json``."""
         return {"repository": str(self.repository) if self.repository else None,
                 "registry": str(self.registry), "applied_at": self.applied_at,
-                "differs": self.differs, "changes": [c.to_json() for c in self.changes]}
+                "differs": self.differs, "changes": [c.to_json() for c in self.changes],
+                "expectations": list(self.expectations)}
 
 
 def repository_views(settings: Settings) -> tuple[dict[str, FeatureView], dict[str, str]]:
@@ -145,7 +152,17 @@ def plan(settings: Settings) -> Plan:
                            "no longer declared: its stored values stay, nothing computes it")
                 for name, (version, _) in applied.items() if name not in views]
     return Plan(settings.feature_repository, registry_path(settings.offline_dir), applied_at,
-                tuple(changes))
+                tuple(changes), tuple(_expectation_changes(settings)))
+
+
+def _expectation_changes(settings: Settings) -> list[str]:
+    """The project's expectation parameters against those last applied (the defaults
+    when none were)."""
+    from basketflow.schemas.expectations import DEFAULTS, configured, differences
+    from basketflow.sinks.registry_store import read_registry
+    applied = read_registry(settings.offline_dir)
+    old = applied.expectations if applied and applied.expectations is not None else DEFAULTS
+    return differences(old, configured(settings.expectations).values)
 
 
 def _change(name: str, applied: tuple[str, dict[str, Any]] | None,
@@ -177,11 +194,14 @@ def _stored_part(definition: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply(settings: Settings, now: Callable[[], float] = time.time) -> Plan:
-    """Record the repository's views as the registry; return what changed."""
+    """Record the repository's views and the project's expectation parameters as the
+    registry; return what changed."""
+    from basketflow.schemas.expectations import configured
     from basketflow.sinks.registry_store import write_registry
     made = plan(settings)
     views, declared_at = repository_views(settings)
-    write_registry(settings.offline_dir, list(views.values()), declared_at, int(now()))
+    write_registry(settings.offline_dir, list(views.values()), declared_at, int(now()),
+                   configured(settings.expectations).values)
     return made
 
 

@@ -58,11 +58,15 @@ def daily_reports(settings: Settings, days: list[date], out_dir: Path, formats: 
     """Report on each day, writing ``<out_dir>/<YYYY-MM-DD>/report.<format>`` for each of
     the comma-separated ``formats``; ``on_progress(done, total, day)`` after each day.
     :class:`~basketflow.reports.daily.ReportError` for an unknown format or a day outside
-    the stored data."""
+    the stored data; :class:`~basketflow.project_file.ProjectFileError` for a bad value
+    of the project's data-quality expectations."""
     from basketflow.reports.daily import parse_formats
     from basketflow.reports.daily_files import run_reports
+    from basketflow.schemas.expectations import configured
+    expectations = configured(settings.expectations)
     results = run_reports(settings.offline_dir, days, out_dir, parse_formats(formats),
-                          on_progress=on_progress, data_dir=settings.data_dir)
+                          on_progress=on_progress, data_dir=settings.data_dir,
+                          expectations=expectations)
     return [ReportFiles(r.get("day") or r.get("date"), r.get("files", [])) for r in results]
 
 

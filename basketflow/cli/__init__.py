@@ -111,6 +111,9 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool, debug: bool) -
                         stream=sys.stderr)
     redact_log_handlers()
     ctx.obj = load_settings(data_dir)
+    if ctx.obj.expectations:  # checked here too, so a bad value stops every command
+        from basketflow.schemas.expectations import configured
+        configured(ctx.obj.expectations)
 
 
 def redact_output() -> None:

@@ -64,6 +64,7 @@ def show(event: DemoEvent) -> None:
         Segmented,
         ServersStarted,
         Step,
+        Trained,
     )
     match event:
         case Step(text):
@@ -79,6 +80,9 @@ def show(event: DemoEvent) -> None:
                             key=lambda np: -np[1]["share_of_customers"])
             for name, profile in ranked[:SHOWN_CATEGORIES]:
                 out.print(f"    {profile['share_of_customers']:4.0%}  {name}")
+        case Trained(version, baskets):
+            out.print(f"  model version {version} learnt {baskets:,} baskets: the "
+                      "champion the flow predicts with")
         case Replayed(summary):
             out.print(f"  {summary.sent:,} events sent, {summary.rejected:,} rejected "
                       f"({summary.events_per_second:,.0f} lines/s)")

@@ -52,8 +52,9 @@ def plan(settings: Settings, as_json: bool) -> None:
     it needs: a backfill when its stored values or their computation changed,
     nothing when only what a read returns changed (descriptions, TTL, request-time
     features). The repository is basketflow.yaml's feature_repository (without one:
-    the built-in views); the registry lives in the offline store. Exit status 0
-    either way.
+    the built-in views); the registry lives in the offline store. It also lists the
+    data-quality expectations basketflow.yaml sets otherwise than last applied. Exit
+    status 0 either way.
     """
     from basketflow.app.registry import plan as make_plan
     made = make_plan(settings)
@@ -61,7 +62,7 @@ def plan(settings: Settings, as_json: bool) -> None:
         print_json(made.to_json())
         return
     print_plan(made)
-    if made.differs:
+    if made.differs or made.expectations:
         out.print("to record it: basketflow apply")
 
 
@@ -113,4 +114,6 @@ def print_plan(made: Plan) -> None:
         needs = "a backfill" if c.needs == "backfill" else "nothing"
         shown.add_row(c.view, c.change if c.change != "changed" else c.what, version, needs)
     out.print(shown)
+    for change in made.expectations:
+        out.print(f"expectation {change}")
     print_uncomputed(made)

@@ -6,7 +6,10 @@ itself: a read is one round trip of a few hundred microseconds, cheaper than han
 it to a thread, and a Redis that hangs holds a worker for the timeout at most (then
 503). Sending to the broker and its health check do block for longer, so they run in
 threads. Responses are encoded by msgspec, not by FastAPI's validation of a response
-model: the values are the store's own, already typed.
+model: the values are the store's own, already typed. The hot reads (one customer's
+or product's features, a customer's score) are dispatched by
+:class:`~basketflow.serving.direct.DirectGets`, which calls their endpoints without
+FastAPI's per-request machinery.
 
 Errors are JSON, ``{"error": KIND, "message": TEXT}`` (plus ``details`` or
 ``rejected`` where there is more to say): 401/403 for keys and roles, 404 for an entity
@@ -18,14 +21,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 import redis
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -40,6 +45,7 @@ from basketflow.security import redact_log_handlers
 from basketflow.schemas.events import Rejection
 from basketflow.serving import feast
 from basketflow.serving.dashboard import add_dashboard
+from basketflow.serving.direct import DirectGets, direct_route
 from basketflow.serving.auth import ADMIN, ENV_API_KEYS, PREDICT, PUSH, READ, ApiKeys, load_keys, presented_key
 from basketflow.serving.metrics import CONTENT_TYPE, HttpMetrics, MetricsMiddleware, metrics_text
 from basketflow.serving.options import ENV_SERVE_OPTIONS, ServeOptions
@@ -51,6 +57,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("basketflow.serve")
 #: The most entities one call may read, and lines one call may post.
 MAX_ENTITIES, MAX_LINES = 1000, 10_000
+#: How many lists of feature names asked each worker keeps the views' answer to.
+WANTED_CACHE = 256
+#: The features asked per view (None: all of the view's); shared by the reads that
+#: asked the same, so never changed.
+Wanted = dict[str, tuple[str, ...] | None]
 
 
 class ApiError(Exception):
@@ -85,11 +96,15 @@ class Backends:
     #: The views served: the built-in ones and the feature repository's own.
     views: Mapping[str, FeatureView] = field(default_factory=dict)
     customer_views: tuple[str, ...] = ()
+    #: The features a read asks per view (:func:`_wanted` of the views served), kept for
+    #: the most recent lists of names asked: the views do not change while a worker runs.
+    wanted: Callable[[tuple[str, ...], str | None], Wanted] = field(init=False)
 
     def __post_init__(self) -> None:
         """The views of the options' project, loaded once per worker process."""
         self.views = self.views or app_features.served_views(self.options.settings)
         self.customer_views = self.customer_views or app_features.customer_views(self.views)
+        self.wanted = lru_cache(maxsize=WANTED_CACHE)(partial(_wanted, self.views))
 
     def pusher(self) -> Any:
         """The events producer (:class:`~basketflow.producers.push.EventPush`), made at
@@ -208,7 +223,7 @@ def create_app(b: Backends) -> FastAPI:
     async def many_features(body: FeaturesRequest) -> Response:
         """Many entities in one read; an entity without values has nulls."""
         ids = [str(e) for e in body.entities]
-        wanted = _wanted(b, body.features or list(b.customer_views), None)
+        wanted = b.wanted(tuple(body.features or b.customer_views), None)
         found = app_features.read_selected(b.store, ids, wanted, b.views)
         return json_response({"results": [f.to_json() for f in found]})
 
@@ -263,6 +278,11 @@ def create_app(b: Backends) -> FastAPI:
         """Prometheus text: requests and latency per route, method and status."""
         return Response(metrics_text(metrics), media_type=CONTENT_TYPE)
 
+    hot = (customer_features, product_features, customer_score)
+    direct = [direct_route(r) for r in app.routes
+              if isinstance(r, APIRoute) and r.endpoint in hot]
+    app.add_middleware(DirectGets, routes=direct,  # type: ignore[arg-type]
+                       handlers=app.exception_handlers)
     app.add_middleware(MetricsMiddleware, metrics=metrics,  # type: ignore[arg-type]
                        log_requests=b.options.log_requests)
     return app
@@ -273,16 +293,16 @@ def _version() -> str:
     return version("basketflow")
 
 
-def _wanted(b: Backends, names: Sequence[str], entity: str | None,
-            ) -> dict[str, tuple[str, ...] | None]:
-    """The features asked per view; 422 for an unknown one, or (with ``entity``) one of
-    a view keyed by another entity."""
+def _wanted(views: Mapping[str, FeatureView], names: Sequence[str], entity: str | None,
+            ) -> Wanted:
+    """The features asked per view of ``views``; 422 for an unknown one, or (with
+    ``entity``) one of a view keyed by another entity."""
     try:
-        wanted = app_features.wanted_features(names, b.views)
+        wanted = app_features.wanted_features(names, views)
     except (app_features.UnknownView, app_features.UnknownFeature) as exc:
         raise ApiError(422, "unknown_feature", str(exc)) from None
     other = [v for v in wanted
-             if entity and app_features.feature_view(v, b.views).entity != entity]
+             if entity and app_features.feature_view(v, views).entity != entity]
     if other:
         raise ApiError(422, "wrong_entity", f"view(s) {', '.join(other)} are not keyed by "
                        f"{entity}")
@@ -293,7 +313,8 @@ def _one(b: Backends, entity: str, features: str | None, key: str,
          default: tuple[str, ...]) -> Response:
     """One entity's features (:func:`_wanted` of the comma-separated ``features``)."""
     names = [n.strip() for n in features.split(",") if n.strip()] if features else default
-    found = app_features.read_selected(b.store, [entity], _wanted(b, names, key), b.views)[0]
+    found = app_features.read_selected(b.store, [entity], b.wanted(tuple(names), key),
+                                       b.views)[0]
     if not any(found.views.values()):
         raise ApiError(404, "not_found", f"no features for {key} {entity!r} in the online "
                        "store")
@@ -312,7 +333,7 @@ def _feast(b: Backends, body: FeastRequest) -> Response:
     if bad:
         raise ApiError(422, "unknown_feature", f"features are view:feature names, not "
                        f"{', '.join(map(repr, bad))}")
-    wanted = _wanted(b, body.features, join_key)
+    wanted = b.wanted(tuple(body.features), join_key)
     pairs = [tuple(n.split(":", 1)) for n in body.features]
     found = app_features.read_selected(b.store, [str(i) for i in ids], wanted, b.views)
     return json_response(feast.response(ids, join_key, pairs, found,  # type: ignore[arg-type]

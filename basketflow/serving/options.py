@@ -8,6 +8,11 @@ Keys are never in it: each worker reads them itself, from the file named here or
 >>> options = ServeOptions(Settings(Path("/d"), None, "redis://h:1"), 0.5, None, True)
 >>> ServeOptions.from_json(options.to_json()) == options
 True
+>>> from dataclasses import replace
+>>> countries = ExpectationSetting("known_country", "countries", ("France",), "F line 3")
+>>> options = replace(options, settings=replace(options.settings, expectations=(countries,)))
+>>> ServeOptions.from_json(options.to_json()) == options
+True
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from basketflow.config import Settings
+from basketflow.project_file import ExpectationSetting
 
 ENV_SERVE_OPTIONS = "BASKETFLOW_SERVE_OPTIONS"
 DEFAULT_REDIS_TIMEOUT = 0.5
@@ -49,7 +56,17 @@ class ServeOptions:
         """The options :meth:`to_json` wrote."""
         data = json.loads(text)
         paths = {f.name for f in fields(Settings) if "Path" in str(f.type)}
+        raw = data.pop("settings")
+        raw["expectations"] = _expectation_settings(raw.get("expectations", []))
         settings = Settings(**{key: Path(value) if key in paths and value is not None
-                               else value for key, value in data.pop("settings").items()})
+                               else value for key, value in raw.items()})
         keys = data.pop("api_keys_file")
         return cls(settings, api_keys_file=Path(keys) if keys else None, **data)
+
+
+def _expectation_settings(raw: list[dict[str, Any]]) -> tuple[ExpectationSetting, ...]:
+    """The project's expectation values as JSON gave them back (a list value as the
+    tuple the project file reads)."""
+    return tuple(ExpectationSetting(**{**e, "value": tuple(e["value"])
+                                       if isinstance(e["value"], list) else e["value"]})
+                 for e in raw)

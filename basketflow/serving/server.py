@@ -67,13 +67,16 @@ def serve(options: ServeOptions, listen: Listen, server: str = SERVERS[0]) -> No
 
 
 def _uvicorn(listen: Listen) -> None:
-    """uvicorn, with uvloop and httptools where installed."""
+    """uvicorn, with uvloop and httptools, each response sent in one write
+    (:mod:`basketflow.serving.http`)."""
     import uvicorn
+
+    from basketflow.serving.http import HttpToolsProtocol
     uvicorn.run(APP_FACTORY, factory=True, host=listen.host,
                 port=listen.port, workers=listen.workers, access_log=False,
                 ssl_keyfile=str(listen.tls_key) if listen.tls_key else None,
                 ssl_certfile=str(listen.tls_cert) if listen.tls_cert else None,
-                log_level="info", loop="auto", http="auto")
+                log_level="info", loop="auto", http=HttpToolsProtocol)
 
 
 def _granian(listen: Listen) -> None:

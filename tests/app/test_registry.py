@@ -117,6 +117,31 @@ def test_what_each_change_needs(shop: Settings) -> None:
     assert changes(shop)["customer_christmas"] == (REMOVED, NOTHING)
 
 
+def test_plan_shows_a_change_of_expectations_and_apply_records_it(shop: Settings,
+                                                                 tmp_path: Path) -> None:
+    assert shop.project_file is not None
+    env = {k: v for k, v in user_env(tmp_path / "unused").items()
+           if k not in ENV_OF_KEY.values()}
+    assert plan(shop).expectations == ()
+    text = shop.project_file.read_text()
+    shop.project_file.write_text(text.replace("guest_share: {max_share: 0.4}",
+                                              "guest_share: {max_share: 0.25}"))
+    tighter = load_settings(cwd=shop.project_file.parent)
+    assert plan(tighter).expectations == ("guest_share.max_share: 0.4 -> 0.25",)
+    assert not plan(tighter).differs
+    ensure_applied(tighter)  # the report checks the project's values: nothing refused
+    apply(tighter)
+    assert plan(tighter).expectations == ()
+    assert plan(shop).expectations == ("guest_share.max_share: 0.25 -> 0.4",)
+    shown = basketflow("plan", env=env, cwd=shop.project_file.parent)
+    assert shown.returncode == 0, shown.stderr
+    assert "expectation guest_share.max_share: 0.25 -> 0.4" not in shown.stdout
+    shop.project_file.write_text(text)
+    shown = basketflow("plan", env=env, cwd=shop.project_file.parent)
+    assert "expectation guest_share.max_share: 0.25 -> 0.4\nto record it: basketflow " \
+           "apply" in shown.stdout
+
+
 def test_a_damaged_registry_is_one_error_saying_how_to_rewrite_it(shop: Settings) -> None:
     apply(shop)
     registry_path(shop.offline_dir).write_text('{"views": [')

@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -54,11 +55,26 @@ def test_watch_json_counts_the_flow_and_its_rate(settings: Settings, tmp_path: P
     assert last["at"] - reports[-2]["at"] >= 0.5
 
 
+def refreshes(proc: subprocess.Popen[str], count: int, timeout: float = 60.0) -> str:
+    """Read the watch's output until it has refreshed ``count`` times (however slow the
+    machine is at starting it), then press Ctrl-C; everything it printed."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while sum("(Ctrl-C stops)" in line for line in list(lines)) < count \
+            and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    reader.join(timeout=30)
+    return "".join(lines)
+
+
 def test_watch_text_refreshes_until_ctrl_c(settings: Settings) -> None:
     proc = watch(settings)
-    time.sleep(3)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out = refreshes(proc, 2)
+    err = proc.stderr.read() if proc.stderr else ""
     assert proc.returncode == 0 and "Traceback" not in err, err
     heads = [line for line in out.splitlines() if "(Ctrl-C stops)" in line]
     assert len(heads) >= 2, out

@@ -327,6 +327,17 @@ def test_a_silent_customer_reads_zero_online_and_in_historical(
     assert {name: frame[f"customer__{name}"][0] for name in windows} == \
         dict.fromkeys(windows, 0)
     assert frame["customer__spend_90d"][0] == 15.3
+    later = pd.DataFrame({"customer_id": ["17850", "12346", "12346"],  # after the clock
+                          "timestamp": [at + pd.Timedelta(days=60), at + pd.Timedelta(days=1),
+                                        at + pd.Timedelta(days=1, seconds=-1)]})
+    after = get_historical_features(settings.offline_dir, later, [
+        "customer:spend_90d", "customer:spend_1d", "customer:spend_7d",
+        "customer:days_since_last_purchase"])
+    assert after["customer__spend_90d"].tolist() == [0, 3.39 + 6.78, 3.39 + 6.78]
+    assert after["customer__spend_1d"].tolist() == [0, 0, 3.39]
+    assert after["customer__spend_7d"].tolist() == [0, 3.39, 3.39]
+    assert after["customer__days_since_last_purchase"].tolist() == [
+        round((clock + 60 * 86_400 - 1_298_973_900) / 86_400, 4), 1.0, 1.0]
     product = store.read("product", "85123A")  # as of its last change: it left 30 days
     assert product is not None
     assert product["_ts"] == (1_298_973_600 + 30 * 86_400) // 3600 * 3600 + 3599

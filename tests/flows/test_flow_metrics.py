@@ -18,6 +18,7 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pyarrow.dataset as ds
 import pytest
 from confluent_kafka import Producer
@@ -25,11 +26,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from basketflow.app.dashboard import stream_sample
 from basketflow.config import Settings
-from basketflow.flows.flow_metrics import ACCURACY_WINDOW, Histogram, partition_labels
+from basketflow.flows.flow_metrics import (
+    ACCURACY_WINDOW,
+    FlowMetrics,
+    Histogram,
+    partition_labels,
+)
 from basketflow.producers.csv_source import read_events
 from basketflow.producers.synthetic import write_csv
 from basketflow.reports.segments import load_labels
-from basketflow.schemas.events import Transaction
+from basketflow.schemas.events import GUEST_PREFIX, Transaction
+from basketflow.sinks.flow_sinks import FlowStats
 from basketflow.sinks.online_store import RedisOnlineStore, connect
 from tests.flows.test_recovery import cli_env
 from tests.test_end_to_end import BAD_LINES, basketflow, with_bad_lines
@@ -112,10 +119,12 @@ def labelled(settings: Settings, tmp_path: Path) -> tuple[Settings, list[Transac
 
 
 def settled(proc: subprocess.Popen[bytes], ports: tuple[int, int], want_events: int,
-            timeout: float = 180.0
+            newest: int, timeout: float = 180.0
             ) -> dict[int, dict[str, list[tuple[str, dict[str, str], float]]]]:
-    """Scrape both parts until each has counted every event, has no lag and its counts
-    stopped moving; the last scrapes."""
+    """Scrape both parts until each has counted every event, has no lag, has its clock
+    at the ``newest`` event time (its partitions idle: the windows then moved on, which
+    writes rows again), shows every family (the metrics relay's copy of Bytewax's server
+    is up to a second old) and its counts stopped moving; the last scrapes."""
     deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
@@ -126,6 +135,8 @@ def settled(proc: subprocess.Popen[bytes], ports: tuple[int, int], want_events: 
             continue
         done = all(sum(by_partition(m["basketflow_flow_events"]).values()) == want_events
                    and not any(by_partition(m["basketflow_flow_consumer_lag_messages"]).values())
+                   and FLOW_FAMILIES <= set(m)
+                   and m["basketflow_flow_clock_timestamp_seconds"][0][2] >= newest
                    for m in got.values())
         counts = {p: (m["basketflow_flow_online_writes"], m["basketflow_flow_scores"],
                       m["basketflow_flow_clock_timestamp_seconds"]) for p, m in got.items()}
@@ -147,7 +158,7 @@ def test_metrics_of_a_running_flow_match_the_run(
         env=cli_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         cwd=settings.data_dir.parent)
     try:
-        got = settled(proc, (port, port + 1), len(events))
+        got = settled(proc, (port, port + 1), len(events), max(e.ts for e in events))
         status = subprocess.run(
             [sys.executable, "-m", "basketflow.cli", "status", "--json", "--metrics-port",
              str(port)], env=cli_env(settings), capture_output=True, text=True, timeout=120)
@@ -288,11 +299,47 @@ def test_a_taken_metrics_port_is_one_error_line(settings: Settings) -> None:
 
 
 def test_histogram_against_a_plain_count() -> None:
-    """Bucket counts equal counting each bound's observations at or below it."""
+    """Bucket counts equal counting each bound's observations at or below it, however
+    the observations are split into batches (one empty)."""
     values = [i / 7919 for i in range(0, 4000, 7)] + [0.001, 0.0001, 400.0]
     h = Histogram()
-    for v in values:
-        h.observe(v)
+    for batch in (values[:100], [], values[100:]):
+        h.observe_many(np.array(batch))
     want = [(str(b), sum(1 for v in values if v <= b)) for b in h.buckets]
     assert h.cumulative() == [*want, ("+Inf", len(values))]
     assert h.count == len(values) and h.sum == pytest.approx(sum(values))
+
+
+def test_pending_arrivals_against_a_plain_loop(tmp_path: Path) -> None:
+    """Each entity's oldest arrival not yet written, and one latency per entity written
+    that had one, as a plain per-event loop keeps them, batch after batch."""
+    path = tmp_path / "generated.csv"
+    write_csv(path, rows=6000, seed=3, start=date(2011, 1, 1), end=date(2011, 2, 1))
+    events = [e for e in read_events(path) if isinstance(e, Transaction)]
+    assert any(e.entity_id.startswith(GUEST_PREFIX) for e in events)
+    assert not all(e.is_product for e in events)
+    metrics = FlowMetrics("serve+store", FlowStats(), frozenset({"customer", "product"}))
+    plain: dict[str, dict[str, int]] = {"customer": {}, "product": {}}
+    observed: dict[str, int] = {"customer": 0, "product": 0}
+    for start in range(0, len(events), 700):
+        batch = events[start:start + 700]
+        arrivals = [1_700_000_000_000 + start + i for i in range(len(batch))]
+        metrics.batch({"offset:t:0": list(range(len(batch)))}, {}, batch, arrivals)
+        for e, ms in zip(batch, arrivals):
+            plain["customer"].setdefault(e.entity_id, ms)
+            if e.is_product:
+                plain["product"].setdefault(e.stock_code, ms)
+        assert metrics.pending == plain
+        half = batch[: len(batch) // 2]  # written: the first half's entities
+        rows = {"customer": {e.entity_id: (e.ts, {}) for e in half},
+                "basket": {e.entity_id: (e.ts, {}) for e in half},
+                "product": {e.stock_code: (e.ts, {}) for e in half if e.is_product}}
+        metrics.online_written(rows)
+        for view, kind in (("customer", "customer"), ("basket", "customer"),
+                           ("product", "product")):
+            for entity in rows[view]:
+                observed[kind] += plain[kind].pop(entity, None) is not None
+        assert metrics.pending == plain
+    assert {k: h.count for k, h in metrics.latency.items()} == observed
+    assert metrics.events == {"offset:t:0": len(events)}
+

@@ -130,6 +130,13 @@ def test_a_backfill_and_every_reader_equal_the_local_store(
     want = get_historical_features(local_store, entities, FEATURES, entity_column=columns)
     pd.testing.assert_frame_equal(got, want)
     assert want["product__units_7d"].notna().sum() > 0
+    clock = max(r["ts"] for r in local["customer"].values())
+    later = entities.assign(timestamp=clock + pd.Timedelta(days=31))  # windows moved on
+    got = get_historical_features(offline_root, later, FEATURES, entity_column=columns)
+    want = get_historical_features(local_store, later, FEATURES, entity_column=columns)
+    pd.testing.assert_frame_equal(got, want)
+    assert (want["customer__spend_30d"].dropna() == 0).all()
+    assert want["customer__orders_90d"].dropna().gt(0).any()
 
     days = [date(2011, 3, 14), date(2011, 4, 20)]
     reports = [run_reports(root, days, tmp_path / name, {"json"}, data_dir=tmp_path)
