@@ -480,7 +480,14 @@ class KafkaBatchSource(FixedPartitionedSource[list[RawMessage], int]):
                    resume_state: int | None) -> _PartitionReader:
         partition = int(for_part.rsplit("-", 1)[1])
         offset = OFFSET_BEGINNING if resume_state is None or self.reset else resume_state
-        return _PartitionReader(self.config, self.topic, partition, offset,
-                                self.batch_size, self.stop_at_end, self.reset == LATEST,
+        return self.reader_at(partition, offset)
+
+    def reader_at(self, partition: int, offset: int,
+                  stop_at_end: bool | None = None) -> _PartitionReader:
+        """The reader of one partition from ``offset`` (or :data:`RESETS`' place), to the
+        partition's end when ``stop_at_end`` (None: as this source reads)."""
+        return _PartitionReader(self.config, self.topic, partition, offset, self.batch_size,
+                                self.stop_at_end if stop_at_end is None else stop_at_end,
+                                self.reset == LATEST,
                                 broker_outage(self.bootstrap, FlowHealth.at(self.health_path)),
                                 topic_watch(self.bootstrap, self.topic))

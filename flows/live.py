@@ -59,6 +59,7 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.errors import BytewaxRuntimeError
+from bytewax.inputs import FixedPartitionedSource
 from bytewax.operators import KeyedStream
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
@@ -384,13 +385,17 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
                     scoring: ScoringConfig | None = None,
                     max_batch: int = DEFAULT_MAX_BATCH,
                     parts: tuple[str, ...] = PARTS, reset: str | None = None,
-                    metered: bool = False) -> Dataflow:
+                    metered: bool = False,
+                    source: FixedPartitionedSource[list[RawMessage], int] | None = None,
+                    ) -> Dataflow:
     """The Kafka-fed dataflow of the given ``parts`` (see the module docstring);
     ``stop_at_end`` ends it at the end of every partition; ``scoring`` (None: no scores)
     sets up the classifier of the serve part; ``max_batch`` caps the messages taken per
     poll of a partition; ``reset`` (``earliest``, ``latest``) reads from there instead of
     from the stored offsets; ``metered`` counts for the process's Prometheus metrics
-    (:mod:`basketflow.flows.flow_metrics`).
+    (:mod:`basketflow.flows.flow_metrics`); ``source`` (None: the topic's reader) stands
+    in for the topic's reader, with partitions of the same names and snapshots (the
+    rebuild of :mod:`basketflow.flows.rebuild`).
 
     Both parts decode every message; only the store part handles dead letters, so a
     flow of the serve part alone passes them over (the store part's flow stores them).
@@ -400,8 +405,8 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     config = consumer_config(bootstrap)
     flow = Dataflow("basketflow-live")
     health = settings.data_dir / HEALTH_FILE
-    raw = op.input("kafka-in", flow, KafkaBatchSource(bootstrap, settings.topic, config,
-                                                      stop_at_end, max_batch, reset, health))
+    raw = op.input("kafka-in", flow, source or KafkaBatchSource(
+        bootstrap, settings.topic, config, stop_at_end, max_batch, reset, health))
     decoded = op.map("decode", raw, decode_batch)
     retry = RedisRetry(settings.redis_url, health,
                        state_file=settings.state_file)
@@ -604,11 +609,14 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
              max_batch: int = DEFAULT_MAX_BATCH,
              parts: tuple[str, ...] = PARTS,
              scoring: ScoringConfig | None = None,
-             metrics_port: int | None = None) -> FlowStats:
+             metrics_port: int | None = None,
+             source: FixedPartitionedSource[list[RawMessage], int] | None = None,
+             ) -> FlowStats:
     """Consume the topic into the stores, in this process, with the given parts of the
     flow; return the counters of the run. The serve part scores with ``scoring`` (none
     without it); ``metrics_port`` (None: none) serves the process's Prometheus metrics
-    (:mod:`basketflow.flows.flow_metrics`)."""
+    (:mod:`basketflow.flows.flow_metrics`); ``source`` stands in for the topic's reader
+    (see :func:`build_live_flow`)."""
     if not options.checked:
         prepare_run(settings)
         if options.prepare_recovery:  # else the command that started this process did
@@ -620,7 +628,7 @@ def run_live(settings: Settings, *, stop_at_end: bool, options: RunOptions,
     try:
         run_flow(build_live_flow(settings, stop_at_end, stats, allowed_lateness, scoring,
                                  max_batch, parts, options.reset_offsets,
-                                 metered=metrics_port is not None), options)
+                                 metered=metrics_port is not None, source=source), options)
     finally:
         if relay is not None:
             relay.terminate()

@@ -39,13 +39,15 @@ from basketflow.errors import BasketflowError
 
 class RecoveryDamaged(BasketflowError):
     """A recovery partition (a SQLite file) cannot be read, or is damaged. The message
-    names the file and the way out: ``basketflow check --repair`` sets the part's
-    recovery state aside, and the next run rebuilds it from the topic's start (every
-    write is idempotent, so nothing is doubled)."""
+    names the file and the ways out: ``basketflow run --rebuild-state`` makes the state
+    again from the offline store (:mod:`basketflow.flows.rebuild`), or ``basketflow
+    check --repair`` sets the part's recovery state aside, and the next run rebuilds it
+    from the topic's start (every write is idempotent, so nothing is doubled)."""
 
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(
-            f"the recovery state {path} is damaged ({reason}): run `basketflow check "
+            f"the recovery state {path} is damaged ({reason}): run `basketflow run "
+            "--rebuild-state` to make it again from the offline store, or `basketflow check "
             "--repair` to set it aside, then run again: the flow rebuilds its state from "
             "the topic's start, which needs its events still in Kafka")
         self.path = Path(path)

@@ -15,6 +15,7 @@ import shutil
 import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from subprocess import Popen
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from basketflow.errors import BasketflowError
 from basketflow.security import private_dir
 
 if TYPE_CHECKING:
+    from basketflow.flows.rebuild import StoredSource
     from basketflow.flows.scoring import ScoringConfig
 
 
@@ -63,6 +65,9 @@ class FlowOptions:
     #: This process's place in a cluster across hosts: its id in ``addresses``.
     process_id: int | None = None
     addresses: tuple[str, ...] = ()
+    #: Make the flow's recovery state again from the offline store as the flow starts
+    #: (:mod:`basketflow.flows.rebuild`): each part's process its own.
+    rebuild_state: bool = False
 
     def as_args(self) -> list[str]:
         """These options as ``basketflow run`` arguments, for a child process.
@@ -77,6 +82,7 @@ class FlowOptions:
                 "--backup-interval", str(self.backup_interval),
                 "--max-batch", str(self.max_batch),
                 *(["--reset-offsets", self.reset_offsets] if self.reset_offsets else []),
+                *(["--rebuild-state"] if self.rebuild_state else []),
                 *(["--metrics-port", str(self.metrics_port)] if self.metrics_port else [])]
 
 
@@ -93,6 +99,8 @@ class RunFigures:
     events_per_second: float
     stopped: bool = False
     parts: dict[str, RunFigures] | None = field(default=None)
+    #: Messages taken from the offline store's copies (``--rebuild-state``), not the topic.
+    from_store: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunFigures:
@@ -100,7 +108,7 @@ class RunFigures:
         return cls(data.get("events", 0), data.get("dead_letters", 0),
                    data.get("offline_rows_written", 0), data.get("online_writes", 0),
                    data.get("seconds", 0.0), data.get("events_per_second", 0),
-                   data.get("stopped", False))
+                   data.get("stopped", False), from_store=data.get("from_store", 0))
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``--json``, in field order (``parts`` only when there are some)."""
@@ -109,6 +117,8 @@ class RunFigures:
             "offline_rows_written": self.offline_rows_written,
             "online_writes": self.online_writes, "seconds": self.seconds,
             "events_per_second": self.events_per_second, "stopped": self.stopped}
+        if self.from_store:
+            data["from_store"] = self.from_store
         if self.parts is not None:
             data["parts"] = {part: figures.to_json() for part, figures in self.parts.items()}
         return data
@@ -141,15 +151,31 @@ def run_in_process(settings: Settings, part: str | None, options: FlowOptions) -
                                               options.process_id):
         if options.from_start and run_options.prepare_recovery and run_options.recovery_dir:
             shutil.rmtree(run_options.recovery_dir, ignore_errors=True)
+        source = (rebuilt(settings, options, run_options.recovery_dir, checked)
+                  if options.rebuild_state and run_options.recovery_dir else None)
         stats = run_live(settings, stop_at_end=options.stop_at_end, options=run_options,
                          allowed_lateness=settings.allowed_lateness,
                          max_batch=options.max_batch, parts=parts,
                          scoring=scoring,
-                         metrics_port=options.metrics_port or None)
+                         metrics_port=options.metrics_port or None, source=source)
     return RunFigures(stats.events, stats.dead_letters, stats.offline_rows, stats.online_writes,
                       round(stats.seconds, 3),
                       round(stats.events / stats.seconds, 1) if stats.seconds else 0,
-                      stopping.requested())
+                      stopping.requested(), from_store=source.copies if source else 0)
+
+
+def rebuilt(settings: Settings, options: FlowOptions, recovery_dir: Path,
+            checked: bool) -> StoredSource:
+    """The live flow's source that makes its state in ``recovery_dir`` again from the
+    offline store (:mod:`basketflow.flows.rebuild`). Unless the run that started this
+    process did (``checked``), the checks a run makes before its flow starts come first,
+    so a bad store or an unreachable server is named before the state is discarded."""
+    from basketflow.flows.rebuild import discard_for_rebuild, rebuilding
+    if not checked:
+        from basketflow.flows.preflight import prepare_run
+        prepare_run(settings)
+        discard_for_rebuild(settings, [recovery_dir])
+    return rebuilding(settings, options.stop_at_end, options.max_batch)
 
 
 def _scoring(settings: Settings) -> ScoringConfig | None:
@@ -180,6 +206,10 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
             from basketflow.flows.preflight import check_topics, prepare_run
             ensure_applied(settings)  # the first thing to fix
             prepare_run(settings)  # here once: one error, not one per part
+            if options.rebuild_state:  # each part then rebuilds its own as its flow runs
+                from basketflow.flows.rebuild import discard_for_rebuild
+                discard_for_rebuild(settings, [settings.recovery_dir / settings.topic / part
+                                               for part in PARTS])
             if options.recovery:
                 for part in PARTS:
                     check_topics(settings, settings.recovery_dir / settings.topic / part,
@@ -272,9 +302,9 @@ def part_options(options: FlowOptions, part: str) -> FlowOptions:
 
 def combined_figures(by_part: dict[str, RunFigures],
                      events_of: Callable[[Iterable[int]], int] = max) -> RunFigures:
-    """One run's figures from its parts': both read the same events, so ``events`` is the
-    larger count (``events_of`` the parts' counts); rows and writes add up; the run took
-    as long as its slowest part.
+    """One run's figures from its parts': both read the same events, so ``events`` (and
+    ``from_store``) is the larger count (``events_of`` the parts' counts); rows and writes
+    add up; the run took as long as its slowest part.
 
     >>> combined_figures({"serve": RunFigures(0, 0, 5, 7, 2.0, 0),
     ...                   "store": RunFigures(10, 1, 12, 3, 2.5, 4.0)}).events_per_second
@@ -287,4 +317,5 @@ def combined_figures(by_part: dict[str, RunFigures],
                       sum(p.offline_rows_written for p in parts),
                       sum(p.online_writes for p in parts), seconds,
                       round(events / seconds, 1) if seconds else 0,
-                      any(p.stopped for p in parts), by_part)
+                      any(p.stopped for p in parts), by_part,
+                      events_of(p.from_store for p in parts) if parts else 0)

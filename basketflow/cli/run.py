@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 @click.option("--reset-offsets", type=click.Choice(["earliest", "latest"]), default=None,
               help="Keep the flow's state but read every partition from its first message "
                    "(earliest) or from its end (latest) instead of the stored offsets.")
+@click.option("--rebuild-state", is_flag=True,
+              help="Discard the flow's recovery state for this topic (after `run` named it "
+                   "damaged) and make it again from the offline store, up to where the "
+                   "store ends in each partition; then read on from the topic there.")
 @click.option("--metrics-port", type=click.IntRange(0, 65534), default=0, show_default=True,
               metavar="PORT", help="Serve Prometheus metrics (and Bytewax's own, and the "
               "flow's graph at /dataflow) on this port, 0: none. Two processes: the serve "
@@ -65,8 +69,8 @@ if TYPE_CHECKING:
 def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
         snapshot_interval: float, backup_interval: float, max_batch: int,
         part: str | None, one_process: bool, from_start: bool, reset_offsets: str | None,
-        metrics_port: int, processes: int, process_id: int | None, addresses: str | None,
-        as_json: bool) -> None:
+        rebuild_state: bool, metrics_port: int, processes: int, process_id: int | None,
+        addresses: str | None, as_json: bool) -> None:
     """Run the dataflow: topic -> features in Redis and events in Parquet.
 
     \b
@@ -85,7 +89,8 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
     disk or an unwritable data directory stops it with one error line; free space or fix
     the directory and run it again. Stored offsets that no longer fit the topic (it was
     recreated, or lost messages) stop it with one error line: then run it with
-    --from-start or --reset-offsets.
+    --from-start or --reset-offsets. A damaged recovery state stops it too: run it with
+    --rebuild-state to make the state again from the offline store.
     """
     if part is not None and one_process:
         raise click.UsageError("--part runs one part and --one-process runs both in one "
@@ -94,20 +99,44 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
         raise click.UsageError("--from-start discards the state and --reset-offsets keeps "
                                "it: give one of them")
     cluster = _cluster(part, one_process, processes, process_id, addresses)
+    if rebuild_state:
+        _check_rebuild(from_start, reset_offsets, recovery, processes > 1 or bool(cluster))
     from basketflow.app.run import FlowOptions
     with stop_on_signals():  # first thing: a Ctrl-C while starting stops it cleanly too
         figures = _run(ctx, part, one_process or process_id is not None, FlowOptions(
             stop_at_end, workers, recovery, snapshot_interval, backup_interval, max_batch,
-            from_start, reset_offsets, metrics_port, processes, process_id, cluster))
+            from_start, reset_offsets, metrics_port, processes, process_id, cluster,
+            rebuild_state))
     if as_json:
         print_json(figures.to_json())
     else:
+        rebuilt = (f"; {figures.from_store:,} of them the offline store's, the state rebuilt"
+                   if figures.from_store else "")
         out.print(f"{'stopped: ' if figures.stopped else ''}"
-                  f"processed {figures.events:,} events ({figures.events_per_second:,} /s), "
+                  f"processed {figures.events:,} events ({figures.events_per_second:,} /s"
+                  f"{rebuilt}), "
                   f"{figures.dead_letters:,} dead letters, "
                   f"{figures.offline_rows_written:,} new offline rows, "
                   f"{figures.online_writes:,} online writes"
                   f"{'; the next run resumes where this one stopped' if figures.stopped else ''}")
+
+
+def _check_rebuild(from_start: bool, reset_offsets: str | None, recovery: bool,
+                   cluster: bool) -> None:
+    """Refuse, in one error line, the options ``--rebuild-state`` cannot go with."""
+    from basketflow.errors import BasketflowError
+    if from_start or reset_offsets:
+        raise BasketflowError(
+            f"--rebuild-state makes the state again from the offline store and "
+            f"{'--from-start' if from_start else '--reset-offsets'} reads the topic from "
+            "elsewhere: give one of them")
+    if not recovery:
+        raise BasketflowError("--rebuild-state makes the flow's recovery state: it goes "
+                              "without --no-recovery")
+    if cluster:
+        raise BasketflowError("--rebuild-state rebuilds the state of the two parts in one "
+                              "host's data directory: run it without --processes and "
+                              "--process-id, then start the cluster")
 
 
 def _cluster(part: str | None, one_process: bool, processes: int, process_id: int | None,

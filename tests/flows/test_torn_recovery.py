@@ -51,10 +51,9 @@ def tear(recovery_dir: Path) -> Path | None:
     return Path(str(wal).removesuffix("-wal"))
 
 
-@pytest.mark.slow
-def test_a_torn_recovery_write_stops_the_run(replayed: Settings) -> None:
-    want = uninterrupted(replayed)
-
+def killed_and_torn(replayed: Settings) -> tuple[Settings, Path]:
+    """A run of the topic, in a data directory of its own, killed part way and its
+    recovery state torn (:func:`tear`); the run's settings and the torn partition."""
     torn_run = isolated(replayed, "torn")
     victim = None
     for at_least in (8_000, 16_000, 24_000):
@@ -65,6 +64,13 @@ def test_a_torn_recovery_write_stops_the_run(replayed: Settings) -> None:
             break
     assert victim is not None, "no write-ahead log to tear: the run ended first"
     assert damage(victim) is not None
+    return torn_run, victim
+
+
+@pytest.mark.slow
+def test_a_torn_recovery_write_stops_the_run(replayed: Settings) -> None:
+    want = uninterrupted(replayed)
+    torn_run, victim = killed_and_torn(replayed)
     for _ in range(2):  # looking at it does not hide it
         one_error_line(run_command(torn_run, "run", "--stop-at-end"),
                        str(victim), "torn", "basketflow check --repair")
