@@ -100,8 +100,8 @@ def by_partition(samples: list[tuple[str, dict[str, str], float]], suffix: str =
 @pytest.fixture
 def labelled(settings: Settings, tmp_path: Path) -> tuple[Settings, list[Transaction]]:
     """A generated file with rejected lines replayed, garbage messages on one partition,
-    a first run that stored it, and customer categories fitted and assigned (so the
-    metered run scores)."""
+    a first run that stored it, customer categories fitted and assigned, and a model
+    trained on the first months (the champion the metered run scores with)."""
     generated, path = tmp_path / "generated.csv", tmp_path / "with_bad.csv"
     write_csv(generated, rows=ROWS, seed=5, start=date(2010, 12, 1), end=date(2011, 6, 30))
     with_bad_lines(generated, path)
@@ -114,6 +114,7 @@ def labelled(settings: Settings, tmp_path: Path) -> tuple[Settings, list[Transac
     basketflow(settings, "run", "--stop-at-end")
     basketflow(settings, "segment", "fit", "--until", "2011-03-31", "--k", "8")
     basketflow(settings, "segment", "assign")
+    basketflow(settings, "models", "train", "--until", "2011-03-31")  # what it scores with
     events = [e for e in read_events(path) if isinstance(e, Transaction)]
     return settings, events
 
