@@ -151,10 +151,10 @@ def gates_opened(children: Mapping[str, subprocess.Popen[bytes]]) -> Iterator[No
     try:
         yield
     except BaseException:
-        _kill(children)
+        _stop(children, kill=True)
         raise
     if stopping.requested():
-        _kill(children)
+        _stop(children, kill=True)
         return
     for proc in children.values():
         assert proc.stdin is not None
@@ -177,15 +177,6 @@ def wait_at_gate() -> None:
     without opening (that run died) ends this process, quietly."""
     if sys.stdin.buffer.readline() != GO:
         raise SystemExit(1)
-
-
-def _kill(children: Mapping[str, subprocess.Popen[bytes]]) -> None:
-    """Kill children still at the gate, and wait for them."""
-    for proc in children.values():
-        if proc.poll() is None:
-            proc.kill()
-    for proc in children.values():
-        proc.wait()
 
 
 def supervise(children: dict[str, subprocess.Popen[bytes]]) -> dict[str, dict[str, Any]]:
@@ -283,11 +274,12 @@ def _relay_errors(children: dict[str, subprocess.Popen[bytes]]) -> list[threadin
     return threads
 
 
-def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
-    """Stop every child still running, and wait for it."""
+def _stop(children: Mapping[str, subprocess.Popen[bytes]], kill: bool = False) -> None:
+    """Stop every child still running (SIGTERM; SIGKILL with ``kill``: children still at
+    the gate, whose output is dropped), and wait for it."""
     for proc in children.values():
         if proc.poll() is None:
-            proc.terminate()
+            (proc.kill if kill else proc.terminate)()
     for proc in children.values():
         proc.wait()
 
