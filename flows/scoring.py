@@ -98,6 +98,8 @@ class ScoringSteps:
         self.registry = None if config.registry is None else Registry(config.registry,
                                                                       config.keep)
         self.start, self.version = initial_model(config.labels_version, self.registry)
+        # a connection of its own: SQLite's data_version, by which the predictor sees a
+        # new version, does not move for the commits of the connection that made them
         self.predictor = Predictor(
             None if config.registry is None else Registry(config.registry, config.keep),
             self.start.version)
