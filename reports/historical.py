@@ -71,6 +71,7 @@ from basketflow.offline_uri import StoreDir, StorePath
 from basketflow.reports.offline_query import arrow_table
 from basketflow.reports.past_clock import moves_on, windows_at
 from basketflow.reports.tile_log import is_tiled, tiled_values
+from basketflow.schemas.declare import View
 from basketflow.schemas.features import DAY_SECONDS, FeatureView, days_since, registry
 from basketflow.sinks.offline_layout import feature_log_files
 from basketflow.sinks.offline_scan import parquet_source
@@ -88,11 +89,14 @@ DUCKDB_TYPES: dict[str, str] = {"int": "BIGINT", "float": "DOUBLE", "str": "VARC
 
 @dataclass(frozen=True)
 class ViewRequest:
-    """The features asked of one view, and the input column holding its entity ids."""
+    """The features asked of one view, the input column holding its entity ids, and the
+    view's declaration when the generic engine computes it (its values after the clock
+    are then computed: :mod:`basketflow.reports.past_clock`)."""
 
     view: FeatureView
     features: tuple[str, ...]
     id_column: str
+    declaration: View | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -398,20 +402,19 @@ def _moved_on(con: duckdb.DuckDBPyConnection, root: StoreDir, request: ViewReque
     at their times (:mod:`basketflow.reports.past_clock`): the log holds every change up
     to the clock, none after it."""
     values = log.select(list(request.columns)).take(index)
-    moving = moves_on(request.view, request.columns)
-    if not moving or log.num_rows == 0:
+    moving = moves_on(request.view, request.columns, request.declaration)
+    if moving is None or log.num_rows == 0:
         return values
     clock = int(pc.max(log.column("ts")).cast(pa.int64()).as_py()) // 1_000_000
     past = index.is_valid().to_numpy(zero_copy_only=False) & (as_of > clock)
     rows = np.flatnonzero(past)
     if not len(rows):
         return values
-    moved = windows_at(con, root, request.view, moving, ids.take(pa.array(rows)), as_of[rows],
-                       clock)
+    moved = windows_at(con, root, moving, ids.take(pa.array(rows)), as_of[rows], clock)
     if moved is None:  # no events log: the values as of the clock
         return values
     mask = pa.array(past)
-    for feature in moving:
+    for feature in moving.features:
         column = values.column(feature).combine_chunks()
         values = values.set_column(values.schema.get_field_index(feature), feature,
                                    pc.replace_with_mask(column, mask,
@@ -451,8 +454,10 @@ def days_since_column(as_of: np.ndarray, ts: pa.ChunkedArray | pa.Array) -> pa.A
 
 
 def _requests(wanted: Mapping[str, list[str]], entity_column: str | Mapping[str, str] | None,
-              views: Mapping[str, FeatureView]) -> list[ViewRequest]:
-    """One ViewRequest per asked view, with the input column of its entity ids.
+              views: Mapping[str, FeatureView],
+              declarations: Mapping[str, View] | None = None) -> list[ViewRequest]:
+    """One ViewRequest per asked view, with the input column of its entity ids and its
+    declaration (of ``declarations``, by name) if any.
 
     ``entity_column``: None -> each view's entity name (``customer_id``); a string -> that
     column for every view; a mapping -> entity name -> column (others default to the name).
@@ -466,7 +471,8 @@ def _requests(wanted: Mapping[str, list[str]], entity_column: str | Mapping[str,
             column = entity_column
         else:
             column = entity_column.get(view.entity, view.entity)
-        requests.append(ViewRequest(view, tuple(features), column))
+        requests.append(ViewRequest(view, tuple(features), column,
+                                    (declarations or {}).get(name)))
     return requests
 
 
@@ -474,7 +480,8 @@ def get_historical_features(offline_dir: StoreDir, entities: pd.DataFrame | pa.T
                             features: Sequence[str], *,
                             entity_column: str | Mapping[str, str] | None = None,
                             timestamp_column: str = "timestamp",
-                            views: Mapping[str, FeatureView] | None = None) -> pd.DataFrame:
+                            views: Mapping[str, FeatureView] | None = None,
+                            declarations: Mapping[str, View] | None = None) -> pd.DataFrame:
     """A training set: every entity row with its features as they were at its timestamp.
 
     ``entities`` holds an entity id column (default: each view's entity name, for example
@@ -487,12 +494,15 @@ def get_historical_features(offline_dir: StoreDir, entities: pd.DataFrame | pa.T
     Values follow the point-in-time rule of the module docstring; a view with no log yet
     gives nulls. Raises ValueError for an unknown view or feature, a missing column, or an
     output column that would overwrite an input column. ``views``: the views by name
-    (default: the built-in ones; a feature repository's own views too when given).
+    (default: the built-in ones; a feature repository's own views too when given);
+    ``declarations``: the repository's own views' declarations by name, with which their
+    windowed values after the log's clock are computed at the label's time (without
+    them, those values stay as of the clock).
     """
     views = registry() if views is None else views
     order = parse_features(features, views)
     frame = entities.to_pandas() if isinstance(entities, pa.Table) else entities
-    requests = _requests(_by_view(order), entity_column, views)
+    requests = _requests(_by_view(order), entity_column, views, declarations)
     clash = [output_column(*vf) for vf in order if output_column(*vf) in frame.columns]
     if clash:
         raise ValueError(f"the entity rows already have column(s) {', '.join(clash)}")
@@ -570,12 +580,14 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
 def historical_to_file(offline_dir: StoreDir, entities_path: Path, features: Sequence[str],
                        out_path: Path, entity_column: str | None = None,
                        timestamp_column: str = "timestamp",
-                       views: Mapping[str, FeatureView] | None = None) -> int:
+                       views: Mapping[str, FeatureView] | None = None,
+                       declarations: Mapping[str, View] | None = None) -> int:
     """``basketflow historical``: read an entity file, write its training set; return rows.
 
     CSV or Parquet in and out, chosen by extension. Raises ValueError with a clear message
     for a missing entity id or timestamp column, an unknown feature, or a bad file name.
-    ``views``: the views by name (default: the built-in ones).
+    ``views``: the views by name (default: the built-in ones); ``declarations``: the
+    repository's own views' declarations (:func:`get_historical_features`).
     """
     views = registry() if views is None else views
     wanted = _by_view(parse_features(features, views))
@@ -587,6 +599,7 @@ def historical_to_file(offline_dir: StoreDir, entities_path: Path, features: Seq
                          f"{', '.join(map(repr, missing))}; it has: "
                          f"{', '.join(table.column_names)}")
     frame = get_historical_features(offline_dir, table, features, entity_column=entity_column,
-                                    timestamp_column=timestamp_column, views=views)
+                                    timestamp_column=timestamp_column, views=views,
+                                    declarations=declarations)
     write_frame(frame, Path(out_path))
     return len(frame)

@@ -17,31 +17,41 @@ holds as written: the W-day window at ``t`` holds the W*24 hourly tiles ending w
 ``t``'s hour. The view's other features do not move without events: they stay those of
 the log row, and request-time features are computed from it at ``t`` as before.
 
+The feature repository's own views (:mod:`basketflow.schemas.declare`) move on the same
+way when the training set is given their declarations: their windowed features are
+computed at ``t`` by the generic engine's state
+(:class:`~basketflow.features.declared_state.DeclaredState`, the one the flow folds
+with, its view's filter included) over the events of the view's entity (a customer, a
+guest's invoice, or a product) of its longest asked window before the clock. Without the
+declaration (a view compiled elsewhere), or when its version is not the log's, the values
+stay those of the clock.
+
 A store without an events log (a feature log copied alone) keeps the values as of the
-clock. Declared views (:mod:`basketflow.features.declared_state`) are not computed here:
-a training set knows their compiled :class:`FeatureView`, not the declaration the
-generic engine folds with, so after the clock they keep the values as of it. ``late/``
-holds one row per ``event_id``: a line late for its customer and its product, recorded
-under the product, is folded in here (DESIGN.md, "After the clock").
+clock. ``late/`` holds one row per ``event_id``, under one entity: a line late for its
+customer and for a declared product view, recorded under one of the two, is folded in
+here for the other, though the flow left it out of both (DESIGN.md, "After the clock").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any, Protocol
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from basketflow.features.declared_state import Engine
 from basketflow.features.feature_state import HOUR, CustomerState
 from basketflow.offline_uri import StoreDir
 from basketflow.reports.offline_query import arrow_table
+from basketflow.schemas.declare import View
 from basketflow.schemas.events import GUEST_PREFIX, Transaction
 from basketflow.schemas.features import (
     CUSTOMER,
-    DAY_SECONDS,
     WINDOWED,
     FeatureView,
     WindowedFeature,
@@ -60,19 +70,60 @@ _EVENT_COLUMNS = ", ".join([
     "event_id", "invoice", "stock_code", "description", "CAST(quantity AS BIGINT) AS quantity",
     "CAST(unit_price AS DOUBLE) AS unit_price", "CAST(epoch(ts) AS BIGINT) AS ts",
     "customer_id", "country", "is_cancellation", "is_adjustment", "is_product"])
-#: A line's entity, as :attr:`Transaction.entity_id` makes it.
-_ENTITY = (f"CASE WHEN customer_id IS NULL OR customer_id = '' "
-           f"THEN '{GUEST_PREFIX}' || invoice ELSE customer_id END")
+#: A line's entity as SQL over the events log, per entity column: a customer as
+#: :attr:`Transaction.entity_id` makes it (a guest's invoice), or a product.
+_ENTITY = {"customer_id": (f"CASE WHEN customer_id IS NULL OR customer_id = '' "
+                           f"THEN '{GUEST_PREFIX}' || invoice ELSE customer_id END"),
+           "stock_code": "stock_code"}
 
 
-def moves_on(view: FeatureView, features: Sequence[str]) -> tuple[str, ...]:
+class TiledState(Protocol):
+    """One entity's state as the flow folds it: hourly tiles (hour -> partials), events
+    folded in, and every stored feature read at a time."""
+
+    tiles: dict[int, Any]
+
+    def update(self, e: Transaction) -> None: ...
+
+    def values(self, as_of: int) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Moving:
+    """The asked features of a view whose values move on after the clock, and how they
+    are computed: the windows (in hours) they read, the entity column of the view, and
+    the state class the flow folds the view's events with."""
+
+    features: tuple[str, ...]
+    spans: tuple[int, ...]
+    entity: str
+    new_state: Callable[[], TiledState]
+
+
+def moves_on(view: FeatureView, features: Sequence[str],
+             declaration: View | None = None) -> Moving | None:
     """The asked ``features`` of ``view`` whose values move on after the clock and are
-    computed here: the windowed features of the built-in customer view (none of any
-    other view: see the module docstring)."""
-    if view.version != CUSTOMER.version:
-        return ()
-    kinds = view.kinds
-    return tuple(f for f in features if kinds.get(f) == WINDOWED)
+    computed here (None: none): the windowed features of the built-in customer view, or
+    of a declared view whose ``declaration`` is given and compiles to ``view``'s version
+    (see the module docstring)."""
+    if view.version == CUSTOMER.version:
+        kinds = view.kinds
+        moving = tuple(f for f in features if kinds.get(f) == WINDOWED)
+        spans = tuple(sorted({days * 24 for d in view.declared
+                              if isinstance(d, WindowedFeature)
+                              for days in d.windows_days if d.name(days) in moving}))
+        return Moving(moving, spans, "customer_id", CustomerState) if moving else None
+    if declaration is None or not Engine.computes(declaration):
+        return None
+    engine = Engine(declaration)
+    if engine.version != view.version:
+        return None
+    hours = {name: span for _, windows in engine.windowed for name, span in windows}
+    moving = tuple(f for f in features if f in hours)
+    if not moving:
+        return None
+    return Moving(moving, tuple(sorted({hours[f] for f in moving})), declaration.entity,
+                  engine.state)
 
 
 def _days(first: int, last: int) -> list:
@@ -83,10 +134,12 @@ def _days(first: int, last: int) -> list:
 
 
 def folded_events(con: duckdb.DuckDBPyConnection, root: StoreDir, entities: Sequence[str],
-                  since: int, clock: int) -> dict[str, list[Transaction]] | None:
+                  since: int, clock: int,
+                  entity: str = "customer_id") -> dict[str, list[Transaction]] | None:
     """Each of ``entities``' events with event time in ``[since, clock]`` that the flow
     folded in (not in ``late/`` for that entity), in event-time order (ties by id); None
-    when the store has no events log."""
+    when the store has no events log. ``entity``: the column the entities are of
+    (``customer_id``: customers and guests, or ``stock_code``)."""
     if not event_days(root):
         return None
     days = _days(since, clock)
@@ -98,7 +151,7 @@ def folded_events(con: duckdb.DuckDBPyConnection, root: StoreDir, entities: Sequ
     events = parquet_source(con, files)
     con.register("late", _late_ids(con, files_of(files_by_day(late_events_dir(root)), days)))
     table = arrow_table(con, f"""
-        SELECT * FROM (SELECT {_ENTITY} AS e, {_EVENT_COLUMNS} FROM {events.sql}
+        SELECT * FROM (SELECT {_ENTITY[entity]} AS e, {_EVENT_COLUMNS} FROM {events.sql}
                        WHERE epoch(ts) BETWEEN $since AND $clock) x
         WHERE x.e IN (SELECT e FROM wanted)
           AND NOT EXISTS (SELECT 1 FROM late l WHERE l.event_id = x.event_id AND l.e = x.e)
@@ -118,17 +171,10 @@ def _late_ids(con: duckdb.DuckDBPyConnection, files: Sequence[StoreDir]) -> pa.T
                        late.params)
 
 
-def _longest_days(view: FeatureView, features: Sequence[str]) -> tuple[int, ...]:
-    """The windows in days of the windowed ``features`` of ``view``, distinct, sorted."""
-    return tuple(sorted({days for d in view.declared if isinstance(d, WindowedFeature)
-                         for days in d.windows_days if d.name(days) in features}))
-
-
-def windows_at(con: duckdb.DuckDBPyConnection, root: StoreDir, view: FeatureView,
-               features: Sequence[str], entities: pa.Array | pa.ChunkedArray,
-               as_of: np.ndarray,
+def windows_at(con: duckdb.DuckDBPyConnection, root: StoreDir, moving: Moving,
+               entities: pa.Array | pa.ChunkedArray, as_of: np.ndarray,
                clock: int) -> dict[str, pa.Array] | None:
-    """The windowed ``features`` of each (entity, time) pair, ``entities`` as text and
+    """The ``moving`` features of each (entity, time) pair, ``entities`` as text and
     ``as_of`` in epoch seconds, every time after ``clock``: the windows at that time over
     the entity's events folded in up to the clock (see the module docstring). Feature ->
     values in pair order; None when the store has no events log.
@@ -138,24 +184,23 @@ def windows_at(con: duckdb.DuckDBPyConnection, root: StoreDir, view: FeatureView
     window holds changes only when one leaves it), found for all pairs at once in NumPy,
     not once per pair.
     """
-    windows = _longest_days(view, features)
-    since = (int(as_of.min()) // HOUR + 1) * HOUR - max(windows) * DAY_SECONDS
+    since = (int(as_of.min()) // HOUR + 1 - max(moving.spans)) * HOUR
     if isinstance(entities, pa.ChunkedArray):  # Arrow-backed pandas text
         entities = entities.combine_chunks()
     encoded = pc.dictionary_encode(entities)
     names = encoded.dictionary.to_pylist()
-    events = folded_events(con, root, names, since, clock)
+    events = folded_events(con, root, names, since, clock, moving.entity)
     if events is None:
         return None
-    states = [CustomerState() for _ in names]
+    states = [moving.new_state() for _ in names]
     for state, name in zip(states, names):
         for line in events[name]:
             state.update(line)
     codes = encoded.indices.to_numpy().astype(np.int64)
     first, picks = _groups([codes, *_tiles_before(states, codes, as_of // HOUR,
-                                                  [days * 24 for days in windows])])
+                                                  moving.spans)])
     found = [states[codes[i]].values(int(as_of[i])) for i in first.tolist()]
-    return {f: pa.array([v[f] for v in found]).take(picks) for f in features}
+    return {f: pa.array([v[f] for v in found]).take(picks) for f in moving.features}
 
 
 def _groups(keys: Sequence[np.ndarray]) -> tuple[np.ndarray, pa.Array]:
@@ -174,7 +219,7 @@ def _groups(keys: Sequence[np.ndarray]) -> tuple[np.ndarray, pa.Array]:
     return order[starts], pa.array(group)
 
 
-def _tiles_before(states: Sequence[CustomerState], codes: np.ndarray, hours: np.ndarray,
+def _tiles_before(states: Sequence[TiledState], codes: np.ndarray, hours: np.ndarray,
                   spans: Sequence[int]) -> list[np.ndarray]:
     """Per span, per pair: how many tiles of the pair's entity (``states[code]``) are of an
     hour ``<= hour - span``, those the window of ``span`` hours ending at ``hour`` no

@@ -125,10 +125,11 @@ def historical(settings: Settings, entities: Path, features: list[str],
     ``out_path``, whose folder must exist unless ``mkdir``; ValueError for a bad column,
     feature or file name. The views are the feature repository's (its own too)."""
     from basketflow.app.paths import output_path
-    from basketflow.app.registry import repository_views
+    from basketflow.app.registry import training_views
     from basketflow.reports.historical import historical_to_file
     output_path(out_path, mkdir)
+    views, declarations = training_views(settings)
     rows = historical_to_file(settings.offline_dir, entities, features, out_path,
-                              entity_column=entity_column,
-                              views=repository_views(settings)[0])
+                              entity_column=entity_column, views=views,
+                              declarations=declarations)
     return HistoricalWritten(rows, out_path, features)

@@ -129,9 +129,10 @@ class FeatureStore:
         (:func:`basketflow.reports.historical.get_historical_features`), of the
         built-in views and the feature repository's own (the project's
         ``feature_repository``)."""
-        from basketflow.app.registry import repository_views
+        from basketflow.app.registry import training_views
         from basketflow.reports.historical import get_historical_features
+        views, declarations = training_views(self.settings)
         return get_historical_features(self.settings.offline_dir, entity_df, features,
                                        entity_column=entity_column,
-                                       timestamp_column=timestamp_column,
-                                       views=repository_views(self.settings)[0])
+                                       timestamp_column=timestamp_column, views=views,
+                                       declarations=declarations)

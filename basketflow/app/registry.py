@@ -113,6 +113,13 @@ def repository_views(settings: Settings) -> tuple[dict[str, FeatureView], dict[s
     return views, declared_at
 
 
+def training_views(settings: Settings) -> tuple[dict[str, FeatureView], dict[str, View]]:
+    """The repository's views by name, and the declarations of its own views (by name),
+    which ``historical`` folds with after the feature log's clock."""
+    views, _, declarations = _loaded(settings)
+    return views, declarations
+
+
 def _loaded(settings: Settings) -> tuple[dict[str, FeatureView], dict[str, str],
                                          dict[str, View]]:
     """:func:`repository_views`, and the declarations of the repository's own views."""

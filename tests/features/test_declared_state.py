@@ -17,13 +17,13 @@ from hypothesis import Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from basketflow.app.backfill import historical
 from basketflow.app.project import init_project
 from basketflow.app.registry import apply
 from basketflow.app.view_backfill import NotADeclaredView, backfill_views
 from basketflow.config import ENV_OF_KEY, Settings, load_settings
 from basketflow.features.declared_folder import feature_rows
 from basketflow.features.declared_state import Engine
-from basketflow.reports.historical import get_historical_features
 from basketflow.schemas.declare import (
     DeclarationError,
     E,
@@ -205,8 +205,9 @@ def test_backfill_then_historical_is_the_reference_at_random_times(
     """Events stored offline for three customers; ``backfill --views`` computes the
     view's log up to the clock at the end of the events (the newest event time, as the
     live flow's); ``historical`` at random (customer, time) pairs, up to 100 days after
-    the customer's first event, equals the reference at that time, or past the clock at
-    the clock (request-time features at the time asked)."""
+    the customer's first event, as ``basketflow historical`` writes it, equals the
+    reference at that time, past the clock too (request-time features at the time
+    asked)."""
     root = tmp_path_factory.mktemp("shop")
     init_project(root)
     (root / "features" / "everything.py").write_text(VIEW_SOURCE)
@@ -225,12 +226,12 @@ def test_backfill_then_historical_is_the_reference_at_random_times(
     labels = pd.DataFrame({"customer_id": [c for c, _ in asked],
                            "timestamp": pd.to_datetime(times, unit="s")})
     names = [n for n in view.reference([], 0)] + ["days_since_last_purchase"]
-    views = load_repository(root / "features").views
-    frame = get_historical_features(settings.offline_dir, labels,
-                                    [f"everything:{n}" for n in names], views=views)
-    clock = max(e.ts for events in by_customer.values() for e in events)
+    labels.to_parquet(root / "labels.parquet")
+    historical(settings, root / "labels.parquet", [f"everything:{n}" for n in names],
+               root / "training.parquet")  # the command's path: the repository's views
+    frame = pd.read_parquet(root / "training.parquet")
     for i, ((customer, _), t) in enumerate(zip(asked, times, strict=True)):
-        expected = view.reference(by_customer[customer], min(t, clock))  # rows up to the clock
+        expected = view.reference(by_customer[customer], t)
         last = expected["last_purchase"]
         expected["days_since_last_purchase"] = (None if last is None
                                                 else round((t - last) / DAY, 4))
