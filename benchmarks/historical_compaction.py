@@ -5,13 +5,23 @@ Builds the synthetic log of ``benchmarks/historical.py`` (its views, ~400,000 ro
 days), cut into ``--flushes`` files per view and day as a live flow writes it (one file
 per flush), then times ``get_historical_features`` for ``--rows`` label rows (default
 10,000) x 20 features over those files, compacts the log (timed), times it again and
-checks both give the same values. With ``--feast-python`` (an interpreter with Feast
-installed, see ``benchmarks/feast_historical.py``) Feast's ``get_historical_features`` is
-timed on the same compacted files and label rows. Prints the machine, the load, best and
-median of ``--repeat`` calls and rows/s of each.
+checks both give the same values. Prints the machine, the load, best and median of
+``--repeat`` calls and rows/s of each.
+
+With ``--feast-python`` (an interpreter with Feast installed, see
+``benchmarks/feast_historical.py``), basketflow and Feast are then timed on the same
+label rows (a Parquet file: ids as text, a UTC ``event_timestamp``), in ``--rounds``
+rounds, each side in a fresh process per round, in turns: basketflow's
+``get_historical_features`` over the compacted log, Feast's
+``get_historical_features(...).to_df()`` over one Parquet file per view (the whole log,
+its best case: Feast's file readers are slowest on many files), with ``--feast-store``
+(``duckdb``, its fastest, or ``file``). Each process times ``--repeat`` calls; neither
+side's imports nor Feast's ``apply`` are counted; the first call of each process is
+reported apart (it warms each side's caches: DuckDB's connection and footers, Feast's
+registry and ibis), then the median of the warm calls over all rounds.
 
     python benchmarks/historical_compaction.py [--rows N] [--flushes K] [--repeat R]
-        [--feast-python V/bin/python]
+        [--feast-python V/bin/python [--feast-store duckdb|file] [--rounds N]]
 """
 
 from __future__ import annotations
@@ -39,6 +49,27 @@ from basketflow.sinks.compaction import compact_store  # noqa: E402
 from basketflow.sinks.offline_layout import feature_log_files  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+#: basketflow's side of the comparison with Feast, run in a fresh process per round: the
+#: same request as ``feast_historical.py``'s, the same timing.
+OURS = """
+import json, sys, time
+sys.path.insert(0, {bench!r})
+import pandas as pd
+import historical as bench
+from basketflow.reports import historical
+historical.registry = lambda: bench.BENCH_VIEWS
+request = json.load(sys.stdin)
+labels = pd.read_parquet(request["labels"])
+seconds = []
+for _ in range(request["repeat"]):
+    start = time.perf_counter()
+    result = historical.get_historical_features(request["root"], labels, request["features"],
+                                                timestamp_column="event_timestamp")
+    seconds.append(time.perf_counter() - start)
+asked = [f.replace(":", "__") for f in request["features"]]
+print(json.dumps({{"seconds": seconds, "rows": len(result),
+                  "non_null": int(result[asked].notna().sum().sum())}}))
+"""
 
 
 def cut_into_flushes(root: Path, view: str, flushes: int) -> int:
@@ -73,9 +104,12 @@ def one_file(root: Path, view: str, tmp: Path) -> str:
     return str(path)
 
 
-def feast_times(python: str, root: Path, entities: object, features: list[str],
-                views: dict[str, object], repeat: int, tmp: Path) -> dict[str, object]:
-    """Feast's timings on the same files and label rows (another interpreter)."""
+def comparison_request(root: Path, entities: object, features: list[str],
+                       views: dict[str, object], repeat: int, store: str,
+                       tmp: Path) -> dict[str, object]:
+    """The request both sides of the comparison read: the label rows written as Parquet
+    (ids as text, ``event_timestamp`` in UTC), one Parquet file per asked view for Feast,
+    the offline root for basketflow."""
     import pandas as pd
     assert isinstance(entities, pd.DataFrame)
     labels = entities.drop(columns=["label"]).rename(columns={"timestamp": "event_timestamp"})
@@ -85,19 +119,44 @@ def feast_times(python: str, root: Path, entities: object, features: list[str],
     labels["event_timestamp"] = pd.to_datetime(labels["event_timestamp"], utc=True)
     labels.to_parquet(tmp / "labels.parquet")
     asked = {f.split(":")[0] for f in features}
-    request = {"labels": str(tmp / "labels.parquet"), "features": features, "repeat": repeat,
-               "views": [{"name": name, "entity": view.entity,  # type: ignore[attr-defined]
-                          "path": one_file(root, name, tmp),
-                          "features": [(f.name, f.dtype)
-                                       for f in view.stored_features]}  # type: ignore[attr-defined]
-                         for name, view in views.items() if name in asked]}
-    (tmp / "feast-request.json").write_text(json.dumps(request))
-    done = subprocess.run([python, "-W", "ignore", str(HERE / "feast_historical.py")], cwd=tmp,
-                          input=json.dumps(request),
-                          capture_output=True, text=True, check=False)
+    return {"labels": str(tmp / "labels.parquet"), "features": features, "repeat": repeat,
+            "root": str(root), "offline_store": store,
+            "views": [{"name": name, "entity": view.entity,  # type: ignore[attr-defined]
+                       "path": one_file(root, name, tmp),
+                       "features": [(f.name, f.dtype)
+                                    for f in view.stored_features]}  # type: ignore[attr-defined]
+                      for name, view in views.items() if name in asked]}
+
+
+def side_times(command: list[str], request: dict[str, object], tmp: Path,
+               name: str) -> dict[str, object]:
+    """One side's timings in a fresh process (its JSON answer)."""
+    done = subprocess.run(command, cwd=tmp, input=json.dumps(request), capture_output=True,
+                          text=True, check=False)
     if done.returncode:
-        sys.exit(f"Feast failed (status {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout)
+        sys.exit(f"{name} failed (status {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare_with_feast(python: str, request: dict[str, object], rounds: int, rows: int,
+                       tmp: Path) -> None:
+    """Both sides in turns, ``rounds`` times; print first and warm calls of each."""
+    sides = {"basketflow": [sys.executable, "-c", OURS.format(bench=str(HERE))],
+             f"Feast ({request['offline_store']} offline store)":
+                 [python, "-W", "ignore", str(HERE / "feast_historical.py")]}
+    found: dict[str, list[dict[str, object]]] = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, command in sides.items():
+            found[name].append(side_times(command, request, tmp, name))
+    print(f"beside Feast, {rounds} rounds in turns, a fresh process per side and round "
+          f"(imports and Feast's apply not counted):")
+    for name, answers in found.items():
+        first = [float(a["seconds"][0]) for a in answers]  # type: ignore[index]
+        warm = [float(s) for a in answers for s in a["seconds"][1:]]  # type: ignore[index]
+        print(describe_times(f"{name}, first call", first, rows))
+        if warm:
+            print(describe_times(f"{name}, warm calls", warm, rows))
+        print(f"    {answers[-1]['rows']:,} rows, {answers[-1]['non_null']:,} non-null values")
 
 
 def main() -> None:
@@ -108,6 +167,9 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--feast-python", help="an interpreter with Feast installed")
+    parser.add_argument("--feast-store", default="duckdb", choices=("duckdb", "file"))
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the comparison with Feast")
     args = parser.parse_args()
     views = bench.BENCH_VIEWS
     historical.registry = lambda: views  # the views of this run, for the join's lookups
@@ -143,13 +205,11 @@ def main() -> None:
         print(describe_times("basketflow, compacted (days, months)", after, args.rows))
         print(f"  same values before and after: {bench.same_values(expected, result, columns)}")
         if args.feast_python:
-            feast = feast_times(args.feast_python, root, entities, features, views,
-                                args.repeat, Path(tmp))
-            print(describe_times("Feast, the log in one file per view", feast["seconds"],
-                                 args.rows))
-            print(f"  Feast: {feast['rows']:,} rows, {feast['non_null']:,} non-null values; "
-                  f"basketflow: {int(result[columns].notna().sum().sum()):,} (Feast has no "
-                  "version filter or seq order, so counts may differ a little)")
+            request = comparison_request(root, entities, features, views, args.repeat,
+                                         args.feast_store, Path(tmp))
+            compare_with_feast(args.feast_python, request, args.rounds, args.rows, Path(tmp))
+            print("  (Feast has no version filter or seq order: its non-null count may "
+                  "differ a little)")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
