@@ -85,10 +85,16 @@ class Engine:
         self.lifetime: list[FeatureDecl] = []
         #: Features over the latest purchase invoice's lines.
         self.latest: list[FeatureDecl] = []
+        #: Ratios of two windowed features (:meth:`View.ratio_of_features`): read from
+        #: their stored values, with no partial of their own in the tiles.
+        self.ratios: list[tuple[FeatureDecl, tuple[FeatureDecl, FeatureDecl]]] = []
         for f in view.features:
             if not isinstance(f, FeatureDecl):
                 continue  # request-time: computed when read
-            if LATEST_INVOICE in f.windows:  # alone: the declaration checks it
+            parts = view.ratio_of_features(f)
+            if parts is not None:
+                self.ratios.append((f, parts))
+            elif LATEST_INVOICE in f.windows:  # alone: the declaration checks it
                 self.latest.append(f)
             elif f.windows[0].hours <= 0:
                 self.lifetime.append(f)
@@ -129,6 +135,11 @@ class Engine:
         for i, (f, ws) in enumerate(self.windowed):
             out |= {name: Output(name, f.aggregation, f.decimals, feature=i, hours=hours)
                     for name, hours in ws}
+        for f, (top, bottom) in self.ratios:
+            out |= {f"{f.name}_{w.text}": Output(
+                f"{f.name}_{w.text}", f.aggregation, f.decimals, hours=w.hours,
+                divides=(f"{top.name}_{w.text}", f"{bottom.name}_{w.text}"))
+                for w in f.windows}
         for source, features in (("lifetime", self.lifetime), ("basket", self.latest)):
             out |= {f.name: Output(f.name, f.aggregation, f.decimals, partial=f"{source}[{i}]")
                     for i, f in enumerate(features)}
