@@ -238,9 +238,15 @@ class DeclaredState:
         return sorted({moment for h in self.tiles for hours in self.engine.spans
                        if after < (moment := (h + hours) * HOUR) <= until})
 
+    def moves_after(self, after: int) -> bool:
+        """Whether a tile will leave a window after ``after``."""
+        longest = self.engine.spans[-1] if self.engine.spans else 0
+        return any((h + longest) * HOUR > after for h in self.tiles)
+
     def evict(self, as_of: int) -> None:
-        """Drop the tiles no window at ``as_of`` or later can see."""
-        if self.engine.spans:
+        """Drop the tiles no window at ``as_of`` or later can see (the oldest tile is the
+        first: the tiles are in hour order)."""
+        if self.engine.spans and self.tiles:
             oldest = as_of // HOUR - self.engine.spans[-1]
-            if any(h <= oldest for h in self.tiles):
+            if next(iter(self.tiles)) <= oldest:
                 self.tiles = {h: t for h, t in self.tiles.items() if h > oldest}

@@ -9,8 +9,8 @@ windows at ``t`` (issue #14): a customer silent for a week reads ``spend_7d = 0`
 How: the clock is the newest ``ts`` of the view's log (its current version). Every
 change up to the flow's clock is logged, so the log is exact up to that time, and no
 event of the flow is later. After it, the windowed values are computed at ``t`` by the
-view's own state class (:class:`~basketflow.features.feature_state.CustomerState`, the
-function the flow folds with) over the customer's events from the offline event store
+view's own state (the generic engine's of its declaration,
+:data:`~basketflow.features.entity_features.CUSTOMER_ENGINE`, what the flow folds with) over the customer's events from the offline event store
 that the flow folded in: those of its longest window before the clock, up to the clock,
 less the ones it recorded as late (``late/``), in event-time order. The window rule then
 holds as written: the W-day window at ``t`` holds the W*24 hourly tiles ending with
@@ -35,7 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from basketflow.features.feature_state import HOUR, CustomerState
+from basketflow.features.declared_state import HOUR, DeclaredState
+from basketflow.features.entity_features import CUSTOMER_ENGINE
 from basketflow.offline_uri import StoreDir
 from basketflow.reports.offline_query import arrow_table
 from basketflow.schemas.events import GUEST_PREFIX, Transaction
@@ -147,7 +148,7 @@ def windows_at(con: duckdb.DuckDBPyConnection, root: StoreDir, view: FeatureView
     events = folded_events(con, root, names, since, clock)
     if events is None:
         return None
-    states = [CustomerState() for _ in names]
+    states = [CUSTOMER_ENGINE.state() for _ in names]
     for state, name in zip(states, names):
         for line in events[name]:
             state.update(line)
@@ -174,7 +175,7 @@ def _groups(keys: Sequence[np.ndarray]) -> tuple[np.ndarray, pa.Array]:
     return order[starts], pa.array(group)
 
 
-def _tiles_before(states: Sequence[CustomerState], codes: np.ndarray, hours: np.ndarray,
+def _tiles_before(states: Sequence[DeclaredState], codes: np.ndarray, hours: np.ndarray,
                   spans: Sequence[int]) -> list[np.ndarray]:
     """Per span, per pair: how many tiles of the pair's entity (``states[code]``) are of an
     hour ``<= hour - span``, those the window of ``span`` hours ending at ``hour`` no

@@ -13,9 +13,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from basketflow.features.declared_state import Engine
-from basketflow.features.feature_state import CustomerState
 from basketflow.schemas.default_repository.customer import customer
 from basketflow.schemas.events import Transaction
+from tests.features.hand_written_customer import CustomerState
 
 HOUR, DAY = 3600, 86_400
 START = 1_291_161_600  # 2010-12-01 00:00 UTC
