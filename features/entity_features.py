@@ -176,15 +176,34 @@ class Folder(ABC):
         the entity's windows move on; ``rows_through`` becomes ``until``."""
 
 
-def _windows_passed(ts: int, clock: int) -> bool:
-    """Whether the tile of event time ``ts`` has left the longest window at ``clock``.
+def windows_passed(ts: int, clock: int, kept_s: int = SEEN_IDS_KEPT_S) -> bool:
+    """Whether the tile of event time ``ts`` is ``kept_s`` or more behind ``clock`` (by
+    default: it has left the customer's longest window).
 
-    >>> _windows_passed(10 * HOUR + 5, (10 + 90 * 24) * HOUR)
+    >>> windows_passed(10 * HOUR + 5, (10 + 90 * 24) * HOUR)
     True
-    >>> _windows_passed(10 * HOUR + 5, (10 + 90 * 24) * HOUR - 1)
+    >>> windows_passed(10 * HOUR + 5, (10 + 90 * 24) * HOUR - 1)
     False
     """
-    return ts // HOUR * HOUR + SEEN_IDS_KEPT_S <= clock
+    return ts // HOUR * HOUR + kept_s <= clock
+
+
+def behind_forgotten_guest(entity: str, fresh: list[Transaction], clock: int, kept_s: int,
+                           update: FeatureUpdate) -> list[Transaction]:
+    """The events of a new folder of ``entity``, less, for a guest, those whose tiles were
+    ``kept_s`` behind ``clock``, the clock before their batch: a guest's state is dropped
+    that far behind the clock (:meth:`Folder.done`), so they may be lines of a state
+    dropped already, and are late. A batch may span more than the windows (a
+    backfill's), so never the clock after it."""
+    if not entity.startswith(GUEST_PREFIX):
+        return fresh
+    kept: list[Transaction] = []
+    for e in fresh:
+        if windows_passed(e.ts, clock, kept_s):
+            update.late.append(LateEvent(e.event_id, entity, e.ts, clock))
+        else:
+            kept.append(e)
+    return kept
 
 
 class CustomerFolder(Folder):
@@ -212,25 +231,15 @@ class CustomerFolder(Folder):
     def done(self, entity: str, clock: int | None) -> bool:
         """A guest's folder once the clock has reached the moment its latest event's tile
         leaves its longest window, and no tile is left to leave one after its rows."""
-        return (clock is not None and _windows_passed(self.max_ts, clock)
+        return (clock is not None and windows_passed(self.max_ts, clock)
                 and entity.startswith(GUEST_PREFIX)
                 and not self.customer.moves_after(self.rows_through))
 
     def _behind_forgotten(self, entity: str, fresh: list[Transaction], clock: int,
                           update: FeatureUpdate) -> list[Transaction]:
-        """A new guest folder's events whose tiles had left every window by ``clock``,
-        the clock before their batch, are late: its state may have been dropped then
-        (:meth:`done`). A batch may span more than the windows (a backfill's), so never
-        the clock after it."""
-        if not entity.startswith(GUEST_PREFIX):
-            return fresh
-        kept: list[Transaction] = []
-        for e in fresh:
-            if _windows_passed(e.ts, clock):
-                update.late.append(LateEvent(e.event_id, entity, e.ts, clock))
-            else:
-                kept.append(e)
-        return kept
+        """A new guest folder's events whose tiles had left every window by ``clock`` are
+        late (:func:`behind_forgotten_guest`)."""
+        return behind_forgotten_guest(entity, fresh, clock, SEEN_IDS_KEPT_S, update)
 
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
               update: FeatureUpdate) -> None:
