@@ -6,7 +6,7 @@ The engine runs these per event and per row: one function with the view's condit
 expressions and aggregations written out in it makes no Python call per feature (a
 call per aggregation and event, and per feature, tile and row, was where its time went).
 Each aggregation keeps one *partial* (:func:`empty_text`), to which an event adds
-(:func:`update_lines`); a window merges its tiles' partials newest first
+(:func:`update_lines`); a window merges its tiles' partials in hour order
 (:func:`accumulator`) and a value is read from a partial (:func:`value_text`).
 
 >>> from basketflow.schemas.declare import E, agg

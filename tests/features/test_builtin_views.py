@@ -13,6 +13,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from basketflow.features.declared_state import Engine
+from basketflow.features.entity_features import _customer_state
 from basketflow.schemas.default_repository.customer import customer
 from basketflow.schemas.events import Transaction
 from tests.features.hand_written_customer import CustomerState
@@ -69,3 +70,33 @@ def test_the_engine_s_customer_rows_are_the_hand_written_ones_to_the_bit(
         theirs, ours = hand_written.values(moment), engine.values(moment)
         assert [(k, type(v), v) for k, v in ours.items()] == \
             [(k, type(v), v) for k, v in theirs.items()], moment  # stored alike: 0 is not 0.0
+
+
+def test_the_average_basket_keeps_no_partial_of_its_own() -> None:
+    """``avg_basket_value`` divides ``spend`` by ``orders``: its parts are stored once, in
+    those features' partials, not again as a pair in every tile."""
+    assert [(f.name, (top.name, bottom.name)) for f, (top, bottom) in ENGINE.ratios] == [
+        ("avg_basket_value", ("spend", "orders"))]
+    assert [f.name for f, _ in ENGINE.windowed] == [
+        "spend", "orders", "items", "distinct_products", "cancelled_lines"]
+    assert len(ENGINE.new_tile()) == 5
+
+
+@hypothesis_settings(max_examples=150, deadline=None)
+@given(events=streams(), cut=st.integers(0, 40))
+def test_a_snapshot_of_the_hand_written_state_resumes_on_the_engine(
+        events: list[Transaction], cut: int) -> None:
+    """A recovery snapshot holds a ``CustomerState``'s slots: restored, the engine goes on
+    from them with the values the hand-written state would have had."""
+    before, after = events[:cut], events[cut:]
+    hand_written = CustomerState()
+    for e in before:
+        hand_written.update(e)
+    names = CustomerState.__slots__
+    engine = _customer_state((names, tuple(getattr(hand_written, n) for n in names)))
+    for e in after:
+        hand_written.update(e)
+        engine.update(e)
+    for moment in moments(events):
+        if moment >= events[-1].ts:
+            assert engine.values(moment) == hand_written.values(moment), moment
