@@ -4,16 +4,20 @@ hand-written ``CustomerState`` computes: every feature at every moment its value
 change (each event time, each hour start at which a tile leaves a window), for random
 streams of one customer's lines with prices in cents, where float sums and their
 rounding differ when they are added in another order, or a ratio divides unrounded
-parts."""
+parts; and every customer row the flow's feature step writes for the real file (the
+store digests of ``tools/store_digest.py`` before and after the switch are the same)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from basketflow.features.declared_state import Engine
-from basketflow.features.entity_features import _customer_state
+from basketflow.features.entity_features import CustomerFolder, _customer_state
+from basketflow.producers.csv_source import read_events
 from basketflow.schemas.default_repository.customer import customer
 from basketflow.schemas.events import Transaction
 from tests.features.hand_written_customer import CustomerState
@@ -100,3 +104,30 @@ def test_a_snapshot_of_the_hand_written_state_resumes_on_the_engine(
     for moment in moments(events):
         if moment >= events[-1].ts:
             assert engine.values(moment) == hand_written.values(moment), moment
+
+
+def test_every_customer_row_of_the_real_file_is_the_hand_written_one(real_data: Path) -> None:
+    """The flow's feature step (``CustomerFolder``, the engine inside) over each customer's
+    lines in file order, its clock past every window: each row's values, types
+    included, are those of ``CustomerState`` folded up to the row's time."""
+    by_customer: dict[str, list[Transaction]] = {}
+    for e in read_events(real_data, [0]):
+        if isinstance(e, Transaction):
+            by_customer.setdefault(e.entity_id, []).append(e)
+    rows = 0
+    for customer, events in by_customer.items():
+        until = (max(e.ts for e in events) // HOUR + 2160) * HOUR
+        update = CustomerFolder().fold(customer, events, 1 << 40, until)
+        assert update is not None
+        hand_written, i = CustomerState(), 0
+        for row in update.rows:
+            if row.view != "customer":
+                continue
+            while i < len(events) and events[i].ts <= row.ts:
+                hand_written.update(events[i])
+                i += 1
+            theirs = hand_written.values(row.ts)
+            assert [(k, type(v), v) for k, v in row.values.items()] == \
+                [(k, type(v), v) for k, v in theirs.items()], (customer, row.ts)
+            rows += 1
+    assert rows > 80_000
