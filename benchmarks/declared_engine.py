@@ -2,14 +2,16 @@
 
 Reads a Kaggle file (default: the real extract), groups its valid events by customer in
 event-time order, and computes every customer's feature rows twice in one run: by the
-hand-written ``CustomerState`` (baseline, what the flow and the backfill run) and by the
-generic engine over the view's declaration (``features/declared_state.py``), at the same
+hand-written ``CustomerState`` (baseline: what the flow and the backfill ran before the
+engine computed the view, kept in ``tests/features/hand_written_customer.py`` as the
+reference) and by the generic engine over the view's declaration
+(``features/declared_state.py``, what they run now), at the same
 moments (each event time and each hour start where a tile leaves a window; a row where
 the values changed), in the same plain loop; with ``--baseline DIR`` (a tree of main:
 ``git archive main | tar -x -C DIR``) the generic engine of that tree too, in the same
 run; and the generic engine through the feature step the flow and the backfill run
-(``features/declared_folder.py``: ids, late events, rows), beside the hand-written
-views through theirs (``CustomerFolder``, which writes the basket view's rows too).
+(``features/declared_folder.py``: ids, late events, rows), beside the built-in views'
+(``CustomerFolder``, which writes the basket view's rows too).
 Prints events/s of each, the ratios to the hand-written time, and how many rows are
 identical, with the features that differ (and whether every row is the baseline
 engine's). Takes turns over ``--rounds``.
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' reference
 
 from machine import REAL_DATA, describe  # noqa: E402
 
@@ -38,10 +41,10 @@ from basketflow.features.declared_folder import NEVER_LATE, feature_rows  # noqa
 from basketflow.features.entity_features import CustomerFolder  # noqa: E402
 from basketflow.features.declared_state import Engine  # noqa: E402
 from basketflow.schemas.declare import View  # noqa: E402
-from basketflow.features.feature_state import CustomerState  # noqa: E402
 from basketflow.producers.csv_source import read_events  # noqa: E402
 from basketflow.schemas.default_repository.customer import customer  # noqa: E402
 from basketflow.schemas.events import Transaction  # noqa: E402
+from tests.features.hand_written_customer import CustomerState  # noqa: E402
 
 HOUR = 3600
 Rows = Callable[[list[Transaction]], Iterator[tuple[int, dict[str, Any]]]]
@@ -85,8 +88,8 @@ def hand_written_rows(events: list[Transaction]) -> Iterator[tuple[int, dict[str
     return plain_rows(CustomerState(), (24, 168, 720, 2160), events)
 
 
-def hand_written_step_rows(events: list[Transaction]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The hand-written views through their feature step (``CustomerFolder``: ids, late
+def customer_folder_rows(events: list[Transaction]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The built-in views through their feature step (``CustomerFolder``: ids, late
     events, rows up to the clock), with the clock where :func:`feature_rows` puts it: its
     customer rows (it writes the basket view's too, as the flow does)."""
     until = (max(e.ts for e in events) // HOUR + 2160) * HOUR
@@ -141,7 +144,7 @@ def main() -> None:
         contenders["generic (baseline)"] = generic_rows(baseline_engine(args.baseline,
                                                                         customer))
     contenders["generic, feature step"] = lambda evs: iter(feature_rows(engine, evs))
-    contenders["hand-written, step"] = hand_written_step_rows
+    contenders["customer folder"] = customer_folder_rows
     times: dict[str, list[float]] = {name: [] for name in contenders}
     results = {}
     for _ in range(args.rounds):

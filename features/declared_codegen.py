@@ -6,7 +6,7 @@ The engine runs these per event and per row: one function with the view's condit
 expressions and aggregations written out in it makes no Python call per feature (a
 call per aggregation and event, and per feature, tile and row, was where its time went).
 Each aggregation keeps one *partial* (:func:`empty_text`), to which an event adds
-(:func:`update_lines`); a window merges its tiles' partials newest first
+(:func:`update_lines`); a window merges its tiles' partials in hour order
 (:func:`accumulator`) and a value is read from a partial (:func:`value_text`).
 
 >>> from basketflow.schemas.declare import E, agg
@@ -185,38 +185,57 @@ def variable(ref: str, k: int) -> str:
     return f"{ref}_{k}"
 
 
-def accumulator(agg: Agg, name: str, tile: str) -> tuple[list[str], list[str]]:
+@dataclass
+class Accumulator:
+    """A window's partial of an aggregation as local variables, merged tile by tile:
+    ``starts`` begin it; per window, ``opens`` begin the window's own tiles' share,
+    ``merges`` merge in one tile and ``closes`` add the share to the partial."""
+
+    starts: list[str]
+    opens: list[str]
+    merges: list[str]
+    closes: list[str]
+
+    def __add__(self, other: Accumulator) -> Accumulator:
+        return Accumulator(self.starts + other.starts, self.opens + other.opens,
+                           self.merges + other.merges, self.closes + other.closes)
+
+
+def accumulator(agg: Agg, name: str, tile: str) -> Accumulator:
     """A window's partial of ``agg`` as local variables named from ``name`` (a mean's and a
-    ratio's parts: :func:`variable`): the statements that start it and those that merge
-    in the partial ``tile`` (an expression; a tuple's parts: :func:`item`)."""
+    ratio's parts: :func:`variable`), merging in the partial ``tile`` (an expression; a
+    tuple's parts: :func:`item`). A sum or count adds the tiles of each stretch between
+    two windows' starts in hour order, then that stretch's total to the partial: the
+    order in which the built-in views' state classes add floats, so sums are the same to
+    the last bit."""
     function = agg.function
     if function in ("ratio", "mean"):
         parts = agg.parts if function == "ratio" else (
             Agg("sum", None, None, "float"), Agg("count", None, None, "int"))
-        starts: list[str] = []
-        merges: list[str] = []
+        out = Accumulator([], [], [], [])
         for k, p in enumerate(parts):
-            start, merge = accumulator(p, variable(name, k), item(tile, k))
-            starts += start
-            merges += merge
-        return starts, merges
+            out += accumulator(p, variable(name, k), item(tile, k))
+        return out
     if function in ("sum", "count"):
-        return [f"{name} = 0"], [f"{name} += {tile}"]
+        return Accumulator([f"{name} = 0"], [f"{name}_s = 0"], [f"{name}_s += {tile}"],
+                           [f"{name} += {name}_s"])
     if function == "count_distinct":
-        return [f"{name} = set()"], [f"{name} |= {tile}"]
+        return Accumulator([f"{name} = set()"], [], [f"{name} |= {tile}"], [])
     if function in ("first", "last"):
-        return [f"{name} = None"], [f"{name} = _merge_picked({function!r}, {name}, {tile})"]
+        return Accumulator([f"{name} = None"], [],
+                           [f"{name} = _merge_picked({function!r}, {name}, {tile})"], [])
     better = "<" if function == "min" else ">"
-    return [f"{name} = None"], [f"p = {tile}",
-                                f"if p is not None and ({name} is None or p {better} {name}):",
-                                f"{_INDENT}{name} = p"]
+    return Accumulator([f"{name} = None"], [], [
+        f"p = {tile}", f"if p is not None and ({name} is None or p {better} {name}):",
+        f"{_INDENT}{name} = p"], [])
 
 
 @dataclass(frozen=True)
 class Output:
     """One stored feature of a row: a windowed feature's window (``feature``: its index
-    among the windowed, ``hours``: the window's span), or the value of a partial
-    (``partial``: its expression) of ``agg``."""
+    among the windowed, ``hours``: the window's span), a ratio of two stored features
+    of one window (``divides``: their names; ``hours``: the window's span), or the value
+    of a partial (``partial``: its expression) of ``agg``."""
 
     name: str
     agg: Agg
@@ -224,6 +243,7 @@ class Output:
     feature: int = -1
     hours: int = 0
     partial: str = ""
+    divides: tuple[str, str] = ()
 
 
 def _rounded(value: str, agg: Agg, decimals: int | None) -> str:
@@ -238,23 +258,36 @@ def _rounded(value: str, agg: Agg, decimals: int | None) -> str:
 def values_source(windowed: list[Agg], spans: tuple[int, ...], outputs: list[Output]) -> str:
     """The source of ``values(tiles, end, starts, lifetime, basket)``: the row's stored
     features in ``outputs``' order. Each windowed feature merges each tile of its longest
-    window once, newest first, and reads its windows from the shortest out: the window
-    of ``spans[k]`` is ``tiles[starts[k]:end]``."""
+    window once, in hour order stretch by stretch, and reads its windows from the
+    shortest out: the window of ``spans[k]`` is ``tiles[starts[k]:end]``. A ratio of two
+    features divides their stored values."""
     longest = [max((o.hours for o in outputs if o.feature == i), default=0)
                for i in range(len(windowed))]
     accumulators = [accumulator(a, f"a{i}", f"t[{i}]") for i, a in enumerate(windowed)]
-    body = [line for start, _ in accumulators for line in start]
+    number = {o.name: n for n, o in enumerate(outputs)}
+    body = [line for acc in accumulators for line in acc.starts]
     for k, span in enumerate(spans):
-        merges = [line for i, (_, merge) in enumerate(accumulators) if longest[i] >= span
-                  for line in merge]
+        merged = [acc for i, acc in enumerate(accumulators) if longest[i] >= span]
         after = "end" if k == 0 else f"starts[{k - 1}]"
-        body += [f"for t in reversed(tiles[starts[{k}]:{after}]):", *_indented(merges)]
+        body += [line for acc in merged for line in acc.opens]
+        body += [f"for t in tiles[starts[{k}]:{after}]:",
+                 *_indented([line for acc in merged for line in acc.merges])]
+        body += [line for acc in merged for line in acc.closes]
         body += [f"o{n} = " + _rounded(value_text(o.agg, f"a{o.feature}", variable),
                                        o.agg, o.decimals)
                  for n, o in enumerate(outputs) if o.feature >= 0 and o.hours == span]
+        body += [f"o{n} = " + _rounded(_divided(o, number), o.agg, o.decimals)
+                 for n, o in enumerate(outputs) if o.divides and o.hours == span]
     body += [f"o{n} = " + _rounded(value_text(o.agg, o.partial, item), o.agg, o.decimals)
-             for n, o in enumerate(outputs) if o.feature < 0]
+             for n, o in enumerate(outputs) if o.partial]
     body.append("return {" + ", ".join(f"{o.name!r}: o{n}" for n, o in enumerate(outputs))
                 + "}")
     return "\n".join(["def values(tiles, end, starts, lifetime, basket):",
                       *_indented(body)])
+
+
+def _divided(output: Output, number: dict[str, int]) -> str:
+    """The expression of a ratio of two stored features (``output.divides``), from the
+    variables their values are in (``number``: name -> its output's number)."""
+    top, bottom = (f"o{number[name]}" for name in output.divides)
+    return f"({output.agg.if_zero!r} if not {bottom} else ({top} or 0) / {bottom})"

@@ -17,6 +17,12 @@ The folder is pickled without its engine (compiled expressions do not pickle): t
 (:func:`declared_step`) gives it its engine again, or a new state when the view's
 version changed (its history is then ``backfill --views``'s to compute).
 
+A guest's folder (entity ``guest-<invoice>``: every guest invoice is an entity of its
+own that never buys again) is dropped once the clock is past its latest event by the
+view's longest window and the allowed lateness, its rows all written
+(:meth:`DeclaredFolder.done`), as the built-in customer view's is; a line of a guest
+with no folder that far behind the clock is late, never the first of a new folder.
+
 >>> from basketflow.schemas.declare import E, Feature, View, agg, days
 >>> from basketflow.schemas.events import parse_row
 >>> view = View("demo", entity="customer_id", features=[
@@ -35,9 +41,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from basketflow.features.declared_state import HOUR, Basket, DeclaredState, Engine
-from basketflow.features.entity_features import Folder
+from basketflow.features.entity_features import (
+    Folder,
+    behind_forgotten_guest,
+    windows_passed,
+)
 from basketflow.features.seen_ids import SeenIds
-from basketflow.schemas.events import Transaction
+from basketflow.schemas.events import GUEST_PREFIX, Transaction
 from basketflow.schemas.records import FeatureUpdate, LogRow, Work
 
 #: A lateness no event of an ordered stream reaches.
@@ -45,15 +55,18 @@ NEVER_LATE = 1 << 40
 
 
 class DeclaredFolder(Folder):
-    """One entity's state of one declared view, and the values of its latest row."""
+    """One entity's state of one declared view, and the values of its latest row;
+    ``guest_kept_s``: how far behind the clock a guest's state is kept (not pickled: the
+    step sets it, :meth:`attach`)."""
 
-    __slots__ = ("state", "version", "last")
+    __slots__ = ("state", "version", "last", "guest_kept_s")
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, guest_kept_s: int = NEVER_LATE) -> None:
         super().__init__()
         self.state = engine.state()
         self.version = engine.version
         self.last: dict[str, Any] | None = None
+        self.guest_kept_s = guest_kept_s
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickled as plain values, without the engine (see the module)."""
@@ -61,9 +74,23 @@ class DeclaredFolder(Folder):
                           self.seen, self.seq, self.max_ts, self.rows_through,
                           self.state.basket)
 
-    def attach(self, engine: Engine) -> None:
-        """Give a restored folder its engine."""
+    def attach(self, engine: Engine, guest_kept_s: int) -> None:
+        """Give a restored folder its engine, and how long a guest's state is kept."""
         self.state.engine = engine
+        self.guest_kept_s = guest_kept_s
+
+    def done(self, entity: str, clock: int | None) -> bool:
+        """A guest's folder once the clock is ``guest_kept_s`` past its latest event's
+        tile, and no tile is left to leave a window after its rows."""
+        return (clock is not None and entity.startswith(GUEST_PREFIX)
+                and windows_passed(self.max_ts, clock, self.guest_kept_s)
+                and not self.state.moves_after(self.rows_through))
+
+    def _behind_forgotten(self, entity: str, fresh: list[Transaction], clock: int,
+                          update: FeatureUpdate) -> list[Transaction]:
+        """A new guest folder's events ``guest_kept_s`` behind ``clock`` are late
+        (:func:`behind_forgotten_guest`)."""
+        return behind_forgotten_guest(entity, fresh, clock, self.guest_kept_s, update)
 
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
               update: FeatureUpdate) -> None:
@@ -120,7 +147,7 @@ def _restore(version: str, tiles: dict[int, list[Any]], lifetime: list[Any],
     folder.state = DeclaredState.__new__(DeclaredState)
     folder.state.tiles, folder.state.lifetime = tiles, lifetime
     folder.state.basket = _upgraded_basket(basket)
-    folder.version, folder.last = version, last
+    folder.version, folder.last, folder.guest_kept_s = version, last, NEVER_LATE
     folder.seen, folder.seq, folder.max_ts, folder.rows_through = seen, seq, max_ts, rows_through
     return folder
 
@@ -141,18 +168,37 @@ def _upgraded_basket(basket: tuple[Any, ...]) -> Basket:
     return invoice, latest, ({} if invoice is None else {invoice: partials})
 
 
+def guest_kept_s(engine: Engine, lateness: int) -> int:
+    """How far behind the clock a guest's state of ``engine``'s view is kept: its
+    longest window, and at least the allowed lateness (a lifetime feature's guest has
+    no window: the lateness alone).
+
+    >>> from basketflow.schemas.declare import E, Feature, View, agg, hours
+    >>> view = View("short", entity="customer_id",
+    ...             features=[Feature("n", agg.count(), windows=hours(6))])
+    >>> guest_kept_s(Engine(view), 3600), guest_kept_s(Engine(view), 86_400)
+    (21600, 86400)
+    """
+    return max(engine.spans[-1] * HOUR if engine.spans else 0, lateness)
+
+
 def declared_step(engine: Engine, lateness: int) -> Callable[
-        [DeclaredFolder | None, Work], tuple[DeclaredFolder, list[FeatureUpdate]]]:
+        [DeclaredFolder | None, Work], tuple[DeclaredFolder | None, list[FeatureUpdate]]]:
     """A ``pickled_flat_map`` mapper folding an entity's :class:`Work` into its
-    :class:`DeclaredFolder` of ``engine``'s view, with an allowed lateness in seconds."""
+    :class:`DeclaredFolder` of ``engine``'s view, with an allowed lateness in seconds; a
+    folder that is :meth:`~DeclaredFolder.done` is dropped (None: Bytewax discards the
+    key's state)."""
+    kept_s = guest_kept_s(engine, lateness)
+
     def mapper(state: DeclaredFolder | None,
-               work: Work) -> tuple[DeclaredFolder, list[FeatureUpdate]]:
+               work: Work) -> tuple[DeclaredFolder | None, list[FeatureUpdate]]:
         if state is None or state.version != engine.version:
-            state = DeclaredFolder(engine)
+            state = DeclaredFolder(engine, kept_s)
         else:
-            state.attach(engine)
+            state.attach(engine, kept_s)
         update = state.fold(work.entity, work.events, lateness, work.clock, work.since)
-        return state, [update] if update is not None else []
+        out = [update] if update is not None else []
+        return (None if state.done(work.entity, work.clock) else state), out
 
     return mapper
 

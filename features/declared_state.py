@@ -85,10 +85,16 @@ class Engine:
         self.lifetime: list[FeatureDecl] = []
         #: Features over the latest purchase invoice's lines.
         self.latest: list[FeatureDecl] = []
+        #: Ratios of two windowed features (:meth:`View.ratio_of_features`): read from
+        #: their stored values, with no partial of their own in the tiles.
+        self.ratios: list[tuple[FeatureDecl, tuple[FeatureDecl, FeatureDecl]]] = []
         for f in view.features:
             if not isinstance(f, FeatureDecl):
                 continue  # request-time: computed when read
-            if LATEST_INVOICE in f.windows:  # alone: the declaration checks it
+            parts = view.ratio_of_features(f)
+            if parts is not None:
+                self.ratios.append((f, parts))
+            elif LATEST_INVOICE in f.windows:  # alone: the declaration checks it
                 self.latest.append(f)
             elif f.windows[0].hours <= 0:
                 self.lifetime.append(f)
@@ -129,6 +135,11 @@ class Engine:
         for i, (f, ws) in enumerate(self.windowed):
             out |= {name: Output(name, f.aggregation, f.decimals, feature=i, hours=hours)
                     for name, hours in ws}
+        for f, (top, bottom) in self.ratios:
+            out |= {f"{f.name}_{w.text}": Output(
+                f"{f.name}_{w.text}", f.aggregation, f.decimals, hours=w.hours,
+                divides=(f"{top.name}_{w.text}", f"{bottom.name}_{w.text}"))
+                for w in f.windows}
         for source, features in (("lifetime", self.lifetime), ("basket", self.latest)):
             out |= {f.name: Output(f.name, f.aggregation, f.decimals, partial=f"{source}[{i}]")
                     for i, f in enumerate(features)}
@@ -227,9 +238,15 @@ class DeclaredState:
         return sorted({moment for h in self.tiles for hours in self.engine.spans
                        if after < (moment := (h + hours) * HOUR) <= until})
 
+    def moves_after(self, after: int) -> bool:
+        """Whether a tile will leave a window after ``after``."""
+        longest = self.engine.spans[-1] if self.engine.spans else 0
+        return any((h + longest) * HOUR > after for h in self.tiles)
+
     def evict(self, as_of: int) -> None:
-        """Drop the tiles no window at ``as_of`` or later can see."""
-        if self.engine.spans:
+        """Drop the tiles no window at ``as_of`` or later can see (the oldest tile is the
+        first: the tiles are in hour order)."""
+        if self.engine.spans and self.tiles:
             oldest = as_of // HOUR - self.engine.spans[-1]
-            if any(h <= oldest for h in self.tiles):
+            if next(iter(self.tiles)) <= oldest:
                 self.tiles = {h: t for h, t in self.tiles.items() if h > oldest}

@@ -29,7 +29,7 @@ Rules, the same for the live flow and the backfill:
   read, so a product row is written at each hour end where its values change, once the
   clock has passed it (:class:`ProductFolder`): exact whatever the order of its lines;
 - **windows move on without events**: a customer's windowed values also change when one
-  of its hourly tiles leaves a window (:meth:`CustomerState.next_change`). At each such
+  of its hourly tiles leaves a window (:meth:`DeclaredState.changes`). At each such
   moment ``P`` a row is written as of ``P`` (``ts = P``, ``seq`` the events folded so
   far), as if the customer had an event there: before folding an event later than ``P``
   (so the row holds exactly the events before it), or when the flow's event-time clock
@@ -54,22 +54,29 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from basketflow.features.declared_state import DeclaredState, Engine
 from basketflow.features.feature_state import (
     HOUR,
     MILLI,
     BasketState,
-    CustomerState,
     ProductState,
     hour_end,
     last_ended_hour,
-    upgrade_customer_tiles,
 )
 from basketflow.features.seen_ids import SeenIds
+from basketflow.schemas.default_repository.customer import customer as customer_declaration
 from basketflow.schemas.events import GUEST_PREFIX, Transaction
 from basketflow.schemas.features import DAY_SECONDS, WINDOW_DAYS
 from basketflow.schemas.records import FeatureUpdate, LateEvent, LogRow, Work
 
 T = TypeVar("T")
+
+#: The built-in ``customer`` view, computed by the generic engine from its declaration
+#: (``schemas/default_repository/customer.py``): its rows are those of the hand-written
+#: class it replaced, to the bit (``tests/features/test_builtin_views.py``).
+CUSTOMER_ENGINE = Engine(customer_declaration)
+#: What a snapshot's customer state holds: its tiles and lifetime partials.
+_CUSTOMER_SLOTS = ("tiles", "lifetime")
 
 #: How long an entity remembers the ids it folded in, behind its latest event, at least:
 #: its longest window. A copy of an event older than that (and than the rule for late
@@ -169,25 +176,45 @@ class Folder(ABC):
         the entity's windows move on; ``rows_through`` becomes ``until``."""
 
 
-def _windows_passed(ts: int, clock: int) -> bool:
-    """Whether the tile of event time ``ts`` has left the longest window at ``clock``.
+def windows_passed(ts: int, clock: int, kept_s: int = SEEN_IDS_KEPT_S) -> bool:
+    """Whether the tile of event time ``ts`` is ``kept_s`` or more behind ``clock`` (by
+    default: it has left the customer's longest window).
 
-    >>> _windows_passed(10 * HOUR + 5, (10 + 90 * 24) * HOUR)
+    >>> windows_passed(10 * HOUR + 5, (10 + 90 * 24) * HOUR)
     True
-    >>> _windows_passed(10 * HOUR + 5, (10 + 90 * 24) * HOUR - 1)
+    >>> windows_passed(10 * HOUR + 5, (10 + 90 * 24) * HOUR - 1)
     False
     """
-    return ts // HOUR * HOUR + SEEN_IDS_KEPT_S <= clock
+    return ts // HOUR * HOUR + kept_s <= clock
+
+
+def behind_forgotten_guest(entity: str, fresh: list[Transaction], clock: int, kept_s: int,
+                           update: FeatureUpdate) -> list[Transaction]:
+    """The events of a new folder of ``entity``, less, for a guest, those whose tiles were
+    ``kept_s`` behind ``clock``, the clock before their batch: a guest's state is dropped
+    that far behind the clock (:meth:`Folder.done`), so they may be lines of a state
+    dropped already, and are late. A batch may span more than the windows (a
+    backfill's), so never the clock after it."""
+    if not entity.startswith(GUEST_PREFIX):
+        return fresh
+    kept: list[Transaction] = []
+    for e in fresh:
+        if windows_passed(e.ts, clock, kept_s):
+            update.late.append(LateEvent(e.event_id, entity, e.ts, clock))
+        else:
+            kept.append(e)
+    return kept
 
 
 class CustomerFolder(Folder):
-    """A customer's ``customer`` and ``basket`` views."""
+    """A customer's ``customer`` view (the generic engine's state of its declaration)
+    and ``basket`` view (:class:`BasketState`)."""
 
     __slots__ = ("customer", "basket")
 
     def __init__(self) -> None:
         super().__init__()
-        self.customer = CustomerState()
+        self.customer = CUSTOMER_ENGINE.state()
         self.basket = BasketState()
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
@@ -195,32 +222,24 @@ class CustomerFolder(Folder):
         pickling records every object's class and slots, and the snapshot of every entity
         that changed stalls the flow at each epoch's end. The form is that of the one
         ``EntityFolder`` class these two replace, so :func:`_restore_folder` restores
-        snapshots of either."""
-        return _restore_folder, (_slot_values(self.customer), _slot_values(self.basket),
+        snapshots of either (the customer's state: its tiles and lifetime partials, or,
+        in older snapshots, the hand-written ``CustomerState``'s slots)."""
+        customer = (_CUSTOMER_SLOTS, (self.customer.tiles, self.customer.lifetime))
+        return _restore_folder, (customer, _slot_values(self.basket),
                                  None, self.seen, self.seq, self.max_ts, self.rows_through)
 
     def done(self, entity: str, clock: int | None) -> bool:
         """A guest's folder once the clock has reached the moment its latest event's tile
         leaves its longest window, and no tile is left to leave one after its rows."""
-        return (clock is not None and _windows_passed(self.max_ts, clock)
+        return (clock is not None and windows_passed(self.max_ts, clock)
                 and entity.startswith(GUEST_PREFIX)
-                and self.customer.next_change(self.rows_through) is None)
+                and not self.customer.moves_after(self.rows_through))
 
     def _behind_forgotten(self, entity: str, fresh: list[Transaction], clock: int,
                           update: FeatureUpdate) -> list[Transaction]:
-        """A new guest folder's events whose tiles had left every window by ``clock``,
-        the clock before their batch, are late: its state may have been dropped then
-        (:meth:`done`). A batch may span more than the windows (a backfill's), so never
-        the clock after it."""
-        if not entity.startswith(GUEST_PREFIX):
-            return fresh
-        kept: list[Transaction] = []
-        for e in fresh:
-            if _windows_passed(e.ts, clock):
-                update.late.append(LateEvent(e.event_id, entity, e.ts, clock))
-            else:
-                kept.append(e)
-        return kept
+        """A new guest folder's events whose tiles had left every window by ``clock`` are
+        late (:func:`behind_forgotten_guest`)."""
+        return behind_forgotten_guest(entity, fresh, clock, SEEN_IDS_KEPT_S, update)
 
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
               update: FeatureUpdate) -> None:
@@ -256,22 +275,22 @@ class CustomerFolder(Folder):
 
     def _expire(self, entity: str, until: int, update: FeatureUpdate) -> None:
         """A customer row at each moment after ``rows_through`` up to ``until`` at which
-        a tile leaves a window."""
+        a tile leaves a window; then the tiles no window at the latest event time or
+        later sees are dropped (rows from that time on may be written again)."""
         self._customer_rows(entity, self.rows_through, until, update)
         self.rows_through = until
+        self.customer.evict(min(until, self.max_ts))
 
     def _customer_rows(self, entity: str, after: int, until: int,
                        update: FeatureUpdate) -> None:
         """A customer row at each moment in ``(after, until]`` at which a tile leaves a
         window, as of that moment."""
         customer, seq, rows = self.customer, self.seq, update.rows
-        moment = customer.next_change(after)
-        while moment is not None and moment <= until:
+        for moment in customer.changes(after, until):
             values = customer.values(moment)
             rows.append(LogRow("customer", entity, moment, seq, values))
             update.values["customer"] = values
             update.times["customer"] = moment
-            moment = customer.next_change(moment)
 
 
 #: How far behind a product's rows a line may arrive and still be folded in, its rows
@@ -361,7 +380,7 @@ class ProductFolder(Folder):
 SlotValues = tuple[tuple[str, ...], tuple[Any, ...]]
 
 
-def _slot_values(state: CustomerState | BasketState | ProductState) -> SlotValues:
+def _slot_values(state: BasketState | ProductState) -> SlotValues:
     """A state object's slot names and values."""
     names: tuple[str, ...] = state.__slots__
     return names, tuple(getattr(state, name) for name in names)
@@ -404,15 +423,56 @@ def _restore_folder(customer: SlotValues | None, basket: SlotValues | None,
             _upgrade_product(folder.product)
     elif customer is not None and basket is not None:
         folder = CustomerFolder.__new__(CustomerFolder)
-        folder.customer = _rebuilt(CustomerState, customer)
-        if any(len(tile) == 3 for tile in folder.customer.tiles.values()):
-            upgrade_customer_tiles(folder.customer)
+        folder.customer = _customer_state(customer)
         folder.basket = _rebuilt(BasketState, basket)
     else:
         raise ValueError("a folder snapshot holds either a product or a customer and basket")
     folder.seen, folder.seq, folder.max_ts = SeenIds.of(seen), seq, max_ts
     folder.rows_through = max_ts if rows_through is None else rows_through
     return folder
+
+
+def _customer_state(values: SlotValues) -> DeclaredState:
+    """A snapshot's customer state: its tiles and lifetime partials, or those of the
+    hand-written ``CustomerState`` it held before the generic engine computed the view
+    (:func:`_from_hand_written`)."""
+    names, slots = values
+    state = CUSTOMER_ENGINE.state()
+    if names == _CUSTOMER_SLOTS:
+        state.tiles, state.lifetime = slots
+    else:
+        state.tiles, state.lifetime = _from_hand_written(dict(zip(names, slots)))
+    return state
+
+
+def _from_hand_written(old: dict[str, Any]) -> tuple[dict[int, list[Any]], list[Any]]:
+    """The generic engine's tiles and lifetime partials of the ``customer`` view from the
+    slots of a hand-written ``CustomerState`` (tiles of ``[spend, items, cancelled
+    lines, ...]``, each kept purchase invoice and product by its latest hour, lifetime
+    totals), so its values go on exactly where they were: an invoice or product counts in
+    the tile of its latest hour (as it did), and the lifetime invoices it no longer knew
+    by name stand as placeholders that no invoice number equals (``\0`` is in none).
+
+    >>> tiles, lifetime = _from_hand_written({
+    ...     "tiles": {10: [5.0, 2, 0, 1, 1], 12: [1.5, 1, 1]}, "invoices": {"536365": 12},
+    ...     "products": {"85123A": 10}, "lifetime_invoices": 3, "lifetime_spend": 9.5,
+    ...     "first_purchase": 36_000, "last_purchase": 43_300, "max_ts": 43_300})
+    >>> tiles
+    {10: [5.0, set(), 2, {'85123A'}, 0], 12: [1.5, {'536365'}, 1, set(), 1]}
+    >>> len(lifetime[0]), lifetime[1:]
+    (3, [9.5, 36000, 43300])
+    """
+    tiles: dict[int, list[Any]] = {}
+    for hour, (spend, items, cancelled, *_) in sorted(old["tiles"].items()):
+        tiles[hour] = [spend, set(), items, set(), cancelled]
+    for field, latest in ((1, old["invoices"]), (3, old["products"])):
+        for name, hour in latest.items():
+            if hour in tiles:
+                tiles[hour][field].add(name)
+    invoices = set(old["invoices"])
+    invoices |= {f"\0forgotten {n}" for n in range(old["lifetime_invoices"] - len(invoices))}
+    return tiles, [invoices, old["lifetime_spend"], old["first_purchase"],
+                   old["last_purchase"]]
 
 
 def _upgrade_product(state: ProductState) -> None:

@@ -1,20 +1,23 @@
-"""Per-entity feature state: the one implementation of every feature's logic.
+"""Per-entity feature state of the built-in views the generic engine
+(:mod:`basketflow.features.declared_state`) does not compute: ``basket`` and ``product``
+(docs/DESIGN.md says why); the ``customer`` view is the engine's.
 
 Each class here is plain Python, kept per entity inside a Bytewax stateful step by
 the live flow and by the backfill alike, so what a model is trained on is what it is
-served. ``update(event)`` folds one event in; ``values(as_of)`` returns the features as of
-event time ``as_of`` (the latest event folded in), following the window rule of
-:mod:`basketflow.schemas.features`: a ``W``-day window at ``t`` holds the events of the ``W*24``
-hourly tiles ending with the hour of ``t``.
+served. ``update(event)`` folds one event in; ``values`` returns the features, following
+the window rule of :mod:`basketflow.schemas.features`: a ``W``-day window at ``t`` holds
+the events of the ``W*24`` hourly tiles ending with the hour of ``t``.
 
 >>> from basketflow.schemas.events import parse_row
 >>> row = ["536365", "85123A", "HEART", "6", "12/1/2010 8:26", "2.55", "17850", "UK"]
->>> c = CustomerState()
->>> c.update(parse_row(row, "f:2"))
->>> c.update(parse_row(["C536366"] + row[1:3] + ["-2"] + row[4:], "f:3"))
->>> v = c.values(c.max_ts)
->>> v["spend_1d"], v["orders_1d"], v["cancelled_lines_1d"], v["lifetime_orders"]
-(10.2, 1, 1, 1)
+>>> b = BasketState()
+>>> b.update(parse_row(row, "f:2"))
+True
+>>> b.update(parse_row(["C536366"] + row[1:3] + ["-2"] + row[4:], "f:3"))
+False
+>>> v = b.values()
+>>> v["invoice"], v["value"], v["distinct_products"]
+('536365', 15.3, 1)
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from basketflow.schemas.events import Transaction
-from basketflow.schemas.features import CATEGORY_SHARES, CUSTOMER, PRODUCT, FeatureView
+from basketflow.schemas.features import CATEGORY_SHARES, PRODUCT, FeatureView
 from basketflow.schemas.taxonomy import load_taxonomy
 
 HOUR = 3600
@@ -69,139 +72,6 @@ def _windows_of(view: FeatureView, stem: str) -> tuple[tuple[str, int], ...]:
                  for days in declared.windows_days)
 
 
-#: The customer's windows in days, shortest first: its tiles are summed over each.
-_CUSTOMER_DAYS = CUSTOMER.windows_days
-#: Hours of tiles a customer needs: its longest window, and a day more.
-_CUSTOMER_KEPT_HOURS = max(_CUSTOMER_DAYS) * 24 + 24
-#: Hours after a tile's hour at whose start it leaves each of the customer's windows,
-#: shortest window first: the only moments its windowed values change between events.
-CUSTOMER_CHANGE_HOURS = tuple(days * 24 for days in _CUSTOMER_DAYS)
-_SPEND = _windows_of(CUSTOMER, "spend")
-_ORDERS = _windows_of(CUSTOMER, "orders")
-_ITEMS = _windows_of(CUSTOMER, "items")
-_DISTINCT_PRODUCTS = _windows_of(CUSTOMER, "distinct_products")
-_CANCELLED_LINES = _windows_of(CUSTOMER, "cancelled_lines")
-_AVG_BASKET_VALUE = _windows_of(CUSTOMER, "avg_basket_value")
-
-
-class CustomerState:
-    """Purchase history of one customer over sliding windows, plus lifetime totals.
-
-    Hourly tiles hold ``[spend, items, cancelled lines, invoices, products]``: purchase
-    invoices and products remember their latest hour, and each is counted in the tile of
-    that hour only, so a window's sums count each distinct invoice and product once,
-    exactly. Tiles older than the longest window are dropped.
-    """
-
-    __slots__ = ("tiles", "invoices", "products", "lifetime_invoices", "lifetime_spend",
-                 "first_purchase", "last_purchase", "max_ts")
-
-    def __init__(self) -> None:
-        self.tiles: dict[int, list[float]] = {}
-        self.invoices: dict[str, int] = {}
-        self.products: dict[str, int] = {}
-        self.lifetime_invoices = 0
-        self.lifetime_spend = 0.0
-        self.first_purchase: int | None = None
-        self.last_purchase: int | None = None
-        self.max_ts = 0
-
-    def update(self, e: Transaction) -> None:
-        """Fold one line in (cancellations count negative)."""
-        ts = e.ts
-        hour = ts // HOUR
-        tiles = self.tiles
-        tile = tiles.get(hour)
-        if tile is None:
-            tile = tiles[hour] = [0.0, 0, 0, 0, 0]
-            self._evict(hour)
-            tiles = self.tiles
-        amount = e.quantity * e.unit_price
-        tile[0] += amount
-        self.lifetime_spend += amount
-        if e.is_product:
-            tile[1] += e.quantity
-        if e.is_cancellation:
-            tile[2] += 1
-        elif not e.is_adjustment:
-            latest = self.invoices.get(e.invoice)
-            if latest is None:
-                self.lifetime_invoices += 1
-            if latest is None or hour > latest:
-                self.invoices[e.invoice] = hour
-                _move_count(tiles, latest, tile, 3)
-            if e.is_product:
-                latest = self.products.get(e.stock_code)
-                if latest is None or hour > latest:
-                    self.products[e.stock_code] = hour
-                    _move_count(tiles, latest, tile, 4)
-            if self.first_purchase is None or ts < self.first_purchase:
-                self.first_purchase = ts
-            if self.last_purchase is None or ts > self.last_purchase:
-                self.last_purchase = ts
-        if ts > self.max_ts:
-            self.max_ts = ts
-
-    def _evict(self, newest_hour: int) -> None:
-        """Drop what no window can see any more (older than the longest window)."""
-        oldest = max(newest_hour, self.max_ts // HOUR) - _CUSTOMER_KEPT_HOURS
-        if next(iter(self.tiles)) >= oldest:
-            return
-        self.tiles = {h: t for h, t in self.tiles.items() if h >= oldest}
-        self.invoices = {i: h for i, h in self.invoices.items() if h >= oldest}
-        self.products = {p: h for p, h in self.products.items() if h >= oldest}
-
-    def next_change(self, after: int) -> int | None:
-        """The first moment after ``after`` at which a window moves on without an event:
-        the start of the hour in which one of the tiles leaves one of the windows (a tile
-        of hour ``h`` leaves the ``W``-day window when hour ``h + W*24`` begins); None when
-        no tile will leave any window. Purchase invoices and products remember hours of
-        tiles, so these are the only moments the windowed values change between events.
-
-        >>> c = CustomerState()
-        >>> c.tiles = {10: [5.0, 1, 0, 1, 1]}
-        >>> c.next_change(0) // HOUR, c.next_change(34 * HOUR) // HOUR
-        (34, 178)
-        >>> c.next_change((10 + 90 * 24) * HOUR) is None
-        True
-        """
-        first: int | None = None
-        for hour in self.tiles:
-            for after_hours in CUSTOMER_CHANGE_HOURS:
-                moment = (hour + after_hours) * HOUR
-                if moment > after:
-                    if first is None or moment < first:
-                        first = moment
-                    break
-        return first
-
-    def values(self, as_of: int) -> dict[str, Any]:
-        """Every stored feature of :data:`basketflow.schemas.features.CUSTOMER` as of
-        ``as_of``, in its declared order (its request-time features are computed when
-        they are read): the windowed ``spend``, ``orders``, ``items``,
-        ``distinct_products``, ``cancelled_lines`` and ``avg_basket_value`` (spend over
-        orders) from the tiles, invoices and products, each over its declared windows; the
-        rest from the lifetime fields."""
-        cuts = _cutoffs(as_of, _CUSTOMER_DAYS)
-        sums = _nested_sums(self.tiles.items(), cuts, as_of // HOUR, 5)
-        spend, items, cancelled, orders, products = zip(*sums)
-        out: dict[str, Any] = {}
-        spend = [round(s, 2) for s in spend]  # as served: the average divides these
-        for name, w in _SPEND:
-            out[name] = spend[w]
-        for windows, series in ((_ORDERS, orders), (_ITEMS, items),
-                                (_DISTINCT_PRODUCTS, products), (_CANCELLED_LINES, cancelled)):
-            for name, w in windows:
-                out[name] = series[w]
-        for name, w in _AVG_BASKET_VALUE:
-            out[name] = round(spend[w] / orders[w], 2) if orders[w] else None
-        out["lifetime_orders"] = self.lifetime_invoices
-        out["lifetime_spend"] = round(self.lifetime_spend, 2)
-        out["first_purchase"] = self.first_purchase
-        out["last_purchase"] = self.last_purchase
-        return out
-
-
 def _nested_sums(tiles: Iterable[tuple[int, Sequence[float]]], cuts: list[int],
                  last_hour: int, width: int) -> list[list[Any]]:
     """Each window's sums of the tiles' ``width`` fields up to ``last_hour``, for windows
@@ -231,34 +101,11 @@ def _nested_sums(tiles: Iterable[tuple[int, Sequence[float]]], cuts: list[int],
     return inner
 
 
-def _move_count(tiles: dict[int, list[Any]], was: int | None, tile: list[Any],
-                field: int) -> None:
-    """Count an invoice or product (``field`` of a customer's tile) in ``tile``, its new
-    latest hour, and no more in the tile of hour ``was`` (if any, and still kept)."""
-    tile[field] += 1
-    if was is not None:
-        old = tiles.get(was)
-        if old is not None:
-            old[field] -= 1
-
-
-def upgrade_customer_tiles(state: CustomerState) -> None:
-    """A customer state of a snapshot from before tiles counted invoices and products,
-    in today's form (counted from the invoices' and products' latest hours)."""
-    for tile in state.tiles.values():
-        del tile[3:]
-        tile += [0, 0]
-    for field, latest in ((3, state.invoices), (4, state.products)):
-        for hour in latest.values():
-            if hour in state.tiles:
-                state.tiles[hour][field] += 1
-
-
 class BasketState:
     """The customer's current basket (invoice) so far.
 
     A purchase line of a new invoice starts a new basket; cancellation and adjustment
-    lines belong to no basket (they are reversals, counted by :class:`CustomerState`).
+    lines belong to no basket (they are reversals, counted by the ``customer`` view).
     """
 
     __slots__ = ("invoice", "lines", "items", "value", "products", "non_product_lines",

@@ -60,11 +60,8 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulLogic
 
-from basketflow.features.feature_state import (
-    CUSTOMER_CHANGE_HOURS,
-    HOUR,
-    PRODUCT_CHANGE_HOURS,
-)
+from basketflow.features.entity_features import CUSTOMER_ENGINE
+from basketflow.features.feature_state import HOUR, PRODUCT_CHANGE_HOURS
 from basketflow.flows import stopping
 from basketflow.flows.shards import shard_of
 from basketflow.schemas.events import Transaction
@@ -75,7 +72,7 @@ from basketflow.schemas.records import Work
 TIMER_SHARDS = 4
 #: Hours after an event's hour at whose start a customer's tile leaves one of its
 #: windows.
-CUSTOMER_WAKE_HOURS = CUSTOMER_CHANGE_HOURS
+CUSTOMER_WAKE_HOURS = CUSTOMER_ENGINE.spans
 #: Hours after an event's hour by whose start a product's values changed: the product
 #: changes at hour ends (:class:`~basketflow.features.feature_state.ProductState`).
 PRODUCT_WAKE_HOURS = tuple(hours + 1 for hours in PRODUCT_CHANGE_HOURS)

@@ -39,7 +39,7 @@ figures are in docs/PERFORMANCE.md). Both parts can also run in one flow (the de
 the tests, the demo and the backfill do).
 
 The feature step keeps per-entity state in :func:`basketflow.flows.pickled_state.pickled_flat_map`
-(``stateful_flat_map`` with cheaper snapshots; the state is :mod:`basketflow.features.feature_state`)
+(``stateful_flat_map`` with cheaper snapshots; the state is :mod:`basketflow.features.entity_features`)
 rather than in Bytewax windows, whose per-key cost collapses at thousands of keys.
 """
 

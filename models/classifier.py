@@ -9,7 +9,7 @@ current segmentation. This module is only the model: its input
 the model registry (:mod:`basketflow.models.registry`).
 
 **Input.** :func:`classifier_features` reads only registered features (the ``basket`` and
-``customer`` views of :mod:`basketflow.schemas.features`, as :mod:`basketflow.features.feature_state` computes them),
+``customer`` views of :mod:`basketflow.schemas.features`, as :mod:`basketflow.features.entity_features` computes them),
 so training and serving see the same values:
 
 - the basket so far: ``log_value``, ``log_items``, ``log_lines``,
@@ -182,7 +182,7 @@ def classifier_features(basket: Mapping[str, Any],
     """The model's input from a basket's values and its customer's values (or None).
 
     ``basket`` is :meth:`basketflow.features.feature_state.BasketState.values`, ``customer``
-    :meth:`basketflow.features.feature_state.CustomerState.values` at the same event time, which count
+    the ``customer`` view's values (:data:`basketflow.features.entity_features.CUSTOMER_ENGINE`) at the same event time, which count
     this basket too (the history features take it out again; see the module docstring).
     Missing share features count as 0.0, so a basket without product lines works.
     """

@@ -9,8 +9,8 @@ windows at ``t`` (issue #14): a customer silent for a week reads ``spend_7d = 0`
 How: the clock is the newest ``ts`` of the view's log (its current version). Every
 change up to the flow's clock is logged, so the log is exact up to that time, and no
 event of the flow is later. After it, the windowed values are computed at ``t`` by the
-view's own state class (:class:`~basketflow.features.feature_state.CustomerState`, the
-function the flow folds with) over the customer's events from the offline event store
+view's own state (the generic engine's of its declaration,
+:data:`~basketflow.features.entity_features.CUSTOMER_ENGINE`, what the flow folds with) over the customer's events from the offline event store
 that the flow folded in: those of its longest window before the clock, up to the clock,
 less the ones it recorded as late (``late/``), in event-time order. The window rule then
 holds as written: the W-day window at ``t`` holds the W*24 hourly tiles ending with
@@ -19,12 +19,11 @@ the log row, and request-time features are computed from it at ``t`` as before.
 
 The feature repository's own views (:mod:`basketflow.schemas.declare`) move on the same
 way when the training set is given their declarations: their windowed features are
-computed at ``t`` by the generic engine's state
-(:class:`~basketflow.features.declared_state.DeclaredState`, the one the flow folds
-with, its view's filter included) over the events of the view's entity (a customer, a
-guest's invoice, or a product) of its longest asked window before the clock. Without the
-declaration (a view compiled elsewhere), or when its version is not the log's, the values
-stay those of the clock.
+computed at ``t`` by the generic engine's state of the declaration (its filter
+included) over the events of the view's entity (a customer, a guest's invoice, or a
+product) of its longest asked window before the clock. Without the declaration (a view
+compiled elsewhere), or when its version is not the log's, the values stay those of
+the clock.
 
 A store without an events log (a feature log copied alone) keeps the values as of the
 clock. ``late/`` holds one row per ``event_id``, under one entity: a line late for its
@@ -34,28 +33,22 @@ here for the other, though the flow left it out of both (DESIGN.md, "After the c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from basketflow.features.declared_state import Engine
-from basketflow.features.feature_state import HOUR, CustomerState
+from basketflow.features.declared_state import HOUR, DeclaredState, Engine
+from basketflow.features.entity_features import CUSTOMER_ENGINE
 from basketflow.offline_uri import StoreDir
 from basketflow.reports.offline_query import arrow_table
-from basketflow.schemas.declare import View
+from basketflow.schemas.declare import FeatureDecl, View
 from basketflow.schemas.events import GUEST_PREFIX, Transaction
-from basketflow.schemas.features import (
-    CUSTOMER,
-    WINDOWED,
-    FeatureView,
-    WindowedFeature,
-)
+from basketflow.schemas.features import CUSTOMER, FeatureView
 from basketflow.sinks.offline_layout import (
     event_days,
     event_files,
@@ -77,53 +70,41 @@ _ENTITY = {"customer_id": (f"CASE WHEN customer_id IS NULL OR customer_id = '' "
            "stock_code": "stock_code"}
 
 
-class TiledState(Protocol):
-    """One entity's state as the flow folds it: hourly tiles (hour -> partials), events
-    folded in, and every stored feature read at a time."""
-
-    tiles: dict[int, Any]
-
-    def update(self, e: Transaction) -> None: ...
-
-    def values(self, as_of: int) -> dict[str, Any]: ...
-
-
 @dataclass(frozen=True)
 class Moving:
-    """The asked features of a view whose values move on after the clock, and how they
-    are computed: the windows (in hours) they read, the entity column of the view, and
-    the state class the flow folds the view's events with."""
+    """The asked features of a view whose values move on after the clock, the windows
+    (in hours) they read, and the engine the flow folds the view's events with."""
 
     features: tuple[str, ...]
     spans: tuple[int, ...]
-    entity: str
-    new_state: Callable[[], TiledState]
+    engine: Engine
 
 
 def moves_on(view: FeatureView, features: Sequence[str],
              declaration: View | None = None) -> Moving | None:
     """The asked ``features`` of ``view`` whose values move on after the clock and are
-    computed here (None: none): the windowed features of the built-in customer view, or
+    computed here (None: none): its windowed features, of the built-in customer view or
     of a declared view whose ``declaration`` is given and compiles to ``view``'s version
     (see the module docstring)."""
+    engine = _engine_of(view, declaration)
+    if engine is None:
+        return None
+    hours = {f"{f.name}_{w.text}": w.hours for f in engine.view.features
+             if isinstance(f, FeatureDecl) for w in f.windows if w.hours > 0}
+    moving = tuple(f for f in features if f in hours)
+    return Moving(moving, tuple(sorted({hours[f] for f in moving})), engine) if moving \
+        else None
+
+
+def _engine_of(view: FeatureView, declaration: View | None) -> Engine | None:
+    """The engine whose state folds ``view``'s log: the built-in customer view's, or
+    that of ``declaration`` when the generic engine computes it as ``view``."""
     if view.version == CUSTOMER.version:
-        kinds = view.kinds
-        moving = tuple(f for f in features if kinds.get(f) == WINDOWED)
-        spans = tuple(sorted({days * 24 for d in view.declared
-                              if isinstance(d, WindowedFeature)
-                              for days in d.windows_days if d.name(days) in moving}))
-        return Moving(moving, spans, "customer_id", CustomerState) if moving else None
+        return CUSTOMER_ENGINE
     if declaration is None or not Engine.computes(declaration):
         return None
     engine = Engine(declaration)
-    if engine.version != view.version:
-        return None
-    hours = {name: span for _, windows in engine.windowed for name, span in windows}
-    moving = tuple(f for f in features if f in hours)
-    if not moving:
-        return None
-    return Moving(moving, tuple(sorted({hours[f] for f in moving})), declaration.entity,
-                  engine.state)
+    return engine if engine.version == view.version else None
 
 
 def _days(first: int, last: int) -> list:
@@ -189,10 +170,10 @@ def windows_at(con: duckdb.DuckDBPyConnection, root: StoreDir, moving: Moving,
         entities = entities.combine_chunks()
     encoded = pc.dictionary_encode(entities)
     names = encoded.dictionary.to_pylist()
-    events = folded_events(con, root, names, since, clock, moving.entity)
+    events = folded_events(con, root, names, since, clock, moving.engine.view.entity)
     if events is None:
         return None
-    states = [moving.new_state() for _ in names]
+    states = [moving.engine.state() for _ in names]
     for state, name in zip(states, names):
         for line in events[name]:
             state.update(line)
@@ -219,7 +200,7 @@ def _groups(keys: Sequence[np.ndarray]) -> tuple[np.ndarray, pa.Array]:
     return order[starts], pa.array(group)
 
 
-def _tiles_before(states: Sequence[TiledState], codes: np.ndarray, hours: np.ndarray,
+def _tiles_before(states: Sequence[DeclaredState], codes: np.ndarray, hours: np.ndarray,
                   spans: Sequence[int]) -> list[np.ndarray]:
     """Per span, per pair: how many tiles of the pair's entity (``states[code]``) are of an
     hour ``<= hour - span``, those the window of ``span`` hours ending at ``hour`` no

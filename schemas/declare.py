@@ -564,15 +564,23 @@ class FeatureDecl:
         """The type of its values."""
         return self.aggregation.dtype
 
-    def spec(self) -> str:
-        """Canonical text of how it is computed: what the version digests."""
+    def spec(self, divides: tuple[str, str] | None = None) -> str:
+        """Canonical text of how it is computed: what the version digests. ``divides``:
+        the two features a ratio divides, by name (:meth:`View.ratio_of_features`)."""
         rounding = "" if self.decimals is None else f", {self.decimals} decimals"
-        return (f"{self.name}: {self.aggregation.text} over "
-                f"{','.join(w.text for w in self.windows)}{rounding}")
+        how = self.aggregation.text
+        if divides is not None:
+            zero = self.aggregation.if_zero
+            how = f"ratio({divides[0]}, {divides[1]}" + (
+                "" if zero is None else f", if_zero={zero!r}") + ")"
+        return f"{self.name}: {how} over {','.join(w.text for w in self.windows)}{rounding}"
 
     def value(self, events: Sequence[Transaction]) -> Any:
         """The plain-Python value over the events of one window (see the module)."""
-        value = self.aggregation.value(events)
+        return self.rounded(self.aggregation.value(events))
+
+    def rounded(self, value: Any) -> Any:
+        """``value`` rounded to the declared decimals (a null as it is)."""
         if value is not None and self.decimals is not None:
             value = round(value, self.decimals)
         return value
@@ -707,7 +715,33 @@ class View:
         filter and when its values are read)."""
         head = (f"where {self.where.text}" if self.where is not None else "where all",
                 f"values at {self.values_at}")
-        return head + tuple(f.spec() for f in self.features)
+        return head + tuple(self._spec(f) for f in self.features)
+
+    def _spec(self, f: FeatureDecl | DaysSinceDecl) -> str:
+        """One feature's line of :meth:`spec`."""
+        if isinstance(f, DaysSinceDecl):
+            return f.spec()
+        parts = self.ratio_of_features(f)
+        return f.spec(None if parts is None else (parts[0].name, parts[1].name))
+
+    def ratio_of_features(self, f: FeatureDecl) -> tuple[FeatureDecl, FeatureDecl] | None:
+        """The two features of this view the windowed ratio ``f`` divides, when each of
+        its parts is aggregated exactly as one of them (not a ratio) is, over every window
+        of ``f``: the ratio is then of their stored values, rounded as those are declared
+        (``spend_30d / orders_30d`` as served), and keeps no partial of its own. None
+        when ``f`` is no such ratio."""
+        if f.aggregation.function != "ratio" or f.windows[0].hours <= 0:
+            return None
+        found: list[FeatureDecl] = []
+        for part in f.aggregation.parts:
+            match = next((g for g in self.features if isinstance(g, FeatureDecl)
+                          and g.aggregation.function != "ratio"
+                          and g.aggregation.text == part.text
+                          and set(f.windows) <= set(g.windows)), None)
+            if match is None:
+                return None
+            found.append(match)
+        return found[0], found[1]
 
     def reference(self, events: Sequence[Transaction], as_of: int) -> dict[str, Any]:
         """Every stored feature at ``as_of`` of one entity whose events (in the order they
@@ -718,8 +752,16 @@ class View:
         out: dict[str, Any] = {}
         for f in self.features:
             if isinstance(f, FeatureDecl):
+                parts = self.ratio_of_features(f)
                 for name, window in zip(self._names(f), f.windows, strict=True):
-                    out[name] = f.value(_in_window(mine, window, as_of))
+                    out[name] = (f.value(_in_window(mine, window, as_of)) if parts is None
+                                 else None)  # its place kept: the ratio is read below
+        for f in self.features:  # ratios of features, once their parts are known
+            if isinstance(f, FeatureDecl) and (parts := self.ratio_of_features(f)):
+                for name, window in zip(self._names(f), f.windows, strict=True):
+                    top, bottom = (out[f"{g.name}_{window.text}"] for g in parts)
+                    out[name] = f.rounded(f.aggregation.if_zero if not bottom
+                                          else (top or 0) / bottom)
         return out
 
     def signature(self) -> tuple[str, ...]:

@@ -4,8 +4,9 @@ The built-in views (``customer``, ``basket``, ``product``) are declared in the d
 feature repository (:mod:`basketflow.schemas.default_repository`, in the declarative
 API of :mod:`basketflow.schemas.declare`) and compiled here into
 :class:`~basketflow.schemas.feature_view.FeatureView` objects; their values are computed
-by their state classes (:mod:`basketflow.features.feature_state`), which the compile's
-``logic_revision`` versions.
+by the generic engine (``customer``: :mod:`basketflow.features.declared_state`) and by
+state classes (``basket``, ``product``: :mod:`basketflow.features.feature_state`), which
+the compile's ``logic_revision`` versions.
 
 A view names its entity, its features (name, dtype, description), an optional TTL, and
 where its values live online (where they live offline is the offline store's to say:
@@ -34,7 +35,7 @@ its version digests both.
 at time ``t`` contains exactly the events with event time in
 ``[floor_hour(t) - W*24h + 1h, t]``: the ``W*24`` hourly tiles ending with the hour of
 ``t``, up to ``t``. The same rule serves the live flow, the backfill and the training sets,
-since all three run :mod:`basketflow.features.feature_state`.
+since all three run the same per-entity states (:mod:`basketflow.features.entity_features`).
 
 **Late events**: an event more than the allowed lateness older than the latest event of
 its entity does not change online values (it is counted and logged); it still reaches the
@@ -77,7 +78,8 @@ __all__ = ["BASKET", "CATEGORY_SHARES", "CUSTOMER", "DAY_SECONDS", "PRODUCT", "R
 #: share of the basket's product value (computed by ``BasketState.values``).
 CATEGORY_SHARES = tuple((c, f"share_{c}") for c in CATEGORY_NAMES if c != NON_PRODUCT)
 
-#: Computed by :meth:`basketflow.features.feature_state.CustomerState.values`.
+#: Computed by the generic engine from its declaration
+#: (:data:`basketflow.features.entity_features.CUSTOMER_ENGINE`).
 CUSTOMER = customer.compile(
     logic_revision=2)  # 2: rows where windows move on; the average of the served spend
 

@@ -66,9 +66,10 @@ def parquet_digests(offline: Path) -> dict[str, Any]:
     return out
 
 
-def redis_digest(url: str, prefix: str) -> dict[str, Any]:
-    """A digest of every key under ``<prefix>:``, by kind of key."""
-    client = redis.Redis.from_url(url)
+def redis_digest(url: str, password: str | None, prefix: str) -> dict[str, Any]:
+    """A digest of every key under ``<prefix>:``, by kind of key (``password``: the
+    embedded server's, which its address does not show)."""
+    client = redis.Redis.from_url(url.replace("***@", "@"), password=password)
     kinds: dict[str, list[Any]] = {}
     for key in client.scan_iter(match=f"{prefix}:*", count=1000):
         name = key.decode()
@@ -87,6 +88,12 @@ def _servers(tree: Path, data_dir: Path) -> dict[str, str]:
     return json.loads(_cli(tree, data_dir, "up", "--json"))
 
 
+def _password(addresses: dict[str, str]) -> str | None:
+    """The embedded Valkey's password, from the file ``up`` names (None: it has none)."""
+    where = addresses.get("redis_password_in")
+    return json.loads(Path(where).read_text())["redis_password"] if where else None
+
+
 def digests(tree: Path, data: Path, scratch: Path) -> dict[str, Any]:
     """What a backfill and a live run of ``data`` leave in the stores."""
     out: dict[str, Any] = {}
@@ -101,7 +108,7 @@ def digests(tree: Path, data: Path, scratch: Path) -> dict[str, Any]:
                 _cli(tree, data_dir, "run", "--stop-at-end")
             prefix = os.environ.get("BASKETFLOW_PREFIX", "bf")
             out[run] = {"offline": parquet_digests(data_dir / "offline"),
-                        "redis": redis_digest(addresses["redis"], prefix)}
+                        "redis": redis_digest(addresses["redis"], _password(addresses), prefix)}
         finally:
             _cli(tree, data_dir, "down")
     return out

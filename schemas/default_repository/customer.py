@@ -1,7 +1,8 @@
 """The customer view: a customer's purchase history over sliding windows and lifetime.
 
-Built into basketflow: its values are computed by basketflow's own code
-(``CustomerState``), so this declaration must stay as it is; declare a changed or new
+Built into basketflow: its values are computed by the generic engine from this
+declaration, to the bit as the hand-written code it replaced did, so this declaration
+must stay as it is (its version is fixed, not digested); declare a changed or new
 feature in a new view under another name.
 """
 

@@ -4,7 +4,9 @@ them (a recovery snapshot), give the same rows (time, ``seq``, values) as the wh
 stream folded at once (where no event time is split over two batches), as ``backfill
 --views`` folds it; an event behind the rows written has every row after it written
 again, each the reference's (the tiles the clock passed kept; a late line of an earlier
-invoice of the latest time making it the latest again); a changed view starts afresh."""
+invoice of the latest time making it the latest again); a changed view starts afresh; a
+guest's state is dropped once its longest window and the allowed lateness have passed,
+its rows all written, and a line of it behind that is late."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 
 from basketflow.features.declared_folder import NEVER_LATE, DeclaredFolder, declared_step
 from basketflow.features.declared_state import Engine
-from basketflow.schemas.declare import View
+from basketflow.schemas.declare import E, Feature, View, agg, hours
 from basketflow.schemas.events import Transaction
 from basketflow.schemas.records import FeatureUpdate, LogRow, Work
 from tests.features.test_declared_state import DAY, START, everything, line, streams
@@ -147,7 +149,7 @@ def test_a_snapshot_from_before_several_latest_invoices_were_kept_restores(
     old_form = (invoice, (latest, 0), open_invoices[invoice], 1)
     folder.state.basket = old_form  # type: ignore[assignment]
     restored = pickle.loads(pickle.dumps(folder))
-    restored.attach(Engine(view))
+    restored.attach(Engine(view), NEVER_LATE)
     assert restored.state.basket == (invoice, latest, open_invoices)
     assert restored.state.values(START) == view.reference(events, START)
 
@@ -162,3 +164,36 @@ def test_a_changed_view_starts_its_entities_afresh(view: View,
     step = declared_step(Engine(changed), NEVER_LATE)
     state, _ = step(pickle.loads(pickle.dumps(old)), Work("c1", [], events[-1].ts))
     assert state.seq == 0 and state.version == Engine(changed).version != old.version
+
+
+#: A view whose longest window (6 hours) is shorter than a day's lateness.
+SHORT = View("short", entity="customer_id", features=[
+    Feature("spend", agg.sum(E.value), windows=hours(6), decimals=2),
+    Feature("lines_ever", agg.count())])
+HOUR = 3600
+
+
+@pytest.mark.parametrize("lateness_hours", [2, 10])
+def test_a_guest_s_state_is_dropped_once_its_window_and_the_lateness_have_passed(
+        lateness_hours: int) -> None:
+    step = declared_step(Engine(SHORT), lateness_hours * HOUR)
+    kept = max(6, lateness_hours) * HOUR
+    guest, tile = "guest-536365", START // HOUR * HOUR
+    first = line(guest, 0, START + 60, "536365", 2, 150, "buy", "P0")
+    for entity in (guest, "c1"):
+        state, _ = step(None, Work(entity, [first], first.ts))
+        state, _ = step(state, Work(entity, [], tile + kept - 1, first.ts))
+        assert state is not None  # not yet
+        state, updates = step(state, Work(entity, [], tile + kept, tile + kept - 1))
+        rows = [(row.ts, row.values["spend_6h"]) for u in updates for row in u.rows]
+        if entity == "c1":
+            assert state is not None  # a customer may come back: never dropped
+            continue
+        assert state is None
+        if lateness_hours < 6:  # its last row, the window empty, written before it went
+            assert rows == [(tile + 6 * HOUR, 0)]
+    # a line of the dropped guest arriving after is late, not the first of a new state
+    copy = msgspec.structs.replace(first, event_id="copy")
+    state, updates = step(None, Work(guest, [copy], tile + kept + HOUR, tile + kept))
+    assert [late.event_id for u in updates for late in u.late] == ["copy"]
+    assert not [row for u in updates for row in u.rows]

@@ -66,6 +66,10 @@ everything = View(
                 agg.ratio(agg.sum(E.value, where=E.product_category == "christmas_seasonal"),
                           agg.sum(E.value), if_zero=0.0),
                 windows=days(30), decimals=4),
+        Feature("spend_per_product",  # a ratio of two features: of their stored values
+                agg.ratio(agg.sum(E.value),
+                          agg.count_distinct(E.stock_code, where=PURCHASE)),
+                windows=days(7), decimals=2),
         Feature("lifetime_spend", agg.sum(E.value), decimals=2),
         Feature("weekdays", agg.count_distinct(E.weekday)),
         Feature("last_purchase", agg.max(E.time, where=PURCHASE)),

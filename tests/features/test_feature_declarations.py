@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from basketflow.features.entity_features import CustomerFolder, ProductFolder
-from basketflow.features.feature_state import BasketState, CustomerState, ProductState
+from basketflow.features.entity_features import CUSTOMER_ENGINE
+from basketflow.features.feature_state import BasketState, ProductState
 from basketflow.schemas.events import Transaction, parse_row
 from basketflow.schemas.features import WindowedFeature, registry
 
@@ -30,10 +31,10 @@ def events() -> list[Transaction]:
 
 
 def customer_values() -> dict[str, Any]:
-    state = CustomerState()
+    state = CUSTOMER_ENGINE.state()
     for e in events():
         state.update(e)
-    return state.values(state.max_ts)
+    return state.values(max(e.ts for e in events()))
 
 
 def basket_values() -> dict[str, Any]:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import basketflow.models.classifier as classifier
-from basketflow.features.feature_state import BasketState, CustomerState
+from basketflow.features.entity_features import CUSTOMER_ENGINE
+from basketflow.features.feature_state import BasketState
 from basketflow.models import online_linear
 from basketflow.models.classifier import BasketClassifier, Score, classifier_features
 from basketflow.models.registry import Lineage, Registry
@@ -105,14 +106,14 @@ def _line(invoice: str, code: str, qty: int, when: str, price: str) -> list[str]
 
 
 def test_features_of_a_first_visit_and_of_a_returning_customer() -> None:
-    customer, current = CustomerState(), BasketState()
+    customer, current = CUSTOMER_ENGINE.state(), BasketState()
     first = [_line("536365", "85099B", 10, "12/1/2010 8:26", "2.00"),
              _line("536365", "POST", 1, "12/1/2010 8:26", "18.00")]
     for n, row in enumerate(first):
         e = parse_row(row, f"f:{n}")
         customer.update(e)
         current.update(e)
-    x1 = classifier_features(current.values(), customer.values(customer.max_ts))
+    x1 = classifier_features(current.values(), customer.values(e.ts))
     # A first visit with the customer's row is the same input as one without.
     assert x1 == classifier_features(current.values(), None)
     assert x1["returning"] == 0.0 and x1["log_prior_spend"] == 0.0
@@ -132,13 +133,14 @@ def test_features_of_a_first_visit_and_of_a_returning_customer() -> None:
     e = parse_row(_line("536999", "85099B", 5, "12/11/2010 9:00", "2.00"), "f:9")
     customer.update(e)
     current.update(e)
-    x2 = classifier_features(current.values(), customer.values(customer.max_ts))
+    row = customer.values(e.ts)
+    x2 = classifier_features(current.values(), row)
     assert x2["returning"] == 1.0
     assert x2["log_prior_orders"] == round(math.log1p(1), 4)
     assert x2["log_prior_spend"] == round(math.log1p(38.0), 4)  # before this basket
     assert x2["log_prior_avg_basket"] == round(math.log1p(38.0), 4)
     assert x2["log_prior_orders_90d"] == round(math.log1p(1), 4)
-    assert x2["log_tenure_days"] == round(math.log1p((e.ts - customer.first_purchase) / 86400), 4)
+    assert x2["log_tenure_days"] == round(math.log1p((e.ts - row["first_purchase"]) / 86400), 4)
     assert x2["log_value"] == round(math.log1p(10.0), 4)
     assert not any(k.startswith("first_") for k in x2)  # a returning customer's: no copies
     assert set(x2) == set(own) | set(classifier.HISTORY_FEATURES)
