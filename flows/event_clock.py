@@ -94,10 +94,13 @@ P = TypeVar("P")
 
 
 class ClockedBatch(NamedTuple):
-    """A batch of events and the clock after it."""
+    """A batch of events and the clock after it; for a batch read from the topic, each
+    event's ``(partition, offset)`` there, in the same order (None: events from elsewhere,
+    a backfill's)."""
 
     events: list[Transaction]
     clock: int
+    positions: list[tuple[int, int]] | None = None
 
 
 class PartitionClock:

@@ -48,7 +48,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -122,6 +122,7 @@ from basketflow.sinks.flow_sinks import (
     OfflineEventSink,
     OnlineFeatureSink,
     OnlineScoreSink,
+    PlacedEvent,
     ProgressSink,
     ScoreLogSink,
     ShadowScoreLogSink,
@@ -157,6 +158,8 @@ class Decoded:
     quiet: int = DELIVERING
     #: Each event's Kafka timestamp (ms), for the flow's metrics.
     arrivals: list[int] = field(default_factory=list)
+    #: Each event's ``(partition, offset)``, stored with it offline.
+    positions: list[tuple[int, int]] = field(default_factory=list)
 
 
 def partition_name(topic: str, partition: int) -> str:
@@ -183,6 +186,7 @@ def decode_batch(batch: list[RawMessage]) -> Decoded:
         else:
             out.events.append(decoded)
             out.arrivals.append(msg.timestamp_ms)
+            out.positions.append((msg.partition, msg.offset))
             out.event_offsets.setdefault(name, []).append(msg.offset)
         out.offsets[name] = msg.offset + 1
     return out
@@ -230,9 +234,22 @@ def newest(events: list[Transaction]) -> int:
     return max((e.ts for e in events), default=0)
 
 
-def _day_key(e: Transaction) -> str:
-    """The event's day number, the offline sink's routing key."""
-    return str(e.ts // SECONDS_PER_DAY)
+def placed_by_day(batch: ClockedBatch, shard: EntityShard | None = None,
+                  ) -> list[tuple[str, list[PlacedEvent]]]:
+    """A batch's events to store offline, each with its position on the topic (None: a
+    backfill's), grouped by event day number (the offline sink's routing key), in order
+    within each day; a backfill's ``shard`` keeps only its days' events."""
+    placed: Iterable[PlacedEvent]
+    if shard is not None:  # a backfill's: from elsewhere than the topic
+        placed = ((e, None) for e in shard.day_events(batch.events))
+    elif batch.positions is not None:
+        placed = zip(batch.events, batch.positions)
+    else:
+        placed = ((e, None) for e in batch.events)
+    days: dict[str, list[PlacedEvent]] = defaultdict(list)
+    for e, where in placed:
+        days[str(e.ts // SECONDS_PER_DAY)].append((e, where))
+    return list(days.items())
 
 
 @dataclass(frozen=True)
@@ -264,9 +281,7 @@ def add_feature_steps(batches: Stream[ClockedBatch], outputs: FeatureOutputs,
     its products' lines; None keeps all.
     """
     if outputs.offline_root is not None and outputs.store_events:
-        keep_days = (lambda c: c.events) if shard is None else (
-            lambda c: shard.day_events(c.events))
-        by_day = op.flat_map("by-day", batches, lambda c: group_by(keep_days(c), _day_key))
+        by_day = op.flat_map("by-day", batches, lambda c: placed_by_day(c, shard))
         op.output("offline", by_day, OfflineEventSink(outputs.offline_root, stats))
     folded: list[KeyedStream[FeatureUpdate]] = []
     if "customer" in outputs.entities:
@@ -427,7 +442,8 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
                                          topic_partitions(bootstrap, settings.topic)))
     if metrics is not None:
         op.inspect("metrics-clock", clocked, lambda _s, c: metrics.clocked(c[1]))
-    events = op.map("events", clocked, lambda c: ClockedBatch(c[0].events, c[1]))
+    events = op.map("events", clocked,
+                    lambda c: ClockedBatch(c[0].events, c[1], c[0].positions))
     if scoring is not None and SERVE in parts:
         read: dict[str, int] = {}
         scoring = replace(scoring, offsets=read)

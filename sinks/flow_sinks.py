@@ -54,6 +54,7 @@ from basketflow.sinks.offline_store import (
     FeatureLog,
     LateEventLog,
     ParquetEventStore,
+    Position,
     ScoreLog,
     ShadowScoreLog,
     StoreUnwritable,
@@ -69,6 +70,8 @@ from basketflow.sinks.write_behind import BackgroundWrites, EpochBuffer
 
 log = logging.getLogger("basketflow.flow")
 T = TypeVar("T")
+#: An event with its position on the topic (None: from elsewhere, a backfill).
+PlacedEvent = tuple[Transaction, Position]
 #: The values of one online write, by view and entity: (event time, values).
 WrittenRows = dict[str, dict[str, tuple[int, dict[str, Any]]]]
 
@@ -181,11 +184,12 @@ def _buffered(name: str, flush: Callable[[list[Any]], None], size: Callable[[Any
         lambda: stats.unwritable is not None, max_items), count)
 
 
-class OfflineEventSink(FixedPartitionedSink[list[Transaction], None]):
+class OfflineEventSink(FixedPartitionedSink[list[PlacedEvent], None]):
     """Appends every valid event to the Parquet offline store, idempotently.
 
-    Items are lists of events keyed by event day number (``ts // 86400``), so each day's
-    events of an epoch land in one file of one of :attr:`PARTS` sink partitions.
+    Items are lists of events, each with its position on the topic (None: from
+    elsewhere), keyed by event day number (``ts // 86400``), so each day's events of an
+    epoch land in one file of one of :attr:`PARTS` sink partitions.
     """
 
     PARTS = 4
@@ -204,10 +208,11 @@ class OfflineEventSink(FixedPartitionedSink[list[Transaction], None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _BehindPartition:
         store = ParquetEventStore(self.root)
 
-        def flush(batches: list[list[Transaction]]) -> None:
-            self.stats.add(offline_rows=store.append(e for events in batches for e in events))
+        def flush(batches: list[list[PlacedEvent]]) -> None:
+            self.stats.add(offline_rows=store.append_placed(
+                placed for events in batches for placed in events))
 
-        def count(batches: list[list[Transaction]]) -> None:
+        def count(batches: list[list[PlacedEvent]]) -> None:
             self.stats.add(events=sum(map(len, batches)))
 
         return _buffered(step_id, flush, len, self.stats, self.max_rows, count)
@@ -224,9 +229,7 @@ class DeadLetterSink(DynamicSink[tuple[str, int, Rejection]]):
         store = DeadLetterStore(self.root)
 
         def write(batch: list[tuple[str, int, Rejection]]) -> None:
-            self.stats.writing(lambda: store.append_rows(
-                (ts, dead_id, (dead_id, r.event_id, r.reason, r.raw, r.source, ts))
-                for dead_id, ts, r in batch))
+            self.stats.writing(lambda: store.append(batch))
             self.stats.add(dead_letters=len(batch))
 
         return _Partition(write)
