@@ -41,7 +41,7 @@ from basketflow.flows.dead_letters import CONSUMER_ERROR
 from basketflow.flows.kafka_batches import KafkaBatchSource, RawMessage, topic_partitions
 from basketflow.kafka import consumer_config
 from basketflow.offline_uri import StorePath
-from basketflow.schemas.events import FIELD_NAMES, Transaction, encode_event
+from basketflow.schemas.events import FIELD_NAMES, Transaction, decode_event, encode_event
 from basketflow.sinks.offline_layout import dead_letters_dir, event_files, files_by_day, files_of
 from basketflow.sinks.offline_scan import ParquetSource, parquet_source
 from basketflow.sinks.offline_store import ensure_readable
@@ -186,10 +186,7 @@ def stored_messages(offline_dir: Path, topic: str, partition: int, start: int, e
                 f"SELECT kafka_offset, reason, raw, epoch(ts)::BIGINT FROM {dead.sql} "
                 f"WHERE {OF_TOPIC} AND {where}",
                 dead.params | bounds | {"prefix": f"{topic}:"}).fetchall():
-            error = reason.removeprefix(CONSUMER_ERROR) if reason.startswith(CONSUMER_ERROR) \
-                else None
-            letters[offset] = RawMessage(topic, partition, offset, raw.encode(), ts * 1000,
-                                         error)
+            letters[offset] = _dead_message(topic, partition, offset, reason, raw, ts)
     rows: Iterator[tuple] = iter(())
     if events is not None:
         columns = ", ".join(("epoch(ts)::BIGINT AS ts" if n == "ts" else n)
@@ -209,6 +206,21 @@ def stored_messages(offline_dir: Path, topic: str, partition: int, start: int, e
                                 "when the rebuild started: run --rebuild-state again")
         event = Transaction(*row[1:])
         yield RawMessage(topic, partition, offset, encode_event(event), event.ts * 1000)
+
+
+def _dead_message(topic: str, partition: int, offset: int, reason: str, raw: str,
+                  ts: int) -> RawMessage:
+    """The message a stored dead letter of the flow was made from, as the flow rejects it
+    again under the same ``dead_id`` and time: its raw text, or a consumer error (one
+    that was, and one whose stored text would now decode: a message cut to its first
+    characters, or whose bytes were not UTF-8, is stored as text that may)."""
+    value = raw.encode()
+    error = None
+    if reason.startswith(CONSUMER_ERROR):
+        error = reason.removeprefix(CONSUMER_ERROR)
+    elif isinstance(decode_event(value), Transaction):
+        error = reason
+    return RawMessage(topic, partition, offset, value, ts * 1000, error)
 
 
 def batches_of(messages: Iterator[RawMessage], size: int) -> Iterator[list[RawMessage]]:

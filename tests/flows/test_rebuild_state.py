@@ -44,7 +44,13 @@ from basketflow.flows.rebuild import (
 )
 from basketflow.flows.recovery_store import damage, partitions
 from basketflow.offline_uri import store_location
-from basketflow.schemas.events import Rejection, Transaction, decode_event, parse_row
+from basketflow.schemas.events import (
+    Rejection,
+    Transaction,
+    decode_event,
+    encode_event,
+    parse_row,
+)
 from basketflow.sinks.offline_store import EVENT_COLUMNS, DeadLetterStore, ParquetEventStore
 
 
@@ -146,8 +152,11 @@ def test_the_stored_messages_of_a_partition_end_at_its_first_missing_offset(
         ("tx:0:3", 1_291_191_960, bad),  # the flow's own: offset 3 of partition 0
         ("tx:0:5", 1_291_191_960, Rejection(f"{CONSUMER_ERROR}Broker: boom", "", source="flow")),
         ("tx-dead:0:7", 1_291_191_960, Rejection("bad", "x", source="producer")),
-        ("other:1:2", 1_291_191_960, bad)])  # another topic's: not this one's offset 2
-    assert stored_ends(tmp_path, "tx") == {0: 7, 1: 2}
+        ("other:1:3", 1_291_191_960, bad),  # another topic's: not this one's offset 3
+        # Bytes that were not UTF-8, stored as text that now reads as an event.
+        ("tx:1:2", 1_291_191_960, Rejection("not JSON: invalid UTF-8",
+                                            encode_event(lines[8]).decode(), source="flow"))])
+    assert stored_ends(tmp_path, "tx") == {0: 7, 1: 3}
 
     got = list(stored_messages(tmp_path, "tx", 0, 2, 7))
     assert [m.offset for m in got] == [2, 3, 4, 5, 6]
@@ -156,6 +165,9 @@ def test_the_stored_messages_of_a_partition_end_at_its_first_missing_offset(
     assert (got[1].value, got[1].error) == (b"not json", None)
     assert got[3].error == "Broker: boom"  # a consumer error again, named as before
     assert decode_batch(got[1:2]).dead[0][0] == "tx:0:3"  # the same dead letter's id
+    again = decode_batch(list(stored_messages(tmp_path, "tx", 1, 0, 3)))
+    assert (again.events, [letter[0] for letter in again.dead]) == ([lines[5], lines[6]],
+                                                                     ["tx:1:2"])
 
 
 def test_two_rows_at_one_position_are_refused(tmp_path: Path) -> None:
