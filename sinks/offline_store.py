@@ -222,7 +222,8 @@ def write_atomically(table: pa.Table, directory: StoreDir, name: str) -> StoreDi
     final = directory / name
     tmp = directory / f".{name}.tmp"
     encoded = pa.BufferOutputStream()
-    pq.write_table(table, encoded, compression="snappy")  # less CPU per small file than zstd
+    pq.write_table(table, encoded, compression="snappy",  # less CPU per small file than zstd
+                   **encodings(table.schema))
     if isinstance(final, StorePath):
         with writing(directory):
             final.write_bytes(encoded.getvalue().to_pybytes())
@@ -238,6 +239,16 @@ def write_atomically(table: pa.Table, directory: StoreDir, name: str) -> StoreDi
             tmp.unlink(missing_ok=True)
             raise
     return final
+
+
+def encodings(schema: pa.Schema) -> dict[str, Any]:
+    """How a file of ``schema`` is encoded, beyond Parquet's defaults: offsets on the topic
+    by their differences (runs of consecutive offsets, a batch's, take a few bits a row
+    rather than a dictionary's index or eight bytes)."""
+    if "kafka_offset" not in schema.names:
+        return {}
+    return {"use_dictionary": [n for n in schema.names if n != "kafka_offset"],
+            "column_encoding": {"kafka_offset": "DELTA_BINARY_PACKED"}}
 
 
 #: The date partitions whose row ids a log keeps in memory, those touched last: a live
