@@ -80,7 +80,8 @@ def stored_ends(offline_dir: Path, topic: str) -> dict[int, int]:
     """Per partition of ``topic``, the first offset the offline store holds no message at
     (events and the flow's dead letters, by their positions): the store holds every
     message before it. :class:`CannotRebuild` when two rows claim one position (rows of
-    another topic of the same name, since recreated)."""
+    another topic written into the same store, or of this topic before it was
+    recreated)."""
     con = duckdb.connect()
     events, dead = _sources(con, offline_dir)
     found = []
