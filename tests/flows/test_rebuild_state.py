@@ -103,6 +103,24 @@ def test_rebuild_state_in_one_process_resumes_from_the_stores_end(replayed: Sett
     assert differences(contents(done), before) == []
 
 
+@pytest.mark.slow
+def test_rebuild_state_of_a_store_without_positions_reads_the_topic_from_its_start(
+        replayed: Settings) -> None:
+    """A store written before positions were kept: the state is made again from the
+    topic's start (it still starts at offset 0), and the store is left as it was."""
+    older = isolated(replayed, "older")
+    finish(start_run(older, "--one-process"))
+    for path in sorted(older.offline_dir.glob("*/date=*/*.parquet")):
+        table = pq.read_table(path)
+        kept = [n for n in table.column_names if n not in ("kafka_partition", "kafka_offset")]
+        pq.write_table(table.select(kept), path)
+    before = contents(older)
+    assert stored_ends(older.offline_dir, older.topic) == {}
+    again = finish(start_run(older, "--one-process", "--rebuild-state"))
+    assert "from_store" not in again and again["events"] == len(before["events"])
+    assert differences(contents(older), before) == []
+
+
 def topic_messages(settings: Settings) -> dict[tuple[int, int], str | None]:
     """Every message of the settings' topic by its position: the event id of those that
     decode (None: the flow's dead letters)."""
