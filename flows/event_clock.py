@@ -94,13 +94,14 @@ P = TypeVar("P")
 
 
 class ClockedBatch(NamedTuple):
-    """A batch of events and the clock after it; for a batch read from the topic, each
-    event's ``(partition, offset)`` there, in the same order (None: events from elsewhere,
-    a backfill's)."""
+    """A batch of events and the clock after it; for a batch read from the topic (a poll
+    of one partition), that partition and each event's offset there, in the same order
+    (None: events from elsewhere, a backfill's)."""
 
     events: list[Transaction]
     clock: int
-    positions: list[tuple[int, int]] | None = None
+    partition: int | None = None
+    offsets: list[int] | None = None
 
 
 class PartitionClock:

@@ -48,7 +48,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -122,7 +122,6 @@ from basketflow.sinks.flow_sinks import (
     OfflineEventSink,
     OnlineFeatureSink,
     OnlineScoreSink,
-    PlacedEvent,
     ProgressSink,
     ScoreLogSink,
     ShadowScoreLogSink,
@@ -130,6 +129,7 @@ from basketflow.sinks.flow_sinks import (
 )
 from basketflow.sinks.offline_store import (
     SECONDS_PER_DAY,
+    PlacedEvents,
     ensure_writable,
     writing,
 )
@@ -158,8 +158,6 @@ class Decoded:
     quiet: int = DELIVERING
     #: Each event's Kafka timestamp (ms), for the flow's metrics.
     arrivals: list[int] = field(default_factory=list)
-    #: Each event's ``(partition, offset)``, stored with it offline.
-    positions: list[tuple[int, int]] = field(default_factory=list)
 
 
 def partition_name(topic: str, partition: int) -> str:
@@ -186,7 +184,6 @@ def decode_batch(batch: list[RawMessage]) -> Decoded:
         else:
             out.events.append(decoded)
             out.arrivals.append(msg.timestamp_ms)
-            out.positions.append((msg.partition, msg.offset))
             out.event_offsets.setdefault(name, []).append(msg.offset)
         out.offsets[name] = msg.offset + 1
     return out
@@ -234,22 +231,40 @@ def newest(events: list[Transaction]) -> int:
     return max((e.ts for e in events), default=0)
 
 
+def topic_place(decoded: Decoded) -> tuple[int | None, list[int] | None]:
+    """The partition a decoded batch was read from (a poll of one partition) and each of
+    its events' offsets there; None, None for a batch without events.
+
+    >>> topic_place(Decoded(event_offsets={"offset:tx:2": [7, 9]}))
+    (2, [7, 9])
+    """
+    if not decoded.event_offsets:
+        return None, None
+    (name, offsets), = decoded.event_offsets.items()  # one partition's poll
+    return int(name.rsplit(":", 1)[1]), offsets
+
+
 def placed_by_day(batch: ClockedBatch, shard: EntityShard | None = None,
-                  ) -> list[tuple[str, list[PlacedEvent]]]:
-    """A batch's events to store offline, each with its position on the topic (None: a
+                  ) -> list[tuple[str, PlacedEvents]]:
+    """A batch's events to store offline, with their offsets on the topic (None: a
     backfill's), grouped by event day number (the offline sink's routing key), in order
     within each day; a backfill's ``shard`` keeps only its days' events."""
-    placed: Iterable[PlacedEvent]
-    if shard is not None:  # a backfill's: from elsewhere than the topic
-        placed = ((e, None) for e in shard.day_events(batch.events))
-    elif batch.positions is not None:
-        placed = zip(batch.events, batch.positions)
-    else:
-        placed = ((e, None) for e in batch.events)
-    days: dict[str, list[PlacedEvent]] = defaultdict(list)
-    for e, where in placed:
-        days[str(e.ts // SECONDS_PER_DAY)].append((e, where))
-    return list(days.items())
+    days: dict[str, PlacedEvents] = {}
+    if shard is not None or batch.offsets is None:  # from elsewhere than the topic
+        events = batch.events if shard is None else shard.day_events(batch.events)
+        for e in events:
+            key = str(e.ts // SECONDS_PER_DAY)
+            group = days.get(key) or days.setdefault(key, PlacedEvents([]))
+            group.events.append(e)
+        return list(days.items())
+    groups: dict[str, tuple[list[Transaction], list[int]]] = {}
+    for e, offset in zip(batch.events, batch.offsets):
+        key = str(e.ts // SECONDS_PER_DAY)
+        group = groups.get(key) or groups.setdefault(key, ([], []))
+        group[0].append(e)
+        group[1].append(offset)
+    return [(key, PlacedEvents(events, batch.partition, offsets))
+            for key, (events, offsets) in groups.items()]
 
 
 @dataclass(frozen=True)
@@ -443,7 +458,7 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
     if metrics is not None:
         op.inspect("metrics-clock", clocked, lambda _s, c: metrics.clocked(c[1]))
     events = op.map("events", clocked,
-                    lambda c: ClockedBatch(c[0].events, c[1], c[0].positions))
+                    lambda c: ClockedBatch(c[0].events, c[1], *topic_place(c[0])))
     if scoring is not None and SERVE in parts:
         read: dict[str, int] = {}
         scoring = replace(scoring, offsets=read)

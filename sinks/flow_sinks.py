@@ -54,7 +54,7 @@ from basketflow.sinks.offline_store import (
     FeatureLog,
     LateEventLog,
     ParquetEventStore,
-    Position,
+    PlacedEvents,
     ScoreLog,
     ShadowScoreLog,
     StoreUnwritable,
@@ -70,8 +70,6 @@ from basketflow.sinks.write_behind import BackgroundWrites, EpochBuffer
 
 log = logging.getLogger("basketflow.flow")
 T = TypeVar("T")
-#: An event with its position on the topic (None: from elsewhere, a backfill).
-PlacedEvent = tuple[Transaction, Position]
 #: The values of one online write, by view and entity: (event time, values).
 WrittenRows = dict[str, dict[str, tuple[int, dict[str, Any]]]]
 
@@ -184,12 +182,13 @@ def _buffered(name: str, flush: Callable[[list[Any]], None], size: Callable[[Any
         lambda: stats.unwritable is not None, max_items), count)
 
 
-class OfflineEventSink(FixedPartitionedSink[list[PlacedEvent], None]):
+class OfflineEventSink(FixedPartitionedSink[PlacedEvents, None]):
     """Appends every valid event to the Parquet offline store, idempotently.
 
-    Items are lists of events, each with its position on the topic (None: from
-    elsewhere), keyed by event day number (``ts // 86400``), so each day's events of an
-    epoch land in one file of one of :attr:`PARTS` sink partitions.
+    Items are a batch's events of one day with their positions on the topic
+    (:class:`~basketflow.sinks.offline_store.PlacedEvents`), keyed by event day number
+    (``ts // 86400``), so each day's events of an epoch land in one file of one of
+    :attr:`PARTS` sink partitions.
     """
 
     PARTS = 4
@@ -208,14 +207,14 @@ class OfflineEventSink(FixedPartitionedSink[list[PlacedEvent], None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _BehindPartition:
         store = ParquetEventStore(self.root)
 
-        def flush(batches: list[list[PlacedEvent]]) -> None:
-            self.stats.add(offline_rows=store.append_placed(
-                placed for events in batches for placed in events))
+        def flush(groups: list[PlacedEvents]) -> None:
+            self.stats.add(offline_rows=store.append_placed(groups))
 
-        def count(batches: list[list[PlacedEvent]]) -> None:
-            self.stats.add(events=sum(map(len, batches)))
+        def count(groups: list[PlacedEvents]) -> None:
+            self.stats.add(events=sum(len(group.events) for group in groups))
 
-        return _buffered(step_id, flush, len, self.stats, self.max_rows, count)
+        return _buffered(step_id, flush, lambda group: len(group.events), self.stats,
+                         self.max_rows, count)
 
 
 class DeadLetterSink(DynamicSink[tuple[str, int, Rejection]]):

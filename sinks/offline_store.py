@@ -28,7 +28,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -87,9 +87,18 @@ assert tuple(EVENT_COLUMNS.names) == FIELD_NAMES, "offline schema must follow Tr
 #: (:mod:`basketflow.flows.rebuild`).
 POSITION_COLUMNS = [pa.field("kafka_partition", pa.int32()), pa.field("kafka_offset", pa.int64())]
 
-#: A message's place on the topic, ``(partition, offset)``; None for a row from elsewhere.
-Position = tuple[int, int] | None
+#: The position of a row from elsewhere than the topic.
 NOWHERE = (None, None)
+
+
+class PlacedEvents(NamedTuple):
+    """Events, and where they sat on the topic: the partition they were read from and
+    each one's offset there (None: from elsewhere, a backfill's). A list and a list of
+    offsets, not a pair per event: the flow makes one per batch and day."""
+
+    events: list[Transaction]
+    partition: int | None = None
+    offsets: list[int] | None = None
 
 EVENT_SCHEMA = pa.schema([*EVENT_COLUMNS, *POSITION_COLUMNS])
 
@@ -340,14 +349,13 @@ class ParquetEventStore(PartitionedLog):
     def append(self, events: Iterable[Transaction]) -> int:
         """Store the events not stored yet, from elsewhere than the topic (no position);
         return how many were written."""
-        return self.append_placed((e, None) for e in events)
+        return self.append_placed([PlacedEvents(list(events))])
 
-    def append_placed(self, events: Iterable[tuple[Transaction, Position]]) -> int:
-        """Store the events not stored yet, each with its position on the topic (None:
-        from elsewhere); return how many were written. A row already stored keeps the
-        position it has: the first copy of a transaction written is the one kept."""
-        return self.append_rows((e.ts, e.event_id, (*astuple(e), *(where or NOWHERE)))
-                                for e, where in events)
+    def append_placed(self, groups: Iterable[PlacedEvents]) -> int:
+        """Store the events not stored yet, each with its position on the topic; return
+        how many were written. A row already stored keeps the position it has: the
+        first copy of a transaction written is the one kept."""
+        return self.append_rows(row for group in groups for row in _placed_rows(group))
 
 
 #: The columns every dead-letter file has.
@@ -360,6 +368,17 @@ DEAD_COLUMNS = pa.schema([
     ("ts", pa.timestamp("s", tz="UTC")),
 ])
 DEAD_SCHEMA = pa.schema([*DEAD_COLUMNS, *POSITION_COLUMNS])
+
+
+def _placed_rows(group: PlacedEvents) -> Iterator[tuple[int, str, tuple[Any, ...]]]:
+    """The rows :meth:`PartitionedLog.append_rows` takes, of a group of events."""
+    if group.offsets is None:
+        for e in group.events:
+            yield e.ts, e.event_id, astuple(e) + NOWHERE
+        return
+    partition = group.partition
+    for e, offset in zip(group.events, group.offsets):
+        yield e.ts, e.event_id, astuple(e) + (partition, offset)
 
 
 class DeadLetterStore(PartitionedLog):

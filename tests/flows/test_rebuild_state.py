@@ -51,7 +51,12 @@ from basketflow.schemas.events import (
     encode_event,
     parse_row,
 )
-from basketflow.sinks.offline_store import EVENT_COLUMNS, DeadLetterStore, ParquetEventStore
+from basketflow.sinks.offline_store import (
+    EVENT_COLUMNS,
+    DeadLetterStore,
+    ParquetEventStore,
+    PlacedEvents,
+)
 
 
 @pytest.mark.slow
@@ -162,8 +167,8 @@ def test_the_stored_messages_of_a_partition_end_at_its_first_missing_offset(
         tmp_path: Path) -> None:
     lines = [_line(n) for n in range(9)]
     ParquetEventStore(tmp_path).append_placed(
-        [(lines[0], (0, 0)), (lines[1], (0, 1)), (lines[2], (0, 2)), (lines[3], (0, 4)),
-         (lines[4], (0, 6)), (lines[5], (1, 0)), (lines[6], (1, 1)), (lines[7], None)])
+        [PlacedEvents(lines[:5], 0, [0, 1, 2, 4, 6]), PlacedEvents(lines[5:7], 1, [0, 1]),
+         PlacedEvents([lines[7]])])
     _older_file(tmp_path, [lines[8]])  # read beside the others; no position
     bad = Rejection("not JSON: ...", "not json", source="flow")
     DeadLetterStore(tmp_path).append([
@@ -189,7 +194,7 @@ def test_the_stored_messages_of_a_partition_end_at_its_first_missing_offset(
 
 
 def test_two_rows_at_one_position_are_refused(tmp_path: Path) -> None:
-    ParquetEventStore(tmp_path).append_placed([(_line(0), (0, 0)), (_line(1), (0, 0))])
+    ParquetEventStore(tmp_path).append_placed([PlacedEvents([_line(0), _line(1)], 0, [0, 0])])
     with pytest.raises(CannotRebuild, match="two rows at offset 0 of partition 0"):
         stored_ends(tmp_path, "tx")
 

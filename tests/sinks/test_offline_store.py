@@ -19,6 +19,7 @@ from basketflow.sinks.offline_store import (
     DAYS_REMEMBERED,
     EVENT_COLUMNS,
     ParquetEventStore,
+    PlacedEvents,
     verify_file,
 )
 
@@ -54,7 +55,7 @@ def test_files_with_and_without_positions_are_read_together(tmp_path: Path) -> N
     kinds of file, in either order (DuckDB takes a first file's columns unless told to
     match them by name)."""
     placed, older = line(3, 0), line(3, 1)
-    ParquetEventStore(tmp_path).append_placed([(placed, (1, 5))])
+    ParquetEventStore(tmp_path).append_placed([PlacedEvents([placed], 1, [5])])
     day = events_dir(tmp_path) / "date=2011-01-03"
     next(day.glob("part-*.parquet")).rename(day / "part-0-new.parquet")
     pq.write_table(pa.Table.from_pylist([msgspec.structs.asdict(older)], schema=EVENT_COLUMNS),
