@@ -92,6 +92,13 @@ def test_rebuild_state_refuses_what_it_cannot_rebuild(replayed: Settings) -> Non
                          (["--no-recovery"], "--no-recovery"),
                          (["--processes", "2"], "--processes")):
         one_error_line(run_command(empty, "run", "--rebuild-state", *args), wanted)
+    # Rows of another topic of the same name in the store: two at one position.
+    ParquetEventStore(empty.offline_dir).append_placed([PlacedEvents([_line(0), _line(1)],
+                                                                     0, [3, 3])])
+    (empty.recovery_dir / empty.topic).mkdir(parents=True)
+    one_error_line(run_command(empty, "run", "--stop-at-end", "--rebuild-state"),
+                   "two rows at offset 3 of partition 0", "--from-start")
+    assert (empty.recovery_dir / empty.topic).is_dir()  # nothing discarded
 
 
 @pytest.mark.slow
