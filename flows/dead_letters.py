@@ -58,10 +58,14 @@ def rejected(msg: RawMessage, rejection: Rejection) -> DeadLetter:
     return message_id(msg), _received(msg), rejection
 
 
+#: How the reason of a consumer error's dead letter starts (the error's text follows).
+CONSUMER_ERROR = "consumer error: "
+
+
 def consumer_error(msg: RawMessage) -> DeadLetter:
     """A dead letter for a consumer error, so that it is seen and counted."""
     raw = (msg.value or b"").decode("utf-8", "replace")[:1000]
-    return rejected(msg, Rejection(f"consumer error: {msg.error}", raw, source="flow"))
+    return rejected(msg, Rejection(f"{CONSUMER_ERROR}{msg.error}", raw, source="flow"))
 
 
 def to_dead_message(letter: DeadLetter) -> KafkaSinkMessage[bytes | None, bytes]:

@@ -91,10 +91,14 @@ P = TypeVar("P")
 
 
 class ClockedBatch(NamedTuple):
-    """A batch of events and the clock after it."""
+    """A batch of events and the clock after it; for a batch read from the topic (a poll
+    of one partition), that partition and each event's offset there, in the same order
+    (None: events from elsewhere, a backfill's)."""
 
     events: list[Transaction]
     clock: int
+    partition: int | None = None
+    offsets: list[int] | None = None
 
 
 class PartitionClock:

@@ -129,6 +129,7 @@ from basketflow.sinks.flow_sinks import (
 )
 from basketflow.sinks.offline_store import (
     SECONDS_PER_DAY,
+    PlacedEvents,
     ensure_writable,
     writing,
 )
@@ -230,9 +231,40 @@ def newest(events: list[Transaction]) -> int:
     return max((e.ts for e in events), default=0)
 
 
-def _day_key(e: Transaction) -> str:
-    """The event's day number, the offline sink's routing key."""
-    return str(e.ts // SECONDS_PER_DAY)
+def topic_place(decoded: Decoded) -> tuple[int | None, list[int] | None]:
+    """The partition a decoded batch was read from (a poll of one partition) and each of
+    its events' offsets there; None, None for a batch without events.
+
+    >>> topic_place(Decoded(event_offsets={"offset:tx:2": [7, 9]}))
+    (2, [7, 9])
+    """
+    if not decoded.event_offsets:
+        return None, None
+    (name, offsets), = decoded.event_offsets.items()  # one partition's poll
+    return int(name.rsplit(":", 1)[1]), offsets
+
+
+def placed_by_day(batch: ClockedBatch, shard: EntityShard | None = None,
+                  ) -> list[tuple[str, PlacedEvents]]:
+    """A batch's events to store offline, with their offsets on the topic (None: a
+    backfill's), grouped by event day number (the offline sink's routing key), in order
+    within each day; a backfill's ``shard`` keeps only its days' events."""
+    days: dict[str, PlacedEvents] = {}
+    if shard is not None or batch.offsets is None:  # from elsewhere than the topic
+        events = batch.events if shard is None else shard.day_events(batch.events)
+        for e in events:
+            key = str(e.ts // SECONDS_PER_DAY)
+            group = days.get(key) or days.setdefault(key, PlacedEvents([]))
+            group.events.append(e)
+        return list(days.items())
+    groups: dict[str, tuple[list[Transaction], list[int]]] = {}
+    for e, offset in zip(batch.events, batch.offsets):
+        key = str(e.ts // SECONDS_PER_DAY)
+        group = groups.get(key) or groups.setdefault(key, ([], []))
+        group[0].append(e)
+        group[1].append(offset)
+    return [(key, PlacedEvents(events, batch.partition, offsets))
+            for key, (events, offsets) in groups.items()]
 
 
 @dataclass(frozen=True)
@@ -264,9 +296,7 @@ def add_feature_steps(batches: Stream[ClockedBatch], outputs: FeatureOutputs,
     its products' lines; None keeps all.
     """
     if outputs.offline_root is not None and outputs.store_events:
-        keep_days = (lambda c: c.events) if shard is None else (
-            lambda c: shard.day_events(c.events))
-        by_day = op.flat_map("by-day", batches, lambda c: group_by(keep_days(c), _day_key))
+        by_day = op.flat_map("by-day", batches, lambda c: placed_by_day(c, shard))
         op.output("offline", by_day, OfflineEventSink(outputs.offline_root, stats))
     folded: list[KeyedStream[FeatureUpdate]] = []
     if "customer" in outputs.entities:
@@ -427,7 +457,8 @@ def build_live_flow(settings: Settings, stop_at_end: bool, stats: FlowStats,
                                          topic_partitions(bootstrap, settings.topic)))
     if metrics is not None:
         op.inspect("metrics-clock", clocked, lambda _s, c: metrics.clocked(c[1]))
-    events = op.map("events", clocked, lambda c: ClockedBatch(c[0].events, c[1]))
+    events = op.map("events", clocked,
+                    lambda c: ClockedBatch(c[0].events, c[1], *topic_place(c[0])))
     if scoring is not None and SERVE in parts:
         read: dict[str, int] = {}
         scoring = replace(scoring, offsets=read)

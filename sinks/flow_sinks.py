@@ -54,6 +54,7 @@ from basketflow.sinks.offline_store import (
     FeatureLog,
     LateEventLog,
     ParquetEventStore,
+    PlacedEvents,
     ScoreLog,
     ShadowScoreLog,
     StoreUnwritable,
@@ -181,11 +182,13 @@ def _buffered(name: str, flush: Callable[[list[Any]], None], size: Callable[[Any
         lambda: stats.unwritable is not None, max_items), count)
 
 
-class OfflineEventSink(FixedPartitionedSink[list[Transaction], None]):
+class OfflineEventSink(FixedPartitionedSink[PlacedEvents, None]):
     """Appends every valid event to the Parquet offline store, idempotently.
 
-    Items are lists of events keyed by event day number (``ts // 86400``), so each day's
-    events of an epoch land in one file of one of :attr:`PARTS` sink partitions.
+    Items are a batch's events of one day with their positions on the topic
+    (:class:`~basketflow.sinks.offline_store.PlacedEvents`), keyed by event day number
+    (``ts // 86400``), so each day's events of an epoch land in one file of one of
+    :attr:`PARTS` sink partitions.
     """
 
     PARTS = 4
@@ -204,13 +207,14 @@ class OfflineEventSink(FixedPartitionedSink[list[Transaction], None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _BehindPartition:
         store = ParquetEventStore(self.root)
 
-        def flush(batches: list[list[Transaction]]) -> None:
-            self.stats.add(offline_rows=store.append(e for events in batches for e in events))
+        def flush(groups: list[PlacedEvents]) -> None:
+            self.stats.add(offline_rows=store.append_placed(groups))
 
-        def count(batches: list[list[Transaction]]) -> None:
-            self.stats.add(events=sum(map(len, batches)))
+        def count(groups: list[PlacedEvents]) -> None:
+            self.stats.add(events=sum(len(group.events) for group in groups))
 
-        return _buffered(step_id, flush, len, self.stats, self.max_rows, count)
+        return _buffered(step_id, flush, lambda group: len(group.events), self.stats,
+                         self.max_rows, count)
 
 
 class DeadLetterSink(DynamicSink[tuple[str, int, Rejection]]):
@@ -224,9 +228,7 @@ class DeadLetterSink(DynamicSink[tuple[str, int, Rejection]]):
         store = DeadLetterStore(self.root)
 
         def write(batch: list[tuple[str, int, Rejection]]) -> None:
-            self.stats.writing(lambda: store.append_rows(
-                (ts, dead_id, (dead_id, r.event_id, r.reason, r.raw, r.source, ts))
-                for dead_id, ts, r in batch))
+            self.stats.writing(lambda: store.append(batch))
             self.stats.add(dead_letters=len(batch))
 
         return _Partition(write)

@@ -28,7 +28,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,7 +36,7 @@ from msgspec.structs import astuple
 
 from basketflow.errors import BasketflowError
 from basketflow.offline_uri import StoreDir, StorePath
-from basketflow.schemas.events import FIELD_NAMES, Transaction
+from basketflow.schemas.events import FIELD_NAMES, Rejection, Transaction
 from basketflow.schemas.features import FeatureView, registry
 from basketflow.schemas.records import LateEvent, LogRow, ScoreRow, ShadowScoreRow
 from basketflow.sinks.offline_layout import (
@@ -63,7 +63,8 @@ from basketflow.sinks.offline_layout import (
     shadow_scores_dir,
 )
 
-EVENT_SCHEMA = pa.schema([
+#: The columns every event file has: a :class:`Transaction`'s fields.
+EVENT_COLUMNS = pa.schema([
     ("event_id", pa.string()),
     ("invoice", pa.string()),
     ("stock_code", pa.string()),
@@ -77,7 +78,29 @@ EVENT_SCHEMA = pa.schema([
     ("is_adjustment", pa.bool_()),
     ("is_product", pa.bool_()),
 ])
-assert tuple(EVENT_SCHEMA.names) == FIELD_NAMES, "offline schema must follow Transaction"
+assert tuple(EVENT_COLUMNS.names) == FIELD_NAMES, "offline schema must follow Transaction"
+
+#: Where a row's message sits on the flow's topic, written after a row's own columns:
+#: null for a row from elsewhere (a backfill from a file, a dead letter of the producer's
+#: read back from the dead topic), and absent from files written before they were kept
+#: (readers match columns by name). ``basketflow run --rebuild-state`` reads them
+#: (:mod:`basketflow.flows.rebuild`).
+POSITION_COLUMNS = [pa.field("kafka_partition", pa.int32()), pa.field("kafka_offset", pa.int64())]
+
+#: The position of a row from elsewhere than the topic.
+NOWHERE = (None, None)
+
+
+class PlacedEvents(NamedTuple):
+    """Events, and where they sat on the topic: the partition they were read from and
+    each one's offset there (None: from elsewhere, a backfill's). A list and a list of
+    offsets, not a pair per event: the flow makes one per batch and day."""
+
+    events: list[Transaction]
+    partition: int | None = None
+    offsets: list[int] | None = None
+
+EVENT_SCHEMA = pa.schema([*EVENT_COLUMNS, *POSITION_COLUMNS])
 
 class StoreUnwritable(BasketflowError, OSError):
     """The data directory cannot be written (full disk, a file in the way, no permission).
@@ -208,7 +231,8 @@ def write_atomically(table: pa.Table, directory: StoreDir, name: str) -> StoreDi
     final = directory / name
     tmp = directory / f".{name}.tmp"
     encoded = pa.BufferOutputStream()
-    pq.write_table(table, encoded, compression="snappy")  # less CPU per small file than zstd
+    pq.write_table(table, encoded, compression="snappy",  # less CPU per small file than zstd
+                   **encodings(table.schema))
     if isinstance(final, StorePath):
         with writing(directory):
             final.write_bytes(encoded.getvalue().to_pybytes())
@@ -224,6 +248,16 @@ def write_atomically(table: pa.Table, directory: StoreDir, name: str) -> StoreDi
             tmp.unlink(missing_ok=True)
             raise
     return final
+
+
+def encodings(schema: pa.Schema) -> dict[str, Any]:
+    """How a file of ``schema`` is encoded, beyond Parquet's defaults: offsets on the topic
+    by their differences (runs of consecutive offsets, a batch's, take a few bits a row
+    rather than a dictionary's index or eight bytes)."""
+    if "kafka_offset" not in schema.names:
+        return {}
+    return {"use_dictionary": [n for n in schema.names if n != "kafka_offset"],
+            "column_encoding": {"kafka_offset": "DELTA_BINARY_PACKED"}}
 
 
 #: The date partitions whose row ids a log keeps in memory, those touched last: a live
@@ -313,11 +347,19 @@ class ParquetEventStore(PartitionedLog):
         super().__init__(events_dir(root), EVENT_SCHEMA, "event_id")
 
     def append(self, events: Iterable[Transaction]) -> int:
-        """Store the events not stored yet; return how many were written."""
-        return self.append_rows((e.ts, e.event_id, astuple(e)) for e in events)
+        """Store the events not stored yet, from elsewhere than the topic (no position);
+        return how many were written."""
+        return self.append_placed([PlacedEvents(list(events))])
+
+    def append_placed(self, groups: Iterable[PlacedEvents]) -> int:
+        """Store the events not stored yet, each with its position on the topic; return
+        how many were written. A row already stored keeps the position it has: the
+        first copy of a transaction written is the one kept."""
+        return self.append_rows(row for group in groups for row in _placed_rows(group))
 
 
-DEAD_SCHEMA = pa.schema([
+#: The columns every dead-letter file has.
+DEAD_COLUMNS = pa.schema([
     ("dead_id", pa.string()),
     ("event_id", pa.string()),
     ("reason", pa.string()),
@@ -325,6 +367,18 @@ DEAD_SCHEMA = pa.schema([
     ("source", pa.string()),
     ("ts", pa.timestamp("s", tz="UTC")),
 ])
+DEAD_SCHEMA = pa.schema([*DEAD_COLUMNS, *POSITION_COLUMNS])
+
+
+def _placed_rows(group: PlacedEvents) -> Iterator[tuple[int, str, tuple[Any, ...]]]:
+    """The rows :meth:`PartitionedLog.append_rows` takes, of a group of events."""
+    if group.offsets is None:
+        for e in group.events:
+            yield e.ts, e.event_id, astuple(e) + NOWHERE
+        return
+    partition = group.partition
+    for e, offset in zip(group.events, group.offsets):
+        yield e.ts, e.event_id, astuple(e) + (partition, offset)
 
 
 class DeadLetterStore(PartitionedLog):
@@ -336,6 +390,26 @@ class DeadLetterStore(PartitionedLog):
 
     def __init__(self, root: str | StoreDir) -> None:
         super().__init__(dead_letters_dir(root), DEAD_SCHEMA, "dead_id")
+
+    def append(self, letters: Iterable[tuple[str, int, Rejection]]) -> int:
+        """Store the dead letters ``(dead_id, ts, rejection)`` not stored yet; return how
+        many were written. The flow's own (``source="flow"``) are named by their message's
+        place on the topic (``<topic>:<partition>:<offset>``), which their position
+        columns repeat; the producer's, read back from the dead topic, have none."""
+        return self.append_rows(
+            (ts, dead_id, (dead_id, r.event_id, r.reason, r.raw, r.source, ts,
+                           *(message_position(dead_id) if r.source == "flow" else NOWHERE)))
+            for dead_id, ts, r in letters)
+
+
+def message_position(message_id: str) -> tuple[int, int]:
+    """The partition and offset of a message named ``<topic>:<partition>:<offset>``.
+
+    >>> message_position("transactions:2:41")
+    (2, 41)
+    """
+    _topic, partition, offset = message_id.rsplit(":", 2)
+    return int(partition), int(offset)
 
 
 LATE_SCHEMA = pa.schema([
@@ -480,9 +554,10 @@ class ShadowScoreLog(EntityRowLog):
 
 #: Each log folder of the store -> the columns (with their Arrow types) its files must
 #: have. A feature log's files must have its key columns only: a view's features change
-#: with its definition, and its readers match columns by name.
+#: with its definition, and its readers match columns by name. An event's or a dead
+#: letter's position columns are not required: files written before them lack them.
 REQUIRED_COLUMNS: dict[str, pa.Schema] = {
-    EVENTS: EVENT_SCHEMA, DEAD_LETTERS: DEAD_SCHEMA, LATE_EVENTS: LATE_SCHEMA,
+    EVENTS: EVENT_COLUMNS, DEAD_LETTERS: DEAD_COLUMNS, LATE_EVENTS: LATE_SCHEMA,
     SCORES: SCORE_SCHEMA,
     SHADOW_SCORES: SHADOW_SCORE_SCHEMA,
     FEATURES: pa.schema([("entity_id", pa.string()), ("ts", pa.timestamp("s", tz="UTC")),

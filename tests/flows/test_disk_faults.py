@@ -37,7 +37,7 @@ from basketflow.models.classifier import BasketClassifier
 from basketflow.models.registry import ARTIFACTS, Lineage, Registry
 from basketflow.producers.csv_source import read_events
 from basketflow.producers.synthetic import write_csv
-from basketflow.schemas.events import Transaction
+from basketflow.schemas.events import Rejection, Transaction
 from basketflow.schemas.records import LateEvent, LogRow, Score, ScoreRow
 from basketflow.sinks.offline_store import (
     DeadLetterStore,
@@ -59,8 +59,8 @@ def feature_row(log: FeatureLog, e: Transaction) -> int:
 #: Each offline write path, writing one row of a generated event under ``root``.
 WRITES: dict[str, Callable[[Path, Transaction], object]] = {
     "events": lambda root, e: ParquetEventStore(root).append([e]),
-    "dead": lambda root, e: DeadLetterStore(root).append_rows(
-        [(e.ts, "dead-1", ("dead-1", e.event_id, "reason", "raw", "test", e.ts))]),
+    "dead": lambda root, e: DeadLetterStore(root).append(
+        [("dead-1", e.ts, Rejection("reason", "raw", e.event_id, "test"))]),
     "features/customer": lambda root, e: feature_row(FeatureLog(root, "customer"), e),
     "late": lambda root, e: LateEventLog(root).append(
         [LateEvent(e.event_id, e.entity_id, e.ts, e.ts)]),

@@ -30,7 +30,7 @@ from basketflow.reports.daily import (
 )
 from basketflow.reports.daily_files import run_reports
 from basketflow.reports.render import render_markdown
-from basketflow.schemas.events import Occurrences, Transaction, parse_row
+from basketflow.schemas.events import Occurrences, Rejection, Transaction, parse_row
 from basketflow.schemas.taxonomy import load_taxonomy
 from basketflow.sinks.offline_store import DeadLetterStore, ParquetEventStore
 
@@ -86,10 +86,9 @@ def write_dead_letters(root: Path, letters: dict[date, list[str]]) -> None:
     for day, reasons in letters.items():
         ts = int(datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc).timestamp())
         for i, reason in enumerate(reasons):
-            dead_id = f"{day}-{i}"
-            rows.append((ts, dead_id, (dead_id, f"data.csv:{i}", reason, "536365,85123A,...",
-                                       "producer", ts)))
-    assert DeadLetterStore(root).append_rows(rows) == len(rows)
+            rows.append((f"{day}-{i}", ts, Rejection(reason, "536365,85123A,...",
+                                                     f"data.csv:{i}", "producer")))
+    assert DeadLetterStore(root).append(rows) == len(rows)
 
 
 @pytest.fixture(scope="module")
