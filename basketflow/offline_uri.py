@@ -286,7 +286,8 @@ def _azure_with_key(root: str, account_key: str) -> FileSystem:
     web = "http" if dict(parse_qsl(parsed.query)).get("enable_tls") == "false" else "https"
     authority = parsed.netloc.rpartition("@")[2]
     return fs.AzureFileSystem(account_name=unquote(parsed.username or ""),
-                              account_key=account_key, blob_storage_authority=authority, dfs_storage_authority=authority,
+                              account_key=account_key, blob_storage_authority=authority,
+                              dfs_storage_authority=authority,
                               blob_storage_scheme=web, dfs_storage_scheme=web)
 
 
