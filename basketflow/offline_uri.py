@@ -10,10 +10,12 @@ path or ``file://`` URI (every local reader and writer stays as it was), or a
 ``pyarrow.fs`` filesystem, made at its first use (nothing here imports Arrow, so a command
 that only names the store costs nothing).
 
-Credentials come from each filesystem's own environment (for S3: ``AWS_ACCESS_KEY_ID``,
-``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``; an S3-compatible server's address from
-``AWS_ENDPOINT_URL``), never from the URI, which is shown in messages and passed to the
-flow's processes.
+Credentials come from each filesystem's own environment, never from the URI, which is
+shown in messages and passed to the flow's processes: for S3 ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION`` (an S3-compatible server's address from
+``AWS_ENDPOINT_URL``); for GCS Google's default credentials, or ``STORAGE_EMULATOR_HOST``
+(the Google clients' variable for an emulator, reached without credentials); for Azure
+the account's key from ``AZURE_STORAGE_ACCOUNT_KEY``, else Azure's default credentials.
 
 >>> root = store_location("s3://shop-lake/basketflow")
 >>> str(root / "events" / "date=2011-01-05")
@@ -230,22 +232,63 @@ def _filesystem(root: str) -> tuple[FileSystem, str]:
     """The filesystem of a root URI and the root's path on it, made once per process (a
     forked process makes its own: a client's connections are not shared across a fork).
 
-    An S3 URI without an ``endpoint_override`` parameter takes ``AWS_ENDPOINT_URL`` (the
-    AWS tools' variable for an S3-compatible server), which ``pyarrow`` does not read."""
+    pyarrow reads none of the environment variables that name a test server or hold a
+    key; they are applied here, so that the URI never carries them."""
     key = (os.getpid(), root)
     made = _FILESYSTEMS.get(key)
     if made is None:
         from pyarrow import fs
-        uri = root
-        endpoint = os.environ.get("AWS_ENDPOINT_URL")
-        if urlparse(root).scheme == "s3" and endpoint and "endpoint_override=" not in root:
-            uri += ("&" if "?" in root else "?") + f"endpoint_override={endpoint}"
+        scheme = urlparse(root).scheme
         try:
-            made = _FILESYSTEMS[key] = fs.FileSystem.from_uri(uri)
+            made = fs.FileSystem.from_uri(_with_s3_endpoint(root) if scheme == "s3" else root)
+            if scheme in ("gs", "gcs") and os.environ.get("STORAGE_EMULATOR_HOST"):
+                made = (_gcs_emulator(os.environ["STORAGE_EMULATOR_HOST"]), made[1])
+            elif scheme in ("abfs", "abfss") and os.environ.get("AZURE_STORAGE_ACCOUNT_KEY"):
+                made = (_azure_with_key(root, os.environ["AZURE_STORAGE_ACCOUNT_KEY"]), made[1])
         except (OSError, ValueError) as exc:
             raise StoreLocationError(f"the offline store {root} cannot be reached ({exc}); "
                                      "check the URI and the filesystem's credentials") from exc
+        _FILESYSTEMS[key] = made
     return made
+
+
+def _with_s3_endpoint(root: str) -> str:
+    """An S3 URI with ``AWS_ENDPOINT_URL`` (the AWS tools' variable for an S3-compatible
+    server) as its ``endpoint_override``, unless the URI names one itself."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint or "endpoint_override=" in root:
+        return root
+    return root + ("&" if "?" in root else "?") + f"endpoint_override={endpoint}"
+
+
+def _gcs_emulator(host: str) -> FileSystem:
+    """A GCS filesystem on the emulator ``STORAGE_EMULATOR_HOST`` names (``host:port`` or
+    ``http://host:port``), without credentials, as Google's clients reach it (a ``gs://``
+    URI's own ``endpoint_override`` keeps the default credentials, which wait on a
+    metadata server that is not there)."""
+    from pyarrow import fs
+    parsed = urlparse(host if "://" in host else f"http://{host}")
+    return fs.GcsFileSystem(anonymous=True, scheme=parsed.scheme,
+                            endpoint_override=parsed.netloc)
+
+
+def _azure_with_key(root: str, account_key: str) -> FileSystem:
+    """An Azure filesystem signing with the account's key: the account from the URI
+    (``abfs://container@ACCOUNT.dfs.core.windows.net/...``, or
+    ``abfs://ACCOUNT@host:port/container/...`` for another endpoint such as Azurite,
+    ``?enable_tls=false`` for plain HTTP; pyarrow has refused a URI without one), the key
+    from the environment."""
+    from pyarrow import fs
+    parsed = urlparse(root)
+    host = parsed.hostname or ""
+    if host.endswith(".core.windows.net"):
+        return fs.AzureFileSystem(account_name=host.split(".")[0], account_key=account_key)
+    web = "http" if dict(parse_qsl(parsed.query)).get("enable_tls") == "false" else "https"
+    authority = parsed.netloc.rpartition("@")[2]
+    return fs.AzureFileSystem(account_name=unquote(parsed.username or ""),
+                              account_key=account_key, blob_storage_authority=authority,
+                              dfs_storage_authority=authority,
+                              blob_storage_scheme=web, dfs_storage_scheme=web)
 
 
 def store_location(value: str | Path, base: Path | None = None) -> StoreDir:

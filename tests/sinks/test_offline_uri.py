@@ -1,7 +1,9 @@
-"""The offline store on any filesystem: the same tests on a local folder and on a real
-S3-protocol server (moto's, started on loopback by tests/s3_store.py), each on a fresh
-bucket. What the S3 store holds, and what every reader gets from it, equals the local
-store's."""
+"""The offline store on any filesystem: the same tests on a local folder and on real
+object-storage test servers (moto's S3, the GCS emulator and Azurite, started on
+loopback by tests/object_stores.py), each on a fresh bucket. What a remote store holds,
+and what every reader gets from it, equals the local store's. The commands run as
+processes on the S3 store only: they add nothing the in-process tests do not prove for
+the other two, at a minute each."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from typing import Any
 import pandas as pd
 import pytest
 from tests.cli.commands import basketflow, user_env
-from tests.s3_store import S3Server, offline_root, s3_server  # noqa: F401 (fixtures)
+from tests.object_stores import (  # noqa: F401 (fixtures)
+    S3Server, azure_server, gcs_server, offline_root, s3_server)
 from tests.sinks.test_offline_store import line
 from tests.store_contents import differences, effective_rows, parquet_rows, store_contents
 
@@ -21,7 +24,7 @@ from basketflow.app.check import check
 from basketflow.config import Settings
 from basketflow.flows.backfill import file_events, offline_events, run_backfill
 from basketflow.flows.live import FeatureOutputs, RunOptions
-from basketflow.offline_uri import StoreDir, StorePath, store_location
+from basketflow.offline_uri import StoreDir, StoreLocationError, StorePath, store_location
 from basketflow.producers.synthetic import write_csv
 from basketflow.reports.daily_files import run_reports
 from basketflow.reports.historical import get_historical_features
@@ -236,3 +239,15 @@ def test_a_live_run_on_an_s3_store_stores_what_a_local_run_does(
         contents.append(found)
     assert len(contents[0]["events"]) == 3_000
     assert differences(contents[1], contents[0]) == []
+
+
+def test_an_azure_uri_without_its_account_is_one_error_without_the_key(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the account's key in the environment, a URI of another endpoint must name
+    the account: one error that says so, never showing the key."""
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "a2V5LW5vdC1zaG93bg==")
+    root = store_location("abfs://127.0.0.1:1/lake/offline?enable_tls=false")
+    with pytest.raises(StoreLocationError) as raised:
+        root.exists()
+    assert "account name" in str(raised.value)
+    assert "a2V5LW5vdC1zaG93bg==" not in str(raised.value)
