@@ -81,32 +81,32 @@ class Outage:
              extra: dict[str, object] | None = None) -> bool:
         """Note a failure; True when it starts an outage (then logged and recorded, with
         ``extra`` fields)."""
-        with self.lock:
+        f = self.fields
+        with self.lock:  # recorded under the lock: a back() of another thread comes after
             self.failures += 1
             if self.since is not None:
                 return False
-            since = self.since = time.time()  # kept: another thread's back() may clear it
+            since = self.since = time.time()
             self.started += 1
+            self.health.update({self.name: "down", f"{f}since": iso(since),
+                                f"{f}error": str(error)} | (extra or {}))
         log.warning("%s is unreachable (%s); %s", self.what, error, waiting)
-        f = self.fields
-        self.health.update({self.name: "down", f"{f}since": iso(since),
-                            f"{f}error": str(error)} | (extra or {}))
         return True
 
     def back(self, then: str) -> None:
         """Note a success: ends the outage, if there was one."""
         if self.since is None:
             return
+        f = self.fields
         with self.lock:
             since, self.since = self.since, None
-        if since is None:
-            return
-        seconds = time.time() - since
+            if since is None:
+                return
+            seconds = time.time() - since
+            self.health.update({self.name: "up", f"{f}last_outage_from": iso(since),
+                                f"{f}last_outage_seconds": round(seconds, 1)},
+                               drop=(f"{f}since", f"{f}error"))
         log.warning("%s is back after %.1f s; %s", self.what, seconds, then)
-        f = self.fields
-        self.health.update({self.name: "up", f"{f}last_outage_from": iso(since),
-                            f"{f}last_outage_seconds": round(seconds, 1)},
-                           drop=(f"{f}since", f"{f}error"))
 
 
 def read_health(data_dir: Path) -> dict[str, object] | None:
