@@ -1,4 +1,5 @@
-"""The hand-written ``ProductState`` that computed the built-in ``product`` view before
+"""The hand-written ``ProductState`` (and the folder over it,
+:class:`HandWrittenProductFolder`) that computed the built-in ``product`` view before
 the generic engine did (as it was, unchanged): the reference the engine's values, change
 moments and logged tiles must equal to the bit (``test_builtin_views.py``), and the
 benchmarks' baseline."""
@@ -21,7 +22,9 @@ from basketflow.features.feature_state import (
     revenue,
     share,
 )
+from basketflow.features.entity_features import PRODUCT_REWRITE_S, ProductFolder
 from basketflow.schemas.events import Transaction
+from basketflow.schemas.records import FeatureUpdate, LogRow
 from basketflow.schemas.features import PRODUCT
 from tests.features.hand_written_tiles import _cutoffs, _nested_sums
 
@@ -135,3 +138,20 @@ def _product_values(sums: list[list[int]], buyers: int) -> dict[str, Any]:
     for name, w in _CANCELLED_SHARE:
         out[name] = share(sums[w][3], sums[w][2])
     return out
+
+
+class HandWrittenProductFolder(ProductFolder):
+    """The product's folder as it was before the engine: the same rules over a
+    hand-written ``ProductState``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.product = ProductState()  # type: ignore[assignment]
+
+    def _log_hours(self, entity: str, hours: list[int], update: FeatureUpdate) -> None:
+        for hour in hours:
+            update.rows.append(LogRow("product", entity, hour_end(hour), self.seq,
+                                      self.product.tile_row(hour)))  # type: ignore[attr-defined]
+
+    def _evict(self, written_through: int) -> None:
+        self.product.evict(written_through, PRODUCT_REWRITE_S)  # type: ignore[attr-defined]

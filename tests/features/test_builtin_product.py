@@ -19,16 +19,15 @@ from hypothesis import strategies as st
 
 from basketflow.features.entity_features import (
     PRODUCT_ENGINE,
-    PRODUCT_REWRITE_S,
     ProductFolder,
     _product_state,
     product_tile_row,
 )
-from basketflow.features.feature_state import MILLI, hour_end
+from basketflow.features.feature_state import MILLI
 from basketflow.producers.csv_source import read_events
 from basketflow.schemas.events import Transaction
-from basketflow.schemas.records import FeatureUpdate, LogRow
-from tests.features.hand_written_product import ProductState
+from basketflow.schemas.records import FeatureUpdate
+from tests.features.hand_written_product import HandWrittenProductFolder, ProductState
 
 HOUR = 3600
 START = 1_291_161_600  # 2010-12-01 00:00 UTC
@@ -80,23 +79,6 @@ def test_the_engine_s_product_values_and_tiles_are_the_hand_written_ones_to_the_
         assert typed(engine.values(moment)) == typed(hand_written.values(moment)), moment
         assert engine.last_change(moment) == hand_written.last_change(moment)
         assert engine.values(moment - 1_800) == hand_written.values(moment - HOUR), moment
-
-
-class HandWrittenProductFolder(ProductFolder):
-    """The product's folder as it was before the engine: the same rules over a
-    hand-written ``ProductState``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.product = ProductState()  # type: ignore[assignment]
-
-    def _log_hours(self, entity: str, hours: list[int], update: FeatureUpdate) -> None:
-        for hour in hours:
-            update.rows.append(LogRow("product", entity, hour_end(hour), self.seq,
-                                      self.product.tile_row(hour)))  # type: ignore[attr-defined]
-
-    def _evict(self, written_through: int) -> None:
-        self.product.evict(written_through, PRODUCT_REWRITE_S)  # type: ignore[attr-defined]
 
 
 def same_updates(ours: FeatureUpdate | None, theirs: FeatureUpdate | None) -> None:
