@@ -171,17 +171,31 @@ class Engine:
 
 
 class DeclaredState:
-    """One entity's tiles (hour -> a partial per windowed feature, in hour order),
+    """One entity's tiles (hour -> a partial per windowed feature; in hour order once
+    :meth:`in_order` has put them so),
     lifetime partials, and the latest purchase invoices (``basket``, see
     :meth:`_add_to_basket`)."""
 
-    __slots__ = ("engine", "tiles", "lifetime", "basket")
+    __slots__ = ("engine", "tiles", "lifetime", "basket", "unordered")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.tiles: dict[int, list[Any]] = {}
         self.lifetime = engine.new_lifetime()
         self.basket: Basket = (None, 0, {})
+        #: Whether a tile was added behind the newest since the tiles were last put in
+        #: hour order (:meth:`in_order`).
+        self.unordered = False
+
+    def in_order(self) -> dict[int, list[Any]]:
+        """The tiles in hour order (what reads, eviction and snapshots need), sorted
+        here once after events out of order: sorting at each such event cost a
+        product, whose lines come from every partition interleaved, most of its
+        folding time."""
+        if self.unordered:
+            self.tiles = dict(sorted(self.tiles.items()))
+            self.unordered = False
+        return self.tiles
 
     def update(self, e: Transaction) -> None:
         """Fold one event of the entity in (the view's filter applied here)."""
@@ -192,10 +206,9 @@ class DeclaredState:
         tiles = self.tiles
         tile = tiles.get(hour)
         if tile is None:
-            behind = bool(tiles) and hour < next(reversed(tiles))
+            if not self.unordered and tiles and hour < next(reversed(tiles)):
+                self.unordered = True  # an event out of order: sorted when read
             tile = tiles[hour] = engine.new_tile()
-            if behind:  # an event out of order: the tiles stay in hour order
-                self.tiles = dict(sorted(tiles.items()))
         met = engine.fold(tile, self.lifetime, e)
         if engine.latest and not (e.is_cancellation or e.is_adjustment):
             self._add_to_basket(e, met)
@@ -231,11 +244,12 @@ class DeclaredState:
         tiles of the windows at ``as_of`` (found by bisection, the tiles in hour order)."""
         engine = self.engine
         last = (as_of + 1) // HOUR - 1 if engine.hour_end else as_of // HOUR
-        hours = list(self.tiles)
+        tiles = self.in_order()
+        hours = list(tiles)
         starts = [bisect_right(hours, last - span) for span in engine.spans]
         invoice, _, open_invoices = self.basket
         basket = open_invoices.get(invoice) or engine.new_basket()
-        return engine.values(list(self.tiles.values()), bisect_right(hours, last), starts,
+        return engine.values(list(tiles.values()), bisect_right(hours, last), starts,
                              self.lifetime, basket)
 
     def changes(self, after: int, until: int) -> list[int]:
@@ -258,7 +272,7 @@ class DeclaredState:
         (39599, 34, None)
         """
         last = (until + 1) // HOUR - 1
-        hours = list(self.tiles)  # in hour order
+        hours = list(self.in_order())
         latest = -1
         for after in self.engine.change_hours:  # the latest tile that changed it so
             found = bisect_right(hours, last - after)
@@ -276,5 +290,5 @@ class DeclaredState:
         first: the tiles are in hour order)."""
         if self.engine.spans and self.tiles:
             oldest = as_of // HOUR - self.engine.spans[-1]
-            if next(iter(self.tiles)) <= oldest:
+            if next(iter(self.in_order())) <= oldest:
                 self.tiles = {h: t for h, t in self.tiles.items() if h > oldest}

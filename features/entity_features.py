@@ -233,7 +233,7 @@ class CustomerFolder(Folder):
         ``EntityFolder`` class these two replace, so :func:`_restore_folder` restores
         snapshots of either (the customer's state: its tiles and lifetime partials, or,
         in older snapshots, the hand-written ``CustomerState``'s slots)."""
-        customer = (_CUSTOMER_SLOTS, (self.customer.tiles, self.customer.lifetime))
+        customer = (_CUSTOMER_SLOTS, (self.customer.in_order(), self.customer.lifetime))
         return _restore_folder, (customer, _slot_values(self.basket),
                                  None, self.seen, self.seq, self.max_ts, self.rows_through)
 
@@ -334,7 +334,7 @@ class ProductFolder(Folder):
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickled as :meth:`CustomerFolder.__reduce__` is (the product's state: its
         tiles, or, in older snapshots, the hand-written ``ProductState``'s slots)."""
-        return _restore_folder, (None, None, (_PRODUCT_SLOTS, (self.product.tiles,)),
+        return _restore_folder, (None, None, (_PRODUCT_SLOTS, (self.product.in_order(),)),
                                  self.seen, self.seq, self.max_ts, self.rows_through)
 
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
@@ -388,7 +388,7 @@ class ProductFolder(Folder):
         """Drop the tiles no row can need any more: the rows are written up to
         ``written_through``, and a line may still arrive :data:`PRODUCT_REWRITE_S` behind
         it (its hour is logged again, its values read over the windows before it)."""
-        tiles = self.product.tiles
+        tiles = self.product.in_order()
         oldest = (written_through - PRODUCT_REWRITE_S) // HOUR - _PRODUCT_KEPT_HOURS
         if tiles and next(iter(tiles)) < oldest - _EVICT_SLACK_HOURS:  # in hour order
             self.product.tiles = {h: t for h, t in tiles.items() if h >= oldest}
