@@ -8,20 +8,25 @@ the hand-written state (baseline: what the flow and the backfill ran before the 
 computed the view, kept in ``tests/features/hand_written_product.py`` as the reference)
 and once over the generic engine's state of the view's declaration (what they run now),
 in turns over ``--rounds``, in one process. Also times the states alone: every line
-folded in (``update``), then the values as of the last change up to the hour end of
-each product's latest line, a day and a week later. Prints
+folded in (``update``), in event-time order and interleaved as from ``--partitions``
+partitions (the order the flow's product step gets them in), then the values as of
+the last change up to the hour end of each product's latest line, a day and a week
+later. Prints
 events/s of each (CPU time), the ratios to the hand-written time, and whether every row,
 online value and late line of the two folders is the same.
 
     python benchmarks/product_engine.py [PATH.csv[.gz]] [--limit N] [--rounds N]
+                                        [--partitions N]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,19 +79,37 @@ def folded(folder: Callable[[], ProductFolder], hours: Hours) -> list[Any]:
     return out
 
 
-def states_alone(state: Callable[[], Any], hours: Hours) -> list[Any]:
-    """Every product's lines folded into a state, then its values as of the hour end of
-    its latest line, and of a day and a week later (what the flow reads of it)."""
-    states: dict[str, Any] = {}
+def interleaved(hours: Hours, partitions: int, seed: int = 1) -> list[Transaction]:
+    """The lines as the flow's product step gets them: split by customer over
+    ``partitions`` (as the topic is), each in file order, read in turns of 100 to 1,000
+    lines from a partition picked at random, so one product's lines arrive out of order."""
+    parts: list[list[Transaction]] = [[] for _ in range(partitions)]
     for hour in sorted(hours):
-        for product, events in hours[hour].items():
-            s = states.get(product)
-            if s is None:
-                s = states[product] = state()
+        for events in hours[hour].values():
             for e in events:
-                s.update(e)
+                parts[zlib.crc32(e.entity_id.encode()) % partitions].append(e)
+    for part in parts:
+        part.sort(key=lambda e: e.ts)
+    rng, at, out = random.Random(seed), [0] * partitions, []
+    while any(at[p] < len(parts[p]) for p in range(partitions)):
+        p, n = rng.randrange(partitions), rng.randint(100, 1_000)
+        out += parts[p][at[p]:at[p] + n]
+        at[p] += n
+    return out
+
+
+def states_alone(state: Callable[[], Any], lines: list[Transaction]) -> list[Any]:
+    """Every product's lines folded into a state in the order given, then its values as
+    of the hour end of its latest line, and of a day and a week later (what the flow
+    reads of it)."""
+    states: dict[str, Any] = {}
+    for e in lines:
+        s = states.get(e.stock_code)
+        if s is None:
+            s = states[e.stock_code] = state()
+        s.update(e)
     out = []
-    for s in states.values():
+    for _, s in sorted(states.items()):
         last = max(s.tiles)
         for after in (0, 24, 168):
             moment = s.last_change((last + after) * HOUR + HOUR - 1)
@@ -114,6 +137,8 @@ def main() -> None:
     parser.add_argument("path", nargs="?", type=Path, default=REAL_DATA)
     parser.add_argument("--limit", type=int, default=None, help="only the first N events")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--partitions", type=int, default=4,
+                        help="partitions the interleaved lines come from [4]")
     args = parser.parse_args()
     print(describe())
     print(f"load average before: {os.getloadavg()[0]:.2f}")
@@ -122,11 +147,15 @@ def main() -> None:
     products = len({p for ps in hours.values() for p in ps})
     print(f"{events:,} events of {products:,} products in {len(hours):,} hours "
           f"from {args.path.name}")
+    in_order = interleaved(hours, 1)
+    mixed = interleaved(hours, args.partitions)
     contenders: dict[str, Callable[[], list[Any]]] = {
         "hand-written folder": lambda: folded(HandWrittenProductFolder, hours),
         "engine folder": lambda: folded(ProductFolder, hours),
-        "hand-written state": lambda: states_alone(ProductState, hours),
-        "engine state": lambda: states_alone(PRODUCT_ENGINE.state, hours),
+        "hand-written state": lambda: states_alone(ProductState, in_order),
+        "engine state": lambda: states_alone(PRODUCT_ENGINE.state, in_order),
+        "hand-written state, interleaved": lambda: states_alone(ProductState, mixed),
+        "engine state, interleaved": lambda: states_alone(PRODUCT_ENGINE.state, mixed),
     }
     times: dict[str, list[float]] = {name: [] for name in contenders}
     results: dict[str, list[Any]] = {}
@@ -137,15 +166,16 @@ def main() -> None:
     best = {name: min(t) for name, t in times.items()}
     for name, seconds in best.items():
         baseline = best["hand-written " + name.split(" ", 1)[1]]
-        print(f"{name:20} {events / seconds:>10,.0f} events/s  ({seconds:.2f} s of CPU, best "
+        print(f"{name:32} {events / seconds:>10,.0f} events/s  ({seconds:.2f} s of CPU, best "
               f"of {args.rounds}; {seconds / baseline:.2f} x the hand-written time)")
     same_folders = comparable(results["engine folder"]) == \
         comparable(results["hand-written folder"])
     rows = sum(len(u.rows) for u in results["engine folder"] if u is not None)
     print(f"folders' updates identical (rows, values with types, late lines): {same_folders}; "
           f"{rows:,} rows")
-    print("states' values identical: "
-          f"{results['engine state'] == results['hand-written state']}")
+    for way in ("state", "state, interleaved"):
+        print(f"{way}: values identical: "
+              f"{results['engine ' + way] == results['hand-written ' + way]}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
