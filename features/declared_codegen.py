@@ -25,7 +25,17 @@ from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
-from basketflow.schemas.declare import NULLABLE, Agg, Binary, Const, Expr, Field, IsIn, Not
+from basketflow.schemas.declare import (
+    NULLABLE,
+    Agg,
+    Binary,
+    Const,
+    Expr,
+    Field,
+    IsIn,
+    Not,
+    fixed_python,
+)
 
 _INDENT = "    "
 
@@ -47,6 +57,22 @@ def merge_picked(function: str, a: Any, b: Any) -> Any:
 def round_or_null(value: float | None, decimals: int) -> float | None:
     """``value`` rounded to ``decimals``, a null as it is: what generated code calls."""
     return None if value is None else round(value, decimals)
+
+
+def exact_rounded(units: int, exact: int, decimals: int) -> float:
+    """A whole number of units of ``10**-exact`` rounded half to even to ``decimals``
+    (at most ``exact``) in whole numbers, as a float: no binary fraction decides a tie,
+    so every place that sums the same units gives the same value. What generated code
+    calls for an exact sum.
+
+    >>> exact_rounded(125, 3, 2), exact_rounded(135, 3, 2), exact_rounded(-125, 3, 2)
+    (0.12, 0.14, -0.12)
+    """
+    step = 10 ** (exact - decimals)
+    kept, rest = divmod(units, step)
+    if 2 * rest > step or (2 * rest == step and kept % 2):
+        kept += 1
+    return kept / 10 ** decimals
 
 
 def never_null(expr: Expr) -> bool:
@@ -128,8 +154,11 @@ def update_lines(agg: Agg, slot: str, conditions: dict[str, str],
                  "min": [f"if {slot} is None or v < {slot}:", f"{_INDENT}{slot} = v"],
                  "max": [f"if {slot} is None or v > {slot}:", f"{_INDENT}{slot} = v"],
                  }[function]
-        body = [f"v = {agg.of.python}",
-                *(added if never_null(agg.of) else ["if v is not None:", *_indented(added)])]
+        if agg.exact is not None:  # never null: checked by the declaration
+            body = [f"v = {fixed_python(agg.of, agg.exact)}", *added]
+        else:
+            body = [f"v = {agg.of.python}", *(added if never_null(agg.of)
+                                              else ["if v is not None:", *_indented(added)])]
     where = condition_text(agg)
     return body if where is None else [f"if {conditions[where]}:", *_indented(body)]
 
@@ -248,6 +277,8 @@ class Output:
 
 def _rounded(value: str, agg: Agg, decimals: int | None) -> str:
     """The expression of ``value`` rounded to ``decimals`` (None: as it is)."""
+    if agg.exact is not None:
+        return f"_exact_rounded({value}, {agg.exact}, {decimals})"
     if decimals is None:
         return value
     if agg.function in ("sum", "count", "count_distinct"):  # never null

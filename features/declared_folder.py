@@ -70,7 +70,7 @@ class DeclaredFolder(Folder):
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickled as plain values, without the engine (see the module)."""
-        return _restore, (self.version, self.state.tiles, self.state.lifetime, self.last,
+        return _restore, (self.version, self.state.in_order(), self.state.lifetime, self.last,
                           self.seen, self.seq, self.max_ts, self.rows_through,
                           self.state.basket)
 
@@ -145,7 +145,8 @@ def _restore(version: str, tiles: dict[int, list[Any]], lifetime: list[Any],
     """The folder :meth:`DeclaredFolder.__reduce__` pickled, without its engine yet."""
     folder = DeclaredFolder.__new__(DeclaredFolder)
     folder.state = DeclaredState.__new__(DeclaredState)
-    folder.state.tiles, folder.state.lifetime = tiles, lifetime
+    folder.state.tiles, folder.state.lifetime = tiles, lifetime  # pickled in hour order
+    folder.state.unordered = False
     folder.state.basket = _upgraded_basket(basket)
     folder.version, folder.last, folder.guest_kept_s = version, last, NEVER_LATE
     folder.seen, folder.seq, folder.max_ts, folder.rows_through = seen, seq, max_ts, rows_through

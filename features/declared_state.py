@@ -18,8 +18,13 @@ such moment where the values changed, in the live flow and the backfill alike.
 
 The latest purchase invoice's features (``LATEST_INVOICE``) keep one partial each per
 invoice with a purchase at the latest purchase time (:meth:`DeclaredState._add_to_basket`),
-so a late line of an earlier invoice of that time brings that invoice back whole. Not
-computed here yet: values read as of hour ends (``values_at="hour_end"``).
+so a late line of an earlier invoice of that time brings that invoice back whole.
+
+A view read as of hour ends (``values_at="hour_end"``, the built-in ``product`` view)
+reads its windows at the last hour end (:meth:`DeclaredState.values`), and changes only
+at hour ends (:meth:`DeclaredState.last_change`). An exact sum
+(``agg.sum(..., exact=3)``) keeps whole units of ``10**-3`` in its tiles, so its windows
+are the same in any order of the events.
 
 >>> from basketflow.schemas.declare import E, Feature, View, agg, days
 >>> from basketflow.schemas.events import parse_row
@@ -44,6 +49,7 @@ from typing import Any
 from basketflow.features.declared_codegen import (
     Output,
     conditions_of,
+    exact_rounded,
     empties_source,
     fold_latest_source,
     fold_source,
@@ -53,7 +59,6 @@ from basketflow.features.declared_codegen import (
 )
 from basketflow.schemas.declare import (
     LATEST_INVOICE,
-    DeclarationError,
     FeatureDecl,
     View,
     compiled,
@@ -77,10 +82,9 @@ class Engine:
     windows in hours, and its lifetime features."""
 
     def __init__(self, view: View) -> None:
-        if view.values_at != "event":
-            raise DeclarationError(f"{view.declared_at}: view {view.name!r}: values read as "
-                                   "of hour ends are not computed by the generic engine yet")
         self.view = view
+        #: Whether its values are read as of the last hour end (``values_at``).
+        self.hour_end = view.values_at == "hour_end"
         self.windowed: list[tuple[FeatureDecl, tuple[tuple[str, int], ...]]] = []
         self.lifetime: list[FeatureDecl] = []
         #: Features over the latest purchase invoice's lines.
@@ -102,13 +106,16 @@ class Engine:
                 self.windowed.append((f, tuple((f"{f.name}_{w.text}", w.hours)
                                                for w in f.windows)))
         self.spans = tuple(sorted({hours for _, ws in self.windowed for _, hours in ws}))
+        #: Hours after a tile's hour at whose end a view read at hour ends changes: 0 (it
+        #: enters every window) and each window's span (it leaves that window).
+        self.change_hours = (0, *self.spans)
         windowed = [f.aggregation for f, _ in self.windowed]
         lifetime = [f.aggregation for f in self.lifetime]
         latest = [f.aggregation for f in self.latest]
         #: The features' distinct conditions (``where=``), each evaluated once per event.
         conditions = conditions_of(windowed + lifetime + latest)
         scope = {"_merge_picked": merge_picked, "_event_order": event_order,
-                 "_round_or_null": round_or_null}
+                 "_round_or_null": round_or_null, "_exact_rounded": exact_rounded}
         #: New partials: ``new_tile()`` (one per windowed feature), ``new_lifetime()``,
         #: ``new_basket()`` (one per latest invoice feature).
         self.new_tile, self.new_lifetime, self.new_basket = (
@@ -152,13 +159,11 @@ class Engine:
 
     @staticmethod
     def computes(view: View) -> bool:
-        """Whether the generic engine computes ``view`` (not yet: values as of hour
-        ends)."""
-        try:
-            Engine(view)
-        except DeclarationError:
-            return False
-        return True
+        """Whether the declared views' feature step
+        (:mod:`basketflow.features.declared_folder`) computes ``view``: not a view read
+        as of hour ends, which only the built-in ``product`` view's folder writes (its
+        rows are hourly tiles)."""
+        return view.values_at == "event"
 
     def state(self) -> DeclaredState:
         """A new entity's state."""
@@ -166,17 +171,31 @@ class Engine:
 
 
 class DeclaredState:
-    """One entity's tiles (hour -> a partial per windowed feature, in hour order),
+    """One entity's tiles (hour -> a partial per windowed feature; in hour order once
+    :meth:`in_order` has put them so),
     lifetime partials, and the latest purchase invoices (``basket``, see
     :meth:`_add_to_basket`)."""
 
-    __slots__ = ("engine", "tiles", "lifetime", "basket")
+    __slots__ = ("engine", "tiles", "lifetime", "basket", "unordered")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.tiles: dict[int, list[Any]] = {}
         self.lifetime = engine.new_lifetime()
         self.basket: Basket = (None, 0, {})
+        #: Whether a tile was added behind the newest since the tiles were last put in
+        #: hour order (:meth:`in_order`).
+        self.unordered = False
+
+    def in_order(self) -> dict[int, list[Any]]:
+        """The tiles in hour order (what reads, eviction and snapshots need), sorted
+        here once after events out of order: sorting at each such event cost a
+        product, whose lines come from every partition interleaved, most of its
+        folding time."""
+        if self.unordered:
+            self.tiles = dict(sorted(self.tiles.items()))
+            self.unordered = False
+        return self.tiles
 
     def update(self, e: Transaction) -> None:
         """Fold one event of the entity in (the view's filter applied here)."""
@@ -187,10 +206,9 @@ class DeclaredState:
         tiles = self.tiles
         tile = tiles.get(hour)
         if tile is None:
-            behind = bool(tiles) and hour < next(reversed(tiles))
+            if not self.unordered and tiles and hour < next(reversed(tiles)):
+                self.unordered = True  # an event out of order: sorted when read
             tile = tiles[hour] = engine.new_tile()
-            if behind:  # an event out of order: the tiles stay in hour order
-                self.tiles = dict(sorted(tiles.items()))
         met = engine.fold(tile, self.lifetime, e)
         if engine.latest and not (e.is_cancellation or e.is_adjustment):
             self._add_to_basket(e, met)
@@ -220,16 +238,18 @@ class DeclaredState:
         self.basket = (invoice, latest, open_invoices)
 
     def values(self, as_of: int) -> dict[str, Any]:
-        """Every stored feature at ``as_of`` (every event at or before it folded in), in
-        the view's order, rounded as declared: the engine's generated ``values`` over the
+        """Every stored feature at ``as_of`` (every event at or before it folded in; of a
+        view read at hour ends, as of the last hour end at or before it), in the view's
+        order, rounded as declared: the engine's generated ``values`` over the
         tiles of the windows at ``as_of`` (found by bisection, the tiles in hour order)."""
         engine = self.engine
-        last = as_of // HOUR
-        hours = list(self.tiles)
+        last = (as_of + 1) // HOUR - 1 if engine.hour_end else as_of // HOUR
+        tiles = self.in_order()
+        hours = list(tiles)
         starts = [bisect_right(hours, last - span) for span in engine.spans]
         invoice, _, open_invoices = self.basket
         basket = open_invoices.get(invoice) or engine.new_basket()
-        return engine.values(list(self.tiles.values()), bisect_right(hours, last), starts,
+        return engine.values(list(tiles.values()), bisect_right(hours, last), starts,
                              self.lifetime, basket)
 
     def changes(self, after: int, until: int) -> list[int]:
@@ -237,6 +257,28 @@ class DeclaredState:
         (hour starts), in order."""
         return sorted({moment for h in self.tiles for hours in self.engine.spans
                        if after < (moment := (h + hours) * HOUR) <= until})
+
+    def last_change(self, until: int) -> int | None:
+        """Of a view read at hour ends: the last hour end at or before ``until`` at which
+        its values changed (a tile entered every window at its hour's end, or left one a
+        span later); None if none.
+
+        >>> from basketflow.schemas.declare import Feature, View, agg, days
+        >>> hourly = View("h", entity="stock_code", values_at="hour_end",
+        ...               features=[Feature("n", agg.count(), windows=days(1))])
+        >>> p = Engine(hourly).state()
+        >>> p.tiles = {10: [1]}
+        >>> p.last_change(11 * HOUR), p.last_change(40 * HOUR) // HOUR, p.last_change(9 * HOUR)
+        (39599, 34, None)
+        """
+        last = (until + 1) // HOUR - 1
+        hours = list(self.in_order())
+        latest = -1
+        for after in self.engine.change_hours:  # the latest tile that changed it so
+            found = bisect_right(hours, last - after)
+            if found and hours[found - 1] + after > latest:
+                latest = hours[found - 1] + after
+        return None if latest < 0 else latest * HOUR + HOUR - 1
 
     def moves_after(self, after: int) -> bool:
         """Whether a tile will leave a window after ``after``."""
@@ -248,5 +290,5 @@ class DeclaredState:
         first: the tiles are in hour order)."""
         if self.engine.spans and self.tiles:
             oldest = as_of // HOUR - self.engine.spans[-1]
-            if next(iter(self.tiles)) <= oldest:
+            if next(iter(self.in_order())) <= oldest:
                 self.tiles = {h: t for h, t in self.tiles.items() if h > oldest}

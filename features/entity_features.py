@@ -58,13 +58,14 @@ from basketflow.features.declared_state import DeclaredState, Engine
 from basketflow.features.feature_state import (
     HOUR,
     MILLI,
+    PRODUCT_SPAN_HOURS,
     BasketState,
-    ProductState,
     hour_end,
     last_ended_hour,
 )
 from basketflow.features.seen_ids import SeenIds
 from basketflow.schemas.default_repository.customer import customer as customer_declaration
+from basketflow.schemas.default_repository.product import product as product_declaration
 from basketflow.schemas.events import GUEST_PREFIX, Transaction
 from basketflow.schemas.features import DAY_SECONDS, WINDOW_DAYS
 from basketflow.schemas.records import FeatureUpdate, LateEvent, LogRow, Work
@@ -77,6 +78,14 @@ T = TypeVar("T")
 CUSTOMER_ENGINE = Engine(customer_declaration)
 #: What a snapshot's customer state holds: its tiles and lifetime partials.
 _CUSTOMER_SLOTS = ("tiles", "lifetime")
+#: The built-in ``product`` view, computed by the generic engine from its declaration
+#: (``schemas/default_repository/product.py``), read as of hour ends, its revenue an
+#: exact sum: its values are those of the hand-written class it replaced, to the bit.
+PRODUCT_ENGINE = Engine(product_declaration)
+#: What a snapshot's product state holds: its tiles (each of the view's partials).
+_PRODUCT_SLOTS = ("tiles",)
+#: Where each windowed feature's partial is in a product tile, by the feature's name.
+_PRODUCT_PARTIAL = {f.name: i for i, (f, _) in enumerate(PRODUCT_ENGINE.windowed)}
 
 #: How long an entity remembers the ids it folded in, behind its latest event, at least:
 #: its longest window. A copy of an event older than that (and than the rule for late
@@ -224,7 +233,7 @@ class CustomerFolder(Folder):
         ``EntityFolder`` class these two replace, so :func:`_restore_folder` restores
         snapshots of either (the customer's state: its tiles and lifetime partials, or,
         in older snapshots, the hand-written ``CustomerState``'s slots)."""
-        customer = (_CUSTOMER_SLOTS, (self.customer.tiles, self.customer.lifetime))
+        customer = (_CUSTOMER_SLOTS, (self.customer.in_order(), self.customer.lifetime))
         return _restore_folder, (customer, _slot_values(self.basket),
                                  None, self.seen, self.seq, self.max_ts, self.rows_through)
 
@@ -299,22 +308,33 @@ class CustomerFolder(Folder):
 PRODUCT_REWRITE_S = 7 * 86_400
 
 
+#: How far past the longest window a product's tiles may age before they are dropped,
+#: all at once. Its values only read inside its windows, so what is kept past them
+#: changes nothing; dropping them every new hour would rebuild a popular product's tiles
+#: nearly every hour.
+_EVICT_SLACK_HOURS = 7 * 24
+#: Hours of tiles a product needs behind what may still be rewritten: its longest
+#: window, and a day more.
+_PRODUCT_KEPT_HOURS = max(PRODUCT_SPAN_HOURS) + 24
+
+
 class ProductFolder(Folder):
-    """A product's ``product`` view. Online: its values as of the last hour end the clock
-    has passed, written when they change. Logged: each hour's tile once the clock has
-    passed its end (:meth:`ProductState.tile_row`). Its lines arrive from every partition,
-    in any order; one for an hour already logged logs that hour again (a higher
-    ``seq``)."""
+    """A product's ``product`` view (the generic engine's state of its declaration).
+    Online: its values as of the last hour end the clock has passed, written when they
+    change. Logged: each hour's tile once the clock has passed its end
+    (:func:`product_tile_row`). Its lines arrive from every partition, in any order; one
+    for an hour already logged logs that hour again (a higher ``seq``)."""
 
     __slots__ = ("product",)
 
     def __init__(self) -> None:
         super().__init__()
-        self.product = ProductState()
+        self.product = PRODUCT_ENGINE.state()
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        """Pickled as :meth:`CustomerFolder.__reduce__` is."""
-        return _restore_folder, (None, None, _slot_values(self.product),
+        """Pickled as :meth:`CustomerFolder.__reduce__` is (the product's state: its
+        tiles, or, in older snapshots, the hand-written ``ProductState``'s slots)."""
+        return _restore_folder, (None, None, (_PRODUCT_SLOTS, (self.product.in_order(),)),
                                  self.seen, self.seq, self.max_ts, self.rows_through)
 
     def _fold(self, entity: str, fresh: list[Transaction], lateness: int,
@@ -362,13 +382,23 @@ class ProductFolder(Folder):
         if changed is not None and changed > after:
             self._emit_values(entity, changed, update)
         self.rows_through = until
-        product.evict(until, PRODUCT_REWRITE_S)
+        self._evict(until)
+
+    def _evict(self, written_through: int) -> None:
+        """Drop the tiles no row can need any more: the rows are written up to
+        ``written_through``, and a line may still arrive :data:`PRODUCT_REWRITE_S` behind
+        it (its hour is logged again, its values read over the windows before it)."""
+        tiles = self.product.in_order()
+        oldest = (written_through - PRODUCT_REWRITE_S) // HOUR - _PRODUCT_KEPT_HOURS
+        if tiles and next(iter(tiles)) < oldest - _EVICT_SLACK_HOURS:  # in hour order
+            self.product.tiles = {h: t for h, t in tiles.items() if h >= oldest}
 
     def _log_hours(self, entity: str, hours: list[int], update: FeatureUpdate) -> None:
         """A log row of each hour's tile, stamped with the hour's end."""
-        seq, rows, product = self.seq, update.rows, self.product
+        seq, rows, tiles = self.seq, update.rows, self.product.tiles
         for hour in hours:
-            rows.append(LogRow("product", entity, hour_end(hour), seq, product.tile_row(hour)))
+            rows.append(LogRow("product", entity, hour_end(hour), seq,
+                               product_tile_row(tiles[hour])))
 
     def _emit_values(self, entity: str, moment: int, update: FeatureUpdate) -> None:
         """The values as of the hour end ``moment`` (their last change), for the online
@@ -377,10 +407,29 @@ class ProductFolder(Folder):
         update.times["product"] = moment
 
 
+def product_tile_row(tile: list[Any]) -> dict[str, Any]:
+    """What the product's feature log keeps of one hour (``PRODUCT.logged``): its tile's
+    partials, the buyers sorted; from these ``historical`` sums any window at any hour
+    end.
+
+    >>> tile = PRODUCT_ENGINE.new_tile()
+    >>> from basketflow.schemas.events import parse_row
+    >>> row = ["536365", "85123A", "HEART", "6", "12/1/2010 8:26", "2.55", "17850", "UK"]
+    >>> _ = PRODUCT_ENGINE.fold(tile, [], parse_row(row, "f:2"))
+    >>> product_tile_row(tile)
+    {'units': 6, 'revenue_milli': 15300, 'lines': 1, 'cancelled_lines': 0, 'buyers': ['17850']}
+    """
+    where = _PRODUCT_PARTIAL
+    cancelled, lines = tile[where["cancelled_share"]]
+    return {"units": tile[where["units"]], "revenue_milli": tile[where["revenue"]],
+            "lines": lines, "cancelled_lines": cancelled,
+            "buyers": sorted(tile[where["distinct_buyers"]])}
+
+
 SlotValues = tuple[tuple[str, ...], tuple[Any, ...]]
 
 
-def _slot_values(state: BasketState | ProductState) -> SlotValues:
+def _slot_values(state: BasketState) -> SlotValues:
     """A state object's slot names and values."""
     names: tuple[str, ...] = state.__slots__
     return names, tuple(getattr(state, name) for name in names)
@@ -418,9 +467,7 @@ def _restore_folder(customer: SlotValues | None, basket: SlotValues | None,
     folder: CustomerFolder | ProductFolder
     if product is not None:
         folder = ProductFolder.__new__(ProductFolder)
-        folder.product = _rebuilt(ProductState, product)
-        if rows_through is None:
-            _upgrade_product(folder.product)
+        folder.product = _product_state(product, upgrade=rows_through is None)
     elif customer is not None and basket is not None:
         folder = CustomerFolder.__new__(CustomerFolder)
         folder.customer = _customer_state(customer)
@@ -475,15 +522,54 @@ def _from_hand_written(old: dict[str, Any]) -> tuple[dict[int, list[Any]], list[
                    old["last_purchase"]]
 
 
-def _upgrade_product(state: ProductState) -> None:
-    """A product state of a snapshot from before hour-end rows, in today's form: revenue
-    in thousandths, buyers by hour (it knew each buyer's latest hour only, so a buyer's
-    earlier hours in the 7-day window are not known: they count from its latest)."""
-    state.tiles = {h: [u, round(r * MILLI), n, c] for h, (u, r, n, c) in state.tiles.items()}
+def _product_state(values: SlotValues, upgrade: bool) -> DeclaredState:
+    """A snapshot's product state: its tiles, or those of the hand-written
+    ``ProductState`` it held before the generic engine computed the view
+    (:func:`_product_tiles`; ``upgrade``: one from before hour-end rows,
+    :func:`_upgraded_product`)."""
+    names, slots = values
+    state = PRODUCT_ENGINE.state()
+    if names == _PRODUCT_SLOTS:
+        (state.tiles,) = slots
+    else:
+        old = dict(zip(names, slots))
+        tiles, buyers = old["tiles"], old["buyers"]
+        if upgrade:
+            tiles, buyers = _upgraded_product(tiles, buyers)
+        state.tiles = _product_tiles(tiles, buyers)
+    return state
+
+
+def _product_tiles(tiles: dict[int, list[int]],
+                   buyers: dict[int, set[str]]) -> dict[int, list[Any]]:
+    """The generic engine's product tiles, in hour order, from a hand-written
+    ``ProductState``'s: its tiles of ``[units, revenue in thousandths, lines, cancelled
+    lines]`` and its buyers by hour (each hour's the same values, so its rows go on
+    exactly where they were).
+
+    >>> _product_tiles({12: [2, 5_100, 1, 0], 10: [-1, -2_550, 1, 1]}, {12: {"17850"}})
+    {10: [-1, -2550, set(), (1, 1)], 12: [2, 5100, {'17850'}, (0, 1)]}
+    """
+    where = _PRODUCT_PARTIAL
+    out: dict[int, list[Any]] = {}
+    for hour, (units, revenue, lines, cancelled) in sorted(tiles.items()):
+        tile = out[hour] = PRODUCT_ENGINE.new_tile()
+        tile[where["units"]], tile[where["revenue"]] = units, revenue
+        tile[where["distinct_buyers"]] = set(buyers.get(hour, ()))
+        tile[where["cancelled_share"]] = (cancelled, lines)
+    return out
+
+
+def _upgraded_product(tiles: dict[int, list[Any]], buyers: dict[str, int],
+                      ) -> tuple[dict[int, list[int]], dict[int, set[str]]]:
+    """A hand-written product state of a snapshot from before hour-end rows, in its
+    later form: revenue in thousandths, buyers by hour (it knew each buyer's latest hour
+    only, so a buyer's earlier hours in the 7-day window are not known: they count from
+    its latest)."""
     by_hour: dict[int, set[str]] = {}
-    for buyer, hour in state.buyers.items():  # type: ignore[attr-defined]
+    for buyer, hour in buyers.items():
         by_hour.setdefault(hour, set()).add(buyer)
-    state.buyers = by_hour
+    return {h: [u, round(r * MILLI), n, c] for h, (u, r, n, c) in tiles.items()}, by_hour
 
 
 F = TypeVar("F", bound=Folder)

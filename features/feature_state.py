@@ -1,8 +1,9 @@
-"""Per-entity feature state of the built-in views the generic engine
-(:mod:`basketflow.features.declared_state`) does not compute: ``basket`` and ``product``
-(docs/DESIGN.md says why); the ``customer`` view is the engine's.
+"""Per-entity feature state of the built-in view the generic engine
+(:mod:`basketflow.features.declared_state`) does not compute, ``basket`` (docs/DESIGN.md
+says why; the ``customer`` and ``product`` views are the engine's), and what reads the
+product's logged tiles (:func:`product_columns`).
 
-Each class here is plain Python, kept per entity inside a Bytewax stateful step by
+The class here is plain Python, kept per entity inside a Bytewax stateful step by
 the live flow and by the backfill alike, so what a model is trained on is what it is
 served. ``update(event)`` folds one event in; ``values`` returns the features, following
 the window rule of :mod:`basketflow.schemas.features`: a ``W``-day window at ``t`` holds
@@ -22,9 +23,10 @@ False
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from basketflow.features.declared_codegen import exact_rounded
 from basketflow.schemas.events import Transaction
 from basketflow.schemas.features import CATEGORY_SHARES, PRODUCT, FeatureView
 from basketflow.schemas.taxonomy import load_taxonomy
@@ -54,12 +56,6 @@ def hour_end(hour: int) -> int:
     return hour * HOUR + HOUR - 1
 
 
-def _cutoffs(as_of: int, days: tuple[int, ...]) -> list[int]:
-    """The first hour tile inside each window ending at ``as_of``."""
-    hour = as_of // HOUR + 1
-    return [hour - d * 24 for d in days]
-
-
 def _windows_of(view: FeatureView, stem: str) -> tuple[tuple[str, int], ...]:
     """Each window of the view's windowed feature ``stem``: the feature's name over it, and
     where its days are in ``view.windows_days`` (the windows a state sums its tiles over).
@@ -70,35 +66,6 @@ def _windows_of(view: FeatureView, stem: str) -> tuple[tuple[str, int], ...]:
     declared = view.windowed(stem)
     return tuple((declared.name(days), view.windows_days.index(days))
                  for days in declared.windows_days)
-
-
-def _nested_sums(tiles: Iterable[tuple[int, Sequence[float]]], cuts: list[int],
-                 last_hour: int, width: int) -> list[list[Any]]:
-    """Each window's sums of the tiles' ``width`` fields up to ``last_hour``, for windows
-    that nest, shortest first (``cuts``, their first hours, fall as :func:`_cutoffs`
-    gives them): a tile is added once, to the shortest window it is in, and the sums are
-    then carried out to the longer ones.
-
-    >>> _nested_sums([(9, [1, 2]), (5, [10, 20]), (12, [99, 99])], [9, 4], 10, 2)
-    [[1, 2], [11, 22]]
-    """
-    n = len(cuts)
-    inner = [[0] * width for _ in range(n)]
-    longest = cuts[-1]
-    for hour, tile in tiles:
-        if hour > last_hour or hour < longest:
-            continue
-        w = 0
-        while hour < cuts[w]:
-            w += 1
-        bucket = inner[w]
-        for k in range(width):
-            bucket[k] += tile[k]
-    for w in range(1, n):  # a shorter window's tiles are in every longer one
-        outer, shorter = inner[w], inner[w - 1]
-        for k in range(width):
-            outer[k] += shorter[k]
-    return inner
 
 
 class BasketState:
@@ -165,121 +132,26 @@ class BasketState:
         return out
 
 
-#: How far past the longest window a product's tiles and buyers may age before they are
-#: dropped, all at once. Its values only read inside its windows, so what is kept past
-#: them changes nothing; dropping them every new hour would rebuild a popular product's
-#: dicts nearly every hour.
-_EVICT_SLACK_HOURS = 7 * 24
-#: The product's windows in days, shortest first: its tiles are summed over each.
+#: The product's windows in days, shortest first.
 _PRODUCT_DAYS = PRODUCT.windows_days
-#: Hours of tiles a product needs: its longest window, and a day more.
-_PRODUCT_KEPT_HOURS = max(_PRODUCT_DAYS) * 24 + 24
 #: Each of the product's windows in hours, shortest first.
 PRODUCT_SPAN_HOURS = tuple(days * 24 for days in _PRODUCT_DAYS)
 #: Hours after a tile's hour at whose end the product's values change: its own hour's
 #: end (it enters every window), and each window's span (it leaves that window).
 PRODUCT_CHANGE_HOURS = (0, *PRODUCT_SPAN_HOURS)
-_CHANGE_HOURS_LONGEST_FIRST = tuple(sorted(PRODUCT_CHANGE_HOURS, reverse=True))
 _UNITS = _windows_of(PRODUCT, "units")
 _REVENUE = _windows_of(PRODUCT, "revenue")
 _DISTINCT_BUYERS = _windows_of(PRODUCT, "distinct_buyers")
 _CANCELLED_SHARE = _windows_of(PRODUCT, "cancelled_share")
 if len({w for _, w in _DISTINCT_BUYERS}) != 1:
-    raise ValueError("ProductState counts distinct buyers over one window: declare "
+    raise ValueError("the product's feature log keeps buyers for one window: declare "
                      "distinct_buyers over one window only")
 _BUYERS_WINDOW = _DISTINCT_BUYERS[0][1]
 #: The span in hours of the window distinct buyers are counted over.
 BUYERS_SPAN_HOURS = PRODUCT_SPAN_HOURS[_BUYERS_WINDOW]
-#: Revenue is kept in thousandths of the currency, as whole numbers: prices have at most
-#: three decimals, so window sums are exact however they are added and taken away.
+#: Revenue is kept in thousandths of the currency, as whole numbers (the product
+#: declaration's exact sum): window sums are exact however they are added and taken away.
 MILLI = 1000
-
-
-class ProductState:
-    """Demand for one product: hourly tiles of ``[units, revenue in thousandths, lines,
-    cancelled lines]`` and the customers who bought it in each hour.
-
-    Its values change only at the end of an hour: the hour's tile enters every window, and
-    tiles leave windows. So it is read as of hour ends: at the end of hour ``h`` its values
-    are exactly the window rule at that moment, whatever order its lines arrived in (they
-    come from every partition, interleaved). Its feature log keeps its tiles
-    (:meth:`tile_row`), one row per hour with lines, from which ``historical`` sums any
-    window.
-    """
-
-    __slots__ = ("tiles", "buyers", "max_ts")
-
-    def __init__(self) -> None:
-        self.tiles: dict[int, list[int]] = {}
-        self.buyers: dict[int, set[str]] = {}
-        self.max_ts = 0
-
-    def update(self, e: Transaction) -> None:
-        """Fold one line of this product in (in any order)."""
-        ts = e.ts
-        hour = ts // HOUR
-        tile = self.tiles.get(hour)
-        if tile is None:
-            tile = self.tiles[hour] = [0, 0, 0, 0]
-        quantity = e.quantity
-        tile[0] += quantity
-        tile[1] += quantity * round(e.unit_price * MILLI)
-        tile[2] += 1
-        if e.is_cancellation:
-            tile[3] += 1
-        elif customer := e.customer_id:
-            buyers = self.buyers.get(hour)
-            if buyers is None:
-                buyers = self.buyers[hour] = set()
-            buyers.add(customer)
-        if ts > self.max_ts:
-            self.max_ts = ts
-
-    def evict(self, written_through: int, rewritable_s: int) -> None:
-        """Drop the tiles and buyers no row can need any more: the rows are written up to
-        ``written_through``, and a line may still arrive ``rewritable_s`` behind it (its
-        rows are written again, over the windows before it)."""
-        oldest = (written_through - rewritable_s) // HOUR - _PRODUCT_KEPT_HOURS
-        if self.tiles and min(self.tiles) < oldest - _EVICT_SLACK_HOURS:
-            self.tiles = {h: t for h, t in self.tiles.items() if h >= oldest}
-            self.buyers = {h: b for h, b in self.buyers.items() if h >= oldest}
-
-    def values(self, as_of: int) -> dict[str, Any]:
-        """Every feature of :data:`basketflow.schemas.features.PRODUCT` as of ``as_of``,
-        in its declared order, summed from the tiles and buyers."""
-        cuts = _cutoffs(as_of, _PRODUCT_DAYS)
-        last_hour = as_of // HOUR
-        sums = _nested_sums(self.tiles.items(), cuts, last_hour, 4)
-        cut = cuts[_BUYERS_WINDOW]
-        buyers = set().union(*(b for h, b in self.buyers.items() if cut <= h <= last_hour))
-        return _product_values(sums, len(buyers))
-
-    def last_change(self, until: int) -> int | None:
-        """The last hour end at or before ``until`` at which the values changed (a tile
-        entered every window at its hour's end, or left one a span later); None if none.
-
-        >>> p = ProductState()
-        >>> p.tiles = {10: [1, 1000, 1, 0]}
-        >>> p.last_change(11 * HOUR), p.last_change(40 * HOUR) // HOUR, p.last_change(9 * HOUR)
-        (39599, 34, None)
-        """
-        last = last_ended_hour(until)
-        latest = -1
-        for hour in self.tiles:
-            for after in _CHANGE_HOURS_LONGEST_FIRST:  # the latest change of this tile
-                moment = hour + after
-                if moment <= last:
-                    if moment > latest:
-                        latest = moment
-                    break
-        return None if latest < 0 else hour_end(latest)
-
-    def tile_row(self, hour: int) -> dict[str, Any]:
-        """What the feature log keeps of one hour: the tile and its buyers (sorted), from
-        which any window at any hour end is summed (``historical``)."""
-        units, revenue, lines, cancelled = self.tiles[hour]
-        return {"units": units, "revenue_milli": revenue, "lines": lines,
-                "cancelled_lines": cancelled, "buyers": sorted(self.buyers.get(hour, ()))}
 
 
 def revenue(milli: int) -> float:
@@ -289,10 +161,7 @@ def revenue(milli: int) -> float:
     >>> revenue(125), revenue(135), revenue(-125), revenue(2_554)
     (0.12, 0.14, -0.12, 2.55)
     """
-    cents, rest = divmod(milli, 10)
-    if rest > 5 or (rest == 5 and cents % 2):
-        cents += 1
-    return cents / 100
+    return exact_rounded(milli, 3, 2)
 
 
 def share(part: int, whole: int) -> float | None:
@@ -306,7 +175,7 @@ def share(part: int, whole: int) -> float | None:
 
 def product_columns(sums: Sequence[Sequence[Sequence[int]]],
                     buyers: Sequence[int]) -> dict[str, list[Any]]:
-    """The product's features as columns, by the rules of :meth:`ProductState.values`,
+    """The product's features as columns, by the rules of the ``product`` declaration,
     from columns of sums: ``sums[w]`` holds the window ``w``'s (of ``PRODUCT.windows_days``)
     units, revenue in thousandths, lines and cancelled lines, one column each, and
     ``buyers`` the distinct buyers of the buyers' window. What ``historical`` computes
@@ -325,19 +194,4 @@ def product_columns(sums: Sequence[Sequence[Sequence[int]]],
         out[name] = list(buyers)
     for name, w in _CANCELLED_SHARE:
         out[name] = [share(c, n) for c, n in zip(sums[w][3], sums[w][2])]
-    return out
-
-
-def _product_values(sums: list[list[int]], buyers: int) -> dict[str, Any]:
-    """A product's features, in declared order, from each window's ``[units, revenue in
-    thousandths, lines, cancelled lines]`` and the distinct buyers of its buyers' window."""
-    out: dict[str, Any] = {}
-    for name, w in _UNITS:
-        out[name] = sums[w][0]
-    for name, w in _REVENUE:
-        out[name] = revenue(sums[w][1])
-    for name, _ in _DISTINCT_BUYERS:
-        out[name] = buyers
-    for name, w in _CANCELLED_SHARE:
-        out[name] = share(sums[w][3], sums[w][2])
     return out

@@ -47,6 +47,7 @@ import keyword
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from basketflow.errors import BasketflowError
@@ -360,6 +361,9 @@ class Agg:
     dtype: str
     parts: tuple[Agg, ...] = ()
     if_zero: float | None = None
+    #: An exact sum's decimals: each event's value in whole units of ``10**-exact``
+    #: (:func:`fixed_python`), summed as integers.
+    exact: int | None = None
 
     @property
     def text(self) -> str:
@@ -369,7 +373,8 @@ class Agg:
             return f"ratio({self.parts[0].text}, {self.parts[1].text}{zero})"
         inner = self.of.text if self.of is not None else ""
         where = f" where {self.where.text}" if self.where is not None else ""
-        return f"{self.function}({inner}){where}"
+        exact = f" exact to {self.exact} decimals" if self.exact is not None else ""
+        return f"{self.function}({inner}){where}{exact}"
 
     @property
     def fields(self) -> frozenset[str]:
@@ -392,6 +397,10 @@ class Agg:
                 return None
             pick = min if self.function == "first" else max
             return of.value(pick(chosen, key=event_order))
+        if self.exact is not None:
+            units = eval(f"lambda e: {fixed_python(of, self.exact)}",  # noqa: S307 (ours)
+                         dict(_COMPILED_NAMES))
+            return Fraction(sum(units(e) for e in chosen), 10 ** self.exact)
         values = [v for v in (of.value(e) for e in chosen) if v is not None]
         if self.function == "sum":
             return sum(values)
@@ -409,6 +418,52 @@ def event_order(e: Transaction) -> tuple[int, str, str]:
     second) invoice and event id, so the same events give the same value in whatever
     order they are folded in."""
     return e.ts, e.invoice, e.event_id
+
+
+#: How a float field's value is written in whole units of ``10**-digits`` (its Python
+#: text of an event ``e``, given ``10**digits``): the value's unit price is rounded to
+#: them, then multiplied by the whole quantity, so a line's value is exact.
+_FIXED_FIELDS: dict[str, Callable[[int], str]] = {
+    "value": lambda scale: f"(e.quantity * round(e.unit_price * {scale}))",
+    "unit_price": lambda scale: f"round(e.unit_price * {scale})",
+}
+
+
+def fixed_python(expr: Expr, digits: int) -> str:
+    """Python text of ``expr``'s value of an event ``e`` as a whole number of units of
+    ``10**-digits``: each float field and constant rounded to those units, whole numbers
+    scaled up, so sums of it are exact integers in any order. ``expr`` is checked by
+    :func:`_fixed` (no division, no product of two decimals).
+
+    >>> fixed_python(E.value, 3), fixed_python(E.quantity + 1, 2)
+    ('(e.quantity * round(e.unit_price * 1000))', '(((e.quantity) + 1) * 100)')
+    """
+    python, scaled = _fixed(expr, 10 ** digits)
+    return python if scaled else f"({python} * {10 ** digits})"
+
+
+def _fixed(expr: Expr, scale: int) -> tuple[str, bool]:
+    """Python text of ``expr`` in whole numbers, and whether it is in units of
+    ``1/scale`` (else in ones)."""
+    if isinstance(expr, Field):
+        if expr.name in _FIXED_FIELDS:
+            return _FIXED_FIELDS[expr.name](scale), True
+        return expr.python, False
+    if isinstance(expr, Const):
+        if expr.dtype == "float":
+            return repr(round(expr.constant * scale)), True
+        return repr(int(expr.constant)), False
+    if isinstance(expr, Binary) and expr.op in ("+", "-", "*"):
+        (a, a_scaled), (b, b_scaled) = _fixed(expr.left, scale), _fixed(expr.right, scale)
+        if expr.op == "*":
+            if a_scaled and b_scaled:
+                raise DeclarationError(f"{expr.text}: an exact sum cannot multiply two "
+                                       "decimals (its units would change)")
+            return f"({a} * {b})", a_scaled or b_scaled
+        if a_scaled != b_scaled:
+            a, b = (a if a_scaled else f"({a} * {scale})", b if b_scaled else f"({b} * {scale})")
+        return f"({a} {expr.op} {b})", a_scaled or b_scaled
+    raise DeclarationError(f"{expr.text}: an exact sum takes fields, numbers, + - and *")
 
 
 def _check_of(function: str, of: Any, where: str, numbers: bool) -> Expr:
@@ -437,12 +492,26 @@ class agg:  # noqa: N801 (a namespace: agg.sum, agg.count, ...)
     """The aggregation functions: ``agg.sum(E.value)``, ``agg.count(where=...)``, ..."""
 
     @staticmethod
-    def sum(of: Expr, where: Expr | None = None) -> Agg:
-        """The sum of ``of`` (0 without events)."""
+    def sum(of: Expr, where: Expr | None = None, exact: int | None = None) -> Agg:
+        """The sum of ``of`` (0 without events). ``exact``: a float sum kept in whole
+        units of ``10**-exact`` (each field rounded to them: :func:`fixed_python`), so
+        any order of the events gives the same value, rounded half to even to the
+        feature's decimals (which it needs, at most ``exact``)."""
         at = _where()
         of = _check_of("sum", of, at, numbers=True)
+        if exact is not None:
+            if isinstance(exact, bool) or not isinstance(exact, int) or not 0 <= exact <= 9:
+                raise _fail(at, f"sum of {of.text}: exact is a whole number of decimals "
+                                f"from 0 to 9, not {exact!r}")
+            if of.dtype != "float":
+                raise _fail(at, f"sum of {of.text}: exact sums a float; {of.text} is a "
+                                f"{of.dtype}, summed exactly already")
+            try:
+                fixed_python(of, exact)
+            except DeclarationError as exc:
+                raise _fail(at, f"sum of {of.text}: {exc}") from exc
         return Agg("sum", of, _check_where("sum", where, at),
-                   "float" if of.dtype == "float" else "int")
+                   "float" if of.dtype == "float" else "int", exact=exact)
 
     @staticmethod
     def count(where: Expr | None = None) -> Agg:
@@ -491,6 +560,9 @@ class agg:  # noqa: N801 (a namespace: agg.sum, agg.count, ...)
             if not isinstance(part, Agg) or part.dtype not in ("int", "float"):
                 raise _fail(at, "ratio(numerator, denominator): both are numeric "
                                 "aggregations (agg.sum(...), agg.count(...), ...)")
+            if part.exact is not None:
+                raise _fail(at, "ratio(numerator, denominator): a part cannot be an exact "
+                                "sum (declare it as a feature and divide features)")
         return Agg("ratio", None, None, "float", (numerator, denominator), if_zero)
 
     @staticmethod
@@ -580,7 +652,10 @@ class FeatureDecl:
         return self.rounded(self.aggregation.value(events))
 
     def rounded(self, value: Any) -> Any:
-        """``value`` rounded to the declared decimals (a null as it is)."""
+        """``value`` rounded to the declared decimals (a null as it is; an exact sum
+        half to even, exactly, as a float)."""
+        if isinstance(value, Fraction):
+            return float(round(value, self.decimals))
         if value is not None and self.decimals is not None:
             value = round(value, self.decimals)
         return value
@@ -607,6 +682,10 @@ def Feature(name: str, aggregation: Agg, *,  # noqa: N802 (reads as a declaratio
                                  or not isinstance(decimals, int) or decimals < 0):
         raise _fail(at, f"feature {name!r}: decimals (a whole number >= 0) round floats; "
                         f"its values are {aggregation.dtype}")
+    exact = aggregation.exact
+    if exact is not None and (decimals is None or decimals > exact):
+        raise _fail(at, f"feature {name!r}: an exact sum to {exact} decimals is read "
+                        f"rounded: give decimals from 0 to {exact}")
     return FeatureDecl(name, aggregation, spans, description, decimals, at)
 
 
@@ -745,8 +824,11 @@ class View:
 
     def reference(self, events: Sequence[Transaction], as_of: int) -> dict[str, Any]:
         """Every stored feature at ``as_of`` of one entity whose events (in the order they
-        were folded in) are ``events``, in plain Python by the module's semantics: the
-        reference any engine must equal."""
+        were folded in) are ``events``, in plain Python by the module's semantics (a view
+        read at hour ends: as of the last hour end at or before ``as_of``): the reference
+        any engine must equal."""
+        if self.values_at == "hour_end":  # as of the last hour end at or before it
+            as_of = (as_of + 1) // HOUR * HOUR - 1
         mine = [e for e in events if e.ts <= as_of
                 and (self.where is None or self.where.value(e))]
         out: dict[str, Any] = {}

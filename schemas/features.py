@@ -4,9 +4,10 @@ The built-in views (``customer``, ``basket``, ``product``) are declared in the d
 feature repository (:mod:`basketflow.schemas.default_repository`, in the declarative
 API of :mod:`basketflow.schemas.declare`) and compiled here into
 :class:`~basketflow.schemas.feature_view.FeatureView` objects; their values are computed
-by the generic engine (``customer``: :mod:`basketflow.features.declared_state`) and by
-state classes (``basket``, ``product``: :mod:`basketflow.features.feature_state`), which
-the compile's ``logic_revision`` versions.
+by the generic engine (``customer``, ``product``:
+:mod:`basketflow.features.declared_state`) and by a state class (``basket``:
+:mod:`basketflow.features.feature_state`), which the compile's ``logic_revision``
+versions.
 
 A view names its entity, its features (name, dtype, description), an optional TTL, and
 where its values live online (where they live offline is the offline store's to say:
@@ -90,7 +91,9 @@ WINDOW_DAYS = CUSTOMER.windows_days
 #: Computed by :meth:`basketflow.features.feature_state.BasketState.values`.
 BASKET = basket.compile(logic_revision=1)
 
-#: Computed by :meth:`basketflow.features.feature_state.ProductState.values`.
+#: Computed by the generic engine from its declaration
+#: (:data:`basketflow.features.entity_features.PRODUCT_ENGINE`); its feature log keeps
+#: its hourly tiles (``logged``), which the engine's tiles hold.
 PRODUCT = product.compile(
     logic_revision=2,  # 2: as of hour ends, revenue summed in thousandths
     logged=(

@@ -9,7 +9,9 @@ first on ``PYTHONPATH``), on embedded servers it starts in a scratch directory:
 and prints, per run and store, a row count and a SHA-256 of the sorted rows (Parquet
 files by their rows, not their bytes: a file's metadata names the writer's version;
 Redis by every key under the run's prefix, hashes and packed values decoded, without
-the progress hash's wall-clock field). Two trees that write the same stores print the
+the progress hash's wall-clock field); each feature log also by its rows in effect
+(per entity and time, the highest ``seq``'s), which two runs of the same tree write
+alike wherever their batches split. Two trees that write the same stores print the
 same digests::
 
     git archive ae9f3f1 | (mkdir -p /tmp/before && tar -x -C /tmp/before)
@@ -56,13 +58,34 @@ def _digest(rows: list[Any]) -> dict[str, Any]:
     return {"rows": len(lines), "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest()}
 
 
+def in_effect(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of a feature log's rows, those in effect: per entity and time, the one with the
+    highest ``seq``, without it (superseded rows, and the ``seq`` of the one in effect,
+    follow where batches split, which differs between two runs of the same code).
+
+    >>> in_effect([{"entity_id": "a", "ts": 1, "seq": 2, "x": 5},
+    ...            {"entity_id": "a", "ts": 1, "seq": 1, "x": 4}])
+    [{'entity_id': 'a', 'ts': 1, 'x': 5}]
+    """
+    latest: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["entity_id"], row["ts"])
+        if key not in latest or row["seq"] > latest[key]["seq"]:
+            latest[key] = row
+    return [{k: v for k, v in row.items() if k != "seq"} for row in latest.values()]
+
+
 def parquet_digests(offline: Path) -> dict[str, Any]:
-    """A digest per Parquet dataset of the offline store (events, each view's log, ...)."""
+    """A digest per Parquet dataset of the offline store (events, each view's log, ...),
+    and of each feature log's rows in effect (:func:`in_effect`)."""
     out: dict[str, Any] = {}
     roots = sorted({p.parent.parent for p in offline.rglob("*.parquet")})
     for root in roots:
         table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
-        out[str(root.relative_to(offline))] = _digest(table.to_pylist())
+        rows = table.to_pylist()
+        out[str(root.relative_to(offline))] = _digest(rows)
+        if {"entity_id", "ts", "seq"} <= set(table.column_names):
+            out[f"{root.relative_to(offline)} (in effect)"] = _digest(in_effect(rows))
     return out
 
 

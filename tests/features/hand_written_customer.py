@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from basketflow.features.feature_state import HOUR, _cutoffs, _nested_sums, _windows_of
+from basketflow.features.feature_state import HOUR, _windows_of
+from tests.features.hand_written_tiles import _cutoffs, _nested_sums
 from basketflow.schemas.events import Transaction
 from basketflow.schemas.features import CUSTOMER
 

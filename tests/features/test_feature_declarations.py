@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from basketflow.features.entity_features import CustomerFolder, ProductFolder
-from basketflow.features.entity_features import CUSTOMER_ENGINE
-from basketflow.features.feature_state import BasketState, ProductState
+from basketflow.features.entity_features import CUSTOMER_ENGINE, PRODUCT_ENGINE
+from basketflow.features.feature_state import BasketState
 from basketflow.schemas.events import Transaction, parse_row
 from basketflow.schemas.features import WindowedFeature, registry
 
@@ -45,9 +45,9 @@ def basket_values() -> dict[str, Any]:
 
 
 def product_values() -> dict[str, Any]:
-    state = ProductState()
+    state = PRODUCT_ENGINE.state()
     state.update(events()[0])
-    return state.values(state.max_ts)
+    return state.values(events()[0].ts)
 
 
 #: Each view's state class, folding the same events.

@@ -1,8 +1,8 @@
 """Declared feature views: the built-in views, declared in the default repository, compile
 to the registry as it was (same definitions, same versions, so stores written before stay
 current) and mean what their state classes compute (the declarations' plain-Python
-reference against the customer view's state (the generic engine's), ``BasketState``
-and ``ProductState`` on random streams); a user's view compiles with its computation in its version; each bad
+reference against the customer and product views' states (the generic engine's) and
+``BasketState`` on random streams); a user's view compiles with its computation in its version; each bad
 declaration is one error naming its file and line."""
 
 from __future__ import annotations
@@ -15,12 +15,8 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from basketflow.features.entity_features import CUSTOMER_ENGINE
-from basketflow.features.feature_state import (
-    BasketState,
-    ProductState,
-    hour_end,
-)
+from basketflow.features.entity_features import CUSTOMER_ENGINE, PRODUCT_ENGINE
+from basketflow.features.feature_state import BasketState, hour_end
 from basketflow.schemas.declare import DeclarationError, View
 from basketflow.schemas.default_repository.basket import basket
 from basketflow.schemas.default_repository.customer import customer
@@ -130,14 +126,15 @@ def test_the_basket_declaration_is_what_basket_state_computes(
 
 @hypothesis_settings(max_examples=150, deadline=None)
 @given(streams(), st.integers(0, 40 * 24))
-def test_the_product_declaration_is_what_product_state_computes(
+def test_the_product_declaration_is_what_the_engine_computes(
         events: list[Transaction], later_hours: int) -> None:
-    """Of one product's lines, as of an hour end (the view's ``values_at``)."""
+    """Of one product's lines, as of an hour end (the view's ``values_at``) or a moment
+    inside the next hour (read as of that hour end)."""
     mine = [e for e in events if e.stock_code == events[0].stock_code]
-    state = ProductState()
+    state = PRODUCT_ENGINE.state()
     for e in mine:
         state.update(e)
-    as_of = hour_end(state.max_ts // HOUR + later_hours)
+    as_of = hour_end(max(e.ts for e in mine) // HOUR + later_hours) + later_hours % 3 * 1_200
     computed = state.values(as_of)
     expected = product.reference(mine, as_of)
     assert computed.keys() == expected.keys()
@@ -180,6 +177,24 @@ BAD = [
     ('v = View("v", entity="customer_id", features=[\n'
      '    Feature("n", agg.count(), decimals=2)])\n', 3,
      "feature 'n': decimals (a whole number >= 0) round floats; its values are int"),
+    ('v = View("v", entity="customer_id", features=[\n'
+     '    Feature("spend", agg.sum(E.value, exact=12), decimals=2)])\n', 3,
+     "sum of value: exact is a whole number of decimals from 0 to 9, not 12"),
+    ('v = View("v", entity="customer_id", features=[\n'
+     '    Feature("units", agg.sum(E.quantity, exact=3))])\n', 3,
+     "sum of quantity: exact sums a float; quantity is a int, summed exactly already"),
+    ('v = View("v", entity="customer_id", features=[\n'
+     '    Feature("x", agg.sum(E.value / E.quantity, exact=3), decimals=2)])\n', 3,
+     "sum of (value / quantity): (value / quantity): an exact sum takes fields, numbers"),
+    ('v = View("v", entity="customer_id", features=[\n'
+     '    Feature("x", agg.sum(E.value * E.unit_price, exact=3), decimals=2)])\n', 3,
+     "sum of (value * unit_price): (value * unit_price): an exact sum cannot multiply two"),
+    ('v = View("v", entity="customer_id", features=[\n'
+     '    Feature("spend", agg.sum(E.value, exact=2), decimals=3)])\n', 3,
+     "feature 'spend': an exact sum to 2 decimals is read rounded: give decimals from 0 to 2"),
+    ('v = View("v", entity="customer_id", features=[\n'
+     '    Feature("r", agg.ratio(agg.sum(E.value, exact=3), agg.count()))])\n', 3,
+     "ratio(numerator, denominator): a part cannot be an exact sum"),
     ('v = View("v", entity="customer_id", features=[\n'
      '    Feature("Spend Total", agg.count())])\n', 3,
      "'Spend Total' is not a valid name: use lowercase letters, digits and _"),

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from basketflow.app.services import free_port
 from basketflow.config import Settings
-from basketflow.features.feature_state import ProductState
+from basketflow.features.entity_features import PRODUCT_ENGINE
 from basketflow.schemas.features import days_since, registry
 from basketflow.schemas.records import Score, ScoreRow
 from tests.serving.conftest import (
@@ -69,7 +69,7 @@ def test_features_picks_the_named_ones(server: Server, written: Any) -> None:
 
 
 def test_a_products_features(server: Server, settings: Settings) -> None:
-    state = ProductState()
+    state = PRODUCT_ENGINE.state()
     for e in events(LINES[:1]):
         state.update(e)
     values = state.values(1291194000)
