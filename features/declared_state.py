@@ -18,7 +18,9 @@ such moment where the values changed, in the live flow and the backfill alike.
 
 The latest purchase invoice's features (``LATEST_INVOICE``) keep one partial each per
 invoice with a purchase at the latest purchase time (:meth:`DeclaredState._add_to_basket`),
-so a late line of an earlier invoice of that time brings that invoice back whole.
+so a late line of an earlier invoice of that time brings that invoice back whole. The
+current invoice's (``CURRENT_INVOICE``) keep one partial each, started afresh by a
+purchase line of another invoice (:meth:`DeclaredState._add_to_current`).
 
 A view read as of hour ends (``values_at="hour_end"``, the built-in ``product`` view)
 reads its windows at the last hour end (:meth:`DeclaredState.values`), and changes only
@@ -58,7 +60,8 @@ from basketflow.features.declared_codegen import (
     values_source,
 )
 from basketflow.schemas.declare import (
-    LATEST_INVOICE,
+    CURRENT_INVOICE,
+    INVOICE_WINDOWS,
     FeatureDecl,
     View,
     compiled,
@@ -87,8 +90,10 @@ class Engine:
         self.hour_end = view.values_at == "hour_end"
         self.windowed: list[tuple[FeatureDecl, tuple[tuple[str, int], ...]]] = []
         self.lifetime: list[FeatureDecl] = []
-        #: Features over the latest purchase invoice's lines.
+        #: Features over one invoice's lines: the latest purchase invoice's, or (when
+        #: ``current``) the current invoice's (``CURRENT_INVOICE``).
         self.latest: list[FeatureDecl] = []
+        self.current = False
         #: Ratios of two windowed features (:meth:`View.ratio_of_features`): read from
         #: their stored values, with no partial of their own in the tiles.
         self.ratios: list[tuple[FeatureDecl, tuple[FeatureDecl, FeatureDecl]]] = []
@@ -98,8 +103,9 @@ class Engine:
             parts = view.ratio_of_features(f)
             if parts is not None:
                 self.ratios.append((f, parts))
-            elif LATEST_INVOICE in f.windows:  # alone: the declaration checks it
+            elif f.windows[0] in INVOICE_WINDOWS:  # alone, one kind: the view checks it
                 self.latest.append(f)
+                self.current = f.windows[0] == CURRENT_INVOICE
             elif f.windows[0].hours <= 0:
                 self.lifetime.append(f)
             else:
@@ -211,7 +217,21 @@ class DeclaredState:
             tile = tiles[hour] = engine.new_tile()
         met = engine.fold(tile, self.lifetime, e)
         if engine.latest and not (e.is_cancellation or e.is_adjustment):
-            self._add_to_basket(e, met)
+            if engine.current:
+                self._add_to_current(e, met)
+            else:
+                self._add_to_basket(e, met)
+
+    def _add_to_current(self, e: Transaction, met: tuple[bool, ...]) -> None:
+        """Fold a purchase line into the current invoice's partials (``basket``: that
+        invoice, 0, its partials by invoice): a line of another invoice, a late one of an
+        older invoice too, starts them afresh with its own, as lines arrive."""
+        invoice, _, partials = self.basket
+        if e.invoice != invoice:
+            invoice = e.invoice
+            partials = {invoice: self.engine.new_basket()}
+            self.basket = (invoice, 0, partials)
+        self.engine.fold_latest(partials[invoice], met, e)
 
     def _add_to_basket(self, e: Transaction, met: tuple[bool, ...]) -> None:
         """Fold a purchase line into the partials of the invoices with a purchase at the

@@ -5,7 +5,9 @@ aggregation (``agg.sum``, ``count``, ``count_distinct``, ``mean``, ``min``, ``ma
 ``last``, ``first``, or ``ratio`` of two of them) of an expression of event fields
 (:data:`E`), over event-time windows (``days(1, 7)``, ``hours(6)``), over the entity's
 whole history (``LIFETIME``, the default) or over its current basket
-(``LATEST_INVOICE``: the lines of the customer's latest purchase invoice). A request-time
+(``LATEST_INVOICE``: the lines of the customer's latest purchase invoice in event time;
+``CURRENT_INVOICE``: the purchase lines since one of another invoice, in arrival order). A
+request-time
 feature (:class:`DaysSince`) is computed when it is read, from a stored time.
 
 >>> view = View("customer_xmas", entity="customer_id",
@@ -576,20 +578,27 @@ class agg:  # noqa: N801 (a namespace: agg.sum, agg.count, ...)
 
 @dataclass(frozen=True)
 class Window:
-    """An event-time window in hours; :data:`LIFETIME` and :data:`LATEST_INVOICE` are
-    the two windows that are not a span of time."""
+    """An event-time window in hours; :data:`LIFETIME`, :data:`LATEST_INVOICE` and
+    :data:`CURRENT_INVOICE` are the windows that are not a span of time."""
 
     hours: int
     label: str
 
     @property
     def text(self) -> str:
-        """Its canonical text: ``7d``, ``6h``, ``lifetime`` or ``latest_invoice``."""
+        """Its canonical text: ``7d``, ``6h``, ``lifetime``, ``latest_invoice`` or
+        ``current_invoice``."""
         return self.label
 
 
 LIFETIME = Window(0, "lifetime")
 LATEST_INVOICE = Window(-1, "latest_invoice")
+#: The purchase lines of the customer's invoice being filled, as lines arrive: a purchase
+#: line of another invoice starts a new one (a late line of an older invoice too), and
+#: cancellations and adjustments belong to none.
+CURRENT_INVOICE = Window(-2, "current_invoice")
+#: The windows over one invoice's lines: a customer's, one kind per view.
+INVOICE_WINDOWS = (LATEST_INVOICE, CURRENT_INVOICE)
 
 
 def days(*spans: int) -> tuple[Window, ...]:
@@ -673,11 +682,11 @@ def Feature(name: str, aggregation: Agg, *,  # noqa: N802 (reads as a declaratio
                         f"agg.count(), ...), not {aggregation!r}")
     spans = (windows,) if isinstance(windows, Window) else tuple(windows)
     if not spans or not all(isinstance(w, Window) for w in spans):
-        raise _fail(at, f"feature {name!r}: windows are days(...), hours(...), LIFETIME or "
-                        "LATEST_INVOICE")
+        raise _fail(at, f"feature {name!r}: windows are days(...), hours(...), LIFETIME, "
+                        "LATEST_INVOICE or CURRENT_INVOICE")
     if len(spans) > 1 and any(w.hours <= 0 for w in spans):
-        raise _fail(at, f"feature {name!r}: LIFETIME and LATEST_INVOICE stand alone, not "
-                        "among other windows")
+        raise _fail(at, f"feature {name!r}: LIFETIME, LATEST_INVOICE and CURRENT_INVOICE "
+                        "stand alone, not among other windows")
     if decimals is not None and (aggregation.dtype != "float" or isinstance(decimals, bool)
                                  or not isinstance(decimals, int) or decimals < 0):
         raise _fail(at, f"feature {name!r}: decimals (a whole number >= 0) round floats; "
@@ -752,8 +761,9 @@ class View:
 
     def _check_features(self, at: str) -> None:
         """Names once each; every request-time feature's source a stored lifetime time;
-        the latest invoice a customer's."""
+        an invoice's window a customer's, of one kind per view."""
         seen: dict[str, str] = {}
+        invoice_window: Window | None = None
         for f in self.features:
             if not isinstance(f, FeatureDecl | DaysSinceDecl):
                 raise _fail(at, f"view {self.name!r}: {f!r} is not a feature: use "
@@ -763,10 +773,18 @@ class View:
                     raise _fail(f.where, f"view {self.name!r}: feature {name!r} is declared "
                                          f"twice (also at {seen[name]})")
                 seen[name] = f.where
-            if isinstance(f, FeatureDecl) and LATEST_INVOICE in f.windows \
-                    and self.entity != "customer_id":
-                raise _fail(f.where, f"feature {f.name!r}: LATEST_INVOICE is a customer's "
+            window = f.windows[0] if isinstance(f, FeatureDecl) else None
+            if window not in INVOICE_WINDOWS:
+                continue
+            label = window.label.upper()
+            if self.entity != "customer_id":
+                raise _fail(f.where, f"feature {f.name!r}: {label} is a customer's "
                                      "window; this view's entity is " + self.entity)
+            if invoice_window not in (None, window):
+                raise _fail(f.where, f"feature {f.name!r}: {label} and "
+                                     f"{invoice_window.label.upper()} in one view: declare "
+                                     "one kind of invoice window per view")
+            invoice_window = window
         times = {f.name for f in self.features if isinstance(f, FeatureDecl)
                  and f.dtype == "epoch_s" and f.windows[0].hours <= 0}
         for f in self.features:
@@ -883,9 +901,19 @@ class View:
 
 def _in_window(events: list[Transaction], window: Window, as_of: int) -> list[Transaction]:
     """The events of ``window`` at ``as_of`` (all at or before it): the window rule's
-    hourly tiles, the whole history, or the latest purchase invoice's lines."""
+    hourly tiles, the whole history, the latest purchase invoice's lines, or the current
+    invoice's (the purchase lines since the last of another invoice, in arrival order)."""
     if window == LIFETIME:
         return events
+    if window == CURRENT_INVOICE:
+        current: list[Transaction] = []
+        for e in events:
+            if e.is_cancellation or e.is_adjustment:
+                continue
+            if current and e.invoice != current[0].invoice:
+                current = []
+            current.append(e)
+        return current
     if window == LATEST_INVOICE:
         purchases = [e for e in events if not (e.is_cancellation or e.is_adjustment)]
         if not purchases:

@@ -212,6 +212,13 @@ BAD = [
     ('v = View("v", entity="stock_code", features=[\n'
      '    Feature("n", agg.count(), windows=LATEST_INVOICE)])\n', 3,
      "feature 'n': LATEST_INVOICE is a customer's window"),
+    ('v = View("v", entity="stock_code", features=[\n'
+     '    Feature("n", agg.count(), windows=CURRENT_INVOICE)])\n', 3,
+     "feature 'n': CURRENT_INVOICE is a customer's window"),
+    ('v = View("v", entity="customer_id", features=[\n'
+     '    Feature("n", agg.count(), windows=LATEST_INVOICE),\n'
+     '    Feature("m", agg.count(), windows=CURRENT_INVOICE)])\n', 4,
+     "feature 'm': CURRENT_INVOICE and LATEST_INVOICE in one view: declare one kind"),
     ('v = View("v", entity="customer_id", features=[\n'
      '    Feature("n", agg.count(where=E.is_product and E.is_cancellation))])\n', 3,
      "is_product is an expression, not a truth value: combine conditions with & | ~"),
