@@ -117,7 +117,7 @@ def empty_text(agg: Agg) -> str:
     distinct-values partial is a set a tile adds to)."""
     if agg.function == "ratio":
         return f"({empty_text(agg.parts[0])}, {empty_text(agg.parts[1])})"
-    return {"sum": "0", "count": "0", "count_distinct": "set()",
+    return {"sum": "0", "count": "0", "count_distinct": "set()", "share": "{}",
             "mean": "(0, 0)"}.get(agg.function, "None")
 
 
@@ -148,12 +148,16 @@ def update_lines(agg: Agg, slot: str, conditions: dict[str, str],
                 f"(_event_order(e), {agg.of.python}))"]
     else:
         assert agg.of is not None
-        added = {"sum": [f"{slot} += v"],
-                 "count_distinct": [f"{slot}.add(v)"],
-                 "mean": [f"{slot} = ({slot}[0] + v, {slot}[1] + 1)"],
-                 "min": [f"if {slot} is None or v < {slot}:", f"{_INDENT}{slot} = v"],
-                 "max": [f"if {slot} is None or v > {slot}:", f"{_INDENT}{slot} = v"],
-                 }[function]
+        if function == "share":  # the group's sum, started at 0.0 as a float sum
+            assert agg.by is not None
+            added = [f"g = {agg.by.python}", f"{slot}[g] = {slot}.get(g, 0.0) + v"]
+        else:
+            added = {"sum": [f"{slot} += v"],
+                     "count_distinct": [f"{slot}.add(v)"],
+                     "mean": [f"{slot} = ({slot}[0] + v, {slot}[1] + 1)"],
+                     "min": [f"if {slot} is None or v < {slot}:", f"{_INDENT}{slot} = v"],
+                     "max": [f"if {slot} is None or v > {slot}:", f"{_INDENT}{slot} = v"],
+                     }[function]
         if agg.exact is not None:  # never null: checked by the declaration
             body = [f"v = {fixed_python(agg.of, agg.exact)}", *added]
         else:
@@ -197,6 +201,9 @@ def value_text(agg: Agg, ref: str, part: Callable[[str, int], str]) -> str:
         return f"({agg.if_zero!r} if not {bottom} else ({top} or 0) / {bottom})"
     if function == "count_distinct":
         return f"len({ref})"
+    if function == "share":
+        assert agg.key is not None
+        return f"_share_of({ref}, {agg.key.python})"
     if function == "mean":
         return f"({part(ref, 0)} / {part(ref, 1)} if {part(ref, 1)} else None)"
     if function in ("first", "last"):

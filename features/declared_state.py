@@ -61,12 +61,14 @@ from basketflow.features.declared_codegen import (
 )
 from basketflow.schemas.declare import (
     CURRENT_INVOICE,
+    Agg,
     INVOICE_WINDOWS,
     FeatureDecl,
     View,
     compiled,
     compiled_function,
     event_order,
+    share_of,
 )
 from basketflow.schemas.events import Transaction
 
@@ -79,6 +81,25 @@ Basket = tuple[str | None, int, dict[str, list[Any]]]
 
 
 # ------------------------------------------------------------------ the engine
+
+def one_partial_each(features: list[FeatureDecl]) -> tuple[list[Agg], list[int]]:
+    """The partials ``features`` keep, and the index of each feature's: the shares of one
+    sum by one grouping (``agg.share``) keep one partial, so an event adds to it once;
+    every other feature keeps its own."""
+    aggs: list[Agg] = []
+    shared: dict[str, int] = {}
+    index: list[int] = []
+    for f in features:
+        a = f.aggregation
+        if a.function == "share" and a.partial_text in shared:
+            index.append(shared[a.partial_text])
+            continue
+        if a.function == "share":
+            shared[a.partial_text] = len(aggs)
+        index.append(len(aggs))
+        aggs.append(a)
+    return aggs, index
+
 
 class Engine:
     """A declared view compiled for the generic engine: its windowed features with their
@@ -116,12 +137,15 @@ class Engine:
         #: enters every window) and each window's span (it leaves that window).
         self.change_hours = (0, *self.spans)
         windowed = [f.aggregation for f, _ in self.windowed]
-        lifetime = [f.aggregation for f in self.lifetime]
-        latest = [f.aggregation for f in self.latest]
+        #: The lifetime and invoice partials, and each feature's partial among them
+        #: (:func:`one_partial_each`).
+        lifetime, self.lifetime_partial = one_partial_each(self.lifetime)
+        latest, self.latest_partial = one_partial_each(self.latest)
         #: The features' distinct conditions (``where=``), each evaluated once per event.
         conditions = conditions_of(windowed + lifetime + latest)
         scope = {"_merge_picked": merge_picked, "_event_order": event_order,
-                 "_round_or_null": round_or_null, "_exact_rounded": exact_rounded}
+                 "_round_or_null": round_or_null, "_exact_rounded": exact_rounded,
+                 "_share_of": share_of}
         #: New partials: ``new_tile()`` (one per windowed feature), ``new_lifetime()``,
         #: ``new_basket()`` (one per latest invoice feature).
         self.new_tile, self.new_lifetime, self.new_basket = (
@@ -153,8 +177,10 @@ class Engine:
                 f"{f.name}_{w.text}", f.aggregation, f.decimals, hours=w.hours,
                 divides=(f"{top.name}_{w.text}", f"{bottom.name}_{w.text}"))
                 for w in f.windows}
-        for source, features in (("lifetime", self.lifetime), ("basket", self.latest)):
-            out |= {f.name: Output(f.name, f.aggregation, f.decimals, partial=f"{source}[{i}]")
+        for source, features, partial in (("lifetime", self.lifetime, self.lifetime_partial),
+                                          ("basket", self.latest, self.latest_partial)):
+            out |= {f.name: Output(f.name, f.aggregation, f.decimals,
+                                   partial=f"{source}[{partial[i]}]")
                     for i, f in enumerate(features)}
         return [out[name] for name in self.names]
 

@@ -366,6 +366,9 @@ class Agg:
     #: An exact sum's decimals: each event's value in whole units of ``10**-exact``
     #: (:func:`fixed_python`), summed as integers.
     exact: int | None = None
+    #: A share's groups (an expression) and the group whose share it is (a constant).
+    by: Expr | None = None
+    key: Const | None = None
 
     @property
     def text(self) -> str:
@@ -373,15 +376,30 @@ class Agg:
         if self.function == "ratio":
             zero = "" if self.if_zero is None else f", if_zero={self.if_zero!r}"
             return f"ratio({self.parts[0].text}, {self.parts[1].text}{zero})"
+        if self.function == "share":
+            assert self.of is not None and self.by is not None and self.key is not None
+            where = f" where {self.where.text}" if self.where is not None else ""
+            return f"share({self.of.text} by {self.by.text} == {self.key.text}){where}"
         inner = self.of.text if self.of is not None else ""
         where = f" where {self.where.text}" if self.where is not None else ""
         exact = f" exact to {self.exact} decimals" if self.exact is not None else ""
         return f"{self.function}({inner}){where}{exact}"
 
     @property
+    def partial_text(self) -> str:
+        """Canonical text of its partial: aggregations with the same keep one (the
+        shares of one sum by one grouping differ only in the group read)."""
+        if self.function != "share":
+            return self.text
+        assert self.of is not None and self.by is not None
+        where = f" where {self.where.text}" if self.where is not None else ""
+        return f"share({self.of.text} by {self.by.text}){where}"
+
+    @property
     def fields(self) -> frozenset[str]:
         """Every event field it reads."""
-        used = frozenset().union(*(e.fields for e in (self.of, self.where) if e is not None))
+        used = frozenset().union(*(e.fields for e in (self.of, self.where, self.by)
+                                   if e is not None))
         return used.union(*(p.fields for p in self.parts))
 
     def value(self, events: Sequence[Transaction]) -> Any:
@@ -399,6 +417,14 @@ class Agg:
                 return None
             pick = min if self.function == "first" else max
             return of.value(pick(chosen, key=event_order))
+        if self.function == "share":
+            assert self.by is not None and self.key is not None
+            groups: dict[Any, float] = {}
+            for e in chosen:
+                if (v := of.value(e)) is not None:
+                    group = self.by.value(e)
+                    groups[group] = groups.get(group, 0.0) + v
+            return share_of(groups, self.key.constant)
         if self.exact is not None:
             units = eval(f"lambda e: {fixed_python(of, self.exact)}",  # noqa: S307 (ours)
                          dict(_COMPILED_NAMES))
@@ -429,6 +455,18 @@ _FIXED_FIELDS: dict[str, Callable[[int], str]] = {
     "value": lambda scale: f"(e.quantity * round(e.unit_price * {scale}))",
     "unit_price": lambda scale: f"round(e.unit_price * {scale})",
 }
+
+
+def share_of(groups: dict[Any, float], key: Any) -> float:
+    """The share of the group ``key`` among ``groups`` (group -> sum): over the sum of
+    the groups' sums in their order, 0.0 when it is not positive. What generated code
+    calls.
+
+    >>> share_of({"a": 1.5, "b": 0.5}, "a"), share_of({"a": 1.0}, "b"), share_of({}, "a")
+    (0.75, 0.0, 0.0)
+    """
+    total = sum(groups.values())
+    return groups.get(key, 0.0) / total if total > 0 else 0.0
 
 
 def fixed_python(expr: Expr, digits: int) -> str:
@@ -565,7 +603,25 @@ class agg:  # noqa: N801 (a namespace: agg.sum, agg.count, ...)
             if part.exact is not None:
                 raise _fail(at, "ratio(numerator, denominator): a part cannot be an exact "
                                 "sum (declare it as a feature and divide features)")
+            if part.function == "share":
+                raise _fail(at, "ratio(numerator, denominator): a part cannot be a share "
+                                "(it is a ratio already)")
         return Agg("ratio", None, None, "float", (numerator, denominator), if_zero)
+
+    @staticmethod
+    def share(of: Expr, by: Expr, equals: Any, where: Expr | None = None) -> Agg:
+        """The share of the group ``by == equals`` in the sum of ``of``: each group's
+        sum (in the order events are folded in) over the sum of the groups' sums (in the
+        order groups first appear); 0.0 when that total is not positive. Over
+        ``LIFETIME`` or an invoice's window."""
+        at = _where()
+        of = _check_of("share", of, at, numbers=True)
+        by = _check_of("share", by, at, numbers=False)
+        key = Const.of(equals, at)
+        if key.dtype != by.dtype:
+            raise _fail(at, f"share of {of.text} by {by.text}: equals is a {by.dtype}, "
+                            f"not {equals!r}")
+        return Agg("share", of, _check_where("share", where, at), "float", by=by, key=key)
 
     @staticmethod
     def _pick(function: str, of: Expr, where: Expr | None, at: str) -> Agg:
@@ -691,6 +747,9 @@ def Feature(name: str, aggregation: Agg, *,  # noqa: N802 (reads as a declaratio
                                  or not isinstance(decimals, int) or decimals < 0):
         raise _fail(at, f"feature {name!r}: decimals (a whole number >= 0) round floats; "
                         f"its values are {aggregation.dtype}")
+    if aggregation.function == "share" and spans[0].hours > 0:
+        raise _fail(at, f"feature {name!r}: a share is over LIFETIME or an invoice's "
+                        "window, not a span of time")
     exact = aggregation.exact
     if exact is not None and (decimals is None or decimals > exact):
         raise _fail(at, f"feature {name!r}: an exact sum to {exact} decimals is read "

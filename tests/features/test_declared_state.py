@@ -1,6 +1,6 @@
 """The generic engine against the declarations' plain-Python reference: for random event
 streams and a view using every aggregation (sum, count, count distinct, mean, min, max,
-first, last, ratio; filters; windows in hours and days; lifetime), the rows it gives are,
+first, last, ratio, share; filters; windows in hours and days; lifetime), the rows it gives are,
 at any time after the first event (up to 100 days after the last), the reference's values
 at that time, and so where values may be null (:data:`NULLS`); and ``backfill --views``
 then ``historical`` return them exact from the offline store at random times."""
@@ -71,6 +71,11 @@ everything = View(
                           agg.count_distinct(E.stock_code, where=PURCHASE)),
                 windows=days(7), decimals=2),
         Feature("lifetime_spend", agg.sum(E.value), decimals=2),
+        Feature("uk_share", agg.share(E.value, by=E.country, equals="UK"), decimals=4),
+        Feature("uk_product_share", agg.share(E.value, by=E.country, equals="UK",
+                                              where=E.is_product), decimals=4),
+        Feature("france_product_share", agg.share(E.value, by=E.country, equals="France",
+                                                  where=E.is_product), decimals=4),
         Feature("weekdays", agg.count_distinct(E.weekday)),
         Feature("last_purchase", agg.max(E.time, where=PURCHASE)),
         Feature("basket_value", agg.sum(E.value), windows=LATEST_INVOICE, decimals=2),

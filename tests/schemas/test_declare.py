@@ -220,6 +220,19 @@ BAD = [
      '    Feature("m", agg.count(), windows=CURRENT_INVOICE)])\n', 4,
      "feature 'm': CURRENT_INVOICE and LATEST_INVOICE in one view: declare one kind"),
     ('v = View("v", entity="customer_id", features=[\n'
+     '    Feature("s", agg.share(E.value, by=E.country, equals="UK"), windows=days(7))])\n',
+     3, "feature 's': a share is over LIFETIME or an invoice's window, not a span of time"),
+    ('v = View("v", entity="customer_id", features=[\n'
+     '    Feature("s", agg.share(E.value, by=E.country, equals=1))])\n', 3,
+     "share of value by country: equals is a str, not 1"),
+    ('v = View("v", entity="customer_id", features=[\n'
+     '    Feature("s", agg.share(E.country, by=E.country, equals="UK"))])\n', 3,
+     "share of country: country is a str; share takes a number"),
+    ('v = View("v", entity="customer_id", features=[\n'
+     '    Feature("s", agg.ratio(agg.share(E.value, by=E.country, equals="UK"),\n'
+     '                           agg.count()))])\n', 3,
+     "ratio(numerator, denominator): a part cannot be a share"),
+    ('v = View("v", entity="customer_id", features=[\n'
      '    Feature("n", agg.count(where=E.is_product and E.is_cancellation))])\n', 3,
      "is_product is an expression, not a truth value: combine conditions with & | ~"),
     ('v = View("v", entity="customer_id", features=[\n'
