@@ -78,6 +78,8 @@ HOUR = 3600
 #: invoice (None before any purchase), the latest purchase time, and a partial per
 #: ``LATEST_INVOICE`` feature of each invoice with a purchase at that time.
 Basket = tuple[str | None, int, dict[str, list[Any]]]
+#: The tile a view without windows over time folds into: it holds nothing.
+_NO_TILE: list[Any] = []
 
 
 # ------------------------------------------------------------------ the engine
@@ -234,13 +236,16 @@ class DeclaredState:
         engine = self.engine
         if engine.where is not None and not engine.where(e):
             return
-        hour = e.ts // HOUR
-        tiles = self.tiles
-        tile = tiles.get(hour)
-        if tile is None:
-            if not self.unordered and tiles and hour < next(reversed(tiles)):
-                self.unordered = True  # an event out of order: sorted when read
-            tile = tiles[hour] = engine.new_tile()
+        if engine.windowed:
+            hour = e.ts // HOUR
+            tiles = self.tiles
+            tile = tiles.get(hour)
+            if tile is None:
+                if not self.unordered and tiles and hour < next(reversed(tiles)):
+                    self.unordered = True  # an event out of order: sorted when read
+                tile = tiles[hour] = engine.new_tile()
+        else:  # no window over time (the basket's): no tiles to keep
+            tile = _NO_TILE
         met = engine.fold(tile, self.lifetime, e)
         if engine.latest and not (e.is_cancellation or e.is_adjustment):
             if engine.current:

@@ -54,23 +54,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from basketflow.features.declared_state import DeclaredState, Engine
+from basketflow.features.declared_state import Basket, DeclaredState, Engine
 from basketflow.features.feature_state import (
     HOUR,
     MILLI,
     PRODUCT_SPAN_HOURS,
-    BasketState,
     hour_end,
     last_ended_hour,
 )
 from basketflow.features.seen_ids import SeenIds
+from basketflow.schemas.default_repository.basket import basket as basket_declaration
 from basketflow.schemas.default_repository.customer import customer as customer_declaration
 from basketflow.schemas.default_repository.product import product as product_declaration
 from basketflow.schemas.events import GUEST_PREFIX, Transaction
 from basketflow.schemas.features import DAY_SECONDS, WINDOW_DAYS
 from basketflow.schemas.records import FeatureUpdate, LateEvent, LogRow, Work
-
-T = TypeVar("T")
 
 #: The built-in ``customer`` view, computed by the generic engine from its declaration
 #: (``schemas/default_repository/customer.py``): its rows are those of the hand-written
@@ -78,6 +76,17 @@ T = TypeVar("T")
 CUSTOMER_ENGINE = Engine(customer_declaration)
 #: What a snapshot's customer state holds: its tiles and lifetime partials.
 _CUSTOMER_SLOTS = ("tiles", "lifetime")
+#: The built-in ``basket`` view, computed by the generic engine from its declaration
+#: (``schemas/default_repository/basket.py``: the current invoice as lines arrive, its
+#: category shares): its values are those of the hand-written class it replaced, to the
+#: bit (``tests/features/test_current_invoice.py``).
+BASKET_ENGINE = Engine(basket_declaration)
+#: What a snapshot's basket state holds: the current invoice's partials (``basket``).
+_BASKET_SLOTS = ("basket",)
+#: The feature of each of the basket's partials (the first that keeps it).
+_BASKET_PARTIAL_FEATURES = tuple(
+    f for i, f in enumerate(BASKET_ENGINE.latest)
+    if BASKET_ENGINE.latest_partial[i] not in BASKET_ENGINE.latest_partial[:i])
 #: The built-in ``product`` view, computed by the generic engine from its declaration
 #: (``schemas/default_repository/product.py``), read as of hour ends, its revenue an
 #: exact sum: its values are those of the hand-written class it replaced, to the bit.
@@ -216,15 +225,15 @@ def behind_forgotten_guest(entity: str, fresh: list[Transaction], clock: int, ke
 
 
 class CustomerFolder(Folder):
-    """A customer's ``customer`` view (the generic engine's state of its declaration)
-    and ``basket`` view (:class:`BasketState`)."""
+    """A customer's ``customer`` and ``basket`` views (the generic engine's states of
+    their declarations)."""
 
     __slots__ = ("customer", "basket")
 
     def __init__(self) -> None:
         super().__init__()
         self.customer = CUSTOMER_ENGINE.state()
-        self.basket = BasketState()
+        self.basket = BASKET_ENGINE.state()
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickled as plain values, each state as its slots' names and values: default
@@ -232,9 +241,11 @@ class CustomerFolder(Folder):
         that changed stalls the flow at each epoch's end. The form is that of the one
         ``EntityFolder`` class these two replace, so :func:`_restore_folder` restores
         snapshots of either (the customer's state: its tiles and lifetime partials, or,
-        in older snapshots, the hand-written ``CustomerState``'s slots)."""
+        in older snapshots, the hand-written ``CustomerState``'s slots; the basket's: its
+        current invoice's partials, or the hand-written ``BasketState``'s slots)."""
         customer = (_CUSTOMER_SLOTS, (self.customer.in_order(), self.customer.lifetime))
-        return _restore_folder, (customer, _slot_values(self.basket),
+        basket = (_BASKET_SLOTS, (self.basket.basket,))
+        return _restore_folder, (customer, basket,
                                  None, self.seen, self.seq, self.max_ts, self.rows_through)
 
     def done(self, entity: str, clock: int | None) -> bool:
@@ -255,9 +266,10 @@ class CustomerFolder(Folder):
         """A row of each moved view after the last event of each event time."""
         customer, basket = self.customer, self.basket
 
-        def add(e: Transaction) -> bool:
+        def add(e: Transaction) -> bool:  # whether the basket moved: a purchase line
             customer.update(e)
-            return basket.update(e)
+            basket.update(e)
+            return not (e.is_cancellation or e.is_adjustment)
 
         self._fold_in_order(entity, fresh, lateness, update, add,
                             lambda: bool(customer.tiles),
@@ -275,7 +287,7 @@ class CustomerFolder(Folder):
         then the customer's rows after the event again where the clock had written them
         already (the event arrived behind it)."""
         if basket_moved:
-            self._emit(entity, "basket", self.basket.values(), update)
+            self._emit(entity, "basket", self.basket.values(self.max_ts), update)
         self._emit(entity, "customer", self.customer.values(self.max_ts), update)
         if self.rows_through > self.max_ts:
             self._customer_rows(entity, self.max_ts, self.rows_through, update)
@@ -429,20 +441,6 @@ def product_tile_row(tile: list[Any]) -> dict[str, Any]:
 SlotValues = tuple[tuple[str, ...], tuple[Any, ...]]
 
 
-def _slot_values(state: BasketState) -> SlotValues:
-    """A state object's slot names and values."""
-    names: tuple[str, ...] = state.__slots__
-    return names, tuple(getattr(state, name) for name in names)
-
-
-def _rebuilt(cls: type[T], values: SlotValues) -> T:
-    """The state object :func:`_slot_values` described (slots set by name)."""
-    state = cls.__new__(cls)
-    for name, value in zip(*values):
-        setattr(state, name, value)
-    return state
-
-
 def _restore_folder(customer: SlotValues | None, basket: SlotValues | None,
                     product: SlotValues | None, seen: SeenIds | set[str], seq: int,
                     max_ts: int, rows_through: int | None = None,
@@ -471,12 +469,47 @@ def _restore_folder(customer: SlotValues | None, basket: SlotValues | None,
     elif customer is not None and basket is not None:
         folder = CustomerFolder.__new__(CustomerFolder)
         folder.customer = _customer_state(customer)
-        folder.basket = _rebuilt(BasketState, basket)
+        folder.basket = _basket_state(basket)
     else:
         raise ValueError("a folder snapshot holds either a product or a customer and basket")
     folder.seen, folder.seq, folder.max_ts = SeenIds.of(seen), seq, max_ts
     folder.rows_through = max_ts if rows_through is None else rows_through
     return folder
+
+
+def _basket_state(values: SlotValues) -> DeclaredState:
+    """A snapshot's basket state: its current invoice's partials, or those of the
+    hand-written ``BasketState`` it held before the generic engine computed the view
+    (:func:`_basket_from_hand_written`)."""
+    names, slots = values
+    state = BASKET_ENGINE.state()
+    state.basket = slots[0] if names == _BASKET_SLOTS else _basket_from_hand_written(
+        dict(zip(names, slots)))
+    return state
+
+
+def _basket_from_hand_written(old: dict[str, Any]) -> Basket:
+    """The ``basket`` view's current invoice partials (in the order of
+    ``BASKET_ENGINE.latest_partial``'s partials) from the slots of a hand-written
+    ``BasketState``, so its values go on exactly where they were: its first line stands
+    as one of its invoice at its start time, ordered before any other of that time (so
+    the basket's hour, weekday and country stay those of its first line)."""
+    invoice = old["invoice"]
+    if invoice is None:
+        return None, 0, {}
+    started = old["started"]
+    first = (started, invoice, "")  # before every line of the invoice at that time
+    by_feature = {
+        "invoice": (first, invoice), "lines": old["lines"], "items": old["items"],
+        "value": old["value"], "distinct_products": set(old["products"]),
+        "non_product_lines": old["non_product_lines"],
+        "hour_of_day": (first, started % DAY_SECONDS // HOUR),
+        "weekday": (first, (started // DAY_SECONDS + 3) % 7),
+        "country": (first, old["country"]), "started": started,
+        "share": dict(old["by_category"])}
+    partials = [by_feature["share" if f.aggregation.function == "share" else f.name]
+                for f in _BASKET_PARTIAL_FEATURES]
+    return invoice, 0, {invoice: partials}
 
 
 def _customer_state(values: SlotValues) -> DeclaredState:

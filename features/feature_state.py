@@ -1,24 +1,6 @@
-"""Per-entity feature state of the built-in view the generic engine
-(:mod:`basketflow.features.declared_state`) does not compute, ``basket`` (docs/DESIGN.md
-says why; the ``customer`` and ``product`` views are the engine's), and what reads the
-product's logged tiles (:func:`product_columns`).
-
-The class here is plain Python, kept per entity inside a Bytewax stateful step by
-the live flow and by the backfill alike, so what a model is trained on is what it is
-served. ``update(event)`` folds one event in; ``values`` returns the features, following
-the window rule of :mod:`basketflow.schemas.features`: a ``W``-day window at ``t`` holds
-the events of the ``W*24`` hourly tiles ending with the hour of ``t``.
-
->>> from basketflow.schemas.events import parse_row
->>> row = ["536365", "85123A", "HEART", "6", "12/1/2010 8:26", "2.55", "17850", "UK"]
->>> b = BasketState()
->>> b.update(parse_row(row, "f:2"))
-True
->>> b.update(parse_row(["C536366"] + row[1:3] + ["-2"] + row[4:], "f:3"))
-False
->>> v = b.values()
->>> v["invoice"], v["value"], v["distinct_products"]
-('536365', 15.3, 1)
+"""What reads the built-in ``product`` view's logged tiles (:func:`product_columns`), and
+the time and rounding helpers its folder and readers share; every built-in view is
+computed by the generic engine (:mod:`basketflow.features.declared_state`).
 """
 
 from __future__ import annotations
@@ -27,14 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from basketflow.features.declared_codegen import exact_rounded
-from basketflow.schemas.events import Transaction
-from basketflow.schemas.features import CATEGORY_SHARES, PRODUCT, FeatureView
-from basketflow.schemas.taxonomy import load_taxonomy
+from basketflow.schemas.features import PRODUCT, FeatureView
 
 HOUR = 3600
 DAY = 86_400
-#: Bound once: the basket view's version includes this taxonomy's version.
-_category_of = load_taxonomy().category_of
 
 
 def last_ended_hour(ts: int) -> int:
@@ -66,70 +44,6 @@ def _windows_of(view: FeatureView, stem: str) -> tuple[tuple[str, int], ...]:
     declared = view.windowed(stem)
     return tuple((declared.name(days), view.windows_days.index(days))
                  for days in declared.windows_days)
-
-
-class BasketState:
-    """The customer's current basket (invoice) so far.
-
-    A purchase line of a new invoice starts a new basket; cancellation and adjustment
-    lines belong to no basket (they are reversals, counted by the ``customer`` view).
-    """
-
-    __slots__ = ("invoice", "lines", "items", "value", "products", "non_product_lines",
-                 "started", "country", "by_category")
-
-    def __init__(self) -> None:
-        self.invoice: str | None = None
-        self._start(None, 0, "")
-
-    def _start(self, invoice: str | None, ts: int, country: str) -> None:
-        self.invoice = invoice
-        self.lines = 0
-        self.items = 0
-        self.value = 0.0
-        self.products: set[str] = set()
-        self.non_product_lines = 0
-        self.started = ts
-        self.country = country
-        self.by_category: dict[str, float] = {}
-
-    def update(self, e: Transaction) -> bool:
-        """Fold one line in; return False when the line is not part of a basket."""
-        if e.is_cancellation or e.is_adjustment:
-            return False
-        if e.invoice != self.invoice:
-            self._start(e.invoice, e.ts, e.country)
-        self.started = min(self.started, e.ts)
-        self.lines += 1
-        amount = e.quantity * e.unit_price
-        self.value += amount
-        if e.is_product:
-            self.items += e.quantity
-            self.products.add(e.stock_code)
-            category = _category_of(e.stock_code, e.description)
-            self.by_category[category] = self.by_category.get(category, 0.0) + amount
-        else:
-            self.non_product_lines += 1
-        return True
-
-    def values(self) -> dict[str, Any]:
-        """Every feature of :data:`basketflow.schemas.features.BASKET`, in its declared
-        order: the basket so far, with its product value shares per category."""
-        started = self.started
-        product_value = sum(self.by_category.values())
-        out: dict[str, Any] = {
-            "invoice": self.invoice, "lines": self.lines, "items": self.items,
-            "value": round(self.value, 2), "distinct_products": len(self.products),
-            "non_product_lines": self.non_product_lines,
-            # UTC hour and weekday (1970-01-01 was a Thursday, weekday 3), as datetime's.
-            "hour_of_day": started % DAY // HOUR, "weekday": (started // DAY + 3) % 7,
-            "country": self.country, "started": started,
-        }
-        by_category = self.by_category
-        for c, name in CATEGORY_SHARES:
-            share = by_category.get(c, 0.0) / product_value if product_value > 0 else 0.0
-            out[name] = round(share, 4)
-        return out
 
 
 #: The product's windows in days, shortest first.

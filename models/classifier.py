@@ -181,9 +181,10 @@ def classifier_features(basket: Mapping[str, Any],
                         customer: Mapping[str, Any] | None) -> dict[str, float | str]:
     """The model's input from a basket's values and its customer's values (or None).
 
-    ``basket`` is :meth:`basketflow.features.feature_state.BasketState.values`, ``customer``
-    the ``customer`` view's values (:data:`basketflow.features.entity_features.CUSTOMER_ENGINE`) at the same event time, which count
-    this basket too (the history features take it out again; see the module docstring).
+    ``basket`` is the ``basket`` view's values, ``customer`` the ``customer`` view's
+    values (:data:`basketflow.features.entity_features.CUSTOMER_ENGINE`) at the same
+    event time, which count this basket too (the history features take it out again;
+    see the module docstring).
     Missing share features count as 0.0, so a basket without product lines works.
     """
     return with_history(basket, _history(basket, customer))

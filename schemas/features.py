@@ -4,10 +4,8 @@ The built-in views (``customer``, ``basket``, ``product``) are declared in the d
 feature repository (:mod:`basketflow.schemas.default_repository`, in the declarative
 API of :mod:`basketflow.schemas.declare`) and compiled here into
 :class:`~basketflow.schemas.feature_view.FeatureView` objects; their values are computed
-by the generic engine (``customer``, ``product``:
-:mod:`basketflow.features.declared_state`) and by a state class (``basket``:
-:mod:`basketflow.features.feature_state`), which the compile's ``logic_revision``
-versions.
+by the generic engine (:mod:`basketflow.features.declared_state`), which the compile's
+``logic_revision`` versions.
 
 A view names its entity, its features (name, dtype, description), an optional TTL, and
 where its values live online (where they live offline is the offline store's to say:
@@ -76,7 +74,7 @@ __all__ = ["BASKET", "CATEGORY_SHARES", "CUSTOMER", "DAY_SECONDS", "PRODUCT", "R
            "WindowedFeature", "days_since", "registry", "versions"]
 
 #: Each product category of the taxonomy, with the name of the basket's feature for its
-#: share of the basket's product value (computed by ``BasketState.values``).
+#: share of the basket's product value (``agg.share`` in its declaration).
 CATEGORY_SHARES = tuple((c, f"share_{c}") for c in CATEGORY_NAMES if c != NON_PRODUCT)
 
 #: Computed by the generic engine from its declaration
@@ -88,7 +86,8 @@ CUSTOMER = customer.compile(
 #: (how long an entity must remember what it folded in: ``features.entity_features``).
 WINDOW_DAYS = CUSTOMER.windows_days
 
-#: Computed by :meth:`basketflow.features.feature_state.BasketState.values`.
+#: Computed by the generic engine from its declaration
+#: (:data:`basketflow.features.entity_features.BASKET_ENGINE`).
 BASKET = basket.compile(logic_revision=1)
 
 #: Computed by the generic engine from its declaration

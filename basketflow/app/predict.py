@@ -2,7 +2,8 @@
 with no second implementation of any feature and no state changed.
 
 The posted lines go through the event contract (:mod:`basketflow.app.posted`), are
-folded by the flow's own :class:`~basketflow.features.feature_state.BasketState`, and
+folded by the flow's own engine state of the basket view
+(:data:`~basketflow.features.entity_features.BASKET_ENGINE`), and
 the basket's values become the model's input by the flow's
 :func:`~basketflow.models.classifier.with_history`; so a basket posted line by line gets
 the scores the flow gives the same lines (``tests/serving/test_predict.py``). The
@@ -134,12 +135,12 @@ def basket_events(lines: Sequence[Any], *, customer_id: str | None, country: str
 
 
 def basket_values(events: Sequence[Transaction]) -> dict[str, Any]:
-    """The ``basket`` view's values after the events, folded by the flow's own state."""
-    from basketflow.features.feature_state import BasketState
-    basket = BasketState()
+    """The ``basket`` view's values after the events, folded by the flow's own engine."""
+    from basketflow.features.entity_features import BASKET_ENGINE
+    basket = BASKET_ENGINE.state()
     for e in events:
         basket.update(e)
-    return basket.values()
+    return basket.values(max(e.ts for e in events))
 
 
 def predict_basket(model: BasketClassifier, events: Sequence[Transaction],

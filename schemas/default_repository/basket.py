@@ -1,8 +1,8 @@
 """The basket view: the customer's current basket (the invoice being filled) so far.
 
-Built into basketflow: its values are computed by basketflow's own code
-(``BasketState``), so this declaration must stay as it is; declare a changed or new
-feature in a new view under another name.
+Built into basketflow: its values are what basketflow's hand-written state computed
+before the generic engine did (to the bit; its version is kept), so this declaration
+must stay as it is; declare a changed or new feature in a new view under another name.
 """
 
 from basketflow.schemas.declare import CURRENT_INVOICE, E, Feature, View, agg

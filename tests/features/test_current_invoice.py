@@ -15,7 +15,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from basketflow.features.declared_state import Engine
-from basketflow.features.feature_state import BasketState
+from basketflow.features.entity_features import BASKET_ENGINE, _basket_state
+from tests.features.hand_written_basket import BasketState
 from basketflow.schemas.default_repository.basket import basket
 from basketflow.schemas.events import Transaction
 
@@ -66,3 +67,24 @@ def test_the_current_invoice_is_the_reference_and_basket_state(
         assert typed(values) == typed(basket.reference(seen, latest))
         if hand_written.update(e):
             assert typed(values) == typed(hand_written.values())
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(before=st.lists(line_spec, max_size=15), after=st.lists(line_spec, max_size=15))
+def test_a_snapshot_of_basket_state_goes_on_on_the_engine(
+        before: list[tuple[int, int, int, str, str]],
+        after: list[tuple[int, int, int, str, str]]) -> None:
+    """A recovery snapshot's hand-written state (its slots) resumes on the engine with
+    the values it would have had."""
+    hand_written = BasketState()
+    for n, spec in enumerate(before):
+        hand_written.update(line(n, *spec))
+    slots = (BasketState.__slots__,
+             tuple(getattr(hand_written, name) for name in BasketState.__slots__))
+    state = _basket_state(slots)
+    assert state.engine is BASKET_ENGINE
+    for n, spec in enumerate(after, len(before)):
+        e = line(n, *spec)
+        state.update(e)
+        if hand_written.update(e):
+            assert typed(state.values(e.ts)) == typed(hand_written.values())

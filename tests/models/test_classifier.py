@@ -16,7 +16,7 @@ import pytest
 
 import basketflow.models.classifier as classifier
 from basketflow.features.entity_features import CUSTOMER_ENGINE
-from basketflow.features.feature_state import BasketState
+from tests.features.hand_written_basket import BasketState
 from basketflow.models import online_linear
 from basketflow.models.classifier import BasketClassifier, Score, classifier_features
 from basketflow.models.registry import Lineage, Registry

@@ -16,7 +16,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from basketflow.features.entity_features import CUSTOMER_ENGINE, PRODUCT_ENGINE
-from basketflow.features.feature_state import BasketState, hour_end
+from basketflow.features.feature_state import hour_end
+from tests.features.hand_written_basket import BasketState
 from basketflow.schemas.declare import DeclarationError, View
 from basketflow.schemas.default_repository.basket import basket
 from basketflow.schemas.default_repository.customer import customer
