@@ -142,10 +142,11 @@ def update_lines(agg: Agg, slot: str, conditions: dict[str, str],
                 f"{slot} = ({top}, {bottom})"]
     elif function == "count":
         body = [f"{slot} += 1"]
-    elif function in ("first", "last"):
+    elif function in ("first", "last"):  # _merge_picked's choice, written out
         assert agg.of is not None
-        body = [f"{slot} = _merge_picked({function!r}, {slot}, "
-                f"(_event_order(e), {agg.of.python}))"]
+        body = ["_o = _event_order(e)", f"_q = {slot}",
+                f"if _q is None or _o {'<' if function == 'first' else '>'} _q[0]:",
+                f"{_INDENT}{slot} = (_o, {agg.of.python})"]
     else:
         assert agg.of is not None
         if function == "share":  # the group's sum, started at 0.0 as a float sum

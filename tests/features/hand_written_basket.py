@@ -1,6 +1,7 @@
 """The hand-written ``BasketState`` that computed the built-in ``basket`` view before the
 generic engine did (as it was, unchanged): the reference the engine's values must equal
-to the bit (``test_current_invoice.py``), and the benchmarks' baseline.
+to the bit (``test_current_invoice.py``), and, in the customer folder
+(:class:`HandWrittenBasketFolder`), the benchmark's baseline.
 
 >>> from basketflow.schemas.events import parse_row
 >>> row = ["536365", "85123A", "HEART", "6", "12/1/2010 8:26", "2.55", "17850", "UK"]
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from basketflow.features.entity_features import CustomerFolder
 from basketflow.features.feature_state import DAY, HOUR
 from basketflow.schemas.events import Transaction
 from basketflow.schemas.features import CATEGORY_SHARES
@@ -88,3 +90,24 @@ class BasketState:
             share = by_category.get(c, 0.0) / product_value if product_value > 0 else 0.0
             out[name] = round(share, 4)
         return out
+
+
+class _ReadAnyTime(BasketState):
+    """``BasketState`` read as the folder reads the engine's state (``values(as_of)``:
+    the basket has no window over time, so ``as_of`` changes nothing)."""
+
+    __slots__ = ()
+
+    def values(self, as_of: int = 0) -> dict[str, Any]:  # type: ignore[override]
+        return super().values()
+
+
+class HandWrittenBasketFolder(CustomerFolder):
+    """The customer folder with the hand-written basket state, as it was before the
+    generic engine computed the basket: the benchmark's baseline."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.basket = _ReadAnyTime()  # type: ignore[assignment]

@@ -1,0 +1,153 @@
+"""The built-in ``basket`` view on the generic engine against the hand-written
+``BasketState`` it replaced (kept in ``tests/features/hand_written_basket.py``).
+
+Reads a Kaggle file (default: the real extract) and, in one run, in turns over
+``--rounds``: folds it hour by hour, per customer, with the clock at each hour's start
+(as the flow's feature step does) through the customer folder (``CustomerFolder``: the
+``customer`` and ``basket`` views) with the engine's basket and with the hand-written
+one; and folds its lines in file order into the basket states alone, reading the values
+after each purchase line. Prints CPU events/s of each, the ratio to the hand-written
+time, and whether every update (rows, values with their types) is identical.
+
+    python benchmarks/basket_engine.py [PATH.csv[.gz]] [--limit N] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' reference
+
+from machine import REAL_DATA, describe  # noqa: E402
+
+from basketflow.features.entity_features import (  # noqa: E402
+    BASKET_ENGINE,
+    CustomerFolder,
+)
+from basketflow.producers.csv_source import read_events  # noqa: E402
+from basketflow.schemas.events import Transaction  # noqa: E402
+from tests.features.hand_written_basket import (  # noqa: E402
+    BasketState,
+    HandWrittenBasketFolder,
+)
+
+HOUR = 3600
+#: The live flow's lateness for customers: none is late here (the clock is each
+#: hour's start, the file in order).
+LATENESS = 10 * 365 * 86_400
+Hours = dict[int, dict[str, list[Transaction]]]
+
+
+def by_hour(lines: list[Transaction]) -> Hours:
+    """The lines by event hour, then customer, in file order."""
+    out: Hours = {}
+    for e in lines:
+        out.setdefault(e.ts // HOUR, {}).setdefault(str(e.customer_id), []).append(e)
+    return out
+
+
+def folded(folder: Callable[[], CustomerFolder], hours: Hours) -> list[Any]:
+    """Every customer's updates, hour by hour, the clock at each hour's start."""
+    folders: dict[str, CustomerFolder] = {}
+    out: list[Any] = []
+    since = 0
+    for hour in sorted(hours):
+        clock = hour * HOUR
+        for customer, events in hours[hour].items():
+            state = folders.get(customer)
+            if state is None:
+                state = folders[customer] = folder()
+            out.append(state.fold(customer, events, LATENESS, clock, since))
+        since = clock
+    return out
+
+
+def engine_states(lines: list[Transaction]) -> list[dict[str, Any]]:
+    """The engine's basket values after each purchase line, per customer."""
+    states: dict[str, Any] = {}
+    out = []
+    for e in lines:
+        state = states.get(e.customer_id)
+        if state is None:
+            state = states[e.customer_id] = BASKET_ENGINE.state()
+        state.update(e)
+        if not (e.is_cancellation or e.is_adjustment):
+            out.append(state.values(e.ts))
+    return out
+
+
+def hand_written_states(lines: list[Transaction]) -> list[dict[str, Any]]:
+    """``BasketState``'s values after each purchase line, per customer."""
+    states: dict[str, BasketState] = {}
+    out = []
+    for e in lines:
+        state = states.get(e.customer_id)
+        if state is None:
+            state = states[e.customer_id] = BasketState()
+        if state.update(e):
+            out.append(state.values())
+    return out
+
+
+def timed(run: Callable[[], list[Any]]) -> tuple[float, list[Any]]:
+    """CPU seconds of this process to run, and what it returned (CPU time: other work
+    on a shared machine weighs less)."""
+    started = time.process_time()
+    out = run()
+    return time.process_time() - started, out
+
+
+def comparable(updates: list[Any]) -> list[Any]:
+    """Updates as plain values, types included (0 is not 0.0)."""
+    return [None if u is None else (
+        u.rows, {k: [(n, type(v), v) for n, v in vs.items()] for k, vs in u.values.items()},
+        u.times, u.late, u.ts) for u in updates]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", nargs="?", type=Path, default=REAL_DATA)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N events")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    print(describe())
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    lines = [e for e in read_events(args.path, [0]) if isinstance(e, Transaction)]
+    lines = lines[:args.limit] if args.limit is not None else lines
+    hours = by_hour(lines)
+    print(f"{len(lines):,} events in {len(hours):,} hours from {args.path.name}")
+    contenders: dict[str, Callable[[], list[Any]]] = {
+        "hand-written folder": lambda: folded(HandWrittenBasketFolder, hours),
+        "engine folder": lambda: folded(CustomerFolder, hours),
+        "hand-written state": lambda: hand_written_states(lines),
+        "engine state": lambda: engine_states(lines),
+    }
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    results: dict[str, list[Any]] = {}
+    for _ in range(args.rounds):
+        for name, run in contenders.items():
+            seconds, results[name] = timed(run)
+            times[name].append(seconds)
+    best = {name: min(t) for name, t in times.items()}
+    for name, seconds in best.items():
+        baseline = best["hand-written " + name.split(" ", 1)[1]]
+        print(f"{name:22} {len(lines) / seconds:>10,.0f} events/s  ({seconds:.2f} s of CPU, "
+              f"best of {args.rounds}; {seconds / baseline:.2f} x the hand-written time)")
+    same = comparable(results["engine folder"]) == comparable(results["hand-written folder"])
+    rows = sum(len(u.rows) for u in results["engine folder"] if u is not None)
+    print(f"folders' updates identical (rows, values with types): {same}; {rows:,} rows")
+    typed = [[(k, type(v), v) for k, v in vs.items()] for vs in results["engine state"]]
+    theirs = [[(k, type(v), v) for k, v in vs.items()] for vs in results["hand-written state"]]
+    print(f"states' values identical: {typed == theirs}; {len(typed):,} basket updates")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
