@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' reference
 
 from machine import REAL_DATA, describe  # noqa: E402
+
+from product_engine import comparable, timed  # noqa: E402
 
 from basketflow.features.entity_features import (  # noqa: E402
     BASKET_ENGINE,
@@ -69,46 +70,32 @@ def folded(folder: Callable[[], CustomerFolder], hours: Hours) -> list[Any]:
     return out
 
 
-def engine_states(lines: list[Transaction]) -> list[dict[str, Any]]:
-    """The engine's basket values after each purchase line, per customer."""
-    states: dict[str, Any] = {}
+def basket_values(lines: list[Transaction], new: Callable[[], Any],
+                  values: Callable[[Any, Transaction], dict[str, Any] | None],
+                  ) -> list[dict[str, Any]]:
+    """Each customer's basket values after each purchase line (``values(state, line)``
+    folds the line into the state and reads them, or None), a state per customer
+    (``new()``)."""
+    states: dict[str | None, Any] = {}
     out = []
     for e in lines:
         state = states.get(e.customer_id)
         if state is None:
-            state = states[e.customer_id] = BASKET_ENGINE.state()
-        state.update(e)
-        if not (e.is_cancellation or e.is_adjustment):
-            out.append(state.values(e.ts))
+            state = states[e.customer_id] = new()
+        if (read := values(state, e)) is not None:
+            out.append(read)
     return out
 
 
-def hand_written_states(lines: list[Transaction]) -> list[dict[str, Any]]:
-    """``BasketState``'s values after each purchase line, per customer."""
-    states: dict[str, BasketState] = {}
-    out = []
-    for e in lines:
-        state = states.get(e.customer_id)
-        if state is None:
-            state = states[e.customer_id] = BasketState()
-        if state.update(e):
-            out.append(state.values())
-    return out
+def engine_read(state: Any, e: Transaction) -> dict[str, Any] | None:
+    """The engine's state folds ``e`` in; its values if ``e`` is a purchase line."""
+    state.update(e)
+    return None if e.is_cancellation or e.is_adjustment else state.values(e.ts)
 
 
-def timed(run: Callable[[], list[Any]]) -> tuple[float, list[Any]]:
-    """CPU seconds of this process to run, and what it returned (CPU time: other work
-    on a shared machine weighs less)."""
-    started = time.process_time()
-    out = run()
-    return time.process_time() - started, out
-
-
-def comparable(updates: list[Any]) -> list[Any]:
-    """Updates as plain values, types included (0 is not 0.0)."""
-    return [None if u is None else (
-        u.rows, {k: [(n, type(v), v) for n, v in vs.items()] for k, vs in u.values.items()},
-        u.times, u.late, u.ts) for u in updates]
+def hand_written_read(state: BasketState, e: Transaction) -> dict[str, Any] | None:
+    """``BasketState`` folds ``e`` in; its values if ``e`` joined the basket."""
+    return state.values() if state.update(e) else None
 
 
 def main() -> None:
@@ -126,8 +113,8 @@ def main() -> None:
     contenders: dict[str, Callable[[], list[Any]]] = {
         "hand-written folder": lambda: folded(HandWrittenBasketFolder, hours),
         "engine folder": lambda: folded(CustomerFolder, hours),
-        "hand-written state": lambda: hand_written_states(lines),
-        "engine state": lambda: engine_states(lines),
+        "hand-written state": lambda: basket_values(lines, BasketState, hand_written_read),
+        "engine state": lambda: basket_values(lines, BASKET_ENGINE.state, engine_read),
     }
     times: dict[str, list[float]] = {name: [] for name in contenders}
     results: dict[str, list[Any]] = {}
