@@ -202,9 +202,6 @@ def value_text(agg: Agg, ref: str, part: Callable[[str, int], str]) -> str:
         return f"({agg.if_zero!r} if not {bottom} else ({top} or 0) / {bottom})"
     if function == "count_distinct":
         return f"len({ref})"
-    if function == "share":
-        assert agg.key is not None
-        return f"_share_of({ref}, {agg.key.python})"
     if function == "mean":
         return f"({part(ref, 0)} / {part(ref, 1)} if {part(ref, 1)} else None)"
     if function in ("first", "last"):
@@ -289,7 +286,7 @@ def _rounded(value: str, agg: Agg, decimals: int | None) -> str:
         return f"_exact_rounded({value}, {agg.exact}, {decimals})"
     if decimals is None:
         return value
-    if agg.function in ("sum", "count", "count_distinct"):  # never null
+    if agg.function in ("sum", "count", "count_distinct", "share"):  # never null
         return f"round({value}, {decimals})"
     return f"_round_or_null({value}, {decimals})"
 
@@ -317,12 +314,24 @@ def values_source(windowed: list[Agg], spans: tuple[int, ...], outputs: list[Out
                  for n, o in enumerate(outputs) if o.feature >= 0 and o.hours == span]
         body += [f"o{n} = " + _rounded(_divided(o, number), o.agg, o.decimals)
                  for n, o in enumerate(outputs) if o.divides and o.hours == span]
-    body += [f"o{n} = " + _rounded(value_text(o.agg, o.partial, item), o.agg, o.decimals)
+    totals = {o.partial: f"tot{k}" for k, o in enumerate(
+        o for o in outputs if o.partial and o.agg.function == "share")}
+    body += [f"{name} = sum({partial}.values())" for partial, name in totals.items()]
+    body += [f"o{n} = " + _rounded(_shared(o, totals[o.partial]) if o.partial in totals
+                                   else value_text(o.agg, o.partial, item), o.agg, o.decimals)
              for n, o in enumerate(outputs) if o.partial]
     body.append("return {" + ", ".join(f"{o.name!r}: o{n}" for n, o in enumerate(outputs))
                 + "}")
     return "\n".join(["def values(tiles, end, starts, lifetime, basket):",
                       *_indented(body)])
+
+
+def _shared(output: Output, total: str) -> str:
+    """The expression of a share (``share_of`` written out) whose partial's total, summed
+    once per row for every share of that partial, is the variable ``total``."""
+    assert output.agg.key is not None
+    return (f"({output.partial}.get({output.agg.key.python}, 0.0) / {total} "
+            f"if {total} > 0 else 0.0)")
 
 
 def _divided(output: Output, number: dict[str, int]) -> str:

@@ -68,7 +68,6 @@ from basketflow.schemas.declare import (
     compiled,
     compiled_function,
     event_order,
-    share_of,
 )
 from basketflow.schemas.events import Transaction
 
@@ -146,8 +145,7 @@ class Engine:
         #: The features' distinct conditions (``where=``), each evaluated once per event.
         conditions = conditions_of(windowed + lifetime + latest)
         scope = {"_merge_picked": merge_picked, "_event_order": event_order,
-                 "_round_or_null": round_or_null, "_exact_rounded": exact_rounded,
-                 "_share_of": share_of}
+                 "_round_or_null": round_or_null, "_exact_rounded": exact_rounded}
         #: New partials: ``new_tile()`` (one per windowed feature), ``new_lifetime()``,
         #: ``new_basket()`` (one per latest invoice feature).
         self.new_tile, self.new_lifetime, self.new_basket = (

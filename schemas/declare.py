@@ -459,8 +459,8 @@ _FIXED_FIELDS: dict[str, Callable[[int], str]] = {
 
 def share_of(groups: dict[Any, float], key: Any) -> float:
     """The share of the group ``key`` among ``groups`` (group -> sum): over the sum of
-    the groups' sums in their order, 0.0 when it is not positive. What generated code
-    calls.
+    the groups' sums in their order, 0.0 when it is not positive: the reference's
+    (the engine's generated values write it out, each total summed once per row).
 
     >>> share_of({"a": 1.5, "b": 0.5}, "a"), share_of({"a": 1.0}, "b"), share_of({}, "a")
     (0.75, 0.0, 0.0)
