@@ -35,6 +35,13 @@ def client_config(bootstrap: str) -> dict[str, object]:
     return {"bootstrap.servers": bootstrap, **kafka_security()}
 
 
+def admin_config(bootstrap: str) -> dict[str, object]:
+    """An admin client's settings: librdkafka's own lines only from warnings up. An admin
+    client is a producer handle inside, whose notices at close (a background queue purged)
+    would otherwise reach the user's terminal."""
+    return client_config(bootstrap) | {"log_level": 4}
+
+
 def producer_config(bootstrap: str) -> dict[str, object]:
     """A producer tuned for throughput: batches of up to 20 ms, compressed, acks=all;
     librdkafka's own lines only from warnings up (its notices and info, such as a
@@ -75,7 +82,7 @@ def _authentication_errors(into: list[str]) -> Callable[[KafkaError], None]:
 def ensure_topics(bootstrap: str, topics: dict[str, int], timeout: float = 10.0) -> list[str]:
     """Create the topics (name -> partitions) that do not exist yet; return those created."""
     refused: list[str] = []
-    admin = AdminClient(client_config(bootstrap) | {"error_cb": _authentication_errors(refused)})
+    admin = AdminClient(admin_config(bootstrap) | {"error_cb": _authentication_errors(refused)})
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:

@@ -58,7 +58,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from basketflow.errors import BasketflowError
-from basketflow.kafka import client_config
+from basketflow.kafka import admin_config, client_config
 from basketflow.flows import idle_work, stopping
 from basketflow.flows.event_clock import CAUGHT_UP, DELIVERING, ENDED
 from basketflow.sinks.flow_health import FlowHealth, Outage
@@ -209,7 +209,7 @@ def check_topic_ids(bootstrap: str, topics: list[str], recovery_dir: Path,
 
 def topic_partitions(bootstrap: str, topic: str) -> list[int]:
     """The partition numbers of ``topic``, in order."""
-    meta = AdminClient(client_config(bootstrap)).list_topics(topic, timeout=10)
+    meta = AdminClient(admin_config(bootstrap)).list_topics(topic, timeout=10)
     info = meta.topics[topic]
     if info.error is not None:
         raise RuntimeError(f"cannot list partitions of topic {topic!r}: {info.error}")

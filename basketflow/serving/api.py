@@ -40,7 +40,7 @@ from basketflow.app import features as app_features
 from basketflow.app.posted import parse_posted
 from basketflow.app.predict import BadLines, LiveModel, NoLiveModel, basket_events, predict_basket
 from basketflow.errors import BasketflowError
-from basketflow.kafka import BrokerUnavailable, client_config
+from basketflow.kafka import BrokerUnavailable, admin_config
 from basketflow.security import redact_log_handlers
 from basketflow.schemas.events import Rejection
 from basketflow.serving import feast
@@ -378,7 +378,7 @@ def _broker_ok(b: Backends) -> str:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
     try:
-        AdminClient(client_config(bootstrap)).list_topics(timeout=1.0)
+        AdminClient(admin_config(bootstrap)).list_topics(timeout=1.0)
     except KafkaException as exc:
         return f"down: {exc.args[0] if exc.args else exc}"
     return "ok"
