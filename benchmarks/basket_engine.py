@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' refer
 
 from machine import REAL_DATA, describe  # noqa: E402
 
-from product_engine import comparable, timed  # noqa: E402
+from product_engine import HOUR, Hours, comparable, fold_by_hour, timed  # noqa: E402
 
 from basketflow.features.entity_features import (  # noqa: E402
     BASKET_ENGINE,
@@ -39,12 +39,6 @@ from tests.features.hand_written_basket import (  # noqa: E402
     HandWrittenBasketFolder,
 )
 
-HOUR = 3600
-#: The live flow's lateness for customers: none is late here (the clock is each
-#: hour's start, the file in order).
-LATENESS = 10 * 365 * 86_400
-Hours = dict[int, dict[str, list[Transaction]]]
-
 
 def by_hour(lines: list[Transaction]) -> Hours:
     """The lines by event hour, then customer, in file order."""
@@ -56,18 +50,7 @@ def by_hour(lines: list[Transaction]) -> Hours:
 
 def folded(folder: Callable[[], CustomerFolder], hours: Hours) -> list[Any]:
     """Every customer's updates, hour by hour, the clock at each hour's start."""
-    folders: dict[str, CustomerFolder] = {}
-    out: list[Any] = []
-    since = 0
-    for hour in sorted(hours):
-        clock = hour * HOUR
-        for customer, events in hours[hour].items():
-            state = folders.get(customer)
-            if state is None:
-                state = folders[customer] = folder()
-            out.append(state.fold(customer, events, LATENESS, clock, since))
-        since = clock
-    return out
+    return fold_by_hour(folder, hours)[0]
 
 
 def basket_values(lines: list[Transaction], new: Callable[[], Any],

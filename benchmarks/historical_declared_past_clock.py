@@ -35,10 +35,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import REAL_DATA, describe  # noqa: E402
-from view_backfill import basketflow  # noqa: E402
+from view_backfill import basketflow, declared_copy_project  # noqa: E402
 
 from basketflow.config import ENV_OF_KEY  # noqa: E402
-from basketflow.schemas.default_repository import FILES  # noqa: E402
 from basketflow.sinks.offline_layout import feature_log_files  # noqa: E402
 
 #: The windowed features asked of both views.
@@ -107,14 +106,7 @@ def main() -> None:
     trees = {"this tree": Path(__file__).resolve().parents[1],
              "baseline": args.baseline.resolve()}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "shop"
-        basketflow("init", str(root), cwd=Path(tmp))
-        customer = FILES[0].read_text().replace('name="customer"', 'name="customer_declared"')
-        (root / "features" / "customer_declared.py").write_text(
-            customer.replace("customer = View(", "customer_declared = View("))
-        basketflow("apply", cwd=root)
-        stored = basketflow("backfill", "--from", str(args.path.resolve()), "--processes", "1",
-                            cwd=root)
+        root, stored = declared_copy_project(Path(tmp), args.path)
         basketflow("backfill", "--views", "customer_declared", "--from-offline", cwd=root)
         labels, clock = labels_after_clock(root, args.rows, args.days)
         labels.to_parquet(Path(tmp) / "labels.parquet")

@@ -29,7 +29,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' reference
@@ -45,9 +45,12 @@ from tests.features.hand_written_product import (  # noqa: E402
 )
 
 HOUR = 3600
-#: The live flow's lateness for products (``flows/live.py``).
+#: The live flow's lateness for products (``flows/live.py``); for customers here too, none
+#: is late (the clock is each hour's start, the file in order).
 LATENESS = 10 * 365 * 86_400
 Hours = dict[int, dict[str, list[Transaction]]]
+#: A folder of one entity (a product's, a customer's).
+F = TypeVar("F", bound=Any)
 
 
 def by_hour(path: Path, limit: int | None) -> Hours:
@@ -60,20 +63,28 @@ def by_hour(path: Path, limit: int | None) -> Hours:
     return out
 
 
-def folded(folder: Callable[[], ProductFolder], hours: Hours) -> list[Any]:
-    """Every product's updates (rows, values, late lines), hour by hour, then with the
-    clock past every window."""
-    folders: dict[str, ProductFolder] = {}
+def fold_by_hour(folder: Callable[[], F], hours: Hours,
+                 ) -> tuple[list[Any], dict[str, F], int]:
+    """Every entity's updates, hour by hour, the clock at each hour's start, with a
+    folder per entity (``folder()``); the folders, and the clock of the last hour."""
+    folders: dict[str, F] = {}
     out: list[Any] = []
     since = 0
     for hour in sorted(hours):
         clock = hour * HOUR
-        for product, events in hours[hour].items():
-            state = folders.get(product)
+        for entity, events in hours[hour].items():
+            state = folders.get(entity)
             if state is None:
-                state = folders[product] = folder()
-            out.append(state.fold(product, events, LATENESS, clock, since))
+                state = folders[entity] = folder()
+            out.append(state.fold(entity, events, LATENESS, clock, since))
         since = clock
+    return out, folders, since
+
+
+def folded(folder: Callable[[], ProductFolder], hours: Hours) -> list[Any]:
+    """Every product's updates (rows, values, late lines), hour by hour, then with the
+    clock past every window."""
+    out, folders, since = fold_by_hour(folder, hours)
     end = (max(hours) + 800) * HOUR
     out += [state.fold(product, [], LATENESS, end, since) for product, state in folders.items()]
     return out

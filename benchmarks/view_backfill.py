@@ -47,6 +47,20 @@ def basketflow(*args: str, cwd: Path, tree: Path | None = None) -> dict[str, obj
     return figures
 
 
+def declared_copy_project(tmp: Path, path: Path) -> tuple[Path, dict[str, object]]:
+    """A project made by ``init`` in ``tmp/shop`` with a declared copy of the customer
+    view (``customer_declared``) applied, and ``path``'s events backfilled into it (the
+    built-in views' rows only); the project's root and the backfill's figures."""
+    root = tmp / "shop"
+    basketflow("init", str(root), cwd=tmp)
+    customer = FILES[0].read_text().replace('name="customer"', 'name="customer_declared"')
+    (root / "features" / "customer_declared.py").write_text(
+        customer.replace("customer = View(", "customer_declared = View("))
+    basketflow("apply", cwd=root)
+    return root, basketflow("backfill", "--from", str(path.resolve()), "--processes", "1",
+                            cwd=root)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("path", nargs="?", type=Path, default=REAL_DATA)
@@ -57,14 +71,7 @@ def main() -> None:
     print(describe())
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "shop"
-        basketflow("init", str(root), cwd=Path(tmp))
-        customer = FILES[0].read_text().replace('name="customer"', 'name="customer_declared"')
-        (root / "features" / "customer_declared.py").write_text(
-            customer.replace("customer = View(", "customer_declared = View("))
-        basketflow("apply", cwd=root)
-        stored = basketflow("backfill", "--from", str(args.path.resolve()), "--processes", "1",
-                            cwd=root)
+        root, stored = declared_copy_project(Path(tmp), args.path)
         events = int(stored["events"])  # type: ignore[call-overload]
         print(f"{events:,} events stored from {args.path.name}")
         generic = {"generic (1 view)": None}
