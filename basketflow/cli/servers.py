@@ -88,12 +88,15 @@ def status(settings: Settings, as_json: bool, watch: bool, interval: float,
             if as_json:
                 click.echo(json.dumps(report, default=str), nl=True)
                 continue
-            click.clear()
-            out.print(f"{time.strftime('%H:%M:%S UTC', time.gmtime(report['at']))}, every "
-                      f"{interval:g} s (Ctrl-C stops): "
-                      f"flow {_rate(report['rates']['flow'])}, serve part "
-                      f"{_rate(report['rates']['serve'])}")
-            print_status(report)
+            with out.capture() as frame:  # laid out whole, then written in one call:
+                out.clear()                 # Ctrl-C never leaves half a refresh behind
+                out.print(f"{time.strftime('%H:%M:%S UTC', time.gmtime(report['at']))}, "
+                          f"every {interval:g} s (Ctrl-C stops): "
+                          f"flow {_rate(report['rates']['flow'])}, serve part "
+                          f"{_rate(report['rates']['serve'])}")
+                print_status(report)
+            out.file.write(frame.get())
+            out.file.flush()
     except KeyboardInterrupt:
         return
 
