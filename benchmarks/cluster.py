@@ -2,9 +2,10 @@
 
 Replays the real file (or a given one) once, then runs ``basketflow run --stop-at-end``
 to the end of the topic, each on a fresh data directory and key prefix, with recovery
-snapshots as a user runs it: in one process (``--one-process``), as the default two
-processes (serve and store parts, each reading the whole topic), as a cluster of 2 and of
-3 processes (``--processes``), and as a cluster of 2 started by hand (``--process-id``)
+snapshots as a user runs it: in one process (``--processes 1``), as the default two
+processes (serve and store parts, each reading the whole topic), as a cluster of 2 per
+part (``--processes 4``), as a cluster of the whole flow of 2 and of 3 processes
+(``--whole-flow``), and as a cluster of 2 started by hand (``--process-id``)
 unpinned and with each process pinned to a core of its own (``taskset``), beside one
 process pinned to one core. Prints events/s end to end (the slowest process's time) and
 with start-up, the CPU seconds of each command (a cluster by hand: of each process) and
@@ -70,10 +71,13 @@ def main() -> None:
         print(f"replay: {summary.sent:,} events + {summary.rejected:,} rejected")
         addresses, pinned = ",".join(loopback_addresses(2)), ",".join(loopback_addresses(2))
         runs: list[tuple[str, list[list[str]]]] = [
-            ("one process (--one-process)", [[*RUN, "--one-process"]]),
-            ("two parts (default)", [RUN]),
-            ("cluster of 2 (--processes 2)", [[*RUN, "--processes", "2"]]),
-            ("cluster of 3 (--processes 3)", [[*RUN, "--processes", "3"]]),
+            ("one process (--processes 1)", [[*RUN, "--processes", "1"]]),
+            ("two parts (--processes 2, the default)", [RUN]),
+            ("a cluster of 2 per part (--processes 4)", [[*RUN, "--processes", "4"]]),
+            ("whole-flow cluster of 2 (--processes 2 --whole-flow)",
+             [[*RUN, "--processes", "2", "--whole-flow"]]),
+            ("whole-flow cluster of 3 (--processes 3 --whole-flow)",
+             [[*RUN, "--processes", "3", "--whole-flow"]]),
             ("one process pinned to core 0", [["taskset", "-c", "0", *RUN, "--one-process"]]),
             ("cluster of 2 by hand (--process-id)", [
                 [*RUN, "--process-id", str(i), "--addresses", addresses] for i in (0, 1)]),

@@ -67,6 +67,9 @@ POLL_SECONDS = 0.05
 #: process's sockets close before its exit is seen, so the others may report losing it
 #: first, and the killed one is the cause to name.
 CAUSE_SECONDS = 2.0
+#: How long a child stopped on a sibling's failure has to end before it is killed (a
+#: stopped flow finishes its epoch: sinks flushed, offsets in the snapshot).
+STOP_SECONDS = 30.0
 
 
 class PartFailed(BasketflowError):
@@ -80,17 +83,21 @@ class PartFailed(BasketflowError):
 
 
 def is_process(name: str) -> bool:
-    """Whether a child's name is a cluster's process (``process <id>``), not a part."""
-    return name.startswith("process ")
+    """Whether a child's name is a cluster's process (``process <id>``, ``<part> process
+    <id>``), not a part in a process of its own."""
+    return "process " in name
 
 
 def describe(name: str) -> str:
     """A child as a message names it.
 
-    >>> describe("serve"), describe("process 1")
-    ('the serve part', 'process 1')
+    >>> describe("serve"), describe("process 1"), describe("store process 1")
+    ('the serve part', 'process 1', 'process 1 of the store part')
     """
-    return name if is_process(name) else f"the {name} part"
+    part, _, process = name.rpartition("process ")
+    if not _:
+        return f"the {name} part"
+    return f"process {process} of the {part.strip()} part" if part else name
 
 
 def loopback_addresses(count: int) -> tuple[str, ...]:
@@ -276,12 +283,20 @@ def _relay_errors(children: dict[str, subprocess.Popen[bytes]]) -> list[threadin
 
 def _stop(children: Mapping[str, subprocess.Popen[bytes]], kill: bool = False) -> None:
     """Stop every child still running (SIGTERM; SIGKILL with ``kill``: children still at
-    the gate, whose output is dropped), and wait for it."""
+    the gate, whose output is dropped), and wait for it; one that has not stopped
+    :data:`STOP_SECONDS` after SIGTERM is killed. A cluster's process whose peer died
+    before they connected waits in Timely's connection loop, where a stop is only
+    noted."""
     for proc in children.values():
         if proc.poll() is None:
             (proc.kill if kill else proc.terminate)()
+    deadline = time.monotonic() + STOP_SECONDS
     for proc in children.values():
-        proc.wait()
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _figures(proc: subprocess.Popen[bytes]) -> dict[str, Any]:

@@ -60,8 +60,6 @@ class FlowOptions:
     reset_offsets: str | None = None
     #: The port of the Prometheus metrics (0: none); two processes use it and the next.
     metrics_port: int = 0
-    #: A Bytewax cluster of this many processes on this host (1: none, see ``run``).
-    processes: int = 1
     #: This process's place in a cluster across hosts: its id in ``addresses``.
     process_id: int | None = None
     addresses: tuple[str, ...] = ()
@@ -185,12 +183,74 @@ def _scoring(settings: Settings) -> ScoringConfig | None:
     return scoring_config(settings.data_dir)
 
 
-def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFigures:
-    """Run each part of the flow as a child process with these options; return their
-    figures, combined. A part that fails raises :class:`PartFailed` (its error is already
-    on standard error); one killed by a signal raises :class:`PartKilled`. The feature
-    registry (``ensure_applied``), the stores and the topics are checked here, once, while
-    the children start."""
+@dataclass(frozen=True)
+class Cluster:
+    """Processes of this host that run the same parts of the flow: one process, or a
+    Bytewax cluster of ``processes`` whose workers share the topic's partitions. Its
+    recovery state is ``<data>/recovery/<topic>/<part>`` for one part, and
+    ``<data>/recovery/<topic>`` for the whole flow, whatever its size."""
+
+    parts: tuple[str, ...]
+    processes: int = 1
+
+    def recovery_dir(self, settings: Settings) -> Path:
+        """Where this cluster's recovery partitions are."""
+        topic_dir = settings.recovery_dir / settings.topic
+        return topic_dir / self.parts[0] if len(self.parts) == 1 else topic_dir
+
+    def children(self) -> list[tuple[str, list[str]]]:
+        """Each process's name and its ``basketflow run`` arguments (the cluster's
+        loopback addresses chosen now).
+
+        >>> Cluster(("serve",)).children()
+        [('serve', ['--part', 'serve'])]
+        >>> [name for name, _args in Cluster(("store",), 2).children()]
+        ['store process 0', 'store process 1']
+        """
+        part = ["--part", self.parts[0]] if len(self.parts) == 1 else []
+        if self.processes == 1:
+            return [(self.parts[0], part)]
+        from basketflow.app.flow_processes import loopback_addresses
+        addresses = ",".join(loopback_addresses(self.processes))
+        prefix = f"{self.parts[0]} " if part else ""
+        return [(f"{prefix}process {i}", [*part, "--process-id", str(i),
+                                          "--addresses", addresses])
+                for i in range(self.processes)]
+
+
+def plan_clusters(part: str | None, processes: int, whole_flow: bool) -> tuple[Cluster, ...]:
+    """What ``basketflow run`` runs on this host: ``processes`` processes for one part
+    (``part``), for the whole flow in each (``whole_flow``, or one process), or shared by
+    the two parts, the serve part taking the larger half. On 2 cores the two parts in a
+    process each are the fastest (docs/PERFORMANCE.md, "A cluster"): they exchange
+    nothing, where a cluster of the whole flow pickles about half of every keyed step's
+    items to the other process.
+
+    >>> plan_clusters(None, 2, False)
+    (Cluster(parts=('serve',), processes=1), Cluster(parts=('store',), processes=1))
+    >>> plan_clusters(None, 5, False)
+    (Cluster(parts=('serve',), processes=3), Cluster(parts=('store',), processes=2))
+    >>> plan_clusters(None, 3, True), plan_clusters("store", 2, False)
+    ((Cluster(parts=('serve', 'store'), processes=3),), (Cluster(parts=('store',), processes=2),))
+    """
+    from basketflow.flows.parts import PARTS
+    if part is not None:
+        return (Cluster((part,), processes),)
+    if whole_flow or processes == 1:
+        return (Cluster(PARTS, processes),)
+    serve = (processes + 1) // 2
+    return tuple(Cluster((name,), count) for name, count in zip(PARTS, (serve, processes - serve)))
+
+
+def run_children(settings: Settings, options: FlowOptions, clusters: tuple[Cluster, ...],
+                 verbose: bool) -> RunFigures:
+    """Run every process of ``clusters`` as a child process with these options (each its
+    own metrics port: the one given, then the next ones); return their figures, combined.
+    The feature registry (``ensure_applied``), the stores, the topics and each cluster's
+    recovery partitions are checked here, once, while the children import their
+    libraries. A child that fails stops the others and raises :class:`PartFailed` (its
+    error is on standard error already); one killed by a signal raises
+    :class:`PartKilled`, naming it."""
     from basketflow.app.flow_processes import child_env, gates_opened, start_child
     from basketflow.flows import stopping
     from basketflow.flows.parts import PARTS
@@ -198,28 +258,44 @@ def run_parts(settings: Settings, options: FlowOptions, verbose: bool) -> RunFig
         if options.from_start:
             shutil.rmtree(settings.recovery_dir / settings.topic, ignore_errors=True)
         env = child_env(settings) | {ENV_HELD_BY: str(os.getpid())}
-        children = {part: start_child(
-            ["--part", part, *part_options(options, part).as_args()], env, verbose)
-            for part in PARTS}
-        with gates_opened(children):  # the checks while the parts import their libraries
-            from basketflow.app.registry import ensure_applied
-            from basketflow.flows.preflight import check_topics, prepare_run
-            ensure_applied(settings)  # the first thing to fix
-            prepare_run(settings)  # here once: one error, not one per part
-            if options.rebuild_state:  # each part then rebuilds its own as its flow runs
-                from basketflow.flows.rebuild import discard_for_rebuild
-                discard_for_rebuild(settings, [settings.recovery_dir / settings.topic / part
-                                               for part in PARTS])
-            if options.recovery:
-                for part in PARTS:
-                    check_topics(settings, settings.recovery_dir / settings.topic / part,
-                                 (part,), options.reset_offsets)
+        named = [(cluster, name, args) for cluster in clusters
+                 for name, args in cluster.children()]
+        children = {name: start_child([*args, *_child_options(options, index).as_args()],
+                                      env, verbose)
+                    for index, (_cluster, name, args) in enumerate(named)}
+        with gates_opened(children):  # the checks while the children import
+            _check_for_children(settings, options, clusters)
         if stopping.requested():
             return RunFigures(0, 0, 0, 0, 0.0, 0, stopped=True)
         from basketflow.sinks.compaction import compacting
         with compacting(settings.offline_dir):  # closed days, off the flow's processes
-            by_part = supervised(children)
-    return combined_figures(by_part)
+            by_child = supervised(children)
+    by_cluster = {"+".join(cluster.parts): cluster_figures(
+        {name: by_child[name] for owner, name, _args in named if owner is cluster})
+        if cluster.processes > 1 else by_child[cluster.parts[0]] for cluster in clusters}
+    return (next(iter(by_cluster.values())) if len(by_cluster) == 1
+            else combined_figures(by_cluster))
+
+
+def _check_for_children(settings: Settings, options: FlowOptions,
+                        clusters: tuple[Cluster, ...]) -> None:
+    """The checks a run makes once for all its children: the registry, the stores, and
+    each cluster's recovery state against the topic (made or checked here for a
+    Bytewax cluster, whose processes do not: each child of one process does its own)."""
+    from basketflow.app.registry import ensure_applied
+    from basketflow.flows.preflight import check_topics, prepare_run
+    ensure_applied(settings)  # the first thing to fix
+    prepare_run(settings)  # here once: one error, not one per child
+    if options.rebuild_state:  # each part then rebuilds its own as its flow runs
+        from basketflow.flows.rebuild import discard_for_rebuild
+        discard_for_rebuild(settings, [c.recovery_dir(settings) for c in clusters])
+    if options.recovery:
+        for cluster in clusters:
+            check_topics(settings, cluster.recovery_dir(settings), cluster.parts,
+                         options.reset_offsets)
+            if cluster.processes > 1:
+                from basketflow.flows.live import prepare_recovery
+                prepare_recovery(cluster.recovery_dir(settings))
 
 
 def supervised(children: dict[str, Popen[bytes]]) -> dict[str, RunFigures]:
@@ -235,47 +311,6 @@ def supervised(children: dict[str, Popen[bytes]]) -> dict[str, RunFigures]:
     return {name: RunFigures.from_json(data) for name, data in figures.items()}
 
 
-def run_cluster(settings: Settings, options: FlowOptions, verbose: bool) -> RunFigures:
-    """Run the whole flow as a Bytewax cluster of ``options.processes`` child processes
-    on loopback ports: the topic's partitions are spread over them and Bytewax routes
-    each key's items to the one worker that holds its state. Their recovery state is the
-    one of a run in one process (``<data>/recovery/<topic>``), made or checked here once.
-    A process that fails stops the others and raises :class:`PartFailed`, one killed by a
-    signal :class:`PartKilled`, naming it."""
-    from basketflow.app.flow_processes import (
-        child_env,
-        gates_opened,
-        loopback_addresses,
-        start_child,
-    )
-    from basketflow.flows import stopping
-    from basketflow.flows.parts import PARTS
-    recovery_dir = settings.recovery_dir / settings.topic
-    with stopping.stop_on_signals(), run_lock(settings.data_dir, settings.topic, PARTS):
-        if options.from_start:
-            shutil.rmtree(recovery_dir, ignore_errors=True)
-        env = child_env(settings) | {ENV_HELD_BY: str(os.getpid())}
-        addresses = loopback_addresses(options.processes)
-        children = {f"process {i}": start_child(
-            ["--process-id", str(i), "--addresses", ",".join(addresses),
-             *replace(options, processes=1, metrics_port=options.metrics_port
-                      and options.metrics_port + i).as_args()], env, verbose)
-            for i in range(options.processes)}
-        with gates_opened(children):  # the checks while the processes import
-            from basketflow.app.registry import ensure_applied
-            from basketflow.flows.live import prepare_recovery
-            from basketflow.flows.preflight import check_topics, prepare_run
-            ensure_applied(settings)
-            prepare_run(settings)
-            if options.recovery:
-                check_topics(settings, recovery_dir, PARTS, options.reset_offsets)
-                prepare_recovery(recovery_dir)
-        if stopping.requested():
-            return RunFigures(0, 0, 0, 0, 0.0, 0, stopped=True)
-        by_process = supervised(children)
-    return cluster_figures(by_process)
-
-
 def cluster_figures(by_process: dict[str, RunFigures]) -> RunFigures:
     """One run's figures from its cluster's processes': each read its own partitions, so
     events, rows and writes add up; the run took as long as its slowest process.
@@ -287,17 +322,16 @@ def cluster_figures(by_process: dict[str, RunFigures]) -> RunFigures:
     return combined_figures(by_process, sum)
 
 
-def part_options(options: FlowOptions, part: str) -> FlowOptions:
-    """The options of one part's process: the same, but each its own metrics port (the
-    serve part the one given, the store part the next).
+def _child_options(options: FlowOptions, index: int) -> FlowOptions:
+    """The options of a run's ``index``-th child process: the same, but each its own
+    metrics port (the first the one given, the next ones after it).
 
-    >>> part_options(FlowOptions(metrics_port=9100), "store").metrics_port
+    >>> _child_options(FlowOptions(metrics_port=9100), 1).metrics_port
     9101
     """
-    from basketflow.flows.parts import PARTS
     if not options.metrics_port:
         return options
-    return replace(options, metrics_port=options.metrics_port + PARTS.index(part))
+    return replace(options, metrics_port=options.metrics_port + index)
 
 
 def combined_figures(by_part: dict[str, RunFigures],

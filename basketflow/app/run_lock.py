@@ -13,7 +13,8 @@ over (saying so: a run that ends normally empties the file first). The file hold
 second run gets. The two processes of a default run are covered by their parent's
 locks: it passes its pid in :data:`ENV_HELD_BY`, and a child of that parent takes none.
 A process of a Bytewax cluster (``run --process-id I``) holds the part locks shared with
-the cluster's other processes on the same data directory, and ``process-<I>`` alone.
+the cluster's other processes on the same data directory, and ``process-<I>`` alone
+(``<part>.process-<I>`` in a cluster of one part).
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())
@@ -119,14 +120,14 @@ def run_lock(data_dir: Path, topic: str, parts: Sequence[str],
     """Hold the lock of every part in ``parts`` while the block runs (none when the
     parent run holds them, see :func:`covered_by_parent`). A process of a Bytewax
     cluster (``process_id``) holds them shared with the cluster's other processes on
-    this data directory, and its own ``process-<id>`` lock alone: two processes of one
-    id are refused, and so is any other run beside the cluster."""
+    this data directory, and its own ``[<part>.]process-<id>`` lock alone: two processes
+    of one id of one cluster are refused, and so is any other run beside the cluster."""
     if covered_by_parent():
         yield
         return
     with ExitStack() as held:
-        if process_id is not None:
-            own = f"process-{process_id}"
+        if process_id is not None:  # a process of a cluster of one part, or of the flow
+            own = (f"{parts[0]}." if len(parts) == 1 else "") + f"process-{process_id}"
             held.callback(_release, _acquire(lock_path(data_dir, topic, own), topic, own))
         for part in parts:
             held.callback(_release, _acquire(lock_path(data_dir, topic, part), topic, part,

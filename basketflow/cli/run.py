@@ -11,7 +11,7 @@ from basketflow.cli.output import out, print_json
 from basketflow.flows.stopping import stop_on_signals
 
 if TYPE_CHECKING:
-    from basketflow.app.run import FlowOptions, RunFigures
+    from basketflow.app.run import Cluster, FlowOptions, RunFigures
     from basketflow.config import Settings
 
 
@@ -33,9 +33,10 @@ if TYPE_CHECKING:
               help="Most messages taken per poll of a partition: larger batches cost less CPU "
                    "per event while a backlog is read; a flow that keeps up gets small ones.")
 @click.option("--part", type=click.Choice(["serve", "store"]), default=None,
-              help="Run only this part of the flow, in this process: serve (customer and "
-                   "basket features, live scores) or store (offline events, dead letters, "
-                   "product features). By default both run, each in a process of its own.")
+              help="Run only this part of the flow, in this process (with --processes N: "
+                   "as a cluster of N): serve (customer and basket features, live scores) or "
+                   "store (offline events, dead letters, product features). By default both "
+                   "run, each in a process of its own.")
 @click.option("--one-process", is_flag=True,
               help="Run both parts in this one process (recovery snapshots in "
                    "<data>/recovery/<topic>): less memory, but the store part's work then "
@@ -55,13 +56,19 @@ if TYPE_CHECKING:
               metavar="PORT", help="Serve Prometheus metrics (and Bytewax's own, and the "
               "flow's graph at /dataflow) on this port, 0: none. Two processes: the serve "
               "part on PORT, the store part on PORT+1.")
-@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Run the whole flow as a Bytewax cluster of this many processes on this "
-                   "host, the topic's partitions spread over them (1: the two parts above). "
-                   "Recovery state as --one-process: a cluster resumes with any count.")
+@click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Processes on this host. 1: the whole flow in this one process (as "
+                   "--one-process); 2: the serve and the store part in a process each; more: "
+                   "each part a Bytewax cluster whose processes share the topic's partitions "
+                   "(the serve part the larger half). With --part: that part's cluster.")
+@click.option("--whole-flow", is_flag=True,
+              help="With --processes N: run the whole flow in each of N processes, one "
+                   "Bytewax cluster (recovery state as --one-process), instead of a cluster "
+                   "per part.")
 @click.option("--process-id", type=click.IntRange(min=0), default=None, metavar="I",
               help="Run this process as process I of a Bytewax cluster across hosts "
-                   "(with --addresses, the same list on every host; Bytewax's -i).")
+                   "(with --addresses, the same list on every host; Bytewax's -i): of the "
+                   "whole flow, or of the part --part names.")
 @click.option("--addresses", default=None, metavar="HOST:PORT,...",
               help="Every process of the cluster, in process-id order (Bytewax's -a).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON at the end.")
@@ -69,8 +76,8 @@ if TYPE_CHECKING:
 def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
         snapshot_interval: float, backup_interval: float, max_batch: int,
         part: str | None, one_process: bool, from_start: bool, reset_offsets: str | None,
-        rebuild_state: bool, metrics_port: int, processes: int, process_id: int | None,
-        addresses: str | None, as_json: bool) -> None:
+        rebuild_state: bool, metrics_port: int, processes: int, whole_flow: bool,
+        process_id: int | None, addresses: str | None, as_json: bool) -> None:
     """Run the dataflow: topic -> features in Redis and events in Parquet.
 
     \b
@@ -79,9 +86,10 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
       store  events, dead letters, product features -> Parquet and Redis
 
     The store's work never holds back a live score. Stopping or killing this
-    command stops both. --processes N runs the whole flow as one Bytewax cluster
-    whose processes share the topic's partitions instead (--process-id and
-    --addresses: one process of a cluster across hosts); when one dies, all stop.
+    command stops both. --processes N (more than 2) makes each part a Bytewax
+    cluster whose processes share the topic's partitions (--whole-flow: one
+    cluster of the whole flow); --process-id and --addresses run one process of
+    a cluster across hosts. When one process dies, all stop.
 
     Without --stop-at-end it runs until stopped (Ctrl-C); with recovery on (snapshots in
     <data>/recovery/<topic>/<part>), the next run, also after a crash or kill -9, resumes
@@ -98,15 +106,17 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
     if from_start and reset_offsets:
         raise click.UsageError("--from-start discards the state and --reset-offsets keeps "
                                "it: give one of them")
-    cluster = _cluster(part, one_process, processes, process_id, addresses)
+    processes = _processes(ctx, part, one_process, processes, whole_flow, process_id)
+    cluster = _cluster(processes, process_id, addresses)
+    from basketflow.app.run import FlowOptions, plan_clusters
+    clusters = () if process_id is not None else plan_clusters(part, processes, whole_flow)
     if rebuild_state:
-        _check_rebuild(from_start, reset_offsets, recovery, processes > 1 or bool(cluster))
-    from basketflow.app.run import FlowOptions
+        _check_rebuild(from_start, reset_offsets, recovery,
+                       process_id is not None or any(c.processes > 1 for c in clusters))
     with stop_on_signals():  # first thing: a Ctrl-C while starting stops it cleanly too
-        figures = _run(ctx, part, one_process or process_id is not None, FlowOptions(
+        figures = _run(ctx, part, clusters, FlowOptions(
             stop_at_end, workers, recovery, snapshot_interval, backup_interval, max_batch,
-            from_start, reset_offsets, metrics_port, processes, process_id, cluster,
-            rebuild_state))
+            from_start, reset_offsets, metrics_port, process_id, cluster, rebuild_state))
     if as_json:
         print_json(figures.to_json())
     else:
@@ -134,20 +144,35 @@ def _check_rebuild(from_start: bool, reset_offsets: str | None, recovery: bool,
         raise BasketflowError("--rebuild-state makes the flow's recovery state: it goes "
                               "without --no-recovery")
     if cluster:
-        raise BasketflowError("--rebuild-state rebuilds the state of the two parts in one "
-                              "host's data directory: run it without --processes and "
-                              "--process-id, then start the cluster")
+        raise BasketflowError("--rebuild-state rebuilds the state of one process of each "
+                              "part in one host's data directory: run it with --processes "
+                              "2 or 1 and without --process-id, then start the cluster")
 
 
-def _cluster(part: str | None, one_process: bool, processes: int, process_id: int | None,
+def _processes(ctx: click.Context, part: str | None, one_process: bool, processes: int,
+               whole_flow: bool, process_id: int | None) -> int:
+    """The count of processes on this host the options ask for, checked together: one
+    for ``--one-process``, and for ``--part`` or ``--process-id`` unless ``--processes``
+    was given."""
+    given = ctx.get_parameter_source("processes") is not click.core.ParameterSource.DEFAULT
+    if one_process and given and processes > 1:
+        raise click.UsageError("--one-process runs the flow in one process: give it or "
+                               "--processes")
+    if whole_flow and not given:
+        raise click.UsageError("--whole-flow runs the flow as one cluster of --processes N: "
+                               "give the count")
+    if whole_flow and part is not None:
+        raise click.UsageError("--whole-flow runs both parts and --part one: give one of them")
+    alone = part is not None or process_id is not None
+    return 1 if one_process or (alone and not given) else processes
+
+
+def _cluster(processes: int, process_id: int | None,
              addresses: str | None) -> tuple[str, ...]:
-    """Check the cluster options together; the cluster's addresses (none unless
-    ``--process-id``)."""
-    if (processes > 1 or process_id is not None) and (part is not None or one_process):
-        raise click.UsageError("a cluster runs the whole flow in each process: --processes "
-                               "and --process-id go without --part and --one-process")
-    if processes > 1 and process_id is not None:
-        raise click.UsageError("--processes starts a cluster on this host, --process-id runs "
+    """Check the options of a process of a cluster across hosts; the cluster's addresses
+    (none unless ``--process-id``)."""
+    if process_id is not None and processes > 1:
+        raise click.UsageError("--processes starts processes on this host, --process-id runs "
                                "one process of a cluster across hosts: give one of them")
     if (process_id is None) != (addresses is None):
         raise click.UsageError("--process-id and --addresses go together")
@@ -164,18 +189,17 @@ def _cluster(part: str | None, one_process: bool, processes: int, process_id: in
     return listed
 
 
-def _run(ctx: click.Context, part: str | None, one_process: bool,
+def _run(ctx: click.Context, part: str | None, clusters: tuple[Cluster, ...],
          options: FlowOptions) -> RunFigures:
-    """The run itself: both parts as child processes, a cluster of child processes, or
-    one or both parts in this process (alone, or as one process of a cluster)."""
+    """The run itself: child processes (parts, clusters), or one part or both in this
+    process (alone, or as one process of a cluster across hosts: no ``clusters``)."""
     from basketflow.app.flow_processes import PartFailed, gated
-    from basketflow.app.run import run_cluster, run_in_process, run_parts
+    from basketflow.app.run import run_children, run_in_process
     verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
-    if part is None and not one_process:  # the registry is checked as the children start
-        settings = _resolved(ctx.obj)
+    if len(clusters) > 1 or any(c.processes > 1 for c in clusters):
+        settings = _resolved(ctx.obj)  # the registry is checked as the children start
         try:
-            figures = (run_cluster(settings, options, verbose) if options.processes > 1
-                       else run_parts(settings, options, verbose))
+            figures = run_children(settings, options, clusters, verbose)
         except PartFailed as exc:
             raise SystemExit(exc.status) from exc  # its error is on standard error already
     else:

@@ -1,12 +1,13 @@
-"""`basketflow run --processes N`: the whole flow as one Bytewax cluster over the topic's
-partitions.
+"""`basketflow run --processes N`: each part of the flow as a Bytewax cluster over the
+topic's partitions, or (`--whole-flow`) the whole flow as one.
 
-A cluster of 2 and of 3 processes on loopback ends with the same stores as one process
-(events, dead letters, feature logs, every Redis key; :mod:`tests.store_contents`); a
-cluster rescaled between runs (2, then 3, then one process) and killed on the way, by a
-SIGKILL of the command or of one of its processes, ends the same too; a killed process is
-named in the run's one `Error:` line. The locks let a cluster's processes share a data
-directory and refuse anything else beside them.
+A cluster of the whole flow of 3 processes and a cluster per part of 2 + 2 processes on
+loopback end with the same stores as one process (events, dead letters, feature logs,
+every Redis key; :mod:`tests.store_contents`); clusters rescaled between runs and killed
+on the way, by a SIGKILL of the command or of one of its processes, end the same too (the
+whole flow: 2, then 3, then one process; per part: 2 + 2, then 2 + 1, then a process a
+part); a killed process is named in the run's one `Error:` line. The locks let a
+cluster's processes share a data directory and refuse anything else beside them.
 """
 
 from __future__ import annotations
@@ -64,22 +65,25 @@ def one_process(settings: Settings) -> dict[str, Any]:
     return contents(ref)
 
 
-def consumed(settings: Settings) -> int:
-    """Messages of the topic the flow (in one process or a cluster) has consumed (asked
-    again when the loaded machine's Redis is slower than the status check's timeout)."""
+def consumed(settings: Settings, part: str = "") -> int:
+    """Messages of the topic the flow (in one process or a cluster) has consumed, or its
+    serve part (``part`` "serve") alone (asked again when the loaded machine's Redis is
+    slower than the status check's timeout)."""
     for _ in range(20):
         try:
             return flow_consumed(settings.redis_url or "", settings.prefix, settings.topic,
-                                 ("",))
+                                 (part,))
         except redis.RedisError:
             time.sleep(0.1)
     raise AssertionError("Redis did not answer the progress check 20 times in a row")
 
 
-def wait_for_more(proc: subprocess.Popen[bytes], settings: Settings, than: int) -> None:
-    """Wait until the running flow has consumed more than ``than`` messages."""
+def wait_for_more(proc: subprocess.Popen[bytes], settings: Settings, than: int,
+                  part: str = "") -> None:
+    """Wait until the running flow (``part`` "serve": its serve part) has consumed more
+    than ``than`` messages."""
     deadline = time.monotonic() + 180  # a loaded machine starts processes slowly
-    while consumed(settings) <= than:
+    while consumed(settings, part) <= than:
         assert proc.poll() is None and time.monotonic() < deadline, \
             proc.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
         time.sleep(0.01)
@@ -99,18 +103,63 @@ def members(proc: subprocess.Popen[bytes], count: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_clusters_of_two_and_three_end_as_one_process(topic: Settings) -> None:
+def test_clusters_of_the_flow_and_of_each_part_end_as_one_process(topic: Settings) -> None:
     want = one_process(topic)
     assert len(want["events"]) == ROWS and len(want["dead"]) == len(BAD_LINES)
-    for count in (2, 3):
-        cluster = isolated(topic, f"cluster-{count}")
-        figures = finish(start(cluster, "--processes", str(count)))
-        assert set(figures["parts"]) == {f"process {i}" for i in range(count)}
+    for args, clusters in ((["--processes", "3", "--whole-flow"], {"": 3}),
+                           (["--processes", "4"], {"serve": 2, "store": 2})):
+        cluster = isolated(topic, "-".join(args))
+        figures = finish(start(cluster, *args))
         assert figures["events"] == ROWS and figures["dead_letters"] == len(BAD_LINES)
-        # every process read a share of the partitions, none all of them
-        assert all(0 < p["events"] < ROWS for p in figures["parts"].values()), figures
-        diffs = differences(contents(cluster), want)
-        assert not diffs, f"{count} processes:\n" + "\n".join(diffs)
+        by_cluster = figures["parts"] if "" not in clusters else {"": figures}
+        assert set(by_cluster) == set(clusters), figures
+        for part, count in clusters.items():
+            processes = by_cluster[part]["parts"]
+            prefix = f"{part} " if part else ""
+            assert set(processes) == {f"{prefix}process {i}" for i in range(count)}
+        # every process that stores events read a share of the partitions, none all
+        stored = [p["events"] for cluster, figures_of in by_cluster.items()
+                  if cluster != "serve" for p in figures_of["parts"].values()]
+        assert sum(stored) == ROWS and all(0 < n < ROWS for n in stored), figures
+        diffs = differences(parts_contents(cluster), want)
+        assert not diffs, f"{args}:\n" + "\n".join(diffs)
+
+
+def parts_contents(settings: Settings) -> dict[str, Any]:
+    """The stores of a run whose parts ran apart, as one process would leave them: the
+    serve part's own progress hash (checked: it read every message the whole flow read)
+    left out."""
+    got = contents(settings)
+    serve = got["redis"].pop(":flow:progress:serve", None)
+    if serve is not None:
+        assert {k: v for k, v in serve.items() if k.startswith("offset:")} == {
+            k: v for k, v in got["redis"][":flow:progress"].items() if k.startswith("offset:")}
+    return got
+
+
+def killed_alone(proc: subprocess.Popen[bytes], pid: int) -> str:
+    """Kill ``pid``, one of the run's processes; the run's one `Error:` line (the others
+    stopped, no traceback, no panic)."""
+    os.kill(pid, signal.SIGKILL)
+    _out, err = proc.communicate(timeout=180)
+    errors = [line for line in err.decode().splitlines() if line.startswith("Error:")]
+    assert proc.returncode == 1 and len(errors) == 1, err.decode()[-3000:]
+    assert "Traceback" not in err.decode() and "panicked" not in err.decode()
+    return errors[0]
+
+
+def killed_whole(proc: subprocess.Popen[bytes], pids: list[int], settings: Settings,
+                 part: str = "") -> int:
+    """SIGKILL the command once its flow (``part`` "serve": its serve part too) consumed a
+    quarter of the topic (its processes die with it); what the flow had consumed."""
+    wait_for_more(proc, settings, ROWS // 4)
+    wait_for_more(proc, settings, ROWS // 4, part)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert gone(pids), "a process outlived `basketflow run`"
+    first = consumed(settings)
+    assert first < ROWS, "the run ended before the kill"
+    return first
 
 
 @pytest.mark.slow
@@ -120,29 +169,51 @@ def test_rescaled_and_killed_cluster_ends_as_one_process(topic: Settings) -> Non
     in one process: nothing lost or doubled."""
     want = one_process(topic)
     moving = isolated(topic, "moving")
-    proc = start(moving, "--processes", "2")
-    pids = members(proc, 2)
-    wait_for_more(proc, moving, ROWS // 4)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert gone(pids), "a process outlived `basketflow run`"
-    first = consumed(moving)
-    assert first < ROWS, "the run ended before the kill"
+    proc = start(moving, "--processes", "2", "--whole-flow")
+    first = killed_whole(proc, members(proc, 2), moving)
 
-    proc = start(moving, "--processes", "3")
+    proc = start(moving, "--processes", "3", "--whole-flow")
     pids = members(proc, 3)
     wait_for_more(proc, moving, first)
-    os.kill(pids[1], signal.SIGKILL)
-    _out, err = proc.communicate(timeout=180)
-    errors = [line for line in err.decode().splitlines() if line.startswith("Error:")]
-    assert proc.returncode == 1 and errors == [
+    assert killed_alone(proc, pids[1]) == (
         "Error: process 1 of the flow was killed by SIGKILL, and the other processes "
-        "stopped; run the same command again: the cluster resumes from its last snapshot"], \
-        err.decode()[-3000:]
-    assert "Traceback" not in err.decode() and "panicked" not in err.decode()
+        "stopped; run the same command again: the cluster resumes from its last snapshot")
 
     finish(start(moving, "--one-process"))
     diffs = differences(contents(moving), want)
+    assert not diffs, "\n".join(diffs)
+
+
+def member(pids: list[int], *args: str) -> int:
+    """The one of ``pids`` whose command line holds ``args`` in a row."""
+    def holds(pid: int) -> bool:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        return any(words[i:i + len(args)] == list(args) for i in range(len(words)))
+    found = [pid for pid in pids if holds(pid)]
+    assert len(found) == 1, (args, found)
+    return found[0]
+
+
+@pytest.mark.slow
+def test_rescaled_and_killed_part_clusters_end_as_one_process(topic: Settings) -> None:
+    """A cluster per part: 2 + 2 processes killed whole, then 2 + 1 of which a serve
+    process is killed (every other process stops, the run names it), then a process a
+    part (the default): nothing lost or doubled."""
+    want = one_process(topic)
+    moving = isolated(topic, "moving")
+    proc = start(moving, "--processes", "4")
+    killed_whole(proc, members(proc, 4), moving, "serve")
+
+    proc = start(moving, "--processes", "3")
+    pids = members(proc, 3)
+    wait_for_more(proc, moving, consumed(moving, "serve"), "serve")  # the serve cluster runs
+    assert killed_alone(proc, member(pids, "--part", "serve", "--process-id", "1")) == (
+        "Error: process 1 of the serve part of the flow was killed by SIGKILL, and the "
+        "other processes stopped; run the same command again: the cluster resumes from "
+        "its last snapshot")
+
+    finish(start(moving))
+    diffs = differences(parts_contents(moving), want)
     assert not diffs, "\n".join(diffs)
 
 
@@ -178,10 +249,17 @@ def test_a_cluster_shares_its_data_directory_and_nothing_else(tmp_path: Path) ->
     with run_lock(tmp_path, "tx", ("serve", "store")):
         with pytest.raises(RunLocked), run_lock(tmp_path, "tx", ("serve",), process_id=2):
             pass
+    # a cluster per part: process 0 of each part beside the other's, not twice
+    with run_lock(tmp_path, "tx", ("serve",), process_id=0), \
+            run_lock(tmp_path, "tx", ("store",), process_id=0):
+        with pytest.raises(RunLocked), run_lock(tmp_path, "tx", ("store",), process_id=0):
+            pass
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--processes", "2", "--one-process"], "a cluster runs the whole flow"),
+    (["--processes", "2", "--one-process"], "give it or --processes"),
+    (["--whole-flow"], "give the count"),
+    (["--processes", "2", "--whole-flow", "--part", "serve"], "give one of them"),
     (["--process-id", "0"], "--process-id and --addresses go together"),
     (["--process-id", "2", "--addresses", "a:1,b:1"], "--process-id 2 is not in --addresses"),
     (["--process-id", "0", "--addresses", "a,b:1"], "give HOST:PORT,HOST:PORT"),
@@ -214,7 +292,7 @@ def test_a_cluster_scores_what_one_process_scores(settings: Settings, tmp_path: 
     monkeypatch.setenv(ENV_REGISTER_EVERY, "1000000")  # the runs' processes inherit it
     assert basketflow(settings, "replay", str(source))["sent"] > 0
     logs = {}
-    for name, args in (("one", ["--one-process"]), ("two", ["--processes", "2"])):
+    for name, args in (("one", ["--one-process"]), ("two", ["--processes", "2", "--whole-flow"])):
         run = isolated(settings, name)
         shutil.copytree(settings.data_dir, run.data_dir)
         figures = finish(start(run, *args))

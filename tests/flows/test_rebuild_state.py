@@ -90,7 +90,7 @@ def test_rebuild_state_refuses_what_it_cannot_rebuild(replayed: Settings) -> Non
     for args, wanted in ((["--from-start"], "--from-start"),
                          (["--reset-offsets", "earliest"], "--reset-offsets"),
                          (["--no-recovery"], "--no-recovery"),
-                         (["--processes", "2"], "--processes")):
+                         (["--processes", "3"], "--processes")):
         one_error_line(run_command(empty, "run", "--rebuild-state", *args), wanted)
     # Rows of another topic of the same name in the store: two at one position.
     ParquetEventStore(empty.offline_dir).append_placed([PlacedEvents([_line(0), _line(1)],
