@@ -196,7 +196,7 @@ def supervise(children: dict[str, subprocess.Popen[bytes]]) -> dict[str, dict[st
     failing_since: float | None = None
     relays = _relay_errors(children)
     try:
-        while any(proc.poll() is None for proc in children.values()):
+        while any([proc.poll() is None for proc in children.values()]):  # poll each
             signum = stopping.requested_signal()
             if signum is not None and not passed_on:
                 for proc in children.values():

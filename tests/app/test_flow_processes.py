@@ -228,6 +228,36 @@ def test_a_cluster_names_the_killed_process_when_another_reports_losing_it_first
         "cluster)"]
 
 
+def test_a_process_deaf_to_sigterm_is_killed_once_a_sibling_died(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster's process whose peer died before they connected waits in Timely's
+    connection loop, where SIGTERM is only noted: the run kills it after STOP_SECONDS
+    instead of waiting for it forever. The dead one comes second: the watch looked at
+    the children only up to the first that still ran, so it never saw it die."""
+    from basketflow.app import flow_processes
+    from basketflow.app.run import PartKilled, supervised
+    monkeypatch.setattr(flow_processes, "STOP_SECONDS", 0.5)
+    deaf = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('deaf', flush=True); time.sleep(120)")
+    children = {"serve process 0": subprocess.Popen([sys.executable, "-c", deaf],
+                                                    stderr=subprocess.PIPE,
+                                                    stdout=subprocess.PIPE),
+                "serve process 1": subprocess.Popen([sys.executable, "-c",
+                                                     "import time; time.sleep(120)"],
+                                                    stderr=subprocess.PIPE,
+                                                    stdout=subprocess.PIPE)}
+    assert children["serve process 0"].stdout is not None
+    assert children["serve process 0"].stdout.readline() == b"deaf\n"  # SIGTERM ignored
+    children["serve process 1"].kill()
+    started = time.monotonic()
+    with pytest.raises(PartKilled) as raised:
+        supervised(children)
+    assert raised.value.part == "serve process 1"
+    assert children["serve process 0"].returncode == -signal.SIGKILL
+    assert time.monotonic() - started < 60
+    assert str(raised.value).startswith("process 1 of the serve part of the flow was killed")
+
+
 #: A child that waits at the gate as a part does, then says it ran.
 GATED_CHILD = ("from basketflow.app.flow_processes import wait_at_gate; wait_at_gate(); "
                "print('ran')")
