@@ -27,6 +27,7 @@ import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -52,16 +53,17 @@ from basketflow.sinks.offline_layout import (
     damage,
     ensure_whole,
     first_damaged,
+    day_files,
     day_of,
     dead_letters_dir,
     events_dir,
     feature_log_dir,
     late_events_dir,
-    partition_files,
     partition_name,
     scores_dir,
     shadow_scores_dir,
 )
+from basketflow.sinks.month_files import is_month_file
 
 #: The columns every event file has: a :class:`Transaction`'s fields.
 EVENT_COLUMNS = pa.schema([
@@ -292,8 +294,9 @@ class PartitionedLog:
             self._seen.move_to_end(day)
             return seen
         seen = set()
-        for path in partition_files(self.partition_dir(day)):
-            seen.update(self._stored_ids(path))
+        for path in day_files(self.directory, date.fromisoformat(day)):
+            seen.update(self._day_ids(path, day) if is_month_file(path)
+                        else self._stored_ids(path))
         self._seen[day] = seen
         if len(self._seen) > DAYS_REMEMBERED:
             self._seen.popitem(last=False)
@@ -304,6 +307,15 @@ class PartitionedLog:
         dataset per call, which costs more than reading a small file's column)."""
         with reading(path), parquet_file(path) as stored:
             return stored.read(columns=[self.id_column]).column(0).to_pylist()
+
+    def _day_ids(self, path: StoreDir, day: str) -> list[str]:
+        """The row ids of one day's rows in a month file (which holds a whole month's
+        rows of a feature log, each of the day of its ``ts``)."""
+        ids = self._stored_ids(path)
+        with reading(path), parquet_file(path) as stored:
+            ts = stored.read(columns=["ts"]).column(0)
+        seconds = ts.cast(pa.timestamp("s", tz="UTC")).cast(pa.int64()).to_pylist()
+        return [row_id for row_id, t in zip(ids, seconds) if self._day(t) == day]
 
     def _day(self, ts: int) -> str:
         """Cached :func:`day_of` (the day of every row is asked for)."""
