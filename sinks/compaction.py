@@ -20,6 +20,12 @@ are not in its list and stay as they are; the next compaction takes them in. The
 and so what ``historical`` returns, are the same; their order within the day is the
 files' order. Running it again on a compacted day does nothing.
 
+Then each closed month (:func:`compact_months`) is moved into one month file the same way
+(:mod:`basketflow.sinks.month_files`): its rows written whole under a hidden name,
+renamed into place and synced, then the day files and earlier month file it holds
+deleted; readers leave out what a present month file holds, so a kill at any point
+counts each row once, and the store holds a closed month once.
+
 The digest is of the replaced names, so two compactions of the same files write the same
 name (the second rename replaces the first file by an equal one). Two compactions of one
 store that saw different files must not run at once: :func:`compact_store` holds a lock
