@@ -59,6 +59,7 @@ from basketflow.sinks.offline_layout import (
     events_dir,
     feature_log_dir,
     late_events_dir,
+    partition_files,
     partition_name,
     scores_dir,
     shadow_scores_dir,
@@ -294,9 +295,8 @@ class PartitionedLog:
             self._seen.move_to_end(day)
             return seen
         seen = set()
-        for path in day_files(self.directory, date.fromisoformat(day)):
-            seen.update(self._day_ids(path, day) if is_month_file(path)
-                        else self._stored_ids(path))
+        for path in self._files_of_day(day):
+            seen.update(self._ids_of_day(path, day))
         self._seen[day] = seen
         if len(self._seen) > DAYS_REMEMBERED:
             self._seen.popitem(last=False)
@@ -308,14 +308,13 @@ class PartitionedLog:
         with reading(path), parquet_file(path) as stored:
             return stored.read(columns=[self.id_column]).column(0).to_pylist()
 
-    def _day_ids(self, path: StoreDir, day: str) -> list[str]:
-        """The row ids of one day's rows in a month file (which holds a whole month's
-        rows of a feature log, each of the day of its ``ts``)."""
-        ids = self._stored_ids(path)
-        with reading(path), parquet_file(path) as stored:
-            ts = stored.read(columns=["ts"]).column(0)
-        seconds = ts.cast(pa.timestamp("s", tz="UTC")).cast(pa.int64()).to_pylist()
-        return [row_id for row_id, t in zip(ids, seconds) if self._day(t) == day]
+    def _files_of_day(self, day: str) -> list[StoreDir]:
+        """The files that hold a day's rows: its partition's counted files."""
+        return partition_files(self.partition_dir(day))
+
+    def _ids_of_day(self, path: StoreDir, day: str) -> list[str]:
+        """The row ids of ``day``'s rows in one of :meth:`_files_of_day`: all of them."""
+        return self._stored_ids(path)
 
     def _day(self, ts: int) -> str:
         """Cached :func:`day_of` (the day of every row is asked for)."""
@@ -497,6 +496,22 @@ class FeatureLog(EntityRowLog):
             (ts, f"{entity}:{ts}:{seq}",
              (entity, ts, seq, version, *map(values.__getitem__, names)))
             for _view, entity, ts, seq, values in rows)
+
+    def _files_of_day(self, day: str) -> list[StoreDir]:
+        """The files that hold a day's rows: the month file holding the day, if any, and
+        the day's own files (:func:`~basketflow.sinks.offline_layout.day_files`)."""
+        return day_files(self.directory, date.fromisoformat(day))
+
+    def _ids_of_day(self, path: StoreDir, day: str) -> list[str]:
+        """The row ids of ``day``'s rows in one file: a month file holds its whole month,
+        each row of the day of its ``ts``."""
+        ids = self._stored_ids(path)
+        if not is_month_file(path):
+            return ids
+        with reading(path), parquet_file(path) as stored:
+            ts = stored.read(columns=["ts"]).column(0)
+        seconds = ts.cast(pa.timestamp("s", tz="UTC")).cast(pa.int64()).to_pylist()
+        return [row_id for row_id, t in zip(ids, seconds) if self._day(t) == day]
 
     def _stored_ids(self, path: StoreDir) -> list[str]:
         """Ids are ``entity:ts:seq`` (``ts`` in epoch seconds), derived from stored columns."""
