@@ -187,3 +187,31 @@ def test_a_compacted_store_copied_to_any_store_reads_the_same(
     assert_same(answers(offline_root, 7), expected)
     assert FeatureLog(offline_root, "customer").append(rows) == 0
     assert check(Settings(tmp_path / "data", None, None, offline_store=offline_root)).ok
+
+
+def test_a_backfilled_store_reports_and_profiles_the_same_once_its_months_are_moved(
+        tmp_path: Path) -> None:
+    """Every view's log of two generated months (``backfill --from FILE``): a day's
+    report (its drift and moves sections read the feature logs by day) and the customer
+    profiles up to a day inside the moved month (cut by ``until``) are the same after the
+    compaction moves March into month files."""
+    import shutil
+
+    from basketflow.flows.backfill import file_events, run_backfill
+    from basketflow.flows.live import FeatureOutputs, RunOptions
+    from basketflow.producers.synthetic import write_csv
+    from basketflow.reports.daily import daily_report
+    from basketflow.reports.profiles import customer_profiles
+    source = tmp_path / "events.csv"
+    write_csv(source, rows=2_000, seed=17, start=date(2011, 3, 1), end=date(2011, 4, 10))
+    root = tmp_path / "offline"
+    run_backfill(file_events(source, [0]), FeatureOutputs(None, "x", root), RunOptions())
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved)
+    assert compact_store(moved, open_days=2).months == 3  # March, of each view
+    assert not list(feature_log_dir(moved, "customer").glob("date=2011-03-*/*.parquet"))
+    day, until = date(2011, 3, 29), date(2011, 3, 15)
+    report, expected = daily_report(moved, day), daily_report(root, day)
+    assert report.pop("store")["path"] != expected.pop("store")["path"]
+    assert report == expected and report["sections"]["drift"]["available"]
+    pd.testing.assert_frame_equal(customer_profiles(moved, until), customer_profiles(root, until))
