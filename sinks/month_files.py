@@ -19,9 +19,9 @@ month file (with none, some or all of the files it holds still there), never bot
 written to a day of the month afterwards are in files it does not hold, so they count
 too, and the next compaction moves them in. A month file whose footer cannot be read is
 listed under its month's first day, so the checks every job runs name it (``basketflow
-check --repair`` quarantines it); a copy made before month files held their rows (its
-footer has :data:`COPY_KEY` only: the day files were kept) is never read and is deleted
-by the next compaction.
+check --repair`` quarantines it); a month file whose footer records no day files (an
+earlier version's copy of a month, ``basketflow.days``: its day files were kept) is
+never read and is deleted by the next compaction.
 
 >>> month_name(date(2011, 1, 31)), month_day("month=2011-01")
 ('month=2011-01', datetime.date(2011, 1, 1))
@@ -49,8 +49,6 @@ MONTH_PREFIX = "month="
 SPAN_PREFIX = "span-"
 #: The footer metadata key recording the days and file names whose rows a month file holds.
 HOLDS_KEY = b"basketflow.holds"
-#: The key of a month file of earlier versions: a copy, its day files kept.
-COPY_KEY = b"basketflow.days"
 
 #: Day (ISO text) -> the names of the day's files whose rows a month file holds.
 Recorded = dict[str, list[str]]
@@ -59,8 +57,9 @@ Recorded = dict[str, list[str]]
 @dataclass(frozen=True)
 class Span:
     """One month file as its footer describes it: the day files it holds (None: the
-    footer cannot be read, or it is a copy of an earlier version, see :attr:`copy`) and
-    the month files it replaces."""
+    footer cannot be read, or records none, see :attr:`copy`) and the month files it
+    replaces. ``copy``: a footer that records no day files, as an earlier version's
+    copies of a month (``basketflow.days``, the day files kept) have: never read."""
 
     path: StoreDir
     holds: Recorded | None
@@ -131,7 +130,7 @@ def read_span(path: StoreDir) -> Span:
     except (OSError, pa.ArrowException, ValueError):
         return Span(path, None)
     if not isinstance(holds, dict):
-        return Span(path, None, copy=COPY_KEY in metadata)
+        return Span(path, None, copy=True)
     return Span(path, holds, frozenset(replaces))
 
 

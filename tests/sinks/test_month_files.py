@@ -28,7 +28,7 @@ from basketflow.offline_uri import StoreDir
 from basketflow.reports.drift import drift_report, view_samples
 from basketflow.schemas.features import registry
 from basketflow.sinks.compaction import compact_months, compact_store
-from basketflow.sinks.month_files import COPY_KEY, all_month_files, is_month_file
+from basketflow.sinks.month_files import all_month_files, is_month_file
 from basketflow.sinks.offline_layout import (
     CorruptFile,
     feature_log_days,
@@ -142,7 +142,7 @@ def test_a_copy_of_an_earlier_version_is_never_read_and_is_deleted(
     root, seed, _before = written
     before = answers(root, seed)
     tables = [pq.read_table(p) for p in day_files(root)]
-    copy = pa.concat_tables(tables).replace_schema_metadata({COPY_KEY: b"{}"})
+    copy = pa.concat_tables(tables).replace_schema_metadata({b"basketflow.days": b"{}"})
     folder = log_dir(root) / "months" / "month=2010-12"
     folder.mkdir(parents=True)
     pq.write_table(copy, folder / "span-copy.parquet")
