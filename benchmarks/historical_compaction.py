@@ -199,7 +199,7 @@ def main() -> None:
         after, result = bench.timed(ours, args.repeat)
         columns = [f.replace(":", "__") for f in features]
         print(f"compact: {done.files_replaced:,} files into {done.days:,}, {done.months:,} "
-              f"closed months copied into a month file each, in {compact_seconds:.1f} s "
+              f"closed months moved into a month file each, in {compact_seconds:.1f} s "
               f"({done.rows:,} rows)")
         print(describe_times(f"basketflow, {args.flushes} files a day", before, args.rows))
         print(describe_times("basketflow, compacted (days, months)", after, args.rows))

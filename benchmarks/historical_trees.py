@@ -87,7 +87,7 @@ def main() -> None:
         if args.compact:
             from basketflow.sinks.compaction import compact_store
             done = compact_store(root)
-            print(f"compacted: {done.months} month files made beside the day files")
+            print(f"compacted: {done.months} closed months moved into a month file each")
         calls: dict[str, list[dict[str, object]]] = {name: [] for name in trees}
         for _ in range(args.runs):
             for name, tree in trees.items():

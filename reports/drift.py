@@ -44,6 +44,7 @@ from basketflow.sinks.offline_layout import (
     feature_log_dir,
     files_by_day,
     files_of,
+    log_by_day,
     scores_dir,
 )
 from basketflow.sinks.offline_scan import parquet_source
@@ -215,21 +216,27 @@ def measured(view: FeatureView) -> list[tuple[str, str]]:
 
 def view_samples(offline_dir: Path, view: FeatureView, days: list[date]) -> Any:
     """The samples of ``view`` on ``days`` (see the module docstring) as an Arrow table of
-    its measured columns; None when no file holds any of those days."""
+    its measured columns; None when no file holds any of those days.
+
+    A row's day is the UTC day of its ``ts`` (its partition's day), not its folder's: a
+    closed month's rows lie in one month file
+    (:func:`~basketflow.sinks.offline_layout.log_by_day`), whose rows of other days are
+    left out."""
     import duckdb
-    files = files_of(files_by_day(feature_log_dir(offline_dir, view.name)), days)
+    files = files_of(log_by_day(feature_log_dir(offline_dir, view.name)), days)
     if not files:
         return None
     ensure_whole(files)
-    unit = "entity_id, ts" if view.name == "product" else "entity_id, date"
+    unit = "entity_id, ts" if view.name == "product" else "entity_id, log_day"
     columns = ", ".join(f'"{name}"' for name, _ in measured(view))
     con = duckdb.connect()
     try:
-        source = parquet_source(con, files, hive=True, union_by_name=True)
+        source = parquet_source(con, files, union_by_name=True)
         return arrow_table(con, (
-            f"SELECT {columns} FROM {source.sql} WHERE version = $version "
+            f"SELECT {columns} FROM (SELECT *, CAST(timezone('UTC', ts) AS DATE) AS log_day "
+            f"FROM {source.sql}) WHERE version = $version AND list_contains($days, log_day) "
             f"QUALIFY row_number() OVER (PARTITION BY {unit} ORDER BY ts DESC, seq DESC) = 1"),
-            {**source.params, "version": view.version})
+            {**source.params, "version": view.version, "days": sorted(days)})
     finally:
         con.close()
 

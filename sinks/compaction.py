@@ -20,6 +20,12 @@ are not in its list and stay as they are; the next compaction takes them in. The
 and so what ``historical`` returns, are the same; their order within the day is the
 files' order. Running it again on a compacted day does nothing.
 
+Then each closed month (:func:`compact_months`) is moved into one month file the same way
+(:mod:`basketflow.sinks.month_files`): its rows written whole under a hidden name,
+renamed into place and synced, then the day files and earlier month file it holds
+deleted; readers leave out what a present month file holds, so a kill at any point
+counts each row once, and the store holds a closed month once.
+
 The digest is of the replaced names, so two compactions of the same files write the same
 name (the second rename replaces the first file by an equal one). Two compactions of one
 store that saw different files must not run at once: :func:`compact_store` holds a lock
@@ -32,6 +38,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -52,17 +59,24 @@ from basketflow.sinks.compacted_files import (
     replaced_by,
 )
 from basketflow.sinks.month_files import (
-    DAYS_KEY,
+    HOLDS_KEY,
     MONTHS,
+    Recorded,
+    Span,
     all_month_files,
     by_month,
+    counting,
+    is_month_file,
     month_name,
-    recorded,
+    read_span,
     span_name,
 )
 from basketflow.sinks.offline_layout import (
     FEATURES,
-    files_by_day,
+    day_files,
+    files_of,
+    log_by_day,
+    partition_day,
     partition_files,
     partition_name,
 )
@@ -77,16 +91,16 @@ LOCK_NAME = ".compact.lock"
 @dataclass
 class Compacted:
     """What a compaction did: days merged, files replaced by them, rows written, files
-    deleted (old ones, possibly of an earlier compaction), days left as they were
-    because a file could not be read or their files disagree on a column's type, and
-    closed months copied into a month file (the days' files stay)."""
+    deleted (old ones, possibly of an earlier compaction, and those moved into a month
+    file), days left as they were because a file could not be read or their files
+    disagree on a column's type, and closed months moved into a month file."""
 
     days: int = 0
     files_replaced: int = 0
     rows: int = 0
     files_deleted: int = 0
     skipped: list[str] = field(default_factory=list)
-    #: Closed months copied into a month file (:mod:`basketflow.sinks.month_files`).
+    #: Closed months moved into a month file (:mod:`basketflow.sinks.month_files`).
     months: int = 0
 
     def add(self, other: Compacted) -> None:
@@ -129,16 +143,36 @@ def _merged(files: list[Path]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="default")
 
 
+def _made_durable(path: Path) -> Path:
+    """Sync a file just renamed into place, and its folder, to disk: the files it
+    replaces are deleted next, and a crash of the machine must not leave the rename
+    without the bytes."""
+    with open(path, "rb") as stored:
+        os.fsync(stored.fileno())
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return path
+
+
+def _old_enough(path: Path, now: float, keep_seconds: float) -> bool:
+    """Whether ``path`` was made at least ``keep_seconds`` before ``now`` (False when it
+    is gone)."""
+    try:
+        return now - path.stat().st_mtime >= keep_seconds
+    except FileNotFoundError:
+        return False
+
+
 def _delete_replaced(folder: Path, keep_seconds: float) -> int:
     """Delete the files that a compacted file of ``folder`` replaces, once it is older
     than ``keep_seconds``; how many were deleted."""
     deleted = 0
     now = time.time()
     for path in sorted(folder.glob(f"{COMPACTED_PREFIX}*.parquet")):
-        try:
-            if now - path.stat().st_mtime < keep_seconds:
-                continue
-        except FileNotFoundError:
+        if not _old_enough(path, now, keep_seconds):
             continue
         for name in replaced_by(path):
             old = folder / name
@@ -149,11 +183,20 @@ def _delete_replaced(folder: Path, keep_seconds: float) -> int:
     return deleted
 
 
+def own_files(folder: Path) -> list[Path]:
+    """The counted files of one day partition folder of a feature log that no month
+    file holds (those a month file holds are its rows already)."""
+    day = partition_day(folder.name)
+    listed = partition_files(folder) if day is None else day_files(folder.parent, day)
+    return [p for p in listed if not is_month_file(p)]  # type: ignore[misc]
+
+
 def compact_day(folder: Path, keep_seconds: float = 0.0) -> Compacted:
-    """Merge the counted files of one day partition folder into one (see the module);
-    a folder with one counted file is only cleaned of the files it replaces."""
+    """Merge the counted files of one day partition folder that no month file holds
+    into one (see the module); a folder with one such file is only cleaned of the files
+    it replaces."""
     done = Compacted()
-    files = partition_files(folder)
+    files = own_files(folder)
     if len(files) > 1:
         try:
             table = _merged(files)
@@ -164,8 +207,8 @@ def compact_day(folder: Path, keep_seconds: float = 0.0) -> Compacted:
         replaced = _replaced_names(files)
         metadata = dict(table.schema.metadata or {})
         metadata[REPLACES_KEY] = json.dumps(replaced).encode()
-        write_atomically(table.replace_schema_metadata(metadata), folder,
-                         compacted_name(replaced))
+        _made_durable(write_atomically(table.replace_schema_metadata(metadata), folder,
+                                       compacted_name(replaced)))  # type: ignore[arg-type]
         done.days, done.files_replaced, done.rows = 1, len(files), table.num_rows
     done.files_deleted = _delete_replaced(folder, keep_seconds)
     return done
@@ -187,53 +230,76 @@ def closed_months(by_day: dict[date, list[Path]], open_days: int) -> list[list[d
 
 def compact_months(folder: Path, open_days: int = 0, keep_seconds: float = 0.0,
                    min_files: int = 2) -> Compacted:
-    """Copy each closed month of a view's log folder holding at least ``min_files`` day
-    files into one month file (:mod:`basketflow.sinks.month_files`), unless its current
-    one records them already; then delete the month files that no longer record their
-    month (older than ``keep_seconds``, so a reader that listed one can still open it).
-    A month whose files cannot be read, or disagree on a column's type, is left to its
-    day files."""
+    """Move each closed month of a view's log folder held in at least ``min_files``
+    files, one of them not in a month file yet, into one month file
+    (:mod:`basketflow.sinks.month_files`): its current month file, if any, and the day
+    files it does not hold. Then delete what a month file holds, once it is older than
+    ``keep_seconds`` (so a reader that listed those files can still open them). A month
+    whose files cannot be read, or disagree on a column's type, is left as it was."""
     done = Compacted()
-    by_day: dict[date, list[Path]] = files_by_day(folder)  # type: ignore[assignment]
-    current: set[Path] = set()
+    by_day: dict[date, list[Path]] = log_by_day(folder)  # type: ignore[assignment]
     for days in closed_months(by_day, open_days):
-        month, now = month_name(days[0]), recorded(by_day, days)
-        files = [p for day in days for p in by_day[day]]
-        target = folder / MONTHS / month
-        if (target / span_name(now)).is_file() or len(files) < min_files:
-            current.add(target / span_name(now))
+        sources: list[Path] = files_of(by_day, days)  # type: ignore[assignment]
+        if all(is_month_file(p) for p in sources) or len(sources) < min_files:
             continue
-        try:
-            table = _merged(files)
-        except (pa.ArrowException, OSError) as exc:
-            done.skipped.append(f"{target}: {exc}")
-            log.warning("month not copied: %s (%s)", target, exc)
-            continue
-        metadata = dict(table.schema.metadata or {})
-        metadata.pop(REPLACES_KEY, None)
-        metadata[DAYS_KEY] = json.dumps(now).encode()
-        current.add(write_atomically(table.replace_schema_metadata(metadata), target,
-                                     span_name(now)))
-        done.months += 1
-    done.files_deleted += _delete_stale_months(folder, current, keep_seconds)
+        done.add(_move_month(folder / MONTHS / month_name(days[0]), by_day, days, sources))
+    done.files_deleted += _delete_moved(folder, keep_seconds)
     return done
 
 
-def _delete_stale_months(folder: Path, current: set[Path], keep_seconds: float) -> int:
-    """Delete a view's month files other than ``current`` once older than
-    ``keep_seconds``; how many were deleted."""
+def _move_month(target: Path, by_day: dict[date, list[Path]], days: list[date],
+                sources: list[Path]) -> Compacted:
+    """Write the rows of ``sources`` (one month's files) as its month file, holding
+    what they hold, and sync it (see :func:`compact_months`)."""
+    done = Compacted()
+    try:
+        table = _merged(sources)
+    except (pa.ArrowException, OSError) as exc:
+        done.skipped.append(f"{target}: {exc}")
+        log.warning("month not moved: %s (%s)", target, exc)
+        return done
+    spans = [read_span(p) for p in sources if is_month_file(p)]
+    holds = _holds(by_day, days, spans)
+    metadata = dict(table.schema.metadata or {})
+    metadata[HOLDS_KEY] = json.dumps(holds).encode()
+    metadata[REPLACES_KEY] = json.dumps(sorted(s.path.name for s in spans)).encode()
+    _made_durable(write_atomically(table.replace_schema_metadata(metadata), target,
+                                   span_name(holds)))  # type: ignore[arg-type]
+    done.months = 1
+    return done
+
+
+def _holds(by_day: dict[date, list[Path]], days: list[date], spans: list[Span]) -> Recorded:
+    """What a month file made of ``spans`` and the day files of ``days`` holds: theirs,
+    and what each held (a compacted file's replaced names, a month file's day files)."""
+    holds: Recorded = {}
+    for day in days:
+        names = set(_replaced_names([p for p in by_day[day] if not is_month_file(p)]))
+        for span in spans:
+            names |= set((span.holds or {}).get(str(day), []))
+        holds[str(day)] = sorted(names)
+    return holds
+
+
+def _delete_moved(folder: Path, keep_seconds: float) -> int:
+    """Delete, once a month file that counts is older than ``keep_seconds``, the day
+    files and month files it holds or replaces, and copies of an earlier version;
+    how many were deleted."""
     deleted, now = 0, time.time()
-    for path in all_month_files(folder):
-        if path in current:
+    spans = [read_span(p) for p in all_month_files(folder)]
+    doomed = [Path(s.path) for s in spans if s.copy and _old_enough(Path(s.path), now,
+                                                                     keep_seconds)]
+    for span in counting(spans):
+        if span.holds is None or not _old_enough(Path(span.path), now, keep_seconds):
             continue
-        try:
-            if now - path.stat().st_mtime < keep_seconds:
-                continue
-        except FileNotFoundError:
-            continue
-        with writing(path.parent):
-            path.unlink(missing_ok=True)
-        deleted += 1
+        doomed += [folder / partition_name(day) / name
+                   for day, names in span.holds.items() for name in names]
+        doomed += [Path(span.path).parent / name for name in span.replaces]
+    for path in doomed:
+        if path.exists():
+            with writing(path.parent):
+                path.unlink(missing_ok=True)
+            deleted += 1
     return deleted
 
 
@@ -290,10 +356,11 @@ def compact_store(root: StoreDir, views: list[str] | None = None, *, open_days: 
         for folder in feature_log_folders(root):
             if views is not None and folder.name not in views:
                 continue
-            by_day = files_by_day(folder)
+            by_day = log_by_day(folder)
             for day in closed_days(by_day, open_days):
                 day_folder = folder / partition_name(day)
-                if len(by_day[day]) >= min_files or _has_replaced(day_folder):
+                own = [p for p in by_day[day] if not is_month_file(p)]
+                if len(own) >= min_files or _has_replaced(day_folder):
                     done.add(compact_day(day_folder, keep_seconds))
             done.add(compact_months(folder, open_days, keep_seconds))
     return done
@@ -317,10 +384,10 @@ def keep_compacting(root: Path, stop: threading.Event, every: float, open_days: 
         except OSError as exc:  # StoreUnwritable and the like: the flow reports its own
             log.warning("feature-log compaction failed: %s", exc)
             continue
-        if done.days or done.files_deleted:
-            log.info("feature log compacted: %d day(s), %d files into %d, %d old files "
-                     "deleted", done.days, done.files_replaced, done.days,
-                     done.files_deleted)
+        if done.days or done.months or done.files_deleted:
+            log.info("feature log compacted: %d day(s), %d files into %d, %d month(s) "
+                     "moved into month files, %d old files deleted", done.days,
+                     done.files_replaced, done.days, done.months, done.files_deleted)
 
 
 #: Seconds between two compactions beside a running flow.

@@ -10,6 +10,7 @@ Under the store's root (``<data dir>/offline``)::
     late/date=YYYY-MM-DD/...                            events too late for the online values
     scores/date=YYYY-MM-DD/...                          the classifier's live predictions
     features/<view>/date=YYYY-MM-DD/...                 each view's feature log
+    features/<view>/months/month=YYYY-MM/span-*.parquet  its closed months, compacted
 
 A row's day partition is the UTC day of its event time (:func:`day_of`). A file is
 written under a hidden temporary name and renamed into place, so the readers here list
@@ -45,7 +46,14 @@ from pathlib import Path
 from basketflow.errors import BasketflowError
 from basketflow.offline_uri import PARALLEL_REQUESTS, StoreDir, StorePath, open_for_reading
 from basketflow.sinks.compacted_files import counted
-from basketflow.sinks.month_files import all_month_files, whole_log_files
+from basketflow.sinks.month_files import (
+    MONTHS,
+    all_month_files,
+    counted_spans,
+    month_files,
+    month_name,
+    with_months,
+)
 
 #: The store's folders under its root (see the module docstring).
 EVENTS, DEAD_LETTERS, LATE_EVENTS, SCORES, FEATURES = "events", "dead", "late", "scores", "features"
@@ -159,10 +167,31 @@ def _remote_files_by_day(directory: StorePath) -> dict[date, list[StoreDir]]:
 
 def files_of(by_day: dict[date, list[StoreDir]], days: Iterable[date] | None = None,
              until: date | None = None) -> list[StoreDir]:
-    """The files of :func:`files_by_day`'s days, oldest first: of ``days`` only when
+    """The files of :func:`files_by_day`'s (or :func:`log_by_day`'s) days, oldest first,
+    each once (a month file is listed under every day it holds): of ``days`` only when
     given, and of days on or before ``until`` when given."""
     chosen = sorted(by_day) if days is None else sorted(set(days) & set(by_day))
-    return [p for day in chosen if until is None or day <= until for p in by_day[day]]
+    return list(dict.fromkeys(p for day in chosen if until is None or day <= until
+                              for p in by_day[day]))
+
+
+def log_by_day(directory: StoreDir) -> dict[date, list[StoreDir]]:
+    """The files that hold each day's rows of a log (a view's feature log, the one kind
+    with month files), oldest day first: the month file holding the day, if any, then
+    the day's own files, less those that month file holds
+    (:mod:`basketflow.sinks.month_files`). Every reader of a feature log lists it
+    through here (or :func:`day_files` for one day), so each row counts once. A month
+    file holds its whole month: a reader of some days only keeps their rows by ``ts``
+    (a feature-log row's day partition is the UTC day of its ``ts``)."""
+    return with_months(files_by_day(directory), counted_spans(all_month_files(directory)))
+
+
+def day_files(directory: StoreDir, day: date) -> list[StoreDir]:
+    """:func:`log_by_day`'s files of one day, listing only that day's folder and its
+    month's folder (what a writer reads back when it first touches a day)."""
+    own = partition_files(directory / partition_name(day))
+    spans = counted_spans(month_files(directory / MONTHS / month_name(day)))
+    return with_months({day: own} if own else {}, spans).get(day, [])
 
 
 def event_days(root: StoreDir) -> list[date]:
@@ -177,22 +206,16 @@ def event_files(root: StoreDir, days: Iterable[date] | None = None) -> list[Stor
 
 def feature_log_files(root: StoreDir, view: str,
                       until: date | None = None) -> list[StoreDir]:
-    """The files of a view's feature log (of the days on or before ``until`` when given),
-    oldest partition first, a closed month's day files as its month file where a
-    compaction made one (:mod:`basketflow.sinks.month_files`; a local store's); [] when
+    """The files of a view's feature log (of the days on or before ``until`` when given:
+    a closed month's file holds rows after ``until`` too, so a reader cut by ``until``
+    cuts the rows by ``ts``), oldest partition first (:func:`log_by_day`); [] when
     nothing was logged for the view yet."""
-    directory = feature_log_dir(root, view)
-    by_day = files_by_day(directory)
-    if until is not None:
-        by_day = {day: files for day, files in by_day.items() if day <= until}
-    if isinstance(directory, StorePath):
-        return files_of(by_day)
-    return whole_log_files(directory, by_day)  # type: ignore[arg-type]
+    return files_of(log_by_day(feature_log_dir(root, view)), until=until)
 
 
 def feature_log_days(root: StoreDir, view: str) -> list[date]:
     """The days a view's feature log holds rows of, oldest first."""
-    return list(files_by_day(feature_log_dir(root, view)))
+    return list(log_by_day(feature_log_dir(root, view)))
 
 
 SECONDS_PER_DAY = 86_400
@@ -269,10 +292,9 @@ def log_dirs(root: StoreDir) -> list[StoreDir]:
 
 def store_files(root: StoreDir) -> list[StoreDir]:
     """Every finished Parquet file of the store, log by log, oldest partition first (a
-    local feature log's month files after its days)."""
+    feature log's month files after its days, counted or not)."""
     return [p for folder in log_dirs(root)
-            for p in [*files_of(files_by_day(folder)),
-                      *([] if isinstance(folder, StorePath) else all_month_files(folder))]]
+            for p in [*files_of(files_by_day(folder)), *all_month_files(folder)]]
 
 
 def first_damaged(files: Iterable[StoreDir],

@@ -27,6 +27,7 @@ import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -52,6 +53,7 @@ from basketflow.sinks.offline_layout import (
     damage,
     ensure_whole,
     first_damaged,
+    day_files,
     day_of,
     dead_letters_dir,
     events_dir,
@@ -62,6 +64,7 @@ from basketflow.sinks.offline_layout import (
     scores_dir,
     shadow_scores_dir,
 )
+from basketflow.sinks.month_files import is_month_file
 
 #: The columns every event file has: a :class:`Transaction`'s fields.
 EVENT_COLUMNS = pa.schema([
@@ -292,8 +295,8 @@ class PartitionedLog:
             self._seen.move_to_end(day)
             return seen
         seen = set()
-        for path in partition_files(self.partition_dir(day)):
-            seen.update(self._stored_ids(path))
+        for path in self._files_of_day(day):
+            seen.update(self._ids_of_day(path, day))
         self._seen[day] = seen
         if len(self._seen) > DAYS_REMEMBERED:
             self._seen.popitem(last=False)
@@ -304,6 +307,14 @@ class PartitionedLog:
         dataset per call, which costs more than reading a small file's column)."""
         with reading(path), parquet_file(path) as stored:
             return stored.read(columns=[self.id_column]).column(0).to_pylist()
+
+    def _files_of_day(self, day: str) -> list[StoreDir]:
+        """The files that hold a day's rows: its partition's counted files."""
+        return partition_files(self.partition_dir(day))
+
+    def _ids_of_day(self, path: StoreDir, day: str) -> list[str]:
+        """The row ids of ``day``'s rows in one of :meth:`_files_of_day`: all of them."""
+        return self._stored_ids(path)
 
     def _day(self, ts: int) -> str:
         """Cached :func:`day_of` (the day of every row is asked for)."""
@@ -495,6 +506,22 @@ class FeatureLog(EntityRowLog):
             (ts, f"{entity}:{ts}:{seq}",
              (entity, ts, seq, version, *map(values.__getitem__, names)))
             for _view, entity, ts, seq, values in rows)
+
+    def _files_of_day(self, day: str) -> list[StoreDir]:
+        """The files that hold a day's rows: the month file holding the day, if any, and
+        the day's own files (:func:`~basketflow.sinks.offline_layout.day_files`)."""
+        return day_files(self.directory, date.fromisoformat(day))
+
+    def _ids_of_day(self, path: StoreDir, day: str) -> list[str]:
+        """The row ids of ``day``'s rows in one file: a month file holds its whole month,
+        each row of the day of its ``ts``."""
+        ids = self._stored_ids(path)
+        if not is_month_file(path):
+            return ids
+        with reading(path), parquet_file(path) as stored:
+            ts = stored.read(columns=["ts"]).column(0)
+        seconds = ts.cast(pa.timestamp("s", tz="UTC")).cast(pa.int64()).to_pylist()
+        return [row_id for row_id, t in zip(ids, seconds) if self._day(t) == day]
 
     def _stored_ids(self, path: StoreDir) -> list[str]:
         """Ids are ``entity:ts:seq`` (``ts`` in epoch seconds), derived from stored columns."""

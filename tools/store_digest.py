@@ -34,7 +34,11 @@ from typing import Any
 
 import msgspec
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import redis
+
+from basketflow.sinks.month_files import is_month_file
+from basketflow.sinks.offline_layout import FEATURES, files_of, log_by_day
 
 REPO = Path(__file__).resolve().parents[1]
 WALL_CLOCK = {b"updated_at"}
@@ -79,14 +83,26 @@ def parquet_digests(offline: Path) -> dict[str, Any]:
     """A digest per Parquet dataset of the offline store (events, each view's log, ...),
     and of each feature log's rows in effect (:func:`in_effect`)."""
     out: dict[str, Any] = {}
-    roots = sorted({p.parent.parent for p in offline.rglob("*.parquet")})
+    roots = sorted({p.parents[2] if is_month_file(p) else p.parent.parent
+                    for p in offline.rglob("*.parquet")})
     for root in roots:
-        table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
-        rows = table.to_pylist()
+        rows = feature_log_rows(root) if root.parent.name == FEATURES else \
+            ds.dataset(root, format="parquet", partitioning="hive").to_table().to_pylist()
         out[str(root.relative_to(offline))] = _digest(rows)
-        if {"entity_id", "ts", "seq"} <= set(table.column_names):
+        if rows and {"entity_id", "ts", "seq"} <= set(rows[0]):
             out[f"{root.relative_to(offline)} (in effect)"] = _digest(in_effect(rows))
     return out
+
+
+def feature_log_rows(root: Path) -> list[dict[str, Any]]:
+    """A feature log's rows as its readers count them (a closed month's from its month
+    file, a day's from its compacted file), each with its day partition as ``date``
+    (the UTC day of its ``ts``): the same whether the log was compacted or not."""
+    rows = []
+    for path in files_of(log_by_day(root)):
+        for row in pq.read_table(path).to_pylist():
+            rows.append({**row, "date": row["ts"].date()})
+    return rows
 
 
 def redis_digest(url: str, password: str | None, prefix: str) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from basketflow.config import Settings
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
 @click.pass_obj
 def compact(settings: Settings, views: tuple[str, ...], as_json: bool) -> None:
-    """Merge each day's feature-log files into one file per view and day, and copy each
-    closed month's into a month file that readers of the whole log read instead.
+    """Merge each day's feature-log files into one file per view and day, and move each
+    closed month's into one month file (its day files deleted: stored once).
 
     A live flow writes one small file per flush, and every training set pays for each
     file it reads. The merged rows are the same, so `historical` returns the same
@@ -34,6 +34,6 @@ def compact(settings: Settings, views: tuple[str, ...], as_json: bool) -> None:
         return
     out.print(f"compacted {done.days:,} day(s) of the feature log: {done.files_replaced:,} "
               f"files into {done.days:,} ({done.rows:,} rows); {done.files_deleted:,} old "
-              f"files deleted; {done.months:,} closed month(s) copied into a month file")
+              f"files deleted; {done.months:,} closed month(s) moved into a month file")
     for reason in done.skipped:
         out.print(f"left as it was: {reason}", soft_wrap=False)

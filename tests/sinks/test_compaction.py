@@ -5,7 +5,9 @@ many small flushes, as a live flow writes it; ``historical`` over random label r
 taken before and must be equal after: a compaction, each state a kill can leave behind
 (the compacted file renamed in with none, some or all of the old files still there, a
 temporary file left over), rows written to a day after its compaction, and a second
-compaction (which must do nothing).
+compaction (which must do nothing). The stream's days are one month, which a compaction
+of the whole store then moves into a month file (tests/sinks/test_month_files.py); the
+tests of days alone compact each day folder.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 from basketflow.reports.historical import get_historical_features
 from basketflow.schemas.records import LogRow
 from basketflow.sinks.compacted_files import is_compacted, replaced_by
-from basketflow.sinks.compaction import compact_day, compact_store
+from basketflow.sinks.compaction import Compacted, compact_day, compact_store
 from basketflow.sinks.offline_layout import (
     feature_log_dir,
     feature_log_files,
@@ -87,6 +89,14 @@ def day_files(root: Path) -> list[Path]:
     return files_of(files_by_day(feature_log_dir(root, "customer")))  # type: ignore[return-value]
 
 
+def compact_days(root: Path) -> Compacted:
+    """Each day folder of the log compacted (no month file made)."""
+    done = Compacted()
+    for folder in day_folders(root):
+        done.add(compact_day(folder))
+    return done
+
+
 @pytest.fixture(params=[1, 2])
 def written(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, int, pd.DataFrame]:
     """A log of a seeded stream in small flushes, and its training set before compaction."""
@@ -99,7 +109,7 @@ def test_compaction_keeps_the_training_set_and_leaves_one_file_a_day(
         written: tuple[Path, int, pd.DataFrame]) -> None:
     root, seed, before = written
     files_before = len(feature_log_files(root, "customer"))
-    done = compact_store(root)
+    done = compact_days(root)
     assert done.days == len(day_folders(root)) and done.files_replaced == files_before
     assert done.rows == 1500 and done.files_deleted == files_before
     assert all([p.name for p in folder.glob("*.parquet")] == [
@@ -107,7 +117,7 @@ def test_compaction_keeps_the_training_set_and_leaves_one_file_a_day(
     pd.testing.assert_frame_equal(training(root, seed), before)
     # idempotent: nothing more to do, the files stay as they are
     names = sorted(p.name for p in feature_log_files(root, "customer"))
-    again = compact_store(root)
+    again = compact_days(root)
     assert (again.days, again.files_deleted) == (0, 0)
     assert sorted(p.name for p in feature_log_files(root, "customer")) == names
 
@@ -127,11 +137,14 @@ def test_every_state_a_kill_leaves_counts_each_row_once(
     counted = feature_log_files(root, "customer")
     assert all(is_compacted(p) for p in counted) and len(counted) == len(folders)
     pd.testing.assert_frame_equal(training(root, seed), before)
-    done = compact_store(root)  # run again: the deletes are finished
+    done = compact_days(root)  # run again: the deletes are finished
     assert done.days == 0 and all(
         [p.name for p in folder.glob("*.parquet")] == [p.name for p in
                                                        folder.glob("compact-*.parquet")]
         for folder in folders)
+    pd.testing.assert_frame_equal(training(root, seed), before)
+    done = compact_store(root)  # and the month moved into one file
+    assert done.days == 0 and done.months == 1 and day_files(root) == []
     pd.testing.assert_frame_equal(training(root, seed), before)
 
 
@@ -139,14 +152,14 @@ def test_rows_written_after_a_compaction_count_and_are_compacted_next_time(
         tmp_path: Path) -> None:
     rows = stream(3, 1200)
     write_in_flushes(tmp_path, rows[:800], flush=50)
-    compact_store(tmp_path)
+    compact_days(tmp_path)
     first = {f.parent.name: f.name for f in day_files(tmp_path)}
     write_in_flushes(tmp_path, rows[800:], flush=50)  # more rows for the same days
     reference = tmp_path / "reference"
     write_in_flushes(reference, rows, flush=1200)
     pd.testing.assert_frame_equal(training(tmp_path, 3), training(reference, 3))
-    done = compact_store(tmp_path)
-    assert done.days == len(day_folders(tmp_path))
+    done = compact_days(tmp_path)
+    assert done.days == len(day_folders(tmp_path)) == len(first)
     for path in day_files(tmp_path):
         assert first[path.parent.name] in replaced_by(path)  # the first compacted file too
         assert [p.name for p in path.parent.glob("*.parquet")] == [path.name]
@@ -165,7 +178,7 @@ def test_compact_command_says_what_it_did(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--data-dir", str(data), "compact", "--json"])
     assert result.exit_code == 0, result.output
     assert '"files_replaced": %d' % files in result.output
-    assert len(day_files(data / "offline")) == len(day_folders(data / "offline"))
+    assert day_files(data / "offline") == []  # moved into a month file
     assert '"months": 1' in result.output
 
 
@@ -198,7 +211,8 @@ def test_a_real_kill_mid_compaction_counts_each_row_once(tmp_path: Path,
     assert any(len(list(folder.glob("*.parquet"))) > 1 for folder in day_folders(data / "offline"))
     pd.testing.assert_frame_equal(training(data / "offline", 5), before)
     compact_store(data / "offline")
-    assert all(len(list(folder.glob("*.parquet"))) == 1 for folder in day_folders(data / "offline"))
+    assert day_files(data / "offline") == []  # every day merged, then the month moved
+    assert not any(list(folder.glob("*.parquet")) for folder in day_folders(data / "offline"))
     pd.testing.assert_frame_equal(training(data / "offline", 5), before)
 
 
@@ -219,82 +233,3 @@ def test_beside_a_flow_only_closed_days_are_compacted_and_deletes_wait_a_pass(
     assert all(sorted(p.name for p in f.glob("*.parquet")) == names
                for f, names in open_names.items())
     pd.testing.assert_frame_equal(training(root, seed), before)
-
-
-def month_dir(root: Path) -> Path:
-    return feature_log_dir(root, "customer") / "months"
-
-
-def rows_read(files: list[Path]) -> int:
-    import pyarrow.parquet as pq
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
-
-
-def test_a_closed_month_is_read_from_its_month_file_with_the_same_training_set(
-        written: tuple[Path, int, pd.DataFrame]) -> None:
-    root, seed, before = written
-    done = compact_store(root)
-    assert done.months == 1
-    listed = feature_log_files(root, "customer")
-    assert [p.parent.parent for p in listed] == [month_dir(root)]  # one file for the month
-    assert rows_read(listed) == rows_read(day_files(root)) == 1500
-    pd.testing.assert_frame_equal(training(root, seed), before)
-    assert compact_store(root).months == 0  # it records the month's files already
-
-
-def test_rows_written_to_a_copied_month_are_read_from_the_days_until_copied_again(
-        tmp_path: Path) -> None:
-    rows = stream(6, 1200)
-    write_in_flushes(tmp_path, rows[:800], flush=50)
-    compact_store(tmp_path)
-    stale = feature_log_files(tmp_path, "customer")
-    write_in_flushes(tmp_path, rows[800:], flush=50)  # late rows for the month's days
-    reference = tmp_path / "reference"
-    write_in_flushes(reference, rows, flush=1200)
-    assert feature_log_files(tmp_path, "customer") == day_files(tmp_path)
-    pd.testing.assert_frame_equal(training(tmp_path, 6), training(reference, 6))
-    done = compact_store(tmp_path)
-    assert done.months == 1 and not stale[0].exists()  # the stale copy is deleted
-    assert rows_read(feature_log_files(tmp_path, "customer")) == 1200
-    pd.testing.assert_frame_equal(training(tmp_path, 6), training(reference, 6))
-
-
-def test_a_month_file_killed_mid_write_or_damaged_is_never_read(
-        written: tuple[Path, int, pd.DataFrame]) -> None:
-    from basketflow.sinks.month_files import month_name, recorded, span_name
-    root, seed, before = written
-    compact_store(root)
-    span = feature_log_files(root, "customer")[0]
-    (span.parent / f".{span.name}.tmp").write_bytes(b"PAR1 cut short")  # a kill mid-write
-    span.write_bytes(span.read_bytes()[:-100])  # and the file itself damaged
-    assert feature_log_files(root, "customer") == day_files(root)
-    pd.testing.assert_frame_equal(training(root, seed), before)
-    by_day = files_by_day(feature_log_dir(root, "customer"))
-    assert span.parent.name == month_name(min(by_day))
-    assert span.name == span_name(recorded(by_day, sorted(by_day)))  # type: ignore[arg-type]
-    span.unlink()
-    assert compact_store(root).months == 1  # made again, whole
-    assert rows_read(feature_log_files(root, "customer")) == 1500
-    pd.testing.assert_frame_equal(training(root, seed), before)
-
-
-def test_a_reader_until_a_day_inside_a_copied_month_reads_its_days(
-        written: tuple[Path, int, pd.DataFrame]) -> None:
-    root, _seed, _before = written
-    compact_store(root)
-    days = sorted(files_by_day(feature_log_dir(root, "customer")))
-    cut = feature_log_files(root, "customer", until=days[-2])
-    assert cut == files_of(files_by_day(feature_log_dir(root, "customer")), until=days[-2])
-    assert rows_read(feature_log_files(root, "customer", until=days[-1])) == 1500
-
-
-def test_a_damaged_month_file_is_named_by_the_checks_every_job_runs(
-        written: tuple[Path, int, pd.DataFrame]) -> None:
-    from basketflow.sinks.offline_layout import first_damaged, store_files
-    root, _seed, _before = written
-    compact_store(root)
-    span = feature_log_files(root, "customer")[0]
-    assert span in store_files(root) and first_damaged(store_files(root)) is None
-    span.write_bytes(span.read_bytes()[:-100])
-    damaged = first_damaged(store_files(root))
-    assert damaged is not None and str(span) in str(damaged)
