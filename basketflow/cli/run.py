@@ -55,7 +55,8 @@ if TYPE_CHECKING:
 @click.option("--metrics-port", type=click.IntRange(0, 65534), default=0, show_default=True,
               metavar="PORT", help="Serve Prometheus metrics (and Bytewax's own, and the "
               "flow's graph at /dataflow) on this port, 0: none. Two processes: the serve "
-              "part on PORT, the store part on PORT+1.")
+              "part on PORT, the store part on PORT+1; more: each on the next port, the "
+              "serve part's first.")
 @click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True,
               help="Processes on this host. 1: the whole flow in this one process (as "
                    "--one-process); 2: the serve and the store part in a process each; more: "
