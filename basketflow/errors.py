@@ -6,7 +6,7 @@ be read or written, a model or segmentation that is missing or damaged) derives 
 line catches this one class and prints the message as one ``Error:`` line; anything else
 is a bug.
 
->>> from basketflow.sinks.offline_store import StoreUnwritable
+>>> from basketflow.sinks.store_writes import StoreUnwritable
 >>> issubclass(StoreUnwritable, BasketflowError)
 True
 """

@@ -49,7 +49,8 @@ from basketflow.schemas.events import FIELD_NAMES, Transaction
 from basketflow.sinks.flow_sinks import FlowStats
 from basketflow.sinks.offline_layout import event_files
 from basketflow.sinks.offline_scan import parquet_source
-from basketflow.sinks.offline_store import StoreUnwritable, ensure_readable, ensure_writable
+from basketflow.sinks.offline_store import ensure_readable, ensure_writable
+from basketflow.sinks.store_writes import StoreUnwritable
 
 #: Events per batch. Larger batches cost less CPU per event (each product's values are
 #: computed once per batch): 4.9 s of CPU for 200k real events at 50,000 against 7.0 s at
@@ -161,7 +162,7 @@ def run_backfill(events: Callable[[], Iterator[Transaction]], outputs: FeatureOu
     and predicts in event order: :attr:`~basketflow.flows.scoring.ScoringConfig.replay`),
     and small batches replay the order a tailing flow sees (the one step takes each batch
     customer by customer). The offline store must be writable
-    (:class:`~basketflow.sinks.offline_store.StoreUnwritable` at once if not).
+    (:class:`~basketflow.sinks.store_writes.StoreUnwritable` at once if not).
 
     ``processes`` above 1 splits the entities over that many processes (see the module
     docstring): this one and ``processes - 1`` forked ones, each with its own events

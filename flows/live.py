@@ -127,12 +127,8 @@ from basketflow.sinks.flow_sinks import (
     ShadowScoreLogSink,
     count_late,
 )
-from basketflow.sinks.offline_store import (
-    SECONDS_PER_DAY,
-    PlacedEvents,
-    ensure_writable,
-    writing,
-)
+from basketflow.sinks.offline_store import SECONDS_PER_DAY, PlacedEvents, ensure_writable
+from basketflow.sinks.store_writes import writing
 from basketflow.sinks.flow_health import FlowHealth
 from basketflow.sinks.redis_retry import HEALTH_FILE, RedisRetry
 

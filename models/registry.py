@@ -54,7 +54,7 @@ from basketflow.errors import BasketflowError
 from basketflow.models.aliases import CHAMPION
 from basketflow.models.classifier import BasketClassifier
 from basketflow.schemas.features import BASKET, CUSTOMER
-from basketflow.sinks.offline_store import writing
+from basketflow.sinks.store_writes import writing
 
 REGISTRY_FILE = "registry.sqlite"
 KEY_FILE = "registry.key"

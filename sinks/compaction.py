@@ -80,7 +80,8 @@ from basketflow.sinks.offline_layout import (
     partition_files,
     partition_name,
 )
-from basketflow.sinks.offline_store import reading, write_atomically, writing
+from basketflow.sinks.offline_store import reading, write_atomically
+from basketflow.sinks.store_writes import writing
 
 log = logging.getLogger(__name__)
 

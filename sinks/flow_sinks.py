@@ -20,7 +20,7 @@ Bytewax output is at-least-once around a resume from a recovery snapshot:
   counters in the online store, for ``basketflow status``, and logs a line of counts
   every few seconds.
 
-A Parquet write that fails raises :class:`~basketflow.sinks.offline_store.StoreUnwritable`, which
+A Parquet write that fails raises :class:`~basketflow.sinks.store_writes.StoreUnwritable`, which
 stops the flow before the epoch's offsets are committed. The failure is noted in
 :class:`FlowStats`, and the buffering sinks then skip their flush at close: Bytewax closes
 every sink partition while it unwinds, and a second error there would abort the process
@@ -57,8 +57,8 @@ from basketflow.sinks.offline_store import (
     PlacedEvents,
     ScoreLog,
     ShadowScoreLog,
-    StoreUnwritable,
 )
+from basketflow.sinks.store_writes import StoreUnwritable
 from basketflow.sinks.online_store import (
     OnlineStore,
     RedisOnlineStore,

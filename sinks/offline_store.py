@@ -35,7 +35,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from msgspec.structs import astuple
 
-from basketflow.errors import BasketflowError
 from basketflow.offline_uri import StoreDir, StorePath
 from basketflow.schemas.events import FIELD_NAMES, Rejection, Transaction
 from basketflow.schemas.features import FeatureView, registry
@@ -65,6 +64,7 @@ from basketflow.sinks.offline_layout import (
     shadow_scores_dir,
 )
 from basketflow.sinks.month_files import is_month_file
+from basketflow.sinks.store_writes import writing
 
 #: The columns every event file has: a :class:`Transaction`'s fields.
 EVENT_COLUMNS = pa.schema([
@@ -105,44 +105,6 @@ class PlacedEvents(NamedTuple):
 
 EVENT_SCHEMA = pa.schema([*EVENT_COLUMNS, *POSITION_COLUMNS])
 
-class StoreUnwritable(BasketflowError, OSError):
-    """The data directory cannot be written (full disk, a file in the way, no permission).
-
-    The message names the path and the OS error, and says what to do. Raised by every
-    write of the offline store, of the model registry's artifacts and by the start-up check
-    (:func:`ensure_writable`); it stops the flow before the offsets past the unwritten
-    rows are committed, so the next run writes them.
-    """
-
-
-def unwritable(path: StoreDir, error: OSError) -> StoreUnwritable:
-    """The :class:`StoreUnwritable` for an OS error met while writing ``path``.
-
-    >>> err = unwritable(Path("/data/offline/events"), NotADirectoryError(20, "Not a directory"))
-    >>> err.errno, str(err).split(": free")[0]
-    (20, 'cannot write /data/offline/events (Not a directory)')
-    """
-    where = error.filename if error.filename is not None else path
-    reason = error.strerror or str(error)
-    exc = StoreUnwritable(
-        f"cannot write {where} ({reason}): free space on that disk or fix the directory "
-        "(a file in the way, permissions), then run the same command again; nothing is "
-        "lost, the input offsets past unwritten data were not committed")
-    exc.errno = error.errno
-    return exc
-
-
-@contextmanager
-def writing(path: StoreDir) -> Iterator[None]:
-    """Turn an OS error raised while writing under ``path`` into :class:`StoreUnwritable`."""
-    try:
-        yield
-    except StoreUnwritable:
-        raise
-    except OSError as exc:
-        raise unwritable(path, exc) from exc
-
-
 def ensure_writable(*directories: StoreDir) -> None:
     """Create each directory and write, sync and delete a probe file in it; raise
     :class:`StoreUnwritable` when that fails, so a run fails at its start rather than
@@ -154,7 +116,7 @@ def ensure_writable(*directories: StoreDir) -> None:
     ...     ensure_writable(Path(tmp) / "offline")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    basketflow.sinks.offline_store.StoreUnwritable: cannot write ...
+    basketflow.sinks.store_writes.StoreUnwritable: cannot write ...
     """
     for directory in directories:
         probe = directory / f".write-probe-{uuid.uuid4().hex}"

@@ -83,7 +83,7 @@ def _acquire(path: Path, topic: str, part: str, shared: bool = False) -> IO[str]
     """The open, locked file of one part's lock (``shared``: a lock other processes of one
     cluster hold too); :class:`RunLocked` when another run holds it, ``StoreUnwritable``
     when the data directory cannot hold it."""
-    from basketflow.sinks.offline_store import writing  # pyarrow: after a run's children start
+    from basketflow.sinks.store_writes import writing
     with writing(path.parent):
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+", encoding="utf-8")

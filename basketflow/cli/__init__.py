@@ -31,6 +31,7 @@ from basketflow.cli import (
     features,
     model_registry,
     models,
+    output,
     project,
     report,
     run,
@@ -138,5 +139,12 @@ for command in (project.init, project.plan, project.apply,
 
 
 def main() -> None:
-    """Console entry point."""
-    cli(prog_name="basketflow")
+    """Console entry point. A command that asked for it (:func:`~basketflow.cli.output.
+    end_at_once`) ends the process as soon as its output is written, without the
+    interpreter's teardown of the modules it imported."""
+    try:
+        cli(prog_name="basketflow")
+    except SystemExit as exc:
+        if output.ending_at_once():
+            output.end_now(exc.code if isinstance(exc.code, int) else 1)
+        raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -41,6 +41,35 @@ class RedactingConsole(Console):
 
 console = RedactingConsole(stderr=True, emoji=False, highlight=False)
 out = RedactingConsole(emoji=False, highlight=False)
+
+_end_at_once = False
+
+
+def end_at_once() -> None:
+    """Ask the console entry point to end this process as soon as the command returns:
+    a flow's process imported pyarrow, Bytewax, redis and numpy, whose teardown by the
+    interpreter takes longer than the run of a flow over an empty topic, and
+    ``basketflow run`` waits for each of its processes to end. Only for a command whose
+    work is all done and written when it returns (its threads joined, its files closed):
+    nothing registered to run at exit runs."""
+    global _end_at_once
+    _end_at_once = True
+
+
+def ending_at_once() -> bool:
+    """Whether the command asked for :func:`end_at_once`."""
+    return _end_at_once
+
+
+def end_now(status: int) -> NoReturn:
+    """Flush the output and the logs, then end the process with ``status``."""
+    import logging
+    import os
+    import sys
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 class FullHelpGroup(click.Group):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from basketflow.cli.output import out, print_json
+from basketflow.cli.output import end_at_once, out, print_json
 from basketflow.flows.stopping import stop_on_signals
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ def run(ctx: click.Context, stop_at_end: bool, workers: int, recovery: bool,
                   f"{figures.offline_rows_written:,} new offline rows, "
                   f"{figures.online_writes:,} online writes"
                   f"{'; the next run resumes where this one stopped' if figures.stopped else ''}")
+    end_at_once()  # its flows, their writers and its children have all ended
 
 
 def _check_rebuild(from_start: bool, reset_offsets: str | None, recovery: bool,

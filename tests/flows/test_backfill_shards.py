@@ -22,7 +22,7 @@ from basketflow.flows.shards import EntityShard, plan
 from basketflow.producers.synthetic import write_csv
 from basketflow.schemas.events import parse_row
 from basketflow.sinks.flow_sinks import FlowStats
-from basketflow.sinks.offline_store import StoreUnwritable
+from basketflow.sinks.store_writes import StoreUnwritable
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ epochs; a data directory that is a file (the start-up check); and, where a priva
 namespace can be made, a tiny tmpfs as the offline store, for a real ENOSPC mid-run.
 What is compared is explained in :mod:`store_contents`. Each offline write path (events,
 dead letters, feature log, late events, scores) and the model registry is also
-shown to raise :class:`~basketflow.sinks.offline_store.StoreUnwritable` on its own.
+shown to raise :class:`~basketflow.sinks.store_writes.StoreUnwritable` on its own.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from basketflow.sinks.offline_store import (
     LateEventLog,
     ParquetEventStore,
     ScoreLog,
-    StoreUnwritable,
 )
+from basketflow.sinks.store_writes import StoreUnwritable
 
 PAGE = 4096
 
