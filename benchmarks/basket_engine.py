@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' refer
 
 from machine import REAL_DATA, describe  # noqa: E402
 
-from product_engine import HOUR, Hours, comparable, fold_by_hour, timed  # noqa: E402
+from product_engine import HOUR, Hours, comparable, contest, fold_by_hour  # noqa: E402
 
 from basketflow.features.entity_features import (  # noqa: E402
     BASKET_ENGINE,
@@ -99,17 +99,7 @@ def main() -> None:
         "hand-written state": lambda: basket_values(lines, BasketState, hand_written_read),
         "engine state": lambda: basket_values(lines, BASKET_ENGINE.state, engine_read),
     }
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    results: dict[str, list[Any]] = {}
-    for _ in range(args.rounds):
-        for name, run in contenders.items():
-            seconds, results[name] = timed(run)
-            times[name].append(seconds)
-    best = {name: min(t) for name, t in times.items()}
-    for name, seconds in best.items():
-        baseline = best["hand-written " + name.split(" ", 1)[1]]
-        print(f"{name:22} {len(lines) / seconds:>10,.0f} events/s  ({seconds:.2f} s of CPU, "
-              f"best of {args.rounds}; {seconds / baseline:.2f} x the hand-written time)")
+    results = contest(contenders, args.rounds, len(lines))
     same = comparable(results["engine folder"]) == comparable(results["hand-written folder"])
     rows = sum(len(u.rows) for u in results["engine folder"] if u is not None)
     print(f"folders' updates identical (rows, values with types): {same}; {rows:,} rows")

@@ -136,6 +136,25 @@ def timed(run: Callable[[], list[Any]]) -> tuple[float, list[Any]]:
     return time.process_time() - started, out
 
 
+def contest(contenders: dict[str, Callable[[], list[Any]]], rounds: int,
+            events: int) -> dict[str, list[Any]]:
+    """Run every contender ``rounds`` times in turns; print each one's best events/s beside
+    its hand-written twin's (``engine X`` against ``hand-written X``); each one's result."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    results: dict[str, list[Any]] = {}
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            seconds, results[name] = timed(run)
+            times[name].append(seconds)
+    best = {name: min(t) for name, t in times.items()}
+    width = max(map(len, contenders))
+    for name, seconds in best.items():
+        baseline = best["hand-written " + name.split(" ", 1)[1]]
+        print(f"{name:{width}} {events / seconds:>10,.0f} events/s  ({seconds:.2f} s of CPU, "
+              f"best of {rounds}; {seconds / baseline:.2f} x the hand-written time)")
+    return results
+
+
 def comparable(updates: list[Any]) -> list[Any]:
     """Updates as plain values, types included (0 is not 0.0)."""
     return [None if u is None else (
@@ -168,17 +187,7 @@ def main() -> None:
         "hand-written state, interleaved": lambda: states_alone(ProductState, mixed),
         "engine state, interleaved": lambda: states_alone(PRODUCT_ENGINE.state, mixed),
     }
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    results: dict[str, list[Any]] = {}
-    for _ in range(args.rounds):
-        for name, run in contenders.items():
-            seconds, results[name] = timed(run)
-            times[name].append(seconds)
-    best = {name: min(t) for name, t in times.items()}
-    for name, seconds in best.items():
-        baseline = best["hand-written " + name.split(" ", 1)[1]]
-        print(f"{name:32} {events / seconds:>10,.0f} events/s  ({seconds:.2f} s of CPU, best "
-              f"of {args.rounds}; {seconds / baseline:.2f} x the hand-written time)")
+    results = contest(contenders, args.rounds, events)
     same_folders = comparable(results["engine folder"]) == \
         comparable(results["hand-written folder"])
     rows = sum(len(u.rows) for u in results["engine folder"] if u is not None)

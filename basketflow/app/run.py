@@ -258,11 +258,11 @@ def run_children(settings: Settings, options: FlowOptions, clusters: tuple[Clust
         if options.from_start:
             shutil.rmtree(settings.recovery_dir / settings.topic, ignore_errors=True)
         env = child_env(settings) | {ENV_HELD_BY: str(os.getpid())}
-        named = [(cluster, name, args) for cluster in clusters
-                 for name, args in cluster.children()]
+        of_cluster = [cluster.children() for cluster in clusters]
         children = {name: start_child([*args, *_child_options(options, index).as_args()],
                                       env, verbose)
-                    for index, (_cluster, name, args) in enumerate(named)}
+                    for index, (name, args) in enumerate(
+                        child for named in of_cluster for child in named)}
         with gates_opened(children):  # the checks while the children import
             _check_for_children(settings, options, clusters)
         if stopping.requested():
@@ -271,8 +271,8 @@ def run_children(settings: Settings, options: FlowOptions, clusters: tuple[Clust
         with compacting(settings.offline_dir):  # closed days, off the flow's processes
             by_child = supervised(children)
     by_cluster = {"+".join(cluster.parts): cluster_figures(
-        {name: by_child[name] for owner, name, _args in named if owner is cluster})
-        if cluster.processes > 1 else by_child[cluster.parts[0]] for cluster in clusters}
+        {name: by_child[name] for name, _args in named}) if cluster.processes > 1
+        else by_child[named[0][0]] for cluster, named in zip(clusters, of_cluster)}
     return (next(iter(by_cluster.values())) if len(by_cluster) == 1
             else combined_figures(by_cluster))
 
